@@ -1,0 +1,110 @@
+//! Agents: the AI CLIs tasks are dispatched to.
+
+use serde_json::json;
+
+use super::event;
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::error::{Error, Result};
+use crate::store::agents::{self, Agent};
+use crate::time::now_ms;
+
+/// The fields of an agent create or edit; `None` keeps (or defaults) them.
+#[derive(Default)]
+pub struct AgentInput {
+    pub slug: Option<String>,
+    pub name: Option<String>,
+    pub active: Option<bool>,
+    pub launch_command: Option<Option<String>>,
+    pub model: Option<Option<String>>,
+}
+
+/// A slug is what `AGENT_CMD_<SLUG>` is built from: lowercase letters,
+/// digits, `-` and `_`.
+pub fn check_slug(slug: &str) -> Result<()> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 64
+        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_field("slug", "use 1 to 64 lowercase letters, digits, '-' or '_'"))
+    }
+}
+
+pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<Agent> {
+    who.require_operator("managing agents")?;
+    let slug = input.slug.ok_or_else(|| Error::invalid_field("slug", "is required"))?;
+    check_slug(&slug)?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        if agents::by_slug(conn, &slug)?.is_some() {
+            return Err(Error::conflict("duplicate", format!("an agent with slug {slug:?} exists")));
+        }
+        let agent = Agent {
+            id: 0,
+            name: input.name.unwrap_or_else(|| slug.clone()),
+            slug,
+            active: input.active.unwrap_or(true),
+            launch_command: input.launch_command.flatten(),
+            model: input.model.flatten(),
+            created_at: now,
+            updated_at: now,
+        };
+        let id = agents::insert(conn, &agent, now)?;
+        event(conn, now, None, None, "agent.created", &actor, json!({"agent_id": id, "slug": agent.slug}))?;
+        agents::require(conn, id)
+    })
+}
+
+pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agent> {
+    who.require_operator("managing agents")?;
+    if let Some(slug) = &input.slug {
+        check_slug(slug)?;
+    }
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        let mut a = agents::require(conn, id)?;
+        if let Some(slug) = input.slug {
+            if slug != a.slug && agents::by_slug(conn, &slug)?.is_some() {
+                return Err(Error::conflict("duplicate", format!("an agent with slug {slug:?} exists")));
+            }
+            a.slug = slug;
+        }
+        if let Some(n) = input.name {
+            a.name = n;
+        }
+        if let Some(act) = input.active {
+            a.active = act;
+        }
+        if let Some(c) = input.launch_command {
+            a.launch_command = c;
+        }
+        if let Some(m) = input.model {
+            a.model = m;
+        }
+        agents::save(conn, &a, now)?;
+        event(conn, now, None, None, "agent.updated", &actor, json!({"agent_id": id, "slug": a.slug, "active": a.active}))?;
+        agents::require(conn, id)
+    })
+}
+
+pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
+    who.require_operator("managing agents")?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        let a = agents::require(conn, id)?;
+        let used = agents::task_count(conn, id)?;
+        if used > 0 {
+            return Err(Error::conflict(
+                "agent_in_use",
+                format!("agent {:?} is assigned to {used} task(s); deactivate it instead (PATCH active=false)", a.slug),
+            ));
+        }
+        agents::delete(conn, id)?;
+        event(conn, now, None, None, "agent.deleted", &actor, json!({"agent_id": id, "slug": a.slug}))
+    })
+}

@@ -1,0 +1,57 @@
+//! Reading and changing `ops_settings`.
+
+use serde_json::{json, Value};
+
+use super::event;
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::domain::settings::{self, Settings, DISPATCH_ENABLED, SERVICE_API_TOKEN, TOKEN_ORIGIN};
+use crate::error::Result;
+use crate::store;
+use crate::time::now_ms;
+
+pub fn load(db: &Db) -> Result<Settings> {
+    store::settings::load(&*db.read()?)
+}
+
+/// `PUT /api/settings/:key`. Workspace admins may toggle
+/// `dispatch_enabled`; every other key needs an operator.
+pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Value> {
+    if key == DISPATCH_ENABLED {
+        who.require_ops_admin("toggling dispatch")?;
+    } else {
+        who.require_operator("changing settings")?;
+    }
+    let value = settings::validate(key, raw)?;
+    let key = key.to_string();
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        let before = store::settings::get(conn, &key)?;
+        store::settings::set(conn, &key, &value, now)?;
+        if key == SERVICE_API_TOKEN {
+            store::settings::set(conn, TOKEN_ORIGIN, "api", now)?;
+        }
+        let shown = |v: Option<String>| if key == SERVICE_API_TOKEN { v.map(|_| "[redacted]".to_string()) } else { v };
+        event(conn, now, None, None, "settings.changed", &actor,
+            json!({"key": key, "from": shown(before), "to": shown(Some(value.clone()))}))?;
+        let s = store::settings::load(conn)?;
+        Ok(json!({"key": key, "value": s.value_json(&key)}))
+    })
+}
+
+/// Writes the service token (start-up seeding, `ops-center admin`).
+/// `origin` is `env`, `generated` or `admin`.
+pub fn set_service_token(db: &Db, token: String, origin: &'static str, actor: &str) -> Result<()> {
+    let actor = actor.to_string();
+    db.write(move |conn| {
+        let now = now_ms();
+        if store::settings::get(conn, SERVICE_API_TOKEN)?.as_deref() == Some(token.as_str()) {
+            return Ok(());
+        }
+        store::settings::set(conn, SERVICE_API_TOKEN, &token, now)?;
+        store::settings::set(conn, TOKEN_ORIGIN, origin, now)?;
+        event(conn, now, None, None, "settings.changed", &actor,
+            json!({"key": SERVICE_API_TOKEN, "to": "[redacted]", "origin": origin}))
+    })
+}

@@ -1,0 +1,282 @@
+//! Creating, editing, commenting, archiving and deleting tasks.
+
+use serde_json::{json, Value};
+
+use super::event;
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
+use crate::error::{Error, Result};
+use crate::store::{agents, comments, tasks, tasks::Task};
+use crate::time::now_ms;
+
+/// An agent named by id or by slug.
+#[derive(Clone, Debug)]
+pub enum AgentRef {
+    Id(i64),
+    Slug(String),
+}
+
+pub struct NewTaskInput {
+    pub workspace_id: i64,
+    pub title: String,
+    pub description: String,
+    pub execution: Execution,
+    pub agent: Option<AgentRef>,
+    pub model: Option<String>,
+    pub priority: i64,
+    pub sensitive: bool,
+}
+
+/// The fields of `PATCH /api/tasks/:id`; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct TaskEdit {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub execution: Option<Execution>,
+    pub agent: Option<Option<AgentRef>>,
+    pub model: Option<Option<String>>,
+    pub priority: Option<i64>,
+    pub sensitive: Option<bool>,
+    pub blocked: Option<bool>,
+    pub blocked_reason: Option<Option<String>>,
+    pub status: Option<Status>,
+}
+
+fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
+    let found = match r {
+        AgentRef::Id(id) => agents::get(conn, *id)?,
+        AgentRef::Slug(slug) => agents::by_slug(conn, slug)?,
+    };
+    found.map(|a| a.id).ok_or_else(|| {
+        let name = match r {
+            AgentRef::Id(id) => format!("id {id}"),
+            AgentRef::Slug(s) => format!("slug {s:?}"),
+        };
+        Error::invalid_field("agent", format!("no agent with {name}"))
+    })
+}
+
+pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
+    who.can_edit_tasks(input.workspace_id)?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        crate::store::workspaces::require(conn, input.workspace_id)
+            .map_err(|_| Error::invalid_field("workspace_id", format!("no workspace {}", input.workspace_id)))?;
+        let agent_id = input.agent.as_ref().map(|r| resolve_agent(conn, r)).transpose()?;
+        let id = tasks::insert(
+            conn,
+            &tasks::NewTask {
+                workspace_id: input.workspace_id,
+                title: input.title,
+                description: input.description,
+                execution: input.execution,
+                agent_id,
+                model: input.model,
+                priority: input.priority,
+                sensitive: input.sensitive,
+            },
+            now,
+        )?;
+        let task = tasks::require(conn, id)?;
+        event(conn, now, Some(task.workspace_id), Some(id), "task.created", &actor, json!({"title": task.title}))?;
+        Ok(task)
+    })
+}
+
+/// A task and its comments, for a caller who may read it.
+pub fn get_with_comments(db: &Db, who: &Principal, id: i64) -> Result<Value> {
+    let conn = db.read()?;
+    let task = tasks::require(&conn, id)?;
+    who.can_read(task.workspace_id)?;
+    let mut v = task.to_json();
+    v["comments"] = Value::Array(comments::for_task(&conn, id)?);
+    Ok(v)
+}
+
+/// Applies an edit. `force` is `?force=true`: allowed to operators only,
+/// it lets an AI task become `done` without output evidence.
+pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> Result<Task> {
+    if force {
+        who.require_operator("?force=true")?;
+    }
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let actor = who.actor();
+        let mut t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        if t.archived_at.is_some() {
+            return Err(Error::conflict("task_archived", format!("task {id} is archived; archived tasks are read-only")));
+        }
+        let mut changed: Vec<&str> = Vec::new();
+        let mut gate_relevant_change = false;
+
+        if let Some(title) = edit.title {
+            if title != t.title {
+                t.title = title;
+                changed.push("title");
+            }
+        }
+        if let Some(d) = edit.description {
+            if d != t.description {
+                t.description = d;
+                changed.push("description");
+                gate_relevant_change = true;
+            }
+        }
+        if let Some(e) = edit.execution {
+            if e != t.execution {
+                t.execution = e;
+                changed.push("execution");
+            }
+        }
+        if let Some(agent) = edit.agent {
+            let agent_id = agent.as_ref().map(|r| resolve_agent(conn, r)).transpose()?;
+            if agent_id != t.agent_id {
+                t.agent_id = agent_id;
+                changed.push("agent_id");
+                gate_relevant_change = true;
+            }
+        }
+        if let Some(m) = edit.model {
+            if m != t.model {
+                t.model = m;
+                changed.push("model");
+            }
+        }
+        if let Some(p) = edit.priority {
+            if p != t.priority {
+                t.priority = p;
+                changed.push("priority");
+            }
+        }
+        if let Some(s) = edit.sensitive {
+            if s != t.sensitive {
+                t.sensitive = s;
+                changed.push("sensitive");
+            }
+        }
+        if let Some(b) = edit.blocked {
+            if b != t.blocked {
+                t.blocked = b;
+                changed.push("blocked");
+                if !b {
+                    t.blocked_reason = None;
+                }
+            }
+        }
+        if let Some(r) = edit.blocked_reason {
+            if r != t.blocked_reason {
+                t.blocked_reason = r;
+                changed.push("blocked_reason");
+            }
+        }
+        // Human Gate: an approval covers one prompt and one agent.
+        if gate_relevant_change && t.sensitive && t.gate_approved_at.is_some() {
+            t.gate_approved_at = None;
+            t.gate_approved_by = None;
+            changed.push("gate_approved_at");
+            event(conn, now, Some(t.workspace_id), Some(id), "gate.approval_withdrawn", &actor,
+                json!({"reason": "prompt or agent changed after approval"}))?;
+        }
+        if let Some(to) = edit.status {
+            change_status(conn, &mut t, to, force, &actor, now)?;
+            changed.push("status");
+        }
+        if changed.is_empty() {
+            return Ok(t);
+        }
+        tasks::save(conn, &t, now)?;
+        event(conn, now, Some(t.workspace_id), Some(id), "task.updated", &actor, json!({"changed": changed}))?;
+        tasks::require(conn, id)
+    })
+}
+
+/// A manual status change, with the done guard.
+fn change_status(
+    conn: &rusqlite::Connection,
+    t: &mut Task,
+    to: Status,
+    force: bool,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let from = t.status;
+    if to == from {
+        return Ok(());
+    }
+    check_manual_status(to)?;
+    if to == Status::Done {
+        let ai = is_ai_task(t.execution, t.agent_id);
+        let evidence = ai && tasks::has_output_evidence(conn, t)?;
+        check_done_guard(ai, evidence, force)?;
+        if ai && !evidence {
+            event(conn, now, Some(t.workspace_id), Some(t.id), "task.done_forced", actor,
+                json!({"from": from.as_str(), "reason": "no visible output evidence"}))?;
+        }
+    }
+    // Leaving a claimed status by hand ends the worker's claim: its later
+    // reports are refused as stale.
+    if from.is_claimed() {
+        t.clear_claim();
+    }
+    t.status = to;
+    event(conn, now, Some(t.workspace_id), Some(t.id), "task.status_changed", actor,
+        json!({"from": from.as_str(), "to": to.as_str(), "forced": force}))?;
+    Ok(())
+}
+
+/// Kinds of comment a caller may post; `log` and `system` are written by
+/// the dispatcher itself.
+pub const POSTABLE_COMMENT_KINDS: &[&str] = &["note", "blocker"];
+
+pub fn add_comment(db: &Db, who: &Principal, task_id: i64, kind: String, body: String) -> Result<Value> {
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let t = tasks::require(conn, task_id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        let actor = who.actor();
+        let id = comments::add(conn, task_id, &actor, &kind, &body, now)?;
+        event(conn, now, Some(t.workspace_id), Some(task_id), "task.commented", &actor, json!({"comment_id": id, "kind": kind}))?;
+        comments::get(conn, id)?.ok_or_else(|| Error::Internal("comment vanished".into()))
+    })
+}
+
+pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let mut t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        if t.archived_at.is_some() {
+            return Ok(t);
+        }
+        if t.status.is_claimed() {
+            return Err(Error::conflict(
+                "task_active",
+                format!("task {id} is {} on worker {}; move it out of {} before archiving",
+                    t.status.as_str(), t.claimed_by.as_deref().unwrap_or("?"), t.status.as_str()),
+            ));
+        }
+        t.archived_at = Some(now);
+        tasks::save(conn, &t, now)?;
+        event(conn, now, Some(t.workspace_id), Some(id), "task.archived", &who.actor(), json!({}))?;
+        tasks::require(conn, id)
+    })
+}
+
+pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        tasks::delete(conn, id)?;
+        event(conn, now, Some(t.workspace_id), Some(id), "task.deleted", &who.actor(),
+            json!({"title": t.title, "status": t.status.as_str()}))?;
+        Ok(())
+    })
+}

@@ -1,0 +1,30 @@
+//! Versioned migrations, tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Migration N (1-based) brings the schema from version N-1 to N. Entries
+/// are only ever appended.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+pub fn run(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = MIGRATIONS.len() as i64;
+    if current > latest {
+        return Err(Error::Internal(format!(
+            "database schema version {current} is newer than this binary knows ({latest}); \
+             upgrade ops-center"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Internal(format!("migration {version} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        log::info!("database migrated to schema version {version}");
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The settings of `ops_settings`: their keys, defaults and validation.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Bool,
+    Int { min: i64, max: i64 },
+    Token,
+}
+
+struct Def {
+    key: &'static str,
+    default: &'static str,
+    kind: Kind,
+}
+
+/// The shortest service token accepted: long enough that it cannot be
+/// guessed (the generated ones are 64 hex characters).
+pub const MIN_TOKEN_LEN: usize = 32;
+
+pub const DISPATCH_ENABLED: &str = "dispatch_enabled";
+pub const DISPATCH_STALE_MINUTES: &str = "dispatch_stale_minutes";
+pub const WORKER_STALE_SECONDS: &str = "dispatch_worker_stale_seconds";
+pub const SERVICE_API_TOKEN: &str = "service_api_token";
+pub const WATCHDOG_INTERVAL_SECONDS: &str = "watchdog_interval_seconds";
+pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
+/// Internal: `generated` while the token is the one made at first start.
+pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
+
+const DEFS: &[Def] = &[
+    Def { key: DISPATCH_ENABLED, default: "false", kind: Kind::Bool },
+    Def { key: DISPATCH_STALE_MINUTES, default: "20", kind: Kind::Int { min: 1, max: 10_080 } },
+    Def { key: WORKER_STALE_SECONDS, default: "90", kind: Kind::Int { min: 5, max: 86_400 } },
+    Def { key: SERVICE_API_TOKEN, default: "", kind: Kind::Token },
+    Def { key: WATCHDOG_INTERVAL_SECONDS, default: "60", kind: Kind::Int { min: 5, max: 86_400 } },
+    Def { key: WATCHDOG_FAILURE_THRESHOLD, default: "3", kind: Kind::Int { min: 1, max: 1_000 } },
+];
+
+fn def(key: &str) -> Option<&'static Def> {
+    DEFS.iter().find(|d| d.key == key)
+}
+
+pub fn known_keys() -> Vec<&'static str> {
+    DEFS.iter().map(|d| d.key).collect()
+}
+
+/// Checks `raw` for `key` and returns the value to store (trimmed, and
+/// booleans lower-cased). A bad key or value names what is accepted.
+pub fn validate(key: &str, raw: &str) -> Result<String> {
+    let def = def(key).ok_or_else(|| Error::BadRequest {
+        code: "unknown_setting",
+        message: format!("unknown setting `{key}`; known settings: {}", known_keys().join(", ")),
+    })?;
+    let value = raw.trim();
+    let bad = |why: String| Error::BadRequest {
+        code: "invalid_setting",
+        message: format!("invalid value for `{key}`: {why}"),
+    };
+    match def.kind {
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            v @ ("true" | "false") => Ok(v.to_string()),
+            _ => Err(bad(format!("expected true or false, got {raw:?}"))),
+        },
+        Kind::Int { min, max } => match value.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n.to_string()),
+            Ok(n) => Err(bad(format!("{n} is outside {min}..={max}"))),
+            Err(_) => Err(bad(format!("expected a whole number from {min} to {max}, got {raw:?}"))),
+        },
+        Kind::Token => validate_token(value).map(str::to_string).map_err(bad),
+    }
+}
+
+/// A service token: at least [`MIN_TOKEN_LEN`] printable characters, no
+/// spaces, and not one character repeated.
+pub fn validate_token(token: &str) -> std::result::Result<&str, String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!("a service token needs at least {MIN_TOKEN_LEN} characters"));
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("a service token may hold only printable ASCII without spaces".into());
+    }
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    if distinct.len() < 8 {
+        return Err("a service token needs at least 8 different characters".into());
+    }
+    Ok(token)
+}
+
+/// The settings in force, with the runtime fallback for any value that is
+/// unset or invalid in the table.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub dispatch_enabled: bool,
+    pub dispatch_stale_minutes: i64,
+    pub dispatch_worker_stale_seconds: i64,
+    pub service_api_token: String,
+    pub watchdog_interval_seconds: i64,
+    pub watchdog_failure_threshold: i64,
+    pub token_generated: bool,
+}
+
+impl Settings {
+    pub fn from_map(stored: &HashMap<String, String>) -> Settings {
+        let get = |key: &str| -> String {
+            let def = def(key).expect("known key");
+            stored
+                .get(key)
+                .and_then(|v| validate(key, v).ok())
+                .unwrap_or_else(|| def.default.to_string())
+        };
+        let int = |key: &str| get(key).parse::<i64>().expect("validated integer");
+        Settings {
+            dispatch_enabled: get(DISPATCH_ENABLED) == "true",
+            dispatch_stale_minutes: int(DISPATCH_STALE_MINUTES),
+            dispatch_worker_stale_seconds: int(WORKER_STALE_SECONDS),
+            service_api_token: stored.get(SERVICE_API_TOKEN).cloned().unwrap_or_default(),
+            watchdog_interval_seconds: int(WATCHDOG_INTERVAL_SECONDS),
+            watchdog_failure_threshold: int(WATCHDOG_FAILURE_THRESHOLD),
+            token_generated: stored.get(TOKEN_ORIGIN).map(String::as_str) == Some("generated"),
+        }
+    }
+
+    /// The JSON shown by `GET /api/settings` and in health: typed values,
+    /// the token never shown.
+    pub fn to_json(&self) -> Value {
+        json!({
+            DISPATCH_ENABLED: self.dispatch_enabled,
+            DISPATCH_STALE_MINUTES: self.dispatch_stale_minutes,
+            WORKER_STALE_SECONDS: self.dispatch_worker_stale_seconds,
+            SERVICE_API_TOKEN: if self.service_api_token.is_empty() { Value::Null } else { json!("[redacted]") },
+            WATCHDOG_INTERVAL_SECONDS: self.watchdog_interval_seconds,
+            WATCHDOG_FAILURE_THRESHOLD: self.watchdog_failure_threshold,
+        })
+    }
+
+    /// The typed value of one key, as in [`Settings::to_json`].
+    pub fn value_json(&self, key: &str) -> Value {
+        self.to_json().get(key).cloned().unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_per_key() {
+        assert_eq!(validate("dispatch_enabled", " TRUE ").unwrap(), "true");
+        assert!(validate("dispatch_enabled", "yes").is_err());
+        assert_eq!(validate("dispatch_stale_minutes", "20").unwrap(), "20");
+        assert!(validate("dispatch_stale_minutes", "0").is_err());
+        assert!(validate("dispatch_stale_minutes", "abc").is_err());
+        assert!(validate("dispatch_worker_stale_seconds", "999999").is_err());
+        assert!(validate("no_such_key", "1").is_err());
+        assert!(validate("service_api_token", "short").is_err());
+        assert!(validate("service_api_token", &"a".repeat(40)).is_err());
+        assert!(validate("service_api_token", "0123456789abcdef0123456789abcdef").is_ok());
+    }
+
+    #[test]
+    fn invalid_stored_values_fall_back_to_defaults() {
+        let mut m = HashMap::new();
+        m.insert("dispatch_stale_minutes".to_string(), "banana".to_string());
+        m.insert("dispatch_enabled".to_string(), "true".to_string());
+        let s = Settings::from_map(&m);
+        assert_eq!(s.dispatch_stale_minutes, 20);
+        assert!(s.dispatch_enabled);
+        assert_eq!(s.dispatch_worker_stale_seconds, 90);
+        assert_eq!(s.watchdog_failure_threshold, 3);
+    }
+}

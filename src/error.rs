@@ -1,0 +1,82 @@
+//! The one error type of the server side. Every layer returns it; only
+//! `http::response` turns it into a status code and a JSON body.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The request is malformed or a field is invalid (400).
+    BadRequest { code: &'static str, message: String },
+    /// No or unknown credentials (401).
+    Unauthorized(String),
+    /// Known caller, not allowed (403).
+    Forbidden(String),
+    /// The thing named does not exist (404).
+    NotFound(String),
+    /// The state of a resource forbids the change (409). `code` is part of
+    /// the API contract (`done_guard`, `human_gate`, `stale_claim`, ...).
+    Conflict { code: &'static str, message: String },
+    /// Too many attempts (429); the value is the seconds to wait.
+    RateLimited { retry_after_secs: u64 },
+    /// Anything the caller cannot fix: database failure, bug. The detail is
+    /// logged, never sent.
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::BadRequest { code: "bad_request", message: message.into() }
+    }
+
+    pub fn invalid_field(field: &str, message: impl fmt::Display) -> Error {
+        Error::BadRequest { code: "invalid_field", message: format!("field `{field}`: {message}") }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+        Error::Conflict { code, message: message.into() }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Error {
+        Error::NotFound(what.into())
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Error {
+        Error::Forbidden(message.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRequest { message, .. } => write!(f, "{message}"),
+            Error::Unauthorized(m) | Error::Forbidden(m) | Error::NotFound(m) => write!(f, "{m}"),
+            Error::Conflict { message, .. } => write!(f, "{message}"),
+            Error::RateLimited { retry_after_secs } => {
+                write!(f, "too many attempts, retry in {retry_after_secs} s")
+            }
+            Error::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Error {
+        Error::Internal(format!("database pool: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::Internal(format!("json: {e}"))
+    }
+}

@@ -1,0 +1,180 @@
+//! What a handler sees of a request: method, path, query, headers, body,
+//! and the client's address and scheme (through a trusted proxy or not).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+
+use super::fields::Fields;
+use crate::error::{Error, Result};
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub struct Req {
+    pub method: String,
+    /// Path segments after `/api`, or of the whole path for non-API routes.
+    pub path: String,
+    pub query: HashMap<String, String>,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub client_ip: Option<IpAddr>,
+    pub https: bool,
+}
+
+/// Why a body could not be read.
+pub enum BodyError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+impl Req {
+    /// Reads the request, body included (at most [`MAX_BODY`] bytes).
+    pub fn read(rq: &mut tiny_http::Request, trust_proxy: bool) -> std::result::Result<Req, BodyError> {
+        let headers: Vec<(String, String)> = rq
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+            .collect();
+        let url = rq.url().to_string();
+        let (path, qs) = url.split_once('?').unwrap_or((url.as_str(), ""));
+        let mut req = Req {
+            method: rq.method().as_str().to_ascii_uppercase(),
+            path: percent_decode(path),
+            query: parse_query(qs),
+            headers,
+            body: Vec::new(),
+            client_ip: rq.remote_addr().map(|a| a.ip()),
+            https: false,
+        };
+        if trust_proxy {
+            if let Some(ip) = req
+                .header("x-forwarded-for")
+                .and_then(|v| v.split(',').next())
+                .and_then(|s| s.trim().parse().ok())
+            {
+                req.client_ip = Some(ip);
+            }
+            req.https =
+                req.header("x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        }
+        if rq.body_length().is_some_and(|n| n > MAX_BODY) {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = Vec::new();
+        rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body).map_err(BodyError::Io)?;
+        if body.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        req.body = body;
+        Ok(req)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.header("cookie")?.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The body as a JSON object with only `allowed` keys.
+    pub fn fields(&self, allowed: &[&str]) -> Result<Fields> {
+        Fields::parse(&self.body, allowed)
+    }
+
+    pub fn query_str(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    pub fn query_i64(&self, key: &str) -> Result<Option<i64>> {
+        self.query_str(key)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| Error::BadRequest {
+                    code: "invalid_query",
+                    message: format!("query parameter `{key}` must be a whole number, got {v:?}"),
+                })
+            })
+            .transpose()
+    }
+
+    pub fn query_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.query_str(key)
+            .map(|v| match v {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(Error::BadRequest {
+                    code: "invalid_query",
+                    message: format!("query parameter `{key}` must be true or false, got {v:?}"),
+                }),
+            })
+            .transpose()
+    }
+
+    /// `?force=true`.
+    pub fn force(&self) -> Result<bool> {
+        Ok(self.query_bool("force")?.unwrap_or(false))
+    }
+
+    /// `limit` (1..=1000, default 50) and `offset` (>= 0).
+    pub fn page(&self) -> Result<crate::store::Page> {
+        let limit = self.query_i64("limit")?.unwrap_or(50);
+        let offset = self.query_i64("offset")?.unwrap_or(0);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::BadRequest { code: "invalid_query", message: "`limit` must be from 1 to 1000".into() });
+        }
+        if offset < 0 {
+            return Err(Error::BadRequest { code: "invalid_query", message: "`offset` must not be negative".into() });
+        }
+        Ok(crate::store::Page { limit, offset })
+    }
+}
+
+fn parse_query(qs: &str) -> HashMap<String, String> {
+    qs.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        let q = parse_query("status=next&agent=open%20code&x=a+b&empty=");
+        assert_eq!(q["status"], "next");
+        assert_eq!(q["agent"], "open code");
+        assert_eq!(q["x"], "a b");
+        assert_eq!(q["empty"], "");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("%é"), "%é");
+    }
+}

@@ -1,0 +1,71 @@
+//! Responses, and the one place where an [`Error`] becomes a status code
+//! and a `{"error","message"}` body.
+
+use serde_json::{json, Value};
+
+use crate::error::Error;
+
+pub struct Resp {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Resp {
+    pub fn json(status: u16, v: &Value) -> Resp {
+        Resp { status, content_type: "application/json", body: v.to_string().into_bytes(), headers: Vec::new() }
+    }
+
+    pub fn ok(v: Value) -> Resp {
+        Resp::json(200, &v)
+    }
+
+    pub fn created(v: Value) -> Resp {
+        Resp::json(201, &v)
+    }
+
+    /// A list in the shape `{"<name>": [...], "total": N}`.
+    pub fn list(name: &str, items: Vec<Value>, total: i64) -> Resp {
+        Resp::ok(json!({ name: items, "total": total }))
+    }
+
+    pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
+        Resp { status: 200, content_type, body: body.to_vec(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Resp {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn error(code: &str, status: u16, message: &str) -> Resp {
+        Resp::json(status, &json!({"error": code, "message": message}))
+    }
+
+    pub fn method_not_allowed(allowed: &[&str]) -> Resp {
+        Resp::error(
+            "method_not_allowed",
+            405,
+            &format!("this route accepts {}", allowed.join(", ")),
+        )
+        .with_header("Allow", allowed.join(", "))
+    }
+
+    pub fn from_error(e: &Error) -> Resp {
+        match e {
+            Error::BadRequest { code, message } => Resp::error(code, 400, message),
+            Error::Unauthorized(m) => Resp::error("unauthorized", 401, m),
+            Error::Forbidden(m) => Resp::error("forbidden", 403, m),
+            Error::NotFound(m) => Resp::error("not_found", 404, m),
+            Error::Conflict { code, message } => Resp::error(code, 409, message),
+            Error::RateLimited { retry_after_secs } => {
+                Resp::error("rate_limited", 429, &e.to_string()).with_header("Retry-After", retry_after_secs.to_string())
+            }
+            Error::Internal(detail) => {
+                log::error!("internal error: {detail}");
+                Resp::error("internal", 500, "internal server error; see the server log")
+            }
+        }
+    }
+}

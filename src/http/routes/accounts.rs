@@ -1,0 +1,105 @@
+use serde_json::json;
+
+use crate::app::accounts as ops;
+use crate::domain::access::Role;
+use crate::error::{Error, Result};
+use crate::http::auth::{authenticate, SESSION_COOKIE};
+use crate::http::request::Req;
+use crate::http::response::Resp;
+use crate::http::App;
+
+pub fn login(app: &App, req: &Req) -> Result<Resp> {
+    let f = req.fields(&["username", "password"])?;
+    let username = f.required_str("username")?;
+    let password = f.required_str("password")?;
+    app.login_limiter.check(req.client_ip)?;
+    let (token, user) = match ops::login(&app.db, &username, &password) {
+        Ok(ok) => ok,
+        Err(e @ Error::Unauthorized(_)) => {
+            log::warn!("failed login for {username:?} from {:?}", req.client_ip);
+            app.login_limiter.failed(req.client_ip);
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    app.login_limiter.succeeded(req.client_ip);
+    let secure = if req.https { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        ops::SESSION_TTL_MS / 1000
+    );
+    Ok(Resp::ok(json!({"id": user.id, "username": user.username, "is_admin": user.is_admin}))
+        .with_header("Set-Cookie", cookie))
+}
+
+pub fn logout(app: &App, req: &Req) -> Result<Resp> {
+    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+        ops::logout(&app.db, cookie)?;
+    }
+    Ok(Resp::ok(json!({"logged_out": true}))
+        .with_header("Set-Cookie", format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")))
+}
+
+pub fn me(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops::me(&app.db, &who)?))
+}
+
+pub fn list_users(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let users = ops::list_users(&app.db, &who)?;
+    let total = users.len() as i64;
+    Ok(Resp::list("users", users, total))
+}
+
+pub fn create_user(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["username", "password", "is_admin"])?;
+    let user = ops::create_user(
+        &app.db,
+        &who,
+        f.required_str("username")?,
+        f.required_str("password")?,
+        f.bool("is_admin")?.unwrap_or(false),
+    )?;
+    Ok(Resp::created(user))
+}
+
+pub fn edit_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["password", "is_admin"])?;
+    Ok(Resp::ok(ops::edit_user(&app.db, &who, id, f.str("password")?, f.bool("is_admin")?)?))
+}
+
+pub fn delete_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    ops::delete_user(&app.db, &who, id)?;
+    Ok(Resp::ok(json!({"deleted": id})))
+}
+
+pub fn list_workspaces(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let list = ops::list_workspaces(&app.db, &who)?;
+    let total = list.len() as i64;
+    Ok(Resp::list("workspaces", list, total))
+}
+
+pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["name"])?;
+    Ok(Resp::created(ops::create_workspace(&app.db, &who, f.required_str("name")?)?))
+}
+
+pub fn set_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["role"])?;
+    let role = f.required_str("role")?;
+    let role = Role::parse(&role).ok_or_else(|| Error::invalid_field("role", "must be admin or member"))?;
+    Ok(Resp::ok(ops::set_member(&app.db, &who, ws, user, role)?))
+}
+
+pub fn remove_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    ops::remove_member(&app.db, &who, ws, user)?;
+    Ok(Resp::ok(json!({"workspace_id": ws, "user_id": user, "removed": true})))
+}

@@ -1,0 +1,82 @@
+use serde_json::{json, Value};
+
+use crate::app::agents::{self as agent_ops, AgentInput};
+use crate::app::settings as settings_ops;
+use crate::domain::settings::known_keys;
+use crate::error::{Error, Result};
+use crate::http::auth::authenticate;
+use crate::http::fields::Fields;
+use crate::http::request::Req;
+use crate::http::response::Resp;
+use crate::http::App;
+use crate::store::agents;
+
+pub fn settings(app: &App, req: &Req) -> Result<Resp> {
+    authenticate(app, req)?;
+    Ok(Resp::ok(settings_ops::load(&app.db)?.to_json()))
+}
+
+pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
+    authenticate(app, req)?;
+    if !known_keys().contains(&key) {
+        return Err(Error::not_found(format!("unknown setting `{key}`; known settings: {}", known_keys().join(", "))));
+    }
+    let s = settings_ops::load(&app.db)?;
+    Ok(Resp::ok(json!({"key": key, "value": s.value_json(key)})))
+}
+
+/// `{"value": "..."}`; a JSON boolean or number is taken as its text.
+pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["value"])?;
+    let raw = match f.raw("value") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(Error::invalid_field("value", "must be a string")),
+        None => return Err(Error::invalid_field("value", "is required")),
+    };
+    Ok(Resp::ok(settings_ops::set(&app.db, &who, key, &raw)?))
+}
+
+pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
+    authenticate(app, req)?;
+    let list: Vec<Value> = agents::list(&*app.db.read()?)?.iter().map(|a| a.to_json()).collect();
+    let total = list.len() as i64;
+    Ok(Resp::list("agents", list, total))
+}
+
+pub fn get_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    authenticate(app, req)?;
+    Ok(Resp::ok(agents::require(&*app.db.read()?, id)?.to_json()))
+}
+
+fn agent_input(f: &Fields) -> Result<AgentInput> {
+    Ok(AgentInput {
+        slug: f.str("slug")?,
+        name: f.text("name", 200)?,
+        active: f.bool("active")?,
+        launch_command: f.nullable_str("launch_command")?,
+        model: f.nullable_str("model")?,
+    })
+}
+
+const AGENT_FIELDS: &[&str] = &["slug", "name", "active", "launch_command", "model"];
+
+pub fn create_agent(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
+    Ok(Resp::created(agent_ops::create(&app.db, &who, input)?.to_json()))
+}
+
+pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
+    Ok(Resp::ok(agent_ops::edit(&app.db, &who, id, input)?.to_json()))
+}
+
+pub fn delete_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    agent_ops::delete(&app.db, &who, id)?;
+    Ok(Resp::ok(json!({"deleted": id})))
+}

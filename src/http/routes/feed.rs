@@ -1,0 +1,37 @@
+//! The audit log and the alerts.
+
+use crate::error::{Error, Result};
+use crate::http::auth::authenticate;
+use crate::http::request::Req;
+use crate::http::response::Resp;
+use crate::http::App;
+use crate::store::{alerts, events};
+
+pub fn events(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let filter = events::EventFilter {
+        task_id: req.query_i64("task_id")?,
+        kind: req.query_str("kind").map(str::to_string),
+        workspaces: who.visible_workspaces(),
+    };
+    let (list, total) = events::list(&*app.db.read()?, &filter, req.page()?)?;
+    Ok(Resp::list("events", list, total))
+}
+
+pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
+    authenticate(app, req)?;
+    let status = req.query_str("status");
+    if let Some(s) = status {
+        if s != "open" && s != "resolved" {
+            return Err(Error::BadRequest { code: "invalid_query", message: "`status` must be open or resolved".into() });
+        }
+    }
+    let (list, total) = alerts::list(&*app.db.read()?, status, req.page()?)?;
+    Ok(Resp::list("alerts", list.iter().map(|a| a.to_json()).collect(), total))
+}
+
+pub fn resolve_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(crate::app::alerts::resolve(&app.db, &who, id)?.to_json()))
+}

@@ -1,0 +1,7 @@
+//! Handlers, one file per route group: each parses the request into typed
+//! values, calls `app::`, and shapes the JSON answer.
+
+pub mod accounts;
+pub mod admin;
+pub mod feed;
+pub mod tasks;

@@ -1,0 +1,157 @@
+use serde_json::json;
+
+use crate::app::tasks::{self as ops, AgentRef, NewTaskInput, TaskEdit, POSTABLE_COMMENT_KINDS};
+use crate::domain::task::{Execution, Status};
+use crate::error::{Error, Result};
+use crate::http::auth::authenticate;
+use crate::http::fields::Fields;
+use crate::http::request::Req;
+use crate::http::response::Resp;
+use crate::http::App;
+use crate::store::tasks::{self as store, TaskFilter};
+
+const TITLE_MAX: usize = 500;
+const PROMPT_MAX: usize = 256 * 1024;
+const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
+
+pub fn list(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let workspace_id = req.query_i64("workspace_id")?.or(req.query_i64("workspace")?);
+    if let Some(ws) = workspace_id {
+        who.can_read(ws)?;
+    }
+    let status = req
+        .query_str("status")
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| Error::BadRequest {
+                code: "invalid_query",
+                message: format!("unknown status {s:?}; statuses: next, queued, dispatching, doing, review, done, waiting"),
+            })
+        })
+        .transpose()?;
+    let filter = TaskFilter {
+        workspace_id,
+        visible: who.visible_workspaces(),
+        status,
+        agent_slug: req.query_str("agent").map(str::to_string),
+        blocked: req.query_bool("blocked")?,
+        archived: req.query_bool("archived")?.unwrap_or(false),
+    };
+    let (tasks, total) = store::list(&*app.db.read()?, &filter, req.page()?)?;
+    Ok(Resp::list("tasks", tasks.iter().map(|t| t.to_json()).collect(), total))
+}
+
+pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops::get_with_comments(&app.db, &who, id)?))
+}
+
+fn execution(f: &Fields) -> Result<Option<Execution>> {
+    f.str("execution")?
+        .map(|e| Execution::parse(&e).ok_or_else(|| Error::invalid_field("execution", "must be manual or interactive")))
+        .transpose()
+}
+
+/// `agent` (a slug) or `agent_id`; `null` clears it.
+fn agent(f: &Fields) -> Result<Option<Option<AgentRef>>> {
+    if f.has("agent") && f.has("agent_id") {
+        return Err(Error::invalid_field("agent", "give `agent` (a slug) or `agent_id`, not both"));
+    }
+    if f.has("agent_id") {
+        return Ok(match f.raw("agent_id") {
+            Some(serde_json::Value::Null) => Some(None),
+            _ => Some(f.i64("agent_id")?.map(AgentRef::Id)),
+        });
+    }
+    Ok(f.nullable_str("agent")?.map(|s| s.map(AgentRef::Slug)))
+}
+
+fn status(f: &Fields) -> Result<Option<Status>> {
+    f.str("status")?
+        .map(|s| {
+            Status::parse(&s).ok_or_else(|| {
+                Error::invalid_field("status", "must be one of next, queued, dispatching, doing, review, done, waiting")
+            })
+        })
+        .transpose()
+}
+
+pub fn create(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&[
+        "workspace_id", "title", "description", "execution", "agent", "agent_id", "model", "priority", "sensitive",
+    ])?;
+    let input = NewTaskInput {
+        workspace_id: f.i64("workspace_id")?.unwrap_or(1),
+        title: f.text("title", TITLE_MAX)?.ok_or_else(|| Error::invalid_field("title", "is required"))?,
+        description: f.str("description")?.unwrap_or_default(),
+        execution: execution(&f)?.unwrap_or(Execution::Manual),
+        agent: agent(&f)?.flatten(),
+        model: f.nullable_str("model")?.flatten(),
+        priority: f.i64_in("priority", PRIORITY_RANGE)?.unwrap_or(0),
+        sensitive: f.bool("sensitive")?.unwrap_or(false),
+    };
+    if input.description.len() > PROMPT_MAX {
+        return Err(Error::invalid_field("description", format!("is larger than {PROMPT_MAX} bytes")));
+    }
+    let task = ops::create(&app.db, &who, input)?;
+    Ok(Resp::created(task.to_json()))
+}
+
+pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&[
+        "title", "description", "execution", "agent", "agent_id", "model", "priority", "sensitive", "blocked",
+        "blocked_reason", "status",
+    ])?;
+    let description = f.str("description")?;
+    if description.as_ref().is_some_and(|d| d.len() > PROMPT_MAX) {
+        return Err(Error::invalid_field("description", format!("is larger than {PROMPT_MAX} bytes")));
+    }
+    let edit = TaskEdit {
+        title: f.text("title", TITLE_MAX)?,
+        description,
+        execution: execution(&f)?,
+        agent: agent(&f)?,
+        model: f.nullable_str("model")?,
+        priority: f.i64_in("priority", PRIORITY_RANGE)?,
+        sensitive: f.bool("sensitive")?,
+        blocked: f.bool("blocked")?,
+        blocked_reason: f.nullable_str("blocked_reason")?,
+        status: status(&f)?,
+    };
+    let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
+    Ok(Resp::ok(task.to_json()))
+}
+
+pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["status"])?;
+    let to = status(&f)?.ok_or_else(|| Error::invalid_field("status", "is required"))?;
+    let edit = TaskEdit { status: Some(to), ..TaskEdit::default() };
+    let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
+    Ok(Resp::ok(task.to_json()))
+}
+
+pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["body", "kind"])?;
+    let body = f.text("body", PROMPT_MAX)?.ok_or_else(|| Error::invalid_field("body", "is required"))?;
+    let kind = f.str("kind")?.unwrap_or_else(|| "note".into());
+    if !POSTABLE_COMMENT_KINDS.contains(&kind.as_str()) {
+        return Err(Error::invalid_field("kind", format!("must be one of {}", POSTABLE_COMMENT_KINDS.join(", "))));
+    }
+    Ok(Resp::created(ops::add_comment(&app.db, &who, id, kind, body)?))
+}
+
+pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(ops::archive(&app.db, &who, id)?.to_json()))
+}
+
+pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    ops::delete(&app.db, &who, id)?;
+    Ok(Resp::ok(json!({"deleted": id})))
+}

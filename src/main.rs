@@ -1,0 +1,43 @@
+//! The `ops-center` command: parses the subcommand and calls into the
+//! library.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+ops-center — task board and dispatcher for AI coding agents
+
+usage:
+  ops-center serve [--bind ADDR] [--db PATH]   run the HTTP API, web UI and watchdog
+  ops-center --version
+
+Environment for serve: OPS_BIND (127.0.0.1:3847), OPS_DB (./ops-center.db),
+OPS_DB_SYNC (normal|full), OPS_HTTP_THREADS, OPS_ADMIN_USER, OPS_ADMIN_PASSWORD,
+OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info).";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => ops_center::config::serve_config(&args[1..], |k| std::env::var(k).ok())
+            .and_then(ops_center::server::run),
+        Some("--version" | "-V" | "version") => {
+            println!("ops-center {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ops-center: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `ops-center serve`: open the database, set up secrets, serve HTTP until
+//! SIGTERM or SIGINT, then shut down cleanly.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::app::accounts;
+use crate::config::ServeConfig;
+use crate::db::Db;
+use crate::http::{self, App, LoginLimiter};
+
+pub fn run(cfg: ServeConfig) -> Result<(), String> {
+    // Signals are caught from here on, so a SIGTERM during start-up still
+    // ends in a clean shutdown.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    // Readers: one per handler thread, plus the watchdog and a spare.
+    let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
+    let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
+        db.close();
+        format!("cannot start: {e}")
+    })?;
+
+    let server = tiny_http::Server::http(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| cfg.bind.to_string());
+    let server = Arc::new(server);
+
+    let mut out = std::io::stdout().lock();
+    for line in &shown {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+    drop(out);
+    log::info!("serving {} with {} handler threads", cfg.db_path.display(), cfg.http_threads);
+
+    let app = Arc::new(App { db, trust_proxy: cfg.trust_proxy, login_limiter: LoginLimiter::new() });
+    let stop = Arc::new(AtomicBool::new(false));
+    let handlers = http::spawn_handlers(app.clone(), server.clone(), cfg.http_threads, stop.clone());
+
+    let signal = signals.forever().next();
+    log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
+    stop.store(true, Ordering::SeqCst);
+    for h in handlers {
+        let _ = h.join();
+    }
+    drop(server);
+    app.db.close();
+    log::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,93 @@
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+use super::{ts, Page};
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub task_id: Option<i64>,
+    pub followup_task_id: Option<i64>,
+    pub status: String,
+    pub title: String,
+    pub detail: String,
+    pub occurrences: i64,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+const SELECT: &str = "SELECT id, kind, subject, task_id, followup_task_id, status, title, detail,
+    occurrences, first_seen_at, last_seen_at, resolved_at FROM alerts";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        subject: r.get(2)?,
+        task_id: r.get(3)?,
+        followup_task_id: r.get(4)?,
+        status: r.get(5)?,
+        title: r.get(6)?,
+        detail: r.get(7)?,
+        occurrences: r.get(8)?,
+        first_seen_at: r.get(9)?,
+        last_seen_at: r.get(10)?,
+        resolved_at: r.get(11)?,
+    })
+}
+
+impl Alert {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "subject": self.subject,
+            "task_id": self.task_id,
+            "followup_task_id": self.followup_task_id,
+            "status": self.status,
+            "title": self.title,
+            "detail": self.detail,
+            "occurrences": self.occurrences,
+            "first_seen_at": ts(Some(self.first_seen_at)),
+            "last_seen_at": ts(Some(self.last_seen_at)),
+            "resolved_at": ts(self.resolved_at),
+        })
+    }
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
+    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], from_row).optional()?)
+}
+
+pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
+    get(conn, id)?.ok_or_else(|| Error::not_found(format!("alert {id} not found")))
+}
+
+/// Newest activity first; `status` filters on `open`/`resolved`.
+pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<Alert>, i64)> {
+    let where_ = if status.is_some() { "WHERE status = ?1" } else { "WHERE ?1 IS NULL" };
+    let total: i64 =
+        conn.query_row(&format!("SELECT COUNT(*) FROM alerts {where_}"), [status], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT {} OFFSET {}",
+        page.limit, page.offset
+    ))?;
+    let rows = stmt.query_map([status], from_row)?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+pub fn open_count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM alerts WHERE status = 'open'", [], |r| r.get(0))?)
+}
+
+pub fn resolve(conn: &Connection, id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE alerts SET status = 'resolved', resolved_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}

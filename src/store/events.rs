@@ -1,0 +1,81 @@
+use rusqlite::{params, Connection, ToSql};
+use serde_json::{json, Value};
+
+use super::{ts, Page};
+use crate::error::Result;
+
+/// One audit-log entry.
+pub struct NewEvent<'a> {
+    pub workspace_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub payload: Value,
+}
+
+pub fn append(conn: &Connection, e: NewEvent<'_>, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events(at, workspace_id, task_id, kind, actor, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, e.workspace_id, e.task_id, e.kind, e.actor, e.payload.to_string()])?;
+    Ok(())
+}
+
+#[derive(Default)]
+pub struct EventFilter {
+    pub task_id: Option<i64>,
+    pub kind: Option<String>,
+    /// `None`: every workspace (admin, service); `Some(ids)`: only these,
+    /// plus events that belong to no workspace.
+    pub workspaces: Option<Vec<i64>>,
+}
+
+/// Newest first.
+pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value>, i64)> {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    if let Some(t) = f.task_id {
+        clauses.push("task_id = ?".to_string());
+        args.push(Box::new(t));
+    }
+    if let Some(k) = &f.kind {
+        clauses.push("kind = ?".to_string());
+        args.push(Box::new(k.clone()));
+    }
+    if let Some(ws) = &f.workspaces {
+        let ids: Vec<String> = ws.iter().map(|i| i.to_string()).collect();
+        clauses.push(format!("(workspace_id IS NULL OR workspace_id IN ({}))", ids.join(",")));
+    }
+    let where_ = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+    let total: i64 =
+        conn.query_row(&format!("SELECT COUNT(*) FROM events {where_}"), params.as_slice(), |r| r.get(0))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, at, workspace_id, task_id, kind, actor, payload FROM events {where_}
+         ORDER BY id DESC LIMIT {} OFFSET {}",
+        page.limit, page.offset
+    ))?;
+    let rows = stmt.query_map(params.as_slice(), |r| {
+        let payload: String = r.get(6)?;
+        Ok(json!({
+            "id": r.get::<_, i64>(0)?,
+            "at": ts(Some(r.get(1)?)),
+            "workspace_id": r.get::<_, Option<i64>>(2)?,
+            "task_id": r.get::<_, Option<i64>>(3)?,
+            "kind": r.get::<_, String>(4)?,
+            "actor": r.get::<_, String>(5)?,
+            "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload)),
+        }))
+    })?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// How many events of `kind` mention the task (for tests and the watchdog).
+pub fn count_for_task(conn: &Connection, task_id: i64, kind: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM events WHERE task_id = ?1 AND kind = ?2",
+        params![task_id, kind],
+        |r| r.get(0),
+    )?)
+}

@@ -1,0 +1,25 @@
+//! All SQL lives here, one file per table family. Functions take a
+//! `&Connection` (a pooled reader or the writer's transaction) and typed
+//! values; they know nothing of HTTP.
+
+pub mod agents;
+pub mod alerts;
+pub mod comments;
+pub mod events;
+pub mod sessions;
+pub mod settings;
+pub mod tasks;
+pub mod users;
+pub mod workspaces;
+
+/// `Some(rfc3339)` or JSON null, for optional timestamps.
+pub(crate) fn ts(ms: Option<i64>) -> serde_json::Value {
+    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m))).unwrap_or(serde_json::Value::Null)
+}
+
+/// A page of a list: `limit` rows from `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
