@@ -6,6 +6,7 @@ pub mod agents;
 pub mod alerts;
 pub mod comments;
 pub mod events;
+pub mod heartbeats;
 pub mod sessions;
 pub mod settings;
 pub mod tasks;
