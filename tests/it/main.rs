@@ -5,6 +5,8 @@ mod util;
 
 mod access;
 mod auth;
+mod dispatch;
 mod durability;
 mod tasks;
 mod validation;
+mod watchdog;
