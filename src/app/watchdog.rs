@@ -102,7 +102,10 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
     }
 
     for t in tasks::in_status(conn, Status::Doing)? {
-        let worker = t.claimed_by.clone().unwrap_or_default();
+        // A task moved to doing by hand is a person's: no worker to watch.
+        let Some(worker) = t.claimed_by.clone() else {
+            continue;
+        };
         if fresh.contains(&worker) {
             continue;
         }

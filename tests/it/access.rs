@@ -34,6 +34,10 @@ enum Rule {
     Operator,
     GlobalAdmin,
     WorkspaceAdmin,
+    /// A human admin (global, or of the task's workspace), never the token.
+    GateApprover,
+    /// Worker endpoints: the service token only.
+    ServiceOnly,
 }
 
 fn allowed(rule: Rule, who: Who) -> bool {
@@ -42,7 +46,8 @@ fn allowed(rule: Rule, who: Who) -> bool {
         Rule::OpsAdmin => matches!(who, Who::WsAdmin | Who::Admin | Who::Service),
         Rule::Operator => matches!(who, Who::Admin | Who::Service),
         Rule::GlobalAdmin => matches!(who, Who::Admin),
-        Rule::WorkspaceAdmin => matches!(who, Who::WsAdmin | Who::Admin),
+        Rule::WorkspaceAdmin | Rule::GateApprover => matches!(who, Who::WsAdmin | Who::Admin),
+        Rule::ServiceOnly => matches!(who, Who::Service),
     }
 }
 
@@ -72,6 +77,39 @@ impl Ctx {
         let r = self.srv.service().post("/api/tasks", &body);
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["id"].as_i64().unwrap()
+    }
+
+    /// A task claimed by worker `w` (as the service): (task id, token).
+    fn claimed(&self, w: &str) -> (i64, String) {
+        let id = crate::util::queued_task(&self.srv, "codex", json!({}));
+        let worker = crate::util::Worker::new(&self.srv, w);
+        worker.heartbeat(&["codex"], &[]);
+        let r = worker.claim();
+        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
+        (id, r.json["claim_token"].as_str().unwrap().to_string())
+    }
+
+    /// An open alert (from reconciling a claimed task); its id.
+    fn alert(&self) -> i64 {
+        let (id, _) = self.claimed("alerting");
+        let r = self
+            .srv
+            .service()
+            .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+        assert_eq!(r.status, 200);
+        let alerts = self
+            .srv
+            .service()
+            .get("/api/alerts?status=open&limit=1000")
+            .json;
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["task_id"] == id)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
     }
 
     fn new_user(&self, name: &str) -> i64 {

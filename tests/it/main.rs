@@ -5,8 +5,10 @@ mod util;
 
 mod access;
 mod auth;
+mod concurrency;
 mod dispatch;
 mod durability;
+mod invariants;
 mod tasks;
 mod validation;
 mod watchdog;
