@@ -5,3 +5,4 @@ pub mod accounts;
 pub mod admin;
 pub mod feed;
 pub mod tasks;
+pub mod ui;
