@@ -31,6 +31,20 @@ function append(el, children) {
   }
 }
 
+/** Appends children to `el`, skipping null/false (`Element.append` would
+ *  print them as text). */
+function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
+/** Replaces the children of `el`, skipping null/false. */
+function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 const byId = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------------------
@@ -180,15 +194,28 @@ function showError(err) {
 }
 
 /** An inline message inside a panel (replaces what was there). */
-function setNote(el, kind, text, detail) {
-  el.replaceChildren();
+function setNote(el, kind, text, detail, context) {
+  fill(el);
   el.hidden = !text;
   el.className = `note note-${kind}`;
-  if (text) append(el, [h('span', null, text), detail ? h('span', { class: 'note-detail' }, detail) : null]);
+  if (text) {
+    append(el, [context ? h('strong', { class: 'note-context' }, context) : null,
+      h('span', null, text), detail ? h('span', { class: 'note-detail' }, detail) : null]);
+  }
 }
 
-function noteError(el, err) {
-  setNote(el, 'error', err.message || String(err), errorDetail(err));
+/** What the UI was doing when the server refused, said in the page's
+ *  language; the server's own message follows it. */
+const REFUSAL_CONTEXT = {
+  done_guard: 'La guarda de «hecha» rechazó el cambio: falta evidencia de salida.',
+  human_gate: 'Human Gate: esta tarea sensible necesita la aprobación de una persona antes de despacharse.',
+  forbidden: 'No tienes permiso para esta acción.',
+  stale_claim: 'El worker ya no tiene esta tarea reclamada.',
+};
+
+function noteError(el, err, context) {
+  const ctx = (err instanceof ApiError && REFUSAL_CONTEXT[err.code]) || context;
+  setNote(el, 'error', err.message || String(err), errorDetail(err), ctx);
 }
 
 /** Runs `fn` with `button` disabled, reporting errors in `noteEl` (or
@@ -233,7 +260,7 @@ function showShell() {
   byId('login').hidden = true;
   byId('shell').hidden = false;
   const me = state.me;
-  byId('whoami').replaceChildren(
+  fill(byId('whoami'), 
     h('span', { class: 'who-name' }, me.username || me.role || ''),
     h('span', { class: 'who-role' }, me.is_admin ? 'administrador' : workspaceRoleText(me)));
   route();
@@ -280,7 +307,7 @@ byId('logout').addEventListener('click', async (ev) => {
   await busy(ev.currentTarget, async () => {
     await api('POST', '/auth/logout', {});
     state.me = null;
-    byId('flash').replaceChildren();
+    fill(byId('flash'));
     showLogin();
   });
 });
@@ -311,12 +338,12 @@ function route() {
   const parts = path.split('/').filter(Boolean);
   const seq = ++renderSeq;
   const view = byId('view');
-  byId('flash').replaceChildren();
+  fill(byId('flash'));
   if (state.pendingFlash) {
     flash(...state.pendingFlash);
     state.pendingFlash = null;
   }
-  view.replaceChildren();
+  fill(view);
   let section = 'tareas';
   if (parts[0] === 'tareas' && parts[1] && /^\d+$/.test(parts[1])) {
     renderTask(view, Number(parts[1]), seq);
@@ -326,7 +353,7 @@ function route() {
   } else if (parts[0] === 'tareas' || parts.length === 0) {
     renderBoard(view, params, seq);
   } else {
-    view.append(h('h1', null, 'Página no encontrada'),
+    add(view, h('h1', null, 'Página no encontrada'),
       h('p', null, 'Esta dirección no existe. ', h('a', { href: '#/tareas' }, 'Ir a las tareas')));
   }
   for (const a of document.querySelectorAll('[data-nav]')) {
@@ -386,7 +413,7 @@ function renderBoard(view, params, seq) {
   refresh.addEventListener('click', () => route());
 
   const listArea = h('div', { class: 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando tareas…'));
-  view.append(
+  add(view, 
     pageHeader(null, 'Tareas', newButton),
     createPanel,
     h('div', { class: 'toolbar' },
@@ -402,7 +429,7 @@ function renderBoard(view, params, seq) {
     const tasks = data.tasks || [];
     const total = data.total ?? tasks.length;
     if (tasks.length === 0) {
-      listArea.replaceChildren(h('p', { class: 'muted pad' },
+      fill(listArea, h('p', { class: 'muted pad' },
         status || archived ? 'No hay tareas con este filtro.' : 'Aún no hay tareas. Crea la primera con «Nueva tarea».'));
       return;
     }
@@ -410,13 +437,13 @@ function renderBoard(view, params, seq) {
       h('span', { class: 'muted' }, `${offset + 1}–${offset + tasks.length} de ${total}`),
       offset > 0 ? h('button', { type: 'button', onclick: () => setParams({ desde: String(Math.max(0, offset - PAGE_SIZE)) }) }, '← Anteriores') : null,
       offset + tasks.length < total ? h('button', { type: 'button', onclick: () => setParams({ desde: String(offset + PAGE_SIZE) }) }, 'Siguientes →') : null);
-    listArea.replaceChildren(taskTable(tasks), pager);
+    fill(listArea, taskTable(tasks), pager);
   }).catch((err) => {
     if (!current(seq)) return;
-    listArea.replaceChildren();
+    fill(listArea);
     const note = h('p', { class: 'note' });
     noteError(note, err);
-    listArea.append(note);
+    add(listArea, note);
   });
 }
 
@@ -448,7 +475,7 @@ function taskTable(tasks) {
 }
 
 async function renderCreateForm(panel, done) {
-  panel.replaceChildren(h('p', { class: 'muted' }, 'Cargando agentes…'));
+  fill(panel, h('p', { class: 'muted' }, 'Cargando agentes…'));
   let agentList = [];
   let wsList = [];
   try {
@@ -506,7 +533,7 @@ async function renderCreateForm(panel, done) {
       location.hash = `#/tareas/${task.id}`;
     }, note);
   });
-  panel.replaceChildren(form);
+  fill(panel, form);
   form.elements.title.focus();
 }
 
@@ -514,29 +541,50 @@ async function renderCreateForm(panel, done) {
 // Task detail
 
 function renderTask(view, id, seq) {
-  view.append(h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
+  add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('p', { class: 'muted' }, `Cargando la tarea #${id}…`));
   api('GET', `/tasks/${id}`).then((task) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
     if (!current(seq)) return;
-    view.replaceChildren(h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
+    fill(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
       h('h1', null, `Tarea #${id}`));
     const note = view.appendChild(h('p'));
     noteError(note, err);
   });
 }
 
-function drawTask(view, t, seq) {
+function drawTask(view, t, seq, refusal) {
   const reload = () => api('GET', `/tasks/${t.id}`).then((fresh) => {
     if (current(seq)) drawTask(view, fresh, seq);
   });
   const actionNote = h('div', { hidden: true });
-  const act = (button, fn, okText) => busy(button, async () => {
-    await fn();
-    await reload();
-    flash('ok', okText);
-  }, actionNote);
+  if (refusal) noteError(actionNote, refusal.err, refusal.context);
+  /** Runs an action on the task and redraws it. A refusal may itself
+   *  change the task (the Human Gate blocks it), so it redraws then too,
+   *  keeping the server's message in view. */
+  const act = async (button, fn, okText, context) => {
+    button.disabled = true;
+    try {
+      await fn();
+    } catch (err) {
+      try {
+        const fresh = await api('GET', `/tasks/${t.id}`);
+        if (current(seq)) drawTask(view, fresh, seq, { err, context });
+      } catch {
+        noteError(actionNote, err, context);
+      }
+      return;
+    } finally {
+      button.disabled = false;
+    }
+    try {
+      await reload();
+      flash('ok', okText);
+    } catch (err) {
+      showError(err);
+    }
+  };
 
   const archived = Boolean(t.archived_at);
   const actions = [];
@@ -548,7 +596,7 @@ function drawTask(view, t, seq) {
       const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
       approve.addEventListener('click', () => {
         if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
-        act(approve, () => api('POST', `/tasks/${t.id}/approve`, {}), 'Human Gate aprobado.');
+        act(approve, () => api('POST', `/tasks/${t.id}/approve`, {}), 'Human Gate aprobado.', 'No se pudo aprobar el Human Gate.');
       });
       actions.push(approve);
     }
@@ -563,7 +611,7 @@ function drawTask(view, t, seq) {
     const forced = force.checked;
     if (forced && !confirm('¿Forzar el cambio de estado sin evidencia de salida? Queda registrado como task.done_forced.')) return;
     act(move, () => api('PATCH', `/tasks/${t.id}/status${forced ? '?force=true' : ''}`, { status: to }),
-      `Tarea #${t.id} movida a «${STATUS_LABEL[to] || to}».`);
+      `Tarea #${t.id} movida a «${STATUS_LABEL[to] || to}».`, 'No se pudo mover la tarea.');
   });
   const statusControl = archived ? null : h('div', { class: 'status-move' },
     h('label', { class: 'inline' }, 'Estado ', statusSelect), move,
@@ -576,7 +624,7 @@ function drawTask(view, t, seq) {
     archive = h('button', { type: 'button', class: 'danger ghost' }, 'Archivar');
     archive.addEventListener('click', () => {
       if (!confirm(`¿Archivar la tarea #${t.id}? Quedará de solo lectura.`)) return;
-      act(archive, () => api('POST', `/tasks/${t.id}/archive`, {}), `Tarea #${t.id} archivada.`);
+      act(archive, () => api('POST', `/tasks/${t.id}/archive`, {}), `Tarea #${t.id} archivada.`, 'No se pudo archivar la tarea.');
     });
   }
 
@@ -584,7 +632,7 @@ function drawTask(view, t, seq) {
   const logs = comments.filter((c) => c.kind === 'log' && c.author === DISPATCH_AUTHOR);
   const blockers = comments.filter((c) => c.kind === 'blocker');
 
-  view.replaceChildren(
+  fill(view, 
     h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('header', { class: 'page-header' },
       h('div', null,
@@ -651,7 +699,7 @@ function commentsPanel(t, comments, logs, blockers, reload) {
       || (filter === 'log' && c.kind === 'log')
       || (filter === 'blocker' && c.kind === 'blocker')
       || (filter === 'note' && (c.kind === 'note' || c.kind === 'system')));
-    list.replaceChildren(...(shown.length ? shown.map(commentEl) : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
+    fill(list, ...(shown.length ? shown.map(commentEl) : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
   };
   const tabs = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Filtrar comentarios' });
   for (const [key, label] of [['all', `Todos (${comments.length})`], ['log', `Logs (${comments.filter((c) => c.kind === 'log').length})`],
@@ -713,7 +761,7 @@ function renderAutomations(view, tab, seq) {
       'aria-current': key === tab ? 'page' : false,
     }, label)));
   const body = h('div', { class: 'tab-body' });
-  view.append(pageHeader('Operación → Automatizaciones', 'Automatizaciones'), tabs, body);
+  add(view, pageHeader('Operación → Automatizaciones', 'Automatizaciones'), tabs, body);
   if (tab === 'watchdog') renderWatchdog(body, seq);
   else renderDispatching(body, seq);
 }
@@ -733,10 +781,10 @@ function renderDispatching(body, seq) {
   const stamp = h('span', { class: 'muted small' });
   const healthArea = h('div', null, h('p', { class: 'muted' }, 'Cargando health…'));
   const staleArea = h('section', { class: 'panel' });
-  body.append(
+  add(body, 
     h('div', { class: 'toolbar' },
       h('p', { class: 'muted small' }, 'Los mismos diagnósticos que ', h('code', null, 'GET /api/dispatch/health'), ', sin SSH.'),
-      h('span', { class: 'spacer' }), stamp, refresh),
+      stamp, refresh),
     healthArea, staleArea);
 
   const load = async () => {
@@ -768,7 +816,7 @@ function yesNo(v) {
 }
 
 function drawHealth(area, health, err, settings, reload) {
-  area.replaceChildren();
+  fill(area);
   const toggleNote = h('div', { hidden: true });
   const enabled = health ? Boolean(health.dispatch_enabled)
     : settings ? Boolean(settings.dispatch_enabled) : null;
@@ -793,7 +841,7 @@ function drawHealth(area, health, err, settings, reload) {
   if (err) {
     const note = h('div');
     noteError(note, err);
-    area.append(note, h('section', { class: 'panel row' }, toggle, h('span', { class: 'muted small' }, 'dispatch_enabled (ajuste)')), toggleNote);
+    add(area, note, h('section', { class: 'panel row' }, toggle, h('span', { class: 'muted small' }, 'dispatch_enabled (ajuste)')), toggleNote);
     return;
   }
 
@@ -803,7 +851,7 @@ function drawHealth(area, health, err, settings, reload) {
   const warnings = health.warnings || [];
   const stale = Number(queue.stale_dispatching || 0);
 
-  area.append(
+  add(area, 
     warnings.length ? h('section', { class: 'panel callout warn' },
       h('h2', null, `Avisos (${warnings.length})`),
       h('ul', { class: 'warnings' }, warnings.map((w) => h('li', null, typeof w === 'string' ? w : (w.message || JSON.stringify(w)))))) : null,
@@ -816,10 +864,9 @@ function drawHealth(area, health, err, settings, reload) {
       card('Dispatching stale', String(stale), h('code', null, 'queue.stale_dispatching'), stale > 0 ? 'bad' : 'good')),
     h('section', { class: 'panel' },
       h('h2', null, 'Cola'),
-      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${k === 'stale_dispatching' && stale > 0 ? 'bad' : ''}` },
+      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${k === 'stale_dispatching' && stale > 0 ? 'bad' : ''}`, title: `queue.${k}` },
         h('span', { class: 'queue-count' }, String(queue[k] ?? 0)),
-        h('span', { class: 'queue-label' }, QUEUE_LABEL[k]),
-        h('code', { class: 'small muted' }, k))))),
+        h('span', { class: 'queue-label' }, QUEUE_LABEL[k]))))),
     h('section', { class: 'panel' },
       h('h2', null, 'Agentes utilizables ', h('code', { class: 'muted small' }, 'agent_slugs')),
       slugs.length
@@ -892,21 +939,21 @@ function drawStale(area, result, minutes, reload) {
     h('h2', null, 'Tareas en dispatching'),
     h('div', { class: 'actions' },
       h('label', { class: 'inline small' }, 'minutos ', minutesInput), button));
-  area.replaceChildren(head,
+  fill(area, head,
     h('p', { class: 'muted small' }, `Una tarea es stale cuando lleva más de ${minutes} min en dispatching (ajuste `,
       h('code', null, 'dispatch_stale_minutes'), '). «Reconciliar stale» la pasa a «En espera», bloqueada, con contexto del worker.'),
     out);
   if (result.status === 'rejected') {
-    area.append(noteNode(result.reason));
+    add(area, noteNode(result.reason));
     return;
   }
   const tasks = result.value.tasks || [];
   if (tasks.length === 0) {
-    area.append(h('p', { class: 'muted' }, 'Ninguna tarea en dispatching.'));
+    add(area, h('p', { class: 'muted' }, 'Ninguna tarea en dispatching.'));
     return;
   }
   const now = Date.now();
-  area.append(h('table', { class: 'table' },
+  add(area, h('table', { class: 'table' },
     h('thead', null, h('tr', null, h('th', { class: 'num' }, '#'), h('th', null, 'Título'), h('th', null, 'Agente'),
       h('th', null, 'Worker'), h('th', null, 'Reclamada'), h('th', null, 'Tiempo en dispatching'), h('th', null, ''))),
     h('tbody', null, tasks.map((t) => {
@@ -920,7 +967,7 @@ function drawStale(area, result, minutes, reload) {
         h('td', null, t.claimed_by ? h('code', null, t.claimed_by) : '—'),
         h('td', null, timeEl(dispatchingSince(t))),
         h('td', null, age === null ? '—' : fmtDuration(age)),
-        h('td', null, isStale ? h('span', { class: 'chip flag-bad' }, 'STALE') : h('span', { class: 'chip flag-ok' }, 'en plazo')));
+        h('td', null, isStale ? h('span', { class: 'chip flag-alarm' }, 'STALE') : h('span', { class: 'chip flag-ok' }, 'en plazo')));
     }))));
 }
 
@@ -936,10 +983,9 @@ function renderWatchdog(body, seq) {
   const showResolved = h('input', { type: 'checkbox' });
   const report = h('section', { class: 'panel', hidden: true });
   const alertsArea = h('section', { class: 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando alertas…'));
-  body.append(
+  add(body, 
     h('div', { class: 'toolbar' },
       h('p', { class: 'muted small' }, 'El watchdog reconcilia tareas stale y abre alertas por fallos recurrentes, dispatch sin workers y workers caídos.'),
-      h('span', { class: 'spacer' }),
       h('label', { class: 'inline check small' }, showResolved, ' Ver resueltas'), refresh, run),
     report, alertsArea);
 
@@ -949,21 +995,21 @@ function renderWatchdog(body, seq) {
       const data = await api('GET', `/alerts${query({ status, limit: 200 })}`);
       if (current(seq)) drawAlerts(alertsArea, data.alerts || [], data.total, status, load);
     } catch (err) {
-      if (current(seq)) alertsArea.replaceChildren(noteNode(err));
+      if (current(seq)) fill(alertsArea, noteNode(err));
     }
   };
   showResolved.addEventListener('change', () => busy(refresh, load));
   refresh.addEventListener('click', () => busy(refresh, load));
   run.addEventListener('click', () => busy(run, async () => {
     report.hidden = false;
-    report.replaceChildren(h('p', { class: 'muted' }, 'Ejecutando el watchdog…'));
+    fill(report, h('p', { class: 'muted' }, 'Ejecutando el watchdog…'));
     try {
       const r = await api('POST', '/watchdog/run', {});
       if (!current(seq)) return;
-      report.replaceChildren(h('h2', null, 'Informe del watchdog ', h('span', { class: 'muted small' }, fmtTime(new Date().toISOString()))), reportEl(r));
+      fill(report, h('h2', null, 'Informe del watchdog ', h('span', { class: 'muted small' }, fmtTime(new Date().toISOString()))), reportEl(r));
       flash('ok', 'Watchdog ejecutado.');
     } catch (err) {
-      report.replaceChildren(h('h2', null, 'Informe del watchdog'), noteNode(err));
+      fill(report, h('h2', null, 'Informe del watchdog'), noteNode(err));
     }
     await load();
   }));
@@ -974,15 +1020,22 @@ function renderWatchdog(body, seq) {
  *  items, the raw JSON on demand. */
 function reportEl(r) {
   if (!r || typeof r !== 'object') return h('pre', { class: 'output' }, JSON.stringify(r, null, 2));
+  const scalar = (k, x) => {
+    if (typeof x === 'number' && Number.isInteger(x) && x > 0 && /task/.test(k)) return h('a', { href: `#/tareas/${x}` }, `#${x}`);
+    if (typeof x === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(x)) return timeEl(x);
+    return x === null ? '—' : String(x);
+  };
   const rows = Object.entries(r).map(([k, v]) => {
     let shown;
     if (Array.isArray(v)) {
       shown = v.length === 0 ? h('span', { class: 'muted' }, 'ninguno')
-        : h('ul', { class: 'plain' }, v.map((x) => h('li', null, typeof x === 'object' && x !== null ? summarize(x) : String(x))));
+        : v.every((x) => x === null || typeof x !== 'object')
+          ? h('span', null, v.map((x, i) => [i ? ', ' : '', scalar(k, x)]))
+          : h('ul', { class: 'plain' }, v.map((x) => h('li', null, typeof x === 'object' && x !== null ? summarize(x) : String(x))));
     } else if (v !== null && typeof v === 'object') {
       shown = summarize(v);
     } else {
-      shown = v === null ? '—' : String(v);
+      shown = scalar(k, v);
     }
     return [k, shown];
   });
@@ -996,13 +1049,13 @@ function summarize(obj) {
 }
 
 function drawAlerts(area, alerts, total, status, reload) {
-  area.replaceChildren(h('h2', { class: 'pad-h' }, status === 'open' ? `Alertas abiertas (${total ?? alerts.length})` : `Alertas resueltas (${total ?? alerts.length})`));
+  fill(area, h('h2', { class: 'pad-h' }, status === 'open' ? `Alertas abiertas (${total ?? alerts.length})` : `Alertas resueltas (${total ?? alerts.length})`));
   if (alerts.length === 0) {
-    area.append(h('p', { class: 'muted pad' }, status === 'open' ? 'No hay alertas abiertas.' : 'No hay alertas resueltas.'));
+    add(area, h('p', { class: 'muted pad' }, status === 'open' ? 'No hay alertas abiertas.' : 'No hay alertas resueltas.'));
     return;
   }
   const note = h('div', { hidden: true, class: 'pad' });
-  area.append(note, h('table', { class: 'table alerts' },
+  add(area, note, h('table', { class: 'table alerts' },
     h('thead', null, h('tr', null, h('th', null, 'Alerta'), h('th', null, 'Tareas'), h('th', { class: 'num' }, 'Veces'),
       h('th', null, 'Primera vez'), h('th', null, 'Última vez'), h('th', null, ''))),
     h('tbody', null, alerts.map((a) => {
