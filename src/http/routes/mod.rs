@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod dispatch;
 pub mod feed;
 pub mod tasks;
 pub mod ui;
