@@ -63,6 +63,8 @@ const STATUS_LABEL = {
 /** Statuses a person may set by hand: `queued` comes from dispatch and
  *  `dispatching` from a worker's claim. */
 const MANUAL_STATUSES = ['next', 'doing', 'review', 'done', 'waiting'];
+/** Statuses in which a task is already on its way to a worker. */
+const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
 const EXECUTION_LABEL = { manual: 'Manual', interactive: 'Interactiva (agente)' };
 const COMMENT_KIND_LABEL = { note: 'Nota', log: 'Log', blocker: 'Bloqueo', system: 'Sistema' };
 const QUEUE_KEYS = ['next', 'queued', 'dispatching', 'doing', 'review', 'waiting', 'blocked', 'stale_dispatching'];
@@ -588,22 +590,29 @@ function drawTask(view, t, seq, refusal) {
 
   const archived = Boolean(t.archived_at);
   const actions = [];
-  if (!archived) {
+  if (!archived && !IN_FLIGHT.includes(t.status)) {
     const dispatch = h('button', { type: 'button', class: 'primary', title: 'POST /api/tasks/:id/dispatch: pasa la tarea a la cola de los launchers' }, 'Despachar');
-    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}), `Tarea #${t.id} en cola para dispatch.`));
+    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}), `Tarea #${t.id} en cola para dispatch.`,
+      'No se pudo despachar la tarea.'));
     actions.push(dispatch);
-    if (t.sensitive && !t.gate_approved_at) {
-      const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
-      approve.addEventListener('click', () => {
-        if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
-        act(approve, () => api('POST', `/tasks/${t.id}/approve`, {}), 'Human Gate aprobado.', 'No se pudo aprobar el Human Gate.');
-      });
-      actions.push(approve);
-    }
+  }
+  if (!archived && t.sensitive && !t.gate_approved_at) {
+    const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
+    approve.addEventListener('click', () => {
+      if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
+      act(approve, () => api('POST', `/tasks/${t.id}/approve`, {}), 'Human Gate aprobado.', 'No se pudo aprobar el Human Gate.');
+    });
+    actions.push(approve);
   }
 
+  // Every status is listed; the ones only the dispatcher sets are shown
+  // but cannot be chosen.
   const statusSelect = h('select', { 'aria-label': 'Nuevo estado' },
-    MANUAL_STATUSES.map((s) => h('option', { value: s, selected: s === t.status }, `${STATUS_LABEL[s]} (${s})`)));
+    STATUSES.map((s) => h('option', {
+      value: s,
+      selected: s === t.status,
+      disabled: !MANUAL_STATUSES.includes(s),
+    }, `${STATUS_LABEL[s]} (${s})${s === t.status ? ' · actual' : ''}`)));
   const force = h('input', { type: 'checkbox' });
   const move = h('button', { type: 'button' }, 'Mover');
   move.addEventListener('click', () => {
@@ -753,17 +762,23 @@ function commentEl(c) {
 // ---------------------------------------------------------------------------
 // Operación → Automatizaciones
 
+/** A copy of the `<template id=...>` of index.html, with a lookup for its
+ *  `data-slot` elements. */
+function template(id) {
+  const frag = byId(id).content.cloneNode(true);
+  const slots = {};
+  for (const el of frag.querySelectorAll('[data-slot]')) slots[el.dataset.slot] = el;
+  return { frag, slots };
+}
+
 function renderAutomations(view, tab, seq) {
-  const tabs = h('nav', { class: 'tabs', 'aria-label': 'Automatizaciones' },
-    [['dispatching', 'Dispatching'], ['watchdog', 'Watchdog']].map(([key, label]) => h('a', {
-      href: `#/operacion/automatizaciones/${key}`,
-      class: 'tab',
-      'aria-current': key === tab ? 'page' : false,
-    }, label)));
-  const body = h('div', { class: 'tab-body' });
-  add(view, pageHeader('Operación → Automatizaciones', 'Automatizaciones'), tabs, body);
-  if (tab === 'watchdog') renderWatchdog(body, seq);
-  else renderDispatching(body, seq);
+  const { frag, slots } = template('tpl-automatizaciones');
+  for (const a of frag.querySelectorAll('[data-tab]')) {
+    if (a.dataset.tab === tab) a.setAttribute('aria-current', 'page');
+  }
+  add(view, frag);
+  if (tab === 'watchdog') renderWatchdog(slots.body, seq);
+  else renderDispatching(slots.body, seq);
 }
 
 /** The stale threshold in minutes: health's settings, else the settings
@@ -777,15 +792,9 @@ function staleMinutes(health, settings) {
 }
 
 function renderDispatching(body, seq) {
-  const refresh = h('button', { type: 'button' }, 'Actualizar');
-  const stamp = h('span', { class: 'muted small' });
-  const healthArea = h('div', null, h('p', { class: 'muted' }, 'Cargando health…'));
-  const staleArea = h('section', { class: 'panel' });
-  add(body, 
-    h('div', { class: 'toolbar' },
-      h('p', { class: 'muted small' }, 'Los mismos diagnósticos que ', h('code', null, 'GET /api/dispatch/health'), ', sin SSH.'),
-      stamp, refresh),
-    healthArea, staleArea);
+  const { frag, slots } = template('tpl-dispatching');
+  add(body, frag);
+  let minutes = DEFAULT_STALE_MINUTES;
 
   const load = async () => {
     const [health, settings, dispatching] = await Promise.allSettled([
@@ -794,13 +803,42 @@ function renderDispatching(body, seq) {
       api('GET', `/tasks${query({ status: 'dispatching', limit: 200 })}`),
     ]);
     if (!current(seq)) return;
-    stamp.textContent = `Actualizado ${fmtTime(new Date().toISOString())}`;
+    slots.stamp.textContent = `Actualizado ${fmtTime(new Date().toISOString())}`;
     const h0 = health.status === 'fulfilled' ? health.value : null;
     const s0 = settings.status === 'fulfilled' ? settings.value : null;
-    drawHealth(healthArea, h0, health.status === 'rejected' ? health.reason : null, s0, load);
-    drawStale(staleArea, dispatching, staleMinutes(h0, s0), load);
+    minutes = staleMinutes(h0, s0);
+    slots['stale-minutes'].textContent = String(minutes);
+    slots.minutes.placeholder = String(minutes);
+    drawHealth(slots.health, h0, health.status === 'rejected' ? health.reason : null, s0, load);
+    drawStale(slots['stale-list'], dispatching, minutes);
   };
+
+  const { refresh, reconcile, minutes: minutesInput } = slots;
+  const out = slots['reconcile-result'];
   refresh.addEventListener('click', () => busy(refresh, load));
+  reconcile.addEventListener('click', () => {
+    const raw = minutesInput.value.trim();
+    const request = raw === '' ? {} : { minutes: Number(raw) };
+    if (raw !== '' && !(Number.isInteger(request.minutes) && request.minutes >= 0)) {
+      setNote(out, 'error', 'Los minutos deben ser un número entero de 0 en adelante.');
+      return;
+    }
+    const shown = raw === '' ? minutes : request.minutes;
+    const question = shown === 0
+      ? '¿Reconciliar TODAS las tareas en dispatching? Pasarán a «En espera» bloqueadas.'
+      : `¿Reconciliar las tareas en dispatching desde hace más de ${shown} min? Pasarán a «En espera» bloqueadas.`;
+    if (!confirm(question)) return;
+    busy(reconcile, async () => {
+      const r = await api('POST', '/dispatch/reconcile-stale', request);
+      const ids = r.task_ids || [];
+      setNote(out, r.reconciled ? 'ok' : 'info',
+        `stale_minutes: ${r.stale_minutes} · reconciled: ${r.reconciled} · task_ids: ${ids.length ? ids.map((i) => `#${i}`).join(', ') : '—'}`,
+        r.reconciled
+          ? 'Cada tarea queda en «En espera», bloqueada, con un comentario de bloqueo y una alerta dispatch.stale.'
+          : 'No había tareas stale.');
+      await load();
+    }, out);
+  });
   busy(refresh, load);
 }
 
@@ -909,40 +947,9 @@ function dispatchingSince(t) {
   return t.claimed_at || t.dispatch_started_at || t.updated_at;
 }
 
-function drawStale(area, result, minutes, reload) {
-  const minutesInput = h('input', { type: 'number', min: 0, step: 1, class: 'narrow', placeholder: String(minutes), 'aria-label': 'Minutos' });
-  const button = h('button', { type: 'button', class: 'primary' }, 'Reconciliar stale');
-  const out = h('div', { hidden: true });
-  button.addEventListener('click', () => {
-    const raw = minutesInput.value.trim();
-    const body = raw === '' ? {} : { minutes: Number.parseInt(raw, 10) };
-    if (raw !== '' && !(body.minutes >= 0)) {
-      setNote(out, 'error', 'Los minutos deben ser un número entero de 0 en adelante.');
-      return;
-    }
-    const shown = raw === '' ? minutes : body.minutes;
-    const question = shown === 0
-      ? '¿Reconciliar TODAS las tareas en dispatching? Pasarán a «En espera» bloqueadas.'
-      : `¿Reconciliar las tareas en dispatching desde hace más de ${shown} min? Pasarán a «En espera» bloqueadas.`;
-    if (!confirm(question)) return;
-    busy(button, async () => {
-      const r = await api('POST', '/dispatch/reconcile-stale', body);
-      await reload();
-      const ids = r.task_ids || [];
-      setNote(out, r.reconciled ? 'ok' : 'info',
-        `stale_minutes: ${r.stale_minutes} · reconciled: ${r.reconciled} · task_ids: ${ids.length ? ids.map((i) => `#${i}`).join(', ') : '—'}`,
-        r.reconciled ? 'Cada tarea queda en «En espera», bloqueada, con un comentario de bloqueo y una alerta dispatch.stale.' : 'No había tareas stale.');
-    }, out);
-  });
-
-  const head = h('div', { class: 'panel-head' },
-    h('h2', null, 'Tareas en dispatching'),
-    h('div', { class: 'actions' },
-      h('label', { class: 'inline small' }, 'minutos ', minutesInput), button));
-  fill(area, head,
-    h('p', { class: 'muted small' }, `Una tarea es stale cuando lleva más de ${minutes} min en dispatching (ajuste `,
-      h('code', null, 'dispatch_stale_minutes'), '). «Reconciliar stale» la pasa a «En espera», bloqueada, con contexto del worker.'),
-    out);
+/** The tasks in `dispatching`, the stale ones flagged. */
+function drawStale(area, result, minutes) {
+  fill(area);
   if (result.status === 'rejected') {
     add(area, noteNode(result.reason));
     return;
@@ -978,16 +985,9 @@ function noteNode(err) {
 }
 
 function renderWatchdog(body, seq) {
-  const run = h('button', { type: 'button', class: 'primary' }, 'Ejecutar watchdog');
-  const refresh = h('button', { type: 'button' }, 'Actualizar');
-  const showResolved = h('input', { type: 'checkbox' });
-  const report = h('section', { class: 'panel', hidden: true });
-  const alertsArea = h('section', { class: 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando alertas…'));
-  add(body, 
-    h('div', { class: 'toolbar' },
-      h('p', { class: 'muted small' }, 'El watchdog reconcilia tareas stale y abre alertas por fallos recurrentes, dispatch sin workers y workers caídos.'),
-      h('label', { class: 'inline check small' }, showResolved, ' Ver resueltas'), refresh, run),
-    report, alertsArea);
+  const { frag, slots } = template('tpl-watchdog');
+  const { run, refresh, resolved: showResolved, report, alerts: alertsArea } = slots;
+  add(body, frag);
 
   const load = async () => {
     const status = showResolved.checked ? 'resolved' : 'open';
@@ -1016,31 +1016,46 @@ function renderWatchdog(body, seq) {
   busy(refresh, load);
 }
 
-/** A watchdog report of any shape: scalars as values, lists as counted
- *  items, the raw JSON on demand. */
+const ALERT_CHANGE_LABEL = { opened: 'nueva', reopened: 'reabierta', counted: 'repetida', stillopen: 'sigue abierta' };
+
+function taskLink(id) {
+  const n = Number(id);
+  return Number.isInteger(n) && n > 0 ? h('a', { href: `#/tareas/${n}` }, `#${n}`) : String(id);
+}
+
+function taskLinks(ids) {
+  if (!Array.isArray(ids) || ids.length === 0) return h('span', { class: 'muted' }, 'ninguna');
+  return h('span', null, ids.map((id, i) => [i ? ', ' : '', taskLink(id)]));
+}
+
+/** The report of POST /api/watchdog/run: what it reconciled, the alerts
+ *  it opened or reopened, the follow-up tasks it created; any other field
+ *  as it came, and the raw JSON on demand. */
 function reportEl(r) {
   if (!r || typeof r !== 'object') return h('pre', { class: 'output' }, JSON.stringify(r, null, 2));
-  const scalar = (k, x) => {
-    if (typeof x === 'number' && Number.isInteger(x) && x > 0 && /task/.test(k)) return h('a', { href: `#/tareas/${x}` }, `#${x}`);
-    if (typeof x === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(x)) return timeEl(x);
-    return x === null ? '—' : String(x);
-  };
-  const rows = Object.entries(r).map(([k, v]) => {
-    let shown;
-    if (Array.isArray(v)) {
-      shown = v.length === 0 ? h('span', { class: 'muted' }, 'ninguno')
-        : v.every((x) => x === null || typeof x !== 'object')
-          ? h('span', null, v.map((x, i) => [i ? ', ' : '', scalar(k, x)]))
-          : h('ul', { class: 'plain' }, v.map((x) => h('li', null, typeof x === 'object' && x !== null ? summarize(x) : String(x))));
-    } else if (v !== null && typeof v === 'object') {
-      shown = summarize(v);
-    } else {
-      shown = scalar(k, v);
-    }
-    return [k, shown];
-  });
+  const rows = [];
+  const known = new Set(['ran_at', 'stale_minutes', 'reconciled', 'task_ids', 'alerts', 'followup_task_ids']);
+  if ('ran_at' in r) rows.push(['Ejecutado', timeEl(r.ran_at)]);
+  if ('reconciled' in r) {
+    rows.push(['Tareas stale reconciliadas', h('span', null, `${r.reconciled ?? 0}`,
+      'stale_minutes' in r ? h('span', { class: 'muted' }, ` (más de ${r.stale_minutes} min en dispatching)`) : null,
+      Array.isArray(r.task_ids) && r.task_ids.length ? [': ', taskLinks(r.task_ids)] : null)]);
+  }
+  if ('alerts' in r) {
+    const list = Array.isArray(r.alerts) ? r.alerts : [];
+    rows.push(['Alertas', list.length === 0 ? h('span', { class: 'muted' }, 'ninguna nueva') : h('ul', { class: 'plain' }, list.map((x) => h('li', null,
+      x.change ? h('span', { class: 'chip flag-warn' }, ALERT_CHANGE_LABEL[x.change] || x.change) : null, ' ',
+      x.kind ? h('code', null, x.kind) : null, ' ', x.title || summarize(x),
+      x.task_id ? [' · tarea ', taskLink(x.task_id)] : null,
+      x.occurrences ? h('span', { class: 'muted' }, ` · ${x.occurrences} ${x.occurrences === 1 ? 'vez' : 'veces'}`) : null)))]);
+  }
+  if ('followup_task_ids' in r) rows.push(['Tareas de seguimiento creadas', taskLinks(r.followup_task_ids)]);
+  for (const [k, v] of Object.entries(r)) {
+    if (known.has(k)) continue;
+    rows.push([h('code', null, k), v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+  }
   return h('div', null,
-    h('dl', { class: 'kv wide' }, rows.map(([k, v]) => [h('dt', null, h('code', null, k)), h('dd', null, v)])),
+    h('dl', { class: 'kv wide' }, rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
     h('details', null, h('summary', null, 'JSON completo'), h('pre', { class: 'output small' }, JSON.stringify(r, null, 2))));
 }
 

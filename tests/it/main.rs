@@ -7,4 +7,5 @@ mod access;
 mod auth;
 mod durability;
 mod tasks;
+mod ui;
 mod validation;
