@@ -468,7 +468,7 @@ function taskTable(tasks) {
       h('td', { class: 'title-cell' }, h('a', { href: `#/tareas/${t.id}` }, t.title),
         t.blocked && t.blocked_reason ? h('div', { class: 'sub bad' }, t.blocked_reason) : null),
       h('td', null, statusChip(t.status)),
-      h('td', null, EXECUTION_LABEL[t.execution] || t.execution),
+      h('td', null, t.execution === 'interactive' ? 'Interactiva' : EXECUTION_LABEL[t.execution] || t.execution),
       h('td', null, t.agent ? h('code', null, t.agent) : h('span', { class: 'muted' }, '—'),
         t.model ? h('div', { class: 'sub' }, t.model) : null),
       h('td', { class: 'num' }, String(t.priority ?? 0)),
