@@ -5,7 +5,9 @@ mod util;
 
 mod access;
 mod auth;
+mod dispatch;
 mod durability;
 mod tasks;
 mod ui;
 mod validation;
+mod watchdog;
