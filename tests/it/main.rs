@@ -10,5 +10,6 @@ mod dispatch;
 mod durability;
 mod invariants;
 mod tasks;
+mod ui;
 mod validation;
 mod watchdog;
