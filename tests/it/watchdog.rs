@@ -183,8 +183,8 @@ fn watchdog_raises_alerts_with_one_followup_each() {
     assert_eq!(
         subjects,
         [
-            format!("dispatch.no_fresh_worker dispatch"),
-            format!("dispatch.recurring_failure agent:hermes"),
+            "dispatch.no_fresh_worker dispatch".to_string(),
+            "dispatch.recurring_failure agent:hermes".to_string(),
             format!("dispatch.recurring_failure task:{id}"),
             format!("dispatch.worker_stale task:{doing}"),
         ],
