@@ -1,0 +1,899 @@
+//! The benchmark: starts the real `ops-center` binary on a temporary
+//! database and prints one table of figures, every one measured in this run.
+//!
+//! ```sh
+//! cargo run --release --example bench            # full run (a few minutes)
+//! cargo run --release --example bench -- --quick # smaller counts, under a minute
+//! ```
+//!
+//! Options: `--quick`; `--server PATH` to measure another build of the
+//! server (by default `ops-center` is built with the same profile as this
+//! program and taken from the same target directory). `OPS_DB_SYNC` and
+//! `OPS_HTTP_THREADS` are passed to the server and `OPS_DB_SYNC` also sets the
+//! reference's `synchronous`.
+//!
+//! It measures, in order:
+//! 1. the reference: in-process rusqlite, the server's pragmas and schema, one
+//!    `BEGIN IMMEDIATE … COMMIT` per claim (pick the best queued task, stamp
+//!    the claim, append the event);
+//! 2. HTTP claims per second on `POST /api/dispatch/next` with 1, 4 and 16
+//!    keep-alive clients;
+//! 3. full cycles per second (create → dispatch → next → started → finished);
+//! 4. p50/p99 latency of `GET /api/dispatch/health` and of the first page of
+//!    `GET /api/tasks` with the database filled to two sizes;
+//! 5. the server's resident memory (VmRSS) idle and at the end of the load.
+//!
+//! Fixtures are written straight into the file with rusqlite while the
+//! server is stopped (one transaction, the server's own schema), then the
+//! server is started again. The exit status is non-zero only when the
+//! benchmark itself fails (a request answered wrongly, a task handed out
+//! twice, the server not starting); a missed target is reported in the table.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bench-service-token-0123456789abcdef-0123";
+const ADMIN_PW: &str = "bench-admin-password-123";
+/// The agent every benchmark task runs on.
+const AGENT: &str = "opencode";
+
+type Res<T> = std::result::Result<T, String>;
+
+/// How much work each part does.
+struct Sizes {
+    name: &'static str,
+    reference_claims: usize,
+    claims_per_level: usize,
+    cycles: usize,
+    cycle_clients: usize,
+    latency_samples: usize,
+    fills: [usize; 2],
+}
+
+const FULL: Sizes = Sizes {
+    name: "full",
+    reference_claims: 20_000,
+    claims_per_level: 20_000,
+    cycles: 4_000,
+    cycle_clients: 16,
+    latency_samples: 1_000,
+    fills: [100_000, 1_000_000],
+};
+
+const QUICK: Sizes = Sizes {
+    name: "quick",
+    reference_claims: 2_000,
+    claims_per_level: 2_000,
+    cycles: 300,
+    cycle_clients: 16,
+    latency_samples: 200,
+    fills: [10_000, 100_000],
+};
+
+const LEVELS: [usize; 3] = [1, 4, 16];
+
+fn main() -> ExitCode {
+    let mut quick = false;
+    let mut server = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--server" => server = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [--server PATH]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("bench: unknown option {other:?} (accepted: --quick, --server PATH)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let sizes = if quick { &QUICK } else { &FULL };
+    match run(sizes, server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One row of the printed table.
+struct Row {
+    what: String,
+    value: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
+    Row {
+        what: what.into(),
+        value: value.into(),
+        target: String::new(),
+        met: None,
+    }
+}
+
+fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
+    let bin = match server {
+        Some(p) => p,
+        None => build_server()?,
+    };
+    let sync = std::env::var("OPS_DB_SYNC").unwrap_or_else(|_| "normal".into());
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let started = Instant::now();
+    let load_before = loadavg();
+    eprintln!(
+        "bench ({}): server {}, temp dir {}, load average {load_before}",
+        sizes.name,
+        bin.display(),
+        dir.path().display()
+    );
+    let mut rows = Vec::new();
+
+    // 1. The reference.
+    eprintln!(
+        "[1/5] reference: {} in-process claims",
+        sizes.reference_claims
+    );
+    let reference = reference(dir.path(), &sync, sizes.reference_claims)?;
+    rows.push(row(
+        "reference: in-process claims/s (rusqlite, one BEGIN IMMEDIATE per claim)",
+        format!("{reference:.0}"),
+    ));
+
+    // The server, idle.
+    let db = dir.path().join("ops.db");
+    let mut srv = Server::start(&bin, &db, dir.path())?;
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = srv.rss_kb()?;
+    {
+        let mut c = Client::connect(&srv.addr)?;
+        c.expect(
+            "PUT",
+            "/api/settings/dispatch_enabled",
+            r#"{"value":"true"}"#,
+            200,
+        )?;
+    }
+
+    // 2. Claims: the queue is filled for every level at once.
+    let total_claims = sizes.claims_per_level * LEVELS.len();
+    srv.stop()?;
+    fill(&db, total_claims, Fill::Queued)?;
+    srv = Server::start(&bin, &db, dir.path())?;
+    let mut handed_out = HashSet::new();
+    for (i, &clients) in LEVELS.iter().enumerate() {
+        eprintln!(
+            "[2/5] HTTP claims: {} with {clients} client(s)",
+            sizes.claims_per_level
+        );
+        heartbeat_all(&srv.addr, 16)?;
+        let (rate, ids) = claims(&srv.addr, clients, sizes.claims_per_level)?;
+        for id in ids {
+            if !handed_out.insert(id) {
+                return Err(format!("task {id} was handed out twice"));
+            }
+        }
+        let mut r = row(
+            format!("HTTP claims/s, {clients} keep-alive client(s)"),
+            format!("{rate:.0} ({:.2}× reference)", rate / reference),
+        );
+        if i == LEVELS.len() - 1 {
+            r.target = "≥ 1.0× reference".into();
+            r.met = Some(rate >= reference);
+        }
+        rows.push(r);
+    }
+
+    // 3. Full cycles.
+    eprintln!(
+        "[3/5] full cycles: {} with {} clients",
+        sizes.cycles, sizes.cycle_clients
+    );
+    heartbeat_all(&srv.addr, sizes.cycle_clients)?;
+    let rate = cycles(&srv.addr, sizes.cycle_clients, sizes.cycles)?;
+    rows.push(row(
+        format!(
+            "full cycles/s, {} clients (create → dispatch → next → started → finished)",
+            sizes.cycle_clients
+        ),
+        format!("{rate:.0} ({:.0} requests/s)", rate * 5.0),
+    ));
+
+    // 4. Latency with the database filled to each size.
+    for &size in &sizes.fills {
+        let have = srv.count_tasks()?;
+        srv.stop()?;
+        eprintln!("[4/5] filling the database to {size} tasks (has {have})");
+        let t = Instant::now();
+        fill(&db, size.saturating_sub(have), Fill::Mixed)?;
+        eprintln!("      filled in {:.1} s", t.elapsed().as_secs_f64());
+        srv = Server::start(&bin, &db, dir.path())?;
+        let mut c = Client::connect(&srv.addr)?;
+        for (label, path) in [
+            ("GET /api/dispatch/health", "/api/dispatch/health"),
+            ("GET /api/tasks (first page)", "/api/tasks"),
+            (
+                "GET /api/tasks?status=next (first page)",
+                "/api/tasks?status=next",
+            ),
+        ] {
+            let (p50, p99) = latency(&mut c, path, sizes.latency_samples)?;
+            let mut r = row(
+                format!("{label} p50 / p99, {} tasks", thousands(size)),
+                format!("{p50:.2} / {p99:.2} ms"),
+            );
+            if size == sizes.fills[1] && !path.contains('?') {
+                r.target = "p99 < 5 ms".into();
+                r.met = Some(p99 < 5.0);
+            }
+            rows.push(r);
+        }
+    }
+
+    // 5. Memory at the end of the load: one more claim burst on the big
+    // database, then the reading.
+    eprintln!("[5/5] claims on the filled database, then RSS");
+    srv.stop()?;
+    fill(&db, sizes.claims_per_level, Fill::Queued)?;
+    srv = Server::start(&bin, &db, dir.path())?;
+    heartbeat_all(&srv.addr, 16)?;
+    let (rate, _) = claims(&srv.addr, 16, sizes.claims_per_level)?;
+    let big = thousands(sizes.fills[1]);
+    rows.push(row(
+        format!("HTTP claims/s, 16 clients, {big} tasks in the database"),
+        format!("{rate:.0} ({:.2}× reference)", rate / reference),
+    ));
+    {
+        let mut c = Client::connect(&srv.addr)?;
+        latency(&mut c, "/api/tasks", 50)?;
+        latency(&mut c, "/api/dispatch/health", 50)?;
+    }
+    let rss_end = srv.rss_kb()?;
+    rows.push(Row {
+        what: "server RSS idle (fresh start)".into(),
+        value: format!("{:.1} MB", rss_idle as f64 / 1024.0),
+        target: "< 30 MB".into(),
+        met: Some(rss_idle < 30 * 1024),
+    });
+    rows.push(Row {
+        what: format!("server RSS at the end of the load ({big} tasks)"),
+        value: format!("{:.1} MB", rss_end as f64 / 1024.0),
+        target: "< 64 MB".into(),
+        met: Some(rss_end < 64 * 1024),
+    });
+    srv.stop()?;
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "ops-center benchmark ({} run, {:.0} s): {cores} cores, OPS_DB_SYNC={sync}, \
+         OPS_HTTP_THREADS={}, load average before {load_before}, after {}",
+        sizes.name,
+        started.elapsed().as_secs_f64(),
+        std::env::var("OPS_HTTP_THREADS").unwrap_or_else(|_| "default".into()),
+        loadavg()
+    );
+    println!();
+    println!("| measure | value | target | met |");
+    println!("|---|---:|---|---|");
+    for r in &rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        println!("| {} | {} | {} | {met} |", r.what, r.value, r.target);
+    }
+    Ok(())
+}
+
+/// Builds `ops-center` with this program's profile and returns its path in
+/// the same target directory (`target/<profile>/ops-center`).
+fn build_server() -> Res<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // target/<profile>/examples/bench
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the target directory")?;
+    let release = !cfg!(debug_assertions);
+    if !release {
+        eprintln!("bench: this is a debug build; figures are meaningful only with --release");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", "ops-center"])
+        .args(if release { &["--release"][..] } else { &[][..] })
+        .env(
+            "CARGO_TARGET_DIR",
+            profile_dir.parent().unwrap_or(profile_dir),
+        )
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    if !status.success() {
+        return Err("cargo build --bin ops-center failed".into());
+    }
+    let bin = profile_dir.join("ops-center");
+    if !bin.exists() {
+        return Err(format!("{} not found after the build", bin.display()));
+    }
+    Ok(bin)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+// ---------------------------------------------------------------- server --
+
+/// A running `ops-center serve`.
+struct Server {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(bin: &Path, db: &Path, dir: &Path) -> Res<Server> {
+        let log = dir.join("server.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("server log: {e}"))?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .env("OPS_SERVICE_TOKEN", TOKEN)
+            .env("OPS_ADMIN_USER", "admin")
+            .env("OPS_ADMIN_PASSWORD", ADMIN_PW)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Ok(Server { child, addr, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "the server did not start; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    fn rss_kb(&self) -> Res<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .map_err(|e| format!("reading /proc/<pid>/status: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+    }
+
+    /// The number of tasks, archived ones included, from the API.
+    fn count_tasks(&self) -> Res<usize> {
+        let mut c = Client::connect(&self.addr)?;
+        let mut n = 0;
+        for q in ["false", "true"] {
+            let v = c.expect("GET", &format!("/api/tasks?limit=1&archived={q}"), "", 200)?;
+            n += v["total"].as_u64().ok_or("list without total")? as usize;
+        }
+        Ok(n)
+    }
+
+    /// SIGTERM, then waits for the clean exit.
+    fn stop(&mut self) -> Res<()> {
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) if st.success() => return Ok(()),
+                Ok(Some(st)) => {
+                    return Err(format!(
+                        "the server exited with {st}; its log:\n{}",
+                        tail(&self.log)
+                    ))
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    return Err("the server did not stop within 60 s of SIGTERM".into());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let s = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+// ---------------------------------------------------------------- client --
+
+/// A raw HTTP/1.1 keep-alive connection with the service token.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    addr: String,
+    out: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Res<Client> {
+        let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        Ok(Client {
+            reader: BufReader::with_capacity(64 * 1024, s.try_clone().map_err(|e| e.to_string())?),
+            writer: s,
+            addr: addr.to_string(),
+            out: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends one request and reads the whole response: (status, body).
+    fn call(&mut self, method: &str, path: &str, body: &str) -> Res<(u16, Vec<u8>)> {
+        self.out.clear();
+        write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nX-OPS-Service-Token: {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .map_err(|e| e.to_string())?;
+        self.writer
+            .write_all(&self.out)
+            .map_err(|e| format!("{method} {path}: write: {e}"))?;
+        self.read_response()
+            .map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    fn read_response(&mut self) -> Res<(u16, Vec<u8>)> {
+        let mut line = String::new();
+        self.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            self.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                let (k, v) = (k.trim(), v.trim());
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.eq_ignore_ascii_case("chunked");
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                self.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| format!("bad chunk size {line:?}"))?;
+                if size == 0 {
+                    // Trailers, then the empty line.
+                    loop {
+                        self.read_line(&mut line)?;
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader
+                    .read_exact(&mut body[start..])
+                    .map_err(|e| format!("read chunk: {e}"))?;
+                self.read_line(&mut line)?;
+            }
+        } else {
+            let n = length.ok_or("response without Content-Length")?;
+            body.resize(n, 0);
+            self.reader
+                .read_exact(&mut body)
+                .map_err(|e| format!("read body: {e}"))?;
+        }
+        Ok((status, body))
+    }
+
+    fn read_line(&mut self, line: &mut String) -> Res<()> {
+        line.clear();
+        match self.reader.read_line(line) {
+            Ok(0) => Err("connection closed by the server".into()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// A call whose status must be `status`; returns the JSON body.
+    fn expect(&mut self, method: &str, path: &str, body: &str, status: u16) -> Res<Value> {
+        let (got, bytes) = self.call(method, path, body)?;
+        if got != status {
+            return Err(format!(
+                "{method} {path}: expected {status}, got {got}: {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{method} {path}: bad JSON: {e}"))
+    }
+}
+
+fn worker(i: usize) -> String {
+    format!("bench-worker-{i}")
+}
+
+/// A fresh heartbeat for workers 0..n, each able to run the benchmark agent.
+fn heartbeat_all(addr: &str, n: usize) -> Res<()> {
+    let mut c = Client::connect(addr)?;
+    for i in 0..n {
+        let body = json!({
+            "worker_id": worker(i), "host": "bench", "pid": 1, "version": "bench",
+            "agents": [{"slug": AGENT, "cli": AGENT, "available": true, "authenticated": true}],
+            "models": [], "slots_total": 4, "slots_busy": 0, "running_task_ids": [], "draining": false
+        });
+        c.expect("POST", "/api/dispatch/heartbeat", &body.to_string(), 200)?;
+    }
+    Ok(())
+}
+
+/// Runs `f(client, worker_index)` on `clients` threads, each with its own
+/// connection, started together; returns the wall time and the results.
+fn parallel<T: Send + 'static>(
+    addr: &str,
+    clients: usize,
+    f: impl Fn(&mut Client, usize) -> Res<T> + Send + Sync + 'static,
+) -> Res<(Duration, Vec<T>)> {
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut handles = Vec::new();
+    for i in 0..clients {
+        let mut c = Client::connect(addr)?;
+        let (f, barrier) = (f.clone(), barrier.clone());
+        handles.push(std::thread::spawn(move || {
+            barrier.wait();
+            f(&mut c, i)
+        }));
+    }
+    barrier.wait();
+    let t = Instant::now();
+    let results: Vec<Res<T>> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("client thread panicked".into()))
+        })
+        .collect();
+    let elapsed = t.elapsed();
+    Ok((elapsed, results.into_iter().collect::<Res<Vec<T>>>()?))
+}
+
+/// `total` claims shared by `clients` clients: (claims/s, claimed ids).
+fn claims(addr: &str, clients: usize, total: usize) -> Res<(f64, Vec<i64>)> {
+    let left = Arc::new(AtomicUsize::new(total));
+    let (elapsed, ids) = parallel(addr, clients, move |c, i| {
+        let body = json!({"worker_id": worker(i)}).to_string();
+        let mut ids = Vec::new();
+        while left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let v = c.expect("POST", "/api/dispatch/next", &body, 200)?;
+            let id = v["task"]["id"]
+                .as_i64()
+                .ok_or_else(|| format!("claim returned no task: {v}"))?;
+            ids.push(id);
+        }
+        Ok(ids)
+    })?;
+    let ids: Vec<i64> = ids.into_iter().flatten().collect();
+    Ok((ids.len() as f64 / elapsed.as_secs_f64(), ids))
+}
+
+/// `total` full cycles shared by `clients` clients: cycles/s.
+fn cycles(addr: &str, clients: usize, total: usize) -> Res<f64> {
+    let left = Arc::new(AtomicUsize::new(total));
+    let (elapsed, done) = parallel(addr, clients, move |c, i| {
+        let w = worker(i);
+        let mut done = 0usize;
+        while left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let body = json!({"title": "bench cycle", "description": "print hello",
+                              "execution": "interactive", "agent": AGENT});
+            let t = c.expect("POST", "/api/tasks", &body.to_string(), 201)?;
+            let id = t["id"].as_i64().ok_or("created task without id")?;
+            c.expect("POST", &format!("/api/tasks/{id}/dispatch"), "", 200)?;
+            let v = c.expect(
+                "POST",
+                "/api/dispatch/next",
+                &json!({"worker_id": w}).to_string(),
+                200,
+            )?;
+            let tid = v["task"]["id"]
+                .as_i64()
+                .ok_or_else(|| format!("claim returned no task: {v}"))?;
+            let token = v["claim_token"].as_str().ok_or("claim without token")?;
+            let proof = json!({"worker_id": w, "claim_token": token});
+            let mut started = proof.clone();
+            started["pid"] = json!(4242);
+            started["log_path"] = json!(format!("/tmp/task-{tid}.log"));
+            started["err_log_path"] = json!(format!("/tmp/task-{tid}.err.log"));
+            c.expect(
+                "POST",
+                &format!("/api/dispatch/tasks/{tid}/started"),
+                &started.to_string(),
+                200,
+            )?;
+            let mut finished = proof;
+            finished["exit_code"] = json!(0);
+            finished["output"] = json!("hello\n");
+            let t = c.expect(
+                "POST",
+                &format!("/api/dispatch/tasks/{tid}/finished"),
+                &finished.to_string(),
+                200,
+            )?;
+            if t["status"] != "review" {
+                return Err(format!("task {tid} finished in {}", t["status"]));
+            }
+            done += 1;
+        }
+        Ok(done)
+    })?;
+    let done: usize = done.into_iter().sum();
+    Ok(done as f64 / elapsed.as_secs_f64())
+}
+
+/// Sequential GETs of `path`: (p50, p99) in milliseconds.
+fn latency(c: &mut Client, path: &str, samples: usize) -> Res<(f64, f64)> {
+    for _ in 0..samples.min(20) {
+        c.expect("GET", path, "", 200)?;
+    }
+    let mut ms = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        let (status, body) = c.call("GET", path, "")?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 {
+            return Err(format!(
+                "GET {path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    Ok((pct(0.50), pct(0.99)))
+}
+
+// -------------------------------------------------------------- fixtures --
+
+/// The server's pragmas on a direct connection (`OPS_DB_SYNC` decides
+/// `synchronous`, as in the server).
+fn open_direct(path: &Path, sync: &str) -> Res<Connection> {
+    let conn = Connection::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("journal_mode is {mode}, not wal"));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync};
+         PRAGMA busy_timeout=5000;
+         PRAGMA foreign_keys=ON;
+         PRAGMA cache_size=-8000;
+         PRAGMA journal_size_limit=67108864;"
+    ))
+    .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+#[derive(Clone, Copy)]
+enum Fill {
+    /// Interactive tasks of the benchmark agent, queued, ready to claim.
+    Queued,
+    /// The mix of a long-lived board: mostly done, some archived, the rest
+    /// spread over the other statuses (none queued, none dispatching).
+    Mixed,
+}
+
+/// Inserts `n` tasks in one transaction (the server must be stopped).
+fn fill(db: &Path, n: usize, kind: Fill) -> Res<()> {
+    let mut conn = open_direct(db, "normal")?;
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    let agent: i64 = tx
+        .query_row("SELECT id FROM agents WHERE slug = ?1", [AGENT], |r| {
+            r.get(0)
+        })
+        .map_err(|e| format!("agent {AGENT}: {e}"))?;
+    {
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO tasks(workspace_id, title, description, status, execution, agent_id,
+                                   priority, blocked, blocked_reason, dispatch_output,
+                                   created_at, updated_at, archived_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+            )
+            .map_err(|e| e.to_string())?;
+        let now = now_ms();
+        // A small deterministic generator, so runs are comparable.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..n {
+            let r = next() % 100;
+            let (status, interactive, blocked, output, archived) = match kind {
+                Fill::Queued => ("queued", true, false, false, false),
+                Fill::Mixed => match r {
+                    0..=59 => ("done", r % 2 == 0, false, true, false),
+                    60..=74 => ("done", r % 2 == 0, false, true, true),
+                    75..=82 => ("next", false, false, false, false),
+                    83..=88 => ("review", true, false, true, false),
+                    89..=94 => ("waiting", true, true, false, false),
+                    _ => ("doing", false, false, false, false),
+                },
+            };
+            let priority = (next() % 5) as i64;
+            stmt.execute(params![
+                format!("bench task {i}"),
+                "Read the repository, fix the failing test, run the suite and report what changed.",
+                status,
+                if interactive { "interactive" } else { "manual" },
+                if interactive || r % 3 == 0 {
+                    Some(agent)
+                } else {
+                    None
+                },
+                priority,
+                blocked,
+                blocked.then_some("finished without deliverable evidence"),
+                output.then_some("all tests pass\n"),
+                now - (n - i) as i64,
+                archived.then_some(now),
+            ])
+            .map_err(|e| format!("insert: {e}"))?;
+        }
+    }
+    tx.commit().map_err(|e| format!("commit: {e}"))?;
+    Ok(())
+}
+
+/// The naive limit: claims done in-process, one committed transaction each,
+/// on a database with the server's schema and pragmas. Returns claims/s.
+fn reference(dir: &Path, sync: &str, n: usize) -> Res<f64> {
+    let path = dir.join("reference.db");
+    let s = ops_center::db::Sync::parse(sync).ok_or("OPS_DB_SYNC must be normal or full")?;
+    // The server's own schema and migrations.
+    ops_center::db::Db::open(&path, s, 1)
+        .map_err(|e| e.to_string())?
+        .close();
+    fill(&path, n, Fill::Queued)?;
+    let conn = open_direct(&path, sync)?;
+    let worker = "bench-reference";
+    let t = Instant::now();
+    for _ in 0..n {
+        let now = now_ms();
+        let token = ops_center::secrets::random_hex(16);
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string())?;
+        let (id, attempts): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT t.id, t.dispatch_attempts FROM tasks t JOIN agents a ON a.id = t.agent_id
+                 WHERE t.status = 'queued' AND t.archived_at IS NULL AND t.blocked = 0
+                   AND (t.sensitive = 0 OR t.gate_approved_at IS NOT NULL)
+                   AND a.active = 1 AND a.slug IN (?1)
+                 ORDER BY t.priority DESC, t.id LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([AGENT], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(|e| format!("reference pick: {e}"))?;
+        conn.prepare_cached(
+            "UPDATE tasks SET status = 'dispatching', claimed_by = ?2, claim_token = ?3,
+                    claimed_at = ?4, dispatch_attempts = ?5, updated_at = ?4
+             WHERE id = ?1 AND status = 'queued'",
+        )
+        .and_then(|mut s| s.execute(params![id, worker, token, now, attempts + 1]))
+        .map_err(|e| format!("reference stamp: {e}"))?;
+        let payload = json!({"worker_id": worker, "attempt": attempts + 1, "agent": AGENT,
+                             "from": "queued", "to": "dispatching"});
+        conn.prepare_cached(
+            "INSERT INTO events(at, workspace_id, task_id, kind, actor, payload)
+             VALUES (?1, 1, ?2, 'dispatch.claimed', ?3, ?4)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                now,
+                id,
+                format!("worker:{worker}"),
+                payload.to_string()
+            ])
+        })
+        .map_err(|e| format!("reference event: {e}"))?;
+        conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
