@@ -27,8 +27,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         format!("cannot start: {e}")
     })?;
 
-    let server = tiny_http::Server::http(cfg.bind)
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    let server =
+        http::listen(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
     let addr = server
         .server_addr()
         .to_ip()

@@ -8,6 +8,8 @@ mod response;
 mod router;
 mod routes;
 
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +28,34 @@ pub struct App {
     pub db: Arc<Db>,
     pub trust_proxy: bool,
     pub login_limiter: LoginLimiter,
+}
+
+/// Binds `addr` for tiny_http with `TCP_NODELAY` on the listening socket,
+/// which every accepted connection inherits. tiny_http writes a response
+/// through a 1 KiB buffer, so a larger one leaves in several writes; with
+/// Nagle's algorithm on, the second write would wait for the client's
+/// delayed ACK (40 ms on Linux) on every keep-alive response.
+pub fn listen(addr: SocketAddr) -> std::result::Result<Server, String> {
+    let listener = TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and
+    // its size, as TCP_NODELAY expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::warn!(
+            "cannot set TCP_NODELAY: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Server::from_listener(listener, None).map_err(|e| e.to_string())
 }
 
 /// Starts `threads` handler threads taking requests from `server` until
