@@ -6,9 +6,17 @@ use crate::error::{Error, Result};
 
 /// Migration N (1-based) brings the schema from version N-1 to N. Entries
 /// are only ever appended.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("../../migrations/002_task_counts.sql"),
+];
 
 pub fn run(conn: &mut Connection) -> Result<()> {
+    run_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `target`.
+pub(crate) fn run_to(conn: &mut Connection, target: usize) -> Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = MIGRATIONS.len() as i64;
     if current > latest {
@@ -17,7 +25,12 @@ pub fn run(conn: &mut Connection) -> Result<()> {
              upgrade ops-center"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target)
+        .skip(current as usize)
+    {
         let version = i as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)

@@ -1,7 +1,7 @@
 //! Opening the SQLite file: pragmas, migrations, the reader pool and the
 //! single writer thread.
 
-mod migrate;
+pub(crate) mod migrate;
 pub(crate) use writer::panic_text;
 mod writer;
 

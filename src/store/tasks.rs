@@ -243,64 +243,90 @@ pub struct TaskFilter {
     pub archived: bool,
 }
 
-/// Newest first, with the total count of matching rows.
+/// Newest first, with the total count of matching rows. The total is a
+/// SUM over `task_counts` (kept by triggers, schema version 2) with the same
+/// filters, so it costs the same at a million tasks as at ten.
 pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>, i64)> {
-    let mut clauses = vec![if f.archived {
+    // Each filter as a clause on tasks and the same clause on task_counts.
+    let mut rows_where = vec![if f.archived {
         "t.archived_at IS NOT NULL"
     } else {
         "t.archived_at IS NULL"
     }
     .to_string()];
+    let mut counts_where = vec![format!("c.archived = {}", i64::from(f.archived))];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut both = |task: String, count: String| {
+        rows_where.push(task);
+        counts_where.push(count);
+    };
     if let Some(ws) = f.workspace_id {
-        clauses.push("t.workspace_id = ?".into());
+        both("t.workspace_id = ?".into(), "c.workspace_id = ?".into());
         args.push(Box::new(ws));
     }
     if let Some(visible) = &f.visible {
         let ids: Vec<String> = visible.iter().map(i64::to_string).collect();
-        clauses.push(format!("t.workspace_id IN ({})", ids.join(",")));
+        let ids = ids.join(",");
+        both(
+            format!("t.workspace_id IN ({ids})"),
+            format!("c.workspace_id IN ({ids})"),
+        );
     }
     if let Some(s) = f.status {
-        clauses.push("t.status = ?".into());
+        both("t.status = ?".into(), "c.status = ?".into());
         args.push(Box::new(s.as_str()));
     }
     if let Some(slug) = &f.agent_slug {
-        clauses.push("t.agent_id = (SELECT id FROM agents WHERE slug = ?)".into());
+        both(
+            "t.agent_id = (SELECT id FROM agents WHERE slug = ?)".into(),
+            "c.agent_id = (SELECT id FROM agents WHERE slug = ?)".into(),
+        );
         args.push(Box::new(slug.clone()));
     }
     if let Some(b) = f.blocked {
-        clauses.push("t.blocked = ?".into());
+        both("t.blocked = ?".into(), "c.blocked = ?".into());
         args.push(Box::new(b));
     }
-    let where_ = clauses.join(" AND ");
     let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM tasks t WHERE {where_}"))?
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(c.n), 0) FROM task_counts c WHERE {}",
+            counts_where.join(" AND ")
+        ))?
         .query_row(params.as_slice(), |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} WHERE {where_} ORDER BY t.id DESC LIMIT {} OFFSET {}",
-        page.limit, page.offset
+        "{SELECT} WHERE {} ORDER BY t.id DESC LIMIT {} OFFSET {}",
+        rows_where.join(" AND "),
+        page.limit,
+        page.offset
     ))?;
     let rows = stmt.query_map(params.as_slice(), from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
-/// Number of tasks per status (archived ones excluded), and of blocked ones.
+/// Number of tasks per status (archived ones excluded), and of blocked ones,
+/// from `task_counts`.
 pub fn count_by_status(conn: &Connection) -> Result<(Vec<(Status, i64)>, i64)> {
     let mut stmt = conn.prepare_cached(
-        "SELECT status, COUNT(*) FROM tasks WHERE archived_at IS NULL GROUP BY status",
+        "SELECT status, SUM(n), SUM(CASE WHEN blocked = 1 THEN n ELSE 0 END)
+         FROM task_counts WHERE archived = 0 GROUP BY status",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
     let mut counts = Vec::new();
+    let mut blocked = 0;
     for row in rows {
-        let (s, n) = row?;
+        let (s, n, b) = row?;
+        blocked += b;
         if let Some(s) = Status::parse(&s) {
             counts.push((s, n));
         }
     }
-    let blocked: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM tasks WHERE archived_at IS NULL AND blocked = 1")?
-        .query_row([], |r| r.get(0))?;
     Ok((counts, blocked))
 }
 
@@ -363,4 +389,156 @@ pub fn in_status(conn: &Connection, status: Status) -> Result<Vec<Task>> {
     ))?;
     let rows = stmt.query_map([status.as_str()], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::migrate;
+
+    fn task(ws: i64, agent: Option<i64>) -> NewTask {
+        NewTask {
+            workspace_id: ws,
+            title: "t".into(),
+            description: String::new(),
+            execution: Execution::Interactive,
+            agent_id: agent,
+            model: None,
+            priority: 0,
+            sensitive: false,
+        }
+    }
+
+    /// Every combination of the list's filters: the total from
+    /// `task_counts` equals the number of rows the same filter selects, and
+    /// health's counts equal a count over the rows.
+    fn check_totals(conn: &Connection) {
+        let all = Page {
+            limit: 1_000_000,
+            offset: 0,
+        };
+        for workspace_id in [None, Some(1), Some(2)] {
+            for visible in [None, Some(vec![1]), Some(vec![1, 2])] {
+                for status in std::iter::once(None).chain(Status::ALL.map(Some)) {
+                    for agent_slug in [None, Some("codex"), Some("unknown")] {
+                        for blocked in [None, Some(true), Some(false)] {
+                            for archived in [false, true] {
+                                let f = TaskFilter {
+                                    workspace_id,
+                                    visible: visible.clone(),
+                                    status,
+                                    agent_slug: agent_slug.map(str::to_string),
+                                    blocked,
+                                    archived,
+                                };
+                                let (rows, total) = list(conn, &f, all).unwrap();
+                                assert_eq!(rows.len() as i64, total, "filter {workspace_id:?} {visible:?} {status:?} {agent_slug:?} {blocked:?} {archived}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (counts, blocked) = count_by_status(conn).unwrap();
+        for s in Status::ALL {
+            let f = TaskFilter {
+                status: Some(s),
+                ..TaskFilter::default()
+            };
+            let n = list(conn, &f, all).unwrap().0.len() as i64;
+            let got = counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+            assert_eq!(got, n, "{s:?}");
+        }
+        let f = TaskFilter {
+            blocked: Some(true),
+            ..TaskFilter::default()
+        };
+        assert_eq!(blocked, list(conn, &f, all).unwrap().0.len() as i64);
+    }
+
+    #[test]
+    fn task_counts_are_backfilled_and_kept_by_the_triggers() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run_to(&mut conn, 1).unwrap();
+        conn.execute(
+            "INSERT INTO workspaces(id, name, created_at) VALUES (2, 'two', 0)",
+            [],
+        )
+        .unwrap();
+        let codex: i64 = conn
+            .query_row("SELECT id FROM agents WHERE slug = 'codex'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        // Rows from before the migration are counted by its backfill.
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let ws = 1 + i % 2;
+            let agent = [None, Some(codex), Some(1)][i as usize % 3];
+            ids.push(insert(&conn, &task(ws, agent), i).unwrap());
+        }
+        for (k, &id) in ids.iter().enumerate().take(12) {
+            let mut t = require(&conn, id).unwrap();
+            t.status = Status::ALL[k % 7];
+            t.blocked = k % 4 == 0;
+            t.archived_at = (k % 5 == 0).then_some(1);
+            save(&conn, &t, 1).unwrap();
+        }
+        migrate::run(&mut conn).unwrap();
+        check_totals(&conn);
+
+        // Changes after it are counted by the triggers: new rows, every
+        // counted column changing (alone and together), saves that change
+        // none of them, deletes.
+        for i in 0..10 {
+            ids.push(insert(&conn, &task(2 - i % 2, Some(codex)), 2).unwrap());
+        }
+        for (k, &id) in ids.iter().enumerate() {
+            let mut t = require(&conn, id).unwrap();
+            match k % 6 {
+                0 => t.status = Status::ALL[(k / 6) % 7],
+                1 => t.blocked = !t.blocked,
+                2 => t.archived_at = t.archived_at.xor(Some(3)),
+                3 => {
+                    t.agent_id = if t.agent_id.is_some() {
+                        None
+                    } else {
+                        Some(codex)
+                    }
+                }
+                4 => t.workspace_id = 3 - t.workspace_id,
+                _ => t.title = "renamed".into(),
+            }
+            if k % 7 == 0 {
+                t.status = Status::Done;
+                t.blocked = true;
+            }
+            save(&conn, &t, 3).unwrap();
+            check_totals(&conn);
+        }
+        for &id in ids.iter().step_by(3) {
+            delete(&conn, id).unwrap();
+        }
+        check_totals(&conn);
+    }
+
+    #[test]
+    fn the_list_by_status_and_the_stale_scan_use_their_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run(&mut conn).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let by_status = plan(&format!(
+            "{SELECT} WHERE t.archived_at IS NULL AND t.status = 'next' ORDER BY t.id DESC LIMIT 50"
+        ));
+        assert!(by_status.contains("INDEX tasks_status"), "{by_status}");
+        assert!(!by_status.contains("TEMP B-TREE"), "{by_status}");
+        let stale = plan(&format!(
+            "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= 5 ORDER BY t.claimed_at, t.id"
+        ));
+        assert!(stale.contains("INDEX tasks_dispatching"), "{stale}");
+    }
 }

@@ -209,6 +209,22 @@ impl Run {
             .unwrap();
         assert_eq!(dup, 0, "two tasks share a claim token");
 
+        // The counts kept by triggers match the tasks.
+        let drift: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM (
+                   SELECT workspace_id, agent_id, status, blocked, archived, SUM(n) AS n FROM (
+                     SELECT workspace_id, agent_id, status, blocked, archived, n FROM task_counts
+                     UNION ALL
+                     SELECT workspace_id, COALESCE(agent_id, 0), status, blocked != 0,
+                            archived_at IS NOT NULL, -1 FROM tasks)
+                   GROUP BY 1, 2, 3, 4, 5 HAVING SUM(n) != 0)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(drift, 0, "task_counts differs from the tasks");
+
         // done only with evidence or force.
         let unguarded: Vec<i64> = conn
             .prepare(
