@@ -233,10 +233,11 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
         let actor = format!("worker:{}", req.worker_id);
         let payload = json!({"worker_id": req.worker_id, "attempt": t.dispatch_attempts, "agent": agent.slug});
         transition(conn, &mut t, Status::Dispatching, "dispatch.claimed", &actor, payload, now)?;
-        tasks::save(conn, &t, now)?;
+        tasks::save_claim(conn, &t, now)?;
+        t.updated_at = now;
         let model = t.model.clone().or(agent.model.clone());
         Ok(json!({
-            "task": tasks::require(conn, t.id)?.to_json(),
+            "task": t.to_json(),
             "agent": {"slug": agent.slug, "launch_command": agent.launch_command, "model": model},
             "claim_token": token,
             "reconciled": reconciled,

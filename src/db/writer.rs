@@ -6,11 +6,11 @@
 //! each request. A burst of N writes thus costs one commit, not N.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply_tx, reply_rx) = bounded::<Result<T>>(1);
+        let (reply_tx, reply_rx) = oneshot::<Result<T>>();
         let job: Job = Box::new(move |conn: &Connection| -> Reply {
             let result = in_savepoint(conn, f);
             Box::new(move |committed: Result<(), String>| {
@@ -61,13 +61,13 @@ impl Writer {
                     Ok(()) => result,
                     Err(e) => Err(Error::Internal(format!("commit failed: {e}"))),
                 };
-                let _ = reply_tx.send(answer);
+                reply_tx.send(answer);
             })
         });
         self.tx.send(Msg::Job(job)).map_err(|_| {
             Error::Internal("the database writer is unavailable (shutting down or failing)".into())
         })?;
-        reply_rx.recv().map_err(|_| {
+        reply_rx.recv().ok_or_else(|| {
             Error::Internal("the database writer is unavailable (shutting down or failing)".into())
         })?
     }
@@ -81,8 +81,61 @@ impl Writer {
     }
 }
 
+/// One reply from the writer thread to the request's thread. The waiting
+/// thread sleeps at once instead of spinning: on a machine with few cores,
+/// spinning handlers would take CPU time from the writer they wait for.
+struct OneshotTx<T>(Arc<(Mutex<Option<Option<T>>>, Condvar)>);
+struct OneshotRx<T>(Arc<(Mutex<Option<Option<T>>>, Condvar)>);
+
+fn oneshot<T>() -> (OneshotTx<T>, OneshotRx<T>) {
+    let shared = Arc::new((Mutex::new(None), Condvar::new()));
+    (OneshotTx(shared.clone()), OneshotRx(shared))
+}
+
+impl<T> OneshotTx<T> {
+    fn send(mut self, value: T) {
+        self.put(Some(value));
+    }
+
+    fn put(&mut self, value: Option<T>) {
+        let (slot, ready) = &*self.0;
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(value);
+            ready.notify_one();
+        }
+    }
+}
+
+impl<T> Drop for OneshotTx<T> {
+    /// A reply dropped unsent (its job was dropped) wakes the waiter with
+    /// nothing.
+    fn drop(&mut self) {
+        self.put(None);
+    }
+}
+
+impl<T> OneshotRx<T> {
+    fn recv(self) -> Option<T> {
+        let (slot, ready) = &*self.0;
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(value) = slot.take() {
+                return value;
+            }
+            slot = ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Runs one of the fixed transaction-control statements, prepared once.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT request")?;
+    control(conn, "SAVEPOINT request")?;
     let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
         Ok(r) => r,
         Err(panic) => Err(Error::Internal(format!(
@@ -90,12 +143,10 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
             panic_text(&panic)
         ))),
     };
-    let end = if result.is_ok() {
-        "RELEASE request"
-    } else {
-        "ROLLBACK TO request; RELEASE request"
-    };
-    conn.execute_batch(end)?;
+    if result.is_err() {
+        control(conn, "ROLLBACK TO request")?;
+    }
+    control(conn, "RELEASE request")?;
     result
 }
 
@@ -147,7 +198,7 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
 }
 
 fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let msg = e.to_string();
         log::error!("cannot begin write transaction: {msg}");
         // The jobs were never run; answer each with the failure.
@@ -158,7 +209,7 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
         return;
     }
     let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
-    let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let outcome = control(conn, "COMMIT").map_err(|e| e.to_string());
     if let Err(e) = &outcome {
         log::error!("group commit of {} requests failed: {e}", replies.len());
         let _ = conn.execute_batch("ROLLBACK");

@@ -207,6 +207,35 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// Writes what a claim changes — status, the claim, the attempt count and
+/// the cleared results of the previous run — and stamps `updated_at`. The
+/// other columns (and the indexes on them) are left alone: this runs on
+/// every claim.
+pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tasks SET status=?2, claimed_by=?3, claim_token=?4, claimed_at=?5,
+            dispatch_attempts=?6, dispatch_started_at=?7, dispatch_finished_at=?8, exit_code=?9,
+            dispatch_output=?10, log_path=?11, err_log_path=?12, updated_at=?13
+         WHERE id=?1",
+    )?
+    .execute(params![
+        t.id,
+        t.status.as_str(),
+        t.claimed_by,
+        t.claim_token,
+        t.claimed_at,
+        t.dispatch_attempts,
+        t.dispatch_started_at,
+        t.dispatch_finished_at,
+        t.exit_code,
+        t.dispatch_output,
+        t.log_path,
+        t.err_log_path,
+        now
+    ])?;
+    Ok(())
+}
+
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([id])?;
