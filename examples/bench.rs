@@ -763,7 +763,8 @@ fn open_direct(path: &Path, sync: &str) -> Res<Connection> {
          PRAGMA busy_timeout=5000;
          PRAGMA foreign_keys=ON;
          PRAGMA cache_size=-8000;
-         PRAGMA journal_size_limit=67108864;"
+         PRAGMA journal_size_limit=67108864;
+         PRAGMA wal_autocheckpoint=4000;"
     ))
     .map_err(|e| e.to_string())?;
     Ok(conn)
