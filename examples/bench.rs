@@ -21,7 +21,9 @@
 //! 3. full cycles per second (create → dispatch → next → started → finished);
 //! 4. p50/p99 latency of `GET /api/dispatch/health` and of the first page of
 //!    `GET /api/tasks` with the database filled to two sizes;
-//! 5. the server's resident memory (VmRSS) idle and at the end of the load.
+//! 5. the server's resident memory (VmRSS) idle and at the end of the load
+//!    (after one more claim burst on the big database and 16 clients paging
+//!    through the whole task list, which fills every reader's page cache).
 //!
 //! Fixtures are written straight into the file with rusqlite while the
 //! server is stopped (one transaction, the server's own schema), then the
@@ -57,6 +59,9 @@ struct Sizes {
     cycle_clients: usize,
     latency_samples: usize,
     fills: [usize; 2],
+    /// List pages each of 16 clients reads across the whole table before
+    /// the last RSS reading.
+    deep_pages: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -67,6 +72,7 @@ const FULL: Sizes = Sizes {
     cycle_clients: 16,
     latency_samples: 1_000,
     fills: [100_000, 1_000_000],
+    deep_pages: 20,
 };
 
 const QUICK: Sizes = Sizes {
@@ -77,6 +83,7 @@ const QUICK: Sizes = Sizes {
     cycle_clients: 16,
     latency_samples: 200,
     fills: [10_000, 100_000],
+    deep_pages: 10,
 };
 
 const LEVELS: [usize; 3] = [1, 4, 16];
@@ -245,7 +252,7 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     }
 
     // 5. Memory at the end of the load: one more claim burst on the big
-    // database, then the reading.
+    // database, pages read across the whole table, then the reading.
     eprintln!("[5/5] claims on the filled database, then RSS");
     srv.stop()?;
     fill(&db, sizes.claims_per_level, Fill::Queued)?;
@@ -257,23 +264,45 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
         format!("HTTP claims/s, 16 clients, {big} tasks in the database"),
         format!("{rate:.0} ({:.2}× reference)", rate / reference),
     ));
-    {
-        let mut c = Client::connect(&srv.addr)?;
-        latency(&mut c, "/api/tasks", 50)?;
-        latency(&mut c, "/api/dispatch/health", 50)?;
-    }
+    // Every reader connection pages through the whole table, so that each
+    // one's page cache is as full as it gets.
+    let size = sizes.fills[1];
+    let pages = sizes.deep_pages;
+    parallel(&srv.addr, 16, move |c, i| {
+        for k in 0..pages {
+            let offset = (i * pages + k) * size / (16 * pages);
+            c.expect(
+                "GET",
+                &format!("/api/tasks?limit=200&offset={offset}"),
+                "",
+                200,
+            )?;
+            c.expect("GET", "/api/dispatch/health", "", 200)?;
+        }
+        Ok(())
+    })?;
     let rss_end = srv.rss_kb()?;
+    let mb = |[total, anon, file, shmem]: [u64; 4]| {
+        let m = |kb: u64| kb as f64 / 1024.0;
+        format!(
+            "{:.1} MB (anon {:.1}, file {:.1}, shmem {:.1})",
+            m(total),
+            m(anon),
+            m(file),
+            m(shmem)
+        )
+    };
     rows.push(Row {
         what: "server RSS idle (fresh start)".into(),
-        value: format!("{:.1} MB", rss_idle as f64 / 1024.0),
+        value: mb(rss_idle),
         target: "< 30 MB".into(),
-        met: Some(rss_idle < 30 * 1024),
+        met: Some(rss_idle[0] < 30 * 1024),
     });
     rows.push(Row {
         what: format!("server RSS at the end of the load ({big} tasks)"),
-        value: format!("{:.1} MB", rss_end as f64 / 1024.0),
+        value: mb(rss_end),
         target: "< 64 MB".into(),
-        met: Some(rss_end < 64 * 1024),
+        met: Some(rss_end[0] < 64 * 1024),
     });
     srv.stop()?;
 
@@ -410,15 +439,25 @@ impl Server {
         }
     }
 
-    fn rss_kb(&self) -> Res<u64> {
+    /// VmRSS and its parts (RssAnon, RssFile, RssShmem) in KiB, from
+    /// /proc/<pid>/status.
+    fn rss_kb(&self) -> Res<[u64; 4]> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .map_err(|e| format!("reading /proc/<pid>/status: {e}"))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+        let field = |name: &str| -> Res<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("no {name} in /proc/<pid>/status"))
+        };
+        Ok([
+            field("VmRSS:")?,
+            field("RssAnon:")?,
+            field("RssFile:")?,
+            field("RssShmem:")?,
+        ])
     }
 
     /// The number of tasks, archived ones included, from the API.
