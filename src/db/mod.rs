@@ -42,6 +42,12 @@ pub struct Db {
 }
 
 const BUSY_TIMEOUT_MS: u32 = 5_000;
+/// Page cache of each reader connection, in KiB. The pool holds one reader
+/// per handler thread plus two, and a reader that pages through a large
+/// table fills its cache, so this bounds the server's memory: 10 readers
+/// of 2 MiB and the writer's 8 MiB. Reads that miss it are served from the
+/// operating system's file cache.
+const READER_CACHE_KIB: u32 = 2000;
 /// The writer checkpoints when the WAL holds this many pages (16 MiB of
 /// 4 KiB pages; SQLite's default is 1000). Each checkpoint copies the
 /// distinct pages once and fsyncs twice, and under a stream of claims the
@@ -68,7 +74,7 @@ impl Db {
             c.execute_batch(&format!(
                 "PRAGMA busy_timeout={BUSY_TIMEOUT_MS};
                  PRAGMA foreign_keys=ON;
-                 PRAGMA cache_size=-4000;
+                 PRAGMA cache_size=-{READER_CACHE_KIB};
                  PRAGMA query_only=ON;"
             ))
         });

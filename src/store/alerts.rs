@@ -83,10 +83,9 @@ pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT {} OFFSET {}",
-        page.limit, page.offset
+        "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT ?2 OFFSET ?3"
     ))?;
-    let rows = stmt.query_map([status], from_row)?;
+    let rows = stmt.query_map(params![status, page.limit, page.offset], from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
