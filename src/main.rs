@@ -8,6 +8,8 @@ ops-center — task board and dispatcher for AI coding agents
 
 usage:
   ops-center serve [--bind ADDR] [--db PATH]   run the HTTP API, web UI and watchdog
+  ops-center admin COMMAND [--db PATH]         set-service-token, set-admin-password,
+                                               backup --to FILE (see ops-center admin --help)
   ops-center --version
 
 Environment for serve: OPS_BIND (127.0.0.1:3847), OPS_DB (./ops-center.db),
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => ops_center::config::serve_config(&args[1..], |k| std::env::var(k).ok())
             .and_then(ops_center::server::run),
+        Some("admin") => ops_center::ops::admin::main(&args[1..]),
         Some("--version" | "-V" | "version") => {
             println!("ops-center {}", env!("CARGO_PKG_VERSION"));
             Ok(())

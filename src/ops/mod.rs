@@ -1,0 +1,3 @@
+//! Operator commands of the same binary.
+
+pub mod admin;
