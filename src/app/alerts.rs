@@ -17,7 +17,15 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
         let a = alerts::require(conn, id)?;
         if a.status != "resolved" {
             alerts::resolve(conn, id, now)?;
-            event(conn, now, None, a.task_id, "alert.resolved", &actor, json!({"alert_id": id, "kind": a.kind}))?;
+            event(
+                conn,
+                now,
+                None,
+                a.task_id,
+                "alert.resolved",
+                &actor,
+                json!({"alert_id": id, "kind": a.kind}),
+            )?;
         }
         alerts::require(conn, id)
     })

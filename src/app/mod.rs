@@ -3,8 +3,8 @@
 //! `domain/` rules. Every write appends its event in the same transaction.
 
 pub mod accounts;
-pub mod alerts;
 pub mod agents;
+pub mod alerts;
 pub mod settings;
 pub mod tasks;
 
@@ -24,5 +24,15 @@ pub(crate) fn event(
     actor: &str,
     payload: Value,
 ) -> Result<()> {
-    events::append(conn, NewEvent { workspace_id, task_id, kind, actor, payload }, now)
+    events::append(
+        conn,
+        NewEvent {
+            workspace_id,
+            task_id,
+            kind,
+            actor,
+            payload,
+        },
+        now,
+    )
 }

@@ -101,8 +101,11 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
 }
 
 fn parse_id(what: &str, s: &str) -> Result<i64> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Error::BadRequest {
-        code: "invalid_id",
-        message: format!("{what} id must be a positive whole number, got {s:?}"),
-    })
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::BadRequest {
+            code: "invalid_id",
+            message: format!("{what} id must be a positive whole number, got {s:?}"),
+        })
 }

@@ -60,7 +60,10 @@ impl Alert {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
@@ -69,9 +72,16 @@ pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
 
 /// Newest activity first; `status` filters on `open`/`resolved`.
 pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<Alert>, i64)> {
-    let where_ = if status.is_some() { "WHERE status = ?1" } else { "WHERE ?1 IS NULL" };
-    let total: i64 =
-        conn.query_row(&format!("SELECT COUNT(*) FROM alerts {where_}"), [status], |r| r.get(0))?;
+    let where_ = if status.is_some() {
+        "WHERE status = ?1"
+    } else {
+        "WHERE ?1 IS NULL"
+    };
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM alerts {where_}"),
+        [status],
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare_cached(&format!(
         "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT {} OFFSET {}",
         page.limit, page.offset
@@ -81,7 +91,11 @@ pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<
 }
 
 pub fn open_count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM alerts WHERE status = 'open'", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM alerts WHERE status = 'open'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 pub fn resolve(conn: &Connection, id: i64, now: i64) -> Result<()> {

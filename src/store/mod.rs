@@ -14,7 +14,8 @@ pub mod workspaces;
 
 /// `Some(rfc3339)` or JSON null, for optional timestamps.
 pub(crate) fn ts(ms: Option<i64>) -> serde_json::Value {
-    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m))).unwrap_or(serde_json::Value::Null)
+    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m)))
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// A page of a list: `limit` rows from `offset`.

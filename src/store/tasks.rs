@@ -123,7 +123,10 @@ impl Task {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Task>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE t.id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE t.id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// The task, or a 404 naming it.
@@ -205,14 +208,18 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
 }
 
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Visible output evidence for the done guard: a non-empty
 /// `dispatch_output` or at least one ai-dispatch log comment.
 pub fn has_output_evidence(conn: &Connection, t: &Task) -> Result<bool> {
-    if t.dispatch_output.as_deref().is_some_and(|o| !o.trim().is_empty()) {
+    if t.dispatch_output
+        .as_deref()
+        .is_some_and(|o| !o.trim().is_empty())
+    {
         return Ok(true);
     }
     Ok(conn
@@ -238,8 +245,12 @@ pub struct TaskFilter {
 
 /// Newest first, with the total count of matching rows.
 pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>, i64)> {
-    let mut clauses = vec![if f.archived { "t.archived_at IS NOT NULL" } else { "t.archived_at IS NULL" }
-        .to_string()];
+    let mut clauses = vec![if f.archived {
+        "t.archived_at IS NOT NULL"
+    } else {
+        "t.archived_at IS NULL"
+    }
+    .to_string()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(ws) = f.workspace_id {
         clauses.push("t.workspace_id = ?".into());
