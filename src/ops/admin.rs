@@ -377,30 +377,16 @@ fn copy_into(path: &Path, to: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
-    conn.execute("VACUUM INTO ?1", [to])
-        .map_err(|e| format!("backup of {} failed: {e}", path.display()))?;
-    Ok(())
+    store::backup::vacuum_into(&conn, to)
+        .map_err(|e| format!("backup of {} failed: {e}", path.display()))
 }
 
 /// Opens the copy on its own and checks it: (schema version, page count).
 fn check_copy(to: &Path) -> Result<(i64, i64), String> {
-    let bad = |e: rusqlite::Error| format!("the backup {} cannot be read back: {e}", to.display());
-    let conn = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(bad)?;
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(bad)?;
-    if check != "ok" {
-        return Err(format!(
-            "the backup {} failed its integrity check: {check}",
-            to.display()
-        ));
-    }
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(bad)?;
-    let pages: i64 = conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .map_err(bad)?;
+    let conn = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("the backup {} cannot be read back: {e}", to.display()))?;
+    let (version, pages) = store::backup::check_copy(&conn)
+        .map_err(|e| format!("the backup {} is not usable: {e}", to.display()))?;
     if version == 0 {
         return Err(format!(
             "the backup {} holds no OPS Center schema",

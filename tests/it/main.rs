@@ -4,6 +4,7 @@
 mod util;
 
 mod access;
+mod admin;
 mod auth;
 mod durability;
 mod tasks;
