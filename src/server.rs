@@ -49,14 +49,16 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         cfg.http_threads
     );
 
+    let db = Arc::new(db);
     let app = Arc::new(App {
-        db,
+        db: db.clone(),
         trust_proxy: cfg.trust_proxy,
         login_limiter: LoginLimiter::new(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let handlers =
         http::spawn_handlers(app.clone(), server.clone(), cfg.http_threads, stop.clone());
+    let watchdog = crate::app::watchdog::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
@@ -65,6 +67,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         let _ = h.join();
     }
     drop(server);
+    let _ = watchdog.join();
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())

@@ -30,3 +30,22 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
         alerts::require(conn, id)
     })
 }
+
+/// Removes an alert (smokes clean up after themselves).
+pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
+    who.require_operator("deleting alerts")?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let a = alerts::require(conn, id)?;
+        alerts::delete(conn, id)?;
+        event(
+            conn,
+            now_ms(),
+            None,
+            a.task_id,
+            "alert.deleted",
+            &actor,
+            json!({"alert_id": id, "kind": a.kind}),
+        )
+    })
+}

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::event;
+use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
@@ -263,17 +263,15 @@ fn change_status(
     if from.is_claimed() {
         t.clear_claim();
     }
-    t.status = to;
-    event(
+    transition(
         conn,
-        now,
-        Some(t.workspace_id),
-        Some(t.id),
+        t,
+        to,
         "task.status_changed",
         actor,
-        json!({"from": from.as_str(), "to": to.as_str(), "forced": force}),
-    )?;
-    Ok(())
+        json!({"forced": force}),
+        now,
+    )
 }
 
 /// Kinds of comment a caller may post; `log` and `system` are written by

@@ -110,6 +110,14 @@ impl Principal {
         )))
     }
 
+    /// Worker endpoints (heartbeat, claim, reports): the service token.
+    pub fn require_service(&self, what: &str) -> Result<()> {
+        match self {
+            Principal::Service => Ok(()),
+            Principal::Human(_) => Err(Error::forbidden(format!("{what} need the service token"))),
+        }
+    }
+
     pub fn require_global_admin(&self, what: &str) -> Result<()> {
         if self.is_global_admin() {
             return Ok(());

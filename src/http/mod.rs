@@ -23,7 +23,7 @@ use response::Resp;
 
 /// What every handler shares.
 pub struct App {
-    pub db: Db,
+    pub db: Arc<Db>,
     pub trust_proxy: bool,
     pub login_limiter: LoginLimiter,
 }

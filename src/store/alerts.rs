@@ -105,3 +105,87 @@ pub fn resolve(conn: &Connection, id: i64, now: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// What a new occurrence of a condition says.
+pub struct Raise<'a> {
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub task_id: Option<i64>,
+    pub title: &'a str,
+    pub detail: &'a str,
+}
+
+/// How raising an alert changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raised {
+    Opened,
+    Reopened,
+    /// Was open; one more occurrence counted.
+    Counted,
+    /// Was open; only `last_seen_at` refreshed (a condition that persists).
+    StillOpen,
+}
+
+/// Opens the alert of (`kind`, `subject`), reopens it if resolved, or —
+/// when it is open — counts one more occurrence if `count_if_open`.
+pub fn raise(
+    conn: &Connection,
+    r: &Raise<'_>,
+    count_if_open: bool,
+    now: i64,
+) -> Result<(Alert, Raised)> {
+    let existing: Option<(i64, String)> = conn
+        .prepare_cached("SELECT id, status FROM alerts WHERE kind = ?1 AND subject = ?2")?
+        .query_row(params![r.kind, r.subject], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let (id, how) = match existing {
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO alerts(kind, subject, task_id, status, title, detail, occurrences,
+                                    first_seen_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, 'open', ?4, ?5, 1, ?6, ?6)",
+            )?
+            .execute(params![
+                r.kind, r.subject, r.task_id, r.title, r.detail, now
+            ])?;
+            (conn.last_insert_rowid(), Raised::Opened)
+        }
+        Some((id, status)) => {
+            let how = match (status.as_str(), count_if_open) {
+                ("resolved", _) => Raised::Reopened,
+                (_, true) => Raised::Counted,
+                (_, false) => Raised::StillOpen,
+            };
+            let bump = i64::from(how != Raised::StillOpen);
+            conn.prepare_cached(
+                "UPDATE alerts SET status = 'open', resolved_at = NULL, title = ?2, detail = ?3,
+                     occurrences = occurrences + ?4, last_seen_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, r.title, r.detail, bump, now])?;
+            (id, how)
+        }
+    };
+    Ok((require(conn, id)?, how))
+}
+
+pub fn set_followup(conn: &Connection, id: i64, task_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE alerts SET followup_task_id = ?2 WHERE id = ?1",
+        params![id, task_id],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM alerts WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn find(conn: &Connection, kind: &str, subject: &str) -> Result<Option<Alert>> {
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE kind = ?1 AND subject = ?2"))?
+        .query_row(params![kind, subject], from_row)
+        .optional()?)
+}

@@ -96,3 +96,17 @@ pub fn count_for_task(conn: &Connection, task_id: i64, kind: &str) -> Result<i64
         |r| r.get(0),
     )?)
 }
+
+/// Failed dispatches (`dispatch.failed`, `dispatch.reconciled_stale`) at or
+/// after `since`: (task id, agent slug, at) each.
+pub fn dispatch_failures_since(
+    conn: &Connection,
+    since: i64,
+) -> Result<Vec<(Option<i64>, Option<String>, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT task_id, json_extract(payload, '$.agent'), at FROM events
+         WHERE kind IN ('dispatch.failed', 'dispatch.reconciled_stale') AND at >= ?1",
+    )?;
+    let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

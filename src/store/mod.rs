@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod backup;
 pub mod comments;
 pub mod events;
+pub mod heartbeats;
 pub mod sessions;
 pub mod settings;
 pub mod tasks;

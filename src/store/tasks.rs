@@ -303,3 +303,64 @@ pub fn count_by_status(conn: &Connection) -> Result<(Vec<(Status, i64)>, i64)> {
         .query_row([], |r| r.get(0))?;
     Ok((counts, blocked))
 }
+
+/// The claim query: the highest-priority, oldest `queued` task that is not
+/// blocked or archived, passes the Human Gate, belongs to an active agent
+/// among `slugs` (and to `workspace_id` if given), and whose model — the
+/// task's, else the agent's — passes `model_ok`.
+pub fn next_claimable(
+    conn: &Connection,
+    slugs: &[String],
+    workspace_id: Option<i64>,
+    model_ok: impl Fn(Option<&str>) -> bool,
+) -> Result<Option<Task>> {
+    if slugs.is_empty() {
+        return Ok(None);
+    }
+    let placeholders = vec!["?"; slugs.len()].join(",");
+    let ws_clause = if workspace_id.is_some() {
+        "AND t.workspace_id = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "{SELECT} WHERE t.status = 'queued' AND t.archived_at IS NULL AND t.blocked = 0
+           AND (t.sensitive = 0 OR t.gate_approved_at IS NOT NULL)
+           AND a.active = 1 AND a.slug IN ({placeholders}) {ws_clause}
+         ORDER BY t.priority DESC, t.id"
+    );
+    let mut args: Vec<&dyn ToSql> = slugs.iter().map(|s| s as &dyn ToSql).collect();
+    if let Some(ws) = &workspace_id {
+        args.push(ws);
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let task = from_row(row)?;
+        let agent_model: Option<String> = conn
+            .prepare_cached("SELECT model FROM agents WHERE id = ?1")?
+            .query_row([task.agent_id], |r| r.get(0))?;
+        if model_ok(task.model.as_deref().or(agent_model.as_deref())) {
+            return Ok(Some(task));
+        }
+    }
+    Ok(None)
+}
+
+/// Tasks in `dispatching` claimed at or before `cutoff` (ms).
+pub fn dispatching_since(conn: &Connection, cutoff: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= ?1 ORDER BY t.claimed_at, t.id"
+    ))?;
+    let rows = stmt.query_map([cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Tasks in `status`, not archived.
+pub fn in_status(conn: &Connection, status: Status) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = ?1 AND t.archived_at IS NULL ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([status.as_str()], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

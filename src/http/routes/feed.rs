@@ -44,3 +44,9 @@ pub fn resolve_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
         crate::app::alerts::resolve(&app.db, &who, id)?.to_json(),
     ))
 }
+
+pub fn delete_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    crate::app::alerts::delete(&app.db, &who, id)?;
+    Ok(Resp::ok(serde_json::json!({"deleted": id})))
+}
