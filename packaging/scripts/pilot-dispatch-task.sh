@@ -193,9 +193,11 @@ while :; do
     if [ "$code" = 200 ]; then
         status=$(field .status)
         blocked=$(field .blocked)
-        now="$status$([ "$blocked" = true ] && echo ' (blocked)')"
+        now=$status
+        if [ "$blocked" = true ]; then now="$now (blocked)"; fi
         if [ "$now" != "$last" ]; then
-            say "$(date -u +%H:%M:%S) status: $now$([ -n "$(field '.claimed_by // empty')" ] && echo " worker=$(field .claimed_by)")"
+            worker=$(field '.claimed_by // empty')
+            say "$(date -u +%H:%M:%S) status: $now${worker:+ worker=$worker}"
             last=$now
         fi
         case "$status" in
@@ -220,7 +222,7 @@ done
 # --- 4. report -----------------------------------------------------------
 say "---- task $task_id ----"
 say "status:          $(field .status)"
-say "blocked:         $(field .blocked) $(field '.blocked_reason // ""')"
+say "blocked:         $(field .blocked)$(field '.blocked_reason // "" | if . == "" then "" else " (" + . + ")" end')"
 say "worker:          $(field '.claimed_by // "-"')"
 say "attempts:        $(field '.dispatch_attempts // 0')"
 say "exit code:       $(field '.exit_code // "-"')"
