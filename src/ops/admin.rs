@@ -99,7 +99,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Options {
     db: Option<String>,
     user: Option<String>,
