@@ -74,7 +74,7 @@ else
         cat "$tmp/cargo-deb.log"
         die "cargo deb failed"
     }
-    deb=$(tail -n 1 "$tmp/cargo-deb.log")
+    deb=$(grep -E "\.deb$" "$tmp/cargo-deb.log" | tail -n 1)
 fi
 [ -f "$deb" ] || die "no package at $deb"
 echo "# package: $deb"
