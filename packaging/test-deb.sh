@@ -126,7 +126,8 @@ for v in OPS_BIND OPS_DB OPS_DB_SYNC OPS_HTTP_THREADS OPS_ADMIN_USER OPS_ADMIN_P
 done
 for v in OPS_API_BASE OPS_SERVICE_TOKEN OPS_WORKSPACE_ID SUPPORTED_AGENT_SLUGS SUPPORTED_MODELS \
     AGENT_CMD_OPENCODE AGENT_CMD_CLAUDECODE AGENT_CMD_CODEX AGENT_CMD_HERMES OPS_LAUNCHER_SLOTS \
-    OPS_LAUNCHER_LOG_DIR OPS_LAUNCHER_LOG_FILE RUST_LOG; do
+    OPS_LAUNCHER_LOG_DIR OPS_LAUNCHER_LOG_FILE OPS_LAUNCHER_HEARTBEAT_SECONDS OPS_LAUNCHER_POLL_SECONDS \
+    OPS_LAUNCHER_AUTH_CACHE_SECONDS OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS RUST_LOG; do
     check "/etc/default/ops-dispatch-launcher documents $v" documented ops-dispatch-launcher "$v"
 done
 check "/etc/default/ops-dispatch-launcher documents AGENT_CMD_<SLUG> and AGENT_AUTH_CHECK_<SLUG>" \
@@ -449,7 +450,7 @@ else
     cat "$tmp/dpkg-purge.log"
     bad "dpkg --purge purges the package"
 fi
-for p in /usr/bin/ops-center /var/lib/ops-center /var/lib/ops-dispatch-launcher /etc/default/ops-center \
+for p in /usr/bin/ops-center /var/lib/ops-center /etc/default/ops-center \
     /etc/default/ops-dispatch-launcher /etc/logrotate.d/ops-dispatch /usr/lib/systemd/system/ops-center.service \
     /usr/lib/systemd/system/ops-dispatch-launcher.service /usr/share/ops-center /usr/share/doc/ops-center \
     /etc/systemd/system/multi-user.target.wants/ops-center.service /var/log/ops-dispatch-launcher.log; do
