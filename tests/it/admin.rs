@@ -101,7 +101,9 @@ fn set_service_token_refuses_bad_input_and_changes_nothing() {
     let srv = Server::start();
     let db = db_arg(&srv);
     let before = srv.fingerprint();
-    let cases: &[(&[&str], &[(&str, &str)], &str, &str)] = &[
+    // (arguments, environment, standard input, expected in stderr)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &["set-service-token", "--db", &db],
             &[],
