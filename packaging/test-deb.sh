@@ -323,7 +323,7 @@ check "deploy kept backups of the env files and the database" \
 pilot=/usr/share/ops-center/scripts/pilot-dispatch-task.sh
 tok=$new_token
 task() {
-    http POST /tasks "$tok" "{\"title\":\"$1\",\"description\":\"print a greeting\",\"execution\":\"interactive\",\"agent\":\"codex\"$2}" >/dev/null
+    http POST /tasks "$tok" "{\"title\":\"$1\",\"description\":\"print a greeting\",\"execution\":\"interactive\",\"agent\":\"${3:-codex}\"$2}" >/dev/null
     jq -r .id "$tmp/body"
 }
 status_of() {
@@ -409,6 +409,15 @@ check "pilot watched the task through doing to review" \
     bash -c "grep -q 'status: doing' '$tmp/pilot.out' && grep -q 'PASS task $t1 reached review' '$tmp/pilot.out'"
 check "pilot reported the dispatch output" grep -q "greeting printed: hello" "$tmp/pilot.out"
 check "the task really is in review" test "$(status_of "$t1")" = review
+
+t0=$(task "pilot for an agent no worker runs" "" hermes)
+set +e
+run_pilot --task-id "$t0" --confirm-pilot --interval 1 --timeout 10
+rc=$?
+set -e
+check "pilot refuses a task whose agent no fresh worker can run (exit $rc)" \
+    bash -c "[ $rc = 1 ] && grep -q 'no fresh worker can run agent hermes' '$tmp/pilot.out'"
+check "that refused pilot left the task in next" test "$(status_of "$t0")" = next
 
 t2=$(task "pilot fails" "")
 set +e

@@ -254,10 +254,16 @@ fi
 
 # --- 5. restart ----------------------------------------------------------
 command -v systemctl >/dev/null 2>&1 || die "systemctl not found: restart ops-center yourself, then rerun to verify"
-systemctl restart ops-center.service
+if ! systemctl restart ops-center.service; then
+    say "FAIL systemctl restart ops-center.service failed (see: journalctl -u ops-center.service); the previous env files and database are kept as *.pre-auth-hardening-$stamp"
+    exit 1
+fi
 say "restarted ops-center.service"
 if systemctl --quiet is-active ops-dispatch-launcher.service; then
-    systemctl restart ops-dispatch-launcher.service
+    if ! systemctl restart ops-dispatch-launcher.service; then
+        say "FAIL systemctl restart ops-dispatch-launcher.service failed (see: journalctl -u ops-dispatch-launcher.service)"
+        exit 1
+    fi
     say "restarted ops-dispatch-launcher.service (running agents keep running)"
 else
     say "ops-dispatch-launcher.service is not active here; not restarted"

@@ -145,13 +145,18 @@ title=$(field .title)
 status=$(field .status)
 execution=$(field .execution)
 agent_id=$(field '.agent_id // empty')
-say "task $task_id: \"$title\" status=$status execution=$execution agent_id=${agent_id:-none} sensitive=$(field .sensitive)"
+say "task $task_id: \"$title\" status=$status execution=$execution agent=$(field '.agent // "none"') sensitive=$(field .sensitive)"
 
 problems=()
 [ "$enabled" = true ] || problems+=("dispatch_enabled is false: enable it first (PUT $api/settings/dispatch_enabled {\"value\":\"true\"})")
 [ "$fresh" -ge 1 ] 2>/dev/null || problems+=("no fresh worker: start ops-dispatch-launcher.service on an agent host and check ops-center doctor")
 [ "$execution" = interactive ] || problems+=("task $task_id has execution=$execution; only interactive tasks are dispatched")
-[ -n "$agent_id" ] || problems+=("task $task_id has no agent assigned")
+agent=$(field '.agent // empty')
+if [ -z "$agent_id" ]; then
+    problems+=("task $task_id has no agent assigned")
+elif [ "$fresh" -ge 1 ] 2>/dev/null && [[ ",$usable," != *",$agent,"* ]]; then
+    problems+=("no fresh worker can run agent ${agent:-$agent_id} (usable now: ${usable:-none}); check the launcher's SUPPORTED_AGENT_SLUGS and ops-center doctor on its host")
+fi
 [ "$(field '.archived_at // empty')" = "" ] || problems+=("task $task_id is archived")
 [ "$(field .blocked)" != true ] || problems+=("task $task_id is blocked: $(field .blocked_reason)")
 case "$status" in
