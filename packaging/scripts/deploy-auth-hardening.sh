@@ -170,7 +170,7 @@ old_token=${OPS_OLD_SERVICE_TOKEN:-}
 [ -n "$old_token" ] || old_token=$(env_get "$server_env" OPS_SERVICE_TOKEN)
 [ -n "$old_token" ] || old_token=$(env_get "$launcher_env" OPS_SERVICE_TOKEN)
 if [ "$old_token" = "$new_token" ]; then
-    die "OPS_SERVICE_TOKEN is the token in use now; a rotation needs a new one"
+    die "OPS_SERVICE_TOKEN is the token in use now; a rotation needs a new one (if an earlier run stopped half-way, restore its *.pre-auth-hardening-* backups first)"
 fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
