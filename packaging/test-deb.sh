@@ -281,6 +281,21 @@ run_deploy OPS_ADMIN_USER=$new_user OPS_ADMIN_PASSWORD=$new_pass OPS_SERVICE_TOK
 rc=$?
 set -e
 check "deploy --dry-run succeeds and changes nothing" bash -c "[ $rc = 0 ] && [ \"\$1\" = \"\$2\" ]" _ "$(snapshot)" "$before"
+set +e
+run_deploy OPS_ADMIN_USER=$new_user OPS_ADMIN_PASSWORD=$new_pass OPS_SERVICE_TOKEN="$new_token" \
+    OPS_ENV_DIR="$tmp/no-such-dir" "$deploy" --confirm-prod
+rc=$?
+set -e
+check "deploy with OPS_ENV_DIR lacking the env files refuses (exit $rc)" \
+    bash -c "[ $rc = 1 ] && grep -q '$tmp/no-such-dir/ops-center not found' '$tmp/deploy.out'"
+set +e
+run_deploy OPS_ADMIN_USER=$new_user OPS_ADMIN_PASSWORD=$new_pass OPS_SERVICE_TOKEN="$new_token" \
+    "$deploy" --repo-path /nonexistent/checkout --confirm-prod
+rc=$?
+set -e
+check "deploy with a --repo-path that does not exist refuses (exit $rc)" \
+    bash -c "[ $rc = 1 ] && grep -q 'not a directory' '$tmp/deploy.out'"
+check "those refusals changed nothing" test "$(snapshot)" = "$before"
 
 set +e
 run_deploy OPS_ADMIN_USER=$new_user OPS_ADMIN_PASSWORD=$new_pass OPS_SERVICE_TOKEN="$new_token" \
