@@ -215,7 +215,7 @@ else
 fi
 echo "$addr" >"$fake/bind"
 api=http://$addr/api
-check "server process runs as ops-center" test "$(ps -o user= -p "$(cat "$fake/server.pid")")" = ops-center
+check "server process runs as ops-center" test "$(stat -c %U "/proc/$(cat "$fake/server.pid")")" = ops-center
 check "database created at /var/lib/ops-center/ops.db, owned by ops-center" \
     test "$(stat -c %U /var/lib/ops-center/ops.db 2>/dev/null)" = ops-center
 gen_token=$(sed -n 's/^generated service token: \([^ ]*\).*/\1/p' "$fake/server.out")
