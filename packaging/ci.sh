@@ -28,7 +28,7 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 
 echo "packaging: shellcheck"
-shellcheck packaging/ci.sh packaging/test-deb.sh packaging/scripts/*.sh packaging/tests/*.sh \
+shellcheck -x packaging/ci.sh packaging/test-deb.sh packaging/scripts/*.sh packaging/tests/*.sh \
     packaging/tests/fake-systemctl packaging/debian/postinst packaging/debian/postrm
 
 echo "packaging: packaging/test-deb.sh"

@@ -14,18 +14,10 @@ set -euo pipefail
 }
 env_file=$1 bind=$2 pidfile=$3 out=$4
 
-# VAR=value lines as systemd reads them (comments and blank lines skipped,
-# one level of surrounding quotes removed).
+# shellcheck source=packaging/tests/envfile.sh
+. "$(dirname "$(readlink -f "$0")")/envfile.sh"
 vars=(PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/ops-center OPS_DB=/var/lib/ops-center/ops.db)
-while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in '' | '#'* | ';'*) continue ;; esac
-    [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
-    key=${line%%=*} value=${line#*=}
-    if [[ "$value" =~ ^\"(.*)\"$ ]] || [[ "$value" =~ ^\'(.*)\'$ ]]; then
-        value=${BASH_REMATCH[1]}
-    fi
-    vars+=("$key=$value")
-done <"$env_file"
+envfile_vars "$env_file"
 vars+=("OPS_BIND=$bind")
 
 : >"$out"
