@@ -526,6 +526,26 @@ else
 fi
 
 # ------------------------------------------------------- remove and purge
+# ops-center admin as root on the database of a stopped server: every file
+# of the database must stay the service user's, or the server could not
+# start again.
+env PATH="$fake/bin:$PATH" systemctl stop ops-center.service
+last_token=$new_token-offline
+if printf '%s\n' "$last_token" | /usr/bin/ops-center admin set-service-token --db /var/lib/ops-center/ops.db \
+    >"$tmp/admin.out" 2>&1; then
+    ok "root runs ops-center admin set-service-token on the stopped server's database"
+else
+    cat "$tmp/admin.out"
+    bad "root runs ops-center admin set-service-token on the stopped server's database"
+fi
+check "database files still belong to ops-center after root wrote to the stopped database" \
+    bash -c "! find /var/lib/ops-center -maxdepth 1 -name 'ops.db*' ! -name '*.pre-auth-hardening-*' ! -user ops-center | grep -q ."
+if command -v python3 >/dev/null 2>&1; then
+    check "the token written while it was stopped is in ops_settings" test "$(stored_token)" = "$last_token"
+fi
+check "the server starts again as ops-center on it" env PATH="$fake/bin:$PATH" systemctl restart ops-center.service
+code=$(http GET /dispatch/health "$new_token")
+check "at start the env file's OPS_SERVICE_TOKEN is written again and accepted (got $code)" test "$code" = 200
 env PATH="$fake/bin:$PATH" systemctl stop ops-center.service
 echo "# dpkg -r"
 if dpkg -r ops-center >"$tmp/dpkg-r.log" 2>&1; then ok "dpkg -r removes the package"; else
