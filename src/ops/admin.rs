@@ -23,14 +23,15 @@ use crate::store;
 
 pub const USAGE: &str = "\
 usage:
-  ops-center admin set-service-token [--db PATH]
+  ops-center admin set-service-token [--db PATH] [--stdin]
       sets ops_settings.service_api_token; the token comes from
-      OPS_SERVICE_TOKEN or the first line of standard input
-  ops-center admin set-admin-password [--db PATH] [--user NAME]
+      OPS_SERVICE_TOKEN or, when that is unset or with --stdin, from the
+      first line of standard input
+  ops-center admin set-admin-password [--db PATH] [--user NAME] [--stdin]
       creates the global admin NAME or sets its password (ending its
       sessions); NAME comes from --user or OPS_ADMIN_USER (else the first
-      line of standard input), the password from OPS_ADMIN_PASSWORD (else the
-      next line of standard input)
+      line of standard input), the password from OPS_ADMIN_PASSWORD or, when
+      that is unset or with --stdin, from the next line of standard input
   ops-center admin backup --to FILE [--db PATH]
       writes a consistent copy of the database to the new file FILE (mode
       0600) while the server keeps running, and checks the copy
@@ -75,8 +76,8 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
         return Ok(());
     }
     let accepted: &[&str] = match cmd {
-        "set-service-token" => &["--db"],
-        "set-admin-password" => &["--db", "--user"],
+        "set-service-token" => &["--db", "--stdin"],
+        "set-admin-password" => &["--db", "--user", "--stdin"],
         "backup" => &["--db", "--to"],
         other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
     };
@@ -87,8 +88,8 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
     }
     let db_path = db_path(opts.db.clone(), io.env);
     match cmd {
-        "set-service-token" => set_service_token(&db_path, io),
-        "set-admin-password" => set_admin_password(&db_path, opts.user, io),
+        "set-service-token" => set_service_token(&db_path, opts.stdin, io),
+        "set-admin-password" => set_admin_password(&db_path, opts.user, opts.stdin, io),
         "backup" => {
             let to = opts
                 .to
@@ -104,6 +105,8 @@ struct Options {
     db: Option<String>,
     user: Option<String>,
     to: Option<String>,
+    /// Read the secret from standard input even when its variable is set.
+    stdin: bool,
     help: bool,
 }
 
@@ -128,6 +131,13 @@ fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Option
                  would show them); set OPS_SERVICE_TOKEN / OPS_ADMIN_PASSWORD or give the value \
                  on standard input"
             ));
+        }
+        if flag == "--stdin" && accepted.contains(&flag) {
+            if inline.is_some() {
+                return Err("--stdin takes no value".into());
+            }
+            opts.stdin = true;
+            continue;
         }
         if !accepted.contains(&flag) {
             return Err(format!(
@@ -177,14 +187,27 @@ fn require_db(path: &Path) -> Result<(), String> {
     }
 }
 
-/// The value of `key` from the environment, else one line of input.
-fn secret_or_line(io: &mut Io<'_>, key: &str, what: &str) -> Result<String, String> {
-    if let Some(v) = env_value(io.env, key) {
-        return Ok(v);
+/// The value of `key` from the environment, else (or with `stdin`) one
+/// line of input; with where it came from.
+fn secret_or_line(
+    io: &mut Io<'_>,
+    key: &str,
+    what: &str,
+    stdin: bool,
+) -> Result<(String, String), String> {
+    if !stdin {
+        if let Some(v) = env_value(io.env, key) {
+            return Ok((v, key.to_string()));
+        }
     }
-    read_line(io, what)?.ok_or_else(|| {
-        format!("no {what} given: set {key} or write it as one line on standard input")
-    })
+    let line = read_line(io, what)?.ok_or_else(|| {
+        if stdin {
+            format!("no {what} given: --stdin reads it as one line of standard input")
+        } else {
+            format!("no {what} given: set {key} or write it as one line on standard input")
+        }
+    })?;
+    Ok((line, "standard input".to_string()))
 }
 
 fn read_line(io: &mut Io<'_>, what: &str) -> Result<Option<String>, String> {
@@ -206,10 +229,10 @@ fn open_db(path: &Path) -> Result<Db, String> {
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))
 }
 
-fn set_service_token(path: &Path, mut io: Io<'_>) -> Result<(), String> {
+fn set_service_token(path: &Path, stdin: bool, mut io: Io<'_>) -> Result<(), String> {
     require_db(path)?;
-    let token = secret_or_line(&mut io, "OPS_SERVICE_TOKEN", "service token")?;
-    validate_token(&token).map_err(|e| format!("refusing this service token: {e}"))?;
+    let (token, source) = secret_or_line(&mut io, "OPS_SERVICE_TOKEN", "service token", stdin)?;
+    validate_token(&token).map_err(|e| format!("refusing the service token from {source}: {e}"))?;
     let db = open_db(path)?;
     let result = (|| {
         let before = store::settings::get(&*db.read()?, SERVICE_API_TOKEN)?;
@@ -224,20 +247,25 @@ fn set_service_token(path: &Path, mut io: Io<'_>) -> Result<(), String> {
         result.map_err(|e: crate::error::Error| format!("cannot set the service token: {e}"))?;
     let msg = if changed {
         format!(
-            "service token set in {} (ops_settings.{SERVICE_API_TOKEN}); a running server \
-             accepts it now and refuses the previous one",
+            "service token from {source} set in {} (ops_settings.{SERVICE_API_TOKEN}); a \
+             running server accepts it now and refuses the previous one",
             path.display()
         )
     } else {
         format!(
-            "{} already holds this service token; nothing changed",
+            "{} already holds the service token from {source}; nothing changed",
             path.display()
         )
     };
     writeln!(io.out, "{msg}").map_err(|e| e.to_string())
 }
 
-fn set_admin_password(path: &Path, user: Option<String>, mut io: Io<'_>) -> Result<(), String> {
+fn set_admin_password(
+    path: &Path,
+    user: Option<String>,
+    stdin: bool,
+    mut io: Io<'_>,
+) -> Result<(), String> {
     require_db(path)?;
     let user = match user.or_else(|| env_value(io.env, "OPS_ADMIN_USER")) {
         Some(u) => u,
@@ -247,9 +275,10 @@ fn set_admin_password(path: &Path, user: Option<String>, mut io: Io<'_>) -> Resu
         )?,
     };
     accounts::check_username(&user).map_err(|e| format!("admin user {user:?}: {e}"))?;
-    let password = secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "admin password")?;
+    let (password, source) =
+        secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "admin password", stdin)?;
     secrets::check_password_strength(&password)
-        .map_err(|e| format!("refusing this password: {e}"))?;
+        .map_err(|e| format!("refusing the password from {source}: {e}"))?;
     let db = open_db(path)?;
     let result = (|| {
         let before = store::users::by_username(&*db.read()?, &user)?;
@@ -441,7 +470,7 @@ mod tests {
     #[test]
     fn secrets_come_from_env_before_stdin() {
         let env = |k: &str| (k == "OPS_SERVICE_TOKEN").then(|| "  from-env  ".to_string());
-        let mut input: &[u8] = b"from-stdin\r\nsecond\n";
+        let mut input: &[u8] = b"from-stdin\r\nsecond\nthird\n";
         let mut out = Vec::new();
         let mut io = Io {
             env: &env,
@@ -449,19 +478,36 @@ mod tests {
             interactive: false,
             out: &mut out,
         };
+        let mut get = |key: &str, stdin: bool| secret_or_line(&mut io, key, "secret", stdin);
         assert_eq!(
-            secret_or_line(&mut io, "OPS_SERVICE_TOKEN", "t").unwrap(),
-            "from-env"
+            get("OPS_SERVICE_TOKEN", false).unwrap(),
+            ("from-env".into(), "OPS_SERVICE_TOKEN".into())
         );
         assert_eq!(
-            secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "p").unwrap(),
-            "from-stdin"
+            get("OPS_ADMIN_PASSWORD", false).unwrap(),
+            ("from-stdin".into(), "standard input".into())
         );
+        // --stdin: standard input even though the variable is set.
         assert_eq!(
-            secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "p").unwrap(),
-            "second"
+            get("OPS_SERVICE_TOKEN", true).unwrap(),
+            ("second".into(), "standard input".into())
         );
-        let err = secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "admin password").unwrap_err();
-        assert!(err.contains("OPS_ADMIN_PASSWORD"), "{err}");
+        assert_eq!(get("OPS_ADMIN_PASSWORD", false).unwrap().0, "third");
+        let err = get("OPS_ADMIN_PASSWORD", false).unwrap_err();
+        assert!(err.contains("set OPS_ADMIN_PASSWORD"), "{err}");
+        let err = get("OPS_SERVICE_TOKEN", true).unwrap_err();
+        assert!(err.contains("--stdin"), "{err}");
+    }
+
+    #[test]
+    fn stdin_is_a_flag_only_where_a_secret_is_read() {
+        let o = opts(&["--stdin", "--db", "/a.db"], &["--db", "--stdin"]).unwrap();
+        assert!(o.stdin);
+        assert!(opts(&["--stdin=yes"], &["--stdin"])
+            .unwrap_err()
+            .contains("takes no value"));
+        assert!(opts(&["--stdin"], &["--db", "--to"])
+            .unwrap_err()
+            .contains("unknown option"));
     }
 }

@@ -61,7 +61,7 @@ fn set_service_token_from_stdin_takes_effect_on_the_running_server() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("service token set"),
+        String::from_utf8_lossy(&o.stdout).contains("service token from standard input set"),
         "{}",
         text(&o)
     );
@@ -85,15 +85,29 @@ fn set_service_token_from_stdin_takes_effect_on_the_running_server() {
         "{}",
         text(&o)
     );
-    let events = new.get("/api/events?limit=1000");
+    // --stdin reads standard input even with OPS_SERVICE_TOKEN set (e.g.
+    // still exported with the previous token).
+    const THIRD: &str = "third-service-token-0123456789abcdefgh";
+    let o = admin(
+        &["set-service-token", "--stdin", "--db", &db],
+        &[("OPS_SERVICE_TOKEN", NEW_TOKEN)],
+        &format!("{THIRD}\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let third = srv.client().header("X-OPS-Service-Token", THIRD);
+    assert_eq!(third.get("/api/auth/me").status, 200);
+    assert_eq!(new.get("/api/auth/me").status, 401);
+
+    let events = third.get("/api/events?limit=1000");
     let rotations = events.json["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["kind"] == "settings.changed" && e["actor"] == "cli:admin")
         .count();
-    assert_eq!(rotations, 1, "{}", events.text);
+    assert_eq!(rotations, 2, "{}", events.text);
     assert!(!events.text.contains(NEW_TOKEN), "the token never shows");
+    assert!(!events.text.contains(THIRD), "the token never shows");
 }
 
 #[test]
