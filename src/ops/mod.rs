@@ -1,0 +1,4 @@
+//! Operator commands of the same binary.
+
+pub mod doctor;
+pub mod smoke;

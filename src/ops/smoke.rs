@@ -1,0 +1,4 @@
+use std::process::ExitCode;
+pub fn main(_args: &[String]) -> ExitCode {
+    ExitCode::FAILURE
+}
