@@ -21,8 +21,15 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:3847";
 pub const DEFAULT_DB: &str = "./ops-center.db";
 
 /// Reads the environment through `env` (a parameter so tests can feed it).
-pub fn serve_config(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<ServeConfig, String> {
-    let env = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+pub fn serve_config(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<ServeConfig, String> {
+    let env = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let mut bind = env("OPS_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
     let mut db = env("OPS_DB").unwrap_or_else(|| DEFAULT_DB.into());
     let mut it = args.iter();
@@ -31,29 +38,52 @@ pub fn serve_config(args: &[String], env: impl Fn(&str) -> Option<String>) -> Re
             Some((f, v)) => (f, Some(v.to_string())),
             None => (arg.as_str(), None),
         };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{flag} needs a value"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{flag} needs a value"))
+        };
         match flag {
             "--bind" => bind = value()?,
             "--db" => db = value()?,
-            other => return Err(format!("unknown option {other:?} for serve (accepted: --bind ADDR, --db PATH)")),
+            other => {
+                return Err(format!(
+                    "unknown option {other:?} for serve (accepted: --bind ADDR, --db PATH)"
+                ))
+            }
         }
     }
-    let bind: SocketAddr = bind
-        .parse()
-        .map_err(|_| format!("bind address {bind:?} is not IP:PORT (e.g. 127.0.0.1:3847; port 0 picks a free one)"))?;
+    let bind: SocketAddr = bind.parse().map_err(|_| {
+        format!(
+            "bind address {bind:?} is not IP:PORT (e.g. 127.0.0.1:3847; port 0 picks a free one)"
+        )
+    })?;
     let sync = match env("OPS_DB_SYNC") {
         None => Sync::Normal,
-        Some(s) => Sync::parse(&s).ok_or(format!("OPS_DB_SYNC must be normal or full, got {s:?}"))?,
+        Some(s) => {
+            Sync::parse(&s).ok_or(format!("OPS_DB_SYNC must be normal or full, got {s:?}"))?
+        }
     };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let http_threads = match env("OPS_HTTP_THREADS") {
         None => (cores * 4).clamp(4, 64),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=1024).contains(&n) => n,
-            _ => return Err(format!("OPS_HTTP_THREADS must be a number from 1 to 1024, got {s:?}")),
+            _ => {
+                return Err(format!(
+                    "OPS_HTTP_THREADS must be a number from 1 to 1024, got {s:?}"
+                ))
+            }
         },
     };
-    let trust_proxy = match env("TRUST_PROXY").as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let trust_proxy = match env("TRUST_PROXY")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("false") | Some("0") | Some("no") => false,
         Some("true") | Some("1") | Some("yes") => true,
         Some(other) => return Err(format!("TRUST_PROXY must be true or false, got {other:?}")),
@@ -78,8 +108,13 @@ mod tests {
 
     fn cfg(args: &[&str], env: &[(&str, &str)]) -> Result<ServeConfig, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        serve_config(&args, |k| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.clone()))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        serve_config(&args, |k| {
+            env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.clone())
+        })
     }
 
     #[test]
@@ -89,18 +124,37 @@ mod tests {
         assert_eq!(c.db_path, PathBuf::from("./ops-center.db"));
         assert_eq!(c.sync, Sync::Normal);
         assert!(!c.trust_proxy);
-        let c = cfg(&["--bind", "127.0.0.1:0", "--db=/tmp/x.db"], &[("OPS_BIND", "0.0.0.0:1"), ("OPS_DB", "y")]).unwrap();
+        let c = cfg(
+            &["--bind", "127.0.0.1:0", "--db=/tmp/x.db"],
+            &[("OPS_BIND", "0.0.0.0:1"), ("OPS_DB", "y")],
+        )
+        .unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:0");
         assert_eq!(c.db_path, PathBuf::from("/tmp/x.db"));
     }
 
     #[test]
     fn mistakes_are_named() {
-        assert!(cfg(&["--bogus"], &[]).unwrap_err().contains("--bogus"));
-        assert!(cfg(&["--bind"], &[]).unwrap_err().contains("needs a value"));
-        assert!(cfg(&[], &[("OPS_BIND", "nope")]).unwrap_err().contains("nope"));
-        assert!(cfg(&[], &[("OPS_DB_SYNC", "fast")]).unwrap_err().contains("OPS_DB_SYNC"));
-        assert!(cfg(&[], &[("TRUST_PROXY", "maybe")]).unwrap_err().contains("TRUST_PROXY"));
-        assert!(cfg(&[], &[("OPS_HTTP_THREADS", "0")]).unwrap_err().contains("OPS_HTTP_THREADS"));
+        assert!(cfg(&["--bogus"], &[]).err().unwrap().contains("--bogus"));
+        assert!(cfg(&["--bind"], &[])
+            .err()
+            .unwrap()
+            .contains("needs a value"));
+        assert!(cfg(&[], &[("OPS_BIND", "nope")])
+            .err()
+            .unwrap()
+            .contains("nope"));
+        assert!(cfg(&[], &[("OPS_DB_SYNC", "fast")])
+            .err()
+            .unwrap()
+            .contains("OPS_DB_SYNC"));
+        assert!(cfg(&[], &[("TRUST_PROXY", "maybe")])
+            .err()
+            .unwrap()
+            .contains("TRUST_PROXY"));
+        assert!(cfg(&[], &[("OPS_HTTP_THREADS", "0")])
+            .err()
+            .unwrap()
+            .contains("OPS_HTTP_THREADS"));
     }
 }

@@ -27,15 +27,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn bad_request(message: impl Into<String>) -> Error {
-        Error::BadRequest { code: "bad_request", message: message.into() }
+        Error::BadRequest {
+            code: "bad_request",
+            message: message.into(),
+        }
     }
 
     pub fn invalid_field(field: &str, message: impl fmt::Display) -> Error {
-        Error::BadRequest { code: "invalid_field", message: format!("field `{field}`: {message}") }
+        Error::BadRequest {
+            code: "invalid_field",
+            message: format!("field `{field}`: {message}"),
+        }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Error {
-        Error::Conflict { code, message: message.into() }
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(what: impl Into<String>) -> Error {

@@ -28,7 +28,9 @@ fn hex(bytes: &[u8]) -> String {
 /// Compares in time independent of where the inputs differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     // Comparing digests keeps the length of the secret from leaking too.
-    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+    Sha256::digest(a.as_bytes())
+        .ct_eq(&Sha256::digest(b.as_bytes()))
+        .into()
 }
 
 /// An argon2id PHC string for `password`.
@@ -40,13 +42,17 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
 }
 
 /// A password a user may set: long enough, not blank.
 pub fn check_password_strength(password: &str) -> std::result::Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!("a password needs at least {MIN_PASSWORD_LEN} characters"));
+        return Err(format!(
+            "a password needs at least {MIN_PASSWORD_LEN} characters"
+        ));
     }
     if password.trim().is_empty() {
         return Err("a password cannot be only spaces".into());

@@ -16,17 +16,24 @@ use crate::http::{self, App, LoginLimiter};
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     // Signals are caught from here on, so a SIGTERM during start-up still
     // ends in a clean shutdown.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     // Readers: one per handler thread, plus the watchdog and a spare.
-    let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
+    let db =
+        Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
     let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
         db.close();
         format!("cannot start: {e}")
     })?;
 
-    let server = tiny_http::Server::http(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
-    let addr = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| cfg.bind.to_string());
+    let server = tiny_http::Server::http(cfg.bind)
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| cfg.bind.to_string());
     let server = Arc::new(server);
 
     let mut out = std::io::stdout().lock();
@@ -36,11 +43,22 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let _ = writeln!(out, "listening on http://{addr}");
     let _ = out.flush();
     drop(out);
-    log::info!("serving {} with {} handler threads", cfg.db_path.display(), cfg.http_threads);
+    log::info!(
+        "serving {} with {} handler threads",
+        cfg.db_path.display(),
+        cfg.http_threads
+    );
 
-    let app = Arc::new(App { db, trust_proxy: cfg.trust_proxy, login_limiter: LoginLimiter::new() });
+    let db = Arc::new(db);
+    let app = Arc::new(App {
+        db: db.clone(),
+        trust_proxy: cfg.trust_proxy,
+        login_limiter: LoginLimiter::new(),
+    });
     let stop = Arc::new(AtomicBool::new(false));
-    let handlers = http::spawn_handlers(app.clone(), server.clone(), cfg.http_threads, stop.clone());
+    let handlers =
+        http::spawn_handlers(app.clone(), server.clone(), cfg.http_threads, stop.clone());
+    let watchdog = crate::app::watchdog::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
@@ -49,6 +67,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         let _ = h.join();
     }
     drop(server);
+    let _ = watchdog.join();
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())

@@ -54,7 +54,8 @@ pub fn bootstrap(db: &Db, cfg: &StartSecrets) -> Result<Vec<String>> {
     let stored = store::settings::get(&*db.read()?, SERVICE_API_TOKEN)?.filter(|t| !t.is_empty());
     match (&cfg.service_token, stored) {
         (Some(token), _) => {
-            validate_token(token).map_err(|e| Error::bad_request(format!("OPS_SERVICE_TOKEN: {e}")))?;
+            validate_token(token)
+                .map_err(|e| Error::bad_request(format!("OPS_SERVICE_TOKEN: {e}")))?;
             super::settings::set_service_token(db, token.clone(), "env", "system")?;
         }
         (None, None) => {
@@ -89,11 +90,27 @@ pub fn ensure_admin(db: &Db, username: &str, password: &str) -> Result<()> {
                 u.is_admin = true;
                 users::save(conn, &u, now)?;
                 sessions::delete_for_user(conn, u.id)?;
-                event(conn, now, None, None, "user.admin_rotated", "system", json!({"user_id": u.id, "username": username}))
+                event(
+                    conn,
+                    now,
+                    None,
+                    None,
+                    "user.admin_rotated",
+                    "system",
+                    json!({"user_id": u.id, "username": username}),
+                )
             }
             None => {
                 let id = users::insert(conn, &username, &hash, true, now)?;
-                event(conn, now, None, None, "user.created", "system", json!({"user_id": id, "username": username, "is_admin": true}))
+                event(
+                    conn,
+                    now,
+                    None,
+                    None,
+                    "user.created",
+                    "system",
+                    json!({"user_id": id, "username": username, "is_admin": true}),
+                )
             }
         }
     })
@@ -101,7 +118,9 @@ pub fn ensure_admin(db: &Db, username: &str, password: &str) -> Result<()> {
 
 pub fn check_username(name: &str) -> std::result::Result<(), String> {
     let ok = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if ok {
         Ok(())
     } else {
@@ -115,7 +134,10 @@ pub fn login(db: &Db, username: &str, password: &str) -> Result<(String, User)> 
     let user = users::by_username(&*db.read()?, username)?;
     // Verify against something even for an unknown user, so that timing
     // does not tell which usernames exist.
-    let hash = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or_else(|| dummy_hash());
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.as_str())
+        .unwrap_or_else(|| dummy_hash());
     let ok = secrets::verify_password(password, hash);
     let user = match user {
         Some(u) if ok => u,
@@ -128,7 +150,15 @@ pub fn login(db: &Db, username: &str, password: &str) -> Result<(String, User)> 
     db.write(move |conn| {
         let now = now_ms();
         sessions::insert(conn, &token_hash, user_id, now, now + SESSION_TTL_MS)?;
-        event(conn, now, None, None, "auth.login", &format!("user:{name}"), json!({}))
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "auth.login",
+            &format!("user:{name}"),
+            json!({}),
+        )
     })?;
     Ok((token, user))
 }
@@ -151,7 +181,9 @@ pub fn session_principal(db: &Db, cookie: &str) -> Result<Option<Principal>> {
     let Some(user_id) = sessions::user_of(&conn, &secrets::sha256_hex(cookie), now_ms())? else {
         return Ok(None);
     };
-    let Some(user) = users::get(&conn, user_id)? else { return Ok(None) };
+    let Some(user) = users::get(&conn, user_id)? else {
+        return Ok(None);
+    };
     Ok(Some(human_principal(&conn, user)?))
 }
 
@@ -160,7 +192,12 @@ fn human_principal(conn: &rusqlite::Connection, user: User) -> Result<Principal>
         .into_iter()
         .filter_map(|(ws, role)| Role::parse(&role).map(|r| (ws, r)))
         .collect();
-    Ok(Principal::Human(Human { id: user.id, username: user.username, is_admin: user.is_admin, memberships }))
+    Ok(Principal::Human(Human {
+        id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        memberships,
+    }))
 }
 
 /// `GET /api/auth/me`.
@@ -184,10 +221,19 @@ fn user_json(conn: &rusqlite::Connection, u: &User) -> Result<Value> {
 pub fn list_users(db: &Db, who: &Principal) -> Result<Vec<Value>> {
     who.require_global_admin("managing users")?;
     let conn = db.read()?;
-    users::list(&conn)?.iter().map(|u| user_json(&conn, u)).collect()
+    users::list(&conn)?
+        .iter()
+        .map(|u| user_json(&conn, u))
+        .collect()
 }
 
-pub fn create_user(db: &Db, who: &Principal, username: String, password: String, is_admin: bool) -> Result<Value> {
+pub fn create_user(
+    db: &Db,
+    who: &Principal,
+    username: String,
+    password: String,
+    is_admin: bool,
+) -> Result<Value> {
     who.require_global_admin("managing users")?;
     check_username(&username).map_err(|e| Error::invalid_field("username", e))?;
     secrets::check_password_strength(&password).map_err(|e| Error::invalid_field("password", e))?;
@@ -196,10 +242,21 @@ pub fn create_user(db: &Db, who: &Principal, username: String, password: String,
     db.write(move |conn| {
         let now = now_ms();
         if users::by_username(conn, &username)?.is_some() {
-            return Err(Error::conflict("duplicate", format!("user {username:?} exists")));
+            return Err(Error::conflict(
+                "duplicate",
+                format!("user {username:?} exists"),
+            ));
         }
         let id = users::insert(conn, &username, &hash, is_admin, now)?;
-        event(conn, now, None, None, "user.created", &actor, json!({"user_id": id, "username": username, "is_admin": is_admin}))?;
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "user.created",
+            &actor,
+            json!({"user_id": id, "username": username, "is_admin": is_admin}),
+        )?;
         user_json(conn, &users::require(conn, id)?)
     })
 }
@@ -229,13 +286,23 @@ pub fn edit_user(
         }
         if let Some(a) = is_admin {
             if u.is_admin && !a && users::admin_count(conn)? <= 1 {
-                return Err(Error::conflict("last_admin", "the last global admin cannot lose admin rights"));
+                return Err(Error::conflict(
+                    "last_admin",
+                    "the last global admin cannot lose admin rights",
+                ));
             }
             u.is_admin = a;
         }
         users::save(conn, &u, now)?;
-        event(conn, now, None, None, "user.updated", &actor,
-            json!({"user_id": id, "password_changed": password.is_some(), "is_admin": u.is_admin}))?;
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "user.updated",
+            &actor,
+            json!({"user_id": id, "password_changed": password.is_some(), "is_admin": u.is_admin}),
+        )?;
         user_json(conn, &u)
     })
 }
@@ -247,10 +314,21 @@ pub fn delete_user(db: &Db, who: &Principal, id: i64) -> Result<()> {
         let now = now_ms();
         let u = users::require(conn, id)?;
         if u.is_admin && users::admin_count(conn)? <= 1 {
-            return Err(Error::conflict("last_admin", "the last global admin cannot be deleted"));
+            return Err(Error::conflict(
+                "last_admin",
+                "the last global admin cannot be deleted",
+            ));
         }
         users::delete(conn, id)?;
-        event(conn, now, None, None, "user.deleted", &actor, json!({"user_id": id, "username": u.username}))
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "user.deleted",
+            &actor,
+            json!({"user_id": id, "username": u.username}),
+        )
     })
 }
 
@@ -268,15 +346,32 @@ pub fn create_workspace(db: &Db, who: &Principal, name: String) -> Result<Value>
     db.write(move |conn| {
         let now = now_ms();
         if workspaces::by_name(conn, &name)?.is_some() {
-            return Err(Error::conflict("duplicate", format!("workspace {name:?} exists")));
+            return Err(Error::conflict(
+                "duplicate",
+                format!("workspace {name:?} exists"),
+            ));
         }
         let id = workspaces::insert(conn, &name, now)?;
-        event(conn, now, Some(id), None, "workspace.created", &actor, json!({"name": name}))?;
+        event(
+            conn,
+            now,
+            Some(id),
+            None,
+            "workspace.created",
+            &actor,
+            json!({"name": name}),
+        )?;
         workspaces::require(conn, id)
     })
 }
 
-pub fn set_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64, role: Role) -> Result<Value> {
+pub fn set_member(
+    db: &Db,
+    who: &Principal,
+    workspace_id: i64,
+    user_id: i64,
+    role: Role,
+) -> Result<Value> {
     who.require_workspace_admin(workspace_id)?;
     let actor = who.actor();
     db.write(move |conn| {
@@ -284,8 +379,15 @@ pub fn set_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64, rol
         workspaces::require(conn, workspace_id)?;
         users::require(conn, user_id)?;
         users::set_membership(conn, workspace_id, user_id, role.as_str())?;
-        event(conn, now, Some(workspace_id), None, "workspace.member_set", &actor,
-            json!({"user_id": user_id, "role": role.as_str()}))?;
+        event(
+            conn,
+            now,
+            Some(workspace_id),
+            None,
+            "workspace.member_set",
+            &actor,
+            json!({"user_id": user_id, "role": role.as_str()}),
+        )?;
         Ok(json!({"workspace_id": workspace_id, "user_id": user_id, "role": role.as_str()}))
     })
 }
@@ -297,8 +399,18 @@ pub fn remove_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64) 
         let now = now_ms();
         workspaces::require(conn, workspace_id)?;
         if !users::remove_membership(conn, workspace_id, user_id)? {
-            return Err(Error::not_found(format!("user {user_id} is not a member of workspace {workspace_id}")));
+            return Err(Error::not_found(format!(
+                "user {user_id} is not a member of workspace {workspace_id}"
+            )));
         }
-        event(conn, now, Some(workspace_id), None, "workspace.member_removed", &actor, json!({"user_id": user_id}))
+        event(
+            conn,
+            now,
+            Some(workspace_id),
+            None,
+            "workspace.member_removed",
+            &actor,
+            json!({"user_id": user_id}),
+        )
     })
 }

@@ -24,23 +24,33 @@ pub struct AgentInput {
 pub fn check_slug(slug: &str) -> Result<()> {
     let ok = !slug.is_empty()
         && slug.len() <= 64
-        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid_field("slug", "use 1 to 64 lowercase letters, digits, '-' or '_'"))
+        Err(Error::invalid_field(
+            "slug",
+            "use 1 to 64 lowercase letters, digits, '-' or '_'",
+        ))
     }
 }
 
 pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<Agent> {
     who.require_operator("managing agents")?;
-    let slug = input.slug.ok_or_else(|| Error::invalid_field("slug", "is required"))?;
+    let slug = input
+        .slug
+        .ok_or_else(|| Error::invalid_field("slug", "is required"))?;
     check_slug(&slug)?;
     let actor = who.actor();
     db.write(move |conn| {
         let now = now_ms();
         if agents::by_slug(conn, &slug)?.is_some() {
-            return Err(Error::conflict("duplicate", format!("an agent with slug {slug:?} exists")));
+            return Err(Error::conflict(
+                "duplicate",
+                format!("an agent with slug {slug:?} exists"),
+            ));
         }
         let agent = Agent {
             id: 0,
@@ -53,7 +63,15 @@ pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<Agent> {
             updated_at: now,
         };
         let id = agents::insert(conn, &agent, now)?;
-        event(conn, now, None, None, "agent.created", &actor, json!({"agent_id": id, "slug": agent.slug}))?;
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "agent.created",
+            &actor,
+            json!({"agent_id": id, "slug": agent.slug}),
+        )?;
         agents::require(conn, id)
     })
 }
@@ -69,7 +87,10 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
         let mut a = agents::require(conn, id)?;
         if let Some(slug) = input.slug {
             if slug != a.slug && agents::by_slug(conn, &slug)?.is_some() {
-                return Err(Error::conflict("duplicate", format!("an agent with slug {slug:?} exists")));
+                return Err(Error::conflict(
+                    "duplicate",
+                    format!("an agent with slug {slug:?} exists"),
+                ));
             }
             a.slug = slug;
         }
@@ -86,7 +107,15 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
             a.model = m;
         }
         agents::save(conn, &a, now)?;
-        event(conn, now, None, None, "agent.updated", &actor, json!({"agent_id": id, "slug": a.slug, "active": a.active}))?;
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "agent.updated",
+            &actor,
+            json!({"agent_id": id, "slug": a.slug, "active": a.active}),
+        )?;
         agents::require(conn, id)
     })
 }

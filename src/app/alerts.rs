@@ -17,8 +17,35 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
         let a = alerts::require(conn, id)?;
         if a.status != "resolved" {
             alerts::resolve(conn, id, now)?;
-            event(conn, now, None, a.task_id, "alert.resolved", &actor, json!({"alert_id": id, "kind": a.kind}))?;
+            event(
+                conn,
+                now,
+                None,
+                a.task_id,
+                "alert.resolved",
+                &actor,
+                json!({"alert_id": id, "kind": a.kind}),
+            )?;
         }
         alerts::require(conn, id)
+    })
+}
+
+/// Removes an alert (smokes clean up after themselves).
+pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
+    who.require_operator("deleting alerts")?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let a = alerts::require(conn, id)?;
+        alerts::delete(conn, id)?;
+        event(
+            conn,
+            now_ms(),
+            None,
+            a.task_id,
+            "alert.deleted",
+            &actor,
+            json!({"alert_id": id, "kind": a.kind}),
+        )
     })
 }

@@ -3,16 +3,20 @@
 //! `domain/` rules. Every write appends its event in the same transaction.
 
 pub mod accounts;
-pub mod alerts;
 pub mod agents;
+pub mod alerts;
+pub mod dispatch;
 pub mod settings;
 pub mod tasks;
+pub mod watchdog;
 
 use rusqlite::Connection;
 use serde_json::Value;
 
+use crate::domain::task::Status;
 use crate::error::Result;
 use crate::store::events::{self, NewEvent};
+use crate::store::tasks::Task;
 
 /// Appends one audit event (the same transaction as the change it records).
 pub(crate) fn event(
@@ -24,5 +28,45 @@ pub(crate) fn event(
     actor: &str,
     payload: Value,
 ) -> Result<()> {
-    events::append(conn, NewEvent { workspace_id, task_id, kind, actor, payload }, now)
+    events::append(
+        conn,
+        NewEvent {
+            workspace_id,
+            task_id,
+            kind,
+            actor,
+            payload,
+        },
+        now,
+    )
+}
+
+/// Moves `t` to `to` and records the event `kind` with `from` and `to` in
+/// its payload (merged into `extra`). Every status change goes through
+/// here, so a task's latest `to` is always its status.
+pub(crate) fn transition(
+    conn: &Connection,
+    t: &mut Task,
+    to: Status,
+    kind: &str,
+    actor: &str,
+    mut extra: Value,
+    now: i64,
+) -> Result<()> {
+    let from = t.status;
+    t.status = to;
+    if !extra.is_object() {
+        extra = Value::Object(Default::default());
+    }
+    extra["from"] = Value::from(from.as_str());
+    extra["to"] = Value::from(to.as_str());
+    event(
+        conn,
+        now,
+        Some(t.workspace_id),
+        Some(t.id),
+        kind,
+        actor,
+        extra,
+    )
 }

@@ -32,9 +32,22 @@ pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Value> {
         if key == SERVICE_API_TOKEN {
             store::settings::set(conn, TOKEN_ORIGIN, "api", now)?;
         }
-        let shown = |v: Option<String>| if key == SERVICE_API_TOKEN { v.map(|_| "[redacted]".to_string()) } else { v };
-        event(conn, now, None, None, "settings.changed", &actor,
-            json!({"key": key, "from": shown(before), "to": shown(Some(value.clone()))}))?;
+        let shown = |v: Option<String>| {
+            if key == SERVICE_API_TOKEN {
+                v.map(|_| "[redacted]".to_string())
+            } else {
+                v
+            }
+        };
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "settings.changed",
+            &actor,
+            json!({"key": key, "from": shown(before), "to": shown(Some(value.clone()))}),
+        )?;
         let s = store::settings::load(conn)?;
         Ok(json!({"key": key, "value": s.value_json(&key)}))
     })
@@ -51,7 +64,14 @@ pub fn set_service_token(db: &Db, token: String, origin: &'static str, actor: &s
         }
         store::settings::set(conn, SERVICE_API_TOKEN, &token, now)?;
         store::settings::set(conn, TOKEN_ORIGIN, origin, now)?;
-        event(conn, now, None, None, "settings.changed", &actor,
-            json!({"key": SERVICE_API_TOKEN, "to": "[redacted]", "origin": origin}))
+        event(
+            conn,
+            now,
+            None,
+            None,
+            "settings.changed",
+            &actor,
+            json!({"key": SERVICE_API_TOKEN, "to": "[redacted]", "origin": origin}),
+        )
     })
 }

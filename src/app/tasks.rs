@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::event;
+use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
@@ -62,9 +62,17 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
     let actor = who.actor();
     db.write(move |conn| {
         let now = now_ms();
-        crate::store::workspaces::require(conn, input.workspace_id)
-            .map_err(|_| Error::invalid_field("workspace_id", format!("no workspace {}", input.workspace_id)))?;
-        let agent_id = input.agent.as_ref().map(|r| resolve_agent(conn, r)).transpose()?;
+        crate::store::workspaces::require(conn, input.workspace_id).map_err(|_| {
+            Error::invalid_field(
+                "workspace_id",
+                format!("no workspace {}", input.workspace_id),
+            )
+        })?;
+        let agent_id = input
+            .agent
+            .as_ref()
+            .map(|r| resolve_agent(conn, r))
+            .transpose()?;
         let id = tasks::insert(
             conn,
             &tasks::NewTask {
@@ -80,7 +88,15 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
             now,
         )?;
         let task = tasks::require(conn, id)?;
-        event(conn, now, Some(task.workspace_id), Some(id), "task.created", &actor, json!({"title": task.title}))?;
+        event(
+            conn,
+            now,
+            Some(task.workspace_id),
+            Some(id),
+            "task.created",
+            &actor,
+            json!({"title": task.title}),
+        )?;
         Ok(task)
     })
 }
@@ -108,7 +124,10 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
         if t.archived_at.is_some() {
-            return Err(Error::conflict("task_archived", format!("task {id} is archived; archived tasks are read-only")));
+            return Err(Error::conflict(
+                "task_archived",
+                format!("task {id} is archived; archived tasks are read-only"),
+            ));
         }
         let mut changed: Vec<&str> = Vec::new();
         let mut gate_relevant_change = false;
@@ -178,8 +197,15 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             t.gate_approved_at = None;
             t.gate_approved_by = None;
             changed.push("gate_approved_at");
-            event(conn, now, Some(t.workspace_id), Some(id), "gate.approval_withdrawn", &actor,
-                json!({"reason": "prompt or agent changed after approval"}))?;
+            event(
+                conn,
+                now,
+                Some(t.workspace_id),
+                Some(id),
+                "gate.approval_withdrawn",
+                &actor,
+                json!({"reason": "prompt or agent changed after approval"}),
+            )?;
         }
         if let Some(to) = edit.status {
             change_status(conn, &mut t, to, force, &actor, now)?;
@@ -189,7 +215,15 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             return Ok(t);
         }
         tasks::save(conn, &t, now)?;
-        event(conn, now, Some(t.workspace_id), Some(id), "task.updated", &actor, json!({"changed": changed}))?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "task.updated",
+            &actor,
+            json!({"changed": changed}),
+        )?;
         tasks::require(conn, id)
     })
 }
@@ -213,8 +247,15 @@ fn change_status(
         let evidence = ai && tasks::has_output_evidence(conn, t)?;
         check_done_guard(ai, evidence, force)?;
         if ai && !evidence {
-            event(conn, now, Some(t.workspace_id), Some(t.id), "task.done_forced", actor,
-                json!({"from": from.as_str(), "reason": "no visible output evidence"}))?;
+            event(
+                conn,
+                now,
+                Some(t.workspace_id),
+                Some(t.id),
+                "task.done_forced",
+                actor,
+                json!({"from": from.as_str(), "reason": "no visible output evidence"}),
+            )?;
         }
     }
     // Leaving a claimed status by hand ends the worker's claim: its later
@@ -222,17 +263,28 @@ fn change_status(
     if from.is_claimed() {
         t.clear_claim();
     }
-    t.status = to;
-    event(conn, now, Some(t.workspace_id), Some(t.id), "task.status_changed", actor,
-        json!({"from": from.as_str(), "to": to.as_str(), "forced": force}))?;
-    Ok(())
+    transition(
+        conn,
+        t,
+        to,
+        "task.status_changed",
+        actor,
+        json!({"forced": force}),
+        now,
+    )
 }
 
 /// Kinds of comment a caller may post; `log` and `system` are written by
 /// the dispatcher itself.
 pub const POSTABLE_COMMENT_KINDS: &[&str] = &["note", "blocker"];
 
-pub fn add_comment(db: &Db, who: &Principal, task_id: i64, kind: String, body: String) -> Result<Value> {
+pub fn add_comment(
+    db: &Db,
+    who: &Principal,
+    task_id: i64,
+    kind: String,
+    body: String,
+) -> Result<Value> {
     let who = who.clone();
     db.write(move |conn| {
         let now = now_ms();
@@ -240,7 +292,15 @@ pub fn add_comment(db: &Db, who: &Principal, task_id: i64, kind: String, body: S
         who.can_edit_tasks(t.workspace_id)?;
         let actor = who.actor();
         let id = comments::add(conn, task_id, &actor, &kind, &body, now)?;
-        event(conn, now, Some(t.workspace_id), Some(task_id), "task.commented", &actor, json!({"comment_id": id, "kind": kind}))?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(task_id),
+            "task.commented",
+            &actor,
+            json!({"comment_id": id, "kind": kind}),
+        )?;
         comments::get(conn, id)?.ok_or_else(|| Error::Internal("comment vanished".into()))
     })
 }
@@ -257,13 +317,25 @@ pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         if t.status.is_claimed() {
             return Err(Error::conflict(
                 "task_active",
-                format!("task {id} is {} on worker {}; move it out of {} before archiving",
-                    t.status.as_str(), t.claimed_by.as_deref().unwrap_or("?"), t.status.as_str()),
+                format!(
+                    "task {id} is {} on worker {}; move it out of {} before archiving",
+                    t.status.as_str(),
+                    t.claimed_by.as_deref().unwrap_or("?"),
+                    t.status.as_str()
+                ),
             ));
         }
         t.archived_at = Some(now);
         tasks::save(conn, &t, now)?;
-        event(conn, now, Some(t.workspace_id), Some(id), "task.archived", &who.actor(), json!({}))?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "task.archived",
+            &who.actor(),
+            json!({}),
+        )?;
         tasks::require(conn, id)
     })
 }
@@ -275,8 +347,15 @@ pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
         let t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
         tasks::delete(conn, id)?;
-        event(conn, now, Some(t.workspace_id), Some(id), "task.deleted", &who.actor(),
-            json!({"title": t.title, "status": t.status.as_str()}))?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "task.deleted",
+            &who.actor(),
+            json!({"title": t.title, "status": t.status.as_str()}),
+        )?;
         Ok(())
     })
 }

@@ -66,7 +66,10 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        Ok(Db { readers, writer: Writer::start(conn) })
+        Ok(Db {
+            readers,
+            writer: Writer::start(conn),
+        })
     }
 
     /// A read-only connection from the pool (`query_only` is on: a write
@@ -100,7 +103,9 @@ fn configure_writer(conn: &Connection, sync: Sync) -> Result<()> {
     // journal_mode answers with a row, so it is queried, not batched.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Internal(format!("database refused WAL mode (got {mode})")));
+        return Err(Error::Internal(format!(
+            "database refused WAL mode (got {mode})"
+        )));
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous={sync};

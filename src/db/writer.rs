@@ -42,7 +42,10 @@ impl Writer {
             .name("db-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .expect("spawn writer thread");
-        Writer { tx, thread: Mutex::new(Some(thread)) }
+        Writer {
+            tx,
+            thread: Mutex::new(Some(thread)),
+        }
     }
 
     pub fn run<T, F>(&self, f: F) -> Result<T>
@@ -61,12 +64,12 @@ impl Writer {
                 let _ = reply_tx.send(answer);
             })
         });
-        self.tx
-            .send(Msg::Job(job))
-            .map_err(|_| Error::Internal("the database writer is unavailable (shutting down or failing)".into()))?;
-        reply_rx
-            .recv()
-            .map_err(|_| Error::Internal("the database writer is unavailable (shutting down or failing)".into()))?
+        self.tx.send(Msg::Job(job)).map_err(|_| {
+            Error::Internal("the database writer is unavailable (shutting down or failing)".into())
+        })?;
+        reply_rx.recv().map_err(|_| {
+            Error::Internal("the database writer is unavailable (shutting down or failing)".into())
+        })?
     }
 
     /// Lets every request already queued finish, checkpoints, joins.
@@ -82,7 +85,10 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     conn.execute_batch("SAVEPOINT request")?;
     let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
         Ok(r) => r,
-        Err(panic) => Err(Error::Internal(format!("write panicked: {}", panic_text(&panic)))),
+        Err(panic) => Err(Error::Internal(format!(
+            "write panicked: {}",
+            panic_text(&panic)
+        ))),
     };
     let end = if result.is_ok() {
         "RELEASE request"
@@ -164,7 +170,11 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
 
 fn checkpoint(conn: &Connection) {
     match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     }) {
         Ok((0, _, _)) => {}
         Ok((busy, log, done)) => {

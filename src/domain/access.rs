@@ -63,9 +63,11 @@ impl Principal {
     fn role_in(&self, workspace_id: i64) -> Option<Role> {
         match self {
             Principal::Service => None,
-            Principal::Human(h) => {
-                h.memberships.iter().find(|(ws, _)| *ws == workspace_id).map(|(_, r)| *r)
-            }
+            Principal::Human(h) => h
+                .memberships
+                .iter()
+                .find(|(ws, _)| *ws == workspace_id)
+                .map(|(_, r)| *r),
         }
     }
 
@@ -87,7 +89,9 @@ impl Principal {
         if self.is_operator() || self.role_in(workspace_id).is_some() {
             return Ok(());
         }
-        Err(Error::forbidden(format!("you are not a member of workspace {workspace_id}")))
+        Err(Error::forbidden(format!(
+            "you are not a member of workspace {workspace_id}"
+        )))
     }
 
     /// Creating, editing, commenting and dispatching tasks.
@@ -101,7 +105,17 @@ impl Principal {
         if self.is_operator() {
             return Ok(());
         }
-        Err(Error::forbidden(format!("{what} needs a global admin or the service token")))
+        Err(Error::forbidden(format!(
+            "{what} needs a global admin or the service token"
+        )))
+    }
+
+    /// Worker endpoints (heartbeat, claim, reports): the service token.
+    pub fn require_service(&self, what: &str) -> Result<()> {
+        match self {
+            Principal::Service => Ok(()),
+            Principal::Human(_) => Err(Error::forbidden(format!("{what} need the service token"))),
+        }
     }
 
     pub fn require_global_admin(&self, what: &str) -> Result<()> {
@@ -118,7 +132,9 @@ impl Principal {
         if self.is_operator() || self.is_workspace_admin_anywhere() {
             return Ok(());
         }
-        Err(Error::forbidden(format!("{what} needs an admin (global or of a workspace) or the service token")))
+        Err(Error::forbidden(format!(
+            "{what} needs an admin (global or of a workspace) or the service token"
+        )))
     }
 
     /// Managing a workspace's members: global admin or that workspace's
@@ -127,7 +143,9 @@ impl Principal {
         if self.is_global_admin() || self.role_in(workspace_id) == Some(Role::Admin) {
             return Ok(());
         }
-        Err(Error::forbidden(format!("this needs a global admin or an admin of workspace {workspace_id}")))
+        Err(Error::forbidden(format!(
+            "this needs a global admin or an admin of workspace {workspace_id}"
+        )))
     }
 
     /// Human Gate approval: a human admin (global, or of the task's
@@ -148,7 +166,12 @@ mod tests {
     use super::*;
 
     fn human(is_admin: bool, m: &[(i64, Role)]) -> Principal {
-        Principal::Human(Human { id: 1, username: "u".into(), is_admin, memberships: m.to_vec() })
+        Principal::Human(Human {
+            id: 1,
+            username: "u".into(),
+            is_admin,
+            memberships: m.to_vec(),
+        })
     }
 
     #[test]

@@ -9,7 +9,11 @@ pub fn model_matches(filter: &[String], model: Option<&str>) -> bool {
     let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
         return true;
     };
-    let entries: Vec<&str> = filter.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
+    let entries: Vec<&str> = filter
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .collect();
     entries.is_empty() || entries.iter().any(|e| entry_matches(e, model))
 }
 
@@ -27,7 +31,11 @@ fn entry_matches(entry: &str, model: &str) -> bool {
 
 /// Splits a comma-separated `SUPPORTED_MODELS` value.
 pub fn parse_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -62,7 +70,11 @@ mod tests {
             ("local-*", "local-anything", true),
         ];
         for (filter, model, want) in table {
-            assert_eq!(model_matches(&f(filter), Some(model)), *want, "{filter} vs {model}");
+            assert_eq!(
+                model_matches(&f(filter), Some(model)),
+                *want,
+                "{filter} vs {model}"
+            );
         }
     }
 

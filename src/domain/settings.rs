@@ -33,12 +33,45 @@ pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
 pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
 
 const DEFS: &[Def] = &[
-    Def { key: DISPATCH_ENABLED, default: "false", kind: Kind::Bool },
-    Def { key: DISPATCH_STALE_MINUTES, default: "20", kind: Kind::Int { min: 1, max: 10_080 } },
-    Def { key: WORKER_STALE_SECONDS, default: "90", kind: Kind::Int { min: 5, max: 86_400 } },
-    Def { key: SERVICE_API_TOKEN, default: "", kind: Kind::Token },
-    Def { key: WATCHDOG_INTERVAL_SECONDS, default: "60", kind: Kind::Int { min: 5, max: 86_400 } },
-    Def { key: WATCHDOG_FAILURE_THRESHOLD, default: "3", kind: Kind::Int { min: 1, max: 1_000 } },
+    Def {
+        key: DISPATCH_ENABLED,
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Def {
+        key: DISPATCH_STALE_MINUTES,
+        default: "20",
+        kind: Kind::Int {
+            min: 1,
+            max: 10_080,
+        },
+    },
+    Def {
+        key: WORKER_STALE_SECONDS,
+        default: "90",
+        kind: Kind::Int {
+            min: 5,
+            max: 86_400,
+        },
+    },
+    Def {
+        key: SERVICE_API_TOKEN,
+        default: "",
+        kind: Kind::Token,
+    },
+    Def {
+        key: WATCHDOG_INTERVAL_SECONDS,
+        default: "60",
+        kind: Kind::Int {
+            min: 5,
+            max: 86_400,
+        },
+    },
+    Def {
+        key: WATCHDOG_FAILURE_THRESHOLD,
+        default: "3",
+        kind: Kind::Int { min: 1, max: 1_000 },
+    },
 ];
 
 fn def(key: &str) -> Option<&'static Def> {
@@ -54,7 +87,10 @@ pub fn known_keys() -> Vec<&'static str> {
 pub fn validate(key: &str, raw: &str) -> Result<String> {
     let def = def(key).ok_or_else(|| Error::BadRequest {
         code: "unknown_setting",
-        message: format!("unknown setting `{key}`; known settings: {}", known_keys().join(", ")),
+        message: format!(
+            "unknown setting `{key}`; known settings: {}",
+            known_keys().join(", ")
+        ),
     })?;
     let value = raw.trim();
     let bad = |why: String| Error::BadRequest {
@@ -69,7 +105,9 @@ pub fn validate(key: &str, raw: &str) -> Result<String> {
         Kind::Int { min, max } => match value.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n.to_string()),
             Ok(n) => Err(bad(format!("{n} is outside {min}..={max}"))),
-            Err(_) => Err(bad(format!("expected a whole number from {min} to {max}, got {raw:?}"))),
+            Err(_) => Err(bad(format!(
+                "expected a whole number from {min} to {max}, got {raw:?}"
+            ))),
         },
         Kind::Token => validate_token(value).map(str::to_string).map_err(bad),
     }
@@ -79,7 +117,9 @@ pub fn validate(key: &str, raw: &str) -> Result<String> {
 /// spaces, and not one character repeated.
 pub fn validate_token(token: &str) -> std::result::Result<&str, String> {
     if token.len() < MIN_TOKEN_LEN {
-        return Err(format!("a service token needs at least {MIN_TOKEN_LEN} characters"));
+        return Err(format!(
+            "a service token needs at least {MIN_TOKEN_LEN} characters"
+        ));
     }
     if !token.chars().all(|c| c.is_ascii_graphic()) {
         return Err("a service token may hold only printable ASCII without spaces".into());

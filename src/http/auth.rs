@@ -21,8 +21,9 @@ pub const SESSION_COOKIE: &str = "ops_session";
 /// refused even when a valid cookie comes with it.
 pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
     if let Some(token) = req.header(TOKEN_HEADER) {
-        let expected = store::settings::get(&*app.db.read()?, crate::domain::settings::SERVICE_API_TOKEN)?
-            .unwrap_or_default();
+        let expected =
+            store::settings::get(&*app.db.read()?, crate::domain::settings::SERVICE_API_TOKEN)?
+                .unwrap_or_default();
         if !expected.is_empty() && constant_time_eq(token.trim(), &expected) {
             return Ok(Principal::Service);
         }
@@ -48,7 +49,9 @@ const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl LoginLimiter {
     pub fn new() -> LoginLimiter {
-        LoginLimiter { failures: Mutex::new(HashMap::new()) }
+        LoginLimiter {
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Refuses when the client has used up its attempts.
@@ -57,7 +60,9 @@ impl LoginLimiter {
         if let Some((n, since)) = map.get(&ip) {
             let age = since.elapsed();
             if *n >= MAX_FAILURES && age < WINDOW {
-                return Err(Error::RateLimited { retry_after_secs: (WINDOW - age).as_secs().max(1) });
+                return Err(Error::RateLimited {
+                    retry_after_secs: (WINDOW - age).as_secs().max(1),
+                });
             }
         }
         Ok(())
@@ -76,7 +81,10 @@ impl LoginLimiter {
     }
 
     pub fn succeeded(&self, ip: Option<IpAddr>) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&ip);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
     }
 }
 

@@ -30,7 +30,10 @@ impl Fields {
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(Error::BadRequest {
                 code: "unknown_field",
-                message: format!("unknown field `{unknown}`; accepted fields: {}", allowed.join(", ")),
+                message: format!(
+                    "unknown field `{unknown}`; accepted fields: {}",
+                    allowed.join(", ")
+                ),
             });
         }
         Ok(Fields { map })
@@ -54,7 +57,8 @@ impl Fields {
     }
 
     pub fn required_str(&self, key: &str) -> Result<String> {
-        self.str(key)?.ok_or_else(|| Error::invalid_field(key, "is required"))
+        self.str(key)?
+            .ok_or_else(|| Error::invalid_field(key, "is required"))
     }
 
     /// A string that must not be blank, at most `max` characters.
@@ -62,9 +66,10 @@ impl Fields {
         match self.str(key)? {
             None => Ok(None),
             Some(s) if s.trim().is_empty() => Err(Error::invalid_field(key, "must not be empty")),
-            Some(s) if s.chars().count() > max => {
-                Err(Error::invalid_field(key, format!("is longer than {max} characters")))
-            }
+            Some(s) if s.chars().count() > max => Err(Error::invalid_field(
+                key,
+                format!("is longer than {max} characters"),
+            )),
             Some(s) => Ok(Some(s)),
         }
     }
@@ -83,9 +88,10 @@ impl Fields {
     pub fn i64(&self, key: &str) -> Result<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => {
-                n.as_i64().map(Some).ok_or_else(|| Error::invalid_field(key, "must be a whole number"))
-            }
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Error::invalid_field(key, "must be a whole number")),
             Some(other) => Err(wrong_type(key, "a whole number", other)),
         }
     }
@@ -152,7 +158,10 @@ mod tests {
         let f = Fields::parse(br#"{"title": 5}"#, &["title"]).unwrap();
         let e = f.str("title").unwrap_err().to_string();
         assert!(e.contains("`title`") && e.contains("a string"), "{e}");
-        let e = Fields::parse(br#"{"nope": 1}"#, &["title"]).err().unwrap().to_string();
+        let e = Fields::parse(br#"{"nope": 1}"#, &["title"])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("`nope`"), "{e}");
         assert!(Fields::parse(b"{", &[]).is_err());
         assert!(Fields::parse(b"[1]", &[]).is_err());

@@ -23,7 +23,7 @@ use response::Resp;
 
 /// What every handler shares.
 pub struct App {
-    pub db: Db,
+    pub db: Arc<Db>,
     pub trust_proxy: bool,
     pub login_limiter: LoginLimiter,
 }
@@ -68,7 +68,10 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => Resp::from_error(&e),
             Err(panic) => {
-                log::error!("handler panicked on {method} {path}: {}", crate::db::panic_text(&panic));
+                log::error!(
+                    "handler panicked on {method} {path}: {}",
+                    crate::db::panic_text(&panic)
+                );
                 Resp::error("internal", 500, "internal server error; see the server log")
             }
         },
@@ -78,12 +81,19 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
             Resp::error(
                 "payload_too_large",
                 413,
-                &format!("the request body is larger than {} bytes", request::MAX_BODY),
+                &format!(
+                    "the request body is larger than {} bytes",
+                    request::MAX_BODY
+                ),
             )
         }
         Err(BodyError::Io(e)) => {
             close = true;
-            Resp::error("bad_request", 400, &format!("could not read the request body: {e}"))
+            Resp::error(
+                "bad_request",
+                400,
+                &format!("could not read the request body: {e}"),
+            )
         }
     };
     let status = resp.status;
@@ -100,7 +110,10 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
     if let Err(e) = rq.respond(out) {
         log::debug!("{method} {path}: client went away before the response: {e}");
     }
-    log::info!("{method} {path} {status} {}ms", started.elapsed().as_millis());
+    log::info!(
+        "{method} {path} {status} {}ms",
+        started.elapsed().as_millis()
+    );
 }
 
 fn header(name: &str, value: &str) -> Header {

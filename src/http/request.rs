@@ -30,11 +30,19 @@ pub enum BodyError {
 
 impl Req {
     /// Reads the request, body included (at most [`MAX_BODY`] bytes).
-    pub fn read(rq: &mut tiny_http::Request, trust_proxy: bool) -> std::result::Result<Req, BodyError> {
+    pub fn read(
+        rq: &mut tiny_http::Request,
+        trust_proxy: bool,
+    ) -> std::result::Result<Req, BodyError> {
         let headers: Vec<(String, String)> = rq
             .headers()
             .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
             .collect();
         let url = rq.url().to_string();
         let (path, qs) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -55,14 +63,18 @@ impl Req {
             {
                 req.client_ip = Some(ip);
             }
-            req.https =
-                req.header("x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+            req.https = req
+                .header("x-forwarded-proto")
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
         }
         if rq.body_length().is_some_and(|n| n > MAX_BODY) {
             return Err(BodyError::TooLarge);
         }
         let mut body = Vec::new();
-        rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body).map_err(BodyError::Io)?;
+        rq.as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(BodyError::Io)?;
         if body.len() > MAX_BODY {
             return Err(BodyError::TooLarge);
         }
@@ -71,7 +83,10 @@ impl Req {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn cookie(&self, name: &str) -> Option<&str> {
@@ -87,7 +102,10 @@ impl Req {
     }
 
     pub fn query_str(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     pub fn query_i64(&self, key: &str) -> Result<Option<i64>> {
@@ -124,10 +142,16 @@ impl Req {
         let limit = self.query_i64("limit")?.unwrap_or(50);
         let offset = self.query_i64("offset")?.unwrap_or(0);
         if !(1..=1000).contains(&limit) {
-            return Err(Error::BadRequest { code: "invalid_query", message: "`limit` must be from 1 to 1000".into() });
+            return Err(Error::BadRequest {
+                code: "invalid_query",
+                message: "`limit` must be from 1 to 1000".into(),
+            });
         }
         if offset < 0 {
-            return Err(Error::BadRequest { code: "invalid_query", message: "`offset` must not be negative".into() });
+            return Err(Error::BadRequest {
+                code: "invalid_query",
+                message: "`offset` must not be negative".into(),
+            });
         }
         Ok(crate::store::Page { limit, offset })
     }
@@ -138,7 +162,10 @@ fn parse_query(qs: &str) -> HashMap<String, String> {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            (
+                percent_decode(&k.replace('+', " ")),
+                percent_decode(&v.replace('+', " ")),
+            )
         })
         .collect()
 }

@@ -14,7 +14,12 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(status: u16, v: &Value) -> Resp {
-        Resp { status, content_type: "application/json", body: v.to_string().into_bytes(), headers: Vec::new() }
+        Resp {
+            status,
+            content_type: "application/json",
+            body: v.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn ok(v: Value) -> Resp {
@@ -31,7 +36,12 @@ impl Resp {
     }
 
     pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
-        Resp { status: 200, content_type, body: body.to_vec(), headers: Vec::new() }
+        Resp {
+            status: 200,
+            content_type,
+            body: body.to_vec(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Resp {
@@ -60,7 +70,8 @@ impl Resp {
             Error::NotFound(m) => Resp::error("not_found", 404, m),
             Error::Conflict { code, message } => Resp::error(code, 409, message),
             Error::RateLimited { retry_after_secs } => {
-                Resp::error("rate_limited", 429, &e.to_string()).with_header("Retry-After", retry_after_secs.to_string())
+                Resp::error("rate_limited", 429, &e.to_string())
+                    .with_header("Retry-After", retry_after_secs.to_string())
             }
             Error::Internal(detail) => {
                 log::error!("internal error: {detail}");

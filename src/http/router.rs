@@ -3,7 +3,7 @@
 
 use super::request::Req;
 use super::response::Resp;
-use super::routes::{accounts, admin, feed, tasks};
+use super::routes::{accounts, admin, dispatch, feed, tasks};
 use super::App;
 use crate::error::{Error, Result};
 
@@ -90,8 +90,38 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
             let id = parse_id("task", id)?;
             methods!(req, { "POST" => tasks::archive(app, req, id) })
         }
+        ["tasks", id, "dispatch"] => {
+            let id = parse_id("task", id)?;
+            methods!(req, { "POST" => dispatch::dispatch(app, req, id) })
+        }
+        ["tasks", id, "approve"] => {
+            let id = parse_id("task", id)?;
+            methods!(req, { "POST" => dispatch::approve(app, req, id) })
+        }
+        ["dispatch", "heartbeat"] => methods!(req, { "POST" => dispatch::heartbeat(app, req) }),
+        ["dispatch", "health"] => methods!(req, { "GET" => dispatch::health(app, req) }),
+        ["dispatch", "next"] => methods!(req, {
+            "POST" => dispatch::next(app, req),
+            "GET" => dispatch::next(app, req),
+        }),
+        ["dispatch", "tasks", id, kind @ ("started" | "output" | "finished" | "failed")] => {
+            let id = parse_id("task", id)?;
+            methods!(req, { "POST" => dispatch::report(app, req, id, kind) })
+        }
+        ["dispatch", "reconcile-stale"] => {
+            methods!(req, { "POST" => dispatch::reconcile(app, req) })
+        }
+        ["dispatch", "stale"] => methods!(req, { "GET" => dispatch::stale(app, req) }),
+        ["dispatch", "workers", worker] => {
+            methods!(req, { "DELETE" => dispatch::forget_worker(app, req, worker) })
+        }
+        ["watchdog", "run"] => methods!(req, { "POST" => dispatch::watchdog_run(app, req) }),
         ["events"] => methods!(req, { "GET" => feed::events(app, req) }),
         ["alerts"] => methods!(req, { "GET" => feed::alerts(app, req) }),
+        ["alerts", id] => {
+            let id = parse_id("alert", id)?;
+            methods!(req, { "DELETE" => feed::delete_alert(app, req, id) })
+        }
         ["alerts", id, "resolve"] => {
             let id = parse_id("alert", id)?;
             methods!(req, { "POST" => feed::resolve_alert(app, req, id) })
@@ -101,8 +131,11 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
 }
 
 fn parse_id(what: &str, s: &str) -> Result<i64> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Error::BadRequest {
-        code: "invalid_id",
-        message: format!("{what} id must be a positive whole number, got {s:?}"),
-    })
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::BadRequest {
+            code: "invalid_id",
+            message: format!("{what} id must be a positive whole number, got {s:?}"),
+        })
 }

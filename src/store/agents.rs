@@ -54,11 +54,17 @@ pub fn list(conn: &Connection) -> Result<Vec<Agent>> {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Agent>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Agent>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE slug = ?1"))?.query_row([slug], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE slug = ?1"))?
+        .query_row([slug], from_row)
+        .optional()?)
 }
 
 pub fn require(conn: &Connection, id: i64) -> Result<Agent> {
@@ -70,7 +76,14 @@ pub fn insert(conn: &Connection, a: &Agent, now: i64) -> Result<i64> {
         "INSERT INTO agents(slug, name, active, launch_command, model, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
     )?
-    .execute(params![a.slug, a.name, a.active, a.launch_command, a.model, now])?;
+    .execute(params![
+        a.slug,
+        a.name,
+        a.active,
+        a.launch_command,
+        a.model,
+        now
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -79,14 +92,26 @@ pub fn save(conn: &Connection, a: &Agent, now: i64) -> Result<()> {
         "UPDATE agents SET slug=?2, name=?3, active=?4, launch_command=?5, model=?6, updated_at=?7
          WHERE id=?1",
     )?
-    .execute(params![a.id, a.slug, a.name, a.active, a.launch_command, a.model, now])?;
+    .execute(params![
+        a.id,
+        a.slug,
+        a.name,
+        a.active,
+        a.launch_command,
+        a.model,
+        now
+    ])?;
     Ok(())
 }
 
 /// Number of tasks that name the agent (a referenced agent is deactivated,
 /// not deleted).
 pub fn task_count(conn: &Connection, id: i64) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM tasks WHERE agent_id = ?1", [id], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM tasks WHERE agent_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?)
 }
 
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {

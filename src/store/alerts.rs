@@ -60,7 +60,10 @@ impl Alert {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
@@ -69,9 +72,16 @@ pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
 
 /// Newest activity first; `status` filters on `open`/`resolved`.
 pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<Alert>, i64)> {
-    let where_ = if status.is_some() { "WHERE status = ?1" } else { "WHERE ?1 IS NULL" };
-    let total: i64 =
-        conn.query_row(&format!("SELECT COUNT(*) FROM alerts {where_}"), [status], |r| r.get(0))?;
+    let where_ = if status.is_some() {
+        "WHERE status = ?1"
+    } else {
+        "WHERE ?1 IS NULL"
+    };
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM alerts {where_}"),
+        [status],
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare_cached(&format!(
         "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT {} OFFSET {}",
         page.limit, page.offset
@@ -81,7 +91,11 @@ pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<
 }
 
 pub fn open_count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM alerts WHERE status = 'open'", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM alerts WHERE status = 'open'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 pub fn resolve(conn: &Connection, id: i64, now: i64) -> Result<()> {
@@ -90,4 +104,88 @@ pub fn resolve(conn: &Connection, id: i64, now: i64) -> Result<()> {
         params![id, now],
     )?;
     Ok(())
+}
+
+/// What a new occurrence of a condition says.
+pub struct Raise<'a> {
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub task_id: Option<i64>,
+    pub title: &'a str,
+    pub detail: &'a str,
+}
+
+/// How raising an alert changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raised {
+    Opened,
+    Reopened,
+    /// Was open; one more occurrence counted.
+    Counted,
+    /// Was open; only `last_seen_at` refreshed (a condition that persists).
+    StillOpen,
+}
+
+/// Opens the alert of (`kind`, `subject`), reopens it if resolved, or —
+/// when it is open — counts one more occurrence if `count_if_open`.
+pub fn raise(
+    conn: &Connection,
+    r: &Raise<'_>,
+    count_if_open: bool,
+    now: i64,
+) -> Result<(Alert, Raised)> {
+    let existing: Option<(i64, String)> = conn
+        .prepare_cached("SELECT id, status FROM alerts WHERE kind = ?1 AND subject = ?2")?
+        .query_row(params![r.kind, r.subject], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let (id, how) = match existing {
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO alerts(kind, subject, task_id, status, title, detail, occurrences,
+                                    first_seen_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, 'open', ?4, ?5, 1, ?6, ?6)",
+            )?
+            .execute(params![
+                r.kind, r.subject, r.task_id, r.title, r.detail, now
+            ])?;
+            (conn.last_insert_rowid(), Raised::Opened)
+        }
+        Some((id, status)) => {
+            let how = match (status.as_str(), count_if_open) {
+                ("resolved", _) => Raised::Reopened,
+                (_, true) => Raised::Counted,
+                (_, false) => Raised::StillOpen,
+            };
+            let bump = i64::from(how != Raised::StillOpen);
+            conn.prepare_cached(
+                "UPDATE alerts SET status = 'open', resolved_at = NULL, title = ?2, detail = ?3,
+                     occurrences = occurrences + ?4, last_seen_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![id, r.title, r.detail, bump, now])?;
+            (id, how)
+        }
+    };
+    Ok((require(conn, id)?, how))
+}
+
+pub fn set_followup(conn: &Connection, id: i64, task_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE alerts SET followup_task_id = ?2 WHERE id = ?1",
+        params![id, task_id],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM alerts WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn find(conn: &Connection, kind: &str, subject: &str) -> Result<Option<Alert>> {
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE kind = ?1 AND subject = ?2"))?
+        .query_row(params![kind, subject], from_row)
+        .optional()?)
 }

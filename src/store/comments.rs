@@ -17,7 +17,14 @@ fn to_json(r: &Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
-pub fn add(conn: &Connection, task_id: i64, author: &str, kind: &str, body: &str, now: i64) -> Result<i64> {
+pub fn add(
+    conn: &Connection,
+    task_id: i64,
+    author: &str,
+    kind: &str,
+    body: &str,
+    now: i64,
+) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO task_comments(task_id, author, kind, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -33,5 +40,8 @@ pub fn for_task(conn: &Connection, task_id: i64) -> Result<Vec<Value>> {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Value>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], to_json).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], to_json)
+        .optional()?)
 }

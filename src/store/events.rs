@@ -18,7 +18,14 @@ pub fn append(conn: &Connection, e: NewEvent<'_>, now: i64) -> Result<()> {
         "INSERT INTO events(at, workspace_id, task_id, kind, actor, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![now, e.workspace_id, e.task_id, e.kind, e.actor, e.payload.to_string()])?;
+    .execute(params![
+        now,
+        e.workspace_id,
+        e.task_id,
+        e.kind,
+        e.actor,
+        e.payload.to_string()
+    ])?;
     Ok(())
 }
 
@@ -45,12 +52,22 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
     }
     if let Some(ws) = &f.workspaces {
         let ids: Vec<String> = ws.iter().map(|i| i.to_string()).collect();
-        clauses.push(format!("(workspace_id IS NULL OR workspace_id IN ({}))", ids.join(",")));
+        clauses.push(format!(
+            "(workspace_id IS NULL OR workspace_id IN ({}))",
+            ids.join(",")
+        ));
     }
-    let where_ = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let where_ = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
     let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
-    let total: i64 =
-        conn.query_row(&format!("SELECT COUNT(*) FROM events {where_}"), params.as_slice(), |r| r.get(0))?;
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM events {where_}"),
+        params.as_slice(),
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare(&format!(
         "SELECT id, at, workspace_id, task_id, kind, actor, payload FROM events {where_}
          ORDER BY id DESC LIMIT {} OFFSET {}",
@@ -78,4 +95,18 @@ pub fn count_for_task(conn: &Connection, task_id: i64, kind: &str) -> Result<i64
         params![task_id, kind],
         |r| r.get(0),
     )?)
+}
+
+/// Failed dispatches (`dispatch.failed`, `dispatch.reconciled_stale`) at or
+/// after `since`: (task id, agent slug, at) each.
+pub fn dispatch_failures_since(
+    conn: &Connection,
+    since: i64,
+) -> Result<Vec<(Option<i64>, Option<String>, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT task_id, json_extract(payload, '$.agent'), at FROM events
+         WHERE kind IN ('dispatch.failed', 'dispatch.reconciled_stale') AND at >= ?1",
+    )?;
+    let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

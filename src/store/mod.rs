@@ -6,6 +6,7 @@ pub mod agents;
 pub mod alerts;
 pub mod comments;
 pub mod events;
+pub mod heartbeats;
 pub mod sessions;
 pub mod settings;
 pub mod tasks;
@@ -14,7 +15,8 @@ pub mod workspaces;
 
 /// `Some(rfc3339)` or JSON null, for optional timestamps.
 pub(crate) fn ts(ms: Option<i64>) -> serde_json::Value {
-    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m))).unwrap_or(serde_json::Value::Null)
+    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m)))
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// A page of a list: `limit` rows from `offset`.

@@ -2,13 +2,20 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 
-pub fn insert(conn: &Connection, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+pub fn insert(
+    conn: &Connection,
+    token_hash: &str,
+    user_id: i64,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![token_hash, user_id, now, expires_at])?;
     // Expired sessions are swept whenever a new one starts.
-    conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?.execute([now])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
+        .execute([now])?;
     Ok(())
 }
 
@@ -21,12 +28,14 @@ pub fn user_of(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<i
 }
 
 pub fn delete(conn: &Connection, token_hash: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?.execute([token_hash])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+        .execute([token_hash])?;
     Ok(())
 }
 
 /// Ends every session of a user (password change, deletion).
 pub fn delete_for_user(conn: &Connection, user_id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?.execute([user_id])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([user_id])?;
     Ok(())
 }

@@ -123,7 +123,10 @@ impl Task {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Task>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE t.id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE t.id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// The task, or a 404 naming it.
@@ -205,14 +208,18 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
 }
 
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Visible output evidence for the done guard: a non-empty
 /// `dispatch_output` or at least one ai-dispatch log comment.
 pub fn has_output_evidence(conn: &Connection, t: &Task) -> Result<bool> {
-    if t.dispatch_output.as_deref().is_some_and(|o| !o.trim().is_empty()) {
+    if t.dispatch_output
+        .as_deref()
+        .is_some_and(|o| !o.trim().is_empty())
+    {
         return Ok(true);
     }
     Ok(conn
@@ -238,8 +245,12 @@ pub struct TaskFilter {
 
 /// Newest first, with the total count of matching rows.
 pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>, i64)> {
-    let mut clauses = vec![if f.archived { "t.archived_at IS NOT NULL" } else { "t.archived_at IS NULL" }
-        .to_string()];
+    let mut clauses = vec![if f.archived {
+        "t.archived_at IS NOT NULL"
+    } else {
+        "t.archived_at IS NULL"
+    }
+    .to_string()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(ws) = f.workspace_id {
         clauses.push("t.workspace_id = ?".into());
@@ -291,4 +302,65 @@ pub fn count_by_status(conn: &Connection) -> Result<(Vec<(Status, i64)>, i64)> {
         .prepare_cached("SELECT COUNT(*) FROM tasks WHERE archived_at IS NULL AND blocked = 1")?
         .query_row([], |r| r.get(0))?;
     Ok((counts, blocked))
+}
+
+/// The claim query: the highest-priority, oldest `queued` task that is not
+/// blocked or archived, passes the Human Gate, belongs to an active agent
+/// among `slugs` (and to `workspace_id` if given), and whose model — the
+/// task's, else the agent's — passes `model_ok`.
+pub fn next_claimable(
+    conn: &Connection,
+    slugs: &[String],
+    workspace_id: Option<i64>,
+    model_ok: impl Fn(Option<&str>) -> bool,
+) -> Result<Option<Task>> {
+    if slugs.is_empty() {
+        return Ok(None);
+    }
+    let placeholders = vec!["?"; slugs.len()].join(",");
+    let ws_clause = if workspace_id.is_some() {
+        "AND t.workspace_id = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "{SELECT} WHERE t.status = 'queued' AND t.archived_at IS NULL AND t.blocked = 0
+           AND (t.sensitive = 0 OR t.gate_approved_at IS NOT NULL)
+           AND a.active = 1 AND a.slug IN ({placeholders}) {ws_clause}
+         ORDER BY t.priority DESC, t.id"
+    );
+    let mut args: Vec<&dyn ToSql> = slugs.iter().map(|s| s as &dyn ToSql).collect();
+    if let Some(ws) = &workspace_id {
+        args.push(ws);
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let task = from_row(row)?;
+        let agent_model: Option<String> = conn
+            .prepare_cached("SELECT model FROM agents WHERE id = ?1")?
+            .query_row([task.agent_id], |r| r.get(0))?;
+        if model_ok(task.model.as_deref().or(agent_model.as_deref())) {
+            return Ok(Some(task));
+        }
+    }
+    Ok(None)
+}
+
+/// Tasks in `dispatching` claimed at or before `cutoff` (ms).
+pub fn dispatching_since(conn: &Connection, cutoff: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= ?1 ORDER BY t.claimed_at, t.id"
+    ))?;
+    let rows = stmt.query_map([cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Tasks in `status`, not archived.
+pub fn in_status(conn: &Connection, status: Status) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = ?1 AND t.archived_at IS NULL ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([status.as_str()], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

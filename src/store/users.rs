@@ -47,7 +47,10 @@ pub fn list(conn: &Connection) -> Result<Vec<User>> {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<User>> {
-    Ok(conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn require(conn: &Connection, id: i64) -> Result<User> {
@@ -61,7 +64,13 @@ pub fn by_username(conn: &Connection, username: &str) -> Result<Option<User>> {
         .optional()?)
 }
 
-pub fn insert(conn: &Connection, username: &str, hash: &str, is_admin: bool, now: i64) -> Result<i64> {
+pub fn insert(
+    conn: &Connection,
+    username: &str,
+    hash: &str,
+    is_admin: bool,
+    now: i64,
+) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO users(username, password_hash, is_admin, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -84,7 +93,11 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
 }
 
 pub fn admin_count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM users WHERE is_admin = 1", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT COUNT(*) FROM users WHERE is_admin = 1", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// (workspace_id, role) for each workspace the user belongs to.
@@ -96,7 +109,12 @@ pub fn memberships(conn: &Connection, user_id: i64) -> Result<Vec<(i64, String)>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn set_membership(conn: &Connection, workspace_id: i64, user_id: i64, role: &str) -> Result<()> {
+pub fn set_membership(
+    conn: &Connection,
+    workspace_id: i64,
+    user_id: i64,
+    role: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO workspace_members(workspace_id, user_id, role) VALUES (?1, ?2, ?3)
          ON CONFLICT(workspace_id, user_id) DO UPDATE SET role = excluded.role",

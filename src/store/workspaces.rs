@@ -5,17 +5,23 @@ use super::ts;
 use crate::error::{Error, Result};
 
 fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "created_at": ts(Some(r.get(2)?))}))
+    Ok(
+        json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "created_at": ts(Some(r.get(2)?))}),
+    )
 }
 
 /// `None`: all; `Some(ids)`: only these.
 pub fn list(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Value>> {
-    let mut stmt = conn.prepare_cached("SELECT id, name, created_at FROM workspaces ORDER BY id")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name, created_at FROM workspaces ORDER BY id")?;
     let rows = stmt.query_map([], row_json)?;
     let all: Vec<Value> = rows.collect::<rusqlite::Result<_>>()?;
     Ok(match only {
         None => all,
-        Some(ids) => all.into_iter().filter(|w| ids.iter().any(|id| w["id"] == *id)).collect(),
+        Some(ids) => all
+            .into_iter()
+            .filter(|w| ids.iter().any(|id| w["id"] == *id))
+            .collect(),
     })
 }
 

@@ -28,16 +28,20 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         ops::SESSION_TTL_MS / 1000
     );
-    Ok(Resp::ok(json!({"id": user.id, "username": user.username, "is_admin": user.is_admin}))
-        .with_header("Set-Cookie", cookie))
+    Ok(
+        Resp::ok(json!({"id": user.id, "username": user.username, "is_admin": user.is_admin}))
+            .with_header("Set-Cookie", cookie),
+    )
 }
 
 pub fn logout(app: &App, req: &Req) -> Result<Resp> {
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         ops::logout(&app.db, cookie)?;
     }
-    Ok(Resp::ok(json!({"logged_out": true}))
-        .with_header("Set-Cookie", format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")))
+    Ok(Resp::ok(json!({"logged_out": true})).with_header(
+        "Set-Cookie",
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    ))
 }
 
 pub fn me(app: &App, req: &Req) -> Result<Resp> {
@@ -68,7 +72,13 @@ pub fn create_user(app: &App, req: &Req) -> Result<Resp> {
 pub fn edit_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["password", "is_admin"])?;
-    Ok(Resp::ok(ops::edit_user(&app.db, &who, id, f.str("password")?, f.bool("is_admin")?)?))
+    Ok(Resp::ok(ops::edit_user(
+        &app.db,
+        &who,
+        id,
+        f.str("password")?,
+        f.bool("is_admin")?,
+    )?))
 }
 
 pub fn delete_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -87,19 +97,26 @@ pub fn list_workspaces(app: &App, req: &Req) -> Result<Resp> {
 pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["name"])?;
-    Ok(Resp::created(ops::create_workspace(&app.db, &who, f.required_str("name")?)?))
+    Ok(Resp::created(ops::create_workspace(
+        &app.db,
+        &who,
+        f.required_str("name")?,
+    )?))
 }
 
 pub fn set_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["role"])?;
     let role = f.required_str("role")?;
-    let role = Role::parse(&role).ok_or_else(|| Error::invalid_field("role", "must be admin or member"))?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| Error::invalid_field("role", "must be admin or member"))?;
     Ok(Resp::ok(ops::set_member(&app.db, &who, ws, user, role)?))
 }
 
 pub fn remove_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::remove_member(&app.db, &who, ws, user)?;
-    Ok(Resp::ok(json!({"workspace_id": ws, "user_id": user, "removed": true})))
+    Ok(Resp::ok(
+        json!({"workspace_id": ws, "user_id": user, "removed": true}),
+    ))
 }

@@ -19,7 +19,10 @@ pub fn settings(app: &App, req: &Req) -> Result<Resp> {
 pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
     authenticate(app, req)?;
     if !known_keys().contains(&key) {
-        return Err(Error::not_found(format!("unknown setting `{key}`; known settings: {}", known_keys().join(", "))));
+        return Err(Error::not_found(format!(
+            "unknown setting `{key}`; known settings: {}",
+            known_keys().join(", ")
+        )));
     }
     let s = settings_ops::load(&app.db)?;
     Ok(Resp::ok(json!({"key": key, "value": s.value_json(key)})))
@@ -41,7 +44,10 @@ pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
 
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
-    let list: Vec<Value> = agents::list(&*app.db.read()?)?.iter().map(|a| a.to_json()).collect();
+    let list: Vec<Value> = agents::list(&*app.db.read()?)?
+        .iter()
+        .map(|a| a.to_json())
+        .collect();
     let total = list.len() as i64;
     Ok(Resp::list("agents", list, total))
 }
@@ -66,13 +72,17 @@ const AGENT_FIELDS: &[&str] = &["slug", "name", "active", "launch_command", "mod
 pub fn create_agent(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    Ok(Resp::created(agent_ops::create(&app.db, &who, input)?.to_json()))
+    Ok(Resp::created(
+        agent_ops::create(&app.db, &who, input)?.to_json(),
+    ))
 }
 
 pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    Ok(Resp::ok(agent_ops::edit(&app.db, &who, id, input)?.to_json()))
+    Ok(Resp::ok(
+        agent_ops::edit(&app.db, &who, id, input)?.to_json(),
+    ))
 }
 
 pub fn delete_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {

@@ -23,15 +23,30 @@ pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
     let status = req.query_str("status");
     if let Some(s) = status {
         if s != "open" && s != "resolved" {
-            return Err(Error::BadRequest { code: "invalid_query", message: "`status` must be open or resolved".into() });
+            return Err(Error::BadRequest {
+                code: "invalid_query",
+                message: "`status` must be open or resolved".into(),
+            });
         }
     }
     let (list, total) = alerts::list(&*app.db.read()?, status, req.page()?)?;
-    Ok(Resp::list("alerts", list.iter().map(|a| a.to_json()).collect(), total))
+    Ok(Resp::list(
+        "alerts",
+        list.iter().map(|a| a.to_json()).collect(),
+        total,
+    ))
 }
 
 pub fn resolve_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(crate::app::alerts::resolve(&app.db, &who, id)?.to_json()))
+    Ok(Resp::ok(
+        crate::app::alerts::resolve(&app.db, &who, id)?.to_json(),
+    ))
+}
+
+pub fn delete_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    crate::app::alerts::delete(&app.db, &who, id)?;
+    Ok(Resp::ok(serde_json::json!({"deleted": id})))
 }

@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod dispatch;
 pub mod feed;
 pub mod tasks;

@@ -16,7 +16,9 @@ const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 
 pub fn list(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let workspace_id = req.query_i64("workspace_id")?.or(req.query_i64("workspace")?);
+    let workspace_id = req
+        .query_i64("workspace_id")?
+        .or(req.query_i64("workspace")?);
     if let Some(ws) = workspace_id {
         who.can_read(ws)?;
     }
@@ -38,7 +40,11 @@ pub fn list(app: &App, req: &Req) -> Result<Resp> {
         archived: req.query_bool("archived")?.unwrap_or(false),
     };
     let (tasks, total) = store::list(&*app.db.read()?, &filter, req.page()?)?;
-    Ok(Resp::list("tasks", tasks.iter().map(|t| t.to_json()).collect(), total))
+    Ok(Resp::list(
+        "tasks",
+        tasks.iter().map(|t| t.to_json()).collect(),
+        total,
+    ))
 }
 
 pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -48,14 +54,20 @@ pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
 
 fn execution(f: &Fields) -> Result<Option<Execution>> {
     f.str("execution")?
-        .map(|e| Execution::parse(&e).ok_or_else(|| Error::invalid_field("execution", "must be manual or interactive")))
+        .map(|e| {
+            Execution::parse(&e)
+                .ok_or_else(|| Error::invalid_field("execution", "must be manual or interactive"))
+        })
         .transpose()
 }
 
 /// `agent` (a slug) or `agent_id`; `null` clears it.
 fn agent(f: &Fields) -> Result<Option<Option<AgentRef>>> {
     if f.has("agent") && f.has("agent_id") {
-        return Err(Error::invalid_field("agent", "give `agent` (a slug) or `agent_id`, not both"));
+        return Err(Error::invalid_field(
+            "agent",
+            "give `agent` (a slug) or `agent_id`, not both",
+        ));
     }
     if f.has("agent_id") {
         return Ok(match f.raw("agent_id") {
@@ -70,7 +82,10 @@ fn status(f: &Fields) -> Result<Option<Status>> {
     f.str("status")?
         .map(|s| {
             Status::parse(&s).ok_or_else(|| {
-                Error::invalid_field("status", "must be one of next, queued, dispatching, doing, review, done, waiting")
+                Error::invalid_field(
+                    "status",
+                    "must be one of next, queued, dispatching, doing, review, done, waiting",
+                )
             })
         })
         .transpose()
@@ -79,11 +94,21 @@ fn status(f: &Fields) -> Result<Option<Status>> {
 pub fn create(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&[
-        "workspace_id", "title", "description", "execution", "agent", "agent_id", "model", "priority", "sensitive",
+        "workspace_id",
+        "title",
+        "description",
+        "execution",
+        "agent",
+        "agent_id",
+        "model",
+        "priority",
+        "sensitive",
     ])?;
     let input = NewTaskInput {
         workspace_id: f.i64("workspace_id")?.unwrap_or(1),
-        title: f.text("title", TITLE_MAX)?.ok_or_else(|| Error::invalid_field("title", "is required"))?,
+        title: f
+            .text("title", TITLE_MAX)?
+            .ok_or_else(|| Error::invalid_field("title", "is required"))?,
         description: f.str("description")?.unwrap_or_default(),
         execution: execution(&f)?.unwrap_or(Execution::Manual),
         agent: agent(&f)?.flatten(),
@@ -92,7 +117,10 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         sensitive: f.bool("sensitive")?.unwrap_or(false),
     };
     if input.description.len() > PROMPT_MAX {
-        return Err(Error::invalid_field("description", format!("is larger than {PROMPT_MAX} bytes")));
+        return Err(Error::invalid_field(
+            "description",
+            format!("is larger than {PROMPT_MAX} bytes"),
+        ));
     }
     let task = ops::create(&app.db, &who, input)?;
     Ok(Resp::created(task.to_json()))
@@ -101,12 +129,24 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
 pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&[
-        "title", "description", "execution", "agent", "agent_id", "model", "priority", "sensitive", "blocked",
-        "blocked_reason", "status",
+        "title",
+        "description",
+        "execution",
+        "agent",
+        "agent_id",
+        "model",
+        "priority",
+        "sensitive",
+        "blocked",
+        "blocked_reason",
+        "status",
     ])?;
     let description = f.str("description")?;
     if description.as_ref().is_some_and(|d| d.len() > PROMPT_MAX) {
-        return Err(Error::invalid_field("description", format!("is larger than {PROMPT_MAX} bytes")));
+        return Err(Error::invalid_field(
+            "description",
+            format!("is larger than {PROMPT_MAX} bytes"),
+        ));
     }
     let edit = TaskEdit {
         title: f.text("title", TITLE_MAX)?,
@@ -128,7 +168,10 @@ pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["status"])?;
     let to = status(&f)?.ok_or_else(|| Error::invalid_field("status", "is required"))?;
-    let edit = TaskEdit { status: Some(to), ..TaskEdit::default() };
+    let edit = TaskEdit {
+        status: Some(to),
+        ..TaskEdit::default()
+    };
     let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
     Ok(Resp::ok(task.to_json()))
 }
@@ -136,12 +179,19 @@ pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
 pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["body", "kind"])?;
-    let body = f.text("body", PROMPT_MAX)?.ok_or_else(|| Error::invalid_field("body", "is required"))?;
+    let body = f
+        .text("body", PROMPT_MAX)?
+        .ok_or_else(|| Error::invalid_field("body", "is required"))?;
     let kind = f.str("kind")?.unwrap_or_else(|| "note".into());
     if !POSTABLE_COMMENT_KINDS.contains(&kind.as_str()) {
-        return Err(Error::invalid_field("kind", format!("must be one of {}", POSTABLE_COMMENT_KINDS.join(", "))));
+        return Err(Error::invalid_field(
+            "kind",
+            format!("must be one of {}", POSTABLE_COMMENT_KINDS.join(", ")),
+        ));
     }
-    Ok(Resp::created(ops::add_comment(&app.db, &who, id, kind, body)?))
+    Ok(Resp::created(ops::add_comment(
+        &app.db, &who, id, kind, body,
+    )?))
 }
 
 pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {

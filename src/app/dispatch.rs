@@ -1,0 +1,582 @@
+//! The dispatch protocol: queueing a task, the Human Gate, heartbeats, the
+//! transactional claim, worker reports, stale reconciliation and health.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use super::{event, transition};
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::domain::model_filter::model_matches;
+use crate::domain::settings::{validate_token, Settings};
+use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
+use crate::error::{Error, Result};
+use crate::secrets;
+use crate::store::alerts::{self, Raise, Raised};
+use crate::store::heartbeats::{self, Heartbeat};
+use crate::store::tasks::{self, Task};
+use crate::store::{agents, comments};
+use crate::time::now_ms;
+
+/// The start of `blocked_reason` when the Human Gate holds a task.
+pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human approval";
+/// `blocked_reason` of a run that ended without output.
+pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
+/// `dispatch_output` keeps at most this many bytes: the tail of the output.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+/// A streamed output chunk is at most this large.
+pub const CHUNK_LIMIT: usize = 256 * 1024;
+
+/// `POST /api/tasks/:id/dispatch`: `next`/`waiting`/`review` → `queued`.
+/// A sensitive task without approval is blocked at the gate (and that is
+/// committed) before the 409 is returned.
+pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+    enum Outcome {
+        Queued(Task),
+        Gated,
+    }
+    let who = who.clone();
+    let outcome = db.write(move |conn| {
+        let now = now_ms();
+        let actor = who.actor();
+        let mut t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        if t.archived_at.is_some() {
+            return Err(Error::conflict("task_archived", format!("task {id} is archived")));
+        }
+        if t.execution != Execution::Interactive {
+            return Err(Error::conflict(
+                "not_interactive",
+                format!("task {id} has execution=manual; set execution=interactive to dispatch it to an agent"),
+            ));
+        }
+        let agent = match t.agent_id {
+            Some(a) => agents::require(conn, a)?,
+            None => return Err(Error::conflict("no_agent", format!("task {id} has no agent; assign one first"))),
+        };
+        if !agent.active {
+            return Err(Error::conflict(
+                "agent_inactive",
+                format!("agent {:?} is inactive; activate it or choose another agent", agent.slug),
+            ));
+        }
+        if t.sensitive && t.gate_approved_at.is_none() {
+            if !t.blocked {
+                t.blocked = true;
+                t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
+                tasks::save(conn, &t, now)?;
+            }
+            event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
+            return Ok(Outcome::Gated);
+        }
+        if t.blocked {
+            return Err(Error::conflict(
+                "task_blocked",
+                format!("task {id} is blocked: {}; unblock it first", t.blocked_reason.as_deref().unwrap_or("no reason given")),
+            ));
+        }
+        if !matches!(t.status, Status::Next | Status::Waiting | Status::Review) {
+            return Err(Error::conflict(
+                "invalid_transition",
+                format!("task {id} is {}; only next, waiting or review tasks can be dispatched", t.status.as_str()),
+            ));
+        }
+        transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, json!({"agent": agent.slug}), now)?;
+        tasks::save(conn, &t, now)?;
+        Ok(Outcome::Queued(tasks::require(conn, id)?))
+    })?;
+    match outcome {
+        Outcome::Queued(t) => Ok(t),
+        Outcome::Gated => Err(Error::conflict(
+            "human_gate",
+            format!("task {id} is sensitive: a human admin must approve it (POST /api/tasks/{id}/approve) before it is dispatched"),
+        )),
+    }
+}
+
+/// `POST /api/tasks/:id/approve`: a human admin approves a sensitive task;
+/// a block set by the gate is lifted.
+pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let mut t = tasks::require(conn, id)?;
+        who.require_gate_approver(t.workspace_id)?;
+        if !t.sensitive {
+            return Err(Error::conflict(
+                "not_sensitive",
+                format!("task {id} is not sensitive; it needs no approval"),
+            ));
+        }
+        let Principal::Human(h) = &who else {
+            unreachable!("gate approvers are human")
+        };
+        t.gate_approved_by = Some(h.username.clone());
+        t.gate_approved_at = Some(now);
+        if t.blocked
+            && t.blocked_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(GATE_REASON))
+        {
+            t.blocked = false;
+            t.blocked_reason = None;
+        }
+        tasks::save(conn, &t, now)?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "gate.approved",
+            &who.actor(),
+            json!({}),
+        )?;
+        tasks::require(conn, id)
+    })
+}
+
+/// `POST /api/dispatch/heartbeat`. Returns what the server now knows of the
+/// worker. The heartbeat row is bookkeeping; an event is written only when
+/// a worker appears or what it can run (or its draining) changes.
+pub fn heartbeat(db: &Db, who: &Principal, mut hb: Heartbeat) -> Result<Value> {
+    who.require_service("worker heartbeats")?;
+    db.write(move |conn| {
+        let now = now_ms();
+        hb.last_seen_at = now;
+        let before = heartbeats::get(conn, &hb.worker_id)?;
+        heartbeats::upsert(conn, &hb)?;
+        let changed = match &before {
+            None => Some("worker.registered"),
+            Some(b) if b.usable_slugs() != hb.usable_slugs() || b.draining != hb.draining => {
+                Some("worker.capabilities_changed")
+            }
+            Some(_) => None,
+        };
+        if let Some(kind) = changed {
+            event(conn, now, None, None, kind, &format!("worker:{}", hb.worker_id),
+                json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
+        }
+        Ok(json!({"ok": true, "worker_id": hb.worker_id, "usable_agents": hb.usable_slugs(),
+                  "last_seen_at": crate::time::rfc3339(now)}))
+    })
+}
+
+/// `DELETE /api/dispatch/workers/:id`: forget a worker's heartbeat.
+pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> {
+    who.require_operator("forgetting a worker")?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        if !heartbeats::delete(conn, &worker_id)? {
+            return Err(Error::not_found(format!("worker {worker_id:?} not found")));
+        }
+        event(
+            conn,
+            now_ms(),
+            None,
+            None,
+            "worker.forgotten",
+            &actor,
+            json!({"worker_id": worker_id}),
+        )
+    })
+}
+
+/// A worker's request for a task.
+pub struct ClaimRequest {
+    pub worker_id: String,
+    pub agent_slugs: Option<Vec<String>>,
+    pub workspace_id: Option<i64>,
+}
+
+/// `POST|GET /api/dispatch/next`: one write transaction that reconciles
+/// stale claims, then hands the best matching task to this worker.
+pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
+    who.require_service("claiming tasks")?;
+    db.write(move |conn| {
+        let now = now_ms();
+        let settings = crate::store::settings::load(conn)?;
+        let reconciled = reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len();
+        let none = |reason: &str| Ok(json!({"task": null, "reason": reason, "reconciled": reconciled}));
+        if !settings.dispatch_enabled {
+            return none("dispatch_disabled");
+        }
+        let hb = match heartbeats::get(conn, &req.worker_id)? {
+            Some(hb) if hb.is_fresh(now, settings.dispatch_worker_stale_seconds) => hb,
+            _ => return none("worker_not_fresh"),
+        };
+        if hb.draining {
+            return none("worker_draining");
+        }
+        let mut slugs = hb.usable_slugs();
+        if let Some(asked) = &req.agent_slugs {
+            slugs.retain(|s| asked.contains(s));
+        }
+        if slugs.is_empty() {
+            return none("no_usable_agents");
+        }
+        let workspace = req.workspace_id.or(hb.workspace_id);
+        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, |m| model_matches(&hb.models, m))? else {
+            return none("no_task");
+        };
+        let agent = agents::require(conn, t.agent_id.expect("claimable tasks have an agent"))?;
+        let token = secrets::random_hex(16);
+        t.claimed_by = Some(req.worker_id.clone());
+        t.claim_token = Some(token.clone());
+        t.claimed_at = Some(now);
+        t.dispatch_attempts += 1;
+        t.dispatch_started_at = None;
+        t.dispatch_finished_at = None;
+        t.exit_code = None;
+        t.dispatch_output = None;
+        t.log_path = None;
+        t.err_log_path = None;
+        let actor = format!("worker:{}", req.worker_id);
+        let payload = json!({"worker_id": req.worker_id, "attempt": t.dispatch_attempts, "agent": agent.slug});
+        transition(conn, &mut t, Status::Dispatching, "dispatch.claimed", &actor, payload, now)?;
+        tasks::save(conn, &t, now)?;
+        let model = t.model.clone().or(agent.model.clone());
+        Ok(json!({
+            "task": tasks::require(conn, t.id)?.to_json(),
+            "agent": {"slug": agent.slug, "launch_command": agent.launch_command, "model": model},
+            "claim_token": token,
+            "reconciled": reconciled,
+        }))
+    })
+}
+
+/// A worker report's proof of its claim.
+pub struct Claim {
+    pub worker_id: String,
+    pub claim_token: String,
+}
+
+/// What a worker reports about a task it holds.
+pub enum Report {
+    Started {
+        pid: Option<i64>,
+        log_path: Option<String>,
+        err_log_path: Option<String>,
+    },
+    Output {
+        chunk: String,
+    },
+    Finished {
+        exit_code: Option<i64>,
+        signal: Option<String>,
+        output: String,
+    },
+    Failed {
+        signature: String,
+        reason: String,
+        evidence: String,
+    },
+}
+
+/// Applies a worker report. A claim that is not the task's current one is
+/// `409 stale_claim` and changes nothing. Reports are idempotent: a retried
+/// `started`, `finished` or `failed` whose effect is already recorded
+/// answers 200 without changing anything again.
+pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -> Result<Task> {
+    who.require_service("worker reports")?;
+    db.write(move |conn| {
+        let now = now_ms();
+        let mut t = tasks::require(conn, id)?;
+        let holds = t.claimed_by.as_deref() == Some(claim.worker_id.as_str())
+            && t.claim_token.as_deref().is_some_and(|tok| secrets::constant_time_eq(tok, &claim.claim_token));
+        if !holds {
+            return Err(Error::conflict(
+                "stale_claim",
+                format!("worker {:?} does not hold the current claim on task {id}", claim.worker_id),
+            ));
+        }
+        let actor = format!("worker:{}", claim.worker_id);
+        let ws = Some(t.workspace_id);
+        let ended = t.dispatch_finished_at.is_some();
+        match report {
+            Report::Started { pid, log_path, err_log_path } => {
+                if t.status != Status::Dispatching {
+                    return already(t, Status::Doing, "started");
+                }
+                t.dispatch_started_at = Some(now);
+                t.log_path = log_path;
+                t.err_log_path = err_log_path;
+                transition(conn, &mut t, Status::Doing, "dispatch.started", &actor, json!({"pid": pid}), now)?;
+            }
+            Report::Output { chunk } => {
+                if ended || !t.status.is_claimed() {
+                    return Err(Error::conflict("task_not_running", format!("task {id} is {}; its run has ended", t.status.as_str())));
+                }
+                let cid = comments::add(conn, id, DISPATCH_AUTHOR, "log", &chunk, now)?;
+                event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;
+                return tasks::require(conn, id);
+            }
+            Report::Finished { exit_code, signal, output } => {
+                if ended {
+                    return already(t, Status::Review, "finished");
+                }
+                t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
+                t.exit_code = exit_code;
+                t.dispatch_finished_at = Some(now);
+                let evidence = tasks::has_output_evidence(conn, &t)?;
+                let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence});
+                if evidence {
+                    transition(conn, &mut t, Status::Review, "dispatch.finished", &actor, payload, now)?;
+                } else {
+                    t.blocked = true;
+                    t.blocked_reason = Some(NO_EVIDENCE_REASON.to_string());
+                    comments::add(conn, id, DISPATCH_AUTHOR, "blocker",
+                        &format!("{NO_EVIDENCE_REASON} (exit_code={}, signal={}): the agent printed nothing",
+                            exit_code.map_or("none".into(), |c| c.to_string()), signal.as_deref().unwrap_or("none")), now)?;
+                    transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
+                }
+            }
+            Report::Failed { signature, reason, evidence } => {
+                if ended {
+                    return already(t, Status::Waiting, "failed");
+                }
+                t.blocked = true;
+                t.blocked_reason = Some(if reason.trim().is_empty() { signature.clone() } else { reason.clone() });
+                t.dispatch_finished_at = Some(now);
+                let body = format!("dispatch failed on worker {}: {signature}\nreason: {reason}\nevidence:\n{evidence}", claim.worker_id);
+                comments::add(conn, id, DISPATCH_AUTHOR, "blocker", &body, now)?;
+                let payload = json!({"signature": signature, "reason": reason,
+                                     "worker_id": claim.worker_id, "agent": t.agent_slug});
+                transition(conn, &mut t, Status::Waiting, "dispatch.failed", &actor, payload, now)?;
+            }
+        }
+        tasks::save(conn, &t, now)?;
+        tasks::require(conn, id)
+    })
+}
+
+/// A retried report whose effect is already recorded: answer with the task
+/// as it is; anything else is out of order.
+fn already(t: Task, expected: Status, what: &str) -> Result<Task> {
+    if t.status == expected
+        || (what == "finished" && t.status == Status::Waiting && t.dispatch_finished_at.is_some())
+    {
+        return Ok(t);
+    }
+    Err(Error::conflict(
+        "invalid_transition",
+        format!(
+            "task {} is {}; a `{what}` report does not apply",
+            t.id,
+            t.status.as_str()
+        ),
+    ))
+}
+
+/// The last `max` bytes of `s`, cut at a character boundary.
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
+}
+
+/// Reconciles every task in `dispatching` for more than `minutes` (0: all
+/// of them): waiting + blocked, claim cleared, a blocker comment, the
+/// task's `dispatch.stale` alert opened or counted, an event. Returns the
+/// task ids.
+pub fn reconcile_stale(conn: &Connection, minutes: i64, actor: &str, now: i64) -> Result<Vec<i64>> {
+    let cutoff = if minutes == 0 {
+        now
+    } else {
+        now - minutes * 60_000
+    };
+    let stale = tasks::dispatching_since(conn, cutoff)?;
+    let mut ids = Vec::with_capacity(stale.len());
+    for mut t in stale {
+        let worker = t.claimed_by.clone().unwrap_or_else(|| "unknown".into());
+        let held_min = (now - t.claimed_at.unwrap_or(now)) / 60_000;
+        let reason = format!(
+            "stale dispatch: worker {worker} held the task in dispatching for {held_min} min without starting it"
+        );
+        t.blocked = true;
+        t.blocked_reason = Some(reason.clone());
+        t.clear_claim();
+        comments::add(conn, t.id, "system", "blocker",
+            &format!("{reason} (limit: {minutes} min, attempt {}). Check the launcher on that worker, then unblock and dispatch again.", t.dispatch_attempts),
+            now)?;
+        let subject = format!("task:{}", t.id);
+        let (alert, how) = alerts::raise(
+            conn,
+            &Raise {
+                kind: "dispatch.stale",
+                subject: &subject,
+                task_id: Some(t.id),
+                title: &format!("Task {} stuck in dispatching", t.id),
+                detail: &reason,
+            },
+            true,
+            now,
+        )?;
+        alert_event(conn, &alert, how, actor, now)?;
+        let payload = json!({"worker_id": worker, "held_minutes": held_min, "stale_minutes": minutes,
+                             "alert_id": alert.id, "agent": t.agent_slug});
+        transition(
+            conn,
+            &mut t,
+            Status::Waiting,
+            "dispatch.reconciled_stale",
+            actor,
+            payload,
+            now,
+        )?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
+}
+
+/// The event of an alert that opened, reopened or counted an occurrence.
+pub(crate) fn alert_event(
+    conn: &Connection,
+    a: &alerts::Alert,
+    how: Raised,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let kind = match how {
+        Raised::Opened => "alert.opened",
+        Raised::Reopened => "alert.reopened",
+        Raised::Counted => "alert.occurred",
+        Raised::StillOpen => return Ok(()),
+    };
+    event(
+        conn,
+        now,
+        None,
+        a.task_id,
+        kind,
+        actor,
+        json!({"alert_id": a.id, "kind": a.kind, "subject": a.subject, "occurrences": a.occurrences}),
+    )
+}
+
+/// `POST /api/dispatch/reconcile-stale`.
+pub fn reconcile_now(db: &Db, who: &Principal, minutes: Option<i64>) -> Result<Value> {
+    who.require_operator("manual reconciliation")?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        let minutes = match minutes {
+            Some(m) => m,
+            None => crate::store::settings::load(conn)?.dispatch_stale_minutes,
+        };
+        let ids = reconcile_stale(conn, minutes, &actor, now)?;
+        Ok(json!({"stale_minutes": minutes, "reconciled": ids.len(), "task_ids": ids}))
+    })
+}
+
+/// `GET /api/dispatch/stale`: tasks in `dispatching` for longer than the
+/// setting.
+pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
+    who.require_ops_admin("inspecting stale tasks")?;
+    let conn = db.read()?;
+    let s = crate::store::settings::load(&conn)?;
+    let list = tasks::dispatching_since(&conn, now_ms() - s.dispatch_stale_minutes * 60_000)?;
+    Ok(
+        json!({"stale_minutes": s.dispatch_stale_minutes, "total": list.len(),
+              "tasks": list.iter().map(Task::to_json).collect::<Vec<_>>()}),
+    )
+}
+
+/// `GET /api/dispatch/health`.
+pub fn health(db: &Db) -> Result<Value> {
+    let conn = db.read()?;
+    let now = now_ms();
+    let s: Settings = crate::store::settings::load(&conn)?;
+    let workers = heartbeats::list(&conn)?;
+    let fresh: Vec<&Heartbeat> = workers
+        .iter()
+        .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
+        .collect();
+    let (counts, blocked) = tasks::count_by_status(&conn)?;
+    let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+    let stale_dispatching =
+        tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
+
+    let mut agent_slugs: Vec<String> = fresh
+        .iter()
+        .filter(|w| !w.draining)
+        .flat_map(|w| w.usable_slugs())
+        .collect();
+    agent_slugs.sort();
+    agent_slugs.dedup();
+
+    let mut warnings = Vec::new();
+    if s.dispatch_enabled && fresh.is_empty() {
+        warnings.push(format!(
+            "dispatch is enabled but no worker has sent a heartbeat in the last {} s: start the launcher \
+             (systemctl start ops-dispatch-launcher.service) or disable dispatch",
+            s.dispatch_worker_stale_seconds
+        ));
+    }
+    if stale_dispatching > 0 {
+        warnings.push(format!(
+            "{stale_dispatching} task(s) stuck in dispatching for more than {} min: reconcile them \
+             (POST /api/dispatch/reconcile-stale) and check the launcher",
+            s.dispatch_stale_minutes
+        ));
+    }
+    if s.dispatch_enabled || !fresh.is_empty() {
+        let unrunnable: Vec<String> = agents::list(&conn)?
+            .into_iter()
+            .filter(|a| a.active && !agent_slugs.contains(&a.slug))
+            .map(|a| a.slug)
+            .collect();
+        if !unrunnable.is_empty() {
+            warnings.push(format!(
+                "active agent(s) {} cannot run on any fresh worker: install and log in their CLI on a \
+                 launcher host (ops-center doctor), or deactivate them",
+                unrunnable.join(", ")
+            ));
+        }
+    }
+    if s.service_api_token.is_empty() || validate_token(&s.service_api_token).is_err() {
+        warnings.push("the service token is weak: rotate it (deploy-auth-hardening.sh or ops-center admin set-service-token)".into());
+    } else if s.token_generated {
+        warnings.push(
+            "the service token is the one generated at first start and was never rotated: set your own \
+             (OPS_SERVICE_TOKEN, then restart) before enabling dispatch"
+                .into(),
+        );
+    }
+    let open_alerts = alerts::open_count(&conn)?;
+    if open_alerts > 0 {
+        warnings.push(format!(
+            "{open_alerts} open alert(s): see Operación → Automatizaciones → Watchdog or GET /api/alerts?status=open"
+        ));
+    }
+    Ok(json!({
+        "ok": true,
+        "dispatch_enabled": s.dispatch_enabled,
+        "worker_summary": {
+            "total": workers.len(),
+            "fresh": fresh.len(),
+            "stale": workers.len() - fresh.len(),
+            "slots_total": fresh.iter().map(|w| w.slots_total).sum::<i64>(),
+            "slots_busy": fresh.iter().map(|w| w.slots_busy).sum::<i64>(),
+        },
+        "queue": {
+            "next": count(Status::Next),
+            "queued": count(Status::Queued),
+            "dispatching": count(Status::Dispatching),
+            "doing": count(Status::Doing),
+            "review": count(Status::Review),
+            "waiting": count(Status::Waiting),
+            "blocked": blocked,
+            "stale_dispatching": stale_dispatching,
+        },
+        "agent_slugs": agent_slugs,
+        "workers": workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>(),
+        "settings": s.to_json(),
+        "warnings": warnings,
+    }))
+}

@@ -1,0 +1,218 @@
+//! The watchdog: reconciles stale dispatches and raises alerts (each with
+//! one follow-up task) for conditions an operator must act on. Runs on its
+//! own thread every `watchdog_interval_seconds`, and on demand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use super::dispatch::{alert_event, reconcile_stale};
+use super::event;
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::domain::task::{Execution, Status};
+use crate::error::Result;
+use crate::store::alerts::{self, Raise, Raised};
+use crate::store::{events, heartbeats, settings, tasks};
+use crate::time::{now_ms, rfc3339};
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// `POST /api/watchdog/run`.
+pub fn run_now(db: &Db, who: &Principal) -> Result<Value> {
+    who.require_ops_admin("running the watchdog")?;
+    let actor = who.actor();
+    db.write(move |conn| run(conn, &actor, now_ms()))
+}
+
+/// One pass, inside the caller's transaction. Returns the report.
+pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
+    let s = settings::load(conn)?;
+    let reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
+    let mut raised: Vec<(alerts::Alert, Raised)> = Vec::new();
+
+    // Recurring failures, per task and per agent, counted since the alert
+    // was last resolved (at most 24 h back), so resolving it sticks until
+    // the failures recur.
+    let failures = events::dispatch_failures_since(conn, now - DAY_MS)?;
+    let mut per_subject: BTreeMap<String, (Option<i64>, Vec<i64>)> = BTreeMap::new();
+    for (task_id, agent, at) in failures {
+        if let Some(t) = task_id {
+            per_subject
+                .entry(format!("task:{t}"))
+                .or_insert((Some(t), Vec::new()))
+                .1
+                .push(at);
+        }
+        if let Some(a) = agent {
+            per_subject
+                .entry(format!("agent:{a}"))
+                .or_insert((None, Vec::new()))
+                .1
+                .push(at);
+        }
+    }
+    for (subject, (task_id, times)) in per_subject {
+        let kind = "dispatch.recurring_failure";
+        let since = match alerts::find(conn, kind, &subject)? {
+            Some(a) if a.status == "resolved" => a.resolved_at.unwrap_or(0),
+            _ => 0,
+        };
+        let n = times.iter().filter(|at| **at > since).count() as i64;
+        if n >= s.watchdog_failure_threshold {
+            let title = format!("Recurring dispatch failures on {subject}");
+            let detail = format!(
+                "{n} failed dispatches of {subject} in the last 24 h (threshold {}): see its blocker comments",
+                s.watchdog_failure_threshold
+            );
+            let r = Raise {
+                kind,
+                subject: &subject,
+                task_id,
+                title: &title,
+                detail: &detail,
+            };
+            raised.push(alerts::raise(conn, &r, false, now)?);
+        }
+    }
+
+    let fresh: Vec<String> = heartbeats::list(conn)?
+        .into_iter()
+        .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
+        .map(|w| w.worker_id)
+        .collect();
+    if s.dispatch_enabled && fresh.is_empty() {
+        let r = Raise {
+            kind: "dispatch.no_fresh_worker",
+            subject: "dispatch",
+            task_id: None,
+            title: "Dispatch is enabled but no worker is fresh",
+            detail: &format!(
+                "no launcher heartbeat in the last {} s while dispatch_enabled=true: check \
+                 ops-dispatch-launcher.service on the worker hosts, or disable dispatch",
+                s.dispatch_worker_stale_seconds
+            ),
+        };
+        raised.push(alerts::raise(conn, &r, false, now)?);
+    }
+
+    for t in tasks::in_status(conn, Status::Doing)? {
+        let worker = t.claimed_by.clone().unwrap_or_default();
+        if fresh.contains(&worker) {
+            continue;
+        }
+        let subject = format!("task:{}", t.id);
+        let detail = format!(
+            "task {} is doing on worker {worker:?}, which has sent no heartbeat in the last {} s: the agent \
+             may have died with its host; check the host, then move the task by hand",
+            t.id, s.dispatch_worker_stale_seconds
+        );
+        let r = Raise {
+            kind: "dispatch.worker_stale",
+            subject: &subject,
+            task_id: Some(t.id),
+            title: &format!("Task {} runs on a stale worker", t.id),
+            detail: &detail,
+        };
+        raised.push(alerts::raise(conn, &r, false, now)?);
+    }
+
+    let mut report_alerts = Vec::new();
+    let mut followups = Vec::new();
+    for (alert, how) in &raised {
+        alert_event(conn, alert, *how, actor, now)?;
+        if alert.followup_task_id.is_none() {
+            followups.push(create_followup(conn, alert, actor, now)?);
+        }
+        let mut v = alerts::require(conn, alert.id)?.to_json();
+        v["change"] = json!(format!("{how:?}").to_lowercase());
+        report_alerts.push(v);
+    }
+    Ok(json!({
+        "ran_at": rfc3339(now),
+        "stale_minutes": s.dispatch_stale_minutes,
+        "reconciled": reconciled.len(),
+        "task_ids": reconciled,
+        "alerts": report_alerts,
+        "followup_task_ids": followups,
+    }))
+}
+
+/// The one follow-up task of an alert: a manual task in the linked task's
+/// workspace (or workspace 1), linked from the alert.
+fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) -> Result<i64> {
+    let workspace_id = match a.task_id {
+        Some(t) => tasks::get(conn, t)?.map_or(1, |t| t.workspace_id),
+        None => 1,
+    };
+    let id = tasks::insert(
+        conn,
+        &tasks::NewTask {
+            workspace_id,
+            title: format!("[watchdog] {}", a.title),
+            description: format!(
+                "{}\n\nAlert {} ({}). Resolve the alert (POST /api/alerts/{}/resolve) once this is fixed.",
+                a.detail, a.id, a.kind, a.id
+            ),
+            execution: Execution::Manual,
+            agent_id: None,
+            model: None,
+            priority: 10,
+            sensitive: false,
+        },
+        now,
+    )?;
+    alerts::set_followup(conn, a.id, id)?;
+    event(
+        conn,
+        now,
+        Some(workspace_id),
+        Some(id),
+        "task.created",
+        actor,
+        json!({"title": format!("[watchdog] {}", a.title), "alert_id": a.id}),
+    )?;
+    Ok(id)
+}
+
+/// The watchdog thread: one pass every `watchdog_interval_seconds` (read
+/// anew each time) until `stop` is set.
+pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut next = Instant::now() + interval(&db);
+            while !stop.load(Ordering::SeqCst) {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                match db.write(|conn| run(conn, "watchdog", now_ms())) {
+                    Ok(report) => {
+                        let n = report["reconciled"].as_u64().unwrap_or(0);
+                        let a = report["alerts"].as_array().map_or(0, Vec::len);
+                        if n > 0 || a > 0 {
+                            log::warn!("watchdog: reconciled {n} stale task(s), {a} alert(s) raised or open");
+                        }
+                    }
+                    Err(e) => log::error!("watchdog pass failed: {e}"),
+                }
+                next = Instant::now() + interval(&db);
+            }
+        })
+        .expect("spawn watchdog thread")
+}
+
+fn interval(db: &Db) -> Duration {
+    let secs = db
+        .read()
+        .and_then(|c| settings::load(&c))
+        .map(|s| s.watchdog_interval_seconds)
+        .unwrap_or(60);
+    Duration::from_secs(secs.max(1) as u64)
+}

@@ -1,0 +1,279 @@
+//! The dispatch protocol's routes: queueing, the Human Gate, heartbeats,
+//! claims, worker reports, reconciliation, health and the watchdog.
+
+use serde_json::{json, Value};
+
+use crate::app::dispatch::{self as ops, Claim, ClaimRequest, Report, CHUNK_LIMIT};
+use crate::app::watchdog;
+use crate::error::{Error, Result};
+use crate::http::auth::authenticate;
+use crate::http::fields::Fields;
+use crate::http::request::Req;
+use crate::http::response::Resp;
+use crate::http::App;
+use crate::store::heartbeats::{AgentCapability, Heartbeat};
+
+pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(ops::dispatch(&app.db, &who, id)?.to_json()))
+}
+
+pub fn approve(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(ops::approve(&app.db, &who, id)?.to_json()))
+}
+
+fn worker_id(f: &Fields) -> Result<String> {
+    let id = f.required_str("worker_id")?;
+    if id.trim().is_empty() || id.len() > 200 {
+        return Err(Error::invalid_field(
+            "worker_id",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok(id)
+}
+
+fn non_negative(f: &Fields, key: &str) -> Result<i64> {
+    Ok(f.i64_in(key, 0..=100_000)?.unwrap_or(0))
+}
+
+pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&[
+        "worker_id",
+        "host",
+        "pid",
+        "version",
+        "agents",
+        "models",
+        "slots_total",
+        "slots_busy",
+        "running_task_ids",
+        "draining",
+        "workspace_id",
+    ])?;
+    let agents = match f.raw("agents") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                capability(v).map_err(|m| Error::invalid_field("agents", format!("item {i}: {m}")))
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "agents",
+                "must be a list of {slug, cli, available, authenticated, reason}",
+            ))
+        }
+    };
+    let running = match f.raw("running_task_ids") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_i64().ok_or_else(|| {
+                    Error::invalid_field("running_task_ids", "must be a list of task ids")
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "running_task_ids",
+                "must be a list of task ids",
+            ))
+        }
+    };
+    let hb = Heartbeat {
+        worker_id: worker_id(&f)?,
+        host: f.str("host")?.unwrap_or_default(),
+        pid: f.i64("pid")?,
+        version: f.str("version")?.unwrap_or_default(),
+        agents,
+        models: f.str_list("models")?.unwrap_or_default(),
+        slots_total: non_negative(&f, "slots_total")?,
+        slots_busy: non_negative(&f, "slots_busy")?,
+        running_task_ids: running,
+        draining: f.bool("draining")?.unwrap_or(false),
+        workspace_id: f.i64("workspace_id")?,
+        last_seen_at: 0,
+    };
+    Ok(Resp::ok(ops::heartbeat(&app.db, &who, hb)?))
+}
+
+fn capability(v: &Value) -> std::result::Result<AgentCapability, String> {
+    let obj = v.as_object().ok_or("must be an object")?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["slug", "cli", "available", "authenticated", "reason"].contains(&k.as_str()))
+    {
+        return Err(format!("unknown key `{k}`"));
+    }
+    let slug = obj
+        .get("slug")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("`slug` is required")?;
+    let flag = |k: &str| match obj.get(k) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("`{k}` must be true or false")),
+    };
+    let text = |k: &str| match obj.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("`{k}` must be a string")),
+    };
+    Ok(AgentCapability {
+        slug: slug.to_string(),
+        cli: text("cli")?.unwrap_or_default(),
+        available: flag("available")?,
+        authenticated: flag("authenticated")?,
+        reason: text("reason")?,
+    })
+}
+
+pub fn health(app: &App, req: &Req) -> Result<Resp> {
+    authenticate(app, req)?;
+    Ok(Resp::ok(ops::health(&app.db)?))
+}
+
+/// `POST` with `{"worker_id","agent_slugs"?,"workspace_id"?}`, or `GET`
+/// with the same as query parameters (`agent_slugs` comma-separated).
+pub fn next(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let claim = if req.method == "GET" {
+        let worker_id = req
+            .query_str("worker_id")
+            .ok_or_else(|| Error::BadRequest {
+                code: "invalid_query",
+                message: "query parameter `worker_id` is required".into(),
+            })?
+            .to_string();
+        ClaimRequest {
+            worker_id,
+            agent_slugs: req
+                .query_str("agent_slugs")
+                .map(crate::domain::model_filter::parse_list),
+            workspace_id: req.query_i64("workspace_id")?,
+        }
+    } else {
+        let f = req.fields(&["worker_id", "agent_slugs", "workspace_id"])?;
+        ClaimRequest {
+            worker_id: worker_id(&f)?,
+            agent_slugs: f.str_list("agent_slugs")?,
+            workspace_id: f.i64("workspace_id")?,
+        }
+    };
+    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?))
+}
+
+/// `POST /api/dispatch/tasks/:id/<kind>`.
+pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let (allowed, make): (&[&str], fn(&Fields) -> Result<Report>) = match kind {
+        "started" => (
+            &[
+                "worker_id",
+                "claim_token",
+                "pid",
+                "log_path",
+                "err_log_path",
+            ],
+            |f| {
+                Ok(Report::Started {
+                    pid: f.i64("pid")?,
+                    log_path: f.str("log_path")?,
+                    err_log_path: f.str("err_log_path")?,
+                })
+            },
+        ),
+        "output" => (&["worker_id", "claim_token", "chunk"], |f| {
+            let chunk = f.required_str("chunk")?;
+            if chunk.is_empty() || chunk.len() > CHUNK_LIMIT {
+                return Err(Error::invalid_field(
+                    "chunk",
+                    format!("must be 1 to {CHUNK_LIMIT} bytes"),
+                ));
+            }
+            Ok(Report::Output { chunk })
+        }),
+        "finished" => (
+            &["worker_id", "claim_token", "exit_code", "signal", "output"],
+            |f| {
+                let signal = match f.raw("signal") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(_) => {
+                        return Err(Error::invalid_field(
+                            "signal",
+                            "must be a signal name or number",
+                        ))
+                    }
+                };
+                Ok(Report::Finished {
+                    exit_code: f.i64("exit_code")?,
+                    signal,
+                    output: f.str("output")?.unwrap_or_default(),
+                })
+            },
+        ),
+        "failed" => (
+            &[
+                "worker_id",
+                "claim_token",
+                "signature",
+                "reason",
+                "evidence",
+            ],
+            |f| {
+                Ok(Report::Failed {
+                    signature: f
+                        .text("signature", 1000)?
+                        .ok_or_else(|| Error::invalid_field("signature", "is required"))?,
+                    reason: f.str("reason")?.unwrap_or_default(),
+                    evidence: f.str("evidence")?.unwrap_or_default(),
+                })
+            },
+        ),
+        _ => return Err(Error::not_found(format!("no route {}", req.path))),
+    };
+    let f = req.fields(allowed)?;
+    let claim = Claim {
+        worker_id: worker_id(&f)?,
+        claim_token: f.required_str("claim_token")?,
+    };
+    let report = make(&f)?;
+    Ok(Resp::ok(
+        ops::report(&app.db, &who, id, claim, report)?.to_json(),
+    ))
+}
+
+pub fn reconcile(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["minutes"])?;
+    let minutes = f.i64_in("minutes", 0..=10_080)?;
+    Ok(Resp::ok(ops::reconcile_now(&app.db, &who, minutes)?))
+}
+
+pub fn stale(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops::stale_tasks(&app.db, &who)?))
+}
+
+pub fn forget_worker(app: &App, req: &Req, worker_id: &str) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    ops::forget_worker(&app.db, &who, worker_id.to_string())?;
+    Ok(Resp::ok(json!({"deleted": worker_id})))
+}
+
+pub fn watchdog_run(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(watchdog::run_now(&app.db, &who)?))
+}

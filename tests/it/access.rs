@@ -1,0 +1,460 @@
+//! The role matrix of SPEC §3: every route, allowed and refused, for no
+//! credentials, a bad token, a member, a workspace admin, a global admin and
+//! the service token.
+
+use serde_json::{json, Value};
+
+use crate::util::{Client, Server};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Nobody,
+    BadToken,
+    Member,
+    WsAdmin,
+    Admin,
+    Service,
+}
+
+const ALL: [Who; 6] = [
+    Who::Nobody,
+    Who::BadToken,
+    Who::Member,
+    Who::WsAdmin,
+    Who::Admin,
+    Who::Service,
+];
+
+/// Which callers a route allows (the others get 403; unauthenticated
+/// callers always get 401).
+#[derive(Clone, Copy)]
+enum Rule {
+    AnyUser,
+    OpsAdmin,
+    Operator,
+    GlobalAdmin,
+    WorkspaceAdmin,
+}
+
+fn allowed(rule: Rule, who: Who) -> bool {
+    match rule {
+        Rule::AnyUser => true,
+        Rule::OpsAdmin => matches!(who, Who::WsAdmin | Who::Admin | Who::Service),
+        Rule::Operator => matches!(who, Who::Admin | Who::Service),
+        Rule::GlobalAdmin => matches!(who, Who::Admin),
+        Rule::WorkspaceAdmin => matches!(who, Who::WsAdmin | Who::Admin),
+    }
+}
+
+struct Ctx {
+    srv: Server,
+    member: Client,
+    ws_admin: Client,
+    admin: Client,
+}
+
+impl Ctx {
+    fn client(&self, who: Who) -> Client {
+        match who {
+            Who::Nobody => self.srv.client(),
+            Who::BadToken => self
+                .srv
+                .client()
+                .header("X-OPS-Service-Token", "wrong-token-wrong-token-wrong-token"),
+            Who::Member => self.member.clone(),
+            Who::WsAdmin => self.ws_admin.clone(),
+            Who::Admin => self.admin.clone(),
+            Who::Service => self.srv.service(),
+        }
+    }
+
+    fn task(&self, body: Value) -> i64 {
+        let r = self.srv.service().post("/api/tasks", &body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["id"].as_i64().unwrap()
+    }
+
+    fn new_user(&self, name: &str) -> i64 {
+        let r = self.admin.post(
+            "/api/users",
+            &json!({"username": name, "password": "some-password-1234"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["id"].as_i64().unwrap()
+    }
+}
+
+/// A request to make: method, path and body, built fresh for each caller
+/// (so that a delete has something to delete).
+type Make = Box<dyn Fn(&Ctx, Who) -> (&'static str, String, Value)>;
+
+fn routes() -> Vec<(&'static str, Rule, Make)> {
+    let t = |c: &Ctx| c.task(json!({"title": "matrix"}));
+    vec![
+        (
+            "list tasks",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/tasks".into(), Value::Null)),
+        ),
+        (
+            "create task",
+            Rule::AnyUser,
+            Box::new(|_, _| ("POST", "/api/tasks".into(), json!({"title": "x"}))),
+        ),
+        (
+            "get task",
+            Rule::AnyUser,
+            Box::new(move |c, _| ("GET", format!("/api/tasks/{}", t(c)), Value::Null)),
+        ),
+        (
+            "edit task",
+            Rule::AnyUser,
+            Box::new(move |c, _| {
+                (
+                    "PATCH",
+                    format!("/api/tasks/{}", t(c)),
+                    json!({"title": "y"}),
+                )
+            }),
+        ),
+        (
+            "move task",
+            Rule::AnyUser,
+            Box::new(move |c, _| {
+                (
+                    "PATCH",
+                    format!("/api/tasks/{}/status", t(c)),
+                    json!({"status": "doing"}),
+                )
+            }),
+        ),
+        (
+            "comment",
+            Rule::AnyUser,
+            Box::new(move |c, _| {
+                (
+                    "POST",
+                    format!("/api/tasks/{}/comments", t(c)),
+                    json!({"body": "hi"}),
+                )
+            }),
+        ),
+        (
+            "archive",
+            Rule::AnyUser,
+            Box::new(move |c, _| ("POST", format!("/api/tasks/{}/archive", t(c)), Value::Null)),
+        ),
+        (
+            "delete task",
+            Rule::AnyUser,
+            Box::new(move |c, _| ("DELETE", format!("/api/tasks/{}", t(c)), Value::Null)),
+        ),
+        (
+            "force done",
+            Rule::Operator,
+            Box::new(|c, _| {
+                let id =
+                    c.task(json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
+                (
+                    "PATCH",
+                    format!("/api/tasks/{id}/status?force=true"),
+                    json!({"status": "done"}),
+                )
+            }),
+        ),
+        (
+            "read settings",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/settings".into(), Value::Null)),
+        ),
+        (
+            "read one setting",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/settings/dispatch_enabled".into(), Value::Null)),
+        ),
+        (
+            "change setting",
+            Rule::Operator,
+            Box::new(|_, _| {
+                (
+                    "PUT",
+                    "/api/settings/dispatch_stale_minutes".into(),
+                    json!({"value": "25"}),
+                )
+            }),
+        ),
+        (
+            "toggle dispatch",
+            Rule::OpsAdmin,
+            Box::new(|_, _| {
+                (
+                    "PUT",
+                    "/api/settings/dispatch_enabled".into(),
+                    json!({"value": "false"}),
+                )
+            }),
+        ),
+        (
+            "list users",
+            Rule::GlobalAdmin,
+            Box::new(|_, _| ("GET", "/api/users".into(), Value::Null)),
+        ),
+        (
+            "create user",
+            Rule::GlobalAdmin,
+            Box::new(|_, w| {
+                (
+                    "POST",
+                    "/api/users".into(),
+                    json!({"username": format!("new-{w:?}"), "password": "another-password-1"}),
+                )
+            }),
+        ),
+        (
+            "edit user",
+            Rule::GlobalAdmin,
+            Box::new(|c, w| {
+                (
+                    "PATCH",
+                    format!("/api/users/{}", c.new_user(&format!("e-{w:?}"))),
+                    json!({"password": "changed-password-1"}),
+                )
+            }),
+        ),
+        (
+            "delete user",
+            Rule::GlobalAdmin,
+            Box::new(|c, w| {
+                (
+                    "DELETE",
+                    format!("/api/users/{}", c.new_user(&format!("d-{w:?}"))),
+                    Value::Null,
+                )
+            }),
+        ),
+        (
+            "list workspaces",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/workspaces".into(), Value::Null)),
+        ),
+        (
+            "create workspace",
+            Rule::GlobalAdmin,
+            Box::new(|_, w| {
+                (
+                    "POST",
+                    "/api/workspaces".into(),
+                    json!({"name": format!("ws-{w:?}")}),
+                )
+            }),
+        ),
+        (
+            "set member",
+            Rule::WorkspaceAdmin,
+            Box::new(|c, w| {
+                (
+                    "PUT",
+                    format!(
+                        "/api/workspaces/1/members/{}",
+                        c.new_user(&format!("m-{w:?}"))
+                    ),
+                    json!({"role": "member"}),
+                )
+            }),
+        ),
+        (
+            "remove member",
+            Rule::WorkspaceAdmin,
+            Box::new(|c, w| {
+                let id = c.new_user(&format!("r-{w:?}"));
+                let r = c.admin.put(
+                    &format!("/api/workspaces/1/members/{id}"),
+                    &json!({"role": "member"}),
+                );
+                assert_eq!(r.status, 200);
+                (
+                    "DELETE",
+                    format!("/api/workspaces/1/members/{id}"),
+                    Value::Null,
+                )
+            }),
+        ),
+        (
+            "list agents",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/agents".into(), Value::Null)),
+        ),
+        (
+            "get agent",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/agents/1".into(), Value::Null)),
+        ),
+        (
+            "create agent",
+            Rule::Operator,
+            Box::new(|_, w| {
+                (
+                    "POST",
+                    "/api/agents".into(),
+                    json!({"slug": format!("a-{w:?}").to_lowercase()}),
+                )
+            }),
+        ),
+        (
+            "edit agent",
+            Rule::Operator,
+            Box::new(|_, _| ("PATCH", "/api/agents/2".into(), json!({"model": "gpt-5"}))),
+        ),
+        (
+            "delete agent",
+            Rule::Operator,
+            Box::new(|c, w| {
+                let r = c.srv.service().post(
+                    "/api/agents",
+                    &json!({"slug": format!("del-{w:?}").to_lowercase()}),
+                );
+                assert_eq!(r.status, 201, "{}", r.text);
+                (
+                    "DELETE",
+                    format!("/api/agents/{}", r.json["id"]),
+                    Value::Null,
+                )
+            }),
+        ),
+        (
+            "events",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/events".into(), Value::Null)),
+        ),
+        (
+            "alerts",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/alerts".into(), Value::Null)),
+        ),
+        (
+            "me",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/auth/me".into(), Value::Null)),
+        ),
+    ]
+}
+
+#[test]
+fn role_matrix() {
+    let srv = Server::start();
+    let (_, member) = srv.user("member", Some((1, "member")));
+    let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
+    let admin = srv.admin();
+    let ctx = Ctx {
+        srv,
+        member,
+        ws_admin,
+        admin,
+    };
+    let mut failures = Vec::new();
+    for (name, rule, make) in routes() {
+        for who in ALL {
+            let (method, path, body) = make(&ctx, who);
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                body.to_string().into_bytes()
+            };
+            let r = ctx.client(who).raw(method, &path, &body);
+            let want = match who {
+                Who::Nobody | Who::BadToken => "401",
+                _ if allowed(rule, who) => "2xx",
+                _ => "403",
+            };
+            let ok = match want {
+                "401" => r.status == 401 && r.error() == "unauthorized",
+                "403" => r.status == 403 && r.error() == "forbidden",
+                _ => (200..300).contains(&r.status),
+            };
+            if !ok {
+                failures.push(format!(
+                    "{name} as {who:?}: {method} {path} wanted {want}, got {} {}",
+                    r.status, r.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "role matrix failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn workspaces_fence_members() {
+    let srv = Server::start();
+    let r = srv
+        .admin()
+        .post("/api/workspaces", &json!({"name": "second"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ws2 = r.json["id"].as_i64().unwrap();
+    let (_, outsider) = srv.user("outsider", Some((ws2, "admin")));
+    let (_, member) = srv.user("member", Some((1, "member")));
+
+    let t1 = srv
+        .service()
+        .post("/api/tasks", &json!({"title": "in ws1"}))
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let t2 = srv
+        .service()
+        .post(
+            "/api/tasks",
+            &json!({"title": "in ws2", "workspace_id": ws2}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+
+    // Each sees only its own workspace's tasks and workspaces.
+    let list = outsider.get("/api/tasks");
+    assert_eq!(list.json["total"], 1, "{}", list.text);
+    assert_eq!(list.json["tasks"][0]["id"], t2);
+    assert_eq!(member.get("/api/tasks").json["total"], 1);
+    assert_eq!(
+        outsider.get("/api/workspaces").json["workspaces"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(srv.admin().get("/api/tasks").json["total"], 2);
+
+    // And cannot touch the other's.
+    for r in [
+        outsider.get(&format!("/api/tasks/{t1}")),
+        outsider.patch(&format!("/api/tasks/{t1}"), &json!({"title": "x"})),
+        outsider.post("/api/tasks", &json!({"title": "x", "workspace_id": 1})),
+        outsider.get("/api/tasks?workspace_id=1"),
+        member.post(&format!("/api/tasks/{t2}/comments"), &json!({"body": "x"})),
+    ] {
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+    // A workspace admin manages only its own workspace's members.
+    let (uid, _) = srv.user("someone", None);
+    assert_eq!(
+        outsider
+            .put(
+                &format!("/api/workspaces/1/members/{uid}"),
+                &json!({"role": "member"})
+            )
+            .status,
+        403
+    );
+    assert_eq!(
+        outsider
+            .put(
+                &format!("/api/workspaces/{ws2}/members/{uid}"),
+                &json!({"role": "member"})
+            )
+            .status,
+        200
+    );
+}

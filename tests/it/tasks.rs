@@ -1,0 +1,290 @@
+//! The task API: create, read, list, edit, comment, archive, delete, the
+//! done guard, and an event for every change.
+
+use serde_json::json;
+
+use crate::util::Server;
+
+#[test]
+fn task_crud_and_events() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "Write docs", "description": "the prompt", "execution": "interactive",
+                "agent": "opencode", "model": "qwen3.6", "priority": 5, "sensitive": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let t = &r.json;
+    let id = t["id"].as_i64().unwrap();
+    assert_eq!(t["status"], "next");
+    assert_eq!(t["workspace_id"], 1);
+    assert_eq!(t["agent"], "opencode");
+    assert_eq!(t["model"], "qwen3.6");
+    assert_eq!(t["priority"], 5);
+    assert_eq!(t["sensitive"], true);
+    assert_eq!(t["blocked"], false);
+    assert!(t["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"title": "Write more docs", "priority": 7, "model": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["title"], "Write more docs");
+    assert_eq!(r.json["model"], serde_json::Value::Null);
+
+    let r = svc.post(
+        &format!("/api/tasks/{id}/comments"),
+        &json!({"body": "looks good"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["author"], "service");
+    assert_eq!(r.json["kind"], "note");
+    let r = svc.post(
+        &format!("/api/tasks/{id}/comments"),
+        &json!({"body": "needs a key", "kind": "blocker"}),
+    );
+    assert_eq!(r.status, 201);
+
+    let got = svc.get(&format!("/api/tasks/{id}"));
+    assert_eq!(got.json["comments"].as_array().unwrap().len(), 2);
+    assert_eq!(got.json["comments"][1]["kind"], "blocker");
+
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"blocked": true, "blocked_reason": "waiting for key"}),
+    );
+    assert_eq!(r.json["blocked"], true);
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+    assert_eq!(
+        r.json["blocked_reason"],
+        serde_json::Value::Null,
+        "unblocking clears the reason"
+    );
+
+    let r = svc.post(&format!("/api/tasks/{id}/archive"), &json!({}));
+    assert_eq!(r.status, 200);
+    assert!(r.json["archived_at"].is_string());
+    assert_eq!(r.json["status"], "next", "archived tasks keep their status");
+    assert_eq!(
+        svc.get("/api/tasks").json["total"],
+        0,
+        "lists hide archived tasks"
+    );
+    assert_eq!(svc.get("/api/tasks?archived=true").json["total"], 1);
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"title": "x"}));
+    assert_eq!((r.status, r.error()), (409, "task_archived"));
+
+    let r = svc.delete(&format!("/api/tasks/{id}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(svc.get(&format!("/api/tasks/{id}")).status, 404);
+
+    // Every change left its event, and the history outlives the task.
+    let events = svc.get(&format!("/api/events?task_id={id}&limit=100"));
+    let kinds: Vec<&str> = events.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "task.created",
+        "task.updated",
+        "task.commented",
+        "task.archived",
+        "task.deleted",
+    ] {
+        assert!(kinds.contains(&k), "missing event {k} in {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| **k == "task.commented").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "task.updated").count(), 3);
+}
+
+#[test]
+fn lists_filter_and_paginate() {
+    let srv = Server::start();
+    let svc = srv.service();
+    for i in 0..7 {
+        let agent = if i % 2 == 0 { "codex" } else { "hermes" };
+        let id = svc
+            .post(
+                "/api/tasks",
+                &json!({"title": format!("t{i}"), "agent": agent}),
+            )
+            .json["id"]
+            .as_i64()
+            .unwrap();
+        if i < 3 {
+            svc.patch(
+                &format!("/api/tasks/{id}/status"),
+                &json!({"status": "doing"}),
+            );
+        }
+        if i == 6 {
+            svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": true}));
+        }
+    }
+    let all = svc.get("/api/tasks");
+    assert_eq!(all.json["total"], 7);
+    assert_eq!(all.json["tasks"][0]["title"], "t6", "newest first");
+    assert_eq!(svc.get("/api/tasks?status=doing").json["total"], 3);
+    assert_eq!(svc.get("/api/tasks?agent=codex").json["total"], 4);
+    assert_eq!(
+        svc.get("/api/tasks?agent=codex&status=doing").json["total"],
+        2
+    );
+    assert_eq!(svc.get("/api/tasks?blocked=true").json["total"], 1);
+    assert_eq!(svc.get("/api/tasks?workspace_id=1").json["total"], 7);
+    let page = svc.get("/api/tasks?limit=3&offset=3");
+    assert_eq!(page.json["total"], 7);
+    let titles: Vec<&str> = page.json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["t3", "t2", "t1"]);
+    let agents = svc.get("/api/agents");
+    let slugs: Vec<&str> = agents.json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        slugs,
+        ["opencode", "claudecode", "codex", "hermes"],
+        "first start seeds the four agents"
+    );
+    assert_eq!(agents.json["total"], 4);
+}
+
+#[test]
+fn done_guard_refuses_ai_tasks_without_evidence() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let (_, member) = srv.user("member", Some((1, "member")));
+    let ai = svc
+        .post(
+            "/api/tasks",
+            &json!({"title": "ai", "execution": "interactive", "agent": "codex"}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let agent_only = svc
+        .post("/api/tasks", &json!({"title": "agent", "agent": "hermes"}))
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let manual = svc.post("/api/tasks", &json!({"title": "manual"})).json["id"]
+        .as_i64()
+        .unwrap();
+
+    let before = srv.fingerprint();
+    for (path, body) in [
+        (format!("/api/tasks/{ai}/status"), json!({"status": "done"})),
+        (format!("/api/tasks/{ai}"), json!({"status": "done"})),
+        (
+            format!("/api/tasks/{agent_only}/status"),
+            json!({"status": "done"}),
+        ),
+    ] {
+        let r = member.patch(&path, &body);
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "done_guard"),
+            "{path}: {}",
+            r.text
+        );
+        assert!(r.json["message"].as_str().unwrap().contains("evidence"));
+    }
+    // A comment from a person is not evidence.
+    let r = member.post(
+        &format!("/api/tasks/{ai}/comments"),
+        &json!({"body": "I checked it, trust me"}),
+    );
+    assert_eq!(r.status, 201);
+    let r = member.patch(
+        &format!("/api/tasks/{ai}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.error(), "done_guard");
+    // force=true is for admin/service only.
+    let r = member.patch(
+        &format!("/api/tasks/{ai}/status?force=true"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Nothing but the comment (and its event) changed.
+    let conn = srv.sql();
+    let status: String = conn
+        .query_row("SELECT status FROM tasks WHERE id = ?1", [ai], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "next");
+    drop(before);
+
+    // A manual task without an agent is not guarded.
+    let r = member.patch(
+        &format!("/api/tasks/{manual}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Forced by an admin and by the service: allowed, with its event.
+    let r = srv.admin().patch(
+        &format!("/api/tasks/{ai}/status?force=true"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "done");
+    let r = svc.patch(
+        &format!("/api/tasks/{agent_only}?force=true"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let forced = svc.get("/api/events?kind=task.done_forced");
+    assert_eq!(forced.json["total"], 2, "{}", forced.text);
+    let actors: Vec<&str> = forced.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors.contains(&"service") && actors.contains(&"user:root"),
+        "{actors:?}"
+    );
+}
+
+#[test]
+fn done_guard_accepts_dispatch_output_evidence() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = svc
+        .post(
+            "/api/tasks",
+            &json!({"title": "ai", "execution": "interactive", "agent": "codex"}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    // Evidence written as a worker would leave it (the dispatch protocol
+    // has its own tests); here only the guard's reading of it is checked.
+    srv.sql()
+        .execute(
+            "UPDATE tasks SET dispatch_output = 'built the thing' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let r = svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        svc.get("/api/events?kind=task.done_forced").json["total"],
+        0
+    );
+}

@@ -1,0 +1,438 @@
+//! The test harness: each test gets its own temp dir and a real
+//! `ops-center serve` on a free port, and talks to it over real HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-service-token-0123456789abcdef";
+pub const ADMIN: &str = "root";
+pub const ADMIN_PW: &str = "root-password-123";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ops-center")
+}
+
+/// A running server with its temp dir. Dropping it kills the process.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    /// What the server printed on stdout before `listening on`.
+    pub banner: Vec<String>,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// A server with the test token and admin configured.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[(&str, &str)]) -> Server {
+        let mut env = vec![
+            ("OPS_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
+            ("OPS_ADMIN_USER".to_string(), ADMIN.to_string()),
+            ("OPS_ADMIN_PASSWORD".to_string(), ADMIN_PW.to_string()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            if !v.is_empty() {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = Server {
+            dir,
+            addr: String::new(),
+            banner: Vec::new(),
+            child: None,
+            env,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("ops.db")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(self.db_path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("OPS_HTTP_THREADS", "8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ops-center");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut banner = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(Ok((addr.to_string(), banner.clone())));
+                } else {
+                    banner.push(line);
+                }
+            }
+            let _ = tx.send(Err(banner));
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok((addr, banner))) => {
+                self.addr = addr;
+                self.banner = banner;
+            }
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {other:?}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIG{signal}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Changes a variable for the next start.
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.retain(|(ek, _)| ek != k);
+        self.env.push((k.to_string(), v.to_string()));
+    }
+
+    /// Starts the (stopped) server again on the same file.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
+    /// Stops the server cleanly and starts it again on the same file.
+    pub fn restart(&mut self) {
+        let status = self.signal_and_wait("TERM");
+        assert!(
+            status.success(),
+            "server exited with {status} on SIGTERM\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            addr: self.addr.clone(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A client sending the service token.
+    pub fn service(&self) -> Client {
+        self.client().header("X-OPS-Service-Token", TOKEN)
+    }
+
+    /// A client logged in as `user`.
+    pub fn login(&self, user: &str, password: &str) -> Client {
+        let r = self.client().post(
+            "/api/auth/login",
+            &serde_json::json!({"username": user, "password": password}),
+        );
+        assert_eq!(r.status, 200, "login as {user}: {}", r.text);
+        let cookie = r
+            .header("set-cookie")
+            .expect("cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        self.client().header("Cookie", &cookie)
+    }
+
+    pub fn admin(&self) -> Client {
+        self.login(ADMIN, ADMIN_PW)
+    }
+
+    /// A user (created through the API by the admin) with `role` in
+    /// workspace `ws` (or none), logged in.
+    pub fn user(&self, name: &str, ws_role: Option<(i64, &str)>) -> (i64, Client) {
+        let pw = format!("{name}-password-1234");
+        let r = self.admin().post(
+            "/api/users",
+            &serde_json::json!({"username": name, "password": pw}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.json["id"].as_i64().unwrap();
+        if let Some((ws, role)) = ws_role {
+            let r = self.admin().put(
+                &format!("/api/workspaces/{ws}/members/{id}"),
+                &serde_json::json!({"role": role}),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        (id, self.login(name, &pw))
+    }
+
+    /// Opens the database file directly (read-only checks).
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).expect("open db")
+    }
+
+    /// Every row of the tables the API changes, as text: equal
+    /// fingerprints mean nothing changed.
+    pub fn fingerprint(&self) -> String {
+        let conn = self.sql();
+        let mut out = String::new();
+        for table in [
+            "tasks",
+            "task_comments",
+            "ops_settings",
+            "users",
+            "workspace_members",
+            "workspaces",
+            "agents",
+            "events",
+            "alerts",
+            "worker_heartbeats",
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap();
+            for row in rows {
+                out.push_str(table);
+                out.push(':');
+                out.push_str(&row.unwrap());
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- server log ({}) ---\n{}",
+                self.log_path().display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client (one connection per request), so tests can
+/// also send what a well-behaved client library would not.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: String,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` code of a JSON error body.
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+}
+
+impl Client {
+    /// The same credentials against another (restarted) server.
+    pub fn clone_to(&self, srv: &Server) -> Client {
+        Client {
+            addr: srv.addr.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Client {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn get(&self, path: &str) -> Res {
+        self.raw("GET", path, b"")
+    }
+
+    pub fn delete(&self, path: &str) -> Res {
+        self.raw("DELETE", path, b"")
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Res {
+        self.raw("POST", path, body.to_string().as_bytes())
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Res {
+        self.raw("PUT", path, body.to_string().as_bytes())
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Res {
+        self.raw("PATCH", path, body.to_string().as_bytes())
+    }
+
+    pub fn raw(&self, method: &str, path: &str, body: &[u8]) -> Res {
+        self.try_raw(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn try_raw(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Res> {
+        let mut s = TcpStream::connect(&self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        // A server may answer (e.g. 413) before reading a large body.
+        let _ = s.write_all(body);
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        parse_response(&buf)
+    }
+}
+
+fn parse_response(buf: &[u8]) -> std::io::Result<Res> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = buf[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    let text = String::from_utf8_lossy(&body).to_string();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Res {
+        status,
+        headers,
+        text,
+        json,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[pos + 2..pos + 2 + size]);
+        b = &b[pos + 2 + size + 2..];
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
