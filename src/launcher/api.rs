@@ -21,7 +21,11 @@ pub enum ApiError {
     /// No answer: connection refused, timeout, broken body.
     Transport(String),
     /// The server answered with a status outside 2xx.
-    Status { status: u16, code: String, message: String },
+    Status {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -31,7 +35,9 @@ impl ApiError {
     pub fn is_permanent(&self) -> bool {
         match self {
             ApiError::Transport(_) => false,
-            ApiError::Status { status, .. } => (400..500).contains(status) && ![401, 408, 429].contains(status),
+            ApiError::Status { status, .. } => {
+                (400..500).contains(status) && ![401, 408, 429].contains(status)
+            }
         }
     }
 
@@ -54,7 +60,11 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApiError::Transport(e) => write!(f, "server unreachable: {e}"),
-            ApiError::Status { status, code, message } => write!(f, "HTTP {status} {code}: {message}"),
+            ApiError::Status {
+                status,
+                code,
+                message,
+            } => write!(f, "HTTP {status} {code}: {message}"),
         }
     }
 }
@@ -66,7 +76,11 @@ impl Api {
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .build();
-        Api { agent: config.into(), base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+        Api {
+            agent: config.into(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -78,27 +92,47 @@ impl Api {
     }
 
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
-        let r = self.agent.get(self.url(path)).header(TOKEN_HEADER, &self.token).call();
+        let r = self
+            .agent
+            .get(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .call();
         finish(r)
     }
 
     pub fn delete(&self, path: &str) -> Result<Value, ApiError> {
-        let r = self.agent.delete(self.url(path)).header(TOKEN_HEADER, &self.token).call();
+        let r = self
+            .agent
+            .delete(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .call();
         finish(r)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        let r = self.agent.post(self.url(path)).header(TOKEN_HEADER, &self.token).send_json(body);
+        let r = self
+            .agent
+            .post(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
         finish(r)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        let r = self.agent.put(self.url(path)).header(TOKEN_HEADER, &self.token).send_json(body);
+        let r = self
+            .agent
+            .put(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
         finish(r)
     }
 
     pub fn patch(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        let r = self.agent.patch(self.url(path)).header(TOKEN_HEADER, &self.token).send_json(body);
+        let r = self
+            .agent
+            .patch(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
         finish(r)
     }
 }
@@ -106,16 +140,31 @@ impl Api {
 fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
     let resp = r.map_err(|e| ApiError::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
-    let text = resp.into_body().read_to_string().map_err(|e| ApiError::Transport(e.to_string()))?;
-    let json: Value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+    let text = resp
+        .into_body()
+        .read_to_string()
+        .map_err(|e| ApiError::Transport(e.to_string()))?;
+    let json: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
     if (200..300).contains(&status) {
         return Ok(json);
     }
-    let code = json.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+    let code = json
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let message = json
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| text.chars().take(300).collect());
-    Err(ApiError::Status { status, code, message })
+    Err(ApiError::Status {
+        status,
+        code,
+        message,
+    })
 }

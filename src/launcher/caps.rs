@@ -41,29 +41,47 @@ impl AgentCap {
     }
 }
 
+/// When an auth check ran, and what it said.
+type AuthResult = (Instant, Result<(), String>);
+
 #[derive(Default)]
 pub struct Caps {
     snapshot: Mutex<Vec<AgentCap>>,
     /// `launch_command` per slug as OPS last told it (agents list or claim).
     ops_cmds: Mutex<HashMap<String, Option<String>>>,
-    auth: Mutex<HashMap<String, (Instant, Result<(), String>)>>,
+    auth: Mutex<HashMap<String, AuthResult>>,
 }
 
 impl Caps {
     pub fn snapshot(&self) -> Vec<AgentCap> {
-        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn usable_slugs(&self) -> Vec<String> {
-        self.snapshot().into_iter().filter(AgentCap::usable).map(|c| c.slug).collect()
+        self.snapshot()
+            .into_iter()
+            .filter(AgentCap::usable)
+            .map(|c| c.slug)
+            .collect()
     }
 
     pub fn ops_command(&self, slug: &str) -> Option<String> {
-        self.ops_cmds.lock().unwrap_or_else(|p| p.into_inner()).get(slug).cloned().flatten()
+        self.ops_cmds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+            .cloned()
+            .flatten()
     }
 
     pub fn learn_command(&self, slug: &str, launch_command: Option<String>) {
-        self.ops_cmds.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_string(), launch_command);
+        self.ops_cmds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slug.to_string(), launch_command);
     }
 
     /// Reads the agents' `launch_command` from OPS; on failure the last
@@ -77,7 +95,9 @@ impl Caps {
                     }
                 }
             }
-            Err(e) => log::debug!("cannot read agents from OPS ({e}); keeping known launch commands"),
+            Err(e) => {
+                log::debug!("cannot read agents from OPS ({e}); keeping known launch commands")
+            }
         }
     }
 
@@ -122,7 +142,8 @@ impl Caps {
             reason: String::new(),
         };
         let ops = self.ops_command(slug);
-        let Some((template, source)) = command::configured(slug, ops.as_deref(), &cfg.agent_cmds) else {
+        let Some((template, source)) = command::configured(slug, ops.as_deref(), &cfg.agent_cmds)
+        else {
             cap.reason = format!(
                 "no command: set {} or the agent's launch_command in OPS",
                 env_name("AGENT_CMD_", slug)
@@ -147,7 +168,8 @@ impl Caps {
             Some(check) => match self.auth_result(cfg, slug, check) {
                 Ok(()) => cap.authenticated = true,
                 Err(e) => {
-                    cap.reason = format!("not logged in: {} {e}", env_name("AGENT_AUTH_CHECK_", slug));
+                    cap.reason =
+                        format!("not logged in: {} {e}", env_name("AGENT_AUTH_CHECK_", slug));
                 }
             },
         }
@@ -155,13 +177,21 @@ impl Caps {
     }
 
     fn auth_result(&self, cfg: &LauncherConfig, slug: &str, check: &str) -> Result<(), String> {
-        if let Some((at, r)) = self.auth.lock().unwrap_or_else(|p| p.into_inner()).get(slug) {
+        if let Some((at, r)) = self
+            .auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+        {
             if at.elapsed() < cfg.auth_cache {
                 return r.clone();
             }
         }
         let r = check_command(check, cfg.auth_timeout);
-        self.auth.lock().unwrap_or_else(|p| p.into_inner()).insert(slug.to_string(), (Instant::now(), r.clone()));
+        self.auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slug.to_string(), (Instant::now(), r.clone()));
         r
     }
 }

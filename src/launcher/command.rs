@@ -31,8 +31,16 @@ pub fn builtin_command(slug: &str) -> Option<&'static str> {
 /// `AGENT_CMD_<SLUG>` for a slug: upper case, other characters than
 /// letters and digits become `_` (`my-agent` → `AGENT_CMD_MY_AGENT`).
 pub fn env_name(prefix: &str, slug: &str) -> String {
-    let tail: String =
-        slug.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let tail: String = slug
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{prefix}{tail}")
 }
 
@@ -63,7 +71,11 @@ pub fn configured(
     if let Some(c) = ops_launch_command.map(str::trim).filter(|c| !c.is_empty()) {
         return Some((c.to_string(), Source::Ops));
     }
-    if let Some(c) = env_cmds.get(slug).map(|c| c.trim()).filter(|c| !c.is_empty()) {
+    if let Some(c) = env_cmds
+        .get(slug)
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+    {
         return Some((c.to_string(), Source::Env));
     }
     builtin_command(slug).map(|c| (c.to_string(), Source::Builtin))
@@ -151,7 +163,10 @@ pub fn split_words(cmd: &str) -> Result<Vec<String>, String> {
 }
 
 fn is_operator(w: &str) -> bool {
-    matches!(w, "|" | "||" | "&&" | "&" | ";" | ">" | ">>" | "<" | "2>" | "2>&1" | "<<")
+    matches!(
+        w,
+        "|" | "||" | "&&" | "&" | ";" | ">" | ">>" | "<" | "2>" | "2>&1" | "<<"
+    )
 }
 
 /// Checks a template: words split, placeholders known.
@@ -163,10 +178,16 @@ pub fn validate(cmd: &str) -> Result<(), String> {
             let after = &rest[start + 1..];
             let Some(end) = after.find('}') else { break };
             let name = &after[..end];
-            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !PLACEHOLDERS.contains(&name) {
+            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !PLACEHOLDERS.contains(&name)
+            {
                 return Err(format!(
                     "uses unknown placeholder {{{name}}}; known: {}",
-                    PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
+                    PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ));
             }
             rest = &after[end + 1..];
@@ -243,9 +264,18 @@ mod tests {
 
     #[test]
     fn splits_like_a_shell() {
-        assert_eq!(split_words("codex exec  -").unwrap(), ["codex", "exec", "-"]);
-        assert_eq!(split_words(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(), ["a", "b c", "d \"e\"", "f g"]);
-        assert_eq!(split_words("sh -c 'x && y | z'").unwrap(), ["sh", "-c", "x && y | z"]);
+        assert_eq!(
+            split_words("codex exec  -").unwrap(),
+            ["codex", "exec", "-"]
+        );
+        assert_eq!(
+            split_words(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(),
+            ["a", "b c", "d \"e\"", "f g"]
+        );
+        assert_eq!(
+            split_words("sh -c 'x && y | z'").unwrap(),
+            ["sh", "-c", "x && y | z"]
+        );
         assert_eq!(split_words("a ''").unwrap(), ["a", ""]);
         assert!(split_words("a 'b").unwrap_err().contains("single quote"));
         assert!(split_words("a \"b").unwrap_err().contains("double quote"));
@@ -260,10 +290,28 @@ mod tests {
         assert!(validate("x --file {prompt_file} --model {model} {task_id} {workdir}").is_ok());
         assert!(validate("x --json '{\"a\":1}'").is_ok());
         assert!(validate("x {prompt}").unwrap_err().contains("{prompt}"));
-        let v = Vars { prompt_file: "/tmp/p q.md", task_id: 7, model: "gpt-5", workdir: "/w" };
+        let v = Vars {
+            prompt_file: "/tmp/p q.md",
+            task_id: 7,
+            model: "gpt-5",
+            workdir: "/w",
+        };
         assert_eq!(
-            render("x --file {prompt_file} -m {model} --id=t{task_id} -C {workdir}", &v).unwrap(),
-            ["x", "--file", "/tmp/p q.md", "-m", "gpt-5", "--id=t7", "-C", "/w"]
+            render(
+                "x --file {prompt_file} -m {model} --id=t{task_id} -C {workdir}",
+                &v
+            )
+            .unwrap(),
+            [
+                "x",
+                "--file",
+                "/tmp/p q.md",
+                "-m",
+                "gpt-5",
+                "--id=t7",
+                "-C",
+                "/w"
+            ]
         );
     }
 
@@ -272,9 +320,18 @@ mod tests {
         let mut env = HashMap::new();
         assert_eq!(configured("codex", None, &env).unwrap().1, Source::Builtin);
         env.insert("codex".to_string(), "my-codex".to_string());
-        assert_eq!(configured("codex", None, &env).unwrap(), ("my-codex".into(), Source::Env));
-        assert_eq!(configured("codex", Some("ops-codex"), &env).unwrap(), ("ops-codex".into(), Source::Ops));
-        assert_eq!(configured("codex", Some("  "), &env).unwrap().1, Source::Env);
+        assert_eq!(
+            configured("codex", None, &env).unwrap(),
+            ("my-codex".into(), Source::Env)
+        );
+        assert_eq!(
+            configured("codex", Some("ops-codex"), &env).unwrap(),
+            ("ops-codex".into(), Source::Ops)
+        );
+        assert_eq!(
+            configured("codex", Some("  "), &env).unwrap().1,
+            Source::Env
+        );
         assert!(configured("unknown", None, &env).is_none());
         assert_eq!(env_name("AGENT_CMD_", "my-agent.x"), "AGENT_CMD_MY_AGENT_X");
     }
@@ -282,8 +339,15 @@ mod tests {
     #[test]
     fn finds_clis() {
         assert!(resolve_cli("sh", Some("/usr/bin:/bin")).is_ok());
-        assert_eq!(resolve_cli("no-such-cli-xyz", Some("/bin")).unwrap_err(), "not found in PATH");
-        assert!(resolve_cli("/etc/passwd", None).unwrap_err().contains("not executable"));
-        assert!(resolve_cli("/nope/x", None).unwrap_err().contains("does not exist"));
+        assert_eq!(
+            resolve_cli("no-such-cli-xyz", Some("/bin")).unwrap_err(),
+            "not found in PATH"
+        );
+        assert!(resolve_cli("/etc/passwd", None)
+            .unwrap_err()
+            .contains("not executable"));
+        assert!(resolve_cli("/nope/x", None)
+            .unwrap_err()
+            .contains("does not exist"));
     }
 }

@@ -42,10 +42,15 @@ pub const DEFAULT_POLL_SECONDS: u64 = 10;
 /// Reads the configuration through `env` (a parameter so tests can feed
 /// it). Does not touch the file system.
 pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, String> {
-    let env = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let env = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
 
-    let api_base = env("OPS_API_BASE")
-        .ok_or("OPS_API_BASE is not set: give the server's API base, e.g. http://127.0.0.1:3847/api")?;
+    let api_base = env("OPS_API_BASE").ok_or(
+        "OPS_API_BASE is not set: give the server's API base, e.g. http://127.0.0.1:3847/api",
+    )?;
     let api_base = api_base.trim_end_matches('/').to_string();
     if api_base.starts_with("https://") {
         return Err(format!(
@@ -65,12 +70,9 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         .ok_or("OPS_SERVICE_TOKEN is not set: give the value of ops_settings.service_api_token")?;
     let workspace_id = match env("OPS_WORKSPACE_ID") {
         None => None,
-        Some(s) => Some(
-            s.parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("OPS_WORKSPACE_ID must be a positive workspace id, got {s:?}"))?,
-        ),
+        Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n > 0).ok_or(format!(
+            "OPS_WORKSPACE_ID must be a positive workspace id, got {s:?}"
+        ))?),
     };
     let slugs = parse_slugs(env("SUPPORTED_AGENT_SLUGS").as_deref())?;
     let models = model_filter::parse_list(&env("SUPPORTED_MODELS").unwrap_or_default());
@@ -95,13 +97,19 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=64).contains(n))
-            .ok_or(format!("OPS_LAUNCHER_SLOTS must be a number from 1 to 64, got {s:?}"))?,
+            .ok_or(format!(
+                "OPS_LAUNCHER_SLOTS must be a number from 1 to 64, got {s:?}"
+            ))?,
     };
     let log_dir = match env("OPS_LAUNCHER_LOG_DIR") {
         Some(d) => PathBuf::from(d),
         None => match env("HOME") {
             Some(home) => PathBuf::from(home).join(".ops-launcher-logs"),
-            None => return Err("OPS_LAUNCHER_LOG_DIR is not set and neither is HOME to default it from".into()),
+            None => {
+                return Err(
+                    "OPS_LAUNCHER_LOG_DIR is not set and neither is HOME to default it from".into(),
+                )
+            }
         },
     };
     let seconds = |var: &str, default: u64, max: u64| -> Result<Duration, String> {
@@ -112,7 +120,9 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .map(Duration::from_secs)
-                .ok_or(format!("{var} must be a number of seconds from 1 to {max}, got {s:?}")),
+                .ok_or(format!(
+                    "{var} must be a number of seconds from 1 to {max}, got {s:?}"
+                )),
         }
     };
     Ok(LauncherConfig {
@@ -126,7 +136,11 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         slots,
         log_dir,
         log_file: env("OPS_LAUNCHER_LOG_FILE").map(PathBuf::from),
-        heartbeat_every: seconds("OPS_LAUNCHER_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS, 3600)?,
+        heartbeat_every: seconds(
+            "OPS_LAUNCHER_HEARTBEAT_SECONDS",
+            DEFAULT_HEARTBEAT_SECONDS,
+            3600,
+        )?,
         poll_every: seconds("OPS_LAUNCHER_POLL_SECONDS", DEFAULT_POLL_SECONDS, 3600)?,
         auth_cache: seconds("OPS_LAUNCHER_AUTH_CACHE_SECONDS", 300, 86_400)?,
         auth_timeout: seconds("OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS", 20, 600)?,
@@ -142,7 +156,8 @@ pub fn parse_slugs(raw: Option<&str>) -> Result<Vec<String>, String> {
     for s in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let s = s.to_ascii_lowercase();
         let valid = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
         if !valid {
             return Err(format!(
                 "SUPPORTED_AGENT_SLUGS: {s:?} is not an agent slug (letters, digits, '-', '_', '.')"
@@ -173,7 +188,11 @@ mod tests {
             all.retain(|(ak, _)| ak != k);
             all.push((k, v));
         }
-        from_env(|k| all.iter().find(|(ak, _)| *ak == k).map(|(_, v)| v.to_string()))
+        from_env(|k| {
+            all.iter()
+                .find(|(ak, _)| *ak == k)
+                .map(|(_, v)| v.to_string())
+        })
     }
 
     #[test]
@@ -186,7 +205,11 @@ mod tests {
         assert_eq!(c.slugs, ["opencode", "codex"]);
         assert!(c.models.is_empty());
         assert_eq!(c.workspace_id, None);
-        let c = cfg(&[("OPS_API_BASE", "http://h:1/api/"), ("SUPPORTED_MODELS", "qwen*, gpt-5")]).unwrap();
+        let c = cfg(&[
+            ("OPS_API_BASE", "http://h:1/api/"),
+            ("SUPPORTED_MODELS", "qwen*, gpt-5"),
+        ])
+        .unwrap();
         assert_eq!(c.api_base, "http://h:1/api");
         assert_eq!(c.models, ["qwen*", "gpt-5"]);
     }
@@ -201,7 +224,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.slugs, ["codex", "my-agent"]);
-        assert_eq!(c.agent_cmds.get("my-agent").unwrap(), "my-agent --file {prompt_file}");
+        assert_eq!(
+            c.agent_cmds.get("my-agent").unwrap(),
+            "my-agent --file {prompt_file}"
+        );
         assert_eq!(c.agent_cmds.len(), 1);
         assert_eq!(c.auth_checks.get("codex").unwrap(), "codex login status");
     }
@@ -222,7 +248,8 @@ mod tests {
         assert!(err(&[("AGENT_CMD_CODEX", "codex {prompt}")]).contains("{prompt}"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "0")]).contains("OPS_LAUNCHER_SLOTS"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "two")]).contains("OPS_LAUNCHER_SLOTS"));
-        assert!(err(&[("OPS_LAUNCHER_HEARTBEAT_SECONDS", "0")]).contains("OPS_LAUNCHER_HEARTBEAT_SECONDS"));
+        assert!(err(&[("OPS_LAUNCHER_HEARTBEAT_SECONDS", "0")])
+            .contains("OPS_LAUNCHER_HEARTBEAT_SECONDS"));
         assert!(err(&[("HOME", "")]).contains("OPS_LAUNCHER_LOG_DIR"));
         assert!(cfg(&[("HOME", ""), ("OPS_LAUNCHER_LOG_DIR", "/var/x")]).is_ok());
     }

@@ -21,7 +21,10 @@ fn open(path: &Path) -> std::io::Result<File> {
 /// the log file cannot be opened.
 pub fn init(path: Option<PathBuf>) -> Result<(), String> {
     let file = match &path {
-        Some(p) => Some(open(p).map_err(|e| format!("OPS_LAUNCHER_LOG_FILE {}: cannot open: {e}", p.display()))?),
+        Some(p) => Some(
+            open(p)
+                .map_err(|e| format!("OPS_LAUNCHER_LOG_FILE {}: cannot open: {e}", p.display()))?,
+        ),
         None => None,
     };
     let _ = SINK.set(Mutex::new(Sink { path, file }));
@@ -48,7 +51,9 @@ struct Writer;
 
 impl Write for Writer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let Some(sink) = SINK.get() else { return std::io::stderr().write(buf) };
+        let Some(sink) = SINK.get() else {
+            return std::io::stderr().write(buf);
+        };
         let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
         match &mut s.file {
             Some(f) => f.write_all(buf).map(|_| buf.len()),

@@ -51,7 +51,10 @@ impl Stop {
     /// Sleeps `d` or until stopped; true when stopped.
     pub fn sleep(&self, d: Duration) -> bool {
         let g = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
-        let (g, _) = self.cv.wait_timeout_while(g, d, |s| !*s).unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, d, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
         *g
     }
 }
@@ -71,15 +74,26 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn running(&self) -> Vec<i64> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect()
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
     }
 
     fn take_slot(&self, id: i64) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
     }
 
     pub fn finish_slot(&self, id: i64) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         let _ = self.poke.try_send(());
     }
 
@@ -104,7 +118,9 @@ impl Ctx {
     }
 
     fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
-        self.api.post("dispatch/heartbeat", &self.heartbeat_body(draining)).map(|_| ())
+        self.api
+            .post("dispatch/heartbeat", &self.heartbeat_body(draining))
+            .map(|_| ())
     }
 }
 
@@ -140,13 +156,21 @@ fn warn_unused_agent_vars(cfg: &LauncherConfig) {
 }
 
 pub fn run(cfg: LauncherConfig) -> Result<(), String> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    std::fs::create_dir_all(&cfg.log_dir)
-        .map_err(|e| format!("OPS_LAUNCHER_LOG_DIR {}: cannot create: {e}", cfg.log_dir.display()))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::fs::create_dir_all(&cfg.log_dir).map_err(|e| {
+        format!(
+            "OPS_LAUNCHER_LOG_DIR {}: cannot create: {e}",
+            cfg.log_dir.display()
+        )
+    })?;
     let probe_file = cfg.log_dir.join(".write-test");
-    std::fs::write(&probe_file, b"")
-        .map_err(|e| format!("OPS_LAUNCHER_LOG_DIR {}: not writable: {e}", cfg.log_dir.display()))?;
+    std::fs::write(&probe_file, b"").map_err(|e| {
+        format!(
+            "OPS_LAUNCHER_LOG_DIR {}: not writable: {e}",
+            cfg.log_dir.display()
+        )
+    })?;
     let _ = std::fs::remove_file(probe_file);
 
     let host = hostname();
@@ -255,7 +279,10 @@ fn heartbeat_loop(ctx: &Ctx, poke: crossbeam_channel::Receiver<()>) {
             Ok(()) => {}
             Err(e) => {
                 if !failing {
-                    log::warn!("heartbeat not delivered: {e}; retrying every {} s", ctx.cfg.heartbeat_every.as_secs());
+                    log::warn!(
+                        "heartbeat not delivered: {e}; retrying every {} s",
+                        ctx.cfg.heartbeat_every.as_secs()
+                    );
                 }
                 failing = true;
             }
@@ -284,7 +311,9 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
     let token = v["claim_token"].as_str().unwrap_or_default().to_string();
     let slug = v["agent"]["slug"].as_str().unwrap_or_default().to_string();
     if token.is_empty() || slug.is_empty() || v["task"]["id"].as_i64().is_none() {
-        return Err(ApiError::Transport(format!("claim answer without task id, agent slug or claim_token: {v}")));
+        return Err(ApiError::Transport(format!(
+            "claim answer without task id, agent slug or claim_token: {v}"
+        )));
     }
     Ok(Ok(Claim {
         task: v["task"].clone(),
@@ -306,7 +335,9 @@ fn claim_loop(ctx: &Arc<Ctx>) {
         let slugs = ctx.caps.usable_slugs();
         if slugs.is_empty() {
             if last_reason != "no usable agent" {
-                log::warn!("no usable agent on this host: not claiming (see the heartbeat's reasons)");
+                log::warn!(
+                    "no usable agent on this host: not claiming (see the heartbeat's reasons)"
+                );
                 last_reason = "no usable agent".into();
             }
             ctx.stop.sleep(ctx.cfg.poll_every);
@@ -349,11 +380,25 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     let id = c.task["id"].as_i64().unwrap_or_default();
     ctx.caps.learn_command(&c.slug, c.launch_command.clone());
     let base = ctx.cfg.log_dir.join(format!("task-{id}-{}", stamp()));
-    let path_of = |ext: &str| base.with_file_name(format!("{}{ext}", base.file_name().unwrap().to_string_lossy()));
-    let (log_path, err_log_path, prompt_path) = (path_of(".log"), path_of(".err.log"), path_of(".prompt.md"));
-    let model = c.task["model"].as_str().filter(|m| !m.is_empty()).or(c.agent_model.as_deref()).unwrap_or("");
+    let path_of = |ext: &str| {
+        base.with_file_name(format!(
+            "{}{ext}",
+            base.file_name().unwrap().to_string_lossy()
+        ))
+    };
+    let (log_path, err_log_path, prompt_path) =
+        (path_of(".log"), path_of(".err.log"), path_of(".prompt.md"));
+    let model = c.task["model"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .or(c.agent_model.as_deref())
+        .unwrap_or("");
     let description = c.task["description"].as_str().unwrap_or_default();
-    let prompt = if description.trim().is_empty() { c.task["title"].as_str().unwrap_or_default() } else { description };
+    let prompt = if description.trim().is_empty() {
+        c.task["title"].as_str().unwrap_or_default()
+    } else {
+        description
+    };
 
     let mut st = TaskState {
         task_id: id,
@@ -388,17 +433,31 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
                 ("OPS_TASK_MODEL", model.to_string()),
                 ("OPS_PROMPT_FILE", prompt_path.display().to_string()),
             ];
-            match process::spawn_detached(&argv, &ctx.cfg.workdir, &prompt_path, &log_path, &err_log_path, &env) {
+            match process::spawn_detached(
+                &argv,
+                &ctx.cfg.workdir,
+                &prompt_path,
+                &log_path,
+                &err_log_path,
+                &env,
+            ) {
                 Ok(ch) => {
                     st.pid = Some(ch.id());
                     st.pid_start_ticks = process::start_ticks(ch.id());
-                    log::info!("task {id}: started {} (pid {}), log {}", c.slug, ch.id(), log_path.display());
+                    log::info!(
+                        "task {id}: started {} (pid {}), log {}",
+                        c.slug,
+                        ch.id(),
+                        log_path.display()
+                    );
                     child = Some(ch);
                 }
                 Err(e) => {
                     let reason = format!("cannot start {}: {e}", argv[0]);
                     log::error!("task {id}: {reason}");
-                    if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied {
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.kind() == std::io::ErrorKind::PermissionDenied
+                    {
                         ctx.caps.mark_missing(&c.slug, &st.cli, &e.to_string());
                         let _ = ctx.poke.try_send(());
                     }
@@ -409,22 +468,42 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     }
     let path = st.path_in(&ctx.cfg.log_dir);
     if let Err(e) = state::save(&path, &st) {
-        log::error!("task {id}: cannot write state file {}: {e}; a launcher restart could not adopt it", path.display());
+        log::error!(
+            "task {id}: cannot write state file {}: {e}; a launcher restart could not adopt it",
+            path.display()
+        );
     }
-    start_runner(ctx, Runner { ctx: ctx.clone(), st, path, child });
+    start_runner(
+        ctx,
+        Runner {
+            ctx: ctx.clone(),
+            st,
+            path,
+            child,
+        },
+    );
 }
 
 /// Resolves the command and writes the prompt and empty log files. The
 /// error is the reason the runtime cannot run here.
-fn prepare(ctx: &Ctx, c: &Claim, st: &mut TaskState, prompt: &str, model: &str) -> Result<Vec<String>, String> {
-    let Some((template, source)) = command::configured(&c.slug, c.launch_command.as_deref(), &ctx.cfg.agent_cmds) else {
+fn prepare(
+    ctx: &Ctx,
+    c: &Claim,
+    st: &mut TaskState,
+    prompt: &str,
+    model: &str,
+) -> Result<Vec<String>, String> {
+    let Some((template, source)) =
+        command::configured(&c.slug, c.launch_command.as_deref(), &ctx.cfg.agent_cmds)
+    else {
         return Err(format!(
             "no command for agent {}: set {} or the agent's launch_command in OPS",
             c.slug,
             command::env_name("AGENT_CMD_", &c.slug)
         ));
     };
-    command::validate(&template).map_err(|e| format!("{} {e}: {template:?}", source.describe(&c.slug)))?;
+    command::validate(&template)
+        .map_err(|e| format!("{} {e}: {template:?}", source.describe(&c.slug)))?;
     let vars = command::Vars {
         prompt_file: &st.prompt_path.display().to_string(),
         task_id: st.task_id,
@@ -436,7 +515,8 @@ fn prepare(ctx: &Ctx, c: &Claim, st: &mut TaskState, prompt: &str, model: &str) 
     st.command = argv.clone();
     let resolved = command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref())?;
     argv[0] = resolved.display().to_string();
-    std::fs::write(&st.prompt_path, prompt).map_err(|e| format!("cannot write {}: {e}", st.prompt_path.display()))?;
+    std::fs::write(&st.prompt_path, prompt)
+        .map_err(|e| format!("cannot write {}: {e}", st.prompt_path.display()))?;
     for p in [&st.log_path, &st.err_log_path] {
         std::fs::OpenOptions::new()
             .create(true)
@@ -451,7 +531,10 @@ fn start_runner(ctx: &Arc<Ctx>, r: Runner) {
     let id = r.st.task_id;
     ctx.take_slot(id);
     let _ = ctx.poke.try_send(());
-    if let Err(e) = std::thread::Builder::new().name(format!("task-{id}")).spawn(move || r.run()) {
+    if let Err(e) = std::thread::Builder::new()
+        .name(format!("task-{id}"))
+        .spawn(move || r.run())
+    {
         log::error!("task {id}: cannot start its runner thread: {e}");
         ctx.finish_slot(id);
     }
@@ -470,12 +553,26 @@ fn adopt(ctx: &Arc<Ctx>) {
         };
         let what = match (&st.ending, st.pid) {
             (Some(_), _) => "reports pending".to_string(),
-            (None, Some(pid)) if process::alive(pid, st.pid_start_ticks) => format!("agent pid {pid} still running"),
+            (None, Some(pid)) if process::alive(pid, st.pid_start_ticks) => {
+                format!("agent pid {pid} still running")
+            }
             (None, Some(pid)) => format!("agent pid {pid} ended while no launcher watched it"),
             (None, None) => "agent never started".to_string(),
         };
-        log::info!("task {}: adopted from {} ({what})", st.task_id, path.display());
-        start_runner(ctx, Runner { ctx: ctx.clone(), st, path, child: None });
+        log::info!(
+            "task {}: adopted from {} ({what})",
+            st.task_id,
+            path.display()
+        );
+        start_runner(
+            ctx,
+            Runner {
+                ctx: ctx.clone(),
+                st,
+                path,
+                child: None,
+            },
+        );
     }
 }
 
@@ -493,7 +590,9 @@ fn hostname() -> String {
 /// as they use different log dirs (they could not share one anyway).
 fn worker_id(host: &str, log_dir: &Path) -> String {
     use sha2::{Digest, Sha256};
-    let dir = log_dir.canonicalize().unwrap_or_else(|_| log_dir.to_path_buf());
+    let dir = log_dir
+        .canonicalize()
+        .unwrap_or_else(|_| log_dir.to_path_buf());
     let h = Sha256::digest(dir.display().to_string().as_bytes());
     let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("{host}-{short}")

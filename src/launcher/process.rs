@@ -40,10 +40,14 @@ pub fn spawn_detached(
 /// Start time of `pid` in clock ticks since boot (field 22 of
 /// `/proc/<pid>/stat`), `None` when the process does not exist.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat_fields(pid).and_then(|(_, f)| f.get(19).and_then(|s| s.parse().ok()))
+    stat_fields(pid).and_then(|(_, f)| f.get(STARTTIME).and_then(|s| s.parse().ok()))
 }
 
-/// `(state, fields after the command name)` of `/proc/<pid>/stat`.
+/// Index of `starttime` (field 22 of `/proc/<pid>/stat`) among the fields
+/// after the state (field 3).
+const STARTTIME: usize = 22 - 4;
+
+/// `(state, fields after the state)` of `/proc/<pid>/stat`.
 fn stat_fields(pid: u32) -> Option<(char, Vec<String>)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may itself hold spaces or
@@ -62,7 +66,7 @@ pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
         None => false,
         Some(('Z' | 'X' | 'x', _)) => false,
         Some((_, fields)) => match ticks {
-            Some(t) => fields.get(19).and_then(|s| s.parse::<u64>().ok()) == Some(t),
+            Some(t) => fields.get(STARTTIME).and_then(|s| s.parse::<u64>().ok()) == Some(t),
             None => true,
         },
     }
@@ -71,7 +75,9 @@ pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
 /// Up to `max` bytes at the end of a file, as text (lossy UTF-8, starting
 /// at a line boundary when the cut falls mid-line).
 pub fn tail(path: &Path, max: u64) -> String {
-    let Ok(mut f) = File::open(path) else { return String::new() };
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(max);
     if f.seek(SeekFrom::Start(start)).is_err() {
@@ -166,12 +172,18 @@ mod tests {
         let ticks = start_ticks(pid);
         assert!(ticks.is_some());
         assert!(alive(pid, ticks));
-        assert!(!alive(pid, ticks.map(|t| t + 1)), "another start time is another process");
+        assert!(
+            !alive(pid, ticks.map(|t| t + 1)),
+            "another start time is another process"
+        );
         child.kill().unwrap();
         // Not yet reaped: a zombie counts as ended.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while alive(pid, ticks) {
-            assert!(std::time::Instant::now() < deadline, "killed process still alive");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed process still alive"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         child.wait().unwrap();
@@ -193,8 +205,12 @@ mod tests {
     #[test]
     fn auth_checks_succeed_fail_and_time_out() {
         assert!(check_command("true", Duration::from_secs(5)).is_ok());
-        assert!(check_command("exit 3", Duration::from_secs(5)).unwrap_err().contains("3"));
-        assert!(check_command("sleep 5", Duration::from_millis(200)).unwrap_err().contains("timed out"));
+        assert!(check_command("exit 3", Duration::from_secs(5))
+            .unwrap_err()
+            .contains("3"));
+        assert!(check_command("sleep 5", Duration::from_millis(200))
+            .unwrap_err()
+            .contains("timed out"));
         assert_eq!(signal_name(9), "SIGKILL");
     }
 }

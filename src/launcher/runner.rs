@@ -55,7 +55,10 @@ impl Runner {
             match self.step() {
                 Ok(true) => {
                     if let Err(e) = std::fs::remove_file(&self.path) {
-                        log::warn!("task {id}: cannot remove state file {}: {e}", self.path.display());
+                        log::warn!(
+                            "task {id}: cannot remove state file {}: {e}",
+                            self.path.display()
+                        );
                     }
                     break;
                 }
@@ -66,7 +69,10 @@ impl Runner {
                     }
                 }
                 Err(e) => {
-                    log::warn!("task {id}: report not delivered, retrying in {} s: {e}", backoff.as_secs());
+                    log::warn!(
+                        "task {id}: report not delivered, retrying in {} s: {e}",
+                        backoff.as_secs()
+                    );
                     if self.ctx.stop.sleep(backoff) {
                         break;
                     }
@@ -75,14 +81,21 @@ impl Runner {
             }
         }
         if self.ctx.stop.is_set() && self.path.exists() {
-            log::info!("task {id}: launcher stopping; state kept in {} for the next start", self.path.display());
+            log::info!(
+                "task {id}: launcher stopping; state kept in {} for the next start",
+                self.path.display()
+            );
         }
         self.ctx.finish_slot(id);
     }
 
     fn persist(&self) {
         if let Err(e) = save(&self.path, &self.st) {
-            log::error!("task {}: cannot write state file {}: {e}", self.st.task_id, self.path.display());
+            log::error!(
+                "task {}: cannot write state file {}: {e}",
+                self.st.task_id,
+                self.path.display()
+            );
         }
     }
 
@@ -93,15 +106,25 @@ impl Runner {
         }
         let ending = match &mut self.child {
             Some(child) => match child.try_wait() {
-                Ok(Some(status)) => Some(Ending::Exited { code: status.code(), signal: status.signal(), at_ms: now_ms() }),
+                Ok(Some(status)) => Some(Ending::Exited {
+                    code: status.code(),
+                    signal: status.signal(),
+                    at_ms: now_ms(),
+                }),
                 Ok(None) => None,
                 Err(e) => {
-                    log::warn!("task {}: cannot wait for pid {}: {e}", self.st.task_id, child.id());
+                    log::warn!(
+                        "task {}: cannot wait for pid {}: {e}",
+                        self.st.task_id,
+                        child.id()
+                    );
                     None
                 }
             },
             None => match self.st.pid {
-                Some(pid) if !alive(pid, self.st.pid_start_ticks) => Some(Ending::Vanished { at_ms: now_ms() }),
+                Some(pid) if !alive(pid, self.st.pid_start_ticks) => {
+                    Some(Ending::Vanished { at_ms: now_ms() })
+                }
                 Some(_) => None,
                 None => Some(Ending::Vanished { at_ms: now_ms() }),
             },
@@ -143,7 +166,9 @@ impl Runner {
                 return Ok(self.st.ending.is_some());
             }
         }
-        let Some(_) = &self.st.ending else { return Ok(false) };
+        let Some(_) = &self.st.ending else {
+            return Ok(false);
+        };
         if self.st.final_report.is_none() {
             let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
             log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
@@ -153,7 +178,10 @@ impl Runner {
         let report = self.st.final_report.clone().expect("set above");
         match self.send(&report.kind, report.body)? {
             Sent::Acked => log::info!("task {id}: {} acknowledged", report.kind),
-            Sent::Refused(e) => log::error!("task {id}: server refused `{}` for good ({e}); giving up on it", report.kind),
+            Sent::Refused(e) => log::error!(
+                "task {id}: server refused `{}` for good ({e}); giving up on it",
+                report.kind
+            ),
         }
         Ok(true)
     }
@@ -162,10 +190,15 @@ impl Runner {
     /// was lost on the way.
     fn stream_output(&mut self) -> Result<bool, ApiError> {
         loop {
-            let (mut bytes, len) = match read_range(&self.st.log_path, self.st.output_offset, CHUNK) {
+            let (mut bytes, len) = match read_range(&self.st.log_path, self.st.output_offset, CHUNK)
+            {
                 Ok(r) => r,
                 Err(e) => {
-                    log::warn!("task {}: cannot read {}: {e}", self.st.task_id, self.st.log_path.display());
+                    log::warn!(
+                        "task {}: cannot read {}: {e}",
+                        self.st.task_id,
+                        self.st.log_path.display()
+                    );
                     return Ok(true);
                 }
             };
@@ -195,7 +228,10 @@ impl Runner {
                     self.abandon(e);
                     return Ok(false);
                 }
-                Sent::Refused(e) => log::error!("task {}: output chunk refused, skipped: {e}", self.st.task_id),
+                Sent::Refused(e) => log::error!(
+                    "task {}: output chunk refused, skipped: {e}",
+                    self.st.task_id
+                ),
             }
             self.st.output_offset += n;
             self.persist();
@@ -216,7 +252,11 @@ impl Runner {
     fn send(&self, kind: &str, mut body: Value) -> Result<Sent, ApiError> {
         body["worker_id"] = json!(self.st.worker_id);
         body["claim_token"] = json!(self.st.claim_token);
-        match self.ctx.api.post(&format!("dispatch/tasks/{}/{kind}", self.st.task_id), &body) {
+        match self
+            .ctx
+            .api
+            .post(&format!("dispatch/tasks/{}/{kind}", self.st.task_id), &body)
+        {
             Ok(_) => Ok(Sent::Acked),
             Err(e) if e.is_permanent() => Ok(Sent::Refused(e)),
             Err(e) => Err(e),
@@ -252,22 +292,39 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         kind: "failed".into(),
         body: json!({ "signature": signature, "reason": reason, "evidence": evidence }),
     };
-    let ending = st.ending.clone().unwrap_or(Ending::Vanished { at_ms: now_ms() });
+    let ending = st
+        .ending
+        .clone()
+        .unwrap_or(Ending::Vanished { at_ms: now_ms() });
     if let Ending::NotStarted { reason } = &ending {
         let signature = format!("{SIG_RUNTIME_MISSING}: {}", st.cli);
         return failed(
             signature.clone(),
-            format!("{signature} ({reason}); agent {} cannot run on this host", st.agent_slug),
-            format!("$ {}\n{reason}\nPATH={}", st.command.join(" "), path_var.unwrap_or("")),
+            format!(
+                "{signature} ({reason}); agent {} cannot run on this host",
+                st.agent_slug
+            ),
+            format!(
+                "$ {}\n{reason}\nPATH={}",
+                st.command.join(" "),
+                path_var.unwrap_or("")
+            ),
         );
     }
     // A wrapper that could not find a program it calls: the agent may even
     // exit 0, but the work did not happen.
     let err_scan = tail(&st.err_log_path, 64 * 1024);
-    if let Some(line) = err_scan.lines().find(|l| l.to_ascii_lowercase().contains(SIG_COMMAND_NOT_FOUND)) {
+    if let Some(line) = err_scan
+        .lines()
+        .find(|l| l.to_ascii_lowercase().contains(SIG_COMMAND_NOT_FOUND))
+    {
         return failed(
             SIG_COMMAND_NOT_FOUND.into(),
-            format!("{SIG_COMMAND_NOT_FOUND} in {}: {}", st.err_log_path.display(), line.trim()),
+            format!(
+                "{SIG_COMMAND_NOT_FOUND} in {}: {}",
+                st.err_log_path.display(),
+                line.trim()
+            ),
             evidence,
         );
     }
@@ -276,7 +333,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             kind: "finished".into(),
             body: json!({ "exit_code": 0, "signal": null, "output": tail(&st.log_path, OUTPUT_TAIL) }),
         },
-        Ending::Exited { code, signal, at_ms } => {
+        Ending::Exited {
+            code,
+            signal,
+            at_ms,
+        } => {
             let sig = signal.map(signal_name);
             let signature = format!(
                 "launcher process exited early (code={}, signal={})",
@@ -284,7 +345,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                 sig.clone().unwrap_or_else(|| "null".into())
             );
             let secs = (at_ms - st.started_at_ms).max(0) / 1000;
-            failed(signature.clone(), format!("{signature} after {secs} s running {}", st.cli), evidence)
+            failed(
+                signature.clone(),
+                format!("{signature} after {secs} s running {}", st.cli),
+                evidence,
+            )
         }
         Ending::Vanished { .. } => {
             let output = tail(&st.log_path, OUTPUT_TAIL);
@@ -294,8 +359,13 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                 st.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
             );
             if output.trim().is_empty() {
-                let signature = "launcher process exited early (code=unknown, signal=unknown)".to_string();
-                failed(signature.clone(), format!("{signature}: {note}; its stdout log is empty"), evidence)
+                let signature =
+                    "launcher process exited early (code=unknown, signal=unknown)".to_string();
+                failed(
+                    signature.clone(),
+                    format!("{signature}: {note}; its stdout log is empty"),
+                    evidence,
+                )
             } else {
                 FinalReport {
                     kind: "finished".into(),
@@ -345,38 +415,94 @@ mod tests {
     fn decides_the_outcome() {
         let d = tempfile::tempdir().unwrap();
         let d = d.path();
-        let ok = Ending::Exited { code: Some(0), signal: None, at_ms: 3000 };
+        let ok = Ending::Exited {
+            code: Some(0),
+            signal: None,
+            at_ms: 3000,
+        };
 
         let r = final_report(&st(d, "done\n", "", ok.clone()), None);
         assert_eq!(r.kind, "finished");
         assert_eq!(r.body["exit_code"], 0);
         assert_eq!(r.body["output"], "done\n");
 
-        let r = final_report(&st(d, "", "x.sh: line 2: frobnicate: command not found\n", ok), None);
+        let r = final_report(
+            &st(d, "", "x.sh: line 2: frobnicate: command not found\n", ok),
+            None,
+        );
         assert_eq!(r.kind, "failed");
         assert_eq!(r.body["signature"], "command not found");
-        assert!(r.body["reason"].as_str().unwrap().contains("frobnicate: command not found"));
+        assert!(r.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("frobnicate: command not found"));
         assert!(r.body["evidence"].as_str().unwrap().contains("frobnicate"));
 
-        let r = final_report(&st(d, "partial\n", "boom\n", Ending::Exited { code: Some(3), signal: None, at_ms: 2000 }), None);
-        assert_eq!(r.body["signature"], "launcher process exited early (code=3, signal=null)");
+        let r = final_report(
+            &st(
+                d,
+                "partial\n",
+                "boom\n",
+                Ending::Exited {
+                    code: Some(3),
+                    signal: None,
+                    at_ms: 2000,
+                },
+            ),
+            None,
+        );
+        assert_eq!(
+            r.body["signature"],
+            "launcher process exited early (code=3, signal=null)"
+        );
         assert!(r.body["evidence"].as_str().unwrap().contains("boom"));
         assert!(r.body["evidence"].as_str().unwrap().contains("partial"));
 
-        let r = final_report(&st(d, "", "", Ending::Exited { code: None, signal: Some(9), at_ms: 0 }), None);
-        assert_eq!(r.body["signature"], "launcher process exited early (code=null, signal=SIGKILL)");
+        let r = final_report(
+            &st(
+                d,
+                "",
+                "",
+                Ending::Exited {
+                    code: None,
+                    signal: Some(9),
+                    at_ms: 0,
+                },
+            ),
+            None,
+        );
+        assert_eq!(
+            r.body["signature"],
+            "launcher process exited early (code=null, signal=SIGKILL)"
+        );
 
-        let r = final_report(&st(d, "", "", Ending::NotStarted { reason: "not found in PATH".into() }), Some("/bin"));
+        let r = final_report(
+            &st(
+                d,
+                "",
+                "",
+                Ending::NotStarted {
+                    reason: "not found in PATH".into(),
+                },
+            ),
+            Some("/bin"),
+        );
         assert_eq!(r.body["signature"], "runtime no disponible en host: codex");
         assert!(r.body["evidence"].as_str().unwrap().contains("PATH=/bin"));
 
         let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
         assert_eq!(r.kind, "finished");
         assert_eq!(r.body["exit_code"], Value::Null);
-        assert!(r.body["output"].as_str().unwrap().contains("exit code unknown"));
+        assert!(r.body["output"]
+            .as_str()
+            .unwrap()
+            .contains("exit code unknown"));
 
         let r = final_report(&st(d, "", "", Ending::Vanished { at_ms: 0 }), None);
         assert_eq!(r.kind, "failed");
-        assert!(r.body["reason"].as_str().unwrap().contains("exit code unknown"));
+        assert!(r.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit code unknown"));
     }
 }

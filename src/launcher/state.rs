@@ -47,7 +47,11 @@ pub struct TaskState {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ending {
     /// Seen by the launcher that started it.
-    Exited { code: Option<i32>, signal: Option<i32>, at_ms: i64 },
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+        at_ms: i64,
+    },
     /// The process was gone when a restarted launcher looked: the exit
     /// status went to whoever reaped it.
     Vanished { at_ms: i64 },
@@ -64,7 +68,12 @@ pub struct FinalReport {
 
 impl TaskState {
     pub fn path_in(&self, dir: &Path) -> PathBuf {
-        let stem = self.log_path.file_name().and_then(|n| n.to_str()).unwrap_or("task").trim_end_matches(".log");
+        let stem = self
+            .log_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("task")
+            .trim_end_matches(".log");
         dir.join(format!("{stem}.state.json"))
     }
 }
@@ -84,10 +93,16 @@ pub fn save(path: &Path, st: &TaskState) -> std::io::Result<()> {
 /// Every state file in `dir`, oldest task first. Unreadable files are
 /// returned as errors to log, not dropped silently.
 pub fn load_all(dir: &Path) -> Vec<Result<(PathBuf, TaskState), String>> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".state.json")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".state.json"))
+        })
         .collect();
     paths.sort();
     paths
@@ -122,7 +137,11 @@ mod tests {
             started_at_ms: 1,
             started_reported: false,
             output_offset: 0,
-            ending: Some(Ending::Exited { code: Some(0), signal: None, at_ms: 2 }),
+            ending: Some(Ending::Exited {
+                code: Some(0),
+                signal: None,
+                at_ms: 2,
+            }),
             final_report: None,
             abandoned: false,
         };
@@ -135,6 +154,9 @@ mod tests {
         assert_eq!(p, &path);
         assert_eq!(back.ending, st.ending);
         std::fs::write(dir.path().join("junk.state.json"), "{").unwrap();
-        assert_eq!(load_all(dir.path()).iter().filter(|r| r.is_err()).count(), 1);
+        assert_eq!(
+            load_all(dir.path()).iter().filter(|r| r.is_err()).count(),
+            1
+        );
     }
 }

@@ -34,7 +34,11 @@ pub fn main(args: &[String]) -> ExitCode {
 
 /// Prints the report to `out`; true when every runtime is available.
 pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
-    let env = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let env = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let slugs = match parse_slugs(env("SUPPORTED_AGENT_SLUGS").as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -50,7 +54,10 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                 Ok(v) => {
                     for a in v["agents"].as_array().into_iter().flatten() {
                         if let Some(slug) = a["slug"].as_str() {
-                            ops_cmds.insert(slug.to_string(), a["launch_command"].as_str().map(str::to_string));
+                            ops_cmds.insert(
+                                slug.to_string(),
+                                a["launch_command"].as_str().map(str::to_string),
+                            );
                         }
                     }
                 }
@@ -73,8 +80,10 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
     let path_var = env("PATH");
     let mut missing = Vec::new();
     for slug in &slugs {
-        let env_cmds: HashMap<String, String> =
-            env(&env_name("AGENT_CMD_", slug)).map(|c| (slug.clone(), c)).into_iter().collect();
+        let env_cmds: HashMap<String, String> = env(&env_name("AGENT_CMD_", slug))
+            .map(|c| (slug.clone(), c))
+            .into_iter()
+            .collect();
         let ops = ops_cmds.get(slug).cloned().flatten();
         let Some((template, source)) = command::configured(slug, ops.as_deref(), &env_cmds) else {
             let _ = writeln!(
@@ -89,7 +98,11 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
         let cli = match checked {
             Ok(cli) => cli,
             Err(e) => {
-                let _ = writeln!(out, "[doctor] MISSING {slug}: (bad command) {} {e}", source.describe(slug));
+                let _ = writeln!(
+                    out,
+                    "[doctor] MISSING {slug}: (bad command) {} {e}",
+                    source.describe(slug)
+                );
                 missing.push(slug.clone());
                 continue;
             }
@@ -108,7 +121,11 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                 }
             }
             Err(why) => {
-                let _ = writeln!(out, "[doctor] MISSING {slug}: {cli} ({why}; from {})", source.describe(slug));
+                let _ = writeln!(
+                    out,
+                    "[doctor] MISSING {slug}: {cli} ({why}; from {})",
+                    source.describe(slug)
+                );
                 missing.push(slug.clone());
             }
         }
@@ -134,7 +151,14 @@ mod tests {
 
     fn doctor(vars: &[(&str, &str)]) -> (bool, String) {
         let mut out = Vec::new();
-        let ok = run(|k| vars.iter().find(|(ak, _)| *ak == k).map(|(_, v)| v.to_string()), &mut out);
+        let ok = run(
+            |k| {
+                vars.iter()
+                    .find(|(ak, _)| *ak == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &mut out,
+        );
         (ok, String::from_utf8(out).unwrap())
     }
 
@@ -147,9 +171,16 @@ mod tests {
             ("PATH", "/usr/bin:/bin"),
         ]);
         assert!(ok, "{text}");
-        assert!(text.contains("[doctor] OK codex: /usr/bin/sh") || text.contains("[doctor] OK codex: /bin/sh"), "{text}");
+        assert!(
+            text.contains("[doctor] OK codex: /usr/bin/sh")
+                || text.contains("[doctor] OK codex: /bin/sh"),
+            "{text}"
+        );
         assert!(text.contains("[doctor] OK hermes: /bin/true"), "{text}");
-        assert!(text.ends_with("[doctor] PASS all runtimes available.\n"), "{text}");
+        assert!(
+            text.ends_with("[doctor] PASS all runtimes available.\n"),
+            "{text}"
+        );
 
         let (ok, text) = doctor(&[
             ("SUPPORTED_AGENT_SLUGS", "codex,newbie"),
@@ -157,12 +188,24 @@ mod tests {
             ("PATH", "/usr/bin:/bin"),
         ]);
         assert!(!ok);
-        assert!(text.contains("[doctor] MISSING codex: no-such-codex-cli (not found in PATH"), "{text}");
-        assert!(text.contains("[doctor] MISSING newbie: (no command) set AGENT_CMD_NEWBIE"), "{text}");
-        assert!(text.contains("[doctor] FAIL 2 of 2 runtimes missing: codex, newbie."), "{text}");
+        assert!(
+            text.contains("[doctor] MISSING codex: no-such-codex-cli (not found in PATH"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[doctor] MISSING newbie: (no command) set AGENT_CMD_NEWBIE"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[doctor] FAIL 2 of 2 runtimes missing: codex, newbie."),
+            "{text}"
+        );
 
         let (ok, text) = doctor(&[]);
         assert!(!ok);
-        assert!(text.starts_with("[doctor] FAIL SUPPORTED_AGENT_SLUGS is not set"), "{text}");
+        assert!(
+            text.starts_with("[doctor] FAIL SUPPORTED_AGENT_SLUGS is not set"),
+            "{text}"
+        );
     }
 }
