@@ -70,6 +70,8 @@ pub struct Ctx {
     running: Mutex<BTreeSet<i64>>,
     /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
     poke: crossbeam_channel::Sender<()>,
+    /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
+    reprobe: crossbeam_channel::Sender<()>,
 }
 
 impl Ctx {
@@ -176,6 +178,7 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
     let host = hostname();
     let worker_id = worker_id(&host, &cfg.log_dir);
     let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
+    let (reprobe_tx, reprobe_rx) = crossbeam_channel::bounded::<()>(1);
     let ctx = Arc::new(Ctx {
         api: Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15)),
         cfg,
@@ -185,6 +188,7 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
         caps: Caps::default(),
         running: Mutex::new(BTreeSet::new()),
         poke: poke_tx,
+        reprobe: reprobe_tx,
     });
     log::info!(
         "launcher {} starting: api {}, slugs {}, models [{}], {} slots, logs in {}",
@@ -205,12 +209,14 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
                     match sig {
                         SIGHUP => {
                             logging::reopen();
-                            log::info!("SIGHUP: log file reopened");
+                            log::info!("SIGHUP: log file reopened, runtimes probed again");
+                            let _ = ctx.reprobe.try_send(());
                         }
                         _ => {
                             log::info!("signal {sig}: draining (no new claims), then exiting");
                             ctx.stop.set();
                             let _ = ctx.poke.try_send(());
+                            let _ = ctx.reprobe.try_send(());
                         }
                     }
                 }
@@ -229,10 +235,16 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
         let ctx = ctx.clone();
         std::thread::Builder::new()
             .name("probe".into())
-            .spawn(move || {
-                while !ctx.stop.sleep(ctx.cfg.heartbeat_every) {
-                    ctx.caps.refresh_ops_commands(&ctx.api);
-                    ctx.caps.probe(&ctx.cfg);
+            .spawn(move || loop {
+                let _ = reprobe_rx.recv_timeout(ctx.cfg.heartbeat_every);
+                if ctx.stop.is_set() {
+                    return;
+                }
+                let before = ctx.caps.usable_slugs();
+                ctx.caps.refresh_ops_commands(&ctx.api);
+                ctx.caps.probe(&ctx.cfg);
+                if ctx.caps.usable_slugs() != before {
+                    let _ = ctx.poke.try_send(());
                 }
             })
             .map_err(|e| e.to_string())?

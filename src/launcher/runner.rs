@@ -367,10 +367,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                     evidence,
                 )
             } else {
+                // `exit_code` is left out, not null: it is unknown, and the
+                // server takes an absent code as such.
                 FinalReport {
                     kind: "finished".into(),
                     body: json!({
-                        "exit_code": null,
                         "signal": null,
                         "output": format!("{}\n[ops-center launcher] {note}", output.trim_end()),
                     }),
@@ -492,7 +493,7 @@ mod tests {
 
         let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
         assert_eq!(r.kind, "finished");
-        assert_eq!(r.body["exit_code"], Value::Null);
+        assert!(r.body.get("exit_code").is_none());
         assert!(r.body["output"]
             .as_str()
             .unwrap()

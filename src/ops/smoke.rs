@@ -488,7 +488,7 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
     s.api
         .put("settings/dispatch_enabled", &json!({"value": "false"}))
         .map_err(|e| api_err("pause dispatch", e))?;
-    let others = wait_until(Duration::from_secs(15), || {
+    let others = wait_until(Duration::from_secs(5), || {
         let v = s.api.get("tasks?status=dispatching&limit=200").ok()?;
         let ids: Vec<i64> = v["tasks"]
             .as_array()?

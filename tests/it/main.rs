@@ -6,5 +6,7 @@ mod util;
 mod access;
 mod auth;
 mod durability;
+mod launcher;
+mod operator;
 mod tasks;
 mod validation;
