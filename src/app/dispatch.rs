@@ -32,7 +32,7 @@ pub const CHUNK_LIMIT: usize = 256 * 1024;
 /// committed) before the 409 is returned.
 pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
     enum Outcome {
-        Queued(Task),
+        Queued(Box<Task>),
         Gated,
     }
     let who = who.clone();
@@ -83,10 +83,10 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         }
         transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, json!({"agent": agent.slug}), now)?;
         tasks::save(conn, &t, now)?;
-        Ok(Outcome::Queued(tasks::require(conn, id)?))
+        Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?)))
     })?;
     match outcome {
-        Outcome::Queued(t) => Ok(t),
+        Outcome::Queued(t) => Ok(*t),
         Outcome::Gated => Err(Error::conflict(
             "human_gate",
             format!("task {id} is sensitive: a human admin must approve it (POST /api/tasks/{id}/approve) before it is dispatched"),

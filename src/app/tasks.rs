@@ -258,11 +258,9 @@ fn change_status(
             )?;
         }
     }
-    // Leaving a claimed status by hand ends the worker's claim: its later
-    // reports are refused as stale.
-    if from.is_claimed() {
-        t.clear_claim();
-    }
+    // A status set by hand takes the task from any worker: its claim ends
+    // and its later reports are refused as stale.
+    t.clear_claim();
     transition(
         conn,
         t,

@@ -102,7 +102,10 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
     }
 
     for t in tasks::in_status(conn, Status::Doing)? {
-        let worker = t.claimed_by.clone().unwrap_or_default();
+        // A task moved to doing by hand is a person's: no worker to watch.
+        let Some(worker) = t.claimed_by.clone() else {
+            continue;
+        };
         if fresh.contains(&worker) {
             continue;
         }
@@ -180,18 +183,26 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
     Ok(id)
 }
 
-/// The watchdog thread: one pass every `watchdog_interval_seconds` (read
-/// anew each time) until `stop` is set.
+/// The watchdog thread: one pass every `watchdog_interval_seconds` until
+/// `stop` is set. The setting is read again every second, so a change
+/// takes effect without a restart.
 pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || {
-            let mut next = Instant::now() + interval(&db);
+            let mut last_run = Instant::now();
+            let mut period = interval(&db);
+            let mut last_read = Instant::now();
             while !stop.load(Ordering::SeqCst) {
-                if Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(200));
+                if last_read.elapsed() >= Duration::from_secs(1) {
+                    period = interval(&db);
+                    last_read = Instant::now();
+                }
+                if last_run.elapsed() < period {
                     continue;
                 }
+                last_run = Instant::now();
                 match db.write(|conn| run(conn, "watchdog", now_ms())) {
                     Ok(report) => {
                         let n = report["reconciled"].as_u64().unwrap_or(0);
@@ -202,7 +213,6 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                     }
                     Err(e) => log::error!("watchdog pass failed: {e}"),
                 }
-                next = Instant::now() + interval(&db);
             }
         })
         .expect("spawn watchdog thread")

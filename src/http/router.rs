@@ -1,9 +1,10 @@
 //! Maps method and path to a handler. A known path with another method is
-//! a 405 naming the accepted ones; an unknown path is a 404.
+//! a 405 naming the accepted ones; an unknown path is a 404. Paths outside
+//! `/api/` are the web UI's files.
 
 use super::request::Req;
 use super::response::Resp;
-use super::routes::{accounts, admin, dispatch, feed, tasks};
+use super::routes::{accounts, admin, dispatch, feed, tasks, ui};
 use super::App;
 use crate::error::{Error, Result};
 
@@ -20,7 +21,7 @@ macro_rules! methods {
 
 pub fn route(app: &App, req: &Req) -> Result<Resp> {
     let Some(rest) = req.path.strip_prefix("/api/") else {
-        return Err(Error::not_found(format!("no route {}", req.path)));
+        return ui::serve(req);
     };
     let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     match segs.as_slice() {

@@ -97,12 +97,12 @@ pub fn count_for_task(conn: &Connection, task_id: i64, kind: &str) -> Result<i64
     )?)
 }
 
+/// One failed dispatch: the task, its agent's slug, when.
+pub type Failure = (Option<i64>, Option<String>, i64);
+
 /// Failed dispatches (`dispatch.failed`, `dispatch.reconciled_stale`) at or
-/// after `since`: (task id, agent slug, at) each.
-pub fn dispatch_failures_since(
-    conn: &Connection,
-    since: i64,
-) -> Result<Vec<(Option<i64>, Option<String>, i64)>> {
+/// after `since`.
+pub fn dispatch_failures_since(conn: &Connection, since: i64) -> Result<Vec<Failure>> {
     let mut stmt = conn.prepare_cached(
         "SELECT task_id, json_extract(payload, '$.agent'), at FROM events
          WHERE kind IN ('dispatch.failed', 'dispatch.reconciled_stale') AND at >= ?1",

@@ -34,6 +34,10 @@ enum Rule {
     Operator,
     GlobalAdmin,
     WorkspaceAdmin,
+    /// A human admin (global, or of the task's workspace), never the token.
+    GateApprover,
+    /// Worker endpoints: the service token only.
+    ServiceOnly,
 }
 
 fn allowed(rule: Rule, who: Who) -> bool {
@@ -42,7 +46,8 @@ fn allowed(rule: Rule, who: Who) -> bool {
         Rule::OpsAdmin => matches!(who, Who::WsAdmin | Who::Admin | Who::Service),
         Rule::Operator => matches!(who, Who::Admin | Who::Service),
         Rule::GlobalAdmin => matches!(who, Who::Admin),
-        Rule::WorkspaceAdmin => matches!(who, Who::WsAdmin | Who::Admin),
+        Rule::WorkspaceAdmin | Rule::GateApprover => matches!(who, Who::WsAdmin | Who::Admin),
+        Rule::ServiceOnly => matches!(who, Who::Service),
     }
 }
 
@@ -72,6 +77,39 @@ impl Ctx {
         let r = self.srv.service().post("/api/tasks", &body);
         assert_eq!(r.status, 201, "{}", r.text);
         r.json["id"].as_i64().unwrap()
+    }
+
+    /// A task claimed by worker `w` (as the service): (task id, token).
+    fn claimed(&self, w: &str) -> (i64, String) {
+        let id = crate::util::queued_task(&self.srv, "codex", json!({"priority": 1000}));
+        let worker = crate::util::Worker::new(&self.srv, w);
+        worker.heartbeat(&["codex"], &[]);
+        let r = worker.claim();
+        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
+        (id, r.json["claim_token"].as_str().unwrap().to_string())
+    }
+
+    /// An open alert (from reconciling a claimed task); its id.
+    fn alert(&self) -> i64 {
+        let (id, _) = self.claimed("alerting");
+        let r = self
+            .srv
+            .service()
+            .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+        assert_eq!(r.status, 200);
+        let alerts = self
+            .srv
+            .service()
+            .get("/api/alerts?status=open&limit=1000")
+            .json;
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["task_id"] == id)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
     }
 
     fn new_user(&self, name: &str) -> i64 {
@@ -190,7 +228,7 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
                 (
                     "PUT",
                     "/api/settings/dispatch_enabled".into(),
-                    json!({"value": "false"}),
+                    json!({"value": "true"}),
                 )
             }),
         ),
@@ -336,6 +374,121 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
             Rule::AnyUser,
             Box::new(|_, _| ("GET", "/api/auth/me".into(), Value::Null)),
         ),
+        (
+            "dispatch",
+            Rule::AnyUser,
+            Box::new(|c, _| {
+                let id =
+                    c.task(json!({"title": "d", "execution": "interactive", "agent": "codex"}));
+                ("POST", format!("/api/tasks/{id}/dispatch"), Value::Null)
+            }),
+        ),
+        (
+            "approve",
+            Rule::GateApprover,
+            Box::new(|c, _| {
+                let id = c.task(json!({"title": "s", "execution": "interactive", "agent": "codex", "sensitive": true}));
+                ("POST", format!("/api/tasks/{id}/approve"), Value::Null)
+            }),
+        ),
+        (
+            "heartbeat",
+            Rule::ServiceOnly,
+            Box::new(|_, _| {
+                (
+                    "POST",
+                    "/api/dispatch/heartbeat".into(),
+                    json!({"worker_id": "m"}),
+                )
+            }),
+        ),
+        (
+            "claim",
+            Rule::ServiceOnly,
+            Box::new(|_, _| {
+                (
+                    "POST",
+                    "/api/dispatch/next".into(),
+                    json!({"worker_id": "m"}),
+                )
+            }),
+        ),
+        (
+            "claim (GET)",
+            Rule::ServiceOnly,
+            Box::new(|_, _| ("GET", "/api/dispatch/next?worker_id=m".into(), Value::Null)),
+        ),
+        (
+            "report",
+            Rule::ServiceOnly,
+            Box::new(|c, who| {
+                let (id, token) = if who == Who::Service {
+                    c.claimed("reporter")
+                } else {
+                    (1, "bogus".to_string())
+                };
+                (
+                    "POST",
+                    format!("/api/dispatch/tasks/{id}/started"),
+                    json!({"worker_id": "reporter", "claim_token": token}),
+                )
+            }),
+        ),
+        (
+            "health",
+            Rule::AnyUser,
+            Box::new(|_, _| ("GET", "/api/dispatch/health".into(), Value::Null)),
+        ),
+        (
+            "stale tasks",
+            Rule::OpsAdmin,
+            Box::new(|_, _| ("GET", "/api/dispatch/stale".into(), Value::Null)),
+        ),
+        (
+            "reconcile",
+            Rule::Operator,
+            Box::new(|_, _| {
+                (
+                    "POST",
+                    "/api/dispatch/reconcile-stale".into(),
+                    json!({"minutes": 20}),
+                )
+            }),
+        ),
+        (
+            "watchdog",
+            Rule::OpsAdmin,
+            Box::new(|_, _| ("POST", "/api/watchdog/run".into(), Value::Null)),
+        ),
+        (
+            "forget worker",
+            Rule::Operator,
+            Box::new(|c, w| {
+                let name = format!("gone-{w:?}");
+                crate::util::Worker::new(&c.srv, &name).heartbeat(&[], &[]);
+                (
+                    "DELETE",
+                    format!("/api/dispatch/workers/{name}"),
+                    Value::Null,
+                )
+            }),
+        ),
+        (
+            "resolve alert",
+            Rule::OpsAdmin,
+            Box::new(|c, _| {
+                (
+                    "POST",
+                    format!("/api/alerts/{}/resolve", c.alert()),
+                    Value::Null,
+                )
+            }),
+        ),
+        (
+            "delete alert",
+            Rule::Operator,
+            Box::new(|c, _| ("DELETE", format!("/api/alerts/{}", c.alert()), Value::Null)),
+        ),
     ]
 }
 
@@ -345,6 +498,7 @@ fn role_matrix() {
     let (_, member) = srv.user("member", Some((1, "member")));
     let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
     let admin = srv.admin();
+    crate::util::enable_dispatch(&srv);
     let ctx = Ctx {
         srv,
         member,

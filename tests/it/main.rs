@@ -5,8 +5,13 @@ mod util;
 
 mod access;
 mod auth;
+mod concurrency;
+mod dispatch;
 mod durability;
+mod invariants;
 mod launcher;
 mod operator;
 mod tasks;
+mod ui;
 mod validation;
+mod watchdog;

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,6 @@ impl Server {
 
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
     }
 
     fn spawn(&mut self) {
@@ -444,4 +440,101 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// A fake worker speaking the dispatch protocol with the service token.
+pub struct Worker {
+    pub id: String,
+    pub client: Client,
+}
+
+impl Worker {
+    pub fn new(srv: &Server, id: &str) -> Worker {
+        Worker {
+            id: id.to_string(),
+            client: srv.service(),
+        }
+    }
+
+    /// A heartbeat reporting `usable` slugs as available and logged in.
+    pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> Res {
+        let agents: Vec<Value> = usable
+            .iter()
+            .map(|s| serde_json::json!({"slug": s, "cli": s, "available": true, "authenticated": true}))
+            .collect();
+        let r = self.client.post(
+            "/api/dispatch/heartbeat",
+            &serde_json::json!({"worker_id": self.id, "host": "test-host", "pid": 1, "version": "test",
+                                "agents": agents, "models": models, "slots_total": 2, "slots_busy": 0}),
+        );
+        assert_eq!(r.status, 200, "heartbeat: {}", r.text);
+        r
+    }
+
+    /// `POST /api/dispatch/next`; returns the answer.
+    pub fn claim(&self) -> Res {
+        let r = self.client.post(
+            "/api/dispatch/next",
+            &serde_json::json!({"worker_id": self.id}),
+        );
+        assert_eq!(r.status, 200, "claim: {}", r.text);
+        r
+    }
+
+    /// Claims and returns (task id, claim token), or panics with the reason.
+    pub fn claim_one(&self) -> (i64, String) {
+        let r = self.claim();
+        let id = r.json["task"]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no task claimed: {}", r.text));
+        (id, r.json["claim_token"].as_str().unwrap().to_string())
+    }
+
+    pub fn report(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
+        body["worker_id"] = Value::from(self.id.clone());
+        body["claim_token"] = Value::from(token);
+        self.client
+            .post(&format!("/api/dispatch/tasks/{task}/{kind}"), &body)
+    }
+}
+
+/// Creates an interactive task for `agent` and queues it; returns its id.
+pub fn queued_task(srv: &Server, agent: &str, extra: Value) -> i64 {
+    let mut body = serde_json::json!({"title": "dispatch me", "description": "do it", "execution": "interactive", "agent": agent});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            body[k] = v;
+        }
+    }
+    let svc = srv.service();
+    let r = svc.post("/api/tasks", &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_i64().unwrap();
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &serde_json::json!({}));
+    assert_eq!(r.status, 200, "dispatch: {}", r.text);
+    assert_eq!(r.json["status"], "queued");
+    id
+}
+
+pub fn enable_dispatch(srv: &Server) {
+    let r = srv.service().put(
+        "/api/settings/dispatch_enabled",
+        &serde_json::json!({"value": "true"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// The kinds of a task's events, oldest first.
+pub fn event_kinds(srv: &Server, task: i64) -> Vec<String> {
+    let r = srv
+        .service()
+        .get(&format!("/api/events?task_id={task}&limit=1000"));
+    let mut kinds: Vec<String> = r.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    kinds.reverse();
+    kinds
 }

@@ -14,7 +14,16 @@ fn bad_requests_are_clear_and_change_nothing() {
         .unwrap();
     let before = srv.fingerprint();
 
-    let cases: Vec<(&str, String, Vec<u8>, u16, &str, &str)> = vec![
+    // method, path, body, status, error code, text the message must hold
+    type Case = (
+        &'static str,
+        String,
+        Vec<u8>,
+        u16,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         // method, path, body, status, error code, text the message must hold
         (
             "POST",

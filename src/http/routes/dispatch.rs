@@ -175,7 +175,8 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
 /// `POST /api/dispatch/tasks/:id/<kind>`.
 pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let (allowed, make): (&[&str], fn(&Fields) -> Result<Report>) = match kind {
+    type Parse = fn(&Fields) -> Result<Report>;
+    let (allowed, make): (&[&str], Parse) = match kind {
         "started" => (
             &[
                 "worker_id",

@@ -6,3 +6,4 @@ pub mod admin;
 pub mod dispatch;
 pub mod feed;
 pub mod tasks;
+pub mod ui;

@@ -1,0 +1,442 @@
+//! The dispatch protocol: queueing, claims, worker reports, the Human Gate.
+
+use serde_json::json;
+
+use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
+
+#[test]
+fn a_task_goes_from_next_to_review_through_a_worker() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = queued_task(&srv, "codex", json!({}));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex", "hermes"], &[]);
+
+    let r = w.claim();
+    assert_eq!(r.json["task"]["id"], id, "{}", r.text);
+    assert_eq!(r.json["task"]["status"], "dispatching");
+    assert_eq!(r.json["task"]["claimed_by"], "w1");
+    assert_eq!(r.json["task"]["dispatch_attempts"], 1);
+    assert_eq!(r.json["agent"]["slug"], "codex");
+    assert!(r.json["agent"].get("launch_command").is_some());
+    assert_eq!(r.json["reconciled"], 0);
+    assert!(
+        r.json["task"].get("claim_token").is_none(),
+        "the token is not part of the task object"
+    );
+    let token = r.json["claim_token"].as_str().unwrap().to_string();
+    assert!(token.len() >= 32);
+
+    let r = w.report(
+        id,
+        &token,
+        "started",
+        json!({"pid": 4242, "log_path": "/tmp/t.log", "err_log_path": "/tmp/t.err.log"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "doing");
+    assert_eq!(r.json["log_path"], "/tmp/t.log");
+    // A retried report is harmless.
+    assert_eq!(
+        w.report(id, &token, "started", json!({"pid": 4242})).status,
+        200
+    );
+
+    let r = w.report(id, &token, "output", json!({"chunk": "compiling...\n"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "signal": null, "output": "compiling...\nall done\n"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "review");
+    assert_eq!(r.json["dispatch_output"], "compiling...\nall done\n");
+    assert_eq!(r.json["exit_code"], 0);
+    assert_eq!(
+        w.report(
+            id,
+            &token,
+            "finished",
+            json!({"exit_code": 0, "output": "x"})
+        )
+        .status,
+        200,
+        "retry"
+    );
+    assert_eq!(
+        svc.get(&format!("/api/tasks/{id}")).json["dispatch_output"],
+        "compiling...\nall done\n",
+        "a retry changes nothing"
+    );
+
+    let t = svc.get(&format!("/api/tasks/{id}"));
+    let logs: Vec<_> = t.json["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["author"] == "ai-dispatch" && c["kind"] == "log")
+        .collect();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["body"], "compiling...\n");
+
+    // With evidence, the done guard lets it through.
+    let r = svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        event_kinds(&srv, id),
+        [
+            "task.created",
+            "task.dispatched",
+            "dispatch.claimed",
+            "dispatch.started",
+            "dispatch.output",
+            "dispatch.finished",
+            "task.status_changed",
+            "task.updated"
+        ]
+    );
+}
+
+#[test]
+fn claims_hand_out_only_what_the_worker_can_run() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let w = Worker::new(&srv, "w1");
+    let codex = queued_task(&srv, "codex", json!({}));
+
+    // Dispatch disabled (the default) hands out nothing.
+    w.heartbeat(&["codex"], &[]);
+    assert_eq!(w.claim().json["reason"], "dispatch_disabled");
+    enable_dispatch(&srv);
+
+    // No heartbeat, or a stale one: nothing.
+    let stranger = Worker::new(&srv, "never-seen");
+    let r = stranger.claim();
+    assert_eq!(
+        (r.json["task"].is_null(), r.json["reason"].as_str()),
+        (true, Some("worker_not_fresh"))
+    );
+    srv.sql().execute("UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 91000 WHERE worker_id = 'w1'", []).unwrap();
+    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+
+    // An agent it does not report usable: nothing.
+    let r = w.client.post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": "w1", "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": false, "reason": "not logged in"},
+                                              {"slug": "hermes", "cli": "hermes", "available": true, "authenticated": true}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["usable_agents"], json!(["hermes"]));
+    assert_eq!(w.claim().json["reason"], "no_task");
+    // Asking for an agent it cannot run: nothing either.
+    let r = w.client.post(
+        "/api/dispatch/next",
+        &json!({"worker_id": "w1", "agent_slugs": ["codex"]}),
+    );
+    assert_eq!(r.json["reason"], "no_usable_agents");
+
+    // Usable again: it gets the task (GET works as well as POST).
+    w.heartbeat(&["codex"], &[]);
+    let r = svc.get("/api/dispatch/next?worker_id=w1&agent_slugs=codex,hermes");
+    assert_eq!(r.json["task"]["id"], codex, "{}", r.text);
+    assert_eq!(
+        w.claim().json["reason"],
+        "no_task",
+        "never handed out twice"
+    );
+}
+
+#[test]
+fn claims_follow_priority_age_models_and_workspaces() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let low = queued_task(&srv, "codex", json!({"priority": 1}));
+    let high_old = queued_task(&srv, "codex", json!({"priority": 5}));
+    let high_new = queued_task(&srv, "codex", json!({"priority": 5}));
+    let gemma = queued_task(
+        &srv,
+        "codex",
+        json!({"priority": 9, "model": "local-gemma4"}),
+    );
+    let ws2 = srv
+        .admin()
+        .post("/api/workspaces", &json!({"name": "two"}))
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let other_ws = queued_task(&srv, "codex", json!({"priority": 9, "workspace_id": ws2}));
+
+    let qwen = Worker::new(&srv, "qwen-box");
+    qwen.heartbeat(&["codex"], &["qwen*", "minimax*"]);
+    let scoped = |w: &Worker| {
+        let r = w.client.post(
+            "/api/dispatch/next",
+            &json!({"worker_id": w.id, "workspace_id": 1}),
+        );
+        r.json["task"]["id"].as_i64()
+    };
+    assert_eq!(
+        scoped(&qwen),
+        Some(high_old),
+        "the gemma task is skipped by a qwen worker; oldest of the top priority first"
+    );
+    assert_eq!(scoped(&qwen), Some(high_new));
+    assert_eq!(scoped(&qwen), Some(low));
+    assert_eq!(scoped(&qwen), None);
+    let gemma_box = Worker::new(&srv, "gemma-box");
+    gemma_box.heartbeat(&["codex"], &["gemma*"]);
+    assert_eq!(scoped(&gemma_box), Some(gemma));
+    assert_eq!(
+        gemma_box.claim_one().0,
+        other_ws,
+        "without a workspace filter any workspace"
+    );
+}
+
+#[test]
+fn human_gate_blocks_until_a_human_approves() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let (_, member) = srv.user("member", Some((1, "member")));
+    let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
+
+    let id = svc.post("/api/tasks", &json!({"title": "rotate prod keys", "execution": "interactive", "agent": "codex", "sensitive": true}))
+        .json["id"].as_i64().unwrap();
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!((r.status, r.error()), (409, "human_gate"), "{}", r.text);
+    let t = svc.get(&format!("/api/tasks/{id}")).json;
+    assert_eq!(t["blocked"], true);
+    assert!(t["blocked_reason"].as_str().unwrap().contains("Human Gate"));
+    assert_eq!(t["status"], "next");
+    assert!(event_kinds(&srv, id).contains(&"dispatch.human_gate_blocked".to_string()));
+    assert_eq!(w.claim().json["reason"], "no_task");
+
+    // Never by the service token (an agent cannot approve its own work),
+    // nor by a plain member.
+    let r = svc.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        member
+            .post(&format!("/api/tasks/{id}/approve"), &json!({}))
+            .status,
+        403
+    );
+    let r = ws_admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["gate_approved_by"], "wsadmin");
+    assert_eq!(r.json["blocked"], false, "the gate's block is lifted");
+
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Changing the prompt withdraws the approval: the queued task is not
+    // handed out until a human approves again.
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"description": "rotate ALL the keys"}),
+    );
+    assert_eq!(
+        r.json["gate_approved_at"],
+        serde_json::Value::Null,
+        "{}",
+        r.text
+    );
+    assert_eq!(w.claim().json["reason"], "no_task");
+    srv.admin()
+        .post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    assert_eq!(w.claim_one().0, id);
+    // Changing the agent withdraws it too.
+    svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "next"}),
+    );
+    srv.admin()
+        .post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"agent": "hermes"}));
+    assert_eq!(r.json["gate_approved_at"], serde_json::Value::Null);
+    let kinds = event_kinds(&srv, id);
+    assert_eq!(kinds.iter().filter(|k| *k == "gate.approved").count(), 3);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "gate.approval_withdrawn")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_reclaimed_tasks_late_report_is_refused() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let id = queued_task(&srv, "codex", json!({}));
+    let old = Worker::new(&srv, "old");
+    old.heartbeat(&["codex"], &[]);
+    let (_, old_token) = old.claim_one();
+
+    // The claim goes stale and is reconciled; the task is dispatched again
+    // and another worker takes it.
+    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+    assert_eq!(r.json["task_ids"], json!([id]), "{}", r.text);
+    svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+    svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    let new = Worker::new(&srv, "new");
+    new.heartbeat(&["codex"], &[]);
+    let (_, new_token) = new.claim_one();
+    assert_ne!(old_token, new_token);
+
+    let before = srv.fingerprint();
+    for (kind, body) in [
+        ("started", json!({"pid": 1})),
+        ("output", json!({"chunk": "late"})),
+        ("finished", json!({"exit_code": 0, "output": "late output"})),
+        ("failed", json!({"signature": "late", "reason": "late"})),
+    ] {
+        let r = old.report(id, &old_token, kind, body.clone());
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "stale_claim"),
+            "{kind}: {}",
+            r.text
+        );
+        // The new worker's id with the old token is refused as well.
+        let r = new.report(id, &old_token, kind, body);
+        assert_eq!(r.error(), "stale_claim");
+    }
+    assert_eq!(
+        before,
+        srv.fingerprint(),
+        "a stale report changed something"
+    );
+    let r = new.report(id, &new_token, "started", json!({"pid": 2}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["dispatch_attempts"], 2);
+}
+
+#[test]
+fn failures_become_blockers_with_evidence() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+
+    let failing = queued_task(&srv, "codex", json!({}));
+    let (id, token) = w.claim_one();
+    assert_eq!(id, failing);
+    w.report(id, &token, "started", json!({"pid": 7}));
+    let r = w.report(
+        id,
+        &token,
+        "failed",
+        json!({
+        "signature": "command not found",
+        "reason": "command not found in .err.log",
+        "evidence": "sh: 1: codex: command not found"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+    assert_eq!(r.json["blocked"], true);
+    assert_eq!(r.json["blocked_reason"], "command not found in .err.log");
+    let t = svc.get(&format!("/api/tasks/{id}")).json;
+    let blocker = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "blocker")
+        .expect("a blocker comment");
+    assert!(blocker["body"]
+        .as_str()
+        .unwrap()
+        .contains("sh: 1: codex: command not found"));
+    assert!(event_kinds(&srv, id).contains(&"dispatch.failed".to_string()));
+
+    // A run that ends without output is parked, not sent to review.
+    let silent = queued_task(&srv, "codex", json!({}));
+    let (id, token) = w.claim_one();
+    assert_eq!(id, silent);
+    w.report(id, &token, "started", json!({}));
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": ""}),
+    );
+    assert_eq!(r.json["status"], "waiting", "{}", r.text);
+    assert_eq!(r.json["blocked"], true);
+    assert_eq!(
+        r.json["blocked_reason"],
+        "finished without deliverable evidence"
+    );
+    let r = svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.error(), "done_guard");
+}
+
+#[test]
+fn dispatch_refuses_what_cannot_run() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let manual = svc
+        .post("/api/tasks", &json!({"title": "m", "agent": "codex"}))
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let no_agent = svc
+        .post(
+            "/api/tasks",
+            &json!({"title": "n", "execution": "interactive"}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    let blocked = svc
+        .post(
+            "/api/tasks",
+            &json!({"title": "b", "execution": "interactive", "agent": "codex"}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    svc.patch(
+        &format!("/api/tasks/{blocked}"),
+        &json!({"blocked": true, "blocked_reason": "waiting on a key"}),
+    );
+    let inactive = svc
+        .post(
+            "/api/tasks",
+            &json!({"title": "i", "execution": "interactive", "agent": "claudecode"}),
+        )
+        .json["id"]
+        .as_i64()
+        .unwrap();
+    svc.patch("/api/agents/2", &json!({"active": false}));
+    let queued = queued_task(&srv, "codex", json!({}));
+    let before = srv.fingerprint();
+    for (id, code) in [
+        (manual, "not_interactive"),
+        (no_agent, "no_agent"),
+        (blocked, "task_blocked"),
+        (inactive, "agent_inactive"),
+        (queued, "invalid_transition"),
+    ] {
+        let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+        assert_eq!((r.status, r.error()), (409, code), "{}", r.text);
+    }
+    assert_eq!(
+        svc.post("/api/tasks/99999/dispatch", &json!({})).status,
+        404
+    );
+    assert_eq!(before, srv.fingerprint());
+}

@@ -1,0 +1,270 @@
+//! Random sequences of operations against a real server keep the
+//! dispatcher's invariants: one holder per claim, `done` only with evidence
+//! or force, the Human Gate respected, every transition recorded.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::util::{enable_dispatch, Client, Server, Worker};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        ai: bool,
+        sensitive: bool,
+        hermes: bool,
+    },
+    Dispatch(usize),
+    Approve(usize),
+    EditPrompt(usize),
+    Unblock(usize),
+    SetStatus(usize, &'static str, bool),
+    Claim(usize),
+    Started(usize),
+    Output(usize),
+    Finished(usize, bool),
+    Failed(usize),
+    Reconcile,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(ai, sensitive, hermes)| Op::Create { ai, sensitive, hermes }),
+        3 => any::<usize>().prop_map(Op::Dispatch),
+        1 => any::<usize>().prop_map(Op::Approve),
+        1 => any::<usize>().prop_map(Op::EditPrompt),
+        1 => any::<usize>().prop_map(Op::Unblock),
+        2 => (any::<usize>(), prop::sample::select(vec!["next", "doing", "review", "done", "waiting"]), any::<bool>())
+            .prop_map(|(t, s, f)| Op::SetStatus(t, s, f)),
+        3 => (0usize..3).prop_map(Op::Claim),
+        2 => any::<usize>().prop_map(Op::Started),
+        2 => any::<usize>().prop_map(Op::Output),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(c, o)| Op::Finished(c, o)),
+        1 => any::<usize>().prop_map(Op::Failed),
+        1 => Just(Op::Reconcile),
+    ]
+}
+
+struct Run {
+    srv: Server,
+    svc: Client,
+    admin: Client,
+    workers: Vec<Worker>,
+    tasks: Vec<i64>,
+    /// Every claim ever handed out: (task, worker index, token).
+    claims: Vec<(i64, usize, String)>,
+}
+
+impl Run {
+    fn pick(&self, i: usize) -> Option<i64> {
+        (!self.tasks.is_empty()).then(|| self.tasks[i % self.tasks.len()])
+    }
+
+    fn current_claim(&self, task: i64) -> (Option<String>, Option<String>) {
+        self.srv
+            .sql()
+            .query_row(
+                "SELECT claimed_by, claim_token FROM tasks WHERE id = ?1",
+                [task],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Create {
+                ai,
+                sensitive,
+                hermes,
+            } => {
+                let agent = if hermes { "hermes" } else { "codex" };
+                let body = if ai {
+                    json!({"title": "p", "description": "prompt", "execution": "interactive", "agent": agent, "sensitive": sensitive})
+                } else {
+                    json!({"title": "p", "sensitive": sensitive})
+                };
+                let r = self.svc.post("/api/tasks", &body);
+                assert_eq!(r.status, 201, "{}", r.text);
+                self.tasks.push(r.json["id"].as_i64().unwrap());
+            }
+            Op::Dispatch(i) => {
+                if let Some(t) = self.pick(i) {
+                    let r = self
+                        .svc
+                        .post(&format!("/api/tasks/{t}/dispatch"), &json!({}));
+                    assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                }
+            }
+            Op::Approve(i) => {
+                if let Some(t) = self.pick(i) {
+                    let r = self
+                        .admin
+                        .post(&format!("/api/tasks/{t}/approve"), &json!({}));
+                    assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                }
+            }
+            Op::EditPrompt(i) => {
+                if let Some(t) = self.pick(i) {
+                    let r = self.svc.patch(
+                        &format!("/api/tasks/{t}"),
+                        &json!({"description": format!("prompt {}", self.claims.len())}),
+                    );
+                    assert_eq!(r.status, 200, "{}", r.text);
+                }
+            }
+            Op::Unblock(i) => {
+                if let Some(t) = self.pick(i) {
+                    self.svc
+                        .patch(&format!("/api/tasks/{t}"), &json!({"blocked": false}));
+                }
+            }
+            Op::SetStatus(i, status, force) => {
+                if let Some(t) = self.pick(i) {
+                    let q = if force { "?force=true" } else { "" };
+                    let r = self.svc.patch(
+                        &format!("/api/tasks/{t}/status{q}"),
+                        &json!({"status": status}),
+                    );
+                    assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                }
+            }
+            Op::Claim(w) => {
+                let r = self.workers[w].claim();
+                if let Some(t) = r.json["task"]["id"].as_i64() {
+                    let task = &r.json["task"];
+                    assert!(
+                        task["sensitive"] == false || task["gate_approved_at"].is_string(),
+                        "an unapproved sensitive task was handed out: {task}"
+                    );
+                    self.claims
+                        .push((t, w, r.json["claim_token"].as_str().unwrap().to_string()));
+                }
+            }
+            Op::Started(c) | Op::Output(c) | Op::Finished(c, _) | Op::Failed(c) => {
+                if self.claims.is_empty() {
+                    return;
+                }
+                let (task, w, token) = self.claims[c % self.claims.len()].clone();
+                let (holder, current) = self.current_claim(task);
+                let (kind, body) = match *op {
+                    Op::Started(_) => ("started", json!({"pid": 1})),
+                    Op::Output(_) => ("output", json!({"chunk": "work"})),
+                    Op::Finished(_, with_output) => (
+                        "finished",
+                        json!({"exit_code": 0, "output": if with_output { "done" } else { "" }}),
+                    ),
+                    _ => (
+                        "failed",
+                        json!({"signature": "command not found", "reason": "r", "evidence": "e"}),
+                    ),
+                };
+                let r = self.workers[w].report(task, &token, kind, body);
+                let holds = holder.as_deref() == Some(self.workers[w].id.as_str())
+                    && current.as_deref() == Some(token.as_str());
+                if r.status == 200 {
+                    assert!(
+                        holds,
+                        "a {kind} report was accepted from a worker not holding the claim"
+                    );
+                } else {
+                    assert_eq!(r.status, 409, "{}", r.text);
+                    if !holds {
+                        assert_eq!(r.error(), "stale_claim");
+                    }
+                }
+            }
+            Op::Reconcile => {
+                let r = self
+                    .svc
+                    .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+                assert_eq!(r.status, 200, "{}", r.text);
+            }
+        }
+    }
+
+    fn check_invariants(&self) {
+        let conn = self.srv.sql();
+        // One holder per claim: a dispatching task has its worker and token,
+        // a claim is never half cleared, and no two tasks share a token. (A
+        // task moved to doing by hand is a person's, with no claim.)
+        let held: Vec<(i64, Option<String>, Option<String>)> = conn
+            .prepare(
+                "SELECT id, claimed_by, claim_token FROM tasks
+                 WHERE status = 'dispatching' OR claimed_by IS NOT NULL OR claim_token IS NOT NULL",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, by, token) in &held {
+            assert!(
+                by.is_some() && token.is_some(),
+                "task {id} is claimed without a holder"
+            );
+        }
+        let dup: i64 = conn
+            .query_row("SELECT COUNT(*) - COUNT(DISTINCT claim_token) FROM tasks WHERE claim_token IS NOT NULL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(dup, 0, "two tasks share a claim token");
+
+        // done only with evidence or force.
+        let unguarded: Vec<i64> = conn
+            .prepare(
+                "SELECT id FROM tasks t WHERE status = 'done' AND (execution = 'interactive' OR agent_id IS NOT NULL)
+                   AND COALESCE(TRIM(dispatch_output), '') = ''
+                   AND NOT EXISTS (SELECT 1 FROM task_comments c WHERE c.task_id = t.id AND c.author = 'ai-dispatch' AND c.kind = 'log')
+                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.task_id = t.id AND e.kind = 'task.done_forced')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            unguarded.is_empty(),
+            "done without evidence or force: {unguarded:?}"
+        );
+
+        // Every transition has its event: a task's latest recorded `to` is
+        // its status.
+        for &t in &self.tasks {
+            let status: String = conn
+                .query_row("SELECT status FROM tasks WHERE id = ?1", [t], |r| r.get(0))
+                .unwrap();
+            let last: Option<String> = conn
+                .query_row(
+                    "SELECT json_extract(payload, '$.to') FROM events
+                     WHERE task_id = ?1 AND json_extract(payload, '$.to') IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    [t],
+                    |r| r.get(0),
+                )
+                .ok();
+            assert_eq!(
+                last.unwrap_or_else(|| "next".into()),
+                status,
+                "task {t}: status without its event"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_keep_the_invariants(ops in prop::collection::vec(op(), 1..60)) {
+        let srv = Server::start();
+        enable_dispatch(&srv);
+        let workers: Vec<Worker> = (0..3).map(|i| Worker::new(&srv, &format!("w{i}"))).collect();
+        workers[0].heartbeat(&["codex", "hermes"], &[]);
+        workers[1].heartbeat(&["codex"], &[]);
+        workers[2].heartbeat(&["hermes"], &[]);
+        let mut run = Run { svc: srv.service(), admin: srv.admin(), srv, workers, tasks: Vec::new(), claims: Vec::new() };
+        for op in &ops {
+            run.apply(op);
+            run.check_invariants();
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Stale reconciliation, the watchdog's alerts and follow-up tasks, and
+//! health.
+
+use serde_json::json;
+
+use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
+
+/// Moves a task's claim `minutes` into the past.
+fn age_claim(srv: &Server, task: i64, minutes: i64) {
+    srv.sql()
+        .execute(
+            "UPDATE tasks SET claimed_at = claimed_at - ?2 * 60000 WHERE id = ?1",
+            [task, minutes],
+        )
+        .unwrap();
+}
+
+#[test]
+fn stale_dispatches_are_reconciled_with_context_and_one_alert() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let id = queued_task(&srv, "codex", json!({}));
+    let fresh = queued_task(&srv, "codex", json!({}));
+    assert_eq!(w.claim_one().0, id);
+    assert_eq!(w.claim_one().0, fresh);
+
+    // Younger than the setting (20 min): untouched.
+    age_claim(&srv, id, 19);
+    let r = svc.post("/api/dispatch/reconcile-stale", &json!({}));
+    assert_eq!(
+        r.json,
+        json!({"stale_minutes": 20, "reconciled": 0, "task_ids": []}),
+        "{}",
+        r.text
+    );
+
+    age_claim(&srv, id, 2);
+    let health = svc.get("/api/dispatch/health").json;
+    assert_eq!(health["queue"]["stale_dispatching"], 1);
+    assert!(
+        health["warnings"]
+            .to_string()
+            .contains("stuck in dispatching"),
+        "{}",
+        health["warnings"]
+    );
+    let stale = svc.get("/api/dispatch/stale").json;
+    assert_eq!(stale["total"], 1);
+    assert_eq!(stale["tasks"][0]["id"], id);
+
+    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 20}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!({"stale_minutes": 20, "reconciled": 1, "task_ids": [id]})
+    );
+    let t = svc.get(&format!("/api/tasks/{id}")).json;
+    assert_eq!(t["status"], "waiting");
+    assert_eq!(t["blocked"], true);
+    assert_eq!(t["claimed_by"], serde_json::Value::Null);
+    assert_eq!(t["claimed_at"], serde_json::Value::Null);
+    let (token,): (Option<String>,) = srv
+        .sql()
+        .query_row("SELECT claim_token FROM tasks WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?,))
+        })
+        .unwrap();
+    assert_eq!(token, None);
+    let blocker = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "blocker")
+        .unwrap();
+    assert!(
+        blocker["body"].as_str().unwrap().contains("w1"),
+        "{}",
+        blocker["body"]
+    );
+    assert!(
+        blocker["body"].as_str().unwrap().contains("21 min"),
+        "{}",
+        blocker["body"]
+    );
+    assert!(event_kinds(&srv, id).contains(&"dispatch.reconciled_stale".to_string()));
+
+    let alerts = svc.get("/api/alerts?status=open").json;
+    assert_eq!(alerts["total"], 1);
+    let alert = &alerts["alerts"][0];
+    assert_eq!(alert["kind"], "dispatch.stale");
+    assert_eq!(alert["task_id"], id);
+    assert_eq!(alert["occurrences"], 1);
+    let alert_id = alert["id"].as_i64().unwrap();
+
+    // Resolved, then stale again: the same alert reopens with a second
+    // occurrence. And the claim path reconciles by itself.
+    assert_eq!(
+        svc.post(&format!("/api/alerts/{alert_id}/resolve"), &json!({}))
+            .json["status"],
+        "resolved"
+    );
+    svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+    svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(w.claim_one().0, id);
+    age_claim(&srv, id, 30);
+    let r = w.claim();
+    assert_eq!(r.json["reconciled"], 1, "{}", r.text);
+    let alerts = svc.get("/api/alerts").json;
+    assert_eq!(alerts["total"], 1, "{}", alerts);
+    assert_eq!(alerts["alerts"][0]["id"], alert_id);
+    assert_eq!(alerts["alerts"][0]["status"], "open");
+    assert_eq!(alerts["alerts"][0]["occurrences"], 2);
+
+    // minutes=0 reconciles every dispatching task.
+    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+    assert_eq!(r.json["task_ids"], json!([fresh]), "{}", r.text);
+    let bad = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": -1}));
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn watchdog_raises_alerts_with_one_followup_each() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+
+    // No fresh worker while dispatch is enabled.
+    let report = svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(report.status, 200, "{}", report.text);
+    let kinds: Vec<&str> = report.json["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dispatch.no_fresh_worker"], "{}", report.text);
+    assert_eq!(
+        report.json["followup_task_ids"].as_array().unwrap().len(),
+        1
+    );
+
+    // Recurring failures of one task (threshold 3) and so of its agent.
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["hermes"], &[]);
+    let id = queued_task(&srv, "hermes", json!({}));
+    for attempt in 0..3 {
+        if attempt > 0 {
+            svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+            svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+        }
+        let (tid, token) = w.claim_one();
+        w.report(tid, &token, "failed", json!({"signature": "launcher process exited early (code=1, signal=none)", "reason": "exited early", "evidence": "boom"}));
+    }
+    // A task left doing on a worker that went silent.
+    let doing = queued_task(&srv, "hermes", json!({}));
+    let (tid, token) = w.claim_one();
+    assert_eq!(tid, doing);
+    w.report(tid, &token, "started", json!({}));
+    srv.sql()
+        .execute(
+            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
+            [],
+        )
+        .unwrap();
+
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    let mut subjects: Vec<String> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["subject"].as_str().unwrap()
+            )
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "dispatch.no_fresh_worker dispatch".to_string(),
+            "dispatch.recurring_failure agent:hermes".to_string(),
+            format!("dispatch.recurring_failure task:{id}"),
+            format!("dispatch.worker_stale task:{doing}"),
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        report["followup_task_ids"].as_array().unwrap().len(),
+        3,
+        "only the new alerts get a follow-up: {report}"
+    );
+
+    // Running again creates nothing new: one follow-up per alert.
+    let again = svc.post("/api/watchdog/run", &json!({})).json;
+    assert_eq!(again["followup_task_ids"], json!([]));
+    let alerts = svc.get("/api/alerts?status=open").json;
+    assert_eq!(alerts["total"], 4);
+    for a in alerts["alerts"].as_array().unwrap() {
+        let f = a["followup_task_id"]
+            .as_i64()
+            .expect("linked follow-up task");
+        let t = svc.get(&format!("/api/tasks/{f}")).json;
+        assert_eq!(t["execution"], "manual");
+        assert!(t["title"].as_str().unwrap().starts_with("[watchdog]"));
+        assert!(t["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/api/alerts/{}/resolve", a["id"])));
+    }
+    let followups = svc.get("/api/tasks?limit=100").json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["title"].as_str().unwrap().starts_with("[watchdog]"))
+        .count();
+    assert_eq!(followups, 4);
+
+    // A resolved recurring-failure alert stays resolved until failures recur.
+    let task_alert = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject"] == format!("task:{id}"))
+        .unwrap();
+    svc.post(
+        &format!("/api/alerts/{}/resolve", task_alert["id"]),
+        &json!({}),
+    );
+    svc.post("/api/watchdog/run", &json!({}));
+    let a = svc.get("/api/alerts?status=resolved").json;
+    assert_eq!(a["total"], 1, "{a}");
+
+    // Health lists what an operator must act on.
+    let h = svc.get("/api/dispatch/health").json;
+    let warnings = h["warnings"].to_string();
+    assert!(
+        warnings.contains("no worker has sent a heartbeat"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("open alert"), "{warnings}");
+    assert!(
+        !warnings.contains("never rotated"),
+        "the test token was configured, not generated: {warnings}"
+    );
+}
+
+#[test]
+fn the_watchdog_thread_runs_on_its_own() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let id = queued_task(&srv, "codex", json!({}));
+    w.claim_one();
+    age_claim(&srv, id, 25);
+    // The shortest period the setting allows; the thread re-reads it.
+    svc.put(
+        "/api/settings/watchdog_interval_seconds",
+        &json!({"value": "5"}),
+    );
+    crate::util::wait_for(90, "the watchdog to reconcile the stale task", || {
+        (svc.get(&format!("/api/tasks/{id}")).json["status"] == "waiting").then_some(())
+    });
+    let e = svc.get("/api/events?kind=dispatch.reconciled_stale").json;
+    assert_eq!(e["events"][0]["actor"], "watchdog");
+}
+
+#[test]
+fn health_reports_workers_queue_and_warnings() {
+    let srv = Server::start_with(&[("OPS_SERVICE_TOKEN", "")]);
+    // The generated token is printed; read it back to authenticate.
+    let token = srv
+        .banner
+        .join("\n")
+        .split("generated service token: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let svc = srv.client().header("X-OPS-Service-Token", &token);
+    let h = svc.get("/api/dispatch/health");
+    assert_eq!(h.status, 200, "{}", h.text);
+    let h = h.json;
+    assert_eq!(h["ok"], true);
+    assert_eq!(h["dispatch_enabled"], false);
+    for k in ["total", "fresh", "stale", "slots_total", "slots_busy"] {
+        assert_eq!(h["worker_summary"][k], 0, "{k}");
+    }
+    for k in [
+        "next",
+        "queued",
+        "dispatching",
+        "doing",
+        "review",
+        "waiting",
+        "blocked",
+        "stale_dispatching",
+    ] {
+        assert_eq!(h["queue"][k], 0, "{k}");
+    }
+    assert_eq!(h["agent_slugs"], json!([]));
+    assert_eq!(h["settings"]["dispatch_stale_minutes"], 20);
+    assert_eq!(h["settings"]["dispatch_worker_stale_seconds"], 90);
+    assert_eq!(h["settings"]["service_api_token"], "[redacted]");
+    assert!(
+        h["warnings"].to_string().contains("never rotated"),
+        "{}",
+        h["warnings"]
+    );
+
+    svc.put("/api/settings/dispatch_enabled", &json!({"value": "true"}));
+    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "a", "agents": [
+        {"slug": "opencode", "cli": "opencode", "available": true, "authenticated": true},
+        {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false, "reason": "no login"},
+        {"slug": "codex", "cli": "codex", "available": false, "authenticated": true}], "slots_total": 2, "slots_busy": 1}));
+    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "b", "agents": [
+        {"slug": "hermes", "cli": "hermes", "available": true, "authenticated": true}], "slots_total": 3}));
+    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "gone", "agents": [
+        {"slug": "codex", "cli": "codex", "available": true, "authenticated": true}], "slots_total": 5}));
+    srv.sql().execute("UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 120000 WHERE worker_id = 'gone'", []).unwrap();
+    let h = svc.get("/api/dispatch/health").json;
+    assert_eq!(
+        h["worker_summary"],
+        json!({"total": 3, "fresh": 2, "stale": 1, "slots_total": 5, "slots_busy": 1})
+    );
+    assert_eq!(
+        h["agent_slugs"],
+        json!(["hermes", "opencode"]),
+        "only usable agents of fresh workers"
+    );
+    let warnings = h["warnings"].to_string();
+    assert!(warnings.contains("claudecode, codex"), "{warnings}");
+    assert!(!warnings.contains("no worker has sent"), "{warnings}");
+    let gone = h["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker_id"] == "gone")
+        .unwrap();
+    assert_eq!(gone["fresh"], false);
+
+    // Forgetting a worker removes its heartbeat.
+    assert_eq!(svc.delete("/api/dispatch/workers/gone").status, 200);
+    assert_eq!(svc.delete("/api/dispatch/workers/gone").status, 404);
+    assert_eq!(
+        svc.get("/api/dispatch/health").json["worker_summary"]["total"],
+        2
+    );
+}
+
+#[test]
+fn heartbeat_validation() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let before = srv.fingerprint();
+    for body in [
+        json!({}),
+        json!({"worker_id": ""}),
+        json!({"worker_id": "w", "agents": "codex"}),
+        json!({"worker_id": "w", "agents": [{"cli": "codex"}]}),
+        json!({"worker_id": "w", "agents": [{"slug": "codex", "available": "yes"}]}),
+        json!({"worker_id": "w", "agents": [{"slug": "codex", "colour": 1}]}),
+        json!({"worker_id": "w", "models": "qwen*"}),
+        json!({"worker_id": "w", "slots_total": -1}),
+        json!({"worker_id": "w", "running_task_ids": ["x"]}),
+        json!({"worker_id": "w", "extra": 1}),
+    ] {
+        let r = svc.post("/api/dispatch/heartbeat", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    assert_eq!(before, srv.fingerprint());
+}
