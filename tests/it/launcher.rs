@@ -19,7 +19,7 @@ pub fn example(name: &str) -> String {
 pub struct Launcher {
     child: Option<Child>,
     pub log_dir: PathBuf,
-    log_file: PathBuf,
+    pub log_file: PathBuf,
     env: Vec<(String, String)>,
 }
 
@@ -455,8 +455,18 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
     });
     assert_eq!(h["agent_slugs"].as_array().unwrap().len(), 3, "{h:#}");
     // ...until it is found again.
+    // SIGHUP probes again, and reopens the launcher's log file as
+    // logrotate expects (moved away, then a new one by the same name).
     std::fs::copy(example("fake-agent-ok.sh"), &vanishing).unwrap();
+    let rotated = l.log_file.with_extension("log.1");
+    std::fs::rename(&l.log_file, &rotated).unwrap();
     l.signal("HUP");
+    wait_for(10, "a new log file after SIGHUP", || {
+        l.log().contains("SIGHUP: log file reopened").then_some(())
+    });
+    assert!(std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("starting"));
     wait_for(10, "sigmissing advertised again", || {
         health(&srv)["agent_slugs"]
             .as_array()?

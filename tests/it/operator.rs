@@ -211,8 +211,19 @@ fn smokes_pass_against_a_live_server_and_leave_nothing_behind() {
         "the real task was touched"
     );
     // Later watchdog passes do not raise the smokes' failures again from
-    // the audit log.
+    // the audit log. (Dispatch off: with it on and no launcher, the
+    // watchdog rightly raises "no fresh worker".)
+    assert_eq!(
+        svc.put("/api/settings/dispatch_enabled", &json!({"value": "false"}))
+            .status,
+        200
+    );
     assert_eq!(svc.post("/api/watchdog/run", &json!({})).status, 200);
+    assert_eq!(
+        svc.put("/api/settings/dispatch_enabled", &json!({"value": "true"}))
+            .status,
+        200
+    );
     assert_eq!(footprint(&srv), before, "{}", svc.get("/api/alerts").text);
 }
 
