@@ -1,11 +1,11 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # A whole dispatch by hand with curl, doing what a launcher does, so that
 # each call of the protocol can be seen. Needs curl and jq, and a running
 # server:
 #   OPS_API_BASE=http://127.0.0.1:3847/api OPS_SERVICE_TOKEN=... examples/curl-dispatch.sh
 # It creates one task (left in review at the end, for you to look at) and
 # leaves dispatch_enabled as it found it.
-set -eu
+set -euo pipefail
 : "${OPS_API_BASE:=http://127.0.0.1:3847/api}"
 : "${OPS_SERVICE_TOKEN:?export OPS_SERVICE_TOKEN first}"
 WORKER=curl-walkthrough

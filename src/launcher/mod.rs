@@ -213,7 +213,10 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
                             let _ = ctx.reprobe.try_send(());
                         }
                         _ => {
-                            log::info!("signal {sig}: draining (no new claims), then exiting");
+                            log::info!(
+                                "{}: draining (no new claims), then exiting",
+                                process::signal_name(sig)
+                            );
                             ctx.stop.set();
                             let _ = ctx.poke.try_send(());
                             let _ = ctx.reprobe.try_send(());
