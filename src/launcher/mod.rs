@@ -157,7 +157,7 @@ fn warn_unused_agent_vars(cfg: &LauncherConfig) {
     }
 }
 
-pub fn run(cfg: LauncherConfig) -> Result<(), String> {
+pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| {
@@ -174,6 +174,11 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(probe_file);
+    // Paths reported to OPS must mean something on their own.
+    if let Ok(abs) = cfg.log_dir.canonicalize() {
+        cfg.log_dir = abs;
+    }
+    let pid_file = claim_log_dir(&cfg.log_dir)?;
 
     let host = hostname();
     let worker_id = worker_id(&host, &cfg.log_dir);
@@ -272,8 +277,37 @@ pub fn run(cfg: LauncherConfig) -> Result<(), String> {
     if !running.is_empty() {
         log::info!("agents of tasks {running:?} keep running; the next launcher start adopts them");
     }
+    let _ = std::fs::remove_file(&pid_file);
     log::info!("launcher stopped");
     Ok(())
+}
+
+/// Two launchers on one log dir would both adopt the same state files and
+/// report every task twice: the second one is refused. The pid file holds
+/// the pid and its start time, so a pid left by a killed launcher and
+/// reused by another process does not block a start.
+fn claim_log_dir(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let path = dir.join("launcher.pid");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+        if let (Some(Some(pid)), ticks) = (it.next(), it.next().flatten()) {
+            let pid = pid as u32;
+            if pid != std::process::id() && process::alive(pid, ticks) {
+                return Err(format!(
+                    "another launcher (pid {pid}) is using OPS_LAUNCHER_LOG_DIR {}: stop it, or give this \
+                     one its own log dir",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    let me = std::process::id();
+    let ticks = process::start_ticks(me)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    std::fs::write(&path, format!("{me} {ticks}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn heartbeat_loop(ctx: &Ctx, poke: crossbeam_channel::Receiver<()>) {
@@ -436,11 +470,19 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     };
     let mut child = None;
     match prepare(ctx, &c, &mut st, prompt, model) {
-        Err(reason) => {
+        Err(Unprepared {
+            reason,
+            runtime_missing,
+        }) => {
             log::error!("task {id}: cannot start agent {}: {reason}", c.slug);
-            ctx.caps.mark_missing(&c.slug, &st.cli, &reason);
-            let _ = ctx.poke.try_send(());
-            st.ending = Some(Ending::NotStarted { reason });
+            if runtime_missing {
+                ctx.caps.mark_missing(&c.slug, &st.cli, &reason);
+                let _ = ctx.poke.try_send(());
+            }
+            st.ending = Some(Ending::NotStarted {
+                reason,
+                runtime_missing,
+            });
         }
         Ok(argv) => {
             let env = [
@@ -468,15 +510,16 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
                     child = Some(ch);
                 }
                 Err(e) => {
-                    let reason = format!("cannot start {}: {e}", argv[0]);
+                    // The CLI resolved a moment ago but cannot be executed
+                    // (removed since, no permission, a missing interpreter).
+                    let reason = format!("cannot execute {}: {e}", argv[0]);
                     log::error!("task {id}: {reason}");
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || e.kind() == std::io::ErrorKind::PermissionDenied
-                    {
-                        ctx.caps.mark_missing(&c.slug, &st.cli, &e.to_string());
-                        let _ = ctx.poke.try_send(());
-                    }
-                    st.ending = Some(Ending::NotStarted { reason });
+                    ctx.caps.mark_missing(&c.slug, &st.cli, &e.to_string());
+                    let _ = ctx.poke.try_send(());
+                    st.ending = Some(Ending::NotStarted {
+                        reason,
+                        runtime_missing: true,
+                    });
                 }
             }
         }
@@ -499,45 +542,66 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     );
 }
 
-/// Resolves the command and writes the prompt and empty log files. The
-/// error is the reason the runtime cannot run here.
+/// Why a claimed task's agent cannot be started.
+struct Unprepared {
+    reason: String,
+    /// The runtime is missing here (as opposed to a launcher-side problem).
+    runtime_missing: bool,
+}
+
+fn runtime_missing(reason: String) -> Unprepared {
+    Unprepared {
+        reason,
+        runtime_missing: true,
+    }
+}
+
+fn setup_error(reason: String) -> Unprepared {
+    Unprepared {
+        reason,
+        runtime_missing: false,
+    }
+}
+
+/// Resolves the command and writes the prompt and empty log files.
 fn prepare(
     ctx: &Ctx,
     c: &Claim,
     st: &mut TaskState,
     prompt: &str,
     model: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Unprepared> {
     let Some((template, source)) =
         command::configured(&c.slug, c.launch_command.as_deref(), &ctx.cfg.agent_cmds)
     else {
-        return Err(format!(
+        return Err(runtime_missing(format!(
             "no command for agent {}: set {} or the agent's launch_command in OPS",
             c.slug,
             command::env_name("AGENT_CMD_", &c.slug)
-        ));
+        )));
     };
     command::validate(&template)
-        .map_err(|e| format!("{} {e}: {template:?}", source.describe(&c.slug)))?;
+        .map_err(|e| setup_error(format!("{} {e}: {template:?}", source.describe(&c.slug))))?;
     let vars = command::Vars {
         prompt_file: &st.prompt_path.display().to_string(),
         task_id: st.task_id,
         model,
         workdir: &ctx.cfg.workdir.display().to_string(),
     };
-    let mut argv = command::render(&template, &vars)?;
+    let mut argv = command::render(&template, &vars).map_err(setup_error)?;
     st.cli = argv[0].clone();
     st.command = argv.clone();
-    let resolved = command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref())?;
+    let resolved =
+        command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
     argv[0] = resolved.display().to_string();
     std::fs::write(&st.prompt_path, prompt)
-        .map_err(|e| format!("cannot write {}: {e}", st.prompt_path.display()))?;
+        .map_err(|e| setup_error(format!("cannot write {}: {e}", st.prompt_path.display())))?;
     for p in [&st.log_path, &st.err_log_path] {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(p)
-            .map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            .map_err(|e| setup_error(format!("cannot create {}: {e}", p.display())))?;
     }
     Ok(argv)
 }

@@ -29,6 +29,8 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub const SIG_RUNTIME_MISSING: &str = "runtime no disponible en host";
 pub const SIG_COMMAND_NOT_FOUND: &str = "command not found";
+/// Not a runtime problem: the launcher could not prepare the run.
+pub const SIG_SETUP_FAILED: &str = "launcher could not start the agent";
 
 pub struct Runner {
     pub ctx: Arc<Ctx>,
@@ -54,6 +56,8 @@ impl Runner {
             self.observe();
             match self.step() {
                 Ok(true) => {
+                    // The prompt is in the task; the logs stay for operators.
+                    let _ = std::fs::remove_file(&self.st.prompt_path);
                     if let Err(e) = std::fs::remove_file(&self.path) {
                         log::warn!(
                             "task {id}: cannot remove state file {}: {e}",
@@ -220,6 +224,14 @@ impl Runner {
                     None => {}
                 }
             }
+            // A chunk cut mid-character would show a replacement sign:
+            // leave the incomplete character for the next chunk.
+            let more = running || self.st.output_offset + (bytes.len() as u64) < len;
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                if more && e.error_len().is_none() && e.valid_up_to() > 0 {
+                    bytes.truncate(e.valid_up_to());
+                }
+            }
             let n = bytes.len() as u64;
             let chunk = String::from_utf8_lossy(&bytes).into_owned();
             match self.send("output", json!({ "chunk": chunk }))? {
@@ -296,7 +308,24 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         .ending
         .clone()
         .unwrap_or(Ending::Vanished { at_ms: now_ms() });
-    if let Ending::NotStarted { reason } = &ending {
+    if let Ending::NotStarted {
+        reason,
+        runtime_missing,
+    } = &ending
+    {
+        let evidence = format!(
+            "$ {}\n{reason}\nPATH={}",
+            st.command.join(" "),
+            path_var.unwrap_or("")
+        );
+        if !runtime_missing {
+            let signature = SIG_SETUP_FAILED.to_string();
+            return failed(
+                signature.clone(),
+                format!("{signature}: {reason}"),
+                evidence,
+            );
+        }
         let signature = format!("{SIG_RUNTIME_MISSING}: {}", st.cli);
         return failed(
             signature.clone(),
@@ -304,11 +333,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                 "{signature} ({reason}); agent {} cannot run on this host",
                 st.agent_slug
             ),
-            format!(
-                "$ {}\n{reason}\nPATH={}",
-                st.command.join(" "),
-                path_var.unwrap_or("")
-            ),
+            evidence,
         );
     }
     // A wrapper that could not find a program it calls: the agent may even
@@ -484,12 +509,21 @@ mod tests {
                 "",
                 Ending::NotStarted {
                     reason: "not found in PATH".into(),
+                    runtime_missing: true,
                 },
             ),
             Some("/bin"),
         );
         assert_eq!(r.body["signature"], "runtime no disponible en host: codex");
         assert!(r.body["evidence"].as_str().unwrap().contains("PATH=/bin"));
+
+        let bad = Ending::NotStarted {
+            reason: "cannot write /x: read-only".into(),
+            runtime_missing: false,
+        };
+        let r = final_report(&st(d, "", "", bad), None);
+        assert_eq!(r.body["signature"], "launcher could not start the agent");
+        assert!(r.body["reason"].as_str().unwrap().contains("read-only"));
 
         let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
         assert_eq!(r.kind, "finished");

@@ -55,8 +55,14 @@ pub enum Ending {
     /// The process was gone when a restarted launcher looked: the exit
     /// status went to whoever reaped it.
     Vanished { at_ms: i64 },
-    /// The CLI could not be started at all.
-    NotStarted { reason: String },
+    /// The agent could not be started at all: its CLI is missing
+    /// (`runtime_missing`), or the launcher could not prepare the run (a
+    /// bad command template, an unwritable log dir).
+    NotStarted {
+        reason: String,
+        #[serde(default)]
+        runtime_missing: bool,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

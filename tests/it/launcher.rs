@@ -358,6 +358,17 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         l.state_files().is_empty().then_some(())
     });
 
+    // A second launcher on the same log dir would report every task twice.
+    let out = Command::new(bin())
+        .arg("launcher")
+        .env_clear()
+        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another launcher (pid "), "{err}");
+
     // SIGTERM: a last heartbeat with draining=true, then exit 0.
     let st = l.signal_and_wait("TERM");
     assert!(st.success(), "launcher exit {st}\n{}", l.log());
