@@ -610,9 +610,18 @@ fn start_runner(ctx: &Arc<Ctx>, r: Runner) {
     let id = r.st.task_id;
     ctx.take_slot(id);
     let _ = ctx.poke.try_send(());
+    let c = ctx.clone();
+    let body = move || {
+        // A bug in one runner must not take the slot (or the launcher)
+        // with it; its state file stays for the next start.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run())).is_err() {
+            log::error!("task {id}: its runner failed unexpectedly; the state file is kept for the next start");
+            c.finish_slot(id);
+        }
+    };
     if let Err(e) = std::thread::Builder::new()
         .name(format!("task-{id}"))
-        .spawn(move || r.run())
+        .spawn(body)
     {
         log::error!("task {id}: cannot start its runner thread: {e}");
         ctx.finish_slot(id);

@@ -281,7 +281,6 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         &srv,
         &logs,
         &[
-            ("SUPPORTED_AGENT_SLUGS", "codex,hermes"),
             (
                 "AGENT_CMD_CODEX",
                 &format!(
@@ -290,6 +289,9 @@ fn a_task_goes_from_next_to_review_with_its_output() {
                 ),
             ),
             ("AGENT_CMD_HERMES", "/nonexistent/hermes-cli run"),
+            ("AGENT_CMD_CLAUDECODE", &example("fake-agent-ok.sh")),
+            ("AGENT_AUTH_CHECK_CLAUDECODE", "echo checking; exit 1"),
+            ("SUPPORTED_AGENT_SLUGS", "codex,hermes,claudecode"),
             ("SUPPORTED_MODELS", "qwen*"),
         ],
     );
@@ -310,6 +312,24 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         .find(|a| a["slug"] == "hermes")
         .unwrap();
     assert_eq!(hermes["available"], false);
+    let claude = w["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "claudecode")
+        .unwrap();
+    assert_eq!(
+        (&claude["available"], &claude["authenticated"]),
+        (&json!(true), &json!(false)),
+        "{claude}"
+    );
+    assert!(
+        claude["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not logged in: AGENT_AUTH_CHECK_CLAUDECODE"),
+        "{claude}"
+    );
     assert!(
         hermes["reason"]
             .as_str()
@@ -381,9 +401,16 @@ fn a_task_goes_from_next_to_review_with_its_output() {
 fn each_failure_signature_blocks_the_task_with_evidence() {
     let srv = Server::start();
     enable_dispatch(&srv);
-    for slug in ["sigmissing", "sigearly", "signotfound", "sigfail"] {
+    for slug in ["sigmissing", "sigearly", "signotfound"] {
         create_agent(&srv, slug);
     }
+    // This one's command comes from OPS (launch_command), not the env.
+    let r = srv.service().post(
+        "/api/agents",
+        &json!({"slug": "sigfail", "name": "sigfail", "active": true,
+                "launch_command": format!("{} {{task_id}}", example("fake-agent-fail.sh"))}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
     let logs = srv.dir.path().join("launcher-logs");
     // A CLI that exists at start and disappears before its task comes.
     let vanishing = srv.dir.path().join("vanishing-agent");
@@ -402,7 +429,6 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
                 "AGENT_CMD_SIGNOTFOUND",
                 &example("fake-agent-missing-tool.sh"),
             ),
-            ("AGENT_CMD_SIGFAIL", &example("fake-agent-fail.sh")),
             // Probes only at start (and on SIGHUP), so the vanished CLI is
             // still advertised when its task is claimed.
             ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "60"),
