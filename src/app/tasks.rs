@@ -129,69 +129,33 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
                 format!("task {id} is archived; archived tasks are read-only"),
             ));
         }
-        let mut changed: Vec<&str> = Vec::new();
-        let mut gate_relevant_change = false;
-
-        if let Some(title) = edit.title {
-            if title != t.title {
-                t.title = title;
-                changed.push("title");
-            }
+        let mut changed: Vec<&'static str> = Vec::new();
+        let agent_id = edit
+            .agent
+            .map(|a| a.as_ref().map(|r| resolve_agent(conn, r)).transpose())
+            .transpose()?;
+        set(&mut t.title, edit.title, "title", &mut changed);
+        let prompt_changed = set(
+            &mut t.description,
+            edit.description,
+            "description",
+            &mut changed,
+        );
+        set(&mut t.execution, edit.execution, "execution", &mut changed);
+        let agent_changed = set(&mut t.agent_id, agent_id, "agent_id", &mut changed);
+        set(&mut t.model, edit.model, "model", &mut changed);
+        set(&mut t.priority, edit.priority, "priority", &mut changed);
+        set(&mut t.sensitive, edit.sensitive, "sensitive", &mut changed);
+        if set(&mut t.blocked, edit.blocked, "blocked", &mut changed) && !t.blocked {
+            t.blocked_reason = None;
         }
-        if let Some(d) = edit.description {
-            if d != t.description {
-                t.description = d;
-                changed.push("description");
-                gate_relevant_change = true;
-            }
-        }
-        if let Some(e) = edit.execution {
-            if e != t.execution {
-                t.execution = e;
-                changed.push("execution");
-            }
-        }
-        if let Some(agent) = edit.agent {
-            let agent_id = agent.as_ref().map(|r| resolve_agent(conn, r)).transpose()?;
-            if agent_id != t.agent_id {
-                t.agent_id = agent_id;
-                changed.push("agent_id");
-                gate_relevant_change = true;
-            }
-        }
-        if let Some(m) = edit.model {
-            if m != t.model {
-                t.model = m;
-                changed.push("model");
-            }
-        }
-        if let Some(p) = edit.priority {
-            if p != t.priority {
-                t.priority = p;
-                changed.push("priority");
-            }
-        }
-        if let Some(s) = edit.sensitive {
-            if s != t.sensitive {
-                t.sensitive = s;
-                changed.push("sensitive");
-            }
-        }
-        if let Some(b) = edit.blocked {
-            if b != t.blocked {
-                t.blocked = b;
-                changed.push("blocked");
-                if !b {
-                    t.blocked_reason = None;
-                }
-            }
-        }
-        if let Some(r) = edit.blocked_reason {
-            if r != t.blocked_reason {
-                t.blocked_reason = r;
-                changed.push("blocked_reason");
-            }
-        }
+        set(
+            &mut t.blocked_reason,
+            edit.blocked_reason,
+            "blocked_reason",
+            &mut changed,
+        );
+        let gate_relevant_change = prompt_changed || agent_changed;
         // Human Gate: an approval covers one prompt and one agent.
         if gate_relevant_change && t.sensitive && t.gate_approved_at.is_some() {
             t.gate_approved_at = None;
@@ -226,6 +190,24 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         )?;
         tasks::require(conn, id)
     })
+}
+
+/// Sets `field` to `new` when given and different, noting `name` in
+/// `changed`. Returns whether it changed.
+fn set<T: PartialEq>(
+    field: &mut T,
+    new: Option<T>,
+    name: &'static str,
+    changed: &mut Vec<&'static str>,
+) -> bool {
+    match new {
+        Some(v) if v != *field => {
+            *field = v;
+            changed.push(name);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A manual status change, with the done guard.

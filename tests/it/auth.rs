@@ -148,23 +148,8 @@ fn secrets_generated_once_when_none_configured() {
         ("OPS_ADMIN_USER", ""),
         ("OPS_ADMIN_PASSWORD", ""),
     ]);
-    let banner = srv.banner.join("\n");
-    let token = banner
-        .split("generated service token: ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let password = banner
-        .split("password ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let token = srv.printed("generated service token: ");
+    let password = srv.printed("password ");
     assert!(token.len() >= 32);
     let r = srv
         .client()

@@ -60,6 +60,21 @@ impl Server {
         s
     }
 
+    /// The word printed after `prefix` in the start-up banner (a
+    /// generated secret).
+    pub fn printed(&self, prefix: &str) -> String {
+        let banner = self.banner.join("\n");
+        let after = banner
+            .split(prefix)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{prefix:?} not printed: {banner}"));
+        after
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("ops.db")
     }

@@ -470,3 +470,31 @@ fn users_validation() {
     assert_eq!((r.status, r.error()), (400, "invalid_field"));
     assert_eq!(before, srv.fingerprint());
 }
+
+#[test]
+fn internal_errors_are_500_without_details_and_roll_back() {
+    let srv = Server::start();
+    let svc = srv.service();
+    // Break the audit log behind the server's back: every write that must
+    // append an event now fails inside its transaction.
+    srv.sql().execute_batch("DROP TABLE events").unwrap();
+    let r = svc.post("/api/tasks", &json!({"title": "lost"}));
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.error(), "internal");
+    assert!(
+        !r.text.contains("events") && !r.text.contains("table"),
+        "internals leaked: {}",
+        r.text
+    );
+    let n: i64 = srv
+        .sql()
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "the failed request's insert was rolled back with it");
+    assert!(
+        srv.log().contains("no such table: events"),
+        "the detail goes to the log"
+    );
+    // Reads still work.
+    assert_eq!(svc.get("/api/tasks").status, 200);
+}

@@ -276,16 +276,7 @@ fn the_watchdog_thread_runs_on_its_own() {
 fn health_reports_workers_queue_and_warnings() {
     let srv = Server::start_with(&[("OPS_SERVICE_TOKEN", "")]);
     // The generated token is printed; read it back to authenticate.
-    let token = srv
-        .banner
-        .join("\n")
-        .split("generated service token: ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let token = srv.printed("generated service token: ");
     let svc = srv.client().header("X-OPS-Service-Token", &token);
     let h = svc.get("/api/dispatch/health");
     assert_eq!(h.status, 200, "{}", h.text);

@@ -78,6 +78,17 @@ fn agent(f: &Fields) -> Result<Option<Option<AgentRef>>> {
     Ok(f.nullable_str("agent")?.map(|s| s.map(AgentRef::Slug)))
 }
 
+/// The prompt (`description`), at most [`PROMPT_MAX`] bytes.
+fn prompt(f: &Fields) -> Result<Option<String>> {
+    match f.str("description")? {
+        Some(d) if d.len() > PROMPT_MAX => Err(Error::invalid_field(
+            "description",
+            format!("is larger than {PROMPT_MAX} bytes"),
+        )),
+        d => Ok(d),
+    }
+}
+
 fn status(f: &Fields) -> Result<Option<Status>> {
     f.str("status")?
         .map(|s| {
@@ -109,19 +120,13 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         title: f
             .text("title", TITLE_MAX)?
             .ok_or_else(|| Error::invalid_field("title", "is required"))?,
-        description: f.str("description")?.unwrap_or_default(),
+        description: prompt(&f)?.unwrap_or_default(),
         execution: execution(&f)?.unwrap_or(Execution::Manual),
         agent: agent(&f)?.flatten(),
         model: f.nullable_str("model")?.flatten(),
         priority: f.i64_in("priority", PRIORITY_RANGE)?.unwrap_or(0),
         sensitive: f.bool("sensitive")?.unwrap_or(false),
     };
-    if input.description.len() > PROMPT_MAX {
-        return Err(Error::invalid_field(
-            "description",
-            format!("is larger than {PROMPT_MAX} bytes"),
-        ));
-    }
     let task = ops::create(&app.db, &who, input)?;
     Ok(Resp::created(task.to_json()))
 }
@@ -141,16 +146,9 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         "blocked_reason",
         "status",
     ])?;
-    let description = f.str("description")?;
-    if description.as_ref().is_some_and(|d| d.len() > PROMPT_MAX) {
-        return Err(Error::invalid_field(
-            "description",
-            format!("is larger than {PROMPT_MAX} bytes"),
-        ));
-    }
     let edit = TaskEdit {
         title: f.text("title", TITLE_MAX)?,
-        description,
+        description: prompt(&f)?,
         execution: execution(&f)?,
         agent: agent(&f)?,
         model: f.nullable_str("model")?,
