@@ -531,15 +531,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
             path.display()
         );
     }
-    start_runner(
-        ctx,
-        Runner {
-            ctx: ctx.clone(),
-            st,
-            path,
-            child,
-        },
-    );
+    start_runner(ctx, Runner::new(ctx.clone(), st, path, child));
 }
 
 /// Why a claimed task's agent cannot be started.
@@ -652,15 +644,7 @@ fn adopt(ctx: &Arc<Ctx>) {
             st.task_id,
             path.display()
         );
-        start_runner(
-            ctx,
-            Runner {
-                ctx: ctx.clone(),
-                st,
-                path,
-                child: None,
-            },
-        );
+        start_runner(ctx, Runner::new(ctx.clone(), st, path, None));
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -20,8 +20,12 @@ use crate::time::now_ms;
 /// Largest `output` report: big enough to keep the number of log comments
 /// low, small enough for one comment to stay readable.
 const CHUNK: usize = 16 * 1024;
-/// The tail of stdout kept in `finished.output` (the server bounds it too).
-const OUTPUT_TAIL: u64 = 16 * 1024;
+/// The tail of stdout sent as `finished.output`: what the server keeps of
+/// `dispatch_output`.
+const OUTPUT_TAIL: u64 = 64 * 1024;
+/// While an agent runs, its output is sent at most this often (or when a
+/// full chunk is waiting), so a chatty agent makes few log comments.
+const OUTPUT_EVERY: Duration = Duration::from_secs(3);
 /// The tail of each log given as evidence of a failure.
 const EVIDENCE_TAIL: u64 = 4 * 1024;
 /// How often a running agent is looked at.
@@ -39,6 +43,9 @@ pub struct Runner {
     /// Present when this launcher started the agent; an adopted agent is
     /// watched by pid only.
     pub child: Option<Child>,
+    /// When output was last sent, to batch a chatty agent's lines into
+    /// fewer log comments.
+    last_output: Option<Instant>,
 }
 
 /// What became of one report.
@@ -49,6 +56,16 @@ enum Sent {
 }
 
 impl Runner {
+    pub fn new(ctx: Arc<Ctx>, st: TaskState, path: PathBuf, child: Option<Child>) -> Runner {
+        Runner {
+            ctx,
+            st,
+            path,
+            child,
+            last_output: None,
+        }
+    }
+
     pub fn run(mut self) {
         let id = self.st.task_id;
         let mut backoff = Duration::from_secs(1);
@@ -216,6 +233,10 @@ impl Runner {
                 return Ok(true);
             }
             let running = self.st.ending.is_none();
+            let recently = self.last_output.is_some_and(|t| t.elapsed() < OUTPUT_EVERY);
+            if running && recently && bytes.len() < CHUNK {
+                return Ok(true);
+            }
             if running {
                 // While the agent writes, send whole lines only.
                 match bytes.iter().rposition(|b| *b == b'\n') {
@@ -245,6 +266,7 @@ impl Runner {
                     self.st.task_id
                 ),
             }
+            self.last_output = Some(Instant::now());
             self.st.output_offset += n;
             self.persist();
         }
