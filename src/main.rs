@@ -16,7 +16,13 @@ usage:
 
 Environment for serve: OPS_BIND (127.0.0.1:3847), OPS_DB (./ops-center.db),
 OPS_DB_SYNC (normal|full), OPS_HTTP_THREADS, OPS_ADMIN_USER, OPS_ADMIN_PASSWORD,
-OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info).";
+OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info).
+
+Environment for launcher: OPS_API_BASE, OPS_SERVICE_TOKEN, OPS_WORKSPACE_ID,
+SUPPORTED_AGENT_SLUGS, SUPPORTED_MODELS, AGENT_CMD_<SLUG>, AGENT_AUTH_CHECK_<SLUG>,
+OPS_LAUNCHER_SLOTS (2), OPS_LAUNCHER_LOG_DIR ($HOME/.ops-launcher-logs),
+OPS_LAUNCHER_LOG_FILE (stderr). doctor reads SUPPORTED_AGENT_SLUGS and
+AGENT_CMD_<SLUG>; the smokes OPS_API_BASE, OPS_SERVICE_TOKEN, OPS_WORKSPACE_ID.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
