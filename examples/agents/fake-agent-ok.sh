@@ -8,6 +8,11 @@ echo "fake agent: prompt on stdin: $(printf '%s' "$prompt" | head -n 1)"
 if [ -n "$1" ]; then
   echo "fake agent: prompt file $1 has $(wc -c < "$1") bytes"
 fi
+if [ -n "${OPS_SERVICE_TOKEN:-}" ]; then
+  echo "fake agent: service token visible: yes"
+else
+  echo "fake agent: service token visible: no"
+fi
 sleep 1
 echo "fake agent: deliverable: all steps done"
 exit 0

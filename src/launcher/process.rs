@@ -30,7 +30,10 @@ pub fn spawn_detached(
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        .process_group(0);
+        .process_group(0)
+        // The agent must not act as the service: it could report on or
+        // approve its own work.
+        .env_remove("OPS_SERVICE_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }

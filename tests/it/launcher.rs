@@ -353,6 +353,10 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         "{t:#}"
     );
     assert!(
+        logs_text.contains("service token visible: no"),
+        "the agent must not get the service token: {logs_text}"
+    );
+    assert!(
         logs_text.contains("prompt file"),
         "{{prompt_file}} reaches the command: {logs_text}"
     );
