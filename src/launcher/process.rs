@@ -31,8 +31,8 @@ pub fn spawn_detached(
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .process_group(0)
-        // The agent must not act as the service: it could report on or
-        // approve its own work.
+        // The agent must not hold the service role: with the token it
+        // could report on its own task, or on others.
         .env_remove("OPS_SERVICE_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);

@@ -46,6 +46,8 @@ pub struct Runner {
     /// When output was last sent, to batch a chatty agent's lines into
     /// fewer log comments.
     last_output: Option<Instant>,
+    /// The stdout log could not be read (e.g. rotated away): said once.
+    log_unreadable: bool,
 }
 
 /// What became of one report.
@@ -63,6 +65,7 @@ impl Runner {
             path,
             child,
             last_output: None,
+            log_unreadable: false,
         }
     }
 
@@ -215,11 +218,14 @@ impl Runner {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    log::warn!(
-                        "task {}: cannot read {}: {e}",
-                        self.st.task_id,
-                        self.st.log_path.display()
-                    );
+                    if !self.log_unreadable {
+                        log::warn!(
+                            "task {}: cannot read {} ({e}); its output is no longer streamed",
+                            self.st.task_id,
+                            self.st.log_path.display()
+                        );
+                        self.log_unreadable = true;
+                    }
                     return Ok(true);
                 }
             };
