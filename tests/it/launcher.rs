@@ -174,11 +174,20 @@ pub fn create_agent(srv: &Server, slug: &str) {
 
 /// An interactive task for `agent`, dispatched (queued).
 pub fn queued_task(srv: &Server, agent: &str, description: &str) -> i64 {
+    queued_task_with_model(srv, agent, description, None)
+}
+
+pub fn queued_task_with_model(
+    srv: &Server,
+    agent: &str,
+    description: &str,
+    model: Option<&str>,
+) -> i64 {
     let svc = srv.service();
     let r = svc.post(
         "/api/tasks",
         &json!({"title": format!("task for {agent}"), "description": description,
-                "execution": "interactive", "agent": agent}),
+                "execution": "interactive", "agent": agent, "model": model}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json["status"], "next");
@@ -338,10 +347,20 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         "{hermes}"
     );
 
-    let id = queued_task(&srv, "codex", "Write the greeting.\nThen stop.");
+    // A model outside the worker's filter (qwen*) is never claimed; one in
+    // the family is, with its label in {model}.
+    let other = queued_task_with_model(&srv, "codex", "not for this host", Some("gemma4"));
+    let id = queued_task_with_model(
+        &srv,
+        "codex",
+        "Write the greeting.\nThen stop.",
+        Some("local-qwen3.6-coder"),
+    );
     let t = wait_status(&srv, id, "review", 30);
     let out = t["dispatch_output"].as_str().unwrap_or_default();
     assert!(out.contains("deliverable: all steps done"), "{t:#}");
+    assert!(out.contains("model local-qwen3.6-coder"), "{out}");
+    assert_eq!(task(&srv, other)["status"], "queued");
     assert!(
         out.contains(&format!("fake agent: task {id}")),
         "{{task_id}} reaches the command: {out}"
@@ -540,6 +559,12 @@ fn a_launcher_killed_mid_run_reports_the_end_after_restart() {
     wait_for(10, "a first progress comment", || {
         (!log_comments(&task(&srv, id)).is_empty()).then_some(())
     });
+
+    let w = wait_for(10, "the running task in the heartbeat", || {
+        let h = health(&srv);
+        (h["workers"][0]["running_task_ids"] == json!([id])).then_some(h)
+    });
+    assert_eq!(w["workers"][0]["slots_busy"], 1, "{w:#}");
 
     l.kill9();
     assert!(alive(pid), "the agent must survive its launcher");
