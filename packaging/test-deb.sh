@@ -461,68 +461,63 @@ check "pilot stops at the Human Gate (exit $rc)" bash -c "[ $rc = 1 ] && grep -q
 # its log in /var/log/ops-dispatch-launcher.log. Only the API address (the
 # test server's port), the task-log folder and HOME (kept out of /root) and
 # the timings differ.
-usage=$(/usr/bin/ops-center --help 2>&1 || true)
-if [[ "$usage" != *"ops-center launcher"* ]]; then
-    echo "skip - launcher and doctor checks: this build has no 'ops-center launcher' subcommand yet"
+echo "# ops-center launcher with /etc/default/ops-dispatch-launcher"
+# shellcheck source=packaging/tests/envfile.sh
+. "$root/packaging/tests/envfile.sh"
+mkdir -p "$tmp/launcher-home"
+vars=(PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$tmp/launcher-home" USER=root
+    OPS_LAUNCHER_LOG_FILE=/var/log/ops-dispatch-launcher.log)
+envfile_vars /etc/default/ops-dispatch-launcher
+vars+=(OPS_API_BASE="$api" OPS_LAUNCHER_LOG_DIR="$tmp/launcher-logs"
+    OPS_LAUNCHER_HEARTBEAT_SECONDS=1 OPS_LAUNCHER_POLL_SECONDS=1)
+launcher_log=/var/log/ops-dispatch-launcher.log
+(cd "$tmp/launcher-home" && exec setsid env -i "${vars[@]}" /usr/bin/ops-center launcher \
+    >"$tmp/launcher.out" 2>&1 </dev/null) &
+launcher_pid=$!
+worker_pid=$launcher_pid
+# wait_until SECONDS COMMAND...: polls until COMMAND succeeds.
+wait_until() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+worker_seen() {
+    http GET /dispatch/health "$tok" >/dev/null
+    jq -e --argjson pid "$worker_pid" "[.workers[] | select(.pid == \$pid and $1)] | length == 1" "$tmp/body"
+}
+check "launcher heartbeats with the packaged env file (a fresh worker with its pid)" \
+    wait_until 20 worker_seen '.fresh == true'
+check "launcher writes its own log to $launcher_log" wait_until 10 test -s "$launcher_log"
+mv "$launcher_log" "$launcher_log.1"
+kill -HUP "$launcher_pid" 2>/dev/null || true
+check "after SIGHUP (logrotate's postrotate) the launcher reopens $launcher_log" \
+    wait_until 10 test -e "$launcher_log"
+kill -TERM "$launcher_pid" 2>/dev/null || true
+# exited PID: gone, or a zombie waiting to be reaped.
+exited() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+# Killed after 20 s if SIGTERM did not stop it (then its status is 137).
+wait_until 20 exited "$launcher_pid" || kill -KILL "$launcher_pid" 2>/dev/null || true
+set +e
+wait "$launcher_pid"
+rc=$?
+set -e
+launcher_pid=
+check "launcher stops on SIGTERM within 20 s (exit $rc)" test "$rc" = 0
+check "its last heartbeat said draining=true" worker_seen '.draining == true'
+if [ "$fail" != 0 ]; then sed 's/^/    | /' "$tmp/launcher.out" "$launcher_log" "$launcher_log.1" 2>/dev/null || true; fi
+set +e
+env -i "${vars[@]}" /usr/bin/ops-center doctor >"$tmp/doctor.out" 2>&1
+rc=$?
+set -e
+if command -v opencode >/dev/null || command -v codex >/dev/null || command -v hermes >/dev/null; then
+    echo "skip - doctor's verdict: agent CLIs are installed on this machine"
 else
-    echo "# ops-center launcher with /etc/default/ops-dispatch-launcher"
-    # shellcheck source=packaging/tests/envfile.sh
-    . "$root/packaging/tests/envfile.sh"
-    mkdir -p "$tmp/launcher-home"
-    vars=(PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$tmp/launcher-home" USER=root
-        OPS_LAUNCHER_LOG_FILE=/var/log/ops-dispatch-launcher.log)
-    envfile_vars /etc/default/ops-dispatch-launcher
-    vars+=(OPS_API_BASE="$api" OPS_LAUNCHER_LOG_DIR="$tmp/launcher-logs"
-        OPS_LAUNCHER_HEARTBEAT_SECONDS=1 OPS_LAUNCHER_POLL_SECONDS=1)
-    launcher_log=/var/log/ops-dispatch-launcher.log
-    (cd "$tmp/launcher-home" && exec setsid env -i "${vars[@]}" /usr/bin/ops-center launcher \
-        >"$tmp/launcher.out" 2>&1 </dev/null) &
-    launcher_pid=$!
-    worker_pid=$launcher_pid
-    # wait_until SECONDS COMMAND...: polls until COMMAND succeeds.
-    wait_until() {
-        local end=$((SECONDS + $1))
-        shift
-        until "$@" >/dev/null 2>&1; do
-            [ "$SECONDS" -lt "$end" ] || return 1
-            sleep 0.2
-        done
-    }
-    worker_seen() {
-        http GET /dispatch/health "$tok" >/dev/null
-        jq -e --argjson pid "$worker_pid" "[.workers[] | select(.pid == \$pid and $1)] | length == 1" "$tmp/body"
-    }
-    check "launcher heartbeats with the packaged env file (a fresh worker with its pid)" \
-        wait_until 20 worker_seen '.fresh == true'
-    check "launcher writes its own log to $launcher_log" wait_until 10 test -s "$launcher_log"
-    mv "$launcher_log" "$launcher_log.1"
-    kill -HUP "$launcher_pid" 2>/dev/null || true
-    check "after SIGHUP (logrotate's postrotate) the launcher reopens $launcher_log" \
-        wait_until 10 test -e "$launcher_log"
-    kill -TERM "$launcher_pid" 2>/dev/null || true
-    # exited PID: gone, or a zombie waiting to be reaped.
-    exited() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
-    # Killed after 20 s if SIGTERM did not stop it (then its status is 137).
-    wait_until 20 exited "$launcher_pid" || kill -KILL "$launcher_pid" 2>/dev/null || true
-    set +e
-    wait "$launcher_pid"
-    rc=$?
-    set -e
-    launcher_pid=
-    check "launcher stops on SIGTERM within 20 s (exit $rc)" test "$rc" = 0
-    check "its last heartbeat said draining=true" worker_seen '.draining == true'
-    if [ "$fail" != 0 ]; then sed 's/^/    | /' "$tmp/launcher.out" "$launcher_log" "$launcher_log.1" 2>/dev/null || true; fi
-    set +e
-    env -i "${vars[@]}" /usr/bin/ops-center doctor >"$tmp/doctor.out" 2>&1
-    rc=$?
-    set -e
-    if command -v opencode >/dev/null || command -v codex >/dev/null || command -v hermes >/dev/null; then
-        echo "skip - doctor's verdict: agent CLIs are installed on this machine"
-    else
-        check "doctor with the packaged env file names each missing runtime and fails (exit $rc)" \
-            bash -c "[ $rc = 1 ] && grep -q '^\[doctor\] MISSING opencode' '$tmp/doctor.out' \
-                && grep -q '^\[doctor\] MISSING codex' '$tmp/doctor.out' && grep -q '^\[doctor\] MISSING hermes' '$tmp/doctor.out'"
-    fi
+    check "doctor with the packaged env file names each missing runtime and fails (exit $rc)" \
+        bash -c "[ $rc = 1 ] && grep -q '^\[doctor\] MISSING opencode' '$tmp/doctor.out' \
+            && grep -q '^\[doctor\] MISSING codex' '$tmp/doctor.out' && grep -q '^\[doctor\] MISSING hermes' '$tmp/doctor.out'"
 fi
 
 # ------------------------------------------------------- remove and purge

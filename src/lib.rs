@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod launcher;
 pub mod ops;
 pub mod secrets;
 pub mod server;

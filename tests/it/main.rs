@@ -10,6 +10,8 @@ mod concurrency;
 mod dispatch;
 mod durability;
 mod invariants;
+mod launcher;
+mod operator;
 mod tasks;
 mod ui;
 mod validation;
