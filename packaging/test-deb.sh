@@ -240,6 +240,9 @@ check "GET /api/dispatch/health without a token: 401 (got $code)" test "$code" =
 
 # --------------------------------------------------- deploy-auth-hardening
 deploy=/usr/share/ops-center/scripts/deploy-auth-hardening.sh
+check "deploy-auth-hardening.sh --help names its hard stop" bash -c "'$deploy' --help | grep -q -- --confirm-prod"
+check "pilot-dispatch-task.sh --help names its hard stop" \
+    bash -c "/usr/share/ops-center/scripts/pilot-dispatch-task.sh --help | grep -q -- --confirm-pilot"
 new_user=ops-chief
 new_pass=Kestrel-Harbor-7731
 new_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -408,6 +411,14 @@ worker() {
         report failed "{\"worker_id\":\"deb-test-worker\",\"claim_token\":\"$claim\",\"signature\":\"runtime no disponible en host: codex\",\"reason\":\"runtime no disponible en host: codex\",\"evidence\":\"codex: command not found\"}"
     fi
 }
+
+set +e
+run_pilot --task-id "$t1" --dry-run
+rc=$?
+set -e
+check "pilot --dry-run runs its checks and stops (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'dry run: checks passed' '$tmp/pilot.out'"
+check "pilot --dry-run left the task in next" test "$(status_of "$t1")" = next
 
 set +e
 run_pilot --task-id "$t1" --confirm-pilot --interval 1 --timeout 60 &
