@@ -179,22 +179,22 @@ fn set_admin_password_creates_and_rotates_admins() {
     let o = admin(
         &["set-admin-password", "--db", &db],
         &[],
-        "ops-lead\nfirst-password-4821\n",
+        "ops-owner\nfirst-password-4821\n",
     );
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("\"ops-lead\" created"), "{}", text(&o));
+    assert!(out.contains("\"ops-owner\" created"), "{}", text(&o));
     assert!(
         out.contains(&format!("other global admins remain: {ADMIN}")),
         "{}",
         text(&o)
     );
-    let lead = srv.login("ops-lead", "first-password-4821");
-    assert_eq!(lead.get("/api/auth/me").json["role"], "admin");
+    let owner = srv.login("ops-owner", "first-password-4821");
+    assert_eq!(owner.get("/api/auth/me").json["role"], "admin");
 
     // Rotating it from the environment ends its sessions.
     let o = admin(
-        &["set-admin-password", "--user", "ops-lead"],
+        &["set-admin-password", "--user", "ops-owner"],
         &[
             ("OPS_DB", &db),
             ("OPS_ADMIN_PASSWORD", "second-password-9377"),
@@ -207,13 +207,13 @@ fn set_admin_password_creates_and_rotates_admins() {
         "{}",
         text(&o)
     );
-    assert_eq!(lead.get("/api/auth/me").status, 401, "old session ended");
+    assert_eq!(owner.get("/api/auth/me").status, 401, "old session ended");
     let old = srv.client().post(
         "/api/auth/login",
-        &json!({"username": "ops-lead", "password": "first-password-4821"}),
+        &json!({"username": "ops-owner", "password": "first-password-4821"}),
     );
     assert_eq!(old.status, 401);
-    srv.login("ops-lead", "second-password-9377");
+    srv.login("ops-owner", "second-password-9377");
 
     // Weak or missing input is refused.
     for (args, env, stdin, expected) in [
