@@ -52,14 +52,13 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         "OPS_API_BASE is not set: give the server's API base, e.g. http://127.0.0.1:3847/api",
     )?;
     let api_base = api_base.trim_end_matches('/').to_string();
-    if api_base.starts_with("https://") {
+    let scheme_ok = ["http://", "https://"]
+        .iter()
+        .any(|p| api_base.starts_with(p) && api_base.len() > p.len());
+    if !scheme_ok {
         return Err(format!(
-            "OPS_API_BASE is {api_base:?}, but this launcher speaks plain HTTP only: run it on the server \
-             host with http://127.0.0.1:3847/api, or reach the server through a local tunnel"
+            "OPS_API_BASE must be an http:// or https:// URL such as http://127.0.0.1:3847/api, got {api_base:?}"
         ));
-    }
-    if !api_base.starts_with("http://") || api_base.len() <= "http://".len() {
-        return Err(format!("OPS_API_BASE must be an http:// URL such as http://127.0.0.1:3847/api, got {api_base:?}"));
     }
     if !api_base.ends_with("/api") {
         return Err(format!(
@@ -238,7 +237,7 @@ mod tests {
         assert!(err(&[("OPS_API_BASE", "")]).contains("OPS_API_BASE is not set"));
         assert!(err(&[("OPS_API_BASE", "127.0.0.1:3847/api")]).contains("http://"));
         assert!(err(&[("OPS_API_BASE", "http://127.0.0.1:3847")]).contains("end with /api"));
-        assert!(err(&[("OPS_API_BASE", "https://ops.example/api")]).contains("plain HTTP"));
+        assert!(err(&[("OPS_API_BASE", "ftp://ops.example/api")]).contains("http:// or https://"));
         assert!(err(&[("OPS_SERVICE_TOKEN", " ")]).contains("OPS_SERVICE_TOKEN"));
         assert!(err(&[("OPS_WORKSPACE_ID", "one")]).contains("OPS_WORKSPACE_ID"));
         assert!(err(&[("SUPPORTED_AGENT_SLUGS", "")]).contains("SUPPORTED_AGENT_SLUGS is not set"));

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -467,50 +467,20 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
     s.pass(&format!("heartbeat as worker {}", s.worker()));
     s.enable_dispatch()?;
 
-    // A stale dispatch: claim a task, then reconcile with minutes=0. That
-    // reconciles every dispatching task, so it is done only while no other
-    // task is dispatching, with dispatch switched off for that moment so
-    // no launcher can claim one in between.
+    // A stale dispatch: claim a task, then reconcile it alone with
+    // minutes=0 (task_ids keeps every other dispatching task out of it).
     let stale = s.create_task("stale dispatch", false)?;
     s.dispatch(stale)?;
     s.claim(stale)?;
     s.expect_status(stale, "dispatching")?;
     s.pass(&format!("task {stale} claimed and left dispatching"));
-    if !s
-        .undo
-        .iter()
-        .any(|u| matches!(u, Undo::Setting("dispatch_enabled", _)))
-    {
-        // It was already on: whatever happens next, it ends on again.
-        s.undo
-            .push(Undo::Setting("dispatch_enabled", "true".into()));
-    }
-    s.api
-        .put("settings/dispatch_enabled", &json!({"value": "false"}))
-        .map_err(|e| api_err("pause dispatch", e))?;
-    let others = wait_until(Duration::from_secs(5), || {
-        let v = s.api.get("tasks?status=dispatching&limit=200").ok()?;
-        let ids: Vec<i64> = v["tasks"]
-            .as_array()?
-            .iter()
-            .filter_map(|t| t["id"].as_i64())
-            .filter(|i| *i != stale)
-            .collect();
-        Some(ids)
-    });
-    if !others.is_empty() {
-        return Err(format!(
-            "other tasks are dispatching ({others:?}); reconciling with minutes=0 would touch them, so the \
-             stale-dispatch check is not run"
-        ));
-    }
     let r = s
         .api
-        .post("dispatch/reconcile-stale", &json!({"minutes": 0}))
+        .post(
+            "dispatch/reconcile-stale",
+            &json!({"minutes": 0, "task_ids": [stale]}),
+        )
         .map_err(|e| api_err("reconcile-stale", e))?;
-    s.api
-        .put("settings/dispatch_enabled", &json!({"value": "true"}))
-        .map_err(|e| api_err("resume dispatch", e))?;
     let ids: Vec<i64> = r["task_ids"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
@@ -625,19 +595,6 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
         ));
     }
     Ok(())
-}
-
-/// Polls until `f` answers an empty list or `within` passes; the last
-/// answer (empty or not) is returned.
-fn wait_until(within: Duration, mut f: impl FnMut() -> Option<Vec<i64>>) -> Vec<i64> {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = f().unwrap_or_default();
-        if v.is_empty() || Instant::now() >= deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn find_alert(s: &Smoke, kind: &str, subject: &str) -> Step<Option<Value>> {
