@@ -7,6 +7,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod launcher;
+pub mod ops;
 pub mod secrets;
 pub mod server;
 pub mod store;

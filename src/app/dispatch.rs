@@ -385,12 +385,26 @@ fn tail(s: &str, max: usize) -> String {
 /// task's `dispatch.stale` alert opened or counted, an event. Returns the
 /// task ids.
 pub fn reconcile_stale(conn: &Connection, minutes: i64, actor: &str, now: i64) -> Result<Vec<i64>> {
+    reconcile_stale_among(conn, minutes, None, actor, now)
+}
+
+/// [`reconcile_stale`], limited to the tasks of `only` when given.
+fn reconcile_stale_among(
+    conn: &Connection,
+    minutes: i64,
+    only: Option<&[i64]>,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
     let cutoff = if minutes == 0 {
         now
     } else {
         now - minutes * 60_000
     };
-    let stale = tasks::dispatching_since(conn, cutoff)?;
+    let mut stale = tasks::dispatching_since(conn, cutoff)?;
+    if let Some(only) = only {
+        stale.retain(|t| only.contains(&t.id));
+    }
     let mut ids = Vec::with_capacity(stale.len());
     for mut t in stale {
         let worker = t.claimed_by.clone().unwrap_or_else(|| "unknown".into());
@@ -460,8 +474,13 @@ pub(crate) fn alert_event(
     )
 }
 
-/// `POST /api/dispatch/reconcile-stale`.
-pub fn reconcile_now(db: &Db, who: &Principal, minutes: Option<i64>) -> Result<Value> {
+/// `POST /api/dispatch/reconcile-stale`; `only` limits it to some tasks.
+pub fn reconcile_now(
+    db: &Db,
+    who: &Principal,
+    minutes: Option<i64>,
+    only: Option<Vec<i64>>,
+) -> Result<Value> {
     who.require_operator("manual reconciliation")?;
     let actor = who.actor();
     db.write(move |conn| {
@@ -470,7 +489,7 @@ pub fn reconcile_now(db: &Db, who: &Principal, minutes: Option<i64>) -> Result<V
             Some(m) => m,
             None => crate::store::settings::load(conn)?.dispatch_stale_minutes,
         };
-        let ids = reconcile_stale(conn, minutes, &actor, now)?;
+        let ids = reconcile_stale_among(conn, minutes, only.as_deref(), &actor, now)?;
         Ok(json!({"stale_minutes": minutes, "reconciled": ids.len(), "task_ids": ids}))
     })
 }

@@ -96,6 +96,31 @@ impl Fields {
         }
     }
 
+    /// A whole number, or `null` (as absent): for values a caller may not
+    /// know, such as an exit code.
+    pub fn nullable_i64(&self, key: &str) -> Result<Option<i64>> {
+        match self.get(key) {
+            Some(Value::Null) => Ok(None),
+            _ => self.i64(key),
+        }
+    }
+
+    /// A list of whole numbers (ids); `null` is absent.
+    pub fn i64_list(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_i64()
+                        .ok_or_else(|| wrong_type(key, "a list of whole numbers", v))
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(wrong_type(key, "a list of whole numbers", other)),
+        }
+    }
+
     /// A whole number within `range`.
     pub fn i64_in(&self, key: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>> {
         match self.i64(key)? {

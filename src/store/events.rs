@@ -104,7 +104,12 @@ pub type Failure = (Option<i64>, Option<String>, i64);
 /// after `since`.
 pub fn dispatch_failures_since(conn: &Connection, since: i64) -> Result<Vec<Failure>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT task_id, json_extract(payload, '$.agent'), at FROM events
+        // A deleted task or agent no longer counts: its alert, once
+        // deleted too, must not be raised again from the audit log.
+        "SELECT CASE WHEN task_id IN (SELECT id FROM tasks) THEN task_id END,
+                CASE WHEN json_extract(payload, '$.agent') IN (SELECT slug FROM agents)
+                     THEN json_extract(payload, '$.agent') END,
+                at FROM events
          WHERE kind IN ('dispatch.failed', 'dispatch.reconciled_stale') AND at >= ?1",
     )?;
     let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod alerts;
+pub mod backup;
 pub mod comments;
 pub mod events;
 pub mod heartbeats;

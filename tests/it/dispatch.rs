@@ -369,7 +369,7 @@ fn failures_become_blockers_with_evidence() {
         id,
         &token,
         "finished",
-        json!({"exit_code": 0, "output": ""}),
+        json!({"exit_code": null, "output": ""}),
     );
     assert_eq!(r.json["status"], "waiting", "{}", r.text);
     assert_eq!(r.json["blocked"], true);

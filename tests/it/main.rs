@@ -4,11 +4,14 @@
 mod util;
 
 mod access;
+mod admin;
 mod auth;
 mod concurrency;
 mod dispatch;
 mod durability;
 mod invariants;
+mod launcher;
+mod operator;
 mod tasks;
 mod ui;
 mod validation;

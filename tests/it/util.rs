@@ -25,6 +25,8 @@ pub struct Server {
     pub banner: Vec<String>,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// `--bind` of the next start: port 0 unless `keep_port` pinned it.
+    bind: String,
 }
 
 impl Server {
@@ -52,6 +54,7 @@ impl Server {
             banner: Vec::new(),
             child: None,
             env,
+            bind: "127.0.0.1:0".to_string(),
         };
         s.spawn();
         s
@@ -87,7 +90,7 @@ impl Server {
             .open(self.log_path())
             .expect("log file");
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--bind", "127.0.0.1:0", "--db"])
+        cmd.args(["serve", "--bind", &self.bind, "--db"])
             .arg(self.db_path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -154,6 +157,12 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Later starts bind the address of this one, so that clients (a
+    /// launcher) configured with it reach the restarted server.
+    pub fn keep_port(&mut self) {
+        self.bind = self.addr.clone();
     }
 
     /// Changes a variable for the next start.

@@ -114,6 +114,18 @@ fn stale_dispatches_are_reconciled_with_context_and_one_alert() {
     assert_eq!(alerts["alerts"][0]["status"], "open");
     assert_eq!(alerts["alerts"][0]["occurrences"], 2);
 
+    // task_ids limits it to the tasks named.
+    let r = svc.post(
+        "/api/dispatch/reconcile-stale",
+        &json!({"minutes": 0, "task_ids": [id]}),
+    );
+    assert_eq!(r.json["task_ids"], json!([]), "{}", r.text);
+    assert_eq!(
+        svc.get(&format!("/api/tasks/{fresh}")).json["status"],
+        "dispatching"
+    );
+    let bad = svc.post("/api/dispatch/reconcile-stale", &json!({"task_ids": "all"}));
+    assert_eq!(bad.status, 400);
     // minutes=0 reconciles every dispatching task.
     let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
     assert_eq!(r.json["task_ids"], json!([fresh]), "{}", r.text);

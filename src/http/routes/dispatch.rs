@@ -71,23 +71,7 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
             ))
         }
     };
-    let running = match f.raw("running_task_ids") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_i64().ok_or_else(|| {
-                    Error::invalid_field("running_task_ids", "must be a list of task ids")
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => {
-            return Err(Error::invalid_field(
-                "running_task_ids",
-                "must be a list of task ids",
-            ))
-        }
-    };
+    let running = f.i64_list("running_task_ids")?.unwrap_or_default();
     let hb = Heartbeat {
         worker_id: worker_id(&f)?,
         host: f.str("host")?.unwrap_or_default(),
@@ -218,7 +202,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     }
                 };
                 Ok(Report::Finished {
-                    exit_code: f.i64("exit_code")?,
+                    exit_code: f.nullable_i64("exit_code")?,
                     signal,
                     output: f.str("output")?.unwrap_or_default(),
                 })
@@ -257,9 +241,10 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
 
 pub fn reconcile(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let f = req.fields(&["minutes"])?;
+    let f = req.fields(&["minutes", "task_ids"])?;
     let minutes = f.i64_in("minutes", 0..=10_080)?;
-    Ok(Resp::ok(ops::reconcile_now(&app.db, &who, minutes)?))
+    let only = f.i64_list("task_ids")?;
+    Ok(Resp::ok(ops::reconcile_now(&app.db, &who, minutes, only)?))
 }
 
 pub fn stale(app: &App, req: &Req) -> Result<Resp> {

@@ -1,0 +1,170 @@
+//! A small client of the OPS API with the service token, shared by the
+//! launcher and the smokes. Statuses are data here, not errors: callers
+//! decide whether a 409 means "retry" or "give up".
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const TOKEN_HEADER: &str = "X-OPS-Service-Token";
+
+#[derive(Clone)]
+pub struct Api {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// No answer: connection refused, timeout, broken body.
+    Transport(String),
+    /// The server answered with a status outside 2xx.
+    Status {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// A refusal that repeating the same request cannot change (a 4xx
+    /// other than 401, 408 and 429). 401 is left retryable because the
+    /// token may be rotated on the server while the launcher runs.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ApiError::Transport(_) => false,
+            ApiError::Status { status, .. } => {
+                (400..500).contains(status) && ![401, 408, 429].contains(status)
+            }
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            ApiError::Transport(_) => None,
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::Status { code, .. } => code,
+            ApiError::Transport(_) => "",
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Transport(e) => write!(f, "server unreachable: {e}"),
+            ApiError::Status {
+                status,
+                code,
+                message,
+            } => write!(f, "HTTP {status} {code}: {message}"),
+        }
+    }
+}
+
+impl Api {
+    /// `base` ends with `/api`; `timeout` bounds each whole call.
+    pub fn new(base: &str, token: &str, timeout: Duration) -> Api {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build();
+        Api {
+            agent: config.into(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .get(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .call();
+        finish(r)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .delete(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .call();
+        finish(r)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .post(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
+        finish(r)
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .put(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
+        finish(r)
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let r = self
+            .agent
+            .patch(self.url(path))
+            .header(TOKEN_HEADER, &self.token)
+            .send_json(body);
+        finish(r)
+    }
+}
+
+fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
+    let resp = r.map_err(|e| ApiError::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .into_body()
+        .read_to_string()
+        .map_err(|e| ApiError::Transport(e.to_string()))?;
+    let json: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    if (200..300).contains(&status) {
+        return Ok(json);
+    }
+    let code = json
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let message = json
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    Err(ApiError::Status {
+        status,
+        code,
+        message,
+    })
+}

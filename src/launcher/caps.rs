@@ -1,0 +1,197 @@
+//! What this host can run: for each supported slug, whether its CLI
+//! resolves (`available`) and whether it is logged in (`authenticated`).
+//! Probing may be slow (auth checks run commands), so it happens on its own
+//! thread and the heartbeat only reads the last snapshot.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::api::Api;
+use super::command::{self, env_name};
+use super::config::LauncherConfig;
+use super::process::check_command;
+
+#[derive(Clone, Debug)]
+pub struct AgentCap {
+    pub slug: String,
+    /// The CLI as configured (first word of the command).
+    pub cli: String,
+    pub available: bool,
+    pub authenticated: bool,
+    /// Why the slug is not usable; empty when it is.
+    pub reason: String,
+}
+
+impl AgentCap {
+    pub fn usable(&self) -> bool {
+        self.available && self.authenticated
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "slug": self.slug,
+            "cli": self.cli,
+            "available": self.available,
+            "authenticated": self.authenticated,
+            "reason": self.reason,
+        })
+    }
+}
+
+/// When an auth check ran, and what it said.
+type AuthResult = (Instant, Result<(), String>);
+
+#[derive(Default)]
+pub struct Caps {
+    snapshot: Mutex<Vec<AgentCap>>,
+    /// `launch_command` per slug as OPS last told it (agents list or claim).
+    ops_cmds: Mutex<HashMap<String, Option<String>>>,
+    auth: Mutex<HashMap<String, AuthResult>>,
+}
+
+impl Caps {
+    pub fn snapshot(&self) -> Vec<AgentCap> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn usable_slugs(&self) -> Vec<String> {
+        self.snapshot()
+            .into_iter()
+            .filter(AgentCap::usable)
+            .map(|c| c.slug)
+            .collect()
+    }
+
+    pub fn ops_command(&self, slug: &str) -> Option<String> {
+        self.ops_cmds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+            .cloned()
+            .flatten()
+    }
+
+    pub fn learn_command(&self, slug: &str, launch_command: Option<String>) {
+        self.ops_cmds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slug.to_string(), launch_command);
+    }
+
+    /// Reads the agents' `launch_command` from OPS; on failure the last
+    /// known values stay.
+    pub fn refresh_ops_commands(&self, api: &Api) {
+        match api.get("agents") {
+            Ok(v) => {
+                for a in v["agents"].as_array().into_iter().flatten() {
+                    if let Some(slug) = a["slug"].as_str() {
+                        self.learn_command(slug, a["launch_command"].as_str().map(str::to_string));
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!("cannot read agents from OPS ({e}); keeping known launch commands")
+            }
+        }
+    }
+
+    /// A launch just found the CLI missing: stop advertising the slug now,
+    /// rather than at the next probe.
+    pub fn mark_missing(&self, slug: &str, cli: &str, why: &str) {
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = snap.iter_mut().find(|c| c.slug == slug) {
+            c.available = false;
+            c.cli = cli.to_string();
+            c.reason = format!("runtime no disponible en host: {cli} ({why})");
+        }
+    }
+
+    /// Looks at every supported slug again and replaces the snapshot.
+    pub fn probe(&self, cfg: &LauncherConfig) {
+        let mut fresh = Vec::new();
+        for slug in &cfg.slugs {
+            let cap = self.probe_one(cfg, slug);
+            fresh.push(cap);
+        }
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        for new in &fresh {
+            let before = snap.iter().find(|c| c.slug == new.slug);
+            if before.map(AgentCap::usable) != Some(new.usable()) {
+                if new.usable() {
+                    log::info!("agent {} usable: {}", new.slug, new.cli);
+                } else {
+                    log::warn!("agent {} not usable: {}", new.slug, new.reason);
+                }
+            }
+        }
+        *snap = fresh;
+    }
+
+    fn probe_one(&self, cfg: &LauncherConfig, slug: &str) -> AgentCap {
+        let mut cap = AgentCap {
+            slug: slug.to_string(),
+            cli: String::new(),
+            available: false,
+            authenticated: false,
+            reason: String::new(),
+        };
+        let ops = self.ops_command(slug);
+        let Some((template, source)) = command::configured(slug, ops.as_deref(), &cfg.agent_cmds)
+        else {
+            cap.reason = format!(
+                "no command: set {} or the agent's launch_command in OPS",
+                env_name("AGENT_CMD_", slug)
+            );
+            return cap;
+        };
+        let cli = match command::cli_of(&template) {
+            Ok(c) => c,
+            Err(e) => {
+                cap.reason = format!("{} {e}", source.describe(slug));
+                return cap;
+            }
+        };
+        cap.cli = cli.clone();
+        if let Err(why) = command::resolve_cli(&cli, cfg.path_var.as_deref()) {
+            cap.reason = format!("runtime no disponible en host: {cli} ({why})");
+            return cap;
+        }
+        cap.available = true;
+        match cfg.auth_checks.get(slug) {
+            None => cap.authenticated = true,
+            Some(check) => match self.auth_result(cfg, slug, check) {
+                Ok(()) => cap.authenticated = true,
+                Err(e) => {
+                    cap.reason =
+                        format!("not logged in: {} {e}", env_name("AGENT_AUTH_CHECK_", slug));
+                }
+            },
+        }
+        cap
+    }
+
+    fn auth_result(&self, cfg: &LauncherConfig, slug: &str, check: &str) -> Result<(), String> {
+        if let Some((at, r)) = self
+            .auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+        {
+            if at.elapsed() < cfg.auth_cache {
+                return r.clone();
+            }
+        }
+        let r = check_command(check, cfg.auth_timeout);
+        self.auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slug.to_string(), (Instant::now(), r.clone()));
+        r
+    }
+}

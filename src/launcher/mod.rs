@@ -1,0 +1,671 @@
+//! `ops-center launcher`: a worker that heartbeats what this host can run,
+//! claims tasks for those agents, launches each agent CLI detached with log
+//! files, and reports the outcome (SPEC §8).
+//!
+//! Threads: signals; a probe (CLIs and auth checks, possibly slow); the
+//! heartbeat, which only reads the probe's snapshot so nothing can hold it
+//! up; the claim loop (this thread); and one runner per task. All state
+//! that must outlive the process is in the state files of the log dir.
+
+pub mod api;
+pub mod caps;
+pub mod command;
+pub mod config;
+pub mod logging;
+pub mod process;
+pub mod runner;
+pub mod state;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use api::{Api, ApiError};
+use caps::Caps;
+use config::LauncherConfig;
+use runner::Runner;
+use state::{Ending, TaskState};
+
+/// A stop request every thread can wait on.
+#[derive(Default)]
+pub struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Stop {
+    pub fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps `d` or until stopped; true when stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let g = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, d, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
+        *g
+    }
+}
+
+/// What the threads share.
+pub struct Ctx {
+    pub cfg: LauncherConfig,
+    pub api: Api,
+    pub worker_id: String,
+    pub host: String,
+    pub stop: Stop,
+    pub caps: Caps,
+    running: Mutex<BTreeSet<i64>>,
+    /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
+    poke: crossbeam_channel::Sender<()>,
+    /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
+    reprobe: crossbeam_channel::Sender<()>,
+}
+
+impl Ctx {
+    pub fn running(&self) -> Vec<i64> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn take_slot(&self, id: i64) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+
+    pub fn finish_slot(&self, id: i64) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let _ = self.poke.try_send(());
+    }
+
+    fn heartbeat_body(&self, draining: bool) -> Value {
+        let running = self.running();
+        let mut body = json!({
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "agents": self.caps.snapshot().iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+            "models": self.cfg.models,
+            "slots_total": self.cfg.slots,
+            "slots_busy": running.len(),
+            "running_task_ids": running,
+            "draining": draining,
+        });
+        if let Some(ws) = self.cfg.workspace_id {
+            body["workspace_id"] = json!(ws);
+        }
+        body
+    }
+
+    fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
+        self.api
+            .post("dispatch/heartbeat", &self.heartbeat_body(draining))
+            .map(|_| ())
+    }
+}
+
+/// Entry point of `ops-center launcher`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!(
+            "launcher takes no arguments (got {a:?}); it is configured by environment: OPS_API_BASE, \
+             OPS_SERVICE_TOKEN, SUPPORTED_AGENT_SLUGS, ..."
+        ));
+    }
+    let cfg = config::from_env(|k| std::env::var(k).ok())?;
+    logging::init(cfg.log_file.clone())?;
+    warn_unused_agent_vars(&cfg);
+    run(cfg)
+}
+
+/// `AGENT_CMD_X` for a slug this host does not serve is most likely a typo
+/// or a forgotten `SUPPORTED_AGENT_SLUGS` entry.
+fn warn_unused_agent_vars(cfg: &LauncherConfig) {
+    for (k, _) in std::env::vars() {
+        for prefix in ["AGENT_CMD_", "AGENT_AUTH_CHECK_"] {
+            if let Some(tail) = k.strip_prefix(prefix) {
+                if !cfg.slugs.iter().any(|s| command::env_name(prefix, s) == k) {
+                    log::warn!(
+                        "{k} is set but no slug of SUPPORTED_AGENT_SLUGS ({}) maps to {tail}; it is ignored",
+                        cfg.slugs.join(",")
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::fs::create_dir_all(&cfg.log_dir).map_err(|e| {
+        format!(
+            "OPS_LAUNCHER_LOG_DIR {}: cannot create: {e}",
+            cfg.log_dir.display()
+        )
+    })?;
+    let probe_file = cfg.log_dir.join(".write-test");
+    std::fs::write(&probe_file, b"").map_err(|e| {
+        format!(
+            "OPS_LAUNCHER_LOG_DIR {}: not writable: {e}",
+            cfg.log_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe_file);
+    // Paths reported to OPS must mean something on their own.
+    if let Ok(abs) = cfg.log_dir.canonicalize() {
+        cfg.log_dir = abs;
+    }
+    let pid_file = claim_log_dir(&cfg.log_dir)?;
+
+    let host = hostname();
+    let worker_id = worker_id(&host, &cfg.log_dir);
+    let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
+    let (reprobe_tx, reprobe_rx) = crossbeam_channel::bounded::<()>(1);
+    let ctx = Arc::new(Ctx {
+        api: Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15)),
+        cfg,
+        worker_id,
+        host,
+        stop: Stop::default(),
+        caps: Caps::default(),
+        running: Mutex::new(BTreeSet::new()),
+        poke: poke_tx,
+        reprobe: reprobe_tx,
+    });
+    log::info!(
+        "launcher {} starting: api {}, slugs {}, models [{}], {} slots, logs in {}",
+        ctx.worker_id,
+        ctx.cfg.api_base,
+        ctx.cfg.slugs.join(","),
+        ctx.cfg.models.join(","),
+        ctx.cfg.slots,
+        ctx.cfg.log_dir.display()
+    );
+
+    {
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    match sig {
+                        SIGHUP => {
+                            logging::reopen();
+                            log::info!("SIGHUP: log file reopened, runtimes probed again");
+                            let _ = ctx.reprobe.try_send(());
+                        }
+                        _ => {
+                            log::info!(
+                                "{}: draining (no new claims), then exiting",
+                                process::signal_name(sig)
+                            );
+                            ctx.stop.set();
+                            let _ = ctx.poke.try_send(());
+                            let _ = ctx.reprobe.try_send(());
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+
+    ctx.caps.refresh_ops_commands(&ctx.api);
+    ctx.caps.probe(&ctx.cfg);
+    adopt(&ctx);
+    if let Err(e) = ctx.heartbeat(false) {
+        log::warn!("first heartbeat not delivered: {e}");
+    }
+
+    let probe = {
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("probe".into())
+            .spawn(move || loop {
+                let _ = reprobe_rx.recv_timeout(ctx.cfg.heartbeat_every);
+                if ctx.stop.is_set() {
+                    return;
+                }
+                let before = ctx.caps.usable_slugs();
+                ctx.caps.refresh_ops_commands(&ctx.api);
+                ctx.caps.probe(&ctx.cfg);
+                if ctx.caps.usable_slugs() != before {
+                    let _ = ctx.poke.try_send(());
+                }
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let heartbeat = {
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || heartbeat_loop(&ctx, poke_rx))
+            .map_err(|e| e.to_string())?
+    };
+
+    claim_loop(&ctx);
+
+    let _ = heartbeat.join();
+    match ctx.heartbeat(true) {
+        Ok(()) => log::info!("final heartbeat sent (draining=true)"),
+        Err(e) => log::warn!("final heartbeat not delivered: {e}"),
+    }
+    let _ = probe.join();
+    let running = ctx.running();
+    if !running.is_empty() {
+        log::info!("agents of tasks {running:?} keep running; the next launcher start adopts them");
+    }
+    let _ = std::fs::remove_file(&pid_file);
+    log::info!("launcher stopped");
+    Ok(())
+}
+
+/// Two launchers on one log dir would both adopt the same state files and
+/// report every task twice: the second one is refused. The pid file holds
+/// the pid and its start time, so a pid left by a killed launcher and
+/// reused by another process does not block a start.
+fn claim_log_dir(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let path = dir.join("launcher.pid");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+        if let (Some(Some(pid)), ticks) = (it.next(), it.next().flatten()) {
+            let pid = pid as u32;
+            if pid != std::process::id() && process::alive(pid, ticks) {
+                return Err(format!(
+                    "another launcher (pid {pid}) is using OPS_LAUNCHER_LOG_DIR {}: stop it, or give this \
+                     one its own log dir",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    let me = std::process::id();
+    let ticks = process::start_ticks(me)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    std::fs::write(&path, format!("{me} {ticks}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn heartbeat_loop(ctx: &Ctx, poke: crossbeam_channel::Receiver<()>) {
+    let mut failing = false;
+    loop {
+        match poke.recv_timeout(ctx.cfg.heartbeat_every) {
+            Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        if ctx.stop.is_set() {
+            return;
+        }
+        match ctx.heartbeat(false) {
+            Ok(()) if failing => {
+                log::info!("heartbeat delivered again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    log::warn!(
+                        "heartbeat not delivered: {e}; retrying every {} s",
+                        ctx.cfg.heartbeat_every.as_secs()
+                    );
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// One claim answer that holds a task.
+struct Claim {
+    task: Value,
+    slug: String,
+    launch_command: Option<String>,
+    agent_model: Option<String>,
+    token: String,
+}
+
+fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError> {
+    let mut body = json!({ "worker_id": ctx.worker_id, "agent_slugs": slugs });
+    if let Some(ws) = ctx.cfg.workspace_id {
+        body["workspace_id"] = json!(ws);
+    }
+    let v = ctx.api.post("dispatch/next", &body)?;
+    if v["task"].is_null() {
+        return Ok(Err(v["reason"].as_str().unwrap_or("no_task").to_string()));
+    }
+    let token = v["claim_token"].as_str().unwrap_or_default().to_string();
+    let slug = v["agent"]["slug"].as_str().unwrap_or_default().to_string();
+    if token.is_empty() || slug.is_empty() || v["task"]["id"].as_i64().is_none() {
+        return Err(ApiError::Transport(format!(
+            "claim answer without task id, agent slug or claim_token: {v}"
+        )));
+    }
+    Ok(Ok(Claim {
+        task: v["task"].clone(),
+        slug,
+        launch_command: v["agent"]["launch_command"].as_str().map(str::to_string),
+        agent_model: v["agent"]["model"].as_str().map(str::to_string),
+        token,
+    }))
+}
+
+fn claim_loop(ctx: &Arc<Ctx>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut last_reason = String::new();
+    while !ctx.stop.is_set() {
+        if ctx.running().len() >= ctx.cfg.slots {
+            ctx.stop.sleep(Duration::from_millis(500));
+            continue;
+        }
+        let slugs = ctx.caps.usable_slugs();
+        if slugs.is_empty() {
+            if last_reason != "no usable agent" {
+                log::warn!(
+                    "no usable agent on this host: not claiming (see the heartbeat's reasons)"
+                );
+                last_reason = "no usable agent".into();
+            }
+            ctx.stop.sleep(ctx.cfg.poll_every);
+            continue;
+        }
+        match claim(ctx, &slugs) {
+            Ok(Ok(c)) => {
+                backoff = Duration::from_secs(1);
+                last_reason.clear();
+                launch(ctx, c);
+            }
+            Ok(Err(reason)) => {
+                backoff = Duration::from_secs(1);
+                if reason != last_reason {
+                    log::info!("no task to claim: {reason}");
+                    last_reason = reason;
+                }
+                ctx.stop.sleep(ctx.cfg.poll_every);
+            }
+            Err(e) => {
+                log::warn!("claim failed, retrying in {} s: {e}", backoff.as_secs());
+                last_reason.clear();
+                ctx.stop.sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// `20261124T001500.123Z`: sortable, unique enough per task.
+fn stamp() -> String {
+    let s = crate::time::rfc3339(crate::time::now_ms());
+    s.replace(['-', ':'], "")
+}
+
+/// Starts the agent of a claimed task and hands it to a runner thread.
+/// Whatever goes wrong ends in a state file with a final report, so the
+/// failure reaches the task.
+fn launch(ctx: &Arc<Ctx>, c: Claim) {
+    let id = c.task["id"].as_i64().unwrap_or_default();
+    ctx.caps.learn_command(&c.slug, c.launch_command.clone());
+    let base = ctx.cfg.log_dir.join(format!("task-{id}-{}", stamp()));
+    let path_of = |ext: &str| {
+        base.with_file_name(format!(
+            "{}{ext}",
+            base.file_name().unwrap().to_string_lossy()
+        ))
+    };
+    let (log_path, err_log_path, prompt_path) =
+        (path_of(".log"), path_of(".err.log"), path_of(".prompt.md"));
+    let model = c.task["model"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .or(c.agent_model.as_deref())
+        .unwrap_or("");
+    let description = c.task["description"].as_str().unwrap_or_default();
+    let prompt = if description.trim().is_empty() {
+        c.task["title"].as_str().unwrap_or_default()
+    } else {
+        description
+    };
+
+    let mut st = TaskState {
+        task_id: id,
+        worker_id: ctx.worker_id.clone(),
+        claim_token: c.token.clone(),
+        agent_slug: c.slug.clone(),
+        command: Vec::new(),
+        cli: c.slug.clone(),
+        pid: None,
+        pid_start_ticks: None,
+        log_path: log_path.clone(),
+        err_log_path: err_log_path.clone(),
+        prompt_path: prompt_path.clone(),
+        started_at_ms: crate::time::now_ms(),
+        started_reported: false,
+        output_offset: 0,
+        ending: None,
+        final_report: None,
+        abandoned: false,
+    };
+    let mut child = None;
+    match prepare(ctx, &c, &mut st, prompt, model) {
+        Err(Unprepared {
+            reason,
+            runtime_missing,
+        }) => {
+            log::error!("task {id}: cannot start agent {}: {reason}", c.slug);
+            if runtime_missing {
+                ctx.caps.mark_missing(&c.slug, &st.cli, &reason);
+                let _ = ctx.poke.try_send(());
+            }
+            st.ending = Some(Ending::NotStarted {
+                reason,
+                runtime_missing,
+            });
+        }
+        Ok(argv) => {
+            let env = [
+                ("OPS_TASK_ID", id.to_string()),
+                ("OPS_TASK_MODEL", model.to_string()),
+                ("OPS_PROMPT_FILE", prompt_path.display().to_string()),
+            ];
+            match process::spawn_detached(
+                &argv,
+                &ctx.cfg.workdir,
+                &prompt_path,
+                &log_path,
+                &err_log_path,
+                &env,
+            ) {
+                Ok(ch) => {
+                    st.pid = Some(ch.id());
+                    st.pid_start_ticks = process::start_ticks(ch.id());
+                    log::info!(
+                        "task {id}: started {} (pid {}), log {}",
+                        c.slug,
+                        ch.id(),
+                        log_path.display()
+                    );
+                    child = Some(ch);
+                }
+                Err(e) => {
+                    // The CLI resolved a moment ago but cannot be executed
+                    // (removed since, no permission, a missing interpreter).
+                    let reason = format!("cannot execute {}: {e}", argv[0]);
+                    log::error!("task {id}: {reason}");
+                    ctx.caps.mark_missing(&c.slug, &st.cli, &e.to_string());
+                    let _ = ctx.poke.try_send(());
+                    st.ending = Some(Ending::NotStarted {
+                        reason,
+                        runtime_missing: true,
+                    });
+                }
+            }
+        }
+    }
+    let path = st.path_in(&ctx.cfg.log_dir);
+    if let Err(e) = state::save(&path, &st) {
+        log::error!(
+            "task {id}: cannot write state file {}: {e}; a launcher restart could not adopt it",
+            path.display()
+        );
+    }
+    start_runner(ctx, Runner::new(ctx.clone(), st, path, child));
+}
+
+/// Why a claimed task's agent cannot be started.
+struct Unprepared {
+    reason: String,
+    /// The runtime is missing here (as opposed to a launcher-side problem).
+    runtime_missing: bool,
+}
+
+fn runtime_missing(reason: String) -> Unprepared {
+    Unprepared {
+        reason,
+        runtime_missing: true,
+    }
+}
+
+fn setup_error(reason: String) -> Unprepared {
+    Unprepared {
+        reason,
+        runtime_missing: false,
+    }
+}
+
+/// Resolves the command and writes the prompt and empty log files.
+fn prepare(
+    ctx: &Ctx,
+    c: &Claim,
+    st: &mut TaskState,
+    prompt: &str,
+    model: &str,
+) -> Result<Vec<String>, Unprepared> {
+    let Some((template, source)) =
+        command::configured(&c.slug, c.launch_command.as_deref(), &ctx.cfg.agent_cmds)
+    else {
+        return Err(runtime_missing(format!(
+            "no command for agent {}: set {} or the agent's launch_command in OPS",
+            c.slug,
+            command::env_name("AGENT_CMD_", &c.slug)
+        )));
+    };
+    command::validate(&template)
+        .map_err(|e| setup_error(format!("{} {e}: {template:?}", source.describe(&c.slug))))?;
+    let vars = command::Vars {
+        prompt_file: &st.prompt_path.display().to_string(),
+        task_id: st.task_id,
+        model,
+        workdir: &ctx.cfg.workdir.display().to_string(),
+    };
+    let mut argv = command::render(&template, &vars).map_err(setup_error)?;
+    st.cli = argv[0].clone();
+    st.command = argv.clone();
+    let resolved =
+        command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
+    argv[0] = resolved.display().to_string();
+    std::fs::write(&st.prompt_path, prompt)
+        .map_err(|e| setup_error(format!("cannot write {}: {e}", st.prompt_path.display())))?;
+    for p in [&st.log_path, &st.err_log_path] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| setup_error(format!("cannot create {}: {e}", p.display())))?;
+    }
+    Ok(argv)
+}
+
+fn start_runner(ctx: &Arc<Ctx>, r: Runner) {
+    let id = r.st.task_id;
+    ctx.take_slot(id);
+    let _ = ctx.poke.try_send(());
+    let c = ctx.clone();
+    let body = move || {
+        // A bug in one runner must not take the slot (or the launcher)
+        // with it; its state file stays for the next start.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run())).is_err() {
+            log::error!("task {id}: its runner failed unexpectedly; the state file is kept for the next start");
+            c.finish_slot(id);
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name(format!("task-{id}"))
+        .spawn(body)
+    {
+        log::error!("task {id}: cannot start its runner thread: {e}");
+        ctx.finish_slot(id);
+    }
+}
+
+/// Picks up the state files a previous launcher left: agents still
+/// running are watched by pid, ended ones get their reports delivered.
+fn adopt(ctx: &Arc<Ctx>) {
+    for entry in state::load_all(&ctx.cfg.log_dir) {
+        let (path, st) = match entry {
+            Ok(x) => x,
+            Err(e) => {
+                log::error!("unreadable state file, left as is: {e}");
+                continue;
+            }
+        };
+        let what = match (&st.ending, st.pid) {
+            (Some(_), _) => "reports pending".to_string(),
+            (None, Some(pid)) if process::alive(pid, st.pid_start_ticks) => {
+                format!("agent pid {pid} still running")
+            }
+            (None, Some(pid)) => format!("agent pid {pid} ended while no launcher watched it"),
+            (None, None) => "agent never started".to_string(),
+        };
+        log::info!(
+            "task {}: adopted from {} ({what})",
+            st.task_id,
+            path.display()
+        );
+        start_runner(ctx, Runner::new(ctx.clone(), st, path, None));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Stable across restarts (so reports of adopted tasks and the health view
+/// stay with one worker), distinct for two launchers on one host as long
+/// as they use different log dirs (they could not share one anyway).
+fn worker_id(host: &str, log_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = log_dir
+        .canonicalize()
+        .unwrap_or_else(|_| log_dir.to_path_buf());
+    let h = Sha256::digest(dir.display().to_string().as_bytes());
+    let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{short}")
+}

@@ -1,0 +1,219 @@
+//! Starting an agent detached from the launcher, and watching a process
+//! the launcher did not start (one adopted after a restart).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts `argv` in its own process group (so a signal aimed at the
+/// launcher's group, such as Ctrl-C or a terminal hang-up, does not reach
+/// it), with the prompt file on stdin and stdout/stderr appended to the
+/// log files. The launcher keeps no pipe to it, so it runs on unchanged if
+/// the launcher stops.
+pub fn spawn_detached(
+    argv: &[String],
+    workdir: &Path,
+    prompt: &Path,
+    log: &Path,
+    err_log: &Path,
+    env: &[(&str, String)],
+) -> std::io::Result<Child> {
+    let stdin = File::open(prompt)?;
+    let stdout = OpenOptions::new().create(true).append(true).open(log)?;
+    let stderr = OpenOptions::new().create(true).append(true).open(err_log)?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(workdir)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        // The agent must not hold the service role: with the token it
+        // could report on its own task, or on others.
+        .env_remove("OPS_SERVICE_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), `None` when the process does not exist.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid).and_then(|(_, f)| f.get(STARTTIME).and_then(|s| s.parse().ok()))
+}
+
+/// Index of `starttime` (field 22 of `/proc/<pid>/stat`) among the fields
+/// after the state (field 3).
+const STARTTIME: usize = 22 - 4;
+
+/// `(state, fields after the state)` of `/proc/<pid>/stat`.
+fn stat_fields(pid: u32) -> Option<(char, Vec<String>)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself hold spaces or
+    // parentheses: the fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields[1..].to_vec()))
+}
+
+/// Whether the process `pid` started at `ticks` still runs. A zombie is
+/// finished (only its parent's wait is missing), and a pid whose start
+/// time differs is another process that reused the number.
+pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
+    match stat_fields(pid) {
+        None => false,
+        Some(('Z' | 'X' | 'x', _)) => false,
+        Some((_, fields)) => match ticks {
+            Some(t) => fields.get(STARTTIME).and_then(|s| s.parse::<u64>().ok()) == Some(t),
+            None => true,
+        },
+    }
+}
+
+/// Up to `max` bytes at the end of a file, as text (lossy UTF-8, starting
+/// at a line boundary when the cut falls mid-line).
+pub fn tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(max).read_to_end(&mut buf);
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if start > 0 {
+        if let Some(nl) = text.find('\n') {
+            text.drain(..=nl);
+        }
+    }
+    text
+}
+
+/// Bytes `[from, from+max)` of a file (fewer at its end), and the file's
+/// current length.
+pub fn read_range(path: &Path, from: u64, max: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if from >= len {
+        return Ok((Vec::new(), len));
+    }
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::with_capacity(max.min((len - from) as usize));
+    f.take(max as u64).read_to_end(&mut buf)?;
+    Ok((buf, len))
+}
+
+/// The name of a signal number, as operators read it (`SIGKILL`).
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("SIG{sig}"),
+    };
+    name.to_string()
+}
+
+/// Runs `sh -c <cmd>` with no input and output, and tells whether it
+/// succeeded within `timeout` (killing it when it did not).
+pub fn check_command(cmd: &str, timeout: Duration) -> Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => return Err(format!("exited with {st}")),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {} s", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_a_process_by_pid() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let ticks = start_ticks(pid);
+        assert!(ticks.is_some());
+        assert!(alive(pid, ticks));
+        assert!(
+            !alive(pid, ticks.map(|t| t + 1)),
+            "another start time is another process"
+        );
+        child.kill().unwrap();
+        // Not yet reaped: a zombie counts as ended.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid, ticks) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed process still alive"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait().unwrap();
+        assert!(!alive(pid, ticks));
+    }
+
+    #[test]
+    fn tails_and_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        std::fs::write(&p, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(tail(&p, 100), "one\ntwo\nthree\n");
+        assert_eq!(tail(&p, 8), "three\n");
+        assert_eq!(tail(&dir.path().join("none"), 8), "");
+        assert_eq!(read_range(&p, 4, 3).unwrap(), (b"two".to_vec(), 14));
+        assert_eq!(read_range(&p, 14, 3).unwrap(), (Vec::new(), 14));
+    }
+
+    #[test]
+    fn auth_checks_succeed_fail_and_time_out() {
+        assert!(check_command("true", Duration::from_secs(5)).is_ok());
+        assert!(check_command("exit 3", Duration::from_secs(5))
+            .unwrap_err()
+            .contains("3"));
+        assert!(check_command("sleep 5", Duration::from_millis(200))
+            .unwrap_err()
+            .contains("timed out"));
+        assert_eq!(signal_name(9), "SIGKILL");
+    }
+}

@@ -1,0 +1,571 @@
+//! One thread per task: watches the agent process, streams its stdout as
+//! `output` reports, and closes the run with `finished` or `failed`.
+//! Every step is recorded in the task's state file before it counts as
+//! done, so a restarted launcher picks up exactly where this one stopped.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::api::ApiError;
+use super::process::{alive, read_range, signal_name, tail};
+use super::state::{save, Ending, FinalReport, TaskState};
+use super::Ctx;
+use crate::time::now_ms;
+
+/// Largest `output` report: big enough to keep the number of log comments
+/// low, small enough for one comment to stay readable.
+const CHUNK: usize = 16 * 1024;
+/// The tail of stdout sent as `finished.output`: what the server keeps of
+/// `dispatch_output`.
+const OUTPUT_TAIL: u64 = 64 * 1024;
+/// While an agent runs, its output is sent at most this often (or when a
+/// full chunk is waiting), so a chatty agent makes few log comments.
+const OUTPUT_EVERY: Duration = Duration::from_secs(3);
+/// The tail of each log given as evidence of a failure.
+const EVIDENCE_TAIL: u64 = 4 * 1024;
+/// How often a running agent is looked at.
+const POLL: Duration = Duration::from_millis(500);
+
+pub const SIG_RUNTIME_MISSING: &str = "runtime no disponible en host";
+pub const SIG_COMMAND_NOT_FOUND: &str = "command not found";
+/// Not a runtime problem: the launcher could not prepare the run.
+pub const SIG_SETUP_FAILED: &str = "launcher could not start the agent";
+
+pub struct Runner {
+    pub ctx: Arc<Ctx>,
+    pub st: TaskState,
+    pub path: PathBuf,
+    /// Present when this launcher started the agent; an adopted agent is
+    /// watched by pid only.
+    pub child: Option<Child>,
+    /// When output was last sent, to batch a chatty agent's lines into
+    /// fewer log comments.
+    last_output: Option<Instant>,
+    /// The stdout log could not be read (e.g. rotated away): said once.
+    log_unreadable: bool,
+}
+
+/// What became of one report.
+enum Sent {
+    Acked,
+    /// Refused for good; the reason was logged.
+    Refused(ApiError),
+}
+
+impl Runner {
+    pub fn new(ctx: Arc<Ctx>, st: TaskState, path: PathBuf, child: Option<Child>) -> Runner {
+        Runner {
+            ctx,
+            st,
+            path,
+            child,
+            last_output: None,
+            log_unreadable: false,
+        }
+    }
+
+    pub fn run(mut self) {
+        let id = self.st.task_id;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            self.observe();
+            match self.step() {
+                Ok(true) => {
+                    // The prompt is in the task; the logs stay for operators.
+                    let _ = std::fs::remove_file(&self.st.prompt_path);
+                    if let Err(e) = std::fs::remove_file(&self.path) {
+                        log::warn!(
+                            "task {id}: cannot remove state file {}: {e}",
+                            self.path.display()
+                        );
+                    }
+                    break;
+                }
+                Ok(false) => {
+                    backoff = Duration::from_secs(1);
+                    if self.ctx.stop.sleep(POLL) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    log::warn!(
+                        "task {id}: report not delivered, retrying in {} s: {e}",
+                        backoff.as_secs()
+                    );
+                    if self.ctx.stop.sleep(backoff) {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+        if self.ctx.stop.is_set() && self.path.exists() {
+            log::info!(
+                "task {id}: launcher stopping; state kept in {} for the next start",
+                self.path.display()
+            );
+        }
+        self.ctx.finish_slot(id);
+    }
+
+    fn persist(&self) {
+        if let Err(e) = save(&self.path, &self.st) {
+            log::error!(
+                "task {}: cannot write state file {}: {e}",
+                self.st.task_id,
+                self.path.display()
+            );
+        }
+    }
+
+    /// Notices the end of the agent process.
+    fn observe(&mut self) {
+        if self.st.ending.is_some() {
+            return;
+        }
+        let ending = match &mut self.child {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(Ending::Exited {
+                    code: status.code(),
+                    signal: status.signal(),
+                    at_ms: now_ms(),
+                }),
+                Ok(None) => None,
+                Err(e) => {
+                    log::warn!(
+                        "task {}: cannot wait for pid {}: {e}",
+                        self.st.task_id,
+                        child.id()
+                    );
+                    None
+                }
+            },
+            None => match self.st.pid {
+                Some(pid) if !alive(pid, self.st.pid_start_ticks) => {
+                    Some(Ending::Vanished { at_ms: now_ms() })
+                }
+                Some(_) => None,
+                None => Some(Ending::Vanished { at_ms: now_ms() }),
+            },
+        };
+        if let Some(e) = ending {
+            log::info!("task {}: agent ended: {e:?}", self.st.task_id);
+            self.st.ending = Some(e);
+            self.persist();
+        }
+    }
+
+    /// Sends what is due. `Ok(true)` when nothing is left to do.
+    fn step(&mut self) -> Result<bool, ApiError> {
+        let id = self.st.task_id;
+        if self.st.abandoned {
+            return Ok(self.st.ending.is_some());
+        }
+        let not_started = matches!(self.st.ending, Some(Ending::NotStarted { .. }));
+        if !not_started {
+            if !self.st.started_reported {
+                let body = json!({
+                    "pid": self.st.pid,
+                    "log_path": self.st.log_path.display().to_string(),
+                    "err_log_path": self.st.err_log_path.display().to_string(),
+                });
+                match self.send("started", body)? {
+                    Sent::Acked => {}
+                    Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
+                        return Ok(self.abandon(e));
+                    }
+                    // Any other refusal (e.g. a repeated `started` after a
+                    // lost answer) leaves the task started on the server.
+                    Sent::Refused(_) => {}
+                }
+                self.st.started_reported = true;
+                self.persist();
+            }
+            if !self.stream_output()? {
+                return Ok(self.st.ending.is_some());
+            }
+        }
+        let Some(_) = &self.st.ending else {
+            return Ok(false);
+        };
+        if self.st.final_report.is_none() {
+            let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
+            log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
+            self.st.final_report = Some(report);
+            self.persist();
+        }
+        let report = self.st.final_report.clone().expect("set above");
+        match self.send(&report.kind, report.body)? {
+            Sent::Acked => log::info!("task {id}: {} acknowledged", report.kind),
+            Sent::Refused(e) => log::error!(
+                "task {id}: server refused `{}` for good ({e}); giving up on it",
+                report.kind
+            ),
+        }
+        Ok(true)
+    }
+
+    /// Sends new stdout as `output` reports. `Ok(false)` when the claim
+    /// was lost on the way.
+    fn stream_output(&mut self) -> Result<bool, ApiError> {
+        loop {
+            let (mut bytes, len) = match read_range(&self.st.log_path, self.st.output_offset, CHUNK)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    if !self.log_unreadable {
+                        log::warn!(
+                            "task {}: cannot read {} ({e}); its output is no longer streamed",
+                            self.st.task_id,
+                            self.st.log_path.display()
+                        );
+                        self.log_unreadable = true;
+                    }
+                    return Ok(true);
+                }
+            };
+            if len < self.st.output_offset {
+                // The log was truncated (e.g. by logrotate's copytruncate):
+                // start again from its new beginning.
+                self.st.output_offset = 0;
+                continue;
+            }
+            if bytes.is_empty() {
+                return Ok(true);
+            }
+            let running = self.st.ending.is_none();
+            let recently = self.last_output.is_some_and(|t| t.elapsed() < OUTPUT_EVERY);
+            if running && recently && bytes.len() < CHUNK {
+                return Ok(true);
+            }
+            if running {
+                // While the agent writes, send whole lines only.
+                match bytes.iter().rposition(|b| *b == b'\n') {
+                    Some(nl) => bytes.truncate(nl + 1),
+                    None if bytes.len() < CHUNK => return Ok(true),
+                    None => {}
+                }
+            }
+            // A chunk cut mid-character would show a replacement sign:
+            // leave the incomplete character for the next chunk.
+            let more = running || self.st.output_offset + (bytes.len() as u64) < len;
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                if more && e.error_len().is_none() && e.valid_up_to() > 0 {
+                    bytes.truncate(e.valid_up_to());
+                }
+            }
+            let n = bytes.len() as u64;
+            let chunk = String::from_utf8_lossy(&bytes).into_owned();
+            match self.send("output", json!({ "chunk": chunk }))? {
+                Sent::Acked => {}
+                Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
+                    self.abandon(e);
+                    return Ok(false);
+                }
+                Sent::Refused(e) => log::error!(
+                    "task {}: output chunk refused, skipped: {e}",
+                    self.st.task_id
+                ),
+            }
+            self.last_output = Some(Instant::now());
+            self.st.output_offset += n;
+            self.persist();
+        }
+    }
+
+    fn abandon(&mut self, e: ApiError) -> bool {
+        log::error!(
+            "task {}: the server no longer accepts reports for this claim ({e}); the agent is left to finish \
+             but nothing more is reported",
+            self.st.task_id
+        );
+        self.st.abandoned = true;
+        self.persist();
+        self.st.ending.is_some()
+    }
+
+    fn send(&self, kind: &str, mut body: Value) -> Result<Sent, ApiError> {
+        body["worker_id"] = json!(self.st.worker_id);
+        body["claim_token"] = json!(self.st.claim_token);
+        match self
+            .ctx
+            .api
+            .post(&format!("dispatch/tasks/{}/{kind}", self.st.task_id), &body)
+        {
+            Ok(_) => Ok(Sent::Acked),
+            Err(e) if e.is_permanent() => Ok(Sent::Refused(e)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn summary(r: &FinalReport) -> String {
+    match r.kind.as_str() {
+        "failed" => r.body["reason"].as_str().unwrap_or("").to_string(),
+        _ => format!("exit_code={}", r.body["exit_code"]),
+    }
+}
+
+fn code_text(code: Option<i32>) -> String {
+    code.map(|c| c.to_string()).unwrap_or_else(|| "null".into())
+}
+
+/// The report that closes a run, decided from how the process ended and
+/// what its logs hold.
+pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
+    let out_tail = tail(&st.log_path, EVIDENCE_TAIL);
+    let err_tail = tail(&st.err_log_path, EVIDENCE_TAIL);
+    let evidence = format!(
+        "$ {}\n--- {} (tail) ---\n{}\n--- {} (tail) ---\n{}",
+        st.command.join(" "),
+        st.err_log_path.display(),
+        err_tail.trim_end(),
+        st.log_path.display(),
+        out_tail.trim_end()
+    );
+    let failed = |signature: String, reason: String, evidence: String| FinalReport {
+        kind: "failed".into(),
+        body: json!({ "signature": signature, "reason": reason, "evidence": evidence }),
+    };
+    let ending = st
+        .ending
+        .clone()
+        .unwrap_or(Ending::Vanished { at_ms: now_ms() });
+    if let Ending::NotStarted {
+        reason,
+        runtime_missing,
+    } = &ending
+    {
+        let evidence = format!(
+            "$ {}\n{reason}\nPATH={}",
+            st.command.join(" "),
+            path_var.unwrap_or("")
+        );
+        if !runtime_missing {
+            let signature = SIG_SETUP_FAILED.to_string();
+            return failed(
+                signature.clone(),
+                format!("{signature}: {reason}"),
+                evidence,
+            );
+        }
+        let signature = format!("{SIG_RUNTIME_MISSING}: {}", st.cli);
+        return failed(
+            signature.clone(),
+            format!(
+                "{signature} ({reason}); agent {} cannot run on this host",
+                st.agent_slug
+            ),
+            evidence,
+        );
+    }
+    // A wrapper that could not find a program it calls: the agent may even
+    // exit 0, but the work did not happen.
+    let err_scan = tail(&st.err_log_path, 64 * 1024);
+    if let Some(line) = err_scan
+        .lines()
+        .find(|l| l.to_ascii_lowercase().contains(SIG_COMMAND_NOT_FOUND))
+    {
+        return failed(
+            SIG_COMMAND_NOT_FOUND.into(),
+            format!(
+                "{SIG_COMMAND_NOT_FOUND} in {}: {}",
+                st.err_log_path.display(),
+                line.trim()
+            ),
+            evidence,
+        );
+    }
+    match ending {
+        Ending::Exited { code: Some(0), .. } => FinalReport {
+            kind: "finished".into(),
+            body: json!({ "exit_code": 0, "signal": null, "output": tail(&st.log_path, OUTPUT_TAIL) }),
+        },
+        Ending::Exited {
+            code,
+            signal,
+            at_ms,
+        } => {
+            let sig = signal.map(signal_name);
+            let signature = format!(
+                "launcher process exited early (code={}, signal={})",
+                code_text(code),
+                sig.clone().unwrap_or_else(|| "null".into())
+            );
+            let secs = (at_ms - st.started_at_ms).max(0) / 1000;
+            failed(
+                signature.clone(),
+                format!("{signature} after {secs} s running {}", st.cli),
+                evidence,
+            )
+        }
+        Ending::Vanished { .. } => {
+            let output = tail(&st.log_path, OUTPUT_TAIL);
+            let note = format!(
+                "exit code unknown: the agent (pid {}) ended while no launcher was watching it (launcher \
+                 restarted); outcome judged from its logs",
+                st.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            );
+            if output.trim().is_empty() {
+                let signature =
+                    "launcher process exited early (code=unknown, signal=unknown)".to_string();
+                failed(
+                    signature.clone(),
+                    format!("{signature}: {note}; its stdout log is empty"),
+                    evidence,
+                )
+            } else {
+                // `exit_code` is left out, not null: it is unknown, and the
+                // server takes an absent code as such.
+                FinalReport {
+                    kind: "finished".into(),
+                    body: json!({
+                        "signal": null,
+                        "output": format!("{}\n[ops-center launcher] {note}", output.trim_end()),
+                    }),
+                }
+            }
+        }
+        Ending::NotStarted { .. } => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(dir: &std::path::Path, out: &str, err: &str, ending: Ending) -> TaskState {
+        let log = dir.join("task-1-x.log");
+        let err_log = dir.join("task-1-x.err.log");
+        std::fs::write(&log, out).unwrap();
+        std::fs::write(&err_log, err).unwrap();
+        TaskState {
+            task_id: 1,
+            worker_id: "w".into(),
+            claim_token: "t".into(),
+            agent_slug: "codex".into(),
+            command: vec!["codex".into(), "exec".into()],
+            cli: "codex".into(),
+            pid: Some(42),
+            pid_start_ticks: None,
+            log_path: log,
+            err_log_path: err_log,
+            prompt_path: dir.join("p"),
+            started_at_ms: 0,
+            started_reported: true,
+            output_offset: 0,
+            ending: Some(ending),
+            final_report: None,
+            abandoned: false,
+        }
+    }
+
+    #[test]
+    fn decides_the_outcome() {
+        let d = tempfile::tempdir().unwrap();
+        let d = d.path();
+        let ok = Ending::Exited {
+            code: Some(0),
+            signal: None,
+            at_ms: 3000,
+        };
+
+        let r = final_report(&st(d, "done\n", "", ok.clone()), None);
+        assert_eq!(r.kind, "finished");
+        assert_eq!(r.body["exit_code"], 0);
+        assert_eq!(r.body["output"], "done\n");
+
+        let r = final_report(
+            &st(d, "", "x.sh: line 2: frobnicate: command not found\n", ok),
+            None,
+        );
+        assert_eq!(r.kind, "failed");
+        assert_eq!(r.body["signature"], "command not found");
+        assert!(r.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("frobnicate: command not found"));
+        assert!(r.body["evidence"].as_str().unwrap().contains("frobnicate"));
+
+        let r = final_report(
+            &st(
+                d,
+                "partial\n",
+                "boom\n",
+                Ending::Exited {
+                    code: Some(3),
+                    signal: None,
+                    at_ms: 2000,
+                },
+            ),
+            None,
+        );
+        assert_eq!(
+            r.body["signature"],
+            "launcher process exited early (code=3, signal=null)"
+        );
+        assert!(r.body["evidence"].as_str().unwrap().contains("boom"));
+        assert!(r.body["evidence"].as_str().unwrap().contains("partial"));
+
+        let r = final_report(
+            &st(
+                d,
+                "",
+                "",
+                Ending::Exited {
+                    code: None,
+                    signal: Some(9),
+                    at_ms: 0,
+                },
+            ),
+            None,
+        );
+        assert_eq!(
+            r.body["signature"],
+            "launcher process exited early (code=null, signal=SIGKILL)"
+        );
+
+        let r = final_report(
+            &st(
+                d,
+                "",
+                "",
+                Ending::NotStarted {
+                    reason: "not found in PATH".into(),
+                    runtime_missing: true,
+                },
+            ),
+            Some("/bin"),
+        );
+        assert_eq!(r.body["signature"], "runtime no disponible en host: codex");
+        assert!(r.body["evidence"].as_str().unwrap().contains("PATH=/bin"));
+
+        let bad = Ending::NotStarted {
+            reason: "cannot write /x: read-only".into(),
+            runtime_missing: false,
+        };
+        let r = final_report(&st(d, "", "", bad), None);
+        assert_eq!(r.body["signature"], "launcher could not start the agent");
+        assert!(r.body["reason"].as_str().unwrap().contains("read-only"));
+
+        let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
+        assert_eq!(r.kind, "finished");
+        assert!(r.body.get("exit_code").is_none());
+        assert!(r.body["output"]
+            .as_str()
+            .unwrap()
+            .contains("exit code unknown"));
+
+        let r = final_report(&st(d, "", "", Ending::Vanished { at_ms: 0 }), None);
+        assert_eq!(r.kind, "failed");
+        assert!(r.body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit code unknown"));
+    }
+}

@@ -1,0 +1,168 @@
+//! One state file per task the launcher runs, in the log directory:
+//! `task-<id>-<stamp>.state.json`. It is written before anything is
+//! reported and removed only when the server has acknowledged the final
+//! report, so that a launcher restarted after a crash can adopt the agent
+//! and no outcome is lost while the server is away.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskState {
+    pub task_id: i64,
+    /// The worker id that claimed the task; reports must carry it even if
+    /// a later launcher runs under another id.
+    pub worker_id: String,
+    pub claim_token: String,
+    pub agent_slug: String,
+    pub command: Vec<String>,
+    pub cli: String,
+    pub pid: Option<u32>,
+    /// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat`),
+    /// so that a reused pid is not mistaken for the agent.
+    pub pid_start_ticks: Option<u64>,
+    pub log_path: PathBuf,
+    pub err_log_path: PathBuf,
+    pub prompt_path: PathBuf,
+    pub started_at_ms: i64,
+    /// The server acknowledged `started`.
+    pub started_reported: bool,
+    /// Bytes of the stdout log already acknowledged as `output` reports.
+    pub output_offset: u64,
+    pub ending: Option<Ending>,
+    /// The report that closes the run, kept until acknowledged.
+    pub final_report: Option<FinalReport>,
+    /// The server refused a report for good (claim lost): the agent is
+    /// still watched until it ends, but nothing more is reported.
+    #[serde(default)]
+    pub abandoned: bool,
+}
+
+/// How the agent's run ended, as far as the launcher knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ending {
+    /// Seen by the launcher that started it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+        at_ms: i64,
+    },
+    /// The process was gone when a restarted launcher looked: the exit
+    /// status went to whoever reaped it.
+    Vanished { at_ms: i64 },
+    /// The agent could not be started at all: its CLI is missing
+    /// (`runtime_missing`), or the launcher could not prepare the run (a
+    /// bad command template, an unwritable log dir).
+    NotStarted {
+        reason: String,
+        #[serde(default)]
+        runtime_missing: bool,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinalReport {
+    /// `finished` or `failed`.
+    pub kind: String,
+    pub body: Value,
+}
+
+impl TaskState {
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        let stem = self
+            .log_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("task")
+            .trim_end_matches(".log");
+        dir.join(format!("{stem}.state.json"))
+    }
+}
+
+/// Writes atomically (temporary file, fsync, rename), so a crash leaves
+/// either the old or the new state, never half of one.
+pub fn save(path: &Path, st: &TaskState) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(st).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// Every state file in `dir`, oldest task first. Unreadable files are
+/// returned as errors to log, not dropped silently.
+pub fn load_all(dir: &Path) -> Vec<Result<(PathBuf, TaskState), String>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".state.json"))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let st = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p, st))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = TaskState {
+            task_id: 4,
+            worker_id: "w".into(),
+            claim_token: "t".into(),
+            agent_slug: "codex".into(),
+            command: vec!["codex".into()],
+            cli: "codex".into(),
+            pid: Some(12),
+            pid_start_ticks: Some(99),
+            log_path: dir.path().join("task-4-20260101T000000Z.log"),
+            err_log_path: dir.path().join("task-4-20260101T000000Z.err.log"),
+            prompt_path: dir.path().join("task-4-20260101T000000Z.prompt.md"),
+            started_at_ms: 1,
+            started_reported: false,
+            output_offset: 0,
+            ending: Some(Ending::Exited {
+                code: Some(0),
+                signal: None,
+                at_ms: 2,
+            }),
+            final_report: None,
+            abandoned: false,
+        };
+        let path = st.path_in(dir.path());
+        assert!(path.ends_with("task-4-20260101T000000Z.state.json"));
+        save(&path, &st).unwrap();
+        let all = load_all(dir.path());
+        assert_eq!(all.len(), 1);
+        let (p, back) = all[0].as_ref().unwrap();
+        assert_eq!(p, &path);
+        assert_eq!(back.ending, st.ending);
+        std::fs::write(dir.path().join("junk.state.json"), "{").unwrap();
+        assert_eq!(
+            load_all(dir.path()).iter().filter(|r| r.is_err()).count(),
+            1
+        );
+    }
+}

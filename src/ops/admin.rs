@@ -1,0 +1,513 @@
+//! `ops-center admin`: maintenance commands for the operator and the
+//! packaging scripts. They open the same SQLite file as the server and may
+//! run while it serves (WAL lets a second process write; the server reads
+//! the service token on every request, so a rotation takes effect at once).
+//!
+//! Secrets never come from the command line, where `ps` and the shell
+//! history would show them: they come from the environment or standard
+//! input.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::app::{accounts, settings as settings_app};
+use crate::config::DEFAULT_DB;
+use crate::db::{Db, Sync};
+use crate::domain::settings::{validate_token, SERVICE_API_TOKEN};
+use crate::secrets;
+use crate::store;
+
+pub const USAGE: &str = "\
+usage:
+  ops-center admin set-service-token [--db PATH] [--stdin]
+      sets ops_settings.service_api_token; the token comes from
+      OPS_SERVICE_TOKEN or, when that is unset or with --stdin, from the
+      first line of standard input
+  ops-center admin set-admin-password [--db PATH] [--user NAME] [--stdin]
+      creates the global admin NAME or sets its password (ending its
+      sessions); NAME comes from --user or OPS_ADMIN_USER (else the first
+      line of standard input), the password from OPS_ADMIN_PASSWORD or, when
+      that is unset or with --stdin, from the next line of standard input
+  ops-center admin backup --to FILE [--db PATH]
+      writes a consistent copy of the database to the new file FILE (mode
+      0600) while the server keeps running, and checks the copy
+
+--db defaults to OPS_DB, else ./ops-center.db (the Debian package keeps it at
+/var/lib/ops-center/ops.db). Secrets are never accepted as arguments.";
+
+/// Where the command's input and output go (parameters so tests can feed
+/// them).
+pub struct Io<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub input: &'a mut dyn BufRead,
+    /// Whether `input` is a terminal: then prompts are written to stderr.
+    pub interactive: bool,
+    pub out: &'a mut dyn Write,
+}
+
+/// `ops-center admin ...` from the real process environment.
+pub fn main(args: &[String]) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    run(
+        args,
+        Io {
+            env: &|k| std::env::var(k).ok(),
+            input: &mut input,
+            interactive,
+            out: &mut out,
+        },
+    )
+}
+
+pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
+    let Some(cmd) = args.first().map(String::as_str) else {
+        return Err(format!("admin needs a command\n\n{USAGE}"));
+    };
+    if matches!(cmd, "--help" | "-h" | "help") {
+        writeln!(io.out, "{USAGE}").map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let accepted: &[&str] = match cmd {
+        "set-service-token" => &["--db", "--stdin"],
+        "set-admin-password" => &["--db", "--user", "--stdin"],
+        "backup" => &["--db", "--to"],
+        other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
+    };
+    let opts = parse_options(cmd, &args[1..], accepted)?;
+    if opts.help {
+        writeln!(io.out, "{USAGE}").map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let db_path = db_path(opts.db.clone(), io.env);
+    match cmd {
+        "set-service-token" => set_service_token(&db_path, opts.stdin, io),
+        "set-admin-password" => set_admin_password(&db_path, opts.user, opts.stdin, io),
+        "backup" => {
+            let to = opts
+                .to
+                .ok_or("backup needs --to FILE (a file that does not exist yet)")?;
+            backup(&db_path, Path::new(&to), io.out)
+        }
+        _ => unreachable!("checked above"),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Options {
+    db: Option<String>,
+    user: Option<String>,
+    to: Option<String>,
+    /// Read the secret from standard input even when its variable is set.
+    stdin: bool,
+    help: bool,
+}
+
+fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Options, String> {
+    let mut opts = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if matches!(arg.as_str(), "--help" | "-h") {
+            opts.help = true;
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        if matches!(
+            flag,
+            "--token" | "--service-token" | "--password" | "--admin-password"
+        ) {
+            return Err(format!(
+                "{flag}: secrets are not taken from the command line (ps and the shell history \
+                 would show them); set OPS_SERVICE_TOKEN / OPS_ADMIN_PASSWORD or give the value \
+                 on standard input"
+            ));
+        }
+        if flag == "--stdin" && accepted.contains(&flag) {
+            if inline.is_some() {
+                return Err("--stdin takes no value".into());
+            }
+            opts.stdin = true;
+            continue;
+        }
+        if !accepted.contains(&flag) {
+            return Err(format!(
+                "unknown option {arg:?} for admin {cmd} (accepted: {})",
+                accepted.join(", ")
+            ));
+        }
+        let value = match inline.or_else(|| it.next().cloned()) {
+            Some(v) if !v.trim().is_empty() => v,
+            _ => return Err(format!("{flag} needs a value")),
+        };
+        match flag {
+            "--db" => opts.db = Some(value),
+            "--user" => opts.user = Some(value),
+            "--to" => opts.to = Some(value),
+            _ => unreachable!("only accepted flags reach here"),
+        }
+    }
+    Ok(opts)
+}
+
+fn env_value(env: &dyn Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    env(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn db_path(flag: Option<String>, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    PathBuf::from(
+        flag.or_else(|| env_value(env, "OPS_DB"))
+            .unwrap_or_else(|| DEFAULT_DB.into()),
+    )
+}
+
+/// The database must already exist: creating an empty one because of a
+/// mistyped path would make the command look successful while the server
+/// never sees the change.
+fn require_db(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("database {} is not a file", path.display())),
+        Err(e) => Err(format!(
+            "database {} not found ({e}); give the server's file with --db PATH or OPS_DB \
+             (the Debian package uses /var/lib/ops-center/ops.db)",
+            path.display()
+        )),
+    }
+}
+
+/// The value of `key` from the environment, else (or with `stdin`) one
+/// line of input; with where it came from.
+fn secret_or_line(
+    io: &mut Io<'_>,
+    key: &str,
+    what: &str,
+    stdin: bool,
+) -> Result<(String, String), String> {
+    if !stdin {
+        if let Some(v) = env_value(io.env, key) {
+            return Ok((v, key.to_string()));
+        }
+    }
+    let line = read_line(io, what)?.ok_or_else(|| {
+        if stdin {
+            format!("no {what} given: --stdin reads it as one line of standard input")
+        } else {
+            format!("no {what} given: set {key} or write it as one line on standard input")
+        }
+    })?;
+    Ok((line, "standard input".to_string()))
+}
+
+fn read_line(io: &mut Io<'_>, what: &str) -> Result<Option<String>, String> {
+    if io.interactive {
+        eprint!("{what}: ");
+    }
+    let mut line = String::new();
+    io.input
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read {what} from standard input: {e}"))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_string();
+    Ok(Some(line).filter(|l| !l.is_empty()))
+}
+
+fn open_db(path: &Path) -> Result<Db, String> {
+    require_db(path)?;
+    // Full: a rotation must survive a power loss right after it.
+    Db::open(path, Sync::Full, 2)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))
+}
+
+fn set_service_token(path: &Path, stdin: bool, mut io: Io<'_>) -> Result<(), String> {
+    require_db(path)?;
+    let (token, source) = secret_or_line(&mut io, "OPS_SERVICE_TOKEN", "service token", stdin)?;
+    validate_token(&token).map_err(|e| format!("refusing the service token from {source}: {e}"))?;
+    let db = open_db(path)?;
+    let result = (|| {
+        let before = store::settings::get(&*db.read()?, SERVICE_API_TOKEN)?;
+        if before.as_deref() == Some(token.as_str()) {
+            return Ok(false);
+        }
+        settings_app::set_service_token(&db, token, "admin", "cli:admin")?;
+        Ok(true)
+    })();
+    close(db, path);
+    let changed =
+        result.map_err(|e: crate::error::Error| format!("cannot set the service token: {e}"))?;
+    let msg = if changed {
+        format!(
+            "service token from {source} set in {} (ops_settings.{SERVICE_API_TOKEN}); a \
+             running server accepts it now and refuses the previous one",
+            path.display()
+        )
+    } else {
+        format!(
+            "{} already holds the service token from {source}; nothing changed",
+            path.display()
+        )
+    };
+    writeln!(io.out, "{msg}").map_err(|e| e.to_string())
+}
+
+fn set_admin_password(
+    path: &Path,
+    user: Option<String>,
+    stdin: bool,
+    mut io: Io<'_>,
+) -> Result<(), String> {
+    require_db(path)?;
+    let user = match user.or_else(|| env_value(io.env, "OPS_ADMIN_USER")) {
+        Some(u) => u,
+        None => read_line(&mut io, "admin user")?.ok_or(
+            "no admin user given: use --user NAME, set OPS_ADMIN_USER, or write it as the first \
+             line of standard input",
+        )?,
+    };
+    accounts::check_username(&user).map_err(|e| format!("admin user {user:?}: {e}"))?;
+    let (password, source) =
+        secret_or_line(&mut io, "OPS_ADMIN_PASSWORD", "admin password", stdin)?;
+    secrets::check_password_strength(&password)
+        .map_err(|e| format!("refusing the password from {source}: {e}"))?;
+    let db = open_db(path)?;
+    let result = (|| {
+        let before = store::users::by_username(&*db.read()?, &user)?;
+        accounts::ensure_admin(&db, &user, &password)?;
+        let others: Vec<String> = store::users::list(&*db.read()?)?
+            .into_iter()
+            .filter(|u| u.is_admin && u.username != user)
+            .map(|u| u.username)
+            .collect();
+        Ok((before, others))
+    })();
+    close(db, path);
+    let (before, others) =
+        result.map_err(|e: crate::error::Error| format!("cannot set the admin password: {e}"))?;
+    let what = match before {
+        None => format!("global admin {user:?} created"),
+        Some(u) if u.is_admin && secrets::verify_password(&password, &u.password_hash) => {
+            format!("{user:?} is already a global admin with this password; nothing changed")
+        }
+        Some(u) if u.is_admin => {
+            format!("password of global admin {user:?} changed; its sessions were ended")
+        }
+        Some(_) => {
+            format!("{user:?} is now a global admin with the new password; its sessions were ended")
+        }
+    };
+    writeln!(io.out, "{what} in {}", path.display()).map_err(|e| e.to_string())?;
+    if !others.is_empty() {
+        writeln!(
+            io.out,
+            "note: other global admins remain: {} (demote or delete them if this rotation \
+             replaces them: PATCH or DELETE /api/users/:id as an admin)",
+            others.join(", ")
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Stops the writer (checkpointing) and closes every connection, then gives
+/// any `-wal`/`-shm` file this process created to the database's owner, so
+/// that running this command as root never locks the service user out.
+fn close(db: Db, path: &Path) {
+    db.close();
+    drop(db);
+    let Ok(owner) = std::fs::metadata(path) else {
+        return;
+    };
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if let Ok(m) = std::fs::metadata(&side) {
+            if m.uid() != owner.uid() || m.gid() != owner.gid() {
+                if let Err(e) =
+                    std::os::unix::fs::chown(&side, Some(owner.uid()), Some(owner.gid()))
+                {
+                    eprintln!(
+                        "ops-center: warning: {} belongs to another user than {} and cannot be \
+                         given back ({e}); fix it with chown before the server starts",
+                        side.display(),
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An online backup with `VACUUM INTO`: a consistent snapshot taken in one
+/// read transaction, so the server keeps serving (and writing) meanwhile.
+fn backup(path: &Path, to: &Path, out: &mut dyn Write) -> Result<(), String> {
+    require_db(path)?;
+    if to.exists() {
+        return Err(format!(
+            "{} exists; refusing to overwrite it (choose a new file name)",
+            to.display()
+        ));
+    }
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(format!(
+                "cannot write {}: folder {} does not exist",
+                to.display(),
+                dir.display()
+            ));
+        }
+    }
+    let to_text = to
+        .to_str()
+        .ok_or_else(|| format!("backup path {} is not valid UTF-8", to.display()))?;
+    // Created first, empty and private (the copy holds the service token
+    // and the password hashes); VACUUM INTO accepts an empty file.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let result = copy_into(path, to_text).and_then(|()| check_copy(to));
+    match result {
+        Ok((version, pages)) => {
+            let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+            writeln!(
+                out,
+                "backup of {} written to {} ({bytes} bytes, {pages} pages, schema version {version}, \
+                 integrity check ok)",
+                path.display(),
+                to.display()
+            )
+            .map_err(|e| e.to_string())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(to);
+            Err(e)
+        }
+    }
+}
+
+fn copy_into(path: &Path, to: &str) -> Result<(), String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    store::backup::vacuum_into(&conn, to)
+        .map_err(|e| format!("backup of {} failed: {e}", path.display()))
+}
+
+/// Opens the copy on its own and checks it: (schema version, page count).
+fn check_copy(to: &Path) -> Result<(i64, i64), String> {
+    let conn = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("the backup {} cannot be read back: {e}", to.display()))?;
+    let (version, pages) = store::backup::check_copy(&conn)
+        .map_err(|e| format!("the backup {} is not usable: {e}", to.display()))?;
+    if version == 0 {
+        return Err(format!(
+            "the backup {} holds no OPS Center schema",
+            to.display()
+        ));
+    }
+    Ok((version, pages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str], accepted: &[&str]) -> Result<Options, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse_options("x", &args, accepted)
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let o = opts(&["--db", "/a.db", "--to=/b.db"], &["--db", "--to"]).unwrap();
+        assert_eq!(o.db.as_deref(), Some("/a.db"));
+        assert_eq!(o.to.as_deref(), Some("/b.db"));
+        assert!(opts(&["--user", "x"], &["--db"])
+            .unwrap_err()
+            .contains("unknown option"));
+        assert!(opts(&["--db"], &["--db"])
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(opts(&["--db", " "], &["--db"])
+            .unwrap_err()
+            .contains("needs a value"));
+        for flag in ["--token", "--password=x", "--service-token"] {
+            assert!(opts(&[flag, "v"], &["--db"])
+                .unwrap_err()
+                .contains("not taken from the command line"));
+        }
+    }
+
+    #[test]
+    fn db_path_precedence() {
+        let none = |_: &str| None;
+        let env = |k: &str| (k == "OPS_DB").then(|| "/env.db".to_string());
+        assert_eq!(db_path(None, &none), PathBuf::from(DEFAULT_DB));
+        assert_eq!(db_path(None, &env), PathBuf::from("/env.db"));
+        assert_eq!(
+            db_path(Some("/flag.db".into()), &env),
+            PathBuf::from("/flag.db")
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_env_before_stdin() {
+        let env = |k: &str| (k == "OPS_SERVICE_TOKEN").then(|| "  from-env  ".to_string());
+        let mut input: &[u8] = b"from-stdin\r\nsecond\nthird\n";
+        let mut out = Vec::new();
+        let mut io = Io {
+            env: &env,
+            input: &mut input,
+            interactive: false,
+            out: &mut out,
+        };
+        let mut get = |key: &str, stdin: bool| secret_or_line(&mut io, key, "secret", stdin);
+        assert_eq!(
+            get("OPS_SERVICE_TOKEN", false).unwrap(),
+            ("from-env".into(), "OPS_SERVICE_TOKEN".into())
+        );
+        assert_eq!(
+            get("OPS_ADMIN_PASSWORD", false).unwrap(),
+            ("from-stdin".into(), "standard input".into())
+        );
+        // --stdin: standard input even though the variable is set.
+        assert_eq!(
+            get("OPS_SERVICE_TOKEN", true).unwrap(),
+            ("second".into(), "standard input".into())
+        );
+        assert_eq!(get("OPS_ADMIN_PASSWORD", false).unwrap().0, "third");
+        let err = get("OPS_ADMIN_PASSWORD", false).unwrap_err();
+        assert!(err.contains("set OPS_ADMIN_PASSWORD"), "{err}");
+        let err = get("OPS_SERVICE_TOKEN", true).unwrap_err();
+        assert!(err.contains("--stdin"), "{err}");
+    }
+
+    #[test]
+    fn stdin_is_a_flag_only_where_a_secret_is_read() {
+        let o = opts(&["--stdin", "--db", "/a.db"], &["--db", "--stdin"]).unwrap();
+        assert!(o.stdin);
+        assert!(opts(&["--stdin=yes"], &["--stdin"])
+            .unwrap_err()
+            .contains("takes no value"));
+        assert!(opts(&["--stdin"], &["--db", "--to"])
+            .unwrap_err()
+            .contains("unknown option"));
+    }
+}

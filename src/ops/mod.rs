@@ -1,0 +1,5 @@
+//! Operator commands of the same binary.
+
+pub mod admin;
+pub mod doctor;
+pub mod smoke;

@@ -1,0 +1,330 @@
+//! `ops-center admin`: run as a second process beside a live server on the
+//! same database file.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
+
+use crate::util::{bin, Server, ADMIN, TOKEN};
+
+const NEW_TOKEN: &str = "rotated-service-token-abcdefghijklmnop";
+
+/// Runs `ops-center admin ARGS` with only `env` set and `stdin` as input.
+fn admin(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("admin")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start ops-center admin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait for ops-center admin")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn db_arg(srv: &Server) -> String {
+    srv.db_path().to_str().unwrap().to_string()
+}
+
+#[test]
+fn set_service_token_from_stdin_takes_effect_on_the_running_server() {
+    let srv = Server::start();
+    let db = db_arg(&srv);
+    assert_eq!(srv.service().get("/api/auth/me").status, 200);
+
+    let o = admin(
+        &["set-service-token", "--db", &db],
+        &[],
+        &format!("{NEW_TOKEN}\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("service token from standard input set"),
+        "{}",
+        text(&o)
+    );
+
+    // No restart: the server reads the token on every request.
+    let new = srv.client().header("X-OPS-Service-Token", NEW_TOKEN);
+    let r = new.get("/api/auth/me");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["role"], "service");
+    assert_eq!(srv.service().get("/api/auth/me").status, 401, "old token");
+
+    // The same token again changes nothing and says so.
+    let o = admin(
+        &["set-service-token"],
+        &[("OPS_DB", &db), ("OPS_SERVICE_TOKEN", NEW_TOKEN)],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("nothing changed"),
+        "{}",
+        text(&o)
+    );
+    // --stdin reads standard input even with OPS_SERVICE_TOKEN set (e.g.
+    // still exported with the previous token).
+    const THIRD: &str = "third-service-token-0123456789abcdefgh";
+    let o = admin(
+        &["set-service-token", "--stdin", "--db", &db],
+        &[("OPS_SERVICE_TOKEN", NEW_TOKEN)],
+        &format!("{THIRD}\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let third = srv.client().header("X-OPS-Service-Token", THIRD);
+    assert_eq!(third.get("/api/auth/me").status, 200);
+    assert_eq!(new.get("/api/auth/me").status, 401);
+
+    let events = third.get("/api/events?limit=1000");
+    let rotations = events.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "settings.changed" && e["actor"] == "cli:admin")
+        .count();
+    assert_eq!(rotations, 2, "{}", events.text);
+    assert!(!events.text.contains(NEW_TOKEN), "the token never shows");
+    assert!(!events.text.contains(THIRD), "the token never shows");
+}
+
+#[test]
+fn set_service_token_refuses_bad_input_and_changes_nothing() {
+    let srv = Server::start();
+    let db = db_arg(&srv);
+    let before = srv.fingerprint();
+    // (arguments, environment, standard input, expected in stderr)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &["set-service-token", "--db", &db],
+            &[],
+            "short-token\n",
+            "at least 32",
+        ),
+        (
+            &["set-service-token", "--db", &db],
+            &[("OPS_SERVICE_TOKEN", &"ab".repeat(20))],
+            "",
+            "8 different",
+        ),
+        (
+            &["set-service-token", "--db", &db],
+            &[],
+            "",
+            "set OPS_SERVICE_TOKEN",
+        ),
+        (
+            &["set-service-token", "--db", &db, "--token", NEW_TOKEN],
+            &[],
+            "",
+            "not taken from the command line",
+        ),
+        (
+            &["set-service-token", "--db", "/nonexistent/ops.db"],
+            &[("OPS_SERVICE_TOKEN", NEW_TOKEN)],
+            "",
+            "not found",
+        ),
+        (&["set-service-token", "--bogus"], &[], "", "unknown option"),
+        (&["rotate-everything"], &[], "", "unknown admin command"),
+    ];
+    for (args, env, stdin, expected) in cases {
+        let o = admin(args, env, stdin);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{args:?} should fail: {}", text(&o));
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            text(&o)
+        );
+    }
+    assert!(!Path::new("/nonexistent/ops.db").exists());
+    assert_eq!(
+        srv.fingerprint(),
+        before,
+        "a refused command changed nothing"
+    );
+    assert_eq!(srv.service().get("/api/auth/me").status, 200);
+}
+
+#[test]
+fn set_admin_password_creates_and_rotates_admins() {
+    let srv = Server::start();
+    let db = db_arg(&srv);
+
+    // A new admin, user and password on stdin.
+    let o = admin(
+        &["set-admin-password", "--db", &db],
+        &[],
+        "ops-owner\nfirst-password-4821\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"ops-owner\" created"), "{}", text(&o));
+    assert!(
+        out.contains(&format!("other global admins remain: {ADMIN}")),
+        "{}",
+        text(&o)
+    );
+    let owner = srv.login("ops-owner", "first-password-4821");
+    assert_eq!(owner.get("/api/auth/me").json["role"], "admin");
+
+    // Rotating it from the environment ends its sessions.
+    let o = admin(
+        &["set-admin-password", "--user", "ops-owner"],
+        &[
+            ("OPS_DB", &db),
+            ("OPS_ADMIN_PASSWORD", "second-password-9377"),
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("sessions were ended"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(owner.get("/api/auth/me").status, 401, "old session ended");
+    let old = srv.client().post(
+        "/api/auth/login",
+        &json!({"username": "ops-owner", "password": "first-password-4821"}),
+    );
+    assert_eq!(old.status, 401);
+    srv.login("ops-owner", "second-password-9377");
+
+    // Weak or missing input is refused.
+    for (args, env, stdin, expected) in [
+        (
+            vec!["set-admin-password", "--db", &db, "--user", "x"],
+            vec![("OPS_ADMIN_PASSWORD", "short")],
+            "",
+            "at least 12",
+        ),
+        (
+            vec!["set-admin-password", "--db", &db, "--user", "bad name"],
+            vec![("OPS_ADMIN_PASSWORD", "long-enough-password")],
+            "",
+            "admin user",
+        ),
+        (
+            vec!["set-admin-password", "--db", &db],
+            vec![],
+            "",
+            "no admin user given",
+        ),
+        (
+            vec!["set-admin-password", "--db", &db, "--password", "x"],
+            vec![],
+            "",
+            "not taken from the command line",
+        ),
+    ] {
+        let o = admin(&args, &env, stdin);
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(expected),
+            "{args:?}: expected {expected:?}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn backup_is_a_private_consistent_copy_taken_while_serving() {
+    let srv = Server::start();
+    let db = db_arg(&srv);
+    let r = srv.service().post(
+        "/api/tasks",
+        &json!({"title": "kept in the backup", "description": "p"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let to = srv.dir.path().join("copy.db");
+    let to_s = to.to_str().unwrap();
+
+    let o = admin(&["backup", "--db", &db, "--to", to_s], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("integrity check ok"),
+        "{}",
+        text(&o)
+    );
+    let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the copy holds secrets");
+    let copy = rusqlite::Connection::open(&to).unwrap();
+    let title: String = copy
+        .query_row(
+            "SELECT title FROM tasks ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(title, "kept in the backup");
+    let token: String = copy
+        .query_row(
+            "SELECT value FROM ops_settings WHERE key = 'service_api_token'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(token, TOKEN);
+    drop(copy);
+    // The server kept serving.
+    assert_eq!(srv.service().get("/api/tasks").status, 200);
+
+    // Never overwrites; says what is missing.
+    let before = std::fs::read(&to).unwrap();
+    for (args, expected) in [
+        (
+            vec!["backup", "--db", &db, "--to", to_s],
+            "refusing to overwrite",
+        ),
+        (vec!["backup", "--db", &db], "needs --to FILE"),
+        (
+            vec!["backup", "--db", &db, "--to", "/nonexistent/dir/x.db"],
+            "does not exist",
+        ),
+        (
+            vec![
+                "backup",
+                "--db",
+                "/nonexistent/ops.db",
+                "--to",
+                "/tmp/never.db",
+            ],
+            "not found",
+        ),
+    ] {
+        let o = admin(&args, &[], "");
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(expected),
+            "{args:?}: expected {expected:?}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(std::fs::read(&to).unwrap(), before);
+    assert!(!Path::new("/tmp/never.db").exists());
+}

@@ -1,0 +1,687 @@
+//! The launcher against a real server, with the fake agent CLIs of
+//! examples/agents as runtimes: whole dispatches, each failure signature,
+//! a launcher killed with -9 mid-run, and a server restarted mid-run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::{bin, wait_for, Server, TOKEN};
+
+pub fn example(name: &str) -> String {
+    format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running `ops-center launcher`. Dropping it kills it (not the agents
+/// it started: those are detached; see `AgentGuard`).
+pub struct Launcher {
+    child: Option<Child>,
+    pub log_dir: PathBuf,
+    pub log_file: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launcher {
+    /// A launcher for `srv` with a fast heartbeat and claim poll; `vars`
+    /// add to or override the environment.
+    pub fn start(srv: &Server, log_dir: &Path, vars: &[(&str, &str)]) -> Launcher {
+        let mut env: Vec<(String, String)> = [
+            ("OPS_API_BASE", format!("http://{}/api", srv.addr)),
+            ("OPS_SERVICE_TOKEN", TOKEN.to_string()),
+            ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
+            ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
+            ("RUST_LOG", "info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in vars {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let log_file = log_dir.with_extension("launcher.log");
+        let mut l = Launcher {
+            child: None,
+            log_dir: log_dir.to_path_buf(),
+            log_file,
+            env,
+        };
+        l.spawn();
+        l
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("launcher")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OPS_LAUNCHER_LOG_FILE", &self.log_file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start launcher"));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().expect("kill -9");
+        c.wait().expect("wait");
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none());
+        self.spawn();
+    }
+
+    pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "launcher did not exit on SIG{sig}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal and leaves the launcher running.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        assert!(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.log_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with(".state.json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- launcher log ({}) ---\n{}",
+                self.log_file.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Kills a detached agent's process group when the test ends, however it
+/// ends.
+pub struct AgentGuard(pub u32);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+pub fn enable_dispatch(srv: &Server) {
+    let r = srv
+        .service()
+        .put("/api/settings/dispatch_enabled", &json!({"value": "true"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+pub fn create_agent(srv: &Server, slug: &str) {
+    let r = srv.service().post(
+        "/api/agents",
+        &json!({"slug": slug, "name": slug, "active": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// An interactive task for `agent`, dispatched (queued).
+pub fn queued_task(srv: &Server, agent: &str, description: &str) -> i64 {
+    queued_task_with_model(srv, agent, description, None)
+}
+
+pub fn queued_task_with_model(
+    srv: &Server,
+    agent: &str,
+    description: &str,
+    model: Option<&str>,
+) -> i64 {
+    let svc = srv.service();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": format!("task for {agent}"), "description": description,
+                "execution": "interactive", "agent": agent, "model": model}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["status"], "next");
+    let id = r.json["id"].as_i64().unwrap();
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "queued");
+    id
+}
+
+pub fn task(srv: &Server, id: i64) -> Value {
+    let r = srv.service().get(&format!("/api/tasks/{id}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
+pub fn wait_status(srv: &Server, id: i64, want: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = task(srv, id);
+        if t["status"] == want {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} did not reach {want} in {secs} s: {t:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_comments(t: &Value) -> Vec<String> {
+    t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["author"] == "ai-dispatch" && c["kind"] == "log")
+        .map(|c| c["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn blockers(t: &Value) -> Vec<String> {
+    t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "blocker")
+        .map(|c| c["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn health(srv: &Server) -> Value {
+    let r = srv.service().get("/api/dispatch/health");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
+fn event_kinds(srv: &Server, id: i64) -> Vec<String> {
+    let r = srv
+        .service()
+        .get(&format!("/api/events?task_id={id}&limit=1000"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The pid the launcher reported in `started` (from the event).
+fn started_pid(srv: &Server, id: i64) -> u32 {
+    let r = srv.service().get(&format!(
+        "/api/events?task_id={id}&kind=dispatch.started&limit=10"
+    ));
+    r.json["events"][0]["payload"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no started pid: {}", r.text)) as u32
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !matches!(
+                s.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next()),
+                Some("Z")
+            )
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_task_goes_from_next_to_review_with_its_output() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            (
+                "AGENT_CMD_CODEX",
+                &format!(
+                    "{} {{prompt_file}} {{task_id}}",
+                    example("fake-agent-ok.sh")
+                ),
+            ),
+            ("AGENT_CMD_HERMES", "/nonexistent/hermes-cli run"),
+            ("AGENT_CMD_CLAUDECODE", &example("fake-agent-ok.sh")),
+            ("AGENT_AUTH_CHECK_CLAUDECODE", "echo checking; exit 1"),
+            ("SUPPORTED_AGENT_SLUGS", "codex,hermes,claudecode"),
+            ("SUPPORTED_MODELS", "qwen*"),
+        ],
+    );
+
+    // The heartbeat advertises only what can run here.
+    let h = wait_for(20, "a fresh worker", || {
+        let h = health(&srv);
+        (h["worker_summary"]["fresh"] == 1).then_some(h)
+    });
+    assert_eq!(h["agent_slugs"], json!(["codex"]), "{h:#}");
+    let w = &h["workers"][0];
+    assert_eq!(w["slots_total"], 2);
+    assert_eq!(w["models"], json!(["qwen*"]));
+    let hermes = w["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "hermes")
+        .unwrap();
+    assert_eq!(hermes["available"], false);
+    let claude = w["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["slug"] == "claudecode")
+        .unwrap();
+    assert_eq!(
+        (&claude["available"], &claude["authenticated"]),
+        (&json!(true), &json!(false)),
+        "{claude}"
+    );
+    assert!(
+        claude["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not logged in: AGENT_AUTH_CHECK_CLAUDECODE"),
+        "{claude}"
+    );
+    assert!(
+        hermes["reason"]
+            .as_str()
+            .unwrap()
+            .contains("runtime no disponible en host: /nonexistent/hermes-cli"),
+        "{hermes}"
+    );
+
+    // A model outside the worker's filter (qwen*) is never claimed; one in
+    // the family is, with its label in {model}.
+    let other = queued_task_with_model(&srv, "codex", "not for this host", Some("gemma4"));
+    let id = queued_task_with_model(
+        &srv,
+        "codex",
+        "Write the greeting.\nThen stop.",
+        Some("local-qwen3.6-coder"),
+    );
+    let t = wait_status(&srv, id, "review", 30);
+    let out = t["dispatch_output"].as_str().unwrap_or_default();
+    assert!(out.contains("deliverable: all steps done"), "{t:#}");
+    assert!(out.contains("model local-qwen3.6-coder"), "{out}");
+    assert_eq!(task(&srv, other)["status"], "queued");
+    assert!(
+        out.contains(&format!("fake agent: task {id}")),
+        "{{task_id}} reaches the command: {out}"
+    );
+    assert_eq!(t["exit_code"], 0);
+    let logs_text = log_comments(&t).join("");
+    assert!(
+        logs_text.contains("prompt on stdin: Write the greeting."),
+        "{t:#}"
+    );
+    assert!(
+        logs_text.contains("service token visible: no"),
+        "the agent must not get the service token: {logs_text}"
+    );
+    assert!(
+        logs_text.contains("prompt file"),
+        "{{prompt_file}} reaches the command: {logs_text}"
+    );
+    let log_path = t["log_path"].as_str().expect("log_path");
+    assert!(
+        log_path.starts_with(&logs.display().to_string())
+            && log_path.contains(&format!("task-{id}-"))
+    );
+    assert!(std::fs::read_to_string(log_path)
+        .unwrap()
+        .contains("deliverable"));
+    assert!(t["err_log_path"].as_str().unwrap().ends_with(".err.log"));
+    let kinds = event_kinds(&srv, id);
+    for k in [
+        "task.dispatched",
+        "dispatch.claimed",
+        "dispatch.started",
+        "dispatch.finished",
+    ] {
+        assert!(kinds.iter().any(|e| e == k), "no {k} event: {kinds:?}");
+    }
+    wait_for(10, "state file removed after the final report", || {
+        l.state_files().is_empty().then_some(())
+    });
+
+    // A second launcher on the same log dir would report every task twice.
+    let out = Command::new(bin())
+        .arg("launcher")
+        .env_clear()
+        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another launcher (pid "), "{err}");
+
+    // SIGTERM: a last heartbeat with draining=true, then exit 0.
+    let st = l.signal_and_wait("TERM");
+    assert!(st.success(), "launcher exit {st}\n{}", l.log());
+    let w = &health(&srv)["workers"][0];
+    assert_eq!(w["draining"], true, "{w:#}");
+    assert!(l.log().contains("final heartbeat sent (draining=true)"));
+}
+
+#[test]
+fn each_failure_signature_blocks_the_task_with_evidence() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    for slug in ["sigmissing", "sigearly", "signotfound"] {
+        create_agent(&srv, slug);
+    }
+    // This one's command comes from OPS (launch_command), not the env.
+    let r = srv.service().post(
+        "/api/agents",
+        &json!({"slug": "sigfail", "name": "sigfail", "active": true,
+                "launch_command": format!("{} {{task_id}}", example("fake-agent-fail.sh"))}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let logs = srv.dir.path().join("launcher-logs");
+    // A CLI that exists at start and disappears before its task comes.
+    let vanishing = srv.dir.path().join("vanishing-agent");
+    std::fs::copy(example("fake-agent-ok.sh"), &vanishing).unwrap();
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            (
+                "SUPPORTED_AGENT_SLUGS",
+                "sigmissing,sigearly,signotfound,sigfail",
+            ),
+            ("AGENT_CMD_SIGMISSING", &vanishing.display().to_string()),
+            ("AGENT_CMD_SIGEARLY", &example("fake-agent-early.sh")),
+            (
+                "AGENT_CMD_SIGNOTFOUND",
+                &example("fake-agent-missing-tool.sh"),
+            ),
+            // Probes only at start (and on SIGHUP), so the vanished CLI is
+            // still advertised when its task is claimed.
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "60"),
+            ("OPS_LAUNCHER_SLOTS", "4"),
+        ],
+    );
+    wait_for(20, "all four agents usable", || {
+        (health(&srv)["agent_slugs"].as_array()?.len() == 4).then_some(())
+    });
+    std::fs::remove_file(&vanishing).unwrap();
+
+    let missing = queued_task(&srv, "sigmissing", "x");
+    let early = queued_task(&srv, "sigearly", "x");
+    let notfound = queued_task(&srv, "signotfound", "x");
+    let fail = queued_task(&srv, "sigfail", "x");
+
+    let check = |id: i64, signature: &str, evidence: &str| {
+        let t = wait_status(&srv, id, "waiting", 30);
+        assert_eq!(t["blocked"], true, "{t:#}");
+        let reason = t["blocked_reason"].as_str().unwrap();
+        assert!(
+            reason.contains(signature),
+            "blocked_reason {reason:?} lacks {signature:?}"
+        );
+        let b = blockers(&t);
+        assert!(
+            b.iter()
+                .any(|b| b.contains(signature) && b.contains(evidence)),
+            "blockers {b:#?} lack {evidence:?}"
+        );
+    };
+    check(
+        missing,
+        &format!("runtime no disponible en host: {}", vanishing.display()),
+        "does not exist",
+    );
+    check(
+        early,
+        "launcher process exited early (code=2, signal=null)",
+        "unknown option --bogus",
+    );
+    check(
+        notfound,
+        "command not found",
+        "ops-fake-tool-that-is-not-installed: command not found",
+    );
+    check(
+        fail,
+        "launcher process exited early (code=3, signal=null)",
+        "could not apply the patch",
+    );
+
+    // The vanished runtime is no longer advertised...
+    let h = wait_for(10, "sigmissing withdrawn", || {
+        let h = health(&srv);
+        (!h["agent_slugs"]
+            .as_array()?
+            .iter()
+            .any(|s| s == "sigmissing"))
+        .then_some(h)
+    });
+    assert_eq!(h["agent_slugs"].as_array().unwrap().len(), 3, "{h:#}");
+    // ...until it is found again.
+    // SIGHUP probes again, and reopens the launcher's log file as
+    // logrotate expects (moved away, then a new one by the same name).
+    std::fs::copy(example("fake-agent-ok.sh"), &vanishing).unwrap();
+    let rotated = l.log_file.with_extension("log.1");
+    std::fs::rename(&l.log_file, &rotated).unwrap();
+    l.signal("HUP");
+    wait_for(10, "a new log file after SIGHUP", || {
+        l.log().contains("SIGHUP: log file reopened").then_some(())
+    });
+    assert!(std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("starting"));
+    wait_for(10, "sigmissing advertised again", || {
+        health(&srv)["agent_slugs"]
+            .as_array()?
+            .iter()
+            .any(|s| s == "sigmissing")
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_launcher_killed_mid_run_reports_the_end_after_restart() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            (
+                "AGENT_CMD_CODEX",
+                &format!("{} 4", example("fake-agent-long.sh")),
+            ),
+        ],
+    );
+    let id = queued_task(&srv, "codex", "long job");
+    wait_status(&srv, id, "doing", 30);
+    let pid = started_pid(&srv, id);
+    let _guard = AgentGuard(pid);
+    wait_for(10, "a first progress comment", || {
+        (!log_comments(&task(&srv, id)).is_empty()).then_some(())
+    });
+
+    let w = wait_for(10, "the running task in the heartbeat", || {
+        let h = health(&srv);
+        (h["workers"][0]["running_task_ids"] == json!([id])).then_some(h)
+    });
+    assert_eq!(w["workers"][0]["slots_busy"], 1, "{w:#}");
+
+    l.kill9();
+    assert!(alive(pid), "the agent must survive its launcher");
+    assert_eq!(
+        l.state_files().len(),
+        1,
+        "the running task keeps its state file"
+    );
+
+    l.start_again();
+    let t = wait_status(&srv, id, "review", 30);
+    let out = t["dispatch_output"].as_str().unwrap();
+    assert!(out.contains("deliverable after 4 s"), "{out}");
+    assert!(
+        out.contains("exit code unknown"),
+        "an adopted agent's report says its exit code is unknown: {out}"
+    );
+    let logs_text = log_comments(&t).join("");
+    for i in 1..=4 {
+        assert_eq!(
+            logs_text.matches(&format!("progress {i}/4\n")).count(),
+            1,
+            "each line streamed once: {logs_text}"
+        );
+    }
+    assert!(
+        l.log().contains(&format!("task {id}: adopted")),
+        "{}",
+        l.log()
+    );
+    wait_for(10, "state file removed", || {
+        l.state_files().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_server_restart_mid_run_loses_no_report() {
+    let mut srv = Server::start();
+    srv.keep_port();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            (
+                "AGENT_CMD_CODEX",
+                &format!("{} 3", example("fake-agent-long.sh")),
+            ),
+        ],
+    );
+    let id = queued_task(&srv, "codex", "long job");
+    wait_status(&srv, id, "doing", 30);
+    let _guard = AgentGuard(started_pid(&srv, id));
+
+    let st = srv.signal_and_wait("TERM");
+    assert!(st.success());
+    // The agent ends while the server is away: its outcome waits in the
+    // state file.
+    wait_for(20, "the ending recorded in the state file", || {
+        let f = l.state_files().pop()?;
+        let v: Value = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
+        (!v["ending"].is_null()).then_some(())
+    });
+    srv.start_again();
+    let t = wait_status(&srv, id, "review", 60);
+    assert_eq!(t["exit_code"], 0);
+    assert!(t["dispatch_output"]
+        .as_str()
+        .unwrap()
+        .contains("deliverable after 3 s"));
+    let logs_text = log_comments(&t).join("");
+    for i in 1..=3 {
+        assert!(
+            logs_text.contains(&format!("progress {i}/3")),
+            "line {i} lost: {logs_text}"
+        );
+    }
+    assert!(
+        l.log().contains("report not delivered, retrying"),
+        "{}",
+        l.log()
+    );
+    wait_for(10, "state file removed", || {
+        l.state_files().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn configuration_mistakes_stop_the_launcher_with_a_message() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("launcher").env_clear().env("HOME", "/tmp");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(run(&[]).contains("OPS_API_BASE is not set"));
+    let base = [
+        ("OPS_API_BASE", "http://127.0.0.1:9/api"),
+        ("OPS_SERVICE_TOKEN", "t"),
+    ];
+    assert!(run(&base).contains("SUPPORTED_AGENT_SLUGS is not set"));
+    let with = |extra: (&'static str, &'static str)| {
+        let mut v = base.to_vec();
+        v.push(("SUPPORTED_AGENT_SLUGS", "codex"));
+        v.push(extra);
+        run(&v)
+    };
+    assert!(with(("OPS_LAUNCHER_SLOTS", "many")).contains("OPS_LAUNCHER_SLOTS must be a number"));
+    assert!(with(("AGENT_CMD_CODEX", "codex {bogus}"))
+        .contains("AGENT_CMD_CODEX uses unknown placeholder {bogus}"));
+    assert!(
+        with(("OPS_LAUNCHER_LOG_FILE", "/nonexistent/dir/x.log")).contains("OPS_LAUNCHER_LOG_FILE")
+    );
+}
