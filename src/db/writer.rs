@@ -201,11 +201,9 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         let msg = e.to_string();
         log::error!("cannot begin write transaction: {msg}");
-        // The jobs were never run; answer each with the failure.
-        for job in jobs {
-            // Running them outside a transaction would be wrong; drop them.
-            drop(job);
-        }
+        // Running the jobs outside a transaction would be wrong. Dropping
+        // them drops their replies, which wakes each caller with an error.
+        drop(jobs);
         return;
     }
     let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
