@@ -551,21 +551,10 @@ fn workspaces_fence_members() {
     let (_, outsider) = srv.user("outsider", Some((ws2, "admin")));
     let (_, member) = srv.user("member", Some((1, "member")));
 
-    let t1 = srv
-        .service()
-        .post("/api/tasks", &json!({"title": "in ws1"}))
-        .json["id"]
-        .as_i64()
-        .unwrap();
+    let t1 = srv.service().new_task(&json!({"title": "in ws1"}));
     let t2 = srv
         .service()
-        .post(
-            "/api/tasks",
-            &json!({"title": "in ws2", "workspace_id": ws2}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
+        .new_task(&json!({"title": "in ws2", "workspace_id": ws2}));
 
     // Each sees only its own workspace's tasks and workspaces.
     let list = outsider.get("/api/tasks");

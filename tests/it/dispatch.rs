@@ -209,8 +209,7 @@ fn human_gate_blocks_until_a_human_approves() {
     let (_, member) = srv.user("member", Some((1, "member")));
     let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
 
-    let id = svc.post("/api/tasks", &json!({"title": "rotate prod keys", "execution": "interactive", "agent": "codex", "sensitive": true}))
-        .json["id"].as_i64().unwrap();
+    let id = svc.new_task(&json!({"title": "rotate prod keys", "execution": "interactive", "agent": "codex", "sensitive": true}));
     let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
     assert_eq!((r.status, r.error()), (409, "human_gate"), "{}", r.text);
     let t = svc.get(&format!("/api/tasks/{id}")).json;
@@ -388,39 +387,16 @@ fn failures_become_blockers_with_evidence() {
 fn dispatch_refuses_what_cannot_run() {
     let srv = Server::start();
     let svc = srv.service();
-    let manual = svc
-        .post("/api/tasks", &json!({"title": "m", "agent": "codex"}))
-        .json["id"]
-        .as_i64()
-        .unwrap();
-    let no_agent = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "n", "execution": "interactive"}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
-    let blocked = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "b", "execution": "interactive", "agent": "codex"}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
+    let manual = svc.new_task(&json!({"title": "m", "agent": "codex"}));
+    let no_agent = svc.new_task(&json!({"title": "n", "execution": "interactive"}));
+    let blocked =
+        svc.new_task(&json!({"title": "b", "execution": "interactive", "agent": "codex"}));
     svc.patch(
         &format!("/api/tasks/{blocked}"),
         &json!({"blocked": true, "blocked_reason": "waiting on a key"}),
     );
-    let inactive = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "i", "execution": "interactive", "agent": "claudecode"}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
+    let inactive =
+        svc.new_task(&json!({"title": "i", "execution": "interactive", "agent": "claudecode"}));
     svc.patch("/api/agents/2", &json!({"active": false}));
     let queued = queued_task(&srv, "codex", json!({}));
     let before = srv.fingerprint();

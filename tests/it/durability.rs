@@ -12,14 +12,7 @@ use crate::util::Server;
 fn restart_keeps_all_data() {
     let mut srv = Server::start();
     let svc = srv.service();
-    let id = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "keep me", "agent": "codex", "priority": 3}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
+    let id = svc.new_task(&json!({"title": "keep me", "agent": "codex", "priority": 3}));
     svc.post(
         &format!("/api/tasks/{id}/comments"),
         &json!({"body": "a note"}),

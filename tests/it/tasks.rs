@@ -107,14 +107,7 @@ fn lists_filter_and_paginate() {
     let svc = srv.service();
     for i in 0..7 {
         let agent = if i % 2 == 0 { "codex" } else { "hermes" };
-        let id = svc
-            .post(
-                "/api/tasks",
-                &json!({"title": format!("t{i}"), "agent": agent}),
-            )
-            .json["id"]
-            .as_i64()
-            .unwrap();
+        let id = svc.new_task(&json!({"title": format!("t{i}"), "agent": agent}));
         if i < 3 {
             svc.patch(
                 &format!("/api/tasks/{id}/status"),
@@ -165,22 +158,9 @@ fn done_guard_refuses_ai_tasks_without_evidence() {
     let srv = Server::start();
     let svc = srv.service();
     let (_, member) = srv.user("member", Some((1, "member")));
-    let ai = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "ai", "execution": "interactive", "agent": "codex"}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
-    let agent_only = svc
-        .post("/api/tasks", &json!({"title": "agent", "agent": "hermes"}))
-        .json["id"]
-        .as_i64()
-        .unwrap();
-    let manual = svc.post("/api/tasks", &json!({"title": "manual"})).json["id"]
-        .as_i64()
-        .unwrap();
+    let ai = svc.new_task(&json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
+    let agent_only = svc.new_task(&json!({"title": "agent", "agent": "hermes"}));
+    let manual = svc.new_task(&json!({"title": "manual"}));
 
     let before = srv.fingerprint();
     for (path, body) in [
@@ -262,14 +242,7 @@ fn done_guard_refuses_ai_tasks_without_evidence() {
 fn done_guard_accepts_dispatch_output_evidence() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc
-        .post(
-            "/api/tasks",
-            &json!({"title": "ai", "execution": "interactive", "agent": "codex"}),
-        )
-        .json["id"]
-        .as_i64()
-        .unwrap();
+    let id = svc.new_task(&json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
     // Evidence written as a worker would leave it (the dispatch protocol
     // has its own tests); here only the guard's reading of it is checked.
     srv.sql()

@@ -346,6 +346,13 @@ impl Client {
         self
     }
 
+    /// Creates a task (`POST /api/tasks`, which must answer 201); its id.
+    pub fn new_task(&self, body: &Value) -> i64 {
+        let r = self.post("/api/tasks", body);
+        assert_eq!(r.status, 201, "create task: {}", r.text);
+        r.json["id"].as_i64().expect("task id")
+    }
+
     pub fn get(&self, path: &str) -> Res {
         self.raw("GET", path, b"")
     }

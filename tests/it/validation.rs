@@ -9,9 +9,7 @@ use crate::util::Server;
 fn bad_requests_are_clear_and_change_nothing() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.post("/api/tasks", &json!({"title": "target"})).json["id"]
-        .as_i64()
-        .unwrap();
+    let id = svc.new_task(&json!({"title": "target"}));
     let before = srv.fingerprint();
 
     // method, path, body, status, error code, text the message must hold
