@@ -416,3 +416,28 @@ fn dispatch_refuses_what_cannot_run() {
     );
     assert_eq!(before, srv.fingerprint());
 }
+
+#[test]
+fn dispatch_output_keeps_the_tail_of_long_output() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let id = queued_task(&srv, "codex", json!({}));
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let (_, token) = w.claim_one();
+    w.report(id, &token, "started", json!({}));
+    // 100 KiB of numbered lines, then a last line that must survive.
+    let mut output: String = (0..10_000).map(|i| format!("line {i:05}\n")).collect();
+    output.push_str("THE END\n");
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": output}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let kept = r.json["dispatch_output"].as_str().unwrap();
+    assert_eq!(kept.len(), 64 * 1024, "bounded to 64 KiB");
+    assert!(kept.ends_with("line 09999\nTHE END\n"), "the tail is kept");
+    assert!(output.ends_with(kept));
+}

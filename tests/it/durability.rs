@@ -22,6 +22,12 @@ fn restart_keeps_all_data() {
         &json!({"value": "33"}),
     );
     let (uid, _) = srv.user("alice", Some((1, "member")));
+    let changed = svc.get("/api/events?kind=settings.changed").json;
+    assert_eq!(
+        changed["events"][0]["payload"]["key"], "dispatch_stale_minutes",
+        "{changed}"
+    );
+    assert_eq!(changed["events"][0]["payload"]["to"], "33");
     let before = srv.fingerprint();
 
     srv.restart();
