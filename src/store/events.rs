@@ -33,8 +33,9 @@ pub fn append(conn: &Connection, e: NewEvent<'_>, now: i64) -> Result<()> {
 pub struct EventFilter {
     pub task_id: Option<i64>,
     pub kind: Option<String>,
-    /// `None`: every workspace (admin, service); `Some(ids)`: only these,
-    /// plus events that belong to no workspace.
+    /// `None`: every event (admin, service); `Some(ids)`: only the events
+    /// of these workspaces (events of no workspace — settings, users,
+    /// workers — are for admins and the service).
     pub workspaces: Option<Vec<i64>>,
 }
 
@@ -52,10 +53,7 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
     }
     if let Some(ws) = &f.workspaces {
         let ids: Vec<String> = ws.iter().map(|i| i.to_string()).collect();
-        clauses.push(format!(
-            "(workspace_id IS NULL OR workspace_id IN ({}))",
-            ids.join(",")
-        ));
+        clauses.push(format!("workspace_id IN ({})", ids.join(",")));
     }
     let where_ = if clauses.is_empty() {
         String::new()

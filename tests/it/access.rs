@@ -570,6 +570,13 @@ fn workspaces_fence_members() {
     );
     assert_eq!(srv.admin().get("/api/tasks").json["total"], 2);
 
+    // Events too: a member sees its workspace's, not the other's, nor the
+    // global ones (users, settings).
+    let events = member.get("/api/events?limit=1000").json;
+    let events = events["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["workspace_id"] == 1), "{events:?}");
+
     // And cannot touch the other's.
     for r in [
         outsider.get(&format!("/api/tasks/{t1}")),
