@@ -86,15 +86,6 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
-/// How many events of `kind` mention the task (for tests and the watchdog).
-pub fn count_for_task(conn: &Connection, task_id: i64, kind: &str) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE task_id = ?1 AND kind = ?2",
-        params![task_id, kind],
-        |r| r.get(0),
-    )?)
-}
-
 /// One failed dispatch: the task, its agent's slug, when.
 pub type Failure = (Option<i64>, Option<String>, i64);
 
