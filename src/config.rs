@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::app::accounts::StartSecrets;
 use crate::db::Sync;
+use crate::http::Limits;
 
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -13,6 +15,7 @@ pub struct ServeConfig {
     pub db_path: PathBuf,
     pub sync: Sync,
     pub http_threads: usize,
+    pub http_limits: Limits,
     pub trust_proxy: bool,
     pub secrets: StartSecrets,
 }
@@ -79,6 +82,18 @@ pub fn serve_config(
             }
         },
     };
+    let number = |name: &str, default: u64, max: u64| match env(name) {
+        None => Ok(default),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("{name} must be a number from 1 to {max}, got {s:?}")),
+        },
+    };
+    let http_limits = Limits {
+        read_timeout: Duration::from_secs(number("OPS_HTTP_READ_TIMEOUT", 30, 3600)?),
+        idle_timeout: Duration::from_secs(number("OPS_HTTP_IDLE_TIMEOUT", 60, 3600)?),
+        max_connections: number("OPS_HTTP_MAX_CONNECTIONS", 1024, 1_000_000)? as usize,
+    };
     let trust_proxy = match env("TRUST_PROXY")
         .as_deref()
         .map(str::to_ascii_lowercase)
@@ -93,6 +108,7 @@ pub fn serve_config(
         db_path: PathBuf::from(db),
         sync,
         http_threads,
+        http_limits,
         trust_proxy,
         secrets: StartSecrets {
             admin_user: env("OPS_ADMIN_USER"),
@@ -124,6 +140,21 @@ mod tests {
         assert_eq!(c.db_path, PathBuf::from("./ops-center.db"));
         assert_eq!(c.sync, Sync::Normal);
         assert!(!c.trust_proxy);
+        assert_eq!(c.http_limits.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.http_limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.http_limits.max_connections, 1024);
+        let c = cfg(
+            &[],
+            &[
+                ("OPS_HTTP_READ_TIMEOUT", "2"),
+                ("OPS_HTTP_IDLE_TIMEOUT", "3"),
+                ("OPS_HTTP_MAX_CONNECTIONS", "32"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.http_limits.read_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_limits.idle_timeout, Duration::from_secs(3));
+        assert_eq!(c.http_limits.max_connections, 32);
         let c = cfg(
             &["--bind", "127.0.0.1:0", "--db=/tmp/x.db"],
             &[("OPS_BIND", "0.0.0.0:1"), ("OPS_DB", "y")],
@@ -152,6 +183,13 @@ mod tests {
             .err()
             .unwrap()
             .contains("TRUST_PROXY"));
+        for (name, value) in [
+            ("OPS_HTTP_READ_TIMEOUT", "0"),
+            ("OPS_HTTP_IDLE_TIMEOUT", "1.5"),
+            ("OPS_HTTP_MAX_CONNECTIONS", "lots"),
+        ] {
+            assert!(cfg(&[], &[(name, value)]).err().unwrap().contains(name));
+        }
         assert!(cfg(&[], &[("OPS_HTTP_THREADS", "0")])
             .err()
             .unwrap()

@@ -28,14 +28,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         format!("cannot start: {e}")
     })?;
 
-    let server =
-        http::listen(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
+    let listener =
+        http::bind(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    let addr = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| cfg.bind.to_string());
-    let server = Arc::new(server);
+        .unwrap_or_else(|_| cfg.bind.to_string());
 
     let mut out = std::io::stdout().lock();
     for line in &shown {
@@ -56,18 +54,20 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         trust_proxy: cfg.trust_proxy,
         login_limiter: LoginLimiter::new(),
     });
+    let server = match http::serve(app.clone(), listener, cfg.http_threads, cfg.http_limits) {
+        Ok(server) => server,
+        Err(e) => {
+            app.db.close();
+            return Err(e);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let handlers =
-        http::spawn_handlers(app.clone(), server.clone(), cfg.http_threads, stop.clone());
     let watchdog = crate::app::watchdog::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
     stop.store(true, Ordering::SeqCst);
-    for h in handlers {
-        let _ = h.join();
-    }
-    drop(server);
+    server.shutdown();
     let _ = watchdog.join();
     app.db.close();
     log::info!("stopped cleanly");
@@ -76,7 +76,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
 
 /// glibc gives threads that allocate at the same time their own malloc
 /// arenas (up to 8 per core), and each arena keeps what was freed in it.
-/// With a handler pool, a thread per connection, the writer and the
+/// With a handler pool, the event loop, the writer and the
 /// readers' page caches spread over them, the server's RSS grew to several
 /// times what it holds at once. One arena keeps it to that; small
 /// allocations still come from per-thread caches without the arena's lock.

@@ -33,10 +33,25 @@ pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
         return accounts::session_principal(&app.db, cookie)?
             .ok_or_else(|| Error::Unauthorized("your session has expired; log in again".into()));
     }
-    Err(Error::Unauthorized(
-        "authentication required: send X-OPS-Service-Token or log in (POST /api/auth/login)".into(),
-    ))
+    Err(Error::Unauthorized(ANONYMOUS.into()))
 }
+
+/// API routes that anyone may call; every other `/api/` route needs a
+/// caller.
+const PUBLIC_API: [&str; 2] = ["/api/auth/login", "/api/auth/logout"];
+
+/// A request with a body to an `/api/` route that needs a caller but that
+/// names none (no token header, no session cookie) is refused from its
+/// head alone: an anonymous client never gets its body read or buffered.
+pub fn refuse_before_body(req: &Req) -> Option<Error> {
+    let private = req.path.starts_with("/api/")
+        && !PUBLIC_API.contains(&req.path.trim_end_matches('/'));
+    (private && req.header(TOKEN_HEADER).is_none() && req.cookie(SESSION_COOKIE).is_none())
+        .then(|| Error::Unauthorized(ANONYMOUS.into()))
+}
+
+const ANONYMOUS: &str =
+    "authentication required: send X-OPS-Service-Token or log in (POST /api/auth/login)";
 
 /// Failed logins per client address: after `MAX_FAILURES` within `WINDOW`,
 /// further attempts are refused until the window has passed.

@@ -2,10 +2,13 @@
 //! and the client's address and scheme (through a trusted proxy or not).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use super::fields::Fields;
+use super::responder::Responder;
+use super::wire::Head;
 use crate::error::{Error, Result};
 
 /// Bodies larger than this are refused with 413.
@@ -20,40 +23,26 @@ pub struct Req {
     pub body: Vec<u8>,
     pub client_ip: Option<IpAddr>,
     pub https: bool,
-}
-
-/// Why a body could not be read.
-pub enum BodyError {
-    TooLarge,
-    Io(std::io::Error),
+    /// How the answer gets back, until a handler takes it over.
+    responder: Mutex<Option<Responder>>,
 }
 
 impl Req {
-    /// Reads the request, body included (at most [`MAX_BODY`] bytes).
-    pub fn read(
-        rq: &mut tiny_http::Request,
-        trust_proxy: bool,
-    ) -> std::result::Result<Req, BodyError> {
-        let headers: Vec<(String, String)> = rq
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect();
-        let url = rq.url().to_string();
-        let (path, qs) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    /// The request of `head` from `peer`, its body still to come.
+    pub(super) fn new(head: &Head, peer: Option<IpAddr>, trust_proxy: bool) -> Req {
+        let (path, qs) = head
+            .target
+            .split_once('?')
+            .unwrap_or((head.target.as_str(), ""));
         let mut req = Req {
-            method: rq.method().as_str().to_ascii_uppercase(),
+            method: head.method.clone(),
             path: percent_decode(path),
             query: parse_query(qs),
-            headers,
+            headers: head.headers.clone(),
             body: Vec::new(),
-            client_ip: rq.remote_addr().map(|a| a.ip()),
+            client_ip: peer,
             https: false,
+            responder: Mutex::new(None),
         };
         if trust_proxy {
             if let Some(ip) = req
@@ -67,19 +56,28 @@ impl Req {
                 .header("x-forwarded-proto")
                 .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
         }
-        if rq.body_length().is_some_and(|n| n > MAX_BODY) {
-            return Err(BodyError::TooLarge);
-        }
-        let mut body = Vec::new();
-        rq.as_reader()
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(BodyError::Io)?;
-        if body.len() > MAX_BODY {
-            return Err(BodyError::TooLarge);
-        }
-        req.body = body;
-        Ok(req)
+        req
+    }
+
+    pub(super) fn set_responder(&self, r: Responder) {
+        *self.responder.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+
+    pub(super) fn take_responder(&self) -> Option<Responder> {
+        self.responder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Takes over the answer: the handler's own return value is then
+    /// ignored, and the returned [`Responder`] answers (from any thread) by
+    /// `until` at the latest, else the client gets 503. `None` when the
+    /// answer was already taken over.
+    pub fn defer(&self, until: Instant) -> Option<Responder> {
+        let r = self.take_responder()?;
+        r.park(until);
+        Some(r)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
