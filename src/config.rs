@@ -86,7 +86,9 @@ pub fn serve_config(
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!("{name} must be a number from 1 to {max}, got {s:?}")),
+            _ => Err(format!(
+                "{name} must be a number from 1 to {max}, got {s:?}"
+            )),
         },
     };
     let http_limits = Limits {

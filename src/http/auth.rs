@@ -44,8 +44,8 @@ const PUBLIC_API: [&str; 2] = ["/api/auth/login", "/api/auth/logout"];
 /// names none (no token header, no session cookie) is refused from its
 /// head alone: an anonymous client never gets its body read or buffered.
 pub fn refuse_before_body(req: &Req) -> Option<Error> {
-    let private = req.path.starts_with("/api/")
-        && !PUBLIC_API.contains(&req.path.trim_end_matches('/'));
+    let private =
+        req.path.starts_with("/api/") && !PUBLIC_API.contains(&req.path.trim_end_matches('/'));
     (private && req.header(TOKEN_HEADER).is_none() && req.cookie(SESSION_COOKIE).is_none())
         .then(|| Error::Unauthorized(ANONYMOUS.into()))
 }

@@ -60,7 +60,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 
-
 enum Phase {
     /// Reading a request head (its deadline runs from the first byte, or
     /// from accept for a new connection).
@@ -257,9 +256,11 @@ impl EventLoop {
                     self.begin_shutdown();
                     Instant::now()
                 });
-                let busy = self.conns.iter().flatten().any(|c| {
-                    c.pending() || matches!(c.phase, Phase::Handler { .. })
-                });
+                let busy = self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .any(|c| c.pending() || matches!(c.phase, Phase::Handler { .. }));
                 if !busy || since.elapsed() > SHUTDOWN_GRACE {
                     return Ok(());
                 }
@@ -434,7 +435,9 @@ impl EventLoop {
                 Phase::Linger { dropped } => match self.read_more(slot) {
                     Ok(n) if dropped + n <= LINGER_BYTES => {
                         let c = self.conns[slot].as_mut().expect("live connection");
-                        c.phase = Phase::Linger { dropped: dropped + n };
+                        c.phase = Phase::Linger {
+                            dropped: dropped + n,
+                        };
                         c.inbuf.clear();
                     }
                     Ok(_) | Err(Stop::Closed) => return self.close(slot),
@@ -710,11 +713,8 @@ impl EventLoop {
                 Phase::Head if !c.inbuf.is_empty() => self.time_out(slot),
                 Phase::Body { .. } => self.time_out(slot),
                 Phase::Handler { keep_alive } => {
-                    let resp = Resp::error(
-                        "timeout",
-                        503,
-                        "the answer did not come in time; retry",
-                    );
+                    let resp =
+                        Resp::error("timeout", 503, "the answer did not come in time; retry");
                     c.answer(&resp, !keep_alive, &limits);
                     self.drive(slot);
                 }

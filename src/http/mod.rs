@@ -82,7 +82,9 @@ pub fn serve(
                 Ok(Err(e)) => e.to_string(),
                 Err(panic) => crate::db::panic_text(&panic),
             };
-            log::error!("the HTTP event loop failed ({why}); exiting so that the server is restarted");
+            log::error!(
+                "the HTTP event loop failed ({why}); exiting so that the server is restarted"
+            );
             std::process::exit(70);
         })
         .map_err(|e| format!("cannot start the event loop: {e}"))?;

@@ -191,7 +191,10 @@ fn head_end(buf: &[u8]) -> Result<Option<usize>, Reject> {
 /// `METHOD TARGET HTTP/1.x` in visible ASCII; another HTTP version is 505.
 fn check_request_line(line: &[u8]) -> Result<(), Reject> {
     let bad = |m: &str| Reject::new(400, "bad_request", m);
-    if line.iter().any(|b| !(0x21..=0x7e).contains(b) && *b != b' ') {
+    if line
+        .iter()
+        .any(|b| !(0x21..=0x7e).contains(b) && *b != b' ')
+    {
         return Err(bad(
             "the request line may hold only visible ASCII characters and spaces",
         ));
@@ -439,7 +442,10 @@ mod tests {
         let text = "POST /api/x?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
         let (h, n) = head(&format!("\r\n{text}hello")).unwrap().unwrap();
         assert_eq!(n, 2 + text.len());
-        assert_eq!((h.method.as_str(), h.target.as_str()), ("POST", "/api/x?a=1"));
+        assert_eq!(
+            (h.method.as_str(), h.target.as_str()),
+            ("POST", "/api/x?a=1")
+        );
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive && !h.expects_continue);
         let (h, _) = head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
@@ -471,7 +477,10 @@ mod tests {
             status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
             400
         );
-        assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             400
@@ -514,7 +523,10 @@ mod tests {
         }
         let mut body = Vec::new();
         assert_eq!(
-            Chunked::default().feed(b"zz\r\n", &mut body).unwrap_err().status,
+            Chunked::default()
+                .feed(b"zz\r\n", &mut body)
+                .unwrap_err()
+                .status,
             400
         );
         assert_eq!(

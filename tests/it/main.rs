@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod auth;
 mod concurrency;
+mod connections;
 mod dispatch;
 mod durability;
 mod invariants;

@@ -27,6 +27,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// `--bind` of the next start: port 0 unless `keep_port` pinned it.
     bind: String,
+    /// RLIMIT_NOFILE of the server process, when set.
+    pub nofile: Option<u64>,
 }
 
 impl Server {
@@ -36,6 +38,11 @@ impl Server {
     }
 
     pub fn start_with(extra: &[(&str, &str)]) -> Server {
+        Server::start_limited(extra, None)
+    }
+
+    /// A server whose process may hold at most `nofile` descriptors.
+    pub fn start_limited(extra: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let mut env = vec![
             ("OPS_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
             ("OPS_ADMIN_USER".to_string(), ADMIN.to_string()),
@@ -55,6 +62,7 @@ impl Server {
             child: None,
             env,
             bind: "127.0.0.1:0".to_string(),
+            nofile,
         };
         s.spawn();
         s
@@ -102,6 +110,23 @@ impl Server {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory
+            // of the parent; it runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("start ops-center");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -135,6 +160,21 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A field of /proc/<pid>/status (e.g. `Threads`, `VmRSS` in kB).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
     /// Sends `signal` (e.g. "TERM") and waits for the exit status.

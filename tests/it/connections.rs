@@ -1,0 +1,406 @@
+//! SPEC §13: stalled, idle and excess clients cannot stall the server;
+//! deadlines close them; the head limits answer instead of hanging.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::util::{wait_for, Server, TOKEN};
+
+/// Short deadlines so the tests are quick; long enough that a loaded
+/// machine still gets all clients in place before they pass.
+const READ_TIMEOUT: u64 = 4;
+const IDLE_TIMEOUT: u64 = 4;
+
+fn server(max_connections: usize) -> Server {
+    raise_nofile();
+    Server::start_with(&[
+        ("OPS_HTTP_READ_TIMEOUT", &READ_TIMEOUT.to_string()),
+        ("OPS_HTTP_IDLE_TIMEOUT", &IDLE_TIMEOUT.to_string()),
+        ("OPS_HTTP_MAX_CONNECTIONS", &max_connections.to_string()),
+    ])
+}
+
+/// Lets this process (and the servers it starts) open as many descriptors
+/// as the hard limit allows.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid rlimit struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_cur
+}
+
+fn connect(srv: &Server) -> TcpStream {
+    let s = TcpStream::connect(&srv.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+/// Sends `bytes` on a new connection and reads the answer to the end (the
+/// server closes after each refusal).
+fn exchange(srv: &Server, bytes: &[u8]) -> (u16, String) {
+    let mut s = connect(srv);
+    // The server may answer and stop reading before all of a large request
+    // is written.
+    let _ = s.write_all(bytes);
+    let text = read_to_close(&mut s).expect("an answer, then close");
+    (status_of(&text), text)
+}
+
+fn status_of(text: &str) -> u16 {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Everything until the server closes (EOF or reset), or an error when the
+/// read timeout passes first.
+fn read_to_close(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !buf.is_empty() => break,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The p99 of `n` fresh-connection `GET /api/dispatch/health` calls.
+fn health_p99(srv: &Server, n: usize) -> Duration {
+    let client = srv.service();
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let res = client.get("/api/dispatch/health");
+            assert_eq!(res.status, 200, "{}", res.text);
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[(n * 99).div_ceil(100) - 1]
+}
+
+/// Asserts that every socket is closed by the server between `min` and
+/// `max` after `since`.
+fn all_closed_by_deadline(socks: Vec<TcpStream>, since: Instant, min: Duration, max: Duration) {
+    for mut s in socks {
+        let left = (since + max).saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(100))))
+            .unwrap();
+        let text = read_to_close(&mut s).expect("closed by the deadline");
+        assert!(
+            text.is_empty() || status_of(&text) == 408,
+            "unexpected answer {text:?}"
+        );
+        assert!(since.elapsed() >= min, "closed before its deadline");
+    }
+}
+
+#[test]
+fn stalled_and_idle_clients_do_not_delay_others() {
+    let srv = server(4000);
+    let start_threads = srv.proc_status("Threads");
+    let since = Instant::now();
+    let mut socks = Vec::new();
+    for i in 0..64 {
+        let mut s = connect(&srv);
+        s.write_all(format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Stalled: {i}").as_bytes())
+            .unwrap();
+        socks.push(s);
+    }
+    for (path, token) in [("/api/auth/login", None), ("/api/tasks", Some(TOKEN))] {
+        for _ in 0..64 {
+            let mut s = connect(&srv);
+            let auth = token
+                .map(|t| format!("X-OPS-Service-Token: {t}\r\n"))
+                .unwrap_or_default();
+            s.write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 100000\r\n\r\n{{\"title\":"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            socks.push(s);
+        }
+    }
+    // As many idle connections as this machine's descriptor limit allows
+    // (the test and the server share it), up to 2,000.
+    let idle = 2000.min((nofile_limit() as usize).saturating_sub(400) / 2);
+    assert!(idle >= 500, "descriptor limit too low for this test");
+    let idle_socks: Vec<TcpStream> = (0..idle).map(|_| connect(&srv)).collect();
+    let opened = since.elapsed();
+    assert!(
+        opened < Duration::from_secs(READ_TIMEOUT) / 2,
+        "opening the clients took {opened:?}: too slow to test the deadlines"
+    );
+
+    let p99 = health_p99(&srv, 50);
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+    let threads = srv.proc_status("Threads");
+    assert!(
+        threads <= start_threads + 2,
+        "threads grew from {start_threads} to {threads} with {} clients",
+        socks.len() + idle
+    );
+
+    let deadline = Duration::from_secs(READ_TIMEOUT);
+    let margin = Duration::from_secs(6);
+    all_closed_by_deadline(
+        socks,
+        since,
+        deadline - Duration::from_millis(500),
+        deadline + margin,
+    );
+    all_closed_by_deadline(
+        idle_socks,
+        since,
+        deadline - Duration::from_millis(500),
+        deadline + margin,
+    );
+    assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
+}
+
+#[test]
+fn a_stalled_head_gets_408_and_an_idle_keep_alive_connection_is_closed() {
+    let srv = server(64);
+    let mut stalled = connect(&srv);
+    stalled
+        .write_all(b"GET /api/tasks HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let since = Instant::now();
+
+    let mut kept = connect(&srv);
+    kept.write_all(
+        format!(
+            "GET /api/dispatch/health HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let idle_since = Instant::now();
+
+    let text = read_to_close(&mut stalled).unwrap();
+    assert_eq!(status_of(&text), 408, "{text}");
+    assert!(text.contains("request_timeout"));
+    let waited = since.elapsed();
+    assert!(waited >= Duration::from_secs(READ_TIMEOUT) - Duration::from_millis(500));
+
+    // The rest of the first response, then EOF at the idle deadline.
+    read_to_close(&mut kept).unwrap();
+    let waited = idle_since.elapsed();
+    assert!(
+        waited >= Duration::from_secs(IDLE_TIMEOUT) - Duration::from_millis(500)
+            && waited < Duration::from_secs(IDLE_TIMEOUT + 6),
+        "idle connection closed after {waited:?}"
+    );
+}
+
+#[test]
+fn over_the_cap_the_next_connection_gets_503() {
+    let srv = server(32);
+    let held: Vec<TcpStream> = (0..32).map(|_| connect(&srv)).collect();
+    // The server accepts in order: once it refuses one, the 32 are in.
+    let (status, text) = exchange(&srv, b"");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("too_many_connections"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    drop(held);
+    wait_for(10, "a connection slot", || {
+        let res = srv
+            .service()
+            .try_raw("GET", "/api/dispatch/health", b"")
+            .ok()?;
+        (res.status == 200).then_some(())
+    });
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_stop_accepting() {
+    raise_nofile();
+    let srv = Server::start_limited(&[("OPS_HTTP_MAX_CONNECTIONS", "10000")], Some(100));
+    assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&srv.addr).ok())
+        .collect();
+    wait_for(10, "the server to run out of descriptors", || {
+        srv.log().contains("accept failed").then_some(())
+    });
+    drop(flood);
+    wait_for(15, "the server to answer again", || {
+        let res = srv
+            .service()
+            .try_raw("GET", "/api/dispatch/health", b"")
+            .ok()?;
+        (res.status == 200).then_some(())
+    });
+    // And it keeps answering.
+    for _ in 0..20 {
+        assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
+    }
+}
+
+#[test]
+fn bad_heads_are_answered_not_hung() {
+    let srv = server(256);
+    let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(9 * 1024));
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (long.into_bytes(), 431, "header_too_large"),
+        ("GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400, "bad_request"),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505, "http_version_not_supported"),
+        (
+            format!("POST /api/tasks HTTP/1.1\r\nX-OPS-Service-Token: {TOKEN}\r\nTransfer-Encoding: gzip\r\n\r\n")
+                .into_bytes(),
+            501,
+            "not_implemented",
+        ),
+        (b"GET / HTTP/1.1\r\nno colon\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            format!("POST /api/tasks HTTP/1.1\r\nX-OPS-Service-Token: {TOKEN}\r\nContent-Length: 2000000\r\n\r\n")
+                .into_bytes(),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (bytes, status, code) in cases {
+        let (got, text) = exchange(&srv, &bytes);
+        assert_eq!(got, status, "{text}");
+        assert!(text.contains(&format!("\"error\":\"{code}\"")), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+}
+
+#[test]
+fn a_huge_header_line_does_not_grow_memory() {
+    let srv = server(64);
+    let before = srv.proc_status("VmRSS");
+    for _ in 0..4 {
+        let line = format!(
+            "GET / HTTP/1.1\r\nX-Huge: {}\r\n\r\n",
+            "b".repeat(256 * 1024)
+        );
+        let (status, text) = exchange(&srv, line.as_bytes());
+        assert_eq!(status, 431, "{text}");
+    }
+    let after = srv.proc_status("VmRSS");
+    assert!(
+        after < before + 4 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+}
+
+#[test]
+fn anonymous_bodies_are_refused_from_the_head() {
+    let srv = server(64);
+    // The body never comes: the 401 must not wait for it.
+    let mut s = connect(&srv);
+    s.set_read_timeout(Some(Duration::from_secs(READ_TIMEOUT - 1)))
+        .unwrap();
+    s.write_all(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let text = read_to_close(&mut s).expect("401 before the read deadline");
+    assert_eq!(status_of(&text), 401, "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    // With a body sent at once, the client still reads the 401 (the
+    // server drains what it does not read instead of resetting).
+    let body = vec![b'x'; 300_000];
+    let res = srv.client().raw("POST", "/api/tasks", &body);
+    assert_eq!(res.status, 401, "{}", res.text);
+    // Login is public: its body is read.
+    let res = srv.client().post(
+        "/api/auth/login",
+        &json!({"username": "root", "password": "nope"}),
+    );
+    assert_eq!(res.status, 401, "{}", res.text);
+    assert!(res.text.contains("unauthorized"));
+}
+
+#[test]
+fn chunked_bodies_and_100_continue_work() {
+    let srv = server(64);
+    let body = json!({"title": "chunked task", "workspace_id": 1}).to_string();
+    let (a, b) = body.split_at(7);
+    let chunked = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x};ext=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let (status, text) = exchange(&srv, chunked.as_bytes());
+    assert_eq!(status, 201, "{text}");
+    assert!(text.contains("chunked task"), "{text}");
+
+    // curl's way: the head, wait for 100 Continue, then the body.
+    let body = json!({"title": "continued task", "workspace_id": 1}).to_string();
+    let mut s = connect(&srv);
+    s.write_all(
+        format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let text = read_to_close(&mut s).unwrap();
+    assert_eq!(status_of(&text), 201, "{text}");
+    assert!(text.contains("continued task"), "{text}");
+}
+
+#[test]
+fn keep_alive_and_http_1_0_are_honoured() {
+    let srv = server(64);
+    let mut s = connect(&srv);
+    let get = format!(
+        "GET /api/dispatch/health HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n"
+    );
+    // Two pipelined requests on one connection, then a closing one.
+    s.write_all(format!("{get}{get}").as_bytes()).unwrap();
+    s.write_all(b"GET /api/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_to_close(&mut s).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 404").count(), 1, "{text}");
+    // HTTP/1.0 closes by default.
+    let (status, text) = exchange(
+        &srv,
+        format!("GET /api/dispatch/health HTTP/1.0\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Connection: close"));
+}
