@@ -13,6 +13,7 @@ mod routes;
 mod wire;
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,10 +36,24 @@ pub struct App {
     pub login_limiter: LoginLimiter,
 }
 
-/// Binds `addr` (port 0 picks a free one).
+/// Binds `addr` (port 0 picks a free one), with a listen backlog of
+/// [`BACKLOG`] rather than the standard library's 128: a burst of
+/// connections beyond the backlog makes clients wait a whole second for a
+/// retransmitted SYN.
 pub fn bind(addr: SocketAddr) -> std::result::Result<TcpListener, String> {
-    TcpListener::bind(addr).map_err(|e| e.to_string())
+    let listener = TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    // SAFETY: listen on a socket we own; calling it again on a listening
+    // socket only changes its backlog (capped by net.core.somaxconn).
+    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+        log::warn!(
+            "cannot raise the listen backlog: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(listener)
 }
+
+const BACKLOG: libc::c_int = 4096;
 
 /// The running server: its event loop and handler threads.
 pub struct Http {
