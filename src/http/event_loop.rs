@@ -770,3 +770,198 @@ fn write_out(c: &mut Conn, read_timeout: Duration) -> std::io::Result<bool> {
     c.out_pos = 0;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hooks for answers that come later or as a stream, driven by
+    //! hand: the test plays the handler pool.
+    use std::net::TcpStream;
+    use std::thread::JoinHandle;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::http::responder::Gone;
+
+    struct Running {
+        addr: std::net::SocketAddr,
+        queue: Receiver<Req>,
+        stop: Arc<AtomicBool>,
+        waker: Arc<Waker>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = self.waker.wake();
+            // Requests still queued here answer 500 as they drop.
+            while self.queue.try_recv().is_ok() {}
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn start() -> Running {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let limits = Limits {
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 16,
+        };
+        let (ev, waker) = EventLoop::new(listener, limits, false, jobs, stop.clone()).unwrap();
+        let thread = std::thread::spawn(move || ev.run().unwrap());
+        Running {
+            addr,
+            queue,
+            stop,
+            waker,
+            thread: Some(thread),
+        }
+    }
+
+    fn request(addr: std::net::SocketAddr, close: bool) -> TcpStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn = if close { "close" } else { "keep-alive" };
+        s.write_all(format!("GET /live HTTP/1.1\r\nConnection: {conn}\r\n\r\n").as_bytes())
+            .unwrap();
+        s
+    }
+
+    fn next(r: &Running) -> Req {
+        r.queue.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    fn read_all(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// One response on a keep-alive connection (its length is known).
+    fn read_one(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).unwrap();
+        head + &String::from_utf8_lossy(&body)
+    }
+
+    #[test]
+    fn a_deferred_answer_comes_from_another_thread() {
+        let r = start();
+        let mut s = request(r.addr, false);
+        let req = next(&r);
+        let responder = req.defer(Instant::now() + Duration::from_secs(10)).unwrap();
+        assert!(req.defer(Instant::now()).is_none(), "taken once only");
+        drop(req);
+        let sent = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            responder.respond(Resp::ok(json!({"late": true})));
+        });
+        let text = read_one(&mut s);
+        assert!(sent.elapsed() >= Duration::from_millis(300));
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with(r#"{"late":true}"#), "{text}");
+        // The connection goes on with the next request.
+        s.write_all(b"GET /again HTTP/1.1\r\n\r\n").unwrap();
+        let req = next(&r);
+        assert_eq!(req.path, "/again");
+        req.take_responder().unwrap().respond(Resp::ok(json!({})));
+        assert!(read_one(&mut s).starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_parked_request_past_its_deadline_gets_503_and_a_dropped_one_500() {
+        let r = start();
+        let mut s = request(r.addr, true);
+        let req = next(&r);
+        let late = req
+            .defer(Instant::now() + Duration::from_millis(300))
+            .unwrap();
+        let text = read_all(&mut s);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains(r#""error":"timeout""#), "{text}");
+        // Too late: ignored.
+        late.respond(Resp::ok(json!({})));
+
+        let mut s = request(r.addr, true);
+        drop(next(&r));
+        let text = read_all(&mut s);
+        assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+    }
+
+    #[test]
+    fn a_stream_carries_chunks_until_it_is_dropped() {
+        let r = start();
+        let mut s = request(r.addr, false);
+        let req = next(&r);
+        let stream = req.take_responder().unwrap().stream(Resp {
+            status: 200,
+            content_type: "text/event-stream",
+            body: Vec::new(),
+            headers: Vec::new(),
+        });
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                stream.send(format!("data: {i}\n\n").into_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let text = read_all(&mut s);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Type: text/event-stream\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Content-Length"), "{text}");
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\ndata: 0\n\ndata: 1\n\ndata: 2\n\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_stream_whose_client_does_not_read_is_cut_off() {
+        let r = start();
+        let _s = request(r.addr, false);
+        let req = next(&r);
+        let stream = req.take_responder().unwrap().stream(Resp {
+            status: 200,
+            content_type: "text/event-stream",
+            body: Vec::new(),
+            headers: Vec::new(),
+        });
+        let chunk = vec![b'x'; 64 * 1024];
+        // Socket buffers take some megabytes before the loop's own buffer
+        // fills; far less than this in any case.
+        let mut sent = 0;
+        while stream.send(chunk.clone()) == Ok(()) {
+            sent += chunk.len();
+            assert!(sent < 256 * 1024 * 1024, "never cut off");
+            if sent % (1024 * 1024) == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(stream.send(chunk), Err(Gone));
+        assert!(stream.is_closed());
+    }
+}

@@ -434,7 +434,7 @@ mod tests {
     }
 
     fn status(s: &[u8]) -> u16 {
-        parse_head(s).err().expect("refused").status
+        parse_head(s).expect_err("refused").status
     }
 
     #[test]
