@@ -87,6 +87,9 @@ const QUICK: Sizes = Sizes {
 };
 
 const LEVELS: [usize; 3] = [1, 4, 16];
+/// Connections that send a request head with the token and part of its
+/// body, then nothing.
+const SLOW_CLIENTS: usize = 500;
 
 fn main() -> ExitCode {
     let mut quick = false;
@@ -177,7 +180,8 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     }
 
     // 2. Claims: the queue is filled for every level at once.
-    let total_claims = sizes.claims_per_level * LEVELS.len();
+    // One more level's worth for the run with slow clients.
+    let total_claims = sizes.claims_per_level * (LEVELS.len() + 1);
     srv.stop()?;
     fill(&db, total_claims, Fill::Queued)?;
     srv = Server::start(&bin, &db, dir.path())?;
@@ -204,6 +208,41 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
         }
         rows.push(r);
     }
+
+    // The 16-client level again while slow clients hold connections
+    // (head and token sent, body stalled): they must cost the others
+    // nothing. A server that gives each a thread, or waits for their
+    // bodies in its handlers, stops answering here.
+    eprintln!(
+        "[2/5] HTTP claims: {} with 16 clients while {SLOW_CLIENTS} slow clients stall",
+        sizes.claims_per_level
+    );
+    heartbeat_all(&srv.addr, 16)?;
+    let slow = stalled_clients(&srv.addr, SLOW_CLIENTS)?;
+    let value = match claims(&srv.addr, 16, sizes.claims_per_level) {
+        Ok((rate, ids)) => {
+            if let Some(id) = ids.iter().find(|id| !handed_out.insert(**id)) {
+                return Err(format!("task {id} was handed out twice"));
+            }
+            format!("{rate:.0} ({:.2}× reference)", rate / reference)
+        }
+        Err(e) => format!("no answer ({e})"),
+    };
+    rows.push(row(
+        format!("HTTP claims/s, 16 clients, {SLOW_CLIENTS} slow clients stalled mid-body"),
+        value,
+    ));
+    let value = match Client::connect(&srv.addr)
+        .and_then(|mut c| latency(&mut c, "/api/dispatch/health", sizes.latency_samples))
+    {
+        Ok((p50, p99)) => format!("{p50:.2} / {p99:.2} ms"),
+        Err(e) => format!("no answer ({e})"),
+    };
+    rows.push(row(
+        format!("GET /api/dispatch/health p50 / p99, {SLOW_CLIENTS} slow clients stalled mid-body"),
+        value,
+    ));
+    drop(slow);
 
     // 3. Full cycles.
     eprintln!(
@@ -683,6 +722,21 @@ fn parallel<T: Send + 'static>(
         .collect();
     let elapsed = t.elapsed();
     Ok((elapsed, results.into_iter().collect::<Res<Vec<T>>>()?))
+}
+
+/// `n` connections stalled mid-body, held open until dropped.
+fn stalled_clients(addr: &str, n: usize) -> Res<Vec<TcpStream>> {
+    let head = format!(
+        "POST /api/dispatch/next HTTP/1.1\r\nHost: bench\r\nX-OPS-Service-Token: {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"worker_id\":"
+    );
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+            s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+            Ok(s)
+        })
+        .collect()
 }
 
 /// `total` claims shared by `clients` clients: (claims/s, claimed ids).
