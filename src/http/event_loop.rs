@@ -501,8 +501,12 @@ impl EventLoop {
                     let req = Req::new(&head, c.peer, self.trust_proxy);
                     let path = head.target.split('?').next().unwrap_or("").to_string();
                     c.log = Some((head.method.clone(), path, Instant::now()));
+                    // A HEAD request is answered like the router answers
+                    // it (405, with a body): close after it, so that the
+                    // client cannot mistake the body for the next response.
+                    let keep_alive = head.keep_alive && head.method != "HEAD";
                     if !head.has_body() {
-                        self.dispatch(slot, req, head.keep_alive);
+                        self.dispatch(slot, req, keep_alive);
                         return true;
                     }
                     if let Some(e) = auth::refuse_before_body(&req) {
@@ -519,7 +523,7 @@ impl EventLoop {
                     c.phase = Phase::Body {
                         req: Box::new(req),
                         left,
-                        keep_alive: head.keep_alive,
+                        keep_alive,
                     };
                     c.deadline = Some(Instant::now() + limits.read_timeout);
                     true

@@ -403,4 +403,13 @@ fn keep_alive_and_http_1_0_are_honoured() {
     );
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("Connection: close"));
+    // HEAD is not served: 405 naming the methods, and the connection
+    // closes (the 405 has a body a HEAD client would not expect).
+    let (status, text) = exchange(
+        &srv,
+        b"HEAD /api/dispatch/health HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(status, 405, "{text}");
+    assert!(text.contains("Allow: GET\r\n"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
 }
