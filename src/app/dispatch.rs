@@ -61,12 +61,14 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
             ));
         }
         if t.sensitive && t.gate_approved_at.is_none() {
+            // The first refusal parks the task at the gate; later ones (or
+            // one of a task blocked for another reason) change nothing.
             if !t.blocked {
                 t.blocked = true;
                 t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
                 tasks::save(conn, &t, now)?;
+                event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
             }
-            event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
             return Ok(Outcome::Gated);
         }
         if t.blocked {
@@ -94,6 +96,13 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
     }
 }
 
+/// Whether `t`'s block is the Human Gate's.
+pub fn is_gate_block(t: &Task) -> bool {
+    t.blocked_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(GATE_REASON))
+}
+
 /// `POST /api/tasks/:id/approve`: a human admin approves a sensitive task;
 /// a block set by the gate is lifted.
 pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
@@ -101,7 +110,7 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
     db.write(move |conn| {
         let now = now_ms();
         let mut t = tasks::require(conn, id)?;
-        who.require_gate_approver(t.workspace_id)?;
+        who.require_gate_approver(t.workspace_id, "approving the Human Gate")?;
         if !t.sensitive {
             return Err(Error::conflict(
                 "not_sensitive",
@@ -113,11 +122,7 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         };
         t.gate_approved_by = Some(h.username.clone());
         t.gate_approved_at = Some(now);
-        if t.blocked
-            && t.blocked_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(GATE_REASON))
-        {
+        if t.blocked && is_gate_block(&t) {
             t.blocked = false;
             t.blocked_reason = None;
         }
@@ -500,16 +505,22 @@ pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
     who.require_ops_admin("inspecting stale tasks")?;
     let conn = db.read()?;
     let s = crate::store::settings::load(&conn)?;
-    let list = tasks::dispatching_since(&conn, now_ms() - s.dispatch_stale_minutes * 60_000)?;
+    let visible = who.visible_workspaces();
+    let cutoff = now_ms() - s.dispatch_stale_minutes * 60_000;
+    let list = tasks::dispatching_since_in(&conn, cutoff, visible.as_deref())?;
     Ok(
         json!({"stale_minutes": s.dispatch_stale_minutes, "total": list.len(),
               "tasks": list.iter().map(Task::to_json).collect::<Vec<_>>()}),
     )
 }
 
-/// `GET /api/dispatch/health`.
-pub fn health(db: &Db) -> Result<Value> {
+/// `GET /api/dispatch/health`: queue counts, stale tasks and open alerts
+/// of the caller's workspaces; the workers themselves (ids, hosts) only
+/// for operators.
+pub fn health(db: &Db, who: &Principal) -> Result<Value> {
     let conn = db.read()?;
+    let visible = who.visible_workspaces();
+    let visible = visible.as_deref();
     let now = now_ms();
     let s: Settings = crate::store::settings::load(&conn)?;
     let workers = heartbeats::list(&conn)?;
@@ -517,10 +528,10 @@ pub fn health(db: &Db) -> Result<Value> {
         .iter()
         .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
         .collect();
-    let (counts, blocked) = tasks::count_by_status(&conn)?;
+    let (counts, blocked) = tasks::count_by_status(&conn, visible)?;
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
     let stale_dispatching =
-        tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
+        tasks::dispatching_since_in(&conn, now - s.dispatch_stale_minutes * 60_000, visible)?.len();
 
     let mut agent_slugs: Vec<String> = fresh
         .iter()
@@ -568,7 +579,7 @@ pub fn health(db: &Db) -> Result<Value> {
                 .into(),
         );
     }
-    let open_alerts = alerts::open_count(&conn)?;
+    let open_alerts = alerts::open_count(&conn, visible)?;
     if open_alerts > 0 {
         warnings.push(format!(
             "{open_alerts} open alert(s): see Operación → Automatizaciones → Watchdog or GET /api/alerts?status=open"
@@ -595,7 +606,11 @@ pub fn health(db: &Db) -> Result<Value> {
             "stale_dispatching": stale_dispatching,
         },
         "agent_slugs": agent_slugs,
-        "workers": workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>(),
+        "workers": if who.is_operator() {
+            workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
         "settings": s.to_json(),
         "warnings": warnings,
     }))

@@ -55,8 +55,9 @@ impl Principal {
         matches!(self, Principal::Human(h) if h.is_admin)
     }
 
-    /// Global admin or service: sees and may administer everything.
-    fn is_operator(&self) -> bool {
+    /// Global admin or service: sees and may administer everything,
+    /// workers and what belongs to no workspace included.
+    pub fn is_operator(&self) -> bool {
         matches!(self, Principal::Service) || self.is_global_admin()
     }
 
@@ -92,6 +93,16 @@ impl Principal {
         Err(Error::forbidden(format!(
             "you are not a member of workspace {workspace_id}"
         )))
+    }
+
+    /// Seeing an alert: one about a task follows the task's workspace
+    /// (`task_workspace`); one about no task (a worker, a failure
+    /// signature) is for operators, like events of no workspace.
+    pub fn can_read_alert(&self, task_workspace: Option<i64>) -> Result<()> {
+        match task_workspace {
+            Some(ws) => self.can_read(ws),
+            None => self.require_operator("an alert about no task"),
+        }
     }
 
     /// Creating, editing, commenting and dispatching tasks.
@@ -148,15 +159,19 @@ impl Principal {
         )))
     }
 
-    /// Human Gate approval: a human admin (global, or of the task's
-    /// workspace); never the service token, so that an agent cannot approve
-    /// its own sensitive work.
-    pub fn require_gate_approver(&self, workspace_id: i64) -> Result<()> {
+    /// Human Gate approval, and clearing a task's `sensitive`: a human
+    /// admin (global, or of the task's workspace); never the service token,
+    /// so that an automation cannot release sensitive work by itself.
+    pub fn require_gate_approver(&self, workspace_id: i64, what: &str) -> Result<()> {
         match self {
-            Principal::Service => Err(Error::forbidden(
-                "the Human Gate is approved by a human admin, never with the service token",
-            )),
-            Principal::Human(_) => self.require_workspace_admin(workspace_id),
+            Principal::Service => Err(Error::forbidden(format!(
+                "{what} is for a human admin, never the service token"
+            ))),
+            Principal::Human(_) => self.require_workspace_admin(workspace_id).map_err(|_| {
+                Error::forbidden(format!(
+                    "{what} needs a global admin or an admin of workspace {workspace_id}"
+                ))
+            }),
         }
     }
 }
@@ -196,11 +211,11 @@ mod tests {
         assert!(ws_admin.require_ops_admin("x").is_ok());
         assert!(member.require_ops_admin("x").is_err());
 
-        assert!(service.require_gate_approver(1).is_err());
-        assert!(admin.require_gate_approver(1).is_ok());
-        assert!(ws_admin.require_gate_approver(1).is_ok());
-        assert!(ws_admin.require_gate_approver(2).is_err());
-        assert!(member.require_gate_approver(1).is_err());
+        assert!(service.require_gate_approver(1, "x").is_err());
+        assert!(admin.require_gate_approver(1, "x").is_ok());
+        assert!(ws_admin.require_gate_approver(1, "x").is_ok());
+        assert!(ws_admin.require_gate_approver(2, "x").is_err());
+        assert!(member.require_gate_approver(1, "x").is_err());
 
         assert_eq!(member.visible_workspaces(), Some(vec![1]));
         assert_eq!(service.visible_workspaces(), None);

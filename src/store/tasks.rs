@@ -293,12 +293,10 @@ pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>,
         both("t.workspace_id = ?".into(), "c.workspace_id = ?".into());
         args.push(Box::new(ws));
     }
-    if let Some(visible) = &f.visible {
-        let ids: Vec<String> = visible.iter().map(i64::to_string).collect();
-        let ids = ids.join(",");
+    if f.visible.is_some() {
         both(
-            format!("t.workspace_id IN ({ids})"),
-            format!("c.workspace_id IN ({ids})"),
+            super::in_workspaces("t.workspace_id", f.visible.as_deref()),
+            super::in_workspaces("c.workspace_id", f.visible.as_deref()),
         );
     }
     if let Some(s) = f.status {
@@ -338,12 +336,16 @@ pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>,
 }
 
 /// Number of tasks per status (archived ones excluded), and of blocked ones,
-/// from `task_counts`.
-pub fn count_by_status(conn: &Connection) -> Result<(Vec<(Status, i64)>, i64)> {
-    let mut stmt = conn.prepare_cached(
+/// from `task_counts`, in `workspaces` (`None`: all).
+pub fn count_by_status(
+    conn: &Connection,
+    workspaces: Option<&[i64]>,
+) -> Result<(Vec<(Status, i64)>, i64)> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT status, SUM(n), SUM(CASE WHEN blocked = 1 THEN n ELSE 0 END)
-         FROM task_counts WHERE archived = 0 GROUP BY status",
-    )?;
+         FROM task_counts WHERE archived = 0 AND {} GROUP BY status",
+        super::in_workspaces("workspace_id", workspaces)
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -408,10 +410,40 @@ pub fn next_claimable(
 
 /// Tasks in `dispatching` claimed at or before `cutoff` (ms).
 pub fn dispatching_since(conn: &Connection, cutoff: i64) -> Result<Vec<Task>> {
+    dispatching_since_in(conn, cutoff, None)
+}
+
+/// [`dispatching_since`], in `workspaces` (`None`: all).
+pub fn dispatching_since_in(
+    conn: &Connection,
+    cutoff: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= ?1 ORDER BY t.claimed_at, t.id"
+        "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= ?1 AND {}
+         ORDER BY t.claimed_at, t.id",
+        super::in_workspaces("t.workspace_id", workspaces)
     ))?;
     let rows = stmt.query_map([cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Tasks in `dispatching` held by `worker_id` since `cutoff` (ms) or before.
+pub fn dispatching_by_worker(conn: &Connection, worker_id: &str, cutoff: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_by = ?1 AND t.claimed_at <= ?2
+         ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map(params![worker_id, cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Tasks of agent `agent_id` that hold a Human Gate approval.
+pub fn approved_of_agent(conn: &Connection, agent_id: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.agent_id = ?1 AND t.gate_approved_at IS NOT NULL ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([agent_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -472,7 +504,7 @@ mod tests {
                 }
             }
         }
-        let (counts, blocked) = count_by_status(conn).unwrap();
+        let (counts, blocked) = count_by_status(conn, None).unwrap();
         for s in Status::ALL {
             let f = TaskFilter {
                 status: Some(s),
