@@ -157,13 +157,52 @@ pub fn heartbeat(db: &Db, who: &Principal, mut hb: Heartbeat) -> Result<Value> {
             }
             Some(_) => None,
         };
+        let actor = format!("worker:{}", hb.worker_id);
         if let Some(kind) = changed {
-            event(conn, now, None, None, kind, &format!("worker:{}", hb.worker_id),
+            event(conn, now, None, None, kind, &actor,
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
+        let requeued = requeue_lost_claims(conn, &hb, &actor, now)?;
         Ok(json!({"ok": true, "worker_id": hb.worker_id, "usable_agents": hb.usable_slugs(),
-                  "last_seen_at": crate::time::rfc3339(now)}))
+                  "last_seen_at": crate::time::rfc3339(now), "requeued": requeued}))
     })
+}
+
+/// A claim whose answer never reached the worker (the server died after
+/// the commit, the connection dropped) leaves the task `dispatching` with
+/// nobody on it. The worker's heartbeat lists every task it holds, so a
+/// task it claimed more than `dispatch_claim_grace_seconds` ago and does
+/// not list never started: it goes back to `queued` (not blocked), its
+/// claim cleared, with the event `dispatch.claim_lost`. Returns the ids.
+fn requeue_lost_claims(
+    conn: &Connection,
+    hb: &Heartbeat,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let grace = crate::store::settings::load(conn)?.dispatch_claim_grace_seconds;
+    let mut ids = Vec::new();
+    for mut t in tasks::dispatching_by_worker(conn, &hb.worker_id, now - grace * 1000)? {
+        if hb.running_task_ids.contains(&t.id) {
+            continue;
+        }
+        let held_seconds = (now - t.claimed_at.unwrap_or(now)) / 1000;
+        t.clear_claim();
+        let payload = json!({"worker_id": hb.worker_id, "held_seconds": held_seconds,
+                             "grace_seconds": grace, "attempt": t.dispatch_attempts});
+        transition(
+            conn,
+            &mut t,
+            Status::Queued,
+            "dispatch.claim_lost",
+            actor,
+            payload,
+            now,
+        )?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
 }
 
 /// `DELETE /api/dispatch/workers/:id`: forget a worker's heartbeat.
