@@ -249,8 +249,19 @@ fn restart_with_new_secrets_rotates_them() {
 fn token_changed_through_settings() {
     let srv = Server::start();
     let new = "another-service-token-0123456789abcd";
+    // The token cannot replace itself: its holder would keep the only
+    // valid credential. Nothing changes.
+    let before = srv.fingerprint();
     let r = srv
         .service()
+        .put("/api/settings/service_api_token", &json!({"value": new}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.error(), "forbidden");
+    assert_eq!(srv.fingerprint(), before);
+    assert_eq!(srv.service().get("/api/tasks").status, 200);
+    // A global admin can.
+    let r = srv
+        .admin()
         .put("/api/settings/service_api_token", &json!({"value": new}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["value"], "[redacted]");
@@ -267,8 +278,7 @@ fn token_changed_through_settings() {
         200
     );
     let weak = srv
-        .client()
-        .header("X-OPS-Service-Token", new)
+        .admin()
         .put("/api/settings/service_api_token", &json!({"value": "abc"}));
     assert_eq!(weak.status, 400);
     let s = srv
