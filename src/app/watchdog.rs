@@ -52,7 +52,11 @@ fn scope_report(conn: &Connection, report: &mut Value, workspaces: &[i64]) -> Re
         };
         let mut kept = Vec::new();
         for v in items {
-            let id = if key == "alerts" { v["task_id"].as_i64() } else { v.as_i64() };
+            let id = if key == "alerts" {
+                v["task_id"].as_i64()
+            } else {
+                v.as_i64()
+            };
             if visible(id)? {
                 kept.push(v.clone());
             }

@@ -9,6 +9,7 @@ mod auth;
 mod concurrency;
 mod dispatch;
 mod durability;
+mod gate;
 mod invariants;
 mod launcher;
 mod operator;
