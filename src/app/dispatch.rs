@@ -190,15 +190,8 @@ fn requeue_lost_claims(
         t.clear_claim();
         let payload = json!({"worker_id": hb.worker_id, "held_seconds": held_seconds,
                              "grace_seconds": grace, "attempt": t.dispatch_attempts});
-        transition(
-            conn,
-            &mut t,
-            Status::Queued,
-            "dispatch.claim_lost",
-            actor,
-            payload,
-            now,
-        )?;
+        let kind = "dispatch.claim_lost";
+        transition(conn, &mut t, Status::Queued, kind, actor, payload, now)?;
         tasks::save(conn, &t, now)?;
         ids.push(t.id);
     }
