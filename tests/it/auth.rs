@@ -378,7 +378,8 @@ fn cookie_writes_must_come_from_the_own_origin_as_json() {
     let before = srv.fingerprint();
     let evil = ("Origin", "https://evil.example");
     let text = ("Content-Type", "text/plain");
-    let refused: [(&[(&str, &str)], u16, &str); 7] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let refused: [Case; 7] = [
         (&[evil, text], 403, "cross_origin"),
         (&[evil], 403, "cross_origin"),
         (&[("Origin", "null")], 403, "cross_origin"),
