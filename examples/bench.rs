@@ -206,6 +206,15 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
             r#"{"value":"true"}"#,
             200,
         )?;
+        // The benchmark's workers keep their claims without listing them
+        // in their heartbeats; past the grace the server would take them
+        // back (a lost claim answer) and hand them out again.
+        c.expect(
+            "PUT",
+            "/api/settings/dispatch_claim_grace_seconds",
+            r#"{"value":"3600"}"#,
+            200,
+        )?;
     }
     let per_round: usize = LEVELS
         .iter()
