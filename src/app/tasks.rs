@@ -166,6 +166,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             if t.blocked && is_gate_block(&t) {
                 t.blocked = false;
                 t.blocked_reason = None;
+                changed.push("blocked");
             }
             event(
                 conn,
