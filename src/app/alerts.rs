@@ -17,7 +17,7 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
     db.write(move |conn| {
         let now = now_ms();
         let a = alerts::require(conn, id)?;
-        who.can_read_alert(task_workspace(conn, &a)?)?;
+        who.can_resolve_alert(task_workspace(conn, &a)?)?;
         if a.status != "resolved" {
             alerts::resolve(conn, id, now)?;
             event(

@@ -95,13 +95,12 @@ impl Principal {
         )))
     }
 
-    /// Seeing an alert: one about a task follows the task's workspace
-    /// (`task_workspace`); one about no task (a worker, a failure
-    /// signature) is for operators, like events of no workspace.
-    pub fn can_read_alert(&self, task_workspace: Option<i64>) -> Result<()> {
+    /// Resolving an alert: operators, or an admin of the workspace of the
+    /// task it is about.
+    pub fn can_resolve_alert(&self, task_workspace: Option<i64>) -> Result<()> {
         match task_workspace {
-            Some(ws) => self.can_read(ws),
-            None => self.require_operator("an alert about no task"),
+            Some(ws) if !self.is_operator() && self.role_in(ws) == Some(Role::Admin) => Ok(()),
+            _ => self.require_operator("resolving an alert outside the workspaces you administer"),
         }
     }
 
@@ -216,6 +215,13 @@ mod tests {
         assert!(ws_admin.require_gate_approver(1, "x").is_ok());
         assert!(ws_admin.require_gate_approver(2, "x").is_err());
         assert!(member.require_gate_approver(1, "x").is_err());
+
+        assert!(ws_admin.can_resolve_alert(Some(1)).is_ok());
+        assert!(ws_admin.can_resolve_alert(Some(2)).is_err());
+        assert!(ws_admin.can_resolve_alert(None).is_err());
+        assert!(member.can_resolve_alert(Some(1)).is_err());
+        assert!(service.can_resolve_alert(None).is_ok());
+        assert!(admin.can_resolve_alert(Some(2)).is_ok());
 
         assert_eq!(member.visible_workspaces(), Some(vec![1]));
         assert_eq!(service.visible_workspaces(), None);

@@ -821,8 +821,16 @@ fn lists_and_summaries_show_only_the_callers_workspaces() {
     assert!(alerts(&a2).is_empty());
     assert_eq!(m1.get("/api/dispatch/health").json["queue"]["waiting"], 4);
 
-    // Resolving follows what one may see.
-    for (c, id) in [(&a2, on_task), (&a1, on_agent)] {
+    // Resolving is for the admins of the alert's workspace (a member of
+    // workspace 1 who administers workspace 2 is not one).
+    let (mixed_id, mixed) = srv.user("mixed", Some((1, "member")));
+    let r = admin.put(
+        &format!("/api/workspaces/{ws2}/members/{mixed_id}"),
+        &json!({"role": "admin"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(alerts(&mixed), vec![(on_task, json!(stale))]);
+    for (c, id) in [(&a2, on_task), (&a1, on_agent), (&mixed, on_task)] {
         let r = c.post(&format!("/api/alerts/{id}/resolve"), &json!({}));
         assert_eq!((r.status, r.error()), (403, "forbidden"), "{}", r.text);
     }
