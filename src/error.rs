@@ -11,6 +11,11 @@ pub enum Error {
     Unauthorized(String),
     /// Known caller, not allowed (403).
     Forbidden(String),
+    /// A browser request from another site with the session cookie (403
+    /// `cross_origin`).
+    CrossOrigin(String),
+    /// A cookie-authenticated write whose body is not JSON (415).
+    UnsupportedMediaType(String),
     /// The thing named does not exist (404).
     NotFound(String),
     /// The state of a resource forbids the change (409). `code` is part of
@@ -60,7 +65,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::BadRequest { message, .. } => write!(f, "{message}"),
-            Error::Unauthorized(m) | Error::Forbidden(m) | Error::NotFound(m) => write!(f, "{m}"),
+            Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::CrossOrigin(m)
+            | Error::UnsupportedMediaType(m)
+            | Error::NotFound(m) => write!(f, "{m}"),
             Error::Conflict { message, .. } => write!(f, "{message}"),
             Error::RateLimited { retry_after_secs } => {
                 write!(f, "too many attempts, retry in {retry_after_secs} s")

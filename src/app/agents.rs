@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::event;
+use super::{event, gate};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::error::{Error, Result};
@@ -85,6 +85,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
     db.write(move |conn| {
         let now = now_ms();
         let mut a = agents::require(conn, id)?;
+        let before = a.clone();
         if let Some(slug) = input.slug {
             if slug != a.slug && agents::by_slug(conn, &slug)?.is_some() {
                 return Err(Error::conflict(
@@ -107,6 +108,29 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
             a.model = m;
         }
         agents::save(conn, &a, now)?;
+        // What a task of this agent would run changed: the slug picks
+        // `AGENT_CMD_<SLUG>` on the worker, the command and model are sent
+        // with the claim. Every approval given for the old one lapses.
+        let altered: Vec<&str> = [
+            ("slug", before.slug != a.slug),
+            ("launch_command", before.launch_command != a.launch_command),
+            ("model", before.model != a.model),
+        ]
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(f, _)| *f)
+        .collect();
+        let withdrawn = if altered.is_empty() {
+            Vec::new()
+        } else {
+            gate::withdraw_for_agent(
+                conn,
+                id,
+                &format!("agent {:?}: {} changed after approval", before.slug, altered.join(", ")),
+                &actor,
+                now,
+            )?
+        };
         event(
             conn,
             now,
@@ -114,7 +138,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
             None,
             "agent.updated",
             &actor,
-            json!({"agent_id": id, "slug": a.slug, "active": a.active}),
+            json!({"agent_id": id, "slug": a.slug, "active": a.active, "changed": altered, "approvals_withdrawn": withdrawn}),
         )?;
         agents::require(conn, id)
     })

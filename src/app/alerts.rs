@@ -7,14 +7,17 @@ use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::error::Result;
 use crate::store::alerts::{self, Alert};
+use crate::store::{tasks, Page};
 use crate::time::now_ms;
 
 pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
     who.require_ops_admin("resolving alerts")?;
     let actor = who.actor();
+    let who = who.clone();
     db.write(move |conn| {
         let now = now_ms();
         let a = alerts::require(conn, id)?;
+        who.can_resolve_alert(task_workspace(conn, &a)?)?;
         if a.status != "resolved" {
             alerts::resolve(conn, id, now)?;
             event(
@@ -28,6 +31,30 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
             )?;
         }
         alerts::require(conn, id)
+    })
+}
+
+/// The alerts `who` may see, newest activity first.
+pub fn list(
+    db: &Db,
+    who: &Principal,
+    status: Option<&str>,
+    page: Page,
+) -> Result<(Vec<Alert>, i64)> {
+    alerts::list(
+        &*db.read()?,
+        status,
+        who.visible_workspaces().as_deref(),
+        page,
+    )
+}
+
+/// The workspace of the task an alert is about (`None`: no task, or the
+/// task is gone).
+fn task_workspace(conn: &rusqlite::Connection, a: &Alert) -> Result<Option<i64>> {
+    Ok(match a.task_id {
+        Some(t) => tasks::get(conn, t)?.map(|t| t.workspace_id),
+        None => None,
     })
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
-use crate::domain::model_filter::model_matches;
+use crate::domain::model_filter;
 use crate::domain::settings::{validate_token, Settings};
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
@@ -61,12 +61,14 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
             ));
         }
         if t.sensitive && t.gate_approved_at.is_none() {
+            // The first refusal parks the task at the gate; later ones (or
+            // one of a task blocked for another reason) change nothing.
             if !t.blocked {
                 t.blocked = true;
                 t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
                 tasks::save(conn, &t, now)?;
+                event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
             }
-            event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
             return Ok(Outcome::Gated);
         }
         if t.blocked {
@@ -94,6 +96,13 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
     }
 }
 
+/// Whether `t`'s block is the Human Gate's.
+pub fn is_gate_block(t: &Task) -> bool {
+    t.blocked_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(GATE_REASON))
+}
+
 /// `POST /api/tasks/:id/approve`: a human admin approves a sensitive task;
 /// a block set by the gate is lifted.
 pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
@@ -101,7 +110,7 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
     db.write(move |conn| {
         let now = now_ms();
         let mut t = tasks::require(conn, id)?;
-        who.require_gate_approver(t.workspace_id)?;
+        who.require_gate_approver(t.workspace_id, "approving the Human Gate")?;
         if !t.sensitive {
             return Err(Error::conflict(
                 "not_sensitive",
@@ -113,11 +122,7 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         };
         t.gate_approved_by = Some(h.username.clone());
         t.gate_approved_at = Some(now);
-        if t.blocked
-            && t.blocked_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(GATE_REASON))
-        {
+        if t.blocked && is_gate_block(&t) {
             t.blocked = false;
             t.blocked_reason = None;
         }
@@ -152,13 +157,45 @@ pub fn heartbeat(db: &Db, who: &Principal, mut hb: Heartbeat) -> Result<Value> {
             }
             Some(_) => None,
         };
+        let actor = format!("worker:{}", hb.worker_id);
         if let Some(kind) = changed {
-            event(conn, now, None, None, kind, &format!("worker:{}", hb.worker_id),
+            event(conn, now, None, None, kind, &actor,
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
+        let requeued = requeue_lost_claims(conn, &hb, &actor, now)?;
         Ok(json!({"ok": true, "worker_id": hb.worker_id, "usable_agents": hb.usable_slugs(),
-                  "last_seen_at": crate::time::rfc3339(now)}))
+                  "last_seen_at": crate::time::rfc3339(now), "requeued": requeued}))
     })
+}
+
+/// A claim whose answer never reached the worker (the server died after
+/// the commit, the connection dropped) leaves the task `dispatching` with
+/// nobody on it. The worker's heartbeat lists every task it holds, so a
+/// task it claimed more than `dispatch_claim_grace_seconds` ago and does
+/// not list never started: it goes back to `queued` (not blocked), its
+/// claim cleared, with the event `dispatch.claim_lost`. Returns the ids.
+fn requeue_lost_claims(
+    conn: &Connection,
+    hb: &Heartbeat,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let grace = crate::store::settings::load(conn)?.dispatch_claim_grace_seconds;
+    let mut ids = Vec::new();
+    for mut t in tasks::dispatching_by_worker(conn, &hb.worker_id, now - grace * 1000)? {
+        if hb.running_task_ids.contains(&t.id) {
+            continue;
+        }
+        let held_seconds = (now - t.claimed_at.unwrap_or(now)) / 1000;
+        t.clear_claim();
+        let payload = json!({"worker_id": hb.worker_id, "held_seconds": held_seconds,
+                             "grace_seconds": grace, "attempt": t.dispatch_attempts});
+        let kind = "dispatch.claim_lost";
+        transition(conn, &mut t, Status::Queued, kind, actor, payload, now)?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
 }
 
 /// `DELETE /api/dispatch/workers/:id`: forget a worker's heartbeat.
@@ -188,15 +225,57 @@ pub struct ClaimRequest {
     pub workspace_id: Option<i64>,
 }
 
+/// What a claim hands out. Built inside the claim's transaction, turned
+/// into JSON by the HTTP layer outside it: the writer thread only decides.
+pub enum ClaimOutcome {
+    Claimed {
+        task: Box<Task>,
+        agent_slug: String,
+        launch_command: Option<String>,
+        /// The task's model, else the agent's.
+        model: Option<String>,
+        claim_token: String,
+        reconciled: usize,
+    },
+    /// No task; `reason` is one of the documented codes.
+    Nothing {
+        reason: &'static str,
+        reconciled: usize,
+    },
+}
+
+impl ClaimOutcome {
+    pub fn to_json(&self) -> Value {
+        match self {
+            ClaimOutcome::Claimed {
+                task,
+                agent_slug,
+                launch_command,
+                model,
+                claim_token,
+                reconciled,
+            } => json!({
+                "task": task.to_json(),
+                "agent": {"slug": agent_slug, "launch_command": launch_command, "model": model},
+                "claim_token": claim_token,
+                "reconciled": reconciled,
+            }),
+            ClaimOutcome::Nothing { reason, reconciled } => {
+                json!({"task": null, "reason": reason, "reconciled": reconciled})
+            }
+        }
+    }
+}
+
 /// `POST|GET /api/dispatch/next`: one write transaction that reconciles
 /// stale claims, then hands the best matching task to this worker.
-pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
+pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome> {
     who.require_service("claiming tasks")?;
     db.write(move |conn| {
         let now = now_ms();
         let settings = crate::store::settings::load(conn)?;
         let reconciled = reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len();
-        let none = |reason: &str| Ok(json!({"task": null, "reason": reason, "reconciled": reconciled}));
+        let none = |reason: &'static str| Ok(ClaimOutcome::Nothing { reason, reconciled });
         if !settings.dispatch_enabled {
             return none("dispatch_disabled");
         }
@@ -215,7 +294,7 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
             return none("no_usable_agents");
         }
         let workspace = req.workspace_id.or(hb.workspace_id);
-        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, |m| model_matches(&hb.models, m))? else {
+        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, &model_filter::rules(&hb.models))? else {
             return none("no_task");
         };
         let agent = agents::require(conn, t.agent_id.expect("claimable tasks have an agent"))?;
@@ -235,13 +314,15 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
         transition(conn, &mut t, Status::Dispatching, "dispatch.claimed", &actor, payload, now)?;
         tasks::save_claim(conn, &t, now)?;
         t.updated_at = now;
-        let model = t.model.clone().or(agent.model.clone());
-        Ok(json!({
-            "task": t.to_json(),
-            "agent": {"slug": agent.slug, "launch_command": agent.launch_command, "model": model},
-            "claim_token": token,
-            "reconciled": reconciled,
-        }))
+        let model = t.model.clone().or(agent.model);
+        Ok(ClaimOutcome::Claimed {
+            task: Box::new(t),
+            agent_slug: agent.slug,
+            launch_command: agent.launch_command,
+            model,
+            claim_token: token,
+            reconciled,
+        })
     })
 }
 
@@ -500,16 +581,22 @@ pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
     who.require_ops_admin("inspecting stale tasks")?;
     let conn = db.read()?;
     let s = crate::store::settings::load(&conn)?;
-    let list = tasks::dispatching_since(&conn, now_ms() - s.dispatch_stale_minutes * 60_000)?;
+    let visible = who.visible_workspaces();
+    let cutoff = now_ms() - s.dispatch_stale_minutes * 60_000;
+    let list = tasks::dispatching_since_in(&conn, cutoff, visible.as_deref())?;
     Ok(
         json!({"stale_minutes": s.dispatch_stale_minutes, "total": list.len(),
               "tasks": list.iter().map(Task::to_json).collect::<Vec<_>>()}),
     )
 }
 
-/// `GET /api/dispatch/health`.
-pub fn health(db: &Db) -> Result<Value> {
+/// `GET /api/dispatch/health`: queue counts, stale tasks and open alerts
+/// of the caller's workspaces; the workers themselves (ids, hosts) only
+/// for operators.
+pub fn health(db: &Db, who: &Principal) -> Result<Value> {
     let conn = db.read()?;
+    let visible = who.visible_workspaces();
+    let visible = visible.as_deref();
     let now = now_ms();
     let s: Settings = crate::store::settings::load(&conn)?;
     let workers = heartbeats::list(&conn)?;
@@ -517,10 +604,10 @@ pub fn health(db: &Db) -> Result<Value> {
         .iter()
         .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
         .collect();
-    let (counts, blocked) = tasks::count_by_status(&conn)?;
+    let (counts, blocked) = tasks::count_by_status(&conn, visible)?;
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
     let stale_dispatching =
-        tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
+        tasks::dispatching_since_in(&conn, now - s.dispatch_stale_minutes * 60_000, visible)?.len();
 
     let mut agent_slugs: Vec<String> = fresh
         .iter()
@@ -568,7 +655,7 @@ pub fn health(db: &Db) -> Result<Value> {
                 .into(),
         );
     }
-    let open_alerts = alerts::open_count(&conn)?;
+    let open_alerts = alerts::open_count(&conn, visible)?;
     if open_alerts > 0 {
         warnings.push(format!(
             "{open_alerts} open alert(s): see Operación → Automatizaciones → Watchdog or GET /api/alerts?status=open"
@@ -595,7 +682,11 @@ pub fn health(db: &Db) -> Result<Value> {
             "stale_dispatching": stale_dispatching,
         },
         "agent_slugs": agent_slugs,
-        "workers": workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>(),
+        "workers": if who.is_operator() {
+            workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>()
+        } else {
+            Vec::new()
+        },
         "settings": s.to_json(),
         "warnings": warnings,
     }))

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod agents;
 pub mod alerts;
 pub mod dispatch;
+pub mod gate;
 pub mod settings;
 pub mod tasks;
 pub mod watchdog;

@@ -19,6 +19,12 @@ pub fn load(db: &Db) -> Result<Settings> {
 pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Value> {
     if key == DISPATCH_ENABLED {
         who.require_ops_admin("toggling dispatch")?;
+    } else if key == SERVICE_API_TOKEN {
+        // Not the token itself: whoever holds it could otherwise lock the
+        // admins' launchers out and keep the only valid credential.
+        who.require_global_admin(
+            "changing the service token (also: ops-center admin set-service-token)",
+        )?;
     } else {
         who.require_operator("changing settings")?;
     }

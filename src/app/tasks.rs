@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::{event, transition};
+use super::dispatch::is_gate_block;
+use super::{event, gate, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
@@ -129,20 +130,26 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
                 format!("task {id} is archived; archived tasks are read-only"),
             ));
         }
+        // Human Gate: only a human admin may lift `sensitive` (setting it
+        // only tightens, so anyone who may edit the task may).
+        let clears_sensitive = t.sensitive && edit.sensitive == Some(false);
+        if clears_sensitive {
+            who.require_gate_approver(t.workspace_id, "clearing `sensitive`")?;
+        }
         let mut changed: Vec<&'static str> = Vec::new();
         let agent_id = edit
             .agent
             .map(|a| a.as_ref().map(|r| resolve_agent(conn, r)).transpose())
             .transpose()?;
         set(&mut t.title, edit.title, "title", &mut changed);
-        let prompt_changed = set(
+        set(
             &mut t.description,
             edit.description,
             "description",
             &mut changed,
         );
         set(&mut t.execution, edit.execution, "execution", &mut changed);
-        let agent_changed = set(&mut t.agent_id, agent_id, "agent_id", &mut changed);
+        set(&mut t.agent_id, agent_id, "agent_id", &mut changed);
         set(&mut t.model, edit.model, "model", &mut changed);
         set(&mut t.priority, edit.priority, "priority", &mut changed);
         set(&mut t.sensitive, edit.sensitive, "sensitive", &mut changed);
@@ -155,21 +162,39 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             "blocked_reason",
             &mut changed,
         );
-        let gate_relevant_change = prompt_changed || agent_changed;
-        // Human Gate: an approval covers one prompt and one agent.
-        if gate_relevant_change && t.sensitive && t.gate_approved_at.is_some() {
-            t.gate_approved_at = None;
-            t.gate_approved_by = None;
-            changed.push("gate_approved_at");
+        if clears_sensitive {
+            if t.blocked && is_gate_block(&t) {
+                t.blocked = false;
+                t.blocked_reason = None;
+                changed.push("blocked");
+            }
             event(
                 conn,
                 now,
                 Some(t.workspace_id),
                 Some(id),
-                "gate.approval_withdrawn",
+                "gate.sensitive_cleared",
                 &actor,
-                json!({"reason": "prompt or agent changed after approval"}),
+                json!({}),
             )?;
+        }
+        // An approval covers one prompt (the title stands in for an empty
+        // description), one agent and one model, for one `sensitive` flag.
+        let altered: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|f| ["title", "description", "agent_id", "model", "sensitive"].contains(f))
+            .collect();
+        if !altered.is_empty()
+            && gate::withdraw(
+                conn,
+                &mut t,
+                &format!("{} changed after approval", altered.join(", ")),
+                &actor,
+                now,
+            )?
+        {
+            changed.push("gate_approved_at");
         }
         if let Some(to) = edit.status {
             change_status(conn, &mut t, to, force, &actor, now)?;

@@ -27,7 +27,44 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 pub fn run_now(db: &Db, who: &Principal) -> Result<Value> {
     who.require_ops_admin("running the watchdog")?;
     let actor = who.actor();
-    db.write(move |conn| run(conn, &actor, now_ms()))
+    let visible = who.visible_workspaces();
+    db.write(move |conn| {
+        let mut report = run(conn, &actor, now_ms())?;
+        if let Some(ws) = &visible {
+            scope_report(conn, &mut report, ws)?;
+        }
+        Ok(report)
+    })
+}
+
+/// Keeps in a pass's report only what concerns tasks of `workspaces`: the
+/// pass covers every workspace, a workspace admin sees their own part.
+fn scope_report(conn: &Connection, report: &mut Value, workspaces: &[i64]) -> Result<()> {
+    let visible = |id: Option<i64>| -> Result<bool> {
+        Ok(match id {
+            Some(id) => tasks::get(conn, id)?.is_some_and(|t| workspaces.contains(&t.workspace_id)),
+            None => false,
+        })
+    };
+    for key in ["task_ids", "followup_task_ids", "alerts"] {
+        let Some(items) = report[key].as_array() else {
+            continue;
+        };
+        let mut kept = Vec::new();
+        for v in items {
+            let id = if key == "alerts" {
+                v["task_id"].as_i64()
+            } else {
+                v.as_i64()
+            };
+            if visible(id)? {
+                kept.push(v.clone());
+            }
+        }
+        report[key] = Value::Array(kept);
+    }
+    report["reconciled"] = json!(report["task_ids"].as_array().map_or(0, Vec::len));
+    Ok(())
 }
 
 /// One pass, inside the caller's transaction. Returns the report.

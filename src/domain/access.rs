@@ -55,8 +55,9 @@ impl Principal {
         matches!(self, Principal::Human(h) if h.is_admin)
     }
 
-    /// Global admin or service: sees and may administer everything.
-    fn is_operator(&self) -> bool {
+    /// Global admin or service: sees and may administer everything,
+    /// workers and what belongs to no workspace included.
+    pub fn is_operator(&self) -> bool {
         matches!(self, Principal::Service) || self.is_global_admin()
     }
 
@@ -92,6 +93,15 @@ impl Principal {
         Err(Error::forbidden(format!(
             "you are not a member of workspace {workspace_id}"
         )))
+    }
+
+    /// Resolving an alert: operators, or an admin of the workspace of the
+    /// task it is about.
+    pub fn can_resolve_alert(&self, task_workspace: Option<i64>) -> Result<()> {
+        match task_workspace {
+            Some(ws) if !self.is_operator() && self.role_in(ws) == Some(Role::Admin) => Ok(()),
+            _ => self.require_operator("resolving an alert outside the workspaces you administer"),
+        }
     }
 
     /// Creating, editing, commenting and dispatching tasks.
@@ -148,15 +158,19 @@ impl Principal {
         )))
     }
 
-    /// Human Gate approval: a human admin (global, or of the task's
-    /// workspace); never the service token, so that an agent cannot approve
-    /// its own sensitive work.
-    pub fn require_gate_approver(&self, workspace_id: i64) -> Result<()> {
+    /// Human Gate approval, and clearing a task's `sensitive`: a human
+    /// admin (global, or of the task's workspace); never the service token,
+    /// so that an automation cannot release sensitive work by itself.
+    pub fn require_gate_approver(&self, workspace_id: i64, what: &str) -> Result<()> {
         match self {
-            Principal::Service => Err(Error::forbidden(
-                "the Human Gate is approved by a human admin, never with the service token",
-            )),
-            Principal::Human(_) => self.require_workspace_admin(workspace_id),
+            Principal::Service => Err(Error::forbidden(format!(
+                "{what} is for a human admin, never the service token"
+            ))),
+            Principal::Human(_) => self.require_workspace_admin(workspace_id).map_err(|_| {
+                Error::forbidden(format!(
+                    "{what} needs a global admin or an admin of workspace {workspace_id}"
+                ))
+            }),
         }
     }
 }
@@ -196,11 +210,18 @@ mod tests {
         assert!(ws_admin.require_ops_admin("x").is_ok());
         assert!(member.require_ops_admin("x").is_err());
 
-        assert!(service.require_gate_approver(1).is_err());
-        assert!(admin.require_gate_approver(1).is_ok());
-        assert!(ws_admin.require_gate_approver(1).is_ok());
-        assert!(ws_admin.require_gate_approver(2).is_err());
-        assert!(member.require_gate_approver(1).is_err());
+        assert!(service.require_gate_approver(1, "x").is_err());
+        assert!(admin.require_gate_approver(1, "x").is_ok());
+        assert!(ws_admin.require_gate_approver(1, "x").is_ok());
+        assert!(ws_admin.require_gate_approver(2, "x").is_err());
+        assert!(member.require_gate_approver(1, "x").is_err());
+
+        assert!(ws_admin.can_resolve_alert(Some(1)).is_ok());
+        assert!(ws_admin.can_resolve_alert(Some(2)).is_err());
+        assert!(ws_admin.can_resolve_alert(None).is_err());
+        assert!(member.can_resolve_alert(Some(1)).is_err());
+        assert!(service.can_resolve_alert(None).is_ok());
+        assert!(admin.can_resolve_alert(Some(2)).is_ok());
 
         assert_eq!(member.visible_workspaces(), Some(vec![1]));
         assert_eq!(service.visible_workspaces(), None);

@@ -26,6 +26,7 @@ pub const MIN_TOKEN_LEN: usize = 32;
 pub const DISPATCH_ENABLED: &str = "dispatch_enabled";
 pub const DISPATCH_STALE_MINUTES: &str = "dispatch_stale_minutes";
 pub const WORKER_STALE_SECONDS: &str = "dispatch_worker_stale_seconds";
+pub const CLAIM_GRACE_SECONDS: &str = "dispatch_claim_grace_seconds";
 pub const SERVICE_API_TOKEN: &str = "service_api_token";
 pub const WATCHDOG_INTERVAL_SECONDS: &str = "watchdog_interval_seconds";
 pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
@@ -53,6 +54,11 @@ const DEFS: &[Def] = &[
             min: 5,
             max: 86_400,
         },
+    },
+    Def {
+        key: CLAIM_GRACE_SECONDS,
+        default: "60",
+        kind: Kind::Int { min: 1, max: 3_600 },
     },
     Def {
         key: SERVICE_API_TOKEN,
@@ -138,6 +144,9 @@ pub struct Settings {
     pub dispatch_enabled: bool,
     pub dispatch_stale_minutes: i64,
     pub dispatch_worker_stale_seconds: i64,
+    /// How long after a claim the worker's heartbeats must list the task;
+    /// one that does not is taken back (the claim's answer was lost).
+    pub dispatch_claim_grace_seconds: i64,
     pub service_api_token: String,
     pub watchdog_interval_seconds: i64,
     pub watchdog_failure_threshold: i64,
@@ -158,6 +167,7 @@ impl Settings {
             dispatch_enabled: get(DISPATCH_ENABLED) == "true",
             dispatch_stale_minutes: int(DISPATCH_STALE_MINUTES),
             dispatch_worker_stale_seconds: int(WORKER_STALE_SECONDS),
+            dispatch_claim_grace_seconds: int(CLAIM_GRACE_SECONDS),
             service_api_token: stored.get(SERVICE_API_TOKEN).cloned().unwrap_or_default(),
             watchdog_interval_seconds: int(WATCHDOG_INTERVAL_SECONDS),
             watchdog_failure_threshold: int(WATCHDOG_FAILURE_THRESHOLD),
@@ -172,6 +182,7 @@ impl Settings {
             DISPATCH_ENABLED: self.dispatch_enabled,
             DISPATCH_STALE_MINUTES: self.dispatch_stale_minutes,
             WORKER_STALE_SECONDS: self.dispatch_worker_stale_seconds,
+            CLAIM_GRACE_SECONDS: self.dispatch_claim_grace_seconds,
             SERVICE_API_TOKEN: if self.service_api_token.is_empty() { Value::Null } else { json!("[redacted]") },
             WATCHDOG_INTERVAL_SECONDS: self.watchdog_interval_seconds,
             WATCHDOG_FAILURE_THRESHOLD: self.watchdog_failure_threshold,

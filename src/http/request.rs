@@ -44,14 +44,9 @@ impl Req {
             https: false,
             responder: Mutex::new(None),
         };
+        req.client_ip =
+            super::auth::client_addr(req.header("x-forwarded-for"), req.client_ip, trust_proxy);
         if trust_proxy {
-            if let Some(ip) = req
-                .header("x-forwarded-for")
-                .and_then(|v| v.split(',').next())
-                .and_then(|s| s.trim().parse().ok())
-            {
-                req.client_ip = Some(ip);
-            }
             req.https = req
                 .header("x-forwarded-proto")
                 .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));

@@ -67,6 +67,8 @@ impl Resp {
             Error::BadRequest { code, message } => Resp::error(code, 400, message),
             Error::Unauthorized(m) => Resp::error("unauthorized", 401, m),
             Error::Forbidden(m) => Resp::error("forbidden", 403, m),
+            Error::CrossOrigin(m) => Resp::error("cross_origin", 403, m),
+            Error::UnsupportedMediaType(m) => Resp::error("unsupported_media_type", 415, m),
             Error::NotFound(m) => Resp::error("not_found", 404, m),
             Error::Conflict { code, message } => Resp::error(code, 409, message),
             Error::RateLimited { retry_after_secs } => {

@@ -70,13 +70,30 @@ pub fn require(conn: &Connection, id: i64) -> Result<Alert> {
     get(conn, id)?.ok_or_else(|| Error::not_found(format!("alert {id} not found")))
 }
 
-/// Newest activity first; `status` filters on `open`/`resolved`.
-pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<Alert>, i64)> {
-    let where_ = if status.is_some() {
-        "WHERE status = ?1"
-    } else {
-        "WHERE ?1 IS NULL"
-    };
+/// The condition "the alert is about a task of `workspaces`" (`None`:
+/// every alert, those about no task included).
+fn visible_clause(workspaces: Option<&[i64]>) -> String {
+    match workspaces {
+        None => "1".to_string(),
+        Some(ws) => format!(
+            "task_id IN (SELECT id FROM tasks WHERE {})",
+            super::in_workspaces("workspace_id", Some(ws))
+        ),
+    }
+}
+
+/// Newest activity first; `status` filters on `open`/`resolved`; only the
+/// alerts about tasks of `workspaces` (`None`: all).
+pub fn list(
+    conn: &Connection,
+    status: Option<&str>,
+    workspaces: Option<&[i64]>,
+    page: Page,
+) -> Result<(Vec<Alert>, i64)> {
+    let where_ = format!(
+        "WHERE (status = ?1 OR ?1 IS NULL) AND {}",
+        visible_clause(workspaces)
+    );
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM alerts {where_}"),
         [status],
@@ -89,9 +106,13 @@ pub fn list(conn: &Connection, status: Option<&str>, page: Page) -> Result<(Vec<
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
-pub fn open_count(conn: &Connection) -> Result<i64> {
+/// Open alerts about tasks of `workspaces` (`None`: all).
+pub fn open_count(conn: &Connection, workspaces: Option<&[i64]>) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM alerts WHERE status = 'open'",
+        &format!(
+            "SELECT COUNT(*) FROM alerts WHERE status = 'open' AND {}",
+            visible_clause(workspaces)
+        ),
         [],
         |r| r.get(0),
     )?)

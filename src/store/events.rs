@@ -51,9 +51,11 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
         clauses.push("kind = ?".to_string());
         args.push(Box::new(k.clone()));
     }
-    if let Some(ws) = &f.workspaces {
-        let ids: Vec<String> = ws.iter().map(|i| i.to_string()).collect();
-        clauses.push(format!("workspace_id IN ({})", ids.join(",")));
+    if f.workspaces.is_some() {
+        clauses.push(super::in_workspaces(
+            "workspace_id",
+            f.workspaces.as_deref(),
+        ));
     }
     let where_ = if clauses.is_empty() {
         String::new()

@@ -26,3 +26,16 @@ pub struct Page {
     pub limit: i64,
     pub offset: i64,
 }
+
+/// The SQL condition "`column` is one of `workspaces`" (`None`: every
+/// workspace). The ids are integers, so they are written inline.
+pub(crate) fn in_workspaces(column: &str, workspaces: Option<&[i64]>) -> String {
+    match workspaces {
+        None => "1".to_string(),
+        Some([]) => "0".to_string(),
+        Some(ids) => {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            format!("{column} IN ({})", ids.join(","))
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The role matrix of SPEC §3: every route, allowed and refused, for no
-//! credentials, a bad token, a member, a workspace admin, a global admin and
-//! the service token.
+//! credentials, a bad token, a member, a workspace admin, a global admin,
+//! the service token, and a member and an admin of another workspace (who
+//! must neither touch workspace 1's tasks nor see them in any list).
 
 use serde_json::{json, Value};
 
@@ -14,15 +15,21 @@ enum Who {
     WsAdmin,
     Admin,
     Service,
+    /// Member of workspace 2 only.
+    OtherMember,
+    /// Admin of workspace 2 only.
+    OtherAdmin,
 }
 
-const ALL: [Who; 6] = [
+const ALL: [Who; 8] = [
     Who::Nobody,
     Who::BadToken,
     Who::Member,
     Who::WsAdmin,
     Who::Admin,
     Who::Service,
+    Who::OtherMember,
+    Who::OtherAdmin,
 ];
 
 /// Which callers a route allows (the others get 403; unauthenticated
@@ -38,6 +45,57 @@ enum Rule {
     GateApprover,
     /// Worker endpoints: the service token only.
     ServiceOnly,
+}
+
+/// How a route treats callers of another workspace (every task, alert
+/// and member list the matrix touches belongs to workspace 1).
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// Acts on a workspace-1 resource: 403 for them.
+    Workspace1,
+    /// A list or summary: answered as for a caller of their role, showing
+    /// nothing of workspace 1.
+    Listed,
+    /// Holds no task data: as for a caller of their role.
+    Global,
+}
+
+fn scope(route: &str) -> Scope {
+    match route {
+        "create task" | "get task" | "edit task" | "move task" | "comment" | "archive"
+        | "delete task" | "force done" | "set member" | "remove member" | "dispatch"
+        | "approve" | "resolve alert" => Scope::Workspace1,
+        "list tasks" | "list workspaces" | "events" | "alerts" | "health" | "stale tasks"
+        | "watchdog" => Scope::Listed,
+        _ => Scope::Global,
+    }
+}
+
+/// What a list shows a caller of workspace 2 that belongs to workspace 1
+/// (or to no workspace), if anything.
+fn leak(route: &str, v: &Value) -> Option<String> {
+    let empty = |key: &str| v[key].as_array().is_some_and(|a| a.is_empty());
+    let ok = match route {
+        "list tasks" => v["total"] == 0 && empty("tasks"),
+        "list workspaces" => v["workspaces"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|w| w["id"] != 1)),
+        "events" => v["events"].as_array().is_some_and(|a| {
+            a.iter()
+                .all(|e| e["workspace_id"].as_i64().is_some_and(|w| w != 1))
+        }),
+        "alerts" => v["total"] == 0 && empty("alerts"),
+        "stale tasks" => v["total"] == 0 && empty("tasks"),
+        "health" => {
+            empty("workers")
+                && v["queue"]
+                    .as_object()
+                    .is_some_and(|q| q.values().all(|n| *n == 0))
+        }
+        "watchdog" => empty("alerts") && empty("task_ids") && empty("followup_task_ids"),
+        _ => true,
+    };
+    (!ok).then(|| v.to_string())
 }
 
 fn allowed(rule: Rule, who: Who) -> bool {
@@ -56,6 +114,8 @@ struct Ctx {
     member: Client,
     ws_admin: Client,
     admin: Client,
+    other_member: Client,
+    other_admin: Client,
 }
 
 impl Ctx {
@@ -70,7 +130,23 @@ impl Ctx {
             Who::WsAdmin => self.ws_admin.clone(),
             Who::Admin => self.admin.clone(),
             Who::Service => self.srv.service(),
+            Who::OtherMember => self.other_member.clone(),
+            Who::OtherAdmin => self.other_admin.clone(),
         }
+    }
+
+    /// A workspace-1 task stuck in `dispatching` past the stale limit, on
+    /// a worker of its own (whose next heartbeat would take it back).
+    fn stale(&self, worker: &str) -> i64 {
+        let (id, _) = self.claimed(worker);
+        self.srv
+            .sql()
+            .execute(
+                "UPDATE tasks SET claimed_at = claimed_at - 30 * 60000 WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+        id
     }
 
     fn task(&self, body: Value) -> i64 {
@@ -367,7 +443,10 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
         (
             "alerts",
             Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/alerts".into(), Value::Null)),
+            Box::new(|c, _| {
+                c.alert();
+                ("GET", "/api/alerts".into(), Value::Null)
+            }),
         ),
         (
             "me",
@@ -442,7 +521,10 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
         (
             "stale tasks",
             Rule::OpsAdmin,
-            Box::new(|_, _| ("GET", "/api/dispatch/stale".into(), Value::Null)),
+            Box::new(|c, w| {
+                c.stale(&format!("stale-list-{w:?}"));
+                ("GET", "/api/dispatch/stale".into(), Value::Null)
+            }),
         ),
         (
             "reconcile",
@@ -458,7 +540,10 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
         (
             "watchdog",
             Rule::OpsAdmin,
-            Box::new(|_, _| ("POST", "/api/watchdog/run".into(), Value::Null)),
+            Box::new(|c, w| {
+                c.stale(&format!("stale-watchdog-{w:?}"));
+                ("POST", "/api/watchdog/run".into(), Value::Null)
+            }),
         ),
         (
             "forget worker",
@@ -498,12 +583,19 @@ fn role_matrix() {
     let (_, member) = srv.user("member", Some((1, "member")));
     let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
     let admin = srv.admin();
+    let r = admin.post("/api/workspaces", &json!({"name": "second"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ws2 = r.json["id"].as_i64().unwrap();
+    let (_, other_member) = srv.user("othermember", Some((ws2, "member")));
+    let (_, other_admin) = srv.user("otheradmin", Some((ws2, "admin")));
     crate::util::enable_dispatch(&srv);
     let ctx = Ctx {
         srv,
         member,
         ws_admin,
         admin,
+        other_member,
+        other_admin,
     };
     let mut failures = Vec::new();
     for (name, rule, make) in routes() {
@@ -515,11 +607,25 @@ fn role_matrix() {
                 body.to_string().into_bytes()
             };
             let r = ctx.client(who).raw(method, &path, &body);
+            let other = matches!(who, Who::OtherMember | Who::OtherAdmin);
+            // A caller of another workspace has the rights of their role
+            // there, and none in workspace 1.
+            let role = match who {
+                Who::OtherMember => Who::Member,
+                Who::OtherAdmin => Who::WsAdmin,
+                w => w,
+            };
             let want = match who {
                 Who::Nobody | Who::BadToken => "401",
-                _ if allowed(rule, who) => "2xx",
+                _ if other && scope(name) == Scope::Workspace1 => "403",
+                _ if allowed(rule, role) => "2xx",
                 _ => "403",
             };
+            if other && scope(name) == Scope::Listed && (200..300).contains(&r.status) {
+                if let Some(shown) = leak(name, &r.json) {
+                    failures.push(format!("{name} as {who:?} shows workspace 1: {shown}"));
+                }
+            }
             let ok = match want {
                 "401" => r.status == 401 && r.error() == "unauthorized",
                 "403" => r.status == 403 && r.error() == "forbidden",
@@ -606,5 +712,151 @@ fn workspaces_fence_members() {
             )
             .status,
         200
+    );
+}
+
+#[test]
+fn lists_and_summaries_show_only_the_callers_workspaces() {
+    use crate::util::{queued_task, Worker};
+    let srv = Server::start();
+    crate::util::enable_dispatch(&srv);
+    let admin = srv.admin();
+    let r = admin.post("/api/workspaces", &json!({"name": "second"}));
+    let ws2 = r.json["id"].as_i64().unwrap();
+    let (_, m1) = srv.user("m1", Some((1, "member")));
+    let (_, a1) = srv.user("a1", Some((1, "admin")));
+    let (_, m2) = srv.user("m2", Some((ws2, "member")));
+    let (_, a2) = srv.user("a2", Some((ws2, "admin")));
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+
+    // Three failed runs of codex (an alert about the agent: no task), then
+    // one stale claim in workspace 1.
+    for _ in 0..3 {
+        queued_task(
+            &srv,
+            "codex",
+            json!({"description": "secret prompt of ws1"}),
+        );
+        let (id, token) = w.claim_one();
+        let r = w.report(
+            id,
+            &token,
+            "failed",
+            json!({"signature": "boom", "reason": "r"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let stale = queued_task(
+        &srv,
+        "codex",
+        json!({"description": "secret prompt of ws1"}),
+    );
+    assert_eq!(w.claim_one().0, stale);
+    srv.sql()
+        .execute(
+            "UPDATE tasks SET claimed_at = claimed_at - 30 * 60000 WHERE id = ?1",
+            [stale],
+        )
+        .unwrap();
+
+    let stale_ids = |c: &Client| -> Vec<i64> {
+        let r = c.get("/api/dispatch/stale");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(stale_ids(&a1), vec![stale]);
+    assert_eq!(stale_ids(&admin), vec![stale]);
+    assert_eq!(stale_ids(&a2), Vec::<i64>::new());
+    assert!(!a2.get("/api/dispatch/stale").text.contains("secret prompt"));
+
+    let health = |c: &Client| c.get("/api/dispatch/health").json;
+    let h = health(&m1);
+    assert_eq!(h["queue"]["dispatching"], 1, "{h}");
+    assert_eq!(h["queue"]["stale_dispatching"], 1);
+    assert_eq!(h["workers"], json!([]), "worker details are for operators");
+    assert_eq!(h["worker_summary"]["fresh"], 1);
+    let h = health(&m2);
+    assert!(
+        h["queue"].as_object().unwrap().values().all(|n| *n == 0),
+        "{h}"
+    );
+    assert_eq!(h["workers"], json!([]));
+    assert!(!h.to_string().contains("w1"));
+    assert_eq!(health(&admin)["workers"][0]["worker_id"], "w1");
+
+    // The watchdog turns the stale claim into an alert about the task and
+    // the failures into one about the agent.
+    let r = srv.service().post("/api/watchdog/run", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let alerts = |c: &Client| -> Vec<(i64, Value)> {
+        let r = c.get("/api/alerts?limit=100");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["id"].as_i64().unwrap(), a["task_id"].clone()))
+            .collect()
+    };
+    let all = alerts(&admin);
+    let on_task = all
+        .iter()
+        .find(|(_, t)| *t == json!(stale))
+        .expect("stale alert")
+        .0;
+    let on_agent = all
+        .iter()
+        .find(|(_, t)| t.is_null())
+        .expect("agent alert")
+        .0;
+    assert_eq!(alerts(&m1), vec![(on_task, json!(stale))]);
+    assert_eq!(alerts(&a1), vec![(on_task, json!(stale))]);
+    assert!(alerts(&m2).is_empty());
+    assert!(alerts(&a2).is_empty());
+    assert_eq!(m1.get("/api/dispatch/health").json["queue"]["waiting"], 4);
+
+    // Resolving is for the admins of the alert's workspace (a member of
+    // workspace 1 who administers workspace 2 is not one).
+    let (mixed_id, mixed) = srv.user("mixed", Some((1, "member")));
+    let r = admin.put(
+        &format!("/api/workspaces/{ws2}/members/{mixed_id}"),
+        &json!({"role": "admin"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(alerts(&mixed), vec![(on_task, json!(stale))]);
+    for (c, id) in [(&a2, on_task), (&a1, on_agent), (&mixed, on_task)] {
+        let r = c.post(&format!("/api/alerts/{id}/resolve"), &json!({}));
+        assert_eq!((r.status, r.error()), (403, "forbidden"), "{}", r.text);
+    }
+    let r = a1.post(&format!("/api/alerts/{on_task}/resolve"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A workspace admin's watchdog report holds only their tasks.
+    srv.sql()
+        .execute("UPDATE alerts SET status = 'resolved'", [])
+        .unwrap();
+    let report = a2.post("/api/watchdog/run", &json!({})).json;
+    assert_eq!(report["alerts"], json!([]), "{report}");
+    assert_eq!(report["followup_task_ids"], json!([]));
+
+    // Events: none of workspace 1, none of no workspace.
+    let ev = m2.get("/api/events?limit=1000").json;
+    assert!(
+        ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["workspace_id"] == ws2),
+        "{ev}"
+    );
+    assert_eq!(
+        m2.get(&format!("/api/events?task_id={stale}")).json["total"],
+        0
     );
 }

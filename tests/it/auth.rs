@@ -249,8 +249,19 @@ fn restart_with_new_secrets_rotates_them() {
 fn token_changed_through_settings() {
     let srv = Server::start();
     let new = "another-service-token-0123456789abcd";
+    // The token cannot replace itself: its holder would keep the only
+    // valid credential. Nothing changes.
+    let before = srv.fingerprint();
     let r = srv
         .service()
+        .put("/api/settings/service_api_token", &json!({"value": new}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.error(), "forbidden");
+    assert_eq!(srv.fingerprint(), before);
+    assert_eq!(srv.service().get("/api/tasks").status, 200);
+    // A global admin can.
+    let r = srv
+        .admin()
         .put("/api/settings/service_api_token", &json!({"value": new}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["value"], "[redacted]");
@@ -267,8 +278,7 @@ fn token_changed_through_settings() {
         200
     );
     let weak = srv
-        .client()
-        .header("X-OPS-Service-Token", new)
+        .admin()
         .put("/api/settings/service_api_token", &json!({"value": "abc"}));
     assert_eq!(weak.status, 400);
     let s = srv
@@ -277,4 +287,198 @@ fn token_changed_through_settings() {
         .get("/api/settings");
     assert_eq!(s.json["service_api_token"], "[redacted]");
     assert!(!s.text.contains(new));
+}
+
+fn login_as(c: &crate::util::Client, password: &str) -> crate::util::Res {
+    c.post(
+        "/api/auth/login",
+        &json!({"username": ADMIN, "password": password}),
+    )
+}
+
+#[test]
+fn concurrent_wrong_passwords_get_no_more_than_the_limit() {
+    let srv = Server::start();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|_| s.spawn(|| login_as(&srv.client(), "wrong-password-123").status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(wrong + limited, 40, "{statuses:?}");
+    assert!(wrong <= 5, "{wrong} passwords were checked: {statuses:?}");
+    let r = login_as(&srv.client(), ADMIN_PW);
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn rotating_the_forwarded_for_does_not_escape_the_limit() {
+    let srv = Server::start_with(&[("TRUST_PROXY", "true")]);
+    // The proxy appends the address it saw; the client controls only what
+    // comes before it.
+    let via_proxy = |forged: &str, peer: &str| {
+        srv.client()
+            .header("X-Forwarded-For", &format!("{forged}, {peer}"))
+    };
+    let mut wrong = 0;
+    for i in 0..30 {
+        let r = login_as(
+            &via_proxy(&format!("10.9.{i}.1"), "198.51.100.7"),
+            "nope-nope-nope",
+        );
+        match r.status {
+            401 => wrong += 1,
+            429 => assert!(r.header("retry-after").is_some()),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!(wrong, 5, "attempts checked from one real address");
+    // During that address's lockout the right password from another
+    // address still logs in.
+    let r = login_as(&via_proxy("10.9.0.1", "198.51.100.8"), ADMIN_PW);
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn a_user_under_attack_from_many_addresses_still_logs_in_from_a_clean_one() {
+    let srv = Server::start_with(&[("TRUST_PROXY", "true")]);
+    let from = |ip: &str| srv.client().header("X-Forwarded-For", ip);
+    srv.user("colleague", None);
+    // 10 failures for the admin from three addresses, none of them locked
+    // by its own count except the first.
+    for (ip, n) in [("203.0.113.1", 5), ("203.0.113.2", 4), ("203.0.113.3", 1)] {
+        for _ in 0..n {
+            assert_eq!(login_as(&from(ip), "nope-nope-nope").status, 401);
+        }
+    }
+    // The user is now under lock: an address that has failed may not try
+    // it again, even with the right password...
+    let r = login_as(&from("203.0.113.2"), ADMIN_PW);
+    assert_eq!((r.status, r.error()), (429, "rate_limited"), "{}", r.text);
+    // ...though it may log in as someone else,
+    let r = from("203.0.113.2").post(
+        "/api/auth/login",
+        &json!({"username": "colleague", "password": "colleague-password-1234"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // and a clean address gets the admin in.
+    assert_eq!(login_as(&from("203.0.113.50"), ADMIN_PW).status, 200);
+}
+
+#[test]
+fn cookie_writes_must_come_from_the_own_origin_as_json() {
+    let srv = Server::start();
+    let admin = srv.admin();
+    let own = format!("http://{}", srv.addr);
+    let new_admin =
+        |name: &str| json!({"username": name, "password": "forged-password-123", "is_admin": true});
+    let before = srv.fingerprint();
+    let evil = ("Origin", "https://evil.example");
+    let text = ("Content-Type", "text/plain");
+    type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+    let refused: [Case; 7] = [
+        (&[evil, text], 403, "cross_origin"),
+        (&[evil], 403, "cross_origin"),
+        (&[("Origin", "null")], 403, "cross_origin"),
+        (&[("Sec-Fetch-Site", "cross-site")], 403, "cross_origin"),
+        (&[text], 415, "unsupported_media_type"),
+        (
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            415,
+            "unsupported_media_type",
+        ),
+        (&[("Content-Type", "")], 415, "unsupported_media_type"),
+    ];
+    let with = |headers: &[(&str, &str)]| {
+        headers
+            .iter()
+            .fold(admin.clone(), |c, (k, v)| c.header(k, v))
+    };
+    let refused = refused.map(|(h, status, code)| (with(h), status, code));
+    for (i, (client, status, code)) in refused.iter().enumerate() {
+        let r = client.post("/api/users", &new_admin(&format!("forged{i}")));
+        assert_eq!(
+            (r.status, r.error()),
+            (*status, *code),
+            "case {i}: {}",
+            r.text
+        );
+    }
+    let r = admin
+        .clone()
+        .header("Origin", "https://evil.example")
+        .post("/api/auth/logout", &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = srv.client().header("Origin", "https://evil.example").post(
+        "/api/auth/login",
+        &json!({"username": ADMIN, "password": ADMIN_PW}),
+    );
+    assert_eq!((r.status, r.error()), (403, "cross_origin"));
+    assert_eq!(
+        srv.fingerprint(),
+        before,
+        "a refused request changed something"
+    );
+
+    // Reads are not writes; the own origin, same-origin fetch metadata
+    // and no Origin at all (curl with a cookie jar) are allowed.
+    let r = admin
+        .clone()
+        .header("Origin", "https://evil.example")
+        .get("/api/users");
+    assert_eq!(r.status, 200);
+    for (i, client) in [
+        admin.clone().header("Origin", &own),
+        admin
+            .clone()
+            .header("Origin", &own)
+            .header("Sec-Fetch-Site", "same-origin")
+            .header("Content-Type", "application/json; charset=utf-8"),
+        admin.clone(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = client.post("/api/users", &new_admin(&format!("fine{i}")));
+        assert_eq!(r.status, 201, "case {i}: {}", r.text);
+    }
+}
+
+#[test]
+fn the_service_token_needs_no_origin_or_content_type() {
+    let srv = Server::start();
+    for (i, client) in [
+        srv.service().header("Content-Type", ""),
+        srv.service()
+            .header("Content-Type", "application/x-www-form-urlencoded"),
+        srv.service().header("Origin", "https://elsewhere.example"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = client.post("/api/tasks", &json!({"title": format!("curl {i}")}));
+        assert_eq!(r.status, 201, "case {i}: {}", r.text);
+    }
+}
+
+#[test]
+fn behind_a_proxy_the_origin_is_compared_with_the_forwarded_host() {
+    let srv = Server::start_with(&[("TRUST_PROXY", "true")]);
+    let admin = srv
+        .admin()
+        .header("X-Forwarded-Host", "ops.example.com")
+        .header("X-Forwarded-Proto", "https");
+    let r = admin
+        .clone()
+        .header("Origin", "https://ops.example.com")
+        .post("/api/workspaces", &json!({"name": "via proxy"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin
+        .clone()
+        .header("Origin", &format!("http://{}", srv.addr))
+        .post("/api/workspaces", &json!({"name": "not the public origin"}));
+    assert_eq!((r.status, r.error()), (403, "cross_origin"), "{}", r.text);
 }

@@ -1,6 +1,6 @@
 //! The dispatch protocol: queueing, claims, worker reports, the Human Gate.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
 
@@ -440,4 +440,77 @@ fn dispatch_output_keeps_the_tail_of_long_output() {
     assert_eq!(kept.len(), 64 * 1024, "bounded to 64 KiB");
     assert!(kept.ends_with("line 09999\nTHE END\n"), "the tail is kept");
     assert!(output.ends_with(kept));
+}
+
+#[test]
+fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    let other = Worker::new(&srv, "w2");
+    w.heartbeat(&["codex"], &[]);
+    other.heartbeat(&["codex"], &[]);
+    let lost = queued_task(&srv, "codex", json!({"priority": 9}));
+    let held = queued_task(&srv, "codex", json!({"priority": 8}));
+    let elsewhere = queued_task(&srv, "codex", json!({"priority": 7}));
+    // w1 claims two tasks but (its answer lost) only knows of one; w2 holds
+    // the third and sends no heartbeat.
+    let (t, lost_token) = w.claim_one();
+    assert_eq!(t, lost);
+    assert_eq!(w.claim_one().0, held);
+    assert_eq!(other.claim_one().0, elsewhere);
+    let beat = |running: &[i64]| {
+        let r = srv.service().post(
+            "/api/dispatch/heartbeat",
+            &json!({"worker_id": "w1", "agents": [{"slug": "codex", "available": true, "authenticated": true}],
+                    "running_task_ids": running}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r
+    };
+    let status = |id: i64| srv.service().get(&format!("/api/tasks/{id}")).json;
+    let age_claims = |secs: i64| {
+        srv.sql()
+            .execute(
+                "UPDATE tasks SET claimed_at = claimed_at - ?1 * 1000 WHERE status = 'dispatching'",
+                [secs],
+            )
+            .unwrap();
+    };
+
+    // Within the grace (60 s by default) the claim answer may still be on
+    // its way: nothing moves.
+    assert_eq!(beat(&[held]).json["requeued"], json!([]));
+    assert_eq!(status(lost)["status"], "dispatching");
+
+    // Past it, the task the worker does not list goes back to the queue.
+    age_claims(61);
+    let r = beat(&[held]);
+    assert_eq!(r.json["requeued"], json!([lost]), "{}", r.text);
+    let t = status(lost);
+    assert_eq!(t["status"], "queued");
+    assert_eq!(t["blocked"], false, "it never started: not blocked");
+    assert_eq!(t["claimed_by"], Value::Null);
+    assert!(event_kinds(&srv, lost).contains(&"dispatch.claim_lost".to_string()));
+    // The listed task and the other worker's stay as they are.
+    assert_eq!(status(held)["status"], "dispatching");
+    assert_eq!(status(elsewhere)["status"], "dispatching");
+    // The lost claim's token is dead; the task is handed out again.
+    let r = w.report(lost, &lost_token, "started", json!({"pid": 1}));
+    assert_eq!((r.status, r.error()), (409, "stale_claim"));
+    assert_eq!(w.claim_one().0, lost);
+
+    // The grace is a setting.
+    let r = srv.service().put(
+        "/api/settings/dispatch_claim_grace_seconds",
+        &json!({"value": "300"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    age_claims(120);
+    assert_eq!(beat(&[]).json["requeued"], json!([]));
+    age_claims(200);
+    let r = beat(&[]);
+    let mut requeued: Vec<i64> = serde_json::from_value(r.json["requeued"].clone()).unwrap();
+    requeued.sort();
+    assert_eq!(requeued, vec![lost, held]);
 }

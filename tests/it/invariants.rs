@@ -3,7 +3,7 @@
 //! or force, the Human Gate respected, every transition recorded.
 
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::util::{enable_dispatch, Client, Server, Worker};
 
@@ -282,5 +282,164 @@ proptest! {
             run.apply(op);
             run.check_invariants();
         }
+    }
+}
+
+/// What the service token alone may try against sensitive tasks.
+#[derive(Clone, Debug)]
+enum GateOp {
+    /// A sensitive task for codex or hermes; `approved`: a human approved
+    /// it right after creation (the only human act in a run).
+    Create {
+        hermes: bool,
+        approved: bool,
+    },
+    /// A PATCH of the task with any of these fields.
+    Patch(usize, Vec<(&'static str, Value)>),
+    SetStatus(usize, &'static str),
+    Dispatch(usize),
+    Approve(usize),
+    /// An edit of codex (false) or hermes (true) by the service.
+    EditAgent(bool, &'static str, Value),
+    Claim,
+    Reconcile,
+}
+
+fn gate_op() -> impl Strategy<Value = GateOp> {
+    let field = prop_oneof![
+        Just(("sensitive", json!(false))),
+        Just(("blocked", json!(false))),
+        Just(("blocked_reason", Value::Null)),
+        Just(("description", json!("do something else"))),
+        Just(("title", json!("renamed"))),
+        Just(("agent", json!("hermes"))),
+        Just(("agent", json!("codex"))),
+        Just(("model", json!("gpt-5"))),
+        Just(("priority", json!(9))),
+        Just(("execution", json!("interactive"))),
+    ];
+    prop_oneof![
+        2 => (any::<bool>(), any::<bool>()).prop_map(|(hermes, approved)| GateOp::Create { hermes, approved }),
+        4 => (any::<usize>(), prop::collection::vec(field, 1..4)).prop_map(|(t, f)| GateOp::Patch(t, f)),
+        2 => (any::<usize>(), prop::sample::select(vec!["next", "waiting", "review", "doing"]))
+            .prop_map(|(t, s)| GateOp::SetStatus(t, s)),
+        4 => any::<usize>().prop_map(GateOp::Dispatch),
+        1 => any::<usize>().prop_map(GateOp::Approve),
+        2 => (any::<bool>(), prop::sample::select(vec![
+                ("launch_command", json!("sh -c 'other'")),
+                ("model", json!("m2")),
+                ("name", json!("Renamed")),
+                ("active", json!(true)),
+            ])).prop_map(|(h, (k, v))| GateOp::EditAgent(h, k, v)),
+        4 => Just(GateOp::Claim),
+        1 => Just(GateOp::Reconcile),
+    ]
+}
+
+/// A task's fields that decide what runs.
+fn run_fields(t: &Value) -> Value {
+    json!([
+        t["title"],
+        t["description"],
+        t["agent"],
+        t["model"],
+        t["sensitive"]
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    /// No sequence of service-token calls gets a sensitive task claimed
+    /// unless a human approved exactly what runs: the task's prompt, agent
+    /// and model, and the agent's command and model, unchanged since.
+    #[test]
+    fn the_service_token_alone_never_releases_sensitive_work(ops in prop::collection::vec(gate_op(), 1..40)) {
+        let srv = Server::start();
+        enable_dispatch(&srv);
+        let svc = srv.service();
+        let admin = srv.admin();
+        let w = Worker::new(&srv, "w");
+        w.heartbeat(&["codex", "hermes"], &[]);
+        // task id -> (agent slug, approved and unchanged since)
+        let mut tasks: Vec<(i64, String, bool)> = Vec::new();
+        let agent_id = |hermes: bool| if hermes { 4 } else { 3 };
+        for op in &ops {
+            match op {
+                GateOp::Create { hermes, approved } => {
+                    let slug = if *hermes { "hermes" } else { "codex" };
+                    let id = svc.new_task(&json!({"title": "s", "description": "p", "execution": "interactive",
+                                                  "agent": slug, "sensitive": true}));
+                    if *approved {
+                        let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                        prop_assert_eq!(r.status, 200, "{}", r.text);
+                    }
+                    tasks.push((id, slug.to_string(), *approved));
+                }
+                GateOp::Patch(i, fields) if !tasks.is_empty() => {
+                    let k = i % tasks.len();
+                    let id = tasks[k].0;
+                    let before = svc.get(&format!("/api/tasks/{id}")).json;
+                    let body: serde_json::Map<String, Value> =
+                        fields.iter().map(|(f, v)| (f.to_string(), v.clone())).collect();
+                    let r = svc.patch(&format!("/api/tasks/{id}"), &Value::Object(body));
+                    prop_assert!([200, 403, 409].contains(&r.status), "{}", r.text);
+                    if r.status == 200 {
+                        if run_fields(&before) != run_fields(&r.json) {
+                            tasks[k].2 = false;
+                        }
+                        tasks[k].1 = r.json["agent"].as_str().unwrap().to_string();
+                    }
+                    if fields.iter().any(|(f, v)| *f == "sensitive" && *v == json!(false)) {
+                        prop_assert_eq!(r.status, 403, "the service cleared sensitive: {}", r.text);
+                    }
+                }
+                GateOp::SetStatus(i, s) if !tasks.is_empty() => {
+                    let id = tasks[i % tasks.len()].0;
+                    let r = svc.patch(&format!("/api/tasks/{id}/status"), &json!({"status": s}));
+                    prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                }
+                GateOp::Dispatch(i) if !tasks.is_empty() => {
+                    let id = tasks[i % tasks.len()].0;
+                    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+                    prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
+                }
+                GateOp::Approve(i) if !tasks.is_empty() => {
+                    let id = tasks[i % tasks.len()].0;
+                    let r = svc.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                    prop_assert_eq!(r.status, 403, "{}", r.text);
+                }
+                GateOp::EditAgent(hermes, key, value) => {
+                    let a = agent_id(*hermes);
+                    let before = svc.get(&format!("/api/agents/{a}")).json;
+                    let r = svc.patch(&format!("/api/agents/{a}"), &json!({ *key: value }));
+                    prop_assert_eq!(r.status, 200, "{}", r.text);
+                    let slug = r.json["slug"].as_str().unwrap().to_string();
+                    let altered = ["launch_command", "model"].iter().any(|k| before[*k] != r.json[*k]);
+                    if altered {
+                        for t in tasks.iter_mut().filter(|t| t.1 == slug) {
+                            t.2 = false;
+                        }
+                    }
+                }
+                GateOp::Claim => {
+                    let r = w.claim();
+                    if let Some(id) = r.json["task"]["id"].as_i64() {
+                        let t = tasks.iter().find(|t| t.0 == id).unwrap();
+                        prop_assert_eq!(&r.json["task"]["sensitive"], &json!(true));
+                        prop_assert!(t.2, "task {} was claimed without a standing human approval: {}", id, r.text);
+                    }
+                }
+                GateOp::Reconcile => {
+                    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+                    prop_assert_eq!(r.status, 200, "{}", r.text);
+                }
+                _ => {}
+            }
+        }
+        let cleared: i64 = srv.sql()
+            .query_row("SELECT COUNT(*) FROM tasks WHERE sensitive = 0", [], |r| r.get(0))
+            .unwrap();
+        prop_assert_eq!(cleared, 0, "a task lost its sensitive flag");
     }
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod connections;
 mod dispatch;
 mod durability;
+mod gate;
 mod invariants;
 mod launcher;
 mod operator;

@@ -3,7 +3,7 @@ use serde_json::json;
 use crate::app::accounts as ops;
 use crate::domain::access::Role;
 use crate::error::{Error, Result};
-use crate::http::auth::{authenticate, SESSION_COOKIE};
+use crate::http::auth::{authenticate, check_origin, SESSION_COOKIE};
 use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::App;
@@ -12,17 +12,18 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
     let f = req.fields(&["username", "password"])?;
     let username = f.required_str("username")?;
     let password = f.required_str("password")?;
-    app.login_limiter.check(req.client_ip)?;
+    check_origin(app, req)?;
+    let attempt = app.login_limiter.begin(req.client_ip, &username)?;
     let (token, user) = match ops::login(&app.db, &username, &password) {
         Ok(ok) => ok,
         Err(e @ Error::Unauthorized(_)) => {
             log::warn!("failed login for {username:?} from {:?}", req.client_ip);
-            app.login_limiter.failed(req.client_ip);
+            attempt.failed();
             return Err(e);
         }
         Err(e) => return Err(e),
     };
-    app.login_limiter.succeeded(req.client_ip);
+    attempt.succeeded();
     let secure = if req.https { "; Secure" } else { "" };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
@@ -35,6 +36,7 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
 }
 
 pub fn logout(app: &App, req: &Req) -> Result<Resp> {
+    check_origin(app, req)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         ops::logout(&app.db, cookie)?;
     }

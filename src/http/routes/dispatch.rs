@@ -122,8 +122,8 @@ fn capability(v: &Value) -> std::result::Result<AgentCapability, String> {
 }
 
 pub fn health(app: &App, req: &Req) -> Result<Resp> {
-    authenticate(app, req)?;
-    Ok(Resp::ok(ops::health(&app.db)?))
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops::health(&app.db, &who)?))
 }
 
 /// `POST` with `{"worker_id","agent_slugs"?,"workspace_id"?}`, or `GET`
@@ -153,7 +153,7 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
             workspace_id: f.i64("workspace_id")?,
         }
     };
-    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?))
+    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?.to_json()))
 }
 
 /// `POST /api/dispatch/tasks/:id/<kind>`.

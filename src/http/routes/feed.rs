@@ -5,7 +5,7 @@ use crate::http::auth::authenticate;
 use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::App;
-use crate::store::{alerts, events};
+use crate::store::events;
 
 pub fn events(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
@@ -19,7 +19,7 @@ pub fn events(app: &App, req: &Req) -> Result<Resp> {
 }
 
 pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
-    authenticate(app, req)?;
+    let who = authenticate(app, req)?;
     let status = req.query_str("status");
     if let Some(s) = status {
         if s != "open" && s != "resolved" {
@@ -29,7 +29,7 @@ pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
             });
         }
     }
-    let (list, total) = alerts::list(&*app.db.read()?, status, req.page()?)?;
+    let (list, total) = crate::app::alerts::list(&app.db, &who, status, req.page()?)?;
     Ok(Resp::list(
         "alerts",
         list.iter().map(|a| a.to_json()).collect(),

@@ -1,0 +1,49 @@
+//! The Human Gate's approvals: an approval covers exactly what would run
+//! (the prompt, the agent and its command, the model), so any change to
+//! one of those withdraws it here, with an event.
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::event;
+use crate::error::Result;
+use crate::store::tasks::{self, Task};
+
+/// Clears `t`'s approval (the caller saves `t`) and records why. Does
+/// nothing for a task without one.
+pub fn withdraw(conn: &Connection, t: &mut Task, why: &str, actor: &str, now: i64) -> Result<bool> {
+    if t.gate_approved_at.is_none() {
+        return Ok(false);
+    }
+    let by = t.gate_approved_by.take();
+    t.gate_approved_at = None;
+    event(
+        conn,
+        now,
+        Some(t.workspace_id),
+        Some(t.id),
+        "gate.approval_withdrawn",
+        actor,
+        json!({"reason": why, "approved_by": by}),
+    )?;
+    Ok(true)
+}
+
+/// Withdraws the approval of every task of agent `agent_id` (whatever its
+/// status: a task that runs again later runs the new command), saving each.
+/// Returns their ids.
+pub fn withdraw_for_agent(
+    conn: &Connection,
+    agent_id: i64,
+    why: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for mut t in tasks::approved_of_agent(conn, agent_id)? {
+        withdraw(conn, &mut t, why, actor, now)?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
+}
