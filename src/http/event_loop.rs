@@ -912,17 +912,21 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 500"), "{text}");
     }
 
-    #[test]
-    fn a_stream_carries_chunks_until_it_is_dropped() {
-        let r = start();
-        let mut s = request(r.addr, false);
-        let req = next(&r);
-        let stream = req.take_responder().unwrap().stream(Resp {
+    /// Turns the request's connection into an event stream.
+    fn event_stream(req: Req) -> crate::http::Stream {
+        req.take_responder().unwrap().stream(Resp {
             status: 200,
             content_type: "text/event-stream",
             body: Vec::new(),
             headers: Vec::new(),
-        });
+        })
+    }
+
+    #[test]
+    fn a_stream_carries_chunks_until_it_is_dropped() {
+        let r = start();
+        let mut s = request(r.addr, false);
+        let stream = event_stream(next(&r));
         std::thread::spawn(move || {
             for i in 0..3 {
                 stream.send(format!("data: {i}\n\n").into_bytes()).unwrap();
@@ -947,13 +951,7 @@ mod tests {
     fn a_stream_whose_client_does_not_read_is_cut_off() {
         let r = start();
         let _s = request(r.addr, false);
-        let req = next(&r);
-        let stream = req.take_responder().unwrap().stream(Resp {
-            status: 200,
-            content_type: "text/event-stream",
-            body: Vec::new(),
-            headers: Vec::new(),
-        });
+        let stream = event_stream(next(&r));
         let chunk = vec![b'x'; 64 * 1024];
         // Socket buffers take some megabytes before the loop's own buffer
         // fills; far less than this in any case.

@@ -105,6 +105,17 @@ fn health_p99(srv: &Server, n: usize) -> Duration {
     samples[(n * 99).div_ceil(100) - 1]
 }
 
+/// Waits up to `secs` for the server to answer a health call again.
+fn answers_again(srv: &Server, secs: u64) {
+    wait_for(secs, "the server to answer again", || {
+        let res = srv
+            .service()
+            .try_raw("GET", "/api/dispatch/health", b"")
+            .ok()?;
+        (res.status == 200).then_some(())
+    });
+}
+
 /// Asserts that every socket is closed by the server between `min` and
 /// `max` after `since`.
 fn all_closed_by_deadline(socks: Vec<TcpStream>, since: Instant, min: Duration, max: Duration) {
@@ -236,13 +247,7 @@ fn over_the_cap_the_next_connection_gets_503() {
     assert!(text.contains("too_many_connections"), "{text}");
     assert!(text.contains("Connection: close"), "{text}");
     drop(held);
-    wait_for(10, "a connection slot", || {
-        let res = srv
-            .service()
-            .try_raw("GET", "/api/dispatch/health", b"")
-            .ok()?;
-        (res.status == 200).then_some(())
-    });
+    answers_again(&srv, 10);
 }
 
 #[test]
@@ -257,13 +262,7 @@ fn running_out_of_descriptors_does_not_stop_accepting() {
         srv.log().contains("accept failed").then_some(())
     });
     drop(flood);
-    wait_for(15, "the server to answer again", || {
-        let res = srv
-            .service()
-            .try_raw("GET", "/api/dispatch/health", b"")
-            .ok()?;
-        (res.status == 200).then_some(())
-    });
+    answers_again(&srv, 15);
     // And it keeps answering.
     for _ in 0..20 {
         assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
