@@ -131,7 +131,10 @@ impl Conn {
                 "{method} {path} {status} {}ms",
                 started.elapsed().as_millis()
             ),
-            None => log::info!("- - {status} (from {:?}, before a request head)", self.peer),
+            None => log::info!(
+                "- - {status} (from {}, before a complete request head)",
+                self.peer.map(|p| p.to_string()).unwrap_or_default()
+            ),
         }
     }
 }
