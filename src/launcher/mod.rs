@@ -15,6 +15,7 @@ pub mod logging;
 pub mod process;
 pub mod runner;
 pub mod state;
+pub mod supervise;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -128,6 +129,9 @@ impl Ctx {
 
 /// Entry point of `ops-center launcher`.
 pub fn main(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some(supervise::SUBCOMMAND) {
+        return supervise::main(&args[1..]);
+    }
     if let Some(a) = args.first() {
         return Err(format!(
             "launcher takes no arguments (got {a:?}); it is configured by environment: OPS_API_BASE, \
@@ -467,6 +471,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         ending: None,
         final_report: None,
         abandoned: false,
+        supervised: false,
     };
     let mut child = None;
     match prepare(ctx, &c, &mut st, prompt, model) {
@@ -484,45 +489,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
                 runtime_missing,
             });
         }
-        Ok(argv) => {
-            let env = [
-                ("OPS_TASK_ID", id.to_string()),
-                ("OPS_TASK_MODEL", model.to_string()),
-                ("OPS_PROMPT_FILE", prompt_path.display().to_string()),
-            ];
-            match process::spawn_detached(
-                &argv,
-                &ctx.cfg.workdir,
-                &prompt_path,
-                &log_path,
-                &err_log_path,
-                &env,
-            ) {
-                Ok(ch) => {
-                    st.pid = Some(ch.id());
-                    st.pid_start_ticks = process::start_ticks(ch.id());
-                    log::info!(
-                        "task {id}: started {} (pid {}), log {}",
-                        c.slug,
-                        ch.id(),
-                        log_path.display()
-                    );
-                    child = Some(ch);
-                }
-                Err(e) => {
-                    // The CLI resolved a moment ago but cannot be executed
-                    // (removed since, no permission, a missing interpreter).
-                    let reason = format!("cannot execute {}: {e}", argv[0]);
-                    log::error!("task {id}: {reason}");
-                    ctx.caps.mark_missing(&c.slug, &st.cli, &e.to_string());
-                    let _ = ctx.poke.try_send(());
-                    st.ending = Some(Ending::NotStarted {
-                        reason,
-                        runtime_missing: true,
-                    });
-                }
-            }
-        }
+        Ok(argv) => child = start_supervised(ctx, &c.slug, &mut st, &argv, model),
     }
     let path = st.path_in(&ctx.cfg.log_dir);
     if let Err(e) = state::save(&path, &st) {
@@ -532,6 +499,79 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         );
     }
     start_runner(ctx, Runner::new(ctx.clone(), st, path, child));
+}
+
+/// Starts the agent under its supervisor. The state file is written first,
+/// so that a launcher killed at any point of the launch leaves the run
+/// known to the next start: either no supervisor ever started (the record
+/// never appears) or its record says what became of the agent.
+fn start_supervised(
+    ctx: &Ctx,
+    slug: &str,
+    st: &mut TaskState,
+    argv: &[String],
+    model: &str,
+) -> Option<std::process::Child> {
+    let id = st.task_id;
+    st.supervised = true;
+    let path = st.path_in(&ctx.cfg.log_dir);
+    if let Err(e) = state::save(&path, st) {
+        // Without a state file a restart could not adopt the run: do not
+        // start it at all.
+        let reason = format!("cannot write state file {}: {e}", path.display());
+        log::error!("task {id}: {reason}");
+        st.ending = Some(Ending::NotStarted {
+            reason,
+            runtime_missing: false,
+        });
+        return None;
+    }
+    crash_point("before_spawn");
+    let env = [
+        ("OPS_TASK_ID", id.to_string()),
+        ("OPS_TASK_MODEL", model.to_string()),
+        ("OPS_PROMPT_FILE", st.prompt_path.display().to_string()),
+    ];
+    match process::spawn_supervised(
+        argv,
+        &st.record_path(),
+        &ctx.cfg.workdir,
+        &st.prompt_path,
+        &st.log_path,
+        &st.err_log_path,
+        &env,
+    ) {
+        Ok(ch) => {
+            crash_point("after_spawn");
+            st.pid = Some(ch.id());
+            st.pid_start_ticks = process::start_ticks(ch.id());
+            log::info!(
+                "task {id}: started {slug} (process group {}), log {}",
+                ch.id(),
+                st.log_path.display()
+            );
+            Some(ch)
+        }
+        Err(e) => {
+            let reason = format!("cannot start the supervisor of {}: {e}", argv[0]);
+            log::error!("task {id}: {reason}");
+            st.ending = Some(Ending::NotStarted {
+                reason,
+                runtime_missing: false,
+            });
+            None
+        }
+    }
+}
+
+/// Tests of adoption end the launcher at a named step of a launch, as a
+/// `kill -9` there would (`OPS_LAUNCHER_CRASH_AT=before_spawn|after_spawn`;
+/// not for production use).
+fn crash_point(step: &str) {
+    if std::env::var("OPS_LAUNCHER_CRASH_AT").is_ok_and(|v| v == step) {
+        log::warn!("OPS_LAUNCHER_CRASH_AT={step}: aborting here");
+        std::process::abort();
+    }
 }
 
 /// Why a claimed task's agent cannot be started.
@@ -633,6 +673,7 @@ fn adopt(ctx: &Arc<Ctx>) {
         };
         let what = match (&st.ending, st.pid) {
             (Some(_), _) => "reports pending".to_string(),
+            (None, _) if st.supervised => "supervised run".to_string(),
             (None, Some(pid)) if process::alive(pid, st.pid_start_ticks) => {
                 format!("agent pid {pid} still running")
             }

@@ -8,13 +8,16 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Starts `argv` in its own process group (so a signal aimed at the
-/// launcher's group, such as Ctrl-C or a terminal hang-up, does not reach
-/// it), with the prompt file on stdin and stdout/stderr appended to the
-/// log files. The launcher keeps no pipe to it, so it runs on unchanged if
-/// the launcher stops.
-pub fn spawn_detached(
+/// Starts the supervisor of `argv` (see [`super::supervise`]): this very
+/// binary, as the leader of a new process group, so a signal aimed at the
+/// launcher's group (Ctrl-C, a terminal hang-up) does not reach the run,
+/// and one aimed at the run's group reaches the agent and its children.
+/// The prompt file is on stdin and stdout/stderr are appended to the log
+/// files, for the supervisor and the agent alike. The launcher keeps no
+/// pipe to them, so they run on unchanged if the launcher stops.
+pub fn spawn_supervised(
     argv: &[String],
+    record: &Path,
     workdir: &Path,
     prompt: &Path,
     log: &Path,
@@ -24,20 +27,44 @@ pub fn spawn_detached(
     let stdin = File::open(prompt)?;
     let stdout = OpenOptions::new().create(true).append(true).open(log)?;
     let stderr = OpenOptions::new().create(true).append(true).open(err_log)?;
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    // `/proc/self/exe` is the running binary even when a package upgrade
+    // has replaced the file since the launcher started.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(super::supervise::args(record, argv))
         .current_dir(workdir)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        .process_group(0)
-        // The agent must not hold the service role: with the token it
-        // could report on its own task, or on others.
-        .env_remove("OPS_SERVICE_TOKEN");
+        .process_group(0);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(launcher_only) {
+            cmd.env_remove(&name);
+        }
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.spawn()
+}
+
+/// The launcher's own configuration, kept from the agents: the service
+/// token (with it an agent could report on its own task, or on others),
+/// and settings such as `RUST_LOG`, which would make a Rust CLI fill its
+/// error log with debug lines and push the evidence out of it.
+fn launcher_only(name: &str) -> bool {
+    const NAMES: [&str; 4] = [
+        "OPS_SERVICE_TOKEN",
+        "OPS_API_BASE",
+        "OPS_WORKSPACE_ID",
+        "RUST_LOG",
+    ];
+    const PREFIXES: [&str; 4] = [
+        "OPS_LAUNCHER_",
+        "AGENT_CMD_",
+        "AGENT_AUTH_CHECK_",
+        "SUPPORTED_",
+    ];
+    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Start time of `pid` in clock ticks since boot (field 22 of
@@ -191,6 +218,30 @@ mod tests {
         }
         child.wait().unwrap();
         assert!(!alive(pid, ticks));
+    }
+
+    #[test]
+    fn the_launchers_configuration_is_kept_from_agents() {
+        for name in [
+            "OPS_SERVICE_TOKEN",
+            "OPS_API_BASE",
+            "RUST_LOG",
+            "OPS_LAUNCHER_SLOTS",
+            "AGENT_CMD_CODEX",
+            "AGENT_AUTH_CHECK_CODEX",
+            "SUPPORTED_MODELS",
+        ] {
+            assert!(launcher_only(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "OPENAI_API_KEY",
+            "OPS_TASK_ID",
+            "OPS_PROMPT_FILE",
+        ] {
+            assert!(!launcher_only(name), "{name}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::api::ApiError;
 use super::process::{alive, read_range, signal_name, tail};
 use super::state::{save, Ending, FinalReport, TaskState};
+use super::supervise::{self, Record};
 use super::Ctx;
 use crate::time::now_ms;
 
@@ -30,6 +31,9 @@ const OUTPUT_EVERY: Duration = Duration::from_secs(3);
 const EVIDENCE_TAIL: u64 = 4 * 1024;
 /// How often a running agent is looked at.
 const POLL: Duration = Duration::from_millis(500);
+/// A supervisor writes its record within moments of its start; a run with
+/// neither a pid nor a record after this long never started.
+const START_GRACE_MS: i64 = 5_000;
 
 pub const SIG_RUNTIME_MISSING: &str = "runtime no disponible en host";
 pub const SIG_COMMAND_NOT_FOUND: &str = "command not found";
@@ -128,7 +132,106 @@ impl Runner {
         if self.st.ending.is_some() {
             return;
         }
-        let ending = match &mut self.child {
+        let ending = if self.st.supervised {
+            self.observe_supervised()
+        } else {
+            self.observe_unsupervised()
+        };
+        if let Some(e) = ending {
+            log::info!("task {}: agent ended: {e:?}", self.st.task_id);
+            self.st.ending = Some(e);
+            self.persist();
+        }
+    }
+
+    /// A run under a supervisor: its record says how the agent ended, to
+    /// this launcher and to one restarted at any point of the run.
+    fn observe_supervised(&mut self) -> Option<Ending> {
+        let path = self.st.record_path();
+        let record = supervise::read(&path);
+        if let Some(ending) = record.as_ref().and_then(outcome) {
+            if let Some(child) = &mut self.child {
+                // It exits right after writing the outcome: reap it.
+                let _ = child.wait();
+            }
+            if let Ending::NotStarted { reason, .. } = &ending {
+                // The CLI resolved at launch but could not be executed.
+                self.ctx
+                    .caps
+                    .mark_missing(&self.st.agent_slug, &self.st.cli, reason);
+            }
+            return Some(ending);
+        }
+        let supervisor = match &mut self.child {
+            Some(child) => match child.try_wait() {
+                Ok(None) => return None,
+                Ok(Some(status)) => Some(status),
+                Err(e) => {
+                    log::warn!(
+                        "task {}: cannot wait for its supervisor: {e}",
+                        self.st.task_id
+                    );
+                    return None;
+                }
+            },
+            None => {
+                let pid = self
+                    .st
+                    .pid
+                    .map(|p| (p, self.st.pid_start_ticks))
+                    .or_else(|| {
+                        record
+                            .as_ref()
+                            .map(|r| (r.supervisor_pid, r.supervisor_start_ticks))
+                    });
+                match pid {
+                    Some((pid, ticks)) if alive(pid, ticks) => return None,
+                    Some(_) => None,
+                    None if now_ms() - self.st.started_at_ms < START_GRACE_MS => return None,
+                    None => {
+                        // The launcher stopped between writing the state
+                        // and starting the supervisor: nothing ran.
+                        return Some(Ending::NotStarted {
+                            reason: "the launcher stopped before it started the agent; nothing ran"
+                                .into(),
+                            runtime_missing: false,
+                        });
+                    }
+                }
+            }
+        };
+        // The supervisor is gone. It may have written the outcome just
+        // before it exited.
+        let record = supervise::read(&path);
+        if let Some(ending) = record.as_ref().and_then(outcome) {
+            return Some(ending);
+        }
+        // Killed on its own: the agent may still run.
+        if let Some(r) = &record {
+            if r.agent_pid.is_some_and(|p| alive(p, r.agent_start_ticks)) {
+                self.child = None;
+                self.st.pid = r.agent_pid;
+                self.st.pid_start_ticks = r.agent_start_ticks;
+                self.st.supervised = false;
+                self.persist();
+                return None;
+            }
+        }
+        match supervisor.and_then(|s| s.signal()) {
+            // The whole group was killed: the agent went with it.
+            Some(signal) => Some(Ending::Exited {
+                code: None,
+                signal: Some(signal),
+                at_ms: now_ms(),
+            }),
+            None => Some(Ending::Vanished { at_ms: now_ms() }),
+        }
+    }
+
+    /// A run started without a supervisor (by an older launcher), or whose
+    /// supervisor was killed on its own: watched by pid.
+    fn observe_unsupervised(&mut self) -> Option<Ending> {
+        match &mut self.child {
             Some(child) => match child.try_wait() {
                 Ok(Some(status)) => Some(Ending::Exited {
                     code: status.code(),
@@ -152,11 +255,6 @@ impl Runner {
                 Some(_) => None,
                 None => Some(Ending::Vanished { at_ms: now_ms() }),
             },
-        };
-        if let Some(e) = ending {
-            log::info!("task {}: agent ended: {e:?}", self.st.task_id);
-            self.st.ending = Some(e);
-            self.persist();
         }
     }
 
@@ -315,6 +413,21 @@ fn code_text(code: Option<i32>) -> String {
     code.map(|c| c.to_string()).unwrap_or_else(|| "null".into())
 }
 
+/// How a supervised agent ended, once its supervisor knows.
+fn outcome(r: &Record) -> Option<Ending> {
+    if let Some(reason) = &r.exec_error {
+        return Some(Ending::NotStarted {
+            reason: reason.clone(),
+            runtime_missing: true,
+        });
+    }
+    r.exit.as_ref().map(|e| Ending::Exited {
+        code: e.code,
+        signal: e.signal,
+        at_ms: e.at_ms,
+    })
+}
+
 /// The report that closes a run, decided from how the process ended and
 /// what its logs hold.
 pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
@@ -382,6 +495,17 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         );
     }
     match ending {
+        // What a shell answers for a program it cannot find.
+        Ending::Exited {
+            code: Some(127), ..
+        } => failed(
+            SIG_COMMAND_NOT_FOUND.into(),
+            format!(
+                "{SIG_COMMAND_NOT_FOUND}: {} exited with code 127 (a program it runs was not found)",
+                st.cli
+            ),
+            evidence,
+        ),
         Ending::Exited { code: Some(0), .. } => FinalReport {
             kind: "finished".into(),
             body: json!({ "exit_code": 0, "signal": null, "output": tail(&st.log_path, OUTPUT_TAIL) }),
@@ -462,6 +586,7 @@ mod tests {
             ending: Some(ending),
             final_report: None,
             abandoned: false,
+            supervised: false,
         }
     }
 
@@ -552,6 +677,21 @@ mod tests {
         let r = final_report(&st(d, "", "", bad), None);
         assert_eq!(r.body["signature"], "launcher could not start the agent");
         assert!(r.body["reason"].as_str().unwrap().contains("read-only"));
+
+        let r = final_report(
+            &st(
+                d,
+                "",
+                "sh: 1: exec: hermes: not found\n",
+                Ending::Exited {
+                    code: Some(127),
+                    signal: None,
+                    at_ms: 0,
+                },
+            ),
+            None,
+        );
+        assert_eq!(r.body["signature"], "command not found");
 
         let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
         assert_eq!(r.kind, "finished");

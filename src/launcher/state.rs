@@ -40,6 +40,12 @@ pub struct TaskState {
     /// still watched until it ends, but nothing more is reported.
     #[serde(default)]
     pub abandoned: bool,
+    /// The agent runs under a supervisor (`launcher::supervise`), whose
+    /// pid is `pid` and whose record (`record_path`) says how the agent
+    /// ended. The state is written before the supervisor is started, so a
+    /// launcher that dies at any point leaves a trace of every run.
+    #[serde(default)]
+    pub supervised: bool,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -73,24 +79,39 @@ pub struct FinalReport {
 }
 
 impl TaskState {
-    pub fn path_in(&self, dir: &Path) -> PathBuf {
-        let stem = self
-            .log_path
+    /// `task-<id>-<stamp>`: the name every file of the run starts with.
+    fn stem(&self) -> &str {
+        self.log_path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("task")
-            .trim_end_matches(".log");
-        dir.join(format!("{stem}.state.json"))
+            .trim_end_matches(".log")
+    }
+
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.state.json", self.stem()))
+    }
+
+    /// The supervisor's record of the run, next to the logs.
+    pub fn record_path(&self) -> PathBuf {
+        self.log_path
+            .with_file_name(format!("{}.run.json", self.stem()))
     }
 }
 
 /// Writes atomically (temporary file, fsync, rename), so a crash leaves
 /// either the old or the new state, never half of one.
 pub fn save(path: &Path, st: &TaskState) -> std::io::Result<()> {
+    write_atomic(path, st)
+}
+
+/// `value` as JSON in `path`, atomically: a reader sees the old content or
+/// the new, never a part.
+pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(st).map_err(std::io::Error::other)?)?;
+        f.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)
@@ -150,8 +171,12 @@ mod tests {
             }),
             final_report: None,
             abandoned: false,
+            supervised: true,
         };
         let path = st.path_in(dir.path());
+        assert!(st
+            .record_path()
+            .ends_with("task-4-20260101T000000Z.run.json"));
         assert!(path.ends_with("task-4-20260101T000000Z.state.json"));
         save(&path, &st).unwrap();
         let all = load_all(dir.path());

@@ -84,6 +84,30 @@ impl Launcher {
         self.spawn();
     }
 
+    /// Leaves `key` out of the environment of the next start.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// Waits for the launcher to die on its own (a crash point), as a
+    /// `kill -9` at that point would leave things.
+    pub fn wait_crash(&mut self, secs: u64) {
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                assert!(!st.success(), "the launcher exited cleanly: {st}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the launcher did not crash\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
         let mut c = self.child.take().expect("running");
         let st = Command::new("kill")
@@ -578,10 +602,11 @@ fn a_launcher_killed_mid_run_reports_the_end_after_restart() {
     let t = wait_status(&srv, id, "review", 30);
     let out = t["dispatch_output"].as_str().unwrap();
     assert!(out.contains("deliverable after 4 s"), "{out}");
-    assert!(
-        out.contains("exit code unknown"),
-        "an adopted agent's report says its exit code is unknown: {out}"
+    assert_eq!(
+        t["exit_code"], 0,
+        "the supervisor recorded the adopted agent's exit code: {t:#}"
     );
+    assert!(!out.contains("exit code unknown"), "{out}");
     let logs_text = log_comments(&t).join("");
     for i in 1..=4 {
         assert_eq!(
@@ -684,4 +709,138 @@ fn configuration_mistakes_stop_the_launcher_with_a_message() {
     assert!(
         with(("OPS_LAUNCHER_LOG_FILE", "/nonexistent/dir/x.log")).contains("OPS_LAUNCHER_LOG_FILE")
     );
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_running(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                && alive(*pid)
+        })
+        .collect()
+}
+
+/// A launcher that dies at each step of a launch leaves no agent running
+/// untracked: restarted, it reports every task it claimed, with the exit
+/// code the supervisor recorded.
+#[test]
+fn a_launcher_killed_at_any_step_of_a_launch_leaves_no_run_untracked() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    for (n, step) in ["before_spawn", "after_spawn"].into_iter().enumerate() {
+        let logs = srv.dir.path().join(format!("launcher-logs-{step}"));
+        // A copy of the agent under a name of its own, to find its processes.
+        let agent = srv.dir.path().join(format!("agent-{step}.sh"));
+        std::fs::copy(example("fake-agent-long.sh"), &agent).unwrap();
+        let slug = format!("crash{n}");
+        create_agent(&srv, &slug);
+        let mut l = Launcher::start(
+            &srv,
+            &logs,
+            &[
+                ("SUPPORTED_AGENT_SLUGS", slug.as_str()),
+                (
+                    &format!("AGENT_CMD_CRASH{n}"),
+                    &format!("{} 2", agent.display()),
+                ),
+                ("OPS_LAUNCHER_CRASH_AT", step),
+            ],
+        );
+        let id = queued_task(&srv, &slug, "crash test");
+        l.wait_crash(30);
+        assert!(
+            l.log().contains(&format!("OPS_LAUNCHER_CRASH_AT={step}")),
+            "{}",
+            l.log()
+        );
+        assert_eq!(l.state_files().len(), 1, "{step}: the run is on disk");
+        assert_eq!(task(&srv, id)["status"], "dispatching");
+        let agent_name = agent.display().to_string();
+        let _guard = scopeguard_kill(&agent_name);
+        l.unset("OPS_LAUNCHER_CRASH_AT");
+        l.start_again();
+        match step {
+            "before_spawn" => {
+                // Nothing ran: the task is blocked saying so.
+                let t = wait_status(&srv, id, "waiting", 30);
+                assert_eq!(t["blocked"], true);
+                let reason = t["blocked_reason"].as_str().unwrap();
+                assert!(
+                    reason.contains("the launcher stopped before it started the agent"),
+                    "{reason}"
+                );
+                assert!(processes_running(&agent_name).is_empty(), "no agent runs");
+            }
+            _ => {
+                // The agent ran under its supervisor and is reported with
+                // its exit code.
+                let t = wait_status(&srv, id, "review", 30);
+                assert_eq!(t["exit_code"], 0, "{t:#}");
+                assert!(t["dispatch_output"]
+                    .as_str()
+                    .unwrap()
+                    .contains("deliverable after 2 s"));
+            }
+        }
+        wait_for(10, "state file removed", || {
+            l.state_files().is_empty().then_some(())
+        });
+        assert!(processes_running(&agent_name).is_empty());
+    }
+}
+
+/// An agent that ends while no launcher watches it, with a line on stdout,
+/// its error on stderr and exit code 3, is judged by the restarted launcher
+/// as the one that started it would have: blocked with the early-exit
+/// signature, not in review for having printed something.
+#[test]
+fn an_adopted_agent_exiting_non_zero_is_blocked_with_its_exit_code() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            (
+                "AGENT_CMD_CODEX",
+                &format!("{} 2", example("fake-agent-fail-stderr.sh")),
+            ),
+        ],
+    );
+    let id = queued_task(&srv, "codex", "fails quietly");
+    wait_status(&srv, id, "doing", 30);
+    let _guard = AgentGuard(started_pid(&srv, id));
+    l.kill9();
+    // The agent ends while no launcher watches it.
+    std::thread::sleep(Duration::from_secs(3));
+    l.start_again();
+    let t = wait_status(&srv, id, "waiting", 30);
+    assert_eq!(t["blocked"], true);
+    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("launcher process exited early (code=3, signal=null)"),
+        "{reason}"
+    );
+    assert!(blockers(&t).join("").contains("the build broke"));
+}
+
+/// Kills every process mentioning `needle` when dropped.
+fn scopeguard_kill(needle: &str) -> impl Drop + '_ {
+    struct Guard<'a>(&'a str);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            for pid in processes_running(self.0) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+    Guard(needle)
 }
