@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::api::Api;
+use super::clis;
 use super::command::{self, env_name};
 use super::config::LauncherConfig;
 use super::process::check_command;
@@ -158,19 +159,25 @@ impl Caps {
             }
         };
         cap.cli = cli.clone();
-        if let Err(why) = command::resolve_cli(&cli, cfg.path_var.as_deref()) {
-            cap.reason = format!("runtime no disponible en host: {cli} ({why})");
-            return cap;
-        }
+        let resolved = match command::resolve_cli(&cli, cfg.path_var.as_deref()) {
+            Ok(p) => p,
+            Err(why) => {
+                cap.reason = format!("runtime no disponible en host: {cli} ({why})");
+                return cap;
+            }
+        };
         cap.available = true;
-        match cfg.auth_checks.get(slug) {
+        let check = clis::auth_check(
+            cfg.auth_checks.get(slug).map(String::as_str),
+            slug,
+            &cli,
+            &resolved,
+        );
+        match check {
             None => cap.authenticated = true,
-            Some(check) => match self.auth_result(cfg, slug, check) {
+            Some(check) => match self.auth_result(cfg, slug, &check) {
                 Ok(()) => cap.authenticated = true,
-                Err(e) => {
-                    cap.reason =
-                        format!("not logged in: {} {e}", env_name("AGENT_AUTH_CHECK_", slug));
-                }
+                Err(e) => cap.reason = not_logged_in(slug, &cli, &check, &e),
             },
         }
         cap
@@ -194,4 +201,13 @@ impl Caps {
             .insert(slug.to_string(), (Instant::now(), r.clone()));
         r
     }
+}
+
+/// Why a CLI is not usable when its logged-in check fails, with what to
+/// run about it.
+pub fn not_logged_in(slug: &str, cli: &str, check: &str, error: &str) -> String {
+    let hint = clis::known(slug)
+        .map(|k| format!("; log in with: {}", k.login_hint))
+        .unwrap_or_default();
+    format!("not logged in: {cli} (`{check}` {error}){hint}")
 }

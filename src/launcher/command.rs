@@ -12,20 +12,13 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The placeholders a command template may use.
-pub const PLACEHOLDERS: &[&str] = &["prompt_file", "task_id", "model", "workdir"];
+/// The placeholders a command template may use. `{prompt}` is the prompt
+/// itself, as one argument, for a CLI that does not read it on stdin.
+pub const PLACEHOLDERS: &[&str] = &["prompt_file", "prompt", "task_id", "model", "workdir"];
 
-/// Built-in commands of the known slugs. Each reads the prompt on stdin;
-/// set `AGENT_CMD_<SLUG>` (or the agent's `launch_command`) to pass flags
-/// such as a model.
+/// Built-in commands of the known slugs (`launcher::clis`).
 pub fn builtin_command(slug: &str) -> Option<&'static str> {
-    match slug {
-        "opencode" => Some("opencode run"),
-        "claudecode" => Some("claude -p --permission-mode acceptEdits"),
-        "codex" => Some("codex exec --full-auto -"),
-        "hermes" => Some("hermes"),
-        _ => None,
-    }
+    super::clis::known(slug).map(|k| k.command)
 }
 
 /// `AGENT_CMD_<SLUG>` for a slug: upper case, other characters than
@@ -169,9 +162,11 @@ fn is_operator(w: &str) -> bool {
     )
 }
 
-/// Checks a template: words split, placeholders known.
+/// Checks a template: words split, placeholders known, `[ … ]` groups
+/// balanced.
 pub fn validate(cmd: &str) -> Result<(), String> {
     let words = split_words(cmd)?;
+    groups(&words)?;
     for w in &words {
         let mut rest = w.as_str();
         while let Some(start) = rest.find('{') {
@@ -199,28 +194,163 @@ pub fn validate(cmd: &str) -> Result<(), String> {
 /// Values of the placeholders for one launch.
 pub struct Vars<'a> {
     pub prompt_file: &'a str,
+    pub prompt: &'a str,
     pub task_id: i64,
     pub model: &'a str,
     pub workdir: &'a str,
 }
 
-/// The argument vector of a template with its placeholders filled in.
-pub fn render(cmd: &str, v: &Vars) -> Result<Vec<String>, String> {
-    let id = v.task_id.to_string();
-    Ok(split_words(cmd)?
-        .into_iter()
-        .map(|w| {
-            w.replace("{prompt_file}", v.prompt_file)
-                .replace("{task_id}", &id)
-                .replace("{model}", v.model)
-                .replace("{workdir}", v.workdir)
-        })
-        .collect())
+/// For each word, whether it stands in an optional `[ … ]` group; the
+/// bracket words themselves are `None`.
+fn groups(words: &[String]) -> Result<Vec<Option<bool>>, String> {
+    let mut open = false;
+    let mut out = Vec::with_capacity(words.len());
+    for w in words {
+        match w.as_str() {
+            "[" if open => return Err("has a `[` inside a `[ … ]` group".into()),
+            "[" => {
+                open = true;
+                out.push(None);
+            }
+            "]" if !open => return Err("has a `]` without its `[`".into()),
+            "]" => {
+                open = false;
+                out.push(None);
+            }
+            _ => out.push(Some(open)),
+        }
+    }
+    if open {
+        return Err("has a `[` without its `]`".into());
+    }
+    Ok(out)
 }
 
-/// The CLI of a template: its first word.
+/// The argument vector of a template with its placeholders filled in. The
+/// words of a `[ … ]` group are left out when a placeholder in it is empty
+/// (`[ -m {model} ]` without a model). The prompt goes in last, so that
+/// text in it is never taken for a placeholder.
+pub fn render(cmd: &str, v: &Vars) -> Result<Vec<String>, String> {
+    let id = v.task_id.to_string();
+    let values: [(&str, &str); 5] = [
+        ("{prompt_file}", v.prompt_file),
+        ("{task_id}", &id),
+        ("{model}", v.model),
+        ("{workdir}", v.workdir),
+        ("{prompt}", v.prompt),
+    ];
+    let words = split_words(cmd)?;
+    let in_group = groups(&words)?;
+    let mut out = Vec::new();
+    let mut group: Vec<String> = Vec::new();
+    let mut group_empty = false;
+    for (w, g) in words.iter().zip(in_group) {
+        let filled = || {
+            values
+                .iter()
+                .fold(w.clone(), |acc, (name, value)| acc.replace(name, value))
+        };
+        match g {
+            None if w == "[" => {
+                group.clear();
+                group_empty = false;
+            }
+            None => {
+                if !group_empty {
+                    out.append(&mut group);
+                }
+                group.clear();
+            }
+            Some(true) => {
+                group_empty |= values
+                    .iter()
+                    .any(|(name, value)| value.is_empty() && w.contains(name));
+                group.push(filled());
+            }
+            Some(false) => out.push(filled()),
+        }
+    }
+    Ok(out)
+}
+
+/// The CLI of a template: its first word, or for a shell wrapper
+/// (`sh -c 'exec hermes -z "$(cat)"'`) the program the script runs, so
+/// that what is checked is the agent and not the shell.
 pub fn cli_of(cmd: &str) -> Result<String, String> {
-    Ok(split_words(cmd)?.remove(0))
+    let words = split_words(cmd)?;
+    Ok(wrapped_cli(&words).unwrap_or_else(|| words[0].clone()))
+}
+
+/// The program a `sh -c SCRIPT` (or bash, dash, zsh) runs: the word after
+/// its `exec`, else its first word after variable assignments unless that
+/// is a shell builtin or keyword (then the script is not understood here,
+/// and the shell is what gets checked).
+fn wrapped_cli(words: &[String]) -> Option<String> {
+    let shell = Path::new(&words[0]).file_name()?.to_str()?;
+    if !matches!(shell, "sh" | "bash" | "dash" | "zsh") || words.get(1)? != "-c" {
+        return None;
+    }
+    let text = words.get(2)?;
+    // The script may use what only a shell understands (`&&`, `;`).
+    let script =
+        split_words(text).unwrap_or_else(|_| text.split_whitespace().map(str::to_string).collect());
+    if let Some(i) = script.iter().position(|w| w == "exec") {
+        return script
+            .get(i + 1..)?
+            .iter()
+            .find(|w| !is_assignment(w))
+            .cloned();
+    }
+    let first = script.into_iter().find(|w| !is_assignment(w))?;
+    const BUILTINS: &[&str] = &[
+        "cd", "export", "set", "source", ".", "if", "for", "while", "case", "[", "test", "echo",
+        "printf", "true", "false", "read", "umask", "ulimit", "{", "(",
+    ];
+    (!BUILTINS.contains(&first.as_str())).then_some(first)
+}
+
+fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// What `doctor` checks a template against its CLI's `--help`: the
+/// subcommand words after the program, and the flags. `None` for a shell
+/// wrapper (its flags are the shell's) or a template without flags.
+pub fn flags_of(cmd: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let words = split_words(cmd).ok()?;
+    if wrapped_cli(&words).is_some() {
+        return None;
+    }
+    let subcommands: Vec<String> = words[1..]
+        .iter()
+        .take_while(|w| {
+            w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !w.starts_with('-')
+        })
+        .cloned()
+        .collect();
+    let flags: Vec<String> = words[1..]
+        .iter()
+        .filter(|w| {
+            w.len() > 1 && w.starts_with('-') && !w[1..].starts_with(|c: char| c.is_ascii_digit())
+        })
+        .map(|w| w.split('=').next().unwrap_or(w).to_string())
+        .collect();
+    (!flags.is_empty()).then_some((subcommands, flags))
+}
+
+/// The flags that a CLI's help text does not mention.
+pub fn unknown_flags(help: &str, flags: &[String]) -> Vec<String> {
+    let mentions = |flag: &str| {
+        help.match_indices(flag).any(|(i, _)| {
+            let before = help[..i].chars().next_back();
+            let after = help[i + flag.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    };
+    flags.iter().filter(|f| !mentions(f)).cloned().collect()
 }
 
 /// Finds `cli` as the OS would: a path when it holds a `/`, else the first
@@ -289,12 +419,37 @@ mod tests {
     fn placeholders_are_checked_and_filled() {
         assert!(validate("x --file {prompt_file} --model {model} {task_id} {workdir}").is_ok());
         assert!(validate("x --json '{\"a\":1}'").is_ok());
-        assert!(validate("x {prompt}").unwrap_err().contains("{prompt}"));
+        assert!(validate("x {prompts}").unwrap_err().contains("{prompts}"));
+        assert!(validate("x [ -m {model} ]").is_ok());
+        assert!(validate("x [ -m {model}")
+            .unwrap_err()
+            .contains("without its `]`"));
+        assert!(validate("x -m ]").unwrap_err().contains("without its `[`"));
+        assert!(validate("x [ [ ] ]").is_err());
         let v = Vars {
             prompt_file: "/tmp/p q.md",
+            prompt: "fix {model} in a.rs",
             task_id: 7,
             model: "gpt-5",
             workdir: "/w",
+        };
+        // The prompt is one argument, and text in it is not a placeholder.
+        assert_eq!(
+            render("h chat -q {prompt} [ -m {model} ]", &v).unwrap(),
+            ["h", "chat", "-q", "fix {model} in a.rs", "-m", "gpt-5"]
+        );
+        let no_model = Vars { model: "", ..v };
+        assert_eq!(
+            render("h chat -q {prompt} [ -m {model} ] -", &no_model).unwrap(),
+            ["h", "chat", "-q", "fix {model} in a.rs", "-"]
+        );
+        let v = Vars {
+            prompt: "",
+            ..no_model
+        };
+        let v = Vars {
+            model: "gpt-5",
+            ..v
         };
         assert_eq!(
             render(
@@ -313,6 +468,45 @@ mod tests {
                 "/w"
             ]
         );
+    }
+
+    #[test]
+    fn the_cli_of_a_shell_wrapper_is_the_program_it_runs() {
+        assert_eq!(cli_of("codex exec -").unwrap(), "codex");
+        assert_eq!(
+            cli_of(r#"sh -c 'exec hermes -z "$(cat)"'"#).unwrap(),
+            "hermes"
+        );
+        assert_eq!(
+            cli_of("/bin/bash -c 'FOO=1 exec /opt/bin/agent --x'").unwrap(),
+            "/opt/bin/agent"
+        );
+        assert_eq!(cli_of("sh script.sh").unwrap(), "sh");
+        assert_eq!(
+            cli_of("sh -c 'cd /repo && exec claude -p'").unwrap(),
+            "claude"
+        );
+        assert_eq!(cli_of("sh -c 'cd /repo; make'").unwrap(), "sh");
+    }
+
+    #[test]
+    fn flags_are_checked_against_the_help_text() {
+        let (sub, flags) =
+            flags_of("codex exec --skip-git-repo-check -s workspace-write [ -m {model} ] -")
+                .unwrap();
+        assert_eq!(sub, ["exec"]);
+        assert_eq!(flags, ["--skip-git-repo-check", "-s", "-m"]);
+        let help = "  -s, --sandbox <MODE>\n  -m, --model <MODEL>\n      --skip-git-repo-check\n";
+        assert!(unknown_flags(help, &flags).is_empty());
+        let old = ["--full-auto".to_string(), "--model".to_string()];
+        assert_eq!(unknown_flags(help, &old), ["--full-auto"]);
+        // A flag is a whole word of the help, not part of another.
+        assert_eq!(
+            unknown_flags("--sandboxed", &["--sandbox".into()]),
+            ["--sandbox"]
+        );
+        assert_eq!(flags_of("fake-agent.sh 4"), None);
+        assert_eq!(flags_of("sh -c 'exec x --y'"), None);
     }
 
     #[test]

@@ -33,6 +33,47 @@ pub struct LauncherConfig {
     /// was started (the unit's `WorkingDirectory`).
     pub workdir: PathBuf,
     pub path_var: Option<String>,
+    /// `AGENT_TIMEOUT_<SLUG>` per supported slug that sets one; the others
+    /// get [`DEFAULT_AGENT_TIMEOUT`].
+    pub agent_timeouts: HashMap<String, Duration>,
+    /// `AGENT_SILENCE_MINUTES`: an agent that writes nothing to stdout or
+    /// stderr for this long is ended.
+    pub silence: Duration,
+}
+
+impl LauncherConfig {
+    /// How long an agent of `slug` may run.
+    pub fn timeout_of(&self, slug: &str) -> Duration {
+        self.agent_timeouts
+            .get(slug)
+            .copied()
+            .unwrap_or(DEFAULT_AGENT_TIMEOUT)
+    }
+}
+
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+pub const DEFAULT_SILENCE: Duration = Duration::from_secs(15 * 60);
+
+/// A duration as operators write it: `90s`, `15m`, `2h`, or a bare number
+/// of minutes.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "m"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| *n > 0.0 && n.is_finite())?;
+    let secs = match unit {
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
 }
 
 pub const DEFAULT_SLOTS: usize = 2;
@@ -78,6 +119,7 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
 
     let mut agent_cmds = HashMap::new();
     let mut auth_checks = HashMap::new();
+    let mut agent_timeouts = HashMap::new();
     for slug in &slugs {
         let var = env_name("AGENT_CMD_", slug);
         if let Some(cmd) = env(&var) {
@@ -88,7 +130,20 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         if let Some(cmd) = env(&var) {
             auth_checks.insert(slug.clone(), cmd);
         }
+        let var = env_name("AGENT_TIMEOUT_", slug);
+        if let Some(t) = env(&var) {
+            let d = parse_duration(&t).ok_or(format!(
+                "{var} must be a duration such as 90s, 30m or 2h (a bare number is minutes), got {t:?}"
+            ))?;
+            agent_timeouts.insert(slug.clone(), d);
+        }
     }
+    let silence = match env("AGENT_SILENCE_MINUTES") {
+        None => DEFAULT_SILENCE,
+        Some(t) => parse_duration(&t).ok_or(format!(
+            "AGENT_SILENCE_MINUTES must be a number of minutes (or a duration such as 90s), got {t:?}"
+        ))?,
+    };
 
     let slots = match env("OPS_LAUNCHER_SLOTS") {
         None => DEFAULT_SLOTS,
@@ -132,6 +187,8 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         models,
         agent_cmds,
         auth_checks,
+        agent_timeouts,
+        silence,
         slots,
         log_dir,
         log_file: env("OPS_LAUNCHER_LOG_FILE").map(PathBuf::from),
@@ -244,7 +301,7 @@ mod tests {
         assert!(err(&[("SUPPORTED_AGENT_SLUGS", " , ")]).contains("empty"));
         assert!(err(&[("SUPPORTED_AGENT_SLUGS", "a b")]).contains("\"a b\""));
         assert!(err(&[("AGENT_CMD_CODEX", "codex 'oops")]).contains("AGENT_CMD_CODEX"));
-        assert!(err(&[("AGENT_CMD_CODEX", "codex {prompt}")]).contains("{prompt}"));
+        assert!(err(&[("AGENT_CMD_CODEX", "codex {prompts}")]).contains("{prompt}"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "0")]).contains("OPS_LAUNCHER_SLOTS"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "two")]).contains("OPS_LAUNCHER_SLOTS"));
         assert!(err(&[("OPS_LAUNCHER_HEARTBEAT_SECONDS", "0")])

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod caps;
+pub mod clis;
 pub mod command;
 pub mod config;
 pub mod logging;
@@ -472,6 +473,8 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         final_report: None,
         abandoned: false,
         supervised: false,
+        ended_by: None,
+        term_sent_at_ms: None,
     };
     let mut child = None;
     match prepare(ctx, &c, &mut st, prompt, model) {
@@ -616,13 +619,24 @@ fn prepare(
         .map_err(|e| setup_error(format!("{} {e}: {template:?}", source.describe(&c.slug))))?;
     let vars = command::Vars {
         prompt_file: &st.prompt_path.display().to_string(),
+        prompt,
         task_id: st.task_id,
         model,
         workdir: &ctx.cfg.workdir.display().to_string(),
     };
     let mut argv = command::render(&template, &vars).map_err(setup_error)?;
-    st.cli = argv[0].clone();
-    st.command = argv.clone();
+    // What logs and evidence show: the prompt is in the task already.
+    st.command = command::render(
+        &template,
+        &command::Vars {
+            prompt: "{prompt}",
+            ..vars
+        },
+    )
+    .map_err(setup_error)?;
+    // The agent's CLI (inside a shell wrapper too) must exist here.
+    st.cli = command::cli_of(&template).map_err(setup_error)?;
+    command::resolve_cli(&st.cli, ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
     let resolved =
         command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
     argv[0] = resolved.display().to_string();

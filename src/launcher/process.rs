@@ -124,6 +124,44 @@ pub fn tail(path: &Path, max: u64) -> String {
     text
 }
 
+/// `text` without terminal escape sequences (colours, cursor moves,
+/// titles): agents' logs are read as plain text, in comments and evidence.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters and intermediates, then one final byte.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: up to BEL or ESC \.
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            // A two-character escape (ESC 7, ESC =, ...).
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Bytes `[from, from+max)` of a file (fewer at its end), and the file's
 /// current length.
 pub fn read_range(path: &Path, from: u64, max: usize) -> std::io::Result<(Vec<u8>, u64)> {
@@ -166,28 +204,51 @@ pub fn signal_name(sig: i32) -> String {
 /// Runs `sh -c <cmd>` with no input and output, and tells whether it
 /// succeeded within `timeout` (killing it when it did not).
 pub fn check_command(cmd: &str, timeout: Duration) -> Result<(), String> {
+    run_shell(cmd, timeout).map(drop)
+}
+
+/// Runs `sh -c cmd` with no input and a deadline; its output (stdout and
+/// stderr) when it succeeds, else why it did not.
+pub fn run_shell(cmd: &str, timeout: Duration) -> Result<String, String> {
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(cmd)
+        .arg(format!("{cmd} 2>&1"))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run sh: {e}"))?;
+    // Read on the side, so that a talkative command cannot fill the pipe
+    // and stall.
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
     let deadline = std::time::Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => return Err(format!("exited with {st}")),
+            Ok(Some(st)) => break st,
             Ok(None) if std::time::Instant::now() >= deadline => {
-                let _ = child.kill();
+                // The whole group: a CLI may have started helpers.
+                // SAFETY: kill(2) on the process group we created.
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
                 let _ = child.wait();
                 return Err(format!("timed out after {} s", timeout.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => return Err(e.to_string()),
         }
+    };
+    let out = reader.join().unwrap_or_default();
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(format!("exited with {status}"))
     }
 }
 
@@ -242,6 +303,15 @@ mod tests {
         ] {
             assert!(!launcher_only(name), "{name}");
         }
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped() {
+        assert_eq!(
+            strip_ansi("\u{1b}[0m\u{1b}[90m~/x\u{1b}[39m done \u{1b}]0;title\u{7}ok\u{1b}=."),
+            "~/x done ok."
+        );
+        assert_eq!(strip_ansi("plain — texto"), "plain — texto");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::api::ApiError;
-use super::process::{alive, read_range, signal_name, tail};
+use super::clis;
+use super::process::{alive, read_range, signal_name, strip_ansi, tail};
 use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
 use super::Ctx;
@@ -31,6 +32,9 @@ const OUTPUT_EVERY: Duration = Duration::from_secs(3);
 const EVIDENCE_TAIL: u64 = 4 * 1024;
 /// How often a running agent is looked at.
 const POLL: Duration = Duration::from_millis(500);
+/// An agent ended for its timeout or silence gets this long after TERM to
+/// finish before KILL.
+const KILL_GRACE_MS: i64 = 10_000;
 /// A supervisor writes its record within moments of its start; a run with
 /// neither a pid nor a record after this long never started.
 const START_GRACE_MS: i64 = 5_000;
@@ -52,6 +56,9 @@ pub struct Runner {
     last_output: Option<Instant>,
     /// The stdout log could not be read (e.g. rotated away): said once.
     log_unreadable: bool,
+    /// Bytes in both logs when last looked at, and when that changed: how
+    /// long the agent has been silent.
+    activity: (u64, Instant),
 }
 
 /// What became of one report.
@@ -70,6 +77,7 @@ impl Runner {
             child,
             last_output: None,
             log_unreadable: false,
+            activity: (0, Instant::now()),
         }
     }
 
@@ -78,6 +86,7 @@ impl Runner {
         let mut backoff = Duration::from_secs(1);
         loop {
             self.observe();
+            self.enforce_limits();
             match self.step() {
                 Ok(true) => {
                     // The prompt is in the task; the logs stay for operators.
@@ -258,6 +267,50 @@ impl Runner {
         }
     }
 
+    /// Ends an agent that has run longer than its timeout or written
+    /// nothing for the silence limit: TERM to the run's process group,
+    /// KILL if it is still there [`KILL_GRACE_MS`] later. The run then
+    /// fails with the reason as its signature, and its slot is freed.
+    fn enforce_limits(&mut self) {
+        if self.st.ending.is_some() {
+            return;
+        }
+        let Some(group) = self.st.pid else {
+            return;
+        };
+        let now = now_ms();
+        if let Some(sent) = self.st.term_sent_at_ms {
+            if now - sent >= KILL_GRACE_MS {
+                signal_group(group, libc::SIGKILL);
+            }
+            return;
+        }
+        let size = [&self.st.log_path, &self.st.err_log_path]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum::<u64>();
+        if size != self.activity.0 {
+            self.activity = (size, Instant::now());
+        }
+        let cfg = &self.ctx.cfg;
+        let timeout = cfg.timeout_of(&self.st.agent_slug);
+        let why = if now - self.st.started_at_ms >= timeout.as_millis() as i64 {
+            format!("agent timed out after {}", human(timeout))
+        } else if self.activity.1.elapsed() >= cfg.silence {
+            format!("agent silent for {}", human(cfg.silence))
+        } else {
+            return;
+        };
+        log::warn!(
+            "task {}: {why}: ending its process group {group}",
+            self.st.task_id
+        );
+        self.st.ended_by = Some(why);
+        self.st.term_sent_at_ms = Some(now);
+        self.persist();
+        signal_group(group, libc::SIGTERM);
+    }
+
     /// Sends what is due. `Ok(true)` when nothing is left to do.
     fn step(&mut self) -> Result<bool, ApiError> {
         let id = self.st.task_id;
@@ -358,7 +411,7 @@ impl Runner {
                 }
             }
             let n = bytes.len() as u64;
-            let chunk = String::from_utf8_lossy(&bytes).into_owned();
+            let chunk = strip_ansi(&String::from_utf8_lossy(&bytes));
             match self.send("output", json!({ "chunk": chunk }))? {
                 Sent::Acked => {}
                 Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
@@ -413,6 +466,27 @@ fn code_text(code: Option<i32>) -> String {
     code.map(|c| c.to_string()).unwrap_or_else(|| "null".into())
 }
 
+/// Sends `sig` to the process group led by `group`.
+fn signal_group(group: u32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals that process group; the
+    // group is the one the launcher created for the run.
+    unsafe {
+        libc::kill(-(group as i32), sig);
+    }
+}
+
+/// `2 h`, `15 min`, `90 s`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{} h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
 /// How a supervised agent ended, once its supervisor knows.
 fn outcome(r: &Record) -> Option<Ending> {
     if let Some(reason) = &r.exec_error {
@@ -431,8 +505,8 @@ fn outcome(r: &Record) -> Option<Ending> {
 /// The report that closes a run, decided from how the process ended and
 /// what its logs hold.
 pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
-    let out_tail = tail(&st.log_path, EVIDENCE_TAIL);
-    let err_tail = tail(&st.err_log_path, EVIDENCE_TAIL);
+    let out_tail = strip_ansi(&tail(&st.log_path, EVIDENCE_TAIL));
+    let err_tail = strip_ansi(&tail(&st.err_log_path, EVIDENCE_TAIL));
     let evidence = format!(
         "$ {}\n--- {} (tail) ---\n{}\n--- {} (tail) ---\n{}",
         st.command.join(" "),
@@ -477,6 +551,13 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             evidence,
         );
     }
+    if let Some(why) = &st.ended_by {
+        return failed(
+            why.clone(),
+            format!("{why}: the launcher ended {} (TERM, then KILL)", st.cli),
+            evidence,
+        );
+    }
     // A wrapper that could not find a program it calls: the agent may even
     // exit 0, but the work did not happen.
     let err_scan = tail(&st.err_log_path, 64 * 1024);
@@ -508,7 +589,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         ),
         Ending::Exited { code: Some(0), .. } => FinalReport {
             kind: "finished".into(),
-            body: json!({ "exit_code": 0, "signal": null, "output": tail(&st.log_path, OUTPUT_TAIL) }),
+            body: json!({ "exit_code": 0, "signal": null, "output": strip_ansi(&tail(&st.log_path, OUTPUT_TAIL)) }),
         },
         Ending::Exited {
             code,
@@ -522,14 +603,17 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                 sig.clone().unwrap_or_else(|| "null".into())
             );
             let secs = (at_ms - st.started_at_ms).max(0) / 1000;
-            failed(
-                signature.clone(),
-                format!("{signature} after {secs} s running {}", st.cli),
-                evidence,
-            )
+            // The CLI said it is not logged in: that is the reason to act on.
+            let logged_out = clis::logged_out_in(&st.agent_slug, &format!("{err_tail}\n{out_tail}"));
+            let reason = if logged_out {
+                format!("not logged in: {} ({signature} after {secs} s)", st.cli)
+            } else {
+                format!("{signature} after {secs} s running {}", st.cli)
+            };
+            failed(signature, reason, evidence)
         }
         Ending::Vanished { .. } => {
-            let output = tail(&st.log_path, OUTPUT_TAIL);
+            let output = strip_ansi(&tail(&st.log_path, OUTPUT_TAIL));
             let note = format!(
                 "exit code unknown: the agent (pid {}) ended while no launcher was watching it (launcher \
                  restarted); outcome judged from its logs",
@@ -587,6 +671,8 @@ mod tests {
             final_report: None,
             abandoned: false,
             supervised: false,
+            ended_by: None,
+            term_sent_at_ms: None,
         }
     }
 

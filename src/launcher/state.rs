@@ -46,6 +46,14 @@ pub struct TaskState {
     /// launcher that dies at any point leaves a trace of every run.
     #[serde(default)]
     pub supervised: bool,
+    /// Why the launcher ended the agent (its run timeout, its silence):
+    /// the failure signature of the run.
+    #[serde(default)]
+    pub ended_by: Option<String>,
+    /// When the launcher sent TERM to the run's process group; KILL
+    /// follows if it is still there a little later.
+    #[serde(default)]
+    pub term_sent_at_ms: Option<i64>,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -172,6 +180,8 @@ mod tests {
             final_report: None,
             abandoned: false,
             supervised: true,
+            ended_by: None,
+            term_sent_at_ms: None,
         };
         let path = st.path_in(dir.path());
         assert!(st

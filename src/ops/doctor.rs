@@ -1,6 +1,9 @@
 //! `ops-center doctor`: for each slug of `SUPPORTED_AGENT_SLUGS`, resolve
-//! its command the way the launcher would and check that the CLI exists
-//! and is executable.
+//! its command the way the launcher would, then prove the runtime can run:
+//! the CLI (inside a `sh -c` wrapper too) exists and is executable, every
+//! flag of the command appears in the installed CLI's `--help`, and its
+//! logged-in check passes (`AGENT_AUTH_CHECK_<SLUG>`, or the built-in one
+//! of a known CLI).
 //!
 //! With `OPS_API_BASE` and `OPS_SERVICE_TOKEN` set it also reads the
 //! agents' `launch_command` from OPS, which wins over `AGENT_CMD_<SLUG>`
@@ -13,11 +16,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::launcher::api::Api;
+use crate::launcher::caps::not_logged_in;
+use crate::launcher::clis;
 use crate::launcher::command::{self, env_name};
 use crate::launcher::config::parse_slugs;
-use crate::launcher::process::check_command;
+use crate::launcher::process::{check_command, run_shell};
 
 pub fn main(args: &[String]) -> ExitCode {
+    if matches!(args.first().map(String::as_str), Some("--help" | "-h")) {
+        println!("{}", help());
+        return ExitCode::SUCCESS;
+    }
     if let Some(a) = args.first() {
         eprintln!("ops-center doctor: takes no arguments (got {a:?}); it reads SUPPORTED_AGENT_SLUGS and AGENT_CMD_*");
         return ExitCode::from(2);
@@ -78,7 +87,7 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
     }
 
     let path_var = env("PATH");
-    let mut missing = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for slug in &slugs {
         let env_cmds: HashMap<String, String> = env(&env_name("AGENT_CMD_", slug))
             .map(|c| (slug.clone(), c))
@@ -91,7 +100,7 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                 "[doctor] MISSING {slug}: (no command) set {} or the agent's launch_command in OPS",
                 env_name("AGENT_CMD_", slug)
             );
-            missing.push(slug.clone());
+            failed.push(format!("{slug} (missing)"));
             continue;
         };
         let checked = command::validate(&template).and_then(|()| command::cli_of(&template));
@@ -103,46 +112,103 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                     "[doctor] MISSING {slug}: (bad command) {} {e}",
                     source.describe(slug)
                 );
-                missing.push(slug.clone());
+                failed.push(format!("{slug} (bad command)"));
                 continue;
             }
         };
-        match command::resolve_cli(&cli, path_var.as_deref()) {
-            Ok(path) => {
-                let _ = writeln!(out, "[doctor] OK {slug}: {}", path.display());
-                if let Some(check) = env(&env_name("AGENT_AUTH_CHECK_", slug)) {
-                    if let Err(e) = check_command(&check, Duration::from_secs(20)) {
-                        let _ = writeln!(
-                            out,
-                            "[doctor] WARN {slug}: not logged in: {} {e}; the launcher will not advertise it",
-                            env_name("AGENT_AUTH_CHECK_", slug)
-                        );
-                    }
-                }
-            }
+        let path = match command::resolve_cli(&cli, path_var.as_deref()) {
+            Ok(path) => path,
             Err(why) => {
                 let _ = writeln!(
                     out,
                     "[doctor] MISSING {slug}: {cli} ({why}; from {})",
                     source.describe(slug)
                 );
-                missing.push(slug.clone());
+                failed.push(format!("{slug} (missing)"));
+                continue;
+            }
+        };
+        let _ = writeln!(out, "[doctor] OK {slug}: {}", path.display());
+        if let Some(rejected) = rejected_flags(&template, &path) {
+            let _ = writeln!(
+                out,
+                "[doctor] REJECTED {slug}: {} not accepted by this {cli} (not in its --help; from {}): {template}",
+                rejected.join(" "),
+                source.describe(slug)
+            );
+            failed.push(format!("{slug} (rejected flags)"));
+            continue;
+        }
+        let configured = env(&env_name("AGENT_AUTH_CHECK_", slug));
+        if let Some(check) = clis::auth_check(configured.as_deref(), slug, &cli, &path) {
+            if let Err(e) = check_command(&check, AUTH_TIMEOUT) {
+                let _ = writeln!(
+                    out,
+                    "[doctor] NOT LOGGED IN {slug}: {}",
+                    not_logged_in(slug, &cli, &check, &e)
+                );
+                failed.push(format!("{slug} (not logged in)"));
             }
         }
     }
-    if missing.is_empty() {
+    if failed.is_empty() {
         let _ = writeln!(out, "[doctor] PASS all runtimes available.");
         true
     } else {
         let _ = writeln!(
             out,
-            "[doctor] FAIL {} of {} runtimes missing: {}. Install the missing CLI before enabling dispatch.",
-            missing.len(),
+            "[doctor] FAIL {} of {} runtimes cannot run: {}. Install, fix or log in the CLI before enabling dispatch.",
+            failed.len(),
             slugs.len(),
-            missing.join(", ")
+            failed.join(", ")
         );
         false
     }
+}
+
+fn help() -> String {
+    let mut text = String::from(
+        "usage: ops-center doctor\n\n\
+         For each slug of SUPPORTED_AGENT_SLUGS: resolves its command (the agent's launch_command in OPS\n\
+         when OPS_API_BASE and OPS_SERVICE_TOKEN are set, else AGENT_CMD_<SLUG>, else the built-in one),\n\
+         then prints one line per check: OK <slug>: <path>, MISSING (the CLI is not installed),\n\
+         REJECTED <flags> (the installed CLI's --help does not know them), NOT LOGGED IN (its logged-in\n\
+         check fails: AGENT_AUTH_CHECK_<SLUG>, or the built-in one; AGENT_AUTH_CHECK_<SLUG>=none turns it\n\
+         off). Ends with \"[doctor] PASS all runtimes available.\" (exit 0) or a FAIL line (exit 1).\n\n\
+         Built-in commands and checks, and the releases they were checked against:\n",
+    );
+    for k in clis::KNOWN {
+        text.push_str(&format!(
+            "  {:<11} {}\n              logged in: {}\n              checked with {}\n",
+            k.slug, k.command, k.auth_check, k.checked
+        ));
+    }
+    text.push_str(
+        "\nOverride a command with AGENT_CMD_<SLUG> or the agent's launch_command; `[ -m {model} ]` is left\n\
+         out when the task has no model, {prompt} is the prompt as one argument.",
+    );
+    text
+}
+
+/// How long a logged-in check or a `--help` may take.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The flags of `template` that the installed CLI's `--help` (of the
+/// template's subcommand) does not mention; `None` when all are there or
+/// nothing can be checked (no flags, a shell wrapper, a CLI whose help
+/// fails).
+fn rejected_flags(template: &str, cli: &std::path::Path) -> Option<Vec<String>> {
+    let (subcommands, flags) = command::flags_of(template)?;
+    let quote = |w: &str| format!("'{}'", w.replace('\'', "'\\''"));
+    let mut help_cmd = quote(&cli.display().to_string());
+    for s in &subcommands {
+        help_cmd.push(' ');
+        help_cmd.push_str(&quote(s));
+    }
+    help_cmd.push_str(" --help </dev/null");
+    let help = run_shell(&help_cmd, AUTH_TIMEOUT).ok()?;
+    let unknown = command::unknown_flags(&help, &flags);
+    (!unknown.is_empty()).then_some(unknown)
 }
 
 #[cfg(test)]
@@ -167,7 +233,7 @@ mod tests {
         let (ok, text) = doctor(&[
             ("SUPPORTED_AGENT_SLUGS", "codex,hermes"),
             ("AGENT_CMD_CODEX", "sh -c 'echo hi'"),
-            ("AGENT_CMD_HERMES", "/bin/true --x {prompt_file}"),
+            ("AGENT_CMD_HERMES", "/bin/true {prompt_file}"),
             ("PATH", "/usr/bin:/bin"),
         ]);
         assert!(ok, "{text}");
@@ -197,7 +263,33 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("[doctor] FAIL 2 of 2 runtimes missing: codex, newbie."),
+            text.contains(
+                "[doctor] FAIL 2 of 2 runtimes cannot run: codex (missing), newbie (missing)."
+            ),
+            "{text}"
+        );
+
+        // A flag the installed CLI does not know, and a CLI that is not
+        // logged in, are failures too.
+        let (ok, text) = doctor(&[
+            ("SUPPORTED_AGENT_SLUGS", "codex,claudecode"),
+            ("AGENT_CMD_CODEX", "/bin/ls --no-such-flag {prompt_file}"),
+            ("AGENT_CMD_CLAUDECODE", "/bin/true"),
+            ("AGENT_AUTH_CHECK_CLAUDECODE", "exit 1"),
+            ("PATH", "/usr/bin:/bin"),
+        ]);
+        assert!(!ok);
+        assert!(
+            text.contains("[doctor] REJECTED codex: --no-such-flag not accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[doctor] NOT LOGGED IN claudecode: not logged in: /bin/true"),
+            "{text}"
+        );
+        assert!(text.contains("log in with: claude auth login"), "{text}");
+        assert!(
+            text.contains("FAIL 2 of 2 runtimes cannot run: codex (rejected flags), claudecode (not logged in)"),
             "{text}"
         );
 

@@ -32,7 +32,8 @@ fn doctor_passes_when_every_runtime_exists_and_fails_naming_the_missing_one() {
         &[
             ("SUPPORTED_AGENT_SLUGS", "opencode,codex"),
             ("AGENT_CMD_OPENCODE", &ok),
-            ("AGENT_CMD_CODEX", "sh -c 'codex'"),
+            // A shell wrapper is checked for the program it runs.
+            ("AGENT_CMD_CODEX", "sh -c 'exec cat'"),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -40,9 +41,25 @@ fn doctor_passes_when_every_runtime_exists_and_fails_naming_the_missing_one() {
         text.contains(&format!("[doctor] OK opencode: {ok}\n")),
         "{text}"
     );
-    assert!(text.contains("[doctor] OK codex: /"), "{text}");
+    assert!(
+        text.contains("[doctor] OK codex: /") && text.contains("/cat\n"),
+        "{text}"
+    );
     assert!(
         text.contains("[doctor] PASS all runtimes available.\n"),
+        "{text}"
+    );
+
+    let (out, text) = run(
+        &["doctor"],
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", "sh -c 'exec no-such-codex-cli exec -'"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[doctor] MISSING codex: no-such-codex-cli (not found in PATH"),
         "{text}"
     );
 
@@ -61,7 +78,7 @@ fn doctor_passes_when_every_runtime_exists_and_fails_naming_the_missing_one() {
         "{text}"
     );
     assert!(
-        text.contains("[doctor] FAIL 1 of 2 runtimes missing: hermes."),
+        text.contains("[doctor] FAIL 1 of 2 runtimes cannot run: hermes (missing)."),
         "{text}"
     );
     assert!(!text.contains("PASS"), "{text}");
