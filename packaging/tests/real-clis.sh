@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Contract test against the real agent CLIs: installs the current releases
+# of opencode, Claude Code and codex (npm) and Hermes (PyPI) into a
+# temporary prefix, none of them logged in, and checks that
+#   - doctor rejects none of the built-in command lines and reports each
+#     CLI NOT LOGGED IN (so it FAILs), never PASS;
+#   - a launcher reports the logged-out CLIs not usable, with the reason,
+#     and claims no task for them (health names them);
+#   - Hermes with a dummy provider key is claimed, fails, and its task ends
+#     blocked, not in review;
+#   - Claude Code run anyway (its check turned off) ends blocked with a
+#     blocked_reason that says it is not logged in;
+#   - no task waits past 120 s.
+# When a registry cannot be reached it says SKIPPED and exits 0; it never
+# passes without having run. Usage: packaging/tests/real-clis.sh [BIN]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bin=${1:-target/debug/ops-center}
+if [ ! -x "$bin" ]; then
+    cargo build --quiet --bin ops-center
+    bin=target/debug/ops-center
+fi
+bin=$(realpath "$bin")
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    # Agents run in process groups of their own, under supervisors started
+    # from this binary: end whatever is left.
+    for p in $(pgrep -f "$work" || true); do
+        kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say() { echo "real-clis: $*"; }
+for tool in curl jq npm python3; do
+    command -v "$tool" >/dev/null 2>&1 || { say "FAILED: $tool is needed"; exit 1; }
+done
+fail() { say "FAILED: $*"; [ -f "$work/launcher.log" ] && tail -n 40 "$work/launcher.log"; exit 1; }
+
+say "installing the current releases into $work"
+if ! npm install --prefix "$work/npm" --no-audit --no-fund --no-package-lock --loglevel=error \
+    opencode-ai @anthropic-ai/claude-code @openai/codex >"$work/npm.log" 2>&1; then
+    if ! npm view opencode-ai version >/dev/null 2>&1; then
+        say "SKIPPED: the npm registry cannot be reached"
+        exit 0
+    fi
+    cat "$work/npm.log"
+    fail "npm install failed"
+fi
+if ! { python3 -m venv "$work/venv" && "$work/venv/bin/pip" install -q hermes-agent >"$work/pip.log" 2>&1; }; then
+    if ! python3 -m pip download --no-deps -q -d "$work/probe" hermes-agent >/dev/null 2>&1; then
+        say "SKIPPED: PyPI cannot be reached"
+        exit 0
+    fi
+    cat "$work/pip.log"
+    fail "pip install hermes-agent failed"
+fi
+export PATH="$work/npm/node_modules/.bin:$work/venv/bin:$PATH"
+# A home of their own: no login, no configuration.
+export HOME="$work/home"
+mkdir -p "$HOME"
+for v in "opencode --version" "claude --version" "codex --version" "hermes --version"; do
+    say "$v: $($v 2>&1 | head -n 1)"
+done
+unset OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_KEY
+
+say "doctor"
+set +e
+SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes "$bin" doctor >"$work/doctor.txt" 2>&1
+rc=$?
+set -e
+cat "$work/doctor.txt"
+[ "$rc" = 1 ] || fail "doctor exited $rc, expected 1 with no CLI logged in"
+if grep -q REJECTED "$work/doctor.txt"; then fail "a built-in command line is rejected by its CLI"; fi
+for slug in opencode claudecode codex hermes; do
+    grep -q "^\[doctor\] NOT LOGGED IN $slug: " "$work/doctor.txt" || fail "doctor did not find $slug logged out"
+done
+
+token=real-clis-service-token-0123456789abcdef
+OPS_SERVICE_TOKEN=$token OPS_ADMIN_USER=admin OPS_ADMIN_PASSWORD=real-clis-admin-pw "$bin" serve --bind 127.0.0.1:0 \
+    --db "$work/ops.db" >"$work/server.out" 2>"$work/server.log" &
+pids+=($!)
+for _ in $(seq 100); do
+    grep -q '^listening on ' "$work/server.out" && break
+    sleep 0.1
+done
+api="$(sed -n 's/^listening on \(http:\/\/.*\)$/\1/p' "$work/server.out")/api"
+[ "$api" != /api ] || fail "the server did not start: $(cat "$work/server.log")"
+call() { curl -sS -H "X-OPS-Service-Token: $token" -H 'Content-Type: application/json' "$@"; }
+call -X PUT -d '{"value":"true"}' "$api/settings/dispatch_enabled" >/dev/null
+task_for() {
+    local agent_id
+    agent_id=$(call "$api/agents" | jq -r --arg s "$1" '.agents[] | select(.slug == $s) | .id')
+    local id
+    id=$(call -X POST -d "{\"title\":\"contract $1\",\"description\":\"Say hello.\",\"execution\":\"interactive\",\"agent_id\":$agent_id}" "$api/tasks" | jq -r .id)
+    call -X POST "$api/tasks/$id/dispatch" >/dev/null
+    echo "$id"
+}
+launcher() {
+    env OPS_API_BASE="$api" OPS_SERVICE_TOKEN="$token" OPS_LAUNCHER_LOG_DIR="$work/logs" \
+        OPS_LAUNCHER_LOG_FILE="$work/launcher.log" OPS_LAUNCHER_HEARTBEAT_SECONDS=2 OPS_LAUNCHER_POLL_SECONDS=1 \
+        AGENT_SILENCE_MINUTES=60s AGENT_TIMEOUT_OPENCODE=100s AGENT_TIMEOUT_CODEX=100s \
+        AGENT_TIMEOUT_CLAUDECODE=100s AGENT_TIMEOUT_HERMES=100s "$@" "$bin" launcher &
+    pids+=($!)
+}
+wait_blocked() {
+    local id=$1 t status
+    for _ in $(seq 120); do
+        t=$(call "$api/tasks/$id")
+        status=$(jq -r .status <<<"$t")
+        case "$status" in
+            waiting) jq -r '"task \(.id) (\(.agent)): waiting, blocked=\(.blocked): \(.blocked_reason)"' <<<"$t"; return 0 ;;
+            review|done) fail "task $id ended in $status: $(jq -r .dispatch_output <<<"$t")" ;;
+        esac
+        sleep 1
+    done
+    fail "task $id still $status after 120 s"
+}
+
+say "launcher with the built-in logged-in checks (Hermes has a dummy provider key)"
+# Hermes keeps a key it has seen in its own credential pool: give it one
+# there, not in the launcher's environment, where opencode would count it
+# as a provider key of its own.
+OPENROUTER_API_KEY=dummy-key-for-the-contract-test hermes auth list >/dev/null 2>&1
+hermes auth list 2>&1 | grep -q credential || fail "hermes did not keep the dummy provider key"
+ids=()
+for slug in opencode claudecode codex; do ids+=("$(task_for "$slug")"); done
+hermes_task=$(task_for hermes)
+launcher SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes
+wait_blocked "$hermes_task"
+health=$(call "$api/dispatch/health")
+for slug in opencode claudecode codex; do
+    jq -e --arg s "$slug" '.workers[0].agents[] | select(.slug == $s) | .available and (.authenticated | not) and (.reason | startswith("not logged in"))' \
+        <<<"$health" >/dev/null || fail "$slug is not reported installed-but-logged-out: $(jq -c .workers[0].agents <<<"$health")"
+done
+jq -r '.warnings[]' <<<"$health"
+for id in "${ids[@]}"; do
+    [ "$(call "$api/tasks/$id" | jq -r .status)" = queued ] || fail "task $id of a logged-out CLI was claimed"
+done
+kill "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+
+say "Claude Code run with its check turned off"
+launcher SUPPORTED_AGENT_SLUGS=claudecode AGENT_AUTH_CHECK_CLAUDECODE=none
+claude_task=${ids[1]}
+wait_blocked "$claude_task"
+call "$api/tasks/$claude_task" | jq -e '.blocked_reason | startswith("not logged in: claude")' >/dev/null \
+    || fail "claude's blocked_reason does not say it is not logged in"
+
+say "PASSED: doctor, logged-out CLIs, Hermes with a dummy key and Claude Code behaved as the contract says"
