@@ -12,6 +12,7 @@ mod durability;
 mod invariants;
 mod launcher;
 mod operator;
+mod replication;
 mod storage;
 mod tasks;
 mod ui;
