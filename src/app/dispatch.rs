@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
-use crate::domain::model_filter::model_matches;
+use crate::domain::model_filter;
 use crate::domain::settings::{validate_token, Settings};
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
@@ -188,15 +188,57 @@ pub struct ClaimRequest {
     pub workspace_id: Option<i64>,
 }
 
+/// What a claim hands out. Built inside the claim's transaction, turned
+/// into JSON by the HTTP layer outside it: the writer thread only decides.
+pub enum ClaimOutcome {
+    Claimed {
+        task: Box<Task>,
+        agent_slug: String,
+        launch_command: Option<String>,
+        /// The task's model, else the agent's.
+        model: Option<String>,
+        claim_token: String,
+        reconciled: usize,
+    },
+    /// No task; `reason` is one of the documented codes.
+    Nothing {
+        reason: &'static str,
+        reconciled: usize,
+    },
+}
+
+impl ClaimOutcome {
+    pub fn to_json(&self) -> Value {
+        match self {
+            ClaimOutcome::Claimed {
+                task,
+                agent_slug,
+                launch_command,
+                model,
+                claim_token,
+                reconciled,
+            } => json!({
+                "task": task.to_json(),
+                "agent": {"slug": agent_slug, "launch_command": launch_command, "model": model},
+                "claim_token": claim_token,
+                "reconciled": reconciled,
+            }),
+            ClaimOutcome::Nothing { reason, reconciled } => {
+                json!({"task": null, "reason": reason, "reconciled": reconciled})
+            }
+        }
+    }
+}
+
 /// `POST|GET /api/dispatch/next`: one write transaction that reconciles
 /// stale claims, then hands the best matching task to this worker.
-pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
+pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome> {
     who.require_service("claiming tasks")?;
     db.write(move |conn| {
         let now = now_ms();
         let settings = crate::store::settings::load(conn)?;
         let reconciled = reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len();
-        let none = |reason: &str| Ok(json!({"task": null, "reason": reason, "reconciled": reconciled}));
+        let none = |reason: &'static str| Ok(ClaimOutcome::Nothing { reason, reconciled });
         if !settings.dispatch_enabled {
             return none("dispatch_disabled");
         }
@@ -215,7 +257,7 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
             return none("no_usable_agents");
         }
         let workspace = req.workspace_id.or(hb.workspace_id);
-        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, |m| model_matches(&hb.models, m))? else {
+        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, &model_filter::rules(&hb.models))? else {
             return none("no_task");
         };
         let agent = agents::require(conn, t.agent_id.expect("claimable tasks have an agent"))?;
@@ -235,13 +277,15 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<Value> {
         transition(conn, &mut t, Status::Dispatching, "dispatch.claimed", &actor, payload, now)?;
         tasks::save_claim(conn, &t, now)?;
         t.updated_at = now;
-        let model = t.model.clone().or(agent.model.clone());
-        Ok(json!({
-            "task": t.to_json(),
-            "agent": {"slug": agent.slug, "launch_command": agent.launch_command, "model": model},
-            "claim_token": token,
-            "reconciled": reconciled,
-        }))
+        let model = t.model.clone().or(agent.model);
+        Ok(ClaimOutcome::Claimed {
+            task: Box::new(t),
+            agent_slug: agent.slug,
+            launch_command: agent.launch_command,
+            model,
+            claim_token: token,
+            reconciled,
+        })
     })
 }
 

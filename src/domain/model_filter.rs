@@ -9,24 +9,48 @@ pub fn model_matches(filter: &[String], model: Option<&str>) -> bool {
     let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
         return true;
     };
-    let entries: Vec<&str> = filter
+    let rules = rules(filter);
+    rules.is_empty() || rules.iter().any(|r| r.matches(model))
+}
+
+/// One entry of a filter. The claim query applies the same rules in SQL
+/// (`store::tasks::next_claimable`), so that tasks a worker cannot run cost
+/// an index step each, not a query each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// `stem*`: the label, lowercased, starts with `stem` (lowercase) or
+    /// with `local-` and `stem`.
+    Family(String),
+    /// An entry without `*`: the label, trimmed, is exactly this.
+    Exact(String),
+}
+
+impl Rule {
+    fn matches(&self, model: &str) -> bool {
+        match self {
+            Rule::Family(stem) => {
+                let model = model.to_ascii_lowercase();
+                model.starts_with(stem.as_str())
+                    || model
+                        .strip_prefix("local-")
+                        .is_some_and(|bare| bare.starts_with(stem.as_str()))
+            }
+            Rule::Exact(label) => model == label,
+        }
+    }
+}
+
+/// The rules of a filter; none means every model passes.
+pub fn rules(filter: &[String]) -> Vec<Rule> {
+    filter
         .iter()
         .map(|e| e.trim())
         .filter(|e| !e.is_empty())
-        .collect();
-    entries.is_empty() || entries.iter().any(|e| entry_matches(e, model))
-}
-
-fn entry_matches(entry: &str, model: &str) -> bool {
-    match entry.strip_suffix('*') {
-        Some(stem) => {
-            let stem = stem.to_ascii_lowercase();
-            let model = model.to_ascii_lowercase();
-            let bare = model.strip_prefix("local-").unwrap_or(&model);
-            bare.starts_with(&stem) || model.starts_with(&stem)
-        }
-        None => entry == model,
-    }
+        .map(|e| match e.strip_suffix('*') {
+            Some(stem) => Rule::Family(stem.to_ascii_lowercase()),
+            None => Rule::Exact(e.to_string()),
+        })
+        .collect()
 }
 
 /// Splits a comma-separated `SUPPORTED_MODELS` value.

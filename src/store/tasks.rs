@@ -2,6 +2,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
 use serde_json::{json, Value};
 
 use super::{ts, Page};
+use crate::domain::model_filter::Rule;
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
 
@@ -366,44 +367,72 @@ pub fn count_by_status(conn: &Connection) -> Result<(Vec<(Status, i64)>, i64)> {
 /// The claim query: the highest-priority, oldest `queued` task that is not
 /// blocked or archived, passes the Human Gate, belongs to an active agent
 /// among `slugs` (and to `workspace_id` if given), and whose model — the
-/// task's, else the agent's — passes `model_ok`.
+/// task's, else the agent's — passes the worker's model `rules` (none: any
+/// model). All of it is one indexed walk of `tasks_queue` that stops at the
+/// first match: tasks this worker cannot run cost an index step each.
 pub fn next_claimable(
     conn: &Connection,
     slugs: &[String],
     workspace_id: Option<i64>,
-    model_ok: impl Fn(Option<&str>) -> bool,
+    rules: &[Rule],
 ) -> Result<Option<Task>> {
     if slugs.is_empty() {
         return Ok(None);
     }
+    let mut args: Vec<Box<dyn ToSql>> = slugs
+        .iter()
+        .map(|s| Box::new(s.clone()) as Box<dyn ToSql>)
+        .collect();
     let placeholders = vec!["?"; slugs.len()].join(",");
-    let ws_clause = if workspace_id.is_some() {
-        "AND t.workspace_id = ?"
-    } else {
-        ""
-    };
+    let mut filters = String::new();
+    if let Some(ws) = workspace_id {
+        filters.push_str(" AND t.workspace_id = ?");
+        args.push(Box::new(ws));
+    }
+    if !rules.is_empty() {
+        // As `model_matches`: no model (or a blank one) passes any filter.
+        const MODEL: &str = "trim(coalesce(t.model, a.model), ' ' || char(9, 10, 13))";
+        let mut any = vec![format!("{MODEL} IS NULL"), format!("{MODEL} = ''")];
+        for rule in rules {
+            match rule {
+                Rule::Family(stem) => {
+                    let stem = like_escape(stem);
+                    any.push(format!("lower({MODEL}) LIKE ? ESCAPE '\\'"));
+                    args.push(Box::new(format!("{stem}%")));
+                    any.push(format!("lower({MODEL}) LIKE ? ESCAPE '\\'"));
+                    args.push(Box::new(format!("local-{stem}%")));
+                }
+                Rule::Exact(label) => {
+                    any.push(format!("{MODEL} = ?"));
+                    args.push(Box::new(label.clone()));
+                }
+            }
+        }
+        filters.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
     let sql = format!(
         "{SELECT} WHERE t.status = 'queued' AND t.archived_at IS NULL AND t.blocked = 0
            AND (t.sensitive = 0 OR t.gate_approved_at IS NOT NULL)
-           AND a.active = 1 AND a.slug IN ({placeholders}) {ws_clause}
-         ORDER BY t.priority DESC, t.id"
+           AND a.active = 1 AND a.slug IN ({placeholders}){filters}
+         ORDER BY t.priority DESC, t.id LIMIT 1"
     );
-    let mut args: Vec<&dyn ToSql> = slugs.iter().map(|s| s as &dyn ToSql).collect();
-    if let Some(ws) = &workspace_id {
-        args.push(ws);
-    }
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(args.as_slice())?;
-    while let Some(row) = rows.next()? {
-        let task = from_row(row)?;
-        let agent_model: Option<String> = conn
-            .prepare_cached("SELECT model FROM agents WHERE id = ?1")?
-            .query_row([task.agent_id], |r| r.get(0))?;
-        if model_ok(task.model.as_deref().or(agent_model.as_deref())) {
-            return Ok(Some(task));
+    let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(args.as_slice(), from_row)
+        .optional()?)
+}
+
+/// `s` as the literal part of a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
         }
+        out.push(c);
     }
-    Ok(None)
+    out
 }
 
 /// Tasks in `dispatching` claimed at or before `cutoff` (ms).
@@ -573,5 +602,78 @@ mod tests {
             "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= 5 ORDER BY t.claimed_at, t.id"
         ));
         assert!(stale.contains("INDEX tasks_dispatching"), "{stale}");
+    }
+
+    /// The claim query's model filter, in SQL, agrees with
+    /// `model_matches` on every pair of filter and task/agent model.
+    #[test]
+    fn the_claim_filters_models_as_model_matches_does() {
+        use crate::domain::model_filter::{model_matches, parse_list, rules};
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run(&mut conn).unwrap();
+        let codex: i64 = conn
+            .query_row("SELECT id FROM agents WHERE slug = 'codex'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let models = [
+            None,
+            Some(""),
+            Some(" "),
+            Some("minimax-m2"),
+            Some("MiniMax-M2"),
+            Some("local-minimax-m2"),
+            Some("qwen3.6"),
+            Some("local-qwen3.6-coder"),
+            Some("gemma4"),
+            Some("Gemma4"),
+            Some("local-gemma4"),
+            Some("gpt-5"),
+            Some("gpt5"),
+            Some("mini"),
+            Some("a%b_c"),
+            Some("axbyc"),
+            Some(" qwen3 "),
+        ];
+        let filters = [
+            "",
+            "minimax*",
+            "qwen*",
+            "gemma*",
+            "gpt-*",
+            "gemma4",
+            "qwen*,gemma*",
+            "local-*",
+            "a%b_*",
+            "a%b_c",
+            "QWEN*",
+        ];
+        let slugs = ["codex".to_string()];
+        for agent_model in [None, Some("qwen3.6"), Some("gpt-5")] {
+            conn.execute(
+                "UPDATE agents SET model = ?1 WHERE id = ?2",
+                params![agent_model, codex],
+            )
+            .unwrap();
+            for model in models {
+                conn.execute("DELETE FROM tasks", []).unwrap();
+                let mut t = task(1, Some(codex));
+                t.model = model.map(str::to_string);
+                let id = insert(&conn, &t, 0).unwrap();
+                conn.execute("UPDATE tasks SET status = 'queued' WHERE id = ?1", [id])
+                    .unwrap();
+                for filter in filters {
+                    let filter = parse_list(filter);
+                    let want = model_matches(&filter, model.or(agent_model));
+                    let got = next_claimable(&conn, &slugs, None, &rules(&filter))
+                        .unwrap()
+                        .is_some();
+                    assert_eq!(
+                        got, want,
+                        "filter {filter:?}, task model {model:?}, agent model {agent_model:?}"
+                    );
+                }
+            }
+        }
     }
 }

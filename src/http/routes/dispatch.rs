@@ -153,7 +153,7 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
             workspace_id: f.i64("workspace_id")?,
         }
     };
-    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?))
+    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?.to_json()))
 }
 
 /// `POST /api/dispatch/tasks/:id/<kind>`.
