@@ -1,9 +1,10 @@
 //! Losing the host: the server replicated by Litestream with the shipped
 //! `examples/litestream.yml`, both killed with SIGKILL under load, the
 //! database deleted and restored from the replica. Every write acknowledged
-//! more than Litestream's monitor + sync interval (and a margin) before
-//! the kill must be there, and no write may stall. Needs `litestream` on PATH (CI installs it and sets
-//! OPS_REQUIRE_LITESTREAM=1, which turns the skip into a failure).
+//! more than Litestream's monitor + sync interval (and a margin) before the
+//! kill must be there, and no write may stall. Needs `litestream` on PATH
+//! (CI installs it and sets OPS_REQUIRE_LITESTREAM=1, which turns the skip
+//! into a failure).
 
 use std::collections::HashMap;
 use std::path::Path;
