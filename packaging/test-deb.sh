@@ -219,9 +219,14 @@ api=http://$addr/api
 check "server process runs as ops-center" test "$(stat -c %U "/proc/$(cat "$fake/server.pid")")" = ops-center
 check "database created at /var/lib/ops-center/ops.db, owned by ops-center" \
     test "$(stat -c %U /var/lib/ops-center/ops.db 2>/dev/null)" = ops-center
-gen_token=$(sed -n 's/^generated service token: \([^ ]*\).*/\1/p' "$fake/server.out")
-gen_pass=$(sed -n 's/^generated admin login: user admin, password \([^ ]*\).*/\1/p' "$fake/server.out")
-check "first start generated a service token and an admin password" test -n "$gen_token" -a -n "$gen_pass"
+creds=/var/lib/ops-center/initial-credentials
+gen_token=$(sed -n 's/^generated service token: \([^ ]*\).*/\1/p' "$creds" 2>/dev/null || true)
+gen_pass=$(sed -n 's/^generated admin login: user admin, password \([^ ]*\).*/\1/p' "$creds" 2>/dev/null || true)
+check "first start generated a service token and an admin password into $creds" test -n "$gen_token" -a -n "$gen_pass"
+check "$creds is mode 600, owned by ops-center" test "$(stat -c '%a %U' "$creds" 2>/dev/null)" = "600 ops-center"
+check "stdout (the journal under systemd) names $creds" grep -q "generated secrets written to $creds" "$fake/server.out"
+check "stdout (the journal under systemd) shows no generated secret" \
+    bash -c "! grep -q -e '$gen_token' -e '$gen_pass' '$fake/server.out'"
 
 # http METHOD PATH TOKEN [BODY]: prints the status, body in $tmp/body.
 http() {

@@ -23,9 +23,46 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     /// Too many attempts (429); the value is the seconds to wait.
     RateLimited { retry_after_secs: u64 },
+    /// The database file cannot be written right now (disk full, read-only,
+    /// I/O error): the operator must act, the client may retry (503).
+    StorageUnavailable(Storage),
     /// Anything the caller cannot fix: database failure, bug. The detail is
     /// logged, never sent.
     Internal(String),
+}
+
+/// Why the database cannot be written: the SQLite result codes that come
+/// from the disk, not from the request or a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    DiskFull,
+    ReadOnly,
+    Io,
+    CantOpen,
+}
+
+impl Storage {
+    /// The storage fault behind `e`, if it is one.
+    pub fn of(e: &rusqlite::Error) -> Option<Storage> {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code()? {
+            ErrorCode::DiskFull => Some(Storage::DiskFull),
+            ErrorCode::ReadOnly => Some(Storage::ReadOnly),
+            ErrorCode::SystemIoFailure => Some(Storage::Io),
+            ErrorCode::CannotOpen => Some(Storage::CantOpen),
+            _ => None,
+        }
+    }
+
+    /// The cause in plain words, for clients, health and the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Storage::DiskFull => "the disk holding the database is full",
+            Storage::ReadOnly => "the database file is read-only",
+            Storage::Io => "an I/O error occurred on the database file",
+            Storage::CantOpen => "the database file (or its -wal/-shm) cannot be opened",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +111,9 @@ impl fmt::Display for Error {
             Error::RateLimited { retry_after_secs } => {
                 write!(f, "too many attempts, retry in {retry_after_secs} s")
             }
+            Error::StorageUnavailable(s) => {
+                write!(f, "storage unavailable: {}", s.describe())
+            }
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
@@ -83,7 +123,13 @@ impl std::error::Error for Error {}
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
-        Error::Internal(format!("database: {e}"))
+        match Storage::of(&e) {
+            Some(s) => {
+                log::error!("database: {e}");
+                Error::StorageUnavailable(s)
+            }
+            None => Error::Internal(format!("database: {e}")),
+        }
     }
 }
 

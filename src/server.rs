@@ -1,7 +1,8 @@
 //! `ops-center serve`: open the database, set up secrets, serve HTTP until
 //! SIGTERM or SIGINT, then shut down cleanly.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         .map(|a| a.to_string())
         .unwrap_or_else(|_| cfg.bind.to_string());
 
+    let shown = show_secrets(shown, &cfg.db_path).inspect_err(|_| db.close())?;
     let mut out = std::io::stdout().lock();
     for line in &shown {
         let _ = writeln!(out, "{line}");
@@ -72,6 +74,60 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// The file next to the database that receives generated secrets.
+pub fn credentials_path(db_path: &Path) -> PathBuf {
+    db_path.with_file_name("initial-credentials")
+}
+
+/// Returns the lines to print about generated secrets. On a terminal they
+/// are the secrets themselves, shown once. Otherwise stdout is a log (under
+/// systemd, the journal, kept for weeks and readable by group adm), so the
+/// secrets go to a file only this user can read and only its path is
+/// printed.
+fn show_secrets(lines: Vec<String>, db_path: &Path) -> Result<Vec<String>, String> {
+    if lines.is_empty() || std::io::stdout().is_terminal() {
+        return Ok(lines);
+    }
+    let path = credentials_path(db_path);
+    write_private(&path, &lines).map_err(|e| {
+        format!(
+            "cannot write the generated secrets to {}: {e}; set them with `ops-center admin \
+             set-admin-password` and `ops-center admin set-service-token`",
+            path.display()
+        )
+    })?;
+    Ok(vec![format!(
+        "generated secrets written to {} (readable only by user {}): read them, then delete the file",
+        path.display(),
+        crate::user::current_user()
+    )])
+}
+
+/// Writes `lines` to `path` through a temporary file created with mode
+/// 0600 (so the secrets are never readable by others, even briefly) and
+/// renamed over any older file.
+fn write_private(path: &Path, lines: &[String]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        for line in lines {
+            writeln!(f, "{line}")?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// glibc gives threads that allocate at the same time their own malloc

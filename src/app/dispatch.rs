@@ -594,6 +594,7 @@ pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
 /// of the caller's workspaces; the workers themselves (ids, hosts) only
 /// for operators.
 pub fn health(db: &Db, who: &Principal) -> Result<Value> {
+    let storage = db.storage();
     let conn = db.read()?;
     let visible = who.visible_workspaces();
     let visible = visible.as_deref();
@@ -618,6 +619,13 @@ pub fn health(db: &Db, who: &Principal) -> Result<Value> {
     agent_slugs.dedup();
 
     let mut warnings = Vec::new();
+    if let Some(fault) = storage.fault {
+        warnings.push(format!(
+            "the database cannot be written: {}. Changes are refused (503) until it is fixed: free \
+             space on its disk or fix its permissions; writes resume by themselves",
+            fault.describe()
+        ));
+    }
     if s.dispatch_enabled && fresh.is_empty() {
         warnings.push(format!(
             "dispatch is enabled but no worker has sent a heartbeat in the last {} s: start the launcher \
@@ -662,7 +670,9 @@ pub fn health(db: &Db, who: &Principal) -> Result<Value> {
         ));
     }
     Ok(json!({
-        "ok": true,
+        "ok": storage.fault.is_none(),
+        "storage_ok": storage.fault.is_none(),
+        "storage": {"db_bytes": storage.db_bytes, "wal_bytes": storage.wal_bytes},
         "dispatch_enabled": s.dispatch_enabled,
         "worker_summary": {
             "total": workers.len(),

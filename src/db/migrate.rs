@@ -11,6 +11,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_task_counts.sql"),
 ];
 
+/// The schema version this binary brings a database to.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 pub fn run(conn: &mut Connection) -> Result<()> {
     run_to(conn, MIGRATIONS.len())
 }

@@ -5,13 +5,13 @@ pub(crate) mod migrate;
 pub(crate) use writer::panic_text;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Storage};
 pub use writer::Writer;
 
 /// How durable a commit is. `Normal` survives a crash of the process;
@@ -39,9 +39,18 @@ pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 pub struct Db {
     readers: Pool,
     pub writer: Writer,
+    path: PathBuf,
 }
 
-const BUSY_TIMEOUT_MS: u32 = 5_000;
+/// What health reports about the file.
+pub struct StorageStatus {
+    /// Why writes fail, while they do.
+    pub fault: Option<Storage>,
+    pub db_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+pub(crate) const BUSY_TIMEOUT_MS: u32 = 5_000;
 /// Page cache of each reader connection, in KiB. The pool holds one reader
 /// per handler thread plus two, and a reader that pages through a large
 /// table fills its cache, so this bounds the server's memory: 10 readers
@@ -63,11 +72,25 @@ impl Db {
     /// Opens (creating if needed) the file, migrates it and starts the
     /// writer thread. `readers` is the size of the read pool.
     pub fn open(path: &Path, sync: Sync, readers: u32) -> Result<Db> {
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::Internal(format!("cannot open database {}: {e}", path.display()))
+        // An operator's error to fix, not a bug: said as plainly as a bad
+        // setting is.
+        let not_writable = |cause: String| Error::BadRequest {
+            code: "database_not_writable",
+            message: not_writable(path, &cause),
+        };
+        let mut conn = Connection::open(path).map_err(|e| match Storage::of(&e) {
+            Some(_) => not_writable(e.to_string()),
+            None => Error::Internal(format!("cannot open database {}: {e}", path.display())),
         })?;
-        configure_writer(&conn, sync)?;
-        migrate::run(&mut conn)?;
+        // SQLite opens a file it may read but not write read-only, silently.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(not_writable("the file is read-only for this user".into()));
+        }
+        let setup = configure_writer(&conn, sync).and_then(|()| migrate::run(&mut conn));
+        if let Err(Error::StorageUnavailable(s)) = setup {
+            return Err(not_writable(s.describe().into()));
+        }
+        setup?;
 
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -86,7 +109,20 @@ impl Db {
         Ok(Db {
             readers,
             writer: Writer::start(conn),
+            path: path.to_path_buf(),
         })
+    }
+
+    /// Whether writes currently fail, and the size of the file and its WAL.
+    pub fn storage(&self) -> StorageStatus {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        StorageStatus {
+            fault: self.writer.fault(),
+            db_bytes: size(&self.path),
+            wal_bytes: size(Path::new(&wal)),
+        }
     }
 
     /// A read-only connection from the pool (`query_only` is on: a write
@@ -110,6 +146,24 @@ impl Db {
     pub fn close(&self) {
         self.writer.stop();
     }
+}
+
+/// The start-up error for a database this process cannot write: names the
+/// file, the user and the fix.
+fn not_writable(path: &Path, cause: &str) -> String {
+    let user = crate::user::current_user();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    format!(
+        "database {} cannot be written by user {user} ({cause}). The file, its -wal and -shm \
+         files and the folder {} must be writable by the user the server runs as: e.g. \
+         `chown -R {user} {}`, or run the server as the file's owner",
+        path.display(),
+        dir.display(),
+        dir.display()
+    )
 }
 
 fn configure_writer(conn: &Connection, sync: Sync) -> Result<()> {

@@ -4,6 +4,11 @@
 //! in one `BEGIN IMMEDIATE` transaction with a savepoint per request (a
 //! failing request rolls back alone), commits once, and only then answers
 //! each request. A burst of N writes thus costs one commit, not N.
+//!
+//! When the disk refuses a commit (full, read-only, I/O error) the thread
+//! records the cause for health, answers the batch with it, and keeps
+//! going: it retries a checkpoint every second, so the WAL can be reused as
+//! soon as space is back, and the next commit that succeeds clears it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -13,12 +18,39 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Storage};
+
+/// Why a batch did not commit; cloned to every request of the batch.
+#[derive(Clone)]
+enum Failure {
+    Storage(Storage),
+    Other(String),
+}
+
+impl Failure {
+    fn of(e: &rusqlite::Error) -> Failure {
+        match Storage::of(e) {
+            Some(s) => Failure::Storage(s),
+            None => Failure::Other(e.to_string()),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Storage(s) => Error::StorageUnavailable(s),
+            Failure::Other(e) => Error::Internal(format!("commit failed: {e}")),
+        }
+    }
+}
+
+/// The storage fault of the last commit, `None` once one succeeded.
+type Fault = Arc<Mutex<Option<Storage>>>;
 
 /// Called once the batch's fate is known: `Ok` when it committed.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// Runs one request inside its savepoint and returns how to answer it.
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
+/// Runs one request inside its savepoint and returns how to answer it,
+/// with the storage fault it met, if any.
+type Job = Box<dyn FnOnce(&Connection) -> (Reply, Option<Storage>) + Send>;
 
 enum Msg {
     Job(Job),
@@ -27,24 +59,45 @@ enum Msg {
 
 /// The most requests committed together; bounds the latency of the first.
 const MAX_BATCH: usize = 512;
-/// After this long without a write, the WAL is checkpointed and truncated.
+/// After this long without a write, the WAL is checkpointed.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
+/// While the disk refuses commits, the checkpoint is retried this often.
+const FAULT_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Writer {
     tx: Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    fault: Fault,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Writer {
         let (tx, rx) = unbounded();
+        let fault: Fault = Arc::default();
+        let thread_fault = fault.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, thread_fault))
             .expect("spawn writer thread");
         Writer {
             tx,
             thread: Mutex::new(Some(thread)),
+            fault,
+        }
+    }
+
+    /// Why the last commit failed, while no later one succeeded.
+    pub fn fault(&self) -> Option<Storage> {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The error of a request whose reply never came.
+    fn unavailable(&self) -> Error {
+        match self.fault() {
+            Some(s) => Error::StorageUnavailable(s),
+            None => Error::Internal(
+                "the database writer is unavailable (shutting down or failing)".into(),
+            ),
         }
     }
 
@@ -54,22 +107,25 @@ impl Writer {
         T: Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| -> Reply {
+        let job: Job = Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, f);
-            Box::new(move |committed: Result<(), String>| {
+            let fault = match &result {
+                Err(Error::StorageUnavailable(s)) => Some(*s),
+                _ => None,
+            };
+            let reply: Reply = Box::new(move |committed: Result<(), Failure>| {
                 let answer = match committed {
                     Ok(()) => result,
-                    Err(e) => Err(Error::Internal(format!("commit failed: {e}"))),
+                    Err(f) => Err(f.into_error()),
                 };
                 reply_tx.send(answer);
-            })
+            });
+            (reply, fault)
         });
-        self.tx.send(Msg::Job(job)).map_err(|_| {
-            Error::Internal("the database writer is unavailable (shutting down or failing)".into())
-        })?;
-        reply_rx.recv().ok_or_else(|| {
-            Error::Internal("the database writer is unavailable (shutting down or failing)".into())
-        })?
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| self.unavailable())?;
+        reply_rx.recv().ok_or_else(|| self.unavailable())?
     }
 
     /// Lets every request already queued finish, checkpoints, joins.
@@ -158,14 +214,22 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
+fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault) {
     let mut dirty = false;
+    let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     loop {
-        let first = match rx.recv_timeout(IDLE_CHECKPOINT) {
+        let wait = if faulted() {
+            FAULT_RETRY
+        } else {
+            IDLE_CHECKPOINT
+        };
+        let first = match rx.recv_timeout(wait) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
-                if dirty {
-                    checkpoint(&conn);
+                if faulted() {
+                    reclaim_wal(&conn);
+                } else if dirty {
+                    checkpoint(&conn, "PASSIVE");
                     dirty = false;
                 }
                 continue;
@@ -186,49 +250,104 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>) {
             }
         }
         if !jobs.is_empty() {
-            commit_batch(&conn, jobs);
+            commit_batch(&conn, jobs, &fault);
             dirty = true;
         }
         if stop {
             break;
         }
     }
-    checkpoint(&conn);
+    checkpoint(&conn, "TRUNCATE");
     log::debug!("database writer stopped");
 }
 
-fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
+/// Runs the batch in one transaction, records its storage fault (or that
+/// there is none) and answers every request.
+fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) {
+    let record = |outcome: &Result<(), Failure>| {
+        *fault.lock().unwrap_or_else(|p| p.into_inner()) = match outcome {
+            Err(Failure::Storage(s)) => Some(*s),
+            _ => None,
+        };
+    };
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
-        let msg = e.to_string();
-        log::error!("cannot begin write transaction: {msg}");
+        log::error!("cannot begin write transaction: {e}");
+        record(&Err(Failure::of(&e)));
         // Running the jobs outside a transaction would be wrong. Dropping
-        // them drops their replies, which wakes each caller with an error.
+        // them drops their replies, which wakes each caller with an error
+        // (the storage fault just recorded, if it is one).
         drop(jobs);
         return;
     }
-    let replies: Vec<Reply> = jobs.into_iter().map(|job| job(conn)).collect();
-    let outcome = control(conn, "COMMIT").map_err(|e| e.to_string());
-    if let Err(e) = &outcome {
-        log::error!("group commit of {} requests failed: {e}", replies.len());
-        let _ = conn.execute_batch("ROLLBACK");
+    let mut storage = None;
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter();
+    for job in jobs.by_ref() {
+        let (reply, fault) = job(conn);
+        replies.push(reply);
+        // A full disk or an I/O error inside a statement may make SQLite
+        // roll the whole transaction back: the rest of the batch cannot
+        // commit, and says why.
+        if conn.is_autocommit() {
+            storage = Some(Failure::Storage(fault.unwrap_or(Storage::Io)));
+            break;
+        }
     }
+    let outcome = match storage {
+        Some(f) => Err(f),
+        None => control(conn, "COMMIT").map_err(|e| Failure::of(&e)),
+    };
+    if let Err(f) = &outcome {
+        let cause = match f {
+            Failure::Storage(s) => s.describe().to_string(),
+            Failure::Other(e) => e.clone(),
+        };
+        log::error!("group commit of {} requests failed: {cause}", replies.len());
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    record(&outcome);
     for reply in replies {
         reply(outcome.clone());
     }
+    // Requests not run because the transaction was lost: dropping them
+    // answers each with the fault recorded above.
+    drop(jobs);
 }
 
-fn checkpoint(conn: &Connection) {
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+/// A checkpoint in `mode`. The writer's own checkpoints are PASSIVE: they
+/// never wait for a reader (Litestream holds one open on purpose), so they
+/// never stall writes, and they copy only frames every reader has moved
+/// past, so Litestream sees each frame before it leaves the WAL. Only the
+/// final one at shutdown truncates the file.
+fn checkpoint(conn: &Connection, mode: &str) -> bool {
+    match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
         ))
     }) {
-        Ok((0, _, _)) => {}
+        Ok((0, log, done)) if log == done => true,
         Ok((busy, log, done)) => {
-            log::debug!("checkpoint incomplete (busy={busy}, wal={log}, done={done})")
+            log::debug!("checkpoint {mode} incomplete (busy={busy}, wal={log}, done={done})");
+            false
         }
-        Err(e) => log::warn!("checkpoint failed: {e}"),
+        Err(e) => {
+            log::warn!("checkpoint {mode} failed: {e}");
+            false
+        }
+    }
+}
+
+/// After a failed commit: copies what it can into the main file and, if no
+/// reader still needs the WAL, truncates it at once (without waiting for
+/// readers) to give its space back for the next commit.
+fn reclaim_wal(conn: &Connection) {
+    if checkpoint(conn, "PASSIVE") {
+        let _ = conn.busy_timeout(Duration::ZERO);
+        checkpoint(conn, "TRUNCATE");
+        let _ = conn.busy_timeout(Duration::from_millis(super::BUSY_TIMEOUT_MS.into()));
     }
 }

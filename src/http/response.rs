@@ -5,6 +5,10 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 
+/// What a client is told to wait after a storage failure: the writer
+/// retries every second, so a freed disk is noticed well within this.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 pub struct Resp {
     pub status: u16,
     pub content_type: &'static str,
@@ -75,6 +79,16 @@ impl Resp {
                 Resp::error("rate_limited", 429, &e.to_string())
                     .with_header("Retry-After", retry_after_secs.to_string())
             }
+            Error::StorageUnavailable(s) => Resp::error(
+                "storage_unavailable",
+                503,
+                &format!(
+                    "{}: the change was not saved; retry later (the operator must free space or \
+                     fix the file's permissions)",
+                    s.describe()
+                ),
+            )
+            .with_header("Retry-After", STORAGE_RETRY_AFTER_SECS.to_string()),
             Error::Internal(detail) => {
                 log::error!("internal error: {detail}");
                 Resp::error("internal", 500, "internal server error; see the server log")

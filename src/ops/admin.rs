@@ -35,6 +35,10 @@ usage:
   ops-center admin backup --to FILE [--db PATH]
       writes a consistent copy of the database to the new file FILE (mode
       0600) while the server keeps running, and checks the copy
+  ops-center admin check [--db PATH]
+      checks a database (a replica, a restored file, a backup): integrity,
+      schema version, task counts against the rows; prints what it found and
+      exits 1 when anything is off
 
 --db defaults to OPS_DB, else ./ops-center.db (the Debian package keeps it at
 /var/lib/ops-center/ops.db). Secrets are never accepted as arguments.";
@@ -79,6 +83,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
         "set-service-token" => &["--db", "--stdin"],
         "set-admin-password" => &["--db", "--user", "--stdin"],
         "backup" => &["--db", "--to"],
+        "check" => &["--db"],
         other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
     };
     let opts = parse_options(cmd, &args[1..], accepted)?;
@@ -96,6 +101,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
                 .ok_or("backup needs --to FILE (a file that does not exist yet)")?;
             backup(&db_path, Path::new(&to), io.out)
         }
+        "check" => check(&db_path, io.out),
         _ => unreachable!("checked above"),
     }
 }
@@ -408,6 +414,59 @@ fn copy_into(path: &Path, to: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     store::backup::vacuum_into(&conn, to)
         .map_err(|e| format!("backup of {} failed: {e}", path.display()))
+}
+
+/// `admin check`: prints each check's result; any failure is the error.
+fn check(path: &Path, out: &mut dyn Write) -> Result<(), String> {
+    require_db(path)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    let fail = |what: &str, e: crate::error::Error| format!("{what}: {e}");
+    let mut problems = Vec::new();
+    let mut say = |line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
+    say(format!("database {}", path.display()))?;
+    match store::backup::check_copy(&conn) {
+        Ok((version, pages)) => {
+            say(format!("integrity check: ok ({pages} pages)"))?;
+            let latest = crate::db::migrate::latest();
+            if version == latest {
+                say(format!("schema version: {version} (current)"))?;
+            } else {
+                say(format!(
+                    "schema version: {version}, this binary expects {latest}"
+                ))?;
+                problems.push("schema version");
+            }
+        }
+        Err(e) => {
+            say(format!("integrity check: FAILED ({e})"))?;
+            problems.push("integrity");
+        }
+    }
+    let tasks: i64 = conn
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .map_err(|e| format!("cannot count tasks: {e}"))?;
+    let mismatches = store::backup::task_count_mismatches(&conn)
+        .map_err(|e| fail("cannot compare task counts", e))?;
+    if mismatches.is_empty() {
+        say(format!("task counts: ok ({tasks} tasks)"))?;
+    } else {
+        for (group, counted, rows) in &mismatches {
+            say(format!(
+                "task counts: {group}: task_counts says {counted}, the rows are {rows}"
+            ))?;
+        }
+        problems.push("task counts");
+    }
+    if problems.is_empty() {
+        say("all checks passed".into())
+    } else {
+        Err(format!(
+            "{} failed its checks: {}",
+            path.display(),
+            problems.join(", ")
+        ))
+    }
 }
 
 /// Opens the copy on its own and checks it: (schema version, page count).

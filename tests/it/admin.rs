@@ -328,3 +328,35 @@ fn backup_is_a_private_consistent_copy_taken_while_serving() {
     assert_eq!(std::fs::read(&to).unwrap(), before);
     assert!(!Path::new("/tmp/never.db").exists());
 }
+
+#[test]
+fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
+    let mut srv = Server::start();
+    srv.service()
+        .new_task(&json!({"title": "counted", "agent": "codex"}));
+    assert!(srv.signal_and_wait("TERM").success());
+    let db = srv.db_path().display().to_string();
+
+    let o = admin(&["check", "--db", &db], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("integrity check: ok"), "{out}");
+    assert!(out.contains("schema version: 2 (current)"), "{out}");
+    assert!(out.contains("task counts: ok (1 tasks)"), "{out}");
+
+    srv.sql()
+        .execute("UPDATE task_counts SET n = n + 2 WHERE n > 0", [])
+        .unwrap();
+    let o = admin(&["check", "--db", &db], &[], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("task_counts says 3, the rows are 1"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("failed its checks: task counts"),
+        "{}",
+        text(&o)
+    );
+
+    let o = admin(&["check", "--db", "/nonexistent/ops.db"], &[], "");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -14,6 +14,8 @@ mod gate;
 mod invariants;
 mod launcher;
 mod operator;
+mod replication;
+mod storage;
 mod tasks;
 mod ui;
 mod validation;

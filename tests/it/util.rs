@@ -29,6 +29,8 @@ pub struct Server {
     bind: String,
     /// RLIMIT_NOFILE of the server process, when set.
     pub nofile: Option<u64>,
+    /// The database file: `ops.db` in `dir` unless `start_on` chose one.
+    db: PathBuf,
 }
 
 impl Server {
@@ -43,6 +45,23 @@ impl Server {
 
     /// A server whose process may hold at most `nofile` descriptors.
     pub fn start_limited(extra: &[(&str, &str)], nofile: Option<u64>) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("ops.db");
+        Server::start_on_limited(dir, db, extra, nofile)
+    }
+
+    /// A server on the database file `db` (e.g. on a file system the test
+    /// mounted), logging into `dir`.
+    pub fn start_on(dir: tempfile::TempDir, db: PathBuf, extra: &[(&str, &str)]) -> Server {
+        Server::start_on_limited(dir, db, extra, None)
+    }
+
+    fn start_on_limited(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        extra: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
         let mut env = vec![
             ("OPS_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
             ("OPS_ADMIN_USER".to_string(), ADMIN.to_string()),
@@ -54,7 +73,6 @@ impl Server {
                 env.push((k.to_string(), v.to_string()));
             }
         }
-        let dir = tempfile::tempdir().expect("temp dir");
         let mut s = Server {
             dir,
             addr: String::new(),
@@ -63,15 +81,17 @@ impl Server {
             env,
             bind: "127.0.0.1:0".to_string(),
             nofile,
+            db,
         };
         s.spawn();
         s
     }
 
-    /// The word printed after `prefix` in the start-up banner (a
-    /// generated secret).
+    /// The word after `prefix` in the generated secrets: the start-up
+    /// banner, or the credentials file it names (stdout is not a terminal).
     pub fn printed(&self, prefix: &str) -> String {
-        let banner = self.banner.join("\n");
+        let file = std::fs::read_to_string(self.credentials_path()).unwrap_or_default();
+        let banner = format!("{}\n{file}", self.banner.join("\n"));
         let after = banner
             .split(prefix)
             .nth(1)
@@ -84,7 +104,13 @@ impl Server {
     }
 
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("ops.db")
+        self.db.clone()
+    }
+
+    /// Where the server writes generated secrets when stdout is no
+    /// terminal.
+    pub fn credentials_path(&self) -> PathBuf {
+        self.db.with_file_name("initial-credentials")
     }
 
     pub fn log_path(&self) -> PathBuf {

