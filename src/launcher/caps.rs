@@ -51,6 +51,17 @@ pub struct Caps {
     /// `launch_command` per slug as OPS last told it (agents list or claim).
     ops_cmds: Mutex<HashMap<String, Option<String>>>,
     auth: Mutex<HashMap<String, AuthResult>>,
+    /// The failure streak of each slug's runs on this host.
+    streaks: Mutex<HashMap<String, Streak>>,
+}
+
+/// Consecutive failed runs of one slug with the same signature, and until
+/// when the slug is held back because of them.
+#[derive(Default)]
+struct Streak {
+    signature: String,
+    count: u32,
+    held_until: Option<Instant>,
 }
 
 impl Caps {
@@ -113,11 +124,66 @@ impl Caps {
         }
     }
 
+    /// A run of `slug` ended, `failed` with that signature or not. After
+    /// `cfg.breaker_failures` consecutive failures with the same signature
+    /// the slug is held back (not usable, so not claimed) for
+    /// `cfg.breaker_pause`: one broken CLI must not drain the queue.
+    /// True when this outcome held it back.
+    pub fn record_outcome(&self, cfg: &LauncherConfig, slug: &str, failed: Option<&str>) -> bool {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        let s = streaks.entry(slug.to_string()).or_default();
+        let Some(signature) = failed else {
+            *s = Streak::default();
+            return false;
+        };
+        if s.signature == signature {
+            s.count += 1;
+        } else {
+            s.signature = signature.to_string();
+            s.count = 1;
+        }
+        if cfg.breaker_failures == 0 || s.count < cfg.breaker_failures || s.held_until.is_some() {
+            return false;
+        }
+        s.held_until = Some(Instant::now() + cfg.breaker_pause);
+        let why = held_back_reason(s, cfg.breaker_pause);
+        drop(streaks);
+        log::warn!("agent {slug} held back: {why}");
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = snap.iter_mut().find(|c| c.slug == slug) {
+            c.available = false;
+            c.reason = why;
+        }
+        true
+    }
+
+    /// Why `slug` is held back by its failure streak, while it is; once
+    /// the pause is over the streak starts again from zero.
+    fn held_back(&self, slug: &str) -> Option<String> {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        let s = streaks.get_mut(slug)?;
+        let until = s.held_until?;
+        let left = until.checked_duration_since(Instant::now());
+        match left {
+            Some(left) if !left.is_zero() => Some(held_back_reason(s, left)),
+            _ => {
+                *s = Streak::default();
+                None
+            }
+        }
+    }
+
     /// Looks at every supported slug again and replaces the snapshot.
     pub fn probe(&self, cfg: &LauncherConfig) {
         let mut fresh = Vec::new();
         for slug in &cfg.slugs {
-            let cap = self.probe_one(cfg, slug);
+            let mut cap = self.probe_one(cfg, slug);
+            if cap.usable() {
+                if let Some(why) = self.held_back(slug) {
+                    cap.available = false;
+                    cap.reason = why;
+                }
+            }
             fresh.push(cap);
         }
         let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,4 +276,14 @@ pub fn not_logged_in(slug: &str, cli: &str, check: &str, error: &str) -> String 
         .map(|k| format!("; log in with: {}", k.login_hint))
         .unwrap_or_default();
     format!("not logged in: {cli} (`{check}` {error}){hint}")
+}
+
+fn held_back_reason(s: &Streak, left: std::time::Duration) -> String {
+    format!(
+        "held back: its last {} tasks on this host failed with \"{}\"; tried again in {} min \
+         (fix the CLI, then SIGHUP the launcher to probe it now)",
+        s.count,
+        s.signature,
+        left.as_secs().div_ceil(60)
+    )
 }

@@ -39,6 +39,11 @@ pub struct LauncherConfig {
     /// `AGENT_SILENCE_MINUTES`: an agent that writes nothing to stdout or
     /// stderr for this long is ended.
     pub silence: Duration,
+    /// `AGENT_BREAKER_FAILURES`: consecutive failures of one slug with the
+    /// same signature that hold it back (0: never).
+    pub breaker_failures: u32,
+    /// `AGENT_BREAKER_PAUSE`: how long a slug is held back.
+    pub breaker_pause: Duration,
 }
 
 impl LauncherConfig {
@@ -138,6 +143,18 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
             agent_timeouts.insert(slug.clone(), d);
         }
     }
+    let breaker_failures = match env("AGENT_BREAKER_FAILURES") {
+        None => 3,
+        Some(n) => n.parse::<u32>().ok().filter(|n| *n <= 100).ok_or(format!(
+            "AGENT_BREAKER_FAILURES must be a number from 0 (never hold a CLI back) to 100, got {n:?}"
+        ))?,
+    };
+    let breaker_pause = match env("AGENT_BREAKER_PAUSE") {
+        None => Duration::from_secs(10 * 60),
+        Some(t) => parse_duration(&t).ok_or(format!(
+            "AGENT_BREAKER_PAUSE must be a duration such as 90s, 10m or 1h (a bare number is minutes), got {t:?}"
+        ))?,
+    };
     let silence = match env("AGENT_SILENCE_MINUTES") {
         None => DEFAULT_SILENCE,
         Some(t) => parse_duration(&t).ok_or(format!(
@@ -189,6 +206,8 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         auth_checks,
         agent_timeouts,
         silence,
+        breaker_failures,
+        breaker_pause,
         slots,
         log_dir,
         log_file: env("OPS_LAUNCHER_LOG_FILE").map(PathBuf::from),

@@ -347,6 +347,15 @@ impl Runner {
         if self.st.final_report.is_none() {
             let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
             log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
+            let failed =
+                (report.kind == "failed").then(|| report.body["signature"].as_str().unwrap_or(""));
+            if self
+                .ctx
+                .caps
+                .record_outcome(&self.ctx.cfg, &self.st.agent_slug, failed)
+            {
+                let _ = self.ctx.poke.try_send(());
+            }
             self.st.final_report = Some(report);
             self.persist();
         }

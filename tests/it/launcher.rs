@@ -946,3 +946,52 @@ fn a_logged_out_cli_is_found_out_before_and_after_a_claim() {
     );
     l.kill9();
 }
+
+/// One broken CLI does not drain the queue: after two consecutive failures
+/// with the same signature the slug is held back (not usable, nothing
+/// claimed, the heartbeat says why), and tried again after the pause.
+#[test]
+fn a_cli_failing_the_same_way_is_held_back_then_tried_again() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let _l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &example("fake-agent-fail.sh")),
+            ("AGENT_BREAKER_FAILURES", "2"),
+            ("AGENT_BREAKER_PAUSE", "6s"),
+            ("OPS_LAUNCHER_SLOTS", "1"),
+        ],
+    );
+    let ids: Vec<i64> = (0..3)
+        .map(|i| queued_task(&srv, "codex", &format!("breaks {i}")))
+        .collect();
+    for id in &ids[..2] {
+        wait_status(&srv, *id, "waiting", 30);
+    }
+    let w = wait_for(10, "the held-back slug in the heartbeat", || {
+        let h = health(&srv);
+        let reason = h["workers"][0]["agents"][0]["reason"].as_str()?.to_string();
+        reason.starts_with("held back").then_some(reason)
+    });
+    assert!(
+        w.contains(
+            "its last 2 tasks on this host failed with \"launcher process exited early (code=3"
+        ),
+        "{w}"
+    );
+    assert_eq!(
+        task(&srv, ids[2])["status"],
+        "queued",
+        "nothing claimed while held back"
+    );
+    // After the pause the CLI is tried again.
+    let t = wait_status(&srv, ids[2], "waiting", 40);
+    assert!(t["blocked_reason"]
+        .as_str()
+        .unwrap()
+        .contains("exited early (code=3"));
+}
