@@ -590,6 +590,10 @@ pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
     )
 }
 
+/// A running task whose agent has shown nothing for this long is named in
+/// health's warnings, before the launcher's silence timeout ends it.
+const SILENT_WARNING_MS: i64 = 10 * 60_000;
+
 /// `GET /api/dispatch/health`: queue counts, stale tasks and open alerts
 /// of the caller's workspaces; the workers themselves (ids, hosts) only
 /// for operators.
@@ -647,12 +651,40 @@ pub fn health(db: &Db, who: &Principal) -> Result<Value> {
             .map(|a| a.slug)
             .collect();
         if !unrunnable.is_empty() {
+            // What the workers say about each: not installed, not logged
+            // in (and how to log in), held back after repeated failures.
+            let why = |slug: &str| {
+                fresh
+                    .iter()
+                    .flat_map(|w| &w.agents)
+                    .find(|a| a.slug == slug)
+                    .and_then(|a| a.reason.clone())
+                    .filter(|r| !r.is_empty())
+                    .map_or(slug.to_string(), |r| format!("{slug} ({r})"))
+            };
             warnings.push(format!(
                 "active agent(s) {} cannot run on any fresh worker: install and log in their CLI on a \
                  launcher host (ops-center doctor), or deactivate them",
-                unrunnable.join(", ")
+                unrunnable.iter().map(|s| why(s)).collect::<Vec<_>>().join(", ")
             ));
         }
+    }
+    let silent = tasks::silent_since(&conn, now - SILENT_WARNING_MS, visible)?;
+    if !silent.is_empty() {
+        warnings.push(format!(
+            "running task(s) whose agent has shown no output for {} min or more: {}; the launcher ends \
+             an agent after AGENT_SILENCE_MINUTES (15) without output, check its log meanwhile",
+            SILENT_WARNING_MS / 60_000,
+            silent
+                .iter()
+                .map(|(id, slug, seen)| format!(
+                    "#{id} ({}, {} min)",
+                    slug.as_deref().unwrap_or("no agent"),
+                    (now - seen) / 60_000
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if s.service_api_token.is_empty() || validate_token(&s.service_api_token).is_err() {
         warnings.push("the service token is weak: rotate it (deploy-auth-hardening.sh or ops-center admin set-service-token)".into());

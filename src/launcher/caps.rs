@@ -157,6 +157,14 @@ impl Caps {
         true
     }
 
+    /// Forgets every failure streak (SIGHUP: the operator fixed a CLI).
+    pub fn forgive(&self) {
+        self.streaks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Why `slug` is held back by its failure streak, while it is; once
     /// the pause is over the streak starts again from zero.
     fn held_back(&self, slug: &str) -> Option<String> {

@@ -219,7 +219,10 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
                     match sig {
                         SIGHUP => {
                             logging::reopen();
-                            log::info!("SIGHUP: log file reopened, runtimes probed again");
+                            ctx.caps.forgive();
+                            log::info!(
+                                "SIGHUP: log file reopened, held-back agents forgiven, runtimes probed again"
+                            );
                             let _ = ctx.reprobe.try_send(());
                         }
                         _ => {

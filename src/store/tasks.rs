@@ -457,6 +457,29 @@ pub fn dispatching_since_in(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Running (`doing`) tasks of `workspaces` (`None`: all) whose agent has
+/// shown nothing since `cutoff` (ms): no ai-dispatch log comment, nor a
+/// start, after it. With the moment of the last sign of life.
+pub fn silent_since(
+    conn: &Connection,
+    cutoff: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<Vec<(i64, Option<String>, i64)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT t.id, a.slug, max(coalesce(t.dispatch_started_at, t.updated_at),
+                    coalesce((SELECT max(c.created_at) FROM task_comments c
+                              WHERE c.task_id = t.id AND c.kind = 'log' AND c.author = ?2), 0)) AS seen
+         FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
+         WHERE t.status = 'doing' AND t.archived_at IS NULL AND {}
+         GROUP BY t.id HAVING seen <= ?1 ORDER BY t.id",
+        super::in_workspaces("t.workspace_id", workspaces)
+    ))?;
+    let rows = stmt.query_map(params![cutoff, DISPATCH_AUTHOR], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Tasks in `dispatching` held by `worker_id` since `cutoff` (ms) or before.
 pub fn dispatching_by_worker(conn: &Connection, worker_id: &str, cutoff: i64) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(

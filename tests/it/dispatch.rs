@@ -514,3 +514,59 @@ fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
     requeued.sort();
     assert_eq!(requeued, vec![lost, held]);
 }
+
+/// Health names what an operator must act on about the runtimes: each
+/// active agent no fresh worker can run, with the worker's reason (not
+/// logged in, and how to log in), and each running task whose agent has
+/// shown nothing for ten minutes, before the launcher's silence timeout.
+#[test]
+fn health_names_logged_out_agents_and_silent_running_tasks() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let svc = srv.service();
+    let r = svc.post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": "w1", "agents": [
+            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
+            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
+             "reason": "not logged in: claude; log in with: claude auth login"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let w = Worker::new(&srv, "w1");
+    let id = queued_task(&srv, "codex", json!({}));
+    let claim = w.claim();
+    let token = claim.json["claim_token"].as_str().unwrap().to_string();
+    let r = w.report(id, &token, "started", json!({"pid": 1}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let warnings = |srv: &Server| -> String {
+        let h = srv.service().get("/api/dispatch/health");
+        h.json["warnings"].to_string()
+    };
+    let now = warnings(&srv);
+    assert!(
+        now.contains("claudecode (not logged in: claude; log in with: claude auth login)"),
+        "{now}"
+    );
+    assert!(!now.contains("no output"), "{now}");
+
+    // Eleven minutes without a sign of life.
+    srv.sql()
+        .execute(
+            "UPDATE tasks SET dispatch_started_at = dispatch_started_at - 660000, \
+             updated_at = updated_at - 660000 WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let later = warnings(&srv);
+    assert!(
+        later.contains(&format!(
+            "no output for 10 min or more: #{id} (codex, 11 min)"
+        )),
+        "{later}"
+    );
+    // Output is a sign of life.
+    let r = w.report(id, &token, "output", json!({"chunk": "still working\n"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!warnings(&srv).contains("no output"));
+}

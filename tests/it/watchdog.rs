@@ -341,7 +341,10 @@ fn health_reports_workers_queue_and_warnings() {
         "only usable agents of fresh workers"
     );
     let warnings = h["warnings"].to_string();
-    assert!(warnings.contains("claudecode, codex"), "{warnings}");
+    assert!(
+        warnings.contains("claudecode (no login), codex cannot run"),
+        "each with the reason its worker gives: {warnings}"
+    );
     assert!(!warnings.contains("no worker has sent"), "{warnings}");
     let gone = h["workers"]
         .as_array()
