@@ -24,6 +24,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     // Readers: one per handler thread, plus the watchdog and a spare.
     let db =
         Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
+    // Held until the process ends: `admin restore` refuses a file in use.
+    let _in_use = crate::db::FileLock::shared(&cfg.db_path)
+        .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;
     let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
         db.close();
         format!("cannot start: {e}")

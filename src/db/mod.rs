@@ -86,7 +86,9 @@ impl Db {
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             return Err(not_writable("the file is read-only for this user".into()));
         }
-        let setup = configure_writer(&conn, sync).and_then(|()| migrate::run(&mut conn));
+        let setup = incremental_vacuum(&conn)
+            .and_then(|()| configure_writer(&conn, sync))
+            .and_then(|()| migrate::run(&mut conn));
         if let Err(Error::StorageUnavailable(s)) = setup {
             return Err(not_writable(s.describe().into()));
         }
@@ -166,6 +168,57 @@ fn not_writable(path: &Path, cause: &str) -> String {
     )
 }
 
+/// A shared `flock` on the database file, held by a running server for its
+/// whole life, so that `admin restore` can tell that a server holds the
+/// file (it asks for an exclusive one). `flock` locks are independent of
+/// SQLite's own (`fcntl`) locks.
+pub struct FileLock {
+    /// The lock lives as long as this descriptor.
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    /// The server's lock: shared, so nothing but a restore is refused.
+    pub fn shared(path: &Path) -> std::io::Result<FileLock> {
+        FileLock::take(path, libc::LOCK_SH)
+    }
+
+    /// An exclusive lock, or `WouldBlock` while a server holds the file.
+    pub fn exclusive(path: &Path) -> std::io::Result<FileLock> {
+        FileLock::take(path, libc::LOCK_EX)
+    }
+
+    fn take(path: &Path, how: libc::c_int) -> std::io::Result<FileLock> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path)?;
+        // SAFETY: flock on a descriptor this function owns; the lock goes
+        // with the descriptor when the file is dropped.
+        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileLock { _file: f })
+    }
+}
+
+/// Pages freed by deletions (event retention) go back to the file system
+/// in small steps (`PRAGMA incremental_vacuum`), so the file shrinks. A new
+/// file gets the mode before anything is written to it (WAL mode too); an
+/// older one is rebuilt once by a `VACUUM`, as the mode requires.
+fn incremental_vacuum(conn: &Connection) -> Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL")?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if pages > 0 {
+        log::info!("database: switching to incremental auto-vacuum (a one-time VACUUM)");
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
+}
+
 fn configure_writer(conn: &Connection, sync: Sync) -> Result<()> {
     let sync = match sync {
         Sync::Normal => "NORMAL",
@@ -188,4 +241,40 @@ fn configure_writer(conn: &Connection, sync: Sync) -> Result<()> {
          PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES};"
     ))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_and_older_files_end_in_incremental_auto_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| -> i64 {
+            Connection::open(p)
+                .unwrap()
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .unwrap()
+        };
+        let fresh = dir.path().join("new.db");
+        Db::open(&fresh, Sync::Normal, 1).unwrap().close();
+        assert_eq!(mode(&fresh), 2);
+        // A file made before, in WAL mode without auto-vacuum, with data.
+        let old = dir.path().join("old.db");
+        {
+            let c = Connection::open(&old).unwrap();
+            c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                .unwrap();
+            c.execute_batch("CREATE TABLE keep(x); INSERT INTO keep VALUES (42);")
+                .unwrap();
+        }
+        assert_eq!(mode(&old), 0);
+        Db::open(&old, Sync::Normal, 1).unwrap().close();
+        assert_eq!(mode(&old), 2);
+        let x: i64 = Connection::open(&old)
+            .unwrap()
+            .query_row("SELECT x FROM keep", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 42);
+    }
 }

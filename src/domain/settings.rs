@@ -30,6 +30,7 @@ pub const CLAIM_GRACE_SECONDS: &str = "dispatch_claim_grace_seconds";
 pub const SERVICE_API_TOKEN: &str = "service_api_token";
 pub const WATCHDOG_INTERVAL_SECONDS: &str = "watchdog_interval_seconds";
 pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
+pub const EVENTS_RETENTION_DAYS: &str = "events_retention_days";
 /// Internal: `generated` while the token is the one made at first start.
 pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
 
@@ -77,6 +78,14 @@ const DEFS: &[Def] = &[
         key: WATCHDOG_FAILURE_THRESHOLD,
         default: "3",
         kind: Kind::Int { min: 1, max: 1_000 },
+    },
+    Def {
+        key: EVENTS_RETENTION_DAYS,
+        default: "90",
+        kind: Kind::Int {
+            min: 0,
+            max: 36_500,
+        },
     },
 ];
 
@@ -150,6 +159,9 @@ pub struct Settings {
     pub service_api_token: String,
     pub watchdog_interval_seconds: i64,
     pub watchdog_failure_threshold: i64,
+    /// Events older than this many days are pruned (0: never), except those
+    /// of unfinished tasks and of tasks with an open alert.
+    pub events_retention_days: i64,
     pub token_generated: bool,
 }
 
@@ -171,6 +183,7 @@ impl Settings {
             service_api_token: stored.get(SERVICE_API_TOKEN).cloned().unwrap_or_default(),
             watchdog_interval_seconds: int(WATCHDOG_INTERVAL_SECONDS),
             watchdog_failure_threshold: int(WATCHDOG_FAILURE_THRESHOLD),
+            events_retention_days: int(EVENTS_RETENTION_DAYS),
             token_generated: stored.get(TOKEN_ORIGIN).map(String::as_str) == Some("generated"),
         }
     }
@@ -186,6 +199,7 @@ impl Settings {
             SERVICE_API_TOKEN: if self.service_api_token.is_empty() { Value::Null } else { json!("[redacted]") },
             WATCHDOG_INTERVAL_SECONDS: self.watchdog_interval_seconds,
             WATCHDOG_FAILURE_THRESHOLD: self.watchdog_failure_threshold,
+            EVENTS_RETENTION_DAYS: self.events_retention_days,
         })
     }
 

@@ -9,7 +9,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
@@ -39,6 +39,11 @@ usage:
       checks a database (a replica, a restored file, a backup): integrity,
       schema version, task counts against the rows; prints what it found and
       exits 1 when anything is off
+  ops-center admin restore --from FILE [--db PATH]
+      replaces the database with FILE (a backup taken with admin backup)
+      after checking FILE as admin check does; refuses while a server uses
+      the database; the database it replaces is kept beside it as
+      PATH.before-restore-<time> (with its -wal and -shm)
 
 --db defaults to OPS_DB, else ./ops-center.db (the Debian package keeps it at
 /var/lib/ops-center/ops.db). Secrets are never accepted as arguments.";
@@ -84,6 +89,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
         "set-admin-password" => &["--db", "--user", "--stdin"],
         "backup" => &["--db", "--to"],
         "check" => &["--db"],
+        "restore" => &["--db", "--from"],
         other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
     };
     let opts = parse_options(cmd, &args[1..], accepted)?;
@@ -102,6 +108,12 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
             backup(&db_path, Path::new(&to), io.out)
         }
         "check" => check(&db_path, io.out),
+        "restore" => {
+            let from = opts
+                .from
+                .ok_or("restore needs --from FILE (a backup taken with admin backup)")?;
+            restore(&db_path, Path::new(&from), io.out)
+        }
         _ => unreachable!("checked above"),
     }
 }
@@ -111,6 +123,7 @@ struct Options {
     db: Option<String>,
     user: Option<String>,
     to: Option<String>,
+    from: Option<String>,
     /// Read the secret from standard input even when its variable is set.
     stdin: bool,
     help: bool,
@@ -159,6 +172,7 @@ fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Option
             "--db" => opts.db = Some(value),
             "--user" => opts.user = Some(value),
             "--to" => opts.to = Some(value),
+            "--from" => opts.from = Some(value),
             _ => unreachable!("only accepted flags reach here"),
         }
     }
@@ -414,6 +428,74 @@ fn copy_into(path: &Path, to: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     store::backup::vacuum_into(&conn, to)
         .map_err(|e| format!("backup of {} failed: {e}", path.display()))
+}
+
+/// `admin restore`: checks the backup, makes sure no server holds the
+/// database, moves the database (and its `-wal`/`-shm`) aside, and puts a
+/// fresh copy of the backup in its place, owned as the old one was.
+fn restore(path: &Path, from: &Path, out: &mut dyn Write) -> Result<(), String> {
+    if !from.is_file() {
+        return Err(format!("{}: no such backup file", from.display()));
+    }
+    writeln!(out, "checking the backup first").map_err(|e| e.to_string())?;
+    check(from, out).map_err(|e| format!("{e}; nothing was restored"))?;
+    let side = |p: &Path, suffix: &str| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    // Held until the swap is done: no server may start on the file meanwhile.
+    let _lock = match crate::db::FileLock::exclusive(path) {
+        Ok(lock) => Some(lock),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(format!(
+                "{} is in use by a running server: stop it first (systemctl stop ops-center),                  then restore",
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+    };
+    let owner = std::fs::metadata(path).ok();
+    let tmp = side(path, ".restoring");
+    let _ = std::fs::remove_file(&tmp);
+    copy_into(from, &tmp.display().to_string())?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", tmp.display()))?;
+    if let Some(m) = &owner {
+        if let Err(e) = std::os::unix::fs::chown(&tmp, Some(m.uid()), Some(m.gid())) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "cannot give the restored file to the owner of {} ({e}); run as root or as that user",
+                path.display()
+            ));
+        }
+        let stamp = crate::time::rfc3339(crate::time::now_ms()).replace([':', '-'], "");
+        let aside = side(path, &format!(".before-restore-{stamp}"));
+        for suffix in ["", "-wal", "-shm"] {
+            let (p, to) = (side(path, suffix), side(&aside, suffix));
+            if p.exists() {
+                std::fs::rename(&p, &to).map_err(|e| {
+                    format!("cannot move {} aside to {}: {e}", p.display(), to.display())
+                })?;
+            }
+        }
+        writeln!(
+            out,
+            "the database it replaces is kept as {}",
+            aside.display()
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| format!("cannot put {} in place: {e}", tmp.display()))?;
+    writeln!(
+        out,
+        "restored {} into {}; start the server on it",
+        from.display(),
+        path.display()
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `admin check`: prints each check's result; any failure is the error.

@@ -106,3 +106,32 @@ pub fn dispatch_failures_since(conn: &Connection, since: i64) -> Result<Vec<Fail
     let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Deletes up to `limit` events older than `cutoff` (ms), oldest first,
+/// except those of unfinished tasks (not done, not archived) and of tasks
+/// with an open alert: what an operator may still need to look back at.
+/// Returns how many went.
+pub fn prune(conn: &Connection, cutoff: i64, limit: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (
+                SELECT e.id FROM events e
+                WHERE e.at < ?1
+                  AND (e.task_id IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM tasks t WHERE t.id = e.task_id
+                          AND t.status != 'done' AND t.archived_at IS NULL))
+                  AND (e.task_id IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM alerts a WHERE a.task_id = e.task_id AND a.status = 'open'))
+                ORDER BY e.id LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?)
+}
+
+/// Gives up to `pages` free pages back to the file system (the database
+/// is in `auto_vacuum=INCREMENTAL` mode), so the file shrinks after a prune.
+pub fn release_free_pages(conn: &Connection, pages: i64) -> Result<()> {
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}

@@ -360,3 +360,77 @@ fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
     let o = admin(&["check", "--db", "/nonexistent/ops.db"], &[], "");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// `admin restore` puts a backup back: never while a server uses the
+/// database, never a backup that fails its checks, and the database it
+/// replaces is kept aside.
+#[test]
+fn restore_replaces_a_stopped_database_with_a_checked_backup() {
+    let mut srv = Server::start();
+    let db = db_arg(&srv);
+    let svc = srv.service();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "in the backup", "description": "p"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let backup = srv.dir.path().join("backup.db");
+    let backup_s = backup.to_str().unwrap();
+    let o = admin(&["backup", "--db", &db, "--to", backup_s], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "after the backup", "description": "p"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // The server holds the file: refused, nothing changed.
+    let before = srv.fingerprint();
+    let o = admin(&["restore", "--db", &db, "--from", backup_s], &[], "");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("in use by a running server"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(srv.fingerprint(), before);
+
+    // A backup that fails its checks: refused.
+    let bad = srv.dir.path().join("bad.db");
+    let mut bytes = std::fs::read(&backup).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 4096].fill(0x5a);
+    std::fs::write(&bad, &bytes).unwrap();
+    let status = srv.signal_and_wait("TERM");
+    assert!(status.success());
+    let o = admin(
+        &["restore", "--db", &db, "--from", bad.to_str().unwrap()],
+        &[],
+        "",
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("nothing was restored"), "{}", text(&o));
+
+    // Stopped, with a good backup: restored, the old file kept aside.
+    let o = admin(&["restore", "--db", &db, "--from", backup_s], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("kept as"), "{}", text(&o));
+    let aside: Vec<_> = std::fs::read_dir(srv.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".before-restore-"))
+        .collect();
+    assert!(!aside.is_empty(), "the replaced database is kept");
+    let mode = std::fs::metadata(srv.db_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    srv.start_again();
+    let titles = srv.service().get("/api/tasks").text;
+    assert!(titles.contains("in the backup"), "{titles}");
+    assert!(!titles.contains("after the backup"), "{titles}");
+    let o = admin(&["check", "--db", &db], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -15,6 +15,7 @@ mod invariants;
 mod launcher;
 mod operator;
 mod replication;
+mod retention;
 mod storage;
 mod tasks;
 mod ui;
