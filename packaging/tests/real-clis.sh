@@ -6,8 +6,8 @@
 #     CLI NOT LOGGED IN (so it FAILs), never PASS;
 #   - a launcher reports the logged-out CLIs not usable, with the reason,
 #     and claims no task for them (health names them);
-#   - Hermes with a dummy provider key is claimed, fails, and its task ends
-#     blocked, not in review;
+#   - Hermes with a dummy provider key in its environment is claimed, fails,
+#     and its task ends blocked, not in review;
 #   - Claude Code run anyway (its check turned off) ends blocked with a
 #     blocked_reason that says it is not logged in;
 #   - no task waits past 120 s.
@@ -123,26 +123,30 @@ wait_blocked() {
     fail "task $id still $status after 120 s"
 }
 
-say "launcher with the built-in logged-in checks (Hermes has a dummy provider key)"
-# Hermes keeps a key it has seen in its own credential pool: give it one
-# there, not in the launcher's environment, where opencode would count it
-# as a provider key of its own.
-OPENROUTER_API_KEY=dummy-key-for-the-contract-test hermes auth list >/dev/null 2>&1
-hermes auth list 2>&1 | grep -q credential || fail "hermes did not keep the dummy provider key"
+say "launcher with the built-in logged-in checks"
 ids=()
-for slug in opencode claudecode codex; do ids+=("$(task_for "$slug")"); done
-hermes_task=$(task_for hermes)
+for slug in opencode claudecode codex hermes; do ids+=("$(task_for "$slug")"); done
 launcher SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes
-wait_blocked "$hermes_task"
-health=$(call "$api/dispatch/health")
-for slug in opencode claudecode codex; do
+for _ in $(seq 30); do
+    health=$(call "$api/dispatch/health")
+    [ "$(jq '.workers[0].agents | length' <<<"$health")" = 4 ] && break
+    sleep 1
+done
+for slug in opencode claudecode codex hermes; do
     jq -e --arg s "$slug" '.workers[0].agents[] | select(.slug == $s) | .available and (.authenticated | not) and (.reason | startswith("not logged in"))' \
         <<<"$health" >/dev/null || fail "$slug is not reported installed-but-logged-out: $(jq -c .workers[0].agents <<<"$health")"
 done
 jq -r '.warnings[]' <<<"$health"
+sleep 3
 for id in "${ids[@]}"; do
     [ "$(call "$api/tasks/$id" | jq -r .status)" = queued ] || fail "task $id of a logged-out CLI was claimed"
 done
+kill "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+
+say "Hermes with a dummy provider key: it runs, fails, and its task must not reach review"
+launcher SUPPORTED_AGENT_SLUGS=hermes OPENROUTER_API_KEY=dummy-key-for-the-contract-test
+wait_blocked "${ids[3]}"
 kill "${pids[-1]}"
 wait "${pids[-1]}" 2>/dev/null || true
 

@@ -251,7 +251,10 @@ impl Caps {
             None => cap.authenticated = true,
             Some(check) => match self.auth_result(cfg, slug, &check) {
                 Ok(()) => cap.authenticated = true,
-                Err(e) => cap.reason = not_logged_in(slug, &cli, &check, &e),
+                Err(e) => {
+                    let configured = cfg.auth_checks.contains_key(slug);
+                    cap.reason = not_logged_in(slug, &cli, configured, &e);
+                }
             },
         }
         cap
@@ -278,12 +281,21 @@ impl Caps {
 }
 
 /// Why a CLI is not usable when its logged-in check fails, with what to
-/// run about it.
-pub fn not_logged_in(slug: &str, cli: &str, check: &str, error: &str) -> String {
+/// run about it. `configured`: the check came from `AGENT_AUTH_CHECK_<SLUG>`.
+pub fn not_logged_in(slug: &str, cli: &str, configured: bool, error: &str) -> String {
+    let check = if configured {
+        env_name("AGENT_AUTH_CHECK_", slug)
+    } else {
+        "its logged-in check".to_string()
+    };
     let hint = clis::known(slug)
         .map(|k| format!("; log in with: {}", k.login_hint))
         .unwrap_or_default();
-    format!("not logged in: {cli} (`{check}` {error}){hint}")
+    let cli = std::path::Path::new(cli)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(cli);
+    format!("not logged in: {cli} ({check} {error}){hint}")
 }
 
 fn held_back_reason(s: &Streak, left: std::time::Duration) -> String {

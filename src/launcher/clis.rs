@@ -64,7 +64,10 @@ pub const KNOWN: &[KnownCli] = &[
         command: "hermes chat -Q --yolo -q {prompt} [ -m {model} ]",
         auth_check: "hermes auth list 2>&1 | grep -Eq '[(][1-9][0-9]* credentials?[)]'",
         login_hint: "hermes setup (or a provider key such as OPENROUTER_API_KEY in the launcher's environment)",
-        logged_out: &["no inference provider configured"],
+        logged_out: &[
+            "no inference provider configured",
+            "no api keys or providers found",
+        ],
     },
 ];
 

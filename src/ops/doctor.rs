@@ -145,7 +145,7 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                 let _ = writeln!(
                     out,
                     "[doctor] NOT LOGGED IN {slug}: {}",
-                    not_logged_in(slug, &cli, &check, &e)
+                    not_logged_in(slug, &cli, configured.is_some(), &e)
                 );
                 failed.push(format!("{slug} (not logged in)"));
             }
@@ -284,7 +284,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("[doctor] NOT LOGGED IN claudecode: not logged in: /bin/true"),
+            text.contains(
+                "[doctor] NOT LOGGED IN claudecode: not logged in: true (AGENT_AUTH_CHECK_CLAUDECODE exited with"
+            ),
             "{text}"
         );
         assert!(text.contains("log in with: claude auth login"), "{text}");
