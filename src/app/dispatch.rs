@@ -669,7 +669,15 @@ pub fn health(db: &Db, who: &Principal) -> Result<Value> {
             ));
         }
     }
-    let silent = tasks::silent_since(&conn, now - SILENT_WARNING_MS, visible)?;
+    // The tasks the fresh workers say they run: a handful, whatever the
+    // size of the board.
+    let mut running: Vec<i64> = fresh
+        .iter()
+        .flat_map(|w| w.running_task_ids.clone())
+        .collect();
+    running.sort_unstable();
+    running.dedup();
+    let silent = tasks::silent_among(&conn, &running, now - SILENT_WARNING_MS, visible)?;
     if !silent.is_empty() {
         warnings.push(format!(
             "running task(s) whose agent has shown no output for {} min or more: {}; the launcher ends \

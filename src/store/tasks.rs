@@ -457,27 +457,36 @@ pub fn dispatching_since_in(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Running (`doing`) tasks of `workspaces` (`None`: all) whose agent has
-/// shown nothing since `cutoff` (ms): no ai-dispatch log comment, nor a
-/// start, after it. With the moment of the last sign of life.
-pub fn silent_since(
+/// Those of the tasks `ids` that are running (`doing`) in `workspaces`
+/// (`None`: all) and whose agent has shown nothing since `cutoff` (ms): no
+/// ai-dispatch log comment, nor a start, after it. With the moment of the
+/// last sign of life.
+pub fn silent_among(
     conn: &Connection,
+    ids: &[i64],
     cutoff: i64,
     workspaces: Option<&[i64]>,
 ) -> Result<Vec<(i64, Option<String>, i64)>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT t.id, a.slug, max(coalesce(t.dispatch_started_at, t.updated_at),
                     coalesce((SELECT max(c.created_at) FROM task_comments c
-                              WHERE c.task_id = t.id AND c.kind = 'log' AND c.author = ?2), 0)) AS seen
+                              WHERE c.task_id = t.id AND c.kind = 'log' AND c.author = ?2), 0))
          FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
-         WHERE t.status = 'doing' AND t.archived_at IS NULL AND {}
-         GROUP BY t.id HAVING seen <= ?1 ORDER BY t.id",
+         WHERE t.id = ?1 AND t.status = 'doing' AND {}",
         super::in_workspaces("t.workspace_id", workspaces)
     ))?;
-    let rows = stmt.query_map(params![cutoff, DISPATCH_AUTHOR], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut silent = Vec::new();
+    for id in ids {
+        let row: Option<(i64, Option<String>, i64)> = stmt
+            .query_row(params![id, DISPATCH_AUTHOR], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let Some(row) = row.filter(|(_, _, seen)| *seen <= cutoff) {
+            silent.push(row);
+        }
+    }
+    Ok(silent)
 }
 
 /// Tasks in `dispatching` held by `worker_id` since `cutoff` (ms) or before.

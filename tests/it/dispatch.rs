@@ -517,8 +517,8 @@ fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
 
 /// Health names what an operator must act on about the runtimes: each
 /// active agent no fresh worker can run, with the worker's reason (not
-/// logged in, and how to log in), and each running task whose agent has
-/// shown nothing for ten minutes, before the launcher's silence timeout.
+/// logged in, and how to log in), and each task a worker runs whose agent
+/// has shown nothing for ten minutes, before the launcher's silence timeout.
 #[test]
 fn health_names_logged_out_agents_and_silent_running_tasks() {
     let srv = Server::start();
@@ -537,6 +537,14 @@ fn health_names_logged_out_agents_and_silent_running_tasks() {
     let claim = w.claim();
     let token = claim.json["claim_token"].as_str().unwrap().to_string();
     let r = w.report(id, &token, "started", json!({"pid": 1}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": "w1", "running_task_ids": [id], "agents": [
+            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
+            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
+             "reason": "not logged in: claude; log in with: claude auth login"}]}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
 
     let warnings = |srv: &Server| -> String {
