@@ -341,6 +341,9 @@ pub enum Report {
     },
     Output {
         chunk: String,
+        /// Where the chunk starts in the agent's stdout; `None` from a
+        /// launcher that does not say.
+        offset: Option<i64>,
     },
     Finished {
         exit_code: Option<i64>,
@@ -384,9 +387,17 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                 t.err_log_path = err_log_path;
                 transition(conn, &mut t, Status::Doing, "dispatch.started", &actor, json!({"pid": pid}), now)?;
             }
-            Report::Output { chunk } => {
+            Report::Output { chunk, offset } => {
                 if ended || !t.status.is_claimed() {
                     return Err(Error::conflict("task_not_running", format!("task {id} is {}; its run has ended", t.status.as_str())));
+                }
+                if let Some(offset) = offset {
+                    // A chunk that starts at or before the last one taken
+                    // was sent again: it is already logged.
+                    if tasks::output_offset(conn, id)?.is_some_and(|last| offset <= last) {
+                        return Ok(t);
+                    }
+                    tasks::set_output_offset(conn, id, offset)?;
                 }
                 let cid = comments::add(conn, id, DISPATCH_AUTHOR, "log", &chunk, now)?;
                 event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;

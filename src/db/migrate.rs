@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("../../migrations/002_task_counts.sql"),
+    include_str!("../../migrations/003_output_offset.sql"),
 ];
 
 /// The schema version this binary brings a database to.

@@ -472,6 +472,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         started_at_ms: crate::time::now_ms(),
         started_reported: false,
         output_offset: 0,
+        streamed: 0,
         ending: None,
         final_report: None,
         abandoned: false,

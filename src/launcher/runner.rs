@@ -421,7 +421,8 @@ impl Runner {
             }
             let n = bytes.len() as u64;
             let chunk = strip_ansi(&String::from_utf8_lossy(&bytes));
-            match self.send("output", json!({ "chunk": chunk }))? {
+            let body = json!({ "chunk": chunk, "offset": self.st.streamed });
+            match self.send("output", body)? {
                 Sent::Acked => {}
                 Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
                     self.abandon(e);
@@ -434,6 +435,7 @@ impl Runner {
             }
             self.last_output = Some(Instant::now());
             self.st.output_offset += n;
+            self.st.streamed += n;
             self.persist();
         }
     }
@@ -676,6 +678,7 @@ mod tests {
             started_at_ms: 0,
             started_reported: true,
             output_offset: 0,
+            streamed: 0,
             ending: Some(ending),
             final_report: None,
             abandoned: false,

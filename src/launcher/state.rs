@@ -33,6 +33,11 @@ pub struct TaskState {
     pub started_reported: bool,
     /// Bytes of the stdout log already acknowledged as `output` reports.
     pub output_offset: u64,
+    /// Bytes of stdout acknowledged over the whole run: unlike
+    /// `output_offset` it never goes back when the log is truncated (log
+    /// rotation), so it is the `offset` the server dedups retried chunks by.
+    #[serde(default)]
+    pub streamed: u64,
     pub ending: Option<Ending>,
     /// The report that closes the run, kept until acknowledged.
     pub final_report: Option<FinalReport>,
@@ -172,6 +177,7 @@ mod tests {
             started_at_ms: 1,
             started_reported: false,
             output_offset: 0,
+            streamed: 0,
             ending: Some(Ending::Exited {
                 code: Some(0),
                 signal: None,

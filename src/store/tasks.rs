@@ -216,7 +216,8 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE tasks SET status=?2, claimed_by=?3, claim_token=?4, claimed_at=?5,
             dispatch_attempts=?6, dispatch_started_at=?7, dispatch_finished_at=?8, exit_code=?9,
-            dispatch_output=?10, log_path=?11, err_log_path=?12, updated_at=?13
+            dispatch_output=?10, log_path=?11, err_log_path=?12, updated_at=?13,
+            output_offset=NULL
          WHERE id=?1",
     )?
     .execute(params![
@@ -234,6 +235,22 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.err_log_path,
         now
     ])?;
+    Ok(())
+}
+
+/// Where the last output chunk accepted for the task's current claim
+/// started in the agent's stdout (see migration 3).
+pub fn output_offset(conn: &Connection, id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT output_offset FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+pub fn set_output_offset(conn: &Connection, id: i64, offset: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE tasks SET output_offset = ?2 WHERE id = ?1")?
+        .execute(params![id, offset])?;
     Ok(())
 }
 

@@ -578,3 +578,75 @@ fn health_names_logged_out_agents_and_silent_running_tasks() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!warnings(&srv).contains("no output"));
 }
+
+/// An `output` report sent again (the launcher died after the server took
+/// it, before it noted so) is recognised by its offset and logged once; a
+/// report without an offset (an older launcher) is taken as before, and a
+/// new claim starts the offsets again.
+#[test]
+fn a_retried_output_chunk_is_logged_once() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let id = queued_task(&srv, "codex", json!({}));
+    let (_, token) = w.claim_one();
+    let logs = |srv: &Server| -> Vec<String> {
+        srv.service().get(&format!("/api/tasks/{id}")).json["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "log")
+            .map(|c| c["body"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (chunk, offset) in [
+        ("one\n", json!(0)),
+        ("one\n", json!(0)),
+        ("two\n", json!(4)),
+        ("two\n", json!(4)),
+        ("stale\n", json!(2)),
+    ] {
+        let r = w.report(
+            id,
+            &token,
+            "output",
+            json!({"chunk": chunk, "offset": offset}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(logs(&srv), ["one\n", "two\n"]);
+    for bad in [json!(-1), json!("4"), json!(1.5)] {
+        let r = w.report(id, &token, "output", json!({"chunk": "x", "offset": bad}));
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains("offset"), "{}", r.text);
+    }
+    // Without an offset: taken, as from a launcher that does not send it.
+    let r = w.report(id, &token, "output", json!({"chunk": "legacy\n"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(logs(&srv).len(), 3);
+
+    // A new claim of the task starts again from offset 0.
+    let r = srv
+        .service()
+        .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = srv
+        .service()
+        .patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = srv
+        .service()
+        .post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (again, token) = w.claim_one();
+    assert_eq!(again, id);
+    let r = w.report(
+        id,
+        &token,
+        "output",
+        json!({"chunk": "second run\n", "offset": 0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(logs(&srv).len(), 4, "{:?}", logs(&srv));
+}

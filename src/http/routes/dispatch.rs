@@ -177,7 +177,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 })
             },
         ),
-        "output" => (&["worker_id", "claim_token", "chunk"], |f| {
+        "output" => (&["worker_id", "claim_token", "chunk", "offset"], |f| {
             let chunk = f.required_str("chunk")?;
             if chunk.is_empty() || chunk.len() > CHUNK_LIMIT {
                 return Err(Error::invalid_field(
@@ -185,7 +185,8 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     format!("must be 1 to {CHUNK_LIMIT} bytes"),
                 ));
             }
-            Ok(Report::Output { chunk })
+            let offset = f.i64_in("offset", 0..=i64::MAX)?;
+            Ok(Report::Output { chunk, offset })
         }),
         "finished" => (
             &["worker_id", "claim_token", "exit_code", "signal", "output"],
