@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 use crate::app::accounts;
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{self, App, LoginLimiter};
+use crate::http::{self, App, LoginLimiter, WaitingRoom};
 
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     limit_malloc_arenas();
@@ -58,6 +58,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         db: db.clone(),
         trust_proxy: cfg.trust_proxy,
         login_limiter: LoginLimiter::new(),
+        waiting: WaitingRoom::start(db.clone()),
     });
     let server = match http::serve(app.clone(), listener, cfg.http_threads, cfg.http_limits) {
         Ok(server) => server,
@@ -72,6 +73,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
     stop.store(true, Ordering::SeqCst);
+    // Parked claims are answered while the connections are still served.
+    app.waiting.stop();
     server.shutdown();
     let _ = watchdog.join();
     app.db.close();

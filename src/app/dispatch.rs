@@ -218,7 +218,25 @@ pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> 
     })
 }
 
+/// What a worker can run, as its last heartbeat says: what a parked
+/// long-poll claim is matched against before its claim is tried.
+#[derive(Clone, Debug)]
+pub struct WorkerView {
+    pub usable_slugs: Vec<String>,
+    pub workspace_id: Option<i64>,
+}
+
+pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
+    Ok(
+        heartbeats::get(&*db.read()?, worker_id)?.map(|hb| WorkerView {
+            usable_slugs: hb.usable_slugs(),
+            workspace_id: hb.workspace_id,
+        }),
+    )
+}
+
 /// A worker's request for a task.
+#[derive(Clone, Debug)]
 pub struct ClaimRequest {
     pub worker_id: String,
     pub agent_slugs: Option<Vec<String>>,

@@ -10,6 +10,7 @@ mod responder;
 mod response;
 mod router;
 mod routes;
+mod waiting;
 mod wire;
 
 use std::net::{SocketAddr, TcpListener};
@@ -28,12 +29,15 @@ pub use event_loop::Limits;
 pub use request::Req;
 pub use responder::{Gone, Responder, Stream};
 pub use response::Resp;
+pub use waiting::WaitingRoom;
 
 /// What every handler shares.
 pub struct App {
     pub db: Arc<Db>,
     pub trust_proxy: bool,
     pub login_limiter: LoginLimiter,
+    /// Long-poll claims waiting for a task.
+    pub waiting: WaitingRoom,
 }
 
 /// Binds `addr` (port 0 picks a free one), with a listen backlog of

@@ -26,6 +26,9 @@ pub struct LauncherConfig {
     pub heartbeat_every: Duration,
     /// Pause between claims when there is nothing to do.
     pub poll_every: Duration,
+    /// `OPS_LAUNCHER_CLAIM_WAIT_SECONDS`: how long a claim waits on the
+    /// server for a task (a long poll; 0: plain polling).
+    pub claim_wait: Duration,
     /// How long an auth-check result is trusted.
     pub auth_cache: Duration,
     pub auth_timeout: Duration,
@@ -84,6 +87,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 pub const DEFAULT_SLOTS: usize = 2;
 pub const DEFAULT_HEARTBEAT_SECONDS: u64 = 30;
 pub const DEFAULT_POLL_SECONDS: u64 = 10;
+/// Under the API client's 15 s timeout, with room to spare.
+pub const DEFAULT_CLAIM_WAIT_SECONDS: u64 = 10;
 
 /// Reads the configuration through `env` (a parameter so tests can feed
 /// it). Does not touch the file system.
@@ -217,6 +222,17 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
             3600,
         )?,
         poll_every: seconds("OPS_LAUNCHER_POLL_SECONDS", DEFAULT_POLL_SECONDS, 3600)?,
+        claim_wait: match env("OPS_LAUNCHER_CLAIM_WAIT_SECONDS") {
+            None => Duration::from_secs(DEFAULT_CLAIM_WAIT_SECONDS),
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 12)
+                .map(Duration::from_secs)
+                .ok_or(format!(
+                    "OPS_LAUNCHER_CLAIM_WAIT_SECONDS must be a number of seconds from 0 (plain polling) to 12, got {s:?}"
+                ))?,
+        },
         auth_cache: seconds("OPS_LAUNCHER_AUTH_CACHE_SECONDS", 300, 86_400)?,
         auth_timeout: seconds("OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS", 20, 600)?,
         workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),

@@ -231,6 +231,9 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
                                 process::signal_name(sig)
                             );
                             ctx.stop.set();
+                            // Draining at once also answers a claim
+                            // waiting on the server.
+                            let _ = ctx.heartbeat(true);
                             let _ = ctx.poke.try_send(());
                             let _ = ctx.reprobe.try_send(());
                         }
@@ -361,7 +364,13 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
     if let Some(ws) = ctx.cfg.workspace_id {
         body["workspace_id"] = json!(ws);
     }
-    let v = ctx.api.post("dispatch/next", &body)?;
+    // A long poll: the server answers as soon as a task for this worker is
+    // queued, or `no_task` when the wait is over.
+    let path = match ctx.cfg.claim_wait.as_secs() {
+        0 => "dispatch/next".to_string(),
+        s => format!("dispatch/next?wait={s}"),
+    };
+    let v = ctx.api.post(&path, &body)?;
     if v["task"].is_null() {
         return Ok(Err(v["reason"].as_str().unwrap_or("no_task").to_string()));
     }
@@ -400,6 +409,7 @@ fn claim_loop(ctx: &Arc<Ctx>) {
             ctx.stop.sleep(ctx.cfg.poll_every);
             continue;
         }
+        let asked = std::time::Instant::now();
         match claim(ctx, &slugs) {
             Ok(Ok(c)) => {
                 backoff = Duration::from_secs(1);
@@ -410,9 +420,17 @@ fn claim_loop(ctx: &Arc<Ctx>) {
                 backoff = Duration::from_secs(1);
                 if reason != last_reason {
                     log::info!("no task to claim: {reason}");
-                    last_reason = reason;
+                    last_reason = reason.clone();
                 }
-                ctx.stop.sleep(ctx.cfg.poll_every);
+                // A server that waited the whole time is asked again at
+                // once; one that answered at once (it does not wait, or
+                // dispatch is off) after the poll pause.
+                let waited = reason == "no_task"
+                    && !ctx.cfg.claim_wait.is_zero()
+                    && asked.elapsed() + Duration::from_secs(1) >= ctx.cfg.claim_wait;
+                if !waited {
+                    ctx.stop.sleep(ctx.cfg.poll_every);
+                }
             }
             Err(e) => {
                 log::warn!("claim failed, retrying in {} s: {e}", backoff.as_secs());

@@ -13,6 +13,7 @@ mod durability;
 mod gate;
 mod invariants;
 mod launcher;
+mod longpoll;
 mod operator;
 mod replication;
 mod retention;

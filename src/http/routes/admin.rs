@@ -8,6 +8,7 @@ use crate::http::auth::authenticate;
 use crate::http::fields::Fields;
 use crate::http::request::Req;
 use crate::http::response::Resp;
+use crate::http::waiting::Wake;
 use crate::http::App;
 use crate::store::agents;
 
@@ -39,7 +40,11 @@ pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
         Some(_) => return Err(Error::invalid_field("value", "must be a string")),
         None => return Err(Error::invalid_field("value", "is required")),
     };
-    Ok(Resp::ok(settings_ops::set(&app.db, &who, key, &raw)?))
+    let answer = settings_ops::set(&app.db, &who, key, &raw)?;
+    // dispatch_enabled, or a setting a claim reads, may have changed what
+    // parked claims get.
+    app.waiting.wake(Wake::All);
+    Ok(Resp::ok(answer))
 }
 
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
@@ -80,9 +85,10 @@ pub fn create_agent(app: &App, req: &Req) -> Result<Resp> {
 pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    Ok(Resp::ok(
-        agent_ops::edit(&app.db, &who, id, input)?.to_json(),
-    ))
+    let agent = agent_ops::edit(&app.db, &who, id, input)?;
+    // An agent activated again makes its queued tasks claimable.
+    app.waiting.wake(Wake::All);
+    Ok(Resp::ok(agent.to_json()))
 }
 
 pub fn delete_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {

@@ -3,20 +3,28 @@
 
 use serde_json::{json, Value};
 
-use crate::app::dispatch::{self as ops, Claim, ClaimRequest, Report, CHUNK_LIMIT};
+use std::time::{Duration, Instant};
+
+use crate::app::dispatch::{self as ops, Claim, ClaimOutcome, ClaimRequest, Report, CHUNK_LIMIT};
 use crate::app::watchdog;
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
 use crate::http::fields::Fields;
 use crate::http::request::Req;
 use crate::http::response::Resp;
+use crate::http::waiting::{Wake, MAX_WAIT_SECONDS};
 use crate::http::App;
 use crate::store::heartbeats::{AgentCapability, Heartbeat};
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::dispatch(&app.db, &who, id)?.to_json()))
+    let task = ops::dispatch(&app.db, &who, id)?;
+    app.waiting.wake(Wake::Queued {
+        workspace_id: task.workspace_id,
+        agent: task.agent_slug.clone(),
+    });
+    Ok(Resp::ok(task.to_json()))
 }
 
 pub fn approve(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -86,7 +94,14 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         workspace_id: f.i64("workspace_id")?,
         last_seen_at: 0,
     };
-    Ok(Resp::ok(ops::heartbeat(&app.db, &who, hb)?))
+    let worker = hb.worker_id.clone();
+    let answer = ops::heartbeat(&app.db, &who, hb)?;
+    // What it can run may have changed, and lost claims were requeued.
+    app.waiting.wake(Wake::Worker(worker));
+    if answer["requeued"].as_array().is_some_and(|r| !r.is_empty()) {
+        app.waiting.wake(Wake::All);
+    }
+    Ok(Resp::ok(answer))
 }
 
 fn capability(v: &Value) -> std::result::Result<AgentCapability, String> {
@@ -153,7 +168,33 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
             workspace_id: f.i64("workspace_id")?,
         }
     };
-    Ok(Resp::ok(ops::claim(&app.db, &who, claim)?.to_json()))
+    let wait = req.query_i64("wait")?.unwrap_or(0);
+    if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
+        return Err(Error::BadRequest {
+            code: "invalid_query",
+            message: format!("`wait` must be from 0 to {MAX_WAIT_SECONDS} seconds, got {wait}"),
+        });
+    }
+    let outcome = ops::claim(&app.db, &who, claim.clone())?;
+    if wait > 0
+        && matches!(
+            outcome,
+            ClaimOutcome::Nothing {
+                reason: "no_task",
+                ..
+            }
+        )
+    {
+        let until = Instant::now() + Duration::from_secs(wait as u64);
+        // A little longer for the loop's own deadline: the waiting room
+        // answers at `until`.
+        if let Some(responder) = req.defer(until + Duration::from_secs(5)) {
+            app.waiting.park(&app.db, who, claim, responder, until);
+            // Ignored: the waiting room answers.
+            return Ok(Resp::ok(Value::Null));
+        }
+    }
+    Ok(Resp::ok(outcome.to_json()))
 }
 
 /// `POST /api/dispatch/tasks/:id/<kind>`.
