@@ -170,9 +170,25 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| secrets::hash_password(&secrets::random_hex(16)).unwrap_or_default())
 }
 
+/// Ends the session of `cookie`, with the event `auth.logout`; a cookie of
+/// no live session changes nothing.
 pub fn logout(db: &Db, cookie: &str) -> Result<()> {
     let token_hash = secrets::sha256_hex(cookie);
-    db.write(move |conn| sessions::delete(conn, &token_hash))
+    db.write(move |conn| {
+        let Some(user_id) = sessions::delete(conn, &token_hash)? else {
+            return Ok(());
+        };
+        let name = users::get(conn, user_id)?.map_or_else(|| user_id.to_string(), |u| u.username);
+        event(
+            conn,
+            now_ms(),
+            None,
+            None,
+            "auth.logout",
+            &format!("user:{name}"),
+            json!({}),
+        )
+    })
 }
 
 /// The human behind a session cookie, if the session is live.

@@ -525,9 +525,7 @@ fn check(path: &Path, out: &mut dyn Write) -> Result<(), String> {
             problems.push("integrity");
         }
     }
-    let tasks: i64 = conn
-        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
-        .map_err(|e| format!("cannot count tasks: {e}"))?;
+    let tasks = store::backup::task_rows(&conn).map_err(|e| fail("cannot count tasks", e))?;
     let mismatches = store::backup::task_count_mismatches(&conn)
         .map_err(|e| fail("cannot compare task counts", e))?;
     if mismatches.is_empty() {

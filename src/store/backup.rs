@@ -24,6 +24,12 @@ pub fn check_copy(conn: &Connection) -> Result<(i64, i64)> {
     Ok((version, pages))
 }
 
+/// The rows of `tasks`, counted one by one (not from `task_counts`, which
+/// is what a check compares them with).
+pub fn task_rows(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))?)
+}
+
 /// The (workspace, agent, status, blocked, archived) groups where
 /// `task_counts` disagrees with the rows of `tasks`, as
 /// (group, counted, rows).

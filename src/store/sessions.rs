@@ -27,10 +27,12 @@ pub fn user_of(conn: &Connection, token_hash: &str, now: i64) -> Result<Option<i
         .optional()?)
 }
 
-pub fn delete(conn: &Connection, token_hash: &str) -> Result<()> {
-    conn.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-        .execute([token_hash])?;
-    Ok(())
+/// Ends one session; the user it belonged to, if it existed.
+pub fn delete(conn: &Connection, token_hash: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id")?
+        .query_row([token_hash], |r| r.get(0))
+        .optional()?)
 }
 
 /// Ends every session of a user (password change, deletion).

@@ -66,6 +66,17 @@ fn login_session_logout() {
             .status,
         401
     );
+    // Logging out is a change: it writes its event, once.
+    let logouts = || srv.service().get("/api/events?kind=auth.logout").json;
+    let e = logouts();
+    assert_eq!(e["total"], 1, "{e}");
+    assert_eq!(e["events"][0]["actor"], format!("user:{ADMIN}"), "{e}");
+    let again = srv
+        .client()
+        .header("Cookie", &session)
+        .post("/api/auth/logout", &json!({}));
+    assert_eq!(again.status, 200);
+    assert_eq!(logouts()["total"], 1, "a second logout changes nothing");
     assert_eq!(
         srv.client()
             .header("Cookie", "ops_session=forged")
