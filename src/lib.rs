@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod launcher;
 pub mod ops;
+pub mod protocol;
 pub mod secrets;
 pub mod server;
 pub mod store;

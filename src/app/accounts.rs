@@ -1,13 +1,14 @@
 //! Users, sessions, workspaces and memberships, and the secrets set up at
 //! start.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::event;
+use super::{event, views};
 use crate::db::Db;
 use crate::domain::access::{Human, Principal, Role};
 use crate::domain::settings::{validate_token, SERVICE_API_TOKEN};
 use crate::error::{Error, Result};
+use crate::protocol::accounts::{Me, MemberSet, UserView, Workspace};
 use crate::secrets;
 use crate::store::{self, sessions, users, users::User, workspaces};
 use crate::time::now_ms;
@@ -216,30 +217,40 @@ fn human_principal(conn: &rusqlite::Connection, user: User) -> Result<Principal>
     }))
 }
 
+/// Whether `token` is the service token (none is set: nothing is).
+pub fn is_service_token(db: &Db, token: &str) -> Result<bool> {
+    let expected = store::settings::get(&*db.read()?, SERVICE_API_TOKEN)?.unwrap_or_default();
+    Ok(!expected.is_empty() && secrets::constant_time_eq(token, &expected))
+}
+
 /// `GET /api/auth/me`.
-pub fn me(db: &Db, who: &Principal) -> Result<Value> {
+pub fn me(db: &Db, who: &Principal) -> Result<Me> {
     Ok(match who {
-        Principal::Service => json!({"role": "service"}),
+        Principal::Service => Me {
+            user: None,
+            role: "service".into(),
+        },
         Principal::Human(h) => {
             let conn = db.read()?;
             let user = users::require(&conn, h.id)?;
-            let mut v = user.to_json(&users::memberships(&conn, h.id)?);
-            v["role"] = json!(if h.is_admin { "admin" } else { "user" });
-            v
+            Me {
+                user: Some(user_view(&conn, &user)?),
+                role: if h.is_admin { "admin" } else { "user" }.into(),
+            }
         }
     })
 }
 
-fn user_json(conn: &rusqlite::Connection, u: &User) -> Result<Value> {
-    Ok(u.to_json(&users::memberships(conn, u.id)?))
+fn user_view(conn: &rusqlite::Connection, u: &User) -> Result<UserView> {
+    Ok(views::user(u, &users::memberships(conn, u.id)?))
 }
 
-pub fn list_users(db: &Db, who: &Principal) -> Result<Vec<Value>> {
+pub fn list_users(db: &Db, who: &Principal) -> Result<Vec<UserView>> {
     who.require_global_admin("managing users")?;
     let conn = db.read()?;
     users::list(&conn)?
         .iter()
-        .map(|u| user_json(&conn, u))
+        .map(|u| user_view(&conn, u))
         .collect()
 }
 
@@ -249,7 +260,7 @@ pub fn create_user(
     username: String,
     password: String,
     is_admin: bool,
-) -> Result<Value> {
+) -> Result<UserView> {
     who.require_global_admin("managing users")?;
     check_username(&username).map_err(|e| Error::invalid_field("username", e))?;
     secrets::check_password_strength(&password).map_err(|e| Error::invalid_field("password", e))?;
@@ -273,7 +284,7 @@ pub fn create_user(
             &actor,
             json!({"user_id": id, "username": username, "is_admin": is_admin}),
         )?;
-        user_json(conn, &users::require(conn, id)?)
+        user_view(conn, &users::require(conn, id)?)
     })
 }
 
@@ -283,7 +294,7 @@ pub fn edit_user(
     id: i64,
     password: Option<String>,
     is_admin: Option<bool>,
-) -> Result<Value> {
+) -> Result<UserView> {
     who.require_global_admin("managing users")?;
     let hash = match &password {
         Some(p) => {
@@ -319,7 +330,7 @@ pub fn edit_user(
             &actor,
             json!({"user_id": id, "password_changed": password.is_some(), "is_admin": u.is_admin}),
         )?;
-        user_json(conn, &u)
+        user_view(conn, &u)
     })
 }
 
@@ -348,12 +359,13 @@ pub fn delete_user(db: &Db, who: &Principal, id: i64) -> Result<()> {
     })
 }
 
-pub fn list_workspaces(db: &Db, who: &Principal) -> Result<Vec<Value>> {
+pub fn list_workspaces(db: &Db, who: &Principal) -> Result<Vec<Workspace>> {
     let visible = who.visible_workspaces();
-    workspaces::list(&*db.read()?, visible.as_deref())
+    let list = workspaces::list(&*db.read()?, visible.as_deref())?;
+    Ok(list.iter().map(views::workspace).collect())
 }
 
-pub fn create_workspace(db: &Db, who: &Principal, name: String) -> Result<Value> {
+pub fn create_workspace(db: &Db, who: &Principal, name: String) -> Result<Workspace> {
     who.require_global_admin("creating workspaces")?;
     if name.trim().is_empty() || name.len() > 200 {
         return Err(Error::invalid_field("name", "use 1 to 200 characters"));
@@ -377,7 +389,7 @@ pub fn create_workspace(db: &Db, who: &Principal, name: String) -> Result<Value>
             &actor,
             json!({"name": name}),
         )?;
-        workspaces::require(conn, id)
+        workspaces::require(conn, id).map(|w| views::workspace(&w))
     })
 }
 
@@ -387,7 +399,7 @@ pub fn set_member(
     workspace_id: i64,
     user_id: i64,
     role: Role,
-) -> Result<Value> {
+) -> Result<MemberSet> {
     who.require_workspace_admin(workspace_id)?;
     let actor = who.actor();
     db.write(move |conn| {
@@ -404,7 +416,11 @@ pub fn set_member(
             &actor,
             json!({"user_id": user_id, "role": role.as_str()}),
         )?;
-        Ok(json!({"workspace_id": workspace_id, "user_id": user_id, "role": role.as_str()}))
+        Ok(MemberSet {
+            workspace_id,
+            user_id,
+            role: role.as_str().to_string(),
+        })
     })
 }
 

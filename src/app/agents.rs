@@ -2,10 +2,11 @@
 
 use serde_json::json;
 
-use super::{event, gate};
+use super::{event, gate, views};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::error::{Error, Result};
+use crate::protocol::admin::{AgentList, AgentView};
 use crate::store::agents::{self, Agent};
 use crate::time::now_ms;
 
@@ -37,7 +38,24 @@ pub fn check_slug(slug: &str) -> Result<()> {
     }
 }
 
-pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<Agent> {
+/// `GET /api/agents`.
+pub fn list(db: &Db) -> Result<AgentList> {
+    let agents: Vec<AgentView> = agents::list(&*db.read()?)?
+        .iter()
+        .map(views::agent)
+        .collect();
+    Ok(AgentList {
+        total: agents.len() as i64,
+        agents,
+    })
+}
+
+/// `GET /api/agents/:id`.
+pub fn get(db: &Db, id: i64) -> Result<AgentView> {
+    Ok(views::agent(&agents::require(&*db.read()?, id)?))
+}
+
+pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<AgentView> {
     who.require_operator("managing agents")?;
     let slug = input
         .slug
@@ -74,9 +92,10 @@ pub fn create(db: &Db, who: &Principal, input: AgentInput) -> Result<Agent> {
         )?;
         agents::require(conn, id)
     })
+    .map(|a| views::agent(&a))
 }
 
-pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agent> {
+pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<AgentView> {
     who.require_operator("managing agents")?;
     if let Some(slug) = &input.slug {
         check_slug(slug)?;
@@ -142,6 +161,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, input: AgentInput) -> Result<Agen
         )?;
         agents::require(conn, id)
     })
+    .map(|a| views::agent(&a))
 }
 
 pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {

@@ -1,16 +1,29 @@
-//! Resolving alerts (they are raised by the watchdog and reconciliation).
+//! The audit log, and resolving alerts (they are raised by the watchdog
+//! and reconciliation).
 
 use serde_json::json;
 
-use super::event;
+use super::{event, views};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::error::Result;
+use crate::protocol::events::{AlertList, AlertView, EventList};
 use crate::store::alerts::{self, Alert};
+use crate::store::events;
+pub use crate::store::events::EventFilter;
 use crate::store::{tasks, Page};
 use crate::time::now_ms;
 
-pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
+/// `GET /api/events`, newest first; `filter.workspaces` is the caller's.
+pub fn events(db: &Db, filter: &EventFilter, page: Page) -> Result<EventList> {
+    let (list, total) = events::list(&*db.read()?, filter, page)?;
+    Ok(EventList {
+        events: list.iter().map(views::event).collect(),
+        total,
+    })
+}
+
+pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<AlertView> {
     who.require_ops_admin("resolving alerts")?;
     let actor = who.actor();
     let who = who.clone();
@@ -32,21 +45,21 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
         }
         alerts::require(conn, id)
     })
+    .map(|a| views::alert(&a))
 }
 
 /// The alerts `who` may see, newest activity first.
-pub fn list(
-    db: &Db,
-    who: &Principal,
-    status: Option<&str>,
-    page: Page,
-) -> Result<(Vec<Alert>, i64)> {
-    alerts::list(
+pub fn list(db: &Db, who: &Principal, status: Option<&str>, page: Page) -> Result<AlertList> {
+    let (list, total) = alerts::list(
         &*db.read()?,
         status,
         who.visible_workspaces().as_deref(),
         page,
-    )
+    )?;
+    Ok(AlertList {
+        alerts: list.iter().map(views::alert).collect(),
+        total,
+    })
 }
 
 /// The workspace of the task an alert is about (`None`: no task, or the

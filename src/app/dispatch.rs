@@ -2,8 +2,9 @@
 //! transactional claim, worker reports, stale reconciliation and health.
 
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::views;
 use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
@@ -11,6 +12,13 @@ use crate::domain::model_filter;
 use crate::domain::settings::{validate_token, Settings};
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
+use crate::protocol::admin::SettingsView;
+use crate::protocol::dispatch::{
+    ClaimAnswer, ClaimProof, ClaimedAgent, Failed, Finished, HeartbeatAnswer, HeartbeatReport,
+    Output, Reconciled, Report, StaleTasks, Started,
+};
+use crate::protocol::health::{Health, Queue, StorageSize, WorkerSummary};
+use crate::protocol::tasks::TaskView;
 use crate::secrets;
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::heartbeats::{self, Heartbeat};
@@ -30,7 +38,7 @@ pub const CHUNK_LIMIT: usize = 256 * 1024;
 /// `POST /api/tasks/:id/dispatch`: `next`/`waiting`/`review` → `queued`.
 /// A sensitive task without approval is blocked at the gate (and that is
 /// committed) before the 409 is returned.
-pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
     enum Outcome {
         Queued(Box<Task>),
         Gated,
@@ -88,7 +96,7 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?)))
     })?;
     match outcome {
-        Outcome::Queued(t) => Ok(*t),
+        Outcome::Queued(t) => Ok(views::task(&t)),
         Outcome::Gated => Err(Error::conflict(
             "human_gate",
             format!("task {id} is sensitive: a human admin must approve it (POST /api/tasks/{id}/approve) before it is dispatched"),
@@ -105,9 +113,9 @@ pub fn is_gate_block(t: &Task) -> bool {
 
 /// `POST /api/tasks/:id/approve`: a human admin approves a sensitive task;
 /// a block set by the gate is lifted.
-pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
     let who = who.clone();
-    db.write(move |conn| {
+    let t = db.write(move |conn| {
         let now = now_ms();
         let mut t = tasks::require(conn, id)?;
         who.require_gate_approver(t.workspace_id, "approving the Human Gate")?;
@@ -137,17 +145,31 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<Task> {
             json!({}),
         )?;
         tasks::require(conn, id)
-    })
+    })?;
+    Ok(views::task(&t))
 }
 
 /// `POST /api/dispatch/heartbeat`. Returns what the server now knows of the
 /// worker. The heartbeat row is bookkeeping; an event is written only when
 /// a worker appears or what it can run (or its draining) changes.
-pub fn heartbeat(db: &Db, who: &Principal, mut hb: Heartbeat) -> Result<Value> {
+pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<HeartbeatAnswer> {
     who.require_service("worker heartbeats")?;
     db.write(move |conn| {
         let now = now_ms();
-        hb.last_seen_at = now;
+        let hb = Heartbeat {
+            worker_id: report.worker_id,
+            host: report.host,
+            pid: report.pid,
+            version: report.version,
+            agents: report.agents,
+            models: report.models,
+            slots_total: report.slots_total,
+            slots_busy: report.slots_busy,
+            running_task_ids: report.running_task_ids,
+            draining: report.draining,
+            workspace_id: report.workspace_id,
+            last_seen_at: now,
+        };
         let before = heartbeats::get(conn, &hb.worker_id)?;
         heartbeats::upsert(conn, &hb)?;
         let changed = match &before {
@@ -163,8 +185,13 @@ pub fn heartbeat(db: &Db, who: &Principal, mut hb: Heartbeat) -> Result<Value> {
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
         let requeued = requeue_lost_claims(conn, &hb, &actor, now)?;
-        Ok(json!({"ok": true, "worker_id": hb.worker_id, "usable_agents": hb.usable_slugs(),
-                  "last_seen_at": crate::time::rfc3339(now), "requeued": requeued}))
+        Ok(HeartbeatAnswer {
+            ok: true,
+            usable_agents: hb.usable_slugs(),
+            worker_id: hb.worker_id,
+            last_seen_at: crate::time::rfc3339(now),
+            requeued,
+        })
     })
 }
 
@@ -235,13 +262,7 @@ pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
     )
 }
 
-/// A worker's request for a task.
-#[derive(Clone, Debug)]
-pub struct ClaimRequest {
-    pub worker_id: String,
-    pub agent_slugs: Option<Vec<String>>,
-    pub workspace_id: Option<i64>,
-}
+pub use crate::protocol::dispatch::ClaimRequest;
 
 /// What a claim hands out. Built inside the claim's transaction, turned
 /// into JSON by the HTTP layer outside it: the writer thread only decides.
@@ -263,7 +284,8 @@ pub enum ClaimOutcome {
 }
 
 impl ClaimOutcome {
-    pub fn to_json(&self) -> Value {
+    /// The claim's answer on the wire.
+    pub fn answer(&self) -> ClaimAnswer {
         match self {
             ClaimOutcome::Claimed {
                 task,
@@ -272,15 +294,24 @@ impl ClaimOutcome {
                 model,
                 claim_token,
                 reconciled,
-            } => json!({
-                "task": task.to_json(),
-                "agent": {"slug": agent_slug, "launch_command": launch_command, "model": model},
-                "claim_token": claim_token,
-                "reconciled": reconciled,
-            }),
-            ClaimOutcome::Nothing { reason, reconciled } => {
-                json!({"task": null, "reason": reason, "reconciled": reconciled})
-            }
+            } => ClaimAnswer {
+                task: Some(views::task(task)),
+                agent: Some(ClaimedAgent {
+                    slug: agent_slug.clone(),
+                    launch_command: launch_command.clone(),
+                    model: model.clone(),
+                }),
+                claim_token: Some(claim_token.clone()),
+                reason: None,
+                reconciled: *reconciled,
+            },
+            ClaimOutcome::Nothing { reason, reconciled } => ClaimAnswer {
+                task: None,
+                agent: None,
+                claim_token: None,
+                reason: Some(reason.to_string()),
+                reconciled: *reconciled,
+            },
         }
     }
 }
@@ -344,44 +375,19 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
     })
 }
 
-/// A worker report's proof of its claim.
-pub struct Claim {
-    pub worker_id: String,
-    pub claim_token: String,
-}
-
-/// What a worker reports about a task it holds.
-pub enum Report {
-    Started {
-        pid: Option<i64>,
-        log_path: Option<String>,
-        err_log_path: Option<String>,
-    },
-    Output {
-        chunk: String,
-        /// Where the chunk starts in the agent's stdout; `None` from a
-        /// launcher that does not say.
-        offset: Option<i64>,
-    },
-    Finished {
-        exit_code: Option<i64>,
-        signal: Option<String>,
-        output: String,
-    },
-    Failed {
-        signature: String,
-        reason: String,
-        evidence: String,
-    },
-}
-
 /// Applies a worker report. A claim that is not the task's current one is
 /// `409 stale_claim` and changes nothing. Reports are idempotent: a retried
 /// `started`, `finished` or `failed` whose effect is already recorded
 /// answers 200 without changing anything again.
-pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -> Result<Task> {
+pub fn report(
+    db: &Db,
+    who: &Principal,
+    id: i64,
+    claim: ClaimProof,
+    report: Report,
+) -> Result<TaskView> {
     who.require_service("worker reports")?;
-    db.write(move |conn| {
+    let t = db.write(move |conn| {
         let now = now_ms();
         let mut t = tasks::require(conn, id)?;
         let holds = t.claimed_by.as_deref() == Some(claim.worker_id.as_str())
@@ -396,7 +402,7 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
         let ws = Some(t.workspace_id);
         let ended = t.dispatch_finished_at.is_some();
         match report {
-            Report::Started { pid, log_path, err_log_path } => {
+            Report::Started(Started { pid, log_path, err_log_path }) => {
                 if t.status != Status::Dispatching {
                     return already(t, Status::Doing, "started");
                 }
@@ -405,7 +411,7 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                 t.err_log_path = err_log_path;
                 transition(conn, &mut t, Status::Doing, "dispatch.started", &actor, json!({"pid": pid}), now)?;
             }
-            Report::Output { chunk, offset } => {
+            Report::Output(Output { chunk, offset }) => {
                 if ended || !t.status.is_claimed() {
                     return Err(Error::conflict("task_not_running", format!("task {id} is {}; its run has ended", t.status.as_str())));
                 }
@@ -421,7 +427,7 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                 event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;
                 return tasks::require(conn, id);
             }
-            Report::Finished { exit_code, signal, output } => {
+            Report::Finished(Finished { exit_code, signal, output }) => {
                 if ended {
                     return already(t, Status::Review, "finished");
                 }
@@ -441,7 +447,7 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed { signature, reason, evidence } => {
+            Report::Failed(Failed { signature, reason, evidence }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
@@ -457,7 +463,8 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
         }
         tasks::save(conn, &t, now)?;
         tasks::require(conn, id)
-    })
+    })?;
+    Ok(views::task(&t))
 }
 
 /// A retried report whose effect is already recorded: answer with the task
@@ -590,7 +597,7 @@ pub fn reconcile_now(
     who: &Principal,
     minutes: Option<i64>,
     only: Option<Vec<i64>>,
-) -> Result<Value> {
+) -> Result<Reconciled> {
     who.require_operator("manual reconciliation")?;
     let actor = who.actor();
     db.write(move |conn| {
@@ -600,23 +607,28 @@ pub fn reconcile_now(
             None => crate::store::settings::load(conn)?.dispatch_stale_minutes,
         };
         let ids = reconcile_stale_among(conn, minutes, only.as_deref(), &actor, now)?;
-        Ok(json!({"stale_minutes": minutes, "reconciled": ids.len(), "task_ids": ids}))
+        Ok(Reconciled {
+            stale_minutes: minutes,
+            reconciled: ids.len(),
+            task_ids: ids,
+        })
     })
 }
 
 /// `GET /api/dispatch/stale`: tasks in `dispatching` for longer than the
 /// setting.
-pub fn stale_tasks(db: &Db, who: &Principal) -> Result<Value> {
+pub fn stale_tasks(db: &Db, who: &Principal) -> Result<StaleTasks> {
     who.require_ops_admin("inspecting stale tasks")?;
     let conn = db.read()?;
     let s = crate::store::settings::load(&conn)?;
     let visible = who.visible_workspaces();
     let cutoff = now_ms() - s.dispatch_stale_minutes * 60_000;
     let list = tasks::dispatching_since_in(&conn, cutoff, visible.as_deref())?;
-    Ok(
-        json!({"stale_minutes": s.dispatch_stale_minutes, "total": list.len(),
-              "tasks": list.iter().map(Task::to_json).collect::<Vec<_>>()}),
-    )
+    Ok(StaleTasks {
+        stale_minutes: s.dispatch_stale_minutes,
+        total: list.len(),
+        tasks: views::tasks(&list),
+    })
 }
 
 /// A running task whose agent has shown nothing for this long is named in
@@ -626,7 +638,7 @@ const SILENT_WARNING_MS: i64 = 10 * 60_000;
 /// `GET /api/dispatch/health`: queue counts, stale tasks and open alerts
 /// of the caller's workspaces; the workers themselves (ids, hosts) only
 /// for operators.
-pub fn health(db: &Db, who: &Principal) -> Result<Value> {
+pub fn health(db: &Db, who: &Principal) -> Result<Health> {
     let storage = db.storage();
     let conn = db.read()?;
     let visible = who.visible_workspaces();
@@ -738,35 +750,42 @@ pub fn health(db: &Db, who: &Principal) -> Result<Value> {
             "{open_alerts} open alert(s): see Operación → Automatizaciones → Watchdog or GET /api/alerts?status=open"
         ));
     }
-    Ok(json!({
-        "ok": storage.fault.is_none(),
-        "storage_ok": storage.fault.is_none(),
-        "storage": {"db_bytes": storage.db_bytes, "wal_bytes": storage.wal_bytes},
-        "dispatch_enabled": s.dispatch_enabled,
-        "worker_summary": {
-            "total": workers.len(),
-            "fresh": fresh.len(),
-            "stale": workers.len() - fresh.len(),
-            "slots_total": fresh.iter().map(|w| w.slots_total).sum::<i64>(),
-            "slots_busy": fresh.iter().map(|w| w.slots_busy).sum::<i64>(),
+    let settings: SettingsView = s.view();
+    Ok(Health {
+        ok: storage.fault.is_none(),
+        storage_ok: storage.fault.is_none(),
+        storage: StorageSize {
+            db_bytes: storage.db_bytes,
+            wal_bytes: storage.wal_bytes,
         },
-        "queue": {
-            "next": count(Status::Next),
-            "queued": count(Status::Queued),
-            "dispatching": count(Status::Dispatching),
-            "doing": count(Status::Doing),
-            "review": count(Status::Review),
-            "waiting": count(Status::Waiting),
-            "blocked": blocked,
-            "stale_dispatching": stale_dispatching,
+        dispatch_enabled: s.dispatch_enabled,
+        worker_summary: WorkerSummary {
+            total: workers.len(),
+            fresh: fresh.len(),
+            stale: workers.len() - fresh.len(),
+            slots_total: fresh.iter().map(|w| w.slots_total).sum(),
+            slots_busy: fresh.iter().map(|w| w.slots_busy).sum(),
         },
-        "agent_slugs": agent_slugs,
-        "workers": if who.is_operator() {
-            workers.iter().map(|w| w.to_json(w.is_fresh(now, s.dispatch_worker_stale_seconds))).collect::<Vec<_>>()
+        queue: Queue {
+            next: count(Status::Next),
+            queued: count(Status::Queued),
+            dispatching: count(Status::Dispatching),
+            doing: count(Status::Doing),
+            review: count(Status::Review),
+            waiting: count(Status::Waiting),
+            blocked,
+            stale_dispatching,
+        },
+        agent_slugs,
+        workers: if who.is_operator() {
+            workers
+                .iter()
+                .map(|w| views::worker(w, w.is_fresh(now, s.dispatch_worker_stale_seconds)))
+                .collect()
         } else {
             Vec::new()
         },
-        "settings": s.to_json(),
-        "warnings": warnings,
-    }))
+        settings,
+        warnings,
+    })
 }

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod gate;
 pub mod settings;
 pub mod tasks;
+pub mod views;
 pub mod watchdog;
 
 use rusqlite::Connection;
@@ -18,6 +19,8 @@ use crate::domain::task::Status;
 use crate::error::Result;
 use crate::store::events::{self, NewEvent};
 use crate::store::tasks::Task;
+/// A page of a list, as routes ask for it.
+pub use crate::store::Page;
 
 /// Appends one audit event (the same transaction as the change it records).
 pub(crate) fn event(

@@ -1,12 +1,13 @@
 //! Reading and changing `ops_settings`.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::event;
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::settings::{self, Settings, DISPATCH_ENABLED, SERVICE_API_TOKEN, TOKEN_ORIGIN};
 use crate::error::Result;
+use crate::protocol::admin::Setting;
 use crate::store;
 use crate::time::now_ms;
 
@@ -16,7 +17,7 @@ pub fn load(db: &Db) -> Result<Settings> {
 
 /// `PUT /api/settings/:key`. Workspace admins may toggle
 /// `dispatch_enabled`; every other key needs an operator.
-pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Value> {
+pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Setting> {
     if key == DISPATCH_ENABLED {
         who.require_ops_admin("toggling dispatch")?;
     } else if key == SERVICE_API_TOKEN {
@@ -55,7 +56,10 @@ pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Value> {
             json!({"key": key, "from": shown(before), "to": shown(Some(value.clone()))}),
         )?;
         let s = store::settings::load(conn)?;
-        Ok(json!({"key": key, "value": s.value_json(&key)}))
+        Ok(Setting {
+            value: s.value(&key),
+            key,
+        })
     })
 }
 

@@ -1,14 +1,17 @@
 //! Creating, editing, commenting, archiving and deleting tasks.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::dispatch::is_gate_block;
-use super::{event, gate, transition};
+use super::{event, gate, transition, views};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
 use crate::error::{Error, Result};
-use crate::store::{agents, comments, tasks, tasks::Task};
+use crate::protocol::tasks::{Comment, TaskDetail, TaskList, TaskView};
+use crate::store::tasks::Task;
+pub use crate::store::tasks::TaskFilter;
+use crate::store::{agents, comments, tasks, Page};
 use crate::time::now_ms;
 
 /// An agent named by id or by slug.
@@ -58,7 +61,7 @@ fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
     })
 }
 
-pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
+pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<TaskView> {
     who.can_edit_tasks(input.workspace_id)?;
     let actor = who.actor();
     db.write(move |conn| {
@@ -100,21 +103,36 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
         )?;
         Ok(task)
     })
+    .map(|t| views::task(&t))
+}
+
+/// `GET /api/tasks`: one page of the tasks `filter` selects (the caller's
+/// workspaces only: the route sets `filter.visible`).
+pub fn list(db: &Db, filter: &TaskFilter, page: Page) -> Result<TaskList> {
+    let (list, total) = tasks::list(&*db.read()?, filter, page)?;
+    Ok(TaskList {
+        tasks: views::tasks(&list),
+        total,
+    })
 }
 
 /// A task and its comments, for a caller who may read it.
-pub fn get_with_comments(db: &Db, who: &Principal, id: i64) -> Result<Value> {
+pub fn get_with_comments(db: &Db, who: &Principal, id: i64) -> Result<TaskDetail> {
     let conn = db.read()?;
     let task = tasks::require(&conn, id)?;
     who.can_read(task.workspace_id)?;
-    let mut v = task.to_json();
-    v["comments"] = Value::Array(comments::for_task(&conn, id)?);
-    Ok(v)
+    Ok(TaskDetail {
+        task: views::task(&task),
+        comments: comments::for_task(&conn, id)?
+            .iter()
+            .map(views::comment)
+            .collect(),
+    })
 }
 
 /// Applies an edit. `force` is `?force=true`: allowed to operators only,
 /// it lets an AI task become `done` without output evidence.
-pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> Result<Task> {
+pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> Result<TaskView> {
     if force {
         who.require_operator("?force=true")?;
     }
@@ -215,6 +233,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         )?;
         tasks::require(conn, id)
     })
+    .map(|t| views::task(&t))
 }
 
 /// Sets `field` to `new` when given and different, noting `name` in
@@ -289,7 +308,7 @@ pub fn add_comment(
     task_id: i64,
     kind: String,
     body: String,
-) -> Result<Value> {
+) -> Result<Comment> {
     let who = who.clone();
     db.write(move |conn| {
         let now = now_ms();
@@ -306,11 +325,13 @@ pub fn add_comment(
             &actor,
             json!({"comment_id": id, "kind": kind}),
         )?;
-        comments::get(conn, id)?.ok_or_else(|| Error::Internal("comment vanished".into()))
+        comments::get(conn, id)?
+            .map(|c| views::comment(&c))
+            .ok_or_else(|| Error::Internal("comment vanished".into()))
     })
 }
 
-pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<Task> {
+pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
     let who = who.clone();
     db.write(move |conn| {
         let now = now_ms();
@@ -343,6 +364,7 @@ pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         )?;
         tasks::require(conn, id)
     })
+    .map(|t| views::task(&t))
 }
 
 pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::dispatch::{alert_event, reconcile_stale};
 use super::event;
@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{Execution, Status};
 use crate::error::Result;
+use crate::protocol::watchdog::{RaisedAlert, WatchdogReport};
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::{events, heartbeats, settings, tasks};
 use crate::time::{now_ms, rfc3339};
@@ -24,7 +25,7 @@ use crate::time::{now_ms, rfc3339};
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// `POST /api/watchdog/run`.
-pub fn run_now(db: &Db, who: &Principal) -> Result<Value> {
+pub fn run_now(db: &Db, who: &Principal) -> Result<WatchdogReport> {
     who.require_ops_admin("running the watchdog")?;
     let actor = who.actor();
     let visible = who.visible_workspaces();
@@ -39,36 +40,38 @@ pub fn run_now(db: &Db, who: &Principal) -> Result<Value> {
 
 /// Keeps in a pass's report only what concerns tasks of `workspaces`: the
 /// pass covers every workspace, a workspace admin sees their own part.
-fn scope_report(conn: &Connection, report: &mut Value, workspaces: &[i64]) -> Result<()> {
+fn scope_report(conn: &Connection, report: &mut WatchdogReport, workspaces: &[i64]) -> Result<()> {
     let visible = |id: Option<i64>| -> Result<bool> {
         Ok(match id {
             Some(id) => tasks::get(conn, id)?.is_some_and(|t| workspaces.contains(&t.workspace_id)),
             None => false,
         })
     };
-    for key in ["task_ids", "followup_task_ids", "alerts"] {
-        let Some(items) = report[key].as_array() else {
-            continue;
-        };
+    let keep_ids = |ids: &mut Vec<i64>| -> Result<()> {
         let mut kept = Vec::new();
-        for v in items {
-            let id = if key == "alerts" {
-                v["task_id"].as_i64()
-            } else {
-                v.as_i64()
-            };
-            if visible(id)? {
-                kept.push(v.clone());
+        for id in ids.drain(..) {
+            if visible(Some(id))? {
+                kept.push(id);
             }
         }
-        report[key] = Value::Array(kept);
+        *ids = kept;
+        Ok(())
+    };
+    keep_ids(&mut report.task_ids)?;
+    keep_ids(&mut report.followup_task_ids)?;
+    let mut kept = Vec::new();
+    for a in report.alerts.drain(..) {
+        if visible(a.alert.task_id)? {
+            kept.push(a);
+        }
     }
-    report["reconciled"] = json!(report["task_ids"].as_array().map_or(0, Vec::len));
+    report.alerts = kept;
+    report.reconciled = report.task_ids.len();
     Ok(())
 }
 
 /// One pass, inside the caller's transaction. Returns the report.
-pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
+pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
     let s = settings::load(conn)?;
     let reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
     let mut raised: Vec<(alerts::Alert, Raised)> = Vec::new();
@@ -169,18 +172,19 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
         if alert.followup_task_id.is_none() {
             followups.push(create_followup(conn, alert, actor, now)?);
         }
-        let mut v = alerts::require(conn, alert.id)?.to_json();
-        v["change"] = json!(format!("{how:?}").to_lowercase());
-        report_alerts.push(v);
+        report_alerts.push(RaisedAlert {
+            alert: super::views::alert(&alerts::require(conn, alert.id)?),
+            change: format!("{how:?}").to_lowercase(),
+        });
     }
-    Ok(json!({
-        "ran_at": rfc3339(now),
-        "stale_minutes": s.dispatch_stale_minutes,
-        "reconciled": reconciled.len(),
-        "task_ids": reconciled,
-        "alerts": report_alerts,
-        "followup_task_ids": followups,
-    }))
+    Ok(WatchdogReport {
+        ran_at: rfc3339(now),
+        stale_minutes: s.dispatch_stale_minutes,
+        reconciled: reconciled.len(),
+        task_ids: reconciled,
+        alerts: report_alerts,
+        followup_task_ids: followups,
+    })
 }
 
 /// The one follow-up task of an alert: a manual task in the linked task's
@@ -272,8 +276,8 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                 last_run = Instant::now();
                 match db.write(|conn| run(conn, "watchdog", now_ms())) {
                     Ok(report) => {
-                        let n = report["reconciled"].as_u64().unwrap_or(0);
-                        let a = report["alerts"].as_array().map_or(0, Vec::len);
+                        let n = report.reconciled;
+                        let a = report.alerts.len();
                         if n > 0 || a > 0 {
                             log::warn!("watchdog: reconciled {n} stale task(s), {a} alert(s) raised or open");
                         }

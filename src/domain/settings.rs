@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use crate::protocol::admin::{SettingValue, SettingsView};
 
 use crate::error::{Error, Result};
 
@@ -188,24 +188,35 @@ impl Settings {
         }
     }
 
-    /// The JSON shown by `GET /api/settings` and in health: typed values,
-    /// the token never shown.
-    pub fn to_json(&self) -> Value {
-        json!({
-            DISPATCH_ENABLED: self.dispatch_enabled,
-            DISPATCH_STALE_MINUTES: self.dispatch_stale_minutes,
-            WORKER_STALE_SECONDS: self.dispatch_worker_stale_seconds,
-            CLAIM_GRACE_SECONDS: self.dispatch_claim_grace_seconds,
-            SERVICE_API_TOKEN: if self.service_api_token.is_empty() { Value::Null } else { json!("[redacted]") },
-            WATCHDOG_INTERVAL_SECONDS: self.watchdog_interval_seconds,
-            WATCHDOG_FAILURE_THRESHOLD: self.watchdog_failure_threshold,
-            EVENTS_RETENTION_DAYS: self.events_retention_days,
-        })
+    /// What `GET /api/settings` and health show: typed values, the token
+    /// never shown.
+    pub fn view(&self) -> SettingsView {
+        SettingsView {
+            dispatch_enabled: self.dispatch_enabled,
+            dispatch_stale_minutes: self.dispatch_stale_minutes,
+            dispatch_worker_stale_seconds: self.dispatch_worker_stale_seconds,
+            dispatch_claim_grace_seconds: self.dispatch_claim_grace_seconds,
+            service_api_token: (!self.service_api_token.is_empty()).then(|| "[redacted]".into()),
+            watchdog_interval_seconds: self.watchdog_interval_seconds,
+            watchdog_failure_threshold: self.watchdog_failure_threshold,
+            events_retention_days: self.events_retention_days,
+        }
     }
 
-    /// The typed value of one key, as in [`Settings::to_json`].
-    pub fn value_json(&self, key: &str) -> Value {
-        self.to_json().get(key).cloned().unwrap_or(Value::Null)
+    /// The typed value of one key, as in [`Settings::view`].
+    pub fn value(&self, key: &str) -> Option<SettingValue> {
+        use SettingValue::{Flag, Number, Text};
+        Some(match key {
+            DISPATCH_ENABLED => Flag(self.dispatch_enabled),
+            DISPATCH_STALE_MINUTES => Number(self.dispatch_stale_minutes),
+            WORKER_STALE_SECONDS => Number(self.dispatch_worker_stale_seconds),
+            CLAIM_GRACE_SECONDS => Number(self.dispatch_claim_grace_seconds),
+            SERVICE_API_TOKEN => Text(self.view().service_api_token?),
+            WATCHDOG_INTERVAL_SECONDS => Number(self.watchdog_interval_seconds),
+            WATCHDOG_FAILURE_THRESHOLD => Number(self.watchdog_failure_threshold),
+            EVENTS_RETENTION_DAYS => Number(self.events_retention_days),
+            _ => return None,
+        })
     }
 }
 

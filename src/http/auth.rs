@@ -11,8 +11,6 @@ use super::App;
 use crate::app::accounts;
 use crate::domain::access::Principal;
 use crate::error::{Error, Result};
-use crate::secrets::constant_time_eq;
-use crate::store;
 
 pub const TOKEN_HEADER: &str = "x-ops-service-token";
 pub const SESSION_COOKIE: &str = "ops_session";
@@ -21,10 +19,7 @@ pub const SESSION_COOKIE: &str = "ops_session";
 /// refused even when a valid cookie comes with it.
 pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
     if let Some(token) = req.header(TOKEN_HEADER) {
-        let expected =
-            store::settings::get(&*app.db.read()?, crate::domain::settings::SERVICE_API_TOKEN)?
-                .unwrap_or_default();
-        if !expected.is_empty() && constant_time_eq(token.trim(), &expected) {
+        if accounts::is_service_token(&app.db, token.trim())? {
             return Ok(Principal::Service);
         }
         return Err(Error::Unauthorized("invalid service token".into()));

@@ -131,7 +131,7 @@ impl Req {
     }
 
     /// `limit` (1..=1000, default 50) and `offset` (>= 0).
-    pub fn page(&self) -> Result<crate::store::Page> {
+    pub fn page(&self) -> Result<crate::app::Page> {
         let limit = self.query_i64("limit")?.unwrap_or(50);
         let offset = self.query_i64("offset")?.unwrap_or(0);
         if !(1..=1000).contains(&limit) {
@@ -146,7 +146,7 @@ impl Req {
                 message: "`offset` must not be negative".into(),
             });
         }
-        Ok(crate::store::Page { limit, offset })
+        Ok(crate::app::Page { limit, offset })
     }
 }
 

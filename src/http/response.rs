@@ -1,9 +1,10 @@
 //! Responses, and the one place where an [`Error`] becomes a status code
 //! and a `{"error","message"}` body.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::error::Error;
+use crate::protocol::errors::ErrorBody;
 
 /// What a client is told to wait after a storage failure: the writer
 /// retries every second, so a freed disk is noticed well within this.
@@ -17,26 +18,24 @@ pub struct Resp {
 }
 
 impl Resp {
-    pub fn json(status: u16, v: &Value) -> Resp {
+    /// The one place where a body of the protocol becomes JSON.
+    pub fn json(status: u16, v: &impl Serialize) -> Resp {
         Resp {
             status,
             content_type: "application/json",
-            body: v.to_string().into_bytes(),
+            // Plain structs of strings, numbers and lists: serializing
+            // cannot fail.
+            body: serde_json::to_vec(v).expect("protocol types serialize"),
             headers: Vec::new(),
         }
     }
 
-    pub fn ok(v: Value) -> Resp {
+    pub fn ok(v: impl Serialize) -> Resp {
         Resp::json(200, &v)
     }
 
-    pub fn created(v: Value) -> Resp {
+    pub fn created(v: impl Serialize) -> Resp {
         Resp::json(201, &v)
-    }
-
-    /// A list in the shape `{"<name>": [...], "total": N}`.
-    pub fn list(name: &str, items: Vec<Value>, total: i64) -> Resp {
-        Resp::ok(json!({ name: items, "total": total }))
     }
 
     pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
@@ -54,7 +53,13 @@ impl Resp {
     }
 
     pub fn error(code: &str, status: u16, message: &str) -> Resp {
-        Resp::json(status, &json!({"error": code, "message": message}))
+        Resp::json(
+            status,
+            &ErrorBody {
+                error: code.to_string(),
+                message: message.to_string(),
+            },
+        )
     }
 
     pub fn method_not_allowed(allowed: &[&str]) -> Resp {

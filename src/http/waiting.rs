@@ -133,7 +133,7 @@ fn no_task() -> Resp {
             reason: "no_task",
             reconciled: 0,
         }
-        .to_json(),
+        .answer(),
     )
 }
 
@@ -187,7 +187,7 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake) {
         let p = parked.remove(i);
         let got_task = matches!(outcome, Ok(ClaimOutcome::Claimed { .. }));
         p.responder.respond(match outcome {
-            Ok(o) => Resp::ok(o.to_json()),
+            Ok(o) => Resp::ok(o.answer()),
             Err(e) => Resp::from_error(&e),
         });
         if got_task && matches!(wake, Wake::Queued { .. }) {

@@ -5,7 +5,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+
+use crate::protocol::errors::ErrorBody;
 
 pub const TOKEN_HEADER: &str = "X-OPS-Service-Token";
 
@@ -118,6 +122,21 @@ impl Api {
         finish(r)
     }
 
+    /// `POST` a body of the protocol and read the answer as its type.
+    pub fn post_as<A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<A, ApiError> {
+        let v = self.post(path, &serde_json::to_value(body).map_err(transport)?)?;
+        typed(v)
+    }
+
+    /// `GET` an answer of the protocol as its type.
+    pub fn get_as<A: DeserializeOwned>(&self, path: &str) -> Result<A, ApiError> {
+        typed(self.get(path)?)
+    }
+
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         let r = self
             .agent
@@ -137,6 +156,17 @@ impl Api {
     }
 }
 
+fn transport(e: impl fmt::Display) -> ApiError {
+    ApiError::Transport(e.to_string())
+}
+
+/// An answer that is not the protocol's shape is a broken answer, like a
+/// cut connection: the caller retries.
+fn typed<A: DeserializeOwned>(v: Value) -> Result<A, ApiError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::Transport(format!("unexpected answer ({e}): {v}")))
+}
+
 fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value, ApiError> {
     let resp = r.map_err(|e| ApiError::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
@@ -152,16 +182,11 @@ fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Va
     if (200..300).contains(&status) {
         return Ok(json);
     }
-    let code = json
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let message = json
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| text.chars().take(300).collect());
+    // Any refusal of the server is an `ErrorBody`; a proxy's page is not.
+    let (code, message) = match serde_json::from_value::<ErrorBody>(json) {
+        Ok(b) => (b.error, b.message),
+        Err(_) => (String::new(), text.chars().take(300).collect()),
+    };
     Err(ApiError::Status {
         status,
         code,

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use crate::protocol::admin::AgentList;
+use crate::protocol::dispatch::AgentCapability;
 
 use super::api::Api;
 use super::clis;
@@ -31,14 +32,15 @@ impl AgentCap {
         self.available && self.authenticated
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "slug": self.slug,
-            "cli": self.cli,
-            "available": self.available,
-            "authenticated": self.authenticated,
-            "reason": self.reason,
-        })
+    /// As the heartbeat reports it.
+    pub fn capability(&self) -> AgentCapability {
+        AgentCapability {
+            slug: self.slug.clone(),
+            cli: self.cli.clone(),
+            available: self.available,
+            authenticated: self.authenticated,
+            reason: Some(self.reason.clone()),
+        }
     }
 }
 
@@ -99,12 +101,10 @@ impl Caps {
     /// Reads the agents' `launch_command` from OPS; on failure the last
     /// known values stay.
     pub fn refresh_ops_commands(&self, api: &Api) {
-        match api.get("agents") {
-            Ok(v) => {
-                for a in v["agents"].as_array().into_iter().flatten() {
-                    if let Some(slug) = a["slug"].as_str() {
-                        self.learn_command(slug, a["launch_command"].as_str().map(str::to_string));
-                    }
+        match api.get_as::<AgentList>("agents") {
+            Ok(list) => {
+                for a in list.agents {
+                    self.learn_command(&a.slug, a.launch_command);
                 }
             }
             Err(e) => {

@@ -23,10 +23,11 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::protocol::dispatch::{ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport};
+use crate::protocol::tasks::TaskView;
 use api::{Api, ApiError};
 use caps::Caps;
 use config::LauncherConfig;
@@ -101,29 +102,31 @@ impl Ctx {
         let _ = self.poke.try_send(());
     }
 
-    fn heartbeat_body(&self, draining: bool) -> Value {
+    fn heartbeat_report(&self, draining: bool) -> HeartbeatReport {
         let running = self.running();
-        let mut body = json!({
-            "worker_id": self.worker_id,
-            "host": self.host,
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "agents": self.caps.snapshot().iter().map(|c| c.to_json()).collect::<Vec<_>>(),
-            "models": self.cfg.models,
-            "slots_total": self.cfg.slots,
-            "slots_busy": running.len(),
-            "running_task_ids": running,
-            "draining": draining,
-        });
-        if let Some(ws) = self.cfg.workspace_id {
-            body["workspace_id"] = json!(ws);
+        HeartbeatReport {
+            worker_id: self.worker_id.clone(),
+            host: self.host.clone(),
+            pid: Some(i64::from(std::process::id())),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            agents: self
+                .caps
+                .snapshot()
+                .iter()
+                .map(|c| c.capability())
+                .collect(),
+            models: self.cfg.models.clone(),
+            slots_total: self.cfg.slots as i64,
+            slots_busy: running.len() as i64,
+            running_task_ids: running,
+            draining,
+            workspace_id: self.cfg.workspace_id,
         }
-        body
     }
 
     fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
         self.api
-            .post("dispatch/heartbeat", &self.heartbeat_body(draining))
+            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))
             .map(|_| ())
     }
 }
@@ -352,7 +355,7 @@ fn heartbeat_loop(ctx: &Ctx, poke: crossbeam_channel::Receiver<()>) {
 
 /// One claim answer that holds a task.
 struct Claim {
-    task: Value,
+    task: TaskView,
     slug: String,
     launch_command: Option<String>,
     agent_model: Option<String>,
@@ -360,32 +363,37 @@ struct Claim {
 }
 
 fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError> {
-    let mut body = json!({ "worker_id": ctx.worker_id, "agent_slugs": slugs });
-    if let Some(ws) = ctx.cfg.workspace_id {
-        body["workspace_id"] = json!(ws);
-    }
+    let body = ClaimRequest {
+        worker_id: ctx.worker_id.clone(),
+        agent_slugs: Some(slugs.to_vec()),
+        workspace_id: ctx.cfg.workspace_id,
+    };
     // A long poll: the server answers as soon as a task for this worker is
     // queued, or `no_task` when the wait is over.
     let path = match ctx.cfg.claim_wait.as_secs() {
         0 => "dispatch/next".to_string(),
         s => format!("dispatch/next?wait={s}"),
     };
-    let v = ctx.api.post(&path, &body)?;
-    if v["task"].is_null() {
-        return Ok(Err(v["reason"].as_str().unwrap_or("no_task").to_string()));
-    }
-    let token = v["claim_token"].as_str().unwrap_or_default().to_string();
-    let slug = v["agent"]["slug"].as_str().unwrap_or_default().to_string();
-    if token.is_empty() || slug.is_empty() || v["task"]["id"].as_i64().is_none() {
-        return Err(ApiError::Transport(format!(
-            "claim answer without task id, agent slug or claim_token: {v}"
-        )));
-    }
+    let answer: ClaimAnswer = ctx.api.post_as(&path, &body)?;
+    let ClaimAnswer {
+        task: Some(task),
+        agent: Some(agent),
+        claim_token: Some(token),
+        ..
+    } = answer
+    else {
+        if answer.task.is_some() {
+            return Err(ApiError::Transport(format!(
+                "claim answer with a task but without its agent or claim_token: {answer:?}"
+            )));
+        }
+        return Ok(Err(answer.reason.unwrap_or_else(|| "no_task".into())));
+    };
     Ok(Ok(Claim {
-        task: v["task"].clone(),
-        slug,
-        launch_command: v["agent"]["launch_command"].as_str().map(str::to_string),
-        agent_model: v["agent"]["model"].as_str().map(str::to_string),
+        task,
+        slug: agent.slug,
+        launch_command: agent.launch_command,
+        agent_model: agent.model,
         token,
     }))
 }
@@ -452,7 +460,7 @@ fn stamp() -> String {
 /// Whatever goes wrong ends in a state file with a final report, so the
 /// failure reaches the task.
 fn launch(ctx: &Arc<Ctx>, c: Claim) {
-    let id = c.task["id"].as_i64().unwrap_or_default();
+    let id = c.task.id;
     ctx.caps.learn_command(&c.slug, c.launch_command.clone());
     let base = ctx.cfg.log_dir.join(format!("task-{id}-{}", stamp()));
     let path_of = |ext: &str| {
@@ -463,16 +471,17 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     };
     let (log_path, err_log_path, prompt_path) =
         (path_of(".log"), path_of(".err.log"), path_of(".prompt.md"));
-    let model = c.task["model"]
-        .as_str()
+    let model = c
+        .task
+        .model
+        .as_deref()
         .filter(|m| !m.is_empty())
         .or(c.agent_model.as_deref())
         .unwrap_or("");
-    let description = c.task["description"].as_str().unwrap_or_default();
-    let prompt = if description.trim().is_empty() {
-        c.task["title"].as_str().unwrap_or_default()
+    let prompt = if c.task.description.trim().is_empty() {
+        c.task.title.as_str()
     } else {
-        description
+        c.task.description.as_str()
     };
 
     let mut st = TaskState {

@@ -9,14 +9,16 @@ use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
 use super::api::ApiError;
 use super::clis;
 use super::process::{alive, read_range, signal_name, strip_ansi, tail};
 use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
 use super::Ctx;
+use crate::protocol::dispatch::{
+    ClaimProof, Failed, Finished, Output, Report, ReportBody, Started,
+};
+use crate::protocol::tasks::TaskView;
 use crate::time::now_ms;
 
 /// Largest `output` report: big enough to keep the number of log comments
@@ -320,12 +322,12 @@ impl Runner {
         let not_started = matches!(self.st.ending, Some(Ending::NotStarted { .. }));
         if !not_started {
             if !self.st.started_reported {
-                let body = json!({
-                    "pid": self.st.pid,
-                    "log_path": self.st.log_path.display().to_string(),
-                    "err_log_path": self.st.err_log_path.display().to_string(),
+                let started = Report::Started(Started {
+                    pid: self.st.pid.map(i64::from),
+                    log_path: Some(self.st.log_path.display().to_string()),
+                    err_log_path: Some(self.st.err_log_path.display().to_string()),
                 });
-                match self.send("started", body)? {
+                match self.send(started)? {
                     Sent::Acked => {}
                     Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
                         return Ok(self.abandon(e));
@@ -346,9 +348,15 @@ impl Runner {
         };
         if self.st.final_report.is_none() {
             let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
-            log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
-            let failed =
-                (report.kind == "failed").then(|| report.body["signature"].as_str().unwrap_or(""));
+            log::info!(
+                "task {id}: reporting {}: {}",
+                report.kind(),
+                summary(&report)
+            );
+            let failed = match &report {
+                FinalReport::Failed(f) => Some(f.signature.as_str()),
+                FinalReport::Finished(_) => None,
+            };
             if self
                 .ctx
                 .caps
@@ -360,11 +368,11 @@ impl Runner {
             self.persist();
         }
         let report = self.st.final_report.clone().expect("set above");
-        match self.send(&report.kind, report.body)? {
-            Sent::Acked => log::info!("task {id}: {} acknowledged", report.kind),
+        match self.send(report.report())? {
+            Sent::Acked => log::info!("task {id}: {} acknowledged", report.kind()),
             Sent::Refused(e) => log::error!(
                 "task {id}: server refused `{}` for good ({e}); giving up on it",
-                report.kind
+                report.kind()
             ),
         }
         Ok(true)
@@ -421,8 +429,11 @@ impl Runner {
             }
             let n = bytes.len() as u64;
             let chunk = strip_ansi(&String::from_utf8_lossy(&bytes));
-            let body = json!({ "chunk": chunk, "offset": self.st.streamed });
-            match self.send("output", body)? {
+            let output = Report::Output(Output {
+                chunk,
+                offset: Some(self.st.streamed as i64),
+            });
+            match self.send(output)? {
                 Sent::Acked => {}
                 Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
                     self.abandon(e);
@@ -451,14 +462,24 @@ impl Runner {
         self.st.ending.is_some()
     }
 
-    fn send(&self, kind: &str, mut body: Value) -> Result<Sent, ApiError> {
-        body["worker_id"] = json!(self.st.worker_id);
-        body["claim_token"] = json!(self.st.claim_token);
-        match self
-            .ctx
-            .api
-            .post(&format!("dispatch/tasks/{}/{kind}", self.st.task_id), &body)
-        {
+    fn send(&self, report: Report) -> Result<Sent, ApiError> {
+        let claim = ClaimProof {
+            worker_id: self.st.worker_id.clone(),
+            claim_token: self.st.claim_token.clone(),
+        };
+        let path = format!("dispatch/tasks/{}/{}", self.st.task_id, report.kind());
+        let api = &self.ctx.api;
+        let answer = match report {
+            Report::Started(report) => {
+                api.post_as::<TaskView>(&path, &ReportBody { claim, report })
+            }
+            Report::Output(report) => api.post_as::<TaskView>(&path, &ReportBody { claim, report }),
+            Report::Finished(report) => {
+                api.post_as::<TaskView>(&path, &ReportBody { claim, report })
+            }
+            Report::Failed(report) => api.post_as::<TaskView>(&path, &ReportBody { claim, report }),
+        };
+        match answer {
             Ok(_) => Ok(Sent::Acked),
             Err(e) if e.is_permanent() => Ok(Sent::Refused(e)),
             Err(e) => Err(e),
@@ -467,9 +488,12 @@ impl Runner {
 }
 
 fn summary(r: &FinalReport) -> String {
-    match r.kind.as_str() {
-        "failed" => r.body["reason"].as_str().unwrap_or("").to_string(),
-        _ => format!("exit_code={}", r.body["exit_code"]),
+    match r {
+        FinalReport::Failed(f) => f.reason.clone(),
+        FinalReport::Finished(f) => format!(
+            "exit_code={}",
+            f.exit_code.map_or("null".into(), |c| c.to_string())
+        ),
     }
 }
 
@@ -526,9 +550,12 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         st.log_path.display(),
         out_tail.trim_end()
     );
-    let failed = |signature: String, reason: String, evidence: String| FinalReport {
-        kind: "failed".into(),
-        body: json!({ "signature": signature, "reason": reason, "evidence": evidence }),
+    let failed = |signature: String, reason: String, evidence: String| {
+        FinalReport::Failed(Failed {
+            signature,
+            reason,
+            evidence,
+        })
     };
     let ending = st
         .ending
@@ -598,10 +625,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             ),
             evidence,
         ),
-        Ending::Exited { code: Some(0), .. } => FinalReport {
-            kind: "finished".into(),
-            body: json!({ "exit_code": 0, "signal": null, "output": strip_ansi(&tail(&st.log_path, OUTPUT_TAIL)) }),
-        },
+        Ending::Exited { code: Some(0), .. } => FinalReport::Finished(Finished {
+            exit_code: Some(0),
+            signal: None,
+            output: strip_ansi(&tail(&st.log_path, OUTPUT_TAIL)),
+        }),
         Ending::Exited {
             code,
             signal,
@@ -639,15 +667,13 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                     evidence,
                 )
             } else {
-                // `exit_code` is left out, not null: it is unknown, and the
-                // server takes an absent code as such.
-                FinalReport {
-                    kind: "finished".into(),
-                    body: json!({
-                        "signal": null,
-                        "output": format!("{}\n[ops-center launcher] {note}", output.trim_end()),
-                    }),
-                }
+                // `exit_code` is null: it is unknown, and the server
+                // takes a null code as such.
+                FinalReport::Finished(Finished {
+                    exit_code: None,
+                    signal: None,
+                    output: format!("{}\n[ops-center launcher] {note}", output.trim_end()),
+                })
             }
         }
         Ending::NotStarted { .. } => unreachable!("handled above"),
@@ -657,6 +683,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The report's body as it is sent and kept in the state file.
+    fn body(r: &FinalReport) -> serde_json::Value {
+        serde_json::to_value(r).unwrap()["body"].clone()
+    }
 
     fn st(dir: &std::path::Path, out: &str, err: &str, ending: Ending) -> TaskState {
         let log = dir.join("task-1-x.log");
@@ -699,21 +730,24 @@ mod tests {
         };
 
         let r = final_report(&st(d, "done\n", "", ok.clone()), None);
-        assert_eq!(r.kind, "finished");
-        assert_eq!(r.body["exit_code"], 0);
-        assert_eq!(r.body["output"], "done\n");
+        assert_eq!(r.kind(), "finished");
+        assert_eq!(body(&r)["exit_code"], 0);
+        assert_eq!(body(&r)["output"], "done\n");
 
         let r = final_report(
             &st(d, "", "x.sh: line 2: frobnicate: command not found\n", ok),
             None,
         );
-        assert_eq!(r.kind, "failed");
-        assert_eq!(r.body["signature"], "command not found");
-        assert!(r.body["reason"]
+        assert_eq!(r.kind(), "failed");
+        assert_eq!(body(&r)["signature"], "command not found");
+        assert!(body(&r)["reason"]
             .as_str()
             .unwrap()
             .contains("frobnicate: command not found"));
-        assert!(r.body["evidence"].as_str().unwrap().contains("frobnicate"));
+        assert!(body(&r)["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("frobnicate"));
 
         let r = final_report(
             &st(
@@ -729,11 +763,11 @@ mod tests {
             None,
         );
         assert_eq!(
-            r.body["signature"],
+            body(&r)["signature"],
             "launcher process exited early (code=3, signal=null)"
         );
-        assert!(r.body["evidence"].as_str().unwrap().contains("boom"));
-        assert!(r.body["evidence"].as_str().unwrap().contains("partial"));
+        assert!(body(&r)["evidence"].as_str().unwrap().contains("boom"));
+        assert!(body(&r)["evidence"].as_str().unwrap().contains("partial"));
 
         let r = final_report(
             &st(
@@ -749,7 +783,7 @@ mod tests {
             None,
         );
         assert_eq!(
-            r.body["signature"],
+            body(&r)["signature"],
             "launcher process exited early (code=null, signal=SIGKILL)"
         );
 
@@ -765,16 +799,19 @@ mod tests {
             ),
             Some("/bin"),
         );
-        assert_eq!(r.body["signature"], "runtime no disponible en host: codex");
-        assert!(r.body["evidence"].as_str().unwrap().contains("PATH=/bin"));
+        assert_eq!(
+            body(&r)["signature"],
+            "runtime no disponible en host: codex"
+        );
+        assert!(body(&r)["evidence"].as_str().unwrap().contains("PATH=/bin"));
 
         let bad = Ending::NotStarted {
             reason: "cannot write /x: read-only".into(),
             runtime_missing: false,
         };
         let r = final_report(&st(d, "", "", bad), None);
-        assert_eq!(r.body["signature"], "launcher could not start the agent");
-        assert!(r.body["reason"].as_str().unwrap().contains("read-only"));
+        assert_eq!(body(&r)["signature"], "launcher could not start the agent");
+        assert!(body(&r)["reason"].as_str().unwrap().contains("read-only"));
 
         let r = final_report(
             &st(
@@ -789,19 +826,19 @@ mod tests {
             ),
             None,
         );
-        assert_eq!(r.body["signature"], "command not found");
+        assert_eq!(body(&r)["signature"], "command not found");
 
         let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
-        assert_eq!(r.kind, "finished");
-        assert!(r.body.get("exit_code").is_none());
-        assert!(r.body["output"]
+        assert_eq!(r.kind(), "finished");
+        assert!(body(&r)["exit_code"].is_null(), "unknown, sent as null");
+        assert!(body(&r)["output"]
             .as_str()
             .unwrap()
             .contains("exit code unknown"));
 
         let r = final_report(&st(d, "", "", Ending::Vanished { at_ms: 0 }), None);
-        assert_eq!(r.kind, "failed");
-        assert!(r.body["reason"]
+        assert_eq!(r.kind(), "failed");
+        assert!(body(&r)["reason"]
             .as_str()
             .unwrap()
             .contains("exit code unknown"));

@@ -8,8 +8,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::protocol::dispatch::{Failed, Finished, Report};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskState {
@@ -84,11 +84,27 @@ pub enum Ending {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FinalReport {
-    /// `finished` or `failed`.
-    pub kind: String,
-    pub body: Value,
+/// The report that closes a run, kept until the server acknowledged it.
+/// In the state file: `{"kind": "finished"|"failed", "body": {…}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "lowercase")]
+pub enum FinalReport {
+    Finished(Finished),
+    Failed(Failed),
+}
+
+impl FinalReport {
+    /// The last segment of its path.
+    pub fn kind(&self) -> &'static str {
+        self.report().kind()
+    }
+
+    pub fn report(&self) -> Report {
+        match self {
+            FinalReport::Finished(f) => Report::Finished(f.clone()),
+            FinalReport::Failed(f) => Report::Failed(f.clone()),
+        }
+    }
 }
 
 impl TaskState {
@@ -158,6 +174,32 @@ pub fn load_all(dir: &Path) -> Vec<Result<(PathBuf, TaskState), String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state file written before the report was typed still loads: the
+    /// final report keeps the shape `{"kind", "body"}`, and a body without
+    /// `exit_code` (unknown) reads as none.
+    #[test]
+    fn final_reports_keep_their_state_file_shape() {
+        let old = r#"{"kind":"finished","body":{"signal":null,"output":"done"}}"#;
+        let r: FinalReport = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            r,
+            FinalReport::Finished(Finished {
+                exit_code: None,
+                signal: None,
+                output: "done".into()
+            })
+        );
+        let failed = FinalReport::Failed(Failed {
+            signature: "s".into(),
+            reason: "r".into(),
+            evidence: "e".into(),
+        });
+        assert_eq!(
+            serde_json::to_value(&failed).unwrap(),
+            serde_json::json!({"kind": "failed", "body": {"signature": "s", "reason": "r", "evidence": "e"}})
+        );
+    }
 
     #[test]
     fn round_trip() {

@@ -1,7 +1,5 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
 
-use super::ts;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -30,21 +28,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
     })
-}
-
-impl Agent {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "slug": self.slug,
-            "name": self.name,
-            "active": self.active,
-            "launch_command": self.launch_command,
-            "model": self.model,
-            "created_at": ts(Some(self.created_at)),
-            "updated_at": ts(Some(self.updated_at)),
-        })
-    }
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Agent>> {

@@ -1,7 +1,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
 
-use super::{ts, Page};
+use super::Page;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -38,25 +37,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         last_seen_at: r.get(10)?,
         resolved_at: r.get(11)?,
     })
-}
-
-impl Alert {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "subject": self.subject,
-            "task_id": self.task_id,
-            "followup_task_id": self.followup_task_id,
-            "status": self.status,
-            "title": self.title,
-            "detail": self.detail,
-            "occurrences": self.occurrences,
-            "first_seen_at": ts(Some(self.first_seen_at)),
-            "last_seen_at": ts(Some(self.last_seen_at)),
-            "resolved_at": ts(self.resolved_at),
-        })
-    }
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Alert>> {

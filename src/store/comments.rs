@@ -1,20 +1,28 @@
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
-
-use super::ts;
 use crate::error::Result;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const SELECT: &str = "SELECT id, task_id, author, kind, body, created_at FROM task_comments";
 
-fn to_json(r: &Row<'_>) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "task_id": r.get::<_, i64>(1)?,
-        "author": r.get::<_, String>(2)?,
-        "kind": r.get::<_, String>(3)?,
-        "body": r.get::<_, String>(4)?,
-        "created_at": ts(Some(r.get(5)?)),
-    }))
+/// A row of `task_comments`.
+#[derive(Clone, Debug)]
+pub struct Comment {
+    pub id: i64,
+    pub task_id: i64,
+    pub author: String,
+    pub kind: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Comment> {
+    Ok(Comment {
+        id: r.get(0)?,
+        task_id: r.get(1)?,
+        author: r.get(2)?,
+        kind: r.get(3)?,
+        body: r.get(4)?,
+        created_at: r.get(5)?,
+    })
 }
 
 pub fn add(
@@ -33,15 +41,15 @@ pub fn add(
 }
 
 /// Oldest first.
-pub fn for_task(conn: &Connection, task_id: i64) -> Result<Vec<Value>> {
+pub fn for_task(conn: &Connection, task_id: i64) -> Result<Vec<Comment>> {
     let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE task_id = ?1 ORDER BY id"))?;
-    let rows = stmt.query_map([task_id], to_json)?;
+    let rows = stmt.query_map([task_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Value>> {
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Comment>> {
     Ok(conn
         .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
-        .query_row([id], to_json)
+        .query_row([id], from_row)
         .optional()?)
 }

@@ -1,7 +1,7 @@
 use rusqlite::{params, Connection, ToSql};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{ts, Page};
+use super::Page;
 use crate::error::Result;
 
 /// One audit-log entry.
@@ -39,8 +39,20 @@ pub struct EventFilter {
     pub workspaces: Option<Vec<i64>>,
 }
 
+/// A row of `events`; `payload` as stored (JSON text).
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    pub workspace_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub kind: String,
+    pub actor: String,
+    pub payload: String,
+}
+
 /// Newest first.
-pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value>, i64)> {
+pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Event>, i64)> {
     let mut clauses = Vec::new();
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(t) = f.task_id {
@@ -74,16 +86,15 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
         page.limit, page.offset
     ))?;
     let rows = stmt.query_map(params.as_slice(), |r| {
-        let payload: String = r.get(6)?;
-        Ok(json!({
-            "id": r.get::<_, i64>(0)?,
-            "at": ts(Some(r.get(1)?)),
-            "workspace_id": r.get::<_, Option<i64>>(2)?,
-            "task_id": r.get::<_, Option<i64>>(3)?,
-            "kind": r.get::<_, String>(4)?,
-            "actor": r.get::<_, String>(5)?,
-            "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload)),
-        }))
+        Ok(Event {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            workspace_id: r.get(2)?,
+            task_id: r.get(3)?,
+            kind: r.get(4)?,
+            actor: r.get(5)?,
+            payload: r.get(6)?,
+        })
     })?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }

@@ -1,47 +1,6 @@
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
-
-use super::ts;
 use crate::error::Result;
-
-/// What a worker reports it can run, per agent slug.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AgentCapability {
-    pub slug: String,
-    pub cli: String,
-    pub available: bool,
-    pub authenticated: bool,
-    pub reason: Option<String>,
-}
-
-impl AgentCapability {
-    /// Usable: the CLI resolves on the host and is logged in.
-    pub fn usable(&self) -> bool {
-        self.available && self.authenticated
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"slug": self.slug, "cli": self.cli, "available": self.available,
-               "authenticated": self.authenticated, "reason": self.reason})
-    }
-
-    fn from_json(v: &Value) -> Option<AgentCapability> {
-        Some(AgentCapability {
-            slug: v.get("slug")?.as_str()?.to_string(),
-            cli: v
-                .get("cli")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            available: v.get("available").and_then(Value::as_bool).unwrap_or(false),
-            authenticated: v
-                .get("authenticated")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            reason: v.get("reason").and_then(Value::as_str).map(str::to_string),
-        })
-    }
-}
+pub use crate::protocol::dispatch::AgentCapability;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// A row of `worker_heartbeats`: a worker's latest heartbeat.
 #[derive(Clone, Debug)]
@@ -73,25 +32,6 @@ impl Heartbeat {
     pub fn is_fresh(&self, now: i64, stale_seconds: i64) -> bool {
         now - self.last_seen_at < stale_seconds * 1000
     }
-
-    pub fn to_json(&self, fresh: bool) -> Value {
-        json!({
-            "worker_id": self.worker_id,
-            "host": self.host,
-            "pid": self.pid,
-            "version": self.version,
-            "agents": self.agents.iter().map(AgentCapability::to_json).collect::<Vec<_>>(),
-            "usable_agents": self.usable_slugs(),
-            "models": self.models,
-            "slots_total": self.slots_total,
-            "slots_busy": self.slots_busy,
-            "running_task_ids": self.running_task_ids,
-            "draining": self.draining,
-            "workspace_id": self.workspace_id,
-            "last_seen_at": ts(Some(self.last_seen_at)),
-            "fresh": fresh,
-        })
-    }
 }
 
 const SELECT: &str =
@@ -102,16 +42,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Heartbeat> {
     let agents: String = r.get(4)?;
     let models: String = r.get(5)?;
     let running: String = r.get(8)?;
-    let agents: Vec<Value> = serde_json::from_str(&agents).unwrap_or_default();
+    // Written by `upsert`; an unreadable value is an empty list.
+    let agents: Vec<AgentCapability> = serde_json::from_str(&agents).unwrap_or_default();
     Ok(Heartbeat {
         worker_id: r.get(0)?,
         host: r.get(1)?,
         pid: r.get(2)?,
         version: r.get(3)?,
-        agents: agents
-            .iter()
-            .filter_map(AgentCapability::from_json)
-            .collect(),
+        agents,
         models: serde_json::from_str(&models).unwrap_or_default(),
         slots_total: r.get(6)?,
         slots_busy: r.get(7)?,
@@ -123,7 +61,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Heartbeat> {
 }
 
 pub fn upsert(conn: &Connection, h: &Heartbeat) -> Result<()> {
-    let agents = Value::Array(h.agents.iter().map(AgentCapability::to_json).collect()).to_string();
+    let agents = serde_json::to_string(&h.agents)?;
     conn.prepare_cached(
         "INSERT INTO worker_heartbeats(worker_id, host, pid, version, agents, models, slots_total,
              slots_busy, running_task_ids, draining, workspace_id, last_seen_at)

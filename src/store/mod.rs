@@ -14,12 +14,6 @@ pub mod tasks;
 pub mod users;
 pub mod workspaces;
 
-/// `Some(rfc3339)` or JSON null, for optional timestamps.
-pub(crate) fn ts(ms: Option<i64>) -> serde_json::Value {
-    ms.map(|m| serde_json::Value::String(crate::time::rfc3339(m)))
-        .unwrap_or(serde_json::Value::Null)
-}
-
 /// A page of a list: `limit` rows from `offset`.
 #[derive(Clone, Copy, Debug)]
 pub struct Page {

@@ -1,7 +1,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
-use serde_json::{json, Value};
 
-use super::{ts, Page};
+use super::Page;
 use crate::domain::model_filter::Rule;
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
@@ -83,38 +82,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 impl Task {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "workspace_id": self.workspace_id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status.as_str(),
-            "execution": self.execution.as_str(),
-            "agent_id": self.agent_id,
-            "agent": self.agent_slug,
-            "model": self.model,
-            "priority": self.priority,
-            "sensitive": self.sensitive,
-            "gate_approved_by": self.gate_approved_by,
-            "gate_approved_at": ts(self.gate_approved_at),
-            "blocked": self.blocked,
-            "blocked_reason": self.blocked_reason,
-            "dispatch_output": self.dispatch_output,
-            "dispatch_attempts": self.dispatch_attempts,
-            "claimed_by": self.claimed_by,
-            "claimed_at": ts(self.claimed_at),
-            "dispatch_started_at": ts(self.dispatch_started_at),
-            "dispatch_finished_at": ts(self.dispatch_finished_at),
-            "exit_code": self.exit_code,
-            "log_path": self.log_path,
-            "err_log_path": self.err_log_path,
-            "created_at": ts(Some(self.created_at)),
-            "updated_at": ts(Some(self.updated_at)),
-            "archived_at": ts(self.archived_at),
-        })
-    }
-
     /// Clears the worker's claim (the token stops being valid).
     pub fn clear_claim(&mut self) {
         self.claimed_by = None;

@@ -1,7 +1,5 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
 
-use super::ts;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -23,21 +21,6 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         is_admin: r.get(3)?,
         created_at: r.get(4)?,
     })
-}
-
-impl User {
-    /// Never includes the password hash.
-    pub fn to_json(&self, memberships: &[(i64, String)]) -> Value {
-        json!({
-            "id": self.id,
-            "username": self.username,
-            "is_admin": self.is_admin,
-            "created_at": ts(Some(self.created_at)),
-            "workspaces": memberships.iter()
-                .map(|(ws, role)| json!({"workspace_id": ws, "role": role}))
-                .collect::<Vec<_>>(),
-        })
-    }
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<User>> {

@@ -1,38 +1,42 @@
-use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::{json, Value};
-
-use super::ts;
 use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
 
-fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    Ok(
-        json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "created_at": ts(Some(r.get(2)?))}),
-    )
+/// A row of `workspaces`.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
 }
 
-/// `None`: all; `Some(ids)`: only these.
-pub fn list(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Value>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, created_at FROM workspaces ORDER BY id")?;
-    let rows = stmt.query_map([], row_json)?;
-    let all: Vec<Value> = rows.collect::<rusqlite::Result<_>>()?;
-    Ok(match only {
-        None => all,
-        Some(ids) => all
-            .into_iter()
-            .filter(|w| ids.iter().any(|id| w["id"] == *id))
-            .collect(),
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
     })
 }
 
-pub fn get(conn: &Connection, id: i64) -> Result<Option<Value>> {
+/// `None`: all; `Some(ids)`: only these.
+pub fn list(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Workspace>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name, created_at FROM workspaces ORDER BY id")?;
+    let rows = stmt.query_map([], from_row)?;
+    let all: Vec<Workspace> = rows.collect::<rusqlite::Result<_>>()?;
+    Ok(match only {
+        None => all,
+        Some(ids) => all.into_iter().filter(|w| ids.contains(&w.id)).collect(),
+    })
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Workspace>> {
     Ok(conn
         .prepare_cached("SELECT id, name, created_at FROM workspaces WHERE id = ?1")?
-        .query_row([id], row_json)
+        .query_row([id], from_row)
         .optional()?)
 }
 
-pub fn require(conn: &Connection, id: i64) -> Result<Value> {
+pub fn require(conn: &Connection, id: i64) -> Result<Workspace> {
     get(conn, id)?.ok_or_else(|| Error::not_found(format!("workspace {id} not found")))
 }
 

@@ -1,4 +1,5 @@
-use serde_json::json;
+use crate::protocol::accounts::{LoggedIn, LoggedOut, MemberRemoved, UserList, WorkspaceList};
+use crate::protocol::Deleted;
 
 use crate::app::accounts as ops;
 use crate::domain::access::Role;
@@ -29,10 +30,12 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         ops::SESSION_TTL_MS / 1000
     );
-    Ok(
-        Resp::ok(json!({"id": user.id, "username": user.username, "is_admin": user.is_admin}))
-            .with_header("Set-Cookie", cookie),
-    )
+    Ok(Resp::ok(LoggedIn {
+        id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+    })
+    .with_header("Set-Cookie", cookie))
 }
 
 pub fn logout(app: &App, req: &Req) -> Result<Resp> {
@@ -40,7 +43,7 @@ pub fn logout(app: &App, req: &Req) -> Result<Resp> {
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         ops::logout(&app.db, cookie)?;
     }
-    Ok(Resp::ok(json!({"logged_out": true})).with_header(
+    Ok(Resp::ok(LoggedOut { logged_out: true }).with_header(
         "Set-Cookie",
         format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     ))
@@ -54,8 +57,10 @@ pub fn me(app: &App, req: &Req) -> Result<Resp> {
 pub fn list_users(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let users = ops::list_users(&app.db, &who)?;
-    let total = users.len() as i64;
-    Ok(Resp::list("users", users, total))
+    Ok(Resp::ok(UserList {
+        total: users.len() as i64,
+        users,
+    }))
 }
 
 pub fn create_user(app: &App, req: &Req) -> Result<Resp> {
@@ -86,14 +91,16 @@ pub fn edit_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
 pub fn delete_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::delete_user(&app.db, &who, id)?;
-    Ok(Resp::ok(json!({"deleted": id})))
+    Ok(Resp::ok(Deleted { deleted: id }))
 }
 
 pub fn list_workspaces(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let list = ops::list_workspaces(&app.db, &who)?;
-    let total = list.len() as i64;
-    Ok(Resp::list("workspaces", list, total))
+    let workspaces = ops::list_workspaces(&app.db, &who)?;
+    Ok(Resp::ok(WorkspaceList {
+        total: workspaces.len() as i64,
+        workspaces,
+    }))
 }
 
 pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
@@ -118,7 +125,9 @@ pub fn set_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
 pub fn remove_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::remove_member(&app.db, &who, ws, user)?;
-    Ok(Resp::ok(
-        json!({"workspace_id": ws, "user_id": user, "removed": true}),
-    ))
+    Ok(Resp::ok(MemberRemoved {
+        workspace_id: ws,
+        user_id: user,
+        removed: true,
+    }))
 }

@@ -1,4 +1,4 @@
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::agents::{self as agent_ops, AgentInput};
 use crate::app::settings as settings_ops;
@@ -10,11 +10,12 @@ use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::waiting::Wake;
 use crate::http::App;
-use crate::store::agents;
+use crate::protocol::admin::Setting;
+use crate::protocol::Deleted;
 
 pub fn settings(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
-    Ok(Resp::ok(settings_ops::load(&app.db)?.to_json()))
+    Ok(Resp::ok(settings_ops::load(&app.db)?.view()))
 }
 
 pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
@@ -26,7 +27,10 @@ pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
         )));
     }
     let s = settings_ops::load(&app.db)?;
-    Ok(Resp::ok(json!({"key": key, "value": s.value_json(key)})))
+    Ok(Resp::ok(Setting {
+        key: key.to_string(),
+        value: s.value(key),
+    }))
 }
 
 /// `{"value": "..."}`; a JSON boolean or number is taken as its text.
@@ -49,17 +53,12 @@ pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
 
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
-    let list: Vec<Value> = agents::list(&*app.db.read()?)?
-        .iter()
-        .map(|a| a.to_json())
-        .collect();
-    let total = list.len() as i64;
-    Ok(Resp::list("agents", list, total))
+    Ok(Resp::ok(agent_ops::list(&app.db)?))
 }
 
 pub fn get_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     authenticate(app, req)?;
-    Ok(Resp::ok(agents::require(&*app.db.read()?, id)?.to_json()))
+    Ok(Resp::ok(agent_ops::get(&app.db, id)?))
 }
 
 fn agent_input(f: &Fields) -> Result<AgentInput> {
@@ -77,9 +76,7 @@ const AGENT_FIELDS: &[&str] = &["slug", "name", "active", "launch_command", "mod
 pub fn create_agent(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    Ok(Resp::created(
-        agent_ops::create(&app.db, &who, input)?.to_json(),
-    ))
+    Ok(Resp::created(agent_ops::create(&app.db, &who, input)?))
 }
 
 pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -88,11 +85,11 @@ pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let agent = agent_ops::edit(&app.db, &who, id, input)?;
     // An agent activated again makes its queued tasks claimable.
     app.waiting.wake(Wake::All);
-    Ok(Resp::ok(agent.to_json()))
+    Ok(Resp::ok(agent))
 }
 
 pub fn delete_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     agent_ops::delete(&app.db, &who, id)?;
-    Ok(Resp::ok(json!({"deleted": id})))
+    Ok(Resp::ok(Deleted { deleted: id }))
 }

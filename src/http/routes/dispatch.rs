@@ -1,11 +1,11 @@
 //! The dispatch protocol's routes: queueing, the Human Gate, heartbeats,
 //! claims, worker reports, reconciliation, health and the watchdog.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use std::time::{Duration, Instant};
 
-use crate::app::dispatch::{self as ops, Claim, ClaimOutcome, ClaimRequest, Report, CHUNK_LIMIT};
+use crate::app::dispatch::{self as ops, ClaimOutcome, CHUNK_LIMIT};
 use crate::app::watchdog;
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
@@ -14,7 +14,10 @@ use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::waiting::{Wake, MAX_WAIT_SECONDS};
 use crate::http::App;
-use crate::store::heartbeats::{AgentCapability, Heartbeat};
+use crate::protocol::dispatch::{
+    AgentCapability, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatReport, Output, Report,
+    Started, WorkerForgotten,
+};
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
@@ -22,15 +25,15 @@ pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let task = ops::dispatch(&app.db, &who, id)?;
     app.waiting.wake(Wake::Queued {
         workspace_id: task.workspace_id,
-        agent: task.agent_slug.clone(),
+        agent: task.agent.clone(),
     });
-    Ok(Resp::ok(task.to_json()))
+    Ok(Resp::ok(task))
 }
 
 pub fn approve(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::approve(&app.db, &who, id)?.to_json()))
+    Ok(Resp::ok(ops::approve(&app.db, &who, id)?))
 }
 
 fn worker_id(f: &Fields) -> Result<String> {
@@ -80,7 +83,7 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         }
     };
     let running = f.i64_list("running_task_ids")?.unwrap_or_default();
-    let hb = Heartbeat {
+    let hb = HeartbeatReport {
         worker_id: worker_id(&f)?,
         host: f.str("host")?.unwrap_or_default(),
         pid: f.i64("pid")?,
@@ -92,13 +95,12 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         running_task_ids: running,
         draining: f.bool("draining")?.unwrap_or(false),
         workspace_id: f.i64("workspace_id")?,
-        last_seen_at: 0,
     };
     let worker = hb.worker_id.clone();
     let answer = ops::heartbeat(&app.db, &who, hb)?;
     // What it can run may have changed, and lost claims were requeued.
     app.waiting.wake(Wake::Worker(worker));
-    if answer["requeued"].as_array().is_some_and(|r| !r.is_empty()) {
+    if !answer.requeued.is_empty() {
         app.waiting.wake(Wake::All);
     }
     Ok(Resp::ok(answer))
@@ -191,10 +193,10 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
         if let Some(responder) = req.defer(until + Duration::from_secs(5)) {
             app.waiting.park(&app.db, who, claim, responder, until);
             // Ignored: the waiting room answers.
-            return Ok(Resp::ok(Value::Null));
+            return Ok(Resp::ok(()));
         }
     }
-    Ok(Resp::ok(outcome.to_json()))
+    Ok(Resp::ok(outcome.answer()))
 }
 
 /// `POST /api/dispatch/tasks/:id/<kind>`.
@@ -211,11 +213,11 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 "err_log_path",
             ],
             |f| {
-                Ok(Report::Started {
+                Ok(Report::Started(Started {
                     pid: f.i64("pid")?,
                     log_path: f.str("log_path")?,
                     err_log_path: f.str("err_log_path")?,
-                })
+                }))
             },
         ),
         "output" => (&["worker_id", "claim_token", "chunk", "offset"], |f| {
@@ -227,7 +229,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 ));
             }
             let offset = f.i64_in("offset", 0..=i64::MAX)?;
-            Ok(Report::Output { chunk, offset })
+            Ok(Report::Output(Output { chunk, offset }))
         }),
         "finished" => (
             &["worker_id", "claim_token", "exit_code", "signal", "output"],
@@ -243,11 +245,11 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                         ))
                     }
                 };
-                Ok(Report::Finished {
+                Ok(Report::Finished(Finished {
                     exit_code: f.nullable_i64("exit_code")?,
                     signal,
                     output: f.str("output")?.unwrap_or_default(),
-                })
+                }))
             },
         ),
         "failed" => (
@@ -259,26 +261,24 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 "evidence",
             ],
             |f| {
-                Ok(Report::Failed {
+                Ok(Report::Failed(Failed {
                     signature: f
                         .text("signature", 1000)?
                         .ok_or_else(|| Error::invalid_field("signature", "is required"))?,
                     reason: f.str("reason")?.unwrap_or_default(),
                     evidence: f.str("evidence")?.unwrap_or_default(),
-                })
+                }))
             },
         ),
         _ => return Err(Error::not_found(format!("no route {}", req.path))),
     };
     let f = req.fields(allowed)?;
-    let claim = Claim {
+    let claim = ClaimProof {
         worker_id: worker_id(&f)?,
         claim_token: f.required_str("claim_token")?,
     };
     let report = make(&f)?;
-    Ok(Resp::ok(
-        ops::report(&app.db, &who, id, claim, report)?.to_json(),
-    ))
+    Ok(Resp::ok(ops::report(&app.db, &who, id, claim, report)?))
 }
 
 pub fn reconcile(app: &App, req: &Req) -> Result<Resp> {
@@ -297,7 +297,9 @@ pub fn stale(app: &App, req: &Req) -> Result<Resp> {
 pub fn forget_worker(app: &App, req: &Req, worker_id: &str) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::forget_worker(&app.db, &who, worker_id.to_string())?;
-    Ok(Resp::ok(json!({"deleted": worker_id})))
+    Ok(Resp::ok(WorkerForgotten {
+        deleted: worker_id.to_string(),
+    }))
 }
 
 pub fn watchdog_run(app: &App, req: &Req) -> Result<Resp> {

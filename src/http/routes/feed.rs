@@ -5,17 +5,20 @@ use crate::http::auth::authenticate;
 use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::App;
-use crate::store::events;
+use crate::protocol::Deleted;
 
 pub fn events(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let filter = events::EventFilter {
+    let filter = crate::app::alerts::EventFilter {
         task_id: req.query_i64("task_id")?,
         kind: req.query_str("kind").map(str::to_string),
         workspaces: who.visible_workspaces(),
     };
-    let (list, total) = events::list(&*app.db.read()?, &filter, req.page()?)?;
-    Ok(Resp::list("events", list, total))
+    Ok(Resp::ok(crate::app::alerts::events(
+        &app.db,
+        &filter,
+        req.page()?,
+    )?))
 }
 
 pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
@@ -29,24 +32,22 @@ pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
             });
         }
     }
-    let (list, total) = crate::app::alerts::list(&app.db, &who, status, req.page()?)?;
-    Ok(Resp::list(
-        "alerts",
-        list.iter().map(|a| a.to_json()).collect(),
-        total,
-    ))
+    Ok(Resp::ok(crate::app::alerts::list(
+        &app.db,
+        &who,
+        status,
+        req.page()?,
+    )?))
 }
 
 pub fn resolve_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(
-        crate::app::alerts::resolve(&app.db, &who, id)?.to_json(),
-    ))
+    Ok(Resp::ok(crate::app::alerts::resolve(&app.db, &who, id)?))
 }
 
 pub fn delete_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     crate::app::alerts::delete(&app.db, &who, id)?;
-    Ok(Resp::ok(serde_json::json!({"deleted": id})))
+    Ok(Resp::ok(Deleted { deleted: id }))
 }

@@ -1,6 +1,8 @@
-use serde_json::json;
+use crate::protocol::Deleted;
 
-use crate::app::tasks::{self as ops, AgentRef, NewTaskInput, TaskEdit, POSTABLE_COMMENT_KINDS};
+use crate::app::tasks::{
+    self as ops, AgentRef, NewTaskInput, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
+};
 use crate::domain::task::{Execution, Status};
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
@@ -8,7 +10,6 @@ use crate::http::fields::Fields;
 use crate::http::request::Req;
 use crate::http::response::Resp;
 use crate::http::App;
-use crate::store::tasks::{self as store, TaskFilter};
 
 const TITLE_MAX: usize = 500;
 const PROMPT_MAX: usize = 256 * 1024;
@@ -39,12 +40,7 @@ pub fn list(app: &App, req: &Req) -> Result<Resp> {
         blocked: req.query_bool("blocked")?,
         archived: req.query_bool("archived")?.unwrap_or(false),
     };
-    let (tasks, total) = store::list(&*app.db.read()?, &filter, req.page()?)?;
-    Ok(Resp::list(
-        "tasks",
-        tasks.iter().map(|t| t.to_json()).collect(),
-        total,
-    ))
+    Ok(Resp::ok(ops::list(&app.db, &filter, req.page()?)?))
 }
 
 pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -128,7 +124,7 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         sensitive: f.bool("sensitive")?.unwrap_or(false),
     };
     let task = ops::create(&app.db, &who, input)?;
-    Ok(Resp::created(task.to_json()))
+    Ok(Resp::created(task))
 }
 
 pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -159,7 +155,7 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         status: status(&f)?,
     };
     let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
-    Ok(Resp::ok(task.to_json()))
+    Ok(Resp::ok(task))
 }
 
 pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -171,7 +167,7 @@ pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
         ..TaskEdit::default()
     };
     let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
-    Ok(Resp::ok(task.to_json()))
+    Ok(Resp::ok(task))
 }
 
 pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -195,11 +191,11 @@ pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
 pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::archive(&app.db, &who, id)?.to_json()))
+    Ok(Resp::ok(ops::archive(&app.db, &who, id)?))
 }
 
 pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::delete(&app.db, &who, id)?;
-    Ok(Resp::ok(json!({"deleted": id})))
+    Ok(Resp::ok(Deleted { deleted: id }))
 }

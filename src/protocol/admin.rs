@@ -1,0 +1,51 @@
+//! Agents and settings.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub active: bool,
+    pub launch_command: Option<String>,
+    pub model: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+    pub total: i64,
+}
+
+/// `GET /api/settings` (and `settings` in health): typed values; the
+/// service token is `"[redacted]"`, or null when none is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub dispatch_enabled: bool,
+    pub dispatch_stale_minutes: i64,
+    pub dispatch_worker_stale_seconds: i64,
+    pub dispatch_claim_grace_seconds: i64,
+    pub service_api_token: Option<String>,
+    pub watchdog_interval_seconds: i64,
+    pub watchdog_failure_threshold: i64,
+    pub events_retention_days: i64,
+}
+
+/// One setting's typed value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Flag(bool),
+    Number(i64),
+    Text(String),
+}
+
+/// `GET`/`PUT /api/settings/:key`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: Option<SettingValue>,
+}

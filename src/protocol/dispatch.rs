@@ -1,0 +1,209 @@
+//! The dispatch protocol between the server and its workers: heartbeat,
+//! claim, the four reports, and the operator's stale/reconcile views.
+
+use serde::{Deserialize, Serialize};
+
+use super::tasks::TaskView;
+
+/// What a worker says it can run, per agent slug.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentCapability {
+    pub slug: String,
+    /// The CLI as configured (first word of its command).
+    pub cli: String,
+    /// The CLI resolves on the host.
+    pub available: bool,
+    /// The CLI is logged in.
+    pub authenticated: bool,
+    /// Why it is not usable (not installed, not logged in, held back).
+    pub reason: Option<String>,
+}
+
+impl AgentCapability {
+    /// Usable: the CLI resolves on the host and is logged in.
+    pub fn usable(&self) -> bool {
+        self.available && self.authenticated
+    }
+}
+
+/// `POST /api/dispatch/heartbeat`. In requests an absent value is left
+/// out rather than sent as null: the server refuses null where it expects
+/// a number or a string.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatReport {
+    pub worker_id: String,
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pid: Option<i64>,
+    pub version: String,
+    pub agents: Vec<AgentCapability>,
+    /// Model families it may run (empty: any).
+    pub models: Vec<String>,
+    pub slots_total: i64,
+    pub slots_busy: i64,
+    /// Every task it holds: a `dispatching` task it does not list, past
+    /// the grace, is requeued.
+    pub running_task_ids: Vec<i64>,
+    pub draining: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub workspace_id: Option<i64>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub ok: bool,
+    pub worker_id: String,
+    pub usable_agents: Vec<String>,
+    pub last_seen_at: String,
+    /// Tasks this heartbeat put back in the queue (lost claims).
+    pub requeued: Vec<i64>,
+}
+
+/// `POST /api/dispatch/next` (`GET` takes the same as query parameters).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    /// Only these slugs (of those the worker can run).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent_slugs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub workspace_id: Option<i64>,
+}
+
+/// The answer to a claim: a task with its agent and claim token, or
+/// `task: null` and the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimAnswer {
+    pub task: Option<TaskView>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent: Option<ClaimedAgent>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub claim_token: Option<String>,
+    /// Without a task: `dispatch_disabled`, `worker_not_fresh`,
+    /// `worker_draining`, `no_usable_agents` or `no_task`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Stale claims this claim reconciled first.
+    pub reconciled: usize,
+}
+
+/// What to run for a claimed task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedAgent {
+    pub slug: String,
+    pub launch_command: Option<String>,
+    /// The task's model, else the agent's.
+    pub model: Option<String>,
+}
+
+/// A worker's proof that it holds a task's current claim; part of every
+/// report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimProof {
+    pub worker_id: String,
+    pub claim_token: String,
+}
+
+/// `POST /api/dispatch/tasks/:id/started`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pid: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub err_log_path: Option<String>,
+}
+
+/// `POST /api/dispatch/tasks/:id/output`: one chunk of the agent's stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub chunk: String,
+    /// Where the chunk's first byte is in the agent's stdout; a chunk
+    /// starting at or below the last one taken is ignored. Optional for
+    /// launchers that do not send it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub offset: Option<i64>,
+}
+
+/// `POST /api/dispatch/tasks/:id/finished`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub exit_code: Option<i64>,
+    /// The signal that ended the agent, by name or number.
+    pub signal: Option<String>,
+    /// The tail of its output.
+    pub output: String,
+}
+
+/// `POST /api/dispatch/tasks/:id/failed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    /// A short, stable description of the failure.
+    pub signature: String,
+    pub reason: String,
+    pub evidence: String,
+}
+
+/// What a worker reports about a task it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    Started(Started),
+    Output(Output),
+    Finished(Finished),
+    Failed(Failed),
+}
+
+impl Report {
+    /// The last segment of the report's path.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Report::Started(_) => "started",
+            Report::Output(_) => "output",
+            Report::Finished(_) => "finished",
+            Report::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A report as sent: the claim proof and the report's own fields in one
+/// object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportBody<T> {
+    #[serde(flatten)]
+    pub claim: ClaimProof,
+    #[serde(flatten)]
+    pub report: T,
+}
+
+/// `GET /api/dispatch/stale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StaleTasks {
+    pub stale_minutes: i64,
+    pub total: usize,
+    pub tasks: Vec<TaskView>,
+}
+
+/// `POST /api/dispatch/reconcile-stale`: `{"minutes"?, "task_ids"?}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileRequest {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub minutes: Option<i64>,
+    pub task_ids: Option<Vec<i64>>,
+}
+
+/// What a reconciliation did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reconciled {
+    pub stale_minutes: i64,
+    pub reconciled: usize,
+    pub task_ids: Vec<i64>,
+}
+
+/// `DELETE /api/dispatch/workers/:id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerForgotten {
+    pub deleted: String,
+}

@@ -1,0 +1,62 @@
+//! Tasks and their comments.
+
+use serde::{Deserialize, Serialize};
+
+/// A task as every route shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub execution: String,
+    pub agent_id: Option<i64>,
+    /// The agent's slug.
+    pub agent: Option<String>,
+    pub model: Option<String>,
+    pub priority: i64,
+    pub sensitive: bool,
+    pub gate_approved_by: Option<String>,
+    pub gate_approved_at: Option<String>,
+    pub blocked: bool,
+    pub blocked_reason: Option<String>,
+    pub dispatch_output: Option<String>,
+    pub dispatch_attempts: i64,
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<String>,
+    pub dispatch_started_at: Option<String>,
+    pub dispatch_finished_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub log_path: Option<String>,
+    pub err_log_path: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// `GET /api/tasks/:id`: the task and its comments, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: TaskView,
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: i64,
+    pub task_id: i64,
+    pub author: String,
+    /// `note`, `blocker`, `log` (agent output) or `system`.
+    pub kind: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+/// `GET /api/tasks`: one page, and how many match in all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+    pub total: i64,
+}
