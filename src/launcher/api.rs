@@ -132,6 +132,16 @@ impl Api {
         typed(v)
     }
 
+    /// `PUT` a body of the protocol and read the answer as its type.
+    pub fn put_as<A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<A, ApiError> {
+        let v = self.put(path, &serde_json::to_value(body).map_err(transport)?)?;
+        typed(v)
+    }
+
     /// `GET` an answer of the protocol as its type.
     pub fn get_as<A: DeserializeOwned>(&self, path: &str) -> Result<A, ApiError> {
         typed(self.get(path)?)

@@ -11,9 +11,18 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::launcher::api::{Api, ApiError};
+use crate::protocol::admin::{AgentChange, AgentView, Setting, SettingChange, SettingValue};
+use crate::protocol::dispatch::{
+    AgentCapability, ClaimAnswer, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatAnswer,
+    HeartbeatReport, Output, ReconcileRequest, Reconciled, Report, ReportBody, Started,
+};
+use crate::protocol::events::{AlertList, AlertView};
+use crate::protocol::health::Health;
+use crate::protocol::tasks::{NewTask, TaskDetail, TaskView};
+use crate::protocol::watchdog::WatchdogReport;
 
 pub fn main(args: &[String]) -> ExitCode {
     let which = match args {
@@ -154,7 +163,13 @@ impl<'o> Smoke<'o> {
                 Undo::Setting(key, value) => (
                     format!("restore {key}={value}"),
                     self.api
-                        .put(&format!("settings/{key}"), &json!({"value": value})),
+                        .put_as::<Setting>(
+                            &format!("settings/{key}"),
+                            &SettingChange {
+                                value: value.clone(),
+                            },
+                        )
+                        .map(|_| serde_json::Value::Null),
                 ),
                 Undo::Task(id) => (
                     format!("delete task {id}"),
@@ -191,13 +206,15 @@ impl<'o> Smoke<'o> {
     }
 
     fn setting(&self, key: &str) -> Step<String> {
-        let v = self
+        let v: Setting = self
             .api
-            .get(&format!("settings/{key}"))
+            .get_as(&format!("settings/{key}"))
             .map_err(|e| api_err(&format!("read setting {key}"), e))?;
-        Ok(match &v["value"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+        Ok(match v.value {
+            Some(SettingValue::Text(s)) => s,
+            Some(SettingValue::Flag(b)) => b.to_string(),
+            Some(SettingValue::Number(n)) => n.to_string(),
+            None => "null".into(),
         })
     }
 
@@ -208,7 +225,12 @@ impl<'o> Smoke<'o> {
             return Ok(());
         }
         self.api
-            .put(&format!("settings/{key}"), &json!({"value": value}))
+            .put_as::<Setting>(
+                &format!("settings/{key}"),
+                &SettingChange {
+                    value: value.to_string(),
+                },
+            )
             .map_err(|e| api_err(key, e))?;
         if !self
             .undo
@@ -231,31 +253,42 @@ impl<'o> Smoke<'o> {
     /// A temporary agent that only this smoke's worker serves.
     fn create_agent(&mut self) -> Step<()> {
         let slug = self.agent_slug();
-        let a = self
+        let change = AgentChange {
+            slug: Some(slug.clone()),
+            name: Some(format!("Smoke test agent {}", self.tag)),
+            active: Some(true),
+            ..AgentChange::default()
+        };
+        let a: AgentView = self
             .api
-            .post("agents", &json!({"slug": slug, "name": format!("Smoke test agent {}", self.tag), "active": true}))
+            .post_as("agents", &change)
             .map_err(|e| api_err("create temporary agent", e))?;
-        let id = a["id"]
-            .as_i64()
-            .ok_or(format!("agent answer without id: {a}"))?;
+        let id = a.id;
         self.undo.push(Undo::Agent(id));
         self.pass(&format!("temporary agent {slug} (id {id}) created"));
         Ok(())
     }
 
     fn heartbeat(&mut self) -> Step<()> {
-        let body = json!({
-            "worker_id": self.worker(),
-            "host": "smoke",
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "agents": [{"slug": self.agent_slug(), "cli": "(smoke: no runtime)", "available": true, "authenticated": true, "reason": ""}],
-            "models": [],
-            "slots_total": 1,
-            "slots_busy": 0,
-            "running_task_ids": [],
-            "draining": false,
-        });
+        let body = HeartbeatReport {
+            worker_id: self.worker(),
+            host: "smoke".into(),
+            pid: Some(i64::from(std::process::id())),
+            version: env!("CARGO_PKG_VERSION").into(),
+            agents: vec![AgentCapability {
+                slug: self.agent_slug(),
+                cli: "(smoke: no runtime)".into(),
+                available: true,
+                authenticated: true,
+                reason: Some(String::new()),
+            }],
+            models: Vec::new(),
+            slots_total: 1,
+            slots_busy: 0,
+            running_task_ids: Vec::new(),
+            draining: false,
+            workspace_id: None,
+        };
         let w = self.worker();
         if !self
             .undo
@@ -265,48 +298,47 @@ impl<'o> Smoke<'o> {
             self.undo.push(Undo::Worker(w));
         }
         self.api
-            .post("dispatch/heartbeat", &body)
+            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &body)
             .map_err(|e| api_err("heartbeat", e))?;
         Ok(())
     }
 
     fn create_task(&mut self, label: &str, sensitive: bool) -> Step<i64> {
-        let t = self
+        let new = NewTask {
+            workspace_id: Some(self.workspace_id),
+            title: format!("[{}] {label}", self.tag),
+            description: Some(format!(
+                "Temporary task of ops-center smoke ({label}); deleted when the smoke ends."
+            )),
+            execution: Some("interactive".into()),
+            agent: Some(self.agent_slug()),
+            sensitive: Some(sensitive),
+            ..NewTask::default()
+        };
+        let t: TaskView = self
             .api
-            .post(
-                "tasks",
-                &json!({
-                    "workspace_id": self.workspace_id,
-                    "title": format!("[{}] {label}", self.tag),
-                    "description": format!("Temporary task of ops-center smoke ({label}); deleted when the smoke ends."),
-                    "execution": "interactive",
-                    "agent": self.agent_slug(),
-                    "sensitive": sensitive,
-                }),
-            )
+            .post_as("tasks", &new)
             .map_err(|e| api_err(&format!("create task {label}"), e))?;
-        let id = t["id"]
-            .as_i64()
-            .ok_or(format!("task answer without id: {t}"))?;
+        let id = t.id;
         self.undo.push(Undo::Task(id));
         Ok(id)
     }
 
-    fn task(&self, id: i64) -> Step<Value> {
+    fn task(&self, id: i64) -> Step<TaskDetail> {
         self.api
-            .get(&format!("tasks/{id}"))
+            .get_as(&format!("tasks/{id}"))
             .map_err(|e| api_err(&format!("read task {id}"), e))
     }
 
-    fn expect_status(&self, id: i64, want: &str) -> Step<Value> {
+    fn expect_status(&self, id: i64, want: &str) -> Step<TaskDetail> {
         let t = self.task(id)?;
-        match t["status"].as_str() {
-            Some(s) if s == want => Ok(t),
-            other => Err(format!(
-                "task {id} should be {want}, is {other:?} (blocked_reason: {})",
-                t["blocked_reason"]
-            )),
+        if t.task.status == want {
+            return Ok(t);
         }
+        Err(format!(
+            "task {id} should be {want}, is {:?} (blocked_reason: {:?})",
+            t.task.status, t.task.blocked_reason
+        ))
     }
 
     fn dispatch(&self, id: i64) -> Step<()> {
@@ -319,30 +351,41 @@ impl<'o> Smoke<'o> {
     /// Claims as the smoke's worker; the claim must hand out `want`.
     fn claim(&mut self, want: i64) -> Step<String> {
         self.heartbeat()?;
-        let v = self
+        let request = ClaimRequest {
+            worker_id: self.worker(),
+            agent_slugs: Some(vec![self.agent_slug()]),
+            workspace_id: None,
+        };
+        let v: ClaimAnswer = self
             .api
-            .post(
-                "dispatch/next",
-                &json!({"worker_id": self.worker(), "agent_slugs": [self.agent_slug()]}),
-            )
+            .post_as("dispatch/next", &request)
             .map_err(|e| api_err("claim", e))?;
-        if v["task"].is_null() {
-            return Err(format!("claim returned no task: reason {}", v["reason"]));
+        let Some(task) = &v.task else {
+            return Err(format!("claim returned no task: reason {:?}", v.reason));
+        };
+        if task.id != want {
+            return Err(format!(
+                "claim handed out task {}, expected {want}",
+                task.id
+            ));
         }
-        let got = v["task"]["id"].as_i64().unwrap_or(0);
-        if got != want {
-            return Err(format!("claim handed out task {got}, expected {want}"));
-        }
-        v["claim_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or(format!("claim answer without claim_token: {v}"))
+        v.claim_token
+            .clone()
+            .ok_or(format!("claim answer without claim_token: {v:?}"))
     }
 
-    fn report(&self, id: i64, kind: &str, token: &str, mut body: Value) -> Result<Value, ApiError> {
-        body["worker_id"] = json!(self.worker());
-        body["claim_token"] = json!(token);
-        self.api.post(&format!("dispatch/tasks/{id}/{kind}"), &body)
+    fn report(&self, id: i64, token: &str, report: Report) -> Result<TaskView, ApiError> {
+        let claim = ClaimProof {
+            worker_id: self.worker(),
+            claim_token: token.to_string(),
+        };
+        let path = format!("dispatch/tasks/{id}/{}", report.kind());
+        match report {
+            Report::Started(report) => self.api.post_as(&path, &ReportBody { claim, report }),
+            Report::Output(report) => self.api.post_as(&path, &ReportBody { claim, report }),
+            Report::Finished(report) => self.api.post_as(&path, &ReportBody { claim, report }),
+            Report::Failed(report) => self.api.post_as(&path, &ReportBody { claim, report }),
+        }
     }
 
     /// Enables dispatch for the run if it is off (restored at cleanup).
@@ -357,12 +400,12 @@ impl<'o> Smoke<'o> {
 }
 
 fn dispatch_steps(s: &mut Smoke) -> Step<()> {
-    let h = s
+    let h: Health = s
         .api
-        .get("dispatch/health")
+        .get_as("dispatch/health")
         .map_err(|e| api_err("health", e))?;
-    if h["ok"] != json!(true) {
-        return Err(format!("health is not ok: {h}"));
+    if !h.ok {
+        return Err(format!("health is not ok: {h:?}"));
     }
     s.pass("GET /api/dispatch/health answers ok=true");
     s.create_agent()?;
@@ -383,15 +426,22 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
 
     s.report(
         id,
-        "started",
         &token,
-        json!({"pid": std::process::id(), "log_path": "(smoke)", "err_log_path": "(smoke)"}),
+        Report::Started(Started {
+            pid: Some(i64::from(std::process::id())),
+            log_path: Some("(smoke)".into()),
+            err_log_path: Some("(smoke)".into()),
+        }),
     )
     .map_err(|e| api_err("started", e))?;
     s.expect_status(id, "doing")?;
     s.pass(&format!("task {id} started: doing"));
 
-    match s.report(id, "output", "not-the-token", json!({"chunk": "x"})) {
+    let x = Report::Output(Output {
+        chunk: "x".into(),
+        offset: None,
+    });
+    match s.report(id, "not-the-token", x) {
         Err(e) if e.code() == "stale_claim" => {
             s.pass("a report with a wrong claim token is refused (409 stale_claim)")
         }
@@ -404,30 +454,35 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
 
     s.report(
         id,
-        "output",
         &token,
-        json!({"chunk": "smoke output line\n"}),
+        Report::Output(Output {
+            chunk: "smoke output line\n".into(),
+            offset: None,
+        }),
     )
     .map_err(|e| api_err("output", e))?;
     s.report(
         id,
-        "finished",
         &token,
-        json!({"exit_code": 0, "signal": null, "output": "smoke deliverable"}),
+        Report::Finished(Finished {
+            exit_code: Some(0),
+            signal: None,
+            output: "smoke deliverable".into(),
+        }),
     )
     .map_err(|e| api_err("finished", e))?;
     let t = s.expect_status(id, "review")?;
-    if t["dispatch_output"] != json!("smoke deliverable") {
+    if t.task.dispatch_output.as_deref() != Some("smoke deliverable") {
         return Err(format!(
-            "dispatch_output should hold the output, is {}",
-            t["dispatch_output"]
+            "dispatch_output should hold the output, is {:?}",
+            t.task.dispatch_output
         ));
     }
-    let logs = t["comments"].as_array().map_or(0, |c| {
-        c.iter()
-            .filter(|c| c["author"] == "ai-dispatch" && c["kind"] == "log")
-            .count()
-    });
+    let logs = t
+        .comments
+        .iter()
+        .filter(|c| c.author == "ai-dispatch" && c.kind == "log")
+        .count();
     if logs == 0 {
         return Err("the output report left no ai-dispatch log comment".into());
     }
@@ -444,11 +499,11 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
             ))
         }
     }
-    let t = s.task(g)?;
-    let reason = t["blocked_reason"].as_str().unwrap_or("");
-    if t["blocked"] != json!(true) || !reason.contains("Human Gate") || t["status"] == "queued" {
+    let t = s.task(g)?.task;
+    let reason = t.blocked_reason.clone().unwrap_or_default();
+    if !t.blocked || !reason.contains("Human Gate") || t.status == "queued" {
         return Err(format!(
-            "sensitive task {g} should be blocked at the Human Gate, is {t}"
+            "sensitive task {g} should be blocked at the Human Gate, is {t:?}"
         ));
     }
     s.pass(&format!(
@@ -474,40 +529,37 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
     s.claim(stale)?;
     s.expect_status(stale, "dispatching")?;
     s.pass(&format!("task {stale} claimed and left dispatching"));
-    let r = s
+    let request = ReconcileRequest {
+        minutes: Some(0),
+        task_ids: Some(vec![stale]),
+    };
+    let r: Reconciled = s
         .api
-        .post(
-            "dispatch/reconcile-stale",
-            &json!({"minutes": 0, "task_ids": [stale]}),
-        )
+        .post_as("dispatch/reconcile-stale", &request)
         .map_err(|e| api_err("reconcile-stale", e))?;
-    let ids: Vec<i64> = r["task_ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
-    if ids != [stale] {
+    if r.task_ids != [stale] {
         return Err(format!(
-            "reconcile-stale should have reconciled exactly task {stale}, answered {r}"
+            "reconcile-stale should have reconciled exactly task {stale}, answered {r:?}"
         ));
     }
     let t = s.expect_status(stale, "waiting")?;
-    let blocker = t["comments"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["kind"] == "blocker"));
-    if t["blocked"] != json!(true) || t["claimed_by"] != Value::Null || !blocker {
+    let blocker = t.comments.iter().any(|c| c.kind == "blocker");
+    if !t.task.blocked || t.task.claimed_by.is_some() || !blocker {
         return Err(format!(
-            "reconciled task {stale} should be blocked, unclaimed, with a blocker comment: {t}"
+            "reconciled task {stale} should be blocked, unclaimed, with a blocker comment: {t:?}"
         ));
     }
     let alert = find_alert(s, "dispatch.stale", &format!("task:{stale}"))?
         .ok_or(format!("no dispatch.stale alert for task {stale}"))?;
-    s.undo.push(Undo::Alert(alert["id"].as_i64().unwrap_or(0)));
-    if alert["status"] != "open" {
-        return Err(format!("the dispatch.stale alert should be open: {alert}"));
+    s.undo.push(Undo::Alert(alert.id));
+    if alert.status != "open" {
+        return Err(format!(
+            "the dispatch.stale alert should be open: {alert:?}"
+        ));
     }
     s.pass(&format!(
         "stale dispatch reconciled: task {stale} waiting+blocked, alert {} open",
-        alert["id"]
+        alert.id
     ));
 
     let f = s.create_task("recurring failure", false)?;
@@ -521,11 +573,12 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
         let token = s.claim(f)?;
         s.report(
             f,
-            "failed",
             &token,
-            json!({"signature": "launcher process exited early (code=1, signal=null)",
-                   "reason": format!("smoke: simulated failure {attempt} of {threshold}"),
-                   "evidence": "smoke: no runtime was started"}),
+            Report::Failed(Failed {
+                signature: "launcher process exited early (code=1, signal=null)".into(),
+                reason: format!("smoke: simulated failure {attempt} of {threshold}"),
+                evidence: "smoke: no runtime was started".into(),
+            }),
         )
         .map_err(|e| api_err("failed", e))?;
         s.expect_status(f, "waiting")?;
@@ -534,9 +587,9 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
         "task {f} failed {threshold} times (watchdog_failure_threshold)"
     ));
 
-    let report = s
+    let report: WatchdogReport = s
         .api
-        .post("watchdog/run", &json!({}))
+        .post_as("watchdog/run", &json!({}))
         .map_err(|e| api_err("watchdog run", e))?;
     // Register everything the run raised for our subjects before checking,
     // so that a failed check still cleans up.
@@ -546,66 +599,58 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
         format!("task:{stale}"),
     ];
     let mut seen = Vec::new();
-    for a in report["alerts"].as_array().into_iter().flatten() {
-        let subject = a["subject"].as_str().unwrap_or("");
-        if !ours.iter().any(|o| o == subject) {
+    for raised in &report.alerts {
+        let a = &raised.alert;
+        if !ours.contains(&a.subject) {
             continue;
         }
-        if let Some(fu) = a["followup_task_id"].as_i64() {
+        if let Some(fu) = a.followup_task_id {
             s.undo.push(Undo::Task(fu));
         }
-        if let Some(id) = a["id"].as_i64() {
-            if !s
-                .undo
-                .iter()
-                .any(|u| matches!(u, Undo::Alert(x) if *x == id))
-            {
-                s.undo.push(Undo::Alert(id));
-            }
+        let id = a.id;
+        if !s
+            .undo
+            .iter()
+            .any(|u| matches!(u, Undo::Alert(x) if *x == id))
+        {
+            s.undo.push(Undo::Alert(id));
         }
-        seen.push((
-            a["kind"].as_str().unwrap_or("").to_string(),
-            subject.to_string(),
-            a.clone(),
-        ));
+        seen.push(a.clone());
     }
     s.pass(&format!(
         "POST /api/watchdog/run answered ({} alert(s) in its report)",
-        report["alerts"].as_array().map_or(0, Vec::len)
+        report.alerts.len()
     ));
     for subject in [format!("task:{f}"), format!("agent:{}", s.agent_slug())] {
-        let Some((_, _, a)) = seen
+        let Some(a) = seen
             .iter()
-            .find(|(k, sub, _)| k == "dispatch.recurring_failure" && *sub == subject)
+            .find(|a| a.kind == "dispatch.recurring_failure" && a.subject == subject)
         else {
             return Err(format!(
                 "the watchdog raised no dispatch.recurring_failure alert for {subject}"
             ));
         };
-        let fu = a["followup_task_id"]
-            .as_i64()
-            .ok_or(format!("alert {} has no follow-up task", a["id"]))?;
-        let t = s.task(fu)?;
-        if t["execution"] != "manual" {
-            return Err(format!("follow-up task {fu} should be manual: {t}"));
+        let fu = a
+            .followup_task_id
+            .ok_or(format!("alert {} has no follow-up task", a.id))?;
+        let t = s.task(fu)?.task;
+        if t.execution != "manual" {
+            return Err(format!("follow-up task {fu} should be manual: {t:?}"));
         }
         s.pass(&format!(
             "alert {} (recurring failures on {subject}) open, follow-up task {fu}",
-            a["id"]
+            a.id
         ));
     }
     Ok(())
 }
 
-fn find_alert(s: &Smoke, kind: &str, subject: &str) -> Step<Option<Value>> {
-    let v = s
+fn find_alert(s: &Smoke, kind: &str, subject: &str) -> Step<Option<AlertView>> {
+    let v: AlertList = s
         .api
-        .get("alerts?status=open&limit=1000")
+        .get_as("alerts?status=open&limit=1000")
         .map_err(|e| api_err("list alerts", e))?;
-    Ok(v["alerts"]
-        .as_array()
+    Ok(v.alerts
         .into_iter()
-        .flatten()
-        .find(|a| a["kind"] == kind && a["subject"] == subject)
-        .cloned())
+        .find(|a| a.kind == kind && a.subject == subject))
 }

@@ -49,3 +49,26 @@ pub struct Setting {
     pub key: String,
     pub value: Option<SettingValue>,
 }
+
+/// `POST /api/agents` and `PATCH /api/agents/:id`; what is absent is kept
+/// (or defaults).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentChange {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub slug: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub launch_command: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<String>,
+}
+
+/// `PUT /api/settings/:key`: the value as text (a JSON boolean or number
+/// is taken as its text).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub value: String,
+}

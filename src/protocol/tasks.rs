@@ -60,3 +60,37 @@ pub struct TaskList {
     pub tasks: Vec<TaskView>,
     pub total: i64,
 }
+
+/// `POST /api/tasks`. Absent values take their defaults (workspace 1,
+/// `manual`, priority 0, not sensitive) and are left out when sent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub workspace_id: Option<i64>,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
+    /// `manual` or `interactive`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub execution: Option<String>,
+    /// The agent's slug (or `agent_id`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub priority: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sensitive: Option<bool>,
+}
+
+/// `POST /api/tasks/:id/comments`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewComment {
+    pub body: String,
+    /// `note` (the default) or `blocker`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+}
