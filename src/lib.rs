@@ -8,6 +8,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod launcher;
+#[cfg(test)]
+mod layering;
 pub mod ops;
 pub mod protocol;
 pub mod secrets;
