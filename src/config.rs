@@ -18,6 +18,8 @@ pub struct ServeConfig {
     pub http_limits: Limits,
     pub trust_proxy: bool,
     pub secrets: StartSecrets,
+    /// `OPS_TEST_CLOCK=1`: the route that moves the clock exists.
+    pub test_clock: bool,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:3847";
@@ -112,6 +114,8 @@ pub fn serve_config(
         http_threads,
         http_limits,
         trust_proxy,
+        // Test servers only: lets `POST /api/test/clock` move time.
+        test_clock: env("OPS_TEST_CLOCK").as_deref() == Some("1"),
         secrets: StartSecrets {
             admin_user: env("OPS_ADMIN_USER"),
             admin_password: env("OPS_ADMIN_PASSWORD"),

@@ -57,6 +57,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let app = Arc::new(App {
         db: db.clone(),
         trust_proxy: cfg.trust_proxy,
+        test_clock: cfg.test_clock,
         login_limiter: LoginLimiter::new(),
         waiting: WaitingRoom::start(db.clone()),
     });

@@ -1,13 +1,27 @@
 //! Time as stored (unix milliseconds) and as shown (RFC 3339, UTC).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the unix epoch.
+/// How far this process's clock has been moved ahead of the wall clock:
+/// always 0 but in a server started with `OPS_TEST_CLOCK=1`, whose tests
+/// move time through `POST /api/test/clock` instead of rewriting
+/// timestamps in the database behind the writer.
+static AHEAD_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the unix epoch: every timestamp the server stores
+/// and every age it compares comes from here.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + AHEAD_MS.load(Ordering::Relaxed)
+}
+
+/// Moves [`now_ms`] forward by `ms` (test servers only; see `AHEAD_MS`).
+pub fn advance(ms: i64) {
+    AHEAD_MS.fetch_add(ms.max(0), Ordering::Relaxed);
 }
 
 /// `2026-11-23T23:52:48.123Z` for a unix-millisecond timestamp.

@@ -7,9 +7,19 @@ use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::settings::{self, Settings, DISPATCH_ENABLED, SERVICE_API_TOKEN, TOKEN_ORIGIN};
 use crate::error::Result;
-use crate::protocol::admin::Setting;
+use crate::protocol::admin::{Clock, Setting};
 use crate::store;
 use crate::time::now_ms;
+
+/// Moves the server's clock forward (a test server only: the route
+/// exists with `OPS_TEST_CLOCK=1`). Operators only.
+pub fn advance_clock(who: &Principal, seconds: i64) -> Result<Clock> {
+    who.require_operator("moving the clock")?;
+    crate::time::advance(seconds * 1000);
+    Ok(Clock {
+        now: crate::time::rfc3339(now_ms()),
+    })
+}
 
 pub fn load(db: &Db) -> Result<Settings> {
     store::settings::load(&*db.read()?)

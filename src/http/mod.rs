@@ -35,6 +35,8 @@ pub use waiting::WaitingRoom;
 pub struct App {
     pub db: Arc<Db>,
     pub trust_proxy: bool,
+    /// Whether `POST /api/test/clock` exists (`OPS_TEST_CLOCK=1`).
+    pub test_clock: bool,
     pub login_limiter: LoginLimiter,
     /// Long-poll claims waiting for a task.
     pub waiting: WaitingRoom,

@@ -116,6 +116,9 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
         ["dispatch", "workers", worker] => {
             methods!(req, { "DELETE" => dispatch::forget_worker(app, req, worker) })
         }
+        ["test", "clock"] if app.test_clock => {
+            methods!(req, { "POST" => admin::advance_clock(app, req) })
+        }
         ["watchdog", "run"] => methods!(req, { "POST" => dispatch::watchdog_run(app, req) }),
         ["events"] => methods!(req, { "GET" => feed::events(app, req) }),
         ["alerts"] => methods!(req, { "GET" => feed::alerts(app, req) }),

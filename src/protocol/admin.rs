@@ -72,3 +72,15 @@ pub struct AgentChange {
 pub struct SettingChange {
     pub value: String,
 }
+
+/// `POST /api/test/clock` (a server started with `OPS_TEST_CLOCK=1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockAdvance {
+    pub advance_seconds: i64,
+}
+
+/// The server's time after the move.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    pub now: String,
+}

@@ -122,7 +122,7 @@ fn claims_hand_out_only_what_the_worker_can_run() {
         (r.json["task"].is_null(), r.json["reason"].as_str()),
         (true, Some("worker_not_fresh"))
     );
-    srv.sql().execute("UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 91000 WHERE worker_id = 'w1'", []).unwrap();
+    srv.advance_clock(91);
     assert_eq!(w.claim().json["reason"], "worker_not_fresh");
 
     // An agent it does not report usable: nothing.
@@ -469,14 +469,7 @@ fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
         r
     };
     let status = |id: i64| srv.service().get(&format!("/api/tasks/{id}")).json;
-    let age_claims = |secs: i64| {
-        srv.sql()
-            .execute(
-                "UPDATE tasks SET claimed_at = claimed_at - ?1 * 1000 WHERE status = 'dispatching'",
-                [secs],
-            )
-            .unwrap();
-    };
+    let age_claims = |secs: i64| srv.advance_clock(secs);
 
     // Within the grace (60 s by default) the claim answer may still be on
     // its way: nothing moves.

@@ -66,6 +66,9 @@ impl Server {
             ("OPS_SERVICE_TOKEN".to_string(), TOKEN.to_string()),
             ("OPS_ADMIN_USER".to_string(), ADMIN.to_string()),
             ("OPS_ADMIN_PASSWORD".to_string(), ADMIN_PW.to_string()),
+            // Time moves through `advance_clock`, never by rewriting
+            // timestamps behind the writer.
+            ("OPS_TEST_CLOCK".to_string(), "1".to_string()),
         ];
         for (k, v) in extra {
             env.retain(|(ek, _)| ek != k);
@@ -305,6 +308,18 @@ impl Server {
             assert_eq!(r.status, 200, "{}", r.text);
         }
         (id, self.login(name, &pw))
+    }
+
+    /// Moves the server's clock `secs` ahead (`POST /api/test/clock`):
+    /// claims, heartbeats and events age together, as they would if the
+    /// time really passed. A restarted server starts at the wall clock
+    /// again.
+    pub fn advance_clock(&self, secs: i64) {
+        let r = self.service().post(
+            "/api/test/clock",
+            &serde_json::json!({ "advance_seconds": secs }),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
     }
 
     /// Opens the database file directly (read-only checks).

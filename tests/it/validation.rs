@@ -496,3 +496,44 @@ fn internal_errors_are_500_without_details_and_roll_back() {
     // Reads still work.
     assert_eq!(svc.get("/api/tasks").status, 200);
 }
+
+/// `POST /api/test/clock` moves the server's time, on a server started
+/// with `OPS_TEST_CLOCK=1` only, for operators only.
+#[test]
+fn the_test_clock_exists_only_on_test_servers_and_for_operators() {
+    let plain = Server::start_with(&[("OPS_TEST_CLOCK", "")]);
+    let r = plain
+        .service()
+        .post("/api/test/clock", &json!({"advance_seconds": 60}));
+    assert_eq!((r.status, r.error()), (404, "not_found"), "{}", r.text);
+
+    let srv = Server::start();
+    let (_, member) = srv.user("clockwatcher", Some((1, "admin")));
+    let r = member.post("/api/test/clock", &json!({"advance_seconds": 60}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    for bad in [
+        json!({}),
+        json!({"advance_seconds": -1}),
+        json!({"advance_seconds": "1"}),
+    ] {
+        let r = srv.service().post("/api/test/clock", &bad);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_field"),
+            "{bad}: {}",
+            r.text
+        );
+    }
+
+    // A fresh worker goes stale when 91 s pass (the limit is 90 s).
+    crate::util::enable_dispatch(&srv);
+    let w = crate::util::Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    assert_eq!(w.claim().json["reason"], "no_task");
+    let r = srv
+        .admin()
+        .post("/api/test/clock", &json!({"advance_seconds": 91}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json["now"].is_string(), "{}", r.text);
+    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+}

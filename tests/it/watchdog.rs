@@ -329,7 +329,16 @@ fn health_reports_workers_queue_and_warnings() {
         {"slug": "hermes", "cli": "hermes", "available": true, "authenticated": true}], "slots_total": 3}));
     svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "gone", "agents": [
         {"slug": "codex", "cli": "codex", "available": true, "authenticated": true}], "slots_total": 5}));
-    srv.sql().execute("UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 120000 WHERE worker_id = 'gone'", []).unwrap();
+    // Two minutes pass; a and b beat again, `gone` does not.
+    // (This server's token is the generated one.)
+    let r = svc.post("/api/test/clock", &json!({"advance_seconds": 120}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "a", "agents": [
+        {"slug": "opencode", "cli": "opencode", "available": true, "authenticated": true},
+        {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false, "reason": "no login"},
+        {"slug": "codex", "cli": "codex", "available": false, "authenticated": true}], "slots_total": 2, "slots_busy": 1}));
+    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "b", "agents": [
+        {"slug": "hermes", "cli": "hermes", "available": true, "authenticated": true}], "slots_total": 3}));
     let h = svc.get("/api/dispatch/health").json;
     assert_eq!(
         h["worker_summary"],

@@ -51,6 +51,16 @@ pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
     Ok(Resp::ok(answer))
 }
 
+/// `POST /api/test/clock` `{"advance_seconds": N}` (a test server only).
+pub fn advance_clock(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["advance_seconds"])?;
+    let secs = f
+        .i64_in("advance_seconds", 0..=10_000_000_000)?
+        .ok_or_else(|| Error::invalid_field("advance_seconds", "is required"))?;
+    Ok(Resp::ok(settings_ops::advance_clock(&who, secs)?))
+}
+
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
     Ok(Resp::ok(agent_ops::list(&app.db)?))
