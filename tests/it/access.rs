@@ -838,9 +838,14 @@ fn lists_and_summaries_show_only_the_callers_workspaces() {
     assert_eq!(r.status, 200, "{}", r.text);
 
     // A workspace admin's watchdog report holds only their tasks.
-    srv.sql()
-        .execute("UPDATE alerts SET status = 'resolved'", [])
-        .unwrap();
+    let admin = srv.admin();
+    for a in admin.get("/api/alerts?status=open&limit=1000").json["alerts"]
+        .as_array()
+        .unwrap()
+    {
+        let r = admin.post(&format!("/api/alerts/{}/resolve", a["id"]), &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
     let report = a2.post("/api/watchdog/run", &json!({})).json;
     assert_eq!(report["alerts"], json!([]), "{report}");
     assert_eq!(report["followup_task_ids"], json!([]));

@@ -551,14 +551,17 @@ fn health_names_logged_out_agents_and_silent_running_tasks() {
     );
     assert!(!now.contains("no output"), "{now}");
 
-    // Eleven minutes without a sign of life.
-    srv.sql()
-        .execute(
-            "UPDATE tasks SET dispatch_started_at = dispatch_started_at - 660000, \
-             updated_at = updated_at - 660000 WHERE id = ?1",
-            [id],
-        )
-        .unwrap();
+    // Eleven minutes without a sign of life from the agent; the worker
+    // itself goes on beating.
+    srv.advance_clock(660);
+    let r = svc.post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": "w1", "running_task_ids": [id], "agents": [
+            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
+            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
+             "reason": "not logged in: claude; log in with: claude auth login"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
     let later = warnings(&srv);
     assert!(
         later.contains(&format!(

@@ -243,14 +243,23 @@ fn done_guard_accepts_dispatch_output_evidence() {
     let srv = Server::start();
     let svc = srv.service();
     let id = svc.new_task(&json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
-    // Evidence written as a worker would leave it (the dispatch protocol
-    // has its own tests); here only the guard's reading of it is checked.
-    srv.sql()
-        .execute(
-            "UPDATE tasks SET dispatch_output = 'built the thing' WHERE id = ?1",
-            [id],
-        )
-        .unwrap();
+    // Evidence left by a worker's run: only `dispatch_output` (the
+    // `finished` report's output), no streamed log comment.
+    crate::util::enable_dispatch(&srv);
+    let w = crate::util::Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (claimed, token) = w.claim_one();
+    assert_eq!(claimed, id);
+    w.report(id, &token, "started", json!({}));
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": "built the thing"}),
+    );
+    assert_eq!(r.json["dispatch_output"], "built the thing", "{}", r.text);
     let r = svc.patch(
         &format!("/api/tasks/{id}/status"),
         &json!({"status": "done"}),

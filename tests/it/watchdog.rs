@@ -171,12 +171,8 @@ fn watchdog_raises_alerts_with_one_followup_each() {
     let (tid, token) = w.claim_one();
     assert_eq!(tid, doing);
     w.report(tid, &token, "started", json!({}));
-    srv.sql()
-        .execute(
-            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
-            [],
-        )
-        .unwrap();
+    // Ten minutes without a heartbeat.
+    srv.advance_clock(600);
 
     let report = svc.post("/api/watchdog/run", &json!({})).json;
     let mut subjects: Vec<String> = report["alerts"]
@@ -271,7 +267,7 @@ fn the_watchdog_thread_runs_on_its_own() {
     w.heartbeat(&["codex"], &[]);
     let id = queued_task(&srv, "codex", json!({}));
     w.claim_one();
-    age_claim(&srv, id, 25);
+    srv.advance_clock(25 * 60);
     // The shortest period the setting allows; the thread re-reads it.
     svc.put(
         "/api/settings/watchdog_interval_seconds",
