@@ -139,13 +139,7 @@ impl Ctx {
     /// a worker of its own (whose next heartbeat would take it back).
     fn stale(&self, worker: &str) -> i64 {
         let (id, _) = self.claimed(worker);
-        self.srv
-            .sql()
-            .execute(
-                "UPDATE tasks SET claimed_at = claimed_at - 30 * 60000 WHERE id = ?1",
-                [id],
-            )
-            .unwrap();
+        self.srv.advance_clock(30 * 60);
         id
     }
 
@@ -753,12 +747,15 @@ fn lists_and_summaries_show_only_the_callers_workspaces() {
         json!({"description": "secret prompt of ws1"}),
     );
     assert_eq!(w.claim_one().0, stale);
-    srv.sql()
-        .execute(
-            "UPDATE tasks SET claimed_at = claimed_at - 30 * 60000 WHERE id = ?1",
-            [stale],
-        )
-        .unwrap();
+    // Half an hour passes; the worker goes on beating, holding the task
+    // (a launcher that never started it).
+    srv.advance_clock(30 * 60);
+    let r = srv.service().post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": "w1", "running_task_ids": [stale],
+                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
 
     let stale_ids = |c: &Client| -> Vec<i64> {
         let r = c.get("/api/dispatch/stale");

@@ -344,7 +344,7 @@ fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
     assert!(out.contains("schema version: 3 (current)"), "{out}");
     assert!(out.contains("task counts: ok (1 tasks)"), "{out}");
 
-    srv.sql()
+    srv.sql_write()
         .execute("UPDATE task_counts SET n = n + 2 WHERE n > 0", [])
         .unwrap();
     let o = admin(&["check", "--db", &db], &[], "");

@@ -49,7 +49,7 @@ fn old_events_are_pruned_except_what_is_still_needed() {
     let status = srv.signal_and_wait("TERM");
     assert!(status.success());
     {
-        let conn = srv.sql();
+        let conn = srv.sql_write();
         conn.execute("UPDATE events SET at = at - 200 * 86400000", [])
             .unwrap();
         conn.execute(

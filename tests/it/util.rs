@@ -322,8 +322,22 @@ impl Server {
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
-    /// Opens the database file directly (read-only checks).
+    /// Opens the database file directly, read-only: tests check what the
+    /// server wrote, they never write behind its writer thread (time moves
+    /// through [`Server::advance_clock`]).
     pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .expect("open db read-only")
+    }
+
+    /// A writing connection to the database file, for what no API can do:
+    /// damaging the file on purpose (the integrity check, internal errors),
+    /// writing while the server is stopped as an outside tool would, and
+    /// aging one claim but not another (the clock moves them all).
+    pub fn sql_write(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db_path()).expect("open db")
     }
 

@@ -475,7 +475,7 @@ fn internal_errors_are_500_without_details_and_roll_back() {
     let svc = srv.service();
     // Break the audit log behind the server's back: every write that must
     // append an event now fails inside its transaction.
-    srv.sql().execute_batch("DROP TABLE events").unwrap();
+    srv.sql_write().execute_batch("DROP TABLE events").unwrap();
     let r = svc.post("/api/tasks", &json!({"title": "lost"}));
     assert_eq!(r.status, 500, "{}", r.text);
     assert_eq!(r.error(), "internal");

@@ -5,9 +5,11 @@ use serde_json::json;
 
 use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
 
-/// Moves a task's claim `minutes` into the past.
+/// Moves one task's claim `minutes` into the past while another claim
+/// stays young: the one place where the clock, which ages everything
+/// together, cannot serve.
 fn age_claim(srv: &Server, task: i64, minutes: i64) {
-    srv.sql()
+    srv.sql_write()
         .execute(
             "UPDATE tasks SET claimed_at = claimed_at - ?2 * 60000 WHERE id = ?1",
             [task, minutes],
