@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{bin, wait_for, Server, TOKEN};
+use crate::util::{bin, end_process, event_kinds, wait_for, Server, TOKEN};
 
 pub fn example(name: &str) -> String {
     format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -154,17 +154,7 @@ impl Launcher {
 
 impl Drop for Launcher {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- launcher log ({}) ---\n{}",
-                self.log_file.display(),
-                self.log()
-            );
-        }
+        end_process(&mut self.child, "launcher", &self.log_file);
     }
 }
 
@@ -267,19 +257,6 @@ fn health(srv: &Server) -> Value {
     let r = srv.service().get("/api/dispatch/health");
     assert_eq!(r.status, 200, "{}", r.text);
     r.json
-}
-
-fn event_kinds(srv: &Server, id: i64) -> Vec<String> {
-    let r = srv
-        .service()
-        .get(&format!("/api/events?task_id={id}&limit=1000"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The pid the launcher reported in `started` (from the event).

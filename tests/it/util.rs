@@ -383,17 +383,24 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- server log ({}) ---\n{}",
-                self.log_path().display(),
-                self.log()
-            );
-        }
+        let log = self.log_path();
+        end_process(&mut self.child, "server", &log);
+    }
+}
+
+/// Kills a test's child process (server or launcher) when the test ends,
+/// and prints its log if the test failed.
+pub fn end_process(child: &mut Option<Child>, what: &str, log_file: &std::path::Path) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    if std::thread::panicking() {
+        eprintln!(
+            "--- {what} log ({}) ---\n{}",
+            log_file.display(),
+            std::fs::read_to_string(log_file).unwrap_or_default()
+        );
     }
 }
 
@@ -653,6 +660,7 @@ pub fn event_kinds(srv: &Server, task: i64) -> Vec<String> {
     let r = srv
         .service()
         .get(&format!("/api/events?task_id={task}&limit=1000"));
+    assert_eq!(r.status, 200, "{}", r.text);
     let mut kinds: Vec<String> = r.json["events"]
         .as_array()
         .unwrap()
