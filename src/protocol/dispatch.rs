@@ -207,3 +207,50 @@ pub struct Reconciled {
 pub struct WorkerForgotten {
     pub deleted: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim answer's two shapes on the wire: a task with its agent
+    /// and token and no `reason`, or `task: null` with the reason only.
+    #[test]
+    fn claim_answers_keep_their_two_shapes() {
+        let nothing = ClaimAnswer {
+            task: None,
+            agent: None,
+            claim_token: None,
+            reason: Some("no_task".into()),
+            reconciled: 0,
+        };
+        assert_eq!(
+            serde_json::to_value(&nothing).unwrap(),
+            serde_json::json!({"task": null, "reason": "no_task", "reconciled": 0})
+        );
+        let read: ClaimAnswer =
+            serde_json::from_str(r#"{"task":null,"reason":"worker_draining","reconciled":2}"#)
+                .unwrap();
+        assert_eq!(read.reason.as_deref(), Some("worker_draining"));
+        assert_eq!((read.agent, read.claim_token), (None, None));
+    }
+
+    /// A report is the claim proof and its own fields in one object, and
+    /// an absent value is left out rather than sent as null.
+    #[test]
+    fn reports_are_flat_and_leave_out_what_is_absent() {
+        let body = ReportBody {
+            claim: ClaimProof {
+                worker_id: "w".into(),
+                claim_token: "t".into(),
+            },
+            report: Output {
+                chunk: "x".into(),
+                offset: None,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"worker_id": "w", "claim_token": "t", "chunk": "x"})
+        );
+    }
+}
