@@ -36,10 +36,13 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/harness.rs"]
+mod harness;
 
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
@@ -536,44 +539,18 @@ struct Server {
 impl Server {
     fn start(bin: &Path, db: &Path, dir: &Path) -> Res<Server> {
         let log = dir.join("server.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| format!("server log: {e}"))?;
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--bind", "127.0.0.1:0", "--db"])
             .arg(db)
             .env("OPS_SERVICE_TOKEN", TOKEN)
             .env("OPS_ADMIN_USER", "admin")
-            .env("OPS_ADMIN_PASSWORD", ADMIN_PW)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file));
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(addr) => Ok(Server { child, addr, log }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!(
-                    "the server did not start; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ))
-            }
-        }
+            .env("OPS_ADMIN_PASSWORD", ADMIN_PW);
+        let started = harness::start_serve(cmd, &log, Duration::from_secs(120))?;
+        Ok(Server {
+            child: started.child,
+            addr: started.addr,
+            log,
+        })
     }
 
     /// VmRSS and its parts (RssAnon, RssFile, RssShmem) in KiB, from
@@ -621,7 +598,7 @@ impl Server {
                 Ok(Some(st)) => {
                     return Err(format!(
                         "the server exited with {st}; its log:\n{}",
-                        tail(&self.log)
+                        harness::tail(&self.log, 30)
                     ))
                 }
                 Ok(None) if Instant::now() < deadline => {
@@ -638,17 +615,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        harness::end(&mut self.child);
     }
-}
-
-fn tail(log: &Path) -> String {
-    let s = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 // ---------------------------------------------------------------- client --

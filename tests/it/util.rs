@@ -1,13 +1,15 @@
 //! The test harness: each test gets its own temp dir and a real
 //! `ops-center serve` on a free port, and talks to it over real HTTP.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::harness;
 
 pub const TOKEN: &str = "test-service-token-0123456789abcdef";
 pub const ADMIN: &str = "root";
@@ -121,21 +123,13 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--bind", &self.bind, "--db"])
             .arg(self.db_path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("OPS_HTTP_THREADS", "8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
+            .env("OPS_HTTP_THREADS", "8");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -156,35 +150,11 @@ impl Server {
                 });
             }
         }
-        let mut child = cmd.spawn().expect("start ops-center");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut banner = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(Ok((addr.to_string(), banner.clone())));
-                } else {
-                    banner.push(line);
-                }
-            }
-            let _ = tx.send(Err(banner));
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((addr, banner))) => {
-                self.addr = addr;
-                self.banner = banner;
-            }
-            other => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {other:?}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-        }
-        self.child = Some(child);
+        let started = harness::start_serve(cmd, &self.log_path(), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.addr = started.addr;
+        self.banner = started.banner;
+        self.child = Some(started.child);
     }
 
     pub fn log(&self) -> String {
@@ -392,8 +362,7 @@ impl Drop for Server {
 /// and prints its log if the test failed.
 pub fn end_process(child: &mut Option<Child>, what: &str, log_file: &std::path::Path) {
     if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
+        harness::end(&mut c);
     }
     if std::thread::panicking() {
         eprintln!(
