@@ -44,6 +44,11 @@ use std::time::{Duration, Instant};
 #[path = "../tests/support/harness.rs"]
 mod harness;
 
+use ops_center::protocol::dispatch::{
+    AgentCapability, ClaimAnswer, ClaimProof, ClaimRequest, Finished, HeartbeatReport, ReportBody,
+    Started,
+};
+use ops_center::protocol::tasks::{NewTask, TaskView};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
@@ -331,8 +336,11 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
         // a fresh heartbeat: the wait outlasted the last one).
         heartbeat_all(&srv.addr, 1)?;
         let mut c = Client::connect(&srv.addr)?;
-        let body = json!({"worker_id": worker(0)}).to_string();
-        while !c.expect("POST", "/api/dispatch/next", &body, 200)?["task"].is_null() {}
+        let body = claim_body(0);
+        while answer::<ClaimAnswer>(c.expect("POST", "/api/dispatch/next", &body, 200)?)?
+            .task
+            .is_some()
+        {}
     }
 
     // An empty claim: the queue is drained, so every claim answers
@@ -745,16 +753,46 @@ fn worker(i: usize) -> String {
     format!("bench-worker-{i}")
 }
 
+/// The body of a claim by worker `i`, serialized once per client.
+fn claim_body(i: usize) -> String {
+    let request = ClaimRequest {
+        worker_id: worker(i),
+        agent_slugs: None,
+        workspace_id: None,
+    };
+    serde_json::to_string(&request).expect("serializes")
+}
+
+/// An answer read as its protocol type.
+fn answer<A: serde::de::DeserializeOwned>(v: Value) -> Res<A> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("unexpected answer ({e}): {v}"))
+}
+
 /// A fresh heartbeat for workers 0..n, each able to run the benchmark agent.
 fn heartbeat_all(addr: &str, n: usize) -> Res<()> {
     let mut c = Client::connect(addr)?;
     for i in 0..n {
-        let body = json!({
-            "worker_id": worker(i), "host": "bench", "pid": 1, "version": "bench",
-            "agents": [{"slug": AGENT, "cli": AGENT, "available": true, "authenticated": true}],
-            "models": [], "slots_total": 4, "slots_busy": 0, "running_task_ids": [], "draining": false
-        });
-        c.expect("POST", "/api/dispatch/heartbeat", &body.to_string(), 200)?;
+        let body = HeartbeatReport {
+            worker_id: worker(i),
+            host: "bench".into(),
+            pid: Some(1),
+            version: "bench".into(),
+            agents: vec![AgentCapability {
+                slug: AGENT.into(),
+                cli: AGENT.into(),
+                available: true,
+                authenticated: true,
+                reason: None,
+            }],
+            models: Vec::new(),
+            slots_total: 4,
+            slots_busy: 0,
+            running_task_ids: Vec::new(),
+            draining: false,
+            workspace_id: None,
+        };
+        let body = serde_json::to_string(&body).map_err(|e| e.to_string())?;
+        c.expect("POST", "/api/dispatch/heartbeat", &body, 200)?;
     }
     Ok(())
 }
@@ -809,17 +847,17 @@ fn stalled_clients(addr: &str, n: usize) -> Res<Vec<TcpStream>> {
 fn claims(addr: &str, clients: usize, total: usize) -> Res<(f64, Vec<i64>)> {
     let left = Arc::new(AtomicUsize::new(total));
     let (elapsed, ids) = parallel(addr, clients, move |c, i| {
-        let body = json!({"worker_id": worker(i)}).to_string();
+        let body = claim_body(i);
         let mut ids = Vec::new();
         while left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            let v = c.expect("POST", "/api/dispatch/next", &body, 200)?;
-            let id = v["task"]["id"]
-                .as_i64()
-                .ok_or_else(|| format!("claim returned no task: {v}"))?;
-            ids.push(id);
+            let v: ClaimAnswer = answer(c.expect("POST", "/api/dispatch/next", &body, 200)?)?;
+            let task = v
+                .task
+                .ok_or_else(|| format!("claim returned no task: {:?}", v.reason))?;
+            ids.push(task.id);
         }
         Ok(ids)
     })?;
@@ -832,15 +870,15 @@ fn claims(addr: &str, clients: usize, total: usize) -> Res<(f64, Vec<i64>)> {
 fn empty_claims(addr: &str, clients: usize, total: usize) -> Res<f64> {
     let left = Arc::new(AtomicUsize::new(total));
     let (elapsed, done) = parallel(addr, clients, move |c, i| {
-        let body = json!({"worker_id": worker(i)}).to_string();
+        let body = claim_body(i);
         let mut done = 0usize;
         while left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            let v = c.expect("POST", "/api/dispatch/next", &body, 200)?;
-            if !v["task"].is_null() || v["reason"] != "no_task" {
-                return Err(format!("an empty claim answered {v}"));
+            let v: ClaimAnswer = answer(c.expect("POST", "/api/dispatch/next", &body, 200)?)?;
+            if v.task.is_some() || v.reason.as_deref() != Some("no_task") {
+                return Err(format!("an empty claim answered {v:?}"));
             }
             done += 1;
         }
@@ -854,48 +892,62 @@ fn cycles(addr: &str, clients: usize, total: usize) -> Res<f64> {
     let left = Arc::new(AtomicUsize::new(total));
     let (elapsed, done) = parallel(addr, clients, move |c, i| {
         let w = worker(i);
+        let claim = claim_body(i);
         let mut done = 0usize;
         while left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            let body = json!({"title": "bench cycle", "description": "print hello",
-                              "execution": "interactive", "agent": AGENT});
-            let t = c.expect("POST", "/api/tasks", &body.to_string(), 201)?;
-            let id = t["id"].as_i64().ok_or("created task without id")?;
+            let new = NewTask {
+                title: "bench cycle".into(),
+                description: Some("print hello".into()),
+                execution: Some("interactive".into()),
+                agent: Some(AGENT.into()),
+                ..NewTask::default()
+            };
+            let body = serde_json::to_string(&new).map_err(|e| e.to_string())?;
+            let t: TaskView = answer(c.expect("POST", "/api/tasks", &body, 201)?)?;
+            let id = t.id;
             c.expect("POST", &format!("/api/tasks/{id}/dispatch"), "", 200)?;
-            let v = c.expect(
-                "POST",
-                "/api/dispatch/next",
-                &json!({"worker_id": w}).to_string(),
-                200,
-            )?;
-            let tid = v["task"]["id"]
-                .as_i64()
-                .ok_or_else(|| format!("claim returned no task: {v}"))?;
-            let token = v["claim_token"].as_str().ok_or("claim without token")?;
-            let proof = json!({"worker_id": w, "claim_token": token});
-            let mut started = proof.clone();
-            started["pid"] = json!(4242);
-            started["log_path"] = json!(format!("/tmp/task-{tid}.log"));
-            started["err_log_path"] = json!(format!("/tmp/task-{tid}.err.log"));
+            let v: ClaimAnswer = answer(c.expect("POST", "/api/dispatch/next", &claim, 200)?)?;
+            let (Some(task), Some(token)) = (v.task, v.claim_token) else {
+                return Err(format!("claim returned no task: {:?}", v.reason));
+            };
+            let tid = task.id;
+            let proof = ClaimProof {
+                worker_id: w.clone(),
+                claim_token: token,
+            };
+            let started = ReportBody {
+                claim: proof.clone(),
+                report: Started {
+                    pid: Some(4242),
+                    log_path: Some(format!("/tmp/task-{tid}.log")),
+                    err_log_path: Some(format!("/tmp/task-{tid}.err.log")),
+                },
+            };
             c.expect(
                 "POST",
                 &format!("/api/dispatch/tasks/{tid}/started"),
-                &started.to_string(),
+                &serde_json::to_string(&started).map_err(|e| e.to_string())?,
                 200,
             )?;
-            let mut finished = proof;
-            finished["exit_code"] = json!(0);
-            finished["output"] = json!("hello\n");
-            let t = c.expect(
+            let finished = ReportBody {
+                claim: proof,
+                report: Finished {
+                    exit_code: Some(0),
+                    signal: None,
+                    output: "hello\n".into(),
+                },
+            };
+            let t: TaskView = answer(c.expect(
                 "POST",
                 &format!("/api/dispatch/tasks/{tid}/finished"),
-                &finished.to_string(),
+                &serde_json::to_string(&finished).map_err(|e| e.to_string())?,
                 200,
-            )?;
-            if t["status"] != "review" {
-                return Err(format!("task {tid} finished in {}", t["status"]));
+            )?)?;
+            if t.status != "review" {
+                return Err(format!("task {tid} finished in {}", t.status));
             }
             done += 1;
         }

@@ -9,7 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use ops_center::protocol::admin::SettingChange;
+use ops_center::protocol::dispatch::{
+    AgentCapability, ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
+};
+use ops_center::protocol::events::EventList;
+
 use crate::harness;
+
+/// A body of the protocol as the JSON the client sends.
+pub fn json(body: &impl serde::Serialize) -> Value {
+    serde_json::to_value(body).expect("protocol types serialize")
+}
 
 pub const TOKEN: &str = "test-service-token-0123456789abcdef";
 pub const ADMIN: &str = "root";
@@ -401,6 +412,13 @@ impl Res {
     pub fn error(&self) -> &str {
         self.json["error"].as_str().unwrap_or("")
     }
+
+    /// The body read as its protocol type (panics, with the body, when it
+    /// is not that shape).
+    pub fn body<A: serde::de::DeserializeOwned>(&self) -> A {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not the protocol's shape ({e}): {}", self.text))
+    }
 }
 
 impl Client {
@@ -558,25 +576,42 @@ impl Worker {
 
     /// A heartbeat reporting `usable` slugs as available and logged in.
     pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> Res {
-        let agents: Vec<Value> = usable
-            .iter()
-            .map(|s| serde_json::json!({"slug": s, "cli": s, "available": true, "authenticated": true}))
-            .collect();
-        let r = self.client.post(
-            "/api/dispatch/heartbeat",
-            &serde_json::json!({"worker_id": self.id, "host": "test-host", "pid": 1, "version": "test",
-                                "agents": agents, "models": models, "slots_total": 2, "slots_busy": 0}),
-        );
+        let report = HeartbeatReport {
+            worker_id: self.id.clone(),
+            host: "test-host".into(),
+            pid: Some(1),
+            version: "test".into(),
+            agents: usable
+                .iter()
+                .map(|s| AgentCapability {
+                    slug: s.to_string(),
+                    cli: s.to_string(),
+                    available: true,
+                    authenticated: true,
+                    reason: None,
+                })
+                .collect(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            slots_total: 2,
+            slots_busy: 0,
+            running_task_ids: Vec::new(),
+            draining: false,
+            workspace_id: None,
+        };
+        let r = self.client.post("/api/dispatch/heartbeat", &json(&report));
         assert_eq!(r.status, 200, "heartbeat: {}", r.text);
+        let _: HeartbeatAnswer = r.body();
         r
     }
 
     /// `POST /api/dispatch/next`; returns the answer.
     pub fn claim(&self) -> Res {
-        let r = self.client.post(
-            "/api/dispatch/next",
-            &serde_json::json!({"worker_id": self.id}),
-        );
+        let request = ClaimRequest {
+            worker_id: self.id.clone(),
+            agent_slugs: None,
+            workspace_id: None,
+        };
+        let r = self.client.post("/api/dispatch/next", &json(&request));
         assert_eq!(r.status, 200, "claim: {}", r.text);
         r
     }
@@ -584,10 +619,11 @@ impl Worker {
     /// Claims and returns (task id, claim token), or panics with the reason.
     pub fn claim_one(&self) -> (i64, String) {
         let r = self.claim();
-        let id = r.json["task"]["id"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no task claimed: {}", r.text));
-        (id, r.json["claim_token"].as_str().unwrap().to_string())
+        let answer: ClaimAnswer = r.body();
+        match (answer.task, answer.claim_token) {
+            (Some(task), Some(token)) => (task.id, token),
+            _ => panic!("no task claimed: {}", r.text),
+        }
     }
 
     pub fn report(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
@@ -617,10 +653,12 @@ pub fn queued_task(srv: &Server, agent: &str, extra: Value) -> i64 {
 }
 
 pub fn enable_dispatch(srv: &Server) {
-    let r = srv.service().put(
-        "/api/settings/dispatch_enabled",
-        &serde_json::json!({"value": "true"}),
-    );
+    let change = SettingChange {
+        value: "true".into(),
+    };
+    let r = srv
+        .service()
+        .put("/api/settings/dispatch_enabled", &json(&change));
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -630,12 +668,8 @@ pub fn event_kinds(srv: &Server, task: i64) -> Vec<String> {
         .service()
         .get(&format!("/api/events?task_id={task}&limit=1000"));
     assert_eq!(r.status, 200, "{}", r.text);
-    let mut kinds: Vec<String> = r.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    let list: EventList = r.body();
+    let mut kinds: Vec<String> = list.events.into_iter().map(|e| e.kind).collect();
     kinds.reverse();
     kinds
 }
