@@ -8,11 +8,13 @@ use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::model_filter;
+use crate::domain::repo;
 use crate::domain::settings::{validate_token, Settings};
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::alerts::{self, Raise, Raised};
+use crate::store::changes::{self, Change};
 use crate::store::heartbeats::{self, Heartbeat};
 use crate::store::tasks::{self, Task};
 use crate::store::{agents, comments};
@@ -24,6 +26,11 @@ pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human ap
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
+/// A reported patch is at most this large (the launcher sends its head
+/// and says it was cut).
+pub const PATCH_LIMIT: usize = 256 * 1024;
+/// A reported `git status` or `diff --stat` is at most this large.
+pub const STAT_LIMIT: usize = 64 * 1024;
 /// A streamed output chunk is at most this large.
 pub const CHUNK_LIMIT: usize = 256 * 1024;
 
@@ -254,6 +261,9 @@ pub enum ClaimOutcome {
         model: Option<String>,
         claim_token: String,
         reconciled: usize,
+        /// The repository the task runs in (its own, else its
+        /// workspace's) and the ref its branch starts from.
+        repo: Option<(String, Option<String>)>,
     },
     /// No task; `reason` is one of the documented codes.
     Nothing {
@@ -272,11 +282,13 @@ impl ClaimOutcome {
                 model,
                 claim_token,
                 reconciled,
+                repo,
             } => json!({
                 "task": task.to_json(),
                 "agent": {"slug": agent_slug, "launch_command": launch_command, "model": model},
                 "claim_token": claim_token,
                 "reconciled": reconciled,
+                "repo": repo.as_ref().map(|(path, base_ref)| json!({"path": path, "base_ref": base_ref})),
             }),
             ClaimOutcome::Nothing { reason, reconciled } => {
                 json!({"task": null, "reason": reason, "reconciled": reconciled})
@@ -333,7 +345,11 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         tasks::save_claim(conn, &t, now)?;
         t.updated_at = now;
         let model = t.model.clone().or(agent.model);
+        let (ws_path, ws_ref) = crate::store::workspaces::repo(conn, t.workspace_id)?;
+        let repo = repo::effective((t.repo_path.as_deref(), t.base_ref.as_deref()), (ws_path.as_deref(), ws_ref.as_deref()))
+            .map(|(p, r)| (p.to_string(), r.map(str::to_string)));
         Ok(ClaimOutcome::Claimed {
+            repo,
             task: Box::new(t),
             agent_slug: agent.slug,
             launch_command: agent.launch_command,
@@ -367,11 +383,14 @@ pub enum Report {
         exit_code: Option<i64>,
         signal: Option<String>,
         output: String,
+        /// What the run changed in its worktree, if it had one.
+        change: Option<Change>,
     },
     Failed {
         signature: String,
         reason: String,
         evidence: String,
+        change: Option<Change>,
     },
 }
 
@@ -421,10 +440,11 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                 event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;
                 return tasks::require(conn, id);
             }
-            Report::Finished { exit_code, signal, output } => {
+            Report::Finished { exit_code, signal, output, change } => {
                 if ended {
                     return already(t, Status::Review, "finished");
                 }
+                put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
                 t.exit_code = exit_code;
                 t.dispatch_finished_at = Some(now);
@@ -436,15 +456,16 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
                     t.blocked = true;
                     t.blocked_reason = Some(NO_EVIDENCE_REASON.to_string());
                     comments::add(conn, id, DISPATCH_AUTHOR, "blocker",
-                        &format!("{NO_EVIDENCE_REASON} (exit_code={}, signal={}): the agent printed nothing",
+                        &format!("{NO_EVIDENCE_REASON} (exit_code={}, signal={}): the agent printed nothing and changed no file",
                             exit_code.map_or("none".into(), |c| c.to_string()), signal.as_deref().unwrap_or("none")), now)?;
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed { signature, reason, evidence } => {
+            Report::Failed { signature, reason, evidence, change } => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
+                put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.blocked = true;
                 t.blocked_reason = Some(if reason.trim().is_empty() { signature.clone() } else { reason.clone() });
                 t.dispatch_finished_at = Some(now);
@@ -458,6 +479,31 @@ pub fn report(db: &Db, who: &Principal, id: i64, claim: Claim, report: Report) -
         tasks::save(conn, &t, now)?;
         tasks::require(conn, id)
     })
+}
+
+/// Stores what a run changed, with an event saying so.
+fn put_change(
+    conn: &rusqlite::Connection,
+    t: &Task,
+    change: Option<&Change>,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let Some(c) = change else {
+        return Ok(());
+    };
+    changes::put(conn, t.id, c, now)?;
+    let files = c.diff_stat.lines().filter(|l| l.contains('|')).count();
+    event(
+        conn,
+        now,
+        Some(t.workspace_id),
+        Some(t.id),
+        "dispatch.change",
+        actor,
+        json!({"branch": c.branch, "head": c.head, "files": files, "patch_bytes": c.patch.len(), "truncated": c.truncated}),
+    )?;
+    Ok(())
 }
 
 /// A retried report whose effect is already recorded: answer with the task

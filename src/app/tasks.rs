@@ -8,7 +8,7 @@ use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
 use crate::error::{Error, Result};
-use crate::store::{agents, comments, tasks, tasks::Task};
+use crate::store::{agents, changes, comments, tasks, tasks::Task};
 use crate::time::now_ms;
 
 /// An agent named by id or by slug.
@@ -27,6 +27,8 @@ pub struct NewTaskInput {
     pub model: Option<String>,
     pub priority: i64,
     pub sensitive: bool,
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 /// The fields of `PATCH /api/tasks/:id`; `None` leaves a field as it is.
@@ -42,6 +44,8 @@ pub struct TaskEdit {
     pub blocked: Option<bool>,
     pub blocked_reason: Option<Option<String>>,
     pub status: Option<Status>,
+    pub repo_path: Option<Option<String>>,
+    pub base_ref: Option<Option<String>>,
 }
 
 fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
@@ -85,6 +89,8 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<Task> {
                 model: input.model,
                 priority: input.priority,
                 sensitive: input.sensitive,
+                repo_path: input.repo_path,
+                base_ref: input.base_ref,
             },
             now,
         )?;
@@ -109,6 +115,7 @@ pub fn get_with_comments(db: &Db, who: &Principal, id: i64) -> Result<Value> {
     who.can_read(task.workspace_id)?;
     let mut v = task.to_json();
     v["comments"] = Value::Array(comments::for_task(&conn, id)?);
+    v["changes"] = changes::json_of(&conn, id)?;
     Ok(v)
 }
 
@@ -153,6 +160,8 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         set(&mut t.model, edit.model, "model", &mut changed);
         set(&mut t.priority, edit.priority, "priority", &mut changed);
         set(&mut t.sensitive, edit.sensitive, "sensitive", &mut changed);
+        set(&mut t.repo_path, edit.repo_path, "repo_path", &mut changed);
+        set(&mut t.base_ref, edit.base_ref, "base_ref", &mut changed);
         if set(&mut t.blocked, edit.blocked, "blocked", &mut changed) && !t.blocked {
             t.blocked_reason = None;
         }
@@ -179,11 +188,23 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             )?;
         }
         // An approval covers one prompt (the title stands in for an empty
-        // description), one agent and one model, for one `sensitive` flag.
+        // description), one agent and one model, for one `sensitive` flag,
+        // in one repository.
         let altered: Vec<&str> = changed
             .iter()
             .copied()
-            .filter(|f| ["title", "description", "agent_id", "model", "sensitive"].contains(f))
+            .filter(|f| {
+                [
+                    "title",
+                    "description",
+                    "agent_id",
+                    "model",
+                    "sensitive",
+                    "repo_path",
+                    "base_ref",
+                ]
+                .contains(f)
+            })
             .collect();
         if !altered.is_empty()
             && gate::withdraw(

@@ -204,6 +204,8 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
             model: None,
             priority: 10,
             sensitive: false,
+            repo_path: None,
+            base_ref: None,
         },
         now,
     )?;

@@ -43,6 +43,10 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
             "GET" => accounts::list_workspaces(app, req),
             "POST" => accounts::create_workspace(app, req),
         }),
+        ["workspaces", ws] => {
+            let ws = parse_id("workspace", ws)?;
+            methods!(req, { "PATCH" => accounts::edit_workspace(app, req, ws) })
+        }
         ["workspaces", ws, "members", user] => {
             let (ws, user) = (parse_id("workspace", ws)?, parse_id("user", user)?);
             methods!(req, {
