@@ -317,7 +317,10 @@ impl Runner {
         if self.st.abandoned {
             return Ok(self.st.ending.is_some());
         }
-        let not_started = matches!(self.st.ending, Some(Ending::NotStarted { .. }));
+        let not_started = matches!(
+            self.st.ending,
+            Some(Ending::NotStarted { .. } | Ending::RepoUnusable { .. })
+        );
         if !not_started {
             if !self.st.started_reported {
                 let body = json!({
@@ -344,6 +347,9 @@ impl Runner {
         let Some(_) = &self.st.ending else {
             return Ok(false);
         };
+        if self.st.final_report.is_none() && !not_started {
+            self.record_change();
+        }
         if self.st.final_report.is_none() {
             let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
             log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
@@ -368,6 +374,36 @@ impl Runner {
             ),
         }
         Ok(true)
+    }
+
+    /// Records (and commits) what the agent changed in its worktree, once,
+    /// before the final report is decided. A failure is said in the report
+    /// rather than retried: the worktree and its branch stay for a person.
+    fn record_change(&mut self) {
+        let Some(wt) = &self.st.worktree else {
+            return;
+        };
+        if self.st.change.is_some() || self.st.change_error.is_some() {
+            return;
+        }
+        match super::worktree::record(wt, self.ctx.cfg.git_timeout) {
+            Ok(c) => {
+                log::info!(
+                    "task {}: change on {} at {}: {}",
+                    self.st.task_id,
+                    c.branch,
+                    c.head,
+                    c.diff_stat.lines().last().unwrap_or("no change").trim()
+                );
+                self.st.change = Some(c);
+            }
+            Err(e) => {
+                log::error!("task {}: cannot record its change: {e}", self.st.task_id);
+                self.st.change_error = Some(e);
+            }
+        }
+        super::worktree::touch(&self.ctx.cfg.worktrees_dir(), wt);
+        self.persist();
     }
 
     /// Sends new stdout as `output` reports. `Ok(false)` when the claim
@@ -514,8 +550,37 @@ fn outcome(r: &Record) -> Option<Ending> {
 }
 
 /// The report that closes a run, decided from how the process ended and
-/// what its logs hold.
+/// what its logs hold, with what the run changed in its worktree.
 pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
+    let mut r = decide(st, path_var);
+    if let Some(c) = &st.change {
+        for (k, v) in [
+            ("branch", json!(c.branch)),
+            ("head", json!(c.head)),
+            ("base", json!(c.base)),
+            ("git_status", json!(c.status)),
+            ("diff_stat", json!(c.diff_stat)),
+            ("patch", json!(c.patch)),
+            ("patch_truncated", json!(c.truncated)),
+        ] {
+            r.body[k] = v;
+        }
+    }
+    if let Some(e) = &st.change_error {
+        let field = if r.kind == "failed" {
+            "evidence"
+        } else {
+            "output"
+        };
+        let before = r.body[field].as_str().unwrap_or("").trim_end().to_string();
+        r.body[field] = json!(format!(
+            "{before}\n[ops-center launcher] the change in the worktree could not be recorded: {e}"
+        ));
+    }
+    r
+}
+
+fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
     let out_tail = strip_ansi(&tail(&st.log_path, EVIDENCE_TAIL));
     let err_tail = strip_ansi(&tail(&st.err_log_path, EVIDENCE_TAIL));
     let evidence = format!(
@@ -534,6 +599,23 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         .ending
         .clone()
         .unwrap_or(Ending::Vanished { at_ms: now_ms() });
+    if let Ending::RepoUnusable {
+        problem,
+        reason,
+        evidence,
+    } = &ending
+    {
+        let signature = format!("{}: {problem}", super::worktree::SIG_REPO);
+        return failed(
+            signature.clone(),
+            format!("{signature}: {reason}; no agent was started"),
+            evidence.clone(),
+        );
+    }
+    let changed = st
+        .change
+        .as_ref()
+        .is_some_and(|c| !c.patch.trim().is_empty());
     if let Ending::NotStarted {
         reason,
         runtime_missing,
@@ -630,7 +712,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                  restarted); outcome judged from its logs",
                 st.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
             );
-            if output.trim().is_empty() {
+            if output.trim().is_empty() && !changed {
                 let signature =
                     "launcher process exited early (code=unknown, signal=unknown)".to_string();
                 failed(
@@ -650,7 +732,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                 }
             }
         }
-        Ending::NotStarted { .. } => unreachable!("handled above"),
+        Ending::NotStarted { .. } | Ending::RepoUnusable { .. } => unreachable!("handled above"),
     }
 }
 
@@ -685,6 +767,9 @@ mod tests {
             supervised: false,
             ended_by: None,
             term_sent_at_ms: None,
+            worktree: None,
+            change: None,
+            change_error: None,
         }
     }
 
