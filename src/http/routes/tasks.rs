@@ -103,9 +103,12 @@ fn status(f: &Fields) -> Result<Option<Status>> {
         .transpose()
 }
 
+/// A field that may be absent (leave it), null (clear it) or a value.
+type Edit<T> = Option<Option<T>>;
+
 /// `repo_path` and `base_ref`, validated; `null` or `""` clears one.
-pub fn repo_fields(f: &Fields) -> Result<(Option<Option<String>>, Option<Option<String>>)> {
-    let one = |key: &str, check: fn(&str, &str) -> Result<()>| -> Result<Option<Option<String>>> {
+pub fn repo_fields(f: &Fields) -> Result<(Edit<String>, Edit<String>)> {
+    let one = |key: &str, check: fn(&str, &str) -> Result<()>| -> Result<Edit<String>> {
         match f.nullable_str(key)? {
             Some(Some(v)) if v.is_empty() => Ok(Some(None)),
             Some(Some(v)) => check(key, &v).map(|()| Some(Some(v))),
