@@ -363,6 +363,17 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
             }),
         ),
         (
+            "set workspace repository",
+            Rule::WorkspaceAdmin,
+            Box::new(|_, w| {
+                (
+                    "PATCH",
+                    "/api/workspaces/1".into(),
+                    json!({"repo_path": format!("/srv/repo-{w:?}")}),
+                )
+            }),
+        ),
+        (
             "set member",
             Rule::WorkspaceAdmin,
             Box::new(|c, w| {

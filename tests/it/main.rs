@@ -22,3 +22,4 @@ mod tasks;
 mod ui;
 mod validation;
 mod watchdog;
+mod worktrees;
