@@ -3,6 +3,8 @@
 // Every piece of server text reaches the page through text nodes or
 // attribute values (see `h`), never as markup.
 
+import { changesPanel, repoInputs, repoPanel } from './changes.js';
+
 // ---------------------------------------------------------------------------
 // DOM helpers
 
@@ -486,6 +488,7 @@ async function renderCreateForm(panel, done) {
     noteError(panel.appendChild(h('p')), err);
   }
   const note = h('p', { hidden: true });
+  const repo = repoInputs(null);
   const wsSelect = wsList.length > 1
     ? h('select', { name: 'workspace_id' }, wsList.map((w) => h('option', { value: w.id }, `${w.name} (#${w.id})`)))
     : null;
@@ -506,6 +509,7 @@ async function renderCreateForm(panel, done) {
     h('label', null, 'Modelo', h('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off' })),
     h('label', null, 'Prioridad', h('input', { name: 'priority', type: 'number', value: 0, min: -1000, max: 1000, step: 1 })),
     wsSelect ? h('label', null, 'Workspace', wsSelect) : null,
+    repo.nodes,
     h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'sensitive' }),
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse'),
     h('div', { class: 'span-2' }, note),
@@ -525,6 +529,7 @@ async function renderCreateForm(panel, done) {
     if (f.agent_id.value) body.agent_id = Number(f.agent_id.value);
     if (f.model.value.trim()) body.model = f.model.value.trim();
     if (wsSelect) body.workspace_id = Number(wsSelect.value);
+    for (const [k, v] of Object.entries(repo.read())) if (v) body[k] = v;
     if (Number.isNaN(body.priority)) {
       setNote(note, 'error', 'La prioridad debe ser un número entero.');
       return;
@@ -545,7 +550,7 @@ async function renderCreateForm(panel, done) {
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('p', { class: 'muted' }, `Cargando la tarea #${id}…`));
-  api('GET', `/tasks/${id}`).then((task) => {
+  Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
     if (!current(seq)) return;
@@ -666,6 +671,7 @@ function drawTask(view, t, seq, refusal) {
         h('section', { class: 'panel' },
           h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
           t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')),
+        changesPanel(t),
         commentsPanel(t, comments, logs, blockers, reload)),
       h('aside', { class: 'col-side' },
         h('section', { class: 'panel' },
@@ -680,6 +686,8 @@ function drawTask(view, t, seq, refusal) {
             ['Actualizada', timeEl(t.updated_at)],
             t.archived_at ? ['Archivada', timeEl(t.archived_at)] : null,
           ])),
+        repoPanel(api, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
+          () => { state.workspaces = null; workspaces().catch(() => []).then(reload); }),
         h('section', { class: 'panel' },
           h('h2', null, 'Dispatch'),
           dl([

@@ -83,6 +83,19 @@ fn script_and_stylesheet_have_their_types_and_the_policy() {
         assert!(js.text.contains(endpoint), "the UI never calls {endpoint}");
     }
 
+    // The task's code: its module, imported by the page's.
+    assert!(js.text.contains("from './changes.js'"));
+    let changes = srv.client().get("/ui/changes.js");
+    assert_eq!(changes.status, 200);
+    assert_eq!(
+        changes.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_csp(&changes, "/ui/changes.js");
+    for label in ["Cambios", "Parche", "Repositorio", "/workspaces/"] {
+        assert!(changes.text.contains(label), "changes.js lacks {label:?}");
+    }
+
     let css = srv.client().get("/ui/style.css");
     assert_eq!(css.status, 200);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));

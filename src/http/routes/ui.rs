@@ -8,6 +8,7 @@ use crate::http::response::Resp;
 
 const INDEX_HTML: &[u8] = include_bytes!("../../ui/index.html");
 const APP_JS: &[u8] = include_bytes!("../../ui/app.js");
+const CHANGES_JS: &[u8] = include_bytes!("../../ui/changes.js");
 const STYLE_CSS: &[u8] = include_bytes!("../../ui/style.css");
 const FAVICON_SVG: &[u8] = include_bytes!("../../ui/favicon.svg");
 
@@ -26,6 +27,7 @@ pub fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
     match path {
         "/" | "/ui/" | "/ui/index.html" => Some((HTML, INDEX_HTML)),
         "/ui/app.js" => Some((JS, APP_JS)),
+        "/ui/changes.js" => Some((JS, CHANGES_JS)),
         "/ui/style.css" => Some((CSS, STYLE_CSS)),
         "/ui/favicon.svg" => Some((SVG, FAVICON_SVG)),
         _ => None,
@@ -61,6 +63,7 @@ mod tests {
     fn serves_the_known_files_only() {
         assert_eq!(asset("/").unwrap().0, HTML);
         assert_eq!(asset("/ui/app.js").unwrap().0, JS);
+        assert_eq!(asset("/ui/changes.js").unwrap().0, JS);
         assert_eq!(asset("/ui/style.css").unwrap().0, CSS);
         assert_eq!(asset("/ui/favicon.svg").unwrap().0, SVG);
         for unknown in [
@@ -94,7 +97,9 @@ mod tests {
         assert!(!handler, "inline event handler");
         for needle in ["http://", "https://"] {
             assert!(
-                !html.contains(needle) && !text("/ui/app.js").contains(needle),
+                !html.contains(needle)
+                    && !text("/ui/app.js").contains(needle)
+                    && !text("/ui/changes.js").contains(needle),
                 "external URL"
             );
         }
@@ -103,7 +108,13 @@ mod tests {
     /// Server text reaches the page as text nodes, never as markup.
     #[test]
     fn script_never_parses_markup() {
-        let js = text("/ui/app.js");
+        for file in ["/ui/app.js", "/ui/changes.js"] {
+            never_parses_markup(file);
+        }
+    }
+
+    fn never_parses_markup(file: &str) {
+        let js = text(file);
         for sink in [
             "innerHTML",
             "outerHTML",
@@ -111,7 +122,7 @@ mod tests {
             "document.write",
             "eval(",
         ] {
-            assert!(!js.contains(sink), "app.js uses {sink}");
+            assert!(!js.contains(sink), "{file} uses {sink}");
         }
     }
 }
