@@ -167,7 +167,7 @@ fn prune_worktrees(args: &[String]) -> Result<(), String> {
     };
     let api = Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15));
     let dir = cfg.worktrees_dir();
-    let done = worktree::clean(&dir, &api, &[], max_age, cfg.git_timeout);
+    let done = worktree::clean(&dir, &api, &Vec::new, max_age, cfg.git_timeout);
     if done.is_empty() {
         println!("no worktree to remove in {}", dir.display());
     }
@@ -297,7 +297,7 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
                 worktree::clean(
                     &ctx.cfg.worktrees_dir(),
                     &ctx.api,
-                    &ctx.running(),
+                    &|| ctx.running(),
                     ctx.cfg.worktree_max_age,
                     ctx.cfg.git_timeout,
                 );

@@ -17,6 +17,15 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// Held while a worktree is made or removed, so that the clean-up never
+/// removes one that a launch is taking up (a launch counts its task as
+/// running before it takes this).
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A patch is reported up to this many bytes (its head); the server takes
 /// at most `PATCH_LIMIT`.
 pub const PATCH_MAX: usize = 200 * 1024;
@@ -205,6 +214,7 @@ pub fn prepare(
         evidence,
     };
     let git_failed = |e: String| unusable("git failed", e.clone(), e);
+    let _held = lock();
     let repo = Path::new(repo_path);
     match std::fs::metadata(repo) {
         Ok(m) if m.is_dir() => {}
@@ -490,13 +500,13 @@ pub fn list(dir: &Path) -> Vec<(Worktree, Duration)> {
 pub fn clean(
     dir: &Path,
     api: &super::api::Api,
-    running: &[i64],
+    running: &dyn Fn() -> Vec<i64>,
     max_age: Option<Duration>,
     timeout: Duration,
 ) -> Vec<String> {
     let mut done = Vec::new();
     for (wt, age) in list(dir) {
-        if running.contains(&wt.task_id) {
+        if running().contains(&wt.task_id) {
             continue;
         }
         let why = match api.get(&format!("tasks/{}", wt.task_id)) {
@@ -517,6 +527,11 @@ pub fn clean(
             }
             Ok(_) => continue,
         };
+        let _held = lock();
+        // Claimed again since it was looked at: it is in use.
+        if running().contains(&wt.task_id) {
+            continue;
+        }
         let line = match remove(dir, &wt, timeout) {
             Ok(()) => format!(
                 "task {}: worktree {} removed ({why}); branch {} kept in {}",
