@@ -419,3 +419,85 @@ fn a_reported_change_is_validated() {
     }
     assert_eq!(task(&srv, id)["status"], "dispatching", "nothing changed");
 }
+
+#[test]
+fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    create_agent(&srv, "coder");
+    let r = srv.admin().patch(
+        "/api/workspaces/1",
+        &json!({"repo_path": "/srv/ws", "base_ref": "develop"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let w = crate::util::Worker::new(&srv, "w1");
+    assert_eq!(w.heartbeat(&["coder"], &[]).status, 200);
+    let a = queued(&srv, json!({"agent": "coder", "priority": 3}));
+    let b = queued(
+        &srv,
+        json!({"agent": "coder", "priority": 2, "repo_path": "/srv/own"}),
+    );
+    let c = queued(
+        &srv,
+        json!({"agent": "coder", "priority": 1, "base_ref": "v2"}),
+    );
+    for (id, want) in [
+        (a, json!({"path": "/srv/ws", "base_ref": "develop"})),
+        (b, json!({"path": "/srv/own", "base_ref": null})),
+        (c, json!({"path": "/srv/ws", "base_ref": "v2"})),
+    ] {
+        let r = w.claim();
+        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
+        assert_eq!(r.json["repo"], want, "{}", r.text);
+    }
+}
+
+#[test]
+fn prune_worktrees_removes_idle_ones_after_saving_them() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let repo = repo(srv.dir.path());
+    let mut l = launcher(&srv, &edit_agent("shared.txt", 1, "quiet"), &[]);
+    let id = queued(&srv, json!({"repo_path": repo.display().to_string()}));
+    wait_status(&srv, id, "review", 30);
+    assert!(l.signal_and_wait("TERM").success());
+    let wt = worktree_of(&srv, id);
+    assert!(wt.exists(), "a task in review keeps its worktree");
+    std::fs::write(wt.join("notes.txt"), "left by hand\n").unwrap();
+    let prune = |args: &[&str]| {
+        let o = Command::new(crate::util::bin())
+            .args(["launcher", "prune-worktrees"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OPS_API_BASE", format!("http://{}/api", srv.addr))
+            .env("OPS_SERVICE_TOKEN", crate::util::TOKEN)
+            .env("SUPPORTED_AGENT_SLUGS", "codex")
+            .env("OPS_LAUNCHER_LOG_DIR", srv.dir.path().join("launcher-logs"))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    // Recent, and its task is in review: kept.
+    let (ok, out) = prune(&[]);
+    assert!(ok && out.contains("no worktree to remove"), "{out}");
+    assert!(wt.exists());
+    let (ok, out) = prune(&["--older-than-days", "x"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = prune(&["--older-than-days", "0"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("task {id}: worktree")) && out.contains("removed"),
+        "{out}"
+    );
+    assert!(!wt.exists());
+    assert_eq!(
+        git(&repo, &["show", &format!("ops/task-{id}:notes.txt")]),
+        "left by hand\n",
+        "what was uncommitted is on the branch"
+    );
+    assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+}
