@@ -15,6 +15,6 @@ if [ "$1" != none ]; then
   printf 'change of task %s\n' "$2" > "$1"
 fi
 if [ "$4" != quiet ]; then
-  echo "fake agent: task $2 wrote $1 in $(pwd)"
+  echo "fake agent: task $2 wrote $1 in $(pwd) on ${OPS_TASK_BRANCH:-no branch}"
 fi
 exit 0

@@ -630,11 +630,17 @@ fn start_supervised(
         return None;
     }
     crash_point("before_spawn");
-    let env = [
+    let mut env = vec![
         ("OPS_TASK_ID", id.to_string()),
         ("OPS_TASK_MODEL", model.to_string()),
         ("OPS_PROMPT_FILE", st.prompt_path.display().to_string()),
     ];
+    if let Some(wt) = &st.worktree {
+        // The agent may commit on its branch itself; what is left is
+        // committed for it when it ends.
+        env.push(("OPS_TASK_BRANCH", wt.branch.clone()));
+        env.push(("OPS_TASK_BASE", wt.base.clone()));
+    }
     match process::spawn_supervised(
         argv,
         &st.record_path(),

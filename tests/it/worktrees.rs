@@ -118,7 +118,10 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
         // The agent ran in its worktree ({workdir} and its cwd agree).
         let out = t["dispatch_output"].as_str().unwrap();
         let wt = worktree_of(&srv, id).canonicalize().unwrap();
-        assert!(out.contains(&format!("in {}", wt.display())), "{out}");
+        assert!(
+            out.contains(&format!("in {} on {branch}", wt.display())),
+            "{out}"
+        );
         // The branch holds the change, committed.
         assert_eq!(
             git(&repo, &["show", &format!("{branch}:shared.txt")]),
