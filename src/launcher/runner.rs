@@ -355,10 +355,14 @@ impl Runner {
             log::info!("task {id}: reporting {}: {}", report.kind, summary(&report));
             let failed =
                 (report.kind == "failed").then(|| report.body["signature"].as_str().unwrap_or(""));
-            if self
-                .ctx
-                .caps
-                .record_outcome(&self.ctx.cfg, &self.st.agent_slug, failed)
+            // A repository that cannot be used says nothing about the CLI:
+            // it does not count towards holding the agent back.
+            let repo_problem = matches!(self.st.ending, Some(Ending::RepoUnusable { .. }));
+            if !repo_problem
+                && self
+                    .ctx
+                    .caps
+                    .record_outcome(&self.ctx.cfg, &self.st.agent_slug, failed)
             {
                 let _ = self.ctx.poke.try_send(());
             }

@@ -194,7 +194,13 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
     std::fs::create_dir_all(&good_dir).unwrap();
     let good = repo(&good_dir);
     let marker = dir.join("agent-ran");
-    let _l = launcher(&srv, &format!("sh -c 'touch {}'", marker.display()), &[]);
+    // One failure of the CLI would hold it back: a repository's are not
+    // the CLI's.
+    let _l = launcher(
+        &srv,
+        &format!("sh -c 'touch {}'", marker.display()),
+        &[("AGENT_BREAKER_FAILURES", "1")],
+    );
     let cases = [
         (
             json!({"repo_path": dir.join("missing").display().to_string()}),
@@ -235,6 +241,11 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
         assert_eq!(t["changes"], Value::Null);
     }
     assert!(!marker.exists(), "no agent ran anywhere");
+    let id = queued(&srv, json!({"repo_path": good.display().to_string()}));
+    wait_for(30, "the agent started for a usable repository", || {
+        marker.exists().then_some(())
+    });
+    assert!(event_kinds(&srv, id).contains(&"dispatch.started".to_string()));
     // The dirty checkout was left as it was.
     assert_eq!(
         std::fs::read_to_string(dirty.join("shared.txt")).unwrap(),
