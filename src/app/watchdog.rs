@@ -183,17 +183,8 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
                 "dispatch.no_fresh_worker" => "a worker is fresh",
                 _ => "the task no longer runs on a stale worker",
             };
-            alerts::resolve(conn, a.id, now)?;
-            event(
-                conn,
-                now,
-                None,
-                a.task_id,
-                "alert.resolved",
-                actor,
-                json!({"alert_id": a.id, "kind": a.kind, "subject": a.subject,
-                       "automatic": true, "reason": reason}),
-            )?;
+            let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
+            super::alerts::mark_resolved(conn, &a, actor, extra, now)?;
             resolved.push(alerts::require(conn, a.id)?.to_json());
         }
     }
