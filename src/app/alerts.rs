@@ -1,6 +1,6 @@
 //! Resolving alerts (they are raised by the watchdog and reconciliation).
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::event;
 use crate::db::Db;
@@ -19,19 +19,28 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<Alert> {
         let a = alerts::require(conn, id)?;
         who.can_resolve_alert(task_workspace(conn, &a)?)?;
         if a.status != "resolved" {
-            alerts::resolve(conn, id, now)?;
-            event(
-                conn,
-                now,
-                None,
-                a.task_id,
-                "alert.resolved",
-                &actor,
-                json!({"alert_id": id, "kind": a.kind}),
-            )?;
+            mark_resolved(conn, &a, &actor, json!({}), now)?;
         }
         alerts::require(conn, id)
     })
+}
+
+/// Resolves the open alert `a` with its event `alert.resolved`, whose
+/// payload names the alert and adds `extra`'s fields.
+pub(crate) fn mark_resolved(
+    conn: &rusqlite::Connection,
+    a: &Alert,
+    actor: &str,
+    mut extra: Value,
+    now: i64,
+) -> Result<()> {
+    alerts::resolve(conn, a.id, now)?;
+    if !extra.is_object() {
+        extra = json!({});
+    }
+    extra["alert_id"] = json!(a.id);
+    extra["kind"] = json!(a.kind);
+    event(conn, now, None, a.task_id, "alert.resolved", actor, extra)
 }
 
 /// The alerts `who` may see, newest activity first.

@@ -69,8 +69,9 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<Task> {
         }
         if t.sensitive && t.gate_approved_at.is_none() {
             // The first refusal parks the task at the gate; later ones (or
-            // one of a task blocked for another reason) change nothing.
-            if !t.blocked {
+            // one of a task blocked for another reason, or done) change
+            // nothing.
+            if !t.blocked && t.status.may_be_blocked() {
                 t.blocked = true;
                 t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
                 tasks::save(conn, &t, now)?;

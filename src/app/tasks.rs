@@ -6,7 +6,9 @@ use super::dispatch::is_gate_block;
 use super::{event, gate, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
-use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
+use crate::domain::task::{
+    check_done_guard, check_manual_status, check_may_block, is_ai_task, Execution, Status,
+};
 use crate::error::{Error, Result};
 use crate::store::{agents, changes, comments, tasks, tasks::Task};
 use crate::time::now_ms;
@@ -217,9 +219,16 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         {
             changed.push("gate_approved_at");
         }
+        if edit.blocked == Some(true) {
+            check_may_block(id, edit.status.unwrap_or(t.status))?;
+        }
         if let Some(to) = edit.status {
+            let was_blocked = t.blocked;
             change_status(conn, &mut t, to, force, &actor, now)?;
             changed.push("status");
+            if was_blocked && !t.blocked && !changed.contains(&"blocked") {
+                changed.push("blocked");
+            }
         }
         if changed.is_empty() {
             return Ok(t);

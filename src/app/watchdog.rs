@@ -23,6 +23,15 @@ use crate::time::{now_ms, rfc3339};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// The alerts that describe a condition the watchdog sees on every pass:
+/// each pass resolves those it no longer sees (event `alert.resolved`,
+/// `automatic: true`). The others record incidents that stay open until a
+/// person resolves them: `dispatch.stale` (a task was taken back from its
+/// worker; the launcher there needs a look) and
+/// `dispatch.recurring_failure` (resolving it restarts the count, which is
+/// a person's decision).
+const CONDITION_KINDS: [&str; 2] = ["dispatch.no_fresh_worker", "dispatch.worker_stale"];
+
 /// `POST /api/watchdog/run`.
 pub fn run_now(db: &Db, who: &Principal) -> Result<Value> {
     who.require_ops_admin("running the watchdog")?;
@@ -46,13 +55,13 @@ fn scope_report(conn: &Connection, report: &mut Value, workspaces: &[i64]) -> Re
             None => false,
         })
     };
-    for key in ["task_ids", "followup_task_ids", "alerts"] {
+    for key in ["task_ids", "followup_task_ids", "alerts", "resolved_alerts"] {
         let Some(items) = report[key].as_array() else {
             continue;
         };
         let mut kept = Vec::new();
         for v in items {
-            let id = if key == "alerts" {
+            let id = if key.ends_with("alerts") {
                 v["task_id"].as_i64()
             } else {
                 v.as_i64()
@@ -162,6 +171,24 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
         raised.push(alerts::raise(conn, &r, false, now)?);
     }
 
+    // Conditions that ended since the last pass.
+    let mut resolved = Vec::new();
+    for kind in CONDITION_KINDS {
+        for a in alerts::open_of_kind(conn, kind)? {
+            if raised.iter().any(|(r, _)| r.id == a.id) {
+                continue;
+            }
+            let reason = match kind {
+                "dispatch.no_fresh_worker" if !s.dispatch_enabled => "dispatch is disabled",
+                "dispatch.no_fresh_worker" => "a worker is fresh",
+                _ => "the task no longer runs on a stale worker",
+            };
+            let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
+            super::alerts::mark_resolved(conn, &a, actor, extra, now)?;
+            resolved.push(alerts::require(conn, a.id)?.to_json());
+        }
+    }
+
     let mut report_alerts = Vec::new();
     let mut followups = Vec::new();
     for (alert, how) in &raised {
@@ -179,6 +206,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<Value> {
         "reconciled": reconciled.len(),
         "task_ids": reconciled,
         "alerts": report_alerts,
+        "resolved_alerts": resolved,
         "followup_task_ids": followups,
     }))
 }
@@ -278,6 +306,10 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                         let a = report["alerts"].as_array().map_or(0, Vec::len);
                         if n > 0 || a > 0 {
                             log::warn!("watchdog: reconciled {n} stale task(s), {a} alert(s) raised or open");
+                        }
+                        let r = report["resolved_alerts"].as_array().map_or(0, Vec::len);
+                        if r > 0 {
+                            log::info!("watchdog: {r} alert(s) resolved, their condition ended");
                         }
                     }
                     Err(e) => log::error!("watchdog pass failed: {e}"),

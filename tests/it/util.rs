@@ -380,6 +380,8 @@ pub struct Client {
 pub struct Res {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as received (after any chunked framing).
+    pub body: Vec<u8>,
     pub text: String,
     pub json: Value,
 }
@@ -506,6 +508,7 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Res> {
     Ok(Res {
         status,
         headers,
+        body,
         text,
         json,
     })
