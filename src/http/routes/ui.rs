@@ -8,6 +8,8 @@ use crate::http::response::Resp;
 
 const INDEX_HTML: &[u8] = include_bytes!("../../ui/index.html");
 const APP_JS: &[u8] = include_bytes!("../../ui/app.js");
+const LIVE_JS: &[u8] = include_bytes!("../../ui/live.js");
+const HEALTH_ES_JS: &[u8] = include_bytes!("../../ui/health_es.js");
 const STYLE_CSS: &[u8] = include_bytes!("../../ui/style.css");
 const FAVICON_SVG: &[u8] = include_bytes!("../../ui/favicon.svg");
 
@@ -26,6 +28,8 @@ pub fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
     match path {
         "/" | "/ui/" | "/ui/index.html" => Some((HTML, INDEX_HTML)),
         "/ui/app.js" => Some((JS, APP_JS)),
+        "/ui/live.js" => Some((JS, LIVE_JS)),
+        "/ui/health_es.js" => Some((JS, HEALTH_ES_JS)),
         "/ui/style.css" => Some((CSS, STYLE_CSS)),
         "/ui/favicon.svg" => Some((SVG, FAVICON_SVG)),
         _ => None,
@@ -61,6 +65,8 @@ mod tests {
     fn serves_the_known_files_only() {
         assert_eq!(asset("/").unwrap().0, HTML);
         assert_eq!(asset("/ui/app.js").unwrap().0, JS);
+        assert_eq!(asset("/ui/live.js").unwrap().0, JS);
+        assert_eq!(asset("/ui/health_es.js").unwrap().0, JS);
         assert_eq!(asset("/ui/style.css").unwrap().0, CSS);
         assert_eq!(asset("/ui/favicon.svg").unwrap().0, SVG);
         for unknown in [
@@ -103,7 +109,12 @@ mod tests {
     /// Server text reaches the page as text nodes, never as markup.
     #[test]
     fn script_never_parses_markup() {
-        let js = text("/ui/app.js");
+        for file in ["/ui/app.js", "/ui/live.js", "/ui/health_es.js"] {
+            never_parses_markup(text(file), file);
+        }
+    }
+
+    fn never_parses_markup(js: &str, file: &str) {
         for sink in [
             "innerHTML",
             "outerHTML",
@@ -111,7 +122,7 @@ mod tests {
             "document.write",
             "eval(",
         ] {
-            assert!(!js.contains(sink), "app.js uses {sink}");
+            assert!(!js.contains(sink), "{file} uses {sink}");
         }
     }
 }
