@@ -407,3 +407,33 @@ fn an_idle_stream_gets_keep_alive_comments_and_is_not_closed_as_idle() {
     let id = srv.service().new_task(&json!({"title": "still live"}));
     assert!(sse.wait_for(1.0, |v| v["task_id"] == id).is_some());
 }
+
+#[test]
+fn shutdown_ends_every_stream_and_the_server_stops_cleanly() {
+    let mut srv = Server::start();
+    let streams: Vec<Sse> = (0..3)
+        .map(|_| Sse::open_ok(&srv.service(), "", &[]))
+        .collect();
+    let t = Instant::now();
+    let status = srv.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    for s in streams {
+        // The reader thread saw the end of the stream: its channel is closed.
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            match s
+                .items
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("a stream stayed open after shutdown"),
+            }
+        }
+    }
+}
