@@ -228,10 +228,14 @@ pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> 
 
 /// What a worker can run, as its last heartbeat says: what a parked
 /// long-poll claim is matched against before its claim is tried.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WorkerView {
     pub usable_slugs: Vec<String>,
     pub workspace_id: Option<i64>,
+    /// With the two below: all a heartbeat says that a claim depends on,
+    /// so a heartbeat that leaves the view as it was changes no claim.
+    pub models: Vec<String>,
+    pub draining: bool,
 }
 
 pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
@@ -239,6 +243,8 @@ pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
         heartbeats::get(&*db.read()?, worker_id)?.map(|hb| WorkerView {
             usable_slugs: hb.usable_slugs(),
             workspace_id: hb.workspace_id,
+            models: hb.models,
+            draining: hb.draining,
         }),
     )
 }

@@ -440,7 +440,19 @@ impl EventLoop {
                 continue;
             }
             match c.phase {
-                Phase::Handler { .. } | Phase::Streaming => return,
+                Phase::Handler { .. } => return,
+                // A stream's client sends nothing more; reading only
+                // notices at once that it has gone, so its producer stops
+                // and its place is given back.
+                Phase::Streaming => match self.read_more(slot) {
+                    Ok(_) => self.conns[slot]
+                        .as_mut()
+                        .expect("live connection")
+                        .inbuf
+                        .clear(),
+                    Err(Stop::Wait) => return,
+                    Err(Stop::Closed) => return self.close(slot),
+                },
                 Phase::Linger { dropped } => match self.read_more(slot) {
                     Ok(n) if dropped + n <= LINGER_BYTES => {
                         let c = self.conns[slot].as_mut().expect("live connection");

@@ -4,7 +4,7 @@
 
 use super::request::Req;
 use super::response::Resp;
-use super::routes::{accounts, admin, dispatch, feed, tasks, ui};
+use super::routes::{accounts, admin, dispatch, feed, stream, tasks, ui};
 use super::App;
 use crate::error::{Error, Result};
 
@@ -122,6 +122,7 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
         }
         ["watchdog", "run"] => methods!(req, { "POST" => dispatch::watchdog_run(app, req) }),
         ["events"] => methods!(req, { "GET" => feed::events(app, req) }),
+        ["stream"] => methods!(req, { "GET" => stream::open(app, req) }),
         ["alerts"] => methods!(req, { "GET" => feed::alerts(app, req) }),
         ["alerts", id] => {
             let id = parse_id("alert", id)?;

@@ -73,19 +73,69 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Value
          ORDER BY id DESC LIMIT {} OFFSET {}",
         page.limit, page.offset
     ))?;
-    let rows = stmt.query_map(params.as_slice(), |r| {
-        let payload: String = r.get(6)?;
-        Ok(json!({
-            "id": r.get::<_, i64>(0)?,
-            "at": ts(Some(r.get(1)?)),
-            "workspace_id": r.get::<_, Option<i64>>(2)?,
-            "task_id": r.get::<_, Option<i64>>(3)?,
-            "kind": r.get::<_, String>(4)?,
-            "actor": r.get::<_, String>(5)?,
-            "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload)),
-        }))
-    })?;
+    let rows = stmt.query_map(params.as_slice(), row_json)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// An event as the API shows it, from a row starting with `id, at,
+/// workspace_id, task_id, kind, actor, payload`.
+fn row_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
+    let payload: String = r.get(6)?;
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?,
+        "at": ts(Some(r.get(1)?)),
+        "workspace_id": r.get::<_, Option<i64>>(2)?,
+        "task_id": r.get::<_, Option<i64>>(3)?,
+        "kind": r.get::<_, String>(4)?,
+        "actor": r.get::<_, String>(5)?,
+        "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload)),
+    }))
+}
+
+/// A committed event as the event stream carries it.
+pub struct Committed {
+    pub id: i64,
+    pub workspace_id: Option<i64>,
+    /// The event as `GET /api/events` shows it; a `dispatch.output` event
+    /// also carries the chunk itself as `output`.
+    pub json: Value,
+}
+
+/// The id of the newest event (0 when there is none).
+pub fn last_id(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Up to `limit` events after id `after`, oldest first, of `workspaces`
+/// (as in [`EventFilter`]).
+pub fn after(
+    conn: &Connection,
+    after: i64,
+    workspaces: Option<&[i64]>,
+    limit: i64,
+) -> Result<Vec<Committed>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.id, e.at, e.workspace_id, e.task_id, e.kind, e.actor, e.payload,
+                CASE WHEN e.kind = 'dispatch.output' THEN
+                    (SELECT c.body FROM task_comments c
+                     WHERE c.id = json_extract(e.payload, '$.comment_id')) END
+         FROM events e WHERE e.id > ?1 AND {} ORDER BY e.id LIMIT ?2",
+        super::in_workspaces("e.workspace_id", workspaces)
+    ))?;
+    let rows = stmt.query_map(params![after, limit], |r| {
+        let mut json = row_json(r)?;
+        if let Some(output) = r.get::<_, Option<String>>(7)? {
+            json["output"] = Value::String(output);
+        }
+        Ok(Committed {
+            id: r.get(0)?,
+            workspace_id: r.get(2)?,
+            json,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One failed dispatch: the task, its agent's slug, when.

@@ -18,6 +18,7 @@ mod operator;
 mod replication;
 mod retention;
 mod storage;
+mod stream;
 mod tasks;
 mod ui;
 mod validation;

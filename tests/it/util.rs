@@ -416,6 +416,11 @@ impl Client {
         self
     }
 
+    /// The headers sent with every request (credentials among them).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
     /// Creates a task (`POST /api/tasks`, which must answer 201); its id.
     pub fn new_task(&self, body: &Value) -> i64 {
         let r = self.post("/api/tasks", body);

@@ -20,6 +20,8 @@ const SVG: &str = "image/svg+xml";
 
 static INDEX_HTML: Asset = Asset::new(HTML, include_bytes!("../../ui/index.html"));
 static APP_JS: Asset = Asset::new(JS, include_bytes!("../../ui/app.js"));
+static LIVE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/live.js"));
+static HEALTH_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/health_es.js"));
 static CHANGES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/changes.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
 static FAVICON_SVG: Asset = Asset::new(SVG, include_bytes!("../../ui/favicon.svg"));
@@ -85,6 +87,8 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
     match path {
         "/" | "/ui/" | "/ui/index.html" => Some(&INDEX_HTML),
         "/ui/app.js" => Some(&APP_JS),
+        "/ui/live.js" => Some(&LIVE_JS),
+        "/ui/health_es.js" => Some(&HEALTH_ES_JS),
         "/ui/changes.js" => Some(&CHANGES_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
         "/ui/favicon.svg" => Some(&FAVICON_SVG),
@@ -178,6 +182,8 @@ mod tests {
     fn serves_the_known_files_only() {
         assert_eq!(asset("/").unwrap().content_type, HTML);
         assert_eq!(asset("/ui/app.js").unwrap().content_type, JS);
+        assert_eq!(asset("/ui/live.js").unwrap().content_type, JS);
+        assert_eq!(asset("/ui/health_es.js").unwrap().content_type, JS);
         assert_eq!(asset("/ui/changes.js").unwrap().content_type, JS);
         assert_eq!(asset("/ui/style.css").unwrap().content_type, CSS);
         assert_eq!(asset("/ui/favicon.svg").unwrap().content_type, SVG);
@@ -223,7 +229,12 @@ mod tests {
     /// Server text reaches the page as text nodes, never as markup.
     #[test]
     fn script_never_parses_markup() {
-        for file in ["/ui/app.js", "/ui/changes.js"] {
+        for file in [
+            "/ui/app.js",
+            "/ui/live.js",
+            "/ui/health_es.js",
+            "/ui/changes.js",
+        ] {
             never_parses_markup(file);
         }
     }
