@@ -24,13 +24,20 @@
 //!    `GET /api/tasks` with the database filled to two sizes;
 //! 5. the server's resident memory (VmRSS) idle and at the end of the load
 //!    (after one more claim burst on the big database and 16 clients paging
-//!    through the whole task list, which fills every reader's page cache).
+//!    through the whole task list, which fills every reader's page cache);
+//! 6. the fleet (`bench/fleet.rs`): 1,000 simulated launchers, each parked
+//!    on a long-poll claim and heartbeating every 30 s, while tasks are
+//!    dispatched at 5/s: dispatch → claim latency, the server's CPU (idle
+//!    fleet, then dispatching), RSS, threads, sockets and health p99.
 //!
 //! Fixtures are written straight into the file with rusqlite while the
 //! server is stopped (one transaction, the server's own schema), then the
 //! server is started again. The exit status is non-zero only when the
 //! benchmark itself fails (a request answered wrongly, a task handed out
 //! twice, the server not starting); a missed target is reported in the table.
+
+#[path = "bench/fleet.rs"]
+mod fleet;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -71,6 +78,7 @@ struct Sizes {
     /// List pages each of 16 clients reads across the whole table before
     /// the last RSS reading.
     deep_pages: usize,
+    fleet: fleet::Fleet,
 }
 
 const FULL: Sizes = Sizes {
@@ -82,6 +90,12 @@ const FULL: Sizes = Sizes {
     latency_samples: 1_000,
     fills: [100_000, 1_000_000],
     deep_pages: 20,
+    fleet: fleet::Fleet {
+        launchers: 1_000,
+        idle_secs: 30,
+        dispatch_secs: 60,
+        rate: 5.0,
+    },
 };
 
 const QUICK: Sizes = Sizes {
@@ -93,6 +107,12 @@ const QUICK: Sizes = Sizes {
     latency_samples: 200,
     fills: [10_000, 100_000],
     deep_pages: 10,
+    fleet: fleet::Fleet {
+        launchers: 1_000,
+        idle_secs: 5,
+        dispatch_secs: 6,
+        rate: 5.0,
+    },
 };
 
 /// Client counts of the claim levels, each with its share of
@@ -141,24 +161,31 @@ fn spread_ratio(v: &[f64]) -> String {
 
 fn main() -> ExitCode {
     let mut quick = false;
+    let mut fleet_only = false;
     let mut server = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--fleet-only" => fleet_only = true,
             "--server" => server = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--server PATH]");
+                println!("usage: bench [--quick] [--fleet-only] [--server PATH]");
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("bench: unknown option {other:?} (accepted: --quick, --server PATH)");
+                eprintln!("bench: unknown option {other:?} (accepted: --quick, --fleet-only, --server PATH)");
                 return ExitCode::from(2);
             }
         }
     }
     let sizes = if quick { &QUICK } else { &FULL };
-    match run(sizes, server) {
+    let result = if fleet_only {
+        run_fleet(sizes, server)
+    } else {
+        run(sizes, server)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: FAILED: {e}");
@@ -454,6 +481,40 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     });
     srv.stop()?;
 
+    // 6. The fleet, on a database of its own.
+    rows.extend(fleet_rows(sizes, &bin, dir.path())?);
+    print_table(sizes, started, &sync, &load_before, &rows);
+    Ok(())
+}
+
+fn fleet_rows(sizes: &Sizes, bin: &Path, dir: &Path) -> Res<Vec<Row>> {
+    let f = &sizes.fleet;
+    let load = loadavg();
+    eprintln!(
+        "[6/6] fleet: {} launchers parked on long-poll claims, {} s idle, then {} s of dispatching \
+         at {}/s (load average {load})",
+        f.launchers, f.idle_secs, f.dispatch_secs, f.rate
+    );
+    let mut rows = vec![row("fleet: load average before it", load)];
+    rows.extend(fleet::run(bin, &dir.join("fleet.db"), dir, f)?);
+    Ok(rows)
+}
+
+/// Only the fleet simulation (`--fleet-only`).
+fn run_fleet(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
+    let bin = match server {
+        Some(p) => p,
+        None => build_server()?,
+    };
+    let sync = std::env::var("OPS_DB_SYNC").unwrap_or_else(|_| "normal".into());
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let (started, load_before) = (Instant::now(), loadavg());
+    let rows = fleet_rows(sizes, &bin, dir.path())?;
+    print_table(sizes, started, &sync, &load_before, &rows);
+    Ok(())
+}
+
+fn print_table(sizes: &Sizes, started: Instant, sync: &str, load_before: &str, rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
@@ -467,7 +528,7 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     println!();
     println!("| measure | value | target | met |");
     println!("|---|---:|---|---|");
-    for r in &rows {
+    for r in rows {
         let met = match r.met {
             Some(true) => "yes",
             Some(false) => "**no**",
@@ -475,7 +536,6 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
         };
         println!("| {} | {} | {} | {met} |", r.what, r.value, r.target);
     }
-    Ok(())
 }
 
 /// Builds `ops-center` with this program's profile and returns its path in
@@ -938,6 +998,7 @@ fn cycles(addr: &str, clients: usize, total: usize) -> Res<f64> {
                     exit_code: Some(0),
                     signal: None,
                     output: "hello\n".into(),
+                    change: None,
                 },
             };
             let t: TaskView = answer(c.expect(

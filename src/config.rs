@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::app::accounts::StartSecrets;
 use crate::db::Sync;
-use crate::http::Limits;
+use crate::http::{Limits, StreamLimits};
 
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -16,6 +16,7 @@ pub struct ServeConfig {
     pub sync: Sync,
     pub http_threads: usize,
     pub http_limits: Limits,
+    pub stream_limits: StreamLimits,
     pub trust_proxy: bool,
     pub secrets: StartSecrets,
     /// `OPS_TEST_CLOCK=1`: the route that moves the clock exists.
@@ -98,6 +99,10 @@ pub fn serve_config(
         idle_timeout: Duration::from_secs(number("OPS_HTTP_IDLE_TIMEOUT", 60, 3600)?),
         max_connections: number("OPS_HTTP_MAX_CONNECTIONS", 1024, 1_000_000)? as usize,
     };
+    let stream_limits = StreamLimits {
+        max_total: number("OPS_STREAMS_MAX", 256, 100_000)? as usize,
+        max_per_caller: number("OPS_STREAMS_PER_USER", 8, 100_000)? as usize,
+    };
     let trust_proxy = match env("TRUST_PROXY")
         .as_deref()
         .map(str::to_ascii_lowercase)
@@ -113,6 +118,7 @@ pub fn serve_config(
         sync,
         http_threads,
         http_limits,
+        stream_limits,
         trust_proxy,
         // Test servers only: lets `POST /api/test/clock` move time.
         test_clock: env("OPS_TEST_CLOCK").as_deref() == Some("1"),

@@ -23,6 +23,10 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     /// Too many attempts (429); the value is the seconds to wait.
     RateLimited { retry_after_secs: u64 },
+    /// The caller holds as many of something as it may (429).
+    TooMany { code: &'static str, message: String },
+    /// The server serves as many of something as it can (503).
+    Busy { code: &'static str, message: String },
     /// The database file cannot be written right now (disk full, read-only,
     /// I/O error): the operator must act, the client may retry (503).
     StorageUnavailable(Storage),
@@ -107,7 +111,9 @@ impl fmt::Display for Error {
             | Error::CrossOrigin(m)
             | Error::UnsupportedMediaType(m)
             | Error::NotFound(m) => write!(f, "{m}"),
-            Error::Conflict { message, .. } => write!(f, "{message}"),
+            Error::Conflict { message, .. }
+            | Error::TooMany { message, .. }
+            | Error::Busy { message, .. } => write!(f, "{message}"),
             Error::RateLimited { retry_after_secs } => {
                 write!(f, "too many attempts, retry in {retry_after_secs} s")
             }

@@ -11,6 +11,8 @@ usage:
   ops-center admin COMMAND [--db PATH]         set-service-token, set-admin-password,
                                                backup --to FILE (see ops-center admin --help)
   ops-center launcher                          run a dispatch worker (environment: OPS_API_BASE, ...)
+  ops-center launcher prune-worktrees [--older-than-days N]
+                                               remove the worktrees of finished tasks now
   ops-center doctor                            check that every supported agent CLI is installed
   ops-center smoke dispatch                    API smoke of a whole dispatch, no AI runtime needed
   ops-center smoke watchdog                    API smoke of stale reconciliation and the watchdog
@@ -24,7 +26,8 @@ OPS_ADMIN_PASSWORD, OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info).
 Environment for launcher: OPS_API_BASE, OPS_SERVICE_TOKEN, OPS_WORKSPACE_ID,
 SUPPORTED_AGENT_SLUGS, SUPPORTED_MODELS, AGENT_CMD_<SLUG>, AGENT_AUTH_CHECK_<SLUG>,
 OPS_LAUNCHER_SLOTS (2), OPS_LAUNCHER_LOG_DIR ($HOME/.ops-launcher-logs),
-OPS_LAUNCHER_LOG_FILE (stderr). doctor reads SUPPORTED_AGENT_SLUGS and
+OPS_LAUNCHER_LOG_FILE (stderr), OPS_LAUNCHER_WORKTREES_DIR (<log dir>/worktrees),
+OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS (30), OPS_LAUNCHER_GIT_TIMEOUT_SECONDS (120). doctor reads SUPPORTED_AGENT_SLUGS and
 AGENT_CMD_<SLUG>; the smokes OPS_API_BASE, OPS_SERVICE_TOKEN, OPS_WORKSPACE_ID.";
 
 fn main() -> ExitCode {

@@ -12,7 +12,7 @@ use signal_hook::iterator::Signals;
 use crate::app::accounts;
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::http::{self, App, LoginLimiter, WaitingRoom};
+use crate::http::{self, App, LoginLimiter, Streams, WaitingRoom};
 
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     limit_malloc_arenas();
@@ -60,10 +60,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         test_clock: cfg.test_clock,
         login_limiter: LoginLimiter::new(),
         waiting: WaitingRoom::start(db.clone()),
+        streams: Streams::start(db.clone(), cfg.stream_limits),
     });
     let server = match http::serve(app.clone(), listener, cfg.http_threads, cfg.http_limits) {
         Ok(server) => server,
         Err(e) => {
+            app.streams.stop();
             app.db.close();
             return Err(e);
         }
@@ -76,6 +78,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     stop.store(true, Ordering::SeqCst);
     // Parked claims are answered while the connections are still served.
     app.waiting.stop();
+    // Streams end (and their connections close) before the loop stops.
+    app.streams.stop();
     server.shutdown();
     let _ = watchdog.join();
     app.db.close();

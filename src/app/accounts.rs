@@ -446,3 +446,42 @@ pub fn remove_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64) 
         )
     })
 }
+
+/// `PATCH /api/workspaces/:id`: the repository its tasks run in. `None`
+/// leaves a field, `Some(None)` clears it. A workspace admin's call: the
+/// repository decides where the agents of every task of the workspace
+/// work. Tasks already approved through the Human Gate keep their
+/// approval only if they name their own repository.
+pub fn set_workspace_repo(
+    db: &Db,
+    who: &Principal,
+    workspace_id: i64,
+    repo_path: Option<Option<String>>,
+    base_ref: Option<Option<String>>,
+) -> Result<Workspace> {
+    who.require_workspace_admin(workspace_id)?;
+    let actor = who.actor();
+    db.write(move |conn| {
+        let now = now_ms();
+        workspaces::require(conn, workspace_id)?;
+        let (old_path, old_ref) = workspaces::repo(conn, workspace_id)?;
+        let path = repo_path.unwrap_or(old_path.clone());
+        let base = base_ref.unwrap_or(old_ref.clone());
+        if (&path, &base) == (&old_path, &old_ref) {
+            return workspaces::require(conn, workspace_id);
+        }
+        workspaces::set_repo(conn, workspace_id, path.as_deref(), base.as_deref())?;
+        let withdrawn = super::gate::withdraw_for_workspace_repo(conn, workspace_id, &actor, now)?;
+        event(
+            conn,
+            now,
+            Some(workspace_id),
+            None,
+            "workspace.repo_set",
+            &actor,
+            json!({"repo_path": path, "base_ref": base, "approvals_withdrawn": withdrawn}),
+        )?;
+        workspaces::require(conn, workspace_id)
+    })
+    .map(|w| views::workspace(&w))
+}

@@ -1,7 +1,7 @@
 //! The audit log, and resolving alerts (they are raised by the watchdog
 //! and reconciliation).
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{event, views};
 use crate::db::Db;
@@ -23,6 +23,23 @@ pub fn events(db: &Db, filter: &EventFilter, page: Page) -> Result<EventList> {
     })
 }
 
+/// The id of the newest event, where a stream without `Last-Event-ID`
+/// starts.
+pub fn last_event_id(db: &Db) -> Result<i64> {
+    events::last_id(&*db.read()?)
+}
+
+/// Up to `limit` events after id `after`, oldest first, of `workspaces`
+/// (`None`: all): what a resumed stream replays.
+pub fn events_after(
+    db: &Db,
+    after: i64,
+    workspaces: Option<&[i64]>,
+    limit: i64,
+) -> Result<Vec<events::Committed>> {
+    events::after(&*db.read()?, after, workspaces, limit)
+}
+
 pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<AlertView> {
     who.require_ops_admin("resolving alerts")?;
     let actor = who.actor();
@@ -32,20 +49,29 @@ pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<AlertView> {
         let a = alerts::require(conn, id)?;
         who.can_resolve_alert(task_workspace(conn, &a)?)?;
         if a.status != "resolved" {
-            alerts::resolve(conn, id, now)?;
-            event(
-                conn,
-                now,
-                None,
-                a.task_id,
-                "alert.resolved",
-                &actor,
-                json!({"alert_id": id, "kind": a.kind}),
-            )?;
+            mark_resolved(conn, &a, &actor, json!({}), now)?;
         }
         alerts::require(conn, id)
     })
     .map(|a| views::alert(&a))
+}
+
+/// Resolves the open alert `a` with its event `alert.resolved`, whose
+/// payload names the alert and adds `extra`'s fields.
+pub(crate) fn mark_resolved(
+    conn: &rusqlite::Connection,
+    a: &Alert,
+    actor: &str,
+    mut extra: Value,
+    now: i64,
+) -> Result<()> {
+    alerts::resolve(conn, a.id, now)?;
+    if !extra.is_object() {
+        extra = json!({});
+    }
+    extra["alert_id"] = json!(a.id);
+    extra["kind"] = json!(a.kind);
+    event(conn, now, None, a.task_id, "alert.resolved", actor, extra)
 }
 
 /// The alerts `who` may see, newest activity first.

@@ -9,18 +9,20 @@ use super::{event, transition};
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::model_filter;
+use crate::domain::repo;
 use crate::domain::settings::{validate_token, Settings};
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
 use crate::protocol::admin::SettingsView;
 use crate::protocol::dispatch::{
-    ClaimAnswer, ClaimProof, ClaimedAgent, Failed, Finished, HeartbeatAnswer, HeartbeatReport,
-    Output, Reconciled, Report, StaleTasks, Started,
+    ClaimAnswer, ClaimProof, ClaimRepo, ClaimedAgent, Failed, Finished, HeartbeatAnswer,
+    HeartbeatReport, Output, Reconciled, Report, RunChange, StaleTasks, Started,
 };
 use crate::protocol::health::{Health, Queue, StorageSize, WorkerSummary};
 use crate::protocol::tasks::TaskView;
 use crate::secrets;
 use crate::store::alerts::{self, Raise, Raised};
+use crate::store::changes::{self, Change};
 use crate::store::heartbeats::{self, Heartbeat};
 use crate::store::tasks::{self, Task};
 use crate::store::{agents, comments};
@@ -32,6 +34,11 @@ pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human ap
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
+/// A reported patch is at most this large (the launcher sends its head
+/// and says it was cut).
+pub const PATCH_LIMIT: usize = 256 * 1024;
+/// A reported `git status` or `diff --stat` is at most this large.
+pub const STAT_LIMIT: usize = 64 * 1024;
 /// A streamed output chunk is at most this large.
 pub const CHUNK_LIMIT: usize = 256 * 1024;
 
@@ -70,8 +77,9 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
         }
         if t.sensitive && t.gate_approved_at.is_none() {
             // The first refusal parks the task at the gate; later ones (or
-            // one of a task blocked for another reason) change nothing.
-            if !t.blocked {
+            // one of a task blocked for another reason, or done) change
+            // nothing.
+            if !t.blocked && t.status.may_be_blocked() {
                 t.blocked = true;
                 t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
                 tasks::save(conn, &t, now)?;
@@ -247,10 +255,14 @@ pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> 
 
 /// What a worker can run, as its last heartbeat says: what a parked
 /// long-poll claim is matched against before its claim is tried.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WorkerView {
     pub usable_slugs: Vec<String>,
     pub workspace_id: Option<i64>,
+    /// With the two below: all a heartbeat says that a claim depends on,
+    /// so a heartbeat that leaves the view as it was changes no claim.
+    pub models: Vec<String>,
+    pub draining: bool,
 }
 
 pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
@@ -258,6 +270,8 @@ pub fn worker_view(db: &Db, worker_id: &str) -> Result<Option<WorkerView>> {
         heartbeats::get(&*db.read()?, worker_id)?.map(|hb| WorkerView {
             usable_slugs: hb.usable_slugs(),
             workspace_id: hb.workspace_id,
+            models: hb.models,
+            draining: hb.draining,
         }),
     )
 }
@@ -275,6 +289,9 @@ pub enum ClaimOutcome {
         model: Option<String>,
         claim_token: String,
         reconciled: usize,
+        /// The repository the task runs in (its own, else its
+        /// workspace's) and the ref its branch starts from.
+        repo: Option<(String, Option<String>)>,
     },
     /// No task; `reason` is one of the documented codes.
     Nothing {
@@ -294,6 +311,7 @@ impl ClaimOutcome {
                 model,
                 claim_token,
                 reconciled,
+                repo,
             } => ClaimAnswer {
                 task: Some(views::task(task)),
                 agent: Some(ClaimedAgent {
@@ -304,6 +322,10 @@ impl ClaimOutcome {
                 claim_token: Some(claim_token.clone()),
                 reason: None,
                 reconciled: *reconciled,
+                repo: repo.as_ref().map(|(path, base_ref)| ClaimRepo {
+                    path: path.clone(),
+                    base_ref: base_ref.clone(),
+                }),
             },
             ClaimOutcome::Nothing { reason, reconciled } => ClaimAnswer {
                 task: None,
@@ -311,6 +333,7 @@ impl ClaimOutcome {
                 claim_token: None,
                 reason: Some(reason.to_string()),
                 reconciled: *reconciled,
+                repo: None,
             },
         }
     }
@@ -364,7 +387,11 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         tasks::save_claim(conn, &t, now)?;
         t.updated_at = now;
         let model = t.model.clone().or(agent.model);
+        let (ws_path, ws_ref) = crate::store::workspaces::repo(conn, t.workspace_id)?;
+        let repo = repo::effective((t.repo_path.as_deref(), t.base_ref.as_deref()), (ws_path.as_deref(), ws_ref.as_deref()))
+            .map(|(p, r)| (p.to_string(), r.map(str::to_string)));
         Ok(ClaimOutcome::Claimed {
+            repo,
             task: Box::new(t),
             agent_slug: agent.slug,
             launch_command: agent.launch_command,
@@ -427,10 +454,11 @@ pub fn report(
                 event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;
                 return tasks::require(conn, id);
             }
-            Report::Finished(Finished { exit_code, signal, output }) => {
+            Report::Finished(Finished { exit_code, signal, output, change }) => {
                 if ended {
                     return already(t, Status::Review, "finished");
                 }
+                put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
                 t.exit_code = exit_code;
                 t.dispatch_finished_at = Some(now);
@@ -442,15 +470,16 @@ pub fn report(
                     t.blocked = true;
                     t.blocked_reason = Some(NO_EVIDENCE_REASON.to_string());
                     comments::add(conn, id, DISPATCH_AUTHOR, "blocker",
-                        &format!("{NO_EVIDENCE_REASON} (exit_code={}, signal={}): the agent printed nothing",
+                        &format!("{NO_EVIDENCE_REASON} (exit_code={}, signal={}): the agent printed nothing and changed no file",
                             exit_code.map_or("none".into(), |c| c.to_string()), signal.as_deref().unwrap_or("none")), now)?;
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed(Failed { signature, reason, evidence }) => {
+            Report::Failed(Failed { signature, reason, evidence, change }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
+                put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.blocked = true;
                 t.blocked_reason = Some(if reason.trim().is_empty() { signature.clone() } else { reason.clone() });
                 t.dispatch_finished_at = Some(now);
@@ -465,6 +494,40 @@ pub fn report(
         tasks::require(conn, id)
     })?;
     Ok(views::task(&t))
+}
+
+/// Stores what a run changed, with an event saying so.
+fn put_change(
+    conn: &rusqlite::Connection,
+    t: &Task,
+    change: Option<&RunChange>,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let Some(c) = change else {
+        return Ok(());
+    };
+    let c = Change {
+        branch: c.branch.clone(),
+        head: c.head.clone(),
+        base: c.base.clone(),
+        status: c.git_status.clone(),
+        diff_stat: c.diff_stat.clone(),
+        patch: c.patch.clone(),
+        truncated: c.patch_truncated,
+    };
+    changes::put(conn, t.id, &c, now)?;
+    let files = c.diff_stat.lines().filter(|l| l.contains('|')).count();
+    event(
+        conn,
+        now,
+        Some(t.workspace_id),
+        Some(t.id),
+        "dispatch.change",
+        actor,
+        json!({"branch": c.branch, "head": c.head, "files": files, "patch_bytes": c.patch.len(), "truncated": c.truncated}),
+    )?;
+    Ok(())
 }
 
 /// A retried report whose effect is already recorded: answer with the task

@@ -47,3 +47,26 @@ pub fn withdraw_for_agent(
     }
     Ok(ids)
 }
+
+/// Withdraws the approval of every task that runs in its workspace's
+/// repository, after that repository changed. Returns their ids.
+pub fn withdraw_for_workspace_repo(
+    conn: &Connection,
+    workspace_id: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for mut t in tasks::approved_on_workspace_repo(conn, workspace_id)? {
+        withdraw(
+            conn,
+            &mut t,
+            "workspace repository changed after approval",
+            actor,
+            now,
+        )?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
+}

@@ -47,7 +47,9 @@ pub(crate) fn event(
 
 /// Moves `t` to `to` and records the event `kind` with `from` and `to` in
 /// its payload (merged into `extra`). Every status change goes through
-/// here, so a task's latest `to` is always its status.
+/// here, so a task's latest `to` is always its status. A status in which a
+/// task may not be blocked (`done`) lifts its block, with the event
+/// `task.unblocked` naming the reason it had. The caller saves `t`.
 pub(crate) fn transition(
     conn: &Connection,
     t: &mut Task,
@@ -72,5 +74,19 @@ pub(crate) fn transition(
         kind,
         actor,
         extra,
-    )
+    )?;
+    if t.blocked && !to.may_be_blocked() {
+        t.blocked = false;
+        let reason = t.blocked_reason.take();
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(t.id),
+            "task.unblocked",
+            actor,
+            serde_json::json!({"reason": reason, "because": to.as_str()}),
+        )?;
+    }
+    Ok(())
 }

@@ -6,12 +6,14 @@ use super::dispatch::is_gate_block;
 use super::{event, gate, transition, views};
 use crate::db::Db;
 use crate::domain::access::Principal;
-use crate::domain::task::{check_done_guard, check_manual_status, is_ai_task, Execution, Status};
+use crate::domain::task::{
+    check_done_guard, check_manual_status, check_may_block, is_ai_task, Execution, Status,
+};
 use crate::error::{Error, Result};
 use crate::protocol::tasks::{Comment, TaskDetail, TaskList, TaskView};
 use crate::store::tasks::Task;
 pub use crate::store::tasks::TaskFilter;
-use crate::store::{agents, comments, tasks, Page};
+use crate::store::{agents, changes, comments, tasks, Page};
 use crate::time::now_ms;
 
 /// An agent named by id or by slug.
@@ -30,6 +32,8 @@ pub struct NewTaskInput {
     pub model: Option<String>,
     pub priority: i64,
     pub sensitive: bool,
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 /// The fields of `PATCH /api/tasks/:id`; `None` leaves a field as it is.
@@ -45,6 +49,8 @@ pub struct TaskEdit {
     pub blocked: Option<bool>,
     pub blocked_reason: Option<Option<String>>,
     pub status: Option<Status>,
+    pub repo_path: Option<Option<String>>,
+    pub base_ref: Option<Option<String>>,
 }
 
 fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
@@ -88,6 +94,8 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<TaskView>
                 model: input.model,
                 priority: input.priority,
                 sensitive: input.sensitive,
+                repo_path: input.repo_path,
+                base_ref: input.base_ref,
             },
             now,
         )?;
@@ -127,6 +135,7 @@ pub fn get_with_comments(db: &Db, who: &Principal, id: i64) -> Result<TaskDetail
             .iter()
             .map(views::comment)
             .collect(),
+        changes: changes::get(&conn, id)?.as_ref().map(views::change),
     })
 }
 
@@ -171,6 +180,8 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         set(&mut t.model, edit.model, "model", &mut changed);
         set(&mut t.priority, edit.priority, "priority", &mut changed);
         set(&mut t.sensitive, edit.sensitive, "sensitive", &mut changed);
+        set(&mut t.repo_path, edit.repo_path, "repo_path", &mut changed);
+        set(&mut t.base_ref, edit.base_ref, "base_ref", &mut changed);
         if set(&mut t.blocked, edit.blocked, "blocked", &mut changed) && !t.blocked {
             t.blocked_reason = None;
         }
@@ -197,11 +208,23 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
             )?;
         }
         // An approval covers one prompt (the title stands in for an empty
-        // description), one agent and one model, for one `sensitive` flag.
+        // description), one agent and one model, for one `sensitive` flag,
+        // in one repository.
         let altered: Vec<&str> = changed
             .iter()
             .copied()
-            .filter(|f| ["title", "description", "agent_id", "model", "sensitive"].contains(f))
+            .filter(|f| {
+                [
+                    "title",
+                    "description",
+                    "agent_id",
+                    "model",
+                    "sensitive",
+                    "repo_path",
+                    "base_ref",
+                ]
+                .contains(f)
+            })
             .collect();
         if !altered.is_empty()
             && gate::withdraw(
@@ -214,9 +237,16 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         {
             changed.push("gate_approved_at");
         }
+        if edit.blocked == Some(true) {
+            check_may_block(id, edit.status.unwrap_or(t.status))?;
+        }
         if let Some(to) = edit.status {
+            let was_blocked = t.blocked;
             change_status(conn, &mut t, to, force, &actor, now)?;
             changed.push("status");
+            if was_blocked && !t.blocked && !changed.contains(&"blocked") {
+                changed.push("blocked");
+            }
         }
         if changed.is_empty() {
             return Ok(t);

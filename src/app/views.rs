@@ -6,7 +6,7 @@ use crate::protocol::accounts::{Membership, UserView, Workspace};
 use crate::protocol::admin::AgentView;
 use crate::protocol::events::{AlertView, Event};
 use crate::protocol::health::WorkerView;
-use crate::protocol::tasks::{Comment, TaskView};
+use crate::protocol::tasks::{Comment, TaskChange, TaskView};
 use crate::store;
 use crate::time::rfc3339;
 
@@ -43,11 +43,26 @@ pub fn task(t: &store::tasks::Task) -> TaskView {
         created_at: rfc3339(t.created_at),
         updated_at: rfc3339(t.updated_at),
         archived_at: ts(t.archived_at),
+        repo_path: t.repo_path.clone(),
+        base_ref: t.base_ref.clone(),
     }
 }
 
 pub fn tasks(list: &[store::tasks::Task]) -> Vec<TaskView> {
     list.iter().map(task).collect()
+}
+
+pub fn change(c: &store::changes::StoredChange) -> TaskChange {
+    TaskChange {
+        branch: c.change.branch.clone(),
+        head: c.change.head.clone(),
+        base: c.change.base.clone(),
+        status: c.change.status.clone(),
+        diff_stat: c.change.diff_stat.clone(),
+        patch: c.change.patch.clone(),
+        patch_truncated: c.change.truncated,
+        reported_at: rfc3339(c.reported_at),
+    }
 }
 
 pub fn comment(c: &store::comments::Comment) -> Comment {
@@ -72,6 +87,16 @@ pub fn event(e: &store::events::Event) -> Event {
         // Written by `app::event` as JSON; kept as text if it is not.
         payload: serde_json::from_str(&e.payload)
             .unwrap_or_else(|_| serde_json::Value::String(e.payload.clone())),
+        output: None,
+    }
+}
+
+/// A committed event as the event stream sends it: a `dispatch.output`
+/// event carries its chunk.
+pub fn streamed(c: &store::events::Committed) -> Event {
+    Event {
+        output: c.output.clone(),
+        ..event(&c.event)
     }
 }
 
@@ -126,6 +151,8 @@ pub fn workspace(w: &store::workspaces::Workspace) -> Workspace {
         id: w.id,
         name: w.name.clone(),
         created_at: rfc3339(w.created_at),
+        repo_path: w.repo_path.clone(),
+        base_ref: w.base_ref.clone(),
     }
 }
 

@@ -24,6 +24,15 @@ use crate::time::{now_ms, rfc3339};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// The alerts that describe a condition the watchdog sees on every pass:
+/// each pass resolves those it no longer sees (event `alert.resolved`,
+/// `automatic: true`). The others record incidents that stay open until a
+/// person resolves them: `dispatch.stale` (a task was taken back from its
+/// worker; the launcher there needs a look) and
+/// `dispatch.recurring_failure` (resolving it restarts the count, which is
+/// a person's decision).
+const CONDITION_KINDS: [&str; 2] = ["dispatch.no_fresh_worker", "dispatch.worker_stale"];
+
 /// `POST /api/watchdog/run`.
 pub fn run_now(db: &Db, who: &Principal) -> Result<WatchdogReport> {
     who.require_ops_admin("running the watchdog")?;
@@ -66,6 +75,13 @@ fn scope_report(conn: &Connection, report: &mut WatchdogReport, workspaces: &[i6
         }
     }
     report.alerts = kept;
+    let mut kept = Vec::new();
+    for a in report.resolved_alerts.drain(..) {
+        if visible(a.task_id)? {
+            kept.push(a);
+        }
+    }
+    report.resolved_alerts = kept;
     report.reconciled = report.task_ids.len();
     Ok(())
 }
@@ -165,6 +181,24 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
         raised.push(alerts::raise(conn, &r, false, now)?);
     }
 
+    // Conditions that ended since the last pass.
+    let mut resolved = Vec::new();
+    for kind in CONDITION_KINDS {
+        for a in alerts::open_of_kind(conn, kind)? {
+            if raised.iter().any(|(r, _)| r.id == a.id) {
+                continue;
+            }
+            let reason = match kind {
+                "dispatch.no_fresh_worker" if !s.dispatch_enabled => "dispatch is disabled",
+                "dispatch.no_fresh_worker" => "a worker is fresh",
+                _ => "the task no longer runs on a stale worker",
+            };
+            let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
+            super::alerts::mark_resolved(conn, &a, actor, extra, now)?;
+            resolved.push(super::views::alert(&alerts::require(conn, a.id)?));
+        }
+    }
+
     let mut report_alerts = Vec::new();
     let mut followups = Vec::new();
     for (alert, how) in &raised {
@@ -183,6 +217,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
         reconciled: reconciled.len(),
         task_ids: reconciled,
         alerts: report_alerts,
+        resolved_alerts: resolved,
         followup_task_ids: followups,
     })
 }
@@ -208,6 +243,8 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
             model: None,
             priority: 10,
             sensitive: false,
+            repo_path: None,
+            base_ref: None,
         },
         now,
     )?;
@@ -280,6 +317,10 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                         let a = report.alerts.len();
                         if n > 0 || a > 0 {
                             log::warn!("watchdog: reconciled {n} stale task(s), {a} alert(s) raised or open");
+                        }
+                        let r = report.resolved_alerts.len();
+                        if r > 0 {
+                            log::info!("watchdog: {r} alert(s) resolved, their condition ended");
                         }
                     }
                     Err(e) => log::error!("watchdog pass failed: {e}"),

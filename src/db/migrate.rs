@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("../../migrations/002_task_counts.sql"),
     include_str!("../../migrations/003_output_offset.sql"),
+    include_str!("../../migrations/004_worktrees.sql"),
 ];
 
 /// The schema version this binary brings a database to.

@@ -1,11 +1,13 @@
 //! Opening the SQLite file: pragmas, migrations, the reader pool and the
 //! single writer thread.
 
+pub mod bus;
 pub(crate) mod migrate;
 pub(crate) use writer::panic_text;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -39,6 +41,8 @@ pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 pub struct Db {
     readers: Pool,
     pub writer: Writer,
+    /// Where the writer publishes committed events.
+    pub bus: Arc<bus::Bus>,
     path: PathBuf,
 }
 
@@ -108,9 +112,11 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
+        let bus = Arc::new(bus::Bus::default());
         Ok(Db {
             readers,
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, bus.clone())?,
+            bus,
             path: path.to_path_buf(),
         })
     }

@@ -18,7 +18,47 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
 
+use super::bus::Bus;
 use crate::error::{Error, Result, Storage};
+use crate::store::events;
+
+/// The bus and the newest event already published on it.
+struct Published {
+    last_id: i64,
+    bus: Arc<Bus>,
+}
+
+impl Published {
+    /// Reads what the last commit appended to `events` and publishes it.
+    /// Run right after a commit, on the writer's own connection, so nothing
+    /// can be appended in between and nothing uncommitted is seen.
+    fn after_commit(&mut self, conn: &Connection) {
+        if !self.bus.has_subscribers() {
+            // Nobody listens (an admin command): just keep up.
+            if let Ok(id) = events::last_id(conn) {
+                self.last_id = id;
+            }
+            return;
+        }
+        loop {
+            match events::after(conn, self.last_id, None, 1000) {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => {
+                    let more = batch.len() == 1000;
+                    self.last_id = batch.last().map_or(self.last_id, |e| e.event.id);
+                    self.bus.publish(batch);
+                    if !more {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    log::error!("cannot read the committed events to publish them: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Why a batch did not commit; cloned to every request of the batch.
 #[derive(Clone)]
@@ -71,19 +111,25 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Writer {
+    /// Starts the thread; after each commit it publishes the new events
+    /// to `bus`.
+    pub(super) fn start(conn: Connection, bus: Arc<Bus>) -> Result<Writer> {
         let (tx, rx) = unbounded();
         let fault: Fault = Arc::default();
         let thread_fault = fault.clone();
+        let published = Published {
+            last_id: events::last_id(&conn)?,
+            bus,
+        };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_fault))
+            .spawn(move || writer_loop(conn, rx, thread_fault, published))
             .expect("spawn writer thread");
-        Writer {
+        Ok(Writer {
             tx,
             thread: Mutex::new(Some(thread)),
             fault,
-        }
+        })
     }
 
     /// Why the last commit failed, while no later one succeeded.
@@ -214,7 +260,7 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault) {
+fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault, mut published: Published) {
     let mut dirty = false;
     let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     loop {
@@ -250,7 +296,9 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault) {
             }
         }
         if !jobs.is_empty() {
-            commit_batch(&conn, jobs, &fault);
+            if commit_batch(&conn, jobs, &fault) {
+                published.after_commit(&conn);
+            }
             dirty = true;
         }
         if stop {
@@ -262,8 +310,8 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault) {
 }
 
 /// Runs the batch in one transaction, records its storage fault (or that
-/// there is none) and answers every request.
-fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) {
+/// there is none) and answers every request. True when it committed.
+fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
     let record = |outcome: &Result<(), Failure>| {
         *fault.lock().unwrap_or_else(|p| p.into_inner()) = match outcome {
             Err(Failure::Storage(s)) => Some(*s),
@@ -277,7 +325,7 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) {
         // them drops their replies, which wakes each caller with an error
         // (the storage fault just recorded, if it is one).
         drop(jobs);
-        return;
+        return false;
     }
     let mut storage = None;
     let mut replies = Vec::with_capacity(jobs.len());
@@ -308,12 +356,14 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) {
         }
     }
     record(&outcome);
+    let committed = outcome.is_ok();
     for reply in replies {
         reply(outcome.clone());
     }
     // Requests not run because the transaction was lost: dropping them
     // answers each with the fault recorded above.
     drop(jobs);
+    committed
 }
 
 /// A checkpoint in `mode`. The writer's own checkpoints are PASSIVE: they

@@ -3,5 +3,6 @@
 
 pub mod access;
 pub mod model_filter;
+pub mod repo;
 pub mod settings;
 pub mod task;

@@ -44,6 +44,27 @@ impl Status {
     pub fn is_claimed(self) -> bool {
         matches!(self, Status::Dispatching | Status::Doing)
     }
+
+    /// Whether a task in this status may be blocked. A done task never is:
+    /// reaching `done` lifts the block (`app::transition`, with the event
+    /// `task.unblocked`), and blocking a done task is refused.
+    pub fn may_be_blocked(self) -> bool {
+        self != Status::Done
+    }
+}
+
+/// The refusal to block a task in `status` (see [`Status::may_be_blocked`]).
+pub fn check_may_block(id: i64, status: Status) -> Result<()> {
+    if status.may_be_blocked() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "task_done",
+        format!(
+            "task {id} is {}: a done task cannot be blocked; move it to another status first",
+            status.as_str()
+        ),
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

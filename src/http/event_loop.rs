@@ -97,6 +97,8 @@ struct Conn {
     /// While output is pending: when it must have made progress by.
     write_deadline: Option<Instant>,
     close_after_write: bool,
+    /// The request in flight is a `HEAD`: its answer goes without a body.
+    head_request: bool,
     /// Method, path and start of the request in flight, for the log line.
     log: Option<(String, String, Instant)>,
     stream_closed: Option<Arc<AtomicBool>>,
@@ -118,7 +120,10 @@ impl Conn {
 
     /// Queues `resp` as the answer of the request in flight and logs it.
     fn answer(&mut self, resp: &Resp, close: bool, limits: &Limits) {
-        self.queue(&wire::response_bytes(resp, close), limits.read_timeout);
+        self.queue(
+            &wire::response_bytes_to(resp, close, self.head_request),
+            limits.read_timeout,
+        );
         self.close_after_write |= close;
         self.log_status(resp.status);
         self.phase = Phase::Idle;
@@ -377,6 +382,7 @@ impl EventLoop {
             out_pos: 0,
             write_deadline: None,
             close_after_write: false,
+            head_request: false,
             log: None,
             stream_closed: None,
         });
@@ -434,7 +440,19 @@ impl EventLoop {
                 continue;
             }
             match c.phase {
-                Phase::Handler { .. } | Phase::Streaming => return,
+                Phase::Handler { .. } => return,
+                // A stream's client sends nothing more; reading only
+                // notices at once that it has gone, so its producer stops
+                // and its place is given back.
+                Phase::Streaming => match self.read_more(slot) {
+                    Ok(_) => self.conns[slot]
+                        .as_mut()
+                        .expect("live connection")
+                        .inbuf
+                        .clear(),
+                    Err(Stop::Wait) => return,
+                    Err(Stop::Closed) => return self.close(slot),
+                },
                 Phase::Linger { dropped } => match self.read_more(slot) {
                     Ok(n) if dropped + n <= LINGER_BYTES => {
                         let c = self.conns[slot].as_mut().expect("live connection");
@@ -504,10 +522,10 @@ impl EventLoop {
                     let req = Req::new(&head, c.peer, self.trust_proxy);
                     let path = head.target.split('?').next().unwrap_or("").to_string();
                     c.log = Some((head.method.clone(), path, Instant::now()));
-                    // A HEAD request is answered like the router answers
-                    // it (405, with a body): close after it, so that the
-                    // client cannot mistake the body for the next response.
-                    let keep_alive = head.keep_alive && head.method != "HEAD";
+                    // A HEAD is answered as the GET would be, without the
+                    // body (`wire::response_bytes_to`).
+                    c.head_request = head.method == "HEAD";
+                    let keep_alive = head.keep_alive;
                     if !head.has_body() {
                         self.dispatch(slot, req, keep_alive);
                         return true;

@@ -10,6 +10,7 @@ mod responder;
 mod response;
 mod router;
 mod routes;
+mod stream;
 mod waiting;
 mod wire;
 
@@ -29,6 +30,7 @@ pub use event_loop::Limits;
 pub use request::Req;
 pub use responder::{Gone, Responder, Stream};
 pub use response::Resp;
+pub use stream::{StreamLimits, Streams};
 pub use waiting::WaitingRoom;
 
 /// What every handler shares.
@@ -40,6 +42,8 @@ pub struct App {
     pub login_limiter: LoginLimiter,
     /// Long-poll claims waiting for a task.
     pub waiting: WaitingRoom,
+    /// The open event streams (`GET /api/stream`).
+    pub streams: Streams,
 }
 
 /// Binds `addr` (port 0 picks a free one), with a listen backlog of

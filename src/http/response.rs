@@ -9,6 +9,8 @@ use crate::protocol::errors::ErrorBody;
 /// What a client is told to wait after a storage failure: the writer
 /// retries every second, so a freed disk is noticed well within this.
 const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+/// What a client is told to wait when the server is at a cap.
+const BUSY_RETRY_AFTER_SECS: u64 = 10;
 
 pub struct Resp {
     pub status: u16,
@@ -84,6 +86,9 @@ impl Resp {
                 Resp::error("rate_limited", 429, &e.to_string())
                     .with_header("Retry-After", retry_after_secs.to_string())
             }
+            Error::TooMany { code, message } => Resp::error(code, 429, message),
+            Error::Busy { code, message } => Resp::error(code, 503, message)
+                .with_header("Retry-After", BUSY_RETRY_AFTER_SECS.to_string()),
             Error::StorageUnavailable(s) => Resp::error(
                 "storage_unavailable",
                 503,

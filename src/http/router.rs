@@ -4,7 +4,7 @@
 
 use super::request::Req;
 use super::response::Resp;
-use super::routes::{accounts, admin, dispatch, feed, tasks, ui};
+use super::routes::{accounts, admin, dispatch, feed, stream, tasks, ui};
 use super::App;
 use crate::error::{Error, Result};
 
@@ -43,6 +43,10 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
             "GET" => accounts::list_workspaces(app, req),
             "POST" => accounts::create_workspace(app, req),
         }),
+        ["workspaces", ws] => {
+            let ws = parse_id("workspace", ws)?;
+            methods!(req, { "PATCH" => accounts::edit_workspace(app, req, ws) })
+        }
         ["workspaces", ws, "members", user] => {
             let (ws, user) = (parse_id("workspace", ws)?, parse_id("user", user)?);
             methods!(req, {
@@ -121,6 +125,7 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
         }
         ["watchdog", "run"] => methods!(req, { "POST" => dispatch::watchdog_run(app, req) }),
         ["events"] => methods!(req, { "GET" => feed::events(app, req) }),
+        ["stream"] => methods!(req, { "GET" => stream::open(app, req) }),
         ["alerts"] => methods!(req, { "GET" => feed::alerts(app, req) }),
         ["alerts", id] => {
             let id = parse_id("alert", id)?;

@@ -167,6 +167,19 @@ fn run(db: &Db, rx: &Receiver<Cmd>) {
 /// goes to one worker, so the first that gets a task ends the round; a
 /// worker whose claim now answers anything but `no_task` is answered.
 fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake) {
+    if let Wake::Worker(id) = wake {
+        // A launcher's regular heartbeat usually repeats the last one: then
+        // its claim would answer as before, and a read spares the write.
+        // (Lost claims it requeued wake everyone separately.)
+        let Some(p) = parked.iter_mut().find(|p| p.req.worker_id == *id) else {
+            return;
+        };
+        let now = ops::worker_view(db, id).ok().flatten();
+        if now.is_some() && now == p.view {
+            return;
+        }
+        p.view = now;
+    }
     let mut i = 0;
     while i < parked.len() {
         if !parked[i].may_take(wake) {

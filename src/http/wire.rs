@@ -365,17 +365,26 @@ impl Chunked {
 
 /// The head of a response with a body of `body_len` bytes; `None` for a
 /// stream, which has no length and ends when the connection closes.
+/// Answers are not stored by caches unless the handler says otherwise
+/// with a `Cache-Control` header of its own.
 pub fn response_head(resp: &Resp, body_len: Option<usize>, close: bool) -> Vec<u8> {
     use std::fmt::Write;
     let mut h = String::with_capacity(256);
     let _ = write!(
         h,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-store\r\n\
-         X-Content-Type-Options: nosniff\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type
     );
+    if !resp
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"))
+    {
+        h.push_str("Cache-Control: no-store\r\n");
+    }
+    h.push_str("X-Content-Type-Options: nosniff\r\n");
     if let Some(n) = body_len {
         let _ = write!(h, "Content-Length: {n}\r\n");
     }
@@ -392,8 +401,20 @@ pub fn response_head(resp: &Resp, body_len: Option<usize>, close: bool) -> Vec<u
 
 /// The complete bytes of `resp`.
 pub fn response_bytes(resp: &Resp, close: bool) -> Vec<u8> {
-    let mut out = response_head(resp, Some(resp.body.len()), close);
-    out.extend_from_slice(&resp.body);
+    response_bytes_to(resp, close, false)
+}
+
+/// The complete bytes of `resp` as the answer to a request that was a
+/// `HEAD` or not. A 1xx, 204 or 304 has no body and no length (a 304's
+/// length would have to be that of the 200 it stands for); the answer to
+/// a `HEAD` has the length of the body a `GET` would get, and no body.
+pub fn response_bytes_to(resp: &Resp, close: bool, head_request: bool) -> Vec<u8> {
+    let bodiless = matches!(resp.status, 100..=199 | 204 | 304);
+    let len = (!bodiless).then_some(resp.body.len());
+    let mut out = response_head(resp, len, close);
+    if !bodiless && !head_request {
+        out.extend_from_slice(&resp.body);
+    }
     out
 }
 
@@ -556,5 +577,25 @@ mod tests {
         assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
         assert!(text.ends_with(body));
         assert!(text.contains("\r\nConnection: close\r\n\r\n{"));
+        assert!(text.contains("\r\nCache-Control: no-store\r\n"));
+    }
+
+    #[test]
+    fn head_and_not_modified_answers_have_no_body() {
+        let resp = Resp::error("x", 405, "m");
+        let text = String::from_utf8(response_bytes_to(&resp, false, true)).unwrap();
+        assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", resp.body.len())));
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+
+        let mut resp = Resp::error("x", 304, "m").with_header("Cache-Control", "no-cache".into());
+        let text = String::from_utf8(response_bytes(&resp, false)).unwrap();
+        assert!(!text.contains("Content-Length"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(text.matches("Cache-Control").count(), 1, "{text}");
+        assert!(text.contains("\r\nCache-Control: no-cache\r\n"));
+        resp.status = 204;
+        assert!(String::from_utf8(response_bytes(&resp, false))
+            .unwrap()
+            .ends_with("\r\n\r\n"));
     }
 }

@@ -47,9 +47,26 @@ pub struct LauncherConfig {
     pub breaker_failures: u32,
     /// `AGENT_BREAKER_PAUSE`: how long a slug is held back.
     pub breaker_pause: Duration,
+    /// `OPS_LAUNCHER_WORKTREES_DIR`: where the worktrees of tasks with a
+    /// repository go; `None`: `worktrees/` in the log dir.
+    pub worktrees_dir: Option<PathBuf>,
+    /// `OPS_LAUNCHER_GIT_TIMEOUT_SECONDS`: the longest one git command may
+    /// take before it is killed and counted as failed.
+    pub git_timeout: Duration,
+    /// `OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS`: a worktree unused for this
+    /// long is removed (its branch stays) whatever its task's status, once
+    /// no agent runs in it; `None` (0): only those of done or archived tasks.
+    pub worktree_max_age: Option<Duration>,
 }
 
 impl LauncherConfig {
+    /// Where the worktrees of tasks go.
+    pub fn worktrees_dir(&self) -> PathBuf {
+        self.worktrees_dir
+            .clone()
+            .unwrap_or_else(|| self.log_dir.join("worktrees"))
+    }
+
     /// How long an agent of `slug` may run.
     pub fn timeout_of(&self, slug: &str) -> Duration {
         self.agent_timeouts
@@ -237,6 +254,29 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         auth_timeout: seconds("OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS", 20, 600)?,
         workdir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         path_var: env("PATH"),
+        worktrees_dir: match env("OPS_LAUNCHER_WORKTREES_DIR") {
+            None => None,
+            Some(d) if d.starts_with('/') => Some(PathBuf::from(d)),
+            Some(d) => {
+                return Err(format!(
+                    "OPS_LAUNCHER_WORKTREES_DIR must be an absolute path, got {d:?}"
+                ))
+            }
+        },
+        git_timeout: seconds("OPS_LAUNCHER_GIT_TIMEOUT_SECONDS", 120, 3600)?,
+        worktree_max_age: match env("OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS") {
+            None => Some(Duration::from_secs(30 * 86_400)),
+            Some(s) => match s.parse::<u64>().ok().filter(|n| *n <= 3650) {
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n * 86_400)),
+                None => {
+                    return Err(format!(
+                        "OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS must be a number of days from 0 (never by age) \
+                         to 3650, got {s:?}"
+                    ))
+                }
+            },
+        },
     })
 }
 

@@ -17,6 +17,7 @@ pub mod process;
 pub mod runner;
 pub mod state;
 pub mod supervise;
+pub mod worktree;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -136,6 +137,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some(supervise::SUBCOMMAND) {
         return supervise::main(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("prune-worktrees") {
+        return prune_worktrees(&args[1..]);
+    }
     if let Some(a) = args.first() {
         return Err(format!(
             "launcher takes no arguments (got {a:?}); it is configured by environment: OPS_API_BASE, \
@@ -146,6 +150,34 @@ pub fn main(args: &[String]) -> Result<(), String> {
     logging::init(cfg.log_file.clone())?;
     warn_unused_agent_vars(&cfg);
     run(cfg)
+}
+
+/// `ops-center launcher prune-worktrees [--older-than-days N]`: one
+/// clean-up pass now, with the launcher's environment, removing also the
+/// worktrees unused for N days (default `OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS`)
+/// whose task is not running.
+fn prune_worktrees(args: &[String]) -> Result<(), String> {
+    let cfg = config::from_env(|k| std::env::var(k).ok())?;
+    logging::init(None)?;
+    let max_age = match args {
+        [] => cfg.worktree_max_age,
+        [flag, n] if flag == "--older-than-days" => match n.parse::<u64>() {
+            Ok(0) => Some(Duration::ZERO),
+            Ok(d) if d <= 3650 => Some(Duration::from_secs(d * 86_400)),
+            _ => return Err(format!("--older-than-days takes 0 to 3650 days, got {n:?}")),
+        },
+        _ => return Err("usage: ops-center launcher prune-worktrees [--older-than-days N]".into()),
+    };
+    let api = Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15));
+    let dir = cfg.worktrees_dir();
+    let done = worktree::clean(&dir, &api, &Vec::new, max_age, cfg.git_timeout);
+    if done.is_empty() {
+        println!("no worktree to remove in {}", dir.display());
+    }
+    for line in done {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// `AGENT_CMD_X` for a slug this host does not serve is most likely a typo
@@ -265,6 +297,13 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
                 let before = ctx.caps.usable_slugs();
                 ctx.caps.refresh_ops_commands(&ctx.api);
                 ctx.caps.probe(&ctx.cfg);
+                worktree::clean(
+                    &ctx.cfg.worktrees_dir(),
+                    &ctx.api,
+                    &|| ctx.running(),
+                    ctx.cfg.worktree_max_age,
+                    ctx.cfg.git_timeout,
+                );
                 if ctx.caps.usable_slugs() != before {
                     let _ = ctx.poke.try_send(());
                 }
@@ -360,6 +399,8 @@ struct Claim {
     launch_command: Option<String>,
     agent_model: Option<String>,
     token: String,
+    /// The repository the task runs in, and its base ref.
+    repo: Option<(String, Option<String>)>,
 }
 
 fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError> {
@@ -379,6 +420,7 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
         task: Some(task),
         agent: Some(agent),
         claim_token: Some(token),
+        repo,
         ..
     } = answer
     else {
@@ -395,6 +437,7 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
         launch_command: agent.launch_command,
         agent_model: agent.model,
         token,
+        repo: repo.map(|r| (r.path, r.base_ref)),
     }))
 }
 
@@ -506,24 +549,55 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         supervised: false,
         ended_by: None,
         term_sent_at_ms: None,
+        worktree: None,
+        change: None,
+        change_error: None,
     };
+    // Counted as running from here, so that the heartbeat lists the task
+    // while its worktree is made.
+    ctx.take_slot(id);
     let mut child = None;
-    match prepare(ctx, &c, &mut st, prompt, model) {
-        Err(Unprepared {
-            reason,
-            runtime_missing,
-        }) => {
-            log::error!("task {id}: cannot start agent {}: {reason}", c.slug);
-            if runtime_missing {
-                ctx.caps.mark_missing(&c.slug, &st.cli, &reason);
-                let _ = ctx.poke.try_send(());
+    let repo_unusable = c.repo.as_ref().and_then(|(repo, base)| {
+        let dir = ctx.cfg.worktrees_dir();
+        match worktree::prepare(&dir, id, repo, base.as_deref(), ctx.cfg.git_timeout) {
+            Ok(wt) => {
+                log::info!("task {id}: worktree {} on {}", wt.path.display(), wt.branch);
+                st.worktree = Some(wt);
+                None
             }
-            st.ending = Some(Ending::NotStarted {
+            Err(u) => Some(u),
+        }
+    });
+    if let Some(u) = repo_unusable {
+        log::error!(
+            "task {id}: {}: {}: {}",
+            worktree::SIG_REPO,
+            u.kind,
+            u.reason
+        );
+        st.ending = Some(Ending::RepoUnusable {
+            problem: u.kind.to_string(),
+            reason: u.reason,
+            evidence: u.evidence,
+        });
+    } else {
+        match prepare(ctx, &c, &mut st, prompt, model) {
+            Err(Unprepared {
                 reason,
                 runtime_missing,
-            });
+            }) => {
+                log::error!("task {id}: cannot start agent {}: {reason}", c.slug);
+                if runtime_missing {
+                    ctx.caps.mark_missing(&c.slug, &st.cli, &reason);
+                    let _ = ctx.poke.try_send(());
+                }
+                st.ending = Some(Ending::NotStarted {
+                    reason,
+                    runtime_missing,
+                });
+            }
+            Ok(argv) => child = start_supervised(ctx, &c.slug, &mut st, &argv, model),
         }
-        Ok(argv) => child = start_supervised(ctx, &c.slug, &mut st, &argv, model),
     }
     let path = st.path_in(&ctx.cfg.log_dir);
     if let Err(e) = state::save(&path, &st) {
@@ -561,15 +635,21 @@ fn start_supervised(
         return None;
     }
     crash_point("before_spawn");
-    let env = [
+    let mut env = vec![
         ("OPS_TASK_ID", id.to_string()),
         ("OPS_TASK_MODEL", model.to_string()),
         ("OPS_PROMPT_FILE", st.prompt_path.display().to_string()),
     ];
+    if let Some(wt) = &st.worktree {
+        // The agent may commit on its branch itself; what is left is
+        // committed for it when it ends.
+        env.push(("OPS_TASK_BRANCH", wt.branch.clone()));
+        env.push(("OPS_TASK_BASE", wt.base.clone()));
+    }
     match process::spawn_supervised(
         argv,
         &st.record_path(),
-        &ctx.cfg.workdir,
+        &workdir_of(ctx, st),
         &st.prompt_path,
         &st.log_path,
         &st.err_log_path,
@@ -596,6 +676,14 @@ fn start_supervised(
             None
         }
     }
+}
+
+/// `{workdir}` and the agent's working directory: the task's worktree, or
+/// the launcher's own directory for a task without a repository.
+fn workdir_of(ctx: &Ctx, st: &TaskState) -> std::path::PathBuf {
+    st.worktree
+        .as_ref()
+        .map_or_else(|| ctx.cfg.workdir.clone(), |wt| wt.path.clone())
 }
 
 /// Tests of adoption end the launcher at a named step of a launch, as a
@@ -653,7 +741,7 @@ fn prepare(
         prompt,
         task_id: st.task_id,
         model,
-        workdir: &ctx.cfg.workdir.display().to_string(),
+        workdir: &workdir_of(ctx, st).display().to_string(),
     };
     let mut argv = command::render(&template, &vars).map_err(setup_error)?;
     // What logs and evidence show: the prompt is in the task already.

@@ -16,7 +16,7 @@ use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
 use super::Ctx;
 use crate::protocol::dispatch::{
-    ClaimProof, Failed, Finished, Output, Report, ReportBody, Started,
+    ClaimProof, Failed, Finished, Output, Report, ReportBody, RunChange, Started,
 };
 use crate::protocol::tasks::TaskView;
 use crate::time::now_ms;
@@ -319,7 +319,10 @@ impl Runner {
         if self.st.abandoned {
             return Ok(self.st.ending.is_some());
         }
-        let not_started = matches!(self.st.ending, Some(Ending::NotStarted { .. }));
+        let not_started = matches!(
+            self.st.ending,
+            Some(Ending::NotStarted { .. } | Ending::RepoUnusable { .. })
+        );
         if !not_started {
             if !self.st.started_reported {
                 let started = Report::Started(Started {
@@ -346,6 +349,9 @@ impl Runner {
         let Some(_) = &self.st.ending else {
             return Ok(false);
         };
+        if self.st.final_report.is_none() && !not_started {
+            self.record_change();
+        }
         if self.st.final_report.is_none() {
             let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
             log::info!(
@@ -357,10 +363,14 @@ impl Runner {
                 FinalReport::Failed(f) => Some(f.signature.as_str()),
                 FinalReport::Finished(_) => None,
             };
-            if self
-                .ctx
-                .caps
-                .record_outcome(&self.ctx.cfg, &self.st.agent_slug, failed)
+            // A repository that cannot be used says nothing about the CLI:
+            // it does not count towards holding the agent back.
+            let repo_problem = matches!(self.st.ending, Some(Ending::RepoUnusable { .. }));
+            if !repo_problem
+                && self
+                    .ctx
+                    .caps
+                    .record_outcome(&self.ctx.cfg, &self.st.agent_slug, failed)
             {
                 let _ = self.ctx.poke.try_send(());
             }
@@ -376,6 +386,36 @@ impl Runner {
             ),
         }
         Ok(true)
+    }
+
+    /// Records (and commits) what the agent changed in its worktree, once,
+    /// before the final report is decided. A failure is said in the report
+    /// rather than retried: the worktree and its branch stay for a person.
+    fn record_change(&mut self) {
+        let Some(wt) = &self.st.worktree else {
+            return;
+        };
+        if self.st.change.is_some() || self.st.change_error.is_some() {
+            return;
+        }
+        match super::worktree::record(wt, self.ctx.cfg.git_timeout) {
+            Ok(c) => {
+                log::info!(
+                    "task {}: change on {} at {}: {}",
+                    self.st.task_id,
+                    c.branch,
+                    c.head,
+                    c.diff_stat.lines().last().unwrap_or("no change").trim()
+                );
+                self.st.change = Some(c);
+            }
+            Err(e) => {
+                log::error!("task {}: cannot record its change: {e}", self.st.task_id);
+                self.st.change_error = Some(e);
+            }
+        }
+        super::worktree::touch(&self.ctx.cfg.worktrees_dir(), wt);
+        self.persist();
     }
 
     /// Sends new stdout as `output` reports. `Ok(false)` when the claim
@@ -538,8 +578,38 @@ fn outcome(r: &Record) -> Option<Ending> {
 }
 
 /// The report that closes a run, decided from how the process ended and
-/// what its logs hold.
+/// what its logs hold, with what the run changed in its worktree.
 pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
+    let mut r = decide(st, path_var);
+    let change = st.change.as_ref().map(|c| RunChange {
+        branch: c.branch.clone(),
+        head: Some(c.head.clone()).filter(|h| !h.is_empty()),
+        base: Some(c.base.clone()).filter(|b| !b.is_empty()),
+        git_status: c.status.clone(),
+        diff_stat: c.diff_stat.clone(),
+        patch: c.patch.clone(),
+        patch_truncated: c.truncated,
+    });
+    let text = match &mut r {
+        FinalReport::Finished(f) => {
+            f.change = change;
+            &mut f.output
+        }
+        FinalReport::Failed(f) => {
+            f.change = change;
+            &mut f.evidence
+        }
+    };
+    if let Some(e) = &st.change_error {
+        *text = format!(
+            "{}\n[ops-center launcher] the change in the worktree could not be recorded: {e}",
+            text.trim_end()
+        );
+    }
+    r
+}
+
+fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
     let out_tail = strip_ansi(&tail(&st.log_path, EVIDENCE_TAIL));
     let err_tail = strip_ansi(&tail(&st.err_log_path, EVIDENCE_TAIL));
     let evidence = format!(
@@ -555,12 +625,30 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             signature,
             reason,
             evidence,
+            change: None,
         })
     };
     let ending = st
         .ending
         .clone()
         .unwrap_or(Ending::Vanished { at_ms: now_ms() });
+    if let Ending::RepoUnusable {
+        problem,
+        reason,
+        evidence,
+    } = &ending
+    {
+        let signature = format!("{}: {problem}", super::worktree::SIG_REPO);
+        return failed(
+            signature.clone(),
+            format!("{signature}: {reason}; no agent was started"),
+            evidence.clone(),
+        );
+    }
+    let changed = st
+        .change
+        .as_ref()
+        .is_some_and(|c| !c.patch.trim().is_empty());
     if let Ending::NotStarted {
         reason,
         runtime_missing,
@@ -629,6 +717,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             exit_code: Some(0),
             signal: None,
             output: strip_ansi(&tail(&st.log_path, OUTPUT_TAIL)),
+            change: None,
         }),
         Ending::Exited {
             code,
@@ -658,7 +747,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                  restarted); outcome judged from its logs",
                 st.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
             );
-            if output.trim().is_empty() {
+            if output.trim().is_empty() && !changed {
                 let signature =
                     "launcher process exited early (code=unknown, signal=unknown)".to_string();
                 failed(
@@ -673,10 +762,11 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
                     exit_code: None,
                     signal: None,
                     output: format!("{}\n[ops-center launcher] {note}", output.trim_end()),
+                    change: None,
                 })
             }
         }
-        Ending::NotStarted { .. } => unreachable!("handled above"),
+        Ending::NotStarted { .. } | Ending::RepoUnusable { .. } => unreachable!("handled above"),
     }
 }
 
@@ -716,6 +806,9 @@ mod tests {
             supervised: false,
             ended_by: None,
             term_sent_at_ms: None,
+            worktree: None,
+            change: None,
+            change_error: None,
         }
     }
 

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::protocol::dispatch::{Failed, Finished, Report};
 use serde::{Deserialize, Serialize};
 
+use super::worktree::{Change, Worktree};
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskState {
     pub task_id: i64,
@@ -59,6 +61,17 @@ pub struct TaskState {
     /// follows if it is still there a little later.
     #[serde(default)]
     pub term_sent_at_ms: Option<i64>,
+    /// The task's worktree, when it names a repository: the agent runs
+    /// there, and a restarted launcher records its change from there.
+    #[serde(default)]
+    pub worktree: Option<Worktree>,
+    /// What the run changed, recorded (and committed) once the agent
+    /// ended, before the final report is decided.
+    #[serde(default)]
+    pub change: Option<Change>,
+    /// Recording the change failed: said in the final report.
+    #[serde(default)]
+    pub change_error: Option<String>,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -81,6 +94,14 @@ pub enum Ending {
         reason: String,
         #[serde(default)]
         runtime_missing: bool,
+    },
+    /// The task's repository cannot be used (missing, not a checkout,
+    /// uncommitted changes, unknown base ref): no agent was started.
+    RepoUnusable {
+        /// Completes the signature: `missing`, `not a git checkout`, ...
+        problem: String,
+        reason: String,
+        evidence: String,
     },
 }
 
@@ -187,13 +208,15 @@ mod tests {
             FinalReport::Finished(Finished {
                 exit_code: None,
                 signal: None,
-                output: "done".into()
+                output: "done".into(),
+                change: None,
             })
         );
         let failed = FinalReport::Failed(Failed {
             signature: "s".into(),
             reason: "r".into(),
             evidence: "e".into(),
+            change: None,
         });
         assert_eq!(
             serde_json::to_value(&failed).unwrap(),
@@ -230,6 +253,9 @@ mod tests {
             supervised: true,
             ended_by: None,
             term_sent_at_ms: None,
+            worktree: None,
+            change: None,
+            change_error: None,
         };
         let path = st.path_in(dir.path());
         assert!(st

@@ -468,6 +468,7 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
             exit_code: Some(0),
             signal: None,
             output: "smoke deliverable".into(),
+            change: None,
         }),
     )
     .map_err(|e| api_err("finished", e))?;
@@ -578,6 +579,7 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
                 signature: "launcher process exited early (code=1, signal=null)".into(),
                 reason: format!("smoke: simulated failure {attempt} of {threshold}"),
                 evidence: "smoke: no runtime was started".into(),
+                change: None,
             }),
         )
         .map_err(|e| api_err("failed", e))?;

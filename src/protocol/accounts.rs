@@ -59,6 +59,10 @@ pub struct Workspace {
     pub id: i64,
     pub name: String,
     pub created_at: String,
+    /// The repository its tasks run in (a git checkout on the launcher
+    /// hosts), unless a task names its own; `None`: none.
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -87,6 +87,19 @@ pub struct ClaimAnswer {
     pub reason: Option<String>,
     /// Stale claims this claim reconciled first.
     pub reconciled: usize,
+    /// Where the task's code lives (the task's own repository, else its
+    /// workspace's); absent or null: none, run in the launcher's directory.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo: Option<ClaimRepo>,
+}
+
+/// The repository a claimed task runs in: a git checkout on the launcher
+/// host, and the ref its branch starts from (`None`: the checkout's
+/// current branch).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRepo {
+    pub path: String,
+    pub base_ref: Option<String>,
 }
 
 /// What to run for a claimed task.
@@ -136,6 +149,9 @@ pub struct Finished {
     pub signal: Option<String>,
     /// The tail of its output.
     pub output: String,
+    /// What the run changed in its worktree, if it had one.
+    #[serde(flatten, default)]
+    pub change: Option<RunChange>,
 }
 
 /// `POST /api/dispatch/tasks/:id/failed`.
@@ -145,6 +161,31 @@ pub struct Failed {
     pub signature: String,
     pub reason: String,
     pub evidence: String,
+    #[serde(flatten, default)]
+    pub change: Option<RunChange>,
+}
+
+/// What a run changed in its worktree, sent in `finished` or `failed`
+/// beside the report's own fields: present when `branch` is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunChange {
+    pub branch: String,
+    /// The commit on `branch` holding the change.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub head: Option<String>,
+    /// The commit the diff is against.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base: Option<String>,
+    /// `git status --porcelain` before the launcher committed.
+    #[serde(default)]
+    pub git_status: String,
+    #[serde(default)]
+    pub diff_stat: String,
+    /// The patch's head, at most `PATCH_LIMIT` bytes.
+    #[serde(default)]
+    pub patch: String,
+    #[serde(default)]
+    pub patch_truncated: bool,
 }
 
 /// What a worker reports about a task it holds.
@@ -222,6 +263,7 @@ mod tests {
             claim_token: None,
             reason: Some("no_task".into()),
             reconciled: 0,
+            repo: None,
         };
         assert_eq!(
             serde_json::to_value(&nothing).unwrap(),

@@ -13,6 +13,9 @@ pub struct Event {
     pub kind: String,
     pub actor: String,
     pub payload: serde_json::Value,
+    /// On the event stream only: a `dispatch.output` event's chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 /// `GET /api/events`: newest first.

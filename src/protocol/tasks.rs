@@ -33,6 +33,10 @@ pub struct TaskView {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    /// The repository the task runs in, if it names its own (else its
+    /// workspace's, if any).
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 /// `GET /api/tasks/:id`: the task and its comments, oldest first.
@@ -41,6 +45,21 @@ pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskView,
     pub comments: Vec<Comment>,
+    /// What its last run changed in its worktree; null: nothing reported.
+    pub changes: Option<TaskChange>,
+}
+
+/// A run's change as reported by its launcher and stored on the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskChange {
+    pub branch: String,
+    pub head: Option<String>,
+    pub base: Option<String>,
+    pub status: String,
+    pub diff_stat: String,
+    pub patch: String,
+    pub patch_truncated: bool,
+    pub reported_at: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

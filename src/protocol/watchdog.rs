@@ -13,6 +13,8 @@ pub struct WatchdogReport {
     pub reconciled: usize,
     pub task_ids: Vec<i64>,
     pub alerts: Vec<RaisedAlert>,
+    /// Alerts of a condition that has ended, resolved by this pass.
+    pub resolved_alerts: Vec<AlertView>,
     pub followup_task_ids: Vec<i64>,
 }
 

@@ -183,6 +183,15 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// The open alerts of `kind` (through the `(kind, subject)` index).
+pub fn open_of_kind(conn: &Connection, kind: &str) -> Result<Vec<Alert>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE kind = ?1 AND status = 'open' ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([kind], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn find(conn: &Connection, kind: &str, subject: &str) -> Result<Option<Alert>> {
     Ok(conn
         .prepare_cached(&format!("{SELECT} WHERE kind = ?1 AND subject = ?2"))?

@@ -85,18 +85,62 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Event
          ORDER BY id DESC LIMIT {} OFFSET {}",
         page.limit, page.offset
     ))?;
-    let rows = stmt.query_map(params.as_slice(), |r| {
-        Ok(Event {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            workspace_id: r.get(2)?,
-            task_id: r.get(3)?,
-            kind: r.get(4)?,
-            actor: r.get(5)?,
-            payload: r.get(6)?,
+    let rows = stmt.query_map(params.as_slice(), from_row)?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// An event from a row starting with `id, at, workspace_id, task_id, kind,
+/// actor, payload`.
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        workspace_id: r.get(2)?,
+        task_id: r.get(3)?,
+        kind: r.get(4)?,
+        actor: r.get(5)?,
+        payload: r.get(6)?,
+    })
+}
+
+/// A committed event as the event stream carries it: the row, and for a
+/// `dispatch.output` event the chunk itself.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub event: Event,
+    pub output: Option<String>,
+}
+
+/// The id of the newest event (0 when there is none).
+pub fn last_id(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Up to `limit` events after id `after`, oldest first, of `workspaces`
+/// (as in [`EventFilter`]).
+pub fn after(
+    conn: &Connection,
+    after: i64,
+    workspaces: Option<&[i64]>,
+    limit: i64,
+) -> Result<Vec<Committed>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.id, e.at, e.workspace_id, e.task_id, e.kind, e.actor, e.payload,
+                CASE WHEN e.kind = 'dispatch.output' THEN
+                    (SELECT c.body FROM task_comments c
+                     WHERE c.id = json_extract(e.payload, '$.comment_id')) END
+         FROM events e WHERE e.id > ?1 AND {} ORDER BY e.id LIMIT ?2",
+        super::in_workspaces("e.workspace_id", workspaces)
+    ))?;
+    let rows = stmt.query_map(params![after, limit], |r| {
+        Ok(Committed {
+            event: from_row(r)?,
+            output: r.get(7)?,
         })
     })?;
-    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// One failed dispatch: the task, its agent's slug, when.

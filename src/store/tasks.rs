@@ -36,13 +36,17 @@ pub struct Task {
     pub created_at: i64,
     pub updated_at: i64,
     pub archived_at: Option<i64>,
+    /// The task's own repository (overriding its workspace's).
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.status, t.execution,
     t.agent_id, a.slug, t.model, t.priority, t.sensitive, t.gate_approved_by, t.gate_approved_at,
     t.blocked, t.blocked_reason, t.dispatch_output, t.dispatch_attempts, t.claimed_by,
     t.claim_token, t.claimed_at, t.dispatch_started_at, t.dispatch_finished_at, t.exit_code,
-    t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at
+    t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at,
+    t.repo_path, t.base_ref
     FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
@@ -78,6 +82,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         created_at: r.get(25)?,
         updated_at: r.get(26)?,
         archived_at: r.get(27)?,
+        repo_path: r.get(28)?,
+        base_ref: r.get(29)?,
     })
 }
 
@@ -111,13 +117,15 @@ pub struct NewTask {
     pub model: Option<String>,
     pub priority: i64,
     pub sensitive: bool,
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
 
 pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO tasks(workspace_id, title, description, status, execution, agent_id, model,
-                           priority, sensitive, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                           priority, sensitive, created_at, updated_at, repo_path, base_ref)
+         VALUES (?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
     )?
     .execute(params![
         t.workspace_id,
@@ -128,7 +136,9 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         t.model,
         t.priority,
         t.sensitive,
-        now
+        now,
+        t.repo_path,
+        t.base_ref
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -142,7 +152,8 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
             priority=?8, sensitive=?9, gate_approved_by=?10, gate_approved_at=?11, blocked=?12,
             blocked_reason=?13, dispatch_output=?14, dispatch_attempts=?15, claimed_by=?16,
             claim_token=?17, claimed_at=?18, dispatch_started_at=?19, dispatch_finished_at=?20,
-            exit_code=?21, log_path=?22, err_log_path=?23, archived_at=?24, updated_at=?25
+            exit_code=?21, log_path=?22, err_log_path=?23, archived_at=?24, updated_at=?25,
+            repo_path=?26, base_ref=?27
          WHERE id=?1",
     )?
     .execute(params![
@@ -170,7 +181,9 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.log_path,
         t.err_log_path,
         t.archived_at,
-        now
+        now,
+        t.repo_path,
+        t.base_ref
     ])?;
     Ok(())
 }
@@ -228,12 +241,16 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
 }
 
 /// Visible output evidence for the done guard: a non-empty
-/// `dispatch_output` or at least one ai-dispatch log comment.
+/// `dispatch_output`, at least one ai-dispatch log comment, or a reported
+/// change with a non-empty diff.
 pub fn has_output_evidence(conn: &Connection, t: &Task) -> Result<bool> {
     if t.dispatch_output
         .as_deref()
         .is_some_and(|o| !o.trim().is_empty())
     {
+        return Ok(true);
+    }
+    if super::changes::has_diff(conn, t.id)? {
         return Ok(true);
     }
     Ok(conn
@@ -492,6 +509,17 @@ pub fn approved_of_agent(conn: &Connection, agent_id: i64) -> Result<Vec<Task>> 
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Approved tasks of a workspace that take its repository (they name no
+/// repository of their own).
+pub fn approved_on_workspace_repo(conn: &Connection, workspace_id: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.workspace_id = ?1 AND t.repo_path IS NULL
+                    AND t.gate_approved_at IS NOT NULL ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([workspace_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Tasks in `status`, not archived.
 pub fn in_status(conn: &Connection, status: Status) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -516,6 +544,8 @@ mod tests {
             model: None,
             priority: 0,
             sensitive: false,
+            repo_path: None,
+            base_ref: None,
         }
     }
 
@@ -582,17 +612,29 @@ mod tests {
             .unwrap();
         // Rows from before the migration are counted by its backfill.
         let mut ids = Vec::new();
+        // In SQL of schema version 1: today's functions know later columns.
         for i in 0..30 {
             let ws = 1 + i % 2;
             let agent = [None, Some(codex), Some(1)][i as usize % 3];
-            ids.push(insert(&conn, &task(ws, agent), i).unwrap());
+            conn.execute(
+                "INSERT INTO tasks(workspace_id, title, execution, agent_id, created_at, updated_at)
+                 VALUES (?1, 't', 'interactive', ?2, ?3, ?3)",
+                params![ws, agent, i],
+            )
+            .unwrap();
+            ids.push(conn.last_insert_rowid());
         }
         for (k, &id) in ids.iter().enumerate().take(12) {
-            let mut t = require(&conn, id).unwrap();
-            t.status = Status::ALL[k % 7];
-            t.blocked = k % 4 == 0;
-            t.archived_at = (k % 5 == 0).then_some(1);
-            save(&conn, &t, 1).unwrap();
+            conn.execute(
+                "UPDATE tasks SET status = ?2, blocked = ?3, archived_at = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    Status::ALL[k % 7].as_str(),
+                    k % 4 == 0,
+                    (k % 5 == 0).then_some(1)
+                ],
+            )
+            .unwrap();
         }
         migrate::run(&mut conn).unwrap();
         check_totals(&conn);

@@ -7,20 +7,26 @@ pub struct Workspace {
     pub id: i64,
     pub name: String,
     pub created_at: i64,
+    /// The repository its tasks run in, unless a task names its own.
+    pub repo_path: Option<String>,
+    pub base_ref: Option<String>,
 }
+
+const COLUMNS: &str = "id, name, created_at, repo_path, base_ref";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
     Ok(Workspace {
         id: r.get(0)?,
         name: r.get(1)?,
         created_at: r.get(2)?,
+        repo_path: r.get(3)?,
+        base_ref: r.get(4)?,
     })
 }
 
 /// `None`: all; `Some(ids)`: only these.
 pub fn list(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Workspace>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, created_at FROM workspaces ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM workspaces ORDER BY id"))?;
     let rows = stmt.query_map([], from_row)?;
     let all: Vec<Workspace> = rows.collect::<rusqlite::Result<_>>()?;
     Ok(match only {
@@ -31,7 +37,7 @@ pub fn list(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Workspace>> {
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Workspace>> {
     Ok(conn
-        .prepare_cached("SELECT id, name, created_at FROM workspaces WHERE id = ?1")?
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM workspaces WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?)
 }
@@ -51,4 +57,24 @@ pub fn insert(conn: &Connection, name: &str, now: i64) -> Result<i64> {
     conn.prepare_cached("INSERT INTO workspaces(name, created_at) VALUES (?1, ?2)")?
         .execute(params![name, now])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// The repository of a workspace: `(repo_path, base_ref)`.
+pub fn repo(conn: &Connection, id: i64) -> Result<(Option<String>, Option<String>)> {
+    Ok(conn
+        .prepare_cached("SELECT repo_path, base_ref FROM workspaces WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((None, None)))
+}
+
+pub fn set_repo(
+    conn: &Connection,
+    id: i64,
+    repo_path: Option<&str>,
+    base_ref: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached("UPDATE workspaces SET repo_path = ?2, base_ref = ?3 WHERE id = ?1")?
+        .execute(params![id, repo_path, base_ref])?;
+    Ok(())
 }

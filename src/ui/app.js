@@ -3,6 +3,10 @@
 // Every piece of server text reaches the page through text nodes or
 // attribute values (see `h`), never as markup.
 
+import { changesPanel, repoInputs, repoPanel } from './changes.js';
+import * as live from './live.js';
+import { warningText } from './health_es.js';
+
 // ---------------------------------------------------------------------------
 // DOM helpers
 
@@ -242,6 +246,7 @@ const state = { me: null, agents: null, workspaces: null, pendingFlash: null };
 
 function sessionExpired() {
   state.me = null;
+  live.disconnect();
   showLogin('La sesión ha caducado: vuelve a iniciar sesión.');
 }
 
@@ -265,8 +270,18 @@ function showShell() {
   fill(byId('whoami'), 
     h('span', { class: 'who-name' }, me.username || me.role || ''),
     h('span', { class: 'who-role' }, me.is_admin ? 'administrador' : workspaceRoleText(me)));
+  live.connect();
   route();
 }
+
+// The stream's state, always in view: pages update by themselves only
+// while it is connected.
+live.onState((on) => {
+  const el = byId('live-status');
+  el.className = `live-status ${on ? 'on' : 'off'}`;
+  el.textContent = on ? 'En vivo' : 'Desconectado: reconectando…';
+  el.title = on ? 'Los cambios aparecen sin recargar.' : 'Sin conexión con el servidor: los cambios no se verán hasta que vuelva.';
+});
 
 function workspaceRoleText(me) {
   const roles = (me.workspaces || []).map((w) => w.role);
@@ -309,6 +324,7 @@ byId('logout').addEventListener('click', async (ev) => {
   await busy(ev.currentTarget, async () => {
     await api('POST', '/auth/logout', {});
     state.me = null;
+    live.disconnect();
     fill(byId('flash'));
     showLogin();
   });
@@ -332,6 +348,35 @@ let renderSeq = 0;
 /** Whether a render started as `seq` is still the current one. */
 const current = (seq) => seq === renderSeq;
 
+/** The stream subscriptions of the page shown; dropped when it changes. */
+let pageWatchers = [];
+
+/** While the page `seq` is shown, calls `fn(event)` for the stream's
+ *  events that `wanted(event)` accepts. */
+function watch(seq, wanted, fn) {
+  const stop = live.subscribe((ev) => {
+    if (!current(seq)) return stop();
+    if (wanted(ev)) fn(ev);
+  });
+  pageWatchers.push(stop);
+}
+
+/** `fn`, run at most once per `ms` however many times it is asked for:
+ *  a burst of events costs one reload. */
+function debounced(fn, ms = 300) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}
+
+/** Events about tasks (their rows, comments, dispatch). */
+const taskEvent = (ev) => ev.task_id !== null && ev.task_id !== undefined;
+
 function route() {
   if (!state.me) return;
   const hash = location.hash.replace(/^#/, '') || '/tareas';
@@ -339,6 +384,8 @@ function route() {
   const params = new URLSearchParams(qs || '');
   const parts = path.split('/').filter(Boolean);
   const seq = ++renderSeq;
+  for (const stop of pageWatchers) stop();
+  pageWatchers = [];
   const view = byId('view');
   fill(byId('flash'));
   if (state.pendingFlash) {
@@ -382,9 +429,10 @@ function renderBoard(view, params, seq) {
   const status = STATUSES.includes(params.get('estado')) ? params.get('estado') : '';
   const archived = params.get('archivadas') === '1';
   const offset = Math.max(0, Number.parseInt(params.get('desde') || '0', 10) || 0);
+  const asBoard = params.get('vista') === 'tablero';
 
   const setParams = (changes) => {
-    const p = new URLSearchParams({ ...(status && { estado: status }), ...(archived && { archivadas: '1' }) });
+    const p = new URLSearchParams({ ...(status && { estado: status }), ...(archived && { archivadas: '1' }), ...(asBoard && { vista: 'tablero' }) });
     for (const [k, v] of Object.entries(changes)) {
       if (v === '' || v === null || v === false) p.delete(k);
       else p.set(k, v);
@@ -414,19 +462,29 @@ function renderBoard(view, params, seq) {
   const refresh = h('button', { type: 'button' }, 'Actualizar');
   refresh.addEventListener('click', () => route());
 
-  const listArea = h('div', { class: 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando tareas…'));
+  const viewSwitch = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Vista' },
+    h('button', { type: 'button', 'aria-pressed': String(!asBoard), onclick: () => setParams({ vista: '' }) }, 'Lista'),
+    h('button', { type: 'button', 'aria-pressed': String(asBoard), onclick: () => setParams({ vista: 'tablero' }) }, 'Tablero'));
+
+  const listArea = h('div', { class: asBoard ? 'board-area' : 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando tareas…'));
   add(view, 
     pageHeader(null, 'Tareas', newButton),
     createPanel,
     h('div', { class: 'toolbar' },
-      h('label', { class: 'inline' }, 'Estado ', statusSelect),
+      viewSwitch,
+      asBoard ? null : h('label', { class: 'inline' }, 'Estado ', statusSelect),
       h('label', { class: 'inline check' }, archivedBox, ' Solo archivadas'),
       h('span', { class: 'spacer' }),
       refresh),
     listArea);
 
+  // The list or board follows the stream: any task event reloads it.
+  const load = asBoard ? () => loadBoard(listArea, archived, seq) : () => loadList();
+  watch(seq, taskEvent, debounced(load, 400));
+
+  function loadList() {
   const q = query({ status, archived: archived ? 'true' : '', limit: PAGE_SIZE, offset });
-  api('GET', `/tasks${q}`).then((data) => {
+  return api('GET', `/tasks${q}`).then((data) => {
     if (!current(seq)) return;
     const tasks = data.tasks || [];
     const total = data.total ?? tasks.length;
@@ -447,6 +505,105 @@ function renderBoard(view, params, seq) {
     noteError(note, err);
     add(listArea, note);
   });
+  }
+  load();
+}
+
+/** The most tasks the board shows per column. */
+const BOARD_LIMIT = 200;
+
+/** The board: one column per status, cards that move by drag or by the
+ *  arrow keys to the statuses a person may set (never `queued` or
+ *  `dispatching`: those belong to the dispatcher). */
+function loadBoard(area, archived, seq) {
+  const requests = STATUSES.map((s) => api('GET', `/tasks${query({ status: s, archived: archived ? 'true' : '', limit: BOARD_LIMIT })}`));
+  return Promise.all(requests).then((lists) => {
+    if (!current(seq)) return;
+    // Keep the keyboard where it was across a live redraw.
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.task : null;
+    const note = h('div', { hidden: true });
+    const move = async (t, to) => {
+      if (to === t.status || !MANUAL_STATUSES.includes(to) || t.archived_at) return;
+      try {
+        await api('PATCH', `/tasks/${t.id}/status`, { status: to });
+        flash('ok', `Tarea #${t.id} movida a «${STATUS_LABEL[to]}».`);
+      } catch (err) {
+        noteError(note, err, 'No se pudo mover la tarea.');
+      }
+      await loadBoard(area, archived, seq);
+      const again = area.querySelector(`[data-task="${t.id}"]`);
+      if (again) again.focus();
+    };
+    const columns = STATUSES.map((s, i) => {
+      const data = lists[i];
+      const tasks = data.tasks || [];
+      const droppable = MANUAL_STATUSES.includes(s) && !archived;
+      const col = h('section', { class: `board-col ${droppable ? 'droppable' : 'locked'}`, 'aria-label': STATUS_LABEL[s], 'data-status': s },
+        h('header', { class: 'board-col-head' },
+          statusChip(s), h('span', { class: 'muted' }, String(data.total ?? tasks.length))),
+        h('div', { class: 'board-cards' },
+          tasks.length ? tasks.map((t) => boardCard(t, move)) : h('p', { class: 'muted small' }, 'Vacía')));
+      if (droppable) {
+        col.addEventListener('dragover', (ev) => {
+          ev.preventDefault();
+          col.classList.add('drop-here');
+        });
+        col.addEventListener('dragleave', () => col.classList.remove('drop-here'));
+        col.addEventListener('drop', (ev) => {
+          ev.preventDefault();
+          col.classList.remove('drop-here');
+          const id = Number(ev.dataTransfer.getData('text/plain'));
+          const t = lists.flatMap((l) => l.tasks || []).find((x) => x.id === id);
+          if (t) move(t, s);
+        });
+      }
+      return col;
+    });
+    fill(area, note, h('p', { class: 'muted small board-help' },
+      'Arrastra una tarjeta a otra columna, o selecciónala y usa ← → para moverla. «En cola» y «Despachando» las pone el dispatcher (botón Despachar de la tarea).'),
+    h('div', { class: 'board' }, columns));
+    if (focused) {
+      const el = area.querySelector(`[data-task="${focused}"]`);
+      if (el) el.focus();
+    }
+  }).catch((err) => {
+    if (current(seq)) fill(area, noteNode(err));
+  });
+}
+
+function boardCard(t, move) {
+  const movable = !t.archived_at;
+  const card = h('article', {
+    class: 'board-card', tabindex: 0, draggable: movable ? 'true' : null, 'data-task': t.id,
+    'aria-label': `Tarea #${t.id}: ${t.title}. ${STATUS_LABEL[t.status]}.`,
+  },
+  h('a', { href: `#/tareas/${t.id}`, tabindex: -1, draggable: 'false' }, h('span', { class: 'muted' }, `#${t.id} `), t.title),
+  h('div', { class: 'chips' },
+    t.agent ? h('code', null, t.agent) : null,
+    taskFlags(t)));
+  if (movable) {
+    card.addEventListener('dragstart', (ev) => {
+      ev.dataTransfer.setData('text/plain', String(t.id));
+      ev.dataTransfer.effectAllowed = 'move';
+    });
+    card.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') {
+        location.hash = `#/tareas/${t.id}`;
+        return;
+      }
+      if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight') return;
+      ev.preventDefault();
+      // The next column, in that direction, that a person may move it to.
+      const step = ev.key === 'ArrowRight' ? 1 : -1;
+      for (let i = STATUSES.indexOf(t.status) + step; i >= 0 && i < STATUSES.length; i += step) {
+        if (MANUAL_STATUSES.includes(STATUSES[i])) {
+          move(t, STATUSES[i]);
+          return;
+        }
+      }
+    });
+  }
+  return card;
 }
 
 function taskFlags(t) {
@@ -486,6 +643,7 @@ async function renderCreateForm(panel, done) {
     noteError(panel.appendChild(h('p')), err);
   }
   const note = h('p', { hidden: true });
+  const repo = repoInputs(null);
   const wsSelect = wsList.length > 1
     ? h('select', { name: 'workspace_id' }, wsList.map((w) => h('option', { value: w.id }, `${w.name} (#${w.id})`)))
     : null;
@@ -506,6 +664,7 @@ async function renderCreateForm(panel, done) {
     h('label', null, 'Modelo', h('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off' })),
     h('label', null, 'Prioridad', h('input', { name: 'priority', type: 'number', value: 0, min: -1000, max: 1000, step: 1 })),
     wsSelect ? h('label', null, 'Workspace', wsSelect) : null,
+    repo.nodes,
     h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'sensitive' }),
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse'),
     h('div', { class: 'span-2' }, note),
@@ -525,6 +684,7 @@ async function renderCreateForm(panel, done) {
     if (f.agent_id.value) body.agent_id = Number(f.agent_id.value);
     if (f.model.value.trim()) body.model = f.model.value.trim();
     if (wsSelect) body.workspace_id = Number(wsSelect.value);
+    for (const [k, v] of Object.entries(repo.read())) if (v) body[k] = v;
     if (Number.isNaN(body.priority)) {
       setNote(note, 'error', 'La prioridad debe ser un número entero.');
       return;
@@ -542,10 +702,26 @@ async function renderCreateForm(panel, done) {
 // ---------------------------------------------------------------------------
 // Task detail
 
+/** What the task page shown can do when the stream brings news of it;
+ *  set by each `drawTask`. */
+const taskLive = { appendOutput: null, reload: null };
+
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('p', { class: 'muted' }, `Cargando la tarea #${id}…`));
-  api('GET', `/tasks/${id}`).then((task) => {
+  taskLive.appendOutput = null;
+  taskLive.reload = null;
+  // Output chunks are appended as they come; anything else about the task
+  // (status, comments, claim, changes) redraws it.
+  const redraw = debounced(() => taskLive.reload && taskLive.reload(), 300);
+  watch(seq, (ev) => ev.task_id === id, (ev) => {
+    if (ev.kind === 'dispatch.output') {
+      if (taskLive.appendOutput && typeof ev.output === 'string') taskLive.appendOutput(ev.output);
+    } else {
+      redraw();
+    }
+  });
+  Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
     if (!current(seq)) return;
@@ -558,8 +734,24 @@ function renderTask(view, id, seq) {
 
 function drawTask(view, t, seq, refusal) {
   const reload = () => api('GET', `/tasks/${t.id}`).then((fresh) => {
-    if (current(seq)) drawTask(view, fresh, seq);
+    if (!current(seq)) return;
+    // A redraw must not lose a comment being written or the output's place.
+    const form = view.querySelector('.comment-form');
+    const draft = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
+    const follow = view.querySelector('.follow-output');
+    const following = follow ? follow.checked : true;
+    drawTask(view, fresh, seq);
+    const again = view.querySelector('.comment-form');
+    if (draft && again) {
+      again.elements.body.value = draft.body;
+      again.elements.kind.value = draft.kind;
+      if (draft.focused) again.elements.body.focus();
+    }
+    const followAgain = view.querySelector('.follow-output');
+    if (followAgain) followAgain.checked = following;
+    if (taskLive.scroll) taskLive.scroll();
   });
+  taskLive.reload = reload;
   const actionNote = h('div', { hidden: true });
   if (refusal) noteError(actionNote, refusal.err, refusal.context);
   /** Runs an action on the task and redraws it. A refusal may itself
@@ -641,6 +833,30 @@ function drawTask(view, t, seq, refusal) {
   const logs = comments.filter((c) => c.kind === 'log' && c.author === DISPATCH_AUTHOR);
   const blockers = comments.filter((c) => c.kind === 'blocker');
 
+  // The agent's output as it is written: the log chunks so far, then
+  // every chunk the stream brings.
+  const output = h('pre', { class: 'output live-output', 'aria-live': 'off', tabindex: 0 }, logs.map((c) => c.body).join(''));
+  const follow = h('input', { type: 'checkbox', class: 'follow-output', checked: true });
+  const scroll = () => {
+    if (follow.checked) output.scrollTop = output.scrollHeight;
+  };
+  const running = ['dispatching', 'doing'].includes(t.status);
+  const outputState = h('span', { class: 'muted small' }, running ? 'El agente está trabajando: la salida aparece según se escribe.' : (logs.length ? '' : 'Sin salida todavía.'));
+  taskLive.appendOutput = (chunk) => {
+    output.appendChild(document.createTextNode(chunk));
+    output.hidden = false;
+    outputState.textContent = 'El agente está trabajando: la salida aparece según se escribe.';
+    scroll();
+  };
+  taskLive.scroll = scroll;
+  output.hidden = logs.length === 0;
+  // Scrolling up to read stops following; back at the end, it follows again.
+  output.addEventListener('scroll', () => {
+    follow.checked = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
+  });
+  follow.addEventListener('change', scroll);
+  requestAnimationFrame(scroll);
+
   fill(view, 
     h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('header', { class: 'page-header' },
@@ -663,9 +879,16 @@ function drawTask(view, t, seq, refusal) {
         h('section', { class: 'panel' },
           h('h2', null, 'Prompt'),
           t.description ? h('pre', { class: 'text' }, t.description) : h('p', { class: 'muted' }, 'Sin descripción.')),
+        h('section', { class: 'panel', 'data-live': 'output' },
+          h('div', { class: 'panel-head' },
+            h('h2', null, 'Salida del agente en vivo'),
+            h('label', { class: 'inline check small' }, follow, ' Seguir la salida')),
+          outputState,
+          output),
         h('section', { class: 'panel' },
           h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
           t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')),
+        changesPanel(t),
         commentsPanel(t, comments, logs, blockers, reload)),
       h('aside', { class: 'col-side' },
         h('section', { class: 'panel' },
@@ -680,6 +903,8 @@ function drawTask(view, t, seq, refusal) {
             ['Actualizada', timeEl(t.updated_at)],
             t.archived_at ? ['Archivada', timeEl(t.archived_at)] : null,
           ])),
+        repoPanel(api, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
+          () => { state.workspaces = null; workspaces().catch(() => []).then(reload); }),
         h('section', { class: 'panel' },
           h('h2', null, 'Dispatch'),
           dl([
@@ -812,6 +1037,9 @@ function renderDispatching(body, seq) {
     drawHealth(slots.health, h0, health.status === 'rejected' ? health.reason : null, s0, load);
     drawStale(slots['stale-list'], dispatching, minutes);
   };
+  // Workers, health, the queue and stale tasks follow the stream; output
+  // chunks change none of them.
+  watch(seq, (ev) => ev.kind !== 'dispatch.output', debounced(() => load().catch(showError), 800));
 
   const { refresh, reconcile, minutes: minutesInput } = slots;
   const out = slots['reconcile-result'];
@@ -892,7 +1120,7 @@ function drawHealth(area, health, err, settings, reload) {
   add(area, 
     warnings.length ? h('section', { class: 'panel callout warn' },
       h('h2', null, `Avisos (${warnings.length})`),
-      h('ul', { class: 'warnings' }, warnings.map((w) => h('li', null, typeof w === 'string' ? w : (w.message || JSON.stringify(w)))))) : null,
+      h('ul', { class: 'warnings' }, warnings.map((w) => h('li', null, warningText(w))))) : null,
     h('div', { class: 'cards' },
       card('Servicio', health.ok ? 'OK' : 'Con fallos', h('code', null, `ok=${health.ok}`), health.ok ? 'good' : 'bad'),
       card('Dispatch', h('span', null, toggle), toggleNote, enabled ? 'good' : 'neutral'),
@@ -1000,6 +1228,8 @@ function renderWatchdog(body, seq) {
   };
   showResolved.addEventListener('change', () => busy(refresh, load));
   refresh.addEventListener('click', () => busy(refresh, load));
+  // Alerts follow the stream.
+  watch(seq, (ev) => ev.kind.startsWith('alert') || ev.kind.startsWith('watchdog'), debounced(load, 800));
   run.addEventListener('click', () => busy(run, async () => {
     report.hidden = false;
     fill(report, h('p', { class: 'muted' }, 'Ejecutando el watchdog…'));

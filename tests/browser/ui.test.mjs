@@ -43,12 +43,17 @@ test('create a task in the form, dispatch it, and read the agent output', async 
   const claim = await worker.claim();
   assert.equal(claim.task.id, id);
   const proof = { claim_token: claim.claim_token };
+  await page.locator('#live-status.on').waitFor();
   await worker.report(id, 'started', { ...proof, pid: 4242, log_path: '/tmp/t.log', err_log_path: '/tmp/t.err.log' });
+  // Without reloading: the status and each chunk appear as they happen.
+  await page.locator('header .chips').getByText('En curso', { exact: true }).waitFor({ timeout: 3000 });
   await worker.report(id, 'output', { ...proof, chunk: 'hola desde el agente\n' });
+  await page.locator('pre.live-output').getByText(/hola desde el agente/).waitFor({ timeout: 3000 });
+  await worker.report(id, 'output', { ...proof, chunk: 'segunda línea\n' });
+  await page.locator('pre.live-output').getByText(/segunda línea/).waitFor({ timeout: 3000 });
+  assert.equal(await page.locator('.follow-output').isChecked(), true);
   await worker.report(id, 'finished', { ...proof, exit_code: 0, output: 'hola desde el agente\nlisto\n' });
-
-  await page.reload();
-  await page.getByText('En revisión', { exact: true }).first().waitFor();
+  await page.locator('header .chips').getByText('En revisión', { exact: true }).waitFor({ timeout: 3000 });
   await page.locator('pre.output').getByText(/listo/).waitFor();
   expectNoErrors();
 });
@@ -91,5 +96,69 @@ test('reconcile a task stuck in dispatching from Automatizaciones', async () => 
   assert.equal(after.status, 'waiting');
   assert.equal(after.blocked, true);
   await page.screenshot({ path: process.env.SCREENSHOT || '/tmp/ops-ui-automatizaciones.png', fullPage: true });
+  expectNoErrors();
+});
+
+test('the task list follows the stream, and the board moves cards by drag and by keyboard', async () => {
+  await page.goto(`${server.base}/#/tareas`);
+  await page.getByRole('heading', { name: 'Tareas', exact: true }).waitFor();
+  // Created elsewhere (by a script): it appears without reloading.
+  const t = await createTask(server.base, { title: 'Tarjeta en vivo' });
+  await page.locator('table.tasks').getByText('Tarjeta en vivo').waitFor({ timeout: 3000 });
+
+  await page.getByRole('button', { name: 'Tablero' }).click();
+  const shot = process.env.OPS_UI_SCREENSHOTS;
+  const col = (status) => page.locator(`.board-col[data-status=${status}]`);
+  const card = page.locator(`.board-card[data-task="${t.id}"]`);
+  await col('next').locator(`[data-task="${t.id}"]`).waitFor();
+  // The dispatcher's columns take no card.
+  assert.equal(await col('queued').evaluate((el) => el.classList.contains('locked')), true);
+
+  // Taken by its edge: the title inside is a link.
+  await card.dragTo(col('review'), { sourcePosition: { x: 4, y: 4 } });
+  await col('review').locator(`[data-task="${t.id}"]`).waitFor({ timeout: 3000 });
+  assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).status, 'review');
+
+  // By keyboard: ← skips the dispatcher's columns (review → doing).
+  await page.locator(`.board-card[data-task="${t.id}"]`).focus();
+  await page.keyboard.press('ArrowLeft');
+  await col('doing').locator(`[data-task="${t.id}"]`).waitFor({ timeout: 3000 });
+  assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).status, 'doing');
+  await page.keyboard.press('ArrowLeft');
+  await col('next').locator(`[data-task="${t.id}"]`).waitFor({ timeout: 3000 });
+  assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).status, 'next');
+
+  // A change made elsewhere moves the card by itself.
+  await api(server.base, 'PATCH', `/tasks/${t.id}/status`, { status: 'waiting' });
+  await col('waiting').locator(`[data-task="${t.id}"]`).waitFor({ timeout: 3000 });
+  if (shot) await page.screenshot({ path: `${shot}/board.png`, fullPage: true });
+  expectNoErrors();
+});
+
+test('at phone width the task list is cards, without sideways scrolling', async () => {
+  await page.setViewportSize({ width: 390, height: 800 });
+  try {
+    await page.goto(`${server.base}/#/tareas`);
+    await page.locator('table.tasks tbody tr').first().waitFor();
+    assert.equal(await page.locator('table.tasks thead').isVisible(), false);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+    const shot = process.env.OPS_UI_SCREENSHOTS;
+    if (shot) await page.screenshot({ path: `${shot}/phone-list.png`, fullPage: true });
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+  expectNoErrors();
+});
+
+test('health warnings are in Spanish', async () => {
+  await page.goto(`${server.base}/#/operacion/automatizaciones`);
+  const warnings = page.locator('ul.warnings li');
+  await warnings.first().waitFor();
+  for (const text of await warnings.allTextContents()) {
+    assert.doesNotMatch(text, /^(the|dispatch is|active agent|running task|\d+ (task|open))/, text);
+  }
+  const shot = process.env.OPS_UI_SCREENSHOTS;
+  if (shot) await page.screenshot({ path: `${shot}/automatizaciones.png`, fullPage: true });
   expectNoErrors();
 });

@@ -62,9 +62,20 @@ enum Scope {
 
 fn scope(route: &str) -> Scope {
     match route {
-        "create task" | "get task" | "edit task" | "move task" | "comment" | "archive"
-        | "delete task" | "force done" | "set member" | "remove member" | "dispatch"
-        | "approve" | "resolve alert" => Scope::Workspace1,
+        "create task"
+        | "get task"
+        | "edit task"
+        | "move task"
+        | "comment"
+        | "archive"
+        | "delete task"
+        | "force done"
+        | "set member"
+        | "remove member"
+        | "dispatch"
+        | "set workspace repository"
+        | "approve"
+        | "resolve alert" => Scope::Workspace1,
         "list tasks" | "list workspaces" | "events" | "alerts" | "health" | "stale tasks"
         | "watchdog" => Scope::Listed,
         _ => Scope::Global,
@@ -353,6 +364,17 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
                     "POST",
                     "/api/workspaces".into(),
                     json!({"name": format!("ws-{w:?}")}),
+                )
+            }),
+        ),
+        (
+            "set workspace repository",
+            Rule::WorkspaceAdmin,
+            Box::new(|_, w| {
+                (
+                    "PATCH",
+                    "/api/workspaces/1".into(),
+                    json!({"repo_path": format!("/srv/repo-{w:?}")}),
                 )
             }),
         ),

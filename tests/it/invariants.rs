@@ -243,6 +243,16 @@ impl Run {
             "done without evidence or force: {unguarded:?}"
         );
 
+        // A task is never done and blocked at once.
+        let done_blocked: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM tasks WHERE status = 'done' AND blocked != 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(done_blocked, 0, "a task is done and blocked");
+
         // Every transition has its event: a task's latest recorded `to` is
         // its status.
         for &t in &self.tasks {

@@ -233,7 +233,7 @@ pub fn wait_status(srv: &Server, id: i64, want: &str, secs: u64) -> Value {
     }
 }
 
-fn log_comments(t: &Value) -> Vec<String> {
+pub fn log_comments(t: &Value) -> Vec<String> {
     t["comments"]
         .as_array()
         .unwrap()
@@ -243,7 +243,7 @@ fn log_comments(t: &Value) -> Vec<String> {
         .collect()
 }
 
-fn blockers(t: &Value) -> Vec<String> {
+pub fn blockers(t: &Value) -> Vec<String> {
     t["comments"]
         .as_array()
         .unwrap()
@@ -260,7 +260,7 @@ fn health(srv: &Server) -> Value {
 }
 
 /// The pid the launcher reported in `started` (from the event).
-fn started_pid(srv: &Server, id: i64) -> u32 {
+pub fn started_pid(srv: &Server, id: i64) -> u32 {
     let r = srv.service().get(&format!(
         "/api/events?task_id={id}&kind=dispatch.started&limit=10"
     ));
@@ -269,7 +269,7 @@ fn started_pid(srv: &Server, id: i64) -> u32 {
         .unwrap_or_else(|| panic!("no started pid: {}", r.text)) as u32
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             !matches!(

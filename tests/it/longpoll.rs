@@ -118,7 +118,7 @@ fn parked_workers_share_a_stream_of_dispatches_each_task_once() {
     for w in &workers {
         Worker::new(&srv, w).heartbeat(&["codex"], &[]);
     }
-    const TASKS: usize = 300;
+    const TASKS: usize = 2_000;
     let handles: Vec<_> = workers
         .iter()
         .map(|w| {

@@ -270,3 +270,169 @@ fn done_guard_accepts_dispatch_output_evidence() {
         0
     );
 }
+
+/// A task is never done and blocked at once: reaching `done` lifts the
+/// block with a `task.unblocked` event naming the reason it had, and a done
+/// task cannot be blocked. The done guard still applies to blocked tasks.
+#[test]
+fn done_lifts_the_block() {
+    use crate::util::{enable_dispatch, queued_task, Worker};
+    let srv = Server::start();
+    let svc = srv.service();
+    let (_, member) = srv.user("member", Some((1, "member")));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+
+    let unblocked = |id: i64| -> Vec<serde_json::Value> {
+        let r = svc.get(&format!("/api/events?task_id={id}&kind=task.unblocked"));
+        r.json["events"].as_array().unwrap().clone()
+    };
+    let blocked_of = |id: i64| -> (String, bool, Option<String>) {
+        let t = svc.get(&format!("/api/tasks/{id}")).json;
+        (
+            t["status"].as_str().unwrap().to_string(),
+            t["blocked"].as_bool().unwrap(),
+            t["blocked_reason"].as_str().map(str::to_string),
+        )
+    };
+
+    // A failed dispatch without any output: waiting + blocked, no evidence.
+    let bare = queued_task(&srv, "codex", json!({}));
+    let (id, token) = w.claim_one();
+    assert_eq!(id, bare);
+    let r = w.report(
+        id,
+        &token,
+        "failed",
+        json!({"signature": "cli_crashed", "reason": "the CLI crashed", "evidence": "core dumped"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (status, blocked, reason) = blocked_of(bare);
+    assert_eq!((status.as_str(), blocked), ("waiting", true));
+    let reason = reason.expect("a reason");
+
+    // The done guard refuses it, blocked or not, and changes nothing.
+    let before = srv.fingerprint();
+    let r = member.patch(
+        &format!("/api/tasks/{bare}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!((r.status, r.error()), (409, "done_guard"), "{}", r.text);
+    assert_eq!(srv.fingerprint(), before);
+
+    // Forced done by an admin: done, no longer blocked, both events.
+    let r = srv.admin().patch(
+        &format!("/api/tasks/{bare}/status?force=true"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "done");
+    assert_eq!(r.json["blocked"], false, "{}", r.text);
+    assert!(r.json["blocked_reason"].is_null(), "{}", r.text);
+    let ev = unblocked(bare);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["actor"], "user:root");
+    assert_eq!(ev[0]["payload"]["reason"], reason.as_str());
+    assert_eq!(ev[0]["payload"]["because"], "done");
+    let kinds = crate::util::event_kinds(&srv, bare);
+    assert!(kinds.contains(&"task.done_forced".to_string()), "{kinds:?}");
+    let updated = svc.get(&format!(
+        "/api/events?task_id={bare}&kind=task.updated&limit=1"
+    ));
+    let changed = &updated.json["events"][0]["payload"]["changed"];
+    assert_eq!(changed, &json!(["status", "blocked"]), "{}", updated.text);
+
+    // A failed dispatch whose agent had printed a line: the output is
+    // evidence, so a member may move it to done without force; the block
+    // goes with it.
+    let printed = queued_task(&srv, "codex", json!({}));
+    let (id, token) = w.claim_one();
+    assert_eq!(id, printed);
+    assert_eq!(
+        w.report(id, &token, "started", json!({"pid": 42})).status,
+        200
+    );
+    let r = w.report(
+        id,
+        &token,
+        "output",
+        json!({"chunk": "preparing workspace\n"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = w.report(
+        id,
+        &token,
+        "failed",
+        json!({"signature": "exit_1", "reason": "exit code 1", "evidence": "preparing workspace"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(blocked_of(printed).1);
+    let r = member.patch(
+        &format!("/api/tasks/{printed}/status"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["blocked"].as_bool()),
+        (Some("done"), Some(false))
+    );
+    assert_eq!(unblocked(printed).len(), 1);
+    assert_eq!(unblocked(printed)[0]["actor"], "user:member");
+
+    // A task blocked by hand, moved to done through the general edit.
+    let manual = member.new_task(&json!({"title": "manual"}));
+    let r = member.patch(
+        &format!("/api/tasks/{manual}"),
+        &json!({"blocked": true, "blocked_reason": "waiting on a key"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = member.patch(&format!("/api/tasks/{manual}"), &json!({"status": "done"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["blocked"], false);
+    assert_eq!(
+        unblocked(manual)[0]["payload"]["reason"],
+        "waiting on a key"
+    );
+
+    // A done task cannot be blocked, nor a task moved to done and blocked
+    // in one edit; neither changes anything.
+    let next = member.new_task(&json!({"title": "other"}));
+    let before = srv.fingerprint();
+    for (id, body) in [
+        (manual, json!({"blocked": true, "blocked_reason": "again"})),
+        (manual, json!({"blocked": true})),
+        (next, json!({"status": "done", "blocked": true})),
+    ] {
+        let r = member.patch(&format!("/api/tasks/{id}"), &body);
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "task_done"),
+            "{body}: {}",
+            r.text
+        );
+        assert!(r.json["message"].as_str().unwrap().contains("done"));
+    }
+    assert_eq!(srv.fingerprint(), before);
+    // Moved back out of done, it may be blocked again.
+    let r = member.patch(
+        &format!("/api/tasks/{manual}"),
+        &json!({"status": "next", "blocked": true, "blocked_reason": "again"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["blocked"], true);
+
+    // A done sensitive task is not parked at the Human Gate by a dispatch.
+    let gated = svc.new_task(
+        &json!({"title": "g", "execution": "interactive", "agent": "codex", "sensitive": true}),
+    );
+    let r = svc.patch(
+        &format!("/api/tasks/{gated}/status?force=true"),
+        &json!({"status": "done"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{gated}/dispatch"), &json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let (status, blocked, _) = blocked_of(gated);
+    assert_eq!((status.as_str(), blocked), ("done", false));
+}

@@ -396,6 +396,8 @@ pub struct Client {
 pub struct Res {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as received (after any chunked framing).
+    pub body: Vec<u8>,
     pub text: String,
     pub json: Value,
 }
@@ -435,6 +437,11 @@ impl Client {
     pub fn header(mut self, name: &str, value: &str) -> Client {
         self.headers.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// The headers sent with every request (credentials among them).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
     }
 
     /// Creates a task (`POST /api/tasks`, which must answer 201); its id.
@@ -529,6 +536,7 @@ fn parse_response(buf: &[u8]) -> std::io::Result<Res> {
     Ok(Res {
         status,
         headers,
+        body,
         text,
         json,
     })

@@ -392,3 +392,147 @@ fn heartbeat_validation() {
     }
     assert_eq!(before, srv.fingerprint());
 }
+
+/// Alerts that describe a condition (no fresh worker, a task on a stale
+/// worker) resolve themselves on the first watchdog pass after the
+/// condition ended, with an `alert.resolved` event; incidents (a stale
+/// dispatch taken back) stay open for a person.
+#[test]
+fn condition_alerts_resolve_themselves() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    // One task stuck in dispatching, one doing; then the worker goes silent.
+    let stuck = queued_task(&srv, "codex", json!({}));
+    let (tid, _) = w.claim_one();
+    assert_eq!(tid, stuck);
+    age_claim(&srv, stuck, 25);
+    let doing = queued_task(&srv, "codex", json!({}));
+    let (tid, token) = w.claim_one();
+    assert_eq!(tid, doing);
+    assert_eq!(w.report(tid, &token, "started", json!({})).status, 200);
+    srv.sql()
+        .execute(
+            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
+            [],
+        )
+        .unwrap();
+
+    let report = svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(report.status, 200, "{}", report.text);
+    assert_eq!(report.json["resolved_alerts"], json!([]), "{}", report.text);
+    let open = |kind: &str| -> Vec<serde_json::Value> {
+        let r = svc.get("/api/alerts?status=open&limit=100").json;
+        r["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let no_worker = open("dispatch.no_fresh_worker");
+    let on_stale = open("dispatch.worker_stale");
+    let incident = open("dispatch.stale");
+    assert_eq!(
+        (no_worker.len(), on_stale.len(), incident.len()),
+        (1, 1, 1),
+        "{}",
+        report.text
+    );
+    // Still true on the next pass: nothing resolves.
+    let again = svc.post("/api/watchdog/run", &json!({})).json;
+    assert_eq!(again["resolved_alerts"], json!([]), "{again}");
+
+    // The launcher's heartbeat (service token) makes the worker fresh; the
+    // next pass resolves both conditions, and only them.
+    w.heartbeat(&["codex"], &[]);
+    let report = svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(report.status, 200, "{}", report.text);
+    let mut resolved: Vec<i64> = report.json["resolved_alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["status"], "resolved", "{a}");
+            assert!(a["resolved_at"].is_string(), "{a}");
+            a["id"].as_i64().unwrap()
+        })
+        .collect();
+    resolved.sort();
+    let mut expected = vec![
+        no_worker[0]["id"].as_i64().unwrap(),
+        on_stale[0]["id"].as_i64().unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(resolved, expected, "{}", report.text);
+    assert!(open("dispatch.no_fresh_worker").is_empty());
+    assert!(open("dispatch.worker_stale").is_empty());
+    assert_eq!(open("dispatch.stale").len(), 1, "an incident stays open");
+    let events = svc.get("/api/events?kind=alert.resolved").json;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in events {
+        assert_eq!(e["actor"], "service");
+        assert_eq!(e["payload"]["automatic"], true, "{e}");
+        let reason = e["payload"]["reason"].as_str().unwrap();
+        if e["payload"]["kind"] == "dispatch.no_fresh_worker" {
+            assert_eq!(reason, "a worker is fresh");
+            assert!(e["task_id"].is_null());
+        } else {
+            assert_eq!(e["payload"]["kind"], "dispatch.worker_stale");
+            assert_eq!(e["task_id"], doing);
+        }
+    }
+    assert!(event_kinds(&srv, doing).contains(&"alert.resolved".to_string()));
+    // Resolved once: a further pass writes nothing more.
+    let again = svc.post("/api/watchdog/run", &json!({})).json;
+    assert_eq!(again["resolved_alerts"], json!([]), "{again}");
+    assert_eq!(svc.get("/api/events?kind=alert.resolved").json["total"], 2);
+
+    // The condition returns: the alert reopens; disabling dispatch ends it
+    // too.
+    srv.sql()
+        .execute(
+            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
+            [],
+        )
+        .unwrap();
+    svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(open("dispatch.no_fresh_worker").len(), 1);
+    assert_eq!(
+        svc.get("/api/events?kind=alert.reopened").json["total"],
+        2,
+        "both conditions are back"
+    );
+    let r = svc.put("/api/settings/dispatch_enabled", &json!({"value": "false"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    let kinds: Vec<&str> = report["resolved_alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dispatch.no_fresh_worker"], "{report}");
+    let last = svc.get("/api/events?kind=alert.resolved&limit=1").json;
+    assert_eq!(
+        last["events"][0]["payload"]["reason"],
+        "dispatch is disabled"
+    );
+    // The task still runs on a stale worker: that alert stays.
+    assert_eq!(open("dispatch.worker_stale").len(), 1);
+
+    // Moving that task by hand ends its condition.
+    let r = svc.patch(
+        &format!("/api/tasks/{doing}/status"),
+        &json!({"status": "waiting"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    assert_eq!(report["resolved_alerts"][0]["task_id"], doing, "{report}");
+    assert!(open("dispatch.worker_stale").is_empty());
+    assert_eq!(open("dispatch.stale").len(), 1);
+}

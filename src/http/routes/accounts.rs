@@ -113,6 +113,15 @@ pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
     )?))
 }
 
+pub fn edit_workspace(app: &App, req: &Req, ws: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["repo_path", "base_ref"])?;
+    let (repo_path, base_ref) = super::tasks::repo_fields(&f)?;
+    Ok(Resp::ok(ops::set_workspace_repo(
+        &app.db, &who, ws, repo_path, base_ref,
+    )?))
+}
+
 pub fn set_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["role"])?;

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use std::time::{Duration, Instant};
 
-use crate::app::dispatch::{self as ops, ClaimOutcome, CHUNK_LIMIT};
+use crate::app::dispatch::{self as ops, ClaimOutcome, CHUNK_LIMIT, PATCH_LIMIT, STAT_LIMIT};
 use crate::app::watchdog;
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
@@ -16,7 +16,7 @@ use crate::http::waiting::{Wake, MAX_WAIT_SECONDS};
 use crate::http::App;
 use crate::protocol::dispatch::{
     AgentCapability, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatReport, Output, Report,
-    Started, WorkerForgotten,
+    RunChange, Started, WorkerForgotten,
 };
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -199,6 +199,60 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::ok(outcome.answer()))
 }
 
+/// What a run changed in its worktree, in `finished` or `failed`: present
+/// when `branch` is given. `head` and `base` are commit ids.
+fn change(f: &Fields) -> Result<Option<RunChange>> {
+    let Some(branch) = f.text("branch", 255)? else {
+        for k in [
+            "head",
+            "base",
+            "git_status",
+            "diff_stat",
+            "patch",
+            "patch_truncated",
+        ] {
+            if f.has(k) {
+                return Err(Error::invalid_field(
+                    k,
+                    "needs `branch`: a change is reported with its branch",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let commit = |k: &str| -> Result<Option<String>> {
+        match f.nullable_str(k)?.flatten() {
+            Some(c)
+                if !(4..=64).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Err(Error::invalid_field(
+                    k,
+                    "must be a commit id (4 to 64 hexadecimal digits)",
+                ))
+            }
+            c => Ok(c),
+        }
+    };
+    let bounded = |k: &str, max: usize| -> Result<String> {
+        match f.str(k)? {
+            Some(s) if s.len() > max => Err(Error::invalid_field(
+                k,
+                format!("is larger than {max} bytes"),
+            )),
+            s => Ok(s.unwrap_or_default()),
+        }
+    };
+    Ok(Some(RunChange {
+        branch,
+        head: commit("head")?,
+        base: commit("base")?,
+        git_status: bounded("git_status", STAT_LIMIT)?,
+        diff_stat: bounded("diff_stat", STAT_LIMIT)?,
+        patch: bounded("patch", PATCH_LIMIT)?,
+        patch_truncated: f.bool("patch_truncated")?.unwrap_or(false),
+    }))
+}
+
 /// `POST /api/dispatch/tasks/:id/<kind>`.
 pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
     let who = authenticate(app, req)?;
@@ -232,7 +286,20 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
             Ok(Report::Output(Output { chunk, offset }))
         }),
         "finished" => (
-            &["worker_id", "claim_token", "exit_code", "signal", "output"],
+            &[
+                "worker_id",
+                "claim_token",
+                "exit_code",
+                "signal",
+                "output",
+                "branch",
+                "head",
+                "base",
+                "git_status",
+                "diff_stat",
+                "patch",
+                "patch_truncated",
+            ],
             |f| {
                 let signal = match f.raw("signal") {
                     None | Some(Value::Null) => None,
@@ -249,6 +316,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     exit_code: f.nullable_i64("exit_code")?,
                     signal,
                     output: f.str("output")?.unwrap_or_default(),
+                    change: change(f)?,
                 }))
             },
         ),
@@ -259,6 +327,13 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 "signature",
                 "reason",
                 "evidence",
+                "branch",
+                "head",
+                "base",
+                "git_status",
+                "diff_stat",
+                "patch",
+                "patch_truncated",
             ],
             |f| {
                 Ok(Report::Failed(Failed {
@@ -267,6 +342,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                         .ok_or_else(|| Error::invalid_field("signature", "is required"))?,
                     reason: f.str("reason")?.unwrap_or_default(),
                     evidence: f.str("evidence")?.unwrap_or_default(),
+                    change: change(f)?,
                 }))
             },
         ),

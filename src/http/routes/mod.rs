@@ -5,5 +5,6 @@ pub mod accounts;
 pub mod admin;
 pub mod dispatch;
 pub mod feed;
+pub mod stream;
 pub mod tasks;
 pub mod ui;

@@ -3,6 +3,7 @@ use crate::protocol::Deleted;
 use crate::app::tasks::{
     self as ops, AgentRef, NewTaskInput, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
 };
+use crate::domain::repo;
 use crate::domain::task::{Execution, Status};
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
@@ -98,6 +99,24 @@ fn status(f: &Fields) -> Result<Option<Status>> {
         .transpose()
 }
 
+/// A field that may be absent (leave it), null (clear it) or a value.
+type Edit<T> = Option<Option<T>>;
+
+/// `repo_path` and `base_ref`, validated; `null` or `""` clears one.
+pub fn repo_fields(f: &Fields) -> Result<(Edit<String>, Edit<String>)> {
+    let one = |key: &str, check: fn(&str, &str) -> Result<()>| -> Result<Edit<String>> {
+        match f.nullable_str(key)? {
+            Some(Some(v)) if v.is_empty() => Ok(Some(None)),
+            Some(Some(v)) => check(key, &v).map(|()| Some(Some(v))),
+            other => Ok(other),
+        }
+    };
+    Ok((
+        one("repo_path", repo::check_repo_path)?,
+        one("base_ref", repo::check_base_ref)?,
+    ))
+}
+
 pub fn create(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&[
@@ -110,7 +129,10 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         "model",
         "priority",
         "sensitive",
+        "repo_path",
+        "base_ref",
     ])?;
+    let (repo_path, base_ref) = repo_fields(&f)?;
     let input = NewTaskInput {
         workspace_id: f.i64("workspace_id")?.unwrap_or(1),
         title: f
@@ -122,6 +144,8 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         model: f.nullable_str("model")?.flatten(),
         priority: f.i64_in("priority", PRIORITY_RANGE)?.unwrap_or(0),
         sensitive: f.bool("sensitive")?.unwrap_or(false),
+        repo_path: repo_path.flatten(),
+        base_ref: base_ref.flatten(),
     };
     let task = ops::create(&app.db, &who, input)?;
     Ok(Resp::created(task))
@@ -141,7 +165,10 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         "blocked",
         "blocked_reason",
         "status",
+        "repo_path",
+        "base_ref",
     ])?;
+    let (repo_path, base_ref) = repo_fields(&f)?;
     let edit = TaskEdit {
         title: f.text("title", TITLE_MAX)?,
         description: prompt(&f)?,
@@ -153,6 +180,8 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         blocked: f.bool("blocked")?,
         blocked_reason: f.nullable_str("blocked_reason")?,
         status: status(&f)?,
+        repo_path,
+        base_ref,
     };
     let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
     Ok(Resp::ok(task))

@@ -1,0 +1,32 @@
+// Health warnings in Spanish. The server words them in English for
+// operators' logs and scripts; each known wording has a pattern here, and
+// one the table does not know yet is shown as the server sent it.
+
+const RULES = [
+  [/^the database cannot be written: (.*)\. Changes are refused \(503\) until it is fixed/s,
+    (m) => `La base de datos no se puede escribir (${m[1]}). Los cambios se rechazan (503) hasta que se corrija: libera espacio en su disco o corrige sus permisos; la escritura se reanuda sola.`],
+  [/^dispatch is enabled but no worker has sent a heartbeat in the last (\d+) s/,
+    (m) => `El dispatch está activado pero ningún worker ha enviado heartbeat en los últimos ${m[1]} s: arranca el launcher (systemctl start ops-dispatch-launcher.service) o desactiva el dispatch.`],
+  [/^(\d+) task\(s\) stuck in dispatching for more than (\d+) min/,
+    (m) => `${m[1]} tarea(s) atascada(s) en dispatching desde hace más de ${m[2]} min: reconcílialas (botón «Reconciliar» más abajo) y revisa el launcher.`],
+  [/^active agent\(s\) (.*) cannot run on any fresh worker/s,
+    (m) => `Agente(s) activo(s) ${m[1]} no pueden ejecutarse en ningún worker fresco: instala su CLI e inicia sesión en un host del launcher (ops-center doctor), o desactívalos.`],
+  [/^running task\(s\) whose agent has shown no output for (\d+) min or more: (.*); the launcher ends/s,
+    (m) => `Tarea(s) en ejecución cuyo agente no muestra salida desde hace ${m[1]} min o más: ${m[2]}. El launcher termina un agente tras AGENT_SILENCE_MINUTES (15) sin salida; mientras tanto revisa su log.`],
+  [/^the service token is weak/,
+    () => 'El token de servicio es débil: rótalo (deploy-auth-hardening.sh u ops-center admin set-service-token).'],
+  [/^the service token is the one generated at first start/,
+    () => 'El token de servicio es el generado en el primer arranque y nunca se ha rotado: define el tuyo (OPS_SERVICE_TOKEN y reinicia) antes de activar el dispatch.'],
+  [/^(\d+) open alert\(s\)/,
+    (m) => `${m[1]} alerta(s) abierta(s): míralas en Operación → Automatizaciones → Watchdog.`],
+];
+
+/** The Spanish text of one warning (a string, or an object with `message`). */
+export function warningText(w) {
+  const text = typeof w === 'string' ? w : (w && w.message) || JSON.stringify(w);
+  for (const [re, say] of RULES) {
+    const m = re.exec(text);
+    if (m) return say(m);
+  }
+  return text;
+}
