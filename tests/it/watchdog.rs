@@ -413,12 +413,7 @@ fn condition_alerts_resolve_themselves() {
     let (tid, token) = w.claim_one();
     assert_eq!(tid, doing);
     assert_eq!(w.report(tid, &token, "started", json!({})).status, 200);
-    srv.sql()
-        .execute(
-            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
-            [],
-        )
-        .unwrap();
+    srv.advance_clock(600);
 
     let report = svc.post("/api/watchdog/run", &json!({}));
     assert_eq!(report.status, 200, "{}", report.text);
@@ -494,12 +489,7 @@ fn condition_alerts_resolve_themselves() {
 
     // The condition returns: the alert reopens; disabling dispatch ends it
     // too.
-    srv.sql()
-        .execute(
-            "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
-            [],
-        )
-        .unwrap();
+    srv.advance_clock(600);
     svc.post("/api/watchdog/run", &json!({}));
     assert_eq!(open("dispatch.no_fresh_worker").len(), 1);
     assert_eq!(
