@@ -225,13 +225,13 @@ function noteError(el, err, context) {
 }
 
 /** Runs `fn` with `button` disabled, reporting errors in `noteEl` (or
- *  above the view). */
-async function busy(button, fn, noteEl) {
+ *  above the view), after `context` when given. */
+async function busy(button, fn, noteEl, context) {
   if (button) button.disabled = true;
   try {
     return await fn();
   } catch (err) {
-    if (noteEl) noteError(noteEl, err);
+    if (noteEl) noteError(noteEl, err, context);
     else showError(err);
     return undefined;
   } finally {
@@ -335,8 +335,8 @@ async function agents(reload) {
   return state.agents;
 }
 
-async function workspaces() {
-  if (!state.workspaces) state.workspaces = (await api('GET', '/workspaces')).workspaces || [];
+async function workspaces(reload) {
+  if (!state.workspaces || reload) state.workspaces = (await api('GET', '/workspaces')).workspaces || [];
   return state.workspaces;
 }
 
@@ -693,7 +693,7 @@ async function renderCreateForm(panel, done) {
       const task = await api('POST', '/tasks', body);
       state.pendingFlash = ['ok', `Tarea #${task.id} creada.`];
       location.hash = `#/tareas/${task.id}`;
-    }, note);
+    }, note, 'No se pudo crear la tarea.');
   });
   fill(panel, form);
   form.elements.title.focus();
@@ -704,7 +704,7 @@ async function renderCreateForm(panel, done) {
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null };
 
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
@@ -721,6 +721,10 @@ function renderTask(view, id, seq) {
       redraw();
     }
   });
+  // The workspace's repository is where the task runs unless it names
+  // its own.
+  const redrawWithWorkspace = debounced(() => taskLive.reload && taskLive.reload({ workspaces: true }), 300);
+  watch(seq, (ev) => ev.kind === 'workspace.repo_set' && ev.workspace_id === taskLive.workspaceId, redrawWithWorkspace);
   Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
@@ -732,26 +736,66 @@ function renderTask(view, id, seq) {
   });
 }
 
-function drawTask(view, t, seq, refusal) {
-  const reload = () => api('GET', `/tasks/${t.id}`).then((fresh) => {
-    if (!current(seq)) return;
-    // A redraw must not lose a comment being written or the output's place.
-    const form = view.querySelector('.comment-form');
-    const draft = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
-    const follow = view.querySelector('.follow-output');
-    const following = follow ? follow.checked : true;
-    drawTask(view, fresh, seq);
+/** What a person was doing on the task page that a redraw must keep: the
+ *  comment being written, what was typed in the repository forms, which
+ *  collapsible parts (`details[data-keep]`) were open, and whether the
+ *  output follows its end. `restore()` puts it back on the new page. */
+function keepPageState(view) {
+  const form = view.querySelector('.comment-form');
+  const comment = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
+  const typed = [...view.querySelectorAll('form[data-scope] input')]
+    .filter((i) => i.value !== i.defaultValue)
+    .map((i) => ({ scope: i.form.dataset.scope, name: i.name, value: i.value }));
+  // A refusal shown in a repository form stays until its form is sent again.
+  const notes = [...view.querySelectorAll('form[data-scope] [data-note]:not([hidden])')]
+    .map((n) => ({ scope: n.closest('form').dataset.scope, className: n.className, nodes: [...n.childNodes] }));
+  const open = new Map([...view.querySelectorAll('details[data-keep]')].map((d) => [d.dataset.keep, d.open]));
+  const follow = view.querySelector('.follow-output');
+  const following = follow ? follow.checked : true;
+  return () => {
     const again = view.querySelector('.comment-form');
-    if (draft && again) {
-      again.elements.body.value = draft.body;
-      again.elements.kind.value = draft.kind;
-      if (draft.focused) again.elements.body.focus();
+    if (comment && again) {
+      again.elements.body.value = comment.body;
+      again.elements.kind.value = comment.kind;
+      if (comment.focused) again.elements.body.focus();
+    }
+    for (const { scope, name, value } of typed) {
+      const input = view.querySelector(`form[data-scope="${scope}"] input[name="${name}"]`);
+      if (input) input.value = value;
+    }
+    for (const { scope, className, nodes } of notes) {
+      const fresh = view.querySelector(`form[data-scope="${scope}"] [data-note]`);
+      if (!fresh) continue;
+      fresh.className = className;
+      fresh.hidden = false;
+      fresh.replaceChildren(...nodes);
+    }
+    for (const d of view.querySelectorAll('details[data-keep]')) {
+      if (open.has(d.dataset.keep)) d.open = open.get(d.dataset.keep);
     }
     const followAgain = view.querySelector('.follow-output');
     if (followAgain) followAgain.checked = following;
     if (taskLive.scroll) taskLive.scroll();
+  };
+}
+
+/** Whether the person logged in may set workspace `id`'s repository. */
+function canSetWorkspaceRepo(id) {
+  const me = state.me || {};
+  return Boolean(me.is_admin
+    || (me.workspaces || []).some((w) => w.workspace_id === id && w.role === 'admin'));
+}
+
+function drawTask(view, t, seq, refusal) {
+  const reload = (opts = {}) => Promise.all([api('GET', `/tasks/${t.id}`),
+    opts.workspaces ? workspaces(true).catch(() => []) : null]).then(([fresh]) => {
+    if (!current(seq)) return;
+    const restore = keepPageState(view);
+    drawTask(view, fresh, seq);
+    restore();
   });
   taskLive.reload = reload;
+  taskLive.workspaceId = t.workspace_id;
   const actionNote = h('div', { hidden: true });
   if (refusal) noteError(actionNote, refusal.err, refusal.context);
   /** Runs an action on the task and redraws it. A refusal may itself
@@ -903,8 +947,8 @@ function drawTask(view, t, seq, refusal) {
             ['Actualizada', timeEl(t.updated_at)],
             t.archived_at ? ['Archivada', timeEl(t.archived_at)] : null,
           ])),
-        repoPanel(api, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
-          () => { state.workspaces = null; workspaces().catch(() => []).then(reload); }),
+        repoPanel({ api, noteError }, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
+          canSetWorkspaceRepo(t.workspace_id), () => reload({ workspaces: true }).then(() => flash('ok', 'Repositorio guardado.'))),
         h('section', { class: 'panel' },
           h('h2', null, 'Dispatch'),
           dl([
