@@ -5,7 +5,7 @@
 
 import { changesPanel, repoInputs, repoPanel } from './changes.js';
 import * as live from './live.js';
-import { warningText } from './health_es.js';
+import { alertDetail, alertTitle, warningText } from './health_es.js';
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -977,7 +977,11 @@ function commentsPanel(t, comments, logs, blockers, reload) {
       || (filter === 'log' && c.kind === 'log')
       || (filter === 'blocker' && c.kind === 'blocker')
       || (filter === 'note' && (c.kind === 'note' || c.kind === 'system')));
-    fill(list, ...(shown.length ? shown.map(commentEl) : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
+    // Under «Todos» the agent's output chunks in a row are one entry (they
+    // are also in «Salida del agente en vivo»); «Logs» lists each.
+    const entries = filter === 'all' ? groupOutputChunks(shown) : shown;
+    fill(list, ...(entries.length ? entries.map((e) => (Array.isArray(e) ? outputRunEl(e) : commentEl(e)))
+      : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
   };
   const tabs = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Filtrar comentarios' });
   for (const [key, label] of [['all', `Todos (${comments.length})`], ['log', `Logs (${comments.filter((c) => c.kind === 'log').length})`],
@@ -1016,6 +1020,35 @@ function commentsPanel(t, comments, logs, blockers, reload) {
     logs.length ? h('p', { class: 'muted small' }, `${logs.length} comentario(s) de log de ${DISPATCH_AUTHOR}: cuentan como evidencia de salida.`) : null,
     list,
     t.archived_at ? null : form);
+}
+
+const isOutputChunk = (c) => c.kind === 'log' && c.author === DISPATCH_AUTHOR;
+
+/** `comments` with each run of two or more output chunks in a row made
+ *  one array. */
+function groupOutputChunks(comments) {
+  const out = [];
+  for (const c of comments) {
+    const last = out[out.length - 1];
+    if (isOutputChunk(c) && Array.isArray(last)) last.push(c);
+    else if (isOutputChunk(c) && last && !Array.isArray(last) && isOutputChunk(last)) out[out.length - 1] = [last, c];
+    else out.push(c);
+  }
+  return out;
+}
+
+/** A run of output chunks: one collapsed entry with all of their text. */
+function outputRunEl(run) {
+  const first = run[0];
+  const last = run[run.length - 1];
+  return h('article', { class: 'comment kind-log' },
+    h('header', null,
+      h('strong', null, first.author),
+      h('span', { class: 'chip kind-chip-log' }, COMMENT_KIND_LABEL.log),
+      h('span', { class: 'muted small' }, `${run.length} fragmentos de salida`),
+      timeEl(last.created_at)),
+    h('details', { 'data-keep': `output-run-${first.id}` }, h('summary', null, 'Ver la salida'),
+      h('pre', { class: 'output small' }, run.map((c) => c.body).join(''))));
 }
 
 function commentEl(c) {
@@ -1308,7 +1341,7 @@ function taskLinks(ids) {
 function reportEl(r) {
   if (!r || typeof r !== 'object') return h('pre', { class: 'output' }, JSON.stringify(r, null, 2));
   const rows = [];
-  const known = new Set(['ran_at', 'stale_minutes', 'reconciled', 'task_ids', 'alerts', 'followup_task_ids']);
+  const known = new Set(['ran_at', 'stale_minutes', 'reconciled', 'task_ids', 'alerts', 'resolved_alerts', 'followup_task_ids']);
   if ('ran_at' in r) rows.push(['Ejecutado', timeEl(r.ran_at)]);
   if ('reconciled' in r) {
     rows.push(['Tareas stale reconciliadas', h('span', null, `${r.reconciled ?? 0}`,
@@ -1319,9 +1352,15 @@ function reportEl(r) {
     const list = Array.isArray(r.alerts) ? r.alerts : [];
     rows.push(['Alertas', list.length === 0 ? h('span', { class: 'muted' }, 'ninguna nueva') : h('ul', { class: 'plain' }, list.map((x) => h('li', null,
       x.change ? h('span', { class: 'chip flag-warn' }, ALERT_CHANGE_LABEL[x.change] || x.change) : null, ' ',
-      x.kind ? h('code', null, x.kind) : null, ' ', x.title || summarize(x),
+      x.kind ? h('code', null, x.kind) : null, ' ', x.title ? alertTitle(x) : summarize(x),
       x.task_id ? [' · tarea ', taskLink(x.task_id)] : null,
       x.occurrences ? h('span', { class: 'muted' }, ` · ${x.occurrences} ${x.occurrences === 1 ? 'vez' : 'veces'}`) : null)))]);
+  }
+  if ('resolved_alerts' in r) {
+    const list = Array.isArray(r.resolved_alerts) ? r.resolved_alerts : [];
+    rows.push(['Alertas resueltas (su condición terminó)', list.length === 0 ? h('span', { class: 'muted' }, 'ninguna') : h('ul', { class: 'plain' }, list.map((x) => h('li', null,
+      x.kind ? h('code', null, x.kind) : null, ' ', x.title ? alertTitle(x) : summarize(x),
+      x.task_id ? [' · tarea ', taskLink(x.task_id)] : null)))]);
   }
   if ('followup_task_ids' in r) rows.push(['Tareas de seguimiento creadas', taskLinks(r.followup_task_ids)]);
   for (const [k, v] of Object.entries(r)) {
@@ -1359,8 +1398,8 @@ function drawAlerts(area, alerts, total, status, reload) {
       }
       return h('tr', null,
         h('td', null,
-          h('div', null, h('span', { class: 'chip' }, a.kind), ' ', h('strong', null, a.title)),
-          a.detail ? h('div', { class: 'sub pre-line' }, a.detail) : null,
+          h('div', null, h('span', { class: 'chip' }, a.kind), ' ', h('strong', { title: a.title }, alertTitle(a))),
+          a.detail ? h('div', { class: 'sub pre-line', title: a.detail }, alertDetail(a)) : null,
           a.subject ? h('div', { class: 'sub' }, h('code', null, a.subject)) : null),
         h('td', null,
           a.task_id ? h('div', null, 'Tarea ', h('a', { href: `#/tareas/${Number(a.task_id)}` }, `#${Number(a.task_id)}`)) : null,

@@ -126,7 +126,7 @@ function diffLineClass(line) {
 /** A patch as a `<pre>` of one text span per line, coloured by kind. */
 function patchPre(patch) {
   const pre = el('pre', { class: 'mono patch', tabindex: 0 });
-  for (const line of patch.split('\n')) {
+  for (const line of patch.replace(/\n$/, '').split('\n')) {
     const cls = diffLineClass(line);
     pre.appendChild(cls ? el('span', { class: cls }, line) : document.createTextNode(line));
     pre.appendChild(document.createTextNode('\n'));

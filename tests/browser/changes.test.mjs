@@ -113,6 +113,16 @@ test('a finished run\'s change appears in «Cambios» without reloading, the pat
   assert.equal(await patchText.isVisible(), true, 'a live redraw closed the patch');
   if (shots) await page.screenshot({ path: `${shots}/task-changes.png`, fullPage: true });
 
+  // At phone width the patch scrolls inside its box, not the page.
+  await page.setViewportSize({ width: 390, height: 800 });
+  try {
+    if (shots) await page.screenshot({ path: `${shots}/task-changes-phone.png`, fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+
   await patch.locator('summary').click();
   await patchText.waitFor({ state: 'hidden' });
   assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).changes.branch, `ops/task-${t.id}`);
