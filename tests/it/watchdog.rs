@@ -413,7 +413,7 @@ fn condition_alerts_resolve_themselves() {
     let (tid, token) = w.claim_one();
     assert_eq!(tid, doing);
     assert_eq!(w.report(tid, &token, "started", json!({})).status, 200);
-    srv.sql()
+    srv.sql_write()
         .execute(
             "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
             [],
@@ -494,7 +494,7 @@ fn condition_alerts_resolve_themselves() {
 
     // The condition returns: the alert reopens; disabling dispatch ends it
     // too.
-    srv.sql()
+    srv.sql_write()
         .execute(
             "UPDATE worker_heartbeats SET last_seen_at = last_seen_at - 600000",
             [],
