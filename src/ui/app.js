@@ -5,7 +5,7 @@
 
 import { changesPanel, repoInputs, repoPanel } from './changes.js';
 import * as live from './live.js';
-import { warningText } from './health_es.js';
+import { alertDetail, alertTitle, warningText } from './health_es.js';
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -225,13 +225,13 @@ function noteError(el, err, context) {
 }
 
 /** Runs `fn` with `button` disabled, reporting errors in `noteEl` (or
- *  above the view). */
-async function busy(button, fn, noteEl) {
+ *  above the view), after `context` when given. */
+async function busy(button, fn, noteEl, context) {
   if (button) button.disabled = true;
   try {
     return await fn();
   } catch (err) {
-    if (noteEl) noteError(noteEl, err);
+    if (noteEl) noteError(noteEl, err, context);
     else showError(err);
     return undefined;
   } finally {
@@ -335,8 +335,8 @@ async function agents(reload) {
   return state.agents;
 }
 
-async function workspaces() {
-  if (!state.workspaces) state.workspaces = (await api('GET', '/workspaces')).workspaces || [];
+async function workspaces(reload) {
+  if (!state.workspaces || reload) state.workspaces = (await api('GET', '/workspaces')).workspaces || [];
   return state.workspaces;
 }
 
@@ -693,7 +693,7 @@ async function renderCreateForm(panel, done) {
       const task = await api('POST', '/tasks', body);
       state.pendingFlash = ['ok', `Tarea #${task.id} creada.`];
       location.hash = `#/tareas/${task.id}`;
-    }, note);
+    }, note, 'No se pudo crear la tarea.');
   });
   fill(panel, form);
   form.elements.title.focus();
@@ -704,7 +704,7 @@ async function renderCreateForm(panel, done) {
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null };
 
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
@@ -721,6 +721,10 @@ function renderTask(view, id, seq) {
       redraw();
     }
   });
+  // The workspace's repository is where the task runs unless it names
+  // its own.
+  const redrawWithWorkspace = debounced(() => taskLive.reload && taskLive.reload({ workspaces: true }), 300);
+  watch(seq, (ev) => ev.kind === 'workspace.repo_set' && ev.workspace_id === taskLive.workspaceId, redrawWithWorkspace);
   Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
@@ -732,26 +736,66 @@ function renderTask(view, id, seq) {
   });
 }
 
-function drawTask(view, t, seq, refusal) {
-  const reload = () => api('GET', `/tasks/${t.id}`).then((fresh) => {
-    if (!current(seq)) return;
-    // A redraw must not lose a comment being written or the output's place.
-    const form = view.querySelector('.comment-form');
-    const draft = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
-    const follow = view.querySelector('.follow-output');
-    const following = follow ? follow.checked : true;
-    drawTask(view, fresh, seq);
+/** What a person was doing on the task page that a redraw must keep: the
+ *  comment being written, what was typed in the repository forms, which
+ *  collapsible parts (`details[data-keep]`) were open, and whether the
+ *  output follows its end. `restore()` puts it back on the new page. */
+function keepPageState(view) {
+  const form = view.querySelector('.comment-form');
+  const comment = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
+  const typed = [...view.querySelectorAll('form[data-scope] input')]
+    .filter((i) => i.value !== i.defaultValue)
+    .map((i) => ({ scope: i.form.dataset.scope, name: i.name, value: i.value }));
+  // A refusal shown in a repository form stays until its form is sent again.
+  const notes = [...view.querySelectorAll('form[data-scope] [data-note]:not([hidden])')]
+    .map((n) => ({ scope: n.closest('form').dataset.scope, className: n.className, nodes: [...n.childNodes] }));
+  const open = new Map([...view.querySelectorAll('details[data-keep]')].map((d) => [d.dataset.keep, d.open]));
+  const follow = view.querySelector('.follow-output');
+  const following = follow ? follow.checked : true;
+  return () => {
     const again = view.querySelector('.comment-form');
-    if (draft && again) {
-      again.elements.body.value = draft.body;
-      again.elements.kind.value = draft.kind;
-      if (draft.focused) again.elements.body.focus();
+    if (comment && again) {
+      again.elements.body.value = comment.body;
+      again.elements.kind.value = comment.kind;
+      if (comment.focused) again.elements.body.focus();
+    }
+    for (const { scope, name, value } of typed) {
+      const input = view.querySelector(`form[data-scope="${scope}"] input[name="${name}"]`);
+      if (input) input.value = value;
+    }
+    for (const { scope, className, nodes } of notes) {
+      const fresh = view.querySelector(`form[data-scope="${scope}"] [data-note]`);
+      if (!fresh) continue;
+      fresh.className = className;
+      fresh.hidden = false;
+      fresh.replaceChildren(...nodes);
+    }
+    for (const d of view.querySelectorAll('details[data-keep]')) {
+      if (open.has(d.dataset.keep)) d.open = open.get(d.dataset.keep);
     }
     const followAgain = view.querySelector('.follow-output');
     if (followAgain) followAgain.checked = following;
     if (taskLive.scroll) taskLive.scroll();
+  };
+}
+
+/** Whether the person logged in may set workspace `id`'s repository. */
+function canSetWorkspaceRepo(id) {
+  const me = state.me || {};
+  return Boolean(me.is_admin
+    || (me.workspaces || []).some((w) => w.workspace_id === id && w.role === 'admin'));
+}
+
+function drawTask(view, t, seq, refusal) {
+  const reload = (opts = {}) => Promise.all([api('GET', `/tasks/${t.id}`),
+    opts.workspaces ? workspaces(true).catch(() => []) : null]).then(([fresh]) => {
+    if (!current(seq)) return;
+    const restore = keepPageState(view);
+    drawTask(view, fresh, seq);
+    restore();
   });
   taskLive.reload = reload;
+  taskLive.workspaceId = t.workspace_id;
   const actionNote = h('div', { hidden: true });
   if (refusal) noteError(actionNote, refusal.err, refusal.context);
   /** Runs an action on the task and redraws it. A refusal may itself
@@ -903,8 +947,8 @@ function drawTask(view, t, seq, refusal) {
             ['Actualizada', timeEl(t.updated_at)],
             t.archived_at ? ['Archivada', timeEl(t.archived_at)] : null,
           ])),
-        repoPanel(api, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
-          () => { state.workspaces = null; workspaces().catch(() => []).then(reload); }),
+        repoPanel({ api, noteError }, t, (state.workspaces || []).find((w) => w.id === t.workspace_id),
+          canSetWorkspaceRepo(t.workspace_id), () => reload({ workspaces: true }).then(() => flash('ok', 'Repositorio guardado.'))),
         h('section', { class: 'panel' },
           h('h2', null, 'Dispatch'),
           dl([
@@ -933,7 +977,11 @@ function commentsPanel(t, comments, logs, blockers, reload) {
       || (filter === 'log' && c.kind === 'log')
       || (filter === 'blocker' && c.kind === 'blocker')
       || (filter === 'note' && (c.kind === 'note' || c.kind === 'system')));
-    fill(list, ...(shown.length ? shown.map(commentEl) : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
+    // Under «Todos» the agent's output chunks in a row are one entry (they
+    // are also in «Salida del agente en vivo»); «Logs» lists each.
+    const entries = filter === 'all' ? groupOutputChunks(shown) : shown;
+    fill(list, ...(entries.length ? entries.map((e) => (Array.isArray(e) ? outputRunEl(e) : commentEl(e)))
+      : [h('p', { class: 'muted' }, 'Sin comentarios.')]));
   };
   const tabs = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Filtrar comentarios' });
   for (const [key, label] of [['all', `Todos (${comments.length})`], ['log', `Logs (${comments.filter((c) => c.kind === 'log').length})`],
@@ -972,6 +1020,35 @@ function commentsPanel(t, comments, logs, blockers, reload) {
     logs.length ? h('p', { class: 'muted small' }, `${logs.length} comentario(s) de log de ${DISPATCH_AUTHOR}: cuentan como evidencia de salida.`) : null,
     list,
     t.archived_at ? null : form);
+}
+
+const isOutputChunk = (c) => c.kind === 'log' && c.author === DISPATCH_AUTHOR;
+
+/** `comments` with each run of two or more output chunks in a row made
+ *  one array. */
+function groupOutputChunks(comments) {
+  const out = [];
+  for (const c of comments) {
+    const last = out[out.length - 1];
+    if (isOutputChunk(c) && Array.isArray(last)) last.push(c);
+    else if (isOutputChunk(c) && last && !Array.isArray(last) && isOutputChunk(last)) out[out.length - 1] = [last, c];
+    else out.push(c);
+  }
+  return out;
+}
+
+/** A run of output chunks: one collapsed entry with all of their text. */
+function outputRunEl(run) {
+  const first = run[0];
+  const last = run[run.length - 1];
+  return h('article', { class: 'comment kind-log' },
+    h('header', null,
+      h('strong', null, first.author),
+      h('span', { class: 'chip kind-chip-log' }, COMMENT_KIND_LABEL.log),
+      h('span', { class: 'muted small' }, `${run.length} fragmentos de salida`),
+      timeEl(last.created_at)),
+    h('details', { 'data-keep': `output-run-${first.id}` }, h('summary', null, 'Ver la salida'),
+      h('pre', { class: 'output small' }, run.map((c) => c.body).join(''))));
 }
 
 function commentEl(c) {
@@ -1264,7 +1341,7 @@ function taskLinks(ids) {
 function reportEl(r) {
   if (!r || typeof r !== 'object') return h('pre', { class: 'output' }, JSON.stringify(r, null, 2));
   const rows = [];
-  const known = new Set(['ran_at', 'stale_minutes', 'reconciled', 'task_ids', 'alerts', 'followup_task_ids']);
+  const known = new Set(['ran_at', 'stale_minutes', 'reconciled', 'task_ids', 'alerts', 'resolved_alerts', 'followup_task_ids']);
   if ('ran_at' in r) rows.push(['Ejecutado', timeEl(r.ran_at)]);
   if ('reconciled' in r) {
     rows.push(['Tareas stale reconciliadas', h('span', null, `${r.reconciled ?? 0}`,
@@ -1275,9 +1352,15 @@ function reportEl(r) {
     const list = Array.isArray(r.alerts) ? r.alerts : [];
     rows.push(['Alertas', list.length === 0 ? h('span', { class: 'muted' }, 'ninguna nueva') : h('ul', { class: 'plain' }, list.map((x) => h('li', null,
       x.change ? h('span', { class: 'chip flag-warn' }, ALERT_CHANGE_LABEL[x.change] || x.change) : null, ' ',
-      x.kind ? h('code', null, x.kind) : null, ' ', x.title || summarize(x),
+      x.kind ? h('code', null, x.kind) : null, ' ', x.title ? alertTitle(x) : summarize(x),
       x.task_id ? [' · tarea ', taskLink(x.task_id)] : null,
       x.occurrences ? h('span', { class: 'muted' }, ` · ${x.occurrences} ${x.occurrences === 1 ? 'vez' : 'veces'}`) : null)))]);
+  }
+  if ('resolved_alerts' in r) {
+    const list = Array.isArray(r.resolved_alerts) ? r.resolved_alerts : [];
+    rows.push(['Alertas resueltas (su condición terminó)', list.length === 0 ? h('span', { class: 'muted' }, 'ninguna') : h('ul', { class: 'plain' }, list.map((x) => h('li', null,
+      x.kind ? h('code', null, x.kind) : null, ' ', x.title ? alertTitle(x) : summarize(x),
+      x.task_id ? [' · tarea ', taskLink(x.task_id)] : null)))]);
   }
   if ('followup_task_ids' in r) rows.push(['Tareas de seguimiento creadas', taskLinks(r.followup_task_ids)]);
   for (const [k, v] of Object.entries(r)) {
@@ -1315,8 +1398,8 @@ function drawAlerts(area, alerts, total, status, reload) {
       }
       return h('tr', null,
         h('td', null,
-          h('div', null, h('span', { class: 'chip' }, a.kind), ' ', h('strong', null, a.title)),
-          a.detail ? h('div', { class: 'sub pre-line' }, a.detail) : null,
+          h('div', null, h('span', { class: 'chip' }, a.kind), ' ', h('strong', { title: a.title }, alertTitle(a))),
+          a.detail ? h('div', { class: 'sub pre-line', title: a.detail }, alertDetail(a)) : null,
           a.subject ? h('div', { class: 'sub' }, h('code', null, a.subject)) : null),
         h('td', null,
           a.task_id ? h('div', null, 'Tarea ', h('a', { href: `#/tareas/${Number(a.task_id)}` }, `#${Number(a.task_id)}`)) : null,

@@ -2,7 +2,9 @@
 // workspace's) and what its last run changed (branch, diff stat, patch).
 //
 // DOM built from text nodes only (no markup parsing): server text never
-// becomes markup. `api(method, path, body)` is the page's API call.
+// becomes markup. `ui` is what the page lends this module: `api(method,
+// path, body)` and `noteError(el, err, context)` (a refusal shown in a
+// panel, the page's words before the server's).
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -13,7 +15,7 @@ function el(tag, props, ...children) {
     else if (v === true) e.setAttribute(k, '');
     else e.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -49,13 +51,15 @@ export function repoInputs(current) {
   };
 }
 
-/** A small form that PATCHes `path` with the repository fields. */
-function repoForm(api, path, current, title, help, onSaved) {
+/** A small form that PATCHes `path` with the repository fields; `scope`
+ *  (`task` or `workspace`) names it, so that a redraw can keep what was
+ *  being typed in it. */
+function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
   const inputs = repoInputs(current);
-  const note = el('p', { class: 'muted small', hidden: true });
+  const note = el('div', { 'data-note': '', hidden: true });
   const save = el('button', { type: 'submit' }, 'Guardar');
-  const form = el('form', { class: 'repo-form' }, el('h3', null, title), el('p', { class: 'muted small' }, help),
-    inputs.nodes, el('div', { class: 'actions' }, save), note);
+  const form = el('form', { class: 'repo-form', 'data-scope': scope }, el('h3', null, title),
+    el('p', { class: 'muted small' }, help), inputs.nodes, el('div', { class: 'actions' }, save), note);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     save.disabled = true;
@@ -63,12 +67,14 @@ function repoForm(api, path, current, title, help, onSaved) {
     note.className = 'muted small';
     note.textContent = 'Guardando…';
     try {
-      const fresh = await api('PATCH', path, inputs.read());
-      note.textContent = 'Guardado.';
+      const fresh = await ui.api('PATCH', path, inputs.read());
+      note.hidden = true;
+      // Saved: the editor closes and the panel shows the new repository.
+      const editor = form.closest('details');
+      if (editor) editor.open = false;
       if (onSaved) onSaved(fresh);
     } catch (err) {
-      note.className = 'error small';
-      note.textContent = (err && err.message) || String(err);
+      ui.noteError(note, err, refused);
     } finally {
       save.disabled = false;
     }
@@ -77,20 +83,24 @@ function repoForm(api, path, current, title, help, onSaved) {
 }
 
 /** The side panel «Repositorio»: where the task's agent works, and forms
- *  for the task's own repository and its workspace's. */
-export function repoPanel(api, t, workspace, onSaved) {
+ *  for the task's own repository and (for those who may set it) its
+ *  workspace's. */
+export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
   const own = Boolean(t.repo_path);
   const ws = workspace || {};
   const path = own ? t.repo_path : ws.repo_path;
   // As the server decides: the task's ref, else (with the workspace's
   // path) the workspace's.
   const ref = own ? t.base_ref : (t.base_ref || ws.base_ref);
-  const body = el('details', { class: 'repo-edit' }, el('summary', null, 'Cambiar el repositorio'),
-    repoForm(api, `/tasks/${t.id}`, t, 'De esta tarea',
-      'Sustituye al del workspace. Vacío: usa el del workspace.', onSaved),
-    repoForm(api, `/workspaces/${t.workspace_id}`, ws, `Del workspace #${t.workspace_id}`,
-      'Para todas sus tareas sin repositorio propio (admin del workspace).', onSaved));
-  return el('section', { class: 'panel' },
+  const editable = !t.archived_at;
+  const body = editable ? el('details', { class: 'repo-edit', 'data-keep': 'repo-edit' }, el('summary', null, 'Cambiar el repositorio'),
+    repoForm(ui, `/tasks/${t.id}`, 'task', t, 'De esta tarea',
+      'Sustituye al del workspace. Vacío: usa el del workspace.',
+      'No se pudo guardar el repositorio de la tarea.', onSaved),
+    canSetWorkspace ? repoForm(ui, `/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
+      'Para todas sus tareas sin repositorio propio.',
+      `No se pudo guardar el repositorio del workspace #${t.workspace_id}.`, onSaved) : null) : null;
+  return el('section', { class: 'panel repo' },
     el('h2', null, 'Repositorio'),
     path
       ? kv([
@@ -103,32 +113,62 @@ export function repoPanel(api, t, workspace, onSaved) {
     body);
 }
 
+/** The class of one line of a unified diff, for its colour. */
+function diffLineClass(line) {
+  if (line.startsWith('diff --git ')) return 'diff-file';
+  if (line.startsWith('+++ ') || line.startsWith('--- ')) return 'diff-meta';
+  if (line.startsWith('@@')) return 'diff-hunk';
+  if (line.startsWith('+')) return 'diff-add';
+  if (line.startsWith('-')) return 'diff-del';
+  return null;
+}
+
+/** A patch as a `<pre>` of one text span per line, coloured by kind. */
+function patchPre(patch) {
+  const pre = el('pre', { class: 'mono patch', tabindex: 0 });
+  for (const line of patch.replace(/\n$/, '').split('\n')) {
+    const cls = diffLineClass(line);
+    pre.appendChild(cls ? el('span', { class: cls }, line) : document.createTextNode(line));
+    pre.appendChild(document.createTextNode('\n'));
+  }
+  return pre;
+}
+
+function filesText(n) {
+  return n === 1 ? '1 archivo' : `${n} archivos`;
+}
+
 /** The main panel «Cambios»: the branch, the diff stat and the patch of
- *  the task's last run, each collapsible. */
+ *  the task's last run, each collapsible (`data-keep` lets a live redraw
+ *  keep them as the reader left them). */
 export function changesPanel(t) {
   const c = t.changes;
   if (!c) return null;
   const files = (c.diff_stat || '').split('\n').filter((l) => l.includes('|')).length;
   const empty = !(c.patch || '').trim();
+  const range = `${c.base ? `${c.base.slice(0, 12)}..` : ''}${c.branch}`;
   return el('section', { class: 'panel changes' },
-    el('h2', null, 'Cambios ', el('code', { class: 'muted small' }, c.branch)),
+    el('h2', null, 'Cambios de la última ejecución'),
     kv([
       ['Rama', code(c.branch)],
       ['Commit', code(c.head)],
       ['Base', code(c.base)],
-      ['Archivos', String(files)],
+      ['Archivos', empty ? 'ninguno' : filesText(files)],
     ]),
     empty
       ? el('p', { class: 'muted' }, 'La última ejecución no cambió ningún archivo.')
       : [
-        el('details', { class: 'diff', open: true }, el('summary', null, 'Resumen (git diff --stat)'),
+        el('details', { class: 'diff diff-stat', open: true, 'data-keep': 'diff-stat' },
+          el('summary', null, 'Resumen ', el('span', { class: 'muted small' }, '(git diff --stat)')),
           el('pre', { class: 'mono' }, c.diff_stat || '')),
-        c.status ? el('details', { class: 'diff' }, el('summary', null, 'Estado antes del commit (git status)'),
+        c.status ? el('details', { class: 'diff diff-status', 'data-keep': 'diff-status' },
+          el('summary', null, 'Archivos tocados antes del commit ', el('span', { class: 'muted small' }, '(git status)')),
           el('pre', { class: 'mono' }, c.status)) : null,
-        el('details', { class: 'diff' },
-          el('summary', null, c.patch_truncated ? 'Parche (recortado: ver la rama)' : 'Parche'),
-          el('pre', { class: 'mono patch' }, c.patch)),
+        el('details', { class: 'diff diff-patch', 'data-keep': 'diff-patch' },
+          el('summary', null, 'Parche', c.patch_truncated
+            ? el('span', { class: 'muted small' }, ' (recortado: el completo está en la rama)') : null),
+          patchPre(c.patch)),
       ],
-    el('p', { class: 'muted small' }, 'Revisar: ', el('code', null, `git log -p ${c.base ? c.base.slice(0, 12) + '..' : ''}${c.branch}`),
+    el('p', { class: 'muted small review-hint' }, 'Revisar: ', el('code', null, `git log -p ${range}`),
       ' · integrar: ', el('code', null, `git merge ${c.branch}`)));
 }

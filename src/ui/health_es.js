@@ -30,3 +30,41 @@ export function warningText(w) {
   }
   return text;
 }
+
+// Watchdog alerts: the server words their title and detail in English
+// too. A title follows from the alert's kind and subject; a detail of a
+// known wording is translated, else shown as sent.
+
+const ALERT_TITLES = {
+  'dispatch.stale': (a) => a.task_id && `Tarea ${a.task_id} atascada en dispatching`,
+  'dispatch.worker_stale': (a) => a.task_id && `Tarea ${a.task_id} en curso en un worker sin heartbeat`,
+  'dispatch.no_fresh_worker': () => 'Dispatch activado sin ningún worker fresco',
+  'dispatch.recurring_failure': (a) => a.subject && `Fallos de dispatch repetidos en ${a.subject}`,
+};
+
+const ALERT_DETAILS = [
+  [/^stale dispatch: worker (.*) held the task in dispatching for (\d+) min without starting it/s,
+    (m) => `Dispatch stale: el worker ${m[1]} tuvo la tarea en dispatching ${m[2]} min sin arrancarla.`],
+  [/^task (\d+) is doing on worker (.*), which has sent no heartbeat in the last (\d+) s/s,
+    (m) => `La tarea ${m[1]} está en curso en el worker ${m[2]}, que no envía heartbeat desde hace ${m[3]} s: puede que el agente muriera con su host; revisa el host y mueve la tarea a mano.`],
+  [/^no launcher heartbeat in the last (\d+) s while dispatch_enabled=true/,
+    (m) => `Ningún heartbeat de launcher en los últimos ${m[1]} s con dispatch_enabled=true: revisa ops-dispatch-launcher.service en los hosts de los workers o desactiva el dispatch.`],
+  [/^(\d+) failed dispatches of (.*) in the last 24 h \(threshold (\d+)\)/s,
+    (m) => `${m[1]} dispatches fallidos de ${m[2]} en las últimas 24 h (umbral ${m[3]}): mira sus comentarios de bloqueo.`],
+];
+
+/** The Spanish title of an alert (`kind`, `subject`, `task_id`, `title`). */
+export function alertTitle(a) {
+  const say = ALERT_TITLES[a.kind];
+  return (say && say(a)) || a.title;
+}
+
+/** The Spanish detail of an alert, or its detail as sent. */
+export function alertDetail(a) {
+  const text = a.detail || '';
+  for (const [re, say] of ALERT_DETAILS) {
+    const m = re.exec(text);
+    if (m) return say(m);
+  }
+  return text;
+}

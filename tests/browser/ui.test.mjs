@@ -143,6 +143,10 @@ test('at phone width the task list is cards, without sideways scrolling', async 
     assert.equal(await page.locator('table.tasks thead').isVisible(), false);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+    // Nor does any field of a card spill out of its cell.
+    const spilled = await page.locator('table.tasks td').evaluateAll((tds) => tds
+      .filter((td) => td.scrollWidth > td.clientWidth + 1).map((td) => td.textContent));
+    assert.deepEqual(spilled, []);
     const shot = process.env.OPS_UI_SCREENSHOTS;
     if (shot) await page.screenshot({ path: `${shot}/phone-list.png`, fullPage: true });
   } finally {
@@ -160,5 +164,27 @@ test('health warnings are in Spanish', async () => {
   }
   const shot = process.env.OPS_UI_SCREENSHOTS;
   if (shot) await page.screenshot({ path: `${shot}/automatizaciones.png`, fullPage: true });
+  expectNoErrors();
+});
+
+test('the watchdog report is in Spanish, every field named', async () => {
+  await page.goto(`${server.base}/#/operacion/automatizaciones/watchdog`);
+  await page.getByRole('button', { name: 'Ejecutar watchdog' }).click();
+  const report = page.locator('section[data-slot=report]');
+  await report.getByRole('heading', { name: /Informe del watchdog/ }).waitFor();
+  await report.getByText('Alertas resueltas (su condición terminó)').waitFor();
+  // A field the page does not know is shown by its JSON name, in code.
+  assert.deepEqual(await report.locator('dl.kv dt code').allTextContents(), []);
+  // The stale alert of the reconciled task, in Spanish, its «Resolver» in
+  // view without scrolling the table sideways.
+  const alerts = page.locator('table.alerts');
+  await alerts.getByText(/Tarea \d+ atascada en dispatching/).waitFor();
+  await alerts.getByText(/el worker browser-worker-2 tuvo la tarea en dispatching \d+ min sin arrancarla/).waitFor();
+  assert.doesNotMatch(await alerts.innerText(), /stuck in dispatching|held the task/);
+  const panel = await page.locator('section[data-slot=alerts]').boundingBox();
+  const resolve = await alerts.getByRole('button', { name: 'Resolver' }).first().boundingBox();
+  assert.ok(resolve.x + resolve.width <= panel.x + panel.width, '«Resolver» is out of view');
+  const shot = process.env.OPS_UI_SCREENSHOTS;
+  if (shot) await page.screenshot({ path: `${shot}/watchdog.png`, fullPage: true });
   expectNoErrors();
 });
