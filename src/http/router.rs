@@ -20,6 +20,9 @@ macro_rules! methods {
 }
 
 pub fn route(app: &App, req: &Req) -> Result<Resp> {
+    if req.path == "/metrics" {
+        return methods!(req, { "GET" => admin::metrics(app, req) });
+    }
     let Some(rest) = req.path.strip_prefix("/api/") else {
         return ui::serve(req);
     };

@@ -16,6 +16,7 @@ mod gate;
 mod invariants;
 mod launcher;
 mod longpoll;
+mod metrics;
 mod operator;
 mod replication;
 mod retention;
