@@ -17,6 +17,7 @@ mod invariants;
 mod launcher;
 mod longpoll;
 mod metrics;
+mod openapi;
 mod operator;
 mod replication;
 mod retention;
