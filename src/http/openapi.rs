@@ -52,7 +52,8 @@ struct Op {
     path: &'static str,
     summary: &'static str,
     auth: Auth,
-    /// Query parameters: name, JSON type, description.
+    /// Query parameters: name, JSON type (or a whole JSON Schema, as JSON
+    /// text), description.
     query: &'static [(&'static str, &'static str, &'static str)],
     request: Option<SchemaFn>,
     status: u16,
@@ -60,8 +61,16 @@ struct Op {
 }
 
 const PAGE: [(&str, &str, &str); 2] = [
-    ("limit", "integer", "page size, 1 to 1000 (default 50)"),
-    ("offset", "integer", "rows to skip (default 0)"),
+    (
+        "limit",
+        r#"{"type":"integer","minimum":1,"maximum":1000}"#,
+        "page size, 1 to 1000 (default 50)",
+    ),
+    (
+        "offset",
+        r#"{"type":"integer","minimum":0}"#,
+        "rows to skip (default 0)",
+    ),
 ];
 const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
     PAGE[0],
@@ -70,8 +79,8 @@ const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
     ("workspace", "integer", "same as workspace_id"),
     (
         "status",
-        "string",
-        "next, queued, dispatching, doing, review, done or waiting",
+        r#"{"enum":["next","queued","dispatching","doing","review","done","waiting"]}"#,
+        "only this status",
     ),
     ("agent", "string", "only tasks of this agent slug"),
     (
@@ -142,12 +151,12 @@ const OPS: &[Op] = &[
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),
     op!("GET" "/api/dispatch/health", "Dispatch health", Any, body NONE, 200 Body::Json(s::<Health>)),
-    op!("POST" "/api/dispatch/next", "Claim a task (service token)", Any, query &[("wait", "integer", "seconds to wait for a task, 0 to 30")], body Some(s::<ClaimRequest>), 200 Body::Json(s::<ClaimAnswer>)),
+    op!("POST" "/api/dispatch/next", "Claim a task (service token)", Any, query &[("wait", r#"{"type":"integer","minimum":0,"maximum":30}"#, "seconds to wait for a task, 0 to 30")], body Some(s::<ClaimRequest>), 200 Body::Json(s::<ClaimAnswer>)),
     op!("GET" "/api/dispatch/next", "Claim a task, fields in the query (service token)", Any, query &[
         ("worker_id", "string", "the worker (required)"),
         ("agent_slugs", "string", "comma-separated slugs"),
         ("workspace_id", "integer", "only this workspace"),
-        ("wait", "integer", "seconds to wait for a task, 0 to 30"),
+        ("wait", r#"{"type":"integer","minimum":0,"maximum":30}"#, "seconds to wait for a task, 0 to 30"),
     ], body NONE, 200 Body::Json(s::<ClaimAnswer>)),
     op!("POST" "/api/dispatch/tasks/{id}/started", "Report a run started", Any, body Some(s::<ReportBody<Started>>), 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/tasks/{id}/output", "Report output", Any, body Some(s::<ReportBody<Output>>), 200 Body::Json(s::<TaskView>)),
@@ -160,7 +169,7 @@ const OPS: &[Op] = &[
     op!("POST" "/api/watchdog/run", "Run the watchdog now", Any, body NONE, 200 Body::Json(s::<WatchdogReport>)),
     op!("GET" "/api/events", "The audit log", Any, query &[PAGE[0], PAGE[1], ("task_id", "integer", "only this task"), ("kind", "string", "only this kind")], body NONE, 200 Body::Json(s::<EventList>)),
     op!("GET" "/api/stream", "Server-sent events of the audit log", Any, query &[("last_event_id", "string", "resume after this event id")], body NONE, 200 Body::Events),
-    op!("GET" "/api/alerts", "Alerts", Any, query &[PAGE[0], PAGE[1], ("status", "string", "open or resolved")], body NONE, 200 Body::Json(s::<AlertList>)),
+    op!("GET" "/api/alerts", "Alerts", Any, query &[PAGE[0], PAGE[1], ("status", r#"{"enum":["open","resolved"]}"#, "open or resolved")], body NONE, 200 Body::Json(s::<AlertList>)),
     op!("DELETE" "/api/alerts/{id}", "Delete an alert", Any, body NONE, 200 Body::Json(s::<Deleted>)),
     op!("POST" "/api/alerts/{id}/resolve", "Resolve an alert", Any, body NONE, 200 Body::Json(s::<AlertView>)),
 ];
@@ -210,7 +219,7 @@ fn build(test_clock: bool) -> Value {
             .collect();
         parameters.extend(op.query.iter().map(|(name, ty, desc)| {
             json!({"name": name, "in": "query", "required": false,
-                   "description": desc, "schema": {"type": ty}})
+                   "description": desc, "schema": query_schema(ty)})
         }));
         let mut responses = Map::new();
         let ok = match op.response {
@@ -266,6 +275,14 @@ fn build(test_clock: bool) -> Value {
         },
         "security": [{"serviceToken": []}, {"session": []}],
     })
+}
+
+fn query_schema(ty: &str) -> Value {
+    if ty.starts_with('{') {
+        serde_json::from_str(ty).expect("a JSON Schema")
+    } else {
+        json!({ "type": ty })
+    }
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {
