@@ -10,6 +10,7 @@ pub mod http;
 pub mod launcher;
 #[cfg(test)]
 mod layering;
+pub mod metrics;
 pub mod ops;
 pub mod protocol;
 pub mod secrets;

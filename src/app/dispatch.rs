@@ -386,6 +386,7 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         transition(conn, &mut t, Status::Dispatching, "dispatch.claimed", &actor, payload, now)?;
         tasks::save_claim(conn, &t, now)?;
         t.updated_at = now;
+        crate::metrics::METRICS.claim();
         let model = t.model.clone().or(agent.model);
         let (ws_path, ws_ref) = crate::store::workspaces::repo(conn, t.workspace_id)?;
         let repo = repo::effective((t.repo_path.as_deref(), t.base_ref.as_deref()), (ws_path.as_deref(), ws_ref.as_deref()))
@@ -488,6 +489,7 @@ pub fn report(
                 let payload = json!({"signature": signature, "reason": reason,
                                      "worker_id": claim.worker_id, "agent": t.agent_slug});
                 transition(conn, &mut t, Status::Waiting, "dispatch.failed", &actor, payload, now)?;
+                crate::metrics::METRICS.failure(&signature);
             }
         }
         tasks::save(conn, &t, now)?;

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod alerts;
 pub mod dispatch;
 pub mod gate;
+pub mod metrics;
 pub mod settings;
 pub mod tasks;
 pub mod views;

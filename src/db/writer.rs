@@ -343,7 +343,14 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
     }
     let outcome = match storage {
         Some(f) => Err(f),
-        None => control(conn, "COMMIT").map_err(|e| Failure::of(&e)),
+        None => {
+            let started = std::time::Instant::now();
+            let committed = control(conn, "COMMIT").map_err(|e| Failure::of(&e));
+            if committed.is_ok() {
+                crate::metrics::METRICS.commit(started.elapsed());
+            }
+            committed
+        }
     };
     if let Err(f) = &outcome {
         let cause = match f {

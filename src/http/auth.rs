@@ -33,6 +33,25 @@ pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
     Err(Error::Unauthorized(ANONYMOUS.into()))
 }
 
+/// [`authenticate`], where the service token may also come as
+/// `Authorization: Bearer <token>`: the one way every Prometheus release
+/// can send a secret read from a file. Only `GET /metrics` takes it.
+pub fn authenticate_scraper(app: &App, req: &Req) -> Result<Principal> {
+    let bearer = req
+        .header("authorization")
+        .and_then(|v| v.trim().strip_prefix("Bearer "));
+    match bearer {
+        Some(token) if req.header(TOKEN_HEADER).is_none() => {
+            if accounts::is_service_token(&app.db, token.trim())? {
+                Ok(Principal::Service)
+            } else {
+                Err(Error::Unauthorized("invalid service token".into()))
+            }
+        }
+        _ => authenticate(app, req),
+    }
+}
+
 const ANONYMOUS: &str =
     "authentication required: send X-OPS-Service-Token or log in (POST /api/auth/login)";
 

@@ -132,14 +132,18 @@ impl Conn {
 
     fn log_status(&mut self, status: u16) {
         match self.log.take() {
-            Some((method, path, started)) => log::info!(
-                "{method} {path} {status} {}ms",
-                started.elapsed().as_millis()
-            ),
-            None => log::info!(
-                "- - {status} (from {}, before a complete request head)",
-                self.peer.map(|p| p.to_string()).unwrap_or_default()
-            ),
+            Some((method, path, started)) => {
+                let took = started.elapsed();
+                crate::metrics::METRICS.request(status, took);
+                log::info!("{method} {path} {status} {}ms", took.as_millis())
+            }
+            None => {
+                crate::metrics::METRICS.refused(status);
+                log::info!(
+                    "- - {status} (from {}, before a complete request head)",
+                    self.peer.map(|p| p.to_string()).unwrap_or_default()
+                )
+            }
         }
     }
 }

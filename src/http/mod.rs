@@ -5,6 +5,7 @@
 mod auth;
 mod event_loop;
 mod fields;
+mod openapi;
 mod request;
 mod responder;
 mod response;

@@ -40,6 +40,16 @@ impl Resp {
         Resp::json(201, &v)
     }
 
+    /// A body that is not JSON (the metrics' text format).
+    pub fn text(content_type: &'static str, body: String) -> Resp {
+        Resp {
+            status: 200,
+            content_type,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
     pub fn static_file(content_type: &'static str, body: &'static [u8]) -> Resp {
         Resp {
             status: 200,

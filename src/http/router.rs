@@ -8,135 +8,218 @@ use super::routes::{accounts, admin, dispatch, feed, stream, tasks, ui};
 use super::App;
 use crate::error::{Error, Result};
 
-/// Picks the handler for the request's method among `(method, handler)`
-/// pairs, or answers 405.
-macro_rules! methods {
-    ($req:expr, { $($m:literal => $h:expr),+ $(,)? }) => {
-        match $req.method.as_str() {
-            $($m => $h,)+
-            _ => Ok(Resp::method_not_allowed(&[$($m),+])),
+/// Path parameters, in the order of the pattern's `{...}` segments.
+pub struct Params<'a>(Vec<&'a str>);
+
+impl Params<'_> {
+    /// The `i`-th parameter as a positive id, or 400 naming `what`.
+    fn id(&self, i: usize, what: &str) -> Result<i64> {
+        parse_id(what, self.0[i])
+    }
+
+    fn text(&self, i: usize) -> &str {
+        self.0[i]
+    }
+}
+
+type Handler = fn(&App, &Req, &Params) -> Result<Resp>;
+
+/// One route: a method, a path pattern (`{name}` matches one segment) and
+/// its handler. `ROUTES` is the one list of what the server answers: the
+/// router walks it and the OpenAPI document (`openapi.rs`) is checked
+/// against it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Served only with the test clock (`OPS_TEST_CLOCK=1`).
+    pub test_only: bool,
+    handler: Handler,
+}
+
+const fn r(method: &'static str, path: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        path,
+        test_only: false,
+        handler,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    r("GET", "/metrics", |a, q, _| admin::metrics(a, q)),
+    r("GET", "/api/openapi.json", |a, _, _| {
+        Ok(Resp::static_file(
+            "application/json",
+            super::openapi::document(a.test_clock),
+        ))
+    }),
+    r("POST", "/api/auth/login", |a, q, _| accounts::login(a, q)),
+    r("POST", "/api/auth/logout", |a, q, _| accounts::logout(a, q)),
+    r("GET", "/api/auth/me", |a, q, _| accounts::me(a, q)),
+    r("GET", "/api/users", |a, q, _| accounts::list_users(a, q)),
+    r("POST", "/api/users", |a, q, _| accounts::create_user(a, q)),
+    r("PATCH", "/api/users/{id}", |a, q, p| {
+        accounts::edit_user(a, q, p.id(0, "user")?)
+    }),
+    r("DELETE", "/api/users/{id}", |a, q, p| {
+        accounts::delete_user(a, q, p.id(0, "user")?)
+    }),
+    r("GET", "/api/workspaces", |a, q, _| {
+        accounts::list_workspaces(a, q)
+    }),
+    r("POST", "/api/workspaces", |a, q, _| {
+        accounts::create_workspace(a, q)
+    }),
+    r("PATCH", "/api/workspaces/{id}", |a, q, p| {
+        accounts::edit_workspace(a, q, p.id(0, "workspace")?)
+    }),
+    r(
+        "PUT",
+        "/api/workspaces/{id}/members/{user_id}",
+        |a, q, p| accounts::set_member(a, q, p.id(0, "workspace")?, p.id(1, "user")?),
+    ),
+    r(
+        "DELETE",
+        "/api/workspaces/{id}/members/{user_id}",
+        |a, q, p| accounts::remove_member(a, q, p.id(0, "workspace")?, p.id(1, "user")?),
+    ),
+    r("GET", "/api/settings", |a, q, _| admin::settings(a, q)),
+    r("GET", "/api/settings/{key}", |a, q, p| {
+        admin::setting(a, q, p.text(0))
+    }),
+    r("PUT", "/api/settings/{key}", |a, q, p| {
+        admin::set_setting(a, q, p.text(0))
+    }),
+    r("GET", "/api/agents", |a, q, _| admin::list_agents(a, q)),
+    r("POST", "/api/agents", |a, q, _| admin::create_agent(a, q)),
+    r("GET", "/api/agents/{id}", |a, q, p| {
+        admin::get_agent(a, q, p.id(0, "agent")?)
+    }),
+    r("PATCH", "/api/agents/{id}", |a, q, p| {
+        admin::edit_agent(a, q, p.id(0, "agent")?)
+    }),
+    r("DELETE", "/api/agents/{id}", |a, q, p| {
+        admin::delete_agent(a, q, p.id(0, "agent")?)
+    }),
+    r("GET", "/api/tasks", |a, q, _| tasks::list(a, q)),
+    r("POST", "/api/tasks", |a, q, _| tasks::create(a, q)),
+    r("GET", "/api/tasks/{id}", |a, q, p| {
+        tasks::get(a, q, p.id(0, "task")?)
+    }),
+    r("PATCH", "/api/tasks/{id}", |a, q, p| {
+        tasks::edit(a, q, p.id(0, "task")?)
+    }),
+    r("DELETE", "/api/tasks/{id}", |a, q, p| {
+        tasks::delete(a, q, p.id(0, "task")?)
+    }),
+    r("PATCH", "/api/tasks/{id}/status", |a, q, p| {
+        tasks::set_status(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/comments", |a, q, p| {
+        tasks::comment(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/archive", |a, q, p| {
+        tasks::archive(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/dispatch", |a, q, p| {
+        dispatch::dispatch(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/approve", |a, q, p| {
+        dispatch::approve(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/dispatch/heartbeat", |a, q, _| {
+        dispatch::heartbeat(a, q)
+    }),
+    r("GET", "/api/dispatch/health", |a, q, _| {
+        dispatch::health(a, q)
+    }),
+    r("POST", "/api/dispatch/next", |a, q, _| dispatch::next(a, q)),
+    r("GET", "/api/dispatch/next", |a, q, _| dispatch::next(a, q)),
+    r("POST", "/api/dispatch/tasks/{id}/started", |a, q, p| {
+        dispatch::report(a, q, p.id(0, "task")?, "started")
+    }),
+    r("POST", "/api/dispatch/tasks/{id}/output", |a, q, p| {
+        dispatch::report(a, q, p.id(0, "task")?, "output")
+    }),
+    r("POST", "/api/dispatch/tasks/{id}/finished", |a, q, p| {
+        dispatch::report(a, q, p.id(0, "task")?, "finished")
+    }),
+    r("POST", "/api/dispatch/tasks/{id}/failed", |a, q, p| {
+        dispatch::report(a, q, p.id(0, "task")?, "failed")
+    }),
+    r("POST", "/api/dispatch/reconcile-stale", |a, q, _| {
+        dispatch::reconcile(a, q)
+    }),
+    r("GET", "/api/dispatch/stale", |a, q, _| {
+        dispatch::stale(a, q)
+    }),
+    r("DELETE", "/api/dispatch/workers/{worker_id}", |a, q, p| {
+        dispatch::forget_worker(a, q, p.text(0))
+    }),
+    Route {
+        method: "POST",
+        path: "/api/test/clock",
+        test_only: true,
+        handler: |a, q, _| admin::advance_clock(a, q),
+    },
+    r("POST", "/api/watchdog/run", |a, q, _| {
+        dispatch::watchdog_run(a, q)
+    }),
+    r("GET", "/api/events", |a, q, _| feed::events(a, q)),
+    r("GET", "/api/stream", |a, q, _| stream::open(a, q)),
+    r("GET", "/api/alerts", |a, q, _| feed::alerts(a, q)),
+    r("DELETE", "/api/alerts/{id}", |a, q, p| {
+        feed::delete_alert(a, q, p.id(0, "alert")?)
+    }),
+    r("POST", "/api/alerts/{id}/resolve", |a, q, p| {
+        feed::resolve_alert(a, q, p.id(0, "alert")?)
+    }),
+];
+
+/// The routes `app` serves (the test clock's only when it is on).
+pub fn served(app_test_clock: bool) -> impl Iterator<Item = &'static Route> {
+    ROUTES
+        .iter()
+        .filter(move |r| app_test_clock || !r.test_only)
+}
+
+/// The parameters of `path` when it matches `pattern`.
+fn matches<'a>(pattern: &str, path: &'a str) -> Option<Params<'a>> {
+    let mut params = Vec::new();
+    let mut segs = path.split('/');
+    for want in pattern.split('/') {
+        let seg = segs.next()?;
+        if want.starts_with('{') {
+            if seg.is_empty() {
+                return None;
+            }
+            params.push(seg);
+        } else if want != seg {
+            return None;
         }
-    };
+    }
+    segs.next().is_none().then_some(Params(params))
 }
 
 pub fn route(app: &App, req: &Req) -> Result<Resp> {
-    let Some(rest) = req.path.strip_prefix("/api/") else {
-        return ui::serve(req);
-    };
-    let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["auth", "login"] => methods!(req, { "POST" => accounts::login(app, req) }),
-        ["auth", "logout"] => methods!(req, { "POST" => accounts::logout(app, req) }),
-        ["auth", "me"] => methods!(req, { "GET" => accounts::me(app, req) }),
-        ["users"] => methods!(req, {
-            "GET" => accounts::list_users(app, req),
-            "POST" => accounts::create_user(app, req),
-        }),
-        ["users", id] => {
-            let id = parse_id("user", id)?;
-            methods!(req, {
-                "PATCH" => accounts::edit_user(app, req, id),
-                "DELETE" => accounts::delete_user(app, req, id),
-            })
+    let path = req.path.trim_end_matches('/');
+    let mut allowed: Vec<&str> = Vec::new();
+    for route in served(app.test_clock) {
+        let Some(params) = matches(route.path, path) else {
+            continue;
+        };
+        if route.method == req.method {
+            return (route.handler)(app, req, &params);
         }
-        ["workspaces"] => methods!(req, {
-            "GET" => accounts::list_workspaces(app, req),
-            "POST" => accounts::create_workspace(app, req),
-        }),
-        ["workspaces", ws] => {
-            let ws = parse_id("workspace", ws)?;
-            methods!(req, { "PATCH" => accounts::edit_workspace(app, req, ws) })
-        }
-        ["workspaces", ws, "members", user] => {
-            let (ws, user) = (parse_id("workspace", ws)?, parse_id("user", user)?);
-            methods!(req, {
-                "PUT" => accounts::set_member(app, req, ws, user),
-                "DELETE" => accounts::remove_member(app, req, ws, user),
-            })
-        }
-        ["settings"] => methods!(req, { "GET" => admin::settings(app, req) }),
-        ["settings", key] => methods!(req, {
-            "GET" => admin::setting(app, req, key),
-            "PUT" => admin::set_setting(app, req, key),
-        }),
-        ["agents"] => methods!(req, {
-            "GET" => admin::list_agents(app, req),
-            "POST" => admin::create_agent(app, req),
-        }),
-        ["agents", id] => {
-            let id = parse_id("agent", id)?;
-            methods!(req, {
-                "GET" => admin::get_agent(app, req, id),
-                "PATCH" => admin::edit_agent(app, req, id),
-                "DELETE" => admin::delete_agent(app, req, id),
-            })
-        }
-        ["tasks"] => methods!(req, {
-            "GET" => tasks::list(app, req),
-            "POST" => tasks::create(app, req),
-        }),
-        ["tasks", id] => {
-            let id = parse_id("task", id)?;
-            methods!(req, {
-                "GET" => tasks::get(app, req, id),
-                "PATCH" => tasks::edit(app, req, id),
-                "DELETE" => tasks::delete(app, req, id),
-            })
-        }
-        ["tasks", id, "status"] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "PATCH" => tasks::set_status(app, req, id) })
-        }
-        ["tasks", id, "comments"] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "POST" => tasks::comment(app, req, id) })
-        }
-        ["tasks", id, "archive"] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "POST" => tasks::archive(app, req, id) })
-        }
-        ["tasks", id, "dispatch"] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "POST" => dispatch::dispatch(app, req, id) })
-        }
-        ["tasks", id, "approve"] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "POST" => dispatch::approve(app, req, id) })
-        }
-        ["dispatch", "heartbeat"] => methods!(req, { "POST" => dispatch::heartbeat(app, req) }),
-        ["dispatch", "health"] => methods!(req, { "GET" => dispatch::health(app, req) }),
-        ["dispatch", "next"] => methods!(req, {
-            "POST" => dispatch::next(app, req),
-            "GET" => dispatch::next(app, req),
-        }),
-        ["dispatch", "tasks", id, kind @ ("started" | "output" | "finished" | "failed")] => {
-            let id = parse_id("task", id)?;
-            methods!(req, { "POST" => dispatch::report(app, req, id, kind) })
-        }
-        ["dispatch", "reconcile-stale"] => {
-            methods!(req, { "POST" => dispatch::reconcile(app, req) })
-        }
-        ["dispatch", "stale"] => methods!(req, { "GET" => dispatch::stale(app, req) }),
-        ["dispatch", "workers", worker] => {
-            methods!(req, { "DELETE" => dispatch::forget_worker(app, req, worker) })
-        }
-        ["test", "clock"] if app.test_clock => {
-            methods!(req, { "POST" => admin::advance_clock(app, req) })
-        }
-        ["watchdog", "run"] => methods!(req, { "POST" => dispatch::watchdog_run(app, req) }),
-        ["events"] => methods!(req, { "GET" => feed::events(app, req) }),
-        ["stream"] => methods!(req, { "GET" => stream::open(app, req) }),
-        ["alerts"] => methods!(req, { "GET" => feed::alerts(app, req) }),
-        ["alerts", id] => {
-            let id = parse_id("alert", id)?;
-            methods!(req, { "DELETE" => feed::delete_alert(app, req, id) })
-        }
-        ["alerts", id, "resolve"] => {
-            let id = parse_id("alert", id)?;
-            methods!(req, { "POST" => feed::resolve_alert(app, req, id) })
-        }
-        _ => Err(Error::not_found(format!("no route {}", req.path))),
+        allowed.push(route.method);
     }
+    if !allowed.is_empty() {
+        return Ok(Resp::method_not_allowed(&allowed));
+    }
+    if req.path.starts_with("/api/") {
+        return Err(Error::not_found(format!("no route {}", req.path)));
+    }
+    ui::serve(req)
 }
 
 fn parse_id(what: &str, s: &str) -> Result<i64> {

@@ -1,29 +1,30 @@
 //! Logins, users and workspaces.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/auth/login`: `{"username","password"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Login {
     pub username: String,
     pub password: String,
 }
 
 /// What a successful login answers (the session is in the cookie).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LoggedIn {
     pub id: i64,
     pub username: String,
     pub is_admin: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LoggedOut {
     pub logged_out: bool,
 }
 
 /// A user; never the password hash.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UserView {
     pub id: i64,
     pub username: String,
@@ -32,7 +33,7 @@ pub struct UserView {
     pub workspaces: Vec<Membership>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Membership {
     pub workspace_id: i64,
     /// `admin` or `member`.
@@ -41,20 +42,20 @@ pub struct Membership {
 
 /// `GET /api/auth/me`: the service is `{"role":"service"}`; a person is
 /// their user and `role` `admin` or `user`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Me {
     #[serde(flatten)]
     pub user: Option<UserView>,
     pub role: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UserList {
     pub users: Vec<UserView>,
     pub total: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Workspace {
     pub id: i64,
     pub name: String,
@@ -65,14 +66,14 @@ pub struct Workspace {
     pub base_ref: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspaceList {
     pub workspaces: Vec<Workspace>,
     pub total: i64,
 }
 
 /// `PUT /api/workspaces/:ws/members/:user`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MemberSet {
     pub workspace_id: i64,
     pub user_id: i64,
@@ -80,9 +81,48 @@ pub struct MemberSet {
 }
 
 /// `DELETE /api/workspaces/:ws/members/:user`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MemberRemoved {
     pub workspace_id: i64,
     pub user_id: i64,
     pub removed: bool,
+}
+
+/// `POST /api/users`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub is_admin: Option<bool>,
+}
+
+/// `PATCH /api/users/:id`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserChange {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub is_admin: Option<bool>,
+}
+
+/// `POST /api/workspaces`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NewWorkspace {
+    pub name: String,
+}
+
+/// `PATCH /api/workspaces/:id`: the repository (`null` clears it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceChange {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo_path: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base_ref: Option<Option<String>>,
+}
+
+/// `PUT /api/workspaces/:id/members/:user_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MemberRole {
+    pub role: String,
 }

@@ -1,8 +1,9 @@
 //! Agents and settings.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentView {
     pub id: i64,
     pub slug: String,
@@ -14,7 +15,7 @@ pub struct AgentView {
     pub updated_at: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentList {
     pub agents: Vec<AgentView>,
     pub total: i64,
@@ -22,7 +23,7 @@ pub struct AgentList {
 
 /// `GET /api/settings` (and `settings` in health): typed values; the
 /// service token is `"[redacted]"`, or null when none is set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SettingsView {
     pub dispatch_enabled: bool,
     pub dispatch_stale_minutes: i64,
@@ -35,7 +36,7 @@ pub struct SettingsView {
 }
 
 /// One setting's typed value.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum SettingValue {
     Flag(bool),
@@ -44,7 +45,7 @@ pub enum SettingValue {
 }
 
 /// `GET`/`PUT /api/settings/:key`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Setting {
     pub key: String,
     pub value: Option<SettingValue>,
@@ -52,7 +53,7 @@ pub struct Setting {
 
 /// `POST /api/agents` and `PATCH /api/agents/:id`; what is absent is kept
 /// (or defaults).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentChange {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub slug: Option<String>,
@@ -68,19 +69,19 @@ pub struct AgentChange {
 
 /// `PUT /api/settings/:key`: the value as text (a JSON boolean or number
 /// is taken as its text).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SettingChange {
     pub value: String,
 }
 
 /// `POST /api/test/clock` (a server started with `OPS_TEST_CLOCK=1`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClockAdvance {
     pub advance_seconds: i64,
 }
 
 /// The server's time after the move.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Clock {
     pub now: String,
 }

@@ -1,12 +1,13 @@
 //! The dispatch protocol between the server and its workers: heartbeat,
 //! claim, the four reports, and the operator's stale/reconcile views.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::tasks::TaskView;
 
 /// What a worker says it can run, per agent slug.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct AgentCapability {
     pub slug: String,
@@ -30,7 +31,7 @@ impl AgentCapability {
 /// `POST /api/dispatch/heartbeat`. In requests an absent value is left
 /// out rather than sent as null: the server refuses null where it expects
 /// a number or a string.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatReport {
     pub worker_id: String,
     pub host: String,
@@ -51,7 +52,7 @@ pub struct HeartbeatReport {
 }
 
 /// The answer to a heartbeat.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatAnswer {
     pub ok: bool,
     pub worker_id: String,
@@ -62,7 +63,7 @@ pub struct HeartbeatAnswer {
 }
 
 /// `POST /api/dispatch/next` (`GET` takes the same as query parameters).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimRequest {
     pub worker_id: String,
     /// Only these slugs (of those the worker can run).
@@ -74,7 +75,7 @@ pub struct ClaimRequest {
 
 /// The answer to a claim: a task with its agent and claim token, or
 /// `task: null` and the reason.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimAnswer {
     pub task: Option<TaskView>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -96,14 +97,14 @@ pub struct ClaimAnswer {
 /// The repository a claimed task runs in: a git checkout on the launcher
 /// host, and the ref its branch starts from (`None`: the checkout's
 /// current branch).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimRepo {
     pub path: String,
     pub base_ref: Option<String>,
 }
 
 /// What to run for a claimed task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimedAgent {
     pub slug: String,
     pub launch_command: Option<String>,
@@ -113,14 +114,14 @@ pub struct ClaimedAgent {
 
 /// A worker's proof that it holds a task's current claim; part of every
 /// report.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimProof {
     pub worker_id: String,
     pub claim_token: String,
 }
 
 /// `POST /api/dispatch/tasks/:id/started`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Started {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pid: Option<i64>,
@@ -131,7 +132,7 @@ pub struct Started {
 }
 
 /// `POST /api/dispatch/tasks/:id/output`: one chunk of the agent's stdout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Output {
     pub chunk: String,
     /// Where the chunk's first byte is in the agent's stdout; a chunk
@@ -142,7 +143,7 @@ pub struct Output {
 }
 
 /// `POST /api/dispatch/tasks/:id/finished`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finished {
     pub exit_code: Option<i64>,
     /// The signal that ended the agent, by name or number.
@@ -155,7 +156,7 @@ pub struct Finished {
 }
 
 /// `POST /api/dispatch/tasks/:id/failed`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Failed {
     /// A short, stable description of the failure.
     pub signature: String,
@@ -167,7 +168,7 @@ pub struct Failed {
 
 /// What a run changed in its worktree, sent in `finished` or `failed`
 /// beside the report's own fields: present when `branch` is.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunChange {
     pub branch: String,
     /// The commit on `branch` holding the change.
@@ -211,7 +212,7 @@ impl Report {
 
 /// A report as sent: the claim proof and the report's own fields in one
 /// object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReportBody<T> {
     #[serde(flatten)]
     pub claim: ClaimProof,
@@ -220,7 +221,7 @@ pub struct ReportBody<T> {
 }
 
 /// `GET /api/dispatch/stale`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StaleTasks {
     pub stale_minutes: i64,
     pub total: usize,
@@ -228,7 +229,7 @@ pub struct StaleTasks {
 }
 
 /// `POST /api/dispatch/reconcile-stale`: `{"minutes"?, "task_ids"?}`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReconcileRequest {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub minutes: Option<i64>,
@@ -236,7 +237,7 @@ pub struct ReconcileRequest {
 }
 
 /// What a reconciliation did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Reconciled {
     pub stale_minutes: i64,
     pub reconciled: usize,
@@ -244,7 +245,7 @@ pub struct Reconciled {
 }
 
 /// `DELETE /api/dispatch/workers/:id`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerForgotten {
     pub deleted: String,
 }

@@ -1,10 +1,11 @@
 //! The audit log and the alerts.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One audit-log entry. `payload` is the event's own record (its keys
 /// depend on `kind`), kept as written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub id: i64,
     pub at: String,
@@ -19,13 +20,13 @@ pub struct Event {
 }
 
 /// `GET /api/events`: newest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventList {
     pub events: Vec<Event>,
     pub total: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertView {
     pub id: i64,
     pub kind: String,
@@ -43,7 +44,7 @@ pub struct AlertView {
 }
 
 /// `GET /api/alerts`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertList {
     pub alerts: Vec<AlertView>,
     pub total: i64,

@@ -1,11 +1,12 @@
 //! `GET /api/dispatch/health`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::admin::SettingsView;
 use super::dispatch::AgentCapability;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// False while the database cannot be written.
     pub ok: bool,
@@ -23,13 +24,13 @@ pub struct Health {
     pub warnings: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StorageSize {
     pub db_bytes: u64,
     pub wal_bytes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerSummary {
     pub total: usize,
     pub fresh: usize,
@@ -39,7 +40,7 @@ pub struct WorkerSummary {
 }
 
 /// Task counts of the caller's workspaces.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Queue {
     pub next: i64,
     pub queued: i64,
@@ -52,7 +53,7 @@ pub struct Queue {
 }
 
 /// A worker as its last heartbeat described it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerView {
     pub worker_id: String,
     pub host: String,

@@ -18,10 +18,11 @@ pub mod health;
 pub mod tasks;
 pub mod watchdog;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `{"deleted": id}`: what a `DELETE` of a numbered thing answers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Deleted {
     pub deleted: i64,
 }

@@ -1,9 +1,10 @@
 //! Tasks and their comments.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A task as every route shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskView {
     pub id: i64,
     pub workspace_id: i64,
@@ -40,7 +41,7 @@ pub struct TaskView {
 }
 
 /// `GET /api/tasks/:id`: the task and its comments, oldest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskView,
@@ -50,7 +51,7 @@ pub struct TaskDetail {
 }
 
 /// A run's change as reported by its launcher and stored on the task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskChange {
     pub branch: String,
     pub head: Option<String>,
@@ -62,7 +63,7 @@ pub struct TaskChange {
     pub reported_at: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comment {
     pub id: i64,
     pub task_id: i64,
@@ -74,7 +75,7 @@ pub struct Comment {
 }
 
 /// `GET /api/tasks`: one page, and how many match in all.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskList {
     pub tasks: Vec<TaskView>,
     pub total: i64,
@@ -82,7 +83,7 @@ pub struct TaskList {
 
 /// `POST /api/tasks`. Absent values take their defaults (workspace 1,
 /// `manual`, priority 0, not sensitive) and are left out when sent.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NewTask {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub workspace_id: Option<i64>,
@@ -103,10 +104,52 @@ pub struct NewTask {
     pub priority: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sensitive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base_ref: Option<String>,
+}
+
+/// `PATCH /api/tasks/:id`: the fields to change (absent: unchanged; `null`
+/// clears the nullable ones).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskEdit {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub execution: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent_id: Option<Option<i64>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub priority: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sensitive: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub blocked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub blocked_reason: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo_path: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base_ref: Option<Option<String>>,
+}
+
+/// `PATCH /api/tasks/:id/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusChange {
+    pub status: String,
 }
 
 /// `POST /api/tasks/:id/comments`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NewComment {
     pub body: String,
     /// `note` (the default) or `blocker`.

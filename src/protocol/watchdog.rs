@@ -1,11 +1,12 @@
 //! The watchdog's pass.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::events::AlertView;
 
 /// `POST /api/watchdog/run`: what one pass did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WatchdogReport {
     pub ran_at: String,
     pub stale_minutes: i64,
@@ -19,7 +20,7 @@ pub struct WatchdogReport {
 }
 
 /// An alert the pass raised, and how.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RaisedAlert {
     #[serde(flatten)]
     pub alert: AlertView,

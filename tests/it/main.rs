@@ -16,6 +16,8 @@ mod gate;
 mod invariants;
 mod launcher;
 mod longpoll;
+mod metrics;
+mod openapi;
 mod operator;
 mod replication;
 mod retention;

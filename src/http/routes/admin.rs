@@ -13,6 +13,14 @@ use crate::http::App;
 use crate::protocol::admin::Setting;
 use crate::protocol::Deleted;
 
+/// `GET /metrics`: the Prometheus text format; service token or global
+/// admin.
+pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
+    let who = crate::http::auth::authenticate_scraper(app, req)?;
+    let text = crate::app::metrics::scrape(&app.db, &who)?;
+    Ok(Resp::text(crate::metrics::Text::CONTENT_TYPE, text))
+}
+
 pub fn settings(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
     Ok(Resp::ok(settings_ops::load(&app.db)?.view()))

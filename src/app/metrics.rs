@@ -1,0 +1,82 @@
+//! `GET /metrics`: the gauges read from the database, once per scrape, and
+//! the process's counters (`crate::metrics`), in the Prometheus text format.
+
+use crate::db::Db;
+use crate::domain::access::Principal;
+use crate::domain::task::Status;
+use crate::error::Result;
+use crate::metrics::{Text, METRICS};
+use crate::store::{alerts, heartbeats, settings, tasks};
+use crate::time::now_ms;
+
+/// The whole scrape: service token or global admin.
+pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
+    who.require_operator("reading the metrics")?;
+    let storage = db.storage();
+    let conn = db.read()?;
+    let now = now_ms();
+    let s = settings::load(&conn)?;
+    let (counts, blocked) = tasks::count_by_status(&conn, None)?;
+    let stale = tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
+    let workers = heartbeats::list(&conn)?;
+    let fresh = workers
+        .iter()
+        .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
+        .count();
+    let open_alerts = alerts::open_count(&conn, None)?;
+    drop(conn);
+
+    let mut out = Text::default();
+    out.header(
+        "ops_tasks",
+        "gauge",
+        "Tasks by status, archived ones left out.",
+    );
+    for st in Status::ALL {
+        let n = counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+        out.sample("ops_tasks", &[("status", st.as_str())], n);
+    }
+    out.gauge(
+        "ops_tasks_blocked",
+        "Tasks marked blocked, archived ones left out.",
+        blocked,
+    );
+    out.gauge(
+        "ops_tasks_stale_dispatching",
+        "Tasks in dispatching for longer than dispatch_stale_minutes.",
+        stale,
+    );
+    out.gauge(
+        "ops_workers_fresh",
+        "Workers whose last heartbeat is within dispatch_worker_stale_seconds.",
+        fresh,
+    );
+    out.gauge(
+        "ops_workers",
+        "Workers known by a heartbeat, fresh or not.",
+        workers.len(),
+    );
+    out.gauge(
+        "ops_dispatch_enabled",
+        "1 when the dispatch_enabled setting is true, else 0.",
+        u8::from(s.dispatch_enabled),
+    );
+    out.gauge("ops_alerts_open", "Alerts not yet resolved.", open_alerts);
+    out.gauge(
+        "ops_db_bytes",
+        "Size of the database file.",
+        storage.db_bytes,
+    );
+    out.gauge(
+        "ops_db_wal_bytes",
+        "Size of the database's write-ahead log.",
+        storage.wal_bytes,
+    );
+    out.gauge(
+        "ops_db_storage_fault",
+        "1 while the database cannot be written (full disk, permissions, I/O error), else 0.",
+        u8::from(storage.fault.is_some()),
+    );
+    METRICS.write(&mut out);
+    Ok(out.into_string())
+}
