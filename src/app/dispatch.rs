@@ -1,6 +1,8 @@
 //! The dispatch protocol: queueing a task, the Human Gate, heartbeats, the
 //! transactional claim, worker reports, stale reconciliation and health.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -702,18 +704,22 @@ const SILENT_WARNING_MS: i64 = 10 * 60_000;
 
 /// `GET /api/dispatch/health`: queue counts, stale tasks and open alerts
 /// of the caller's workspaces; the workers themselves (ids, hosts) only
-/// for operators.
-pub fn health(db: &Db, who: &Principal) -> Result<Health> {
+/// for operators, and only when `list_workers` (the summary counts them
+/// either way).
+pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let storage = db.storage();
     let conn = db.read()?;
     let visible = who.visible_workspaces();
     let visible = visible.as_deref();
     let now = now_ms();
     let s: Settings = crate::store::settings::load(&conn)?;
-    let workers = heartbeats::list(&conn)?;
-    let fresh: Vec<&Heartbeat> = workers
+    // Parsed once per heartbeat, each with its view as the list shows it.
+    let cached = db.workers.list(&conn, |hb| views::worker(hb, true))?;
+    let is_fresh = |w: &Heartbeat| w.is_fresh(now, s.dispatch_worker_stale_seconds);
+    let fresh: Vec<&Heartbeat> = cached
         .iter()
-        .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
+        .map(|c| &c.hb)
+        .filter(|w| is_fresh(w))
         .collect();
     let (counts, blocked) = tasks::count_by_status(&conn, visible)?;
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
@@ -825,9 +831,9 @@ pub fn health(db: &Db, who: &Principal) -> Result<Health> {
         },
         dispatch_enabled: s.dispatch_enabled,
         worker_summary: WorkerSummary {
-            total: workers.len(),
+            total: cached.len(),
             fresh: fresh.len(),
-            stale: workers.len() - fresh.len(),
+            stale: cached.len() - fresh.len(),
             slots_total: fresh.iter().map(|w| w.slots_total).sum(),
             slots_busy: fresh.iter().map(|w| w.slots_busy).sum(),
         },
@@ -842,10 +848,20 @@ pub fn health(db: &Db, who: &Principal) -> Result<Health> {
             stale_dispatching,
         },
         agent_slugs,
-        workers: if who.is_operator() {
-            workers
+        workers: if who.is_operator() && list_workers {
+            cached
                 .iter()
-                .map(|w| views::worker(w, w.is_fresh(now, s.dispatch_worker_stale_seconds)))
+                .map(|c| {
+                    if is_fresh(&c.hb) {
+                        c.derived.clone()
+                    } else {
+                        // Cached as fresh; a stale one is copied to say so.
+                        Arc::new(crate::protocol::health::WorkerView {
+                            fresh: false,
+                            ..(*c.derived).clone()
+                        })
+                    }
+                })
                 .collect()
         } else {
             Vec::new()

@@ -43,6 +43,8 @@ pub struct Db {
     pub writer: Writer,
     /// Where the writer publishes committed events.
     pub bus: Arc<bus::Bus>,
+    /// The workers as health lists them, parsed once per heartbeat.
+    pub workers: crate::store::heartbeats::Cache<crate::protocol::health::WorkerView>,
     path: PathBuf,
 }
 
@@ -117,6 +119,7 @@ impl Db {
             readers,
             writer: Writer::start(conn, bus.clone())?,
             bus,
+            workers: Default::default(),
             path: path.to_path_buf(),
         })
     }

@@ -90,6 +90,11 @@ const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
     ),
     ("archived", "boolean", "archived tasks instead of live ones"),
 ];
+const HEALTH_QUERY: &[(&str, &str, &str)] = &[(
+    "workers",
+    "boolean",
+    "false leaves the list of workers out (default true)",
+)];
 const FORCE: &[(&str, &str, &str)] = &[(
     "force",
     "boolean",
@@ -150,7 +155,7 @@ const OPS: &[Op] = &[
     op!("POST" "/api/tasks/{id}/dispatch", "Queue a task for a worker", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),
-    op!("GET" "/api/dispatch/health", "Dispatch health", Any, body NONE, 200 Body::Json(s::<Health>)),
+    op!("GET" "/api/dispatch/health", "Dispatch health", Any, query HEALTH_QUERY, body NONE, 200 Body::Json(s::<Health>)),
     op!("POST" "/api/dispatch/next", "Claim a task (service token)", Any, query &[("wait", r#"{"type":"integer","minimum":0,"maximum":30}"#, "seconds to wait for a task, 0 to 30")], body Some(s::<ClaimRequest>), 200 Body::Json(s::<ClaimAnswer>)),
     op!("GET" "/api/dispatch/next", "Claim a task, fields in the query (service token)", Any, query &[
         ("worker_id", "string", "the worker (required)"),

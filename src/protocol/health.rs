@@ -1,5 +1,7 @@
 //! `GET /api/dispatch/health`.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +19,10 @@ pub struct Health {
     pub queue: Queue,
     /// What the fresh, not draining workers can run.
     pub agent_slugs: Vec<String>,
-    /// Every known worker; empty for callers who are not operators.
-    pub workers: Vec<WorkerView>,
+    /// Every known worker, most recently seen first; empty for callers who
+    /// are not operators and when asked without them (`?workers=false`).
+    /// Shared with the server's cache of parsed heartbeats, not copied.
+    pub workers: Vec<Arc<WorkerView>>,
     pub settings: SettingsView,
     /// What needs an operator, each with its fix.
     pub warnings: Vec<String>,

@@ -1,3 +1,6 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::error::Result;
 pub use crate::protocol::dispatch::AgentCapability;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -109,4 +112,80 @@ pub fn delete(conn: &Connection, worker_id: &str) -> Result<bool> {
         "DELETE FROM worker_heartbeats WHERE worker_id = ?1",
         [worker_id],
     )? > 0)
+}
+
+/// A heartbeat as parsed once, with what a reader derived from it once.
+pub struct Cached<T> {
+    pub hb: Heartbeat,
+    /// Shared, so a caller can hand it on without copying it.
+    pub derived: Arc<T>,
+}
+
+/// The heartbeats as last read, parsed: health lists every worker on each
+/// call, and with a thousand workers parsing each row's JSON columns again
+/// and rebuilding what is derived from them was most of its time. A row is
+/// read and parsed again only when its `last_seen_at` moved (every
+/// heartbeat sets it to the writer's clock, and only `upsert` and `delete`
+/// change the table); a row gone from the table leaves the cache. Checking
+/// against the table on each read keeps the cache right whichever
+/// connection wrote, and a reader on an older snapshot only makes the next
+/// one read that row again.
+pub struct Cache<T> {
+    /// By worker id: the row's `last_seen_at` when parsed, and the row.
+    rows: Mutex<HashMap<String, Entry<T>>>,
+}
+
+type Entry<T> = (i64, Arc<Cached<T>>);
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Cache {
+            rows: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Cache<T> {
+    /// Every heartbeat, most recently seen first (as [`list`]), with
+    /// `derive` run only for the rows that changed since the last call.
+    pub fn list(
+        &self,
+        conn: &Connection,
+        derive: impl Fn(&Heartbeat) -> T,
+    ) -> Result<Vec<Arc<Cached<T>>>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT worker_id, last_seen_at FROM worker_heartbeats ORDER BY last_seen_at DESC",
+        )?;
+        let mut rows = stmt.query([])?;
+        // Poisoned only by a panic in `derive` while the lock was held;
+        // what the map holds is still consistent.
+        let mut cache = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(cache.len());
+        while let Some(r) = rows.next()? {
+            let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let at: i64 = r.get(1)?;
+            let entry = match cache.get(id) {
+                Some((cached_at, e)) if *cached_at == at => e.clone(),
+                _ => {
+                    // Changed between the two reads: the next call catches up.
+                    let Some(hb) = get(conn, id)? else { continue };
+                    let e = Arc::new(Cached {
+                        derived: Arc::new(derive(&hb)),
+                        hb,
+                    });
+                    cache.insert(id.to_string(), (at, e.clone()));
+                    e
+                }
+            };
+            out.push(entry);
+        }
+        // Every row is in the cache now (worker_id is the key), so a larger
+        // cache holds rows that were deleted.
+        if cache.len() != out.len() {
+            let seen: std::collections::HashSet<&str> =
+                out.iter().map(|e| e.hb.worker_id.as_str()).collect();
+            cache.retain(|id, _| seen.contains(id.as_str()));
+        }
+        Ok(out)
+    }
 }

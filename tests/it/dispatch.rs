@@ -646,3 +646,84 @@ fn a_retried_output_chunk_is_logged_once() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(logs(&srv).len(), 4, "{:?}", logs(&srv));
 }
+
+/// Health's worker list follows every heartbeat and every forgotten worker
+/// (the server keeps the heartbeats parsed between calls), a worker turns
+/// stale in it by the clock alone, and `?workers=false` leaves the list out
+/// but counts the workers all the same.
+#[test]
+fn health_worker_list_follows_heartbeats_and_can_be_left_out() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let beat = |id: &str, busy: i64, draining: bool| {
+        let r = svc.post(
+            "/api/dispatch/heartbeat",
+            &json!({"worker_id": id, "host": format!("{id}.example"), "slots_total": 2,
+                    "slots_busy": busy, "draining": draining, "agents": [
+                {"slug": "codex", "cli": "codex", "available": true, "authenticated": true}]}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    let health = |query: &str| {
+        let r = svc.get(&format!("/api/dispatch/health{query}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json
+    };
+    let ids = |h: &Value| -> Vec<String> {
+        h["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["worker_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    beat("w1", 0, false);
+    srv.advance_clock(1);
+    beat("w2", 0, false);
+    let h = health("");
+    assert_eq!(ids(&h), ["w2", "w1"], "most recently seen first: {h}");
+    assert_eq!(h["workers"][1]["slots_busy"], 0);
+
+    // A new heartbeat of w1 replaces what the list showed of it.
+    srv.advance_clock(1);
+    beat("w1", 2, true);
+    let h = health("");
+    assert_eq!(ids(&h), ["w1", "w2"], "{h}");
+    assert_eq!(h["workers"][0]["slots_busy"], 2);
+    assert_eq!(h["workers"][0]["draining"], true);
+    assert_eq!(h["workers"][0]["fresh"], true);
+    assert_eq!(h["worker_summary"]["slots_busy"], 2);
+    assert_eq!(h["agent_slugs"], json!(["codex"]), "w2 still runs codex");
+
+    // Without the list: the same counts and warnings, no worker named.
+    let short = health("?workers=false");
+    assert_eq!(short["workers"], json!([]));
+    assert!(!short.to_string().contains("w1.example"), "{short}");
+    for key in [
+        "worker_summary",
+        "queue",
+        "agent_slugs",
+        "warnings",
+        "settings",
+    ] {
+        assert_eq!(short[key], h[key], "{key}");
+    }
+    assert_eq!(health("?workers=true"), health(""));
+
+    let r = svc.delete("/api/dispatch/workers/w2");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = health("");
+    assert_eq!(ids(&h), ["w1"], "{h}");
+    assert_eq!(h["worker_summary"]["total"], 1);
+
+    // Stale by the clock, with no heartbeat in between.
+    srv.advance_clock(3600);
+    let h = health("");
+    assert_eq!(h["workers"][0]["fresh"], false, "{h}");
+    assert_eq!(h["worker_summary"]["stale"], 1);
+    assert_eq!(h["worker_summary"]["fresh"], 0);
+
+    let r = svc.get("/api/dispatch/health?workers=maybe");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["error"], "invalid_query");
+}

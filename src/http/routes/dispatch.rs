@@ -138,9 +138,12 @@ fn capability(v: &Value) -> std::result::Result<AgentCapability, String> {
     })
 }
 
+/// `?workers=false` leaves the worker list out (the summary still counts
+/// them): what a probe polling a large fleet needs.
 pub fn health(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    Ok(Resp::ok(ops::health(&app.db, &who)?))
+    let list_workers = req.query_bool("workers")?.unwrap_or(true);
+    Ok(Resp::ok(ops::health(&app.db, &who, list_workers)?))
 }
 
 /// `POST` with `{"worker_id","agent_slugs"?,"workspace_id"?}`, or `GET`
