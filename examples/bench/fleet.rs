@@ -242,8 +242,18 @@ pub fn run(bin: &Path, db: &Path, dir: &Path, f: &Fleet) -> Res<Vec<Row>> {
             }
         }));
     }
-    // Health, probed 4 times a second throughout (its own cost is in the
-    // CPU figures), in turn with the worker list and without it
+    // Every launcher parked (its first claim sent), then a moment to settle.
+    let t = Instant::now();
+    while parked.load(Ordering::SeqCst) < f.launchers && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let conns_parked = sockets(pid);
+    let threads_parked = threads(pid);
+    // Health, probed 4 times a second once the fleet is parked (the
+    // start-up storm of its first heartbeats and claims is not the steady
+    // state the targets are about; the probe's own cost is in the CPU
+    // figures), in turn with the worker list and without it
     // (`?workers=false`, what a monitoring probe of the fleet asks).
     let health: Arc<Mutex<Vec<f64>>> = Arc::default();
     let health_short: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -274,14 +284,6 @@ pub fn run(bin: &Path, db: &Path, dir: &Path, f: &Fleet) -> Res<Vec<Row>> {
             }
         }));
     }
-    // Every launcher parked (its first claim sent), then a moment to settle.
-    let t = Instant::now();
-    while parked.load(Ordering::SeqCst) < f.launchers && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let conns_parked = sockets(pid);
-    let threads_parked = threads(pid);
 
     // The idle fleet: parked and heartbeating, nothing dispatched.
     let (cpu0, t0, by_thread0) = (cpu_secs(pid)?, Instant::now(), thread_cpu(pid));
