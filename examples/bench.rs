@@ -39,6 +39,26 @@
 #[path = "bench/fleet.rs"]
 mod fleet;
 
+/// Turns dispatch on. The benchmark's workers keep their claims without
+/// listing them in their heartbeats; past the grace the server would take
+/// them back (a lost claim answer) and hand them out again, so the grace is
+/// an hour.
+fn enable_dispatch(c: &mut Client) -> Res<()> {
+    c.expect(
+        "PUT",
+        "/api/settings/dispatch_enabled",
+        r#"{"value":"true"}"#,
+        200,
+    )?;
+    c.expect(
+        "PUT",
+        "/api/settings/dispatch_claim_grace_seconds",
+        r#"{"value":"3600"}"#,
+        200,
+    )?;
+    Ok(())
+}
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -238,21 +258,7 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     let rss_idle = srv.rss_kb()?;
     {
         let mut c = Client::connect(&srv.addr)?;
-        c.expect(
-            "PUT",
-            "/api/settings/dispatch_enabled",
-            r#"{"value":"true"}"#,
-            200,
-        )?;
-        // The benchmark's workers keep their claims without listing them
-        // in their heartbeats; past the grace the server would take them
-        // back (a lost claim answer) and hand them out again.
-        c.expect(
-            "PUT",
-            "/api/settings/dispatch_claim_grace_seconds",
-            r#"{"value":"3600"}"#,
-            200,
-        )?;
+        enable_dispatch(&mut c)?;
     }
     let per_round: usize = LEVELS
         .iter()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{row, Client, Res, Row, Server, AGENT};
+use super::{enable_dispatch, row, Client, Res, Row, Server, AGENT};
 
 /// How big and how long.
 pub struct Fleet {
@@ -124,18 +124,7 @@ pub fn run(bin: &Path, db: &Path, dir: &Path, f: &Fleet) -> Res<Vec<Row>> {
     let addr = srv.addr.clone();
     {
         let mut c = Client::connect(&addr)?;
-        c.expect(
-            "PUT",
-            "/api/settings/dispatch_enabled",
-            r#"{"value":"true"}"#,
-            200,
-        )?;
-        c.expect(
-            "PUT",
-            "/api/settings/dispatch_claim_grace_seconds",
-            r#"{"value":"3600"}"#,
-            200,
-        )?;
+        enable_dispatch(&mut c)?;
         for i in 0..f.launchers {
             c.expect("POST", "/api/dispatch/heartbeat", &heartbeat_body(i), 200)?;
         }

@@ -202,18 +202,23 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::ok(outcome.answer()))
 }
 
+/// The fields of a run's change (`RunChange`), `branch` first, which
+/// `finished` and `failed` take beside their own.
+const CHANGE_FIELDS: [&str; 7] = [
+    "branch",
+    "head",
+    "base",
+    "git_status",
+    "diff_stat",
+    "patch",
+    "patch_truncated",
+];
+
 /// What a run changed in its worktree, in `finished` or `failed`: present
 /// when `branch` is given. `head` and `base` are commit ids.
 fn change(f: &Fields) -> Result<Option<RunChange>> {
     let Some(branch) = f.text("branch", 255)? else {
-        for k in [
-            "head",
-            "base",
-            "git_status",
-            "diff_stat",
-            "patch",
-            "patch_truncated",
-        ] {
+        for k in &CHANGE_FIELDS[1..] {
             if f.has(k) {
                 return Err(Error::invalid_field(
                     k,
@@ -260,9 +265,9 @@ fn change(f: &Fields) -> Result<Option<RunChange>> {
 pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
     let who = authenticate(app, req)?;
     type Parse = fn(&Fields) -> Result<Report>;
-    let (allowed, make): (&[&str], Parse) = match kind {
+    let (allowed, make): (Vec<&str>, Parse) = match kind {
         "started" => (
-            &[
+            vec![
                 "worker_id",
                 "claim_token",
                 "pid",
@@ -277,7 +282,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 }))
             },
         ),
-        "output" => (&["worker_id", "claim_token", "chunk", "offset"], |f| {
+        "output" => (vec!["worker_id", "claim_token", "chunk", "offset"], |f| {
             let chunk = f.required_str("chunk")?;
             if chunk.is_empty() || chunk.len() > CHUNK_LIMIT {
                 return Err(Error::invalid_field(
@@ -289,20 +294,11 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
             Ok(Report::Output(Output { chunk, offset }))
         }),
         "finished" => (
-            &[
-                "worker_id",
-                "claim_token",
-                "exit_code",
-                "signal",
-                "output",
-                "branch",
-                "head",
-                "base",
-                "git_status",
-                "diff_stat",
-                "patch",
-                "patch_truncated",
-            ],
+            [
+                &["worker_id", "claim_token", "exit_code", "signal", "output"][..],
+                &CHANGE_FIELDS,
+            ]
+            .concat(),
             |f| {
                 let signal = match f.raw("signal") {
                     None | Some(Value::Null) => None,
@@ -324,20 +320,17 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
             },
         ),
         "failed" => (
-            &[
-                "worker_id",
-                "claim_token",
-                "signature",
-                "reason",
-                "evidence",
-                "branch",
-                "head",
-                "base",
-                "git_status",
-                "diff_stat",
-                "patch",
-                "patch_truncated",
-            ],
+            [
+                &[
+                    "worker_id",
+                    "claim_token",
+                    "signature",
+                    "reason",
+                    "evidence",
+                ][..],
+                &CHANGE_FIELDS,
+            ]
+            .concat(),
             |f| {
                 Ok(Report::Failed(Failed {
                     signature: f
@@ -351,7 +344,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
         ),
         _ => return Err(Error::not_found(format!("no route {}", req.path))),
     };
-    let f = req.fields(allowed)?;
+    let f = req.fields(&allowed)?;
     let claim = ClaimProof {
         worker_id: worker_id(&f)?,
         claim_token: f.required_str("claim_token")?,
