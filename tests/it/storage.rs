@@ -182,7 +182,18 @@ fn unwritable_database_stops_start_up_with_a_clear_message() {
     assert!(srv.signal_and_wait("TERM").success());
     let dir = db.parent().unwrap().to_path_buf();
 
-    let mut cmd = Command::new(bin());
+    // As root the server runs as nobody, who may not reach the build's
+    // binary (a checkout under a 0700 folder): it runs a copy beside the
+    // database, in the folder made readable below.
+    let exe = if is_root() {
+        let copy = dir.join("ops-center");
+        std::fs::copy(bin(), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        PathBuf::from(bin())
+    };
+    let mut cmd = Command::new(&exe);
     cmd.args(["serve", "--bind", "127.0.0.1:0", "--db"])
         .arg(&db)
         .env_clear()
