@@ -24,6 +24,34 @@ pub fn advance(ms: i64) {
     AHEAD_MS.fetch_add(ms.max(0), Ordering::Relaxed);
 }
 
+/// Something done at most once per `every_ms` of [`now_ms`]: it follows
+/// the test clock, so a test that moves time sees it done again.
+pub struct Throttle {
+    every_ms: i64,
+    /// When it was last done; `i64::MIN` before the first time.
+    last: AtomicI64,
+}
+
+impl Throttle {
+    pub const fn new(every_ms: i64) -> Throttle {
+        Throttle {
+            every_ms,
+            last: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether it is due at `now`.
+    pub fn due(&self, now: i64) -> bool {
+        let last = self.last.load(Ordering::Relaxed);
+        last == i64::MIN || now - last >= self.every_ms || now < last
+    }
+
+    /// Records that it was done at `now`.
+    pub fn done(&self, now: i64) {
+        self.last.store(now, Ordering::Relaxed);
+    }
+}
+
 /// `2026-11-23T23:52:48.123Z` for a unix-millisecond timestamp.
 pub fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

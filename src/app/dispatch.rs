@@ -179,6 +179,7 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
 /// a worker appears or what it can run (or its draining) changes.
 pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<HeartbeatAnswer> {
     who.require_service("worker heartbeats")?;
+    let cache = db.settings.clone();
     db.write(move |conn| {
         let now = now_ms();
         let hb = Heartbeat {
@@ -209,7 +210,8 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
             event(conn, now, None, None, kind, &actor,
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
-        let requeued = requeue_lost_claims(conn, &hb, &actor, now)?;
+        let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
+        let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
         Ok(HeartbeatAnswer {
             ok: true,
             usable_agents: hb.usable_slugs(),
@@ -229,10 +231,10 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
 fn requeue_lost_claims(
     conn: &Connection,
     hb: &Heartbeat,
+    grace: i64,
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
-    let grace = crate::store::settings::load(conn)?.dispatch_claim_grace_seconds;
     let mut ids = Vec::new();
     for mut t in tasks::dispatching_by_worker(conn, &hb.worker_id, now - grace * 1000)? {
         if hb.running_task_ids.contains(&t.id) {
@@ -357,38 +359,37 @@ impl ClaimOutcome {
 }
 
 /// `POST|GET /api/dispatch/next`: one write transaction that reconciles
-/// stale claims, then hands the best matching task to this worker.
+/// stale claims (at most once a second, `Db::stale_scan`), then hands the
+/// best matching task to this worker.
+///
+/// Most claims of an idle fleet find nothing, so the claim is first asked
+/// on a reader: one that can get nothing, with no stale claim due to be
+/// reconciled, is answered from there and costs the writer nothing. Any
+/// other goes to the writer's transaction, which decides again from the
+/// start — what the reader saw may have changed since — so exactly-once
+/// rests on the transaction alone.
 pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome> {
     who.require_service("claiming tasks")?;
+    if let Some(nothing) = nothing_to_claim(db, &req)? {
+        return Ok(nothing);
+    }
+    let (cache, stale_scan) = (db.settings.clone(), db.stale_scan.clone());
     db.write(move |conn| {
         let now = now_ms();
-        let settings = crate::store::settings::load(conn)?;
-        let reconciled = reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len();
-        let none = |reason: &'static str| Ok(ClaimOutcome::Nothing { reason, reconciled });
-        if !settings.dispatch_enabled {
-            return none("dispatch_disabled");
-        }
-        let hb = match heartbeats::get(conn, &req.worker_id)? {
-            Some(hb) if hb.is_fresh(now, settings.dispatch_worker_stale_seconds) => hb,
-            _ => return none("worker_not_fresh"),
+        let settings = cache.load(conn)?;
+        let reconciled = if stale_scan.due(now) {
+            stale_scan.done(now);
+            reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len()
+        } else {
+            0
         };
-        if hb.draining {
-            return none("worker_draining");
-        }
-        let mut slugs = hb.usable_slugs();
-        if let Some(asked) = &req.agent_slugs {
-            slugs.retain(|s| asked.contains(s));
-        }
-        if slugs.is_empty() {
-            return none("no_usable_agents");
-        }
-        let workspace = req.workspace_id.or(hb.workspace_id);
-        let Some(mut t) = tasks::next_claimable(conn, &slugs, workspace, &model_filter::rules(&hb.models))? else {
-            return none("no_task");
+        let (mut t, hb) = match candidate(conn, &settings, &req, now)? {
+            Ok(found) => found,
+            Err(reason) => return Ok(ClaimOutcome::Nothing { reason, reconciled }),
         };
         let agent = agents::require(conn, t.agent_id.expect("claimable tasks have an agent"))?;
         let token = secrets::random_hex(16);
-        t.claimed_by = Some(req.worker_id.clone());
+        t.claimed_by = Some(hb.worker_id);
         t.claim_token = Some(token.clone());
         t.claimed_at = Some(now);
         t.dispatch_attempts += 1;
@@ -418,6 +419,61 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
             reconciled,
         })
     })
+}
+
+/// The claim's answer when, as a reader sees it now, it can only be
+/// "nothing" and no stale claim is due to be reconciled; `None` when the
+/// writer must decide.
+fn nothing_to_claim(db: &Db, req: &ClaimRequest) -> Result<Option<ClaimOutcome>> {
+    let conn = db.read()?;
+    let now = now_ms();
+    let settings = crate::store::settings::load(&conn)?;
+    if db.stale_scan.due(now)
+        && tasks::any_dispatching_since(&conn, stale_cutoff(settings.dispatch_stale_minutes, now))?
+    {
+        return Ok(None);
+    }
+    Ok(match candidate(&conn, &settings, req, now)? {
+        Ok(_) => None,
+        Err(reason) => Some(ClaimOutcome::Nothing {
+            reason,
+            reconciled: 0,
+        }),
+    })
+}
+
+/// The task this worker would get now, with its heartbeat, or the
+/// documented reason why none.
+fn candidate(
+    conn: &Connection,
+    settings: &Settings,
+    req: &ClaimRequest,
+    now: i64,
+) -> Result<std::result::Result<(Task, Heartbeat), &'static str>> {
+    if !settings.dispatch_enabled {
+        return Ok(Err("dispatch_disabled"));
+    }
+    let hb = match heartbeats::get(conn, &req.worker_id)? {
+        Some(hb) if hb.is_fresh(now, settings.dispatch_worker_stale_seconds) => hb,
+        _ => return Ok(Err("worker_not_fresh")),
+    };
+    if hb.draining {
+        return Ok(Err("worker_draining"));
+    }
+    let mut slugs = hb.usable_slugs();
+    if let Some(asked) = &req.agent_slugs {
+        slugs.retain(|s| asked.contains(s));
+    }
+    if slugs.is_empty() {
+        return Ok(Err("no_usable_agents"));
+    }
+    let workspace = req.workspace_id.or(hb.workspace_id);
+    Ok(
+        match tasks::next_claimable(conn, &slugs, workspace, &model_filter::rules(&hb.models))? {
+            Some(t) => Ok((t, hb)),
+            None => Err("no_task"),
+        },
+    )
 }
 
 /// Applies a worker report. A claim that is not the task's current one is
@@ -587,6 +643,15 @@ pub fn reconcile_stale(conn: &Connection, minutes: i64, actor: &str, now: i64) -
     reconcile_stale_among(conn, minutes, None, actor, now)
 }
 
+/// Claims made at or before this moment are stale (`minutes` 0: all).
+fn stale_cutoff(minutes: i64, now: i64) -> i64 {
+    if minutes == 0 {
+        now
+    } else {
+        now - minutes * 60_000
+    }
+}
+
 /// [`reconcile_stale`], limited to the tasks of `only` when given.
 fn reconcile_stale_among(
     conn: &Connection,
@@ -595,12 +660,7 @@ fn reconcile_stale_among(
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
-    let cutoff = if minutes == 0 {
-        now
-    } else {
-        now - minutes * 60_000
-    };
-    let mut stale = tasks::dispatching_since(conn, cutoff)?;
+    let mut stale = tasks::dispatching_since(conn, stale_cutoff(minutes, now))?;
     if let Some(only) = only {
         stale.retain(|t| only.contains(&t.id));
     }

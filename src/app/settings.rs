@@ -42,10 +42,12 @@ pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Setting> {
     let value = settings::validate(key, raw)?;
     let key = key.to_string();
     let actor = who.actor();
-    db.write(move |conn| {
+    let cache = db.settings.clone();
+    let written = db.write(move |conn| {
         let now = now_ms();
         let before = store::settings::get(conn, &key)?;
         store::settings::set(conn, &key, &value, now)?;
+        cache.forget();
         if key == SERVICE_API_TOKEN {
             store::settings::set(conn, TOKEN_ORIGIN, "api", now)?;
         }
@@ -70,20 +72,32 @@ pub fn set(db: &Db, who: &Principal, key: &str, raw: &str) -> Result<Setting> {
             value: s.value(&key),
             key,
         })
-    })
+    });
+    forgotten(db, written)
+}
+
+/// The writer's settings cache is forgotten inside the write, so that the
+/// requests after it in the same group commit see the new value, and
+/// again once the commit's outcome is known: had it rolled back, a request
+/// of that batch could have cached the value that never was.
+fn forgotten<T>(db: &Db, written: Result<T>) -> Result<T> {
+    db.settings.forget();
+    written
 }
 
 /// Writes the service token (start-up seeding, `ops-center admin`).
 /// `origin` is `env`, `generated` or `admin`.
 pub fn set_service_token(db: &Db, token: String, origin: &'static str, actor: &str) -> Result<()> {
     let actor = actor.to_string();
-    db.write(move |conn| {
+    let cache = db.settings.clone();
+    let written = db.write(move |conn| {
         let now = now_ms();
         if store::settings::get(conn, SERVICE_API_TOKEN)?.as_deref() == Some(token.as_str()) {
             return Ok(());
         }
         store::settings::set(conn, SERVICE_API_TOKEN, &token, now)?;
         store::settings::set(conn, TOKEN_ORIGIN, origin, now)?;
+        cache.forget();
         event(
             conn,
             now,
@@ -93,5 +107,6 @@ pub fn set_service_token(db: &Db, token: String, origin: &'static str, actor: &s
             &actor,
             json!({"key": SERVICE_API_TOKEN, "to": "[redacted]", "origin": origin}),
         )
-    })
+    });
+    forgotten(db, written)
 }

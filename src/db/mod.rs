@@ -2,6 +2,7 @@
 //! single writer thread.
 
 pub mod bus;
+mod checkpoint;
 pub(crate) mod migrate;
 pub(crate) use writer::panic_text;
 mod writer;
@@ -45,6 +46,11 @@ pub struct Db {
     pub bus: Arc<bus::Bus>,
     /// The workers as health lists them, parsed once per heartbeat.
     pub workers: crate::store::heartbeats::Cache<crate::protocol::health::WorkerView>,
+    /// The settings as the writer last read them (for the claim path).
+    pub settings: Arc<crate::store::settings::Cache>,
+    /// The claim path's stale-dispatching scan, at most once a second.
+    pub stale_scan: Arc<crate::time::Throttle>,
+    checkpointer: checkpoint::Checkpointer,
     path: PathBuf,
 }
 
@@ -63,12 +69,18 @@ pub(crate) const BUSY_TIMEOUT_MS: u32 = 5_000;
 /// of 2 MiB and the writer's 8 MiB. Reads that miss it are served from the
 /// operating system's file cache.
 const READER_CACHE_KIB: u32 = 2000;
-/// The writer checkpoints when the WAL holds this many pages (16 MiB of
-/// 4 KiB pages; SQLite's default is 1000). Each checkpoint copies the
-/// distinct pages once and fsyncs twice, and under a stream of claims the
-/// same few pages are rewritten in every commit, so fewer, larger
-/// checkpoints copy far less. The WAL is also truncated after 2 s idle.
+/// The writer's automatic checkpoint, when the WAL holds this many pages
+/// (16 MiB of 4 KiB pages; SQLite's default is 1000), is the backstop of
+/// the checkpointer thread (`checkpoint.rs`), which has by then copied all
+/// but the last frames: it completes at once, and the WAL starts again
+/// from its head (a checkpoint run beside a writer that never pauses
+/// would never catch up with it).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+/// The claim path scans for stale `dispatching` tasks at most this often;
+/// the watchdog's timer and `POST /api/dispatch/reconcile-stale` still scan
+/// whenever they run. Staleness is counted in minutes, so a second late
+/// changes nothing a worker or an operator can see.
+const STALE_SCAN_EVERY_MS: i64 = 1000;
 /// Prepared statements kept per connection. The writer runs every use
 /// case's statements; with rusqlite's default of 16 they pushed each other
 /// out and were parsed again on every request.
@@ -115,11 +127,15 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         let bus = Arc::new(bus::Bus::default());
+        let commits = checkpoint::Commits::default();
         Ok(Db {
             readers,
-            writer: Writer::start(conn, bus.clone())?,
+            checkpointer: checkpoint::Checkpointer::start(path, commits.clone())?,
+            writer: Writer::start(conn, bus.clone(), commits)?,
             bus,
             workers: Default::default(),
+            settings: Default::default(),
+            stale_scan: Arc::new(crate::time::Throttle::new(STALE_SCAN_EVERY_MS)),
             path: path.to_path_buf(),
         })
     }
@@ -155,6 +171,7 @@ impl Db {
     /// Finishes every queued write, checkpoints the WAL into the main file
     /// and stops the writer thread.
     pub fn close(&self) {
+        self.checkpointer.stop();
         self.writer.stop();
     }
 }

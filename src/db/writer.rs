@@ -4,6 +4,8 @@
 //! in one `BEGIN IMMEDIATE` transaction with a savepoint per request (a
 //! failing request rolls back alone), commits once, and only then answers
 //! each request. A burst of N writes thus costs one commit, not N.
+//! Checkpoints are not its work: the checkpointer thread
+//! (`checkpoint.rs`) copies the WAL while the writer goes on.
 //!
 //! When the disk refuses a commit (full, read-only, I/O error) the thread
 //! records the cause for health, answers the batch with it, and keeps
@@ -11,6 +13,7 @@
 //! soon as space is back, and the next commit that succeeds clears it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +22,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
 
 use super::bus::Bus;
+use super::checkpoint::Commits;
 use crate::error::{Error, Result, Storage};
 use crate::store::events;
 
@@ -99,8 +103,6 @@ enum Msg {
 
 /// The most requests committed together; bounds the latency of the first.
 const MAX_BATCH: usize = 512;
-/// After this long without a write, the WAL is checkpointed.
-const IDLE_CHECKPOINT: Duration = Duration::from_secs(2);
 /// While the disk refuses commits, the checkpoint is retried this often.
 const FAULT_RETRY: Duration = Duration::from_secs(1);
 
@@ -112,8 +114,8 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; after each commit it publishes the new events
-    /// to `bus`.
-    pub(super) fn start(conn: Connection, bus: Arc<Bus>) -> Result<Writer> {
+    /// to `bus` and counts the commit in `commits`.
+    pub(super) fn start(conn: Connection, bus: Arc<Bus>, commits: Commits) -> Result<Writer> {
         let (tx, rx) = unbounded();
         let fault: Fault = Arc::default();
         let thread_fault = fault.clone();
@@ -123,7 +125,7 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_fault, published))
+            .spawn(move || writer_loop(conn, rx, thread_fault, published, commits))
             .expect("spawn writer thread");
         Ok(Writer {
             tx,
@@ -260,24 +262,24 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault, mut published: Published) {
-    let mut dirty = false;
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<Msg>,
+    fault: Fault,
+    mut published: Published,
+    commits: Commits,
+) {
     let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     loop {
-        let wait = if faulted() {
-            FAULT_RETRY
+        let next = if faulted() {
+            rx.recv_timeout(FAULT_RETRY)
         } else {
-            IDLE_CHECKPOINT
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
-        let first = match rx.recv_timeout(wait) {
+        let first = match next {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
-                if faulted() {
-                    reclaim_wal(&conn);
-                } else if dirty {
-                    checkpoint(&conn, "PASSIVE");
-                    dirty = false;
-                }
+                reclaim_wal(&conn);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -295,11 +297,9 @@ fn writer_loop(conn: Connection, rx: Receiver<Msg>, fault: Fault, mut published:
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() {
-            if commit_batch(&conn, jobs, &fault) {
-                published.after_commit(&conn);
-            }
-            dirty = true;
+        if !jobs.is_empty() && commit_batch(&conn, jobs, &fault) {
+            commits.fetch_add(1, Ordering::Relaxed);
+            published.after_commit(&conn);
         }
         if stop {
             break;
@@ -373,7 +373,8 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
     committed
 }
 
-/// A checkpoint in `mode`. The writer's own checkpoints are PASSIVE: they
+/// A checkpoint in `mode`. The writer's own checkpoints are PASSIVE (the
+/// automatic one, and the retries while the disk refuses commits): they
 /// never wait for a reader (Litestream holds one open on purpose), so they
 /// never stall writes, and they copy only frames every reader has moved
 /// past, so Litestream sees each frame before it leaves the WAL. Only the

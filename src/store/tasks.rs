@@ -452,7 +452,7 @@ pub fn count_by_status(
 /// blocked or archived, passes the Human Gate, belongs to an active agent
 /// among `slugs` (and to `workspace_id` if given), and whose model — the
 /// task's, else the agent's — passes the worker's model `rules` (none: any
-/// model). All of it is one indexed walk of `tasks_queue` that stops at the
+/// model). All of it is one indexed walk of `tasks_queued` that stops at the
 /// first match: tasks this worker cannot run cost an index step each.
 pub fn next_claimable(
     conn: &Connection,
@@ -463,6 +463,20 @@ pub fn next_claimable(
     if slugs.is_empty() {
         return Ok(None);
     }
+    let (sql, args) = claim_query(slugs, workspace_id, rules);
+    let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(args.as_slice(), from_row)
+        .optional()?)
+}
+
+/// The SQL of [`next_claimable`] and its arguments.
+fn claim_query(
+    slugs: &[String],
+    workspace_id: Option<i64>,
+    rules: &[Rule],
+) -> (String, Vec<Box<dyn ToSql>>) {
     let mut args: Vec<Box<dyn ToSql>> = slugs
         .iter()
         .map(|s| Box::new(s.clone()) as Box<dyn ToSql>)
@@ -494,17 +508,15 @@ pub fn next_claimable(
         }
         filters.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
+    // The first three conditions are those of the partial index
+    // `tasks_queued`, written as it is so that the planner uses it.
     let sql = format!(
         "{SELECT} WHERE t.status = 'queued' AND t.archived_at IS NULL AND t.blocked = 0
            AND (t.sensitive = 0 OR t.gate_approved_at IS NOT NULL)
            AND a.active = 1 AND a.slug IN ({placeholders}){filters}
          ORDER BY t.priority DESC, t.id LIMIT 1"
     );
-    let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(args.as_slice(), from_row)
-        .optional()?)
+    (sql, args)
 }
 
 /// `s` as the literal part of a LIKE pattern with `ESCAPE '\'`.
@@ -517,6 +529,16 @@ fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether a task in `dispatching` was claimed at or before `cutoff` (ms):
+/// one step of `tasks_dispatching`.
+pub fn any_dispatching_since(conn: &Connection, cutoff: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'dispatching' AND claimed_at <= ?1)",
+        )?
+        .query_row([cutoff], |r| r.get(0))?)
 }
 
 /// Tasks in `dispatching` claimed at or before `cutoff` (ms).
@@ -774,6 +796,25 @@ mod tests {
             "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= 5 ORDER BY t.claimed_at, t.id"
         ));
         assert!(stale.contains("INDEX tasks_dispatching"), "{stale}");
+        let exists = plan(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'dispatching' AND claimed_at <= 5)",
+        );
+        assert!(exists.contains("INDEX tasks_dispatching"), "{exists}");
+        // The claim: the partial queue in its order, no sort, whatever the
+        // filters (they are checked on each entry walked).
+        let slugs = ["codex".to_string(), "claude".to_string()];
+        let rules = crate::domain::model_filter::rules(&["gpt-5".to_string()]);
+        for (ws, rules) in [(None, &[][..]), (Some(1), &rules[..])] {
+            let (sql, args) = claim_query(&slugs, ws, rules);
+            let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map(args.as_slice(), |r| r.get::<_, String>(3))
+                .unwrap();
+            let claim = rows.map(Result::unwrap).collect::<Vec<_>>().join("; ");
+            assert!(claim.contains("INDEX tasks_queued"), "{claim}");
+            assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+        }
         let by_priority = plan(&format!(
             "{SELECT} WHERE t.archived_at IS NULL AND t.priority = 5 ORDER BY t.id DESC LIMIT 50"
         ));

@@ -857,3 +857,55 @@ fn dispatch_answers_a_warning_while_dispatch_is_off() {
     assert_eq!(r.json["dispatch_enabled"], true, "{}", r.text);
     assert_eq!(r.json.get("warning"), None);
 }
+
+/// The claim keeps the settings it read until one changes: a setting
+/// changed through the API, or written by another process (as `ops-center
+/// admin` does), applies to the very next claim.
+#[test]
+fn a_changed_setting_applies_to_the_next_claim() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let set = |key: &str, value: &str| {
+        let r = svc.put(&format!("/api/settings/{key}"), &json!({ "value": value }));
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    set("dispatch_worker_stale_seconds", "10");
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let first = queued_task(&srv, "codex", json!({}));
+    assert_eq!(w.claim_one().0, first);
+
+    // The heartbeat is now 30 s old: stale for 10 s, fresh for 60 s.
+    let second = queued_task(&srv, "codex", json!({}));
+    srv.advance_clock(30);
+    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    set("dispatch_worker_stale_seconds", "60");
+    let r = w.claim();
+    assert_eq!(r.json["task"]["id"], second, "{}", r.text);
+
+    // 90 s old; another process allows 120 s, then turns dispatch off.
+    let third = queued_task(&srv, "codex", json!({}));
+    srv.advance_clock(60);
+    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    let other_process = srv.sql_write();
+    other_process
+        .execute(
+            "UPDATE ops_settings SET value = '120' WHERE key = 'dispatch_worker_stale_seconds'",
+            [],
+        )
+        .unwrap();
+    let r = w.claim();
+    assert_eq!(r.json["task"]["id"], third, "{}", r.text);
+    let fourth = queued_task(&srv, "codex", json!({}));
+    other_process
+        .execute(
+            "UPDATE ops_settings SET value = 'false' WHERE key = 'dispatch_enabled'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(w.claim().json["reason"], "dispatch_disabled");
+    set("dispatch_enabled", "true");
+    let r = w.claim();
+    assert_eq!(r.json["task"]["id"], fourth, "{}", r.text);
+}
