@@ -20,12 +20,12 @@ use crate::protocol::dispatch::{
     ClaimAnswer, ClaimProof, ClaimRepo, ClaimedAgent, Failed, Finished, HeartbeatAnswer,
     HeartbeatReport, Output, Reconciled, Report, RunChange, StaleTasks, Started,
 };
-use crate::protocol::health::{Health, Queue, StorageSize, WorkerSummary};
+use crate::protocol::health::{self, Health, Queue, StorageSize, WorkerSummary};
 use crate::protocol::tasks::{DispatchAnswer, TaskView};
 use crate::secrets;
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::changes::{self, Change};
-use crate::store::heartbeats::{self, Heartbeat};
+use crate::store::heartbeats::{self, Cached, Heartbeat};
 use crate::store::tasks::{self, Task};
 use crate::store::{agents, comments};
 use crate::time::now_ms;
@@ -180,7 +180,8 @@ pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
 pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<HeartbeatAnswer> {
     who.require_service("worker heartbeats")?;
     let cache = db.settings.clone();
-    db.write(move |conn| {
+    let worker_id = report.worker_id.clone();
+    let answer = db.write(move |conn| {
         let now = now_ms();
         let hb = Heartbeat {
             worker_id: report.worker_id,
@@ -219,7 +220,9 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
             last_seen_at: crate::time::rfc3339(now),
             requeued,
         })
-    })
+    });
+    db.workers.changed(&worker_id);
+    answer
 }
 
 /// A claim whose answer never reached the worker (the server died after
@@ -256,7 +259,8 @@ fn requeue_lost_claims(
 pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> {
     who.require_operator("forgetting a worker")?;
     let actor = who.actor();
-    db.write(move |conn| {
+    let id = worker_id.clone();
+    let done = db.write(move |conn| {
         if !heartbeats::delete(conn, &worker_id)? {
             return Err(Error::not_found(format!("worker {worker_id:?} not found")));
         }
@@ -269,7 +273,9 @@ pub fn forget_worker(db: &Db, who: &Principal, worker_id: String) -> Result<()> 
             &actor,
             json!({"worker_id": worker_id}),
         )
-    })
+    });
+    db.workers.changed(&id);
+    done
 }
 
 /// What a worker can run, as its last heartbeat says: what a parked
@@ -787,6 +793,37 @@ const SILENT_WARNING_MS: i64 = 10 * 60_000;
 /// of the caller's workspaces; the workers themselves (ids, hosts) only
 /// for operators, and only when `list_workers` (the summary counts them
 /// either way).
+/// Every known worker, most recently seen first, as the heartbeat cache
+/// (`Db::workers`) holds it — parsed once per heartbeat, each with its view
+/// as health lists it — and which of them are fresh: what health and the
+/// metrics count.
+pub struct Workers {
+    pub all: Vec<Arc<Cached<health::WorkerView>>>,
+    now: i64,
+    stale_seconds: i64,
+}
+
+impl Workers {
+    pub fn read(db: &Db, conn: &Connection, s: &Settings, now: i64) -> Result<Workers> {
+        Ok(Workers {
+            all: db.workers.list(conn, |hb| views::worker(hb, true))?,
+            now,
+            stale_seconds: s.dispatch_worker_stale_seconds,
+        })
+    }
+
+    pub fn is_fresh(&self, hb: &Heartbeat) -> bool {
+        hb.is_fresh(self.now, self.stale_seconds)
+    }
+
+    pub fn fresh(&self) -> impl Iterator<Item = &Heartbeat> {
+        self.all
+            .iter()
+            .map(|c| &c.hb)
+            .filter(|hb| self.is_fresh(hb))
+    }
+}
+
 pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let storage = db.storage();
     let conn = db.read()?;
@@ -794,14 +831,8 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let visible = visible.as_deref();
     let now = now_ms();
     let s: Settings = crate::store::settings::load(&conn)?;
-    // Parsed once per heartbeat, each with its view as the list shows it.
-    let cached = db.workers.list(&conn, |hb| views::worker(hb, true))?;
-    let is_fresh = |w: &Heartbeat| w.is_fresh(now, s.dispatch_worker_stale_seconds);
-    let fresh: Vec<&Heartbeat> = cached
-        .iter()
-        .map(|c| &c.hb)
-        .filter(|w| is_fresh(w))
-        .collect();
+    let workers = Workers::read(db, &conn, &s, now)?;
+    let fresh: Vec<&Heartbeat> = workers.fresh().collect();
     let (counts, blocked) = tasks::count_by_status(&conn, visible)?;
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
     let stale_dispatching =
@@ -912,9 +943,9 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
         },
         dispatch_enabled: s.dispatch_enabled,
         worker_summary: WorkerSummary {
-            total: cached.len(),
+            total: workers.all.len(),
             fresh: fresh.len(),
-            stale: cached.len() - fresh.len(),
+            stale: workers.all.len() - fresh.len(),
             slots_total: fresh.iter().map(|w| w.slots_total).sum(),
             slots_busy: fresh.iter().map(|w| w.slots_busy).sum(),
         },
@@ -930,14 +961,15 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
         },
         agent_slugs,
         workers: if who.is_operator() && list_workers {
-            cached
+            workers
+                .all
                 .iter()
                 .map(|c| {
-                    if is_fresh(&c.hb) {
+                    if workers.is_fresh(&c.hb) {
                         c.derived.clone()
                     } else {
                         // Cached as fresh; a stale one is copied to say so.
-                        Arc::new(crate::protocol::health::WorkerView {
+                        Arc::new(health::WorkerView {
                             fresh: false,
                             ..(*c.derived).clone()
                         })

@@ -1,12 +1,13 @@
 //! `GET /metrics`: the gauges read from the database, once per scrape, and
 //! the process's counters (`crate::metrics`), in the Prometheus text format.
 
+use super::dispatch::Workers;
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::Status;
 use crate::error::Result;
 use crate::metrics::{Text, METRICS};
-use crate::store::{alerts, heartbeats, settings, tasks};
+use crate::store::{alerts, settings, tasks};
 use crate::time::now_ms;
 
 /// The whole scrape: service token or global admin.
@@ -18,11 +19,9 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
     let s = settings::load(&conn)?;
     let (counts, blocked) = tasks::count_by_status(&conn, None)?;
     let stale = tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
-    let workers = heartbeats::list(&conn)?;
-    let fresh = workers
-        .iter()
-        .filter(|w| w.is_fresh(now, s.dispatch_worker_stale_seconds))
-        .count();
+    // The heartbeat cache health reads too: no row parsed again per scrape.
+    let workers = Workers::read(db, &conn, &s, now)?;
+    let fresh = workers.fresh().count();
     let open_alerts = alerts::open_count(&conn, None)?;
     drop(conn);
 
@@ -54,7 +53,7 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
     out.gauge(
         "ops_workers",
         "Workers known by a heartbeat, fresh or not.",
-        workers.len(),
+        workers.all.len(),
     );
     out.gauge(
         "ops_dispatch_enabled",

@@ -55,9 +55,10 @@ pub fn authenticate_scraper(app: &App, req: &Req) -> Result<Principal> {
 const ANONYMOUS: &str =
     "authentication required: send X-OPS-Service-Token or log in (POST /api/auth/login)";
 
-/// API routes that anyone may call; every other `/api/` route needs a
-/// caller.
-const PUBLIC_API: [&str; 2] = ["/api/auth/login", "/api/auth/logout"];
+/// API paths that anyone may call; every other `/api/` path needs a
+/// caller. A wrong method on one of them is the router's 405 with `Allow`,
+/// whoever asks, as on any path whose right method needs no caller.
+const PUBLIC_API: [&str; 3] = ["/api/auth/login", "/api/auth/logout", "/api/openapi.json"];
 
 /// A request with a body to an `/api/` route that needs a caller but that
 /// names none (no token header, no session cookie) is refused from its

@@ -135,7 +135,12 @@ impl Conn {
             Some((method, path, started)) => {
                 let took = started.elapsed();
                 crate::metrics::METRICS.request(status, took);
-                log::info!("{method} {path} {status} {}ms", took.as_millis())
+                // To the tenth of a millisecond: most answers take less
+                // than one.
+                log::info!(
+                    "{method} {path} {status} {:.1}ms",
+                    took.as_secs_f64() * 1000.0
+                )
             }
             None => {
                 crate::metrics::METRICS.refused(status);

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
@@ -123,69 +123,109 @@ pub struct Cached<T> {
 
 /// The heartbeats as last read, parsed: health lists every worker on each
 /// call, and with a thousand workers parsing each row's JSON columns again
-/// and rebuilding what is derived from them was most of its time. A row is
-/// read and parsed again only when its `last_seen_at` moved (every
-/// heartbeat sets it to the writer's clock, and only `upsert` and `delete`
-/// change the table); a row gone from the table leaves the cache. Checking
-/// against the table on each read keeps the cache right whichever
-/// connection wrote, and a reader on an older snapshot only makes the next
-/// one read that row again.
+/// and rebuilding what is derived from them was most of its time; then,
+/// with a thousand workers heartbeating, re-checking every row's
+/// `last_seen_at` against the table on each call (a scan and a sort of
+/// the whole table under the lock) was.
+///
+/// So the table is read whole once, and afterwards only the rows that a
+/// commit changed: the two writes of this table (a heartbeat, forgetting a
+/// worker) call [`Cache::changed`] once their commit returns, and the next
+/// [`Cache::list`] reads those rows again (a row gone leaves the cache). The
+/// marks are taken before those rows are read, so a read can only see a
+/// later commit, never miss one, and a commit after it is marked for the
+/// next call. Every write of `worker_heartbeats` goes through this
+/// process's writer and one of those two functions.
 pub struct Cache<T> {
-    /// By worker id: the row's `last_seen_at` when parsed, and the row.
-    rows: Mutex<HashMap<String, Entry<T>>>,
+    rows: Mutex<Rows<T>>,
+    /// Workers whose row a commit changed since the last list; its own lock,
+    /// so that marking never waits for a reader's SQL.
+    changed: Mutex<HashSet<String>>,
 }
 
-type Entry<T> = (i64, Arc<Cached<T>>);
+struct Rows<T> {
+    /// False until the table was read whole (and again after a failed read).
+    loaded: bool,
+    by_id: HashMap<String, Arc<Cached<T>>>,
+    /// `by_id` in list order, made again only after a change.
+    sorted: Option<Vec<Arc<Cached<T>>>>,
+}
 
 impl<T> Default for Cache<T> {
     fn default() -> Self {
         Cache {
-            rows: Mutex::default(),
+            rows: Mutex::new(Rows {
+                loaded: false,
+                by_id: HashMap::new(),
+                sorted: None,
+            }),
+            changed: Mutex::default(),
         }
     }
 }
 
 impl<T> Cache<T> {
+    /// Marks `worker_id`'s row as changed by a commit that has returned
+    /// (or that failed: reading a row again is always right).
+    pub fn changed(&self, worker_id: &str) {
+        lock(&self.changed).insert(worker_id.to_string());
+    }
+
     /// Every heartbeat, most recently seen first (as [`list`]), with
-    /// `derive` run only for the rows that changed since the last call.
+    /// `derive` run only for the rows read again.
     pub fn list(
         &self,
         conn: &Connection,
         derive: impl Fn(&Heartbeat) -> T,
     ) -> Result<Vec<Arc<Cached<T>>>> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT worker_id, last_seen_at FROM worker_heartbeats ORDER BY last_seen_at DESC",
-        )?;
-        let mut rows = stmt.query([])?;
-        // Poisoned only by a panic in `derive` while the lock was held;
-        // what the map holds is still consistent.
-        let mut cache = self.rows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(cache.len());
-        while let Some(r) = rows.next()? {
-            let id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            let at: i64 = r.get(1)?;
-            let entry = match cache.get(id) {
-                Some((cached_at, e)) if *cached_at == at => e.clone(),
-                _ => {
-                    // Changed between the two reads: the next call catches up.
-                    let Some(hb) = get(conn, id)? else { continue };
-                    let e = Arc::new(Cached {
-                        derived: Arc::new(derive(&hb)),
-                        hb,
-                    });
-                    cache.insert(id.to_string(), (at, e.clone()));
-                    e
-                }
-            };
-            out.push(entry);
+        let mut rows = lock(&self.rows);
+        // Taken before reading (each statement reads the database as its
+        // last commit left it): what is marked after this is read next time.
+        let changed = std::mem::take(&mut *lock(&self.changed));
+        let cached = |hb: Heartbeat| {
+            Arc::new(Cached {
+                derived: Arc::new(derive(&hb)),
+                hb,
+            })
+        };
+        let read = (|| -> Result<()> {
+            if !rows.loaded {
+                rows.by_id = list(conn)?
+                    .into_iter()
+                    .map(|hb| (hb.worker_id.clone(), cached(hb)))
+                    .collect();
+                rows.loaded = true;
+                rows.sorted = None;
+                return Ok(());
+            }
+            for id in &changed {
+                match get(conn, id)? {
+                    Some(hb) => rows.by_id.insert(id.clone(), cached(hb)),
+                    None => rows.by_id.remove(id),
+                };
+                rows.sorted = None;
+            }
+            Ok(())
+        })();
+        if let Err(e) = read {
+            // Some marks are spent: read the whole table next time.
+            rows.loaded = false;
+            return Err(e);
         }
-        // Every row is in the cache now (worker_id is the key), so a larger
-        // cache holds rows that were deleted.
-        if cache.len() != out.len() {
-            let seen: std::collections::HashSet<&str> =
-                out.iter().map(|e| e.hb.worker_id.as_str()).collect();
-            cache.retain(|id, _| seen.contains(id.as_str()));
-        }
-        Ok(out)
+        let Rows { by_id, sorted, .. } = &mut *rows;
+        let sorted = sorted.get_or_insert_with(|| {
+            let mut v: Vec<_> = by_id.values().cloned().collect();
+            v.sort_by(|a, b| {
+                (b.hb.last_seen_at, &a.hb.worker_id).cmp(&(a.hb.last_seen_at, &b.hb.worker_id))
+            });
+            v
+        });
+        Ok(sorted.clone())
     }
+}
+
+/// A lock poisoned only by a panic in `derive` while it was held: what the
+/// map holds is still consistent.
+fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

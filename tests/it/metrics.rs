@@ -175,3 +175,37 @@ fn counters_and_gauges_follow_the_server() {
     assert_eq!(value(&after, "ops_tasks_blocked", &[]), 1.0);
     assert!(value(&after, "ops_db_wal_bytes", &[]) > 0.0);
 }
+
+/// The worker gauges come from the heartbeat cache health reads: a new
+/// worker, a forgotten one and one turned stale by the clock show in the
+/// scrape as in health, whichever of the two read the cache first.
+#[test]
+fn worker_gauges_follow_heartbeats_like_health() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let Some(_) = scrape(&srv) else {
+        return;
+    };
+    let gauges = || {
+        let s = scrape(&srv).unwrap();
+        let summary = svc.get("/api/dispatch/health?workers=false").json["worker_summary"].clone();
+        let (fresh, all) = (
+            value(&s, "ops_workers_fresh", &[]),
+            value(&s, "ops_workers", &[]),
+        );
+        assert_eq!(fresh, summary["fresh"].as_f64().unwrap(), "{summary}");
+        assert_eq!(all, summary["total"].as_f64().unwrap(), "{summary}");
+        (fresh, all)
+    };
+    assert_eq!(gauges(), (0.0, 0.0));
+    Worker::new(&srv, "w1").heartbeat(&["codex"], &[]);
+    Worker::new(&srv, "w2").heartbeat(&["codex"], &[]);
+    assert_eq!(gauges(), (2.0, 2.0));
+    let r = svc.delete("/api/dispatch/workers/w2");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(gauges(), (1.0, 1.0));
+    srv.advance_clock(3600);
+    assert_eq!(gauges(), (0.0, 1.0));
+    Worker::new(&srv, "w1").heartbeat(&["codex"], &[]);
+    assert_eq!(gauges(), (1.0, 1.0));
+}
