@@ -6,6 +6,9 @@
 import { changesPanel, repoInputs, repoPanel } from './changes.js';
 import * as live from './live.js';
 import { alertDetail, alertTitle, warningText } from './health_es.js';
+import * as alertsCount from './alerts_count.js';
+import { drawNav, isScreen, renderScreen } from './admin_screens.js';
+import { addressParams, apiParams, filterBar, isFiltered, lastPageOffset, readFilters } from './filters.js';
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -247,6 +250,7 @@ const state = { me: null, agents: null, workspaces: null, pendingFlash: null };
 function sessionExpired() {
   state.me = null;
   live.disconnect();
+  alertsCount.stop();
   showLogin('La sesión ha caducado: vuelve a iniciar sesión.');
 }
 
@@ -271,6 +275,9 @@ function showShell() {
     h('span', { class: 'who-name' }, me.username || me.role || ''),
     h('span', { class: 'who-role' }, me.is_admin ? 'administrador' : workspaceRoleText(me)));
   live.connect();
+  const operations = document.querySelector('[data-nav="automatizaciones"]');
+  alertsCount.start(operations, api);
+  drawNav(operations, me);
   route();
 }
 
@@ -325,6 +332,7 @@ byId('logout').addEventListener('click', async (ev) => {
     await api('POST', '/auth/logout', {});
     state.me = null;
     live.disconnect();
+    alertsCount.stop();
     fill(byId('flash'));
     showLogin();
   });
@@ -341,7 +349,8 @@ async function workspaces(reload) {
 }
 
 // ---------------------------------------------------------------------------
-// Routing: #/tareas, #/tareas/<id>, #/operacion/automatizaciones[/dispatching|/watchdog]
+// Routing: #/tareas, #/tareas/<id>, #/operacion/automatizaciones[/dispatching|/watchdog],
+// #/operacion/{ajustes,usuarios,miembros,agentes} (admin_screens.js)
 
 let renderSeq = 0;
 
@@ -377,6 +386,9 @@ function debounced(fn, ms = 300) {
 /** Events about tasks (their rows, comments, dispatch). */
 const taskEvent = (ev) => ev.task_id !== null && ev.task_id !== undefined;
 
+/** What the administration screens (admin_screens.js) borrow from the page. */
+const screenUi = { api, flash, setNote, pageHeader, timeEl, current, watch, debounced };
+
 function route() {
   if (!state.me) return;
   const hash = location.hash.replace(/^#/, '') || '/tareas';
@@ -399,6 +411,9 @@ function route() {
   } else if (parts[0] === 'operacion' && parts[1] === 'automatizaciones') {
     section = 'automatizaciones';
     renderAutomations(view, parts[2] === 'watchdog' ? 'watchdog' : 'dispatching', seq);
+  } else if (parts[0] === 'operacion' && isScreen(parts[1])) {
+    section = parts[1];
+    renderScreen(view, parts[1], state.me, seq, screenUi);
   } else if (parts[0] === 'tareas' || parts.length === 0) {
     renderBoard(view, params, seq);
   } else {
@@ -426,13 +441,14 @@ function pageHeader(crumbs, title, ...actions) {
 // Tasks board
 
 function renderBoard(view, params, seq) {
-  const status = STATUSES.includes(params.get('estado')) ? params.get('estado') : '';
+  const filters = readFilters(params, STATUSES);
+  const status = filters.estado;
   const archived = params.get('archivadas') === '1';
   const offset = Math.max(0, Number.parseInt(params.get('desde') || '0', 10) || 0);
   const asBoard = params.get('vista') === 'tablero';
 
   const setParams = (changes) => {
-    const p = new URLSearchParams({ ...(status && { estado: status }), ...(archived && { archivadas: '1' }), ...(asBoard && { vista: 'tablero' }) });
+    const p = new URLSearchParams({ ...addressParams(filters), ...(archived && { archivadas: '1' }), ...(asBoard && { vista: 'tablero' }) });
     for (const [k, v] of Object.entries(changes)) {
       if (v === '' || v === null || v === false) p.delete(k);
       else p.set(k, v);
@@ -453,10 +469,6 @@ function renderBoard(view, params, seq) {
     }
   });
 
-  const statusSelect = h('select', { name: 'estado', 'aria-label': 'Estado' },
-    h('option', { value: '' }, 'Todos los estados'),
-    STATUSES.map((s) => h('option', { value: s, selected: s === status }, `${STATUS_LABEL[s]} (${s})`)));
-  statusSelect.addEventListener('change', () => setParams({ estado: statusSelect.value }));
   const archivedBox = h('input', { type: 'checkbox', checked: archived });
   archivedBox.addEventListener('change', () => setParams({ archivadas: archivedBox.checked ? '1' : '' }));
   const refresh = h('button', { type: 'button' }, 'Actualizar');
@@ -467,44 +479,61 @@ function renderBoard(view, params, seq) {
     h('button', { type: 'button', 'aria-pressed': String(asBoard), onclick: () => setParams({ vista: 'tablero' }) }, 'Tablero'));
 
   const listArea = h('div', { class: asBoard ? 'board-area' : 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando tareas…'));
-  add(view, 
+  add(view,
     pageHeader(null, 'Tareas', newButton),
     createPanel,
     h('div', { class: 'toolbar' },
       viewSwitch,
-      asBoard ? null : h('label', { class: 'inline' }, 'Estado ', statusSelect),
       h('label', { class: 'inline check' }, archivedBox, ' Solo archivadas'),
       h('span', { class: 'spacer' }),
       refresh),
+    filterBar(filters, setParams, {
+      statuses: STATUSES, statusLabel: STATUS_LABEL, withStatus: true,
+      lists: Promise.all([agents(), workspaces()]).then(([a, w]) => ({ agents: a, workspaces: w })),
+    }),
     listArea);
 
   // The list or board follows the stream: any task event reloads it.
-  const load = asBoard ? () => loadBoard(listArea, archived, seq) : () => loadList();
+  const load = asBoard ? () => loadBoard(listArea, archived, filters, seq) : () => loadList(offset);
   watch(seq, taskEvent, debounced(load, 400));
 
-  function loadList() {
-  const q = query({ status, archived: archived ? 'true' : '', limit: PAGE_SIZE, offset });
-  return api('GET', `/tasks${q}`).then((data) => {
-    if (!current(seq)) return;
-    const tasks = data.tasks || [];
-    const total = data.total ?? tasks.length;
-    if (tasks.length === 0) {
-      fill(listArea, h('p', { class: 'muted pad' },
-        status || archived ? 'No hay tareas con este filtro.' : 'Aún no hay tareas. Crea la primera con «Nueva tarea».'));
-      return;
-    }
-    const pager = h('div', { class: 'pager' },
-      h('span', { class: 'muted' }, `${offset + 1}–${offset + tasks.length} de ${total}`),
-      offset > 0 ? h('button', { type: 'button', onclick: () => setParams({ desde: String(Math.max(0, offset - PAGE_SIZE)) }) }, '← Anteriores') : null,
-      offset + tasks.length < total ? h('button', { type: 'button', onclick: () => setParams({ desde: String(offset + PAGE_SIZE) }) }, 'Siguientes →') : null);
-    fill(listArea, taskTable(tasks), pager);
-  }).catch((err) => {
-    if (!current(seq)) return;
-    fill(listArea);
-    const note = h('p', { class: 'note' });
-    noteError(note, err);
-    add(listArea, note);
-  });
+  function loadList(from, pastEnd) {
+    const q = query({ ...apiParams(filters), archived: archived ? 'true' : '', limit: PAGE_SIZE, offset: from });
+    return api('GET', `/tasks${q}`).then((data) => {
+      if (!current(seq)) return;
+      const tasks = data.tasks || [];
+      const total = data.total ?? tasks.length;
+      if (tasks.length === 0 && total > 0 && from > 0) {
+        // An address past the end (fewer tasks than it skips): the last
+        // page, saying so, and the address made to name it.
+        const last = lastPageOffset(total, PAGE_SIZE);
+        const p = new URLSearchParams(location.hash.split('?')[1] || '');
+        if (last > 0) p.set('desde', String(last));
+        else p.delete('desde');
+        history.replaceState(null, '', `#/tareas${p.toString() ? `?${p}` : ''}`);
+        return loadList(last, from);
+      }
+      if (tasks.length === 0) {
+        fill(listArea, h('p', { class: 'muted pad' },
+          isFiltered(filters) ? ['Ninguna tarea coincide con la búsqueda o los filtros. ',
+            h('a', { href: archived ? '#/tareas?archivadas=1' : '#/tareas' }, 'Quitar filtros')]
+            : archived ? 'No hay tareas archivadas.' : 'Aún no hay tareas. Crea la primera con «Nueva tarea».'));
+        return;
+      }
+      const pager = h('div', { class: 'pager' },
+        h('span', { class: 'muted' }, `${from + 1}–${from + tasks.length} de ${total}`),
+        from > 0 ? h('button', { type: 'button', onclick: () => setParams({ desde: String(Math.max(0, from - PAGE_SIZE)) }) }, '← Anteriores') : null,
+        from + tasks.length < total ? h('button', { type: 'button', onclick: () => setParams({ desde: String(from + PAGE_SIZE) }) }, 'Siguientes →') : null);
+      const beyond = pastEnd === undefined ? null : h('p', { class: 'note note-info pad', role: 'status' },
+        `No hay tareas a partir de la ${pastEnd + 1}: hay ${total}. Se muestra la última página.`);
+      fill(listArea, beyond, taskTable(tasks), pager);
+    }).catch((err) => {
+      if (!current(seq)) return;
+      fill(listArea);
+      const note = h('p', { class: 'note' });
+      noteError(note, err);
+      add(listArea, note);
+    });
   }
   load();
 }
@@ -515,8 +544,9 @@ const BOARD_LIMIT = 200;
 /** The board: one column per status, cards that move by drag or by the
  *  arrow keys to the statuses a person may set (never `queued` or
  *  `dispatching`: those belong to the dispatcher). */
-function loadBoard(area, archived, seq) {
-  const requests = STATUSES.map((s) => api('GET', `/tasks${query({ status: s, archived: archived ? 'true' : '', limit: BOARD_LIMIT })}`));
+function loadBoard(area, archived, filters, seq) {
+  const shown = filters.estado ? [filters.estado] : STATUSES;
+  const requests = shown.map((s) => api('GET', `/tasks${query({ ...apiParams(filters), status: s, archived: archived ? 'true' : '', limit: BOARD_LIMIT })}`));
   return Promise.all(requests).then((lists) => {
     if (!current(seq)) return;
     // Keep the keyboard where it was across a live redraw.
@@ -530,11 +560,11 @@ function loadBoard(area, archived, seq) {
       } catch (err) {
         noteError(note, err, 'No se pudo mover la tarea.');
       }
-      await loadBoard(area, archived, seq);
+      await loadBoard(area, archived, filters, seq);
       const again = area.querySelector(`[data-task="${t.id}"]`);
       if (again) again.focus();
     };
-    const columns = STATUSES.map((s, i) => {
+    const columns = shown.map((s, i) => {
       const data = lists[i];
       const tasks = data.tasks || [];
       const droppable = MANUAL_STATUSES.includes(s) && !archived;
