@@ -12,7 +12,7 @@ use crate::domain::task::{
 use crate::error::{Error, Result};
 use crate::protocol::tasks::{Comment, TaskDetail, TaskList, TaskView};
 use crate::store::tasks::Task;
-pub use crate::store::tasks::TaskFilter;
+pub use crate::store::tasks::{Search, TaskFilter};
 use crate::store::{agents, changes, comments, tasks, Page};
 use crate::time::now_ms;
 

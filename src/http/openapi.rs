@@ -89,6 +89,16 @@ const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
         "only blocked (true) or unblocked (false) tasks",
     ),
     ("archived", "boolean", "archived tasks instead of live ones"),
+    (
+        "priority",
+        r#"{"type":"integer","minimum":-1000,"maximum":1000}"#,
+        "only tasks of this priority",
+    ),
+    (
+        "q",
+        r#"{"type":"string","maxLength":500}"#,
+        "text: `42` is task 42 or a title containing 42, `#42` task 42 only, other text a title containing it (case-insensitive for ASCII letters)",
+    ),
 ];
 const HEALTH_QUERY: &[(&str, &str, &str)] = &[(
     "workers",
