@@ -166,7 +166,7 @@ function settingsScreen(body, me, seq, ui) {
   const list = h('div', { class: 'settings' }, h('p', { class: 'muted' }, 'Cargando ajustes…'));
   add(body,
     h('p', { class: 'muted small' }, global
-      ? 'Los mismos ajustes que GET /api/settings. Cada uno se comprueba aquí igual que en el servidor antes de guardarse.'
+      ? ['Los mismos ajustes que ', h('code', null, 'GET /api/settings'), '. Cada uno se comprueba aquí igual que en el servidor antes de guardarse.']
       : 'Como administrador de workspace puedes cambiar «Dispatch activado»; los demás los cambia un administrador global.'),
     list);
 
@@ -187,8 +187,12 @@ function settingsScreen(body, me, seq, ui) {
     const known = new Set(SETTINGS.map((d) => d.key));
     const extra = Object.keys(values).filter((k) => !known.has(k))
       .map((key) => ({ key, kind: 'text', label: key, help: 'Ajuste del servidor.' }));
+    // A live redraw keeps a row being edited (its value changed, or its
+    // refusal shown) as the person left it.
+    const kept = new Map([...list.querySelectorAll('form[data-setting]')]
+      .filter((row) => row.edited()).map((row) => [row.dataset.setting, row]));
     fill(list, [...SETTINGS, ...extra].filter((d) => d.key in values || d.kind === 'token')
-      .map((d) => settingRow(d, values[d.key], global || d.scope === 'workspace', me, load, ui)));
+      .map((d) => kept.get(d.key) || settingRow(d, values[d.key], global || d.scope === 'workspace', me, load, ui)));
   };
   follow(seq, ui, (k) => k === 'settings.changed', load);
   load();
@@ -223,6 +227,8 @@ function settingRow(def, current, allowed, me, reload, ui) {
       h('code', { class: 'muted small' }, def.key)),
     h('div', { class: 'setting-input' }, input, def.unit && def.kind === 'int' ? h('span', { class: 'muted small' }, def.unit) : null, save),
     n);
+  const shown = input.value;
+  form.edited = () => input.value !== shown || !n.hidden;
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const checked = checkSetting(def, input.value);
@@ -235,6 +241,8 @@ function settingRow(def, current, allowed, me, reload, ui) {
     await run(save, async () => {
       await ui.api('PUT', `/settings/${encodeURIComponent(def.key)}`, { value: checked.value });
       ui.flash('ok', `Ajuste «${def.label}» guardado.`);
+      // Saved: the row shows the server's value again.
+      form.edited = () => false;
       await reload();
     }, n, 'El servidor rechazó el valor; el ajuste no cambió.');
   });
@@ -352,11 +360,11 @@ function userRow(u, me, n, reload, ui) {
   return h('tr', { 'data-user': u.username },
     h('td', null, h('strong', null, u.username), self ? h('span', { class: 'chip flag-muted' }, 'tú') : null,
       h('div', { class: 'sub' }, `#${u.id}`)),
-    h('td', null, role),
-    h('td', { class: 'flags' }, (u.workspaces || []).length
+    h('td', { 'data-label': 'Rol global' }, role),
+    h('td', { class: 'flags', 'data-label': 'Workspaces' }, (u.workspaces || []).length
       ? u.workspaces.map((w) => h('span', { class: 'chip' }, `#${w.workspace_id}: ${ROLE_LABEL[w.role] || w.role}`))
       : h('span', { class: 'muted' }, 'ninguno')),
-    h('td', null, ui.timeEl(u.created_at)),
+    h('td', { 'data-label': 'Creado' }, ui.timeEl(u.created_at)),
     h('td', null, h('div', { class: 'row-actions' }, pw, setPw, del)));
 }
 
@@ -447,7 +455,7 @@ function workspacePanel(w, users, ui, reload) {
     });
     return h('tr', { 'data-member': user.username },
       h('td', null, h('strong', null, user.username), h('div', { class: 'sub' }, `#${user.id}`)),
-      h('td', null, sel), h('td', null, remove));
+      h('td', { 'data-label': 'Rol' }, sel), h('td', null, remove));
   });
 
   // Whom to add: a choice of the users who are not members yet, or (for a
@@ -599,8 +607,8 @@ function agentRows(a, n, reload, ui) {
   return [h('tr', { 'data-agent': a.slug },
     h('td', null, h('code', null, a.slug), a.name && a.name !== a.slug ? h('div', { class: 'sub' }, a.name) : null),
     h('td', null, h('span', { class: `chip ${a.active ? 'flag-ok' : 'flag-muted'}` }, a.active ? 'activo' : 'inactivo')),
-    h('td', { class: 'mono-cell' }, a.launch_command ? h('code', null, a.launch_command) : h('span', { class: 'muted' }, 'el del launcher')),
-    h('td', null, a.model || h('span', { class: 'muted' }, 'el de la CLI')),
+    h('td', { class: 'mono-cell', 'data-label': 'Comando' }, a.launch_command ? h('code', null, a.launch_command) : h('span', { class: 'muted' }, 'el del launcher')),
+    h('td', { 'data-label': 'Modelo' }, a.model || h('span', { class: 'muted' }, 'el de la CLI')),
     h('td', null, h('div', { class: 'row-actions' }, toggle, edit, del))), editRow];
 }
 
