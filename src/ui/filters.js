@@ -76,7 +76,7 @@ let refocus = null;
 export function filterBar(f, set, { statuses, statusLabel, lists, withStatus }) {
   const search = h('input', {
     type: 'search', name: 'q', value: f.q, class: 'search', autocomplete: 'off', spellcheck: 'false',
-    placeholder: 'Número (#12) o texto del título', 'aria-label': 'Buscar tareas por número o título',
+    placeholder: 'Número (#12) o texto del título', 'aria-label': 'Buscar tareas',
   });
   let timer = null;
   const submitSearch = () => {
