@@ -23,6 +23,13 @@ static APP_JS: Asset = Asset::new(JS, include_bytes!("../../ui/app.js"));
 static LIVE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/live.js"));
 static HEALTH_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/health_es.js"));
 static CHANGES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/changes.js"));
+static DOM_JS: Asset = Asset::new(JS, include_bytes!("../../ui/dom.js"));
+static ERRORS_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/errors_es.js"));
+static TASK_ACTIONS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_actions.js"));
+static HISTORY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/history.js"));
+static ROLES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/roles.js"));
+static DRAFTS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/drafts.js"));
+static FOCUS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/focus.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
 static FAVICON_SVG: Asset = Asset::new(SVG, include_bytes!("../../ui/favicon.svg"));
 
@@ -90,6 +97,13 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/live.js" => Some(&LIVE_JS),
         "/ui/health_es.js" => Some(&HEALTH_ES_JS),
         "/ui/changes.js" => Some(&CHANGES_JS),
+        "/ui/dom.js" => Some(&DOM_JS),
+        "/ui/errors_es.js" => Some(&ERRORS_ES_JS),
+        "/ui/task_actions.js" => Some(&TASK_ACTIONS_JS),
+        "/ui/history.js" => Some(&HISTORY_JS),
+        "/ui/roles.js" => Some(&ROLES_JS),
+        "/ui/drafts.js" => Some(&DRAFTS_JS),
+        "/ui/focus.js" => Some(&FOCUS_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
         "/ui/favicon.svg" => Some(&FAVICON_SVG),
         _ => None,
@@ -174,6 +188,21 @@ pub fn serve(req: &Req) -> Result<Resp> {
 mod tests {
     use super::*;
 
+    /// Every script module the page loads.
+    const MODULES: &[&str] = &[
+        "/ui/app.js",
+        "/ui/live.js",
+        "/ui/health_es.js",
+        "/ui/changes.js",
+        "/ui/dom.js",
+        "/ui/errors_es.js",
+        "/ui/task_actions.js",
+        "/ui/history.js",
+        "/ui/roles.js",
+        "/ui/drafts.js",
+        "/ui/focus.js",
+    ];
+
     fn text(path: &str) -> &'static str {
         std::str::from_utf8(asset(path).expect(path).bytes).expect("UTF-8")
     }
@@ -184,7 +213,9 @@ mod tests {
         assert_eq!(asset("/ui/app.js").unwrap().content_type, JS);
         assert_eq!(asset("/ui/live.js").unwrap().content_type, JS);
         assert_eq!(asset("/ui/health_es.js").unwrap().content_type, JS);
-        assert_eq!(asset("/ui/changes.js").unwrap().content_type, JS);
+        for module in MODULES {
+            assert_eq!(asset(module).unwrap().content_type, JS, "{module}");
+        }
         assert_eq!(asset("/ui/style.css").unwrap().content_type, CSS);
         assert_eq!(asset("/ui/favicon.svg").unwrap().content_type, SVG);
         for unknown in [
@@ -217,24 +248,17 @@ mod tests {
         });
         assert!(!handler, "inline event handler");
         for needle in ["http://", "https://"] {
-            assert!(
-                !html.contains(needle)
-                    && !text("/ui/app.js").contains(needle)
-                    && !text("/ui/changes.js").contains(needle),
-                "external URL"
-            );
+            assert!(!html.contains(needle), "external URL in the page");
+            for module in MODULES {
+                assert!(!text(module).contains(needle), "external URL in {module}");
+            }
         }
     }
 
     /// Server text reaches the page as text nodes, never as markup.
     #[test]
     fn script_never_parses_markup() {
-        for file in [
-            "/ui/app.js",
-            "/ui/live.js",
-            "/ui/health_es.js",
-            "/ui/changes.js",
-        ] {
+        for file in MODULES {
             never_parses_markup(file);
         }
     }
