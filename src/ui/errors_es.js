@@ -34,9 +34,49 @@ function waitOf(err) {
   return m ? seconds(m[1]) : null;
 }
 
+/** What is wrong with a field, from the server's reason (after "field
+ *  `x`: "); a reason not listed is "no es válido" (the server's words stay
+ *  in the detail). */
+const FIELD_REASONS = [
+  [/^is required/, () => 'es obligatorio'],
+  [/^must not be empty/, () => 'no puede estar vacío'],
+  [/^is longer than (\d+) characters/, (m) => `no puede tener más de ${m[1]} caracteres`],
+  [/^(?:must be|use) 1 to (\d+) characters/, (m) => `debe tener de 1 a ${m[1]} caracteres`],
+  [/^(-?\d+) is outside (-?\d+)\.\.=(-?\d+)/, (m) => `debe estar entre ${m[2]} y ${m[3]} (se envió ${m[1]})`],
+  [/^must be a whole number/, () => 'debe ser un número entero'],
+  [/^must be an absolute path/, () => 'debe ser una ruta absoluta (que empiece por /)'],
+  [/^must be manual or interactive/, () => 'debe ser «manual» o «interactive»'],
+  [/^must be admin or member/, () => 'debe ser «admin» o «member»'],
+  [/^must be one of (.*)/, (m) => `debe ser uno de: ${m[1]}`],
+  [/^is larger than (\d+) bytes/, (m) => `ocupa más de ${m[1]} bytes`],
+  [/^must be at most (\d+) bytes/, (m) => `no puede ocupar más de ${m[1]} bytes`],
+  [/^must be 1 to (\d+) bytes/, (m) => `debe ocupar de 1 a ${m[1]} bytes`],
+  [/^must not contain \. or \.\. components/, () => 'no puede tener componentes «.» ni «..»'],
+  [/^must not contain \.\., @\{ or \/\//, () => 'no puede contener «..», «@{» ni «//»'],
+  [/^must not contain control characters/, () => 'no puede contener caracteres de control'],
+  [/^must not contain spaces, control characters or any of (.*)/, (m) => `no puede contener espacios, caracteres de control ni ninguno de ${m[1]}`],
+  [/^must not start or end with \/, or end with \. or \.lock/, () => 'no puede empezar ni terminar por «/», ni terminar por «.» o «.lock»'],
+  [/^must not have a component starting with \./, () => 'no puede tener un componente que empiece por «.»'],
+  [/^must not start with (.*)/, (m) => `no puede empezar por «${m[1]}»`],
+  [/^must be a commit id/, () => 'debe ser un commit (de 4 a 64 dígitos hexadecimales)'],
+  [/^no agent with (.*)/, (m) => `no corresponde a ningún agente (${m[1]})`],
+  [/^must be (a string|text)/, () => 'debe ser texto'],
+  [/^must be (true or false|a boolean)/, () => 'debe ser sí o no (true/false)'],
+];
+
 const field = (err, fallback) => {
   const f = fieldOf(err.serverMessage);
-  return f ? `El campo «${f}» ${fallback}` : `Un campo ${fallback}`;
+  // The value sent (", got …") is in the detail.
+  const reason = (err.serverMessage || '').replace(/^field `[^`]+`: /, '').replace(/, got .*$/s, '');
+  let what = fallback;
+  for (const [re, say] of FIELD_REASONS) {
+    const m = re.exec(reason);
+    if (m) {
+      what = `${say(m)}.`;
+      break;
+    }
+  }
+  return f ? `El campo «${f}» ${what}` : `Un campo ${what}`;
 };
 
 /** One sentence per code. Each takes the error ({status, code,
