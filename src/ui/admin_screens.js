@@ -8,6 +8,8 @@
 // `watch(seq, wanted, fn)` and `debounced(fn, ms)`.
 
 import { add, fill, h } from './dom.js';
+import { detailNode } from './errors_es.js';
+import { mayAdminister, mayOperate } from './roles.js';
 
 // ---------------------------------------------------------------------------
 // Who may use which screen
@@ -20,11 +22,14 @@ function adminOf(me) {
   return new Set((me.workspaces || []).filter((w) => w.role === 'admin').map((w) => w.workspace_id));
 }
 
+// The rules are roles.js's: `mayOperate` (global or workspace admin) and
+// `mayAdminister` (global admin) answer null when allowed. Users are for
+// a global admin who is a person.
 const SCREENS = [
-  { key: 'ajustes', label: 'Ajustes', may: (me) => isGlobalAdmin(me) || adminOf(me).size > 0 },
-  { key: 'usuarios', label: 'Usuarios', may: isGlobalAdmin },
-  { key: 'miembros', label: 'Miembros', may: (me) => isGlobalAdmin(me) || adminOf(me).size > 0 },
-  { key: 'agentes', label: 'Agentes', may: isGlobalAdmin },
+  { key: 'ajustes', label: 'Ajustes', may: (me) => mayOperate(me) === null },
+  { key: 'usuarios', label: 'Usuarios', may: (me) => Boolean(me && me.is_admin) },
+  { key: 'miembros', label: 'Miembros', may: (me) => mayOperate(me) === null },
+  { key: 'agentes', label: 'Agentes', may: (me) => mayAdminister(me) === null },
 ];
 
 /** The screens `me` may use, in menu order. */
@@ -71,32 +76,17 @@ function note() {
   return h('div', { class: 'note', hidden: true, role: 'alert' });
 }
 
-/** The refusals these screens meet, in the page's words. */
-const REFUSAL_ES = {
-  forbidden: 'No tienes permiso para este cambio.',
-  last_admin: 'Es el último administrador global: no puede perder ese rol ni eliminarse.',
-  duplicate: 'Ya existe uno con ese nombre.',
-  agent_in_use: 'Hay tareas que usan este agente.',
-  not_found: 'Ya no existe: otra persona lo eliminó.',
-  invalid_setting: 'El valor no es válido para este ajuste.',
-  unknown_setting: 'Este servidor no conoce ese ajuste.',
-  invalid_field: 'El servidor rechazó uno de los datos.',
-  bad_request: 'El servidor rechazó los datos.',
-  network: 'No se pudo contactar con el servidor.',
-};
-
-/** Shows the refusal `err` in `n`: what was being done and why, in
- *  Spanish; the server's own message (English) folded away as detail. */
+/** Shows the refusal `err` in `n`: what was being done, then why in
+ *  Spanish (errors_es.js, through the page's ApiError), the server's own
+ *  message folded away as detail. */
 function refuse(n, err, context) {
   fill(n);
   n.hidden = false;
   n.className = 'note note-error';
-  const why = REFUSAL_ES[err && err.code] || (err && err.status === 403 ? REFUSAL_ES.forbidden : null);
   add(n,
     h('strong', { class: 'note-context' }, context || 'El servidor rechazó el cambio.'),
-    why ? h('span', null, why) : null,
-    err && err.code ? h('span', { class: 'note-detail' }, `${err.code}${err.status ? ` · HTTP ${err.status}` : ''}`) : null,
-    err && err.message ? h('details', { class: 'server-message' }, h('summary', null, 'Mensaje del servidor'), h('code', null, err.message)) : null);
+    err && err.message ? h('span', null, err.message) : null,
+    detailNode(err));
 }
 
 /** Runs `fn` with `button` disabled; a refusal is shown in `n`. */

@@ -54,8 +54,12 @@ export function start(anchor, callApi) {
   stops.push(live.subscribe((ev) => {
     if (typeof ev.kind === 'string' && ev.kind.startsWith('alert.')) soon();
   }));
+  // Counted again when the stream comes back (not when it first opens:
+  // the count below is that one).
+  let opened = false;
   stops.push(live.onState((on) => {
-    if (on) soon();
+    if (on && opened) soon();
+    opened = opened || on;
   }));
   refresh();
 }

@@ -9,6 +9,12 @@ import { alertDetail, alertTitle, warningText } from './health_es.js';
 import * as alertsCount from './alerts_count.js';
 import { drawNav, isScreen, renderScreen } from './admin_screens.js';
 import { addressParams, apiParams, filterBar, isFiltered, lastPageOffset, readFilters } from './filters.js';
+import { detailNode, spanishError } from './errors_es.js';
+import { dispatchOutcome, editForm, taskActions } from './task_actions.js';
+import { historyPanel } from './history.js';
+import { gate, mayAdminister, mayApproveGate, mayOperate, mayResolveAlert } from './roles.js';
+import { restoreDrafts, saveDrafts } from './drafts.js';
+import { focusHeading, skipLink } from './focus.js';
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -121,11 +127,16 @@ function timeEl(s) {
 // ---------------------------------------------------------------------------
 // API
 
+/** A refusal: `message` is the page's Spanish text (errors_es.js),
+ *  `serverMessage` the server's own words, kept as detail. */
 class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
+  constructor(status, code, serverMessage, retryAfter) {
+    const e = { status, code, serverMessage, retryAfter };
+    super(spanishError(e));
     this.status = status;
     this.code = code;
+    this.serverMessage = serverMessage;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -141,7 +152,7 @@ async function api(method, path, body) {
   try {
     res = await fetch(`/api${path}`, init);
   } catch (e) {
-    throw new ApiError(0, 'network', `No se pudo contactar con el servidor (${e.message}).`);
+    throw new ApiError(0, 'network', e.message);
   }
   const text = await res.text();
   let data = null;
@@ -154,17 +165,17 @@ async function api(method, path, body) {
   }
   if (res.ok) return data;
   const code = (data && data.error) || `http_${res.status}`;
-  let message = (data && data.message) || `El servidor respondió HTTP ${res.status}.`;
+  const err = new ApiError(res.status, code, (data && data.message) || '', res.headers.get('Retry-After'));
   const route = `${method} /api${path.split('?')[0]}`;
-  if (res.status === 404 && /^no route/.test(message)) {
-    message = `Este servidor no ofrece ${route} (404): actualiza OPS Center a una versión que incluya esta función.`;
+  if (res.status === 404 && /^no route/.test(err.serverMessage)) {
+    err.message = `Este servidor no ofrece ${route} (404): actualiza OPS Center a una versión que incluya esta función.`;
   } else if (res.status === 405) {
-    message = `Este servidor no acepta ${route} (405): ${message}`;
+    err.message = `Este servidor no acepta ${route} (405).`;
   }
   if (res.status === 401 && state.me && !path.startsWith('/auth/')) {
     sessionExpired();
   }
-  throw new ApiError(res.status, code, message);
+  throw err;
 }
 
 function query(params) {
@@ -179,7 +190,8 @@ function query(params) {
 // ---------------------------------------------------------------------------
 // Messages
 
-/** Shows a message above the current view: `kind` is `error` or `ok`. */
+/** Shows a message above the current view: `kind` is `error`, `warn` or
+ *  `ok`. One at a time: a new one replaces the one shown. */
 function flash(kind, text, detail) {
   const box = byId('flash');
   const close = h('button', { type: 'button', class: 'flash-close', 'aria-label': 'Cerrar' }, '×');
@@ -188,14 +200,13 @@ function flash(kind, text, detail) {
     detail ? h('span', { class: 'flash-detail' }, detail) : null,
     close);
   close.addEventListener('click', () => item.remove());
-  box.appendChild(item);
+  box.replaceChildren(item);
   if (kind === 'ok') setTimeout(() => item.remove(), 6000);
   return item;
 }
 
 function errorDetail(err) {
-  if (!(err instanceof ApiError) || err.status === 0) return null;
-  return `${err.code} · HTTP ${err.status}`;
+  return err instanceof ApiError ? detailNode(err) : null;
 }
 
 function showError(err) {
@@ -248,6 +259,7 @@ async function busy(button, fn, noteEl, context) {
 const state = { me: null, agents: null, workspaces: null, pendingFlash: null };
 
 function sessionExpired() {
+  saveDrafts(byId('view'), location.hash);
   state.me = null;
   live.disconnect();
   alertsCount.stop();
@@ -319,8 +331,9 @@ byId('login-form').addEventListener('submit', async (ev) => {
       state.agents = null;
       state.workspaces = null;
       showShell();
+      restoreDrafts(byId('view'), location.hash);
     } catch (e) {
-      err.textContent = e.message;
+      fill(err, h('span', null, e.message), errorDetail(e));
       err.hidden = false;
       form.password.select();
     }
@@ -425,9 +438,11 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   window.scrollTo(0, 0);
+  focusHeading(view);
 }
 
 window.addEventListener('hashchange', route);
+skipLink(byId('skip-link'), byId('view'));
 
 function pageHeader(crumbs, title, ...actions) {
   return h('header', { class: 'page-header' },
@@ -701,6 +716,11 @@ async function renderCreateForm(panel, done) {
     h('div', { class: 'span-2 actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Crear tarea'),
       h('button', { type: 'button', class: 'ghost', onclick: done }, 'Cancelar')));
+  // A task given an agent is for the agent: interactive, unless the
+  // person then chooses otherwise.
+  form.elements.agent_id.addEventListener('change', () => {
+    if (form.elements.agent_id.value) form.elements.execution.value = 'interactive';
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const f = form.elements;
@@ -734,20 +754,29 @@ async function renderCreateForm(panel, done) {
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null, workspaceId: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null };
 
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('p', { class: 'muted' }, `Cargando la tarea #${id}…`));
   taskLive.appendOutput = null;
   taskLive.reload = null;
+  taskLive.editing = null;
+  taskLive.history = null;
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
-  const redraw = debounced(() => taskLive.reload && taskLive.reload(), 300);
+  const redraw = debounced(() => taskLive.reload && taskLive.reload().catch(showError), 300);
   watch(seq, (ev) => ev.task_id === id, (ev) => {
-    if (ev.kind === 'dispatch.output') {
+    if (ev.kind === 'task.deleted') {
+      // Deleted from this page: its button says so once the answer comes.
+      if (taskLive.deleting === id) return;
+      // Deleted elsewhere: the page has nothing left to show.
+      state.pendingFlash = ['warn', `La tarea #${id} fue borrada (por ${ev.actor || '?'}).`];
+      location.hash = '#/tareas';
+    } else if (ev.kind === 'dispatch.output') {
       if (taskLive.appendOutput && typeof ev.output === 'string') taskLive.appendOutput(ev.output);
     } else {
+      if (taskLive.history) taskLive.history.add(ev);
       redraw();
     }
   });
@@ -817,13 +846,15 @@ function canSetWorkspaceRepo(id) {
 }
 
 function drawTask(view, t, seq, refusal) {
-  const reload = (opts = {}) => Promise.all([api('GET', `/tasks/${t.id}`),
+  // A reload asked for after the page changed (a debounced redraw) does
+  // nothing: the task may be gone.
+  const reload = (opts = {}) => (!current(seq) ? Promise.resolve() : Promise.all([api('GET', `/tasks/${t.id}`),
     opts.workspaces ? workspaces(true).catch(() => []) : null]).then(([fresh]) => {
     if (!current(seq)) return;
     const restore = keepPageState(view);
     drawTask(view, fresh, seq);
     restore();
-  });
+  }));
   taskLive.reload = reload;
   taskLive.workspaceId = t.workspace_id;
   const actionNote = h('div', { hidden: true });
@@ -833,8 +864,9 @@ function drawTask(view, t, seq, refusal) {
    *  keeping the server's message in view. */
   const act = async (button, fn, okText, context) => {
     button.disabled = true;
+    let answer;
     try {
-      await fn();
+      answer = await fn();
     } catch (err) {
       try {
         const fresh = await api('GET', `/tasks/${t.id}`);
@@ -847,22 +879,52 @@ function drawTask(view, t, seq, refusal) {
       button.disabled = false;
     }
     try {
+      const [kind, text] = typeof okText === 'function' ? await okText(answer) : ['ok', okText];
+      await reload();
+      flash(kind, text);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  /** Like `act`, but a refusal stays in `note` (a form keeps its text). */
+  const save = async (button, fn, okText, note, context) => {
+    const done = await busy(button, async () => {
+      await fn();
+      return true;
+    }, note, context);
+    if (!done) return;
+    if (taskLive.editing) taskLive.editing.remove();
+    taskLive.editing = null;
+    try {
       await reload();
       flash('ok', okText);
     } catch (err) {
       showError(err);
     }
   };
+  const ui = {
+    api, act, save,
+    note: (el, kind, text) => setNote(el, kind, text),
+    refused: (err, context) => noteError(actionNote, err, context),
+    deleting: (id) => {
+      taskLive.deleting = id;
+    },
+    deleted: (id) => {
+      state.pendingFlash = ['ok', `Tarea #${id} borrada.`];
+      location.hash = '#/tareas';
+    },
+  };
 
   const archived = Boolean(t.archived_at);
   const actions = [];
-  if (!archived && !IN_FLIGHT.includes(t.status)) {
+  // A blocked task is retried (unblock + dispatch) instead.
+  if (!archived && !IN_FLIGHT.includes(t.status) && !t.blocked) {
     const dispatch = h('button', { type: 'button', class: 'primary', title: 'POST /api/tasks/:id/dispatch: pasa la tarea a la cola de los launchers' }, 'Despachar');
-    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}), `Tarea #${t.id} en cola para dispatch.`,
-      'No se pudo despachar la tarea.'));
+    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}),
+      (answer) => dispatchOutcome(api, t.id, answer), 'No se pudo despachar la tarea.'));
     actions.push(dispatch);
   }
-  if (!archived && t.sensitive && !t.gate_approved_at) {
+  if (!archived && t.sensitive && !t.gate_approved_at && !mayApproveGate(state.me, t.workspace_id)) {
     const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
     approve.addEventListener('click', () => {
       if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
@@ -890,9 +952,33 @@ function drawTask(view, t, seq, refusal) {
   });
   const statusControl = archived ? null : h('div', { class: 'status-move' },
     h('label', { class: 'inline' }, 'Estado ', statusSelect), move,
-    state.me && state.me.is_admin
-      ? h('label', { class: 'inline check', title: '?force=true: salta la guarda de «hecha» (solo admin/service)' }, force, ' forzar')
-      : null);
+    mayAdminister(state.me)
+      ? null
+      : h('label', { class: 'inline check', title: '?force=true: salta la guarda de «hecha» (solo admin/service)' }, force, ' forzar'));
+
+  // The edit form, while open, is the same node across live redraws: what
+  // is typed in it stays.
+  const editArea = h('div');
+  if (taskLive.editing && !archived) editArea.appendChild(taskLive.editing);
+  else taskLive.editing = null;
+  const openEdit = async () => {
+    if (taskLive.editing) {
+      taskLive.editing.querySelector('input[name=title]').focus();
+      return;
+    }
+    const list = await agents().catch(() => []);
+    if (!current(seq)) return;
+    taskLive.editing = h('section', { class: 'panel' }, editForm(ui, t, list, mayApproveGate(state.me, t.workspace_id), () => {
+      taskLive.editing.remove();
+      taskLive.editing = null;
+    }));
+    editArea.appendChild(taskLive.editing);
+    taskLive.editing.querySelector('input[name=title]').focus();
+  };
+  const more = taskActions(ui, t, openEdit);
+
+  // The history node is kept across redraws of the same task.
+  if (!taskLive.history || taskLive.history.id !== t.id) taskLive.history = historyPanel(api, t.id);
 
   let archive = null;
   if (!archived) {
@@ -937,9 +1023,10 @@ function drawTask(view, t, seq, refusal) {
       h('div', null,
         h('h1', null, h('span', { class: 'muted' }, `#${t.id} `), t.title),
         h('div', { class: 'chips' }, statusChip(t.status), taskFlags(t))),
-      h('div', { class: 'page-actions' }, actions, archive)),
+      h('div', { class: 'page-actions' }, actions, more, archive)),
     statusControl ? h('section', { class: 'panel row' }, statusControl) : null,
     actionNote,
+    editArea,
     t.blocked ? h('section', { class: 'panel callout bad' },
       h('h2', null, 'Bloqueada'),
       h('p', { class: 'pre-line' }, t.blocked_reason || 'Sin motivo indicado.')) : null,
@@ -963,7 +1050,8 @@ function drawTask(view, t, seq, refusal) {
           h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
           t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')),
         changesPanel(t),
-        commentsPanel(t, comments, logs, blockers, reload)),
+        commentsPanel(t, comments, logs, blockers, reload),
+        taskLive.history.node),
       h('aside', { class: 'col-side' },
         h('section', { class: 'panel' },
           h('h2', null, 'Detalles'),
@@ -1149,6 +1237,13 @@ function renderDispatching(body, seq) {
   watch(seq, (ev) => ev.kind !== 'dispatch.output', debounced(() => load().catch(showError), 800));
 
   const { refresh, reconcile, minutes: minutesInput } = slots;
+  const denied = mayAdminister(state.me);
+  if (denied) {
+    // Reconciling is for global admins: not offered to anyone else.
+    reconcile.hidden = true;
+    minutesInput.closest('label').hidden = true;
+    reconcile.after(h('span', { class: 'muted small denied' }, `Reconciliar stale: ${denied}`));
+  }
   const out = slots['reconcile-result'];
   refresh.addEventListener('click', () => busy(refresh, load));
   reconcile.addEventListener('click', () => {
@@ -1198,6 +1293,9 @@ function drawHealth(area, health, err, settings, reload) {
     type: 'button', role: 'switch', class: `switch ${enabled ? 'on' : ''}`,
     'aria-checked': String(Boolean(enabled)), disabled: enabled === null,
   }, h('span', { class: 'knob' }), enabled ? 'Dispatch activado' : 'Dispatch desactivado');
+  const mayToggle = mayOperate(state.me);
+  gate(toggle, mayToggle);
+  if (mayToggle) setNote(toggleNote, 'info', mayToggle);
   toggle.addEventListener('click', () => {
     const next = !enabled;
     const question = next
@@ -1323,6 +1421,11 @@ function renderWatchdog(body, seq) {
   const { frag, slots } = template('tpl-watchdog');
   const { run, refresh, resolved: showResolved, report, alerts: alertsArea } = slots;
   add(body, frag);
+  const mayRun = mayOperate(state.me);
+  if (mayRun) {
+    run.hidden = true;
+    run.after(h('span', { class: 'muted small denied' }, `Ejecutar watchdog: ${mayRun}`));
+  }
 
   const load = async () => {
     const status = showResolved.checked ? 'resolved' : 'open';
@@ -1418,7 +1521,7 @@ function drawAlerts(area, alerts, total, status, reload) {
       h('th', null, 'Primera vez'), h('th', null, 'Última vez'), h('th', null, ''))),
     h('tbody', null, alerts.map((a) => {
       let action = null;
-      if (a.status === 'open') {
+      if (a.status === 'open' && !mayResolveAlert(state.me, Boolean(a.task_id))) {
         action = h('button', { type: 'button' }, 'Resolver');
         action.addEventListener('click', () => busy(action, async () => {
           await api('POST', `/alerts/${a.id}/resolve`, {});

@@ -40,6 +40,7 @@ async function logInAs(user) {
     // Once the menu has its count (a request still on its way when the
     // session ends would be refused).
     await page.locator('[data-nav-count][data-count]').waitFor({ state: 'attached' });
+    await page.waitForLoadState('networkidle');
     await out.click();
   }
   await page.getByLabel('Usuario').fill(user.username);
@@ -252,7 +253,7 @@ test('create and deactivate an agent; deleting one that tasks use is refused, cl
   const used = page.locator('tr[data-agent=opencode]');
   await used.getByRole('button', { name: 'Eliminar' }).click();
   await page.getByText('No se eliminó el agente «opencode»: desactívalo en su lugar.').waitFor();
-  await page.getByText('Hay tareas que usan este agente.').waitFor();
+  await page.getByText(/Hay tareas que usan este agente/).waitFor();
   assert.ok((await api(server.base, 'GET', '/agents')).agents.some((a) => a.slug === 'opencode'));
 
   // An unused one goes.

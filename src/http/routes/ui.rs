@@ -27,6 +27,12 @@ static DOM_JS: Asset = Asset::new(JS, include_bytes!("../../ui/dom.js"));
 static FILTERS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/filters.js"));
 static ADMIN_SCREENS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/admin_screens.js"));
 static ALERTS_COUNT_JS: Asset = Asset::new(JS, include_bytes!("../../ui/alerts_count.js"));
+static ERRORS_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/errors_es.js"));
+static TASK_ACTIONS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_actions.js"));
+static HISTORY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/history.js"));
+static ROLES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/roles.js"));
+static DRAFTS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/drafts.js"));
+static FOCUS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/focus.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
 static FAVICON_SVG: Asset = Asset::new(SVG, include_bytes!("../../ui/favicon.svg"));
 
@@ -98,6 +104,12 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/filters.js" => Some(&FILTERS_JS),
         "/ui/admin_screens.js" => Some(&ADMIN_SCREENS_JS),
         "/ui/alerts_count.js" => Some(&ALERTS_COUNT_JS),
+        "/ui/errors_es.js" => Some(&ERRORS_ES_JS),
+        "/ui/task_actions.js" => Some(&TASK_ACTIONS_JS),
+        "/ui/history.js" => Some(&HISTORY_JS),
+        "/ui/roles.js" => Some(&ROLES_JS),
+        "/ui/drafts.js" => Some(&DRAFTS_JS),
+        "/ui/focus.js" => Some(&FOCUS_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
         "/ui/favicon.svg" => Some(&FAVICON_SVG),
         _ => None,
@@ -192,6 +204,12 @@ mod tests {
         "/ui/filters.js",
         "/ui/admin_screens.js",
         "/ui/alerts_count.js",
+        "/ui/errors_es.js",
+        "/ui/task_actions.js",
+        "/ui/history.js",
+        "/ui/roles.js",
+        "/ui/drafts.js",
+        "/ui/focus.js",
     ];
 
     fn text(path: &str) -> &'static str {
