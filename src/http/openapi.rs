@@ -89,6 +89,16 @@ const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
         "only blocked (true) or unblocked (false) tasks",
     ),
     ("archived", "boolean", "archived tasks instead of live ones"),
+    (
+        "priority",
+        r#"{"type":"integer","minimum":-1000,"maximum":1000}"#,
+        "only tasks of this priority",
+    ),
+    (
+        "q",
+        r#"{"type":"string","maxLength":500}"#,
+        "text: `42` is task 42 or a title containing 42, `#42` task 42 only, other text a title containing it (case-insensitive for ASCII letters)",
+    ),
 ];
 const HEALTH_QUERY: &[(&str, &str, &str)] = &[(
     "workers",
@@ -152,7 +162,9 @@ const OPS: &[Op] = &[
     op!("PATCH" "/api/tasks/{id}/status", "Move a task", Any, query FORCE, body Some(s::<StatusChange>), 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/tasks/{id}/comments", "Comment on a task", Any, body Some(s::<NewComment>), 201 Body::Json(s::<Comment>)),
     op!("POST" "/api/tasks/{id}/archive", "Archive a task", Any, body NONE, 200 Body::Json(s::<TaskView>)),
-    op!("POST" "/api/tasks/{id}/dispatch", "Queue a task for a worker", Any, body NONE, 200 Body::Json(s::<TaskView>)),
+    op!("POST" "/api/tasks/{id}/unarchive", "Unarchive a task", Any, body NONE, 200 Body::Json(s::<TaskView>)),
+    op!("POST" "/api/tasks/{id}/dispatch", "Queue a task for a worker", Any, body NONE, 200 Body::Json(s::<DispatchAnswer>)),
+    op!("POST" "/api/tasks/{id}/retry", "Unblock and queue a task", Any, body NONE, 200 Body::Json(s::<DispatchAnswer>)),
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),
     op!("GET" "/api/dispatch/health", "Dispatch health", Any, query HEALTH_QUERY, body NONE, 200 Body::Json(s::<Health>)),

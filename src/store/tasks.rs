@@ -272,6 +272,52 @@ pub struct TaskFilter {
     pub blocked: Option<bool>,
     /// `false`: hide archived (the default); `true`: only archived.
     pub archived: bool,
+    pub priority: Option<i64>,
+    pub search: Option<Search>,
+}
+
+/// `?q=`: what the text searches for. A number (`42`, `#42`) names a task;
+/// any text is looked for in titles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Search {
+    /// `42` or `#42`: the task with that id.
+    pub id: Option<i64>,
+    /// A case-insensitive substring of the title; `None` for `#42`, which
+    /// asks for the number only.
+    pub title: Option<String>,
+}
+
+impl Search {
+    pub fn parse(q: &str) -> Search {
+        let q = q.trim();
+        if let Some(n) = q.strip_prefix('#') {
+            if let Ok(id) = n.trim().parse::<i64>() {
+                return Search {
+                    id: Some(id),
+                    title: None,
+                };
+            }
+        }
+        Search {
+            id: q.parse::<i64>().ok(),
+            title: Some(q.to_string()),
+        }
+    }
+}
+
+/// `text` as a LIKE pattern matching it anywhere, its wildcards (`%`, `_`)
+/// and the escape character taken literally (`ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Newest first, with the total count of matching rows. The total is a
@@ -316,13 +362,48 @@ pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>,
         both("t.blocked = ?".into(), "c.blocked = ?".into());
         args.push(Box::new(b));
     }
+    // Priority and text are not columns of task_counts: with either, the
+    // total is a count of the matching rows themselves.
+    let mut counted = true;
+    if let Some(p) = f.priority {
+        rows_where.push("t.priority = ?".into());
+        args.push(Box::new(p));
+        counted = false;
+    }
+    if let Some(search) = &f.search {
+        let clause = match (search.id, &search.title) {
+            (Some(id), Some(title)) => {
+                args.push(Box::new(id));
+                args.push(Box::new(contains_pattern(title)));
+                "(t.id = ? OR t.title LIKE ? ESCAPE '\\')"
+            }
+            (Some(id), None) => {
+                args.push(Box::new(id));
+                "t.id = ?"
+            }
+            (None, Some(title)) => {
+                args.push(Box::new(contains_pattern(title)));
+                "t.title LIKE ? ESCAPE '\\'"
+            }
+            (None, None) => "1",
+        };
+        rows_where.push(clause.into());
+        counted = false;
+    }
     let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
-    let total: i64 = conn
-        .prepare_cached(&format!(
+    let total: i64 = if counted {
+        conn.prepare_cached(&format!(
             "SELECT COALESCE(SUM(c.n), 0) FROM task_counts c WHERE {}",
             counts_where.join(" AND ")
         ))?
-        .query_row(params.as_slice(), |r| r.get(0))?;
+        .query_row(params.as_slice(), |r| r.get(0))?
+    } else {
+        conn.prepare_cached(&format!(
+            "SELECT COUNT(*) FROM tasks t WHERE {}",
+            rows_where.join(" AND ")
+        ))?
+        .query_row(params.as_slice(), |r| r.get(0))?
+    };
     // The page is bound, not written into the SQL: the statement's text
     // depends only on which filters are set, so the statement cache holds
     // a few statements instead of one per page ever read.
@@ -570,6 +651,7 @@ mod tests {
                                     agent_slug: agent_slug.map(str::to_string),
                                     blocked,
                                     archived,
+                                    ..TaskFilter::default()
                                 };
                                 let (rows, total) = list(conn, &f, all).unwrap();
                                 assert_eq!(rows.len() as i64, total, "filter {workspace_id:?} {visible:?} {status:?} {agent_slug:?} {blocked:?} {archived}");
@@ -692,6 +774,40 @@ mod tests {
             "{SELECT} WHERE t.status = 'dispatching' AND t.claimed_at <= 5 ORDER BY t.claimed_at, t.id"
         ));
         assert!(stale.contains("INDEX tasks_dispatching"), "{stale}");
+        let by_priority = plan(&format!(
+            "{SELECT} WHERE t.archived_at IS NULL AND t.priority = 5 ORDER BY t.id DESC LIMIT 50"
+        ));
+        assert!(
+            by_priority.contains("INDEX tasks_priority"),
+            "{by_priority}"
+        );
+        assert!(!by_priority.contains("TEMP B-TREE"), "{by_priority}");
+    }
+
+    #[test]
+    fn a_search_names_a_number_and_escapes_like_wildcards() {
+        assert_eq!(
+            Search::parse(" #42 "),
+            Search {
+                id: Some(42),
+                title: None
+            }
+        );
+        assert_eq!(
+            Search::parse("42"),
+            Search {
+                id: Some(42),
+                title: Some("42".into())
+            }
+        );
+        assert_eq!(
+            Search::parse("#tag"),
+            Search {
+                id: None,
+                title: Some("#tag".into())
+            }
+        );
+        assert_eq!(contains_pattern(r"a%b_c\d"), r"%a\%b\_c\\d%");
     }
 
     /// The claim query's model filter, in SQL, agrees with

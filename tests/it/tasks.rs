@@ -436,3 +436,138 @@ fn done_lifts_the_block() {
     let (status, blocked, _) = blocked_of(gated);
     assert_eq!((status.as_str(), blocked), ("done", false));
 }
+
+/// `?q=` and `?priority=` on `GET /api/tasks`: a number names a task, text
+/// matches titles case-insensitively (wildcards literal), the total counts
+/// the filtered rows, bad values are refused naming the parameter, and a
+/// member finds nothing of another workspace, not even by number.
+#[test]
+fn search_by_number_and_title_and_filter_by_priority() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let mk =
+        |title: &str, priority: i64| svc.new_task(&json!({"title": title, "priority": priority}));
+    let deploy = mk("Deploy the API", 5);
+    let redeploy = mk("redeploy staging", 0);
+    let percent = mk("all% done_check", 5);
+    let other = mk("Write docs", -3);
+    let numbered = mk(&format!("follow-up of {deploy}"), 0);
+
+    let ids = |path: &str| -> (Vec<i64>, i64) {
+        let r = svc.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let ids = r.json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect();
+        (ids, r.json["total"].as_i64().unwrap())
+    };
+    assert_eq!(ids("/api/tasks?q=DEPLOY"), (vec![redeploy, deploy], 2));
+    assert_eq!(ids("/api/tasks?q=deploy&limit=1"), (vec![redeploy], 2));
+    // A number: that task, and titles containing the number.
+    assert_eq!(
+        ids(&format!("/api/tasks?q={deploy}")),
+        (vec![numbered, deploy], 2)
+    );
+    // `#N` (sent as %23N): that task only.
+    assert_eq!(ids(&format!("/api/tasks?q=%23{deploy}")), (vec![deploy], 1));
+    assert_eq!(ids("/api/tasks?q=%23999999"), (vec![], 0));
+    // LIKE's wildcards are plain characters.
+    assert_eq!(ids("/api/tasks?q=%25"), (vec![percent], 1));
+    assert_eq!(ids("/api/tasks?q=e_c"), (vec![percent], 1));
+    assert_eq!(ids("/api/tasks?q=o%25d"), (vec![], 0));
+    // Spaces around the text do not count; only spaces is no search.
+    assert_eq!(ids("/api/tasks?q=%20docs%20"), (vec![other], 1));
+    assert_eq!(ids("/api/tasks?q=%20%20").1, 5);
+    // Priority, alone and with the others.
+    assert_eq!(ids("/api/tasks?priority=5"), (vec![percent, deploy], 2));
+    assert_eq!(ids("/api/tasks?priority=-3"), (vec![other], 1));
+    assert_eq!(ids("/api/tasks?priority=5&q=api"), (vec![deploy], 1));
+    assert_eq!(ids("/api/tasks?priority=5&status=done"), (vec![], 0));
+    // Archived tasks are found only among the archived.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{other}/archive"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(ids("/api/tasks?q=docs"), (vec![], 0));
+    assert_eq!(ids("/api/tasks?q=docs&archived=true"), (vec![other], 1));
+
+    for (path, param) in [
+        ("/api/tasks?priority=high", "`priority`"),
+        ("/api/tasks?priority=1001", "`priority`"),
+        ("/api/tasks?priority=-1001", "`priority`"),
+    ] {
+        let r = svc.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert_eq!(r.error(), "invalid_query", "{path}");
+        assert!(
+            r.json["message"].as_str().unwrap().contains(param),
+            "{path}: {}",
+            r.text
+        );
+    }
+    let long = "x".repeat(501);
+    let r = svc.get(&format!("/api/tasks?q={long}"));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error(), "invalid_query");
+    assert!(r.json["message"].as_str().unwrap().contains("`q`"));
+
+    // A member of workspace 2 finds its own task, never workspace 1's.
+    let r = srv.admin().post("/api/workspaces", &json!({"name": "two"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ws2 = r.json["id"].as_i64().unwrap();
+    let mine = svc.new_task(&json!({"title": "Deploy two", "workspace_id": ws2}));
+    let (_, member) = srv.user("searcher", Some((ws2, "member")));
+    let found = member.get(&format!("/api/tasks?q={deploy}"));
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.json["total"], 0, "{}", found.text);
+    let found = member.get(&format!("/api/tasks?q=%23{deploy}"));
+    assert_eq!(found.json["total"], 0, "{}", found.text);
+    let found = member.get("/api/tasks?q=deploy");
+    assert_eq!(found.json["total"], 1, "{}", found.text);
+    assert_eq!(found.json["tasks"][0]["id"], mine);
+}
+
+/// Unarchiving brings a task back in the status it kept, with its event;
+/// a task that is not archived is answered unchanged.
+#[test]
+fn unarchive_restores_a_task_and_is_idempotent() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = svc.new_task(&json!({"title": "old work"}));
+    let r = svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "review"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
+    assert!(!crate::util::event_kinds(&srv, id).contains(&"task.unarchived".to_string()));
+
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/archive"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(svc.get("/api/tasks").json["total"], 0);
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
+    assert_eq!(r.json["status"], "review");
+    assert_eq!(svc.get("/api/tasks").json["total"], 1);
+    assert_eq!(svc.get("/api/tasks?archived=true").json["total"], 0);
+    let kinds = crate::util::event_kinds(&srv, id);
+    assert_eq!(kinds.last().map(String::as_str), Some("task.unarchived"));
+    // Editable again.
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"title": "new work"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({"x": 1}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = svc.post("/api/tasks/999999/unarchive", &json!({}));
+    assert_eq!(r.status, 404, "{}", r.text);
+}

@@ -1,9 +1,10 @@
 use crate::protocol::Deleted;
 
 use crate::app::tasks::{
-    self as ops, AgentRef, NewTaskInput, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
+    self as ops, AgentRef, NewTaskInput, Search, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
 };
 use crate::domain::repo;
+
 use crate::domain::task::{Execution, Status};
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
@@ -40,8 +41,43 @@ pub fn list(app: &App, req: &Req) -> Result<Resp> {
         agent_slug: req.query_str("agent").map(str::to_string),
         blocked: req.query_bool("blocked")?,
         archived: req.query_bool("archived")?.unwrap_or(false),
+        priority: req
+            .query_i64("priority")?
+            .map(|p| {
+                if PRIORITY_RANGE.contains(&p) {
+                    Ok(p)
+                } else {
+                    Err(Error::BadRequest {
+                        code: "invalid_query",
+                        message: format!(
+                            "query parameter `priority` must be from {} to {}, got {p}",
+                            PRIORITY_RANGE.start(),
+                            PRIORITY_RANGE.end()
+                        ),
+                    })
+                }
+            })
+            .transpose()?,
+        search: search(req)?,
     };
     Ok(Resp::ok(ops::list(&app.db, &filter, req.page()?)?))
+}
+
+/// `?q=`: at most [`TITLE_MAX`] bytes (a longer text matches no title).
+fn search(req: &Req) -> Result<Option<Search>> {
+    let Some(q) = req.query_str("q") else {
+        return Ok(None);
+    };
+    if q.len() > TITLE_MAX {
+        return Err(Error::BadRequest {
+            code: "invalid_query",
+            message: format!("query parameter `q` is longer than {TITLE_MAX} bytes"),
+        });
+    }
+    if q.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Search::parse(q)))
 }
 
 pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -221,6 +257,12 @@ pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
     Ok(Resp::ok(ops::archive(&app.db, &who, id)?))
+}
+
+pub fn unarchive(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(ops::unarchive(&app.db, &who, id)?))
 }
 
 pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
