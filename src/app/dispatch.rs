@@ -21,7 +21,7 @@ use crate::protocol::dispatch::{
     HeartbeatReport, Output, Reconciled, Report, RunChange, StaleTasks, Started,
 };
 use crate::protocol::health::{Health, Queue, StorageSize, WorkerSummary};
-use crate::protocol::tasks::TaskView;
+use crate::protocol::tasks::{DispatchAnswer, TaskView};
 use crate::secrets;
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::changes::{self, Change};
@@ -32,6 +32,9 @@ use crate::time::now_ms;
 
 /// The start of `blocked_reason` when the Human Gate holds a task.
 pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human approval";
+/// The `warning` of a dispatch answered while `dispatch_enabled` is false:
+/// the task is queued, but no worker is handed a task until it is true.
+pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
 /// `blocked_reason` of a run that ended without output.
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
@@ -46,10 +49,12 @@ pub const CHUNK_LIMIT: usize = 256 * 1024;
 
 /// `POST /api/tasks/:id/dispatch`: `next`/`waiting`/`review` → `queued`.
 /// A sensitive task without approval is blocked at the gate (and that is
-/// committed) before the 409 is returned.
-pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
+/// committed) before the 409 is returned. `retry` (`POST
+/// /api/tasks/:id/retry`) first lifts a block other than the gate's, in the
+/// same transaction: a refused dispatch leaves the task blocked.
+pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<DispatchAnswer> {
     enum Outcome {
-        Queued(Box<Task>),
+        Queued(Box<Task>, bool),
         Gated,
     }
     let who = who.clone();
@@ -89,6 +94,11 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
             }
             return Ok(Outcome::Gated);
         }
+        if retry && t.blocked {
+            let reason = t.blocked_reason.take();
+            t.blocked = false;
+            event(conn, now, Some(t.workspace_id), Some(id), "task.unblocked", &actor, json!({"reason": reason, "because": "retry"}))?;
+        }
         if t.blocked {
             return Err(Error::conflict(
                 "task_blocked",
@@ -103,10 +113,15 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
         }
         transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, json!({"agent": agent.slug}), now)?;
         tasks::save(conn, &t, now)?;
-        Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?)))
+        let enabled = crate::store::settings::load(conn)?.dispatch_enabled;
+        Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?), enabled))
     })?;
     match outcome {
-        Outcome::Queued(t) => Ok(views::task(&t)),
+        Outcome::Queued(t, dispatch_enabled) => Ok(DispatchAnswer {
+            task: views::task(&t),
+            dispatch_enabled,
+            warning: (!dispatch_enabled).then(|| DISPATCH_DISABLED.to_string()),
+        }),
         Outcome::Gated => Err(Error::conflict(
             "human_gate",
             format!("task {id} is sensitive: a human admin must approve it (POST /api/tasks/{id}/approve) before it is dispatched"),

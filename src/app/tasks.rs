@@ -397,6 +397,33 @@ pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
     .map(|t| views::task(&t))
 }
 
+/// Brings an archived task back to the lists, in the status it kept; a
+/// task that is not archived is answered unchanged.
+pub fn unarchive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
+    let who = who.clone();
+    db.write(move |conn| {
+        let now = now_ms();
+        let mut t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        if t.archived_at.is_none() {
+            return Ok(t);
+        }
+        t.archived_at = None;
+        tasks::save(conn, &t, now)?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "task.unarchived",
+            &who.actor(),
+            json!({}),
+        )?;
+        tasks::require(conn, id)
+    })
+    .map(|t| views::task(&t))
+}
+
 pub fn delete(db: &Db, who: &Principal, id: i64) -> Result<()> {
     let who = who.clone();
     db.write(move |conn| {

@@ -121,8 +121,14 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/tasks/{id}/archive", |a, q, p| {
         tasks::archive(a, q, p.id(0, "task")?)
     }),
+    r("POST", "/api/tasks/{id}/unarchive", |a, q, p| {
+        tasks::unarchive(a, q, p.id(0, "task")?)
+    }),
     r("POST", "/api/tasks/{id}/dispatch", |a, q, p| {
         dispatch::dispatch(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/retry", |a, q, p| {
+        dispatch::retry(a, q, p.id(0, "task")?)
     }),
     r("POST", "/api/tasks/{id}/approve", |a, q, p| {
         dispatch::approve(a, q, p.id(0, "task")?)

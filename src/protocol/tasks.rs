@@ -40,6 +40,20 @@ pub struct TaskView {
     pub base_ref: Option<String>,
 }
 
+/// `POST /api/tasks/:id/dispatch` and `/retry`: the queued task, and
+/// whether a worker may take it now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DispatchAnswer {
+    #[serde(flatten)]
+    pub task: TaskView,
+    /// The `dispatch_enabled` setting when the task was queued.
+    pub dispatch_enabled: bool,
+    /// `dispatch_disabled` when `dispatch_enabled` is false (the task waits
+    /// in `queued` until it is true); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub warning: Option<String>,
+}
+
 /// `GET /api/tasks/:id`: the task and its comments, oldest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskDetail {

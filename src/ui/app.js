@@ -76,6 +76,8 @@ const STATUS_LABEL = {
 /** Statuses a person may set by hand: `queued` comes from dispatch and
  *  `dispatching` from a worker's claim. */
 const MANUAL_STATUSES = ['next', 'doing', 'review', 'done', 'waiting'];
+/** Statuses from which a task may be dispatched. */
+const DISPATCHABLE = ['next', 'waiting', 'review'];
 /** Statuses in which a task is already on its way to a worker. */
 const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
 const EXECUTION_LABEL = { manual: 'Manual', interactive: 'Interactiva (agente)' };
@@ -918,7 +920,7 @@ function drawTask(view, t, seq, refusal) {
   const archived = Boolean(t.archived_at);
   const actions = [];
   // A blocked task is retried (unblock + dispatch) instead.
-  if (!archived && !IN_FLIGHT.includes(t.status) && !t.blocked) {
+  if (!archived && DISPATCHABLE.includes(t.status) && !t.blocked) {
     const dispatch = h('button', { type: 'button', class: 'primary', title: 'POST /api/tasks/:id/dispatch: pasa la tarea a la cola de los launchers' }, 'Despachar');
     dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}),
       (answer) => dispatchOutcome(api, t.id, answer), 'No se pudo despachar la tarea.'));

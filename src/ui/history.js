@@ -82,10 +82,20 @@ function reasonText(r) {
 function detail(ev) {
   const p = payloadOf(ev);
   const parts = [];
-  if (typeof p.reason === 'string' && p.reason) parts.push(reasonText(p.reason));
+  // A forced «Hecha» says its reason in its own line already.
+  if (typeof p.reason === 'string' && p.reason && ev.kind !== 'task.done_forced') parts.push(reasonText(p.reason));
   if (typeof p.ended === 'string') parts.push(p.ended);
   if (p.elapsed_seconds !== undefined) parts.push(`tras ${p.elapsed_seconds} s`);
   return parts.join(' · ');
+}
+
+/** Who did it: a person by name, the service token, a worker, the
+ *  watchdog, as the log names them (`user:ana`, `service`, …). */
+function who(actor) {
+  if (!actor) return '—';
+  if (actor.startsWith('user:')) return actor.slice(5);
+  if (actor === 'service') return 'servicio (token)';
+  return actor;
 }
 
 function fmt(at) {
@@ -104,7 +114,7 @@ function line(ev) {
   return el('li', { class: `event${NOTABLE.has(ev.kind) ? ' notable' : ''}`, 'data-kind': ev.kind, 'data-id': ev.id },
     el('time', { datetime: ev.at, title: ev.at }, fmt(ev.at)),
     el('span', { class: 'event-body' },
-      el('strong', null, ev.actor || '—'), ' ', say ? say(p) : ev.kind, move ? [' · ', move] : null,
+      el('strong', { title: ev.actor || '' }, who(ev.actor)), ' ', say ? say(p) : ev.kind, move ? [' · ', move] : null,
       ' ', el('code', { class: 'muted small' }, ev.kind),
       more ? el('span', { class: 'sub' }, more) : null));
 }

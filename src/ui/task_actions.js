@@ -48,7 +48,7 @@ export function taskActions(ui, t, onEdit) {
       `Tarea #${t.id} desarchivada.`, 'No se pudo desarchivar la tarea.'));
     out.push(unarchive);
   } else {
-    if (t.blocked && !IN_FLIGHT.includes(t.status) && t.execution === 'interactive') {
+    if (t.blocked && ['next', 'waiting', 'review'].includes(t.status) && t.execution === 'interactive') {
       const retry = button('Reintentar', 'primary', 'Desbloquea la tarea y la despacha de nuevo, en un solo paso.');
       retry.addEventListener('click', () => act(retry, () => api('POST', `/tasks/${t.id}/retry`, {}),
         (answer) => dispatchOutcome(api, t.id, answer), 'No se pudo reintentar la tarea.'));

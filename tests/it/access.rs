@@ -73,6 +73,8 @@ fn scope(route: &str) -> Scope {
         | "set member"
         | "remove member"
         | "dispatch"
+        | "retry"
+        | "unarchive"
         | "set workspace repository"
         | "approve"
         | "resolve alert" => Scope::Workspace1,
@@ -476,6 +478,33 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
                 let id =
                     c.task(json!({"title": "d", "execution": "interactive", "agent": "codex"}));
                 ("POST", format!("/api/tasks/{id}/dispatch"), Value::Null)
+            }),
+        ),
+        (
+            "retry",
+            Rule::AnyUser,
+            Box::new(|c, _| {
+                let id =
+                    c.task(json!({"title": "r", "execution": "interactive", "agent": "codex"}));
+                let r = c.srv.service().patch(
+                    &format!("/api/tasks/{id}"),
+                    &json!({"blocked": true, "blocked_reason": "failed"}),
+                );
+                assert_eq!(r.status, 200, "{}", r.text);
+                ("POST", format!("/api/tasks/{id}/retry"), Value::Null)
+            }),
+        ),
+        (
+            "unarchive",
+            Rule::AnyUser,
+            Box::new(move |c, _| {
+                let id = t(c);
+                let r = c
+                    .srv
+                    .service()
+                    .post(&format!("/api/tasks/{id}/archive"), &json!({}));
+                assert_eq!(r.status, 200, "{}", r.text);
+                ("POST", format!("/api/tasks/{id}/unarchive"), Value::Null)
             }),
         ),
         (

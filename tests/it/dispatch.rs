@@ -727,3 +727,133 @@ fn health_worker_list_follows_heartbeats_and_can_be_left_out() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json["error"], "invalid_query");
 }
+
+/// `POST /api/tasks/:id/retry` lifts a failed run's block and queues the
+/// task in one step, with `task.unblocked` then `task.dispatched`; when
+/// the dispatch part is refused nothing changes, the block included; the
+/// Human Gate holds as for a dispatch.
+#[test]
+fn retry_unblocks_and_dispatches_in_one_step() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let id = queued_task(&srv, "codex", json!({}));
+    let (claimed, token) = w.claim_one();
+    assert_eq!(claimed, id);
+    w.report(id, &token, "started", json!({"pid": 7}));
+    let r = w.report(
+        id,
+        &token,
+        "failed",
+        json!({"signature": "boom", "reason": "it broke", "evidence": "boom"}),
+    );
+    assert_eq!(
+        (r.json["status"].clone(), r.json["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.error(), "task_blocked", "{}", r.text);
+
+    let r = svc.post(&format!("/api/tasks/{id}/retry"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "queued");
+    assert_eq!(r.json["blocked"], false);
+    assert_eq!(r.json["blocked_reason"], Value::Null);
+    assert_eq!(r.json["dispatch_enabled"], true);
+    assert_eq!(r.json.get("warning"), None, "{}", r.text);
+    let kinds = event_kinds(&srv, id);
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["task.unblocked", "task.dispatched"]
+    );
+    let r = svc.get(&format!("/api/events?task_id={id}&kind=task.unblocked"));
+    assert_eq!(
+        r.json["events"][0]["payload"]["because"], "retry",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["events"][0]["payload"]["reason"], "it broke");
+    // The worker takes it again.
+    assert_eq!(w.claim_one().0, id);
+
+    // A task that is not blocked: the same as a dispatch, no unblock event.
+    let plain = svc.new_task(&json!({"title": "p", "execution": "interactive", "agent": "codex"}));
+    let r = svc.post(&format!("/api/tasks/{plain}/retry"), &json!({}));
+    assert_eq!(r.json["status"], "queued", "{}", r.text);
+    assert!(!event_kinds(&srv, plain).contains(&"task.unblocked".to_string()));
+
+    // Refused dispatches change nothing: a blocked manual task stays
+    // blocked, a blocked done task stays as it is, the unapproved gate
+    // answers as a dispatch does.
+    let manual = svc.new_task(&json!({"title": "m", "agent": "codex"}));
+    svc.patch(
+        &format!("/api/tasks/{manual}"),
+        &json!({"blocked": true, "blocked_reason": "x"}),
+    );
+    let queued = queued_task(&srv, "codex", json!({}));
+    // Blocked and in `doing`: the unblock is made, then the status refused,
+    // and the unblock is rolled back with it.
+    let busy = svc.new_task(&json!({"title": "b", "execution": "interactive", "agent": "codex"}));
+    let r = svc.patch(
+        &format!("/api/tasks/{busy}"),
+        &json!({"status": "doing", "blocked": true, "blocked_reason": "stuck"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let before = srv.fingerprint();
+    for (task, code) in [
+        (manual, "not_interactive"),
+        (queued, "invalid_transition"),
+        (busy, "invalid_transition"),
+    ] {
+        let r = svc.post(&format!("/api/tasks/{task}/retry"), &json!({}));
+        assert_eq!((r.status, r.error()), (409, code), "{}", r.text);
+    }
+    assert_eq!(svc.post("/api/tasks/99999/retry", &json!({})).status, 404);
+    assert_eq!(before, srv.fingerprint());
+    assert_eq!(
+        svc.get(&format!("/api/tasks/{manual}")).json["blocked"],
+        true
+    );
+
+    let sensitive = svc.new_task(
+        &json!({"title": "s", "execution": "interactive", "agent": "codex", "sensitive": true}),
+    );
+    let r = svc.post(&format!("/api/tasks/{sensitive}/retry"), &json!({}));
+    assert_eq!((r.status, r.error()), (409, "human_gate"), "{}", r.text);
+    let t = svc.get(&format!("/api/tasks/{sensitive}")).json;
+    assert_eq!(
+        (t["status"].clone(), t["blocked"].clone()),
+        (json!("next"), json!(true))
+    );
+    // Still gated: retrying does not lift the gate's block.
+    let r = svc.post(&format!("/api/tasks/{sensitive}/retry"), &json!({}));
+    assert_eq!(r.error(), "human_gate", "{}", r.text);
+    assert_eq!(
+        svc.get(&format!("/api/tasks/{sensitive}")).json["blocked"],
+        true
+    );
+}
+
+/// With `dispatch_enabled=false` a dispatch (or retry) still queues the
+/// task, and its answer says that no worker will take it yet.
+#[test]
+fn dispatch_answers_a_warning_while_dispatch_is_off() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = svc.new_task(&json!({"title": "d", "execution": "interactive", "agent": "codex"}));
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "queued");
+    assert_eq!(r.json["dispatch_enabled"], false);
+    assert_eq!(r.json["warning"], "dispatch_disabled");
+    let other = svc.new_task(&json!({"title": "r", "execution": "interactive", "agent": "codex"}));
+    let r = svc.post(&format!("/api/tasks/{other}/retry"), &json!({}));
+    assert_eq!(r.json["warning"], "dispatch_disabled", "{}", r.text);
+    enable_dispatch(&srv);
+    let third = svc.new_task(&json!({"title": "e", "execution": "interactive", "agent": "codex"}));
+    let r = svc.post(&format!("/api/tasks/{third}/dispatch"), &json!({}));
+    assert_eq!(r.json["dispatch_enabled"], true, "{}", r.text);
+    assert_eq!(r.json.get("warning"), None);
+}

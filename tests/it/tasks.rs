@@ -530,3 +530,44 @@ fn search_by_number_and_title_and_filter_by_priority() {
     assert_eq!(found.json["total"], 1, "{}", found.text);
     assert_eq!(found.json["tasks"][0]["id"], mine);
 }
+
+/// Unarchiving brings a task back in the status it kept, with its event;
+/// a task that is not archived is answered unchanged.
+#[test]
+fn unarchive_restores_a_task_and_is_idempotent() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = svc.new_task(&json!({"title": "old work"}));
+    let r = svc.patch(
+        &format!("/api/tasks/{id}/status"),
+        &json!({"status": "review"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
+    assert!(!crate::util::event_kinds(&srv, id).contains(&"task.unarchived".to_string()));
+
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/archive"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(svc.get("/api/tasks").json["total"], 0);
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
+    assert_eq!(r.json["status"], "review");
+    assert_eq!(svc.get("/api/tasks").json["total"], 1);
+    assert_eq!(svc.get("/api/tasks?archived=true").json["total"], 0);
+    let kinds = crate::util::event_kinds(&srv, id);
+    assert_eq!(kinds.last().map(String::as_str), Some("task.unarchived"));
+    // Editable again.
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"title": "new work"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({"x": 1}));
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = svc.post("/api/tasks/999999/unarchive", &json!({}));
+    assert_eq!(r.status, 404, "{}", r.text);
+}

@@ -20,14 +20,23 @@ use crate::protocol::dispatch::{
 };
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    queue(app, req, id, false)
+}
+
+/// `POST /api/tasks/:id/retry`: unblock and dispatch, in one transaction.
+pub fn retry(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    queue(app, req, id, true)
+}
+
+fn queue(app: &App, req: &Req, id: i64, retry: bool) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    let task = ops::dispatch(&app.db, &who, id)?;
+    let answer = ops::dispatch(&app.db, &who, id, retry)?;
     app.waiting.wake(Wake::Queued {
-        workspace_id: task.workspace_id,
-        agent: task.agent.clone(),
+        workspace_id: answer.task.workspace_id,
+        agent: answer.task.agent.clone(),
     });
-    Ok(Resp::ok(task))
+    Ok(Resp::ok(answer))
 }
 
 pub fn approve(app: &App, req: &Req, id: i64) -> Result<Resp> {

@@ -259,6 +259,12 @@ pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     Ok(Resp::ok(ops::archive(&app.db, &who, id)?))
 }
 
+pub fn unarchive(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(ops::unarchive(&app.db, &who, id)?))
+}
+
 pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::delete(&app.db, &who, id)?;
