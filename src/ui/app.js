@@ -813,7 +813,19 @@ function keepPageState(view) {
   const open = new Map([...view.querySelectorAll('details[data-keep]')].map((d) => [d.dataset.keep, d.open]));
   const follow = view.querySelector('.follow-output');
   const following = follow ? follow.checked : true;
+  const heading = view.querySelector('h1');
+  const headingFocused = Boolean(heading) && document.activeElement === heading;
+  // The status chosen (and «forzar») but not yet applied.
+  const move = view.querySelector('.status-move select');
+  const chosen = move && !move.selectedOptions[0]?.defaultSelected ? move.value : null;
+  const forceBox = view.querySelector('.status-move input[type=checkbox]');
+  const forced = Boolean(forceBox && forceBox.checked);
   return () => {
+    if (headingFocused) focusHeading(view);
+    const moveAgain = view.querySelector('.status-move select');
+    if (chosen && moveAgain) moveAgain.value = chosen;
+    const forceAgain = view.querySelector('.status-move input[type=checkbox]');
+    if (forceAgain) forceAgain.checked = forced;
     const again = view.querySelector('.comment-form');
     if (comment && again) {
       again.elements.body.value = comment.body;
@@ -949,6 +961,8 @@ function drawTask(view, t, seq, refusal) {
     const to = statusSelect.value;
     const forced = force.checked;
     if (forced && !confirm('¿Forzar el cambio de estado sin evidencia de salida? Queda registrado como task.done_forced.')) return;
+    // Forcing is for this change only, not kept for the next.
+    force.checked = false;
     act(move, () => api('PATCH', `/tasks/${t.id}/status${forced ? '?force=true' : ''}`, { status: to }),
       `Tarea #${t.id} movida a «${STATUS_LABEL[to] || to}».`, 'No se pudo mover la tarea.');
   });

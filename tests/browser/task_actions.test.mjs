@@ -104,7 +104,7 @@ test('a task is edited: title, prompt, agent, model, priority, execution', async
   await form.getByLabel('Título').fill('   ');
   await form.getByLabel('Prioridad').fill('3');
   await form.getByRole('button', { name: 'Guardar cambios' }).click();
-  await form.locator('.note-error').getByText('El campo «title» no es válido.').waitFor();
+  await form.locator('.note-error').getByText('El campo «title» no puede estar vacío.').waitFor();
   assert.equal(await form.getByLabel('Prioridad').inputValue(), '3');
   assert.equal((await task(t.id)).priority, 7);
   if (shots) await page.screenshot({ path: `${shots}/task-edit.png`, fullPage: true });
