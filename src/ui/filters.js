@@ -32,7 +32,7 @@ export function readFilters(params, statuses) {
   return {
     q: get('q').slice(0, 200),
     estado: statuses.includes(get('estado')) ? get('estado') : '',
-    agente: /^[a-z0-9][a-z0-9_-]{0,63}$/.test(get('agente')) ? get('agente') : '',
+    agente: /^[a-z0-9_-]{1,64}$/.test(get('agente')) ? get('agente') : '',
     bloqueadas: blocked === '1' || blocked === '0' ? blocked : '',
     prioridad: PRIORITY.test(priority) && Math.abs(Number(priority)) <= 1000 ? String(Number(priority)) : '',
     workspace: /^[1-9]\d{0,17}$/.test(workspace) ? workspace : '',
