@@ -123,6 +123,8 @@ const SETTINGS = [
     label: 'Fallos repetidos que abren una alerta', help: 'Fallos con la misma firma.' },
   { key: 'events_retention_days', kind: 'int', min: 0, max: 36500, unit: 'días',
     label: 'Los eventos se guardan durante', help: '0: para siempre. Se guardan siempre los de tareas sin terminar o con alertas abiertas.' },
+  { key: 'ui_language', kind: 'choice', choices: [['es', 'español'], ['en', 'inglés']],
+    label: 'Idioma de los títulos del watchdog', help: 'Las alertas y las tareas de seguimiento que abre el watchdog se titulan en este idioma.' },
   { key: 'service_api_token', kind: 'token', label: 'Token de servicio',
     help: 'Lo usan los launchers y los scripts (cabecera X-OPS-Service-Token). Al cambiarlo, actualízalo en cada launcher.', human: true },
 ];
@@ -135,6 +137,9 @@ export function checkSetting(def, raw) {
   const value = String(raw).trim();
   if (def.kind === 'bool') {
     return value === 'true' || value === 'false' ? { value } : { error: 'Elige «sí» o «no».' };
+  }
+  if (def.kind === 'choice') {
+    return def.choices.some(([v]) => v === value) ? { value } : { error: `Elige una de: ${def.choices.map(([, t]) => t).join(', ')}.` };
   }
   if (def.kind === 'int') {
     if (!/^-?\d+$/.test(value)) return { error: `Escribe un número entero de ${def.min} a ${def.max}.` };
@@ -196,6 +201,8 @@ function settingRow(def, current, allowed, me, reload, ui) {
     input = h('select', { id, name: def.key },
       h('option', { value: 'true', selected: current === true }, 'sí'),
       h('option', { value: 'false', selected: current !== true }, 'no'));
+  } else if (def.kind === 'choice') {
+    input = h('select', { id, name: def.key }, def.choices.map(([v, t]) => h('option', { value: v, selected: current === v }, t)));
   } else if (def.kind === 'int') {
     input = h('input', { id, name: def.key, type: 'text', inputmode: 'numeric', class: 'narrow', value: current ?? '', autocomplete: 'off' });
   } else if (def.kind === 'token') {

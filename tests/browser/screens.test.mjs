@@ -194,6 +194,14 @@ test('a setting changed in Ajustes is the API\'s; a bad value is refused and cha
   await page.getByText('Ajuste «Dispatch activado» guardado.').waitFor();
   assert.equal((await api(server.base, 'GET', '/settings')).dispatch_enabled, true);
   await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'false' });
+
+  // A choice, as the API has it.
+  const language = page.locator('[data-setting=ui_language]');
+  await language.getByRole('combobox').selectOption('en');
+  await language.getByRole('button', { name: 'Guardar' }).click();
+  await page.getByText('Ajuste «Idioma de los títulos del watchdog» guardado.').waitFor();
+  assert.equal((await api(server.base, 'GET', '/settings')).ui_language, 'en');
+  await api(server.base, 'PUT', '/settings/ui_language', { value: 'es' });
   expectNoErrors();
 });
 
@@ -380,12 +388,10 @@ function visibleText() {
 }
 
 /** English this test finds outside Operación's screens, left for the
- *  task page's own work: the status choices name the API's status in
- *  parentheses, and the watchdog writes its follow-up task titles in
- *  English. Each entry is a whole visible string. */
+ *  task page's own work: its status choices name the API's status in
+ *  parentheses. Each entry is a whole visible string. */
 const KNOWN_ELSEWHERE = [
   /^(Siguiente|En cola|Despachando|En curso|En revisión|Hecha|En espera) \((next|queued|dispatching|doing|review|done|waiting)\)( · actual)?$/,
-  /^\[watchdog\] /,
 ];
 
 test('every visible string on the main screens is Spanish', async () => {
