@@ -482,7 +482,7 @@ function workspacePanel(w, users, ui, reload) {
 
   return h('section', { class: 'panel table-panel', 'data-workspace': w.id },
     h('h2', { class: 'pad-h' }, w.name, ' ', h('span', { class: 'muted small' }, `workspace #${w.id}`)),
-    h('div', { class: 'pad' }, n),
+    n,
     rows === null
       ? h('p', { class: 'muted small pad' }, 'La lista de miembros la ve un administrador global; aquí puedes añadir por número de usuario o cambiar su rol.')
       : rows.length
