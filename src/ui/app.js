@@ -6,6 +6,15 @@
 import { changesPanel, repoInputs, repoPanel } from './changes.js';
 import * as live from './live.js';
 import { alertDetail, alertTitle, warningText } from './health_es.js';
+import * as alertsCount from './alerts_count.js';
+import { drawNav, isScreen, renderScreen } from './admin_screens.js';
+import { addressParams, apiParams, filterBar, isFiltered, lastPageOffset, readFilters } from './filters.js';
+import { detailNode, spanishError } from './errors_es.js';
+import { dispatchOutcome, editForm, taskActions } from './task_actions.js';
+import { historyPanel } from './history.js';
+import { gate, mayAdminister, mayApproveGate, mayOperate, mayResolveAlert } from './roles.js';
+import { restoreDrafts, saveDrafts } from './drafts.js';
+import { focusHeading, skipLink } from './focus.js';
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -67,6 +76,8 @@ const STATUS_LABEL = {
 /** Statuses a person may set by hand: `queued` comes from dispatch and
  *  `dispatching` from a worker's claim. */
 const MANUAL_STATUSES = ['next', 'doing', 'review', 'done', 'waiting'];
+/** Statuses from which a task may be dispatched. */
+const DISPATCHABLE = ['next', 'waiting', 'review'];
 /** Statuses in which a task is already on its way to a worker. */
 const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
 const EXECUTION_LABEL = { manual: 'Manual', interactive: 'Interactiva (agente)' };
@@ -118,11 +129,16 @@ function timeEl(s) {
 // ---------------------------------------------------------------------------
 // API
 
+/** A refusal: `message` is the page's Spanish text (errors_es.js),
+ *  `serverMessage` the server's own words, kept as detail. */
 class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
+  constructor(status, code, serverMessage, retryAfter) {
+    const e = { status, code, serverMessage, retryAfter };
+    super(spanishError(e));
     this.status = status;
     this.code = code;
+    this.serverMessage = serverMessage;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -138,7 +154,7 @@ async function api(method, path, body) {
   try {
     res = await fetch(`/api${path}`, init);
   } catch (e) {
-    throw new ApiError(0, 'network', `No se pudo contactar con el servidor (${e.message}).`);
+    throw new ApiError(0, 'network', e.message);
   }
   const text = await res.text();
   let data = null;
@@ -151,17 +167,17 @@ async function api(method, path, body) {
   }
   if (res.ok) return data;
   const code = (data && data.error) || `http_${res.status}`;
-  let message = (data && data.message) || `El servidor respondió HTTP ${res.status}.`;
+  const err = new ApiError(res.status, code, (data && data.message) || '', res.headers.get('Retry-After'));
   const route = `${method} /api${path.split('?')[0]}`;
-  if (res.status === 404 && /^no route/.test(message)) {
-    message = `Este servidor no ofrece ${route} (404): actualiza OPS Center a una versión que incluya esta función.`;
+  if (res.status === 404 && /^no route/.test(err.serverMessage)) {
+    err.message = `Este servidor no ofrece ${route} (404): actualiza OPS Center a una versión que incluya esta función.`;
   } else if (res.status === 405) {
-    message = `Este servidor no acepta ${route} (405): ${message}`;
+    err.message = `Este servidor no acepta ${route} (405).`;
   }
   if (res.status === 401 && state.me && !path.startsWith('/auth/')) {
     sessionExpired();
   }
-  throw new ApiError(res.status, code, message);
+  throw err;
 }
 
 function query(params) {
@@ -176,7 +192,8 @@ function query(params) {
 // ---------------------------------------------------------------------------
 // Messages
 
-/** Shows a message above the current view: `kind` is `error` or `ok`. */
+/** Shows a message above the current view: `kind` is `error`, `warn` or
+ *  `ok`. One at a time: a new one replaces the one shown. */
 function flash(kind, text, detail) {
   const box = byId('flash');
   const close = h('button', { type: 'button', class: 'flash-close', 'aria-label': 'Cerrar' }, '×');
@@ -185,14 +202,13 @@ function flash(kind, text, detail) {
     detail ? h('span', { class: 'flash-detail' }, detail) : null,
     close);
   close.addEventListener('click', () => item.remove());
-  box.appendChild(item);
+  box.replaceChildren(item);
   if (kind === 'ok') setTimeout(() => item.remove(), 6000);
   return item;
 }
 
 function errorDetail(err) {
-  if (!(err instanceof ApiError) || err.status === 0) return null;
-  return `${err.code} · HTTP ${err.status}`;
+  return err instanceof ApiError ? detailNode(err) : null;
 }
 
 function showError(err) {
@@ -245,8 +261,10 @@ async function busy(button, fn, noteEl, context) {
 const state = { me: null, agents: null, workspaces: null, pendingFlash: null };
 
 function sessionExpired() {
+  saveDrafts(byId('view'), location.hash);
   state.me = null;
   live.disconnect();
+  alertsCount.stop();
   showLogin('La sesión ha caducado: vuelve a iniciar sesión.');
 }
 
@@ -271,6 +289,9 @@ function showShell() {
     h('span', { class: 'who-name' }, me.username || me.role || ''),
     h('span', { class: 'who-role' }, me.is_admin ? 'administrador' : workspaceRoleText(me)));
   live.connect();
+  const operations = document.querySelector('[data-nav="automatizaciones"]');
+  alertsCount.start(operations, api);
+  drawNav(operations, me);
   route();
 }
 
@@ -312,8 +333,9 @@ byId('login-form').addEventListener('submit', async (ev) => {
       state.agents = null;
       state.workspaces = null;
       showShell();
+      restoreDrafts(byId('view'), location.hash);
     } catch (e) {
-      err.textContent = e.message;
+      fill(err, h('span', null, e.message), errorDetail(e));
       err.hidden = false;
       form.password.select();
     }
@@ -325,6 +347,7 @@ byId('logout').addEventListener('click', async (ev) => {
     await api('POST', '/auth/logout', {});
     state.me = null;
     live.disconnect();
+    alertsCount.stop();
     fill(byId('flash'));
     showLogin();
   });
@@ -341,7 +364,8 @@ async function workspaces(reload) {
 }
 
 // ---------------------------------------------------------------------------
-// Routing: #/tareas, #/tareas/<id>, #/operacion/automatizaciones[/dispatching|/watchdog]
+// Routing: #/tareas, #/tareas/<id>, #/operacion/automatizaciones[/dispatching|/watchdog],
+// #/operacion/{ajustes,usuarios,miembros,agentes} (admin_screens.js)
 
 let renderSeq = 0;
 
@@ -377,6 +401,9 @@ function debounced(fn, ms = 300) {
 /** Events about tasks (their rows, comments, dispatch). */
 const taskEvent = (ev) => ev.task_id !== null && ev.task_id !== undefined;
 
+/** What the administration screens (admin_screens.js) borrow from the page. */
+const screenUi = { api, flash, setNote, pageHeader, timeEl, current, watch, debounced };
+
 function route() {
   if (!state.me) return;
   const hash = location.hash.replace(/^#/, '') || '/tareas';
@@ -399,6 +426,9 @@ function route() {
   } else if (parts[0] === 'operacion' && parts[1] === 'automatizaciones') {
     section = 'automatizaciones';
     renderAutomations(view, parts[2] === 'watchdog' ? 'watchdog' : 'dispatching', seq);
+  } else if (parts[0] === 'operacion' && isScreen(parts[1])) {
+    section = parts[1];
+    renderScreen(view, parts[1], state.me, seq, screenUi);
   } else if (parts[0] === 'tareas' || parts.length === 0) {
     renderBoard(view, params, seq);
   } else {
@@ -410,9 +440,11 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   window.scrollTo(0, 0);
+  focusHeading(view);
 }
 
 window.addEventListener('hashchange', route);
+skipLink(byId('skip-link'), byId('view'));
 
 function pageHeader(crumbs, title, ...actions) {
   return h('header', { class: 'page-header' },
@@ -426,13 +458,14 @@ function pageHeader(crumbs, title, ...actions) {
 // Tasks board
 
 function renderBoard(view, params, seq) {
-  const status = STATUSES.includes(params.get('estado')) ? params.get('estado') : '';
+  const filters = readFilters(params, STATUSES);
+  const status = filters.estado;
   const archived = params.get('archivadas') === '1';
   const offset = Math.max(0, Number.parseInt(params.get('desde') || '0', 10) || 0);
   const asBoard = params.get('vista') === 'tablero';
 
   const setParams = (changes) => {
-    const p = new URLSearchParams({ ...(status && { estado: status }), ...(archived && { archivadas: '1' }), ...(asBoard && { vista: 'tablero' }) });
+    const p = new URLSearchParams({ ...addressParams(filters), ...(archived && { archivadas: '1' }), ...(asBoard && { vista: 'tablero' }) });
     for (const [k, v] of Object.entries(changes)) {
       if (v === '' || v === null || v === false) p.delete(k);
       else p.set(k, v);
@@ -453,10 +486,6 @@ function renderBoard(view, params, seq) {
     }
   });
 
-  const statusSelect = h('select', { name: 'estado', 'aria-label': 'Estado' },
-    h('option', { value: '' }, 'Todos los estados'),
-    STATUSES.map((s) => h('option', { value: s, selected: s === status }, `${STATUS_LABEL[s]} (${s})`)));
-  statusSelect.addEventListener('change', () => setParams({ estado: statusSelect.value }));
   const archivedBox = h('input', { type: 'checkbox', checked: archived });
   archivedBox.addEventListener('change', () => setParams({ archivadas: archivedBox.checked ? '1' : '' }));
   const refresh = h('button', { type: 'button' }, 'Actualizar');
@@ -467,44 +496,61 @@ function renderBoard(view, params, seq) {
     h('button', { type: 'button', 'aria-pressed': String(asBoard), onclick: () => setParams({ vista: 'tablero' }) }, 'Tablero'));
 
   const listArea = h('div', { class: asBoard ? 'board-area' : 'panel table-panel' }, h('p', { class: 'muted pad' }, 'Cargando tareas…'));
-  add(view, 
+  add(view,
     pageHeader(null, 'Tareas', newButton),
     createPanel,
     h('div', { class: 'toolbar' },
       viewSwitch,
-      asBoard ? null : h('label', { class: 'inline' }, 'Estado ', statusSelect),
       h('label', { class: 'inline check' }, archivedBox, ' Solo archivadas'),
       h('span', { class: 'spacer' }),
       refresh),
+    filterBar(filters, setParams, {
+      statuses: STATUSES, statusLabel: STATUS_LABEL, withStatus: true,
+      lists: Promise.all([agents(), workspaces()]).then(([a, w]) => ({ agents: a, workspaces: w })),
+    }),
     listArea);
 
   // The list or board follows the stream: any task event reloads it.
-  const load = asBoard ? () => loadBoard(listArea, archived, seq) : () => loadList();
+  const load = asBoard ? () => loadBoard(listArea, archived, filters, seq) : () => loadList(offset);
   watch(seq, taskEvent, debounced(load, 400));
 
-  function loadList() {
-  const q = query({ status, archived: archived ? 'true' : '', limit: PAGE_SIZE, offset });
-  return api('GET', `/tasks${q}`).then((data) => {
-    if (!current(seq)) return;
-    const tasks = data.tasks || [];
-    const total = data.total ?? tasks.length;
-    if (tasks.length === 0) {
-      fill(listArea, h('p', { class: 'muted pad' },
-        status || archived ? 'No hay tareas con este filtro.' : 'Aún no hay tareas. Crea la primera con «Nueva tarea».'));
-      return;
-    }
-    const pager = h('div', { class: 'pager' },
-      h('span', { class: 'muted' }, `${offset + 1}–${offset + tasks.length} de ${total}`),
-      offset > 0 ? h('button', { type: 'button', onclick: () => setParams({ desde: String(Math.max(0, offset - PAGE_SIZE)) }) }, '← Anteriores') : null,
-      offset + tasks.length < total ? h('button', { type: 'button', onclick: () => setParams({ desde: String(offset + PAGE_SIZE) }) }, 'Siguientes →') : null);
-    fill(listArea, taskTable(tasks), pager);
-  }).catch((err) => {
-    if (!current(seq)) return;
-    fill(listArea);
-    const note = h('p', { class: 'note' });
-    noteError(note, err);
-    add(listArea, note);
-  });
+  function loadList(from, pastEnd) {
+    const q = query({ ...apiParams(filters), archived: archived ? 'true' : '', limit: PAGE_SIZE, offset: from });
+    return api('GET', `/tasks${q}`).then((data) => {
+      if (!current(seq)) return;
+      const tasks = data.tasks || [];
+      const total = data.total ?? tasks.length;
+      if (tasks.length === 0 && total > 0 && from > 0) {
+        // An address past the end (fewer tasks than it skips): the last
+        // page, saying so, and the address made to name it.
+        const last = lastPageOffset(total, PAGE_SIZE);
+        const p = new URLSearchParams(location.hash.split('?')[1] || '');
+        if (last > 0) p.set('desde', String(last));
+        else p.delete('desde');
+        history.replaceState(null, '', `#/tareas${p.toString() ? `?${p}` : ''}`);
+        return loadList(last, from);
+      }
+      if (tasks.length === 0) {
+        fill(listArea, h('p', { class: 'muted pad' },
+          isFiltered(filters) ? ['Ninguna tarea coincide con la búsqueda o los filtros. ',
+            h('a', { href: archived ? '#/tareas?archivadas=1' : '#/tareas' }, 'Quitar filtros')]
+            : archived ? 'No hay tareas archivadas.' : 'Aún no hay tareas. Crea la primera con «Nueva tarea».'));
+        return;
+      }
+      const pager = h('div', { class: 'pager' },
+        h('span', { class: 'muted' }, `${from + 1}–${from + tasks.length} de ${total}`),
+        from > 0 ? h('button', { type: 'button', onclick: () => setParams({ desde: String(Math.max(0, from - PAGE_SIZE)) }) }, '← Anteriores') : null,
+        from + tasks.length < total ? h('button', { type: 'button', onclick: () => setParams({ desde: String(from + PAGE_SIZE) }) }, 'Siguientes →') : null);
+      const beyond = pastEnd === undefined ? null : h('p', { class: 'note note-info pad', role: 'status' },
+        `No hay tareas a partir de la ${pastEnd + 1}: hay ${total}. Se muestra la última página.`);
+      fill(listArea, beyond, taskTable(tasks), pager);
+    }).catch((err) => {
+      if (!current(seq)) return;
+      fill(listArea);
+      const note = h('p', { class: 'note' });
+      noteError(note, err);
+      add(listArea, note);
+    });
   }
   load();
 }
@@ -515,8 +561,9 @@ const BOARD_LIMIT = 200;
 /** The board: one column per status, cards that move by drag or by the
  *  arrow keys to the statuses a person may set (never `queued` or
  *  `dispatching`: those belong to the dispatcher). */
-function loadBoard(area, archived, seq) {
-  const requests = STATUSES.map((s) => api('GET', `/tasks${query({ status: s, archived: archived ? 'true' : '', limit: BOARD_LIMIT })}`));
+function loadBoard(area, archived, filters, seq) {
+  const shown = filters.estado ? [filters.estado] : STATUSES;
+  const requests = shown.map((s) => api('GET', `/tasks${query({ ...apiParams(filters), status: s, archived: archived ? 'true' : '', limit: BOARD_LIMIT })}`));
   return Promise.all(requests).then((lists) => {
     if (!current(seq)) return;
     // Keep the keyboard where it was across a live redraw.
@@ -530,11 +577,11 @@ function loadBoard(area, archived, seq) {
       } catch (err) {
         noteError(note, err, 'No se pudo mover la tarea.');
       }
-      await loadBoard(area, archived, seq);
+      await loadBoard(area, archived, filters, seq);
       const again = area.querySelector(`[data-task="${t.id}"]`);
       if (again) again.focus();
     };
-    const columns = STATUSES.map((s, i) => {
+    const columns = shown.map((s, i) => {
       const data = lists[i];
       const tasks = data.tasks || [];
       const droppable = MANUAL_STATUSES.includes(s) && !archived;
@@ -671,6 +718,11 @@ async function renderCreateForm(panel, done) {
     h('div', { class: 'span-2 actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Crear tarea'),
       h('button', { type: 'button', class: 'ghost', onclick: done }, 'Cancelar')));
+  // A task given an agent is for the agent: interactive, unless the
+  // person then chooses otherwise.
+  form.elements.agent_id.addEventListener('change', () => {
+    if (form.elements.agent_id.value) form.elements.execution.value = 'interactive';
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const f = form.elements;
@@ -704,20 +756,29 @@ async function renderCreateForm(panel, done) {
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null, workspaceId: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null };
 
 function renderTask(view, id, seq) {
   add(view, h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('p', { class: 'muted' }, `Cargando la tarea #${id}…`));
   taskLive.appendOutput = null;
   taskLive.reload = null;
+  taskLive.editing = null;
+  taskLive.history = null;
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
-  const redraw = debounced(() => taskLive.reload && taskLive.reload(), 300);
+  const redraw = debounced(() => taskLive.reload && taskLive.reload().catch(showError), 300);
   watch(seq, (ev) => ev.task_id === id, (ev) => {
-    if (ev.kind === 'dispatch.output') {
+    if (ev.kind === 'task.deleted') {
+      // Deleted from this page: its button says so once the answer comes.
+      if (taskLive.deleting === id) return;
+      // Deleted elsewhere: the page has nothing left to show.
+      state.pendingFlash = ['warn', `La tarea #${id} fue borrada (por ${ev.actor || '?'}).`];
+      location.hash = '#/tareas';
+    } else if (ev.kind === 'dispatch.output') {
       if (taskLive.appendOutput && typeof ev.output === 'string') taskLive.appendOutput(ev.output);
     } else {
+      if (taskLive.history) taskLive.history.add(ev);
       redraw();
     }
   });
@@ -752,7 +813,19 @@ function keepPageState(view) {
   const open = new Map([...view.querySelectorAll('details[data-keep]')].map((d) => [d.dataset.keep, d.open]));
   const follow = view.querySelector('.follow-output');
   const following = follow ? follow.checked : true;
+  const heading = view.querySelector('h1');
+  const headingFocused = Boolean(heading) && document.activeElement === heading;
+  // The status chosen (and «forzar») but not yet applied.
+  const move = view.querySelector('.status-move select');
+  const chosen = move && !move.selectedOptions[0]?.defaultSelected ? move.value : null;
+  const forceBox = view.querySelector('.status-move input[type=checkbox]');
+  const forced = Boolean(forceBox && forceBox.checked);
   return () => {
+    if (headingFocused) focusHeading(view);
+    const moveAgain = view.querySelector('.status-move select');
+    if (chosen && moveAgain) moveAgain.value = chosen;
+    const forceAgain = view.querySelector('.status-move input[type=checkbox]');
+    if (forceAgain) forceAgain.checked = forced;
     const again = view.querySelector('.comment-form');
     if (comment && again) {
       again.elements.body.value = comment.body;
@@ -787,13 +860,15 @@ function canSetWorkspaceRepo(id) {
 }
 
 function drawTask(view, t, seq, refusal) {
-  const reload = (opts = {}) => Promise.all([api('GET', `/tasks/${t.id}`),
+  // A reload asked for after the page changed (a debounced redraw) does
+  // nothing: the task may be gone.
+  const reload = (opts = {}) => (!current(seq) ? Promise.resolve() : Promise.all([api('GET', `/tasks/${t.id}`),
     opts.workspaces ? workspaces(true).catch(() => []) : null]).then(([fresh]) => {
     if (!current(seq)) return;
     const restore = keepPageState(view);
     drawTask(view, fresh, seq);
     restore();
-  });
+  }));
   taskLive.reload = reload;
   taskLive.workspaceId = t.workspace_id;
   const actionNote = h('div', { hidden: true });
@@ -803,8 +878,9 @@ function drawTask(view, t, seq, refusal) {
    *  keeping the server's message in view. */
   const act = async (button, fn, okText, context) => {
     button.disabled = true;
+    let answer;
     try {
-      await fn();
+      answer = await fn();
     } catch (err) {
       try {
         const fresh = await api('GET', `/tasks/${t.id}`);
@@ -817,22 +893,52 @@ function drawTask(view, t, seq, refusal) {
       button.disabled = false;
     }
     try {
+      const [kind, text] = typeof okText === 'function' ? await okText(answer) : ['ok', okText];
+      await reload();
+      flash(kind, text);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  /** Like `act`, but a refusal stays in `note` (a form keeps its text). */
+  const save = async (button, fn, okText, note, context) => {
+    const done = await busy(button, async () => {
+      await fn();
+      return true;
+    }, note, context);
+    if (!done) return;
+    if (taskLive.editing) taskLive.editing.remove();
+    taskLive.editing = null;
+    try {
       await reload();
       flash('ok', okText);
     } catch (err) {
       showError(err);
     }
   };
+  const ui = {
+    api, act, save,
+    note: (el, kind, text) => setNote(el, kind, text),
+    refused: (err, context) => noteError(actionNote, err, context),
+    deleting: (id) => {
+      taskLive.deleting = id;
+    },
+    deleted: (id) => {
+      state.pendingFlash = ['ok', `Tarea #${id} borrada.`];
+      location.hash = '#/tareas';
+    },
+  };
 
   const archived = Boolean(t.archived_at);
   const actions = [];
-  if (!archived && !IN_FLIGHT.includes(t.status)) {
+  // A blocked task is retried (unblock + dispatch) instead.
+  if (!archived && DISPATCHABLE.includes(t.status) && !t.blocked) {
     const dispatch = h('button', { type: 'button', class: 'primary', title: 'POST /api/tasks/:id/dispatch: pasa la tarea a la cola de los launchers' }, 'Despachar');
-    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}), `Tarea #${t.id} en cola para dispatch.`,
-      'No se pudo despachar la tarea.'));
+    dispatch.addEventListener('click', () => act(dispatch, () => api('POST', `/tasks/${t.id}/dispatch`, {}),
+      (answer) => dispatchOutcome(api, t.id, answer), 'No se pudo despachar la tarea.'));
     actions.push(dispatch);
   }
-  if (!archived && t.sensitive && !t.gate_approved_at) {
+  if (!archived && t.sensitive && !t.gate_approved_at && !mayApproveGate(state.me, t.workspace_id)) {
     const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
     approve.addEventListener('click', () => {
       if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
@@ -855,14 +961,40 @@ function drawTask(view, t, seq, refusal) {
     const to = statusSelect.value;
     const forced = force.checked;
     if (forced && !confirm('¿Forzar el cambio de estado sin evidencia de salida? Queda registrado como task.done_forced.')) return;
+    // Forcing is for this change only, not kept for the next.
+    force.checked = false;
     act(move, () => api('PATCH', `/tasks/${t.id}/status${forced ? '?force=true' : ''}`, { status: to }),
       `Tarea #${t.id} movida a «${STATUS_LABEL[to] || to}».`, 'No se pudo mover la tarea.');
   });
   const statusControl = archived ? null : h('div', { class: 'status-move' },
     h('label', { class: 'inline' }, 'Estado ', statusSelect), move,
-    state.me && state.me.is_admin
-      ? h('label', { class: 'inline check', title: '?force=true: salta la guarda de «hecha» (solo admin/service)' }, force, ' forzar')
-      : null);
+    mayAdminister(state.me)
+      ? null
+      : h('label', { class: 'inline check', title: '?force=true: salta la guarda de «hecha» (solo admin/service)' }, force, ' forzar'));
+
+  // The edit form, while open, is the same node across live redraws: what
+  // is typed in it stays.
+  const editArea = h('div');
+  if (taskLive.editing && !archived) editArea.appendChild(taskLive.editing);
+  else taskLive.editing = null;
+  const openEdit = async () => {
+    if (taskLive.editing) {
+      taskLive.editing.querySelector('input[name=title]').focus();
+      return;
+    }
+    const list = await agents().catch(() => []);
+    if (!current(seq)) return;
+    taskLive.editing = h('section', { class: 'panel' }, editForm(ui, t, list, mayApproveGate(state.me, t.workspace_id), () => {
+      taskLive.editing.remove();
+      taskLive.editing = null;
+    }));
+    editArea.appendChild(taskLive.editing);
+    taskLive.editing.querySelector('input[name=title]').focus();
+  };
+  const more = taskActions(ui, t, openEdit);
+
+  // The history node is kept across redraws of the same task.
+  if (!taskLive.history || taskLive.history.id !== t.id) taskLive.history = historyPanel(api, t.id);
 
   let archive = null;
   if (!archived) {
@@ -907,9 +1039,10 @@ function drawTask(view, t, seq, refusal) {
       h('div', null,
         h('h1', null, h('span', { class: 'muted' }, `#${t.id} `), t.title),
         h('div', { class: 'chips' }, statusChip(t.status), taskFlags(t))),
-      h('div', { class: 'page-actions' }, actions, archive)),
+      h('div', { class: 'page-actions' }, actions, more, archive)),
     statusControl ? h('section', { class: 'panel row' }, statusControl) : null,
     actionNote,
+    editArea,
     t.blocked ? h('section', { class: 'panel callout bad' },
       h('h2', null, 'Bloqueada'),
       h('p', { class: 'pre-line' }, t.blocked_reason || 'Sin motivo indicado.')) : null,
@@ -933,7 +1066,8 @@ function drawTask(view, t, seq, refusal) {
           h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
           t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')),
         changesPanel(t),
-        commentsPanel(t, comments, logs, blockers, reload)),
+        commentsPanel(t, comments, logs, blockers, reload),
+        taskLive.history.node),
       h('aside', { class: 'col-side' },
         h('section', { class: 'panel' },
           h('h2', null, 'Detalles'),
@@ -1119,6 +1253,13 @@ function renderDispatching(body, seq) {
   watch(seq, (ev) => ev.kind !== 'dispatch.output', debounced(() => load().catch(showError), 800));
 
   const { refresh, reconcile, minutes: minutesInput } = slots;
+  const denied = mayAdminister(state.me);
+  if (denied) {
+    // Reconciling is for global admins: not offered to anyone else.
+    reconcile.hidden = true;
+    minutesInput.closest('label').hidden = true;
+    reconcile.after(h('span', { class: 'muted small denied' }, `Reconciliar stale: ${denied}`));
+  }
   const out = slots['reconcile-result'];
   refresh.addEventListener('click', () => busy(refresh, load));
   reconcile.addEventListener('click', () => {
@@ -1168,6 +1309,9 @@ function drawHealth(area, health, err, settings, reload) {
     type: 'button', role: 'switch', class: `switch ${enabled ? 'on' : ''}`,
     'aria-checked': String(Boolean(enabled)), disabled: enabled === null,
   }, h('span', { class: 'knob' }), enabled ? 'Dispatch activado' : 'Dispatch desactivado');
+  const mayToggle = mayOperate(state.me);
+  gate(toggle, mayToggle);
+  if (mayToggle) setNote(toggleNote, 'info', mayToggle);
   toggle.addEventListener('click', () => {
     const next = !enabled;
     const question = next
@@ -1293,6 +1437,11 @@ function renderWatchdog(body, seq) {
   const { frag, slots } = template('tpl-watchdog');
   const { run, refresh, resolved: showResolved, report, alerts: alertsArea } = slots;
   add(body, frag);
+  const mayRun = mayOperate(state.me);
+  if (mayRun) {
+    run.hidden = true;
+    run.after(h('span', { class: 'muted small denied' }, `Ejecutar watchdog: ${mayRun}`));
+  }
 
   const load = async () => {
     const status = showResolved.checked ? 'resolved' : 'open';
@@ -1388,7 +1537,7 @@ function drawAlerts(area, alerts, total, status, reload) {
       h('th', null, 'Primera vez'), h('th', null, 'Última vez'), h('th', null, ''))),
     h('tbody', null, alerts.map((a) => {
       let action = null;
-      if (a.status === 'open') {
+      if (a.status === 'open' && !mayResolveAlert(state.me, Boolean(a.task_id))) {
         action = h('button', { type: 'button' }, 'Resolver');
         action.addEventListener('click', () => busy(action, async () => {
           await api('POST', `/alerts/${a.id}/resolve`, {});

@@ -6,21 +6,7 @@
 // path, body)` and `noteError(el, err, context)` (a refusal shown in a
 // panel, the page's words before the server's).
 
-function el(tag, props, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on') && typeof v === 'function') e.addEventListener(k.slice(2), v);
-    else if (v === true) e.setAttribute(k, '');
-    else e.setAttribute(k, String(v));
-  }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    e.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
+import { el } from './dom.js';
 
 function kv(rows) {
   return el('dl', { class: 'kv' },

@@ -156,8 +156,11 @@ test('the task\'s «Repositorio» form saves the repository, and a bad path show
   const refusal = own.locator('.note-error');
   await refusal.waitFor();
   assert.match(await refusal.innerText(), /No se pudo guardar el repositorio de la tarea/);
-  assert.match(await refusal.innerText(), /must be an absolute path/);
-  assert.match(await refusal.innerText(), /invalid_field · HTTP 400/);
+  assert.match(await refusal.innerText(), /El campo «repo_path» debe ser una ruta absoluta \(que empiece por \/\)\./);
+  // The server's words, collapsed under the page's.
+  const detail = refusal.locator('details.error-detail');
+  assert.match(await detail.textContent(), /must be an absolute path/);
+  assert.match(await detail.textContent(), /invalid_field · HTTP 400/);
   assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).repo_path, null);
   expectNoErrors([400]);
 
@@ -177,7 +180,7 @@ test('the task\'s «Repositorio» form saves the repository, and a bad path show
   await panel.getByText('Cambiar el repositorio').click();
   await own.getByLabel('Ref base (rama, tag o commit)').fill('-rm');
   await own.getByRole('button', { name: 'Guardar' }).click();
-  await own.locator('.note-error').getByText(/must not start with -/).waitFor();
+  await own.locator('.note-error').getByText('El campo «base_ref» no puede empezar por «-».').waitFor();
   assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).base_ref, 'release/2.1');
   expectNoErrors([400]);
 
@@ -231,7 +234,8 @@ test('«Nueva tarea» takes a repository, and refuses a bad one saying why', asy
   const refusal = form.locator('.note-error');
   await refusal.waitFor();
   assert.match(await refusal.innerText(), /No se pudo crear la tarea/);
-  assert.match(await refusal.innerText(), /must not contain \. or \.\. components/);
+  assert.match(await refusal.innerText(), /El campo «repo_path» no puede tener componentes «\.» ni «\.\.»\./);
+  assert.match(await refusal.locator('details.error-detail').textContent(), /must not contain \. or \.\. components/);
   assert.equal((await api(server.base, 'GET', '/tasks')).total, before, 'a task was created');
   if (shots) await page.screenshot({ path: `${shots}/new-task-refused.png`, fullPage: true });
   expectNoErrors([400]);

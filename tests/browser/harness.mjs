@@ -120,11 +120,53 @@ export async function openBrowser() {
   return { browser, page, expectNoErrors };
 }
 
-/** Logs in through the login form. */
-export async function login(page, base) {
+/** Logs in through the login form (as the admin, or as `who`). */
+export async function login(page, base, who = ADMIN) {
   await page.goto(`${base}/`);
-  await page.getByLabel('Usuario').fill(ADMIN.username);
-  await page.getByLabel('Contraseña').fill(ADMIN.password);
+  await page.getByLabel('Usuario').fill(who.username);
+  await page.getByLabel('Contraseña').fill(who.password);
   await page.getByRole('button', { name: 'Entrar' }).click();
   await page.getByRole('heading', { name: 'Tareas', exact: true }).waitFor();
+}
+
+/** Logs out through the sidebar's button. */
+export async function logout(page) {
+  await page.getByRole('button', { name: 'Cerrar sesión' }).click();
+  await page.getByRole('button', { name: 'Entrar' }).waitFor();
+}
+
+/** Calls the API as the admin person (a session cookie): users and
+ *  members are not for the service token. */
+export async function adminApi(base) {
+  const res = await fetch(`${base}/api/auth/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(ADMIN),
+  });
+  if (res.status !== 200) throw new Error(`admin login: ${res.status} ${await res.text()}`);
+  const cookie = res.headers.get('set-cookie').split(';')[0];
+  return async (method, path, body, want = 200) => {
+    const r = await fetch(`${base}/api${path}`, {
+      method,
+      headers: { Cookie: cookie, ...(body !== undefined && { 'Content-Type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (r.status !== want) throw new Error(`${method} ${path}: expected ${want}, got ${r.status}: ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
+/** A person with `role` (`member` or `admin`) in workspace `workspaceId`. */
+export async function createPerson(base, username, role, workspaceId) {
+  const admin = await adminApi(base);
+  const who = { username, password: `${username}-password-0123456789` };
+  const user = await admin('POST', '/users', who, 201);
+  await admin('PUT', `/workspaces/${workspaceId}/members/${user.id}`, { role });
+  return who;
+}
+
+/** Whether the server offers `method path` (a 404 "no route" says not). */
+export async function offers(base, method, path) {
+  const res = await fetch(`${base}/api${path}`, { method, headers: { 'X-OPS-Service-Token': TOKEN, 'Content-Type': 'application/json' }, body: '{}' });
+  const body = await res.json().catch(() => ({}));
+  return !(res.status === 404 && /^no route/.test(body.message || ''));
 }

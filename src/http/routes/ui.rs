@@ -23,6 +23,16 @@ static APP_JS: Asset = Asset::new(JS, include_bytes!("../../ui/app.js"));
 static LIVE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/live.js"));
 static HEALTH_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/health_es.js"));
 static CHANGES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/changes.js"));
+static DOM_JS: Asset = Asset::new(JS, include_bytes!("../../ui/dom.js"));
+static FILTERS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/filters.js"));
+static ADMIN_SCREENS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/admin_screens.js"));
+static ALERTS_COUNT_JS: Asset = Asset::new(JS, include_bytes!("../../ui/alerts_count.js"));
+static ERRORS_ES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/errors_es.js"));
+static TASK_ACTIONS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_actions.js"));
+static HISTORY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/history.js"));
+static ROLES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/roles.js"));
+static DRAFTS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/drafts.js"));
+static FOCUS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/focus.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
 static FAVICON_SVG: Asset = Asset::new(SVG, include_bytes!("../../ui/favicon.svg"));
 
@@ -90,6 +100,16 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/live.js" => Some(&LIVE_JS),
         "/ui/health_es.js" => Some(&HEALTH_ES_JS),
         "/ui/changes.js" => Some(&CHANGES_JS),
+        "/ui/dom.js" => Some(&DOM_JS),
+        "/ui/filters.js" => Some(&FILTERS_JS),
+        "/ui/admin_screens.js" => Some(&ADMIN_SCREENS_JS),
+        "/ui/alerts_count.js" => Some(&ALERTS_COUNT_JS),
+        "/ui/errors_es.js" => Some(&ERRORS_ES_JS),
+        "/ui/task_actions.js" => Some(&TASK_ACTIONS_JS),
+        "/ui/history.js" => Some(&HISTORY_JS),
+        "/ui/roles.js" => Some(&ROLES_JS),
+        "/ui/drafts.js" => Some(&DRAFTS_JS),
+        "/ui/focus.js" => Some(&FOCUS_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
         "/ui/favicon.svg" => Some(&FAVICON_SVG),
         _ => None,
@@ -174,6 +194,24 @@ pub fn serve(req: &Req) -> Result<Resp> {
 mod tests {
     use super::*;
 
+    /// Every script of the page.
+    const SCRIPTS: &[&str] = &[
+        "/ui/app.js",
+        "/ui/live.js",
+        "/ui/health_es.js",
+        "/ui/changes.js",
+        "/ui/dom.js",
+        "/ui/filters.js",
+        "/ui/admin_screens.js",
+        "/ui/alerts_count.js",
+        "/ui/errors_es.js",
+        "/ui/task_actions.js",
+        "/ui/history.js",
+        "/ui/roles.js",
+        "/ui/drafts.js",
+        "/ui/focus.js",
+    ];
+
     fn text(path: &str) -> &'static str {
         std::str::from_utf8(asset(path).expect(path).bytes).expect("UTF-8")
     }
@@ -181,10 +219,9 @@ mod tests {
     #[test]
     fn serves_the_known_files_only() {
         assert_eq!(asset("/").unwrap().content_type, HTML);
-        assert_eq!(asset("/ui/app.js").unwrap().content_type, JS);
-        assert_eq!(asset("/ui/live.js").unwrap().content_type, JS);
-        assert_eq!(asset("/ui/health_es.js").unwrap().content_type, JS);
-        assert_eq!(asset("/ui/changes.js").unwrap().content_type, JS);
+        for script in SCRIPTS {
+            assert_eq!(asset(script).unwrap().content_type, JS, "{script}");
+        }
         assert_eq!(asset("/ui/style.css").unwrap().content_type, CSS);
         assert_eq!(asset("/ui/favicon.svg").unwrap().content_type, SVG);
         for unknown in [
@@ -217,24 +254,37 @@ mod tests {
         });
         assert!(!handler, "inline event handler");
         for needle in ["http://", "https://"] {
-            assert!(
-                !html.contains(needle)
-                    && !text("/ui/app.js").contains(needle)
-                    && !text("/ui/changes.js").contains(needle),
-                "external URL"
-            );
+            assert!(!html.contains(needle), "external URL in the page");
+            for script in SCRIPTS {
+                assert!(!text(script).contains(needle), "external URL in {script}");
+            }
+        }
+    }
+
+    /// Every module a script imports is served, and listed above.
+    #[test]
+    fn every_imported_module_is_served() {
+        for script in SCRIPTS {
+            for (i, _) in text(script).match_indices("from './") {
+                let rest = &text(script)[i + "from './".len()..];
+                let name = &rest[..rest.find('\'').expect("closing quote")];
+                let path = format!("/ui/{name}");
+                assert!(
+                    asset(&path).is_some(),
+                    "{script} imports {path}, not served"
+                );
+                assert!(
+                    SCRIPTS.contains(&path.as_str()),
+                    "{path} missing from SCRIPTS"
+                );
+            }
         }
     }
 
     /// Server text reaches the page as text nodes, never as markup.
     #[test]
     fn script_never_parses_markup() {
-        for file in [
-            "/ui/app.js",
-            "/ui/live.js",
-            "/ui/health_es.js",
-            "/ui/changes.js",
-        ] {
+        for file in SCRIPTS {
             never_parses_markup(file);
         }
     }
