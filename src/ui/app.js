@@ -1115,6 +1115,8 @@ function commentsPanel(t, comments, logs, blockers, reload) {
     if (!body.trim()) return;
     await busy(form.querySelector('button[type=submit]'), async () => {
       await api('POST', `/tasks/${t.id}/comments`, { body, kind: form.elements.kind.value });
+      // Sent: the redraw must not put it back in the box.
+      form.elements.body.value = '';
       await reload();
       flash('ok', 'Comentario añadido.');
     }, note);
