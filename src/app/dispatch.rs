@@ -605,6 +605,12 @@ fn reconcile_stale_among(
         stale.retain(|t| only.contains(&t.id));
     }
     let mut ids = Vec::with_capacity(stale.len());
+    // Read only when there is a stale task: this runs before every claim.
+    let lang = if stale.is_empty() {
+        Default::default()
+    } else {
+        crate::store::settings::load(conn)?.ui_language
+    };
     for mut t in stale {
         let worker = t.claimed_by.clone().unwrap_or_else(|| "unknown".into());
         let held_min = (now - t.claimed_at.unwrap_or(now)) / 60_000;
@@ -624,7 +630,7 @@ fn reconcile_stale_among(
                 kind: "dispatch.stale",
                 subject: &subject,
                 task_id: Some(t.id),
-                title: &format!("Task {} stuck in dispatching", t.id),
+                title: &super::watchdog::titles::stale(lang, t.id),
                 detail: &reason,
             },
             true,

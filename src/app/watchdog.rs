@@ -121,7 +121,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
         };
         let n = times.iter().filter(|at| **at > since).count() as i64;
         if n >= s.watchdog_failure_threshold {
-            let title = format!("Recurring dispatch failures on {subject}");
+            let title = titles::recurring_failure(s.ui_language, &subject);
             let detail = format!(
                 "{n} failed dispatches of {subject} in the last 24 h (threshold {}): see its blocker comments",
                 s.watchdog_failure_threshold
@@ -147,7 +147,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
             kind: "dispatch.no_fresh_worker",
             subject: "dispatch",
             task_id: None,
-            title: "Dispatch is enabled but no worker is fresh",
+            title: titles::no_fresh_worker(s.ui_language),
             detail: &format!(
                 "no launcher heartbeat in the last {} s while dispatch_enabled=true: check \
                  ops-dispatch-launcher.service on the worker hosts, or disable dispatch",
@@ -175,7 +175,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
             kind: "dispatch.worker_stale",
             subject: &subject,
             task_id: Some(t.id),
-            title: &format!("Task {} runs on a stale worker", t.id),
+            title: &titles::worker_stale(s.ui_language, t.id),
             detail: &detail,
         };
         raised.push(alerts::raise(conn, &r, false, now)?);
@@ -225,6 +225,9 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
 /// The one follow-up task of an alert: a manual task in the linked task's
 /// workspace (or workspace 1), linked from the alert.
 fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) -> Result<i64> {
+    // The tag is the same in every language, so that it can be searched
+    // for; the alert's title is in the `ui_language` of its pass.
+    let title = format!("[watchdog] {}", a.title);
     let workspace_id = match a.task_id {
         Some(t) => tasks::get(conn, t)?.map_or(1, |t| t.workspace_id),
         None => 1,
@@ -233,7 +236,7 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
         conn,
         &tasks::NewTask {
             workspace_id,
-            title: format!("[watchdog] {}", a.title),
+            title: title.clone(),
             description: format!(
                 "{}\n\nAlert {} ({}). Resolve the alert (POST /api/alerts/{}/resolve) once this is fixed.",
                 a.detail, a.id, a.kind, a.id
@@ -256,7 +259,7 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
         Some(id),
         "task.created",
         actor,
-        json!({"title": format!("[watchdog] {}", a.title), "alert_id": a.id}),
+        json!({"title": title, "alert_id": a.id}),
     )?;
     Ok(id)
 }
@@ -342,4 +345,39 @@ fn interval(db: &Db) -> Duration {
         .map(|s| s.watchdog_interval_seconds)
         .unwrap_or(60);
     Duration::from_secs(secs.max(1) as u64)
+}
+
+/// The titles the watchdog writes, in the `ui_language` setting's language.
+/// Kinds, subjects and codes are the same in every language; details stay
+/// in English, the language of the runbook's commands they quote.
+pub(crate) mod titles {
+    use crate::domain::settings::Language;
+
+    pub fn recurring_failure(lang: Language, subject: &str) -> String {
+        match lang {
+            Language::Es => format!("Fallos de dispatch repetidos en {subject}"),
+            Language::En => format!("Recurring dispatch failures on {subject}"),
+        }
+    }
+
+    pub fn no_fresh_worker(lang: Language) -> &'static str {
+        match lang {
+            Language::Es => "Dispatch activado sin ningún worker fresco",
+            Language::En => "Dispatch is enabled but no worker is fresh",
+        }
+    }
+
+    pub fn stale(lang: Language, task: i64) -> String {
+        match lang {
+            Language::Es => format!("Tarea {task} atascada en dispatching"),
+            Language::En => format!("Task {task} stuck in dispatching"),
+        }
+    }
+
+    pub fn worker_stale(lang: Language, task: i64) -> String {
+        match lang {
+            Language::Es => format!("Tarea {task} en curso en un worker sin heartbeat"),
+            Language::En => format!("Task {task} runs on a stale worker"),
+        }
+    }
 }

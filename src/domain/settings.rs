@@ -9,8 +9,13 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy)]
 enum Kind {
     Bool,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Token,
+    /// One of these words.
+    Choice(&'static [&'static str]),
 }
 
 struct Def {
@@ -31,6 +36,7 @@ pub const SERVICE_API_TOKEN: &str = "service_api_token";
 pub const WATCHDOG_INTERVAL_SECONDS: &str = "watchdog_interval_seconds";
 pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
 pub const EVENTS_RETENTION_DAYS: &str = "events_retention_days";
+pub const UI_LANGUAGE: &str = "ui_language";
 /// Internal: `generated` while the token is the one made at first start.
 pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
 
@@ -87,7 +93,31 @@ const DEFS: &[Def] = &[
             max: 36_500,
         },
     },
+    Def {
+        key: UI_LANGUAGE,
+        default: "es",
+        kind: Kind::Choice(&["es", "en"]),
+    },
 ];
+
+/// The language of the words the server itself writes for people to read
+/// (the watchdog's alert and follow-up task titles); codes and kinds stay
+/// as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Language {
+    #[default]
+    Es,
+    En,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Es => "es",
+            Language::En => "en",
+        }
+    }
+}
 
 fn def(key: &str) -> Option<&'static Def> {
     DEFS.iter().find(|d| d.key == key)
@@ -125,6 +155,17 @@ pub fn validate(key: &str, raw: &str) -> Result<String> {
             ))),
         },
         Kind::Token => validate_token(value).map(str::to_string).map_err(bad),
+        Kind::Choice(words) => {
+            let v = value.to_ascii_lowercase();
+            if words.contains(&v.as_str()) {
+                Ok(v)
+            } else {
+                Err(bad(format!(
+                    "expected one of {}, got {raw:?}",
+                    words.join(", ")
+                )))
+            }
+        }
     }
 }
 
@@ -162,6 +203,7 @@ pub struct Settings {
     /// Events older than this many days are pruned (0: never), except those
     /// of unfinished tasks and of tasks with an open alert.
     pub events_retention_days: i64,
+    pub ui_language: Language,
     pub token_generated: bool,
 }
 
@@ -184,6 +226,11 @@ impl Settings {
             watchdog_interval_seconds: int(WATCHDOG_INTERVAL_SECONDS),
             watchdog_failure_threshold: int(WATCHDOG_FAILURE_THRESHOLD),
             events_retention_days: int(EVENTS_RETENTION_DAYS),
+            ui_language: if get(UI_LANGUAGE) == "en" {
+                Language::En
+            } else {
+                Language::Es
+            },
             token_generated: stored.get(TOKEN_ORIGIN).map(String::as_str) == Some("generated"),
         }
     }
@@ -200,6 +247,7 @@ impl Settings {
             watchdog_interval_seconds: self.watchdog_interval_seconds,
             watchdog_failure_threshold: self.watchdog_failure_threshold,
             events_retention_days: self.events_retention_days,
+            ui_language: self.ui_language.as_str().to_string(),
         }
     }
 
@@ -215,6 +263,7 @@ impl Settings {
             WATCHDOG_INTERVAL_SECONDS => Number(self.watchdog_interval_seconds),
             WATCHDOG_FAILURE_THRESHOLD => Number(self.watchdog_failure_threshold),
             EVENTS_RETENTION_DAYS => Number(self.events_retention_days),
+            UI_LANGUAGE => Text(self.ui_language.as_str().to_string()),
             _ => return None,
         })
     }
@@ -228,6 +277,10 @@ mod tests {
     fn validates_per_key() {
         assert_eq!(validate("dispatch_enabled", " TRUE ").unwrap(), "true");
         assert!(validate("dispatch_enabled", "yes").is_err());
+        assert_eq!(validate("ui_language", " EN ").unwrap(), "en");
+        assert_eq!(validate("ui_language", "es").unwrap(), "es");
+        assert!(validate("ui_language", "fr").is_err());
+        assert!(validate("ui_language", "").is_err());
         assert_eq!(validate("dispatch_stale_minutes", "20").unwrap(), "20");
         assert!(validate("dispatch_stale_minutes", "0").is_err());
         assert!(validate("dispatch_stale_minutes", "abc").is_err());

@@ -33,6 +33,9 @@ pub struct SettingsView {
     pub watchdog_interval_seconds: i64,
     pub watchdog_failure_threshold: i64,
     pub events_retention_days: i64,
+    /// `es` (the default) or `en`: the language of the watchdog's alert
+    /// and follow-up task titles.
+    pub ui_language: String,
 }
 
 /// One setting's typed value.

@@ -526,3 +526,144 @@ fn condition_alerts_resolve_themselves() {
     assert!(open("dispatch.worker_stale").is_empty());
     assert_eq!(open("dispatch.stale").len(), 1);
 }
+
+/// The titles the watchdog writes follow `ui_language` (`es` by default,
+/// or `en`); kinds and subjects do not change.
+#[test]
+fn watchdog_titles_follow_the_ui_language() {
+    for lang in ["default", "en"] {
+        let srv = Server::start();
+        let svc = srv.service();
+        if lang == "en" {
+            let r = svc.put("/api/settings/ui_language", &json!({"value": "en"}));
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        enable_dispatch(&srv);
+        // A task failing three times (threshold 3), and one left claimed
+        // and made stale.
+        let w = Worker::new(&srv, "w1");
+        w.heartbeat(&["hermes"], &[]);
+        let failing = queued_task(&srv, "hermes", json!({}));
+        for attempt in 0..3 {
+            if attempt > 0 {
+                let r = svc.post(&format!("/api/tasks/{failing}/retry"), &json!({}));
+                assert_eq!(r.status, 200, "{}", r.text);
+            }
+            let (tid, token) = w.claim_one();
+            w.report(
+                tid,
+                &token,
+                "failed",
+                json!({"signature": "boom", "reason": "boom", "evidence": "boom"}),
+            );
+        }
+        let stuck = queued_task(&srv, "hermes", json!({}));
+        assert_eq!(w.claim_one().0, stuck);
+        let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+        assert_eq!(r.json["task_ids"], json!([stuck]), "{}", r.text);
+        // No worker fresh any more.
+        srv.advance_clock(600);
+        let r = svc.post("/api/watchdog/run", &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+
+        let alerts = svc.get("/api/alerts?status=open").json;
+        let mut titles: Vec<(String, String)> = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let key = format!(
+                    "{} {}",
+                    a["kind"].as_str().unwrap(),
+                    a["subject"].as_str().unwrap()
+                );
+                (key, a["title"].as_str().unwrap().to_string())
+            })
+            .collect();
+        titles.sort();
+        let expected: Vec<(String, String)> = if lang == "en" {
+            vec![
+                (
+                    "dispatch.no_fresh_worker dispatch".into(),
+                    "Dispatch is enabled but no worker is fresh".into(),
+                ),
+                (
+                    "dispatch.recurring_failure agent:hermes".into(),
+                    "Recurring dispatch failures on agent:hermes".into(),
+                ),
+                (
+                    format!("dispatch.recurring_failure task:{failing}"),
+                    format!("Recurring dispatch failures on task:{failing}"),
+                ),
+                (
+                    format!("dispatch.stale task:{stuck}"),
+                    format!("Task {stuck} stuck in dispatching"),
+                ),
+            ]
+        } else {
+            vec![
+                (
+                    "dispatch.no_fresh_worker dispatch".into(),
+                    "Dispatch activado sin ningún worker fresco".into(),
+                ),
+                (
+                    "dispatch.recurring_failure agent:hermes".into(),
+                    "Fallos de dispatch repetidos en agent:hermes".into(),
+                ),
+                (
+                    format!("dispatch.recurring_failure task:{failing}"),
+                    format!("Fallos de dispatch repetidos en task:{failing}"),
+                ),
+                (
+                    format!("dispatch.stale task:{stuck}"),
+                    format!("Tarea {stuck} atascada en dispatching"),
+                ),
+            ]
+        };
+        assert_eq!(titles, expected, "{lang}");
+        // Follow-up tasks carry the alert's title behind the tag.
+        for a in alerts["alerts"].as_array().unwrap() {
+            let Some(f) = a["followup_task_id"].as_i64() else {
+                continue;
+            };
+            let t = svc.get(&format!("/api/tasks/{f}")).json;
+            assert_eq!(
+                t["title"],
+                format!("[watchdog] {}", a["title"].as_str().unwrap())
+            );
+        }
+        let settings = svc.get("/api/settings").json;
+        assert_eq!(
+            settings["ui_language"],
+            if lang == "en" { "en" } else { "es" }
+        );
+    }
+}
+
+/// `ui_language` takes `es` or `en` (any case, trimmed); anything else is
+/// refused and changes nothing.
+#[test]
+fn ui_language_is_validated() {
+    let srv = Server::start();
+    let svc = srv.service();
+    assert_eq!(svc.get("/api/settings/ui_language").json["value"], "es");
+    let before = srv.fingerprint();
+    for bad in ["fr", "", "español", "e n"] {
+        let r = svc.put("/api/settings/ui_language", &json!({"value": bad}));
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_setting"),
+            "{bad:?}: {}",
+            r.text
+        );
+    }
+    assert_eq!(before, srv.fingerprint());
+    let r = svc.put("/api/settings/ui_language", &json!({"value": " EN "}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(svc.get("/api/settings/ui_language").json["value"], "en");
+    // A member may read it, not change it.
+    let (_, member) = srv.user("reader", Some((1, "member")));
+    assert_eq!(member.get("/api/settings/ui_language").json["value"], "en");
+    let r = member.put("/api/settings/ui_language", &json!({"value": "es"}));
+    assert_eq!(r.status, 403, "{}", r.text);
+}
