@@ -735,9 +735,17 @@ function renderTask(view, id, seq) {
   taskLive.reload = null;
   taskLive.editing = null;
   taskLive.history = null;
+  taskLive.deleting = null;
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
-  const redraw = debounced(() => taskLive.reload && taskLive.reload().catch(showError), 300);
+  // No redraw while this page deletes the task, nor a message about one
+  // that ends after the page changed.
+  const redraw = debounced(() => {
+    if (!taskLive.reload || taskLive.deleting === id) return;
+    taskLive.reload().catch((err) => {
+      if (current(seq)) showError(err);
+    });
+  }, 300);
   watch(seq, (ev) => ev.task_id === id, (ev) => {
     if (ev.kind === 'task.deleted') {
       // Deleted from this page: its button says so once the answer comes.
