@@ -953,20 +953,23 @@ function drawTask(view, t, seq, refusal) {
   // The edit form, while open, is the same node across live redraws: what
   // is typed in it stays.
   const editArea = h('div');
+  taskLive.editArea = editArea;
   if (taskLive.editing && !archived) editArea.appendChild(taskLive.editing);
   else taskLive.editing = null;
   const openEdit = async () => {
+    const list = await agents().catch(() => []);
+    if (!current(seq)) return;
     if (taskLive.editing) {
       taskLive.editing.querySelector('input[name=title]').focus();
       return;
     }
-    const list = await agents().catch(() => []);
-    if (!current(seq)) return;
     taskLive.editing = h('section', { class: 'panel' }, editForm(ui, t, list, mayApproveGate(state.me, t.workspace_id), () => {
       taskLive.editing.remove();
       taskLive.editing = null;
     }));
-    editArea.appendChild(taskLive.editing);
+    // A live redraw may have replaced this page's area while the agents
+    // were loading: the form goes in the one shown.
+    taskLive.editArea.appendChild(taskLive.editing);
     taskLive.editing.querySelector('input[name=title]').focus();
   };
   const more = taskActions(ui, t, openEdit);
