@@ -765,9 +765,17 @@ function renderTask(view, id, seq) {
   taskLive.reload = null;
   taskLive.editing = null;
   taskLive.history = null;
+  taskLive.deleting = null;
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
-  const redraw = debounced(() => taskLive.reload && taskLive.reload().catch(showError), 300);
+  // No redraw while this page deletes the task, nor a message about one
+  // that ends after the page changed.
+  const redraw = debounced(() => {
+    if (!taskLive.reload || taskLive.deleting === id) return;
+    taskLive.reload().catch((err) => {
+      if (current(seq)) showError(err);
+    });
+  }, 300);
   watch(seq, (ev) => ev.task_id === id, (ev) => {
     if (ev.kind === 'task.deleted') {
       // Deleted from this page: its button says so once the answer comes.
@@ -975,20 +983,23 @@ function drawTask(view, t, seq, refusal) {
   // The edit form, while open, is the same node across live redraws: what
   // is typed in it stays.
   const editArea = h('div');
+  taskLive.editArea = editArea;
   if (taskLive.editing && !archived) editArea.appendChild(taskLive.editing);
   else taskLive.editing = null;
   const openEdit = async () => {
+    const list = await agents().catch(() => []);
+    if (!current(seq)) return;
     if (taskLive.editing) {
       taskLive.editing.querySelector('input[name=title]').focus();
       return;
     }
-    const list = await agents().catch(() => []);
-    if (!current(seq)) return;
     taskLive.editing = h('section', { class: 'panel' }, editForm(ui, t, list, mayApproveGate(state.me, t.workspace_id), () => {
       taskLive.editing.remove();
       taskLive.editing = null;
     }));
-    editArea.appendChild(taskLive.editing);
+    // A live redraw may have replaced this page's area while the agents
+    // were loading: the form goes in the one shown.
+    taskLive.editArea.appendChild(taskLive.editing);
     taskLive.editing.querySelector('input[name=title]').focus();
   };
   const more = taskActions(ui, t, openEdit);
@@ -1145,6 +1156,8 @@ function commentsPanel(t, comments, logs, blockers, reload) {
     if (!body.trim()) return;
     await busy(form.querySelector('button[type=submit]'), async () => {
       await api('POST', `/tasks/${t.id}/comments`, { body, kind: form.elements.kind.value });
+      // Sent: the redraw must not put it back in the box.
+      form.elements.body.value = '';
       await reload();
       flash('ok', 'Comentario añadido.');
     }, note);

@@ -221,6 +221,7 @@ test('a comment typed when the session expired is there after logging in again',
   // Sent now, it is saved once.
   await page.getByRole('button', { name: 'Comentar' }).click();
   await page.locator('.flash-ok').getByText('Comentario añadido.').waitFor();
+  assert.equal(await page.getByLabel('Añadir comentario').inputValue(), '');
   const notes = (await task(t.id)).comments.filter((c) => c.body === 'Texto largo que no quiero perder');
   assert.equal(notes.length, 1);
   expectNoErrors([401]);
