@@ -826,7 +826,10 @@ mod tests {
             "50% off_sale",
             r"path\to\file",
             "Ünïcode Straße",
-            "ÉCOLE école",
+            // The index folds É to é, LIKE does not: only LIKE's answer
+            // may come back.
+            "ÉCOLE",
+            "une école",
             r#"say "hi" twice"#,
             "bench task 500000",
             "ab",
