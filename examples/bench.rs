@@ -430,8 +430,8 @@ fn run(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
             }
             rows.push(r);
         }
-        // The searches read every title the other filters leave (no index
-        // serves a substring), and count them: fewer samples.
+        // The searches count every row they match (a text search through
+        // the title trigram index), so a common word is slow: fewer samples.
         for (label, path) in [
             (
                 "GET /api/tasks?priority=3 (first page)",

@@ -320,6 +320,31 @@ fn contains_pattern(text: &str) -> String {
     p
 }
 
+/// Titles containing `text`, case-insensitively for ASCII, wildcards
+/// taken literally: `LIKE` decides. From three characters on, the trigram
+/// index `tasks_title_fts` (schema version 6) first narrows the rows to
+/// those whose titles hold every trigram of `text` in sequence, so the
+/// LIKE reads only those instead of every title; shorter text has no
+/// trigram and is matched by LIKE alone. The index folds case beyond
+/// ASCII too, so it finds a superset of the LIKE matches, never fewer.
+fn title_clause(text: &str, args: &mut Vec<Box<dyn ToSql>>) -> &'static str {
+    let like = Box::new(contains_pattern(text));
+    if text.chars().count() < 3 {
+        args.push(like);
+        return "t.title LIKE ? ESCAPE '\\'";
+    }
+    args.push(Box::new(fts_phrase(text)));
+    args.push(like);
+    "(t.id IN (SELECT rowid FROM tasks_title_fts WHERE tasks_title_fts MATCH ?) \
+     AND t.title LIKE ? ESCAPE '\\')"
+}
+
+/// `text` as one FTS5 phrase (a quoted string, its quotes doubled): with
+/// the trigram tokenizer, the titles holding `text` as a substring.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
 /// Newest first, with the total count of matching rows. The total is a
 /// SUM over `task_counts` (kept by triggers, schema version 2) with the same
 /// filters, so it costs the same at a million tasks as at ten.
@@ -374,20 +399,16 @@ pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>,
         let clause = match (search.id, &search.title) {
             (Some(id), Some(title)) => {
                 args.push(Box::new(id));
-                args.push(Box::new(contains_pattern(title)));
-                "(t.id = ? OR t.title LIKE ? ESCAPE '\\')"
+                format!("(t.id = ? OR {})", title_clause(title, &mut args))
             }
             (Some(id), None) => {
                 args.push(Box::new(id));
-                "t.id = ?"
+                "t.id = ?".into()
             }
-            (None, Some(title)) => {
-                args.push(Box::new(contains_pattern(title)));
-                "t.title LIKE ? ESCAPE '\\'"
-            }
-            (None, None) => "1",
+            (None, Some(title)) => title_clause(title, &mut args).into(),
+            (None, None) => "1".into(),
         };
-        rows_where.push(clause.into());
+        rows_where.push(clause);
         counted = false;
     }
     let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
@@ -778,6 +799,135 @@ mod tests {
         check_totals(&conn);
     }
 
+    /// Every search in `queries` finds exactly the rows whose titles
+    /// contain it ignoring ASCII case (what LIKE means), with the right
+    /// total, and the trigram index agrees with `tasks`.
+    fn check_searches(conn: &Connection, queries: &[&str]) {
+        conn.execute(
+            "INSERT INTO tasks_title_fts(tasks_title_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .unwrap();
+        let all = Page {
+            limit: 1_000_000,
+            offset: 0,
+        };
+        let titles: Vec<(i64, String)> = conn
+            .prepare("SELECT id, title FROM tasks WHERE archived_at IS NULL ORDER BY id DESC")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for q in queries {
+            let want: Vec<i64> = titles
+                .iter()
+                .filter(|(_, t)| t.to_ascii_lowercase().contains(&q.to_ascii_lowercase()))
+                .map(|(id, _)| *id)
+                .collect();
+            let f = TaskFilter {
+                search: Some(Search {
+                    id: None,
+                    title: Some(q.to_string()),
+                }),
+                ..TaskFilter::default()
+            };
+            let (rows, total) = list(conn, &f, all).unwrap();
+            let got: Vec<i64> = rows.iter().map(|t| t.id).collect();
+            assert_eq!(got, want, "{q:?}");
+            assert_eq!(total, want.len() as i64, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn the_title_index_is_backfilled_kept_by_title_changes_only_and_matches_like() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run_to(&mut conn, 5).unwrap();
+        let titles = [
+            "Fix the LOGIN page",
+            "50% off_sale",
+            r"path\to\file",
+            "Ünïcode Straße",
+            // The index folds É to é, LIKE does not: only LIKE's answer
+            // may come back.
+            "ÉCOLE",
+            "une école",
+            r#"say "hi" twice"#,
+            "bench task 500000",
+            "ab",
+        ];
+        for (i, title) in titles.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO tasks(workspace_id, title, execution, created_at, updated_at)
+                 VALUES (1, ?1, 'interactive', ?2, ?2)",
+                params![title, i as i64],
+            )
+            .unwrap();
+        }
+        migrate::run(&mut conn).unwrap();
+        let queries = [
+            "login",
+            "LOGIN PAGE",
+            "0% o",
+            "%",
+            "_",
+            "f_s",
+            r"\to",
+            "straße",
+            "STRASSE",
+            "école",
+            "ÉCOLE",
+            "Écol",
+            r#""hi""#,
+            r#"y "h"#,
+            "500000",
+            "ab",
+            "a",
+            "zzz",
+            "renamed",
+        ];
+        check_searches(&conn, &queries);
+
+        let mut fresh = task(1, None);
+        fresh.title = "A fresh LOGIN form".into();
+        let fresh = insert(&conn, &fresh, 9).unwrap();
+        check_searches(&conn, &queries);
+
+        // A change of any other column leaves the index untouched: its
+        // segments table does not move (a 'delete' plus an insert of the
+        // same title would write a segment).
+        let segments = |conn: &Connection| -> (i64, i64) {
+            conn.query_row(
+                "SELECT count(*), COALESCE(max(rowid), 0) FROM tasks_title_fts_data",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let before = segments(&conn);
+        let mut t = require(&conn, fresh).unwrap();
+        t.status = Status::Dispatching;
+        t.claimed_by = Some("w1".into());
+        t.claim_token = Some("tok".into());
+        t.claimed_at = Some(10);
+        save_claim(&conn, &t, 10).unwrap();
+        t.priority = 3;
+        t.blocked = true;
+        save(&conn, &t, 11).unwrap();
+        assert_eq!(segments(&conn), before, "a save with the same title");
+        t.title = "renamed task".into();
+        save(&conn, &t, 12).unwrap();
+        assert_ne!(segments(&conn), before, "a rename");
+        check_searches(&conn, &queries);
+
+        delete(&conn, fresh).unwrap();
+        let first: i64 = conn
+            .query_row("SELECT min(id) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        delete(&conn, first).unwrap();
+        check_searches(&conn, &queries);
+    }
+
     #[test]
     fn the_list_by_status_and_the_stale_scan_use_their_indexes() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -823,6 +973,36 @@ mod tests {
             "{by_priority}"
         );
         assert!(!by_priority.contains("TEMP B-TREE"), "{by_priority}");
+        // A title search of three or more characters reads the trigram
+        // index, then only the rows it names (by rowid), never the table.
+        for (id, title) in [(None, "zzz"), (Some(500), "500")] {
+            let mut args = Vec::new();
+            let clause = title_clause(title, &mut args);
+            let clause = match id {
+                Some(id) => format!("(t.id = {id} OR {clause})"),
+                None => clause.to_string(),
+            };
+            let sql = format!(
+                "{SELECT} WHERE t.archived_at IS NULL AND {clause} ORDER BY t.id DESC LIMIT 50"
+            )
+            .replacen('?', &format!("'{}'", fts_phrase(title)), 1)
+            .replacen('?', &format!("'{}'", contains_pattern(title)), 1);
+            let by_title = plan(&sql);
+            assert!(
+                by_title.contains("tasks_title_fts VIRTUAL TABLE"),
+                "{by_title}"
+            );
+            assert!(
+                by_title.contains("SEARCH t USING INTEGER PRIMARY KEY"),
+                "{by_title}"
+            );
+            assert!(
+                !by_title
+                    .split("; ")
+                    .any(|step| step == "SCAN t" || step.starts_with("SCAN t ")),
+                "{by_title}"
+            );
+        }
     }
 
     #[test]
