@@ -210,7 +210,9 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
         let requeued = requeue_lost_claims(conn, &hb, &actor, now)?;
+        let cancel = super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
         Ok(HeartbeatAnswer {
+            cancel,
             ok: true,
             usable_agents: hb.usable_slugs(),
             worker_id: hb.worker_id,
@@ -437,6 +439,12 @@ pub fn report(
         let mut t = tasks::require(conn, id)?;
         let holds = t.claimed_by.as_deref() == Some(claim.worker_id.as_str())
             && t.claim_token.as_deref().is_some_and(|tok| secrets::constant_time_eq(tok, &claim.claim_token));
+        if !holds && super::cancel::is_cancelled_claim(conn, id, &claim)? {
+            return Err(Error::conflict(
+                "claim_cancelled",
+                format!("the claim of worker {:?} on task {id} was cancelled: end the agent and report `cancelled`", claim.worker_id),
+            ));
+        }
         if !holds {
             return Err(Error::conflict(
                 "stale_claim",

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/003_output_offset.sql"),
     include_str!("../../migrations/004_worktrees.sql"),
     include_str!("../../migrations/005_task_search.sql"),
+    include_str!("../../migrations/008_task_cancels.sql"),
 ];
 
 /// The schema version this binary brings a database to.
