@@ -972,3 +972,129 @@ fn a_cli_failing_the_same_way_is_held_back_then_tried_again() {
         .unwrap()
         .contains("exited early (code=3"));
 }
+
+/// The processes of process group `group`, from `/proc`.
+fn group_members(group: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                let rest: Vec<&str> = s
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                rest.first() != Some(&"Z") && rest.get(2) == Some(&group.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// Cancelling a running task over HTTP: the launcher ends the agent's
+/// whole process group when it learns of it, and the task says who
+/// cancelled it and how the agent ended.
+#[test]
+fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
+    // Its command line, as /proc shows it (NUL between the words).
+    const AGENT: &str = "fake-agent-long.sh\u{0}617";
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let _l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            (
+                "AGENT_CMD_CODEX",
+                &format!("{} 617", example("fake-agent-long.sh")),
+            ),
+            ("OPS_LAUNCHER_SLOTS", "1"),
+        ],
+    );
+    let _guard = scopeguard_kill(AGENT);
+    let id = queued_task(&srv, "codex", "runs until cancelled");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_running(AGENT).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the agent never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !group_members(group).is_empty(),
+        "the run's group {group} is there"
+    );
+
+    let r = srv
+        .service()
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let confirmed = loop {
+        let ev = srv.service().get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        if let Some(e) = ev.json["events"].as_array().and_then(|a| a.first()) {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation; launcher log:\n{}",
+            _l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        group_members(group).is_empty(),
+        "group {group} still has {:?}",
+        group_members(group)
+    );
+    assert!(!alive(group));
+    let left: Vec<String> = processes_running(AGENT)
+        .iter()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+        .collect();
+    assert!(left.is_empty(), "group {group}: {left:?}");
+    let p = &confirmed["payload"];
+    assert!(
+        p["signal"]
+            .as_str()
+            .is_some_and(|s| s.contains("TERM") || s.contains("KILL"))
+            || p["exit_code"].as_i64().is_some(),
+        "{p}"
+    );
+    assert!(
+        p["elapsed_ms"].as_i64().is_some_and(|ms| ms < 15_000),
+        "{p}"
+    );
+    let t = task(&srv, id);
+    assert_eq!(t["status"], "waiting");
+    assert_eq!(t["blocked"], false);
+    let notes: Vec<&str> = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["body"].as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|b| b.starts_with("cancelled by service while doing")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|b| b.starts_with("the cancelled agent ended on worker")),
+        "{notes:?}"
+    );
+    // The slot is free again: the next task runs.
+    let next = queued_task(&srv, "codex", "after the cancellation");
+    wait_status(&srv, next, "doing", 30);
+}
