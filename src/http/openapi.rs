@@ -201,7 +201,7 @@ const ERRORS: &[(u16, &str)] = &[
     (403, "forbidden, cross_origin: the caller may not do this"),
     (404, "not_found"),
     (405, "method_not_allowed (the Allow header names the accepted methods)"),
-    (409, "a conflict with the current state, e.g. stale_claim, task_not_running"),
+    (409, "a conflict with the current state, e.g. stale_claim, claim_cancelled, task_not_running, invalid_transition"),
     (413, "body_too_large"),
     (415, "unsupported_media_type: a body that is not JSON"),
     (429, "rate_limited (Retry-After) or another cap"),

@@ -1098,3 +1098,58 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
     let next = queued_task(&srv, "codex", "after the cancellation");
     wait_status(&srv, next, "doing", 30);
 }
+
+/// An agent that prints nothing gives the launcher no report to be
+/// refused: it learns the cancellation from its heartbeat's `cancel`.
+#[test]
+fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    create_agent(&srv, "quiet");
+    let logs = srv.dir.path().join("launcher-logs");
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "quiet"),
+            ("AGENT_CMD_QUIET", &example("fake-agent-silent.sh")),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-silent.sh");
+    let id = queued_task(&srv, "quiet", "hangs until cancelled");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    // Its one line is in: from here on it sends nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log_comments(&task(&srv, id)).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = srv
+        .service()
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !event_kinds(&srv, id).contains(&"dispatch.cancel_confirmed".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation; launcher log:\n{}",
+            l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        l.log()
+            .contains(&format!("the server cancelled tasks [{id}]")),
+        "{}",
+        l.log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !group_members(group).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group {group} is not gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
