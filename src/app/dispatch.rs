@@ -213,7 +213,9 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
         }
         let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
         let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
+        let cancel = super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
         Ok(HeartbeatAnswer {
+            cancel,
             ok: true,
             usable_agents: hb.usable_slugs(),
             worker_id: hb.worker_id,
@@ -499,6 +501,12 @@ pub fn report(
         let mut t = tasks::require(conn, id)?;
         let holds = t.claimed_by.as_deref() == Some(claim.worker_id.as_str())
             && t.claim_token.as_deref().is_some_and(|tok| secrets::constant_time_eq(tok, &claim.claim_token));
+        if !holds && super::cancel::is_cancelled_claim(conn, id, &claim)? {
+            return Err(Error::conflict(
+                "claim_cancelled",
+                format!("the claim of worker {:?} on task {id} was cancelled: end the agent and report `cancelled`", claim.worker_id),
+            ));
+        }
         if !holds {
             return Err(Error::conflict(
                 "stale_claim",

@@ -45,6 +45,12 @@ impl Status {
         matches!(self, Status::Dispatching | Status::Doing)
     }
 
+    /// Statuses a run can be cancelled in (`POST /api/tasks/:id/cancel`):
+    /// waiting for a worker, or held by one.
+    pub fn may_be_cancelled(self) -> bool {
+        matches!(self, Status::Queued | Status::Dispatching | Status::Doing)
+    }
+
     /// Whether a task in this status may be blocked. A done task never is:
     /// reaching `done` lifts the block (`app::transition`, with the event
     /// `task.unblocked`), and blocking a done task is refused.
@@ -66,6 +72,24 @@ pub fn check_may_block(id: i64, status: Status) -> Result<()> {
         ),
     ))
 }
+
+/// The refusal to cancel a task in `status` (see [`Status::may_be_cancelled`]).
+pub fn check_may_cancel(id: i64, status: Status) -> Result<()> {
+    if status.may_be_cancelled() {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "invalid_transition",
+        format!(
+            "task {id} is {}: only a queued, dispatching or doing task can be cancelled",
+            status.as_str()
+        ),
+    ))
+}
+
+/// Where a cancelled task lands: out of the queue and off its worker, not
+/// blocked, so that dispatch (or retry) runs it again.
+pub const CANCELLED_TO: Status = Status::Waiting;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Execution {
@@ -140,6 +164,15 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert_eq!(Status::parse("DONE"), None);
+    }
+
+    #[test]
+    fn only_queued_and_claimed_tasks_can_be_cancelled() {
+        for s in Status::ALL {
+            let ok = matches!(s, Status::Queued | Status::Dispatching | Status::Doing);
+            assert_eq!(check_may_cancel(1, s).is_ok(), ok, "{s:?}");
+        }
+        assert!(!CANCELLED_TO.may_be_cancelled());
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/tasks/{id}/retry", |a, q, p| {
         dispatch::retry(a, q, p.id(0, "task")?)
     }),
+    r("POST", "/api/tasks/{id}/cancel", |a, q, p| {
+        tasks::cancel(a, q, p.id(0, "task")?)
+    }),
     r("POST", "/api/tasks/{id}/approve", |a, q, p| {
         dispatch::approve(a, q, p.id(0, "task")?)
     }),
@@ -152,6 +155,9 @@ pub const ROUTES: &[Route] = &[
     }),
     r("POST", "/api/dispatch/tasks/{id}/failed", |a, q, p| {
         dispatch::report(a, q, p.id(0, "task")?, "failed")
+    }),
+    r("POST", "/api/dispatch/tasks/{id}/cancelled", |a, q, p| {
+        dispatch::cancelled(a, q, p.id(0, "task")?)
     }),
     r("POST", "/api/dispatch/reconcile-stale", |a, q, _| {
         dispatch::reconcile(a, q)

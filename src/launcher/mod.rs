@@ -72,6 +72,9 @@ pub struct Ctx {
     pub stop: Stop,
     pub caps: Caps,
     running: Mutex<BTreeSet<i64>>,
+    /// Runs the server cancelled (heartbeat `cancel`), until their runner
+    /// takes them.
+    cancelled: Mutex<BTreeSet<i64>>,
     /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
     poke: crossbeam_channel::Sender<()>,
     /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
@@ -126,9 +129,28 @@ impl Ctx {
     }
 
     fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
-        self.api
-            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))
-            .map(|_| ())
+        let answer = self
+            .api
+            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))?;
+        if !answer.cancel.is_empty() {
+            log::warn!(
+                "the server cancelled tasks {:?}: ending their agents",
+                answer.cancel
+            );
+            self.cancelled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(answer.cancel);
+        }
+        Ok(())
+    }
+
+    /// Whether the server cancelled task `id` (asked once per cancellation).
+    pub fn take_cancel(&self, id: i64) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
     }
 }
 
@@ -232,6 +254,7 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
         stop: Stop::default(),
         caps: Caps::default(),
         running: Mutex::new(BTreeSet::new()),
+        cancelled: Mutex::new(BTreeSet::new()),
         poke: poke_tx,
         reprobe: reprobe_tx,
     });
@@ -549,6 +572,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         supervised: false,
         ended_by: None,
         term_sent_at_ms: None,
+        cancelled_at_ms: None,
         worktree: None,
         change: None,
         change_error: None,

@@ -16,7 +16,7 @@ use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
 use super::Ctx;
 use crate::protocol::dispatch::{
-    ClaimProof, Failed, Finished, Output, Report, ReportBody, RunChange, Started,
+    CancelEnded, ClaimProof, Failed, Finished, Output, Report, ReportBody, RunChange, Started,
 };
 use crate::protocol::tasks::TaskView;
 use crate::time::now_ms;
@@ -88,6 +88,9 @@ impl Runner {
         let mut backoff = Duration::from_secs(1);
         loop {
             self.observe();
+            if self.ctx.take_cancel(id) {
+                self.cancel();
+            }
             self.enforce_limits();
             match self.step() {
                 Ok(true) => {
@@ -313,9 +316,74 @@ impl Runner {
         signal_group(group, libc::SIGTERM);
     }
 
+    /// The server cancelled the run: TERM to its process group now (KILL
+    /// follows through [`Self::enforce_limits`]), and from here on only how
+    /// it ended is reported.
+    fn cancel(&mut self) {
+        if self.st.cancelled_at_ms.is_some() {
+            return;
+        }
+        let now = now_ms();
+        self.st.cancelled_at_ms = Some(now);
+        if self.st.ending.is_none() {
+            if let Some(group) = self.st.pid {
+                log::warn!(
+                    "task {}: cancelled: ending its process group {group}",
+                    self.st.task_id
+                );
+                self.st.term_sent_at_ms = Some(now);
+                signal_group(group, libc::SIGTERM);
+            }
+        }
+        self.persist();
+    }
+
+    /// After a cancellation: once the agent has ended, reports how (fenced
+    /// by the cancelled claim). `Ok(true)` when delivered or refused.
+    fn report_cancelled(&mut self) -> Result<bool, ApiError> {
+        let id = self.st.task_id;
+        let cancelled_at = self.st.cancelled_at_ms.unwrap_or_else(now_ms);
+        let (exit_code, signal, at_ms) = match &self.st.ending {
+            None => return Ok(false),
+            Some(Ending::Exited {
+                code,
+                signal,
+                at_ms,
+            }) => (code.map(i64::from), signal.map(signal_name), *at_ms),
+            Some(Ending::Vanished { at_ms }) => (None, None, *at_ms),
+            Some(_) => (None, None, cancelled_at),
+        };
+        let report = ReportBody {
+            claim: ClaimProof {
+                worker_id: self.st.worker_id.clone(),
+                claim_token: self.st.claim_token.clone(),
+            },
+            report: CancelEnded {
+                exit_code,
+                signal,
+                elapsed_ms: (at_ms - cancelled_at).max(0),
+            },
+        };
+        match self
+            .ctx
+            .api
+            .post_as::<TaskView>(&format!("dispatch/tasks/{id}/cancelled"), &report)
+        {
+            Ok(_) => log::info!("task {id}: how the cancelled agent ended acknowledged"),
+            Err(e) if e.is_permanent() => {
+                log::error!("task {id}: server refused `cancelled` for good ({e}); giving up on it")
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(true)
+    }
+
     /// Sends what is due. `Ok(true)` when nothing is left to do.
     fn step(&mut self) -> Result<bool, ApiError> {
         let id = self.st.task_id;
+        if self.st.cancelled_at_ms.is_some() {
+            return self.report_cancelled();
+        }
         if self.st.abandoned {
             return Ok(self.st.ending.is_some());
         }
@@ -332,6 +400,10 @@ impl Runner {
                 });
                 match self.send(started)? {
                     Sent::Acked => {}
+                    Sent::Refused(e) if e.code() == "claim_cancelled" => {
+                        self.cancel();
+                        return Ok(false);
+                    }
                     Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
                         return Ok(self.abandon(e));
                     }
@@ -343,7 +415,7 @@ impl Runner {
                 self.persist();
             }
             if !self.stream_output()? {
-                return Ok(self.st.ending.is_some());
+                return Ok(self.st.ending.is_some() && self.st.cancelled_at_ms.is_none());
             }
         }
         let Some(_) = &self.st.ending else {
@@ -475,6 +547,10 @@ impl Runner {
             });
             match self.send(output)? {
                 Sent::Acked => {}
+                Sent::Refused(e) if e.code() == "claim_cancelled" => {
+                    self.cancel();
+                    return Ok(false);
+                }
                 Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
                     self.abandon(e);
                     return Ok(false);
@@ -806,6 +882,7 @@ mod tests {
             supervised: false,
             ended_by: None,
             term_sent_at_ms: None,
+            cancelled_at_ms: None,
             worktree: None,
             change: None,
             change_error: None,

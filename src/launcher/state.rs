@@ -61,6 +61,10 @@ pub struct TaskState {
     /// follows if it is still there a little later.
     #[serde(default)]
     pub term_sent_at_ms: Option<i64>,
+    /// When the launcher learned the server cancelled this run: the agent's
+    /// group is ended and only `cancelled` (how it ended) is reported.
+    #[serde(default)]
+    pub cancelled_at_ms: Option<i64>,
     /// The task's worktree, when it names a repository: the agent runs
     /// there, and a restarted launcher records its change from there.
     #[serde(default)]
@@ -253,6 +257,7 @@ mod tests {
             supervised: true,
             ended_by: None,
             term_sent_at_ms: None,
+            cancelled_at_ms: None,
             worktree: None,
             change: None,
             change_error: None,

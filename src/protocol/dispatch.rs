@@ -60,6 +60,10 @@ pub struct HeartbeatAnswer {
     pub last_seen_at: String,
     /// Tasks this heartbeat put back in the queue (lost claims).
     pub requeued: Vec<i64>,
+    /// Tasks it lists as running whose claim was cancelled: end their
+    /// agents and report `cancelled`.
+    #[serde(default)]
+    pub cancel: Vec<i64>,
 }
 
 /// `POST /api/dispatch/next` (`GET` takes the same as query parameters).
@@ -164,6 +168,17 @@ pub struct Failed {
     pub evidence: String,
     #[serde(flatten, default)]
     pub change: Option<RunChange>,
+}
+
+/// `POST /api/dispatch/tasks/:id/cancelled`: how the agent of a cancelled
+/// run ended, sent with the cancelled claim's proof.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelEnded {
+    pub exit_code: Option<i64>,
+    /// The signal that ended it, by name or number.
+    pub signal: Option<String>,
+    /// From the cancellation reaching the launcher to the agent's end.
+    pub elapsed_ms: i64,
 }
 
 /// What a run changed in its worktree, sent in `finished` or `failed`

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod alerts;
 pub mod backup;
+pub mod cancels;
 pub mod changes;
 pub mod comments;
 pub mod events;

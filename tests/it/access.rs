@@ -74,6 +74,7 @@ fn scope(route: &str) -> Scope {
         | "remove member"
         | "dispatch"
         | "retry"
+        | "cancel"
         | "unarchive"
         | "set workspace repository"
         | "approve"
@@ -495,6 +496,14 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
             }),
         ),
         (
+            "cancel",
+            Rule::AnyUser,
+            Box::new(|c, w| {
+                let (id, _) = c.claimed(&format!("cancelled-{w:?}"));
+                ("POST", format!("/api/tasks/{id}/cancel"), Value::Null)
+            }),
+        ),
+        (
             "unarchive",
             Rule::AnyUser,
             Box::new(move |c, _| {
@@ -555,6 +564,28 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
                     "POST",
                     format!("/api/dispatch/tasks/{id}/started"),
                     json!({"worker_id": "reporter", "claim_token": token}),
+                )
+            }),
+        ),
+        (
+            "cancel report",
+            Rule::ServiceOnly,
+            Box::new(|c, who| {
+                let (id, token) = if who == Who::Service {
+                    let (id, token) = c.claimed("cancel-reporter");
+                    let r = c
+                        .srv
+                        .service()
+                        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    (id, token)
+                } else {
+                    (1, "bogus".to_string())
+                };
+                (
+                    "POST",
+                    format!("/api/dispatch/tasks/{id}/cancelled"),
+                    json!({"worker_id": "cancel-reporter", "claim_token": token, "exit_code": null, "signal": "TERM", "elapsed_ms": 5}),
                 )
             }),
         ),

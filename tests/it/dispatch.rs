@@ -909,3 +909,191 @@ fn a_changed_setting_applies_to_the_next_claim() {
     let r = w.claim();
     assert_eq!(r.json["task"]["id"], fourth, "{}", r.text);
 }
+
+/// A heartbeat of `w` listing `running`; its `cancel` list.
+fn cancel_list(srv: &Server, w: &str, running: &[i64]) -> Value {
+    let r = srv.service().post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": w, "host": "h", "version": "t", "slots_total": 2, "slots_busy": 1,
+                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
+                "models": [], "running_task_ids": running, "draining": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["cancel"].clone()
+}
+
+#[test]
+fn cancelling_a_queued_task_is_immediate_and_it_can_be_dispatched_again() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = queued_task(&srv, "codex", json!({}));
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+    assert_eq!(r.json["blocked"], false);
+    let t = svc.get(&format!("/api/tasks/{id}"));
+    assert!(
+        t.json["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("cancelled by service while queued")),
+        "{}",
+        t.text
+    );
+    let ev = svc.get(&format!("/api/events?task_id={id}&kind=task.cancelled"));
+    assert_eq!(ev.json["events"][0]["actor"], "service", "{}", ev.text);
+    assert_eq!(ev.json["events"][0]["payload"]["from"], "queued");
+    assert_eq!(ev.json["events"][0]["payload"]["to"], "waiting");
+    // Nothing waits for a launcher: dispatching it again works at once.
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "queued");
+}
+
+#[test]
+fn only_queued_dispatching_and_doing_tasks_can_be_cancelled() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = svc.post("/api/tasks", &json!({"title": "manual"})).json["id"]
+        .as_i64()
+        .unwrap();
+    for status in ["next", "review", "done", "waiting"] {
+        let r = svc.patch(
+            &format!("/api/tasks/{id}/status"),
+            &json!({"status": status}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+        assert_eq!(r.status, 409, "{status}: {}", r.text);
+        assert_eq!(r.json["error"], "invalid_transition");
+        assert_eq!(svc.get(&format!("/api/tasks/{id}")).json["status"], status);
+    }
+    assert!(!event_kinds(&srv, id).contains(&"task.cancelled".to_string()));
+    let r = svc.post("/api/tasks/999999/cancel", &json!({}));
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({"why": 1}));
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[test]
+fn a_cancelled_claim_is_refused_named_sent_back_by_heartbeat_and_confirmed_once() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = queued_task(&srv, "codex", json!({}));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let (claimed, token) = w.claim_one();
+    assert_eq!(claimed, id);
+    assert_eq!(
+        w.report(id, &token, "started", json!({"pid": 7})).status,
+        200
+    );
+    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
+
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+    assert_eq!(r.json["blocked"], false);
+    assert_eq!(r.json["claimed_by"], Value::Null);
+
+    // The worker learns it from its next report or heartbeat.
+    let r = w.report(id, &token, "output", json!({"chunk": "more\n"}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json["error"], "claim_cancelled");
+    let r = w.report(
+        id,
+        "0123456789abcdef0123456789abcdef",
+        "output",
+        json!({"chunk": "x"}),
+    );
+    assert_eq!(
+        r.json["error"], "stale_claim",
+        "another token is just stale"
+    );
+    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([id]));
+    assert_eq!(
+        cancel_list(&srv, "w1", &[]),
+        json!([]),
+        "only runs it still lists"
+    );
+    assert_eq!(cancel_list(&srv, "w2", &[id]), json!([]), "only its own");
+
+    // How it ended, fenced by the cancelled claim.
+    let ended = json!({"exit_code": null, "signal": "SIGTERM", "elapsed_ms": 1500});
+    let r = w.report(
+        id,
+        "0123456789abcdef0123456789abcdef",
+        "cancelled",
+        ended.clone(),
+    );
+    assert_eq!(
+        (r.status, r.json["error"].clone()),
+        (409, json!("stale_claim")),
+        "{}",
+        r.text
+    );
+    let r = Worker::new(&srv, "w2").report(id, &token, "cancelled", ended.clone());
+    assert_eq!(r.json["error"], "stale_claim", "{}", r.text);
+    let r = w.report(id, &token, "cancelled", json!({"elapsed_ms": "soon"}));
+    assert_eq!(
+        (r.status, r.json["error"].clone()),
+        (400, json!("invalid_field")),
+        "{}",
+        r.text
+    );
+    let r = w.report(id, &token, "cancelled", ended.clone());
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+    assert_eq!(
+        w.report(id, &token, "cancelled", ended).status,
+        200,
+        "a retry"
+    );
+    let ev = svc.get(&format!(
+        "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+    ));
+    assert_eq!(
+        ev.json["events"].as_array().unwrap().len(),
+        1,
+        "{}",
+        ev.text
+    );
+    let p = &ev.json["events"][0]["payload"];
+    assert_eq!(p["ended"], "signal SIGTERM");
+    assert_eq!(p["elapsed_ms"], 1500);
+    assert_eq!(ev.json["events"][0]["actor"], "worker:w1");
+    let t = svc.get(&format!("/api/tasks/{id}"));
+    assert!(
+        t.text
+            .contains("the cancelled agent ended on worker w1 with signal SIGTERM"),
+        "{}",
+        t.text
+    );
+    assert_eq!(
+        cancel_list(&srv, "w1", &[id]),
+        json!([]),
+        "confirmed: no longer asked"
+    );
+
+    // Dispatched and claimed again, the new claim works; the old one stays refused.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}))
+            .status,
+        200
+    );
+    let (_, fresh) = w.claim_one();
+    assert_eq!(
+        w.report(id, &fresh, "started", json!({"pid": 8})).status,
+        200
+    );
+    assert_eq!(
+        w.report(id, &token, "output", json!({"chunk": "x"})).json["error"],
+        "claim_cancelled"
+    );
+    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
+}

@@ -688,15 +688,18 @@ fn configuration_mistakes_stop_the_launcher_with_a_message() {
     );
 }
 
-/// Processes whose command line mentions `needle`.
+/// Processes whose command line (its words joined by spaces, as a shell
+/// would show it; /proc separates them with NUL) mentions `needle`.
 fn processes_running(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-                && alive(*pid)
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            }) && alive(*pid)
         })
         .collect()
 }
@@ -971,4 +974,184 @@ fn a_cli_failing_the_same_way_is_held_back_then_tried_again() {
         .as_str()
         .unwrap()
         .contains("exited early (code=3"));
+}
+
+/// The processes of process group `group`, from `/proc`.
+fn group_members(group: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                let rest: Vec<&str> = s
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect();
+                rest.first() != Some(&"Z") && rest.get(2) == Some(&group.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// Cancelling a running task over HTTP: the launcher ends the agent's
+/// whole process group when it learns of it, and the task says who
+/// cancelled it and how the agent ended.
+#[test]
+fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
+    const AGENT: &str = "fake-agent-long.sh 617";
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let _l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            (
+                "AGENT_CMD_CODEX",
+                &format!("{} 617", example("fake-agent-long.sh")),
+            ),
+            ("OPS_LAUNCHER_SLOTS", "1"),
+        ],
+    );
+    let _guard = scopeguard_kill(AGENT);
+    let id = queued_task(&srv, "codex", "runs until cancelled");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_running(AGENT).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the agent never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !group_members(group).is_empty(),
+        "the run's group {group} is there"
+    );
+
+    let r = srv
+        .service()
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "waiting");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let confirmed = loop {
+        let ev = srv.service().get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        if let Some(e) = ev.json["events"].as_array().and_then(|a| a.first()) {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation; launcher log:\n{}",
+            _l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        group_members(group).is_empty(),
+        "group {group} still has {:?}",
+        group_members(group)
+    );
+    assert!(!alive(group));
+    let left: Vec<String> = processes_running(AGENT)
+        .iter()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+        .collect();
+    assert!(left.is_empty(), "group {group}: {left:?}");
+    let p = &confirmed["payload"];
+    assert!(
+        p["signal"]
+            .as_str()
+            .is_some_and(|s| s.contains("TERM") || s.contains("KILL"))
+            || p["exit_code"].as_i64().is_some(),
+        "{p}"
+    );
+    assert!(
+        p["elapsed_ms"].as_i64().is_some_and(|ms| ms < 15_000),
+        "{p}"
+    );
+    let t = task(&srv, id);
+    assert_eq!(t["status"], "waiting");
+    assert_eq!(t["blocked"], false);
+    let notes: Vec<&str> = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["body"].as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|b| b.starts_with("cancelled by service while doing")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|b| b.starts_with("the cancelled agent ended on worker")),
+        "{notes:?}"
+    );
+    // The slot is free again: the next task runs.
+    let next = queued_task(&srv, "codex", "after the cancellation");
+    wait_status(&srv, next, "doing", 30);
+}
+
+/// An agent that prints nothing gives the launcher no report to be
+/// refused: it learns the cancellation from its heartbeat's `cancel`.
+#[test]
+fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    create_agent(&srv, "quiet");
+    let logs = srv.dir.path().join("launcher-logs");
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "quiet"),
+            ("AGENT_CMD_QUIET", &example("fake-agent-silent.sh")),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-silent.sh");
+    let id = queued_task(&srv, "quiet", "hangs until cancelled");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    // Its one line is in: from here on it sends nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log_comments(&task(&srv, id)).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = srv
+        .service()
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !event_kinds(&srv, id).contains(&"dispatch.cancel_confirmed".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation; launcher log:\n{}",
+            l.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        l.log()
+            .contains(&format!("the server cancelled tasks [{id}]")),
+        "{}",
+        l.log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !group_members(group).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group {group} is not gone"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -15,8 +15,8 @@ use crate::http::response::Resp;
 use crate::http::waiting::{Wake, MAX_WAIT_SECONDS};
 use crate::http::App;
 use crate::protocol::dispatch::{
-    AgentCapability, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatReport, Output, Report,
-    RunChange, Started, WorkerForgotten,
+    AgentCapability, CancelEnded, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatReport,
+    Output, Report, RunChange, Started, WorkerForgotten,
 };
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
@@ -309,20 +309,9 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
             ]
             .concat(),
             |f| {
-                let signal = match f.raw("signal") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
-                    Some(_) => {
-                        return Err(Error::invalid_field(
-                            "signal",
-                            "must be a signal name or number",
-                        ))
-                    }
-                };
                 Ok(Report::Finished(Finished {
                     exit_code: f.nullable_i64("exit_code")?,
-                    signal,
+                    signal: signal(f)?,
                     output: f.str("output")?.unwrap_or_default(),
                     change: change(f)?,
                 }))
@@ -360,6 +349,43 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
     };
     let report = make(&f)?;
     Ok(Resp::ok(ops::report(&app.db, &who, id, claim, report)?))
+}
+
+/// A signal by name or number (`finished`, `cancelled`).
+fn signal(f: &Fields) -> Result<Option<String>> {
+    match f.raw("signal") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Error::invalid_field(
+            "signal",
+            "must be a signal name or number",
+        )),
+    }
+}
+
+/// `POST /api/dispatch/tasks/:id/cancelled`: how a cancelled run ended.
+pub fn cancelled(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&[
+        "worker_id",
+        "claim_token",
+        "exit_code",
+        "signal",
+        "elapsed_ms",
+    ])?;
+    let claim = ClaimProof {
+        worker_id: worker_id(&f)?,
+        claim_token: f.required_str("claim_token")?,
+    };
+    let ended = CancelEnded {
+        exit_code: f.nullable_i64("exit_code")?,
+        signal: signal(&f)?,
+        elapsed_ms: f.i64_in("elapsed_ms", 0..=i64::MAX)?.unwrap_or(0),
+    };
+    Ok(Resp::ok(crate::app::cancel::confirm(
+        &app.db, &who, id, claim, ended,
+    )?))
 }
 
 pub fn reconcile(app: &App, req: &Req) -> Result<Resp> {

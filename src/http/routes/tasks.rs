@@ -265,6 +265,13 @@ pub fn unarchive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     Ok(Resp::ok(ops::unarchive(&app.db, &who, id)?))
 }
 
+/// `POST /api/tasks/:id/cancel`.
+pub fn cancel(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    req.fields(&[])?;
+    Ok(Resp::ok(crate::app::cancel::cancel(&app.db, &who, id)?))
+}
+
 pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops::delete(&app.db, &who, id)?;
