@@ -322,7 +322,7 @@ fn contains_pattern(text: &str) -> String {
 
 /// Titles containing `text`, case-insensitively for ASCII, wildcards
 /// taken literally: `LIKE` decides. From three characters on, the trigram
-/// index `tasks_title_fts` (schema version 6) first narrows the rows to
+/// index `tasks_title_fts` (schema version 7) first narrows the rows to
 /// those whose titles hold every trigram of `text` in sequence, so the
 /// LIKE reads only those instead of every title; shorter text has no
 /// trigram and is matched by LIKE alone. The index folds case beyond
