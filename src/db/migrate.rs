@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/004_worktrees.sql"),
     include_str!("../../migrations/005_task_search.sql"),
     include_str!("../../migrations/006_claim_queue.sql"),
+    include_str!("../../migrations/009_task_id_high_water.sql"),
 ];
 
 /// The schema version this binary brings a database to.
