@@ -121,11 +121,23 @@ pub struct NewTask {
     pub base_ref: Option<String>,
 }
 
+/// Inserts a new task under an id no task has ever had: past the high-water
+/// mark of every id given (so a deleted task's id, whose events and alerts
+/// stay, is never handed out again) and past any row inserted without it.
+/// Only the writer thread inserts, inside its transaction, so the mark and
+/// the row move together.
 pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
+    let id: i64 = conn
+        .prepare_cached(
+            "UPDATE task_id_high_water
+                SET last_id = max(last_id, coalesce((SELECT max(id) FROM tasks), 0)) + 1
+              RETURNING last_id",
+        )?
+        .query_row([], |r| r.get(0))?;
     conn.prepare_cached(
-        "INSERT INTO tasks(workspace_id, title, description, status, execution, agent_id, model,
-                           priority, sensitive, created_at, updated_at, repo_path, base_ref)
-         VALUES (?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+        "INSERT INTO tasks(id, workspace_id, title, description, status, execution, agent_id,
+                           model, priority, sensitive, created_at, updated_at, repo_path, base_ref)
+         VALUES (?12, ?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
     )?
     .execute(params![
         t.workspace_id,
@@ -138,9 +150,10 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         t.sensitive,
         now,
         t.repo_path,
-        t.base_ref
+        t.base_ref,
+        id
     ])?;
-    Ok(conn.last_insert_rowid())
+    Ok(id)
 }
 
 /// Writes every mutable column of `t` back (the caller has loaded it in
@@ -719,6 +732,47 @@ mod tests {
             ..TaskFilter::default()
         };
         assert_eq!(blocked, list(conn, &f, all).unwrap().0.len() as i64);
+    }
+
+    #[test]
+    fn ids_deleted_before_the_high_water_mark_are_not_reused() {
+        // The schema before the mark (the last migration) reused the
+        // newest deleted id; the migration seeds the mark from every id
+        // the file still names.
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run_to(&mut conn, migrate::latest() - 1).unwrap();
+        for _ in 0..4 {
+            conn.execute(
+                "INSERT INTO tasks(workspace_id, title, created_at, updated_at)
+                 VALUES (1, 't', 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        // Task 4 deleted with its event kept; a deleted task 6 named only
+        // by an alert's follow-up.
+        conn.execute_batch(
+            "DELETE FROM tasks WHERE id IN (3, 4);
+             INSERT INTO events(at, task_id, kind, actor, payload)
+                 VALUES (0, 4, 'task.deleted', 'x', '{}');
+             INSERT INTO alerts(kind, subject, task_id, followup_task_id, title,
+                                first_seen_at, last_seen_at)
+                 VALUES ('k', 'task:2', 2, 6, 't', 0, 0);",
+        )
+        .unwrap();
+        migrate::run(&mut conn).unwrap();
+        assert_eq!(insert(&conn, &task(1, None), 0).unwrap(), 7);
+        // A row written past the mark (not through insert) is not reused
+        // either, and a deleted newest id stays retired.
+        conn.execute(
+            "INSERT INTO tasks(id, workspace_id, title, created_at, updated_at)
+             VALUES (9, 1, 't', 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(insert(&conn, &task(1, None), 0).unwrap(), 10);
+        delete(&conn, 10).unwrap();
+        assert_eq!(insert(&conn, &task(1, None), 0).unwrap(), 11);
     }
 
     #[test]

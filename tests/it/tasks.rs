@@ -571,3 +571,58 @@ fn unarchive_restores_a_task_and_is_idempotent() {
     let r = svc.post("/api/tasks/999999/unarchive", &json!({}));
     assert_eq!(r.status, 404, "{}", r.text);
 }
+
+/// The kinds of the events recorded for task `id`, oldest first.
+fn event_kinds(svc: &crate::util::Client, id: i64) -> Vec<String> {
+    let r = svc.get(&format!("/api/events?task_id={id}&limit=100"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut kinds: Vec<(i64, String)> = r.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["task_id"], id, "{e}");
+            (
+                e["id"].as_i64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds.into_iter().map(|(_, k)| k).collect()
+}
+
+#[test]
+fn a_deleted_tasks_id_is_never_given_again() {
+    let mut srv = Server::start();
+    let svc = srv.service();
+    let ids: Vec<i64> = (0..3)
+        .map(|i| svc.new_task(&json!({"title": format!("t{i}")})))
+        .collect();
+    let newest = ids[2];
+    assert_eq!(svc.delete(&format!("/api/tasks/{newest}")).status, 200);
+    assert_eq!(event_kinds(&svc, newest), ["task.created", "task.deleted"]);
+
+    // The next task does not take the deleted one's id, and its history is
+    // its own: the deleted task's events stay under the old id alone.
+    let next = svc.new_task(&json!({"title": "after the delete"}));
+    assert!(next > newest, "{next} reuses or precedes {newest}");
+    assert_eq!(event_kinds(&svc, next), ["task.created"]);
+    assert_eq!(event_kinds(&svc, newest), ["task.created", "task.deleted"]);
+    let r = svc.get(&format!("/api/tasks/{next}"));
+    assert_eq!(r.json["title"], "after the delete");
+
+    // The mark is in the file: a restart does not hand the newest deleted
+    // id out again either.
+    assert_eq!(svc.delete(&format!("/api/tasks/{next}")).status, 200);
+    srv.restart();
+    let svc = srv.service();
+    let again = svc.new_task(&json!({"title": "after the restart"}));
+    assert!(again > next, "{again} reuses or precedes {next}");
+    assert_eq!(event_kinds(&svc, again), ["task.created"]);
+    assert_eq!(event_kinds(&svc, next), ["task.created", "task.deleted"]);
+    // The older tasks are untouched.
+    for &id in &ids[..2] {
+        assert_eq!(svc.get(&format!("/api/tasks/{id}")).status, 200);
+    }
+}

@@ -338,6 +338,7 @@ impl Server {
             "events",
             "alerts",
             "worker_heartbeats",
+            "task_id_high_water",
         ] {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
