@@ -740,7 +740,7 @@ mod tests {
         // newest deleted id; the migration seeds the mark from every id
         // the file still names.
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate::run_to(&mut conn, migrate::latest() - 1).unwrap();
+        migrate::run_to(&mut conn, migrate::latest() as usize - 1).unwrap();
         for _ in 0..4 {
             conn.execute(
                 "INSERT INTO tasks(workspace_id, title, created_at, updated_at)
