@@ -769,9 +769,12 @@ function renderTask(view, id, seq) {
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
   // No redraw while this page deletes the task, nor a message about one
-  // that ends after the page changed.
+  // that ends after the page changed. `taskLive` belongs to whichever task
+  // page is shown now: a redraw asked for by this page that comes due after
+  // the page changed would reload the next page (an extra fetch of another
+  // task, its form redrawn under the operator's hands), so it is dropped.
   const redraw = debounced(() => {
-    if (!taskLive.reload || taskLive.deleting === id) return;
+    if (!current(seq) || !taskLive.reload || taskLive.deleting === id) return;
     taskLive.reload().catch((err) => {
       if (current(seq)) showError(err);
     });
@@ -792,7 +795,7 @@ function renderTask(view, id, seq) {
   });
   // The workspace's repository is where the task runs unless it names
   // its own.
-  const redrawWithWorkspace = debounced(() => taskLive.reload && taskLive.reload({ workspaces: true }), 300);
+  const redrawWithWorkspace = debounced(() => current(seq) && taskLive.reload && taskLive.reload({ workspaces: true }), 300);
   watch(seq, (ev) => ev.kind === 'workspace.repo_set' && ev.workspace_id === taskLive.workspaceId, redrawWithWorkspace);
   Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);

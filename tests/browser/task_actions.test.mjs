@@ -206,6 +206,26 @@ test('one toast at a time: a new message replaces the old', async () => {
   expectNoErrors();
 });
 
+test("a redraw asked for by one task's page does not reload the next task's page", async () => {
+  const a = await api(server.base, 'POST', '/tasks', { title: 'Página anterior' }, 201);
+  const b = await api(server.base, 'POST', '/tasks', { title: 'Página siguiente' }, 201);
+  await open(a);
+  const fetches = [];
+  const count = (r) => { if (r.url().endsWith(`/api/tasks/${b.id}`)) fetches.push(r.url()); };
+  page.on('request', count);
+  // An event for the first task asks its page for a redraw (due a moment
+  // later); the operator moves on to the second task before that.
+  await page.getByLabel('Nuevo estado').selectOption('doing');
+  await page.getByRole('button', { name: 'Mover' }).click();
+  await page.locator('.flash-ok').getByText(/movida a «En curso»/).waitFor();
+  await page.goto(`${server.base}/#/tareas/${b.id}`);
+  await page.getByRole('heading', { name: /Página siguiente/ }).waitFor();
+  await page.waitForTimeout(1000);
+  page.off('request', count);
+  assert.equal(fetches.length, 1, `the second task was fetched ${fetches.length} times`);
+  expectNoErrors();
+});
+
 test('a comment typed when the session expired is there after logging in again', async () => {
   const t = await api(server.base, 'POST', '/tasks', { title: 'Borrador a salvo' }, 201);
   await open(t);
