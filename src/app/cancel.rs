@@ -27,12 +27,7 @@ pub fn cancel(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
         let actor = who.actor();
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
-        if t.archived_at.is_some() {
-            return Err(Error::conflict(
-                "task_archived",
-                format!("task {id} is archived; archived tasks are read-only"),
-            ));
-        }
+        super::tasks::refuse_archived(&t)?;
         check_may_cancel(id, t.status)?;
         let worker = t.claimed_by.clone();
         if let (Some(w), Some(token)) = (&worker, &t.claim_token) {

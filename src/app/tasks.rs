@@ -151,12 +151,7 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         let actor = who.actor();
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
-        if t.archived_at.is_some() {
-            return Err(Error::conflict(
-                "task_archived",
-                format!("task {id} is archived; archived tasks are read-only"),
-            ));
-        }
+        refuse_archived(&t)?;
         // Human Gate: only a human admin may lift `sensitive` (setting it
         // only tightens, so anyone who may edit the task may).
         let clears_sensitive = t.sensitive && edit.sensitive == Some(false);
@@ -361,16 +356,38 @@ pub fn add_comment(
     })
 }
 
+/// Archived tasks are read-only: the one refusal of a change to one.
+pub(super) fn refuse_archived(t: &Task) -> Result<()> {
+    match t.archived_at {
+        Some(_) => Err(Error::conflict(
+            "task_archived",
+            format!("task {} is archived; archived tasks are read-only", t.id),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
+    set_archived(db, who, id, true)
+}
+
+/// Brings an archived task back to the lists, in the status it kept.
+pub fn unarchive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
+    set_archived(db, who, id, false)
+}
+
+/// Archives or unarchives a task; one already so is answered unchanged.
+/// A task that a worker holds cannot be archived.
+fn set_archived(db: &Db, who: &Principal, id: i64, archived: bool) -> Result<TaskView> {
     let who = who.clone();
     db.write(move |conn| {
         let now = now_ms();
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
-        if t.archived_at.is_some() {
+        if t.archived_at.is_some() == archived {
             return Ok(t);
         }
-        if t.status.is_claimed() {
+        if archived && t.status.is_claimed() {
             return Err(Error::conflict(
                 "task_active",
                 format!(
@@ -381,41 +398,19 @@ pub fn archive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
                 ),
             ));
         }
-        t.archived_at = Some(now);
+        t.archived_at = archived.then_some(now);
         tasks::save(conn, &t, now)?;
+        let kind = if archived {
+            "task.archived"
+        } else {
+            "task.unarchived"
+        };
         event(
             conn,
             now,
             Some(t.workspace_id),
             Some(id),
-            "task.archived",
-            &who.actor(),
-            json!({}),
-        )?;
-        tasks::require(conn, id)
-    })
-    .map(|t| views::task(&t))
-}
-
-/// Brings an archived task back to the lists, in the status it kept; a
-/// task that is not archived is answered unchanged.
-pub fn unarchive(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
-    let who = who.clone();
-    db.write(move |conn| {
-        let now = now_ms();
-        let mut t = tasks::require(conn, id)?;
-        who.can_edit_tasks(t.workspace_id)?;
-        if t.archived_at.is_none() {
-            return Ok(t);
-        }
-        t.archived_at = None;
-        tasks::save(conn, &t, now)?;
-        event(
-            conn,
-            now,
-            Some(t.workspace_id),
-            Some(id),
-            "task.unarchived",
+            kind,
             &who.actor(),
             json!({}),
         )?;
