@@ -54,7 +54,16 @@ pub fn cancel(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
 /// Whether `claim` is the cancelled claim of task `id`: the refusal of
 /// its reports says `claim_cancelled` rather than `stale_claim`.
 pub(crate) fn is_cancelled_claim(conn: &Connection, id: i64, claim: &ClaimProof) -> Result<bool> {
-    Ok(cancels::get(conn, id)?.is_some_and(|c| {
+    Ok(cancelled_claim(conn, id, claim)?.is_some())
+}
+
+/// The cancelled claim of task `id`, if `claim` proves it.
+fn cancelled_claim(
+    conn: &Connection,
+    id: i64,
+    claim: &ClaimProof,
+) -> Result<Option<cancels::Cancel>> {
+    Ok(cancels::get(conn, id)?.filter(|c| {
         c.worker_id == claim.worker_id
             && secrets::constant_time_eq(&c.claim_token, &claim.claim_token)
     }))
@@ -84,7 +93,7 @@ pub fn confirm(
     db.write(move |conn| {
         let now = now_ms();
         let t = tasks::require(conn, id)?;
-        let Some(c) = cancels::get(conn, id)?.filter(|_| is_cancelled_claim(conn, id, &claim).unwrap_or(false)) else {
+        let Some(c) = cancelled_claim(conn, id, &claim)? else {
             return Err(Error::conflict(
                 "stale_claim",
                 format!("worker {:?} does not hold a cancelled claim on task {id}", claim.worker_id),
