@@ -163,10 +163,3 @@ export async function createPerson(base, username, role, workspaceId) {
   await admin('PUT', `/workspaces/${workspaceId}/members/${user.id}`, { role });
   return who;
 }
-
-/** Whether the server offers `method path` (a 404 "no route" says not). */
-export async function offers(base, method, path) {
-  const res = await fetch(`${base}/api${path}`, { method, headers: { 'X-OPS-Service-Token': TOKEN, 'Content-Type': 'application/json' }, body: '{}' });
-  const body = await res.json().catch(() => ({}));
-  return !(res.status === 404 && /^no route/.test(body.message || ''));
-}
