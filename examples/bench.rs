@@ -8,7 +8,9 @@
 //!
 //! Options: `--quick`; `--server PATH` to measure another build of the
 //! server (by default `ops-center` is built with the same profile as this
-//! program and taken from the same target directory). `OPS_DB_SYNC` and
+//! program and taken from the same target directory); `--compare PATH` to
+//! run only the 16- and 64-client claims of that server and of the one at
+//! PATH, alternating, and print their ratio. `OPS_DB_SYNC` and
 //! `OPS_HTTP_THREADS` are passed to the server and `OPS_DB_SYNC` also sets the
 //! reference's `synchronous`.
 //!
@@ -183,24 +185,28 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut fleet_only = false;
     let mut server = None;
+    let mut compare = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--fleet-only" => fleet_only = true,
             "--server" => server = args.next().map(PathBuf::from),
+            "--compare" => compare = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--fleet-only] [--server PATH]");
+                println!("usage: bench [--quick] [--fleet-only] [--server PATH] [--compare PATH]");
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("bench: unknown option {other:?} (accepted: --quick, --fleet-only, --server PATH)");
+                eprintln!("bench: unknown option {other:?} (accepted: --quick, --fleet-only, --server PATH, --compare PATH)");
                 return ExitCode::from(2);
             }
         }
     }
     let sizes = if quick { &QUICK } else { &FULL };
-    let result = if fleet_only {
+    let result = if let Some(other) = compare {
+        run_compare(sizes, server, other)
+    } else if fleet_only {
         run_fleet(sizes, server)
     } else {
         run(sizes, server)
@@ -544,6 +550,95 @@ fn run_fleet(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     let rows = fleet_rows(sizes, &bin, dir.path())?;
     print_table(sizes, started, &sync, &load_before, &rows);
     Ok(())
+}
+
+/// Rounds of `--compare`: each runs both builds at each level, their order
+/// alternating from one round to the next.
+const COMPARE_ROUNDS: usize = 7;
+
+/// `--compare PATH`: HTTP claims/s of this build (`--server`, else the one
+/// built with this program) and of the build at PATH, at 16 and 64
+/// clients, in alternating rounds on a database of each one's own; the
+/// median of the rounds' ratios shows what a change costs apart from the
+/// machine's drift, which falls on both alike.
+fn run_compare(sizes: &Sizes, server: Option<PathBuf>, other: PathBuf) -> Res<()> {
+    let bin = match server {
+        Some(p) => p,
+        None => build_server()?,
+    };
+    let sync = std::env::var("OPS_DB_SYNC").unwrap_or_else(|_| "normal".into());
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let (started, load_before) = (Instant::now(), loadavg());
+    let levels: Vec<(usize, usize)> = LEVELS.iter().copied().filter(|&(c, _)| c >= 16).collect();
+    let per_round: usize = levels
+        .iter()
+        .map(|&(_, n)| sizes.claims_per_level * n)
+        .sum();
+    let mut servers = Vec::new();
+    for (name, path) in [("a", &bin), ("b", &other)] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).map_err(|e| format!("{}: {e}", sub.display()))?;
+        let db = sub.join("ops.db");
+        let mut srv = Server::start(path, &db, &sub)?;
+        enable_dispatch(&mut Client::connect(&srv.addr)?)?;
+        srv.stop()?;
+        fill(&db, per_round * COMPARE_ROUNDS, Fill::Queued)?;
+        servers.push(Server::start(path, &db, &sub)?);
+    }
+    eprintln!(
+        "compare ({}): A {}, B {}, load average {load_before}",
+        sizes.name,
+        bin.display(),
+        other.display()
+    );
+    // rates[level][server]
+    let mut rates = vec![[Vec::new(), Vec::new()]; levels.len()];
+    let mut handed_out = [HashSet::new(), HashSet::new()];
+    for round in 0..COMPARE_ROUNDS {
+        eprintln!("round {}/{COMPARE_ROUNDS}", round + 1);
+        for (i, &(clients, share)) in levels.iter().enumerate() {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let addr = &servers[k].addr;
+                heartbeat_all(addr, clients)?;
+                let (rate, ids) = claims(addr, clients, sizes.claims_per_level * share)?;
+                for id in ids {
+                    if !handed_out[k].insert(id) {
+                        return Err(format!("task {id} was handed out twice"));
+                    }
+                }
+                rates[i][k].push(rate);
+            }
+        }
+    }
+    for srv in &mut servers {
+        srv.stop()?;
+    }
+    let mut rows = Vec::new();
+    for (i, &(clients, _)) in levels.iter().enumerate() {
+        let [a, b] = &rates[i];
+        let ratios: Vec<f64> = b.iter().zip(a).map(|(b, a)| b / a).collect();
+        rows.push(row(
+            format!("HTTP claims/s, {clients} clients: A / B, B ÷ A ({COMPARE_ROUNDS} rounds)"),
+            format!(
+                "{:.0} ({}) / {:.0} ({}); {:.3} ({})",
+                median(a),
+                spread(a),
+                median(b),
+                spread(b),
+                median(&ratios),
+                spread_ratio3(&ratios)
+            ),
+        ));
+    }
+    print_table(sizes, started, &sync, &load_before, &rows);
+    Ok(())
+}
+
+fn spread_ratio3(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.3}–{max:.3}")
 }
 
 fn print_table(sizes: &Sizes, started: Instant, sync: &str, load_before: &str, rows: &[Row]) {

@@ -139,6 +139,10 @@ fn server_health_times(log: &Path) -> Res<(Vec<f64>, Vec<f64>)> {
 
 /// Runs the fleet against a fresh server on `db`; returns the table rows.
 pub fn run(bin: &Path, db: &Path, dir: &Path, f: &Fleet) -> Res<Vec<Row>> {
+    // A log of its own: the server side of the health calls is read from
+    // it, and the full run's earlier servers log health calls too.
+    let dir = &dir.join("fleet");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let srv = Server::start(bin, db, dir)?;
     let pid = srv.child.id();
     let addr = srv.addr.clone();
