@@ -802,11 +802,11 @@ const SILENT_WARNING_MS: i64 = 10 * 60_000;
 /// for operators, and only when `list_workers` (the summary counts them
 /// either way).
 /// Every known worker, most recently seen first, as the heartbeat cache
-/// (`Db::workers`) holds it — parsed once per heartbeat, each with its view
+/// (`Db::workers`) holds it — parsed once per heartbeat, each with its entry
 /// as health lists it — and which of them are fresh: what health and the
 /// metrics count.
 pub struct Workers {
-    pub all: Vec<Arc<Cached<health::WorkerView>>>,
+    pub all: Vec<Arc<Cached<health::WorkerListing>>>,
     now: i64,
     stale_seconds: i64,
 }
@@ -814,7 +814,9 @@ pub struct Workers {
 impl Workers {
     pub fn read(db: &Db, conn: &Connection, s: &Settings, now: i64) -> Result<Workers> {
         Ok(Workers {
-            all: db.workers.list(conn, |hb| views::worker(hb, true))?,
+            all: db.workers.list(conn, |hb| {
+                health::WorkerListing::of(views::worker(hb, true))
+            })?,
             now,
             stale_seconds: s.dispatch_worker_stale_seconds,
         })
@@ -974,13 +976,9 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
                 .iter()
                 .map(|c| {
                     if workers.is_fresh(&c.hb) {
-                        c.derived.clone()
+                        c.derived.fresh.clone()
                     } else {
-                        // Cached as fresh; a stale one is copied to say so.
-                        Arc::new(health::WorkerView {
-                            fresh: false,
-                            ..(*c.derived).clone()
-                        })
+                        c.derived.stale.clone()
                     }
                 })
                 .collect()

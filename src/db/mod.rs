@@ -45,7 +45,7 @@ pub struct Db {
     /// Where the writer publishes committed events.
     pub bus: Arc<bus::Bus>,
     /// The workers as health lists them, parsed once per heartbeat.
-    pub workers: crate::store::heartbeats::Cache<crate::protocol::health::WorkerView>,
+    pub workers: crate::store::heartbeats::Cache<crate::protocol::health::WorkerListing>,
     /// The settings as the writer last read them (for the claim path).
     pub settings: Arc<crate::store::settings::Cache>,
     /// The claim path's stale-dispatching scan, at most once a second.
