@@ -618,6 +618,11 @@ fn run_compare(sizes: &Sizes, server: Option<PathBuf>, other: PathBuf) -> Res<()
     for (i, &(clients, _)) in levels.iter().enumerate() {
         let [a, b] = &rates[i];
         let ratios: Vec<f64> = b.iter().zip(a).map(|(b, a)| b / a).collect();
+        // Each round's, for pooling several runs.
+        eprintln!(
+            "{clients} clients, B ÷ A by round: {}",
+            ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" ")
+        );
         rows.push(row(
             format!("HTTP claims/s, {clients} clients: A / B, B ÷ A ({COMPARE_ROUNDS} rounds)"),
             format!(
