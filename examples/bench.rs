@@ -621,7 +621,11 @@ fn run_compare(sizes: &Sizes, server: Option<PathBuf>, other: PathBuf) -> Res<()
         // Each round's, for pooling several runs.
         eprintln!(
             "{clients} clients, B ÷ A by round: {}",
-            ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" ")
+            ratios
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         rows.push(row(
             format!("HTTP claims/s, {clients} clients: A / B, B ÷ A ({COMPARE_ROUNDS} rounds)"),

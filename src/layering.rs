@@ -129,3 +129,18 @@ fn only_store_and_db_hold_sql() {
         );
     }
 }
+
+#[test]
+fn limits_are_written_not_bound() {
+    // A bound LIMIT makes SQLite compile the statement again on every use
+    // (see `store::limit`).
+    let found = offending("store", |l| {
+        let l = l.to_ascii_uppercase();
+        l.contains("LIMIT ?") || l.contains("LIMIT :")
+    });
+    assert!(
+        found.is_empty(),
+        "write limits with store::limit, not as parameters:\n{}",
+        found.join("\n")
+    );
+}

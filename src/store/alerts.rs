@@ -80,9 +80,10 @@ pub fn list(
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+        "{SELECT} {where_} ORDER BY last_seen_at DESC, id DESC {} OFFSET ?2",
+        super::limit(page.limit)
     ))?;
-    let rows = stmt.query_map(params![status, page.limit, page.offset], from_row)?;
+    let rows = stmt.query_map(params![status, page.offset], from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 

@@ -126,21 +126,26 @@ pub fn after(
     workspaces: Option<&[i64]>,
     limit: i64,
 ) -> Result<Vec<Committed>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT e.id, e.at, e.workspace_id, e.task_id, e.kind, e.actor, e.payload,
-                CASE WHEN e.kind = 'dispatch.output' THEN
-                    (SELECT c.body FROM task_comments c
-                     WHERE c.id = json_extract(e.payload, '$.comment_id')) END
-         FROM events e WHERE e.id > ?1 AND {} ORDER BY e.id LIMIT ?2",
-        super::in_workspaces("e.workspace_id", workspaces)
-    ))?;
-    let rows = stmt.query_map(params![after, limit], |r| {
+    let mut stmt = conn.prepare_cached(&after_sql(workspaces, limit))?;
+    let rows = stmt.query_map([after], |r| {
         Ok(Committed {
             event: from_row(r)?,
             output: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn after_sql(workspaces: Option<&[i64]>, limit: i64) -> String {
+    format!(
+        "SELECT e.id, e.at, e.workspace_id, e.task_id, e.kind, e.actor, e.payload,
+                CASE WHEN e.kind = 'dispatch.output' THEN
+                    (SELECT c.body FROM task_comments c
+                     WHERE c.id = json_extract(e.payload, '$.comment_id')) END
+         FROM events e WHERE e.id > ?1 AND {} ORDER BY e.id {}",
+        super::in_workspaces("e.workspace_id", workspaces),
+        super::limit(limit)
+    )
 }
 
 /// One failed dispatch: the task, its agent's slug, when.
@@ -168,7 +173,7 @@ pub fn dispatch_failures_since(conn: &Connection, since: i64) -> Result<Vec<Fail
 /// Returns how many went.
 pub fn prune(conn: &Connection, cutoff: i64, limit: i64) -> Result<usize> {
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "DELETE FROM events WHERE id IN (
                 SELECT e.id FROM events e
                 WHERE e.at < ?1
@@ -177,9 +182,10 @@ pub fn prune(conn: &Connection, cutoff: i64, limit: i64) -> Result<usize> {
                           AND t.status != 'done' AND t.archived_at IS NULL))
                   AND (e.task_id IS NULL OR NOT EXISTS (
                         SELECT 1 FROM alerts a WHERE a.task_id = e.task_id AND a.status = 'open'))
-                ORDER BY e.id LIMIT ?2)",
-        )?
-        .execute(params![cutoff, limit])?)
+                ORDER BY e.id {})",
+            super::limit(limit)
+        ))?
+        .execute([cutoff])?)
 }
 
 /// Gives up to `pages` free pages back to the file system (the database
@@ -189,4 +195,35 @@ pub fn release_free_pages(conn: &Connection, pages: i64) -> Result<()> {
     let mut rows = stmt.query([])?;
     while rows.next()?.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::migrate;
+    use rusqlite::StatementStatus;
+
+    /// The writer reads the events of every commit back with `after`: its
+    /// cached statement must run as compiled, not be compiled again on each
+    /// use, and still honour the limit.
+    #[test]
+    fn after_runs_its_cached_statement_without_recompiling() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run(&mut conn).unwrap();
+        for i in 0..5 {
+            conn.execute(
+                "INSERT INTO events(at, workspace_id, task_id, kind, actor, payload)
+                 VALUES (?1, 1, NULL, 'test', 'me', '{}')",
+                [i],
+            )
+            .unwrap();
+        }
+        for from in 0..5 {
+            let got = after(&conn, from, None, 1000).unwrap();
+            assert_eq!(got.len(), 5 - from as usize);
+        }
+        assert_eq!(after(&conn, 0, None, 2).unwrap().len(), 2);
+        let stmt = conn.prepare_cached(&after_sql(None, 1000)).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
 }

@@ -23,6 +23,17 @@ pub struct Page {
     pub offset: i64,
 }
 
+/// `LIMIT n`, with `n` written into the SQL rather than bound. SQLite lets
+/// the value of a bound LIMIT shape the query plan, so binding it marks the
+/// statement to be compiled again: a cached statement with `LIMIT ?` is
+/// parsed and planned anew on every use (its `SQLITE_STMTSTATUS_REPREPARE`
+/// counts each one). A bound OFFSET has no such effect and stays bound.
+/// Limits come from a small set (page sizes, fixed batch sizes), so the
+/// statement cache holds one statement per size in use.
+pub(crate) fn limit(n: i64) -> String {
+    format!("LIMIT {n}")
+}
+
 /// The SQL condition "`column` is one of `workspaces`" (`None`: every
 /// workspace). The ids are integers, so they are written inline.
 pub(crate) fn in_workspaces(column: &str, workspaces: Option<&[i64]>) -> String {

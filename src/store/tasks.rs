@@ -438,15 +438,16 @@ pub fn list(conn: &Connection, f: &TaskFilter, page: Page) -> Result<(Vec<Task>,
         ))?
         .query_row(params.as_slice(), |r| r.get(0))?
     };
-    // The page is bound, not written into the SQL: the statement's text
-    // depends only on which filters are set, so the statement cache holds
-    // a few statements instead of one per page ever read.
+    // The offset is bound, not written into the SQL: the statement's text
+    // depends only on which filters are set and the page size, so the
+    // statement cache holds a few statements instead of one per page ever
+    // read. The limit is written in (see `store::limit`).
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT} WHERE {} ORDER BY t.id DESC LIMIT ? OFFSET ?",
+        "{SELECT} WHERE {} ORDER BY t.id DESC {} OFFSET ?",
         rows_where.join(" AND "),
+        super::limit(page.limit)
     ))?;
     let mut row_params = params;
-    row_params.push(&page.limit);
     row_params.push(&page.offset);
     let rows = stmt.query_map(row_params.as_slice(), from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
