@@ -82,8 +82,9 @@ pub fn list(conn: &Connection, f: &EventFilter, page: Page) -> Result<(Vec<Event
     )?;
     let mut stmt = conn.prepare(&format!(
         "SELECT id, at, workspace_id, task_id, kind, actor, payload FROM events {where_}
-         ORDER BY id DESC LIMIT {} OFFSET {}",
-        page.limit, page.offset
+         ORDER BY id DESC {} OFFSET {}",
+        super::limit(page.limit),
+        page.offset
     ))?;
     let rows = stmt.query_map(params.as_slice(), from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))

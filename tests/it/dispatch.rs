@@ -683,6 +683,11 @@ fn health_worker_list_follows_heartbeats_and_can_be_left_out() {
     let h = health("");
     assert_eq!(ids(&h), ["w2", "w1"], "most recently seen first: {h}");
     assert_eq!(h["workers"][1]["slots_busy"], 0);
+    assert_eq!(
+        h["agent_slugs"],
+        json!(["codex"]),
+        "two workers, one slug: {h}"
+    );
 
     // A new heartbeat of w1 replaces what the list showed of it.
     srv.advance_clock(1);
