@@ -11,10 +11,11 @@ use crate::protocol::admin::AgentList;
 use crate::protocol::dispatch::AgentCapability;
 
 use super::api::Api;
+use super::boundary::Boundary;
 use super::clis;
 use super::command::{self, env_name};
 use super::config::LauncherConfig;
-use super::process::check_command;
+use super::process::run_command;
 
 #[derive(Clone, Debug)]
 pub struct AgentCap {
@@ -182,10 +183,10 @@ impl Caps {
     }
 
     /// Looks at every supported slug again and replaces the snapshot.
-    pub fn probe(&self, cfg: &LauncherConfig) {
+    pub fn probe(&self, cfg: &LauncherConfig, boundary: &Boundary) {
         let mut fresh = Vec::new();
         for slug in &cfg.slugs {
-            let mut cap = self.probe_one(cfg, slug);
+            let mut cap = self.probe_one(cfg, boundary, slug);
             if cap.usable() {
                 if let Some(why) = self.held_back(slug) {
                     cap.available = false;
@@ -208,7 +209,7 @@ impl Caps {
         *snap = fresh;
     }
 
-    fn probe_one(&self, cfg: &LauncherConfig, slug: &str) -> AgentCap {
+    fn probe_one(&self, cfg: &LauncherConfig, boundary: &Boundary, slug: &str) -> AgentCap {
         let mut cap = AgentCap {
             slug: slug.to_string(),
             cli: String::new(),
@@ -249,7 +250,7 @@ impl Caps {
         );
         match check {
             None => cap.authenticated = true,
-            Some(check) => match self.auth_result(cfg, slug, &check) {
+            Some(check) => match self.auth_result(cfg, boundary, slug, &check) {
                 Ok(()) => cap.authenticated = true,
                 Err(e) => {
                     let configured = cfg.auth_checks.contains_key(slug);
@@ -260,7 +261,15 @@ impl Caps {
         cap
     }
 
-    fn auth_result(&self, cfg: &LauncherConfig, slug: &str, check: &str) -> Result<(), String> {
+    /// Runs the logged-in check as the agent would run (its user, its
+    /// environment): a login that only the launcher's user has is none.
+    fn auth_result(
+        &self,
+        cfg: &LauncherConfig,
+        boundary: &Boundary,
+        slug: &str,
+        check: &str,
+    ) -> Result<(), String> {
         if let Some((at, r)) = self
             .auth
             .lock()
@@ -271,7 +280,7 @@ impl Caps {
                 return r.clone();
             }
         }
-        let r = check_command(check, cfg.auth_timeout);
+        let r = run_command(boundary.shell(slug, check), cfg.auth_timeout).map(drop);
         self.auth
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -57,6 +57,13 @@ pub struct LauncherConfig {
     /// long is removed (its branch stays) whatever its task's status, once
     /// no agent runs in it; `None` (0): only those of done or archived tasks.
     pub worktree_max_age: Option<Duration>,
+    /// `OPS_AGENT_USER`: who the agents run as (see `launcher::boundary`).
+    pub agent_user: Option<String>,
+    /// `OPS_AGENT_SANDBOX`: `none` (default) or `bwrap`.
+    pub sandbox: Option<String>,
+    /// `AGENT_ENV_<SLUG>` per supported slug that sets one: what the
+    /// agent gets of the launcher's environment besides the built-in list.
+    pub agent_env: HashMap<String, Vec<String>>,
 }
 
 impl LauncherConfig {
@@ -147,7 +154,12 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
     let mut agent_cmds = HashMap::new();
     let mut auth_checks = HashMap::new();
     let mut agent_timeouts = HashMap::new();
+    let mut agent_env = HashMap::new();
     for slug in &slugs {
+        let var = env_name("AGENT_ENV_", slug);
+        if let Some(list) = env(&var) {
+            agent_env.insert(slug.clone(), super::boundary::parse_env_list(&var, &list)?);
+        }
         let var = env_name("AGENT_CMD_", slug);
         if let Some(cmd) = env(&var) {
             command::validate(&cmd).map_err(|e| format!("{var} {e}: {cmd:?}"))?;
@@ -264,6 +276,16 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
             }
         },
         git_timeout: seconds("OPS_LAUNCHER_GIT_TIMEOUT_SECONDS", 120, 3600)?,
+        agent_user: env("OPS_AGENT_USER"),
+        sandbox: match env("OPS_AGENT_SANDBOX") {
+            Some(s) if s != "none" && s != "bwrap" => {
+                return Err(format!(
+                    "OPS_AGENT_SANDBOX must be none or bwrap, got {s:?}"
+                ))
+            }
+            s => s,
+        },
+        agent_env,
         worktree_max_age: match env("OPS_LAUNCHER_WORKTREE_MAX_AGE_DAYS") {
             None => Some(Duration::from_secs(30 * 86_400)),
             Some(s) => match s.parse::<u64>().ok().filter(|n| *n <= 3650) {
@@ -361,6 +383,8 @@ mod tests {
         );
         assert_eq!(c.agent_cmds.len(), 1);
         assert_eq!(c.auth_checks.get("codex").unwrap(), "codex login status");
+        let c = cfg(&[("AGENT_ENV_CODEX", "MY_PROXY, CORP_*")]).unwrap();
+        assert_eq!(c.agent_env["codex"], ["MY_PROXY", "CORP_*"]);
     }
 
     #[test]
@@ -378,6 +402,8 @@ mod tests {
         assert!(err(&[("AGENT_CMD_CODEX", "codex 'oops")]).contains("AGENT_CMD_CODEX"));
         assert!(err(&[("AGENT_CMD_CODEX", "codex {prompts}")]).contains("{prompt}"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "0")]).contains("OPS_LAUNCHER_SLOTS"));
+        assert!(err(&[("AGENT_ENV_CODEX", "OPS_SERVICE_TOKEN")]).contains("AGENT_ENV_CODEX"));
+        assert!(err(&[("AGENT_ENV_CODEX", "*")]).contains("AGENT_ENV_CODEX"));
         assert!(err(&[("OPS_LAUNCHER_SLOTS", "two")]).contains("OPS_LAUNCHER_SLOTS"));
         assert!(err(&[("OPS_LAUNCHER_HEARTBEAT_SECONDS", "0")])
             .contains("OPS_LAUNCHER_HEARTBEAT_SECONDS"));

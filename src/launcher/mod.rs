@@ -8,6 +8,7 @@
 //! that must outlive the process is in the state files of the log dir.
 
 pub mod api;
+pub mod boundary;
 pub mod caps;
 pub mod clis;
 pub mod command;
@@ -30,6 +31,7 @@ use signal_hook::iterator::Signals;
 use crate::protocol::dispatch::{ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport};
 use crate::protocol::tasks::TaskView;
 use api::{Api, ApiError};
+use boundary::{Boundary, SandboxView};
 use caps::Caps;
 use config::LauncherConfig;
 use runner::Runner;
@@ -66,6 +68,8 @@ impl Stop {
 /// What the threads share.
 pub struct Ctx {
     pub cfg: LauncherConfig,
+    /// Who the agents run as, what they see and where.
+    pub boundary: Boundary,
     pub api: Api,
     pub worker_id: String,
     pub host: String,
@@ -82,6 +86,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Git as the launcher runs it: in a task's clone as the agent user.
+    pub fn git(&self) -> worktree::Git<'_> {
+        worktree::Git {
+            agent: &self.boundary.user,
+            path_var: self.cfg.path_var.as_deref(),
+            timeout: self.cfg.git_timeout,
+        }
+    }
+
     pub fn running(&self) -> Vec<i64> {
         self.running
             .lock()
@@ -171,7 +184,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let cfg = config::from_env(|k| std::env::var(k).ok())?;
     logging::init(cfg.log_file.clone())?;
     warn_unused_agent_vars(&cfg);
-    run(cfg)
+    let (boundary, notice) = Boundary::from_config(&cfg)?;
+    let line = boundary.describe(&notice);
+    match notice {
+        boundary::Notice::Separated => log::info!("{line}"),
+        boundary::Notice::SameUser | boundary::Notice::Root => log::warn!("{line}"),
+    }
+    run(cfg, boundary)
 }
 
 /// `ops-center launcher prune-worktrees [--older-than-days N]`: one
@@ -181,6 +200,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
 fn prune_worktrees(args: &[String]) -> Result<(), String> {
     let cfg = config::from_env(|k| std::env::var(k).ok())?;
     logging::init(None)?;
+    let (boundary, _) = Boundary::from_config(&cfg)?;
     let max_age = match args {
         [] => cfg.worktree_max_age,
         [flag, n] if flag == "--older-than-days" => match n.parse::<u64>() {
@@ -192,7 +212,12 @@ fn prune_worktrees(args: &[String]) -> Result<(), String> {
     };
     let api = Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15));
     let dir = cfg.worktrees_dir();
-    let done = worktree::clean(&dir, &api, &Vec::new, max_age, cfg.git_timeout);
+    let git = worktree::Git {
+        agent: &boundary.user,
+        path_var: cfg.path_var.as_deref(),
+        timeout: cfg.git_timeout,
+    };
+    let done = worktree::clean(&dir, &api, &Vec::new, max_age, &git);
     if done.is_empty() {
         println!("no worktree to remove in {}", dir.display());
     }
@@ -206,7 +231,7 @@ fn prune_worktrees(args: &[String]) -> Result<(), String> {
 /// or a forgotten `SUPPORTED_AGENT_SLUGS` entry.
 fn warn_unused_agent_vars(cfg: &LauncherConfig) {
     for (k, _) in std::env::vars() {
-        for prefix in ["AGENT_CMD_", "AGENT_AUTH_CHECK_"] {
+        for prefix in ["AGENT_CMD_", "AGENT_AUTH_CHECK_", "AGENT_ENV_"] {
             if let Some(tail) = k.strip_prefix(prefix) {
                 if !cfg.slugs.iter().any(|s| command::env_name(prefix, s) == k) {
                     log::warn!(
@@ -219,7 +244,7 @@ fn warn_unused_agent_vars(cfg: &LauncherConfig) {
     }
 }
 
-pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
+pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| {
@@ -236,6 +261,20 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(probe_file);
+    if boundary.user.separate {
+        // Agents may pass through to their prompt file and their clone
+        // (when it is under the log folder), never list or read the
+        // launcher's logs and state.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.log_dir, std::fs::Permissions::from_mode(0o711)).map_err(
+            |e| {
+                format!(
+                    "OPS_LAUNCHER_LOG_DIR {}: cannot restrict to mode 711: {e}",
+                    cfg.log_dir.display()
+                )
+            },
+        )?;
+    }
     // Paths reported to OPS must mean something on their own.
     if let Ok(abs) = cfg.log_dir.canonicalize() {
         cfg.log_dir = abs;
@@ -249,6 +288,7 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
     let ctx = Arc::new(Ctx {
         api: Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15)),
         cfg,
+        boundary,
         worker_id,
         host,
         stop: Stop::default(),
@@ -302,7 +342,7 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
     }
 
     ctx.caps.refresh_ops_commands(&ctx.api);
-    ctx.caps.probe(&ctx.cfg);
+    ctx.caps.probe(&ctx.cfg, &ctx.boundary);
     adopt(&ctx);
     if let Err(e) = ctx.heartbeat(false) {
         log::warn!("first heartbeat not delivered: {e}");
@@ -319,13 +359,13 @@ pub fn run(mut cfg: LauncherConfig) -> Result<(), String> {
                 }
                 let before = ctx.caps.usable_slugs();
                 ctx.caps.refresh_ops_commands(&ctx.api);
-                ctx.caps.probe(&ctx.cfg);
+                ctx.caps.probe(&ctx.cfg, &ctx.boundary);
                 worktree::clean(
                     &ctx.cfg.worktrees_dir(),
                     &ctx.api,
                     &|| ctx.running(),
                     ctx.cfg.worktree_max_age,
-                    ctx.cfg.git_timeout,
+                    &ctx.git(),
                 );
                 if ctx.caps.usable_slugs() != before {
                     let _ = ctx.poke.try_send(());
@@ -576,6 +616,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         worktree: None,
         change: None,
         change_error: None,
+        tampered: None,
     };
     // Counted as running from here, so that the heartbeat lists the task
     // while its worktree is made.
@@ -583,7 +624,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     let mut child = None;
     let repo_unusable = c.repo.as_ref().and_then(|(repo, base)| {
         let dir = ctx.cfg.worktrees_dir();
-        match worktree::prepare(&dir, id, repo, base.as_deref(), ctx.cfg.git_timeout) {
+        match worktree::prepare(&dir, id, repo, base.as_deref(), &ctx.git()) {
             Ok(wt) => {
                 log::info!("task {id}: worktree {} on {}", wt.path.display(), wt.branch);
                 st.worktree = Some(wt);
@@ -659,26 +700,38 @@ fn start_supervised(
         return None;
     }
     crash_point("before_spawn");
-    let mut env = vec![
-        ("OPS_TASK_ID", id.to_string()),
-        ("OPS_TASK_MODEL", model.to_string()),
-        ("OPS_PROMPT_FILE", st.prompt_path.display().to_string()),
-    ];
+    let workdir = workdir_of(ctx, st);
+    let mut env = ctx.boundary.env_for(slug, &workdir);
+    let mut set = |k: &str, v: String| env.push((k.to_string(), v));
+    set("OPS_TASK_ID", id.to_string());
+    set("OPS_TASK_MODEL", model.to_string());
+    set("OPS_PROMPT_FILE", st.prompt_path.display().to_string());
     if let Some(wt) = &st.worktree {
         // The agent may commit on its branch itself; what is left is
         // committed for it when it ends.
-        env.push(("OPS_TASK_BRANCH", wt.branch.clone()));
-        env.push(("OPS_TASK_BASE", wt.base.clone()));
+        set("OPS_TASK_BRANCH", wt.branch.clone());
+        set("OPS_TASK_BASE", wt.base.clone());
     }
-    match process::spawn_supervised(
+    let (log_dir, wts) = (ctx.cfg.log_dir.clone(), ctx.cfg.worktrees_dir());
+    let argv = ctx.boundary.sandbox.wrap(
+        &SandboxView {
+            workdir: &workdir,
+            home: &ctx.boundary.user.home,
+            hidden: &[&log_dir, &wts],
+            shown: &[&st.prompt_path],
+        },
         argv,
-        &st.record_path(),
-        &workdir_of(ctx, st),
-        &st.prompt_path,
-        &st.log_path,
-        &st.err_log_path,
-        &env,
-    ) {
+    );
+    match process::spawn_supervised(&process::Supervised {
+        argv: &argv,
+        record: &st.record_path(),
+        user: &ctx.boundary.user,
+        workdir: &workdir,
+        prompt: &st.prompt_path,
+        log: &st.log_path,
+        err_log: &st.err_log_path,
+        env: &env,
+    }) {
         Ok(ch) => {
             crash_point("after_spawn");
             st.pid = Some(ch.id());
@@ -702,12 +755,16 @@ fn start_supervised(
     }
 }
 
-/// `{workdir}` and the agent's working directory: the task's worktree, or
-/// the launcher's own directory for a task without a repository.
+/// `{workdir}` and the agent's working directory: the task's clone; for a
+/// task without a repository, the launcher's own directory when agents run
+/// as the launcher's user, else the agent user's home (the launcher's
+/// directory is not the agent's to write).
 fn workdir_of(ctx: &Ctx, st: &TaskState) -> std::path::PathBuf {
-    st.worktree
-        .as_ref()
-        .map_or_else(|| ctx.cfg.workdir.clone(), |wt| wt.path.clone())
+    match &st.worktree {
+        Some(wt) => wt.path.clone(),
+        None if ctx.boundary.user.separate => ctx.boundary.user.home.clone(),
+        None => ctx.cfg.workdir.clone(),
+    }
 }
 
 /// Tests of adoption end the launcher at a named step of a launch, as a
@@ -783,13 +840,14 @@ fn prepare(
     let resolved =
         command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
     argv[0] = resolved.display().to_string();
-    std::fs::write(&st.prompt_path, prompt)
+    // The prompt is on the agent's stdin; the file is there for
+    // `{prompt_file}`, readable by the agent user, written by no agent.
+    process::open_log(&st.prompt_path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, prompt.as_bytes()))
+        .and_then(|()| ctx.boundary.user.share_read(&st.prompt_path))
         .map_err(|e| setup_error(format!("cannot write {}: {e}", st.prompt_path.display())))?;
     for p in [&st.log_path, &st.err_log_path] {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
+        process::open_log(p)
             .map_err(|e| setup_error(format!("cannot create {}: {e}", p.display())))?;
     }
     Ok(argv)

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::boundary::AgentUser;
+
 /// Starts the supervisor of `argv` (see [`super::supervise`]): this very
 /// binary, as the leader of a new process group, so a signal aimed at the
 /// launcher's group (Ctrl-C, a terminal hang-up) does not reach the run,
@@ -15,56 +17,52 @@ use std::time::Duration;
 /// The prompt file is on stdin and stdout/stderr are appended to the log
 /// files, for the supervisor and the agent alike. The launcher keeps no
 /// pipe to them, so they run on unchanged if the launcher stops.
-pub fn spawn_supervised(
-    argv: &[String],
-    record: &Path,
-    workdir: &Path,
-    prompt: &Path,
-    log: &Path,
-    err_log: &Path,
-    env: &[(&str, String)],
-) -> std::io::Result<Child> {
-    let stdin = File::open(prompt)?;
-    let stdout = OpenOptions::new().create(true).append(true).open(log)?;
-    let stderr = OpenOptions::new().create(true).append(true).open(err_log)?;
+///
+/// The supervisor stays the launcher's user (the agent can neither signal
+/// it nor rewrite its record); it starts the agent as `user`. Its
+/// environment is `env` alone, which the agent inherits: nothing of the
+/// launcher's own environment passes unless the allow-list named it.
+pub fn spawn_supervised(run: &Supervised) -> std::io::Result<Child> {
+    let stdin = File::open(run.prompt)?;
+    let stdout = open_log(run.log)?;
+    let stderr = open_log(run.err_log)?;
     // `/proc/self/exe` is the running binary even when a package upgrade
     // has replaced the file since the launcher started.
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.args(super::supervise::args(record, argv))
-        .current_dir(workdir)
+    cmd.args(super::supervise::args(run.record, run.user, run.argv))
+        .current_dir(run.workdir)
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        .process_group(0);
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(launcher_only) {
-            cmd.env_remove(&name);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+        .process_group(0)
+        .env_clear()
+        .envs(run.env.iter().map(|(k, v)| (k, v)));
     cmd.spawn()
 }
 
-/// The launcher's own configuration, kept from the agents: the service
-/// token (with it an agent could report on its own task, or on others),
-/// and settings such as `RUST_LOG`, which would make a Rust CLI fill its
-/// error log with debug lines and push the evidence out of it.
-fn launcher_only(name: &str) -> bool {
-    const NAMES: [&str; 4] = [
-        "OPS_SERVICE_TOKEN",
-        "OPS_API_BASE",
-        "OPS_WORKSPACE_ID",
-        "RUST_LOG",
-    ];
-    const PREFIXES: [&str; 4] = [
-        "OPS_LAUNCHER_",
-        "AGENT_CMD_",
-        "AGENT_AUTH_CHECK_",
-        "SUPPORTED_",
-    ];
-    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+/// What [`spawn_supervised`] starts.
+pub struct Supervised<'a> {
+    pub argv: &'a [String],
+    /// The supervisor's record file.
+    pub record: &'a Path,
+    pub user: &'a AgentUser,
+    pub workdir: &'a Path,
+    pub prompt: &'a Path,
+    pub log: &'a Path,
+    pub err_log: &'a Path,
+    pub env: &'a [(String, String)],
+}
+
+/// A task's log file, opened for appending; created readable by the
+/// launcher's user only (the agent writes it through the descriptor it
+/// is given, and cannot open it).
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Start time of `pid` in clock ticks since boot (field 22 of
@@ -201,24 +199,17 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-/// Runs `sh -c <cmd>` with no input and output, and tells whether it
-/// succeeded within `timeout` (killing it when it did not).
-pub fn check_command(cmd: &str, timeout: Duration) -> Result<(), String> {
-    run_shell(cmd, timeout).map(drop)
-}
-
-/// Runs `sh -c cmd` with no input and a deadline; its output (stdout and
-/// stderr) when it succeeds, else why it did not.
-pub fn run_shell(cmd: &str, timeout: Duration) -> Result<String, String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{cmd} 2>&1"))
+/// Runs `cmd` with no input and a deadline (killing its process group
+/// when it runs over); its output (stdout and stderr together, as `sh -c
+/// '… 2>&1'` gives them) when it succeeds, else why it did not.
+pub fn run_command(mut cmd: Command, timeout: Duration) -> Result<String, String> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     // Read on the side, so that a talkative command cannot fill the pipe
     // and stall.
     let mut stdout = child.stdout.take().expect("piped");
@@ -282,30 +273,6 @@ mod tests {
     }
 
     #[test]
-    fn the_launchers_configuration_is_kept_from_agents() {
-        for name in [
-            "OPS_SERVICE_TOKEN",
-            "OPS_API_BASE",
-            "RUST_LOG",
-            "OPS_LAUNCHER_SLOTS",
-            "AGENT_CMD_CODEX",
-            "AGENT_AUTH_CHECK_CODEX",
-            "SUPPORTED_MODELS",
-        ] {
-            assert!(launcher_only(name), "{name}");
-        }
-        for name in [
-            "PATH",
-            "HOME",
-            "OPENAI_API_KEY",
-            "OPS_TASK_ID",
-            "OPS_PROMPT_FILE",
-        ] {
-            assert!(!launcher_only(name), "{name}");
-        }
-    }
-
-    #[test]
     fn escape_sequences_are_stripped() {
         assert_eq!(
             strip_ansi("\u{1b}[0m\u{1b}[90m~/x\u{1b}[39m done \u{1b}]0;title\u{7}ok\u{1b}=."),
@@ -328,11 +295,16 @@ mod tests {
 
     #[test]
     fn auth_checks_succeed_fail_and_time_out() {
-        assert!(check_command("true", Duration::from_secs(5)).is_ok());
-        assert!(check_command("exit 3", Duration::from_secs(5))
+        let sh = |c: &str| {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(c);
+            cmd
+        };
+        assert!(run_command(sh("true"), Duration::from_secs(5)).is_ok());
+        assert!(run_command(sh("exit 3"), Duration::from_secs(5))
             .unwrap_err()
-            .contains("3"));
-        assert!(check_command("sleep 5", Duration::from_millis(200))
+            .contains('3'));
+        assert!(run_command(sh("sleep 5"), Duration::from_millis(200))
             .unwrap_err()
             .contains("timed out"));
         assert_eq!(signal_name(9), "SIGKILL");

@@ -467,10 +467,23 @@ impl Runner {
         let Some(wt) = &self.st.worktree else {
             return;
         };
-        if self.st.change.is_some() || self.st.change_error.is_some() {
+        if self.st.change.is_some() || self.st.change_error.is_some() || self.st.tampered.is_some()
+        {
             return;
         }
-        match super::worktree::record(wt, self.ctx.cfg.git_timeout) {
+        // Looked at before any git runs there: a clone pointed elsewhere
+        // would have the launcher's git act on another repository.
+        if let Some(why) = super::worktree::tampered(wt, &self.ctx.boundary.user) {
+            log::error!(
+                "task {}: {}: {why}; nothing of it is committed or brought back",
+                self.st.task_id,
+                super::worktree::SIG_TAMPERED
+            );
+            self.st.tampered = Some(why);
+            self.persist();
+            return;
+        }
+        match super::worktree::record(wt, &self.ctx.git()) {
             Ok(c) => {
                 log::info!(
                     "task {}: change on {} at {}: {}",
@@ -704,6 +717,14 @@ fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             change: None,
         })
     };
+    if let Some(why) = &st.tampered {
+        let signature = super::worktree::SIG_TAMPERED.to_string();
+        return failed(
+            signature.clone(),
+            format!("{signature}: {why}; its change was not taken and nothing was committed"),
+            format!("{why}\n{evidence}"),
+        );
+    }
     let ending = st
         .ending
         .clone()
@@ -886,6 +907,7 @@ mod tests {
             worktree: None,
             change: None,
             change_error: None,
+            tampered: None,
         }
     }
 

@@ -76,6 +76,10 @@ pub struct TaskState {
     /// Recording the change failed: said in the final report.
     #[serde(default)]
     pub change_error: Option<String>,
+    /// The agent tampered with its clone (why): the run fails, and
+    /// nothing of the clone is committed or brought back.
+    #[serde(default)]
+    pub tampered: Option<String>,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -162,9 +166,17 @@ pub fn save(path: &Path, st: &TaskState) -> std::io::Result<()> {
 /// `value` as JSON in `path`, atomically: a reader sees the old content or
 /// the new, never a part.
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = fs::File::create(&tmp)?;
+        // Readable by the launcher's user only: a state file holds the
+        // claim token, with which an agent could report on its own task.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
     }
@@ -261,6 +273,7 @@ mod tests {
             worktree: None,
             change: None,
             change_error: None,
+            tampered: None,
         };
         let path = st.path_in(dir.path());
         assert!(st

@@ -10,6 +10,7 @@
 //! every run it started and learns how each one ended, exactly as if it
 //! had watched it.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::boundary::AgentUser;
 use super::process::start_ticks;
 use super::state::write_atomic;
 use crate::time::now_ms;
@@ -49,27 +51,46 @@ pub fn read(path: &Path) -> Option<Record> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The arguments that make `ops-center launcher` supervise `argv`.
-pub fn args(record: &Path, argv: &[String]) -> Vec<String> {
+/// The arguments that make `ops-center launcher` supervise `argv`, run
+/// as `user`.
+pub fn args(record: &Path, user: &AgentUser, argv: &[String]) -> Vec<String> {
     let mut args = vec![
         "launcher".to_string(),
         SUBCOMMAND.to_string(),
         record.display().to_string(),
-        "--".to_string(),
     ];
+    if user.separate {
+        args.extend([AS.to_string(), format!("{}:{}", user.uid, user.gid)]);
+    }
+    args.push("--".to_string());
     args.extend(argv.iter().cloned());
     args
+}
+
+/// `--as UID:GID`: the agent runs as that user and group.
+const AS: &str = "--as";
+
+fn parse_as(s: &str) -> Option<(u32, u32)> {
+    let (u, g) = s.split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
 }
 
 /// `ops-center launcher supervise RECORD -- ARGV…`. Its stdout and stderr
 /// are the task's logs: it writes nothing there but a line saying why the
 /// agent could not be executed.
 pub fn main(args: &[String]) -> Result<(), String> {
-    let (record_path, argv) = match args {
+    const USAGE: &str =
+        "usage: ops-center launcher supervise RECORD [--as UID:GID] -- PROGRAM [ARG…]";
+    let (record_path, user, argv) = match args {
         [record, sep, argv @ ..] if sep == "--" && !argv.is_empty() => {
-            (PathBuf::from(record), argv)
+            (PathBuf::from(record), None, argv)
         }
-        _ => return Err("usage: ops-center launcher supervise RECORD -- PROGRAM [ARG…]".into()),
+        [record, flag, ids, sep, argv @ ..] if flag == AS && sep == "--" && !argv.is_empty() => (
+            PathBuf::from(record),
+            Some(parse_as(ids).ok_or(USAGE)?),
+            argv,
+        ),
+        _ => return Err(USAGE.into()),
     };
     // The agent's process group gets the launcher's TERM (a timeout, a
     // cancellation): the supervisor outlives it to record how the agent
@@ -87,7 +108,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
         ..Record::default()
     };
     save(&record_path, &record)?;
-    let mut child = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
+    let mut agent = Command::new(&argv[0]);
+    agent.args(&argv[1..]);
+    if let Some((uid, gid)) = user {
+        // Dropping from root also drops the supplementary groups.
+        agent.uid(uid).gid(gid);
+    }
+    let mut child = match agent.spawn() {
         Ok(child) => child,
         Err(e) => {
             let why = format!("cannot execute {}: {e}", argv[0]);

@@ -1,14 +1,31 @@
-//! One git worktree per task that names a repository: created before its
+//! One private clone per task that names a repository: made before its
 //! agent starts (on the task's own branch `ops/task-<id>`, under the
-//! worktrees folder), recorded and committed after the agent ends, removed
-//! once the task is done or archived (the branch stays).
+//! worktrees folder), recorded and committed after the agent ends, its
+//! branch brought back into the repository, and removed once the task is
+//! done or archived (the branch stays).
 //!
-//! Everything goes through the `git` command line with an argument vector,
-//! never a shell, each command bounded by `OPS_LAUNCHER_GIT_TIMEOUT_SECONDS`
-//! and with the repository's hooks off (a hook could run anything, or
-//! hang). These commands run on a task's runner or the launch, and on the
-//! probe thread for clean-up: never on the heartbeat.
+//! The repository belongs to its workspace, not to agents: the agent user
+//! may read it, never write it (a repository it can write is refused),
+//! because every git that later runs there — the launcher's included —
+//! obeys its configuration. So a task does not get a `git worktree` (which
+//! shares the repository's `.git`) but a clone of its own that borrows the
+//! repository's objects (`objects/info/alternates`, as `git clone
+//! --shared` does), owned by the agent user. Every git in that clone runs
+//! as the agent user: whatever it was made to run (a filter driver, an
+//! fsmonitor) runs with no more rights than the agent had. The task's
+//! branch comes back into the repository as data only: the agent user's
+//! git writes a bundle to the launcher, and the launcher fetches that
+//! bundle (objects checked) into `refs/heads/ops/task-<id>`; diffs are
+//! then made in the repository.
+//!
+//! Every git runs with an argument vector (never a shell), no system or
+//! global configuration, no fsmonitor, no hooks, no external diff or
+//! textconv, no `GIT_*` from the environment, each bounded by
+//! `OPS_LAUNCHER_GIT_TIMEOUT_SECONDS`. These commands run on a task's
+//! runner or the launch, and on the probe thread for clean-up: never on
+//! the heartbeat.
 
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// Held while a worktree is made or removed, so that the clean-up never
+use super::boundary::AgentUser;
+
+/// Held while a clone is made or removed, so that the clean-up never
 /// removes one that a launch is taking up (a launch counts its task as
 /// running before it takes this).
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -33,6 +52,8 @@ pub const PATCH_MAX: usize = 200 * 1024;
 pub const STAT_MAX: usize = 32 * 1024;
 /// The failure signature of a task whose repository cannot be used.
 pub const SIG_REPO: &str = "repository not usable";
+/// The failure signature of a run whose clone was tampered with.
+pub const SIG_TAMPERED: &str = "agent tampered with its clone";
 
 const AUTHOR: [&str; 4] = [
     "-c",
@@ -41,18 +62,41 @@ const AUTHOR: [&str; 4] = [
     "user.email=ops-center@localhost",
 ];
 
-/// A task's worktree, as the launcher records it (in the task's state file
-/// and in `task-<id>.json` next to the worktree, which the clean-up reads).
+/// Switched off for every git the launcher runs: each can run a command
+/// that the repository's (or a clone's) configuration names.
+const HARDENING: [&str; 6] = [
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.quotePath=false",
+];
+
+/// A task's clone, as the launcher records it (in the task's state file
+/// and in `task-<id>.json` next to the clone, which the clean-up reads).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Worktree {
     pub task_id: i64,
-    /// The checkout's top level.
+    /// The repository's top level.
     pub repo: PathBuf,
+    /// The clone.
     pub path: PathBuf,
     pub branch: String,
     /// The commit the task's branch started from (its merge base with the
     /// base ref when the branch already existed): what the diff is against.
     pub base: String,
+    /// The repository's object store, which the clone borrows from. Empty
+    /// for a `git worktree` made by an older launcher.
+    #[serde(default)]
+    pub objects: PathBuf,
+}
+
+impl Worktree {
+    /// Made by an older launcher as a `git worktree` of the repository.
+    fn is_legacy(&self) -> bool {
+        self.objects.as_os_str().is_empty()
+    }
 }
 
 /// What a run changed, as reported with `finished` or `failed`.
@@ -87,78 +131,149 @@ struct Out {
     stderr: String,
 }
 
-/// Runs `git -C dir ARGS` with the hooks off, no prompt and untranslated
-/// messages, killing it after `timeout`. At most `limit` bytes of stdout
-/// are kept (the rest is read and dropped, so git never blocks on a full
-/// pipe).
-fn git(dir: &Path, args: &[&str], timeout: Duration, limit: usize) -> Result<Out, String> {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.quotePath=false",
-        ])
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let what = format!("git -C {} {}", dir.display(), args.join(" "));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{what}: cannot run git: {e}"))?;
-    let read = |mut r: Box<dyn Read + Send>, limit: usize| {
-        std::thread::spawn(move || {
-            let (mut kept, mut buf, mut cut) = (Vec::new(), [0u8; 8192], false);
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
+/// How the launcher runs git: as whom in a task's clone, with which
+/// `PATH`, for how long at most.
+#[derive(Clone, Copy)]
+pub struct Git<'a> {
+    pub agent: &'a AgentUser,
+    pub path_var: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+/// Where a git command runs, which decides as whom.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// In the workspace's repository, as the launcher. Its configuration
+    /// is the workspace's (no agent can write it), so it is trusted even
+    /// when another user owns the repository.
+    Repo,
+    /// In a task's clone, as the agent user: nothing there is trusted.
+    Clone,
+}
+
+impl Git<'_> {
+    fn command(&self, side: Side, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = match side {
+            Side::Repo => {
+                let mut c = Command::new("git");
+                c.env_clear();
+                if let Some(p) = self.path_var {
+                    c.env("PATH", p);
                 }
-                let room = limit.saturating_sub(kept.len());
-                cut |= n > room;
-                kept.extend_from_slice(&buf[..n.min(room)]);
+                c
             }
-            (kept, cut)
-        })
-    };
-    let out = read(Box::new(child.stdout.take().expect("piped")), limit);
-    let err = read(Box::new(child.stderr.take().expect("piped")), 16 * 1024);
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() >= timeout => {
-                // SAFETY: kill(2) on the process group this command leads.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
-                let _ = child.wait();
-                return Err(format!(
-                    "{what}: killed after {} s without finishing",
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{what}: cannot wait for git: {e}")),
+            Side::Clone => self.agent.plain_command("git", self.path_var),
+        };
+        cmd.arg("-C").arg(dir).args(HARDENING);
+        if side == Side::Repo {
+            // Git refuses a repository that another user owns unless told
+            // otherwise; no global configuration is read, so it is said
+            // here, for the repositories the launcher is pointed at only.
+            cmd.args(["-c", "safe.directory=*"]);
         }
-    };
-    let (stdout, cut) = out.join().unwrap_or_default();
-    let (stderr, _) = err.join().unwrap_or_default();
-    Ok(Out {
-        ok: status.success(),
-        code: status.code(),
-        stdout: utf8_head(&stdout),
-        cut,
-        stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
-    })
+        cmd.args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        cmd
+    }
+
+    /// Runs `git -C dir ARGS` on `side`, killing it after the timeout. At
+    /// most `limit` bytes of stdout are kept (the rest is read and
+    /// dropped, so git never blocks on a full pipe); with `to`, stdout
+    /// goes to that file instead.
+    fn run(
+        &self,
+        side: Side,
+        dir: &Path,
+        args: &[&str],
+        limit: usize,
+        to: Option<File>,
+    ) -> Result<Out, String> {
+        let mut cmd = self.command(side, dir, args);
+        let to_file = to.is_some();
+        match to {
+            Some(f) => cmd.stdout(Stdio::from(f)),
+            None => cmd.stdout(Stdio::piped()),
+        };
+        let what = format!("git -C {} {}", dir.display(), args.join(" "));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("{what}: cannot run git: {e}"))?;
+        let read = |mut r: Box<dyn Read + Send>, limit: usize| {
+            std::thread::spawn(move || {
+                let (mut kept, mut buf, mut cut) = (Vec::new(), [0u8; 8192], false);
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = limit.saturating_sub(kept.len());
+                    cut |= n > room;
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                (kept, cut)
+            })
+        };
+        let out = (!to_file).then(|| read(Box::new(child.stdout.take().expect("piped")), limit));
+        let err = read(Box::new(child.stderr.take().expect("piped")), 16 * 1024);
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if started.elapsed() >= self.timeout => {
+                    // SAFETY: kill(2) on the process group this command leads.
+                    unsafe {
+                        libc::kill(-(child.id() as i32), libc::SIGKILL);
+                    }
+                    let _ = child.wait();
+                    return Err(format!(
+                        "{what}: killed after {} s without finishing",
+                        self.timeout.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("{what}: cannot wait for git: {e}")),
+            }
+        };
+        let (stdout, cut) = out
+            .map(|o| o.join().unwrap_or_default())
+            .unwrap_or_default();
+        let (stderr, _) = err.join().unwrap_or_default();
+        Ok(Out {
+            ok: status.success(),
+            code: status.code(),
+            stdout: utf8_head(&stdout),
+            cut,
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+        })
+    }
+
+    fn repo(&self, dir: &Path, args: &[&str], limit: usize) -> Result<Out, String> {
+        self.run(Side::Repo, dir, args, limit, None)
+    }
+
+    fn clone(&self, dir: &Path, args: &[&str], limit: usize) -> Result<Out, String> {
+        self.run(Side::Clone, dir, args, limit, None)
+    }
+
+    /// A git command that must succeed; its stdout, trimmed.
+    fn must(&self, side: Side, dir: &Path, args: &[&str]) -> Result<String, String> {
+        let o = self.run(side, dir, args, 1024 * 1024, None)?;
+        if !o.ok {
+            return Err(format!(
+                "git -C {} {} failed (exit code {}): {}",
+                dir.display(),
+                args.join(" "),
+                o.code.map_or("none".into(), |c| c.to_string()),
+                o.stderr
+            ));
+        }
+        Ok(o.stdout.trim().to_string())
+    }
 }
 
 /// The bytes as text, without a character cut at the end.
@@ -172,19 +287,9 @@ fn utf8_head(b: &[u8]) -> String {
     }
 }
 
-/// Runs a git command that must succeed; its stdout, trimmed.
-fn must(dir: &Path, args: &[&str], timeout: Duration) -> Result<String, String> {
-    let o = git(dir, args, timeout, 1024 * 1024)?;
-    if !o.ok {
-        return Err(format!(
-            "git -C {} {} failed (exit code {}): {}",
-            dir.display(),
-            args.join(" "),
-            o.code.map_or("none".into(), |c| c.to_string()),
-            o.stderr
-        ));
-    }
-    Ok(o.stdout.trim().to_string())
+/// A full object name, as git prints one (SHA-1 or SHA-256).
+fn is_object_name(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub fn branch_of(task_id: i64) -> String {
@@ -195,8 +300,25 @@ fn sidecar(dir: &Path, task_id: i64) -> PathBuf {
     dir.join(format!("task-{task_id}.json"))
 }
 
-/// Creates (or reuses) the worktree of task `task_id` for `repo_path` at
-/// `base_ref` (default: the checkout's current branch) under `dir`.
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Gives every file under `path` to the agent user, links included (not
+/// followed). Only for a folder nobody but the launcher could write yet.
+fn give_tree(agent: &AgentUser, path: &Path) -> std::io::Result<()> {
+    agent.give(path)?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            give_tree(agent, &e?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or reuses) the clone of task `task_id` for `repo_path` at
+/// `base_ref` (default: the repository's current branch) under `dir`.
 ///
 /// A new branch is refused when the checkout has uncommitted changes to
 /// tracked files: the agent would not see them, which is rarely what the
@@ -206,7 +328,7 @@ pub fn prepare(
     task_id: i64,
     repo_path: &str,
     base_ref: Option<&str>,
-    timeout: Duration,
+    git: &Git,
 ) -> Result<Worktree, Unusable> {
     let unusable = |kind: &'static str, reason: String, evidence: String| Unusable {
         kind,
@@ -233,9 +355,20 @@ pub fn prepare(
             ))
         }
     }
-    let top =
-        git(repo, &["rev-parse", "--show-toplevel"], timeout, 64 * 1024).map_err(git_failed)?;
-    if !top.ok || top.stdout.trim().is_empty() {
+    let top = git
+        .repo(
+            repo,
+            &[
+                "rev-parse",
+                "--path-format=absolute",
+                "--show-toplevel",
+                "--git-common-dir",
+            ],
+            64 * 1024,
+        )
+        .map_err(git_failed)?;
+    let mut lines = top.stdout.lines();
+    let (Some(top_s), Some(common)) = (lines.next().filter(|_| top.ok), lines.next()) else {
         return Err(unusable(
             "not a git checkout",
             format!("repo_path {repo_path} is not a git checkout (or is a bare repository)"),
@@ -244,50 +377,93 @@ pub fn prepare(
                 top.stderr
             ),
         ));
+    };
+    let top = PathBuf::from(top_s.trim());
+    let common = PathBuf::from(common.trim());
+    let objects = common.join("objects");
+    if git.agent.separate {
+        let writable: Vec<String> = [&top, &common, &common.join("config"), &objects]
+            .into_iter()
+            .filter(|p| git.agent.may_write(p))
+            .map(|p| p.display().to_string())
+            .collect();
+        if !writable.is_empty() {
+            return Err(unusable(
+                "writable by the agent user",
+                format!(
+                    "the agent user {} can write {}: an agent could change the repository's \
+                     configuration, which every later git obeys; make it readable only (e.g. owned by \
+                     another user, mode 755)",
+                    git.agent.name,
+                    writable.join(", ")
+                ),
+                format!("writable by {}: {}", git.agent.name, writable.join(", ")),
+            ));
+        }
     }
-    let top = PathBuf::from(top.stdout.trim());
-    std::fs::create_dir_all(dir).map_err(|e| {
-        git_failed(format!(
-            "cannot create the worktrees folder {}: {e}",
-            dir.display()
-        ))
-    })?;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            if git.agent.separate {
+                // Agents may pass through to their own clone, not list
+                // or create anything here.
+                set_mode(dir, 0o711)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| {
+            git_failed(format!(
+                "cannot create the worktrees folder {}: {e}",
+                dir.display()
+            ))
+        })?;
     let branch = branch_of(task_id);
     let path = dir.join(format!("task-{task_id}"));
     let base_name = base_ref.unwrap_or("HEAD");
-    let base_commit = |name: &str| {
-        git(
+
+    if std::fs::symlink_metadata(&path).is_ok() {
+        let known: Option<Worktree> = std::fs::read(sidecar(dir, task_id))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match known {
+            // Run again: its clone is still there, untouched.
+            Some(wt) if !wt.is_legacy() && wt.repo == top && wt.objects == objects => {
+                return match tampered(&wt, git.agent) {
+                    None => Ok(wt),
+                    Some(why) => Err(unusable(
+                        "clone tampered with",
+                        format!(
+                            "the clone {} of an earlier run was tampered with: {why}",
+                            path.display()
+                        ),
+                        why,
+                    )),
+                };
+            }
+            Some(wt) if wt.is_legacy() && wt.repo == top => {
+                remove_legacy(&wt, git).map_err(git_failed)?;
+            }
+            _ => {
+                return Err(git_failed(format!(
+                    "{} exists but is not this task's clone of {}",
+                    path.display(),
+                    top.display()
+                )))
+            }
+        }
+    }
+    let base_out = git
+        .repo(
             &top,
             &[
                 "rev-parse",
                 "--verify",
                 "--end-of-options",
-                &format!("{name}^{{commit}}"),
+                &format!("{base_name}^{{commit}}"),
             ],
-            timeout,
             1024,
         )
-    };
-
-    // Run again: the worktree is still there, on its branch.
-    if path.join(".git").exists() {
-        let on = must(&path, &["rev-parse", "--abbrev-ref", "HEAD"], timeout);
-        let known: Option<Worktree> = std::fs::read(sidecar(dir, task_id))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        match (on, known) {
-            (Ok(b), Some(wt)) if b == branch && wt.repo == top => return Ok(wt),
-            (on, _) => {
-                return Err(git_failed(format!(
-                    "{} exists but is not this task's worktree of {} on {branch} (HEAD: {})",
-                    path.display(),
-                    top.display(),
-                    on.unwrap_or_else(|e| e)
-                )))
-            }
-        }
-    }
-    let base_out = base_commit(base_name).map_err(git_failed)?;
+        .map_err(git_failed)?;
     if !base_out.ok {
         return Err(unusable(
             "unknown base_ref",
@@ -300,31 +476,32 @@ pub fn prepare(
         ));
     }
     let base_sha = base_out.stdout.trim().to_string();
-    // A worktree folder removed by hand leaves an entry git still knows.
-    let _ = git(&top, &["worktree", "prune"], timeout, 1024);
-    let exists = git(
-        &top,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("refs/heads/{branch}"),
-        ],
-        timeout,
-        1024,
-    )
-    .map_err(git_failed)?;
-    let path_s = path.display().to_string();
-    let base = if exists.ok {
-        must(&top, &["worktree", "add", &path_s, &branch], timeout).map_err(git_failed)?;
-        must(&top, &["merge-base", &base_sha, &branch], timeout).unwrap_or(base_sha)
-    } else {
-        let dirty = must(
+    let existing = git
+        .repo(
             &top,
-            &["status", "--porcelain", "--untracked-files=no"],
-            timeout,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ],
+            1024,
         )
         .map_err(git_failed)?;
+    let (start, base) = if existing.ok {
+        let start = existing.stdout.trim().to_string();
+        let base = git
+            .must(Side::Repo, &top, &["merge-base", &base_sha, &start])
+            .unwrap_or(base_sha);
+        (start, base)
+    } else {
+        let dirty = git
+            .must(
+                Side::Repo,
+                &top,
+                &["status", "--porcelain", "--untracked-files=no"],
+            )
+            .map_err(git_failed)?;
         if !dirty.is_empty() {
             return Err(unusable(
                 "uncommitted changes",
@@ -336,31 +513,127 @@ pub fn prepare(
                 format!("$ git -C {} status --porcelain\n{dirty}", top.display()),
             ));
         }
-        must(
+        // The branch is the task's from the start, as it was with
+        // worktrees: the clone's work comes back to it.
+        git.must(
+            Side::Repo,
             &top,
-            &["worktree", "add", "-b", &branch, &path_s, &base_sha],
-            timeout,
+            &["branch", "--no-track", &branch, &base_sha],
         )
         .map_err(git_failed)?;
-        base_sha
+        (base_sha.clone(), base_sha)
     };
+    make_clone(&path, &objects, &branch, &start, git).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&path);
+        git_failed(e)
+    })?;
     let wt = Worktree {
         task_id,
         repo: top,
         path,
         branch,
         base,
+        objects,
     };
     super::state::write_atomic(&sidecar(dir, task_id), &wt)
-        .map_err(|e| git_failed(format!("cannot record the worktree: {e}")))?;
+        .map_err(|e| git_failed(format!("cannot record the clone: {e}")))?;
     Ok(wt)
 }
 
-/// Commits whatever is uncommitted in the worktree on its branch. True
+/// Makes the clone at `path`, on `branch` at `start`: set up by the
+/// launcher in a folder only it can write (an empty repository whose
+/// object store borrows the repository's), then given to the agent user,
+/// who checks the files out.
+fn make_clone(
+    path: &Path,
+    objects: &Path,
+    branch: &str,
+    start: &str,
+    git: &Git,
+) -> Result<(), String> {
+    std::fs::create_dir(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    set_mode(path, 0o700).map_err(|e| format!("{}: {e}", path.display()))?;
+    let launcher = Git {
+        agent: &AgentUser {
+            separate: false,
+            ..git.agent.clone()
+        },
+        ..*git
+    };
+    launcher.must(Side::Clone, path, &["init", "-q", "-b", branch])?;
+    let alternates = path.join(".git/objects/info/alternates");
+    std::fs::write(&alternates, format!("{}\n", objects.display()))
+        .map_err(|e| format!("cannot write {}: {e}", alternates.display()))?;
+    give_tree(git.agent, path).map_err(|e| {
+        format!(
+            "cannot give {} to the agent user {}: {e}",
+            path.display(),
+            git.agent.name
+        )
+    })?;
+    git.must(Side::Clone, path, &["reset", "-q", "--hard", start])?;
+    Ok(())
+}
+
+/// Whether the clone is still the one the launcher made, read without
+/// running anything in it: its `.git` a folder of the agent user's (not a
+/// file or a link pointing at another repository), borrowing objects only
+/// from its repository, with no `commondir` sending git elsewhere.
+/// `Some(why)` when it is not: the run's change is not taken.
+pub fn tampered(wt: &Worktree, agent: &AgentUser) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dot_git = wt.path.join(".git");
+    let m = match std::fs::symlink_metadata(&dot_git) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{} is gone ({e})", dot_git.display())),
+    };
+    if !m.is_dir() {
+        let what = if m.file_type().is_symlink() {
+            format!(
+                "a link to {}",
+                std::fs::read_link(&dot_git)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        } else {
+            let text = std::fs::read_to_string(&dot_git).unwrap_or_default();
+            format!(
+                "a file ({})",
+                text.trim().chars().take(200).collect::<String>()
+            )
+        };
+        return Some(format!("{} was replaced by {what}", dot_git.display()));
+    }
+    if agent.separate && m.uid() != agent.uid {
+        return Some(format!(
+            "{} belongs to uid {}, not to the agent user",
+            dot_git.display(),
+            m.uid()
+        ));
+    }
+    let commondir = dot_git.join("commondir");
+    if std::fs::symlink_metadata(&commondir).is_ok() {
+        return Some(format!("{} was added", commondir.display()));
+    }
+    let alternates = dot_git.join("objects/info/alternates");
+    let expected = format!("{}\n", wt.objects.display());
+    match std::fs::read_to_string(&alternates) {
+        Ok(text) if text == expected => None,
+        Ok(text) => Some(format!(
+            "{} now names {:?} instead of {}",
+            alternates.display(),
+            text.trim().chars().take(200).collect::<String>(),
+            wt.objects.display()
+        )),
+        Err(e) => Some(format!("{} is unreadable ({e})", alternates.display())),
+    }
+}
+
+/// Commits whatever is uncommitted in the clone on its branch. True
 /// when there was something to commit.
-fn commit_all(wt: &Worktree, message: &str, timeout: Duration) -> Result<bool, String> {
-    must(&wt.path, &["add", "-A"], timeout)?;
-    let staged = git(&wt.path, &["diff", "--cached", "--quiet"], timeout, 1024)?;
+fn commit_all(wt: &Worktree, message: &str, git: &Git) -> Result<bool, String> {
+    git.must(Side::Clone, &wt.path, &["add", "-A"])?;
+    let staged = git.clone(&wt.path, &["diff", "--cached", "--quiet"], 1024)?;
     if staged.ok {
         return Ok(false);
     }
@@ -373,18 +646,122 @@ fn commit_all(wt: &Worktree, message: &str, timeout: Duration) -> Result<bool, S
         "-m",
         message,
     ]);
-    must(&wt.path, &args, timeout)?;
+    git.must(Side::Clone, &wt.path, &args)?;
     Ok(true)
 }
 
+/// Brings the clone's `HEAD` back into the repository as the task's
+/// branch; returns the commit the branch now points at, read from the
+/// repository. Only data crosses: the agent user's git writes a bundle
+/// into a file of the launcher's, and the launcher's git fetches it with
+/// its objects checked, into that one ref.
+fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
+    let head = git.must(
+        Side::Clone,
+        &wt.path,
+        &["rev-parse", "--verify", "HEAD^{commit}"],
+    )?;
+    if !is_object_name(&head) {
+        return Err(format!("the clone's HEAD is not a commit name: {head:?}"));
+    }
+    let ref_name = format!("refs/heads/{}", wt.branch);
+    let current = git
+        .must(
+            Side::Repo,
+            &wt.repo,
+            &["rev-parse", "--verify", "--quiet", &ref_name],
+        )
+        .unwrap_or_default();
+    let known = git
+        .repo(
+            &wt.repo,
+            &["cat-file", "-e", &format!("{head}^{{commit}}")],
+            1024,
+        )?
+        .ok;
+    if known {
+        if current != head {
+            let mut args = vec!["update-ref", &ref_name, &head];
+            if !current.is_empty() {
+                args.push(&current);
+            }
+            git.must(Side::Repo, &wt.repo, &args)?;
+        }
+    } else {
+        let bundle = wt
+            .path
+            .with_file_name(format!(".task-{}.bundle", wt.task_id));
+        let _ = std::fs::remove_file(&bundle);
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&bundle)
+                .map_err(|e| format!("cannot create {}: {e}", bundle.display()))?
+        };
+        let mut args = vec![
+            "bundle",
+            "create",
+            "-q",
+            "-",
+            "HEAD",
+            "--not",
+            wt.base.as_str(),
+        ];
+        if is_object_name(&current) {
+            args.push(&current);
+        }
+        let made = git.run(Side::Clone, &wt.path, &args, 0, Some(file));
+        let fetched = made.and_then(|o| {
+            if !o.ok {
+                return Err(format!(
+                    "git bundle create in {} failed: {}",
+                    wt.path.display(),
+                    o.stderr
+                ));
+            }
+            let bundle_s = bundle.display().to_string();
+            let refspec = format!("+HEAD:{ref_name}");
+            git.must(
+                Side::Repo,
+                &wt.repo,
+                &[
+                    "-c",
+                    "transfer.fsckObjects=true",
+                    "fetch",
+                    "-q",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--no-recurse-submodules",
+                    "--",
+                    &bundle_s,
+                    &refspec,
+                ],
+            )
+        });
+        let _ = std::fs::remove_file(&bundle);
+        fetched?;
+    }
+    let now = git.must(Side::Repo, &wt.repo, &["rev-parse", "--verify", &ref_name])?;
+    if now != head {
+        return Err(format!(
+            "{ref_name} is at {now} after bringing the clone's HEAD {head} back"
+        ));
+    }
+    Ok(now)
+}
+
 /// After the agent ended: what it changed (status before committing, the
-/// diff of the branch against its base), committed on the branch so that
-/// nothing is lost when the worktree is removed.
-pub fn record(wt: &Worktree, timeout: Duration) -> Result<Change, String> {
-    let status = git(
+/// diff of the branch against its base), committed on the branch and
+/// brought back into the repository, so that nothing is lost when the
+/// clone is removed. Call [`tampered`] first: a tampered clone's change is
+/// not taken.
+pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
+    let status = git.clone(
         &wt.path,
         &["status", "--porcelain", "--untracked-files=all"],
-        timeout,
         STAT_MAX,
     )?;
     let message = format!(
@@ -392,21 +769,26 @@ pub fn record(wt: &Worktree, timeout: Duration) -> Result<Change, String> {
         wt.task_id,
         crate::time::rfc3339(crate::time::now_ms())
     );
-    commit_all(wt, &message, timeout)?;
-    let head = must(&wt.path, &["rev-parse", "HEAD"], timeout)?;
+    commit_all(wt, &message, git)?;
+    let head = bring_back(wt, git)?;
+    // The diff is made in the repository, from what was brought back.
     let range = format!("{}..{head}", wt.base);
-    let stat = git(
-        &wt.path,
-        &["diff", "--no-color", "--no-ext-diff", "--stat", &range],
-        timeout,
-        STAT_MAX,
-    )?;
-    let patch = git(
-        &wt.path,
-        &["diff", "--no-color", "--no-ext-diff", "--binary", &range],
-        timeout,
-        PATCH_MAX,
-    )?;
+    let diff = |extra: &str, limit: usize| {
+        git.repo(
+            &wt.repo,
+            &[
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--no-textconv",
+                extra,
+                &range,
+            ],
+            limit,
+        )
+    };
+    let stat = diff("--stat", STAT_MAX)?;
+    let patch = diff("--binary", PATCH_MAX)?;
     if !patch.ok {
         return Err(format!("git diff {range} failed: {}", patch.stderr));
     }
@@ -421,19 +803,26 @@ pub fn record(wt: &Worktree, timeout: Duration) -> Result<Change, String> {
     })
 }
 
-/// Removes a worktree whose task no longer needs it. Anything uncommitted
-/// in it is committed on its branch first; if that fails the worktree is
-/// kept. The branch always stays.
-pub fn remove(dir: &Path, wt: &Worktree, timeout: Duration) -> Result<(), String> {
-    if wt.path.exists() {
+/// Removes a clone whose task no longer needs it. Anything uncommitted in
+/// it is committed and brought back to its branch first; if that fails, or
+/// the clone was tampered with, it is kept for a person. The branch always
+/// stays.
+pub fn remove(dir: &Path, wt: &Worktree, git: &Git) -> Result<(), String> {
+    if wt.is_legacy() {
+        remove_legacy(wt, git)?;
+    } else if std::fs::symlink_metadata(&wt.path).is_ok() {
+        if let Some(why) = tampered(wt, git.agent) {
+            return Err(format!("not removed, it was tampered with: {why}"));
+        }
         let saved = commit_all(
             wt,
             &format!(
-                "ops-center: uncommitted changes of task {} saved before its worktree was removed",
+                "ops-center: uncommitted changes of task {} saved before its clone was removed",
                 wt.task_id
             ),
-            timeout,
+            git,
         )
+        .and_then(|saved| bring_back(wt, git).map(|_| saved))
         .map_err(|e| format!("not removed, its changes could not be saved: {e}"))?;
         if saved {
             log::info!(
@@ -443,26 +832,38 @@ pub fn remove(dir: &Path, wt: &Worktree, timeout: Duration) -> Result<(), String
                 wt.branch
             );
         }
-        // --force: what is left are ignored files (builds, caches).
-        let path_s = wt.path.display().to_string();
-        must(
-            &wt.repo,
-            &["worktree", "remove", "--force", &path_s],
-            timeout,
-        )?;
-    } else {
-        let _ = git(&wt.repo, &["worktree", "prune"], timeout, 1024);
+        // Links are removed, never followed.
+        std::fs::remove_dir_all(&wt.path)
+            .map_err(|e| format!("cannot remove {}: {e}", wt.path.display()))?;
     }
     let _ = std::fs::remove_file(sidecar(dir, wt.task_id));
     Ok(())
 }
 
-/// Marks a worktree as used now (its age counts from here).
+/// Removes a `git worktree` that an older launcher made (its changes were
+/// committed on its branch when its run ended): the folder, then the
+/// repository's record of it. Nothing runs inside the folder.
+fn remove_legacy(wt: &Worktree, git: &Git) -> Result<(), String> {
+    if std::fs::symlink_metadata(&wt.path).is_ok() {
+        std::fs::remove_dir_all(&wt.path)
+            .map_err(|e| format!("cannot remove {}: {e}", wt.path.display()))?;
+        log::info!(
+            "task {}: the git worktree {} of an older launcher removed; its branch {} stays",
+            wt.task_id,
+            wt.path.display(),
+            wt.branch
+        );
+    }
+    let _ = git.repo(&wt.repo, &["worktree", "prune"], 1024);
+    Ok(())
+}
+
+/// Marks a clone as used now (its age counts from here).
 pub fn touch(dir: &Path, wt: &Worktree) {
     let _ = super::state::write_atomic(&sidecar(dir, wt.task_id), wt);
 }
 
-/// The worktrees this launcher made, with how long ago each was last used.
+/// The clones this launcher made, with how long ago each was last used.
 pub fn list(dir: &Path) -> Vec<(Worktree, Duration)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -490,19 +891,19 @@ pub fn list(dir: &Path) -> Vec<(Worktree, Duration)> {
     all
 }
 
-/// One clean-up pass over the worktrees this launcher made: a worktree is
+/// One clean-up pass over the clones this launcher made: a clone is
 /// removed when its task is done, archived or deleted, or (with `max_age`)
 /// unused for that long while its task is not running. A task this
 /// launcher runs (`running`) or that is claimed on the server is never
 /// touched; a task the server cannot be asked about is left for the next
-/// pass. Returns what was done, one line per worktree removed or kept
+/// pass. Returns what was done, one line per clone removed or kept
 /// because it could not be saved.
 pub fn clean(
     dir: &Path,
     api: &super::api::Api,
     running: &dyn Fn() -> Vec<i64>,
     max_age: Option<Duration>,
-    timeout: Duration,
+    git: &Git,
 ) -> Vec<String> {
     let mut done = Vec::new();
     for (wt, age) in list(dir) {
@@ -513,7 +914,7 @@ pub fn clean(
             Err(e) if e.status() == Some(404) => "its task was deleted".to_string(),
             Err(e) => {
                 log::warn!(
-                    "task {}: worktree {} kept for now: cannot ask the server about the task: {e}",
+                    "task {}: clone {} kept for now: cannot ask the server about the task: {e}",
                     wt.task_id,
                     wt.path.display()
                 );
@@ -532,7 +933,7 @@ pub fn clean(
         if running().contains(&wt.task_id) {
             continue;
         }
-        let line = match remove(dir, &wt, timeout) {
+        let line = match remove(dir, &wt, git) {
             Ok(()) => format!(
                 "task {}: worktree {} removed ({why}); branch {} kept in {}",
                 wt.task_id,
@@ -587,28 +988,41 @@ mod tests {
         d
     }
 
-    const T: Duration = Duration::from_secs(30);
+    /// Git as the launcher runs it, with agents as the test's own user.
+    fn with_git<R>(f: impl FnOnce(&Git) -> R) -> R {
+        let me = AgentUser::current(std::env::var("HOME").ok().as_deref());
+        let path = std::env::var("PATH").ok();
+        f(&Git {
+            agent: &me,
+            path_var: path.as_deref(),
+            timeout: Duration::from_secs(30),
+        })
+    }
 
     #[test]
     fn a_run_is_recorded_committed_and_removed() {
+        with_git(a_run_is_recorded_committed_and_removed_with)
+    }
+
+    fn a_run_is_recorded_committed_and_removed_with(g: &Git) {
         let r = repo();
         let wts = tempfile::tempdir().unwrap();
         let repo_s = r.path().display().to_string();
-        let wt = prepare(wts.path(), 7, &repo_s, None, T).unwrap();
+        let wt = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
         assert_eq!(wt.branch, "ops/task-7");
         std::fs::write(wt.path.join("a.txt"), "two\n").unwrap();
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
-        let c = record(&wt, T).unwrap();
+        let c = record(&wt, g).unwrap();
         assert!(c.status.contains("a.txt") && c.status.contains("new.txt"));
         assert!(c.diff_stat.contains("2 files changed"), "{}", c.diff_stat);
         assert!(c.patch.contains("+two"));
         assert_eq!(list(wts.path()).len(), 1);
         // Again: the same worktree, and nothing more to commit.
-        let again = prepare(wts.path(), 7, &repo_s, None, T).unwrap();
+        let again = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
         assert_eq!(again, wt);
         // Left uncommitted at removal: saved on the branch first.
         std::fs::write(wt.path.join("late.txt"), "late\n").unwrap();
-        remove(wts.path(), &wt, T).unwrap();
+        remove(wts.path(), &wt, g).unwrap();
         assert!(!wt.path.exists());
         assert!(list(wts.path()).is_empty());
         let o = Command::new("git")
@@ -622,17 +1036,57 @@ mod tests {
             "one\n"
         );
         // The branch stays, and a later run continues on it.
-        let back = prepare(wts.path(), 7, &repo_s, None, T).unwrap();
+        let back = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
         assert!(back.path.join("late.txt").exists());
+        // The clone has no way into the repository but its objects.
+        assert!(back.path.join(".git").is_dir());
+        assert_eq!(tampered(&back, g.agent), None);
+    }
+
+    #[test]
+    fn a_clone_pointed_elsewhere_is_tampered_with() {
+        with_git(|g| {
+            let r = repo();
+            let other = repo();
+            let wts = tempfile::tempdir().unwrap();
+            let repo_s = r.path().display().to_string();
+            let wt = prepare(wts.path(), 3, &repo_s, None, g).unwrap();
+            let alternates = wt.path.join(".git/objects/info/alternates");
+            std::fs::write(
+                &alternates,
+                format!("{}/.git/objects\n", other.path().display()),
+            )
+            .unwrap();
+            assert!(tampered(&wt, g.agent).unwrap().contains("now names"));
+            assert!(
+                prepare(wts.path(), 3, &repo_s, None, g).unwrap_err().kind == "clone tampered with"
+            );
+            assert!(remove(wts.path(), &wt, g).unwrap_err().contains("tampered"));
+            std::fs::remove_dir_all(wt.path.join(".git")).unwrap();
+            std::fs::write(
+                wt.path.join(".git"),
+                format!("gitdir: {}/.git\n", other.path().display()),
+            )
+            .unwrap();
+            let why = tampered(&wt, g.agent).unwrap();
+            assert!(
+                why.contains("replaced by a file") && why.contains("gitdir:"),
+                "{why}"
+            );
+        })
     }
 
     #[test]
     fn unusable_repositories() {
+        with_git(unusable_repositories_with)
+    }
+
+    fn unusable_repositories_with(g: &Git) {
         let wts = tempfile::tempdir().unwrap();
-        let e = prepare(wts.path(), 1, "/nonexistent/repo", None, T).unwrap_err();
+        let e = prepare(wts.path(), 1, "/nonexistent/repo", None, g).unwrap_err();
         assert_eq!(e.kind, "missing");
         let plain = tempfile::tempdir().unwrap();
-        let e = prepare(wts.path(), 1, &plain.path().display().to_string(), None, T).unwrap_err();
+        let e = prepare(wts.path(), 1, &plain.path().display().to_string(), None, g).unwrap_err();
         assert_eq!(e.kind, "not a git checkout");
         assert!(
             e.evidence.contains("not a git repository"),
@@ -641,10 +1095,10 @@ mod tests {
         );
         let r = repo();
         let repo_s = r.path().display().to_string();
-        let e = prepare(wts.path(), 1, &repo_s, Some("nope"), T).unwrap_err();
+        let e = prepare(wts.path(), 1, &repo_s, Some("nope"), g).unwrap_err();
         assert_eq!(e.kind, "unknown base_ref");
         std::fs::write(r.path().join("a.txt"), "dirty\n").unwrap();
-        let e = prepare(wts.path(), 1, &repo_s, None, T).unwrap_err();
+        let e = prepare(wts.path(), 1, &repo_s, None, g).unwrap_err();
         assert_eq!(e.kind, "uncommitted changes");
         assert!(e.evidence.contains("a.txt"));
     }

@@ -16,11 +16,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::launcher::api::Api;
+use crate::launcher::boundary::{self, Boundary, Notice, Sandbox};
 use crate::launcher::caps::not_logged_in;
 use crate::launcher::clis;
 use crate::launcher::command::{self, env_name};
 use crate::launcher::config::parse_slugs;
-use crate::launcher::process::{check_command, run_shell};
+use crate::launcher::process::run_command;
 
 pub fn main(args: &[String]) -> ExitCode {
     if matches!(args.first().map(String::as_str), Some("--help" | "-h")) {
@@ -87,6 +88,47 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
     }
 
     let path_var = env("PATH");
+    let mut extra = HashMap::new();
+    for slug in &slugs {
+        let var = env_name("AGENT_ENV_", slug);
+        if let Some(list) = env(&var) {
+            match boundary::parse_env_list(&var, &list) {
+                Ok(l) => {
+                    extra.insert(slug.clone(), l);
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "[doctor] FAIL {e}");
+                    return false;
+                }
+            }
+        }
+    }
+    let sandbox = env("OPS_AGENT_SANDBOX");
+    let resolved = Boundary::resolve(
+        env("OPS_AGENT_USER").as_deref(),
+        sandbox.as_deref(),
+        extra,
+        path_var.as_deref(),
+        env("HOME").as_deref(),
+    );
+    let b = match resolved {
+        Ok((b, notice)) => {
+            let level = if notice == Notice::Separated {
+                "OK"
+            } else {
+                "WARN"
+            };
+            let _ = writeln!(out, "[doctor] {level} {}", b.describe(&notice));
+            if b.sandbox == Sandbox::Off {
+                let _ = writeln!(out, "[doctor] note: {}", sandbox_availability(&b));
+            }
+            b
+        }
+        Err(e) => {
+            let _ = writeln!(out, "[doctor] FAIL {e}");
+            return false;
+        }
+    };
     let mut failed: Vec<String> = Vec::new();
     for slug in &slugs {
         let env_cmds: HashMap<String, String> = env(&env_name("AGENT_CMD_", slug))
@@ -129,7 +171,7 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
             }
         };
         let _ = writeln!(out, "[doctor] OK {slug}: {}", path.display());
-        if let Some(rejected) = rejected_flags(&template, &path) {
+        if let Some(rejected) = rejected_flags(&b, slug, &template, &path) {
             let _ = writeln!(
                 out,
                 "[doctor] REJECTED {slug}: {} not accepted by this {cli} (not in its --help; from {}): {template}",
@@ -141,7 +183,7 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
         }
         let configured = env(&env_name("AGENT_AUTH_CHECK_", slug));
         if let Some(check) = clis::auth_check(configured.as_deref(), slug, &cli, &path) {
-            if let Err(e) = check_command(&check, AUTH_TIMEOUT) {
+            if let Err(e) = run_command(b.shell(slug, &check), AUTH_TIMEOUT) {
                 let _ = writeln!(
                     out,
                     "[doctor] NOT LOGGED IN {slug}: {}",
@@ -197,7 +239,12 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(20);
 /// template's subcommand) does not mention; `None` when all are there or
 /// nothing can be checked (no flags, a shell wrapper, a CLI whose help
 /// fails).
-fn rejected_flags(template: &str, cli: &std::path::Path) -> Option<Vec<String>> {
+fn rejected_flags(
+    b: &Boundary,
+    slug: &str,
+    template: &str,
+    cli: &std::path::Path,
+) -> Option<Vec<String>> {
     let (subcommands, flags) = command::flags_of(template)?;
     let quote = |w: &str| format!("'{}'", w.replace('\'', "'\\''"));
     let mut help_cmd = quote(&cli.display().to_string());
@@ -206,9 +253,25 @@ fn rejected_flags(template: &str, cli: &std::path::Path) -> Option<Vec<String>> 
         help_cmd.push_str(&quote(s));
     }
     help_cmd.push_str(" --help </dev/null");
-    let help = run_shell(&help_cmd, AUTH_TIMEOUT).ok()?;
+    let help = run_command(b.shell(slug, &help_cmd), AUTH_TIMEOUT).ok()?;
     let unknown = command::unknown_flags(&help, &flags);
     (!unknown.is_empty()).then_some(unknown)
+}
+
+/// Whether `OPS_AGENT_SANDBOX=bwrap` would work here, for a launcher
+/// that runs without it.
+fn sandbox_availability(b: &Boundary) -> String {
+    match Sandbox::parse(Some("bwrap"), b.path_var.as_deref()) {
+        Err(e) => format!("no sandbox; {e}"),
+        Ok(s) => match s.check(&b.user, b.path_var.as_deref()) {
+            Ok(()) => {
+                "no sandbox; bubblewrap works here: OPS_AGENT_SANDBOX=bwrap would run each agent \
+                 in one"
+                    .to_string()
+            }
+            Err(e) => format!("no sandbox; {e}"),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -217,11 +280,14 @@ mod tests {
 
     fn doctor(vars: &[(&str, &str)]) -> (bool, String) {
         let mut out = Vec::new();
+        // Agents as the test's own user, unless the test says otherwise.
+        let me = crate::launcher::boundary::AgentUser::current(None).name;
         let ok = run(
             |k| {
                 vars.iter()
                     .find(|(ak, _)| *ak == k)
                     .map(|(_, v)| v.to_string())
+                    .or_else(|| (k == "OPS_AGENT_USER").then(|| me.clone()))
             },
             &mut out,
         );

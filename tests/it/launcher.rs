@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{bin, end_process, event_kinds, wait_for, Server, TOKEN};
+use crate::util::{bin, end_process, event_kinds, own_user, wait_for, Server, TOKEN};
 
 pub fn example(name: &str) -> String {
     format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -33,6 +33,7 @@ impl Launcher {
             ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
             ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
             ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
+            ("OPS_AGENT_USER", own_user()),
             ("RUST_LOG", "info".to_string()),
         ]
         .into_iter()
@@ -686,6 +687,24 @@ fn configuration_mistakes_stop_the_launcher_with_a_message() {
     assert!(
         with(("OPS_LAUNCHER_LOG_FILE", "/nonexistent/dir/x.log")).contains("OPS_LAUNCHER_LOG_FILE")
     );
+    assert!(with(("AGENT_ENV_CODEX", "OPS_*")).contains("would pass the launcher's own"));
+    assert!(with(("OPS_AGENT_USER", "no-such-user-here")).contains("no such user"));
+    assert!(
+        with(("OPS_AGENT_SANDBOX", "chroot")).contains("OPS_AGENT_SANDBOX must be none or bwrap")
+    );
+    // Root runs no agent as root unless told to; another user cannot
+    // switch users.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let e = with(("OPS_LAUNCHER_SLOTS", "1"));
+        assert!(
+            e.contains("would run agents as root") && e.contains("OPS_AGENT_USER"),
+            "{e}"
+        );
+    } else {
+        let e = with(("OPS_AGENT_USER", "root"));
+        assert!(e.contains("needs the launcher to run as root"), "{e}");
+    }
 }
 
 /// Processes whose command line (its words joined by spaces, as a shell

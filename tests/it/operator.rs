@@ -11,7 +11,8 @@ fn run(args: &[&str], vars: &[(&str, &str)]) -> (Output, String) {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OPS_AGENT_USER", crate::util::own_user());
     for (k, v) in vars {
         cmd.env(k, v);
     }

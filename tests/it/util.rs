@@ -26,6 +26,13 @@ pub const TOKEN: &str = "test-service-token-0123456789abcdef";
 pub const ADMIN: &str = "root";
 pub const ADMIN_PW: &str = "root-password-123";
 
+/// The user the tests run as. The tests' launchers run their agents as it
+/// too (`OPS_AGENT_USER`), but for the tests of the agent boundary, which
+/// make an agent user of their own.
+pub fn own_user() -> String {
+    ops_center::launcher::boundary::AgentUser::current(None).name
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ops-center")
 }

@@ -487,6 +487,7 @@ fn prune_worktrees_removes_idle_ones_after_saving_them() {
             .env("OPS_API_BASE", format!("http://{}/api", srv.addr))
             .env("OPS_SERVICE_TOKEN", crate::util::TOKEN)
             .env("SUPPORTED_AGENT_SLUGS", "codex")
+            .env("OPS_AGENT_USER", crate::util::own_user())
             .env("OPS_LAUNCHER_LOG_DIR", srv.dir.path().join("launcher-logs"))
             .output()
             .unwrap();
