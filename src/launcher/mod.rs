@@ -421,8 +421,18 @@ fn claim_log_dir(dir: &Path) -> Result<std::path::PathBuf, String> {
     let ticks = process::start_ticks(me)
         .map(|t| t.to_string())
         .unwrap_or_default();
-    std::fs::write(&path, format!("{me} {ticks}\n"))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{me} {ticks}\n").as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     Ok(path)
 }
 

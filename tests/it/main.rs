@@ -8,6 +8,7 @@ mod util;
 mod access;
 mod admin;
 mod auth;
+mod boundary;
 mod concurrency;
 mod connections;
 mod dispatch;

@@ -1,0 +1,286 @@
+//! The agent boundary: a hostile agent (examples/agents/fake-agent-hostile.sh)
+//! run by a real launcher against a real server and a real repository. It
+//! tries to steal the service token, to write outside its folder and to
+//! make the launcher's git run its commands. Run as root, the launcher
+//! runs it as an agent user of its own; run as another user, agents run as
+//! the launcher's own user, so the parts that only a second user can give
+//! are skipped, saying so, while the environment and git parts still hold.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::launcher::{enable_dispatch, example, wait_status, Launcher};
+use crate::util::{Server, TOKEN};
+
+/// The agent user these tests create when they run as root.
+const AGENT_USER: &str = "ops-it-agent";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Creates the tests' agent user once (concurrent tests may race: a user
+/// that exists already is fine). Its uid.
+fn agent_user() -> u32 {
+    let _ = Command::new("useradd")
+        .args([
+            "--system",
+            "--create-home",
+            "--home-dir",
+            "/var/lib/ops-it-agent",
+            "--shell",
+            "/usr/sbin/nologin",
+            AGENT_USER,
+        ])
+        .output()
+        .expect("useradd (the passwd package)");
+    let out = Command::new("id")
+        .args(["-u", AGENT_USER])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no user {AGENT_USER}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "git {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+struct Setup {
+    srv: Server,
+    repo: PathBuf,
+    records: PathBuf,
+    env_file: PathBuf,
+    log_dir: PathBuf,
+    config_before: String,
+}
+
+/// A server whose workspace 1 runs in a fresh repository, a folder for
+/// the agent's records that anyone may write, and an environment file
+/// holding the service token as the package's does (mode 0600).
+fn setup() -> Setup {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let dir = srv.dir.path();
+    // The agent user passes through to its clone; it lists nothing here.
+    chmod(dir, 0o711);
+    let repo = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("shared.txt"), "base\n").unwrap();
+    git(&repo, &["add", "shared.txt"]);
+    git(&repo, &["commit", "-q", "-m", "base"]);
+    let records = dir.join("records");
+    std::fs::create_dir(&records).unwrap();
+    chmod(&records, 0o1777);
+    let env_file = dir.join("ops-dispatch-launcher.env");
+    std::fs::write(&env_file, format!("OPS_SERVICE_TOKEN={TOKEN}\n")).unwrap();
+    chmod(&env_file, 0o600);
+    let r = srv.admin().patch(
+        "/api/workspaces/1",
+        &json!({"repo_path": repo.display().to_string()}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let config_before = read(&repo.join(".git/config"));
+    let log_dir = dir.join("launcher-logs");
+    Setup {
+        srv,
+        repo,
+        records,
+        env_file,
+        log_dir,
+        config_before,
+    }
+}
+
+/// The hostile agent, copied where any user may run it (the checkout of
+/// the tests may be in a folder only its owner can enter).
+fn hostile_command(s: &Setup, mode: &str) -> String {
+    let script = s.srv.dir.path().join("fake-agent-hostile.sh");
+    std::fs::copy(example("fake-agent-hostile.sh"), &script).unwrap();
+    chmod(&script, 0o755);
+    format!(
+        "{} {{workdir}} {} {} {} {} {mode}",
+        script.display(),
+        s.records.display(),
+        s.env_file.display(),
+        s.log_dir.display(),
+        s.repo.display()
+    )
+}
+
+fn start_launcher(s: &Setup, mode: &str) -> Launcher {
+    let cmd = hostile_command(s, mode);
+    let mut vars = vec![
+        ("SUPPORTED_AGENT_SLUGS", "codex"),
+        ("AGENT_CMD_CODEX", cmd.as_str()),
+        ("AGENT_AUTH_CHECK_CODEX", "none"),
+    ];
+    if is_root() {
+        agent_user();
+        vars.push(("OPS_AGENT_USER", AGENT_USER));
+    } else {
+        eprintln!(
+            "SKIPPED (not root): the privilege drop; agents run as the launcher's own user, so the \
+             checks that need a second user (uids, /proc, the environment file, the log folder) are \
+             skipped; the environment allow-list and the git hardening are checked"
+        );
+    }
+    Launcher::start(&s.srv, &s.log_dir, &vars)
+}
+
+fn queued(srv: &Server) -> i64 {
+    let svc = srv.service();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "hostile", "description": "do harm", "execution": "interactive", "agent": "codex"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_i64().unwrap();
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    id
+}
+
+/// What holds whatever the launcher's user is.
+fn assert_contained(s: &Setup, l: &Launcher) {
+    let rec = &s.records;
+    let agent_env = read(&rec.join("agent-env"));
+    assert!(!agent_env.is_empty(), "the agent did not run\n{}", l.log());
+    assert!(!agent_env.contains(TOKEN), "{agent_env}");
+    assert!(
+        !agent_env.contains("OPS_API_BASE") && !agent_env.contains("OPS_LAUNCHER_"),
+        "the launcher's configuration reached the agent: {agent_env}"
+    );
+    // The launcher's own git ran nothing the agent configured but the
+    // clean filter, which runs as the agent (fsmonitor, hooks, textconv
+    // and external diffs are off).
+    let ran = read(&rec.join("ran"));
+    for line in ran.lines() {
+        assert!(line.ends_with(" filter"), "git ran {line:?}\n{ran}");
+    }
+    let ran_env = read(&rec.join("ran-env"));
+    assert!(!ran_env.contains(TOKEN), "{ran_env}");
+    assert!(
+        !ran_env.lines().any(|l| l.starts_with("OPS_")),
+        "git as the launcher runs it carried the launcher's environment: {ran_env}"
+    );
+    // The repository's main checkout and configuration are untouched.
+    assert_eq!(git(&s.repo, &["status", "--porcelain"]), "");
+    assert!(!s.repo.join("pwned.txt").exists());
+    assert_eq!(read(&s.repo.join(".git/config")), s.config_before);
+}
+
+/// What only an agent user apart from the launcher's gives.
+fn assert_separated(s: &Setup) {
+    let rec = &s.records;
+    let uid: u32 = read(&rec.join("agent-uid")).trim().parse().unwrap();
+    assert_eq!(uid, agent_user(), "the agent ran as uid {uid}");
+    for line in read(&rec.join("ran")).lines() {
+        assert!(
+            line.starts_with(&format!("{uid} ")),
+            "git ran the agent's command as another user: {line}"
+        );
+    }
+    let stolen = read(&rec.join("stolen"));
+    assert!(
+        !stolen.contains(TOKEN),
+        "the agent read the token: {stolen}"
+    );
+    assert!(
+        !stolen.contains("claim_token"),
+        "the agent read a state file: {stolen}"
+    );
+    assert_eq!(
+        read(&rec.join("listed")),
+        "",
+        "the agent listed the log folder"
+    );
+    assert_eq!(
+        read(&rec.join("escaped")),
+        "",
+        "the agent wrote outside its folder"
+    );
+    // Nothing in the log folder is readable by the agent user but the
+    // prompt files it is given.
+    for e in std::fs::read_dir(&s.log_dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mode = e.metadata().unwrap().permissions().mode();
+        if e.metadata().unwrap().is_file() && !name.ends_with(".prompt.md") {
+            assert_eq!(mode & 0o077, 0, "{name} is mode {mode:o}");
+        }
+    }
+}
+
+#[test]
+fn a_hostile_agent_gets_nothing_but_its_clone() {
+    let s = setup();
+    let l = start_launcher(&s, "config");
+    let id = queued(&s.srv);
+    let t = wait_status(&s.srv, id, "review", 60);
+    assert_contained(&s, &l);
+    if is_root() {
+        assert_separated(&s);
+    }
+    // Its work came back as data: on its branch, with its configuration
+    // left behind in its clone.
+    let branch = format!("ops/task-{id}");
+    assert_eq!(
+        git(&s.repo, &["show", &format!("{branch}:hostile.txt")]),
+        "hostile work\n"
+    );
+    let patch = t["changes"]["patch"].as_str().unwrap();
+    assert!(patch.contains("+hostile work"), "{patch}");
+    // The filter did run (proof that the test can fail): as the agent.
+    assert!(
+        read(&s.records.join("ran")).contains(" filter"),
+        "{}",
+        l.log()
+    );
+}
+
+#[test]
+fn a_clone_whose_git_points_elsewhere_blocks_the_run_and_nothing_is_taken() {
+    let s = setup();
+    let l = start_launcher(&s, "gitfile");
+    let id = queued(&s.srv);
+    let t = wait_status(&s.srv, id, "waiting", 60);
+    assert_eq!(t["blocked"], true, "{t:#}");
+    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("agent tampered with its clone") && reason.contains("replaced by a file"),
+        "{reason}"
+    );
+    assert_contained(&s, &l);
+    if is_root() {
+        assert_separated(&s);
+    }
+    assert_eq!(read(&s.records.join("ran")), "", "git ran in the clone");
+    // Nothing was committed: the branch is where it started.
+    let branch = format!("ops/task-{id}");
+    assert_eq!(
+        git(&s.repo, &["rev-parse", &branch]),
+        git(&s.repo, &["rev-parse", "main"])
+    );
+}
