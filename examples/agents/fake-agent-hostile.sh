@@ -5,6 +5,7 @@
 #   - steal the service token: from every process's environment (the
 #     launcher's among them), from the launcher's environment file ($3),
 #     from the launcher's state files in its log folder ($4);
+#   - look at the other tasks' folders beside its own ($2/siblings);
 #   - write outside its folder: the repository's main checkout and its
 #     .git/config ($5), the launcher's log folder;
 #   - make git run a recorder of its own when the launcher runs git after
@@ -27,6 +28,7 @@ done
 cat "$envfile" >> "$rec/stolen" 2>/dev/null
 cat "$logdir"/*.state.json "$logdir"/*.run.json >> "$rec/stolen" 2>/dev/null
 ls -a "$logdir" > "$rec/listed" 2>/dev/null
+ls -a "$(dirname "$wd")" > "$rec/siblings" 2>/dev/null
 
 echo pwned > "$repo/pwned.txt" 2>/dev/null && echo "$repo/pwned.txt" >> "$rec/escaped"
 printf '[core]\n\tfsmonitor = %s/recorder.sh\n' "$rec" >> "$repo/.git/config" 2>/dev/null \

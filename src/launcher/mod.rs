@@ -723,12 +723,15 @@ fn start_supervised(
         set("OPS_TASK_BASE", wt.base.clone());
     }
     let (log_dir, wts) = (ctx.cfg.log_dir.clone(), ctx.cfg.worktrees_dir());
+    // The clone reads its repository's objects, wherever that is.
+    let mut shown = vec![st.prompt_path.as_path()];
+    shown.extend(st.worktree.as_ref().map(|wt| wt.objects.as_path()));
     let argv = ctx.boundary.sandbox.wrap(
         &SandboxView {
             workdir: &workdir,
             home: &ctx.boundary.user.home,
             hidden: &[&log_dir, &wts],
-            shown: &[&st.prompt_path],
+            shown: &shown,
         },
         argv,
     );

@@ -76,9 +76,10 @@ struct Setup {
 }
 
 /// A server whose workspace 1 runs in a fresh repository, a folder for
-/// the agent's records that anyone may write, and an environment file
-/// holding the service token as the package's does (mode 0600).
-fn setup() -> Setup {
+/// the agent's records that anyone may write (in `records_in`, else the
+/// test's folder), and an environment file holding the service token as
+/// the package's does (mode 0600).
+fn setup(records_in: Option<&Path>) -> Setup {
     let srv = Server::start();
     enable_dispatch(&srv);
     let dir = srv.dir.path();
@@ -90,7 +91,10 @@ fn setup() -> Setup {
     std::fs::write(repo.join("shared.txt"), "base\n").unwrap();
     git(&repo, &["add", "shared.txt"]);
     git(&repo, &["commit", "-q", "-m", "base"]);
-    let records = dir.join("records");
+    let records = records_in.unwrap_or(dir).join(format!(
+        "records-{}",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::create_dir(&records).unwrap();
     chmod(&records, 0o1777);
     let env_file = dir.join("ops-dispatch-launcher.env");
@@ -116,7 +120,8 @@ fn setup() -> Setup {
 /// The hostile agent, copied where any user may run it (the checkout of
 /// the tests may be in a folder only its owner can enter).
 fn hostile_command(s: &Setup, mode: &str) -> String {
-    let script = s.srv.dir.path().join("fake-agent-hostile.sh");
+    // Beside its records: a sandboxed agent sees its home, not /tmp.
+    let script = s.records.with_extension("sh");
     std::fs::copy(example("fake-agent-hostile.sh"), &script).unwrap();
     chmod(&script, 0o755);
     format!(
@@ -129,13 +134,14 @@ fn hostile_command(s: &Setup, mode: &str) -> String {
     )
 }
 
-fn start_launcher(s: &Setup, mode: &str) -> Launcher {
+fn start_launcher(s: &Setup, mode: &str, extra: &[(&str, &str)]) -> Launcher {
     let cmd = hostile_command(s, mode);
     let mut vars = vec![
         ("SUPPORTED_AGENT_SLUGS", "codex"),
         ("AGENT_CMD_CODEX", cmd.as_str()),
         ("AGENT_AUTH_CHECK_CODEX", "none"),
     ];
+    vars.extend_from_slice(extra);
     if is_root() {
         agent_user();
         vars.push(("OPS_AGENT_USER", AGENT_USER));
@@ -211,16 +217,29 @@ fn assert_separated(s: &Setup) {
         !stolen.contains("claim_token"),
         "the agent read a state file: {stolen}"
     );
-    assert_eq!(
-        read(&rec.join("listed")),
-        "",
-        "the agent listed the log folder"
+    // Unreadable, or (in a sandbox) an empty folder in its place, with
+    // only the agent's own prompt file and the way to its clone.
+    let listed = read(&rec.join("listed"));
+    let seen: Vec<&str> = listed
+        .lines()
+        .filter(|l| !matches!(*l, "." | ".." | "worktrees"))
+        .collect();
+    assert!(
+        seen.is_empty() || (seen.len() == 1 && seen[0].ends_with(".prompt.md")),
+        "the agent listed the log folder: {listed}"
     );
-    assert_eq!(
-        read(&rec.join("escaped")),
-        "",
-        "the agent wrote outside its folder"
-    );
+    // What the agent believed it wrote outside its folder (in a sandbox,
+    // a private copy of the path) is not there.
+    for path in read(&rec.join("escaped")).lines() {
+        let p = Path::new(path);
+        if path.ends_with(".git/config") {
+            assert_eq!(read(p), s.config_before, "the agent wrote {path}");
+        } else if path.ends_with(".run.json") {
+            assert_ne!(read(p).trim(), "{}", "the agent wrote {path}");
+        } else {
+            assert!(!p.exists(), "the agent wrote {path}");
+        }
+    }
     // Nothing in the log folder is readable by the agent user but the
     // prompt files it is given.
     for e in std::fs::read_dir(&s.log_dir).unwrap() {
@@ -235,8 +254,8 @@ fn assert_separated(s: &Setup) {
 
 #[test]
 fn a_hostile_agent_gets_nothing_but_its_clone() {
-    let s = setup();
-    let l = start_launcher(&s, "config");
+    let s = setup(None);
+    let l = start_launcher(&s, "config", &[]);
     let id = queued(&s.srv);
     let t = wait_status(&s.srv, id, "review", 60);
     assert_contained(&s, &l);
@@ -262,8 +281,8 @@ fn a_hostile_agent_gets_nothing_but_its_clone() {
 
 #[test]
 fn a_clone_whose_git_points_elsewhere_blocks_the_run_and_nothing_is_taken() {
-    let s = setup();
-    let l = start_launcher(&s, "gitfile");
+    let s = setup(None);
+    let l = start_launcher(&s, "gitfile", &[]);
     let id = queued(&s.srv);
     let t = wait_status(&s.srv, id, "waiting", 60);
     assert_eq!(t["blocked"], true, "{t:#}");
@@ -283,4 +302,63 @@ fn a_clone_whose_git_points_elsewhere_blocks_the_run_and_nothing_is_taken() {
         git(&s.repo, &["rev-parse", &branch]),
         git(&s.repo, &["rev-parse", "main"])
     );
+}
+
+/// Whether this host can run the sandbox test: root (an agent user) and
+/// bubblewrap. CI installs bubblewrap and sets `OPS_REQUIRE_BWRAP=1`, which
+/// makes a skip a failure.
+fn sandbox_available() -> bool {
+    let required = std::env::var("OPS_REQUIRE_BWRAP").is_ok_and(|v| v == "1");
+    let why = if !is_root() {
+        "not root, so no agent user to sandbox"
+    } else if Command::new("bwrap").arg("--version").output().is_err() {
+        "bubblewrap is not installed (apt-get install bubblewrap)"
+    } else {
+        return true;
+    };
+    assert!(!required, "OPS_REQUIRE_BWRAP=1 but {why}");
+    eprintln!("SKIPPED the sandbox test: {why}");
+    false
+}
+
+#[test]
+fn in_the_sandbox_the_agent_sees_only_its_clone_and_home() {
+    if !sandbox_available() {
+        return;
+    }
+    agent_user();
+    // Outside its clone and home the sandbox is read-only: the records go
+    // to its home.
+    let home = PathBuf::from("/var/lib/ops-it-agent");
+    let s = setup(Some(&home));
+    let l = start_launcher(&s, "config", &[("OPS_AGENT_SANDBOX", "bwrap")]);
+    assert!(
+        l.log().is_empty() || !l.log().contains("cannot make a sandbox"),
+        "{}",
+        l.log()
+    );
+    let other = queued(&s.srv);
+    let id = queued(&s.srv);
+    wait_status(&s.srv, other, "review", 60);
+    wait_status(&s.srv, id, "review", 60);
+    assert_contained(&s, &l);
+    assert_separated(&s);
+    // Beside its own folder it sees no other task's.
+    let siblings = read(&s.records.join("siblings"));
+    let tasks: Vec<&str> = siblings
+        .lines()
+        .filter(|n| n.starts_with("task-"))
+        .collect();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "the agent saw other tasks' folders: {siblings}"
+    );
+    assert!(
+        l.log().contains("sandbox: bubblewrap"),
+        "the launcher did not say it sandboxes: {}",
+        l.log()
+    );
+    let _ = std::fs::remove_dir_all(&s.records);
+    let _ = std::fs::remove_file(s.records.with_extension("sh"));
 }
