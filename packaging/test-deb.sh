@@ -115,9 +115,12 @@ for line in "ExecStart=/usr/bin/ops-center serve" "EnvironmentFile=/etc/default/
 done
 for line in "ExecStart=/usr/bin/ops-center launcher" "EnvironmentFile=/etc/default/ops-dispatch-launcher" \
     "Environment=OPS_LAUNCHER_LOG_FILE=/var/log/ops-dispatch-launcher.log" "KillMode=process" \
-    "NoNewPrivileges=yes" "Restart=on-failure"; do
+    "NoNewPrivileges=yes" "Restart=on-failure" \
+    "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_KILL"; do
     check "ops-dispatch-launcher.service: $line" unit_has ops-dispatch-launcher.service "$line"
 done
+check "/etc/default/ops-dispatch-launcher runs agents as ops-agent" \
+    grep -qx "OPS_AGENT_USER=ops-agent" "$root/packaging/default/ops-dispatch-launcher"
 # Every variable of the server (SPEC section 0) and the launcher (section 8)
 # is named in its env file.
 documented() { grep -Eq "^#?$2=" "$root/packaging/default/$1"; }
@@ -128,7 +131,8 @@ done
 for v in OPS_API_BASE OPS_SERVICE_TOKEN OPS_WORKSPACE_ID SUPPORTED_AGENT_SLUGS SUPPORTED_MODELS \
     AGENT_CMD_OPENCODE AGENT_CMD_CLAUDECODE AGENT_CMD_CODEX AGENT_CMD_HERMES OPS_LAUNCHER_SLOTS \
     OPS_LAUNCHER_LOG_DIR OPS_LAUNCHER_LOG_FILE OPS_LAUNCHER_HEARTBEAT_SECONDS OPS_LAUNCHER_POLL_SECONDS \
-    OPS_LAUNCHER_AUTH_CACHE_SECONDS OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS RUST_LOG; do
+    OPS_LAUNCHER_AUTH_CACHE_SECONDS OPS_LAUNCHER_AUTH_TIMEOUT_SECONDS OPS_AGENT_USER OPS_AGENT_SANDBOX \
+    AGENT_ENV_CODEX RUST_LOG; do
     check "/etc/default/ops-dispatch-launcher documents $v" documented ops-dispatch-launcher "$v"
 done
 check "/etc/default/ops-dispatch-launcher documents AGENT_CMD_<SLUG> and AGENT_AUTH_CHECK_<SLUG>" \
@@ -153,6 +157,10 @@ check "ops-center has no login shell" test "$(getent passwd ops-center | cut -d:
 check "/var/lib/ops-center belongs to ops-center, mode 750" \
     test "$(stat -c '%U:%G %a' /var/lib/ops-center)" = "ops-center:ops-center 750"
 check "/etc/default/ops-center is root's, mode 600" test "$(stat -c '%U %a' /etc/default/ops-center)" = "root 600"
+check "system user ops-agent (the agents') exists, without a login shell" \
+    test "$(getent passwd ops-agent | cut -d: -f6,7)" = /var/lib/ops-agent:/usr/sbin/nologin
+check "/var/lib/ops-agent belongs to ops-agent, mode 750" \
+    test "$(stat -c '%U:%G %a' /var/lib/ops-agent)" = "ops-agent:ops-agent 750"
 check "/etc/logrotate.d/ops-dispatch installed" test -f /etc/logrotate.d/ops-dispatch
 check "ops-center.service enabled (symlink made by the package)" \
     test -L /etc/systemd/system/multi-user.target.wants/ops-center.service
@@ -168,6 +176,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
         cat "$tmp/verify.log"
         bad "systemd-analyze verify accepts both units"
     fi
+    # 7.6 before the launcher ran agents as another user with a bounded
+    # set of capabilities.
+    check "systemd-analyze security rates ops-dispatch-launcher.service 5.0 or better" \
+        systemd-analyze security --offline=true --threshold=50 /usr/lib/systemd/system/ops-dispatch-launcher.service
 else
     echo "skip - systemd-analyze verify: systemd-analyze is not installed here (apt-get install systemd)"
 fi
@@ -507,6 +519,8 @@ worker_seen() {
 check "launcher heartbeats with the packaged env file (a fresh worker with its pid)" \
     wait_until 20 worker_seen '.fresh == true'
 check "launcher writes its own log to $launcher_log" wait_until 10 test -s "$launcher_log"
+check "launcher says it runs agents as ops-agent" \
+    wait_until 10 grep -q "agents run as ops-agent (uid" "$launcher_log"
 mv "$launcher_log" "$launcher_log.1"
 kill -HUP "$launcher_pid" 2>/dev/null || true
 check "after SIGHUP (logrotate's postrotate) the launcher reopens $launcher_log" \
@@ -585,6 +599,8 @@ done
 check "after purge no backup of the env files is left" \
     bash -c "! ls /etc/default/ops-center.* /etc/default/ops-dispatch-launcher.* 2>/dev/null | grep -q ."
 check "after purge user ops-center is gone" bash -c "! getent passwd ops-center"
+check "after purge user ops-agent and its home are gone" \
+    bash -c "! getent passwd ops-agent && ! getent group ops-agent && test ! -e /var/lib/ops-agent"
 check "after purge group ops-center is gone" bash -c "! getent group ops-center"
 check "after purge dpkg no longer knows the package" bash -c "! dpkg -s ops-center >/dev/null 2>&1"
 
