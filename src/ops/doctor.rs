@@ -211,7 +211,10 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
 fn help() -> String {
     let mut text = String::from(
         "usage: ops-center doctor\n\n\
-         For each slug of SUPPORTED_AGENT_SLUGS: resolves its command (the agent's launch_command in OPS\n\
+         First says who the agents would run as (OPS_AGENT_USER; FAIL where the launcher would refuse to\n\
+         start, WARN when they would run as root or as the launcher's own user) and whether the sandbox\n\
+         (OPS_AGENT_SANDBOX=bwrap) works here; the checks below run as that user, with the agents'\n\
+         environment. For each slug of SUPPORTED_AGENT_SLUGS: resolves its command (the agent's launch_command in OPS\n\
          when OPS_API_BASE and OPS_SERVICE_TOKEN are set, else AGENT_CMD_<SLUG>, else the built-in one),\n\
          then prints one line per check: OK <slug>: <path>, MISSING (the CLI is not installed),\n\
          REJECTED <flags> (the installed CLI's --help does not know them), NOT LOGGED IN (its logged-in\n\
@@ -292,6 +295,35 @@ mod tests {
             &mut out,
         );
         (ok, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn says_who_agents_run_as_and_refuses_what_the_launcher_would() {
+        let slugs = [
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", "/bin/true"),
+        ];
+        let (ok, text) = doctor(&slugs);
+        assert!(ok, "{text}");
+        // The tests run agents as their own user: nothing separates them.
+        assert!(
+            text.contains("\n[doctor] WARN agents run as ") && text.contains("no sandbox"),
+            "{text}"
+        );
+        let mut v = slugs.to_vec();
+        v.push(("OPS_AGENT_USER", "no-such-user-here"));
+        let (ok, text) = doctor(&v);
+        assert!(
+            !ok && text.contains("[doctor] FAIL OPS_AGENT_USER=no-such-user-here"),
+            "{text}"
+        );
+        let mut v = slugs.to_vec();
+        v.push(("AGENT_ENV_CODEX", "*"));
+        let (ok, text) = doctor(&v);
+        assert!(
+            !ok && text.contains("[doctor] FAIL AGENT_ENV_CODEX"),
+            "{text}"
+        );
     }
 
     #[test]
