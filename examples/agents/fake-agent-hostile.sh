@@ -14,13 +14,14 @@
 #     "gitfile" moves its .git away and replaces it with a file pointing
 #     there, where the same configuration waits.
 # The recorder appends "<uid> <what>" to $2/ran and its environment to
-# $2/ran-env. Usage:
+# $2/ran-env. It also copies the prompt file it is given to $2/prompt. Usage:
 #   fake-agent-hostile.sh {workdir} RECORDS ENV_FILE LOG_DIR REPO MODE
 wd=$1 rec=$2 envfile=$3 logdir=$4 repo=$5 mode=$6
 cat > /dev/null
 cd "$wd" || exit 1
 id -u > "$rec/agent-uid"
 env > "$rec/agent-env"
+cat "$OPS_PROMPT_FILE" > "$rec/prompt" 2>&1
 
 for p in /proc/[0-9]*; do
   tr '\0' '\n' < "$p/environ" 2>/dev/null | grep '^OPS_SERVICE_TOKEN=' >> "$rec/stolen"

@@ -230,6 +230,37 @@ impl AgentUser {
             || (mode & 0o020 != 0 && (m.gid() == self.gid || self.in_group(m.gid())))
     }
 
+    /// Whether the agent user can pass through every folder on the way to
+    /// `dir` (and `dir` itself): its clones and prompts are there.
+    pub fn can_reach(&self, dir: &Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.separate {
+            return Ok(());
+        }
+        for d in dir.ancestors() {
+            let m = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            let mode = m.mode();
+            let passes = if m.uid() == self.uid {
+                mode & 0o100 != 0
+            } else if m.gid() == self.gid || self.in_group(m.gid()) {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            if !passes {
+                return Err(format!(
+                    "the agent user {} cannot pass through {} (mode {:o}, owner uid {}): its clones and \
+                     prompt files must be reachable; choose a folder outside it",
+                    self.name,
+                    d.display(),
+                    mode & 0o7777,
+                    m.uid()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn in_group(&self, gid: u32) -> bool {
         let Ok(name) = CString::new(self.name.as_str()) else {
             return false;

@@ -67,11 +67,17 @@ pub struct LauncherConfig {
 }
 
 impl LauncherConfig {
-    /// Where the worktrees of tasks go.
-    pub fn worktrees_dir(&self) -> PathBuf {
-        self.worktrees_dir
-            .clone()
-            .unwrap_or_else(|| self.log_dir.join("worktrees"))
+    /// Where the clones of tasks go (and, when agents run as another
+    /// user, the prompt files they are given). By default in the log
+    /// folder, except when agents run apart (`agents_apart`): they must be
+    /// able to reach their clone, and the default log folder is in root's
+    /// home, which is closed to them.
+    pub fn worktrees_dir(&self, agents_apart: bool) -> PathBuf {
+        match &self.worktrees_dir {
+            Some(d) => d.clone(),
+            None if agents_apart => PathBuf::from(APART_WORKTREES_DIR),
+            None => self.log_dir.join("worktrees"),
+        }
     }
 
     /// How long an agent of `slug` may run.
@@ -82,6 +88,9 @@ impl LauncherConfig {
             .unwrap_or(DEFAULT_AGENT_TIMEOUT)
     }
 }
+
+/// The default worktrees folder when agents run as another user.
+pub const APART_WORKTREES_DIR: &str = "/var/lib/ops-dispatch-launcher/worktrees";
 
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(15 * 60);

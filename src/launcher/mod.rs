@@ -86,6 +86,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Where the clones of tasks go.
+    pub fn worktrees_dir(&self) -> std::path::PathBuf {
+        self.cfg.worktrees_dir(self.boundary.user.separate)
+    }
+
     /// Git as the launcher runs it: in a task's clone as the agent user.
     pub fn git(&self) -> worktree::Git<'_> {
         worktree::Git {
@@ -211,7 +216,7 @@ fn prune_worktrees(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: ops-center launcher prune-worktrees [--older-than-days N]".into()),
     };
     let api = Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15));
-    let dir = cfg.worktrees_dir();
+    let dir = cfg.worktrees_dir(boundary.user.separate);
     let git = worktree::Git {
         agent: &boundary.user,
         path_var: cfg.path_var.as_deref(),
@@ -262,18 +267,22 @@ pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
     })?;
     let _ = std::fs::remove_file(probe_file);
     if boundary.user.separate {
-        // Agents may pass through to their prompt file and their clone
-        // (when it is under the log folder), never list or read the
-        // launcher's logs and state.
+        // The launcher's logs and state are its own: agents reach their
+        // clone and prompt in the worktrees folder, which must not be in
+        // here.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cfg.log_dir, std::fs::Permissions::from_mode(0o711)).map_err(
+        std::fs::set_permissions(&cfg.log_dir, std::fs::Permissions::from_mode(0o700)).map_err(
             |e| {
                 format!(
-                    "OPS_LAUNCHER_LOG_DIR {}: cannot restrict to mode 711: {e}",
+                    "OPS_LAUNCHER_LOG_DIR {}: cannot restrict to mode 700: {e}",
                     cfg.log_dir.display()
                 )
             },
         )?;
+        let wts = cfg.worktrees_dir(true);
+        worktree::make_dir(&wts, &boundary.user)
+            .and_then(|()| boundary.user.can_reach(&wts))
+            .map_err(|e| format!("OPS_LAUNCHER_WORKTREES_DIR {}: {e}", wts.display()))?;
     }
     // Paths reported to OPS must mean something on their own.
     if let Ok(abs) = cfg.log_dir.canonicalize() {
@@ -361,7 +370,7 @@ pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
                 ctx.caps.refresh_ops_commands(&ctx.api);
                 ctx.caps.probe(&ctx.cfg, &ctx.boundary);
                 worktree::clean(
-                    &ctx.cfg.worktrees_dir(),
+                    &ctx.worktrees_dir(),
                     &ctx.api,
                     &|| ctx.running(),
                     ctx.cfg.worktree_max_age,
@@ -585,8 +594,15 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
             base.file_name().unwrap().to_string_lossy()
         ))
     };
-    let (log_path, err_log_path, prompt_path) =
-        (path_of(".log"), path_of(".err.log"), path_of(".prompt.md"));
+    let (log_path, err_log_path) = (path_of(".log"), path_of(".err.log"));
+    // Beside the clones when agents run apart: the log folder is closed
+    // to them.
+    let prompt_path = if ctx.boundary.user.separate {
+        ctx.worktrees_dir()
+            .join(path_of(".prompt.md").file_name().expect("named"))
+    } else {
+        path_of(".prompt.md")
+    };
     let model = c
         .task
         .model
@@ -633,7 +649,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     ctx.take_slot(id);
     let mut child = None;
     let repo_unusable = c.repo.as_ref().and_then(|(repo, base)| {
-        let dir = ctx.cfg.worktrees_dir();
+        let dir = ctx.worktrees_dir();
         match worktree::prepare(&dir, id, repo, base.as_deref(), &ctx.git()) {
             Ok(wt) => {
                 log::info!("task {id}: worktree {} on {}", wt.path.display(), wt.branch);
@@ -722,7 +738,7 @@ fn start_supervised(
         set("OPS_TASK_BRANCH", wt.branch.clone());
         set("OPS_TASK_BASE", wt.base.clone());
     }
-    let (log_dir, wts) = (ctx.cfg.log_dir.clone(), ctx.cfg.worktrees_dir());
+    let (log_dir, wts) = (ctx.cfg.log_dir.clone(), ctx.worktrees_dir());
     // The clone reads its repository's objects, wherever that is.
     let mut shown = vec![st.prompt_path.as_path()];
     shown.extend(st.worktree.as_ref().map(|wt| wt.objects.as_path()));

@@ -473,7 +473,7 @@ impl Runner {
         }
         // Looked at before any git runs there: a clone pointed elsewhere
         // would have the launcher's git act on another repository.
-        if let Some(why) = super::worktree::tampered(wt, &self.ctx.boundary.user) {
+        if let Some(why) = super::worktree::tampered(wt, &self.ctx.git()) {
             log::error!(
                 "task {}: {}: {why}; nothing of it is committed or brought back",
                 self.st.task_id,
@@ -499,7 +499,7 @@ impl Runner {
                 self.st.change_error = Some(e);
             }
         }
-        super::worktree::touch(&self.ctx.cfg.worktrees_dir(), wt);
+        super::worktree::touch(&self.ctx.worktrees_dir(), wt);
         self.persist();
     }
 

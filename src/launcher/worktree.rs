@@ -306,15 +306,39 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// Gives every file under `path` to the agent user, links included (not
-/// followed). Only for a folder nobody but the launcher could write yet.
+/// followed). Only for a folder nobody but the launcher could write yet:
+/// `path` itself is given last, so that until everything inside is done no
+/// agent can enter it and swap a folder for a link.
 fn give_tree(agent: &AgentUser, path: &Path) -> std::io::Result<()> {
-    agent.give(path)?;
     if std::fs::symlink_metadata(path)?.is_dir() {
         for e in std::fs::read_dir(path)? {
             give_tree(agent, &e?.path())?;
         }
     }
-    Ok(())
+    agent.give(path)
+}
+
+/// The worktrees folder: the launcher's, which agents may pass through to
+/// their own clone and prompt, never list or write.
+pub fn make_dir(dir: &Path, agent: &AgentUser) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            if agent.separate {
+                set_mode(dir, 0o711)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| format!("cannot create the worktrees folder {}: {e}", dir.display()))
+}
+
+/// Up to 4 KiB of a file in a clone, read as the agent user: whatever the
+/// agent made of the path (a link to a secret, a pipe that never ends) it
+/// reads nothing the agent could not read itself, and never hangs.
+fn read_as_agent(path: &Path, git: &Git) -> Result<String, String> {
+    let mut cmd = git.agent.plain_command("head", git.path_var);
+    cmd.args(["-c", "4096", "--"]).arg(path);
+    super::process::run_command(cmd, Duration::from_secs(10))
 }
 
 /// Creates (or reuses) the clone of task `task_id` for `repo_path` at
@@ -401,22 +425,7 @@ pub fn prepare(
             ));
         }
     }
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            if git.agent.separate {
-                // Agents may pass through to their own clone, not list
-                // or create anything here.
-                set_mode(dir, 0o711)
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| {
-            git_failed(format!(
-                "cannot create the worktrees folder {}: {e}",
-                dir.display()
-            ))
-        })?;
+    make_dir(dir, git.agent).map_err(git_failed)?;
     let branch = branch_of(task_id);
     let path = dir.join(format!("task-{task_id}"));
     let base_name = base_ref.unwrap_or("HEAD");
@@ -428,7 +437,7 @@ pub fn prepare(
         match known {
             // Run again: its clone is still there, untouched.
             Some(wt) if !wt.is_legacy() && wt.repo == top && wt.objects == objects => {
-                return match tampered(&wt, git.agent) {
+                return match tampered(&wt, git) {
                     None => Ok(wt),
                     Some(why) => Err(unusable(
                         "clone tampered with",
@@ -580,8 +589,9 @@ fn make_clone(
 /// file or a link pointing at another repository), borrowing objects only
 /// from its repository, with no `commondir` sending git elsewhere.
 /// `Some(why)` when it is not: the run's change is not taken.
-pub fn tampered(wt: &Worktree, agent: &AgentUser) -> Option<String> {
+pub fn tampered(wt: &Worktree, git: &Git) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
+    let agent = git.agent;
     let dot_git = wt.path.join(".git");
     let m = match std::fs::symlink_metadata(&dot_git) {
         Ok(m) => m,
@@ -595,12 +605,14 @@ pub fn tampered(wt: &Worktree, agent: &AgentUser) -> Option<String> {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()
             )
-        } else {
-            let text = std::fs::read_to_string(&dot_git).unwrap_or_default();
+        } else if m.is_file() {
+            let text = read_as_agent(&dot_git, git).unwrap_or_default();
             format!(
                 "a file ({})",
                 text.trim().chars().take(200).collect::<String>()
             )
+        } else {
+            "something that is neither a folder nor a file".to_string()
         };
         return Some(format!("{} was replaced by {what}", dot_git.display()));
     }
@@ -617,7 +629,7 @@ pub fn tampered(wt: &Worktree, agent: &AgentUser) -> Option<String> {
     }
     let alternates = dot_git.join("objects/info/alternates");
     let expected = format!("{}\n", wt.objects.display());
-    match std::fs::read_to_string(&alternates) {
+    match read_as_agent(&alternates, git) {
         Ok(text) if text == expected => None,
         Ok(text) => Some(format!(
             "{} now names {:?} instead of {}",
@@ -811,7 +823,7 @@ pub fn remove(dir: &Path, wt: &Worktree, git: &Git) -> Result<(), String> {
     if wt.is_legacy() {
         remove_legacy(wt, git)?;
     } else if std::fs::symlink_metadata(&wt.path).is_ok() {
-        if let Some(why) = tampered(wt, git.agent) {
+        if let Some(why) = tampered(wt, git) {
             return Err(format!("not removed, it was tampered with: {why}"));
         }
         let saved = commit_all(
@@ -1040,7 +1052,7 @@ mod tests {
         assert!(back.path.join("late.txt").exists());
         // The clone has no way into the repository but its objects.
         assert!(back.path.join(".git").is_dir());
-        assert_eq!(tampered(&back, g.agent), None);
+        assert_eq!(tampered(&back, g), None);
     }
 
     #[test]
@@ -1057,7 +1069,7 @@ mod tests {
                 format!("{}/.git/objects\n", other.path().display()),
             )
             .unwrap();
-            assert!(tampered(&wt, g.agent).unwrap().contains("now names"));
+            assert!(tampered(&wt, g).unwrap().contains("now names"));
             assert!(
                 prepare(wts.path(), 3, &repo_s, None, g).unwrap_err().kind == "clone tampered with"
             );
@@ -1068,7 +1080,7 @@ mod tests {
                 format!("gitdir: {}/.git\n", other.path().display()),
             )
             .unwrap();
-            let why = tampered(&wt, g.agent).unwrap();
+            let why = tampered(&wt, g).unwrap();
             assert!(
                 why.contains("replaced by a file") && why.contains("gitdir:"),
                 "{why}"

@@ -136,10 +136,14 @@ fn hostile_command(s: &Setup, mode: &str) -> String {
 
 fn start_launcher(s: &Setup, mode: &str, extra: &[(&str, &str)]) -> Launcher {
     let cmd = hostile_command(s, mode);
+    // Each test's own (the default when agents run apart is one folder
+    // for the host).
+    let wts = s.srv.dir.path().join("worktrees").display().to_string();
     let mut vars = vec![
         ("SUPPORTED_AGENT_SLUGS", "codex"),
         ("AGENT_CMD_CODEX", cmd.as_str()),
         ("AGENT_AUTH_CHECK_CODEX", "none"),
+        ("OPS_LAUNCHER_WORKTREES_DIR", wts.as_str()),
     ];
     vars.extend_from_slice(extra);
     if is_root() {
@@ -171,6 +175,8 @@ fn queued(srv: &Server) -> i64 {
 /// What holds whatever the launcher's user is.
 fn assert_contained(s: &Setup, l: &Launcher) {
     let rec = &s.records;
+    // It can read the prompt file it is given.
+    assert_eq!(read(&rec.join("prompt")), "do harm");
     let agent_env = read(&rec.join("agent-env"));
     assert!(!agent_env.is_empty(), "the agent did not run\n{}", l.log());
     assert!(!agent_env.contains(TOKEN), "{agent_env}");
@@ -217,15 +223,10 @@ fn assert_separated(s: &Setup) {
         !stolen.contains("claim_token"),
         "the agent read a state file: {stolen}"
     );
-    // Unreadable, or (in a sandbox) an empty folder in its place, with
-    // only the agent's own prompt file and the way to its clone.
+    // Unreadable, or (in a sandbox) an empty folder in its place.
     let listed = read(&rec.join("listed"));
-    let seen: Vec<&str> = listed
-        .lines()
-        .filter(|l| !matches!(*l, "." | ".." | "worktrees"))
-        .collect();
     assert!(
-        seen.is_empty() || (seen.len() == 1 && seen[0].ends_with(".prompt.md")),
+        listed.lines().all(|l| l == "." || l == ".."),
         "the agent listed the log folder: {listed}"
     );
     // What the agent believed it wrote outside its folder (in a sandbox,
@@ -240,13 +241,14 @@ fn assert_separated(s: &Setup) {
             assert!(!p.exists(), "the agent wrote {path}");
         }
     }
-    // Nothing in the log folder is readable by the agent user but the
-    // prompt files it is given.
+    // The log folder is the launcher's alone, and so is all in it.
+    let mode = std::fs::metadata(&s.log_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the log folder is mode {mode:o}");
     for e in std::fs::read_dir(&s.log_dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
         let mode = e.metadata().unwrap().permissions().mode();
-        if e.metadata().unwrap().is_file() && !name.ends_with(".prompt.md") {
+        if e.metadata().unwrap().is_file() {
             assert_eq!(mode & 0o077, 0, "{name} is mode {mode:o}");
         }
     }
@@ -347,7 +349,7 @@ fn in_the_sandbox_the_agent_sees_only_its_clone_and_home() {
     let siblings = read(&s.records.join("siblings"));
     let tasks: Vec<&str> = siblings
         .lines()
-        .filter(|n| n.starts_with("task-"))
+        .filter(|n| n.starts_with("task-") && !n.ends_with(".prompt.md"))
         .collect();
     assert_eq!(
         tasks.len(),
@@ -361,4 +363,36 @@ fn in_the_sandbox_the_agent_sees_only_its_clone_and_home() {
     );
     let _ = std::fs::remove_dir_all(&s.records);
     let _ = std::fs::remove_file(s.records.with_extension("sh"));
+}
+
+#[test]
+fn a_worktrees_folder_the_agent_user_cannot_reach_stops_the_launcher() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): no agent user to reach the folder");
+        return;
+    }
+    agent_user();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    chmod(&closed, 0o700);
+    let out = Command::new(crate::util::bin())
+        .arg("launcher")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OPS_API_BASE", "http://127.0.0.1:9/api")
+        .env("OPS_SERVICE_TOKEN", TOKEN)
+        .env("SUPPORTED_AGENT_SLUGS", "codex")
+        .env("OPS_AGENT_USER", AGENT_USER)
+        .env("OPS_LAUNCHER_LOG_DIR", dir.path().join("logs"))
+        .env("OPS_LAUNCHER_WORKTREES_DIR", closed.join("wts"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OPS_LAUNCHER_WORKTREES_DIR")
+            && err.contains(&format!("cannot pass through {}", closed.display())),
+        "{err}"
+    );
 }
