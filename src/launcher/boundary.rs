@@ -177,6 +177,14 @@ impl AgentUser {
             // Another name for root (uid 0): the same as root itself.
             return Ok((own(Some(pw)), Notice::Root));
         }
+        if !pw.home.is_dir() {
+            return Err(format!(
+                "OPS_AGENT_USER={name}: its home {} does not exist; the agent CLIs keep their logins \
+                 there (create it: install -d -o {name} -g {name} -m 750 {})",
+                pw.home.display(),
+                pw.home.display()
+            ));
+        }
         Ok((
             AgentUser {
                 name: pw.name,
