@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{event, views};
 use crate::db::Db;
 use crate::domain::access::{Human, Principal, Role};
+use crate::domain::repo;
 use crate::domain::settings::{validate_token, SERVICE_API_TOKEN};
 use crate::error::{Error, Result};
 use crate::protocol::accounts::{Me, MemberSet, UserView, Workspace};
@@ -447,31 +448,49 @@ pub fn remove_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64) 
     })
 }
 
-/// `PATCH /api/workspaces/:id`: the repository its tasks run in. `None`
-/// leaves a field, `Some(None)` clears it. A workspace admin's call: the
-/// repository decides where the agents of every task of the workspace
-/// work. Tasks already approved through the Human Gate keep their
-/// approval only if they name their own repository.
+/// `PATCH /api/workspaces/:id`: the repository its tasks run in and the
+/// roots under which a task may name its own. `None` leaves a field,
+/// `Some(None)` clears it; `repo_roots` replaces the whole list. A
+/// workspace admin's call: the repository decides where the agents of
+/// every task of the workspace work. A Human Gate approval is withdrawn
+/// from the tasks whose repository this changes (those on the workspace's)
+/// and from those whose own repository it no longer allows.
 pub fn set_workspace_repo(
     db: &Db,
     who: &Principal,
     workspace_id: i64,
     repo_path: Option<Option<String>>,
     base_ref: Option<Option<String>>,
+    repo_roots: Option<Vec<String>>,
 ) -> Result<Workspace> {
     who.require_workspace_admin(workspace_id)?;
+    let repo_roots = repo_roots.map(repo::check_roots).transpose()?;
     let actor = who.actor();
     db.write(move |conn| {
         let now = now_ms();
-        workspaces::require(conn, workspace_id)?;
-        let (old_path, old_ref) = workspaces::repo(conn, workspace_id)?;
-        let path = repo_path.unwrap_or(old_path.clone());
-        let base = base_ref.unwrap_or(old_ref.clone());
-        if (&path, &base) == (&old_path, &old_ref) {
-            return workspaces::require(conn, workspace_id);
+        let old = workspaces::require(conn, workspace_id)?;
+        let path = repo_path.unwrap_or(old.repo_path.clone());
+        let base = base_ref.unwrap_or(old.base_ref.clone());
+        let roots = repo_roots.unwrap_or(old.repo_roots.clone());
+        let repo_changed = (&path, &base) != (&old.repo_path, &old.base_ref);
+        if !repo_changed && roots == old.repo_roots {
+            return Ok(old);
         }
         workspaces::set_repo(conn, workspace_id, path.as_deref(), base.as_deref())?;
-        let withdrawn = super::gate::withdraw_for_workspace_repo(conn, workspace_id, &actor, now)?;
+        workspaces::set_repo_roots(conn, workspace_id, &roots)?;
+        let mut withdrawn = if repo_changed {
+            super::gate::withdraw_for_workspace_repo(conn, workspace_id, &actor, now)?
+        } else {
+            Vec::new()
+        };
+        let allowed = repo::Allowed {
+            workspace_id,
+            repo_path: path.as_deref(),
+            roots: &roots,
+        };
+        withdrawn.extend(super::gate::withdraw_for_disallowed_repos(
+            conn, &allowed, &actor, now,
+        )?);
         event(
             conn,
             now,
@@ -479,7 +498,8 @@ pub fn set_workspace_repo(
             None,
             "workspace.repo_set",
             &actor,
-            json!({"repo_path": path, "base_ref": base, "approvals_withdrawn": withdrawn}),
+            json!({"repo_path": path, "base_ref": base, "repo_roots": roots,
+                   "approvals_withdrawn": withdrawn}),
         )?;
         workspaces::require(conn, workspace_id)
     })

@@ -36,6 +36,9 @@ pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human ap
 /// The `warning` of a dispatch answered while `dispatch_enabled` is false:
 /// the task is queued, but no worker is handed a task until it is true.
 pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
+/// The start of `blocked_reason` of a task a claim refused because its
+/// workspace does not allow its repository.
+pub const REPO_NOT_ALLOWED_REASON: &str = "repository not allowed";
 /// `blocked_reason` of a run that ended without output.
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
@@ -81,6 +84,12 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<Dispat
             return Err(Error::conflict(
                 "agent_inactive",
                 format!("agent {:?} is inactive; activate it or choose another agent", agent.slug),
+            ));
+        }
+        if let Some(why) = super::tasks::repo_refusal(conn, &t)? {
+            return Err(Error::conflict(
+                "repo_not_allowed",
+                format!("task {id} cannot be dispatched: its repository {why}"),
             ));
         }
         if t.sensitive && t.gate_approved_at.is_none() {
@@ -392,9 +401,18 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         } else {
             0
         };
-        let (mut t, hb) = match candidate(conn, &settings, &req, now)? {
-            Ok(found) => found,
-            Err(reason) => return Ok(ClaimOutcome::Nothing { reason, reconciled }),
+        // A task whose own repository its workspace no longer allows is
+        // never handed out: it is blocked with the reason, and the next
+        // one is taken.
+        let (mut t, hb) = loop {
+            let (t, hb) = match candidate(conn, &settings, &req, now)? {
+                Ok(found) => found,
+                Err(reason) => return Ok(ClaimOutcome::Nothing { reason, reconciled }),
+            };
+            match super::tasks::repo_refusal(conn, &t)? {
+                None => break (t, hb),
+                Some(why) => refuse_repo(conn, t, &why, now)?,
+            }
         };
         let agent = agents::require(conn, t.agent_id.expect("claimable tasks have an agent"))?;
         let token = secrets::random_hex(16);
@@ -415,9 +433,11 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         t.updated_at = now;
         crate::metrics::METRICS.claim();
         let model = t.model.clone().or(agent.model);
-        let (ws_path, ws_ref) = crate::store::workspaces::repo(conn, t.workspace_id)?;
-        let repo = repo::effective((t.repo_path.as_deref(), t.base_ref.as_deref()), (ws_path.as_deref(), ws_ref.as_deref()))
-            .map(|(p, r)| (p.to_string(), r.map(str::to_string)));
+        let repo = repo::effective(
+            (t.repo_path.as_deref(), t.base_ref.as_deref()),
+            (t.workspace_repo_path.as_deref(), t.workspace_base_ref.as_deref()),
+        )
+        .map(|(p, r)| (p.to_string(), r.map(str::to_string)));
         Ok(ClaimOutcome::Claimed {
             repo,
             task: Box::new(t),
@@ -428,6 +448,27 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
             reconciled,
         })
     })
+}
+
+/// Takes a queued task whose own repository its workspace does not allow
+/// (any more) out of the queue: `waiting`, blocked with
+/// [`REPO_NOT_ALLOWED_REASON`] and why, with the event
+/// `dispatch.repo_refused`. Once the repository is allowed (or the task
+/// names another), retrying it queues it again.
+fn refuse_repo(conn: &Connection, mut t: Task, why: &str, now: i64) -> Result<()> {
+    t.blocked = true;
+    t.blocked_reason = Some(format!("{REPO_NOT_ALLOWED_REASON}: {why}"));
+    let payload = json!({"repo_path": t.repo_path, "reason": why});
+    transition(
+        conn,
+        &mut t,
+        Status::Waiting,
+        "dispatch.repo_refused",
+        "dispatcher",
+        payload,
+        now,
+    )?;
+    tasks::save(conn, &t, now)
 }
 
 /// The claim's answer when, as a reader sees it now, it can only be

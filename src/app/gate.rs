@@ -1,11 +1,12 @@
 //! The Human Gate's approvals: an approval covers exactly what would run
-//! (the prompt, the agent and its command, the model), so any change to
-//! one of those withdraws it here, with an event.
+//! (the prompt, the agent and its command, the model, the repository), so
+//! any change to one of those withdraws it here, with an event.
 
 use rusqlite::Connection;
 use serde_json::json;
 
 use super::event;
+use crate::domain::repo::Allowed;
 use crate::error::Result;
 use crate::store::tasks::{self, Task};
 
@@ -62,6 +63,38 @@ pub fn withdraw_for_workspace_repo(
             conn,
             &mut t,
             "workspace repository changed after approval",
+            actor,
+            now,
+        )?;
+        tasks::save(conn, &t, now)?;
+        ids.push(t.id);
+    }
+    Ok(ids)
+}
+
+/// Withdraws the approval of every task of the workspace whose own
+/// repository the workspace no longer allows (its roots narrowed, or its
+/// `repo_path` moved away from the one the task names): such a task will
+/// not run there, and one allowed again later is approved again, for the
+/// repository the approver then sees. Returns their ids.
+pub fn withdraw_for_disallowed_repos(
+    conn: &Connection,
+    allowed: &Allowed<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for mut t in tasks::approved_with_own_repo(conn, allowed.workspace_id)? {
+        let Some(path) = t.repo_path.clone() else {
+            continue;
+        };
+        if allowed.permits(&path) {
+            continue;
+        }
+        withdraw(
+            conn,
+            &mut t,
+            "the workspace no longer allows the task's repository",
             actor,
             now,
         )?;

@@ -6,6 +6,7 @@ use super::dispatch::is_gate_block;
 use super::{event, gate, transition, views};
 use crate::db::Db;
 use crate::domain::access::Principal;
+use crate::domain::repo;
 use crate::domain::task::{
     check_done_guard, check_manual_status, check_may_block, is_ai_task, Execution, Status,
 };
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::protocol::tasks::{Comment, TaskDetail, TaskList, TaskView};
 use crate::store::tasks::Task;
 pub use crate::store::tasks::{Search, TaskFilter};
+use crate::store::workspaces::{self, Workspace};
 use crate::store::{agents, changes, comments, tasks, Page};
 use crate::time::now_ms;
 
@@ -67,17 +69,48 @@ fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
     })
 }
 
+/// What workspace `ws` lets its tasks name as their own repository.
+fn allowed_by(ws: &Workspace) -> repo::Allowed<'_> {
+    repo::Allowed {
+        workspace_id: ws.id,
+        repo_path: ws.repo_path.as_deref(),
+        roots: &ws.repo_roots,
+    }
+}
+
+/// Refuses (400, naming `repo_path`) a repository of a task's own that
+/// workspace `workspace_id` does not allow, whoever asks: the workspace's
+/// admins decide where its agents work.
+fn check_task_repo(conn: &rusqlite::Connection, workspace_id: i64, path: &str) -> Result<()> {
+    let ws = workspaces::require(conn, workspace_id)?;
+    allowed_by(&ws).check("repo_path", path)
+}
+
+/// Why task `t` may not run in its own repository now (its workspace's
+/// roots narrowed, or its `repo_path` moved, since the task named it);
+/// `None` when it may, or names none.
+pub(super) fn repo_refusal(conn: &rusqlite::Connection, t: &Task) -> Result<Option<String>> {
+    let Some(path) = t.repo_path.as_deref() else {
+        return Ok(None);
+    };
+    let ws = workspaces::require(conn, t.workspace_id)?;
+    Ok(allowed_by(&ws).refusal(path))
+}
+
 pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<TaskView> {
     who.can_edit_tasks(input.workspace_id)?;
     let actor = who.actor();
     db.write(move |conn| {
         let now = now_ms();
-        crate::store::workspaces::require(conn, input.workspace_id).map_err(|_| {
+        let ws = workspaces::require(conn, input.workspace_id).map_err(|_| {
             Error::invalid_field(
                 "workspace_id",
                 format!("no workspace {}", input.workspace_id),
             )
         })?;
+        if let Some(path) = &input.repo_path {
+            allowed_by(&ws).check("repo_path", path)?;
+        }
         let agent_id = input
             .agent
             .as_ref()
@@ -152,6 +185,11 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
         refuse_archived(&t)?;
+        // Whoever edits, the repository must be one the workspace allows
+        // (an edit never moves a task to another workspace).
+        if let Some(Some(path)) = &edit.repo_path {
+            check_task_repo(conn, t.workspace_id, path)?;
+        }
         // Human Gate: only a human admin may lift `sensitive` (setting it
         // only tightens, so anyone who may edit the task may).
         let clears_sensitive = t.sensitive && edit.sensitive == Some(false);

@@ -2,6 +2,7 @@
 //! becomes what the API shows (timestamps as RFC 3339, the password hash
 //! and the claim token left out).
 
+use crate::domain::repo;
 use crate::protocol::accounts::{Membership, UserView, Workspace};
 use crate::protocol::admin::AgentView;
 use crate::protocol::events::{AlertView, Event};
@@ -15,6 +16,13 @@ fn ts(ms: Option<i64>) -> Option<String> {
 }
 
 pub fn task(t: &store::tasks::Task) -> TaskView {
+    let effective = repo::effective(
+        (t.repo_path.as_deref(), t.base_ref.as_deref()),
+        (
+            t.workspace_repo_path.as_deref(),
+            t.workspace_base_ref.as_deref(),
+        ),
+    );
     TaskView {
         id: t.id,
         workspace_id: t.workspace_id,
@@ -45,6 +53,8 @@ pub fn task(t: &store::tasks::Task) -> TaskView {
         archived_at: ts(t.archived_at),
         repo_path: t.repo_path.clone(),
         base_ref: t.base_ref.clone(),
+        effective_repo_path: effective.map(|(p, _)| p.to_string()),
+        effective_base_ref: effective.and_then(|(_, r)| r.map(str::to_string)),
     }
 }
 
@@ -153,6 +163,7 @@ pub fn workspace(w: &store::workspaces::Workspace) -> Workspace {
         created_at: rfc3339(w.created_at),
         repo_path: w.repo_path.clone(),
         base_ref: w.base_ref.clone(),
+        repo_roots: w.repo_roots.clone(),
     }
 }
 

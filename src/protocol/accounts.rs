@@ -64,6 +64,11 @@ pub struct Workspace {
     /// hosts), unless a task names its own; `None`: none.
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    /// Where a task of this workspace may name its own repository: a
+    /// task's `repo_path` must be the workspace's `repo_path` or lie under
+    /// one of these absolute paths (by whole components). Sorted; empty:
+    /// a task may name no repository but the workspace's.
+    pub repo_roots: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -112,13 +117,19 @@ pub struct NewWorkspace {
     pub name: String,
 }
 
-/// `PATCH /api/workspaces/:id`: the repository (`null` clears it).
+/// `PATCH /api/workspaces/:id`: the repository (`null` or `""` clears
+/// it) and the roots its tasks' own repositories must lie under (the whole
+/// list, replacing the old one; `[]` or `null` allows none). A workspace
+/// admin's or global admin's call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkspaceChange {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repo_path: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub base_ref: Option<Option<String>>,
+    /// Absolute paths, each checked as `repo_path` is; at most 64.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repo_roots: Option<Vec<String>>,
 }
 
 /// `PUT /api/workspaces/:id/members/:user_id`.

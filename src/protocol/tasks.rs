@@ -35,9 +35,17 @@ pub struct TaskView {
     pub updated_at: String,
     pub archived_at: Option<String>,
     /// The repository the task runs in, if it names its own (else its
-    /// workspace's, if any).
+    /// workspace's, if any). Set on create and edit, it must be the
+    /// workspace's `repo_path` or lie under one of its `repo_roots`.
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    /// Where its agent works: the task's own `repo_path`, else its
+    /// workspace's; null: no repository (the launcher's directory).
+    pub effective_repo_path: Option<String>,
+    /// The ref its branch starts from: the task's own `base_ref`, else
+    /// (on the workspace's repository) the workspace's; null: the
+    /// checkout's current branch.
+    pub effective_base_ref: Option<String>,
 }
 
 /// `POST /api/tasks/:id/dispatch` and `/retry`: the queued task, and

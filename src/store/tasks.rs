@@ -5,7 +5,8 @@ use crate::domain::model_filter::Rule;
 use crate::domain::task::{Execution, Status, DISPATCH_AUTHOR};
 use crate::error::{Error, Result};
 
-/// A row of `tasks`, with the slug of its agent.
+/// A row of `tasks`, with the slug of its agent and its workspace's
+/// repository.
 #[derive(Clone, Debug)]
 pub struct Task {
     pub id: i64,
@@ -39,6 +40,10 @@ pub struct Task {
     /// The task's own repository (overriding its workspace's).
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    /// Its workspace's repository, as read with the row (not saved by
+    /// [`save`]).
+    pub workspace_repo_path: Option<String>,
+    pub workspace_base_ref: Option<String>,
 }
 
 const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.status, t.execution,
@@ -46,8 +51,9 @@ const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.sta
     t.blocked, t.blocked_reason, t.dispatch_output, t.dispatch_attempts, t.claimed_by,
     t.claim_token, t.claimed_at, t.dispatch_started_at, t.dispatch_finished_at, t.exit_code,
     t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at,
-    t.repo_path, t.base_ref
-    FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id";
+    t.repo_path, t.base_ref, w.repo_path, w.base_ref
+    FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
+    LEFT JOIN workspaces w ON w.id = t.workspace_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     let status: String = r.get(4)?;
@@ -84,6 +90,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         archived_at: r.get(27)?,
         repo_path: r.get(28)?,
         base_ref: r.get(29)?,
+        workspace_repo_path: r.get(30)?,
+        workspace_base_ref: r.get(31)?,
     })
 }
 
@@ -658,6 +666,16 @@ pub fn approved_on_workspace_repo(conn: &Connection, workspace_id: i64) -> Resul
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Approved tasks of a workspace that name a repository of their own.
+pub fn approved_with_own_repo(conn: &Connection, workspace_id: i64) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.workspace_id = ?1 AND t.repo_path IS NOT NULL
+                    AND t.gate_approved_at IS NOT NULL ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([workspace_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Tasks in `status`, not archived.
 pub fn in_status(conn: &Connection, status: Status) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -737,11 +755,11 @@ mod tests {
 
     #[test]
     fn ids_deleted_before_the_high_water_mark_are_not_reused() {
-        // The schema before the mark (the last migration) reused the
-        // newest deleted id; the migration seeds the mark from every id
-        // the file still names.
+        // The schema before the mark (migration 9) reused the newest
+        // deleted id; the migration seeds the mark from every id the file
+        // still names.
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate::run_to(&mut conn, migrate::latest() as usize - 1).unwrap();
+        migrate::run_to(&mut conn, 8).unwrap();
         for _ in 0..4 {
             conn.execute(
                 "INSERT INTO tasks(workspace_id, title, created_at, updated_at)

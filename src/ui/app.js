@@ -3,7 +3,7 @@
 // Every piece of server text reaches the page through text nodes or
 // attribute values (see `h`), never as markup.
 
-import { changesPanel, repoInputs, repoPanel } from './changes.js';
+import { allowedText, changesPanel, repoInputs, repoPanel, repoWhere, repoWhereText } from './changes.js';
 import * as live from './live.js';
 import { alertDetail, alertTitle, warningText } from './health_es.js';
 import * as alertsCount from './alerts_count.js';
@@ -685,7 +685,7 @@ async function renderCreateForm(panel, done) {
   let agentList = [];
   let wsList = [];
   try {
-    [agentList, wsList] = await Promise.all([agents(true), workspaces().catch(() => [])]);
+    [agentList, wsList] = await Promise.all([agents(true), workspaces(true).catch(() => [])]);
   } catch (err) {
     noteError(panel.appendChild(h('p')), err);
   }
@@ -694,6 +694,16 @@ async function renderCreateForm(panel, done) {
   const wsSelect = wsList.length > 1
     ? h('select', { name: 'workspace_id' }, wsList.map((w) => h('option', { value: w.id }, `${w.name} (#${w.id})`)))
     : null;
+  // Which repositories the chosen workspace lets a task name.
+  const repoAllowed = h('p', { class: 'muted small span-2 repo-allowed' });
+  const showAllowed = () => {
+    const id = wsSelect ? Number(wsSelect.value) : 1;
+    const ws = wsList.find((w) => w.id === id) || wsList[0];
+    repoAllowed.textContent = ws ? `Repositorio: vacío usa el del workspace. ${allowedText(ws)}` : '';
+    repoAllowed.hidden = !ws;
+  };
+  if (wsSelect) wsSelect.addEventListener('change', showAllowed);
+  showAllowed();
   const form = h('form', { class: 'form-grid' },
     h('h2', { class: 'span-2' }, 'Nueva tarea'),
     h('label', { class: 'span-2' }, 'Título', h('input', { name: 'title', required: true, maxlength: 500 })),
@@ -712,6 +722,7 @@ async function renderCreateForm(panel, done) {
     h('label', null, 'Prioridad', h('input', { name: 'priority', type: 'number', value: 0, min: -1000, max: 1000, step: 1 })),
     wsSelect ? h('label', null, 'Workspace', wsSelect) : null,
     repo.nodes,
+    repoAllowed,
     h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'sensitive' }),
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse'),
     h('div', { class: 'span-2' }, note),
@@ -797,7 +808,8 @@ function renderTask(view, id, seq) {
   // its own.
   const redrawWithWorkspace = debounced(() => current(seq) && taskLive.reload && taskLive.reload({ workspaces: true }), 300);
   watch(seq, (ev) => ev.kind === 'workspace.repo_set' && ev.workspace_id === taskLive.workspaceId, redrawWithWorkspace);
-  Promise.all([api('GET', `/tasks/${id}`), workspaces().catch(() => [])]).then(([task]) => {
+  // Fresh: the workspace's repository and roots are shown and edited here.
+  Promise.all([api('GET', `/tasks/${id}`), workspaces(true).catch(() => [])]).then(([task]) => {
     if (current(seq)) drawTask(view, task, seq);
   }).catch((err) => {
     if (!current(seq)) return;
@@ -815,7 +827,7 @@ function renderTask(view, id, seq) {
 function keepPageState(view) {
   const form = view.querySelector('.comment-form');
   const comment = form ? { body: form.elements.body.value, kind: form.elements.kind.value, focused: document.activeElement === form.elements.body } : null;
-  const typed = [...view.querySelectorAll('form[data-scope] input')]
+  const typed = [...view.querySelectorAll('form[data-scope] input, form[data-scope] textarea')]
     .filter((i) => i.value !== i.defaultValue)
     .map((i) => ({ scope: i.form.dataset.scope, name: i.name, value: i.value }));
   // A refusal shown in a repository form stays until its form is sent again.
@@ -844,7 +856,7 @@ function keepPageState(view) {
       if (comment.focused) again.elements.body.focus();
     }
     for (const { scope, name, value } of typed) {
-      const input = view.querySelector(`form[data-scope="${scope}"] input[name="${name}"]`);
+      const input = view.querySelector(`form[data-scope="${scope}"] [name="${name}"]`);
       if (input) input.value = value;
     }
     for (const { scope, className, nodes } of notes) {
@@ -952,7 +964,7 @@ function drawTask(view, t, seq, refusal) {
   if (!archived && t.sensitive && !t.gate_approved_at && !mayApproveGate(state.me, t.workspace_id)) {
     const approve = h('button', { type: 'button', class: 'warn' }, 'Aprobar Human Gate');
     approve.addEventListener('click', () => {
-      if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla.`)) return;
+      if (!confirm(`¿Aprobar el Human Gate de la tarea sensible #${t.id}? Un agente podrá ejecutarla en ${repoWhereText(t)}.`)) return;
       act(approve, () => api('POST', `/tasks/${t.id}/approve`, {}), 'Human Gate aprobado.', 'No se pudo aprobar el Human Gate.');
     });
     actions.push(approve);
@@ -1064,7 +1076,8 @@ function drawTask(view, t, seq, refusal) {
       h('h2', null, 'Human Gate'),
       t.gate_approved_at
         ? h('p', null, 'Aprobado por ', h('strong', null, t.gate_approved_by || '?'), ' el ', timeEl(t.gate_approved_at), '.')
-        : h('p', null, 'Tarea sensible: una persona (admin o admin del workspace) debe aprobarla antes de que un agente la ejecute.')) : null,
+        : h('p', null, 'Tarea sensible: una persona (admin o admin del workspace) debe aprobarla antes de que un agente la ejecute.'),
+      repoWhere(t)) : null,
     h('div', { class: 'columns' },
       h('div', { class: 'col-main' },
         h('section', { class: 'panel' },

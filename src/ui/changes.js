@@ -17,6 +17,49 @@ function code(text) {
   return text ? el('code', { class: 'path' }, text) : '—';
 }
 
+/** Where the agent of task `t` works, as the server says
+ *  (`effective_repo_path`, `effective_base_ref`): the path, the ref its
+ *  branch starts from, and whose repository it is; `null` without one. */
+function where(t) {
+  if (!t.effective_repo_path) return null;
+  return {
+    path: t.effective_repo_path,
+    ref: t.effective_base_ref,
+    origin: t.repo_path ? 'propio de la tarea' : `del workspace #${t.workspace_id}`,
+  };
+}
+
+/** Where the task's agent will work, in one sentence (for a dialog). */
+export function repoWhereText(t) {
+  const w = where(t);
+  if (!w) return 'el directorio de trabajo del launcher (la tarea no tiene repositorio)';
+  return `el repositorio ${w.path} (${w.ref ? `ref base ${w.ref}` : 'la rama actual del checkout'}; ${w.origin}), en su rama ops/task-${t.id}`;
+}
+
+/** The same as nodes, for the Human Gate panel: what an approver
+ *  approves is also where it runs. */
+export function repoWhere(t) {
+  const w = where(t);
+  return el('p', { class: 'gate-repo' }, 'Se ejecutará en ',
+    w
+      ? [el('code', { class: 'path' }, w.path), ' (', w.ref ? ['ref base ', el('code', null, w.ref)] : 'la rama actual del checkout',
+        `; ${w.origin}), en la rama `, el('code', null, `ops/task-${t.id}`), '.']
+      : 'el directorio de trabajo del launcher: la tarea no tiene repositorio.');
+}
+
+/** What workspace `ws` lets its tasks name as their own repository, for
+ *  the help of a task's repository field. */
+export function allowedText(ws) {
+  const roots = (ws && ws.repo_roots) || [];
+  const own = ws && ws.repo_path ? `el del workspace (${ws.repo_path})` : null;
+  if (!roots.length) {
+    return own
+      ? `Este workspace solo permite ${own}: para otros, un admin del workspace debe fijar antes sus raíces permitidas.`
+      : 'Este workspace no permite repositorios propios: un admin del workspace debe fijar antes sus raíces permitidas.';
+  }
+  return `Permitidos: ${own ? `${own} o ` : ''}uno bajo ${roots.join(', ')}.`;
+}
+
 /** Inputs for a repository in a form: `repo_path` and `base_ref`, with the
  *  current values. `read()` gives the fields to send (empty clears). */
 export function repoInputs(current) {
@@ -37,11 +80,31 @@ export function repoInputs(current) {
   };
 }
 
-/** A small form that PATCHes `path` with the repository fields; `scope`
- *  (`task` or `workspace`) names it, so that a redraw can keep what was
- *  being typed in it. */
+/** The workspace's allowed roots, one absolute path per line; `read()`
+ *  gives the list to send (an empty one allows none) when it was edited,
+ *  so that saving the repository alone never sends back a list read
+ *  before someone else changed it. */
+function rootsInput(current) {
+  const roots = el('textarea', {
+    name: 'repo_roots', rows: 3, spellcheck: 'false', class: 'mono', placeholder: '/srv/repos',
+  }, ((current && current.repo_roots) || []).join('\n'));
+  return {
+    nodes: [el('label', null, 'Raíces permitidas para el repositorio propio de una tarea (una ruta absoluta por línea)', roots)],
+    read: () => (roots.value === roots.defaultValue ? {}
+      : { repo_roots: roots.value.split('\n').map((l) => l.trim()).filter(Boolean) }),
+  };
+}
+
+/** A small form that PATCHes `path` with the repository fields (and, for
+ *  a workspace, its allowed roots); `scope` (`task` or `workspace`) names
+ *  it, so that a redraw can keep what was being typed in it. */
 function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
-  const inputs = repoInputs(current);
+  const repo = repoInputs(current);
+  const roots = scope === 'workspace' ? rootsInput(current) : null;
+  const inputs = {
+    nodes: [repo.nodes, roots ? roots.nodes : null],
+    read: () => ({ ...repo.read(), ...(roots ? roots.read() : {}) }),
+  };
   const note = el('div', { 'data-note': '', hidden: true });
   const save = el('button', { type: 'submit' }, 'Guardar');
   const form = el('form', { class: 'repo-form', 'data-scope': scope }, el('h3', null, title),
@@ -54,6 +117,9 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
     note.textContent = 'Guardando…';
     try {
       const fresh = await ui.api('PATCH', path, inputs.read());
+      // Saved: nothing typed is left to keep across the redraw, which
+      // shows the values as the server keeps them (roots sorted).
+      for (const f of form.querySelectorAll('input, textarea')) f.defaultValue = f.value;
       note.hidden = true;
       // Saved: the editor closes and the panel shows the new repository.
       const editor = form.closest('details');
@@ -74,17 +140,16 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
 export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
   const own = Boolean(t.repo_path);
   const ws = workspace || {};
-  const path = own ? t.repo_path : ws.repo_path;
-  // As the server decides: the task's ref, else (with the workspace's
-  // path) the workspace's.
-  const ref = own ? t.base_ref : (t.base_ref || ws.base_ref);
+  // As the server decides: the task's own, else its workspace's.
+  const path = t.effective_repo_path;
+  const ref = t.effective_base_ref;
   const editable = !t.archived_at;
   const body = editable ? el('details', { class: 'repo-edit', 'data-keep': 'repo-edit' }, el('summary', null, 'Cambiar el repositorio'),
     repoForm(ui, `/tasks/${t.id}`, 'task', t, 'De esta tarea',
-      'Sustituye al del workspace. Vacío: usa el del workspace.',
+      `Sustituye al del workspace. Vacío: usa el del workspace. ${allowedText(workspace)}`,
       'No se pudo guardar el repositorio de la tarea.', onSaved),
     canSetWorkspace ? repoForm(ui, `/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
-      'Para todas sus tareas sin repositorio propio.',
+      'Para todas sus tareas sin repositorio propio. Las raíces deciden qué repositorios propios pueden nombrar sus tareas.',
       `No se pudo guardar el repositorio del workspace #${t.workspace_id}.`, onSaved) : null) : null;
   return el('section', { class: 'panel repo' },
     el('h2', null, 'Repositorio'),

@@ -44,6 +44,7 @@ const WHAT = {
   'dispatch.claim_lost': (p) => `el worker perdió la tarea${p.worker_id ? ` (${p.worker_id})` : ''}`,
   'dispatch.reconciled_stale': () => 'se reconcilió como stale',
   'dispatch.human_gate_blocked': () => 'el Human Gate bloqueó el dispatch',
+  'dispatch.repo_refused': () => 'no se entregó a ningún launcher: su workspace no permite su repositorio',
   'dispatch.change': (p) => `el agente dejó cambios${p.branch ? ` en ${p.branch}` : ''}`,
   'dispatch.cancel_confirmed': () => 'el launcher confirmó la cancelación',
   'dispatch.stale': () => 'alerta: atascada en dispatching',
@@ -59,7 +60,7 @@ const WHAT = {
 
 /** Kinds that matter more than the rest: shown marked. */
 const NOTABLE = new Set(['task.done_forced', 'gate.approved', 'task.cancelled', 'dispatch.failed',
-  'dispatch.human_gate_blocked', 'dispatch.cancel_confirmed', 'gate.approval_withdrawn']);
+  'dispatch.human_gate_blocked', 'dispatch.repo_refused', 'dispatch.cancel_confirmed', 'gate.approval_withdrawn']);
 
 const payloadOf = (ev) => (ev.payload && typeof ev.payload === 'object' ? ev.payload : {});
 
@@ -67,6 +68,9 @@ const payloadOf = (ev) => (ev.payload && typeof ev.payload === 'object' ? ev.pay
  *  a person wrote (or one not listed) is shown as written. */
 const REASONS = [
   [/^no visible output evidence$/, () => 'sin evidencia de salida visible'],
+  [/^workspace repository changed after approval$/, () => 'cambió el repositorio del workspace después de la aprobación'],
+  [/^the workspace no longer allows the task's repository$/, () => 'el workspace ya no permite el repositorio de la tarea'],
+  [/^"(.*)" is not allowed in workspace (\d+)/, (m) => `el workspace #${m[2]} no permite el repositorio ${m[1]}`],
   [/^(.*) changed after approval$/, (m) => `cambió ${m[1].split(', ').map((f) => FIELD[f] || f).join(', ')} después de la aprobación`],
 ];
 

@@ -18,6 +18,10 @@ before(async () => {
   ({ browser, page, expectNoErrors } = await openBrowser());
   await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
   await login(page, server.base);
+  // Tasks here name repositories under /srv/repos: workspace 1 allows them
+  // (set as the admin: the service token administers no workspace).
+  const res = await page.request.patch(`${server.base}/api/workspaces/1`, { data: { repo_roots: ['/srv/repos'] } });
+  assert.equal(res.status(), 200, await res.text());
 });
 
 after(async () => {
@@ -164,6 +168,13 @@ test('the task\'s «Repositorio» form saves the repository, and a bad path show
   assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).repo_path, null);
   expectNoErrors([400]);
 
+  // One outside the workspace's roots: refused, saying what is allowed.
+  await own.getByLabel('Repositorio (ruta absoluta en los hosts del launcher)').fill('/srv/otros/web');
+  await own.getByRole('button', { name: 'Guardar' }).click();
+  await own.locator('.note-error').getByText(/El campo «repo_path» no es válido: el workspace #1 no permite «\/srv\/otros\/web»; solo uno bajo \/srv\/repos\./).waitFor();
+  assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).repo_path, null);
+  expectNoErrors([400]);
+
   // A good one is saved and shown; what was typed is not lost meanwhile.
   await own.getByLabel('Repositorio (ruta absoluta en los hosts del launcher)').fill('/srv/repos/web');
   await own.getByLabel('Ref base (rama, tag o commit)').fill('release/2.1');
@@ -249,5 +260,48 @@ test('«Nueva tarea» takes a repository, and refuses a bad one saying why', asy
   assert.equal(t.repo_path, '/srv/repos/api');
   assert.equal(t.base_ref, 'develop');
   await page.locator('section.repo dl').getByText('/srv/repos/api').waitFor();
+  expectNoErrors();
+});
+
+test('the workspace\'s allowed roots are set from its form, and the Human Gate shows where the task runs', async () => {
+  const t = await createTask(server.base, { title: 'Sensible con repositorio', sensitive: true, repo_path: '/srv/repos/pagos', base_ref: 'main' });
+  await page.goto(`${server.base}/#/tareas/${t.id}`);
+  const gate = page.locator('.gate-repo');
+  await gate.getByText('/srv/repos/pagos').waitFor();
+  assert.match(await gate.innerText(), /Se ejecutará en \/srv\/repos\/pagos \(ref base main; propio de la tarea\), en la rama ops\/task-\d+\./);
+  if (shots) await page.screenshot({ path: `${shots}/human-gate-repository.png`, fullPage: true });
+  // The approval dialog names it too.
+  let asked = '';
+  page.once('dialog', (d) => {
+    asked = d.message();
+  });
+  await page.getByRole('button', { name: 'Aprobar Human Gate' }).click();
+  await page.getByText('Human Gate aprobado.').waitFor();
+  assert.match(asked, /Un agente podrá ejecutarla en el repositorio \/srv\/repos\/pagos \(ref base main; propio de la tarea\)/);
+  await gate.getByText('/srv/repos/pagos').waitFor();
+
+  // The roots, one per line, from the workspace's form.
+  const panel = page.locator('section.repo');
+  await panel.getByText('Cambiar el repositorio').click();
+  const ws = panel.locator('form.repo-form[data-scope=workspace]');
+  const roots = ws.getByLabel(/Raíces permitidas/);
+  assert.equal(await roots.inputValue(), '/srv/repos');
+  await roots.fill('/srv/repos\n/opt/trabajo\n');
+  await ws.getByRole('button', { name: 'Guardar' }).click();
+  await page.getByText('Repositorio guardado.').waitFor();
+  const w = (await api(server.base, 'GET', '/workspaces')).workspaces.find((x) => x.id === 1);
+  assert.deepEqual(w.repo_roots, ['/opt/trabajo', '/srv/repos']);
+  // Shown as kept: sorted.
+  await page.waitForFunction(() => document.querySelector('textarea[name=repo_roots]')?.value === '/opt/trabajo\n/srv/repos');
+  // The task's form says what it may name now.
+  await panel.getByText('Cambiar el repositorio').click();
+  await panel.locator('form.repo-form[data-scope=task]').getByText(/Permitidos: uno bajo \/opt\/trabajo, \/srv\/repos\./).waitFor();
+  if (shots) await page.screenshot({ path: `${shots}/repository-roots.png`, fullPage: true });
+  // Narrowed past the task's repository: its approval is withdrawn.
+  await roots.fill('/opt/trabajo');
+  await ws.getByRole('button', { name: 'Guardar' }).click();
+  await page.locator('section.callout').getByText(/debe aprobarla/).waitFor({ timeout: 3000 });
+  assert.equal((await api(server.base, 'GET', `/tasks/${t.id}`)).gate_approved_at, null);
+  await page.request.patch(`${server.base}/api/workspaces/1`, { data: { repo_roots: ['/srv/repos'] } });
   expectNoErrors();
 });

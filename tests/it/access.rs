@@ -77,6 +77,7 @@ fn scope(route: &str) -> Scope {
         | "cancel"
         | "unarchive"
         | "set workspace repository"
+        | "set workspace repository roots"
         | "approve"
         | "resolve alert" => Scope::Workspace1,
         "list tasks" | "list workspaces" | "events" | "alerts" | "health" | "stale tasks"
@@ -378,6 +379,17 @@ fn routes() -> Vec<(&'static str, Rule, Make)> {
                     "PATCH",
                     "/api/workspaces/1".into(),
                     json!({"repo_path": format!("/srv/repo-{w:?}")}),
+                )
+            }),
+        ),
+        (
+            "set workspace repository roots",
+            Rule::WorkspaceAdmin,
+            Box::new(|_, w| {
+                (
+                    "PATCH",
+                    "/api/workspaces/1".into(),
+                    json!({"repo_roots": [format!("/srv/roots-{w:?}")]}),
                 )
             }),
         ),

@@ -21,6 +21,7 @@ mod metrics;
 mod openapi;
 mod operator;
 mod replication;
+mod repo_roots;
 mod retention;
 mod storage;
 mod stream;

@@ -25,6 +25,24 @@ fn the_document_is_served_to_anyone() {
             .as_str()
             .is_some_and(|s| s.ends_with("/ErrorBody"))
     );
+    // Repositories: a workspace's roots, a task's effective repository.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("WorkspaceChange", "repo_roots"),
+        ("Workspace", "repo_roots"),
+        ("TaskView", "effective_repo_path"),
+        ("TaskView", "effective_base_ref"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field}: {:#}",
+            schemas[schema]
+        );
+    }
+    assert_eq!(
+        schemas["Workspace"]["properties"]["repo_roots"]["items"]["type"],
+        "string"
+    );
     // This server runs with the test clock, so its route is listed.
     assert!(doc["paths"]["/api/test/clock"]["post"].is_object());
     assert!(doc["paths"]["/metrics"]["get"].is_object());

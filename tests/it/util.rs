@@ -346,6 +346,7 @@ impl Server {
             "alerts",
             "worker_heartbeats",
             "task_id_high_water",
+            "workspace_repo_roots",
         ] {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
@@ -666,6 +667,18 @@ pub fn queued_task(srv: &Server, agent: &str, extra: Value) -> i64 {
     assert_eq!(r.status, 200, "dispatch: {}", r.text);
     assert_eq!(r.json["status"], "queued");
     id
+}
+
+/// Lets the tasks of workspace `ws` name their own repository under
+/// `roots` (`PATCH /api/workspaces/:id` with `repo_roots`, as the global
+/// admin); returns the workspace as answered.
+pub fn set_repo_roots(srv: &Server, ws: i64, roots: &[&str]) -> Value {
+    let r = srv.admin().patch(
+        &format!("/api/workspaces/{ws}"),
+        &serde_json::json!({ "repo_roots": roots }),
+    );
+    assert_eq!(r.status, 200, "set repo_roots: {}", r.text);
+    r.json
 }
 
 pub fn enable_dispatch(srv: &Server) {

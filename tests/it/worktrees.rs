@@ -10,7 +10,7 @@ use crate::launcher::{
     alive, blockers, create_agent, enable_dispatch, example, started_pid, task, wait_status,
     AgentGuard, Launcher,
 };
-use crate::util::{event_kinds, wait_for, Server};
+use crate::util::{event_kinds, set_repo_roots, wait_for, Server};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
@@ -51,6 +51,14 @@ fn launcher(srv: &Server, cmd: &str, extra: &[(&str, &str)]) -> Launcher {
     ];
     vars.extend_from_slice(extra);
     Launcher::start(srv, &logs, &vars)
+}
+
+/// A server whose workspace 1 lets tasks name repositories in its temp
+/// dir, where the tests make them.
+fn server_with_repos() -> Server {
+    let srv = Server::start();
+    set_repo_roots(&srv, 1, &[&srv.dir.path().display().to_string()]);
+    srv
 }
 
 /// An interactive codex task with `fields` added, dispatched.
@@ -181,7 +189,7 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
 
 #[test]
 fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
-    let srv = Server::start();
+    let srv = server_with_repos();
     enable_dispatch(&srv);
     let dir = srv.dir.path();
     let plain = dir.join("plain");
@@ -255,7 +263,7 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
 
 #[test]
 fn a_launcher_killed_mid_task_reports_the_worktrees_diff_after_restart() {
-    let srv = Server::start();
+    let srv = server_with_repos();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
     let mut l = launcher(&srv, &edit_agent("shared.txt", 4, "loud"), &[]);
@@ -294,7 +302,7 @@ fn a_launcher_killed_mid_task_reports_the_worktrees_diff_after_restart() {
 
 #[test]
 fn the_done_guard_takes_a_diff_as_evidence() {
-    let srv = Server::start();
+    let srv = server_with_repos();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
     let path = repo.display().to_string();
@@ -387,6 +395,10 @@ fn repository_settings_are_validated_and_approved_tasks_lose_their_approval() {
     assert!(t["gate_approved_at"].is_null(), "{t:#}");
     let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
+    // Allowing a root changes no task's repository: the approval stays.
+    set_repo_roots(&srv, 1, &["/srv/mine"]);
+    let t = admin.get(&format!("/api/tasks/{id}")).json;
+    assert!(!t["gate_approved_at"].is_null(), "{t:#}");
     let r = admin.patch(
         &format!("/api/tasks/{id}"),
         &json!({"repo_path": "/srv/mine"}),
@@ -441,7 +453,7 @@ fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
     create_agent(&srv, "coder");
     let r = srv.admin().patch(
         "/api/workspaces/1",
-        &json!({"repo_path": "/srv/ws", "base_ref": "develop"}),
+        &json!({"repo_path": "/srv/ws", "base_ref": "develop", "repo_roots": ["/srv/own"]}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let w = crate::util::Worker::new(&srv, "w1");
@@ -468,7 +480,7 @@ fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
 
 #[test]
 fn prune_worktrees_removes_idle_ones_after_saving_them() {
-    let srv = Server::start();
+    let srv = server_with_repos();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
     let mut l = launcher(&srv, &edit_agent("shared.txt", 1, "quiet"), &[]);

@@ -115,10 +115,15 @@ pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
 
 pub fn edit_workspace(app: &App, req: &Req, ws: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let f = req.fields(&["repo_path", "base_ref"])?;
+    let f = req.fields(&["repo_path", "base_ref", "repo_roots"])?;
     let (repo_path, base_ref) = super::tasks::repo_fields(&f)?;
+    // `null` clears the list, as `[]` does.
+    let repo_roots = match f.raw("repo_roots") {
+        Some(serde_json::Value::Null) => Some(Vec::new()),
+        _ => f.str_list("repo_roots")?,
+    };
     Ok(Resp::ok(ops::set_workspace_repo(
-        &app.db, &who, ws, repo_path, base_ref,
+        &app.db, &who, ws, repo_path, base_ref, repo_roots,
     )?))
 }
 

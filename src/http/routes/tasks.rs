@@ -141,6 +141,11 @@ type Edit<T> = Option<Option<T>>;
 /// `repo_path` and `base_ref`, validated; `null` or `""` clears one.
 pub fn repo_fields(f: &Fields) -> Result<(Edit<String>, Edit<String>)> {
     let one = |key: &str, check: fn(&str, &str) -> Result<()>| -> Result<Edit<String>> {
+        // Before a blank value is taken as "clear": U+2028 alone is blank
+        // to `trim` but is refused, not read as nothing.
+        if let Some(serde_json::Value::String(s)) = f.raw(key) {
+            repo::check_visible(key, s)?;
+        }
         match f.nullable_str(key)? {
             Some(Some(v)) if v.is_empty() => Ok(Some(None)),
             Some(Some(v)) => check(key, &v).map(|()| Some(Some(v))),
