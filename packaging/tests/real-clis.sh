@@ -11,6 +11,8 @@
 #   - Claude Code run anyway (its check turned off) ends blocked with a
 #     blocked_reason that says it is not logged in;
 #   - no task waits past 120 s.
+# As root (as CI runs it) agents run as OPS_AGENT_USER=ops-agent, created
+# when missing; as another user they run as that same user.
 # When a registry cannot be reached it says SKIPPED and exits 0; it never
 # passes without having run. Usage: packaging/tests/real-clis.sh [BIN]
 set -euo pipefail
@@ -41,7 +43,42 @@ say() { echo "real-clis: $*"; }
 for tool in curl jq npm python3; do
     command -v "$tool" >/dev/null 2>&1 || { say "FAILED: $tool is needed"; exit 1; }
 done
-fail() { say "FAILED: $*"; [ -f "$work/launcher.log" ] && tail -n 40 "$work/launcher.log"; exit 1; }
+# More files whose tail a failure shows, besides the launcher's log.
+fail_logs=()
+fail() {
+    say "FAILED: $*"
+    local f
+    for f in "$work/launcher.log" "${fail_logs[@]}"; do
+        [ -f "$f" ] || continue
+        echo "--- tail of $f"
+        tail -n 40 "$f"
+    done
+    exit 1
+}
+
+# Who the agents run as. A root launcher refuses to run agents without
+# OPS_AGENT_USER, so as root they run as the package's ops-agent, which
+# must be able to reach the CLIs installed under $work.
+if [ "$(id -u)" = 0 ]; then
+    agent_user=ops-agent
+    if ! getent passwd "$agent_user" >/dev/null; then
+        useradd --system --create-home --home-dir /var/lib/ops-agent --shell /usr/sbin/nologin "$agent_user" \
+            || fail "cannot create the agent user $agent_user"
+        say "created the agent user $agent_user"
+    fi
+    agent_home=$(getent passwd "$agent_user" | cut -d: -f6)
+    [ -d "$agent_home" ] || fail "the home $agent_home of $agent_user does not exist"
+    chmod 755 "$work"
+    as_agent=(runuser -u "$agent_user" --)
+    agent_env=(OPS_AGENT_USER="$agent_user")
+    say "running as root: agents run as $agent_user (home $agent_home)"
+else
+    agent_user=$(id -un)
+    agent_home=$work/home
+    as_agent=()
+    agent_env=()
+    say "not running as root: agents run as this script's own user $agent_user (no OPS_AGENT_USER), nothing separates them from the launcher"
+fi
 
 say "installing the current releases into $work"
 if ! npm install --prefix "$work/npm" --no-audit --no-fund --no-package-lock --loglevel=error \
@@ -53,7 +90,17 @@ if ! npm install --prefix "$work/npm" --no-audit --no-fund --no-package-lock --l
     cat "$work/npm.log"
     fail "npm install failed"
 fi
-if ! { python3 -m venv "$work/venv" && "$work/venv/bin/pip" install -q hermes-agent >"$work/pip.log" 2>&1; }; then
+# The agent user must be able to run the venv's interpreter: not one under
+# root's home (pyenv), say.
+python=python3
+if [ "$(id -u)" = 0 ]; then
+    python=
+    for p in $(type -ap python3); do
+        if "${as_agent[@]}" "$p" -c '' 2>/dev/null; then python=$p; break; fi
+    done
+    [ -n "$python" ] || fail "no python3 on PATH that the agent user $agent_user can run"
+fi
+if ! { "$python" -m venv "$work/venv" && "$work/venv/bin/pip" install -q hermes-agent >"$work/pip.log" 2>&1; }; then
     if ! python3 -m pip download --no-deps -q -d "$work/probe" hermes-agent >/dev/null 2>&1; then
         say "SKIPPED: PyPI cannot be reached"
         exit 0
@@ -68,11 +115,18 @@ mkdir -p "$HOME"
 for v in "opencode --version" "claude --version" "codex --version" "hermes --version"; do
     say "$v: $($v 2>&1 | head -n 1)"
 done
+# Doctor cannot tell a CLI the agent user cannot execute from one that is
+# logged out: make sure it can run each one.
+for cli in opencode claude codex hermes; do
+    out=$(${as_agent[@]+"${as_agent[@]}"} env PATH="$PATH" HOME="$agent_home" "$cli" --version 2>&1) \
+        || fail "the agent user $agent_user cannot run $cli: $out"
+done
 unset OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_KEY
 
 say "doctor"
 set +e
-SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes "$bin" doctor >"$work/doctor.txt" 2>&1
+env ${agent_env[@]+"${agent_env[@]}"} SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes "$bin" doctor \
+    >"$work/doctor.txt" 2>&1
 rc=$?
 set -e
 cat "$work/doctor.txt"
@@ -102,11 +156,16 @@ task_for() {
     call -X POST "$api/tasks/$id/dispatch" >/dev/null
     echo "$id"
 }
+# A launcher in the background, started in $launcher_cwd.
+launcher_cwd=$PWD
 launcher() {
-    env OPS_API_BASE="$api" OPS_SERVICE_TOKEN="$token" OPS_LAUNCHER_LOG_DIR="$work/logs" \
-        OPS_LAUNCHER_LOG_FILE="$work/launcher.log" OPS_LAUNCHER_HEARTBEAT_SECONDS=2 OPS_LAUNCHER_POLL_SECONDS=1 \
-        AGENT_SILENCE_MINUTES=60s AGENT_TIMEOUT_OPENCODE=100s AGENT_TIMEOUT_CODEX=100s \
-        AGENT_TIMEOUT_CLAUDECODE=100s AGENT_TIMEOUT_HERMES=100s "$@" "$bin" launcher &
+    (
+        cd "$launcher_cwd"
+        exec env OPS_API_BASE="$api" OPS_SERVICE_TOKEN="$token" OPS_LAUNCHER_LOG_DIR="$work/logs" \
+            OPS_LAUNCHER_LOG_FILE="$work/launcher.log" OPS_LAUNCHER_HEARTBEAT_SECONDS=2 OPS_LAUNCHER_POLL_SECONDS=1 \
+            AGENT_SILENCE_MINUTES=60s AGENT_TIMEOUT_OPENCODE=100s AGENT_TIMEOUT_CODEX=100s \
+            AGENT_TIMEOUT_CLAUDECODE=100s AGENT_TIMEOUT_HERMES=100s ${agent_env[@]+"${agent_env[@]}"} "$@" "$bin" launcher
+    ) &
     pids+=($!)
 }
 wait_blocked() {
