@@ -10,6 +10,12 @@
 #     and its task ends blocked, not in review;
 #   - Claude Code run anyway (its check turned off) ends blocked with a
 #     blocked_reason that says it is not logged in;
+#   - opencode, logged in to a scripted local model (scripted-model.py, an
+#     OpenAI-compatible server that answers with a `write` tool call), edits
+#     inside its task's own clone: the task ends in review, the file is on
+#     branch ops/task-<id> of the repository and in the task's reported
+#     change, and neither in the launcher's working directory nor in the
+#     repository's checkout;
 #   - no task waits past 120 s.
 # As root (as CI runs it) agents run as OPS_AGENT_USER=ops-agent, created
 # when missing; as another user they run as that same user.
@@ -27,6 +33,9 @@ bin=$(realpath "$bin")
 
 work=$(mktemp -d)
 pids=()
+# Files of the agent user's home that this script replaced: "path saved-copy"
+# ("path -" when there was none), put back at exit.
+replaced=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -34,6 +43,12 @@ cleanup() {
     # from this binary: end whatever is left.
     for p in $(pgrep -f "$work" || true); do
         kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+    done
+    local r path saved
+    for r in "${replaced[@]}"; do
+        path=${r% *} saved=${r##* }
+        rm -f "$path"
+        if [ "$saved" != - ]; then mv -f "$saved" "$path"; fi
     done
     rm -rf "$work"
 }
@@ -216,4 +231,127 @@ wait_blocked "$claude_task"
 call "$api/tasks/$claude_task" | jq -e '.blocked_reason | startswith("not logged in: claude")' >/dev/null \
     || fail "claude's blocked_reason does not say it is not logged in"
 
-say "PASSED: doctor, logged-out CLIs, Hermes with a dummy key and Claude Code behaved as the contract says"
+kill "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+
+say "opencode with a scripted model edits inside its task's clone"
+# The logged-out opencode task of the first step must not run now that
+# opencode is logged in: it has no repository.
+call -X POST "$api/tasks/${ids[0]}/cancel" >/dev/null
+[ "$(call "$api/tasks/${ids[0]}" | jq -r .status)" != queued ] || fail "task ${ids[0]} is still queued after its cancel"
+model_log="$work/model.log"
+fail_logs+=("$model_log")
+python3 packaging/tests/scripted-model.py --port-file "$work/model.port" --log "$model_log" \
+    --model scripted-writer --file hello.txt --content $'hello from the scripted model\n' \
+    >"$work/model.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    [ -s "$work/model.port" ] && break
+    sleep 0.1
+done
+[ -s "$work/model.port" ] || fail "the scripted model did not start: $(cat "$work/model.out")"
+model_url="http://127.0.0.1:$(cat "$work/model.port")/v1"
+say "scripted model at $model_url; opencode $(opencode --version 2>&1 | head -n 1)"
+
+# opencode's configuration and login, in the agent user's home and owned by
+# it: a provider "scripted" (@ai-sdk/openai-compatible, which opencode
+# bundles) and a credential for it, which the launcher's built-in check
+# (opencode auth list) counts. Whatever was there is put back at exit.
+put_agent_file() { # path mode, content on stdin
+    local path=$1 saved=-
+    if [ -e "$path" ]; then
+        saved="$work/saved-$(basename "$path")"
+        mv "$path" "$saved"
+    fi
+    replaced+=("$path $saved")
+    ${as_agent[@]+"${as_agent[@]}"} mkdir -p "$(dirname "$path")"
+    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+    ${as_agent[@]+"${as_agent[@]}"} sh -c 'umask 077; cat >"$1"; chmod "$2" "$1"' sh "$path" "$2"
+}
+put_agent_file "$agent_home/.config/opencode/opencode.json" 644 <<EOF
+{
+  "\$schema": "https://opencode.ai/config.json",
+  "provider": {
+    "scripted": {
+      "npm": "@ai-sdk/openai-compatible",
+      "name": "Scripted model of real-clis.sh",
+      "options": { "baseURL": "$model_url" },
+      "models": { "scripted-writer": { "name": "Scripted writer", "tool_call": true } }
+    }
+  }
+}
+EOF
+put_agent_file "$agent_home/.local/share/opencode/auth.json" 600 <<'EOF'
+{ "scripted": { "type": "api", "key": "scripted-key" } }
+EOF
+
+# The workspace's repository: committed on main, readable but not writable
+# by the agent user (the launcher refuses one the agent user can write).
+repo="$work/repo"
+mkdir -p "$repo"
+git -C "$repo" init -q -b main
+echo "a repository for the opencode contract test" >"$repo/README"
+git -C "$repo" add README
+git -C "$repo" -c user.name=real-clis -c user.email=real-clis@localhost commit -q -m "first commit"
+main_before=$(git -C "$repo" rev-parse main)
+chmod -R go-w "$repo"
+# The launcher runs from a folder of its own, which the agent user could
+# write: an agent that wrote to the launcher's folder rather than to its
+# clone would leave its file here.
+launcher_cwd="$work/launcher-cwd"
+mkdir -p "$launcher_cwd"
+[ "$(id -u)" != 0 ] || chown "$agent_user" "$launcher_cwd"
+
+agent_id=$(call "$api/agents" | jq -r '.agents[] | select(.slug == "opencode") | .id')
+task=$(jq -n --arg repo "$repo" --argjson agent "$agent_id" '{title: "contract opencode clone",
+    description: "Write hello.txt with a greeting.", execution: "interactive", agent_id: $agent,
+    model: "scripted/scripted-writer", repo_path: $repo}')
+oc_id=$(call -X POST -d "$task" "$api/tasks" | jq -r .id)
+[[ "$oc_id" =~ ^[0-9]+$ ]] || fail "the opencode task was not created: $oc_id"
+call -X POST "$api/tasks/$oc_id/dispatch" >/dev/null
+launcher SUPPORTED_AGENT_SLUGS=opencode
+for _ in $(seq 120); do
+    t=$(call "$api/tasks/$oc_id")
+    status=$(jq -r .status <<<"$t")
+    case "$status" in
+        review) break ;;
+        waiting|done|blocked)
+            for f in "$work"/logs/task-"$oc_id"-*.log; do fail_logs+=("$f"); done
+            fail "opencode task $oc_id ended in $status, not review: $(jq -r '"\(.blocked_reason) \(.dispatch_output)"' <<<"$t")" ;;
+    esac
+    sleep 1
+done
+for f in "$work"/logs/task-"$oc_id"-*.log; do fail_logs+=("$f"); done
+[ "$status" = review ] || fail "opencode task $oc_id still $status after 120 s"
+jq -r '"task \(.id) (\(.agent), model \(.model)): \(.status), exit code \(.exit_code)"' <<<"$t"
+jq -se 'any(.[]; .answer[0] == "tool" and .answer[1] == "write")' "$model_log" >/dev/null \
+    || fail "the scripted model was never asked with opencode's write tool"
+jq -se 'any(.[]; .roles[-1] == "tool")' "$model_log" >/dev/null || fail "opencode never sent the write tool's result back"
+jq -se 'all(.[]; .authorization == "Bearer scripted-key")' "$model_log" >/dev/null \
+    || fail "opencode did not use the credential in the agent user's home"
+
+branch="ops/task-$oc_id"
+got=$(git -C "$repo" show "$branch:hello.txt" 2>&1) || fail "hello.txt is not on $branch: $got"
+[ "$got" = "hello from the scripted model" ] || fail "hello.txt on $branch holds \"$got\""
+say "$branch:hello.txt: $got"
+[ "$(git -C "$repo" rev-parse main)" = "$main_before" ] || fail "main moved"
+[ "$(git -C "$repo" symbolic-ref --short HEAD)" = main ] || fail "the repository's checkout left main"
+[ ! -e "$repo/hello.txt" ] || fail "hello.txt was written in the repository's checkout"
+[ -z "$(git -C "$repo" status --porcelain)" ] || fail "the repository's checkout changed: $(git -C "$repo" status --porcelain)"
+[ ! -e "$launcher_cwd/hello.txt" ] || fail "hello.txt was written in the launcher's working directory"
+[ ! -e "$agent_home/hello.txt" ] || fail "hello.txt was written in the agent user's home"
+clone="$work/logs/worktrees/task-$oc_id"
+[ -f "$clone/hello.txt" ] || fail "hello.txt is not in the task's clone $clone"
+say "the clone $clone holds hello.txt, owned by $(stat -c %U "$clone/hello.txt")"
+[ "$(stat -c %U "$clone/hello.txt")" = "$agent_user" ] || fail "hello.txt in the clone is not the agent user's"
+
+changes=$(jq -c .changes <<<"$t")
+jq -e --arg b "$branch" '.branch == $b' <<<"$changes" >/dev/null || fail "the task's change is not on $branch: $changes"
+jq -e '.diff_stat | test("hello\\.txt +\\| +1 \\+")' <<<"$changes" >/dev/null \
+    || fail "the task's diff_stat does not name hello.txt: $(jq -r .diff_stat <<<"$changes")"
+jq -e '.patch | contains("+++ b/hello.txt") and contains("+hello from the scripted model")' <<<"$changes" >/dev/null \
+    || fail "the task's patch does not add hello.txt: $(jq -r .patch <<<"$changes")"
+say "the task's reported change:"
+jq -r '.diff_stat' <<<"$changes"
+
+say "PASSED: doctor, logged-out CLIs, Hermes with a dummy key, Claude Code and opencode in its clone behaved as the contract says"
