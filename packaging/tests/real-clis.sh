@@ -36,6 +36,8 @@ pids=()
 # Files of the agent user's home that this script replaced: "path saved-copy"
 # ("path -" when there was none), put back at exit.
 replaced=()
+# The agent user, when this script created it: removed at exit.
+created_user=
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -50,6 +52,9 @@ cleanup() {
         rm -f "$path"
         if [ "$saved" != - ]; then mv -f "$saved" "$path"; fi
     done
+    if [ -n "$created_user" ]; then
+        userdel --remove "$created_user" 2>/dev/null || say "could not remove the agent user $created_user"
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -79,7 +84,8 @@ if [ "$(id -u)" = 0 ]; then
     if ! getent passwd "$agent_user" >/dev/null; then
         useradd --system --create-home --home-dir /var/lib/ops-agent --shell /usr/sbin/nologin "$agent_user" \
             || fail "cannot create the agent user $agent_user"
-        say "created the agent user $agent_user"
+        created_user=$agent_user
+        say "created the agent user $agent_user (removed at exit)"
     fi
     agent_home=$(getent passwd "$agent_user" | cut -d: -f6)
     [ -d "$agent_home" ] || fail "the home $agent_home of $agent_user does not exist"
@@ -177,7 +183,8 @@ launcher() {
     (
         cd "$launcher_cwd"
         exec env OPS_API_BASE="$api" OPS_SERVICE_TOKEN="$token" OPS_LAUNCHER_LOG_DIR="$work/logs" \
-            OPS_LAUNCHER_LOG_FILE="$work/launcher.log" OPS_LAUNCHER_HEARTBEAT_SECONDS=2 OPS_LAUNCHER_POLL_SECONDS=1 \
+            OPS_LAUNCHER_LOG_FILE="$work/launcher.log" OPS_LAUNCHER_WORKTREES_DIR="$work/worktrees" \
+            OPS_LAUNCHER_HEARTBEAT_SECONDS=2 OPS_LAUNCHER_POLL_SECONDS=1 \
             AGENT_SILENCE_MINUTES=60s AGENT_TIMEOUT_OPENCODE=100s AGENT_TIMEOUT_CODEX=100s \
             AGENT_TIMEOUT_CLAUDECODE=100s AGENT_TIMEOUT_HERMES=100s ${agent_env[@]+"${agent_env[@]}"} "$@" "$bin" launcher
     ) &
@@ -329,6 +336,8 @@ jq -se 'any(.[]; .answer[0] == "tool" and .answer[1] == "write")' "$model_log" >
 jq -se 'any(.[]; .roles[-1] == "tool")' "$model_log" >/dev/null || fail "opencode never sent the write tool's result back"
 jq -se 'all(.[]; .authorization == "Bearer scripted-key")' "$model_log" >/dev/null \
     || fail "opencode did not use the credential in the agent user's home"
+say "the scripted model's answers (request's last message, then the answer):"
+jq -r '"  \(.roles[-1]) -> \(.answer[0]) \(.answer[1])"' "$model_log"
 
 branch="ops/task-$oc_id"
 got=$(git -C "$repo" show "$branch:hello.txt" 2>&1) || fail "hello.txt is not on $branch: $got"
@@ -340,7 +349,7 @@ say "$branch:hello.txt: $got"
 [ -z "$(git -C "$repo" status --porcelain)" ] || fail "the repository's checkout changed: $(git -C "$repo" status --porcelain)"
 [ ! -e "$launcher_cwd/hello.txt" ] || fail "hello.txt was written in the launcher's working directory"
 [ ! -e "$agent_home/hello.txt" ] || fail "hello.txt was written in the agent user's home"
-clone="$work/logs/worktrees/task-$oc_id"
+clone="$work/worktrees/task-$oc_id"
 [ -f "$clone/hello.txt" ] || fail "hello.txt is not in the task's clone $clone"
 say "the clone $clone holds hello.txt, owned by $(stat -c %U "$clone/hello.txt")"
 [ "$(stat -c %U "$clone/hello.txt")" = "$agent_user" ] || fail "hello.txt in the clone is not the agent user's"
