@@ -238,6 +238,48 @@ impl AgentUser {
             || (mode & 0o020 != 0 && (m.gid() == self.gid || self.in_group(m.gid())))
     }
 
+    /// Whether the mode of `m` gives the agent user execute (search)
+    /// permission, as its owner, through its group or as anyone.
+    fn may_execute(&self, m: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let mode = m.mode();
+        if m.uid() == self.uid {
+            mode & 0o100 != 0
+        } else if m.gid() == self.gid || self.in_group(m.gid()) {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        }
+    }
+
+    /// Whether the agent user can run the program at `path` (a CLI found
+    /// on the launcher's `PATH` may live where only root can reach, such
+    /// as root's home): said as the reason the runtime is missing, rather
+    /// than as a failed logged-in check.
+    pub fn can_execute(&self, path: &Path) -> Result<(), String> {
+        if !self.separate {
+            return Ok(());
+        }
+        let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for p in [path, real.as_path()] {
+            if let Some(dir) = p.parent() {
+                self.can_reach(dir)?;
+            }
+        }
+        let m = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
+        if !self.may_execute(&m) {
+            use std::os::unix::fs::MetadataExt;
+            return Err(format!(
+                "the agent user {} may not execute {} (mode {:o}, owner uid {})",
+                self.name,
+                real.display(),
+                m.mode() & 0o7777,
+                m.uid()
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the agent user can pass through every folder on the way to
     /// `dir` (and `dir` itself): its clones and prompts are there.
     pub fn can_reach(&self, dir: &Path) -> Result<(), String> {
@@ -248,14 +290,7 @@ impl AgentUser {
         for d in dir.ancestors() {
             let m = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
             let mode = m.mode();
-            let passes = if m.uid() == self.uid {
-                mode & 0o100 != 0
-            } else if m.gid() == self.gid || self.in_group(m.gid()) {
-                mode & 0o010 != 0
-            } else {
-                mode & 0o001 != 0
-            };
-            if !passes {
+            if !self.may_execute(&m) {
                 return Err(format!(
                     "the agent user {} cannot pass through {} (mode {:o}, owner uid {}): its clones and \
                      prompt files must be reachable; choose a folder outside it",

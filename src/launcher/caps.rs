@@ -234,7 +234,9 @@ impl Caps {
             }
         };
         cap.cli = cli.clone();
-        let resolved = match command::resolve_cli(&cli, cfg.path_var.as_deref()) {
+        let resolved = match command::resolve_cli(&cli, cfg.path_var.as_deref())
+            .and_then(|p| boundary.user.can_execute(&p).map(|()| p))
+        {
             Ok(p) => p,
             Err(why) => {
                 cap.reason = format!("runtime no disponible en host: {cli} ({why})");

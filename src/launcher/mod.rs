@@ -866,8 +866,9 @@ fn prepare(
     // The agent's CLI (inside a shell wrapper too) must exist here.
     st.cli = command::cli_of(&template).map_err(setup_error)?;
     command::resolve_cli(&st.cli, ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
-    let resolved =
-        command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref()).map_err(runtime_missing)?;
+    let resolved = command::resolve_cli(&argv[0], ctx.cfg.path_var.as_deref())
+        .and_then(|p| ctx.boundary.user.can_execute(&p).map(|()| p))
+        .map_err(runtime_missing)?;
     argv[0] = resolved.display().to_string();
     // The prompt is on the agent's stdin; the file is there for
     // `{prompt_file}`, readable by the agent user, written by no agent.

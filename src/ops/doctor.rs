@@ -158,7 +158,9 @@ pub fn run(env: impl Fn(&str) -> Option<String>, out: &mut dyn Write) -> bool {
                 continue;
             }
         };
-        let path = match command::resolve_cli(&cli, path_var.as_deref()) {
+        let path = match command::resolve_cli(&cli, path_var.as_deref())
+            .and_then(|p| b.user.can_execute(&p).map(|()| p))
+        {
             Ok(path) => path,
             Err(why) => {
                 let _ = writeln!(

@@ -396,3 +396,42 @@ fn a_worktrees_folder_the_agent_user_cannot_reach_stops_the_launcher() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cli_the_agent_user_cannot_run_is_reported_missing_not_logged_out() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): no agent user to run the CLI as");
+        return;
+    }
+    let s = setup(None);
+    let closed = s.srv.dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    chmod(&closed, 0o700);
+    let cli = closed.join("codex");
+    std::fs::copy(example("fake-agent-ok.sh"), &cli).unwrap();
+    chmod(&cli, 0o755);
+    agent_user();
+    let cmd = cli.display().to_string();
+    let wts = s.srv.dir.path().join("worktrees").display().to_string();
+    let l = Launcher::start(
+        &s.srv,
+        &s.log_dir,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &cmd),
+            ("OPS_AGENT_USER", AGENT_USER),
+            ("OPS_LAUNCHER_WORKTREES_DIR", &wts),
+        ],
+    );
+    let reason = crate::util::wait_for(20, "the heartbeat's reason", || {
+        let h = s.srv.service().get("/api/dispatch/health").json;
+        let a = &h["workers"][0]["agents"][0];
+        (a["available"] == false).then(|| a["reason"].as_str().unwrap_or_default().to_string())
+    });
+    assert!(
+        reason.starts_with("runtime no disponible en host")
+            && reason.contains(&format!("cannot pass through {}", closed.display())),
+        "{reason}\n{}",
+        l.log()
+    );
+}
