@@ -13,8 +13,10 @@
 #     clean filter for every file in its clone's own .git/config; mode
 #     "gitfile" moves its .git away and replaces it with a file pointing
 #     there, where the same configuration waits.
-# The recorder appends "<uid> <what>" to $2/ran and its environment to
-# $2/ran-env. It also copies the prompt file it is given to $2/prompt. Usage:
+# The recorder appends "<uid> <what>" to $2/ran, its environment to
+# $2/ran-env and what it sees beside the clone to $2/ran-siblings; once, it
+# leaves a process that holds git's stderr open. The agent leaves a
+# process running in the background ($2/background-pid). It also copies the prompt file it is given to $2/prompt. Usage:
 #   fake-agent-hostile.sh {workdir} RECORDS ENV_FILE LOG_DIR REPO MODE
 wd=$1 rec=$2 envfile=$3 logdir=$4 repo=$5 mode=$6
 cat > /dev/null
@@ -43,6 +45,9 @@ cat > "$rec/recorder.sh" <<EOF
 #!/bin/sh
 echo "\$(id -u) \$1" >> "$rec/ran"
 env >> "$rec/ran-env"
+{ echo --; ls -a .. 2>/dev/null; } >> "$rec/ran-siblings"
+# Once: a process of its own session that holds git's stderr open.
+if mkdir "$rec/held" 2>/dev/null; then setsid sleep 30 </dev/null >/dev/null & fi
 cat
 EOF
 chmod 755 "$rec/recorder.sh"
@@ -66,6 +71,9 @@ git config --file "$gitdir/config" filter.rec.smudge cat
 git config --file "$gitdir/config" diff.rec.textconv "$rec/recorder.sh textconv"
 git config --file "$gitdir/config" diff.external "$rec/recorder.sh external-diff"
 printf '* filter=rec diff=rec\n' > .gitattributes
+# Left running in the background, in the run's session.
+sleep 600 </dev/null >/dev/null 2>&1 &
+echo $! > "$rec/background-pid"
 echo "hostile work" > hostile.txt
 echo "fake agent: hostile run ($mode) done in $(pwd)"
 exit 0

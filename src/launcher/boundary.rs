@@ -177,6 +177,11 @@ impl AgentUser {
             // Another name for root (uid 0): the same as root itself.
             return Ok((own(Some(pw)), Notice::Root));
         }
+        if pw.gid == 0 {
+            return Err(format!(
+                "OPS_AGENT_USER={name}: its primary group is root's (gid 0); give it a group of its own"
+            ));
+        }
         if !pw.home.is_dir() {
             return Err(format!(
                 "OPS_AGENT_USER={name}: its home {} does not exist; the agent CLIs keep their logins \
@@ -195,6 +200,42 @@ impl AgentUser {
             },
             Notice::Separated,
         ))
+    }
+
+    /// The owner of `path` (not following a link), as a user commands can
+    /// run as: a repository's git runs as its owner, who alone decides
+    /// its configuration (the rule git's own `safe.directory` follows).
+    pub fn owner_of(path: &Path) -> Result<AgentUser, String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let me = launcher_uid();
+        if m.uid() == me {
+            return Ok(Self::current(None));
+        }
+        if me != 0 {
+            return Err(format!(
+                "{} belongs to uid {}: a launcher that does not run as root (uid {me}) uses only its own \
+                 user's repositories",
+                path.display(),
+                m.uid()
+            ));
+        }
+        Ok(match user_with_uid(m.uid()) {
+            Some(pw) => AgentUser {
+                name: pw.name,
+                uid: pw.uid,
+                gid: pw.gid,
+                home: pw.home,
+                separate: true,
+            },
+            None => AgentUser {
+                name: m.uid().to_string(),
+                uid: m.uid(),
+                gid: m.gid(),
+                home: PathBuf::from("/nonexistent"),
+                separate: true,
+            },
+        })
     }
 
     /// Makes `cmd` run as the agent user (nothing when it is the
@@ -281,7 +322,8 @@ impl AgentUser {
     }
 
     /// Whether the agent user can pass through every folder on the way to
-    /// `dir` (and `dir` itself): its clones and prompts are there.
+    /// `dir` (and `dir` itself): its clones and prompts are there. See also
+    /// [`check_private`].
     pub fn can_reach(&self, dir: &Path) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
         if !self.separate {
@@ -346,6 +388,40 @@ impl AgentUser {
             ("LOGNAME", self.name.clone()),
         ]
     }
+}
+
+/// Refuses a folder of the launcher's (its log folder, its worktrees
+/// folder) that anyone but the launcher's user or root could rename,
+/// replace or fill: neither it nor a folder above it may belong to another
+/// user or be writable by group or others (a sticky folder such as /tmp
+/// excepted: there only an entry's owner may rename it). Else an agent
+/// could swap the folder for one of its own, with records the launcher
+/// would act on as root.
+pub fn check_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = launcher_uid();
+    for (i, d) in dir.ancestors().enumerate() {
+        let m = std::fs::symlink_metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let mode = m.mode();
+        let owner_ok = m.uid() == me || (i > 0 && m.uid() == 0);
+        let sticky = mode & 0o1000 != 0;
+        if m.file_type().is_symlink() {
+            return Err(format!(
+                "{} is a link: name the folder it points to",
+                d.display()
+            ));
+        }
+        if !owner_ok || (mode & 0o022 != 0 && !(sticky && i > 0)) {
+            return Err(format!(
+                "{} (owner uid {}, mode {:o}) could be replaced by another user: it and every folder above \
+                 it must be the launcher's or root's and not writable by others",
+                d.display(),
+                m.uid(),
+                mode & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Variables every agent gets from the launcher's environment, besides
@@ -548,6 +624,7 @@ impl Sandbox {
         let p = |p: &Path| p.display().to_string();
         let mut a: Vec<String> = [
             "--die-with-parent",
+            "--new-session",
             "--unshare-pid",
             "--unshare-ipc",
             "--ro-bind",
@@ -588,6 +665,9 @@ pub struct Boundary {
     /// `AGENT_ENV_<SLUG>` per slug.
     pub env_extra: HashMap<String, Vec<String>>,
     pub path_var: Option<String>,
+    /// What a sandbox hides from agents: the launcher's log folder and the
+    /// worktrees folder (each agent is shown its own clone in it).
+    pub hidden: Vec<PathBuf>,
 }
 
 impl Boundary {
@@ -595,13 +675,15 @@ impl Boundary {
     /// and, when a sandbox is asked for, proof that it can be made here.
     pub fn from_config(cfg: &super::config::LauncherConfig) -> Result<(Boundary, Notice), String> {
         let home = std::env::var("HOME").ok();
-        Self::resolve(
+        let (mut b, notice) = Self::resolve(
             cfg.agent_user.as_deref(),
             cfg.sandbox.as_deref(),
             cfg.agent_env.clone(),
             cfg.path_var.as_deref(),
             home.as_deref(),
-        )
+        )?;
+        b.hidden = vec![cfg.log_dir.clone(), cfg.worktrees_dir(b.user.separate)];
+        Ok((b, notice))
     }
 
     /// [`Boundary::from_config`] from its parts (`OPS_AGENT_USER`,
@@ -622,6 +704,7 @@ impl Boundary {
                 sandbox,
                 env_extra,
                 path_var: path_var.map(str::to_string),
+                hidden: Vec::new(),
             },
             notice,
         ))
@@ -637,12 +720,22 @@ impl Boundary {
     /// environment), in the agent user's home: for logged-in checks and
     /// `--help` probes of the CLIs.
     pub fn shell(&self, slug: &str, cmd: &str) -> Command {
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(format!("{cmd} 2>&1"))
+        let home = &self.user.home;
+        let hidden: Vec<&Path> = self.hidden.iter().map(PathBuf::as_path).collect();
+        let argv = self.sandbox.wrap(
+            &SandboxView {
+                workdir: home,
+                home,
+                hidden: &hidden,
+                shown: &[],
+            },
+            &["sh".to_string(), "-c".to_string(), format!("{cmd} 2>&1")],
+        );
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..])
             .env_clear()
-            .envs(self.env_for(slug, &self.user.home))
-            .current_dir(&self.user.home);
+            .envs(self.env_for(slug, home))
+            .current_dir(home);
         self.user.apply(&mut c);
         c
     }
@@ -806,7 +899,7 @@ mod tests {
             &["codex".into(), "exec".into()],
         );
         let line = argv.join(" ");
-        assert!(line.starts_with("/usr/bin/bwrap --die-with-parent --unshare-pid"));
+        assert!(line.starts_with("/usr/bin/bwrap --die-with-parent --new-session --unshare-pid"));
         let at = |s: &str| line.find(s).unwrap_or_else(|| panic!("{s} in {line}"));
         // Hidden first, then what is shown inside them.
         assert!(at("--tmpfs /var/lib/l ") < at("--ro-bind /var/lib/l/task-1.prompt.md"));

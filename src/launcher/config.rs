@@ -75,7 +75,8 @@ impl LauncherConfig {
     pub fn worktrees_dir(&self, agents_apart: bool) -> PathBuf {
         match &self.worktrees_dir {
             Some(d) => d.clone(),
-            None if agents_apart => PathBuf::from(APART_WORKTREES_DIR),
+            None if agents_apart => PathBuf::from(APART_WORKTREES_DIR)
+                .join(format!("worktrees-{}", log_dir_tag(&self.log_dir))),
             None => self.log_dir.join("worktrees"),
         }
     }
@@ -89,8 +90,21 @@ impl LauncherConfig {
     }
 }
 
-/// The default worktrees folder when agents run as another user.
-pub const APART_WORKTREES_DIR: &str = "/var/lib/ops-dispatch-launcher/worktrees";
+/// Where the default worktrees folders go when agents run as another
+/// user: one per launcher (per log folder), so that two launchers of a host
+/// never take each other's clones for their own.
+pub const APART_WORKTREES_DIR: &str = "/var/lib/ops-dispatch-launcher";
+
+/// Eight hex digits naming a log folder (its canonical path): stable
+/// across restarts, distinct for two launchers of one host.
+pub fn log_dir_tag(log_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let dir = log_dir
+        .canonicalize()
+        .unwrap_or_else(|_| log_dir.to_path_buf());
+    let h = Sha256::digest(dir.display().to_string().as_bytes());
+    h.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
 
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(15 * 60);

@@ -94,8 +94,7 @@ impl Ctx {
     /// Git as the launcher runs it: in a task's clone as the agent user.
     pub fn git(&self) -> worktree::Git<'_> {
         worktree::Git {
-            agent: &self.boundary.user,
-            path_var: self.cfg.path_var.as_deref(),
+            boundary: &self.boundary,
             timeout: self.cfg.git_timeout,
         }
     }
@@ -218,8 +217,7 @@ fn prune_worktrees(args: &[String]) -> Result<(), String> {
     let api = Api::new(&cfg.api_base, &cfg.token, Duration::from_secs(15));
     let dir = cfg.worktrees_dir(boundary.user.separate);
     let git = worktree::Git {
-        agent: &boundary.user,
-        path_var: cfg.path_var.as_deref(),
+        boundary: &boundary,
         timeout: cfg.git_timeout,
     };
     let done = worktree::clean(&dir, &api, &Vec::new, max_age, &git);
@@ -249,7 +247,7 @@ fn warn_unused_agent_vars(cfg: &LauncherConfig) {
     }
 }
 
-pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
+pub fn run(mut cfg: LauncherConfig, mut boundary: Boundary) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::fs::create_dir_all(&cfg.log_dir).map_err(|e| {
@@ -266,11 +264,19 @@ pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
         )
     })?;
     let _ = std::fs::remove_file(probe_file);
+    // Paths reported to OPS must mean something on their own.
+    if let Ok(abs) = cfg.log_dir.canonicalize() {
+        cfg.log_dir = abs;
+    }
+    let wts = cfg.worktrees_dir(boundary.user.separate);
+    boundary.hidden = vec![cfg.log_dir.clone(), wts.clone()];
     if boundary.user.separate {
         // The launcher's logs and state are its own: agents reach their
         // clone and prompt in the worktrees folder, which must not be in
-        // here.
+        // here. Neither may be a folder an agent could swap for its own.
         use std::os::unix::fs::PermissionsExt;
+        boundary::check_private(&cfg.log_dir)
+            .map_err(|e| format!("OPS_LAUNCHER_LOG_DIR {}: {e}", cfg.log_dir.display()))?;
         std::fs::set_permissions(&cfg.log_dir, std::fs::Permissions::from_mode(0o700)).map_err(
             |e| {
                 format!(
@@ -279,14 +285,10 @@ pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
                 )
             },
         )?;
-        let wts = cfg.worktrees_dir(true);
         worktree::make_dir(&wts, &boundary.user)
+            .and_then(|()| boundary::check_private(&wts))
             .and_then(|()| boundary.user.can_reach(&wts))
             .map_err(|e| format!("OPS_LAUNCHER_WORKTREES_DIR {}: {e}", wts.display()))?;
-    }
-    // Paths reported to OPS must mean something on their own.
-    if let Ok(abs) = cfg.log_dir.canonicalize() {
-        cfg.log_dir = abs;
     }
     let pid_file = claim_log_dir(&cfg.log_dir)?;
 
@@ -632,6 +634,7 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
         started_reported: false,
         output_offset: 0,
         streamed: 0,
+        output_capped: false,
         ending: None,
         final_report: None,
         abandoned: false,
@@ -738,15 +741,15 @@ fn start_supervised(
         set("OPS_TASK_BRANCH", wt.branch.clone());
         set("OPS_TASK_BASE", wt.base.clone());
     }
-    let (log_dir, wts) = (ctx.cfg.log_dir.clone(), ctx.worktrees_dir());
     // The clone reads its repository's objects, wherever that is.
     let mut shown = vec![st.prompt_path.as_path()];
     shown.extend(st.worktree.as_ref().map(|wt| wt.objects.as_path()));
+    let hidden: Vec<&Path> = ctx.boundary.hidden.iter().map(|p| p.as_path()).collect();
     let argv = ctx.boundary.sandbox.wrap(
         &SandboxView {
             workdir: &workdir,
             home: &ctx.boundary.user.home,
-            hidden: &[&log_dir, &wts],
+            hidden: &hidden,
             shown: &shown,
         },
         argv,
@@ -947,11 +950,5 @@ fn hostname() -> String {
 /// stay with one worker), distinct for two launchers on one host as long
 /// as they use different log dirs (they could not share one anyway).
 fn worker_id(host: &str, log_dir: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let dir = log_dir
-        .canonicalize()
-        .unwrap_or_else(|_| log_dir.to_path_buf());
-    let h = Sha256::digest(dir.display().to_string().as_bytes());
-    let short: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{host}-{short}")
+    format!("{host}-{}", config::log_dir_tag(log_dir))
 }

@@ -34,10 +34,51 @@ pub fn spawn_supervised(run: &Supervised) -> std::io::Result<Child> {
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        .process_group(0)
         .env_clear()
         .envs(run.env.iter().map(|(k, v)| (k, v)));
+    new_session(&mut cmd);
     cmd.spawn()
+}
+
+/// Makes `cmd` the leader of a new session (and so of a new process group
+/// with its pid as id): it has no controlling terminal, so nothing it runs
+/// can push keystrokes into the terminal the launcher was started from
+/// (TIOCSTI), and the whole session can be ended once it is done.
+pub fn new_session(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe; the child is a fresh fork that
+    // is not yet a process group leader, so it cannot fail.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills every process still in session `sid` (one started with
+/// [`new_session`]): what a run or a command left behind in the
+/// background (`cmd &`, `nohup`) must not outlive it, holding its pipes
+/// open or a port. A process that started a session of its own escapes
+/// this; the sandbox's process namespace does not let it.
+pub fn kill_session(sid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        // Field 6 of /proc/<pid>/stat, the 4th after the state.
+        let in_session = stat_fields(pid)
+            .and_then(|(_, f)| f.get(6 - 4).and_then(|s| s.parse::<u32>().ok()))
+            == Some(sid);
+        if in_session {
+            // SAFETY: kill(2) of a process of the session this launcher
+            // started.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// What [`spawn_supervised`] starts.
@@ -203,21 +244,17 @@ pub fn signal_name(sig: i32) -> String {
 /// when it runs over); its output (stdout and stderr together, as `sh -c
 /// '… 2>&1'` gives them) when it succeeds, else why it did not.
 pub fn run_command(mut cmd: Command, timeout: Duration) -> Result<String, String> {
+    new_session(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     // Read on the side, so that a talkative command cannot fill the pipe
     // and stall.
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    });
+    let stdout = child.stdout.take().expect("piped");
+    let reader = read_on_side(Box::new(stdout), usize::MAX);
     let deadline = std::time::Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -235,11 +272,45 @@ pub fn run_command(mut cmd: Command, timeout: Duration) -> Result<String, String
             Err(e) => return Err(e.to_string()),
         }
     };
-    let out = reader.join().unwrap_or_default();
+    kill_session(child.id());
+    let out = String::from_utf8_lossy(&reader.finish().0).into_owned();
     if status.success() {
         Ok(out)
     } else {
         Err(format!("exited with {status}"))
+    }
+}
+
+/// A pipe read to its end on a thread of its own, keeping at most `limit`
+/// bytes (the rest is read and dropped, so the writer never blocks).
+pub struct SideReader(std::sync::mpsc::Receiver<(Vec<u8>, bool)>);
+
+pub fn read_on_side(mut r: Box<dyn Read + Send>, limit: usize) -> SideReader {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut kept, mut buf, mut cut) = (Vec::new(), [0u8; 8192], false);
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = limit.saturating_sub(kept.len());
+            cut |= n > room;
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        let _ = tx.send((kept, cut));
+    });
+    SideReader(rx)
+}
+
+impl SideReader {
+    /// What was read, and whether it went past the limit. Called once the
+    /// command has ended and its session was killed: a process that
+    /// escaped the session and still holds the pipe does not hold the
+    /// caller too (after 2 s, what was read by then is lost with it).
+    pub fn finish(self) -> (Vec<u8>, bool) {
+        self.0
+            .recv_timeout(Duration::from_secs(2))
+            .unwrap_or_default()
     }
 }
 
@@ -270,6 +341,30 @@ mod tests {
         }
         child.wait().unwrap();
         assert!(!alive(pid, ticks));
+    }
+
+    #[test]
+    fn a_new_session_has_no_terminal_and_ends_whole() {
+        let mut cmd = Command::new("sh");
+        // The session's own fields, then a process left in the background.
+        cmd.args(["-c", "cut -d' ' -f6,7 /proc/self/stat; sleep 30 >/dev/null 2>&1 & echo $!"]);
+        new_session(&mut cmd);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let fields: Vec<&str> = lines.next().unwrap().split(' ').collect();
+        // `cut` is a child of the session leader, in its session.
+        assert_ne!(fields[0], std::process::id().to_string(), "{text}");
+        assert_eq!(fields[1], "0", "a controlling terminal: {text}");
+        let bg: u32 = lines.next().unwrap().parse().unwrap();
+        let sid: u32 = fields[0].parse().unwrap();
+        assert!(alive(bg, None));
+        kill_session(sid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(bg, None) {
+            assert!(std::time::Instant::now() < deadline, "left running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ const OUTPUT_TAIL: u64 = 64 * 1024;
 /// While an agent runs, its output is sent at most this often (or when a
 /// full chunk is waiting), so a chatty agent makes few log comments.
 const OUTPUT_EVERY: Duration = Duration::from_secs(3);
+/// Stdout streamed as `output` reports per run, at most: past it the log
+/// file keeps growing, but the server's database does not (an agent that
+/// prints without end would otherwise fill it).
+pub const OUTPUT_STREAM_MAX: u64 = 8 * 1024 * 1024;
 /// The tail of each log given as evidence of a failure.
 const EVIDENCE_TAIL: u64 = 4 * 1024;
 /// How often a running agent is looked at.
@@ -153,6 +157,10 @@ impl Runner {
         };
         if let Some(e) = ending {
             log::info!("task {}: agent ended: {e:?}", self.st.task_id);
+            // What the run left behind in the background ends with it.
+            if let Some(session) = self.st.pid {
+                super::process::kill_session(session);
+            }
             self.st.ending = Some(e);
             self.persist();
         }
@@ -531,6 +539,27 @@ impl Runner {
             if bytes.is_empty() {
                 return Ok(true);
             }
+            if self.st.streamed >= OUTPUT_STREAM_MAX {
+                // Said once, then the rest is skipped.
+                let note = format!(
+                    "\n[ops-center launcher] more than {} MiB of output: the rest is not sent; it is in {}\n",
+                    OUTPUT_STREAM_MAX / (1024 * 1024),
+                    self.st.log_path.display()
+                );
+                if !self.st.output_capped {
+                    let capped = Report::Output(Output {
+                        chunk: note,
+                        offset: Some(self.st.streamed as i64),
+                    });
+                    match self.send(capped)? {
+                        Sent::Acked | Sent::Refused(_) => {}
+                    }
+                    self.st.output_capped = true;
+                }
+                self.st.output_offset = len;
+                self.persist();
+                return Ok(true);
+            }
             let running = self.st.ending.is_none();
             let recently = self.last_output.is_some_and(|t| t.elapsed() < OUTPUT_EVERY);
             if running && recently && bytes.len() < CHUNK {
@@ -897,6 +926,7 @@ mod tests {
             started_reported: true,
             output_offset: 0,
             streamed: 0,
+            output_capped: false,
             ending: Some(ending),
             final_report: None,
             abandoned: false,

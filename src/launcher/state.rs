@@ -35,6 +35,10 @@ pub struct TaskState {
     pub started_reported: bool,
     /// Bytes of the stdout log already acknowledged as `output` reports.
     pub output_offset: u64,
+    /// The run's output went past `OUTPUT_STREAM_MAX`: it was said once,
+    /// and nothing more is streamed.
+    #[serde(default)]
+    pub output_capped: bool,
     /// Bytes of stdout acknowledged over the whole run: unlike
     /// `output_offset` it never goes back when the log is truncated (log
     /// rotation), so it is the `offset` the server dedups retried chunks by.
@@ -259,6 +263,7 @@ mod tests {
             started_reported: false,
             output_offset: 0,
             streamed: 0,
+            output_capped: false,
             ending: Some(Ending::Exited {
                 code: Some(0),
                 signal: None,

@@ -25,24 +25,43 @@
 //! runner or the launch, and on the probe thread for clean-up: never on
 //! the heartbeat.
 
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::boundary::AgentUser;
+use super::boundary::{AgentUser, Boundary, SandboxView};
+use super::process::{kill_session, new_session, read_on_side};
 
-/// Held while a clone is made or removed, so that the clean-up never
-/// removes one that a launch is taking up (a launch counts its task as
-/// running before it takes this).
-static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The tasks whose clone is being made or removed, so that the clean-up
+/// never removes one that a launch is taking up (a launch counts its task
+/// as running before it takes this). One task's slow git never holds up
+/// another's.
+static BUSY: std::sync::Mutex<BTreeSet<i64>> = std::sync::Mutex::new(BTreeSet::new());
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Held while task `id`'s clone is made or removed.
+struct TaskLock(i64);
+
+fn lock(id: i64) -> TaskLock {
+    let mut busy = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+    while busy.contains(&id) {
+        busy = FREED.wait(busy).unwrap_or_else(|p| p.into_inner());
+    }
+    busy.insert(id);
+    TaskLock(id)
+}
+
+impl Drop for TaskLock {
+    fn drop(&mut self) {
+        BUSY.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+        FREED.notify_all();
+    }
 }
 
 /// A patch is reported up to this many bytes (its head); the server takes
@@ -131,61 +150,84 @@ struct Out {
     stderr: String,
 }
 
-/// How the launcher runs git: as whom in a task's clone, with which
-/// `PATH`, for how long at most.
+/// How the launcher runs git: who the agents are (and their sandbox), and
+/// for how long one git may run.
 #[derive(Clone, Copy)]
 pub struct Git<'a> {
-    pub agent: &'a AgentUser,
-    pub path_var: Option<&'a str>,
+    pub boundary: &'a Boundary,
     pub timeout: Duration,
 }
 
 /// Where a git command runs, which decides as whom.
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
-    /// In the workspace's repository, as the launcher. Its configuration
-    /// is the workspace's (no agent can write it), so it is trusted even
-    /// when another user owns the repository.
-    Repo,
-    /// In a task's clone, as the agent user: nothing there is trusted.
-    Clone,
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    /// In the workspace's repository, as its owner: only the owner's
+    /// configuration is obeyed (the rule of git's `safe.directory`), so
+    /// whatever the repository makes git run runs with no more rights than
+    /// its owner has. Root's git never runs in another user's repository.
+    Repo(&'a AgentUser),
+    /// In a task's clone, as the agent user and, when agents have one, in
+    /// their sandbox: nothing there is trusted. `objects` is the
+    /// repository's object store, which the clone borrows.
+    Clone { objects: &'a Path },
+    /// As the launcher, in a folder that nobody else can write yet.
+    Fresh,
 }
 
 impl Git<'_> {
+    fn agent(&self) -> &AgentUser {
+        &self.boundary.user
+    }
+
+    fn path_var(&self) -> Option<&str> {
+        self.boundary.path_var.as_deref()
+    }
+
     fn command(&self, side: Side, dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = match side {
-            Side::Repo => {
-                let mut c = Command::new("git");
-                c.env_clear();
-                if let Some(p) = self.path_var {
-                    c.env("PATH", p);
-                }
-                c
+        let mut argv: Vec<String> = vec!["git".into(), "-C".into(), dir.display().to_string()];
+        argv.extend(HARDENING.iter().map(|a| a.to_string()));
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let (user, argv) = match side {
+            Side::Repo(owner) => (owner.clone(), argv),
+            Side::Clone { objects } => {
+                let hidden: Vec<&Path> =
+                    self.boundary.hidden.iter().map(PathBuf::as_path).collect();
+                let view = SandboxView {
+                    workdir: dir,
+                    home: &self.agent().home,
+                    hidden: &hidden,
+                    shown: &[objects],
+                };
+                (
+                    self.agent().clone(),
+                    self.boundary.sandbox.wrap(&view, &argv),
+                )
             }
-            Side::Clone => self.agent.plain_command("git", self.path_var),
+            Side::Fresh => (
+                AgentUser {
+                    separate: false,
+                    ..self.agent().clone()
+                },
+                argv,
+            ),
         };
-        cmd.arg("-C").arg(dir).args(HARDENING);
-        if side == Side::Repo {
-            // Git refuses a repository that another user owns unless told
-            // otherwise; no global configuration is read, so it is said
-            // here, for the repositories the launcher is pointed at only.
-            cmd.args(["-c", "safe.directory=*"]);
-        }
-        cmd.args(args)
+        let mut cmd = user.plain_command(&argv[0], self.path_var());
+        cmd.args(&argv[1..])
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
+        new_session(&mut cmd);
         cmd
     }
 
     /// Runs `git -C dir ARGS` on `side`, killing it after the timeout. At
     /// most `limit` bytes of stdout are kept (the rest is read and
     /// dropped, so git never blocks on a full pipe); with `to`, stdout
-    /// goes to that file instead.
+    /// goes to that file instead. Whatever it left running in the
+    /// background is killed with its session.
     fn run(
         &self,
         side: Side,
@@ -204,31 +246,15 @@ impl Git<'_> {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("{what}: cannot run git: {e}"))?;
-        let read = |mut r: Box<dyn Read + Send>, limit: usize| {
-            std::thread::spawn(move || {
-                let (mut kept, mut buf, mut cut) = (Vec::new(), [0u8; 8192], false);
-                while let Ok(n) = r.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let room = limit.saturating_sub(kept.len());
-                    cut |= n > room;
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                (kept, cut)
-            })
-        };
-        let out = (!to_file).then(|| read(Box::new(child.stdout.take().expect("piped")), limit));
-        let err = read(Box::new(child.stderr.take().expect("piped")), 16 * 1024);
+        let out =
+            (!to_file).then(|| read_on_side(Box::new(child.stdout.take().expect("piped")), limit));
+        let err = read_on_side(Box::new(child.stderr.take().expect("piped")), 16 * 1024);
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
                 Ok(None) if started.elapsed() >= self.timeout => {
-                    // SAFETY: kill(2) on the process group this command leads.
-                    unsafe {
-                        libc::kill(-(child.id() as i32), libc::SIGKILL);
-                    }
+                    kill_session(child.id());
                     let _ = child.wait();
                     return Err(format!(
                         "{what}: killed after {} s without finishing",
@@ -239,10 +265,9 @@ impl Git<'_> {
                 Err(e) => return Err(format!("{what}: cannot wait for git: {e}")),
             }
         };
-        let (stdout, cut) = out
-            .map(|o| o.join().unwrap_or_default())
-            .unwrap_or_default();
-        let (stderr, _) = err.join().unwrap_or_default();
+        kill_session(child.id());
+        let (stdout, cut) = out.map(|o| o.finish()).unwrap_or_default();
+        let (stderr, _) = err.finish();
         Ok(Out {
             ok: status.success(),
             code: status.code(),
@@ -252,12 +277,26 @@ impl Git<'_> {
         })
     }
 
-    fn repo(&self, dir: &Path, args: &[&str], limit: usize) -> Result<Out, String> {
-        self.run(Side::Repo, dir, args, limit, None)
+    fn repo(
+        &self,
+        owner: &AgentUser,
+        dir: &Path,
+        args: &[&str],
+        limit: usize,
+    ) -> Result<Out, String> {
+        self.run(Side::Repo(owner), dir, args, limit, None)
     }
 
-    fn clone(&self, dir: &Path, args: &[&str], limit: usize) -> Result<Out, String> {
-        self.run(Side::Clone, dir, args, limit, None)
+    fn clone(&self, wt: &Worktree, args: &[&str], limit: usize) -> Result<Out, String> {
+        self.run(
+            Side::Clone {
+                objects: &wt.objects,
+            },
+            &wt.path,
+            args,
+            limit,
+            None,
+        )
     }
 
     /// A git command that must succeed; its stdout, trimmed.
@@ -336,9 +375,32 @@ pub fn make_dir(dir: &Path, agent: &AgentUser) -> Result<(), String> {
 /// agent made of the path (a link to a secret, a pipe that never ends) it
 /// reads nothing the agent could not read itself, and never hangs.
 fn read_as_agent(path: &Path, git: &Git) -> Result<String, String> {
-    let mut cmd = git.agent.plain_command("head", git.path_var);
+    let mut cmd = git.agent().plain_command("head", git.path_var());
     cmd.args(["-c", "4096", "--"]).arg(path);
     super::process::run_command(cmd, Duration::from_secs(10))
+}
+
+/// The repository at `top` as the launcher uses it: its owner (who its git
+/// runs as) and its common git folder, checked to belong to that owner.
+fn repo_owner(top: &Path, common: &Path) -> Result<AgentUser, String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = AgentUser::owner_of(top)?;
+    let m = std::fs::symlink_metadata(common).map_err(|e| format!("{}: {e}", common.display()))?;
+    if m.uid() != owner.uid {
+        return Err(format!(
+            "{} belongs to uid {} but its checkout {} to uid {}: a repository must have one owner",
+            common.display(),
+            m.uid(),
+            top.display(),
+            owner.uid
+        ));
+    }
+    Ok(owner)
+}
+
+/// The owner of the repository a clone came from.
+fn owner_of_clone_repo(wt: &Worktree) -> Result<AgentUser, String> {
+    AgentUser::owner_of(&wt.repo)
 }
 
 /// Creates (or reuses) the clone of task `task_id` for `repo_path` at
@@ -360,7 +422,7 @@ pub fn prepare(
         evidence,
     };
     let git_failed = |e: String| unusable("git failed", e.clone(), e);
-    let _held = lock();
+    let _held = lock(task_id);
     let repo = Path::new(repo_path);
     match std::fs::metadata(repo) {
         Ok(m) if m.is_dir() => {}
@@ -379,8 +441,12 @@ pub fn prepare(
             ))
         }
     }
+    let not_owned = |e: String| unusable("owner", e.clone(), e);
+    // Before any git runs there: as whom.
+    let owner = AgentUser::owner_of(repo).map_err(not_owned)?;
     let top = git
         .repo(
+            &owner,
             repo,
             &[
                 "rev-parse",
@@ -405,35 +471,48 @@ pub fn prepare(
     let top = PathBuf::from(top_s.trim());
     let common = PathBuf::from(common.trim());
     let objects = common.join("objects");
-    if git.agent.separate {
+    let owner = repo_owner(&top, &common).map_err(not_owned)?;
+    let agent = git.agent();
+    if agent.separate {
         let writable: Vec<String> = [&top, &common, &common.join("config"), &objects]
             .into_iter()
-            .filter(|p| git.agent.may_write(p))
+            .filter(|p| agent.may_write(p))
             .map(|p| p.display().to_string())
             .collect();
-        if !writable.is_empty() {
+        if !writable.is_empty() || owner.uid == agent.uid {
+            let what = if writable.is_empty() {
+                top.display().to_string()
+            } else {
+                writable.join(", ")
+            };
             return Err(unusable(
                 "writable by the agent user",
                 format!(
-                    "the agent user {} can write {}: an agent could change the repository's \
+                    "the agent user {} can write {what}: an agent could change the repository's \
                      configuration, which every later git obeys; make it readable only (e.g. owned by \
                      another user, mode 755)",
-                    git.agent.name,
-                    writable.join(", ")
+                    agent.name
                 ),
-                format!("writable by {}: {}", git.agent.name, writable.join(", ")),
+                format!("writable by {}: {what}", agent.name),
             ));
         }
+        // The clone borrows the repository's objects: the agent must be
+        // able to read them, or its git fails half-way.
+        agent.can_reach(&objects).map_err(|e| {
+            unusable(
+                "not readable by the agent user",
+                format!("the agent user cannot read the repository's objects: {e}"),
+                e,
+            )
+        })?;
     }
-    make_dir(dir, git.agent).map_err(git_failed)?;
+    make_dir(dir, agent).map_err(git_failed)?;
     let branch = branch_of(task_id);
     let path = dir.join(format!("task-{task_id}"));
     let base_name = base_ref.unwrap_or("HEAD");
 
     if std::fs::symlink_metadata(&path).is_ok() {
-        let known: Option<Worktree> = std::fs::read(sidecar(dir, task_id))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let known = read_sidecar(&sidecar(dir, task_id));
         match known {
             // Run again: its clone is still there, untouched.
             Some(wt) if !wt.is_legacy() && wt.repo == top && wt.objects == objects => {
@@ -463,6 +542,7 @@ pub fn prepare(
     }
     let base_out = git
         .repo(
+            &owner,
             &top,
             &[
                 "rev-parse",
@@ -487,6 +567,7 @@ pub fn prepare(
     let base_sha = base_out.stdout.trim().to_string();
     let existing = git
         .repo(
+            &owner,
             &top,
             &[
                 "rev-parse",
@@ -497,16 +578,17 @@ pub fn prepare(
             1024,
         )
         .map_err(git_failed)?;
+    let in_repo = Side::Repo(&owner);
     let (start, base) = if existing.ok {
         let start = existing.stdout.trim().to_string();
         let base = git
-            .must(Side::Repo, &top, &["merge-base", &base_sha, &start])
+            .must(in_repo, &top, &["merge-base", &base_sha, &start])
             .unwrap_or(base_sha);
         (start, base)
     } else {
         let dirty = git
             .must(
-                Side::Repo,
+                in_repo,
                 &top,
                 &["status", "--porcelain", "--untracked-files=no"],
             )
@@ -524,12 +606,8 @@ pub fn prepare(
         }
         // The branch is the task's from the start, as it was with
         // worktrees: the clone's work comes back to it.
-        git.must(
-            Side::Repo,
-            &top,
-            &["branch", "--no-track", &branch, &base_sha],
-        )
-        .map_err(git_failed)?;
+        git.must(in_repo, &top, &["branch", "--no-track", &branch, &base_sha])
+            .map_err(git_failed)?;
         (base_sha.clone(), base_sha)
     };
     make_clone(&path, &objects, &branch, &start, git).map_err(|e| {
@@ -562,25 +640,22 @@ fn make_clone(
 ) -> Result<(), String> {
     std::fs::create_dir(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     set_mode(path, 0o700).map_err(|e| format!("{}: {e}", path.display()))?;
-    let launcher = Git {
-        agent: &AgentUser {
-            separate: false,
-            ..git.agent.clone()
-        },
-        ..*git
-    };
-    launcher.must(Side::Clone, path, &["init", "-q", "-b", branch])?;
+    git.must(Side::Fresh, path, &["init", "-q", "-b", branch])?;
     let alternates = path.join(".git/objects/info/alternates");
     std::fs::write(&alternates, format!("{}\n", objects.display()))
         .map_err(|e| format!("cannot write {}: {e}", alternates.display()))?;
-    give_tree(git.agent, path).map_err(|e| {
+    give_tree(git.agent(), path).map_err(|e| {
         format!(
             "cannot give {} to the agent user {}: {e}",
             path.display(),
-            git.agent.name
+            git.agent().name
         )
     })?;
-    git.must(Side::Clone, path, &["reset", "-q", "--hard", start])?;
+    git.must(
+        Side::Clone { objects },
+        path,
+        &["reset", "-q", "--hard", start],
+    )?;
     Ok(())
 }
 
@@ -591,7 +666,7 @@ fn make_clone(
 /// `Some(why)` when it is not: the run's change is not taken.
 pub fn tampered(wt: &Worktree, git: &Git) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let agent = git.agent;
+    let agent = git.agent();
     let dot_git = wt.path.join(".git");
     let m = match std::fs::symlink_metadata(&dot_git) {
         Ok(m) => m,
@@ -644,8 +719,11 @@ pub fn tampered(wt: &Worktree, git: &Git) -> Option<String> {
 /// Commits whatever is uncommitted in the clone on its branch. True
 /// when there was something to commit.
 fn commit_all(wt: &Worktree, message: &str, git: &Git) -> Result<bool, String> {
-    git.must(Side::Clone, &wt.path, &["add", "-A"])?;
-    let staged = git.clone(&wt.path, &["diff", "--cached", "--quiet"], 1024)?;
+    let in_clone = Side::Clone {
+        objects: &wt.objects,
+    };
+    git.must(in_clone, &wt.path, &["add", "-A"])?;
+    let staged = git.clone(wt, &["diff", "--cached", "--quiet"], 1024)?;
     if staged.ok {
         return Ok(false);
     }
@@ -658,34 +736,40 @@ fn commit_all(wt: &Worktree, message: &str, git: &Git) -> Result<bool, String> {
         "-m",
         message,
     ]);
-    git.must(Side::Clone, &wt.path, &args)?;
+    git.must(in_clone, &wt.path, &args)?;
     Ok(true)
 }
 
-/// Brings the clone's `HEAD` back into the repository as the task's
-/// branch; returns the commit the branch now points at, read from the
-/// repository. Only data crosses: the agent user's git writes a bundle
-/// into a file of the launcher's, and the launcher's git fetches it with
-/// its objects checked, into that one ref.
-fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
+/// Brings the clone's `HEAD` back into the repository as branch `branch`;
+/// returns the commit the branch now points at, read from the repository.
+/// Only data crosses: the agent user's git writes a bundle into a file of
+/// the launcher's, and the repository owner's git fetches it with its
+/// objects checked, into that one ref.
+fn bring_back(wt: &Worktree, branch: &str, git: &Git) -> Result<String, String> {
+    let owner = owner_of_clone_repo(wt)?;
+    let in_repo = Side::Repo(&owner);
+    let in_clone = Side::Clone {
+        objects: &wt.objects,
+    };
     let head = git.must(
-        Side::Clone,
+        in_clone,
         &wt.path,
         &["rev-parse", "--verify", "HEAD^{commit}"],
     )?;
     if !is_object_name(&head) {
         return Err(format!("the clone's HEAD is not a commit name: {head:?}"));
     }
-    let ref_name = format!("refs/heads/{}", wt.branch);
+    let ref_name = format!("refs/heads/{branch}");
     let current = git
         .must(
-            Side::Repo,
+            in_repo,
             &wt.repo,
             &["rev-parse", "--verify", "--quiet", &ref_name],
         )
         .unwrap_or_default();
     let known = git
         .repo(
+            &owner,
             &wt.repo,
             &["cat-file", "-e", &format!("{head}^{{commit}}")],
             1024,
@@ -697,7 +781,7 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
             if !current.is_empty() {
                 args.push(&current);
             }
-            git.must(Side::Repo, &wt.repo, &args)?;
+            git.must(in_repo, &wt.repo, &args)?;
         }
     } else {
         let bundle = wt
@@ -713,6 +797,10 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
                 .open(&bundle)
                 .map_err(|e| format!("cannot create {}: {e}", bundle.display()))?
         };
+        // Read by the repository's owner only.
+        owner
+            .give(&bundle)
+            .map_err(|e| format!("cannot give {} to its reader: {e}", bundle.display()))?;
         let mut args = vec![
             "bundle",
             "create",
@@ -725,7 +813,7 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
         if is_object_name(&current) {
             args.push(&current);
         }
-        let made = git.run(Side::Clone, &wt.path, &args, 0, Some(file));
+        let made = git.run(in_clone, &wt.path, &args, 0, Some(file));
         let fetched = made.and_then(|o| {
             if !o.ok {
                 return Err(format!(
@@ -737,7 +825,7 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
             let bundle_s = bundle.display().to_string();
             let refspec = format!("+HEAD:{ref_name}");
             git.must(
-                Side::Repo,
+                in_repo,
                 &wt.repo,
                 &[
                     "-c",
@@ -756,7 +844,7 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
         let _ = std::fs::remove_file(&bundle);
         fetched?;
     }
-    let now = git.must(Side::Repo, &wt.repo, &["rev-parse", "--verify", &ref_name])?;
+    let now = git.must(in_repo, &wt.repo, &["rev-parse", "--verify", &ref_name])?;
     if now != head {
         return Err(format!(
             "{ref_name} is at {now} after bringing the clone's HEAD {head} back"
@@ -772,7 +860,7 @@ fn bring_back(wt: &Worktree, git: &Git) -> Result<String, String> {
 /// not taken.
 pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
     let status = git.clone(
-        &wt.path,
+        wt,
         &["status", "--porcelain", "--untracked-files=all"],
         STAT_MAX,
     )?;
@@ -782,11 +870,13 @@ pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
         crate::time::rfc3339(crate::time::now_ms())
     );
     commit_all(wt, &message, git)?;
-    let head = bring_back(wt, git)?;
+    let head = bring_back(wt, &wt.branch, git)?;
     // The diff is made in the repository, from what was brought back.
+    let owner = owner_of_clone_repo(wt)?;
     let range = format!("{}..{head}", wt.base);
     let diff = |extra: &str, limit: usize| {
         git.repo(
+            &owner,
             &wt.repo,
             &[
                 "diff",
@@ -815,10 +905,17 @@ pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
     })
 }
 
-/// Removes a clone whose task no longer needs it. Anything uncommitted in
-/// it is committed and brought back to its branch first; if that fails, or
-/// the clone was tampered with, it is kept for a person. The branch always
-/// stays.
+/// The branch that takes what was left uncommitted in a clone when it is
+/// removed: never the task's own branch, whose content a person reviewed.
+pub fn leftovers_branch_of(task_id: i64) -> String {
+    format!("ops/task-{task_id}-leftovers")
+}
+
+/// Removes a clone whose task no longer needs it. Anything left
+/// uncommitted in it since its last run was recorded is committed and
+/// brought back on its own branch ([`leftovers_branch_of`]) first; if that
+/// fails, or the clone was tampered with, it is kept for a person. The
+/// task's branch always stays as it was.
 pub fn remove(dir: &Path, wt: &Worktree, git: &Git) -> Result<(), String> {
     if wt.is_legacy() {
         remove_legacy(wt, git)?;
@@ -826,6 +923,7 @@ pub fn remove(dir: &Path, wt: &Worktree, git: &Git) -> Result<(), String> {
         if let Some(why) = tampered(wt, git) {
             return Err(format!("not removed, it was tampered with: {why}"));
         }
+        let leftovers = leftovers_branch_of(wt.task_id);
         let saved = commit_all(
             wt,
             &format!(
@@ -834,22 +932,47 @@ pub fn remove(dir: &Path, wt: &Worktree, git: &Git) -> Result<(), String> {
             ),
             git,
         )
-        .and_then(|saved| bring_back(wt, git).map(|_| saved))
+        .and_then(|saved| {
+            if saved {
+                bring_back(wt, &leftovers, git)?;
+            }
+            Ok(saved)
+        })
         .map_err(|e| format!("not removed, its changes could not be saved: {e}"))?;
         if saved {
             log::info!(
-                "task {}: uncommitted changes in {} committed on {} before removal",
+                "task {}: uncommitted changes in {} committed on {leftovers} before removal",
                 wt.task_id,
                 wt.path.display(),
-                wt.branch
             );
         }
-        // Links are removed, never followed.
-        std::fs::remove_dir_all(&wt.path)
-            .map_err(|e| format!("cannot remove {}: {e}", wt.path.display()))?;
+        delete_clone(wt, git)?;
     }
     let _ = std::fs::remove_file(sidecar(dir, wt.task_id));
     Ok(())
+}
+
+/// Deletes a clone: its content as the agent user (however deep or odd it
+/// is, it costs the launcher nothing and can reach nothing the agent could
+/// not), then the emptied folder as the launcher.
+fn delete_clone(wt: &Worktree, git: &Git) -> Result<(), String> {
+    if git.agent().separate {
+        let mut rm = git.agent().plain_command("rm", git.path_var());
+        rm.args(["-rf", "--one-file-system", "--"]);
+        let entries = std::fs::read_dir(&wt.path)
+            .map_err(|e| format!("cannot list {}: {e}", wt.path.display()))?;
+        for e in entries.filter_map(|e| e.ok()) {
+            rm.arg(e.path());
+        }
+        super::process::run_command(rm, git.timeout)
+            .map_err(|e| format!("cannot empty {}: {e}", wt.path.display()))?;
+        std::fs::remove_dir(&wt.path)
+            .map_err(|e| format!("cannot remove {}: {e}", wt.path.display()))
+    } else {
+        // Links are removed, never followed.
+        std::fs::remove_dir_all(&wt.path)
+            .map_err(|e| format!("cannot remove {}: {e}", wt.path.display()))
+    }
 }
 
 /// Removes a `git worktree` that an older launcher made (its changes were
@@ -866,8 +989,21 @@ fn remove_legacy(wt: &Worktree, git: &Git) -> Result<(), String> {
             wt.branch
         );
     }
-    let _ = git.repo(&wt.repo, &["worktree", "prune"], 1024);
+    if let Ok(owner) = owner_of_clone_repo(wt) {
+        let _ = git.repo(&owner, &wt.repo, &["worktree", "prune"], 1024);
+    }
     Ok(())
+}
+
+/// A sidecar, when it is the launcher's own: a file of anyone else's is
+/// not a record to act on.
+fn read_sidecar(path: &Path) -> Option<Worktree> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if !m.is_file() || m.uid() != super::boundary::launcher_uid() {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// Marks a clone as used now (its age counts from here).
@@ -888,7 +1024,7 @@ pub fn list(dir: &Path) -> Vec<(Worktree, Duration)> {
                 .is_some_and(|n| n.starts_with("task-") && n.ends_with(".json"))
         })
         .filter_map(|e| {
-            let wt: Worktree = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            let wt = read_sidecar(&e.path())?;
             let age = e
                 .metadata()
                 .ok()?
@@ -940,7 +1076,7 @@ pub fn clean(
             }
             Ok(_) => continue,
         };
-        let _held = lock();
+        let _held = lock(wt.task_id);
         // Claimed again since it was looked at: it is in use.
         if running().contains(&wt.task_id) {
             continue;
@@ -1002,11 +1138,15 @@ mod tests {
 
     /// Git as the launcher runs it, with agents as the test's own user.
     fn with_git<R>(f: impl FnOnce(&Git) -> R) -> R {
-        let me = AgentUser::current(std::env::var("HOME").ok().as_deref());
-        let path = std::env::var("PATH").ok();
+        let b = Boundary {
+            user: AgentUser::current(std::env::var("HOME").ok().as_deref()),
+            sandbox: super::super::boundary::Sandbox::Off,
+            env_extra: Default::default(),
+            path_var: std::env::var("PATH").ok(),
+            hidden: Vec::new(),
+        };
         f(&Git {
-            agent: &me,
-            path_var: path.as_deref(),
+            boundary: &b,
             timeout: Duration::from_secs(30),
         })
     }
@@ -1032,16 +1172,21 @@ mod tests {
         // Again: the same worktree, and nothing more to commit.
         let again = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
         assert_eq!(again, wt);
-        // Left uncommitted at removal: saved on the branch first.
+        // Left uncommitted at removal: saved on a branch of its own first,
+        // never on the task's reviewed branch.
         std::fs::write(wt.path.join("late.txt"), "late\n").unwrap();
         remove(wts.path(), &wt, g).unwrap();
         assert!(!wt.path.exists());
         assert!(list(wts.path()).is_empty());
-        let o = Command::new("git")
-            .args(["-C", &repo_s, "show", "--stat", "ops/task-7"])
-            .output()
-            .unwrap();
-        assert!(String::from_utf8_lossy(&o.stdout).contains("late.txt"));
+        let show = |rev: &str| {
+            let o = Command::new("git")
+                .args(["-C", &repo_s, "show", "--stat", rev])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        assert!(show("ops/task-7-leftovers").contains("late.txt"));
+        assert!(!show("ops/task-7").contains("late.txt"));
         // The main checkout never changed.
         assert_eq!(
             std::fs::read_to_string(r.path().join("a.txt")).unwrap(),
@@ -1049,7 +1194,7 @@ mod tests {
         );
         // The branch stays, and a later run continues on it.
         let back = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
-        assert!(back.path.join("late.txt").exists());
+        assert!(back.path.join("new.txt").exists() && !back.path.join("late.txt").exists());
         // The clone has no way into the repository but its objects.
         assert!(back.path.join(".git").is_dir());
         assert_eq!(tampered(&back, g), None);

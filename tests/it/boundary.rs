@@ -279,6 +279,26 @@ fn a_hostile_agent_gets_nothing_but_its_clone() {
         "{}",
         l.log()
     );
+    // What the agent left running in its session ended with its run.
+    let bg: u32 = read(&s.records.join("background-pid"))
+        .trim()
+        .parse()
+        .unwrap();
+    crate::util::wait_for(10, "the agent's background process killed", || {
+        (!crate::launcher::alive(bg)).then_some(())
+    });
+    // Done: its clone goes (emptied as the agent user), its branch stays.
+    let r = s
+        .srv
+        .service()
+        .patch(&format!("/api/tasks/{id}"), &json!({"status": "done"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let clone = s.srv.dir.path().join(format!("worktrees/task-{id}"));
+    crate::util::wait_for(30, "the clone removed", || (!clone.exists()).then_some(()));
+    assert_eq!(
+        git(&s.repo, &["show", &format!("{branch}:hostile.txt")]),
+        "hostile work\n"
+    );
 }
 
 #[test]
@@ -356,6 +376,27 @@ fn in_the_sandbox_the_agent_sees_only_its_clone_and_home() {
         1,
         "the agent saw other tasks' folders: {siblings}"
     );
+    // So did what it made git run after it ended: each listing (after a
+    // "--") shows one task's folder at most.
+    let ran = read(&s.records.join("ran-siblings"));
+    assert!(
+        ran.contains("--"),
+        "git ran nothing of the agent's: {}",
+        l.log()
+    );
+    for listing in ran.split(
+        "--
+",
+    ) {
+        let tasks = listing
+            .lines()
+            .filter(|n| n.starts_with("task-") && !n.ends_with(".prompt.md"))
+            .count();
+        assert!(
+            tasks <= 1,
+            "git in a clone saw other tasks' folders: {listing}"
+        );
+    }
     assert!(
         l.log().contains("sandbox: bubblewrap"),
         "the launcher did not say it sandboxes: {}",
@@ -434,4 +475,133 @@ fn a_cli_the_agent_user_cannot_run_is_reported_missing_not_logged_out() {
         "{reason}\n{}",
         l.log()
     );
+}
+
+/// A launcher started as root with `vars`, expected to refuse to start;
+/// what it said.
+fn refused_start(dir: &Path, vars: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(crate::util::bin());
+    cmd.arg("launcher")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OPS_API_BASE", "http://127.0.0.1:9/api")
+        .env("OPS_SERVICE_TOKEN", TOKEN)
+        .env("SUPPORTED_AGENT_SLUGS", "codex")
+        .env("OPS_AGENT_USER", AGENT_USER)
+        .env("OPS_LAUNCHER_LOG_DIR", dir.join("logs"));
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_worktrees_folder_another_user_could_replace_stops_the_launcher() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): no agent user");
+        return;
+    }
+    agent_user();
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o711);
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o777);
+    let wts = open.join("wts").display().to_string();
+    let err = refused_start(dir.path(), &[("OPS_LAUNCHER_WORKTREES_DIR", &wts)]);
+    assert!(
+        err.contains("OPS_LAUNCHER_WORKTREES_DIR")
+            && err.contains(&format!(
+                "{} (owner uid 0, mode 777) could be replaced",
+                open.display()
+            )),
+        "{err}"
+    );
+}
+
+/// Makes the repository of `s` another user's (`nobody`), with a clean
+/// filter in its own configuration that records who runs it.
+fn give_repo_to_nobody(s: &Setup) -> PathBuf {
+    let ran = s.records.join("owner-ran");
+    git(
+        &s.repo,
+        &[
+            "config",
+            "filter.own.clean",
+            &format!("sh -c 'id -u >> {}; cat'", ran.display()),
+        ],
+    );
+    git(&s.repo, &["config", "filter.own.smudge", "cat"]);
+    std::fs::write(s.repo.join(".gitattributes"), "* filter=own\n").unwrap();
+    git(&s.repo, &["add", ".gitattributes"]);
+    git(&s.repo, &["commit", "-q", "-m", "attributes"]);
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&s.repo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // What the test's own git ran above does not count.
+    let _ = std::fs::remove_file(&ran);
+    ran
+}
+
+#[test]
+fn a_repository_of_another_user_is_used_as_that_user_never_as_root() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): repositories of other users");
+        return;
+    }
+    let s = setup(None);
+    let ran = give_repo_to_nobody(&s);
+    // Touched, so that git must run the filter to know it is unchanged.
+    std::fs::write(s.repo.join("shared.txt"), "base\n").unwrap();
+    let l = start_launcher(&s, "config", &[]);
+    let id = queued(&s.srv);
+    wait_status(&s.srv, id, "review", 60);
+    let uids = read(&ran);
+    assert!(
+        !uids.is_empty(),
+        "the repository's filter never ran\n{}",
+        l.log()
+    );
+    assert!(
+        uids.lines().all(|u| u == "65534"),
+        "the repository's configuration ran as another user than its owner: {uids}"
+    );
+    // Its work came back, into the repository of its owner.
+    let branch = format!("ops/task-{id}");
+    assert_eq!(
+        git(
+            &s.repo,
+            &[
+                "-c",
+                "safe.directory=*",
+                "show",
+                &format!("{branch}:hostile.txt")
+            ]
+        ),
+        "hostile work\n"
+    );
+}
+
+#[test]
+fn a_repository_the_agent_user_cannot_read_is_refused() {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): no agent user");
+        return;
+    }
+    let s = setup(None);
+    chmod(&s.repo.join(".git"), 0o700);
+    let _l = start_launcher(&s, "config", &[]);
+    let id = queued(&s.srv);
+    let t = wait_status(&s.srv, id, "waiting", 60);
+    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("repository not usable: not readable by the agent user"),
+        "{reason}"
+    );
+    assert_eq!(read(&s.records.join("agent-env")), "", "the agent ran");
 }

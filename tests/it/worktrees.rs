@@ -169,8 +169,8 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
         worktree_of(&srv, b).exists(),
         "a task in review keeps its worktree"
     );
-    // An archived task's too; what was left uncommitted in it is saved on
-    // its branch first.
+    // An archived task's too; what was left uncommitted in it is saved
+    // first, on a branch of its own (the task's is what was reviewed).
     std::fs::write(worktree_of(&srv, b).join("left.txt"), "by hand\n").unwrap();
     let r = srv
         .service()
@@ -180,7 +180,10 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
         (!worktree_of(&srv, b).exists()).then_some(())
     });
     assert_eq!(
-        git(&repo, &["show", &format!("ops/task-{b}:left.txt")]),
+        git(
+            &repo,
+            &["show", &format!("ops/task-{b}-leftovers:left.txt")]
+        ),
         "by hand\n"
     );
     assert!(git(&repo, &["worktree", "list"]).lines().count() == 1);
@@ -522,9 +525,20 @@ fn prune_worktrees_removes_idle_ones_after_saving_them() {
     );
     assert!(!wt.exists());
     assert_eq!(
-        git(&repo, &["show", &format!("ops/task-{id}:notes.txt")]),
+        git(
+            &repo,
+            &["show", &format!("ops/task-{id}-leftovers:notes.txt")]
+        ),
         "left by hand\n",
-        "what was uncommitted is on the branch"
+        "what was uncommitted is on a branch of its own"
+    );
+    assert!(
+        !git(
+            &repo,
+            &["ls-tree", "--name-only", &format!("ops/task-{id}")]
+        )
+        .contains("notes.txt"),
+        "the task's reviewed branch is as it was"
     );
     assert_eq!(git(&repo, &["status", "--porcelain"]), "");
 }
