@@ -347,7 +347,10 @@ mod tests {
     fn a_new_session_has_no_terminal_and_ends_whole() {
         let mut cmd = Command::new("sh");
         // The session's own fields, then a process left in the background.
-        cmd.args(["-c", "cut -d' ' -f6,7 /proc/self/stat; sleep 30 >/dev/null 2>&1 & echo $!"]);
+        cmd.args([
+            "-c",
+            "cut -d' ' -f6,7 /proc/self/stat; sleep 30 >/dev/null 2>&1 & echo $!",
+        ]);
         new_session(&mut cmd);
         let out = cmd.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
