@@ -223,9 +223,11 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
         }
         let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
         let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
-        let cancel = super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
+        let (cancel, cancel_claims) =
+            super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
         Ok(HeartbeatAnswer {
             cancel,
+            cancel_claims,
             ok: true,
             usable_agents: hb.usable_slugs(),
             worker_id: hb.worker_id,

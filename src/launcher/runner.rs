@@ -88,7 +88,7 @@ impl Runner {
         let mut backoff = Duration::from_secs(1);
         loop {
             self.observe();
-            if self.ctx.take_cancel(id) {
+            if self.ctx.take_cancel(id, &self.st.claim_token) {
                 self.cancel();
             }
             self.enforce_limits();
@@ -128,7 +128,7 @@ impl Runner {
                 self.path.display()
             );
         }
-        self.ctx.finish_slot(id);
+        self.ctx.finish_slot(id, &self.st.claim_token);
     }
 
     fn persist(&self) {
@@ -144,6 +144,7 @@ impl Runner {
     /// Notices the end of the agent process.
     fn observe(&mut self) {
         if self.st.ending.is_some() {
+            self.ctx.agent_ended(self.st.task_id, &self.st.claim_token);
             return;
         }
         let ending = if self.st.supervised {
@@ -155,6 +156,7 @@ impl Runner {
             log::info!("task {}: agent ended: {e:?}", self.st.task_id);
             self.st.ending = Some(e);
             self.persist();
+            self.ctx.agent_ended(self.st.task_id, &self.st.claim_token);
         }
     }
 

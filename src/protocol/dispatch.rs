@@ -60,10 +60,26 @@ pub struct HeartbeatAnswer {
     pub last_seen_at: String,
     /// Tasks this heartbeat put back in the queue (lost claims).
     pub requeued: Vec<i64>,
-    /// Tasks it lists as running whose claim was cancelled: end their
-    /// agents and report `cancelled`.
+    /// For launchers that know only task ids: tasks it lists as running
+    /// whose claim was withdrawn and on which it holds no newer claim: end
+    /// their agents and report `cancelled`. A task it was given again is
+    /// left out (ending every run of it would end the new one); its old
+    /// run learns of the cancellation from the `claim_cancelled` refusal of
+    /// its next report, or from `cancel_claims`.
     #[serde(default)]
     pub cancel: Vec<i64>,
+    /// The withdrawn claims of the tasks it lists as running, each by its
+    /// token: end exactly those runs and report `cancelled` for each, with
+    /// its token. A newer claim of the same task is not among them.
+    #[serde(default)]
+    pub cancel_claims: Vec<CancelledClaim>,
+}
+
+/// A withdrawn claim a worker still runs: its task and its token.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct CancelledClaim {
+    pub task_id: i64,
+    pub claim_token: String,
 }
 
 /// `POST /api/dispatch/next` (`GET` takes the same as query parameters).

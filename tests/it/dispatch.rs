@@ -1102,3 +1102,218 @@ fn a_cancelled_claim_is_refused_named_sent_back_by_heartbeat_and_confirmed_once(
     );
     assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
 }
+
+/// A heartbeat of `w` listing `running`: its `cancel` (task ids, for older
+/// launchers) and `cancel_claims` (task and token) as `(id, token)` pairs.
+fn cancels_of(srv: &Server, w: &str, running: &[i64]) -> (Value, Vec<(i64, String)>) {
+    let r = srv.service().post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": w, "host": "h", "version": "t", "slots_total": 2, "slots_busy": 1,
+                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
+                "models": [], "running_task_ids": running, "draining": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let answer: ops_center::protocol::dispatch::HeartbeatAnswer = r.body();
+    let mut claims: Vec<(i64, String)> = answer
+        .cancel_claims
+        .into_iter()
+        .map(|c| (c.task_id, c.claim_token))
+        .collect();
+    claims.sort();
+    (r.json["cancel"].clone(), claims)
+}
+
+/// The task's row as the claim and the reports write it: equal before and
+/// after a report means the report changed nothing of the task.
+fn task_row(srv: &Server, id: i64) -> String {
+    srv.sql()
+        .query_row(
+            "SELECT status, blocked, blocked_reason, claimed_by, claim_token, claimed_at,
+                    dispatch_attempts, dispatch_started_at, dispatch_finished_at, exit_code,
+                    dispatch_output, updated_at
+             FROM tasks WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((0..12)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            },
+        )
+        .unwrap()
+}
+
+/// Cancel, then dispatch again to the same worker before it confirmed:
+/// the cancellation belongs to the old claim. The heartbeat names the old
+/// claims only (never the new one: its task-id list leaves the task out,
+/// since this worker holds a newer claim), the old tokens are refused
+/// `claim_cancelled` while the new one reports, a second cancellation does
+/// not forget the first, each old confirmation is accepted and changes
+/// nothing of the task, and the newest run ends in `review`.
+#[test]
+fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = queued_task(&srv, "codex", json!({}));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let (_, first) = w.claim_one();
+    assert_eq!(
+        w.report(id, &first, "started", json!({"pid": 7})).status,
+        200
+    );
+
+    // Cancelled, and at once dispatched again and claimed by the same worker.
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(
+        (r.status, r.json["status"].clone()),
+        (200, json!("waiting")),
+        "{}",
+        r.text
+    );
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (again, second) = w.claim_one();
+    assert_eq!(again, id);
+    assert_ne!(first, second);
+    assert_eq!(
+        w.report(id, &second, "started", json!({"pid": 8})).status,
+        200
+    );
+
+    let (ids, claims) = cancels_of(&srv, "w1", &[id]);
+    assert_eq!(ids, json!([]), "the task-id list must not end the new run");
+    assert_eq!(claims, [(id, first.clone())]);
+    // The old run is told, the new one reports.
+    let r = w.report(id, &first, "output", json!({"chunk": "old\n"}));
+    assert_eq!(
+        (r.status, r.error()),
+        (409, "claim_cancelled"),
+        "{}",
+        r.text
+    );
+    let r = w.report(id, &second, "output", json!({"chunk": "new\n"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Cancelled again before the first run confirmed, and claimed a third
+    // time: both old claims are remembered, each by its token.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}))
+            .status,
+        200
+    );
+    let (_, third) = w.claim_one();
+    assert_eq!(
+        w.report(id, &third, "started", json!({"pid": 9})).status,
+        200
+    );
+    let (ids, claims) = cancels_of(&srv, "w1", &[id]);
+    assert_eq!(ids, json!([]));
+    let mut want = vec![(id, first.clone()), (id, second.clone())];
+    want.sort();
+    assert_eq!(claims, want);
+    for old in [&first, &second] {
+        let r = w.report(
+            id,
+            old,
+            "finished",
+            json!({"exit_code": 0, "output": "late"}),
+        );
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "claim_cancelled"),
+            "{}",
+            r.text
+        );
+    }
+    // Another worker is told nothing; a worker no longer listing the task
+    // neither.
+    assert_eq!(cancels_of(&srv, "w2", &[id]).1, []);
+    assert_eq!(cancels_of(&srv, "w1", &[]).1, []);
+
+    // The old confirmations: accepted (and again), the task untouched, the
+    // run's end stored on its claim.
+    let before = task_row(&srv, id);
+    let r = w.report(
+        id,
+        &first,
+        "cancelled",
+        json!({"exit_code": null, "signal": "SIGTERM", "elapsed_ms": 300}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["status"].clone(), r.json["claimed_by"].clone()),
+        (json!("doing"), json!("w1"))
+    );
+    let r = w.report(
+        id,
+        &second,
+        "cancelled",
+        json!({"exit_code": 143, "signal": null, "elapsed_ms": 20}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        w.report(id, &first, "cancelled", json!({"elapsed_ms": 1}))
+            .status,
+        200
+    );
+    assert_eq!(
+        task_row(&srv, id),
+        before,
+        "an old confirmation changed the task"
+    );
+    let stored: Vec<(String, Option<i64>, Option<String>, bool)> = srv
+        .sql()
+        .prepare("SELECT claim_token, exit_code, signal, confirmed_at IS NOT NULL FROM claim_cancels WHERE task_id = ?1")
+        .unwrap()
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for (token, code, signal, confirmed) in stored {
+        assert!(confirmed);
+        if token == first {
+            assert_eq!((code, signal.as_deref()), (None, Some("SIGTERM")));
+        } else {
+            assert_eq!((token, code, signal), (second.clone(), Some(143), None));
+        }
+    }
+    let confirmed = svc.get(&format!(
+        "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+    ));
+    assert_eq!(confirmed.json["total"], 2, "{}", confirmed.text);
+    assert_eq!(
+        cancels_of(&srv, "w1", &[id]).1,
+        [],
+        "confirmed: no longer named"
+    );
+
+    // The newest run finishes in review, as if nothing happened.
+    let r = w.report(
+        id,
+        &third,
+        "finished",
+        json!({"exit_code": 0, "output": "deliverable"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "review");
+    assert_eq!(r.json["dispatch_attempts"], 3);
+    // A confirmation after the end changes nothing either.
+    let before = task_row(&srv, id);
+    assert_eq!(
+        w.report(id, &second, "cancelled", json!({"elapsed_ms": 5}))
+            .status,
+        200
+    );
+    assert_eq!(task_row(&srv, id), before);
+    // A token that was never cancelled is no proof.
+    let r = w.report(id, &third, "cancelled", json!({"elapsed_ms": 5}));
+    assert_eq!((r.status, r.error()), (409, "stale_claim"), "{}", r.text);
+}

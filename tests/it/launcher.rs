@@ -1174,3 +1174,90 @@ fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Cancel a running task and dispatch it again at once, to the same
+/// launcher, before that launcher learned of the cancellation: the new
+/// claim is not ended by the old cancellation. The launcher ends the old
+/// run first (the two would share the task's folder), confirms how it
+/// ended, and runs the new claim to `review`; the two agents never ran at
+/// the same time.
+#[test]
+fn a_task_cancelled_and_dispatched_again_to_the_same_launcher_runs_to_review() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let journal = srv.dir.path().join("journal");
+    let cmd = format!("{} {}", example("fake-agent-timed.sh"), journal.display());
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &cmd),
+            ("OPS_LAUNCHER_SLOTS", "2"),
+            // The launcher would learn the cancellation from its heartbeat
+            // only much later: the new claim is what tells it.
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "600"),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-timed.sh");
+    let id = queued_task(&srv, "codex", "600 seconds of work");
+    wait_status(&srv, id, "doing", 30);
+    let first_group = started_pid(&srv, id);
+    let svc = srv.service();
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"description": "0.2 seconds"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let t = wait_status(&srv, id, "review", 60);
+    assert_eq!(t["dispatch_attempts"], 2, "{t:#}");
+    assert_eq!(t["blocked"], false);
+    assert!(
+        t["dispatch_output"]
+            .as_str()
+            .is_some_and(|o| o.contains("deliverable")),
+        "{t:#}"
+    );
+    // The old run's end is confirmed, fenced by its own claim.
+    let confirmed = wait_for(30, "the old run's confirmation", || {
+        let ev = svc.get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        ev.json["events"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+    });
+    assert!(
+        confirmed["payload"]["signal"]
+            .as_str()
+            .is_some_and(|s| s.contains("TERM"))
+            || confirmed["payload"]["exit_code"] == 143,
+        "{confirmed}"
+    );
+    assert!(!alive(first_group), "the first run's group is gone");
+    assert!(
+        l.log()
+            .contains("claimed again while 1 earlier run(s) of it still run here"),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        task(&srv, id)["status"],
+        "review",
+        "the confirmation changed nothing"
+    );
+    // One agent after the other, never both.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l[0]).collect();
+    assert_eq!(kinds, ["start", "end", "start", "end"], "{text}");
+    assert_eq!(lines[1][4], "term", "{text}");
+    assert_eq!(lines[3][4], "ok", "{text}");
+}
