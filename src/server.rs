@@ -53,6 +53,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         cfg.http_threads
     );
 
+    // Workers are judged stale only once they have had the stale window to
+    // send this process a heartbeat.
+    crate::app::dispatch::serving_since(crate::time::now_ms());
     let db = Arc::new(db);
     let app = Arc::new(App {
         db: db.clone(),

@@ -223,6 +223,7 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
         }
         let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
         let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
+        let released = release_unlisted_runs(conn, &hb, grace, &actor, now)?;
         let (cancel, cancel_claims) =
             super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
         Ok(HeartbeatAnswer {
@@ -233,6 +234,7 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
             worker_id: hb.worker_id,
             last_seen_at: crate::time::rfc3339(now),
             requeued,
+            released,
         })
     });
     db.workers.changed(&worker_id);
@@ -265,6 +267,43 @@ fn requeue_lost_claims(
         transition(conn, &mut t, Status::Queued, kind, actor, payload, now)?;
         tasks::save(conn, &t, now)?;
         ids.push(t.id);
+    }
+    Ok(ids)
+}
+
+/// A running task is its worker's: each heartbeat lists what the launcher
+/// runs. One that a heartbeat of its worker leaves out is noted
+/// (`claim_unlisted_at`, written when that changes, not on every
+/// heartbeat); one that its worker's heartbeats have left out for
+/// `dispatch_claim_grace_seconds` is no longer run by anybody and is taken
+/// back in this heartbeat's transaction (see [`release_run`]). Returns the
+/// ids taken back.
+fn release_unlisted_runs(
+    conn: &Connection,
+    hb: &Heartbeat,
+    grace: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for t in tasks::doing_by_worker(conn, &hb.worker_id)? {
+        let listed = hb.running_task_ids.contains(&t.id);
+        match (listed, t.claim_unlisted_at) {
+            (true, None) => {}
+            (true, Some(_)) => tasks::set_claim_unlisted(conn, t.id, None)?,
+            (false, None) => tasks::set_claim_unlisted(conn, t.id, Some(now))?,
+            (false, Some(since)) if now - since >= grace * 1000 => {
+                let lang = crate::store::settings::load(conn)?.ui_language;
+                let stale = StaleRun::Unlisted {
+                    since,
+                    last_seen: now,
+                    grace,
+                };
+                ids.push(t.id);
+                release_run(conn, t, &stale, lang, actor, now)?;
+            }
+            (false, Some(_)) => {}
+        }
     }
     Ok(ids)
 }
@@ -400,6 +439,7 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         let reconciled = if stale_scan.due(now) {
             stale_scan.done(now);
             reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len()
+                + reconcile_stale_running(conn, &settings, "dispatcher", now)?.len()
         } else {
             0
         };
@@ -481,7 +521,10 @@ fn nothing_to_claim(db: &Db, req: &ClaimRequest) -> Result<Option<ClaimOutcome>>
     let now = now_ms();
     let settings = crate::store::settings::load(&conn)?;
     if db.stale_scan.due(now)
-        && tasks::any_dispatching_since(&conn, stale_cutoff(settings.dispatch_stale_minutes, now))?
+        && (tasks::any_dispatching_since(
+            &conn,
+            stale_cutoff(settings.dispatch_stale_minutes, now),
+        )? || any_stale_running(&conn, &settings, now)?)
     {
         return Ok(None);
     }
@@ -772,6 +815,227 @@ fn reconcile_stale_among(
     Ok(ids)
 }
 
+/// When this server started serving (`now_ms()` then; 0 in other
+/// processes): no worker is judged stale before it has had
+/// `dispatch_worker_stale_seconds` to send a heartbeat to this process,
+/// so a server that was down does not take every running task back.
+static SERVING_SINCE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Called once by `serve` when it starts answering.
+pub fn serving_since(now: i64) {
+    SERVING_SINCE.store(now, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cutoffs of a stale run at `now`: a worker last seen at or before
+/// the first is stale (`None` while the server has not been up for the
+/// stale window), a task left out of its worker's heartbeats at or before
+/// the second is no longer run.
+fn stale_running_cutoffs(s: &Settings, now: i64) -> (Option<i64>, i64) {
+    let cutoff = now - s.dispatch_worker_stale_seconds * 1000;
+    let since = SERVING_SINCE.load(std::sync::atomic::Ordering::Relaxed);
+    (
+        (since <= cutoff).then_some(cutoff),
+        now - s.dispatch_claim_grace_seconds * 1000,
+    )
+}
+
+/// Whether a running task is due to be taken back (the claim path's
+/// question, on a reader).
+pub(crate) fn any_stale_running(conn: &Connection, s: &Settings, now: i64) -> Result<bool> {
+    let (workers, unlisted) = stale_running_cutoffs(s, now);
+    tasks::any_stale_running(conn, workers, unlisted)
+}
+
+/// Running tasks whose worker no longer runs them, in `workspaces`.
+pub(crate) fn stale_running_in(
+    conn: &Connection,
+    s: &Settings,
+    now: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<Vec<Task>> {
+    let (workers, unlisted) = stale_running_cutoffs(s, now);
+    tasks::stale_running_in(conn, workers, unlisted, workspaces)
+}
+
+/// How a queued task is named where it waits too long: `#42 (codex,
+/// model gpt-5, workspace 2, 25 min)`.
+pub(crate) fn queued_label(t: &Task, now: i64) -> String {
+    let model = t
+        .model
+        .as_deref()
+        .map(|m| format!(", model {m}"))
+        .unwrap_or_default();
+    format!(
+        "#{} ({}{model}, workspace {}, {} min)",
+        t.id,
+        t.agent_slug.as_deref().unwrap_or("no agent"),
+        t.workspace_id,
+        (now - t.queued_at.unwrap_or(now)).max(0) / 60_000
+    )
+}
+
+/// Why a running task is taken back from its worker.
+enum StaleRun {
+    /// The worker's last heartbeat (`None`: none on record) is older than
+    /// `stale_seconds`.
+    WorkerStale {
+        last_seen: Option<i64>,
+        stale_seconds: i64,
+    },
+    /// The worker's heartbeats have left the task out since `since`; the
+    /// last one came at `last_seen`.
+    Unlisted {
+        since: i64,
+        last_seen: i64,
+        grace: i64,
+    },
+}
+
+/// Takes back every running task whose worker no longer runs it: its
+/// worker's heartbeat is older than `dispatch_worker_stale_seconds` (or
+/// the worker is unknown), or its fresh heartbeats have left the task out
+/// for `dispatch_claim_grace_seconds` (the heartbeat itself takes those
+/// back; this catches them when no heartbeat comes). Run by the watchdog
+/// and by the claim path (at most once a second). Returns the task ids.
+pub fn reconcile_stale_running(
+    conn: &Connection,
+    s: &Settings,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let stale = stale_running_in(conn, s, now, None)?;
+    let mut ids = Vec::with_capacity(stale.len());
+    for t in stale {
+        let worker = t.claimed_by.clone().unwrap_or_default();
+        let hb = heartbeats::get(conn, &worker)?;
+        let last_seen = hb.as_ref().map(|h| h.last_seen_at);
+        let fresh = hb
+            .as_ref()
+            .is_some_and(|h| h.is_fresh(now, s.dispatch_worker_stale_seconds));
+        let why = match (t.claim_unlisted_at, last_seen) {
+            (Some(since), Some(seen)) if fresh => StaleRun::Unlisted {
+                since,
+                last_seen: seen,
+                grace: s.dispatch_claim_grace_seconds,
+            },
+            _ => StaleRun::WorkerStale {
+                last_seen,
+                stale_seconds: s.dispatch_worker_stale_seconds,
+            },
+        };
+        ids.push(t.id);
+        release_run(conn, t, &why, s.ui_language, actor, now)?;
+    }
+    Ok(ids)
+}
+
+/// Takes a running task back from a worker that no longer runs it, as a
+/// stale dispatch is: `waiting`, blocked with a reason naming the worker
+/// and when it was last seen, the claim cleared — and remembered as
+/// withdrawn (`claim_cancels`), so that if that launcher comes back with
+/// the agent still running it ends it and reports how —, a blocker
+/// comment, the task's `dispatch.stale_running` alert opened (or counted),
+/// and the event `dispatch.reconciled_stale_running`.
+fn release_run(
+    conn: &Connection,
+    mut t: Task,
+    why: &StaleRun,
+    lang: crate::domain::settings::Language,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let worker = t.claimed_by.clone().unwrap_or_else(|| "unknown".into());
+    let at = |ms: i64| crate::time::rfc3339(ms);
+    let ago = |ms: i64| (now - ms).max(0) / 1000;
+    let (reason, payload) = match why {
+        StaleRun::WorkerStale {
+            last_seen: Some(seen),
+            stale_seconds,
+        } => (
+            format!(
+                "stale run: worker {worker} was last seen at {} ({} s ago; a worker is stale after {stale_seconds} s): its launcher or its host is gone",
+                at(*seen),
+                ago(*seen)
+            ),
+            json!({"why": "worker_stale", "last_seen_at": at(*seen), "stale_seconds": stale_seconds}),
+        ),
+        StaleRun::WorkerStale {
+            last_seen: None,
+            stale_seconds,
+        } => (
+            format!("stale run: worker {worker} has no heartbeat on record (forgotten, or never seen by this server)"),
+            json!({"why": "worker_stale", "last_seen_at": null, "stale_seconds": stale_seconds}),
+        ),
+        StaleRun::Unlisted {
+            since,
+            last_seen,
+            grace,
+        } => (
+            format!(
+                "stale run: worker {worker} stopped listing the task among the tasks it runs at {} ({} s ago; grace {grace} s); it was last seen at {}: its launcher no longer runs it",
+                at(*since),
+                ago(*since),
+                at(*last_seen)
+            ),
+            json!({"why": "unlisted", "unlisted_since": at(*since), "last_seen_at": at(*last_seen),
+                   "grace_seconds": grace}),
+        ),
+    };
+    if let Some(token) = &t.claim_token {
+        crate::store::cancels::put(
+            conn,
+            t.id,
+            &worker,
+            token,
+            crate::store::cancels::Why::StaleRunning,
+            now,
+        )?;
+    }
+    t.blocked = true;
+    t.blocked_reason = Some(reason.clone());
+    t.dispatch_finished_at = Some(now);
+    t.clear_claim();
+    comments::add(
+        conn,
+        t.id,
+        "system",
+        "blocker",
+        &format!(
+            "{reason} (attempt {}). Check the launcher on that worker: if the agent still runs there, the launcher ends it when it comes back. Then unblock and dispatch again.",
+            t.dispatch_attempts
+        ),
+        now,
+    )?;
+    let subject = format!("task:{}", t.id);
+    let (alert, how) = alerts::raise(
+        conn,
+        &Raise {
+            kind: "dispatch.stale_running",
+            subject: &subject,
+            task_id: Some(t.id),
+            title: &super::watchdog::titles::stale_running(lang, t.id),
+            detail: &reason,
+        },
+        true,
+        now,
+    )?;
+    alert_event(conn, &alert, how, actor, now)?;
+    let mut payload = payload;
+    payload["worker_id"] = json!(worker);
+    payload["alert_id"] = json!(alert.id);
+    payload["agent"] = json!(t.agent_slug);
+    transition(
+        conn,
+        &mut t,
+        Status::Waiting,
+        "dispatch.reconciled_stale_running",
+        actor,
+        payload,
+        now,
+    )?;
+    tasks::save(conn, &t, now)
+}
+
 /// The event of an alert that opened, reopened or counted an occurrence.
 pub(crate) fn alert_event(
     conn: &Connection,
@@ -891,6 +1155,9 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
     let stale_dispatching =
         tasks::dispatching_since_in(&conn, now - s.dispatch_stale_minutes * 60_000, visible)?.len();
+    let stale_running = stale_running_in(&conn, &s, now, visible)?.len();
+    let queued_cutoff = now - s.dispatch_stale_minutes * 60_000;
+    let stale_queued = tasks::count_queued_since_in(&conn, queued_cutoff, visible)?;
 
     // Borrowed and deduplicated as they come: with a thousand workers,
     // copying each one's slugs was half of health's time.
@@ -920,6 +1187,26 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             "{stale_dispatching} task(s) stuck in dispatching for more than {} min: reconcile them \
              (POST /api/dispatch/reconcile-stale) and check the launcher",
             s.dispatch_stale_minutes
+        ));
+    }
+    if stale_queued > 0 && s.dispatch_enabled {
+        let named = tasks::queued_since_in(&conn, queued_cutoff, visible, 5)?;
+        warnings.push(format!(
+            "{stale_queued} queued task(s) no worker has taken for more than {} min: {}{}; the fleet is busy, \
+             or no fresh worker serves their agent, model or workspace",
+            s.dispatch_stale_minutes,
+            named
+                .iter()
+                .map(|t| queued_label(t, now))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if stale_queued > named.len() { ", …" } else { "" }
+        ));
+    }
+    if stale_running > 0 {
+        warnings.push(format!(
+            "{stale_running} running task(s) whose worker no longer runs them (no heartbeat for more than {} s, or left out of its heartbeats for {} s): the watchdog takes them back (waiting, blocked); check the launcher on that worker",
+            s.dispatch_worker_stale_seconds, s.dispatch_claim_grace_seconds
         ));
     }
     if s.dispatch_enabled || !fresh.is_empty() {
@@ -1012,6 +1299,8 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             waiting: count(Status::Waiting),
             blocked,
             stale_dispatching,
+            stale_running,
+            stale_queued,
         },
         agent_slugs: runnable.iter().map(|s| s.to_string()).collect(),
         workers: if who.is_operator() && list_workers {

@@ -63,6 +63,9 @@ pub(crate) fn transition(
 ) -> Result<()> {
     let from = t.status;
     t.status = to;
+    if to == Status::Queued {
+        t.queued_at = Some(now);
+    }
     if !extra.is_object() {
         extra = Value::Object(Default::default());
     }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/009_task_id_high_water.sql"),
     include_str!("../../migrations/010_workspace_repo_roots.sql"),
     include_str!("../../migrations/011_claim_cancels.sql"),
+    include_str!("../../migrations/012_deadlines.sql"),
 ];
 
 /// The schema version this binary brings a database to.

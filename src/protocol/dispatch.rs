@@ -60,6 +60,10 @@ pub struct HeartbeatAnswer {
     pub last_seen_at: String,
     /// Tasks this heartbeat put back in the queue (lost claims).
     pub requeued: Vec<i64>,
+    /// Running tasks its heartbeats have left out for the grace, taken
+    /// back by this heartbeat (`waiting`, blocked: nobody runs them).
+    #[serde(default)]
+    pub released: Vec<i64>,
     /// For launchers that know only task ids: tasks it lists as running
     /// whose claim was withdrawn and on which it holds no newer claim: end
     /// their agents and report `cancelled`. A task it was given again is

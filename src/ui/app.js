@@ -82,8 +82,14 @@ const DISPATCHABLE = ['next', 'waiting', 'review'];
 const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
 const EXECUTION_LABEL = { manual: 'Manual', interactive: 'Interactiva (agente)' };
 const COMMENT_KIND_LABEL = { note: 'Nota', log: 'Log', blocker: 'Bloqueo', system: 'Sistema' };
-const QUEUE_KEYS = ['next', 'queued', 'dispatching', 'doing', 'review', 'waiting', 'blocked', 'stale_dispatching'];
-const QUEUE_LABEL = { ...STATUS_LABEL, blocked: 'Bloqueadas', stale_dispatching: 'Dispatching stale' };
+const QUEUE_KEYS = ['next', 'queued', 'dispatching', 'doing', 'review', 'waiting', 'blocked',
+  'stale_queued', 'stale_dispatching', 'stale_running'];
+const QUEUE_LABEL = {
+  ...STATUS_LABEL, blocked: 'Bloqueadas', stale_queued: 'En cola sin worker',
+  stale_dispatching: 'Dispatching stale', stale_running: 'En curso sin worker',
+};
+/** Counts of tasks past their deadline: shown as a problem when not 0. */
+const QUEUE_LATE = new Set(['stale_queued', 'stale_dispatching', 'stale_running']);
 const DISPATCH_AUTHOR = 'ai-dispatch';
 const DEFAULT_STALE_MINUTES = 20;
 const PAGE_SIZE = 50;
@@ -1380,7 +1386,7 @@ function drawHealth(area, health, err, settings, reload) {
       card('Dispatching stale', String(stale), h('code', null, 'queue.stale_dispatching'), stale > 0 ? 'bad' : 'good')),
     h('section', { class: 'panel' },
       h('h2', null, 'Cola'),
-      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${k === 'stale_dispatching' && stale > 0 ? 'bad' : ''}`, title: `queue.${k}` },
+      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${QUEUE_LATE.has(k) && Number(queue[k] || 0) > 0 ? 'bad' : ''}`, title: `queue.${k}` },
         h('span', { class: 'queue-count' }, String(queue[k] ?? 0)),
         h('span', { class: 'queue-label' }, QUEUE_LABEL[k]))))),
     h('section', { class: 'panel' },

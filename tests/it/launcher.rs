@@ -1261,3 +1261,91 @@ fn a_task_cancelled_and_dispatched_again_to_the_same_launcher_runs_to_review() {
     assert_eq!(lines[1][4], "term", "{text}");
     assert_eq!(lines[3][4], "ok", "{text}");
 }
+
+/// A launcher that disappears (its host lost) leaves its running task
+/// with no owner: once its heartbeat is older than
+/// `dispatch_worker_stale_seconds`, the watchdog takes the task back —
+/// waiting, blocked with the worker and when it was last seen, an alert.
+/// When that launcher comes back with the agent still running, it is told
+/// to end it (the withdrawn claim is in its heartbeat's answer), and it
+/// confirms how it ended; the task stays as the watchdog left it.
+#[test]
+fn a_running_task_whose_launcher_vanished_is_taken_back_and_its_agent_ended_on_return() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let journal = srv.dir.path().join("journal");
+    let cmd = format!("{} {}", example("fake-agent-timed.sh"), journal.display());
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &cmd),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-timed.sh");
+    let id = queued_task(&srv, "codex", "600 seconds of work");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    l.kill9();
+    assert!(alive(group), "the agent outlives its launcher");
+
+    // The launcher's heartbeat ages past the window (90 s).
+    srv.advance_clock(91);
+    let svc = srv.service();
+    let r = svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(r.json["task_ids"], json!([id]), "{}", r.text);
+    let t = task(&srv, id);
+    assert_eq!(
+        (t["status"].clone(), t["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    assert!(
+        t["blocked_reason"]
+            .as_str()
+            .unwrap()
+            .contains("was last seen at"),
+        "{t:#}"
+    );
+    assert!(blockers(&t)
+        .iter()
+        .any(|b| b.starts_with("stale run: worker")));
+    let alerts = svc.get("/api/alerts?status=open").json;
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "dispatch.stale_running" && a["task_id"] == id),
+        "{alerts}"
+    );
+
+    // It comes back: it adopts the run, learns the claim was withdrawn,
+    // ends the agent and confirms.
+    l.start_again();
+    let confirmed = wait_for(30, "the confirmation of the withdrawn run", || {
+        let ev = svc.get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        ev.json["events"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+    });
+    assert_eq!(
+        confirmed["payload"]["reason"], "stale_running",
+        "{confirmed}"
+    );
+    wait_for(10, "the agent's group to be gone", || {
+        group_members(group).is_empty().then_some(())
+    });
+    let t = task(&srv, id);
+    assert_eq!(
+        (t["status"].clone(), t["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    wait_for(10, "state file removed", || {
+        l.state_files().is_empty().then_some(())
+    });
+}
