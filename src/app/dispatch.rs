@@ -41,6 +41,9 @@ pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
 pub const REPO_NOT_ALLOWED_REASON: &str = "repository not allowed";
 /// `blocked_reason` of a run that ended without output.
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
+/// `blocked_reason` of a run in a repository that finished without
+/// changing its branch, for a task that expects a change.
+pub const NO_CHANGE_REASON: &str = "sin cambios: el agente terminó sin modificar el repositorio";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 /// A reported patch is at most this large (the launcher sends its head
@@ -636,10 +639,27 @@ pub fn report(
                 put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
                 t.exit_code = exit_code;
+                t.exit_signal = signal.clone();
                 t.dispatch_finished_at = Some(now);
                 let evidence = tasks::has_output_evidence(conn, &t)?;
-                let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence});
-                if evidence {
+                // A run in a clone reports its change: one that left the
+                // branch as it was delivered nothing to review.
+                let unchanged = change.as_ref().is_some_and(left_branch_as_it_was);
+                let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence,
+                                     "changed": change.as_ref().map(|c| !left_branch_as_it_was(c)),
+                                     "expects_changes": t.expects_changes});
+                if unchanged && t.expects_changes {
+                    let c = change.as_ref().expect("unchanged implies a change report");
+                    t.blocked = true;
+                    t.blocked_reason = Some(NO_CHANGE_REASON.to_string());
+                    comments::add(conn, id, DISPATCH_AUTHOR, "blocker",
+                        &format!("{NO_CHANGE_REASON}: branch {} is at {}, where it was when the run started (exit_code={}, \
+                                  signal={}); the agent's output is kept in dispatch_output. A task that expects no change \
+                                  in its repository says so with expects_changes=false; then dispatch it again.",
+                            c.branch, c.head.as_deref().unwrap_or("its start"),
+                            exit_code.map_or("none".into(), |c| c.to_string()), signal.as_deref().unwrap_or("none")), now)?;
+                    transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
+                } else if evidence {
                     transition(conn, &mut t, Status::Review, "dispatch.finished", &actor, payload, now)?;
                 } else {
                     t.blocked = true;
@@ -650,18 +670,24 @@ pub fn report(
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed(Failed { signature, reason, evidence, change }) => {
+            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
                 put_change(conn, &t, change.as_ref(), &actor, now)?;
+                // An older launcher says how the agent ended only in the
+                // signature: `… (code=1, signal=null)`.
+                let (code_in, signal_in) = exit_in_signature(&signature);
+                t.exit_code = exit_code.or(code_in);
+                t.exit_signal = signal.or(signal_in);
                 t.blocked = true;
                 t.blocked_reason = Some(if reason.trim().is_empty() { signature.clone() } else { reason.clone() });
                 t.dispatch_finished_at = Some(now);
                 let body = format!("dispatch failed on worker {}: {signature}\nreason: {reason}\nevidence:\n{evidence}", claim.worker_id);
                 comments::add(conn, id, DISPATCH_AUTHOR, "blocker", &body, now)?;
                 let payload = json!({"signature": signature, "reason": reason,
-                                     "worker_id": claim.worker_id, "agent": t.agent_slug});
+                                     "worker_id": claim.worker_id, "agent": t.agent_slug,
+                                     "exit_code": t.exit_code, "signal": t.exit_signal});
                 transition(conn, &mut t, Status::Waiting, "dispatch.failed", &actor, payload, now)?;
                 crate::metrics::METRICS.failure(&signature);
             }
@@ -670,6 +696,34 @@ pub fn report(
         tasks::require(conn, id)
     })?;
     Ok(views::task(&t))
+}
+
+/// Whether a run's reported change left its branch where the run found
+/// it: `head` is `start` (the launcher says where the run started), or,
+/// from a launcher that does not, the patch and its summary are empty.
+fn left_branch_as_it_was(c: &RunChange) -> bool {
+    match (&c.start, &c.head) {
+        (Some(start), Some(head)) => start.eq_ignore_ascii_case(head),
+        _ => c.patch.trim().is_empty() && c.diff_stat.trim().is_empty(),
+    }
+}
+
+/// The exit code and signal an older launcher wrote only into a failure
+/// signature (`launcher process exited early (code=1, signal=null)`):
+/// `null`, `none` and `unknown` are no value.
+fn exit_in_signature(signature: &str) -> (Option<i64>, Option<String>) {
+    let value = |key: &str| -> Option<&str> {
+        let start = signature.find(key)? + key.len();
+        let rest = &signature[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|v| !v.is_empty() && !["null", "none", "unknown"].contains(v))
+    };
+    (
+        value("code=").and_then(|c| c.parse().ok()),
+        value("signal=").map(str::to_string),
+    )
 }
 
 /// Stores what a run changed, with an event saying so.
@@ -1321,4 +1375,66 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
         settings,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_launchers_signature_says_how_the_agent_ended() {
+        let cases = [
+            (
+                "launcher process exited early (code=1, signal=null)",
+                (Some(1), None),
+            ),
+            (
+                "launcher process exited early (code=null, signal=SIGKILL)",
+                (None, Some("SIGKILL")),
+            ),
+            (
+                "launcher process exited early (code=unknown, signal=unknown)",
+                (None, None),
+            ),
+            (
+                "launcher process exited early (code=-3, signal=15)",
+                (Some(-3), Some("15")),
+            ),
+            ("command not found", (None, None)),
+            ("agent timed out after 2 h", (None, None)),
+        ];
+        for (sig, (code, signal)) in cases {
+            let (c, s) = exit_in_signature(sig);
+            assert_eq!((c, s.as_deref()), (code, signal), "{sig}");
+        }
+    }
+
+    #[test]
+    fn a_change_is_no_change_when_the_branch_stayed_where_the_run_found_it() {
+        let change = |start: Option<&str>, head: Option<&str>, patch: &str| RunChange {
+            branch: "ops/task-1".into(),
+            head: head.map(str::to_string),
+            base: Some("aaaa".into()),
+            start: start.map(str::to_string),
+            patch: patch.into(),
+            ..RunChange::default()
+        };
+        assert!(left_branch_as_it_was(&change(
+            Some("bbbb"),
+            Some("BBBB"),
+            "earlier runs' diff"
+        )));
+        assert!(!left_branch_as_it_was(&change(
+            Some("bbbb"),
+            Some("cccc"),
+            ""
+        )));
+        // From a launcher that does not say where the run started.
+        assert!(left_branch_as_it_was(&change(None, Some("aaaa"), " \n")));
+        assert!(!left_branch_as_it_was(&change(
+            None,
+            Some("cccc"),
+            "diff --git"
+        )));
+    }
 }

@@ -271,6 +271,7 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
             sensitive: false,
             repo_path: None,
             base_ref: None,
+            expects_changes: true,
         },
         now,
     )?;

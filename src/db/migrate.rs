@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/010_workspace_repo_roots.sql"),
     include_str!("../../migrations/011_claim_cancels.sql"),
     include_str!("../../migrations/012_deadlines.sql"),
+    include_str!("../../migrations/013_run_outcome.sql"),
 ];
 
 /// The schema version this binary brings a database to.

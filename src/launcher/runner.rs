@@ -676,6 +676,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         branch: c.branch.clone(),
         head: Some(c.head.clone()).filter(|h| !h.is_empty()),
         base: Some(c.base.clone()).filter(|b| !b.is_empty()),
+        start: Some(c.start.clone()).filter(|s| !s.is_empty()),
         git_status: c.status.clone(),
         diff_stat: c.diff_stat.clone(),
         patch: c.patch.clone(),
@@ -688,6 +689,12 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         }
         FinalReport::Failed(f) => {
             f.change = change;
+            // How the agent ended, whatever the failure: stored on the
+            // task as a finished run's is.
+            if let Some(Ending::Exited { code, signal, .. }) = &st.ending {
+                f.exit_code = code.map(i64::from);
+                f.signal = signal.map(signal_name);
+            }
             &mut f.evidence
         }
     };
@@ -716,6 +723,8 @@ fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             signature,
             reason,
             evidence,
+            exit_code: None,
+            signal: None,
             change: None,
         })
     };
@@ -960,6 +969,8 @@ mod tests {
             body(&r)["signature"],
             "launcher process exited early (code=3, signal=null)"
         );
+        assert_eq!(body(&r)["exit_code"], 3, "a failed run says how it ended");
+        assert!(body(&r).get("signal").is_none());
         assert!(body(&r)["evidence"].as_str().unwrap().contains("boom"));
         assert!(body(&r)["evidence"].as_str().unwrap().contains("partial"));
 
@@ -980,6 +991,8 @@ mod tests {
             body(&r)["signature"],
             "launcher process exited early (code=null, signal=SIGKILL)"
         );
+        assert_eq!(body(&r)["signal"], "SIGKILL");
+        assert!(body(&r).get("exit_code").is_none());
 
         let r = final_report(
             &st(

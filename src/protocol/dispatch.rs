@@ -186,6 +186,14 @@ pub struct Failed {
     pub signature: String,
     pub reason: String,
     pub evidence: String,
+    /// How the agent ended, when it ran and its end was seen: its exit
+    /// code, or the signal that ended it. Absent (older launchers, or no
+    /// agent ran): the server reads them from a signature of the form
+    /// `… (code=N, signal=S)` when it can.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<String>,
     #[serde(flatten, default)]
     pub change: Option<RunChange>,
 }
@@ -212,6 +220,12 @@ pub struct RunChange {
     /// The commit the diff is against.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub base: Option<String>,
+    /// The commit `branch` was at when this run started: `head` equal to
+    /// it means the run changed nothing (a task run again continues on its
+    /// branch, so `base..head` may hold earlier runs' work). Absent from
+    /// older launchers: then an empty patch means no change.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub start: Option<String>,
     /// `git status --porcelain` before the launcher committed.
     #[serde(default)]
     pub git_status: String,

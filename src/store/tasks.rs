@@ -49,6 +49,11 @@ pub struct Task {
     pub claim_unlisted_at: Option<i64>,
     /// When it last became `queued` (migration 12).
     pub queued_at: Option<i64>,
+    /// The signal that ended its last run, with `exit_code` (migration 13).
+    pub exit_signal: Option<String>,
+    /// A run of it with a repository must change its branch to reach
+    /// review (migration 13).
+    pub expects_changes: bool,
 }
 
 const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.status, t.execution,
@@ -56,7 +61,8 @@ const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.sta
     t.blocked, t.blocked_reason, t.dispatch_output, t.dispatch_attempts, t.claimed_by,
     t.claim_token, t.claimed_at, t.dispatch_started_at, t.dispatch_finished_at, t.exit_code,
     t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at,
-    t.repo_path, t.base_ref, w.repo_path, w.base_ref, t.claim_unlisted_at, t.queued_at
+    t.repo_path, t.base_ref, w.repo_path, w.base_ref, t.claim_unlisted_at, t.queued_at,
+    t.exit_signal, t.expects_changes
     FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
     LEFT JOIN workspaces w ON w.id = t.workspace_id";
 
@@ -99,6 +105,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         workspace_base_ref: r.get(31)?,
         claim_unlisted_at: r.get(32)?,
         queued_at: r.get(33)?,
+        exit_signal: r.get(34)?,
+        expects_changes: r.get(35)?,
     })
 }
 
@@ -135,6 +143,7 @@ pub struct NewTask {
     pub sensitive: bool,
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    pub expects_changes: bool,
 }
 
 /// Inserts a new task under an id no task has ever had: past the high-water
@@ -152,8 +161,9 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         .query_row([], |r| r.get(0))?;
     conn.prepare_cached(
         "INSERT INTO tasks(id, workspace_id, title, description, status, execution, agent_id,
-                           model, priority, sensitive, created_at, updated_at, repo_path, base_ref)
-         VALUES (?12, ?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+                           model, priority, sensitive, created_at, updated_at, repo_path, base_ref,
+                           expects_changes)
+         VALUES (?12, ?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?13)",
     )?
     .execute(params![
         t.workspace_id,
@@ -167,7 +177,8 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         now,
         t.repo_path,
         t.base_ref,
-        id
+        id,
+        t.expects_changes
     ])?;
     Ok(id)
 }
@@ -182,7 +193,8 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
             blocked_reason=?13, dispatch_output=?14, dispatch_attempts=?15, claimed_by=?16,
             claim_token=?17, claimed_at=?18, dispatch_started_at=?19, dispatch_finished_at=?20,
             exit_code=?21, log_path=?22, err_log_path=?23, archived_at=?24, updated_at=?25,
-            repo_path=?26, base_ref=?27, claim_unlisted_at=?28, queued_at=?29
+            repo_path=?26, base_ref=?27, claim_unlisted_at=?28, queued_at=?29,
+            exit_signal=?30, expects_changes=?31
          WHERE id=?1",
     )?
     .execute(params![
@@ -214,7 +226,9 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.repo_path,
         t.base_ref,
         t.claim_unlisted_at,
-        t.queued_at
+        t.queued_at,
+        t.exit_signal,
+        t.expects_changes
     ])?;
     Ok(())
 }
@@ -228,7 +242,7 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         "UPDATE tasks SET status=?2, claimed_by=?3, claim_token=?4, claimed_at=?5,
             dispatch_attempts=?6, dispatch_started_at=?7, dispatch_finished_at=?8, exit_code=?9,
             dispatch_output=?10, log_path=?11, err_log_path=?12, updated_at=?13,
-            output_offset=NULL, claim_unlisted_at=NULL
+            output_offset=NULL, claim_unlisted_at=NULL, exit_signal=?14
          WHERE id=?1",
     )?
     .execute(params![
@@ -244,7 +258,8 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.dispatch_output,
         t.log_path,
         t.err_log_path,
-        now
+        now,
+        t.exit_signal
     ])?;
     Ok(())
 }
@@ -805,6 +820,7 @@ mod tests {
             sensitive: false,
             repo_path: None,
             base_ref: None,
+            expects_changes: true,
         }
     }
 

@@ -731,6 +731,8 @@ async function renderCreateForm(panel, done) {
     repoAllowed,
     h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'sensitive' }),
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse'),
+    h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'expects_changes', checked: true }),
+      ' Espera cambios en el repositorio: si una ejecución termina sin cambiar su rama, queda bloqueada («sin cambios») en vez de pasar a revisión'),
     h('div', { class: 'span-2' }, note),
     h('div', { class: 'span-2 actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Crear tarea'),
@@ -749,6 +751,7 @@ async function renderCreateForm(panel, done) {
       execution: f.execution.value,
       priority: Number.parseInt(f.priority.value || '0', 10),
       sensitive: f.sensitive.checked,
+      expects_changes: f.expects_changes.checked,
     };
     if (f.agent_id.value) body.agent_id = Number(f.agent_id.value);
     if (f.model.value.trim()) body.model = f.model.value.trim();
@@ -1125,6 +1128,8 @@ function drawTask(view, t, seq, refusal) {
             ['Iniciada', timeEl(t.dispatch_started_at)],
             ['Terminada', timeEl(t.dispatch_finished_at)],
             ['Código de salida', t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code)],
+            t.exit_signal ? ['Señal', h('code', null, t.exit_signal)] : null,
+            ['Espera cambios', t.expects_changes === false ? 'No: su salida basta para la revisión' : 'Sí: sin cambios en su rama queda bloqueada'],
             ['Log', t.log_path ? h('code', { class: 'path' }, t.log_path) : '—'],
             ['Log de errores', t.err_log_path ? h('code', { class: 'path' }, t.err_log_path) : '—'],
             ['Logs ai-dispatch', String(logs.length)],

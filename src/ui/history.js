@@ -14,6 +14,7 @@ const FIELD = {
   title: 'título', description: 'prompt', execution: 'ejecución', agent_id: 'agente', agent: 'agente',
   model: 'modelo', priority: 'prioridad', sensitive: 'sensible', blocked: 'bloqueo',
   blocked_reason: 'motivo del bloqueo', status: 'estado', repo_path: 'repositorio', base_ref: 'rama base',
+  expects_changes: 'espera cambios',
   gate_approved_at: 'aprobación del Human Gate',
 };
 
@@ -40,7 +41,7 @@ const WHAT = {
   'dispatch.claimed': (p) => `un worker la reclamó${p.worker_id ? ` (${p.worker_id})` : ''}${p.attempt ? `, intento ${p.attempt}` : ''}`,
   'dispatch.started': (p) => `el agente arrancó${p.pid ? ` (pid ${p.pid})` : ''}`,
   'dispatch.finished': (p) => `el agente terminó${p.exit_code !== undefined && p.exit_code !== null ? ` con código ${p.exit_code}` : ''}${p.signal ? ` (señal ${p.signal})` : ''}`,
-  'dispatch.failed': () => 'el dispatch falló',
+  'dispatch.failed': (p) => `el dispatch falló${p.exit_code !== undefined && p.exit_code !== null ? ` (código ${p.exit_code})` : ''}${p.signal ? ` (señal ${p.signal})` : ''}`,
   'dispatch.claim_lost': (p) => `el worker perdió la tarea${p.worker_id ? ` (${p.worker_id})` : ''}`,
   'dispatch.reconciled_stale': () => 'se reconcilió como stale',
   'dispatch.reconciled_stale_running': (p) => `se recuperó de su worker${p.worker_id ? ` (${p.worker_id})` : ''}: ${p.why === 'unlisted' ? 'dejó de listarla' : 'dejó de enviar heartbeat'}`,

@@ -1317,3 +1317,220 @@ fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
     let r = w.report(id, &third, "cancelled", json!({"elapsed_ms": 5}));
     assert_eq!((r.status, r.error()), (409, "stale_claim"), "{}", r.text);
 }
+
+/// How a run ended is stored for every run: a failed run's exit code and
+/// signal as a finished one's (from the report's fields, or, from an older
+/// launcher that sends neither, from its signature); a new claim clears
+/// them with the rest of the last run's results. A run in a clone that
+/// left its branch where it found it is blocked "sin cambios" unless the
+/// task expects no change; from a launcher that does not say where the
+/// run started, an empty patch means no change. Bad values are refused
+/// and change nothing.
+#[test]
+fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let task = |id: i64| svc.get(&format!("/api/tasks/{id}")).json;
+    let run = |fields: Value| -> (i64, String) {
+        let id = queued_task(&srv, "codex", fields);
+        let (claimed, token) = w.claim_one();
+        assert_eq!(claimed, id);
+        assert_eq!(w.report(id, &token, "started", json!({})).status, 200);
+        (id, token)
+    };
+
+    // Failed, with the fields.
+    let (id, token) = run(json!({}));
+    let r = w.report(id, &token, "failed", json!({"signature": "agent timed out after 2 h",
+        "reason": "agent timed out after 2 h", "evidence": "…", "exit_code": null, "signal": "SIGKILL"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
+        (Value::Null, json!("SIGKILL"))
+    );
+    // Failed, from an older launcher: read from the signature.
+    let (old, token) = run(json!({}));
+    let r = w.report(
+        old,
+        &token,
+        "failed",
+        json!({"signature": "launcher process exited early (code=1, signal=null)",
+        "reason": "exited early", "evidence": "boom"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
+        (json!(1), Value::Null)
+    );
+    // A new claim clears them.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{old}/retry"), &json!({}))
+            .status,
+        200
+    );
+    let (_, token) = w.claim_one();
+    let t = task(old);
+    assert_eq!(
+        (t["exit_code"].clone(), t["exit_signal"].clone()),
+        (Value::Null, Value::Null),
+        "{t}"
+    );
+    let r = w.report(
+        old,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "signal": null, "output": "done"}),
+    );
+    assert_eq!(
+        (r.json["status"].clone(), r.json["exit_code"].clone()),
+        (json!("review"), json!(0))
+    );
+
+    // A run in a clone that left its branch where it found it.
+    let change = |start: Option<&str>, head: &str, patch: &str| {
+        let mut c = json!({"branch": "ops/task-x", "base": "aaaa1111", "head": head,
+                           "git_status": "", "diff_stat": "", "patch": patch});
+        if let Some(s) = start {
+            c["start"] = json!(s);
+        }
+        c
+    };
+    let finish = |id: i64, token: &str, c: Value| {
+        let mut body = json!({"exit_code": 0, "output": "I looked, all is fine"});
+        for (k, v) in c.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        w.report(id, token, "finished", body)
+    };
+    let (id, token) = run(json!({}));
+    // The branch holds an earlier run's work (a non-empty patch), but this
+    // run started at its head and left it there.
+    let r = finish(
+        id,
+        &token,
+        change(
+            Some("bbbb2222"),
+            "bbbb2222",
+            "diff --git a/x b/x\n+earlier\n",
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["status"].clone(), r.json["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    assert_eq!(
+        r.json["blocked_reason"],
+        "sin cambios: el agente terminó sin modificar el repositorio"
+    );
+    assert_eq!(r.json["dispatch_output"], "I looked, all is fine");
+    // A retried report answers the task as it is.
+    let again = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
+    assert_eq!(
+        (again.status, again.json["status"].clone()),
+        (200, json!("waiting"))
+    );
+    // It moved the branch: review.
+    let (id, token) = run(json!({}));
+    let r = finish(
+        id,
+        &token,
+        change(Some("bbbb2222"), "cccc3333", "diff --git a/x b/x\n+new\n"),
+    );
+    assert_eq!(r.json["status"], "review", "{}", r.text);
+    // An older launcher (no `start`): an empty patch is no change.
+    let (id, token) = run(json!({}));
+    let r = finish(id, &token, change(None, "aaaa1111", ""));
+    assert_eq!(
+        r.json["blocked_reason"], "sin cambios: el agente terminó sin modificar el repositorio",
+        "{}",
+        r.text
+    );
+    // A task that expects no change reaches review on its output.
+    let (id, token) = run(json!({"expects_changes": false}));
+    assert_eq!(task(id)["expects_changes"], false);
+    let r = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
+    assert_eq!(
+        (r.json["status"].clone(), r.json["blocked"].clone()),
+        (json!("review"), json!(false)),
+        "{}",
+        r.text
+    );
+    // No change reported (no clone): judged by its output as before.
+    let (id, token) = run(json!({}));
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": "done"}),
+    );
+    assert_eq!(r.json["status"], "review", "{}", r.text);
+
+    // Bad values: refused, named, nothing changed.
+    let before = srv.fingerprint();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "x", "expects_changes": "no"}),
+    );
+    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("expects_changes"),
+        "{}",
+        r.text
+    );
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"expects_changes": 0}));
+    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    let (id, token) = {
+        let id = queued_task(&srv, "codex", json!({}));
+        let (_, token) = w.claim_one();
+        (id, token)
+    };
+    let before_reports = srv.fingerprint();
+    for body in [
+        json!({"signature": "s", "exit_code": "one"}),
+        json!({"signature": "s", "signal": ["TERM"]}),
+        json!({"signature": "s", "exit_code": 1.5}),
+    ] {
+        let r = w.report(id, &token, "failed", body.clone());
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_field"),
+            "{body}: {}",
+            r.text
+        );
+    }
+    for start in [json!("not-a-commit"), json!(12)] {
+        let mut c = change(None, "aaaa1111", "");
+        c["start"] = start.clone();
+        let r = finish(id, &token, c);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_field"),
+            "{start}: {}",
+            r.text
+        );
+    }
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": "", "start": "aaaa1111"}),
+    );
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_field"),
+        "start needs branch: {}",
+        r.text
+    );
+    assert_eq!(before_reports, srv.fingerprint());
+    assert_ne!(
+        before, before_reports,
+        "the claim in between changed things"
+    );
+}

@@ -505,6 +505,24 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
         "launcher process exited early (code=3, signal=null)",
         "could not apply the patch",
     );
+    // A failed run's end is stored as a finished one's: its exit code (or
+    // signal); a run that never started has none.
+    for (id, code) in [(early, json!(2)), (fail, json!(3)), (missing, Value::Null)] {
+        let t = task(&srv, id);
+        assert_eq!(
+            (t["exit_code"].clone(), t["exit_signal"].clone()),
+            (code, Value::Null),
+            "{t:#}"
+        );
+    }
+    let ev = srv
+        .service()
+        .get(&format!("/api/events?task_id={fail}&kind=dispatch.failed"));
+    assert_eq!(
+        ev.json["events"][0]["payload"]["exit_code"], 3,
+        "{}",
+        ev.text
+    );
 
     // The vanished runtime is no longer advertised...
     let h = wait_for(10, "sigmissing withdrawn", || {
