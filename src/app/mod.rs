@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod dispatch;
 pub mod gate;
 pub mod metrics;
+pub mod serving;
 pub mod settings;
 pub mod tasks;
 pub mod views;

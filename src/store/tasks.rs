@@ -183,6 +183,24 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
     Ok(id)
 }
 
+/// The highest task id ever given: the high-water mark, or a row past it.
+pub fn id_high_water(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT max((SELECT last_id FROM task_id_high_water),
+                        coalesce((SELECT max(id) FROM tasks), 0))",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Moves the high-water mark to `to` (never back): the next task gets an
+/// id past it.
+pub fn raise_id_high_water(conn: &Connection, to: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE task_id_high_water SET last_id = max(last_id, ?1)")?
+        .execute([to])?;
+    Ok(())
+}
+
 /// Writes every mutable column of `t` back (the caller has loaded it in
 /// the same write transaction and applied the rules) and stamps
 /// `updated_at`.
