@@ -6,6 +6,11 @@
 //! cargo run --release --example bench -- --quick # smaller counts, under a minute
 //! ```
 //!
+//! `--churn` runs only the churn campaign (`bench/churn.rs`): real
+//! launchers running fake agents, restarted at random, runs cancelled and
+//! dispatched again, until every task has ended (`--tasks N`, default
+//! 2,000; `--launchers N`, default 4; `--seed N` to replay a run).
+//!
 //! Options: `--quick`; `--server PATH` to measure another build of the
 //! server (by default `ops-center` is built with the same profile as this
 //! program and taken from the same target directory); `--compare PATH` to
@@ -38,6 +43,8 @@
 //! benchmark itself fails (a request answered wrongly, a task handed out
 //! twice, the server not starting); a missed target is reported in the table.
 
+#[path = "bench/churn.rs"]
+mod churn;
 #[path = "bench/fleet.rs"]
 mod fleet;
 
@@ -186,25 +193,50 @@ fn main() -> ExitCode {
     let mut fleet_only = false;
     let mut server = None;
     let mut compare = None;
+    let mut churn = None;
     let mut args = std::env::args().skip(1);
+    let number = |flag: &str, v: Option<String>| -> Result<u64, ExitCode> {
+        v.and_then(|v| v.parse().ok()).ok_or_else(|| {
+            eprintln!("bench: {flag} takes a number");
+            ExitCode::from(2)
+        })
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--fleet-only" => fleet_only = true,
+            "--churn" => churn = Some(churn.unwrap_or(churn::DEFAULT)),
+            "--tasks" | "--launchers" | "--seed" => {
+                let n = match number(&a, args.next()) {
+                    Ok(n) => n,
+                    Err(code) => return code,
+                };
+                let c = churn.get_or_insert(churn::DEFAULT);
+                match a.as_str() {
+                    "--tasks" => c.tasks = n.max(1) as usize,
+                    "--launchers" => c.launchers = n.max(1) as usize,
+                    _ => c.seed = n,
+                }
+            }
             "--server" => server = args.next().map(PathBuf::from),
             "--compare" => compare = args.next().map(PathBuf::from),
             "-h" | "--help" => {
                 println!("usage: bench [--quick] [--fleet-only] [--server PATH] [--compare PATH]");
+                println!(
+                    "       bench --churn [--tasks N] [--launchers N] [--seed N] [--server PATH]"
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("bench: unknown option {other:?} (accepted: --quick, --fleet-only, --server PATH, --compare PATH)");
+                eprintln!("bench: unknown option {other:?} (accepted: --quick, --fleet-only, --churn, --tasks N, --launchers N, --seed N, --server PATH, --compare PATH)");
                 return ExitCode::from(2);
             }
         }
     }
     let sizes = if quick { &QUICK } else { &FULL };
-    let result = if let Some(other) = compare {
+    let result = if let Some(c) = churn {
+        run_churn(&c, server)
+    } else if let Some(other) = compare {
         run_compare(sizes, server, other)
     } else if fleet_only {
         run_fleet(sizes, server)
@@ -549,6 +581,30 @@ fn run_fleet(sizes: &Sizes, server: Option<PathBuf>) -> Res<()> {
     let (started, load_before) = (Instant::now(), loadavg());
     let rows = fleet_rows(sizes, &bin, dir.path())?;
     print_table(sizes, started, &sync, &load_before, &rows);
+    Ok(())
+}
+
+/// Only the churn campaign (`--churn`).
+fn run_churn(c: &churn::Churn, server: Option<PathBuf>) -> Res<()> {
+    let bin = match server {
+        Some(p) => p,
+        None => build_server()?,
+    };
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let started = Instant::now();
+    let rows = churn::run(&bin, dir.path(), c)?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "ops-center churn campaign ({:.0} s): {cores} cores",
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---:|");
+    for r in &rows {
+        println!("| {} | {} |", r.what, r.value);
+    }
     Ok(())
 }
 

@@ -34,6 +34,23 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
 
     let listener =
         http::bind(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    // The first write of this run: a file the last server did not stop
+    // cleanly may miss tasks whose ids clients hold; they are skipped.
+    match crate::app::serving::start_serving(&db) {
+        Ok(Some(r)) => log::warn!(
+            "the last server on {} did not stop cleanly (a crash, a power loss, or a copy of a file a server \
+             was writing: a Litestream restore): task ids now continue above {} (the file knew of {}), so that \
+             no id given before is given again",
+            cfg.db_path.display(),
+            r.to,
+            r.from
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            db.close();
+            return Err(format!("cannot start: {e}"));
+        }
+    }
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -53,6 +70,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         cfg.http_threads
     );
 
+    // Workers are judged stale only once they have had the stale window to
+    // send this process a heartbeat.
+    crate::app::dispatch::serving_since(crate::time::now_ms());
     let db = Arc::new(db);
     let app = Arc::new(App {
         db: db.clone(),
@@ -66,6 +86,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         Ok(server) => server,
         Err(e) => {
             app.streams.stop();
+            let _ = crate::app::serving::stop_serving(&app.db);
             app.db.close();
             return Err(e);
         }
@@ -82,6 +103,12 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.streams.stop();
     server.shutdown();
     let _ = watchdog.join();
+    // The last write: the file was stopped cleanly.
+    if let Err(e) = crate::app::serving::stop_serving(&app.db) {
+        log::error!(
+            "cannot mark the database as stopped cleanly: {e}; the next start skips task ids"
+        );
+    }
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())

@@ -1,7 +1,10 @@
 //! Cancelling a run: `POST /api/tasks/:id/cancel` withdraws the claim
-//! (remembering its token in `task_cancels`), the worker learns it from its
-//! heartbeat's `cancel` list or the `claim_cancelled` refusal of a report,
-//! ends the agent and reports how it ended with the cancelled claim's proof.
+//! (remembering its token in `claim_cancels`), the worker learns it from its
+//! heartbeat's `cancel_claims` (or, for an older launcher, `cancel`) or the
+//! `claim_cancelled` refusal of a report, ends the agent and reports how it
+//! ended with the cancelled claim's proof. Everything is keyed by the
+//! claim's token: a newer claim of the same task, even on the same worker,
+//! is never touched by an older cancellation.
 
 use rusqlite::Connection;
 use serde_json::json;
@@ -11,7 +14,7 @@ use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{check_may_cancel, CANCELLED_TO};
 use crate::error::{Error, Result};
-use crate::protocol::dispatch::{CancelEnded, ClaimProof};
+use crate::protocol::dispatch::{CancelEnded, CancelledClaim, ClaimProof};
 use crate::protocol::tasks::TaskView;
 use crate::secrets;
 use crate::store::{cancels, comments, tasks};
@@ -31,7 +34,7 @@ pub fn cancel(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
         check_may_cancel(id, t.status)?;
         let worker = t.claimed_by.clone();
         if let (Some(w), Some(token)) = (&worker, &t.claim_token) {
-            cancels::put(conn, id, w, token, now)?;
+            cancels::put(conn, id, w, token, cancels::Why::Cancelled, now)?;
             t.dispatch_finished_at = Some(now);
         }
         let body = match &worker {
@@ -57,31 +60,54 @@ pub(crate) fn is_cancelled_claim(conn: &Connection, id: i64, claim: &ClaimProof)
     Ok(cancelled_claim(conn, id, claim)?.is_some())
 }
 
-/// The cancelled claim of task `id`, if `claim` proves it.
+/// The withdrawn claim of task `id` that `claim` proves (worker and token,
+/// the token compared in constant time).
 fn cancelled_claim(
     conn: &Connection,
     id: i64,
     claim: &ClaimProof,
 ) -> Result<Option<cancels::Cancel>> {
-    Ok(cancels::get(conn, id)?.filter(|c| {
+    Ok(cancels::of_task(conn, id)?.into_iter().find(|c| {
         c.worker_id == claim.worker_id
             && secrets::constant_time_eq(&c.claim_token, &claim.claim_token)
     }))
 }
 
-/// The tasks of a heartbeat's `running_task_ids` whose claims were
-/// cancelled and not yet confirmed.
-pub(crate) fn to_cancel(conn: &Connection, worker_id: &str, running: &[i64]) -> Result<Vec<i64>> {
-    let mut ids = cancels::pending_of_worker(conn, worker_id)?;
-    ids.retain(|id| running.contains(id));
-    Ok(ids)
+/// What a heartbeat's answer says to end: the withdrawn, unconfirmed
+/// claims of `worker_id` on tasks its `running` lists, as (task, token)
+/// pairs (`cancel_claims`); and, for launchers that know only task ids
+/// (`cancel`), those tasks of them on which this worker holds no newer
+/// claim: such a launcher ends every run of a task it is told, and must
+/// not end the new one.
+pub(crate) fn to_cancel(
+    conn: &Connection,
+    worker_id: &str,
+    running: &[i64],
+) -> Result<(Vec<i64>, Vec<CancelledClaim>)> {
+    let mut ids = Vec::new();
+    let mut claims = Vec::new();
+    for p in cancels::pending_of_worker(conn, worker_id)? {
+        if !running.contains(&p.task_id) {
+            continue;
+        }
+        if !p.holds_current && !ids.contains(&p.task_id) {
+            ids.push(p.task_id);
+        }
+        claims.push(CancelledClaim {
+            task_id: p.task_id,
+            claim_token: p.claim_token,
+        });
+    }
+    Ok((ids, claims))
 }
 
 /// `POST /api/dispatch/tasks/:id/cancelled`: the launcher's word on how
-/// the cancelled agent ended, recorded on the task (a comment and the
-/// event `dispatch.cancel_confirmed`) whatever the task does since. Fenced
-/// by the cancelled claim: any other proof is `409 stale_claim`. A repeated
-/// confirmation answers the task unchanged.
+/// the cancelled agent ended, stored on the withdrawn claim (exit code and
+/// signal) and noted on the task (a comment and the event
+/// `dispatch.cancel_confirmed`); the task itself — its status, its current
+/// claim, a newer run — is left as it is. Fenced by the withdrawn claim:
+/// any other proof is `409 stale_claim`. A repeated confirmation answers
+/// the task unchanged.
 pub fn confirm(
     db: &Db,
     who: &Principal,
@@ -102,7 +128,7 @@ pub fn confirm(
         if c.confirmed_at.is_some() {
             return Ok(t);
         }
-        cancels::confirm(conn, id, now)?;
+        cancels::confirm(conn, &c.claim_token, ended.exit_code, ended.signal.as_deref(), now)?;
         let how = match (&ended.signal, ended.exit_code) {
             (Some(sig), _) => format!("signal {sig}"),
             (None, Some(code)) => format!("exit code {code}"),
@@ -114,7 +140,8 @@ pub fn confirm(
         let actor = format!("worker:{}", claim.worker_id);
         event(conn, now, Some(t.workspace_id), Some(id), "dispatch.cancel_confirmed", &actor,
             json!({"worker_id": claim.worker_id, "exit_code": ended.exit_code, "signal": ended.signal,
-                   "ended": how, "elapsed_ms": ended.elapsed_ms, "elapsed_seconds": elapsed_seconds}))?;
+                   "ended": how, "elapsed_ms": ended.elapsed_ms, "elapsed_seconds": elapsed_seconds,
+                   "reason": c.reason}))?;
         tasks::require(conn, id)
     })
     .map(|t| views::task(&t))

@@ -41,6 +41,9 @@ pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
 pub const REPO_NOT_ALLOWED_REASON: &str = "repository not allowed";
 /// `blocked_reason` of a run that ended without output.
 pub const NO_EVIDENCE_REASON: &str = "finished without deliverable evidence";
+/// `blocked_reason` of a run in a repository that finished without
+/// changing its branch, for a task that expects a change.
+pub const NO_CHANGE_REASON: &str = "sin cambios: el agente terminó sin modificar el repositorio";
 /// `dispatch_output` keeps at most this many bytes: the tail of the output.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 /// A reported patch is at most this large (the launcher sends its head
@@ -223,14 +226,18 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
         }
         let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
         let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
-        let cancel = super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
+        let released = release_unlisted_runs(conn, &hb, grace, &actor, now)?;
+        let (cancel, cancel_claims) =
+            super::cancel::to_cancel(conn, &hb.worker_id, &hb.running_task_ids)?;
         Ok(HeartbeatAnswer {
             cancel,
+            cancel_claims,
             ok: true,
             usable_agents: hb.usable_slugs(),
             worker_id: hb.worker_id,
             last_seen_at: crate::time::rfc3339(now),
             requeued,
+            released,
         })
     });
     db.workers.changed(&worker_id);
@@ -263,6 +270,43 @@ fn requeue_lost_claims(
         transition(conn, &mut t, Status::Queued, kind, actor, payload, now)?;
         tasks::save(conn, &t, now)?;
         ids.push(t.id);
+    }
+    Ok(ids)
+}
+
+/// A running task is its worker's: each heartbeat lists what the launcher
+/// runs. One that a heartbeat of its worker leaves out is noted
+/// (`claim_unlisted_at`, written when that changes, not on every
+/// heartbeat); one that its worker's heartbeats have left out for
+/// `dispatch_claim_grace_seconds` is no longer run by anybody and is taken
+/// back in this heartbeat's transaction (see [`release_run`]). Returns the
+/// ids taken back.
+fn release_unlisted_runs(
+    conn: &Connection,
+    hb: &Heartbeat,
+    grace: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for t in tasks::doing_by_worker(conn, &hb.worker_id)? {
+        let listed = hb.running_task_ids.contains(&t.id);
+        match (listed, t.claim_unlisted_at) {
+            (true, None) => {}
+            (true, Some(_)) => tasks::set_claim_unlisted(conn, t.id, None)?,
+            (false, None) => tasks::set_claim_unlisted(conn, t.id, Some(now))?,
+            (false, Some(since)) if now - since >= grace * 1000 => {
+                let lang = crate::store::settings::load(conn)?.ui_language;
+                let stale = StaleRun::Unlisted {
+                    since,
+                    last_seen: now,
+                    grace,
+                };
+                ids.push(t.id);
+                release_run(conn, t, &stale, lang, actor, now)?;
+            }
+            (false, Some(_)) => {}
+        }
     }
     Ok(ids)
 }
@@ -398,6 +442,7 @@ pub fn claim(db: &Db, who: &Principal, req: ClaimRequest) -> Result<ClaimOutcome
         let reconciled = if stale_scan.due(now) {
             stale_scan.done(now);
             reconcile_stale(conn, settings.dispatch_stale_minutes, "dispatcher", now)?.len()
+                + reconcile_stale_running(conn, &settings, "dispatcher", now)?.len()
         } else {
             0
         };
@@ -479,7 +524,10 @@ fn nothing_to_claim(db: &Db, req: &ClaimRequest) -> Result<Option<ClaimOutcome>>
     let now = now_ms();
     let settings = crate::store::settings::load(&conn)?;
     if db.stale_scan.due(now)
-        && tasks::any_dispatching_since(&conn, stale_cutoff(settings.dispatch_stale_minutes, now))?
+        && (tasks::any_dispatching_since(
+            &conn,
+            stale_cutoff(settings.dispatch_stale_minutes, now),
+        )? || any_stale_running(&conn, &settings, now)?)
     {
         return Ok(None);
     }
@@ -591,10 +639,27 @@ pub fn report(
                 put_change(conn, &t, change.as_ref(), &actor, now)?;
                 t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
                 t.exit_code = exit_code;
+                t.exit_signal = signal.clone();
                 t.dispatch_finished_at = Some(now);
                 let evidence = tasks::has_output_evidence(conn, &t)?;
-                let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence});
-                if evidence {
+                // A run in a clone reports its change: one that left the
+                // branch as it was delivered nothing to review.
+                let unchanged = change.as_ref().is_some_and(left_branch_as_it_was);
+                let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence,
+                                     "changed": change.as_ref().map(|c| !left_branch_as_it_was(c)),
+                                     "expects_changes": t.expects_changes});
+                if unchanged && t.expects_changes {
+                    let c = change.as_ref().expect("unchanged implies a change report");
+                    t.blocked = true;
+                    t.blocked_reason = Some(NO_CHANGE_REASON.to_string());
+                    comments::add(conn, id, DISPATCH_AUTHOR, "blocker",
+                        &format!("{NO_CHANGE_REASON}: branch {} is at {}, where it was when the run started (exit_code={}, \
+                                  signal={}); the agent's output is kept in dispatch_output. A task that expects no change \
+                                  in its repository says so with expects_changes=false; then dispatch it again.",
+                            c.branch, c.head.as_deref().unwrap_or("its start"),
+                            exit_code.map_or("none".into(), |c| c.to_string()), signal.as_deref().unwrap_or("none")), now)?;
+                    transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
+                } else if evidence {
                     transition(conn, &mut t, Status::Review, "dispatch.finished", &actor, payload, now)?;
                 } else {
                     t.blocked = true;
@@ -605,18 +670,24 @@ pub fn report(
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed(Failed { signature, reason, evidence, change }) => {
+            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
                 put_change(conn, &t, change.as_ref(), &actor, now)?;
+                // An older launcher says how the agent ended only in the
+                // signature: `… (code=1, signal=null)`.
+                let (code_in, signal_in) = exit_in_signature(&signature);
+                t.exit_code = exit_code.or(code_in);
+                t.exit_signal = signal.or(signal_in);
                 t.blocked = true;
                 t.blocked_reason = Some(if reason.trim().is_empty() { signature.clone() } else { reason.clone() });
                 t.dispatch_finished_at = Some(now);
                 let body = format!("dispatch failed on worker {}: {signature}\nreason: {reason}\nevidence:\n{evidence}", claim.worker_id);
                 comments::add(conn, id, DISPATCH_AUTHOR, "blocker", &body, now)?;
                 let payload = json!({"signature": signature, "reason": reason,
-                                     "worker_id": claim.worker_id, "agent": t.agent_slug});
+                                     "worker_id": claim.worker_id, "agent": t.agent_slug,
+                                     "exit_code": t.exit_code, "signal": t.exit_signal});
                 transition(conn, &mut t, Status::Waiting, "dispatch.failed", &actor, payload, now)?;
                 crate::metrics::METRICS.failure(&signature);
             }
@@ -625,6 +696,34 @@ pub fn report(
         tasks::require(conn, id)
     })?;
     Ok(views::task(&t))
+}
+
+/// Whether a run's reported change left its branch where the run found
+/// it: `head` is `start` (the launcher says where the run started), or,
+/// from a launcher that does not, the patch and its summary are empty.
+fn left_branch_as_it_was(c: &RunChange) -> bool {
+    match (&c.start, &c.head) {
+        (Some(start), Some(head)) => start.eq_ignore_ascii_case(head),
+        _ => c.patch.trim().is_empty() && c.diff_stat.trim().is_empty(),
+    }
+}
+
+/// The exit code and signal an older launcher wrote only into a failure
+/// signature (`launcher process exited early (code=1, signal=null)`):
+/// `null`, `none` and `unknown` are no value.
+fn exit_in_signature(signature: &str) -> (Option<i64>, Option<String>) {
+    let value = |key: &str| -> Option<&str> {
+        let start = signature.find(key)? + key.len();
+        let rest = &signature[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|v| !v.is_empty() && !["null", "none", "unknown"].contains(v))
+    };
+    (
+        value("code=").and_then(|c| c.parse().ok()),
+        value("signal=").map(str::to_string),
+    )
 }
 
 /// Stores what a run changed, with an event saying so.
@@ -770,6 +869,227 @@ fn reconcile_stale_among(
     Ok(ids)
 }
 
+/// When this server started serving (`now_ms()` then; 0 in other
+/// processes): no worker is judged stale before it has had
+/// `dispatch_worker_stale_seconds` to send a heartbeat to this process,
+/// so a server that was down does not take every running task back.
+static SERVING_SINCE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Called once by `serve` when it starts answering.
+pub fn serving_since(now: i64) {
+    SERVING_SINCE.store(now, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cutoffs of a stale run at `now`: a worker last seen at or before
+/// the first is stale (`None` while the server has not been up for the
+/// stale window), a task left out of its worker's heartbeats at or before
+/// the second is no longer run.
+fn stale_running_cutoffs(s: &Settings, now: i64) -> (Option<i64>, i64) {
+    let cutoff = now - s.dispatch_worker_stale_seconds * 1000;
+    let since = SERVING_SINCE.load(std::sync::atomic::Ordering::Relaxed);
+    (
+        (since <= cutoff).then_some(cutoff),
+        now - s.dispatch_claim_grace_seconds * 1000,
+    )
+}
+
+/// Whether a running task is due to be taken back (the claim path's
+/// question, on a reader).
+pub(crate) fn any_stale_running(conn: &Connection, s: &Settings, now: i64) -> Result<bool> {
+    let (workers, unlisted) = stale_running_cutoffs(s, now);
+    tasks::any_stale_running(conn, workers, unlisted)
+}
+
+/// Running tasks whose worker no longer runs them, in `workspaces`.
+pub(crate) fn stale_running_in(
+    conn: &Connection,
+    s: &Settings,
+    now: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<Vec<Task>> {
+    let (workers, unlisted) = stale_running_cutoffs(s, now);
+    tasks::stale_running_in(conn, workers, unlisted, workspaces)
+}
+
+/// How a queued task is named where it waits too long: `#42 (codex,
+/// model gpt-5, workspace 2, 25 min)`.
+pub(crate) fn queued_label(t: &Task, now: i64) -> String {
+    let model = t
+        .model
+        .as_deref()
+        .map(|m| format!(", model {m}"))
+        .unwrap_or_default();
+    format!(
+        "#{} ({}{model}, workspace {}, {} min)",
+        t.id,
+        t.agent_slug.as_deref().unwrap_or("no agent"),
+        t.workspace_id,
+        (now - t.queued_at.unwrap_or(now)).max(0) / 60_000
+    )
+}
+
+/// Why a running task is taken back from its worker.
+enum StaleRun {
+    /// The worker's last heartbeat (`None`: none on record) is older than
+    /// `stale_seconds`.
+    WorkerStale {
+        last_seen: Option<i64>,
+        stale_seconds: i64,
+    },
+    /// The worker's heartbeats have left the task out since `since`; the
+    /// last one came at `last_seen`.
+    Unlisted {
+        since: i64,
+        last_seen: i64,
+        grace: i64,
+    },
+}
+
+/// Takes back every running task whose worker no longer runs it: its
+/// worker's heartbeat is older than `dispatch_worker_stale_seconds` (or
+/// the worker is unknown), or its fresh heartbeats have left the task out
+/// for `dispatch_claim_grace_seconds` (the heartbeat itself takes those
+/// back; this catches them when no heartbeat comes). Run by the watchdog
+/// and by the claim path (at most once a second). Returns the task ids.
+pub fn reconcile_stale_running(
+    conn: &Connection,
+    s: &Settings,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let stale = stale_running_in(conn, s, now, None)?;
+    let mut ids = Vec::with_capacity(stale.len());
+    for t in stale {
+        let worker = t.claimed_by.clone().unwrap_or_default();
+        let hb = heartbeats::get(conn, &worker)?;
+        let last_seen = hb.as_ref().map(|h| h.last_seen_at);
+        let fresh = hb
+            .as_ref()
+            .is_some_and(|h| h.is_fresh(now, s.dispatch_worker_stale_seconds));
+        let why = match (t.claim_unlisted_at, last_seen) {
+            (Some(since), Some(seen)) if fresh => StaleRun::Unlisted {
+                since,
+                last_seen: seen,
+                grace: s.dispatch_claim_grace_seconds,
+            },
+            _ => StaleRun::WorkerStale {
+                last_seen,
+                stale_seconds: s.dispatch_worker_stale_seconds,
+            },
+        };
+        ids.push(t.id);
+        release_run(conn, t, &why, s.ui_language, actor, now)?;
+    }
+    Ok(ids)
+}
+
+/// Takes a running task back from a worker that no longer runs it, as a
+/// stale dispatch is: `waiting`, blocked with a reason naming the worker
+/// and when it was last seen, the claim cleared — and remembered as
+/// withdrawn (`claim_cancels`), so that if that launcher comes back with
+/// the agent still running it ends it and reports how —, a blocker
+/// comment, the task's `dispatch.stale_running` alert opened (or counted),
+/// and the event `dispatch.reconciled_stale_running`.
+fn release_run(
+    conn: &Connection,
+    mut t: Task,
+    why: &StaleRun,
+    lang: crate::domain::settings::Language,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    let worker = t.claimed_by.clone().unwrap_or_else(|| "unknown".into());
+    let at = |ms: i64| crate::time::rfc3339(ms);
+    let ago = |ms: i64| (now - ms).max(0) / 1000;
+    let (reason, payload) = match why {
+        StaleRun::WorkerStale {
+            last_seen: Some(seen),
+            stale_seconds,
+        } => (
+            format!(
+                "stale run: worker {worker} was last seen at {} ({} s ago; a worker is stale after {stale_seconds} s): its launcher or its host is gone",
+                at(*seen),
+                ago(*seen)
+            ),
+            json!({"why": "worker_stale", "last_seen_at": at(*seen), "stale_seconds": stale_seconds}),
+        ),
+        StaleRun::WorkerStale {
+            last_seen: None,
+            stale_seconds,
+        } => (
+            format!("stale run: worker {worker} has no heartbeat on record (forgotten, or never seen by this server)"),
+            json!({"why": "worker_stale", "last_seen_at": null, "stale_seconds": stale_seconds}),
+        ),
+        StaleRun::Unlisted {
+            since,
+            last_seen,
+            grace,
+        } => (
+            format!(
+                "stale run: worker {worker} stopped listing the task among the tasks it runs at {} ({} s ago; grace {grace} s); it was last seen at {}: its launcher no longer runs it",
+                at(*since),
+                ago(*since),
+                at(*last_seen)
+            ),
+            json!({"why": "unlisted", "unlisted_since": at(*since), "last_seen_at": at(*last_seen),
+                   "grace_seconds": grace}),
+        ),
+    };
+    if let Some(token) = &t.claim_token {
+        crate::store::cancels::put(
+            conn,
+            t.id,
+            &worker,
+            token,
+            crate::store::cancels::Why::StaleRunning,
+            now,
+        )?;
+    }
+    t.blocked = true;
+    t.blocked_reason = Some(reason.clone());
+    t.dispatch_finished_at = Some(now);
+    t.clear_claim();
+    comments::add(
+        conn,
+        t.id,
+        "system",
+        "blocker",
+        &format!(
+            "{reason} (attempt {}). Check the launcher on that worker: if the agent still runs there, the launcher ends it when it comes back. Then unblock and dispatch again.",
+            t.dispatch_attempts
+        ),
+        now,
+    )?;
+    let subject = format!("task:{}", t.id);
+    let (alert, how) = alerts::raise(
+        conn,
+        &Raise {
+            kind: "dispatch.stale_running",
+            subject: &subject,
+            task_id: Some(t.id),
+            title: &super::watchdog::titles::stale_running(lang, t.id),
+            detail: &reason,
+        },
+        true,
+        now,
+    )?;
+    alert_event(conn, &alert, how, actor, now)?;
+    let mut payload = payload;
+    payload["worker_id"] = json!(worker);
+    payload["alert_id"] = json!(alert.id);
+    payload["agent"] = json!(t.agent_slug);
+    transition(
+        conn,
+        &mut t,
+        Status::Waiting,
+        "dispatch.reconciled_stale_running",
+        actor,
+        payload,
+        now,
+    )?;
+    tasks::save(conn, &t, now)
+}
+
 /// The event of an alert that opened, reopened or counted an occurrence.
 pub(crate) fn alert_event(
     conn: &Connection,
@@ -889,6 +1209,9 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let count = |st: Status| counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
     let stale_dispatching =
         tasks::dispatching_since_in(&conn, now - s.dispatch_stale_minutes * 60_000, visible)?.len();
+    let stale_running = stale_running_in(&conn, &s, now, visible)?.len();
+    let queued_cutoff = now - s.dispatch_stale_minutes * 60_000;
+    let stale_queued = tasks::count_queued_since_in(&conn, queued_cutoff, visible)?;
 
     // Borrowed and deduplicated as they come: with a thousand workers,
     // copying each one's slugs was half of health's time.
@@ -918,6 +1241,26 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             "{stale_dispatching} task(s) stuck in dispatching for more than {} min: reconcile them \
              (POST /api/dispatch/reconcile-stale) and check the launcher",
             s.dispatch_stale_minutes
+        ));
+    }
+    if stale_queued > 0 && s.dispatch_enabled {
+        let named = tasks::queued_since_in(&conn, queued_cutoff, visible, 5)?;
+        warnings.push(format!(
+            "{stale_queued} queued task(s) no worker has taken for more than {} min: {}{}; the fleet is busy, \
+             or no fresh worker serves their agent, model or workspace",
+            s.dispatch_stale_minutes,
+            named
+                .iter()
+                .map(|t| queued_label(t, now))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if stale_queued > named.len() { ", …" } else { "" }
+        ));
+    }
+    if stale_running > 0 {
+        warnings.push(format!(
+            "{stale_running} running task(s) whose worker no longer runs them (no heartbeat for more than {} s, or left out of its heartbeats for {} s): the watchdog takes them back (waiting, blocked); check the launcher on that worker",
+            s.dispatch_worker_stale_seconds, s.dispatch_claim_grace_seconds
         ));
     }
     if s.dispatch_enabled || !fresh.is_empty() {
@@ -1010,6 +1353,8 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             waiting: count(Status::Waiting),
             blocked,
             stale_dispatching,
+            stale_running,
+            stale_queued,
         },
         agent_slugs: runnable.iter().map(|s| s.to_string()).collect(),
         workers: if who.is_operator() && list_workers {
@@ -1030,4 +1375,66 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
         settings,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_launchers_signature_says_how_the_agent_ended() {
+        let cases = [
+            (
+                "launcher process exited early (code=1, signal=null)",
+                (Some(1), None),
+            ),
+            (
+                "launcher process exited early (code=null, signal=SIGKILL)",
+                (None, Some("SIGKILL")),
+            ),
+            (
+                "launcher process exited early (code=unknown, signal=unknown)",
+                (None, None),
+            ),
+            (
+                "launcher process exited early (code=-3, signal=15)",
+                (Some(-3), Some("15")),
+            ),
+            ("command not found", (None, None)),
+            ("agent timed out after 2 h", (None, None)),
+        ];
+        for (sig, (code, signal)) in cases {
+            let (c, s) = exit_in_signature(sig);
+            assert_eq!((c, s.as_deref()), (code, signal), "{sig}");
+        }
+    }
+
+    #[test]
+    fn a_change_is_no_change_when_the_branch_stayed_where_the_run_found_it() {
+        let change = |start: Option<&str>, head: Option<&str>, patch: &str| RunChange {
+            branch: "ops/task-1".into(),
+            head: head.map(str::to_string),
+            base: Some("aaaa".into()),
+            start: start.map(str::to_string),
+            patch: patch.into(),
+            ..RunChange::default()
+        };
+        assert!(left_branch_as_it_was(&change(
+            Some("bbbb"),
+            Some("BBBB"),
+            "earlier runs' diff"
+        )));
+        assert!(!left_branch_as_it_was(&change(
+            Some("bbbb"),
+            Some("cccc"),
+            ""
+        )));
+        // From a launcher that does not say where the run started.
+        assert!(left_branch_as_it_was(&change(None, Some("aaaa"), " \n")));
+        assert!(!left_branch_as_it_was(&change(
+            None,
+            Some("cccc"),
+            "diff --git"
+        )));
+    }
 }

@@ -19,6 +19,9 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
     let s = settings::load(&conn)?;
     let (counts, blocked) = tasks::count_by_status(&conn, None)?;
     let stale = tasks::dispatching_since(&conn, now - s.dispatch_stale_minutes * 60_000)?.len();
+    let stale_running = super::dispatch::stale_running_in(&conn, &s, now, None)?.len();
+    let stale_queued =
+        tasks::count_queued_since_in(&conn, now - s.dispatch_stale_minutes * 60_000, None)?;
     // The heartbeat cache health reads too: no row parsed again per scrape.
     let workers = Workers::read(db, &conn, &s, now)?;
     let fresh = workers.fresh().count();
@@ -44,6 +47,17 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
         "ops_tasks_stale_dispatching",
         "Tasks in dispatching for longer than dispatch_stale_minutes.",
         stale,
+    );
+    out.gauge(
+        "ops_tasks_stale_running",
+        "Tasks in doing whose worker no longer runs them (no heartbeat for dispatch_worker_stale_seconds, \
+         or left out of its heartbeats for dispatch_claim_grace_seconds), not yet taken back.",
+        stale_running,
+    );
+    out.gauge(
+        "ops_tasks_stale_queued",
+        "Queued tasks (not blocked) no worker has taken for more than dispatch_stale_minutes.",
+        stale_queued,
     );
     out.gauge(
         "ops_workers_fresh",

@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod dispatch;
 pub mod gate;
 pub mod metrics;
+pub mod serving;
 pub mod settings;
 pub mod tasks;
 pub mod views;
@@ -63,6 +64,9 @@ pub(crate) fn transition(
 ) -> Result<()> {
     let from = t.status;
     t.status = to;
+    if to == Status::Queued {
+        t.queued_at = Some(now);
+    }
     if !extra.is_object() {
         extra = Value::Object(Default::default());
     }

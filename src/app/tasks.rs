@@ -36,6 +36,7 @@ pub struct NewTaskInput {
     pub sensitive: bool,
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    pub expects_changes: bool,
 }
 
 /// The fields of `PATCH /api/tasks/:id`; `None` leaves a field as it is.
@@ -53,6 +54,7 @@ pub struct TaskEdit {
     pub status: Option<Status>,
     pub repo_path: Option<Option<String>>,
     pub base_ref: Option<Option<String>>,
+    pub expects_changes: Option<bool>,
 }
 
 fn resolve_agent(conn: &rusqlite::Connection, r: &AgentRef) -> Result<i64> {
@@ -129,6 +131,7 @@ pub fn create(db: &Db, who: &Principal, input: NewTaskInput) -> Result<TaskView>
                 sensitive: input.sensitive,
                 repo_path: input.repo_path,
                 base_ref: input.base_ref,
+                expects_changes: input.expects_changes,
             },
             now,
         )?;
@@ -215,6 +218,12 @@ pub fn edit(db: &Db, who: &Principal, id: i64, edit: TaskEdit, force: bool) -> R
         set(&mut t.sensitive, edit.sensitive, "sensitive", &mut changed);
         set(&mut t.repo_path, edit.repo_path, "repo_path", &mut changed);
         set(&mut t.base_ref, edit.base_ref, "base_ref", &mut changed);
+        set(
+            &mut t.expects_changes,
+            edit.expects_changes,
+            "expects_changes",
+            &mut changed,
+        );
         if set(&mut t.blocked, edit.blocked, "blocked", &mut changed) && !t.blocked {
             t.blocked_reason = None;
         }

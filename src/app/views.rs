@@ -46,6 +46,7 @@ pub fn task(t: &store::tasks::Task) -> TaskView {
         dispatch_started_at: ts(t.dispatch_started_at),
         dispatch_finished_at: ts(t.dispatch_finished_at),
         exit_code: t.exit_code,
+        exit_signal: t.exit_signal.clone(),
         log_path: t.log_path.clone(),
         err_log_path: t.err_log_path.clone(),
         created_at: rfc3339(t.created_at),
@@ -55,6 +56,7 @@ pub fn task(t: &store::tasks::Task) -> TaskView {
         base_ref: t.base_ref.clone(),
         effective_repo_path: effective.map(|(p, _)| p.to_string()),
         effective_base_ref: effective.and_then(|(_, r)| r.map(str::to_string)),
+        expects_changes: t.expects_changes,
     }
 }
 

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::dispatch::{alert_event, reconcile_stale};
+use super::dispatch::{alert_event, reconcile_stale, reconcile_stale_running};
 use super::event;
 use crate::db::Db;
 use crate::domain::access::Principal;
-use crate::domain::task::{Execution, Status};
+use crate::domain::task::Execution;
 use crate::error::Result;
 use crate::protocol::watchdog::{RaisedAlert, WatchdogReport};
 use crate::store::alerts::{self, Raise, Raised};
@@ -27,11 +27,21 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// The alerts that describe a condition the watchdog sees on every pass:
 /// each pass resolves those it no longer sees (event `alert.resolved`,
 /// `automatic: true`). The others record incidents that stay open until a
-/// person resolves them: `dispatch.stale` (a task was taken back from its
-/// worker; the launcher there needs a look) and
-/// `dispatch.recurring_failure` (resolving it restarts the count, which is
-/// a person's decision).
-const CONDITION_KINDS: [&str; 2] = ["dispatch.no_fresh_worker", "dispatch.worker_stale"];
+/// person resolves them: `dispatch.stale` and `dispatch.stale_running` (a
+/// task was taken back from its worker; the launcher there needs a look)
+/// and `dispatch.recurring_failure` (resolving it restarts the count,
+/// which is a person's decision). `dispatch.worker_stale` is no longer
+/// raised (a running task on a stale worker is taken back instead); one
+/// left open by an older version resolves on the next pass.
+const CONDITION_KINDS: [&str; 3] = [
+    "dispatch.no_fresh_worker",
+    "dispatch.queued_unclaimed",
+    "dispatch.worker_stale",
+];
+
+/// Queued tasks named in the `dispatch.queued_unclaimed` alert's detail
+/// (the count says how many there are in all).
+const QUEUED_NAMED: i64 = 10;
 
 /// `POST /api/watchdog/run`.
 pub fn run_now(db: &Db, who: &Principal) -> Result<WatchdogReport> {
@@ -89,7 +99,8 @@ fn scope_report(conn: &Connection, report: &mut WatchdogReport, workspaces: &[i6
 /// One pass, inside the caller's transaction. Returns the report.
 pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
     let s = settings::load(conn)?;
-    let reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
+    let mut reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
+    reconciled.extend(reconcile_stale_running(conn, &s, actor, now)?);
     let mut raised: Vec<(alerts::Alert, Raised)> = Vec::new();
 
     // Recurring failures, per task and per agent, counted since the alert
@@ -157,29 +168,38 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
         raised.push(alerts::raise(conn, &r, false, now)?);
     }
 
-    for t in tasks::in_status(conn, Status::Doing)? {
-        // A task moved to doing by hand is a person's: no worker to watch.
-        let Some(worker) = t.claimed_by.clone() else {
-            continue;
-        };
-        if fresh.contains(&worker) {
-            continue;
+    // Queued tasks no worker has taken for the stale window, while
+    // dispatch is on: one alert for the queue, naming the longest waiting.
+    if s.dispatch_enabled {
+        let cutoff = now - s.dispatch_stale_minutes * 60_000;
+        let waiting = tasks::queued_since_in(conn, cutoff, None, QUEUED_NAMED)?;
+        if !waiting.is_empty() {
+            let total = tasks::count_queued_since_in(conn, cutoff, None)?;
+            let detail = format!(
+                "{total} queued task(s) no worker has taken for more than {} min: {}{}: the fleet is busy, or no \
+                 fresh worker serves their agent, model or workspace (see health's workers)",
+                s.dispatch_stale_minutes,
+                waiting
+                    .iter()
+                    .map(|t| super::dispatch::queued_label(t, now))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if total > waiting.len() { ", …" } else { "" }
+            );
+            let r = Raise {
+                kind: "dispatch.queued_unclaimed",
+                subject: "queue",
+                task_id: None,
+                title: titles::queued_unclaimed(s.ui_language),
+                detail: &detail,
+            };
+            raised.push(alerts::raise(conn, &r, false, now)?);
         }
-        let subject = format!("task:{}", t.id);
-        let detail = format!(
-            "task {} is doing on worker {worker:?}, which has sent no heartbeat in the last {} s: the agent \
-             may have died with its host; check the host, then move the task by hand",
-            t.id, s.dispatch_worker_stale_seconds
-        );
-        let r = Raise {
-            kind: "dispatch.worker_stale",
-            subject: &subject,
-            task_id: Some(t.id),
-            title: &titles::worker_stale(s.ui_language, t.id),
-            detail: &detail,
-        };
-        raised.push(alerts::raise(conn, &r, false, now)?);
     }
+
+    // A task running on a stale worker was taken back above
+    // (`dispatch.stale_running`, an incident): `dispatch.worker_stale`, the
+    // condition alert older versions raised for it, is only resolved.
 
     // Conditions that ended since the last pass.
     let mut resolved = Vec::new();
@@ -189,8 +209,11 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
                 continue;
             }
             let reason = match kind {
-                "dispatch.no_fresh_worker" if !s.dispatch_enabled => "dispatch is disabled",
+                "dispatch.no_fresh_worker" | "dispatch.queued_unclaimed" if !s.dispatch_enabled => {
+                    "dispatch is disabled"
+                }
                 "dispatch.no_fresh_worker" => "a worker is fresh",
+                "dispatch.queued_unclaimed" => "no queued task waits past the limit",
                 _ => "the task no longer runs on a stale worker",
             };
             let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
@@ -248,6 +271,7 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
             sensitive: false,
             repo_path: None,
             base_ref: None,
+            expects_changes: true,
         },
         now,
     )?;
@@ -367,6 +391,13 @@ pub(crate) mod titles {
         }
     }
 
+    pub fn queued_unclaimed(lang: Language) -> &'static str {
+        match lang {
+            Language::Es => "Tareas en cola que ningún worker toma",
+            Language::En => "Queued tasks no worker takes",
+        }
+    }
+
     pub fn stale(lang: Language, task: i64) -> String {
         match lang {
             Language::Es => format!("Tarea {task} atascada en dispatching"),
@@ -374,10 +405,10 @@ pub(crate) mod titles {
         }
     }
 
-    pub fn worker_stale(lang: Language, task: i64) -> String {
+    pub fn stale_running(lang: Language, task: i64) -> String {
         match lang {
-            Language::Es => format!("Tarea {task} en curso en un worker sin heartbeat"),
-            Language::En => format!("Task {task} runs on a stale worker"),
+            Language::Es => format!("Tarea {task} en curso sin su worker"),
+            Language::En => format!("Task {task} running without its worker"),
         }
     }
 }

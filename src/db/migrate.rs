@@ -17,6 +17,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/008_task_cancels.sql"),
     include_str!("../../migrations/009_task_id_high_water.sql"),
     include_str!("../../migrations/010_workspace_repo_roots.sql"),
+    include_str!("../../migrations/011_claim_cancels.sql"),
+    include_str!("../../migrations/012_deadlines.sql"),
+    include_str!("../../migrations/013_run_outcome.sql"),
+    include_str!("../../migrations/014_serve_marker.sql"),
 ];
 
 /// The schema version this binary brings a database to.

@@ -28,7 +28,9 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::protocol::dispatch::{ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport};
+use crate::protocol::dispatch::{
+    CancelledClaim, ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
+};
 use crate::protocol::tasks::TaskView;
 use api::{Api, ApiError};
 use boundary::{Boundary, SandboxView};
@@ -75,10 +77,12 @@ pub struct Ctx {
     pub host: String,
     pub stop: Stop,
     pub caps: Caps,
-    running: Mutex<BTreeSet<i64>>,
-    /// Runs the server cancelled (heartbeat `cancel`), until their runner
-    /// takes them.
-    cancelled: Mutex<BTreeSet<i64>>,
+    /// The runs this launcher holds, each by its claim: one task may have
+    /// two (a cancelled run still ending, and its new claim).
+    running: Mutex<Vec<Run>>,
+    /// Runs to end, by claim (the heartbeat's `cancel_claims`, or a newer
+    /// claim of their task here), until their runner takes them.
+    cancelled: Mutex<BTreeSet<CancelledClaim>>,
     /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
     poke: crossbeam_channel::Sender<()>,
     /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
@@ -99,32 +103,98 @@ impl Ctx {
         }
     }
 
+    fn runs(&self) -> std::sync::MutexGuard<'_, Vec<Run>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tasks this launcher runs (each once, however many runs).
     pub fn running(&self) -> Vec<i64> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect()
+        let mut ids: Vec<i64> = self.runs().iter().map(|r| r.task_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
-    fn take_slot(&self, id: i64) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+    /// The slots in use: one per run.
+    pub fn busy(&self) -> usize {
+        self.runs().len()
     }
 
-    pub fn finish_slot(&self, id: i64) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+    fn take_slot(&self, id: i64, token: &str) {
+        let mut runs = self.runs();
+        if !runs.iter().any(|r| r.is(id, token)) {
+            runs.push(Run {
+                task_id: id,
+                token: token.to_string(),
+                agent_ended: false,
+            });
+        }
+    }
+
+    pub fn finish_slot(&self, id: i64, token: &str) {
+        self.runs().retain(|r| !r.is(id, token));
         let _ = self.poke.try_send(());
+    }
+
+    /// The run of claim `token` has no agent running any more (it ended,
+    /// or never started).
+    pub fn agent_ended(&self, id: i64, token: &str) {
+        for r in self.runs().iter_mut().filter(|r| r.is(id, token)) {
+            r.agent_ended = true;
+        }
+    }
+
+    /// A task claimed again while an earlier run of it is still here: the
+    /// server took that claim back (cancelled, reconciled, moved by hand),
+    /// so its agent is ended now, and the new agent starts only once it
+    /// is gone (they would share the task's clone). Waits at most `limit`.
+    fn end_older_runs(&self, id: i64, token: &str, limit: Duration) {
+        let older: Vec<String> = self
+            .runs()
+            .iter()
+            .filter(|r| r.task_id == id && r.token != token && !r.agent_ended)
+            .map(|r| r.token.clone())
+            .collect();
+        if older.is_empty() {
+            return;
+        }
+        log::warn!(
+            "task {id}: claimed again while {} earlier run(s) of it still run here: ending them first",
+            older.len()
+        );
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(older.iter().map(|t| CancelledClaim {
+                task_id: id,
+                claim_token: t.clone(),
+            }));
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = self
+                .runs()
+                .iter()
+                .filter(|r| r.task_id == id && older.contains(&r.token) && !r.agent_ended)
+                .count();
+            if left == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                log::error!(
+                    "task {id}: an earlier run's agent has not ended after {} s; starting the new run anyway",
+                    limit.as_secs()
+                );
+                return;
+            }
+            if self.stop.sleep(Duration::from_millis(50)) {
+                return;
+            }
+        }
     }
 
     fn heartbeat_report(&self, draining: bool) -> HeartbeatReport {
         let running = self.running();
+        let busy = self.busy();
         HeartbeatReport {
             worker_id: self.worker_id.clone(),
             host: self.host.clone(),
@@ -138,7 +208,7 @@ impl Ctx {
                 .collect(),
             models: self.cfg.models.clone(),
             slots_total: self.cfg.slots as i64,
-            slots_busy: running.len() as i64,
+            slots_busy: busy as i64,
             running_task_ids: running,
             draining,
             workspace_id: self.cfg.workspace_id,
@@ -149,25 +219,53 @@ impl Ctx {
         let answer = self
             .api
             .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))?;
-        if !answer.cancel.is_empty() {
-            log::warn!(
-                "the server cancelled tasks {:?}: ending their agents",
-                answer.cancel
-            );
+        let mut cancel = answer.cancel_claims;
+        // A server that names tasks only: every run of each of them here.
+        let named: Vec<i64> = cancel.iter().map(|c| c.task_id).collect();
+        for id in answer.cancel.iter().filter(|id| !named.contains(id)) {
+            cancel.extend(self.runs().iter().filter(|r| r.task_id == *id).map(|r| {
+                CancelledClaim {
+                    task_id: *id,
+                    claim_token: r.token.clone(),
+                }
+            }));
+        }
+        if !cancel.is_empty() {
+            let mut ids: Vec<i64> = cancel.iter().map(|c| c.task_id).collect();
+            ids.dedup();
+            log::warn!("the server cancelled tasks {ids:?}: ending their agents");
             self.cancelled
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(answer.cancel);
+                .extend(cancel);
         }
         Ok(())
     }
 
-    /// Whether the server cancelled task `id` (asked once per cancellation).
-    pub fn take_cancel(&self, id: i64) -> bool {
+    /// Whether the run of claim `token` on task `id` is to be ended (asked
+    /// once per cancellation).
+    pub fn take_cancel(&self, id: i64, token: &str) -> bool {
         self.cancelled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
+            .remove(&CancelledClaim {
+                task_id: id,
+                claim_token: token.to_string(),
+            })
+    }
+}
+
+/// One run this launcher holds.
+struct Run {
+    task_id: i64,
+    token: String,
+    /// Its agent is known to have ended (or never started).
+    agent_ended: bool,
+}
+
+impl Run {
+    fn is(&self, id: i64, token: &str) -> bool {
+        self.task_id == id && self.token == token
     }
 }
 
@@ -304,7 +402,7 @@ pub fn run(mut cfg: LauncherConfig, mut boundary: Boundary) -> Result<(), String
         host,
         stop: Stop::default(),
         caps: Caps::default(),
-        running: Mutex::new(BTreeSet::new()),
+        running: Mutex::new(Vec::new()),
         cancelled: Mutex::new(BTreeSet::new()),
         poke: poke_tx,
         reprobe: reprobe_tx,
@@ -529,7 +627,7 @@ fn claim_loop(ctx: &Arc<Ctx>) {
     let mut backoff = Duration::from_secs(1);
     let mut last_reason = String::new();
     while !ctx.stop.is_set() {
-        if ctx.running().len() >= ctx.cfg.slots {
+        if ctx.busy() >= ctx.cfg.slots {
             ctx.stop.sleep(Duration::from_millis(500));
             continue;
         }
@@ -582,6 +680,10 @@ fn stamp() -> String {
     let s = crate::time::rfc3339(crate::time::now_ms());
     s.replace(['-', ':'], "")
 }
+
+/// How long a new claim of a task waits for an earlier run of it here to
+/// end: the runner sends TERM at once and KILL after its grace (10 s).
+const OLDER_RUN_WAIT: Duration = Duration::from_secs(30);
 
 /// Starts the agent of a claimed task and hands it to a runner thread.
 /// Whatever goes wrong ends in a state file with a final report, so the
@@ -649,7 +751,8 @@ fn launch(ctx: &Arc<Ctx>, c: Claim) {
     };
     // Counted as running from here, so that the heartbeat lists the task
     // while its worktree is made.
-    ctx.take_slot(id);
+    ctx.take_slot(id, &c.token);
+    ctx.end_older_runs(id, &c.token, OLDER_RUN_WAIT);
     let mut child = None;
     let repo_unusable = c.repo.as_ref().and_then(|(repo, base)| {
         let dir = ctx.worktrees_dir();
@@ -888,15 +991,17 @@ fn prepare(
 
 fn start_runner(ctx: &Arc<Ctx>, r: Runner) {
     let id = r.st.task_id;
-    ctx.take_slot(id);
+    let token = r.st.claim_token.clone();
+    ctx.take_slot(id, &token);
     let _ = ctx.poke.try_send(());
     let c = ctx.clone();
+    let r_token = token.clone();
     let body = move || {
         // A bug in one runner must not take the slot (or the launcher)
         // with it; its state file stays for the next start.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run())).is_err() {
             log::error!("task {id}: its runner failed unexpectedly; the state file is kept for the next start");
-            c.finish_slot(id);
+            c.finish_slot(id, &token);
         }
     };
     if let Err(e) = std::thread::Builder::new()
@@ -904,7 +1009,7 @@ fn start_runner(ctx: &Arc<Ctx>, r: Runner) {
         .spawn(body)
     {
         log::error!("task {id}: cannot start its runner thread: {e}");
-        ctx.finish_slot(id);
+        ctx.finish_slot(id, &r_token);
     }
 }
 

@@ -92,7 +92,7 @@ impl Runner {
         let mut backoff = Duration::from_secs(1);
         loop {
             self.observe();
-            if self.ctx.take_cancel(id) {
+            if self.ctx.take_cancel(id, &self.st.claim_token) {
                 self.cancel();
             }
             self.enforce_limits();
@@ -132,7 +132,7 @@ impl Runner {
                 self.path.display()
             );
         }
-        self.ctx.finish_slot(id);
+        self.ctx.finish_slot(id, &self.st.claim_token);
     }
 
     fn persist(&self) {
@@ -148,6 +148,7 @@ impl Runner {
     /// Notices the end of the agent process.
     fn observe(&mut self) {
         if self.st.ending.is_some() {
+            self.ctx.agent_ended(self.st.task_id, &self.st.claim_token);
             return;
         }
         let ending = if self.st.supervised {
@@ -163,6 +164,7 @@ impl Runner {
             }
             self.st.ending = Some(e);
             self.persist();
+            self.ctx.agent_ended(self.st.task_id, &self.st.claim_token);
         }
     }
 
@@ -703,6 +705,7 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         branch: c.branch.clone(),
         head: Some(c.head.clone()).filter(|h| !h.is_empty()),
         base: Some(c.base.clone()).filter(|b| !b.is_empty()),
+        start: Some(c.start.clone()).filter(|s| !s.is_empty()),
         git_status: c.status.clone(),
         diff_stat: c.diff_stat.clone(),
         patch: c.patch.clone(),
@@ -715,6 +718,12 @@ pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
         }
         FinalReport::Failed(f) => {
             f.change = change;
+            // How the agent ended, whatever the failure: stored on the
+            // task as a finished run's is.
+            if let Some(Ending::Exited { code, signal, .. }) = &st.ending {
+                f.exit_code = code.map(i64::from);
+                f.signal = signal.map(signal_name);
+            }
             &mut f.evidence
         }
     };
@@ -743,6 +752,8 @@ fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
             signature,
             reason,
             evidence,
+            exit_code: None,
+            signal: None,
             change: None,
         })
     };
@@ -988,6 +999,8 @@ mod tests {
             body(&r)["signature"],
             "launcher process exited early (code=3, signal=null)"
         );
+        assert_eq!(body(&r)["exit_code"], 3, "a failed run says how it ended");
+        assert!(body(&r).get("signal").is_none());
         assert!(body(&r)["evidence"].as_str().unwrap().contains("boom"));
         assert!(body(&r)["evidence"].as_str().unwrap().contains("partial"));
 
@@ -1008,6 +1021,8 @@ mod tests {
             body(&r)["signature"],
             "launcher process exited early (code=null, signal=SIGKILL)"
         );
+        assert_eq!(body(&r)["signal"], "SIGKILL");
+        assert!(body(&r).get("exit_code").is_none());
 
         let r = final_report(
             &st(

@@ -236,6 +236,8 @@ mod tests {
             signature: "s".into(),
             reason: "r".into(),
             evidence: "e".into(),
+            exit_code: None,
+            signal: None,
             change: None,
         });
         assert_eq!(

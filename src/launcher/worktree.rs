@@ -105,6 +105,11 @@ pub struct Worktree {
     /// The commit the task's branch started from (its merge base with the
     /// base ref when the branch already existed): what the diff is against.
     pub base: String,
+    /// The commit the branch was at when this run started: a run that
+    /// leaves it there changed nothing. Empty in a record of an older
+    /// launcher.
+    #[serde(default)]
+    pub start: String,
     /// The repository's object store, which the clone borrows from. Empty
     /// for a `git worktree` made by an older launcher.
     #[serde(default)]
@@ -124,6 +129,9 @@ pub struct Change {
     pub branch: String,
     pub head: String,
     pub base: String,
+    /// Where the branch was when the run started.
+    #[serde(default)]
+    pub start: String,
     /// `git status --porcelain` before the launcher committed.
     pub status: String,
     pub diff_stat: String,
@@ -515,9 +523,18 @@ pub fn prepare(
         let known = read_sidecar(&sidecar(dir, task_id));
         match known {
             // Run again: its clone is still there, untouched.
-            Some(wt) if !wt.is_legacy() && wt.repo == top && wt.objects == objects => {
+            Some(mut wt) if !wt.is_legacy() && wt.repo == top && wt.objects == objects => {
                 return match tampered(&wt, git) {
-                    None => Ok(wt),
+                    // This run starts where the clone is now.
+                    None => {
+                        let in_clone = Side::Clone {
+                            objects: &wt.objects,
+                        };
+                        wt.start = git
+                            .must(in_clone, &wt.path, &["rev-parse", "--verify", "HEAD"])
+                            .map_err(git_failed)?;
+                        Ok(wt)
+                    }
                     Some(why) => Err(unusable(
                         "clone tampered with",
                         format!(
@@ -620,6 +637,7 @@ pub fn prepare(
         path,
         branch,
         base,
+        start,
         objects,
     };
     super::state::write_atomic(&sidecar(dir, task_id), &wt)
@@ -898,6 +916,7 @@ pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
         branch: wt.branch.clone(),
         head,
         base: wt.base.clone(),
+        start: wt.start.clone(),
         status: status.stdout,
         diff_stat: stat.stdout,
         patch: patch.stdout,
@@ -1169,9 +1188,18 @@ mod tests {
         assert!(c.diff_stat.contains("2 files changed"), "{}", c.diff_stat);
         assert!(c.patch.contains("+two"));
         assert_eq!(list(wts.path()).len(), 1);
-        // Again: the same worktree, and nothing more to commit.
+        assert_eq!(c.start, wt.base, "a new branch starts at its base");
+        // Again: the same worktree, and nothing more to commit; this run
+        // starts where the last one left the branch.
         let again = prepare(wts.path(), 7, &repo_s, None, g).unwrap();
-        assert_eq!(again, wt);
+        assert_eq!(again.start, c.head);
+        assert_eq!(
+            Worktree {
+                start: wt.start.clone(),
+                ..again
+            },
+            wt
+        );
         // Left uncommitted at removal: saved on a branch of its own first,
         // never on the task's reviewed branch.
         std::fs::write(wt.path.join("late.txt"), "late\n").unwrap();

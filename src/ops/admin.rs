@@ -39,11 +39,13 @@ usage:
       checks a database (a replica, a restored file, a backup): integrity,
       schema version, task counts against the rows; prints what it found and
       exits 1 when anything is off
-  ops-center admin restore --from FILE [--db PATH]
+  ops-center admin restore --from FILE [--db PATH] [--id-margin N]
       replaces the database with FILE (a backup taken with admin backup)
       after checking FILE as admin check does; refuses while a server uses
       the database; the database it replaces is kept beside it as
-      PATH.before-restore-<time> (with its -wal and -shm)
+      PATH.before-restore-<time> (with its -wal and -shm). Task ids given
+      before the restore are never given again: the next task id is past
+      both files' highest and N more (default 1000; event task_ids.raised)
 
 --db defaults to OPS_DB, else ./ops-center.db (the Debian package keeps it at
 /var/lib/ops-center/ops.db). Secrets are never accepted as arguments.";
@@ -89,7 +91,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
         "set-admin-password" => &["--db", "--user", "--stdin"],
         "backup" => &["--db", "--to"],
         "check" => &["--db"],
-        "restore" => &["--db", "--from"],
+        "restore" => &["--db", "--from", "--id-margin"],
         other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
     };
     let opts = parse_options(cmd, &args[1..], accepted)?;
@@ -112,7 +114,17 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
             let from = opts
                 .from
                 .ok_or("restore needs --from FILE (a backup taken with admin backup)")?;
-            restore(&db_path, Path::new(&from), io.out)
+            let margin = match opts.id_margin.as_deref() {
+                None => crate::app::serving::ID_MARGIN,
+                Some(n) => n
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=1_000_000_000).contains(n))
+                    .ok_or_else(|| {
+                        format!("--id-margin takes a number of task ids from 0 to 1000000000, got {n:?}")
+                    })?,
+            };
+            restore(&db_path, Path::new(&from), margin, io.out)
         }
         _ => unreachable!("checked above"),
     }
@@ -124,6 +136,7 @@ struct Options {
     user: Option<String>,
     to: Option<String>,
     from: Option<String>,
+    id_margin: Option<String>,
     /// Read the secret from standard input even when its variable is set.
     stdin: bool,
     help: bool,
@@ -173,6 +186,7 @@ fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Option
             "--user" => opts.user = Some(value),
             "--to" => opts.to = Some(value),
             "--from" => opts.from = Some(value),
+            "--id-margin" => opts.id_margin = Some(value),
             _ => unreachable!("only accepted flags reach here"),
         }
     }
@@ -431,9 +445,11 @@ fn copy_into(path: &Path, to: &str) -> Result<(), String> {
 }
 
 /// `admin restore`: checks the backup, makes sure no server holds the
-/// database, moves the database (and its `-wal`/`-shm`) aside, and puts a
-/// fresh copy of the backup in its place, owned as the old one was.
-fn restore(path: &Path, from: &Path, out: &mut dyn Write) -> Result<(), String> {
+/// database, moves the database (and its `-wal`/`-shm`) aside, puts a
+/// fresh copy of the backup in its place, owned as the old one was, and
+/// moves its task-id high-water mark past both files' and `margin` more,
+/// so that no id given before the restore is given again.
+fn restore(path: &Path, from: &Path, margin: i64, out: &mut dyn Write) -> Result<(), String> {
     if !from.is_file() {
         return Err(format!("{}: no such backup file", from.display()));
     }
@@ -450,13 +466,18 @@ fn restore(path: &Path, from: &Path, out: &mut dyn Write) -> Result<(), String> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Err(format!(
-                "{} is in use by a running server: stop it first (systemctl stop ops-center),                  then restore",
+                "{} is in use by a running server: stop it first (systemctl stop ops-center), then restore",
                 path.display()
             ))
         }
         Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
     };
     let owner = std::fs::metadata(path).ok();
+    // The ids the replaced file gave, which the backup may not know of.
+    let replaced_mark = owner.as_ref().and_then(|_| {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        store::tasks::id_high_water(&conn).ok()
+    });
     let tmp = side(path, ".restoring");
     let _ = std::fs::remove_file(&tmp);
     copy_into(from, &tmp.display().to_string())?;
@@ -489,6 +510,26 @@ fn restore(path: &Path, from: &Path, out: &mut dyn Write) -> Result<(), String> 
     }
     std::fs::rename(&tmp, path)
         .map_err(|e| format!("cannot put {} in place: {e}", tmp.display()))?;
+    let db = open_db(path)?;
+    let raised = crate::app::serving::after_restore(&db, margin, replaced_mark.unwrap_or(0));
+    close(db, path);
+    let raised = raised.map_err(|e| {
+        format!(
+            "restored {} into {}, but cannot move its task ids forward: {e}; do not start the server on it \
+             before this works (run the restore again)",
+            from.display(),
+            path.display()
+        )
+    })?;
+    writeln!(
+        out,
+        "task ids: the next task gets an id above {} (the backup's highest was {}, the replaced file's {}, \
+         margin {margin}), so that no id given before the restore is given again",
+        raised.to,
+        raised.from,
+        replaced_mark.map_or("unknown".to_string(), |m| m.to_string())
+    )
+    .map_err(|e| e.to_string())?;
     writeln!(
         out,
         "restored {} into {}; start the server on it",
@@ -537,6 +578,21 @@ fn check(path: &Path, out: &mut dyn Write) -> Result<(), String> {
             ))?;
         }
         problems.push("task counts");
+    }
+    // Not a fault of the file: what its next start will do about task ids.
+    if let (Ok(serving), Ok(mark)) = (
+        store::serve_marker::serving(&conn),
+        store::tasks::id_high_water(&conn),
+    ) {
+        say(if serving {
+            format!(
+                "last stop: not clean (a crash, or a copy of a file a server was writing); the next start \
+                 continues task ids above {} to skip any given since",
+                mark + crate::app::serving::ID_MARGIN
+            )
+        } else {
+            format!("last stop: clean (task ids continue above {mark})")
+        })?;
     }
     if problems.is_empty() {
         say("all checks passed".into())

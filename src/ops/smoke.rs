@@ -576,6 +576,8 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
             f,
             &token,
             Report::Failed(Failed {
+                exit_code: Some(1),
+                signal: None,
                 signature: "launcher process exited early (code=1, signal=null)".into(),
                 reason: format!("smoke: simulated failure {attempt} of {threshold}"),
                 evidence: "smoke: no runtime was started".into(),

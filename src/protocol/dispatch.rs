@@ -60,10 +60,30 @@ pub struct HeartbeatAnswer {
     pub last_seen_at: String,
     /// Tasks this heartbeat put back in the queue (lost claims).
     pub requeued: Vec<i64>,
-    /// Tasks it lists as running whose claim was cancelled: end their
-    /// agents and report `cancelled`.
+    /// Running tasks its heartbeats have left out for the grace, taken
+    /// back by this heartbeat (`waiting`, blocked: nobody runs them).
+    #[serde(default)]
+    pub released: Vec<i64>,
+    /// For launchers that know only task ids: tasks it lists as running
+    /// whose claim was withdrawn and on which it holds no newer claim: end
+    /// their agents and report `cancelled`. A task it was given again is
+    /// left out (ending every run of it would end the new one); its old
+    /// run learns of the cancellation from the `claim_cancelled` refusal of
+    /// its next report, or from `cancel_claims`.
     #[serde(default)]
     pub cancel: Vec<i64>,
+    /// The withdrawn claims of the tasks it lists as running, each by its
+    /// token: end exactly those runs and report `cancelled` for each, with
+    /// its token. A newer claim of the same task is not among them.
+    #[serde(default)]
+    pub cancel_claims: Vec<CancelledClaim>,
+}
+
+/// A withdrawn claim a worker still runs: its task and its token.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct CancelledClaim {
+    pub task_id: i64,
+    pub claim_token: String,
 }
 
 /// `POST /api/dispatch/next` (`GET` takes the same as query parameters).
@@ -166,6 +186,14 @@ pub struct Failed {
     pub signature: String,
     pub reason: String,
     pub evidence: String,
+    /// How the agent ended, when it ran and its end was seen: its exit
+    /// code, or the signal that ended it. Absent (older launchers, or no
+    /// agent ran): the server reads them from a signature of the form
+    /// `… (code=N, signal=S)` when it can.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub exit_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<String>,
     #[serde(flatten, default)]
     pub change: Option<RunChange>,
 }
@@ -192,6 +220,12 @@ pub struct RunChange {
     /// The commit the diff is against.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub base: Option<String>,
+    /// The commit `branch` was at when this run started: `head` equal to
+    /// it means the run changed nothing (a task run again continues on its
+    /// branch, so `base..head` may hold earlier runs' work). Absent from
+    /// older launchers: then an empty patch means no change.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub start: Option<String>,
     /// `git status --porcelain` before the launcher committed.
     #[serde(default)]
     pub git_status: String,

@@ -56,6 +56,15 @@ pub struct Queue {
     pub waiting: i64,
     pub blocked: i64,
     pub stale_dispatching: usize,
+    /// Tasks in `doing` whose worker no longer runs them (its heartbeat
+    /// older than `dispatch_worker_stale_seconds`, or left out of its
+    /// heartbeats for `dispatch_claim_grace_seconds`), not yet taken back.
+    #[serde(default)]
+    pub stale_running: usize,
+    /// Queued tasks (not blocked) no worker has taken for more than
+    /// `dispatch_stale_minutes`.
+    #[serde(default)]
+    pub stale_queued: usize,
 }
 
 /// A worker as its last heartbeat described it.

@@ -28,7 +28,10 @@ pub struct TaskView {
     pub claimed_at: Option<String>,
     pub dispatch_started_at: Option<String>,
     pub dispatch_finished_at: Option<String>,
+    /// The exit code of its last run (finished or failed), when known.
     pub exit_code: Option<i64>,
+    /// The signal that ended its last run, when one did.
+    pub exit_signal: Option<String>,
     pub log_path: Option<String>,
     pub err_log_path: Option<String>,
     pub created_at: String,
@@ -46,6 +49,11 @@ pub struct TaskView {
     /// (on the workspace's repository) the workspace's; null: the
     /// checkout's current branch.
     pub effective_base_ref: Option<String>,
+    /// A run of it in a repository must change its branch to reach
+    /// `review`; one that ends well without a change is blocked ("sin
+    /// cambios"). False for a task that expects no change (a question, a
+    /// report). Default true.
+    pub expects_changes: bool,
 }
 
 /// `POST /api/tasks/:id/dispatch` and `/retry`: the queued task, and
@@ -130,6 +138,9 @@ pub struct NewTask {
     pub repo_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub base_ref: Option<String>,
+    /// Default true: see `TaskView::expects_changes`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expects_changes: Option<bool>,
 }
 
 /// `PATCH /api/tasks/:id`: the fields to change (absent: unchanged; `null`
@@ -162,6 +173,8 @@ pub struct TaskEdit {
     pub repo_path: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub base_ref: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expects_changes: Option<bool>,
 }
 
 /// `PATCH /api/tasks/:id/status`.

@@ -10,6 +10,7 @@ pub mod changes;
 pub mod comments;
 pub mod events;
 pub mod heartbeats;
+pub mod serve_marker;
 pub mod sessions;
 pub mod settings;
 pub mod tasks;

@@ -44,6 +44,16 @@ pub struct Task {
     /// [`save`]).
     pub workspace_repo_path: Option<String>,
     pub workspace_base_ref: Option<String>,
+    /// When a heartbeat of the claiming worker first left this running
+    /// task out of what it runs (migration 12); `None`: listed.
+    pub claim_unlisted_at: Option<i64>,
+    /// When it last became `queued` (migration 12).
+    pub queued_at: Option<i64>,
+    /// The signal that ended its last run, with `exit_code` (migration 13).
+    pub exit_signal: Option<String>,
+    /// A run of it with a repository must change its branch to reach
+    /// review (migration 13).
+    pub expects_changes: bool,
 }
 
 const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.status, t.execution,
@@ -51,7 +61,8 @@ const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.sta
     t.blocked, t.blocked_reason, t.dispatch_output, t.dispatch_attempts, t.claimed_by,
     t.claim_token, t.claimed_at, t.dispatch_started_at, t.dispatch_finished_at, t.exit_code,
     t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at,
-    t.repo_path, t.base_ref, w.repo_path, w.base_ref
+    t.repo_path, t.base_ref, w.repo_path, w.base_ref, t.claim_unlisted_at, t.queued_at,
+    t.exit_signal, t.expects_changes
     FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
     LEFT JOIN workspaces w ON w.id = t.workspace_id";
 
@@ -92,6 +103,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         base_ref: r.get(29)?,
         workspace_repo_path: r.get(30)?,
         workspace_base_ref: r.get(31)?,
+        claim_unlisted_at: r.get(32)?,
+        queued_at: r.get(33)?,
+        exit_signal: r.get(34)?,
+        expects_changes: r.get(35)?,
     })
 }
 
@@ -101,6 +116,7 @@ impl Task {
         self.claimed_by = None;
         self.claim_token = None;
         self.claimed_at = None;
+        self.claim_unlisted_at = None;
     }
 }
 
@@ -127,6 +143,7 @@ pub struct NewTask {
     pub sensitive: bool,
     pub repo_path: Option<String>,
     pub base_ref: Option<String>,
+    pub expects_changes: bool,
 }
 
 /// Inserts a new task under an id no task has ever had: past the high-water
@@ -144,8 +161,9 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         .query_row([], |r| r.get(0))?;
     conn.prepare_cached(
         "INSERT INTO tasks(id, workspace_id, title, description, status, execution, agent_id,
-                           model, priority, sensitive, created_at, updated_at, repo_path, base_ref)
-         VALUES (?12, ?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+                           model, priority, sensitive, created_at, updated_at, repo_path, base_ref,
+                           expects_changes)
+         VALUES (?12, ?1, ?2, ?3, 'next', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?13)",
     )?
     .execute(params![
         t.workspace_id,
@@ -159,9 +177,28 @@ pub fn insert(conn: &Connection, t: &NewTask, now: i64) -> Result<i64> {
         now,
         t.repo_path,
         t.base_ref,
-        id
+        id,
+        t.expects_changes
     ])?;
     Ok(id)
+}
+
+/// The highest task id ever given: the high-water mark, or a row past it.
+pub fn id_high_water(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT max((SELECT last_id FROM task_id_high_water),
+                        coalesce((SELECT max(id) FROM tasks), 0))",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Moves the high-water mark to `to` (never back): the next task gets an
+/// id past it.
+pub fn raise_id_high_water(conn: &Connection, to: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE task_id_high_water SET last_id = max(last_id, ?1)")?
+        .execute([to])?;
+    Ok(())
 }
 
 /// Writes every mutable column of `t` back (the caller has loaded it in
@@ -174,7 +211,8 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
             blocked_reason=?13, dispatch_output=?14, dispatch_attempts=?15, claimed_by=?16,
             claim_token=?17, claimed_at=?18, dispatch_started_at=?19, dispatch_finished_at=?20,
             exit_code=?21, log_path=?22, err_log_path=?23, archived_at=?24, updated_at=?25,
-            repo_path=?26, base_ref=?27
+            repo_path=?26, base_ref=?27, claim_unlisted_at=?28, queued_at=?29,
+            exit_signal=?30, expects_changes=?31
          WHERE id=?1",
     )?
     .execute(params![
@@ -204,7 +242,11 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.archived_at,
         now,
         t.repo_path,
-        t.base_ref
+        t.base_ref,
+        t.claim_unlisted_at,
+        t.queued_at,
+        t.exit_signal,
+        t.expects_changes
     ])?;
     Ok(())
 }
@@ -218,7 +260,7 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         "UPDATE tasks SET status=?2, claimed_by=?3, claim_token=?4, claimed_at=?5,
             dispatch_attempts=?6, dispatch_started_at=?7, dispatch_finished_at=?8, exit_code=?9,
             dispatch_output=?10, log_path=?11, err_log_path=?12, updated_at=?13,
-            output_offset=NULL
+            output_offset=NULL, claim_unlisted_at=NULL, exit_signal=?14
          WHERE id=?1",
     )?
     .execute(params![
@@ -234,7 +276,8 @@ pub fn save_claim(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.dispatch_output,
         t.log_path,
         t.err_log_path,
-        now
+        now,
+        t.exit_signal
     ])?;
     Ok(())
 }
@@ -646,6 +689,99 @@ pub fn dispatching_by_worker(conn: &Connection, worker_id: &str, cutoff: i64) ->
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Tasks in `doing` claimed by `worker_id`: one step of `tasks_doing`.
+pub fn doing_by_worker(conn: &Connection, worker_id: &str) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = 'doing' AND t.claimed_by = ?1 ORDER BY t.id"
+    ))?;
+    let rows = stmt.query_map([worker_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Records when the claiming worker's heartbeats first left running task
+/// `id` out (`None`: they list it again).
+pub fn set_claim_unlisted(conn: &Connection, id: i64, since: Option<i64>) -> Result<()> {
+    conn.prepare_cached("UPDATE tasks SET claim_unlisted_at = ?2 WHERE id = ?1")?
+        .execute(params![id, since])?;
+    Ok(())
+}
+
+/// The condition of a stale run, in SQL over `t` (a task) and `h` (its
+/// worker's heartbeat, LEFT JOINed): a claimed task in `doing` whose
+/// worker was last seen at or before `?1` (or has no heartbeat on record),
+/// or whose worker's heartbeats have left it out since `?2` or before.
+/// `?1` is NULL while no worker can be judged stale yet.
+const STALE_RUNNING: &str = "t.status = 'doing' AND t.claimed_by IS NOT NULL
+    AND ((?1 IS NOT NULL AND coalesce(h.last_seen_at, 0) <= ?1) OR t.claim_unlisted_at <= ?2)";
+
+/// Running tasks whose worker no longer runs them (see [`STALE_RUNNING`]),
+/// in `workspaces` (`None`: all), oldest claim first.
+pub fn stale_running_in(
+    conn: &Connection,
+    worker_cutoff: Option<i64>,
+    unlisted_cutoff: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} LEFT JOIN worker_heartbeats h ON h.worker_id = t.claimed_by
+         WHERE {STALE_RUNNING} AND {} ORDER BY t.claimed_at, t.id",
+        super::in_workspaces("t.workspace_id", workspaces)
+    ))?;
+    let rows = stmt.query_map(params![worker_cutoff, unlisted_cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Whether any running task is stale (see [`stale_running_in`]).
+pub fn any_stale_running(
+    conn: &Connection,
+    worker_cutoff: Option<i64>,
+    unlisted_cutoff: i64,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM tasks t
+                 LEFT JOIN worker_heartbeats h ON h.worker_id = t.claimed_by
+                 WHERE {STALE_RUNNING})"
+        ))?
+        .query_row(params![worker_cutoff, unlisted_cutoff], |r| r.get(0))?)
+}
+
+/// Queued tasks a claim could take (not blocked, not archived) that have
+/// waited since `cutoff` (ms) or before, in `workspaces` (`None`: all),
+/// longest waiting first; at most `limit`. Reads only those (the index
+/// `tasks_queued_at`).
+pub fn queued_since_in(
+    conn: &Connection,
+    cutoff: i64,
+    workspaces: Option<&[i64]>,
+    limit: i64,
+) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE t.status = 'queued' AND t.queued_at <= ?1 AND t.blocked = 0
+           AND t.archived_at IS NULL AND {} ORDER BY t.queued_at, t.id {}",
+        super::in_workspaces("t.workspace_id", workspaces),
+        super::limit(limit)
+    ))?;
+    let rows = stmt.query_map([cutoff], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many of [`queued_since_in`]'s tasks there are.
+pub fn count_queued_since_in(
+    conn: &Connection,
+    cutoff: i64,
+    workspaces: Option<&[i64]>,
+) -> Result<usize> {
+    let n: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM tasks t WHERE t.status = 'queued' AND t.queued_at <= ?1
+               AND t.blocked = 0 AND t.archived_at IS NULL AND {}",
+            super::in_workspaces("t.workspace_id", workspaces)
+        ))?
+        .query_row([cutoff], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
 /// Tasks of agent `agent_id` that hold a Human Gate approval.
 pub fn approved_of_agent(conn: &Connection, agent_id: i64) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -702,6 +838,7 @@ mod tests {
             sensitive: false,
             repo_path: None,
             base_ref: None,
+            expects_changes: true,
         }
     }
 

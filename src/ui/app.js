@@ -82,8 +82,14 @@ const DISPATCHABLE = ['next', 'waiting', 'review'];
 const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
 const EXECUTION_LABEL = { manual: 'Manual', interactive: 'Interactiva (agente)' };
 const COMMENT_KIND_LABEL = { note: 'Nota', log: 'Log', blocker: 'Bloqueo', system: 'Sistema' };
-const QUEUE_KEYS = ['next', 'queued', 'dispatching', 'doing', 'review', 'waiting', 'blocked', 'stale_dispatching'];
-const QUEUE_LABEL = { ...STATUS_LABEL, blocked: 'Bloqueadas', stale_dispatching: 'Dispatching stale' };
+const QUEUE_KEYS = ['next', 'queued', 'dispatching', 'doing', 'review', 'waiting', 'blocked',
+  'stale_queued', 'stale_dispatching', 'stale_running'];
+const QUEUE_LABEL = {
+  ...STATUS_LABEL, blocked: 'Bloqueadas', stale_queued: 'En cola sin worker',
+  stale_dispatching: 'Dispatching stale', stale_running: 'En curso sin worker',
+};
+/** Counts of tasks past their deadline: shown as a problem when not 0. */
+const QUEUE_LATE = new Set(['stale_queued', 'stale_dispatching', 'stale_running']);
 const DISPATCH_AUTHOR = 'ai-dispatch';
 const DEFAULT_STALE_MINUTES = 20;
 const PAGE_SIZE = 50;
@@ -725,6 +731,8 @@ async function renderCreateForm(panel, done) {
     repoAllowed,
     h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'sensitive' }),
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse'),
+    h('label', { class: 'check span-2' }, h('input', { type: 'checkbox', name: 'expects_changes', checked: true }),
+      ' Espera cambios en el repositorio: si una ejecución termina sin cambiar su rama, queda bloqueada («sin cambios») en vez de pasar a revisión'),
     h('div', { class: 'span-2' }, note),
     h('div', { class: 'span-2 actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Crear tarea'),
@@ -743,6 +751,7 @@ async function renderCreateForm(panel, done) {
       execution: f.execution.value,
       priority: Number.parseInt(f.priority.value || '0', 10),
       sensitive: f.sensitive.checked,
+      expects_changes: f.expects_changes.checked,
     };
     if (f.agent_id.value) body.agent_id = Number(f.agent_id.value);
     if (f.model.value.trim()) body.model = f.model.value.trim();
@@ -1119,6 +1128,8 @@ function drawTask(view, t, seq, refusal) {
             ['Iniciada', timeEl(t.dispatch_started_at)],
             ['Terminada', timeEl(t.dispatch_finished_at)],
             ['Código de salida', t.exit_code === null || t.exit_code === undefined ? '—' : String(t.exit_code)],
+            t.exit_signal ? ['Señal', h('code', null, t.exit_signal)] : null,
+            ['Espera cambios', t.expects_changes === false ? 'No: su salida basta para la revisión' : 'Sí: sin cambios en su rama queda bloqueada'],
             ['Log', t.log_path ? h('code', { class: 'path' }, t.log_path) : '—'],
             ['Log de errores', t.err_log_path ? h('code', { class: 'path' }, t.err_log_path) : '—'],
             ['Logs ai-dispatch', String(logs.length)],
@@ -1380,7 +1391,7 @@ function drawHealth(area, health, err, settings, reload) {
       card('Dispatching stale', String(stale), h('code', null, 'queue.stale_dispatching'), stale > 0 ? 'bad' : 'good')),
     h('section', { class: 'panel' },
       h('h2', null, 'Cola'),
-      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${k === 'stale_dispatching' && stale > 0 ? 'bad' : ''}`, title: `queue.${k}` },
+      h('div', { class: 'queue' }, QUEUE_KEYS.map((k) => h('div', { class: `queue-item ${QUEUE_LATE.has(k) && Number(queue[k] || 0) > 0 ? 'bad' : ''}`, title: `queue.${k}` },
         h('span', { class: 'queue-count' }, String(queue[k] ?? 0)),
         h('span', { class: 'queue-label' }, QUEUE_LABEL[k]))))),
     h('section', { class: 'panel' },

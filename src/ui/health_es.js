@@ -9,6 +9,10 @@ const RULES = [
     (m) => `El dispatch está activado pero ningún worker ha enviado heartbeat en los últimos ${m[1]} s: arranca el launcher (systemctl start ops-dispatch-launcher.service) o desactiva el dispatch.`],
   [/^(\d+) task\(s\) stuck in dispatching for more than (\d+) min/,
     (m) => `${m[1]} tarea(s) atascada(s) en dispatching desde hace más de ${m[2]} min: reconcílialas (botón «Reconciliar» más abajo) y revisa el launcher.`],
+  [/^(\d+) queued task\(s\) no worker has taken for more than (\d+) min: (.*); the fleet is busy/s,
+    (m) => `${m[1]} tarea(s) en cola que ningún worker ha tomado desde hace más de ${m[2]} min: ${queuedEs(m[3])}. La flota está ocupada, o ningún worker fresco sirve su agente, modelo o workspace.`],
+  [/^(\d+) running task\(s\) whose worker no longer runs them \(no heartbeat for more than (\d+) s, or left out of its heartbeats for (\d+) s\)/,
+    (m) => `${m[1]} tarea(s) en curso cuyo worker ya no las ejecuta (sin heartbeat desde hace más de ${m[2]} s, o ausentes de sus heartbeats durante ${m[3]} s): el watchdog las recupera (en espera, bloqueadas); revisa el launcher de ese worker.`],
   [/^active agent\(s\) (.*) cannot run on any fresh worker/s,
     (m) => `Agente(s) activo(s) ${m[1]} no pueden ejecutarse en ningún worker fresco: instala su CLI e inicia sesión en un host del launcher (ops-center doctor), o desactívalos.`],
   [/^running task\(s\) whose agent has shown no output for (\d+) min or more: (.*); the launcher ends/s,
@@ -20,6 +24,11 @@ const RULES = [
   [/^(\d+) open alert\(s\)/,
     (m) => `${m[1]} alerta(s) abierta(s): míralas en Operación → Automatizaciones → Watchdog.`],
 ];
+
+/** `#42 (codex, model gpt-5, workspace 2, 25 min)` in Spanish. */
+function queuedEs(list) {
+  return list.replace(/, model /g, ', modelo ').replace(/, … ?$/, ', …');
+}
 
 /** The Spanish text of one warning (a string, or an object with `message`). */
 export function warningText(w) {
@@ -38,6 +47,8 @@ export function warningText(w) {
 const ALERT_TITLES = {
   'dispatch.stale': (a) => a.task_id && `Tarea ${a.task_id} atascada en dispatching`,
   'dispatch.worker_stale': (a) => a.task_id && `Tarea ${a.task_id} en curso en un worker sin heartbeat`,
+  'dispatch.stale_running': (a) => a.task_id && `Tarea ${a.task_id} en curso sin su worker`,
+  'dispatch.queued_unclaimed': () => 'Tareas en cola que ningún worker toma',
   'dispatch.no_fresh_worker': () => 'Dispatch activado sin ningún worker fresco',
   'dispatch.recurring_failure': (a) => a.subject && `Fallos de dispatch repetidos en ${a.subject}`,
 };
@@ -47,6 +58,14 @@ const ALERT_DETAILS = [
     (m) => `Dispatch stale: el worker ${m[1]} tuvo la tarea en dispatching ${m[2]} min sin arrancarla.`],
   [/^task (\d+) is doing on worker (.*), which has sent no heartbeat in the last (\d+) s/s,
     (m) => `La tarea ${m[1]} está en curso en el worker ${m[2]}, que no envía heartbeat desde hace ${m[3]} s: puede que el agente muriera con su host; revisa el host y mueve la tarea a mano.`],
+  [/^stale run: worker (.*) was last seen at (\S+) \((\d+) s ago; a worker is stale after (\d+) s\)/s,
+    (m) => `Ejecución sin worker: el worker ${m[1]} se vio por última vez el ${m[2]} (hace ${m[3]} s; un worker caduca a los ${m[4]} s): su launcher o su host ya no están.`],
+  [/^stale run: worker (.*) stopped listing the task among the tasks it runs at (\S+) \((\d+) s ago; grace (\d+) s\); it was last seen at (\S+?Z)/s,
+    (m) => `Ejecución sin worker: el worker ${m[1]} dejó de listar la tarea entre las que ejecuta el ${m[2]} (hace ${m[3]} s; margen ${m[4]} s); se vio por última vez el ${m[5]}: su launcher ya no la ejecuta.`],
+  [/^stale run: worker (.*) has no heartbeat on record/s,
+    (m) => `Ejecución sin worker: el worker ${m[1]} no tiene ningún heartbeat registrado (olvidado, o nunca visto por este servidor).`],
+  [/^(\d+) queued task\(s\) no worker has taken for more than (\d+) min: (.*): the fleet is busy/s,
+    (m) => `${m[1]} tarea(s) en cola que ningún worker ha tomado desde hace más de ${m[2]} min: ${queuedEs(m[3])}. La flota está ocupada, o ningún worker fresco sirve su agente, modelo o workspace (mira los workers en la salud).`],
   [/^no launcher heartbeat in the last (\d+) s while dispatch_enabled=true/,
     (m) => `Ningún heartbeat de launcher en los últimos ${m[1]} s con dispatch_enabled=true: revisa ops-dispatch-launcher.service en los hosts de los workers o desactiva el dispatch.`],
   [/^(\d+) failed dispatches of (.*) in the last 24 h \(threshold (\d+)\)/s,

@@ -14,6 +14,7 @@ const FIELD = {
   title: 'título', description: 'prompt', execution: 'ejecución', agent_id: 'agente', agent: 'agente',
   model: 'modelo', priority: 'prioridad', sensitive: 'sensible', blocked: 'bloqueo',
   blocked_reason: 'motivo del bloqueo', status: 'estado', repo_path: 'repositorio', base_ref: 'rama base',
+  expects_changes: 'espera cambios',
   gate_approved_at: 'aprobación del Human Gate',
 };
 
@@ -40,15 +41,17 @@ const WHAT = {
   'dispatch.claimed': (p) => `un worker la reclamó${p.worker_id ? ` (${p.worker_id})` : ''}${p.attempt ? `, intento ${p.attempt}` : ''}`,
   'dispatch.started': (p) => `el agente arrancó${p.pid ? ` (pid ${p.pid})` : ''}`,
   'dispatch.finished': (p) => `el agente terminó${p.exit_code !== undefined && p.exit_code !== null ? ` con código ${p.exit_code}` : ''}${p.signal ? ` (señal ${p.signal})` : ''}`,
-  'dispatch.failed': () => 'el dispatch falló',
+  'dispatch.failed': (p) => `el dispatch falló${p.exit_code !== undefined && p.exit_code !== null ? ` (código ${p.exit_code})` : ''}${p.signal ? ` (señal ${p.signal})` : ''}`,
   'dispatch.claim_lost': (p) => `el worker perdió la tarea${p.worker_id ? ` (${p.worker_id})` : ''}`,
   'dispatch.reconciled_stale': () => 'se reconcilió como stale',
+  'dispatch.reconciled_stale_running': (p) => `se recuperó de su worker${p.worker_id ? ` (${p.worker_id})` : ''}: ${p.why === 'unlisted' ? 'dejó de listarla' : 'dejó de enviar heartbeat'}`,
   'dispatch.human_gate_blocked': () => 'el Human Gate bloqueó el dispatch',
   'dispatch.repo_refused': () => 'no se entregó a ningún launcher: su workspace no permite su repositorio',
   'dispatch.change': (p) => `el agente dejó cambios${p.branch ? ` en ${p.branch}` : ''}`,
   'dispatch.cancel_confirmed': () => 'el launcher confirmó la cancelación',
   'dispatch.stale': () => 'alerta: atascada en dispatching',
   'dispatch.worker_stale': () => 'alerta: su worker dejó de responder',
+  'dispatch.stale_running': () => 'alerta: en curso sin su worker',
   'gate.approved': () => 'aprobó el Human Gate',
   'gate.approval_withdrawn': () => 'se retiró la aprobación del Human Gate',
   'gate.sensitive_cleared': () => 'quitó la marca «sensible»',
@@ -60,6 +63,7 @@ const WHAT = {
 
 /** Kinds that matter more than the rest: shown marked. */
 const NOTABLE = new Set(['task.done_forced', 'gate.approved', 'task.cancelled', 'dispatch.failed',
+  'dispatch.reconciled_stale_running',
   'dispatch.human_gate_blocked', 'dispatch.repo_refused', 'dispatch.cancel_confirmed', 'gate.approval_withdrawn']);
 
 const payloadOf = (ev) => (ev.payload && typeof ev.payload === 'object' ? ev.payload : {});

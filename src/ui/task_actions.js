@@ -70,7 +70,7 @@ export function taskActions(ui, t, onEdit) {
       });
       out.push(cancel);
     }
-    const edit = button('Editar', null, 'Título, prompt, agente, modelo, prioridad, ejecución, sensible.');
+    const edit = button('Editar', null, 'Título, prompt, agente, modelo, prioridad, ejecución, sensible, espera cambios.');
     edit.addEventListener('click', onEdit);
     out.push(edit);
   }
@@ -107,6 +107,7 @@ function changes(t, f) {
   const priority = Number(f.priority.value);
   if (priority !== (t.priority ?? 0)) body.priority = priority;
   if (f.sensitive.checked !== Boolean(t.sensitive)) body.sensitive = f.sensitive.checked;
+  if (f.expects_changes.checked !== (t.expects_changes !== false)) body.expects_changes = f.expects_changes.checked;
   return body;
 }
 
@@ -139,6 +140,9 @@ export function editForm(ui, t, agents, mayClearSensitive, onDone) {
     el('label', { class: 'check span-2' }, sensitive,
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse',
       t.sensitive && mayClearSensitive ? el('span', { class: 'muted small' }, ` (${mayClearSensitive})`) : null),
+    el('label', { class: 'check span-2' },
+      el('input', { type: 'checkbox', name: 'expects_changes', checked: t.expects_changes !== false }),
+      ' Espera cambios en el repositorio: si una ejecución termina sin cambiar su rama, queda bloqueada («sin cambios») en vez de pasar a revisión'),
     t.sensitive && t.gate_approved_at ? el('p', { class: 'muted small span-2' },
       'Cambiar el título, el prompt, el agente, el modelo o «sensible» retira la aprobación del Human Gate.') : null,
     el('div', { class: 'span-2' }, note),

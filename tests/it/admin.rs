@@ -341,8 +341,12 @@ fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("integrity check: ok"), "{out}");
-    assert!(out.contains("schema version: 10 (current)"), "{out}");
+    assert!(out.contains("schema version: 14 (current)"), "{out}");
     assert!(out.contains("task counts: ok (1 tasks)"), "{out}");
+    assert!(
+        out.contains("last stop: clean (task ids continue above 1)"),
+        "{out}"
+    );
 
     srv.sql_write()
         .execute("UPDATE task_counts SET n = n + 2 WHERE n > 0", [])
@@ -427,10 +431,156 @@ fn restore_replaces_a_stopped_database_with_a_checked_backup() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
+    assert!(
+        text(&o).contains(
+            "task ids: the next task gets an id above 1002 (the backup's highest was 1, the replaced file's 2, margin 1000)"
+        ),
+        "{}",
+        text(&o)
+    );
     srv.start_again();
     let titles = srv.service().get("/api/tasks").text;
     assert!(titles.contains("in the backup"), "{titles}");
     assert!(!titles.contains("after the backup"), "{titles}");
     let o = admin(&["check", "--db", &db], &[], "");
     assert!(o.status.success(), "{}", text(&o));
+
+    // Restore then create: task 2, acknowledged before the restore and
+    // lost with it, is never given again; the move is recorded.
+    let svc = srv.service();
+    assert_eq!(svc.new_task(&json!({"title": "after the restore"})), 1003);
+    let ev = svc.get("/api/events?kind=task_ids.raised");
+    assert_eq!(ev.json["total"], 1, "{}", ev.text);
+    let e = &ev.json["events"][0];
+    assert_eq!(e["actor"], "cli:admin");
+    assert_eq!(
+        e["payload"],
+        json!({"from": 1, "to": 1002, "margin": 1000, "at_least": 2, "reason": "restore"})
+    );
+    // The restore left the file as a clean stop does: the start did not
+    // move the mark again, nor does a clean restart.
+    srv.restart();
+    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 1004);
+    assert_eq!(
+        srv.service().get("/api/events?kind=task_ids.raised").json["total"],
+        1
+    );
+}
+
+/// `--id-margin` chooses how many ids a restore skips; a bad value is
+/// refused before anything is touched.
+#[test]
+fn restore_takes_an_id_margin_and_refuses_a_bad_one() {
+    let mut srv = Server::start();
+    let db = db_arg(&srv);
+    for i in 0..3 {
+        srv.service().new_task(&json!({"title": format!("t{i}")}));
+    }
+    let backup = srv.dir.path().join("backup.db");
+    let backup_s = backup.to_str().unwrap();
+    assert!(admin(&["backup", "--db", &db, "--to", backup_s], &[], "")
+        .status
+        .success());
+    assert!(srv.signal_and_wait("TERM").success());
+    let before = std::fs::read(srv.db_path()).unwrap();
+    for bad in ["-1", "many", "1000000001", ""] {
+        let o = admin(
+            &[
+                "restore",
+                "--db",
+                &db,
+                "--from",
+                backup_s,
+                "--id-margin",
+                bad,
+            ],
+            &[],
+            "",
+        );
+        assert!(!o.status.success(), "{bad:?}: {}", text(&o));
+        assert!(text(&o).contains("--id-margin"), "{}", text(&o));
+        assert_eq!(std::fs::read(srv.db_path()).unwrap(), before, "{bad:?}");
+    }
+    let o = admin(
+        &[
+            "restore",
+            "--db",
+            &db,
+            "--from",
+            backup_s,
+            "--id-margin=50000",
+        ],
+        &[],
+        "",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    srv.start_again();
+    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 50004);
+}
+
+/// A start on a file the last server did not stop cleanly — a copy of a
+/// file a server was writing, as Litestream restores one, or a file whose
+/// server was killed — may miss tasks whose ids clients hold: it skips
+/// 1,000 ids first and records it (`task_ids.raised`, for operators
+/// only). A clean stop leaves nothing to skip.
+#[test]
+fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
+    let mut srv = Server::start();
+    let db = db_arg(&srv);
+    let svc = srv.service();
+    for i in 1..=3 {
+        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+    }
+    // What a replica holds: a copy of the file while the server writes it.
+    let replica = srv.dir.path().join("replica.db");
+    let replica_s = replica.to_str().unwrap();
+    assert!(admin(&["backup", "--db", &db, "--to", replica_s], &[], "")
+        .status
+        .success());
+    for i in 4..=6 {
+        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+    }
+    // A clean restart skips nothing.
+    srv.restart();
+    let svc = srv.service();
+    assert_eq!(svc.new_task(&json!({"title": "t7"})), 7);
+    assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 0);
+
+    // The host is lost; the file comes back from the replica, by copy, as
+    // `litestream restore` writes it: tasks 4 to 7 are gone with it, and
+    // none of their ids is given again.
+    assert!(srv.signal_and_wait("TERM").success());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{db}{suffix}"));
+    }
+    std::fs::copy(&replica, &db).unwrap();
+    srv.start_again();
+    let svc = srv.service();
+    assert_eq!(svc.get("/api/tasks?limit=100").json["total"], 3);
+    assert_eq!(
+        svc.new_task(&json!({"title": "after the restore"})),
+        1004,
+        "past the replica's 3 by the margin, past the 7 acknowledged"
+    );
+    let ev = svc.get("/api/events?kind=task_ids.raised");
+    assert_eq!(ev.json["total"], 1, "{}", ev.text);
+    assert_eq!(ev.json["events"][0]["actor"], "server", "{}", ev.text);
+    assert_eq!(
+        ev.json["events"][0]["payload"],
+        json!({"from": 3, "to": 1003, "margin": 1000, "at_least": 0, "reason": "unclean_stop"})
+    );
+    assert!(srv.log().contains("did not stop cleanly"), "{}", srv.log());
+    // Operators see it; a member sees no event of no workspace.
+    let (_, member) = srv.user("member", Some((1, "member")));
+    assert_eq!(
+        member.get("/api/events?kind=task_ids.raised").json["total"],
+        0
+    );
+
+    // Killed: the next start skips the margin too.
+    srv.signal_and_wait("KILL");
+    srv.start_again();
+    let svc = srv.service();
+    assert_eq!(svc.new_task(&json!({"title": "after a crash"})), 2005);
+    assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 2);
 }

@@ -1102,3 +1102,435 @@ fn a_cancelled_claim_is_refused_named_sent_back_by_heartbeat_and_confirmed_once(
     );
     assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
 }
+
+/// A heartbeat of `w` listing `running`: its `cancel` (task ids, for older
+/// launchers) and `cancel_claims` (task and token) as `(id, token)` pairs.
+fn cancels_of(srv: &Server, w: &str, running: &[i64]) -> (Value, Vec<(i64, String)>) {
+    let r = srv.service().post(
+        "/api/dispatch/heartbeat",
+        &json!({"worker_id": w, "host": "h", "version": "t", "slots_total": 2, "slots_busy": 1,
+                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
+                "models": [], "running_task_ids": running, "draining": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let answer: ops_center::protocol::dispatch::HeartbeatAnswer = r.body();
+    let mut claims: Vec<(i64, String)> = answer
+        .cancel_claims
+        .into_iter()
+        .map(|c| (c.task_id, c.claim_token))
+        .collect();
+    claims.sort();
+    (r.json["cancel"].clone(), claims)
+}
+
+/// The task's row as the claim and the reports write it: equal before and
+/// after a report means the report changed nothing of the task.
+fn task_row(srv: &Server, id: i64) -> String {
+    srv.sql()
+        .query_row(
+            "SELECT status, blocked, blocked_reason, claimed_by, claim_token, claimed_at,
+                    dispatch_attempts, dispatch_started_at, dispatch_finished_at, exit_code,
+                    dispatch_output, updated_at
+             FROM tasks WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((0..12)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            },
+        )
+        .unwrap()
+}
+
+/// Cancel, then dispatch again to the same worker before it confirmed:
+/// the cancellation belongs to the old claim. The heartbeat names the old
+/// claims only (never the new one: its task-id list leaves the task out,
+/// since this worker holds a newer claim), the old tokens are refused
+/// `claim_cancelled` while the new one reports, a second cancellation does
+/// not forget the first, each old confirmation is accepted and changes
+/// nothing of the task, and the newest run ends in `review`.
+#[test]
+fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
+    let srv = Server::start();
+    let svc = srv.service();
+    let id = queued_task(&srv, "codex", json!({}));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let (_, first) = w.claim_one();
+    assert_eq!(
+        w.report(id, &first, "started", json!({"pid": 7})).status,
+        200
+    );
+
+    // Cancelled, and at once dispatched again and claimed by the same worker.
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(
+        (r.status, r.json["status"].clone()),
+        (200, json!("waiting")),
+        "{}",
+        r.text
+    );
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (again, second) = w.claim_one();
+    assert_eq!(again, id);
+    assert_ne!(first, second);
+    assert_eq!(
+        w.report(id, &second, "started", json!({"pid": 8})).status,
+        200
+    );
+
+    let (ids, claims) = cancels_of(&srv, "w1", &[id]);
+    assert_eq!(ids, json!([]), "the task-id list must not end the new run");
+    assert_eq!(claims, [(id, first.clone())]);
+    // The old run is told, the new one reports.
+    let r = w.report(id, &first, "output", json!({"chunk": "old\n"}));
+    assert_eq!(
+        (r.status, r.error()),
+        (409, "claim_cancelled"),
+        "{}",
+        r.text
+    );
+    let r = w.report(id, &second, "output", json!({"chunk": "new\n"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Cancelled again before the first run confirmed, and claimed a third
+    // time: both old claims are remembered, each by its token.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}))
+            .status,
+        200
+    );
+    let (_, third) = w.claim_one();
+    assert_eq!(
+        w.report(id, &third, "started", json!({"pid": 9})).status,
+        200
+    );
+    let (ids, claims) = cancels_of(&srv, "w1", &[id]);
+    assert_eq!(ids, json!([]));
+    let mut want = vec![(id, first.clone()), (id, second.clone())];
+    want.sort();
+    assert_eq!(claims, want);
+    for old in [&first, &second] {
+        let r = w.report(
+            id,
+            old,
+            "finished",
+            json!({"exit_code": 0, "output": "late"}),
+        );
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "claim_cancelled"),
+            "{}",
+            r.text
+        );
+    }
+    // Another worker is told nothing; a worker no longer listing the task
+    // neither.
+    assert_eq!(cancels_of(&srv, "w2", &[id]).1, []);
+    assert_eq!(cancels_of(&srv, "w1", &[]).1, []);
+
+    // The old confirmations: accepted (and again), the task untouched, the
+    // run's end stored on its claim.
+    let before = task_row(&srv, id);
+    let r = w.report(
+        id,
+        &first,
+        "cancelled",
+        json!({"exit_code": null, "signal": "SIGTERM", "elapsed_ms": 300}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["status"].clone(), r.json["claimed_by"].clone()),
+        (json!("doing"), json!("w1"))
+    );
+    let r = w.report(
+        id,
+        &second,
+        "cancelled",
+        json!({"exit_code": 143, "signal": null, "elapsed_ms": 20}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        w.report(id, &first, "cancelled", json!({"elapsed_ms": 1}))
+            .status,
+        200
+    );
+    assert_eq!(
+        task_row(&srv, id),
+        before,
+        "an old confirmation changed the task"
+    );
+    let stored: Vec<(String, Option<i64>, Option<String>, bool)> = srv
+        .sql()
+        .prepare("SELECT claim_token, exit_code, signal, confirmed_at IS NOT NULL FROM claim_cancels WHERE task_id = ?1")
+        .unwrap()
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for (token, code, signal, confirmed) in stored {
+        assert!(confirmed);
+        if token == first {
+            assert_eq!((code, signal.as_deref()), (None, Some("SIGTERM")));
+        } else {
+            assert_eq!((token, code, signal), (second.clone(), Some(143), None));
+        }
+    }
+    let confirmed = svc.get(&format!(
+        "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+    ));
+    assert_eq!(confirmed.json["total"], 2, "{}", confirmed.text);
+    assert_eq!(
+        cancels_of(&srv, "w1", &[id]).1,
+        [],
+        "confirmed: no longer named"
+    );
+
+    // The newest run finishes in review, as if nothing happened.
+    let r = w.report(
+        id,
+        &third,
+        "finished",
+        json!({"exit_code": 0, "output": "deliverable"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["status"], "review");
+    assert_eq!(r.json["dispatch_attempts"], 3);
+    // A confirmation after the end changes nothing either.
+    let before = task_row(&srv, id);
+    assert_eq!(
+        w.report(id, &second, "cancelled", json!({"elapsed_ms": 5}))
+            .status,
+        200
+    );
+    assert_eq!(task_row(&srv, id), before);
+    // A token that was never cancelled is no proof.
+    let r = w.report(id, &third, "cancelled", json!({"elapsed_ms": 5}));
+    assert_eq!((r.status, r.error()), (409, "stale_claim"), "{}", r.text);
+}
+
+/// How a run ended is stored for every run: a failed run's exit code and
+/// signal as a finished one's (from the report's fields, or, from an older
+/// launcher that sends neither, from its signature); a new claim clears
+/// them with the rest of the last run's results. A run in a clone that
+/// left its branch where it found it is blocked "sin cambios" unless the
+/// task expects no change; from a launcher that does not say where the
+/// run started, an empty patch means no change. Bad values are refused
+/// and change nothing.
+#[test]
+fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
+    let srv = Server::start();
+    let svc = srv.service();
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w1");
+    w.heartbeat(&["codex"], &[]);
+    let task = |id: i64| svc.get(&format!("/api/tasks/{id}")).json;
+    let run = |fields: Value| -> (i64, String) {
+        let id = queued_task(&srv, "codex", fields);
+        let (claimed, token) = w.claim_one();
+        assert_eq!(claimed, id);
+        assert_eq!(w.report(id, &token, "started", json!({})).status, 200);
+        (id, token)
+    };
+
+    // Failed, with the fields.
+    let (id, token) = run(json!({}));
+    let r = w.report(id, &token, "failed", json!({"signature": "agent timed out after 2 h",
+        "reason": "agent timed out after 2 h", "evidence": "…", "exit_code": null, "signal": "SIGKILL"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
+        (Value::Null, json!("SIGKILL"))
+    );
+    // Failed, from an older launcher: read from the signature.
+    let (old, token) = run(json!({}));
+    let r = w.report(
+        old,
+        &token,
+        "failed",
+        json!({"signature": "launcher process exited early (code=1, signal=null)",
+        "reason": "exited early", "evidence": "boom"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
+        (json!(1), Value::Null)
+    );
+    // A new claim clears them.
+    assert_eq!(
+        svc.post(&format!("/api/tasks/{old}/retry"), &json!({}))
+            .status,
+        200
+    );
+    let (_, token) = w.claim_one();
+    let t = task(old);
+    assert_eq!(
+        (t["exit_code"].clone(), t["exit_signal"].clone()),
+        (Value::Null, Value::Null),
+        "{t}"
+    );
+    let r = w.report(
+        old,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "signal": null, "output": "done"}),
+    );
+    assert_eq!(
+        (r.json["status"].clone(), r.json["exit_code"].clone()),
+        (json!("review"), json!(0))
+    );
+
+    // A run in a clone that left its branch where it found it.
+    let change = |start: Option<&str>, head: &str, patch: &str| {
+        let mut c = json!({"branch": "ops/task-x", "base": "aaaa1111", "head": head,
+                           "git_status": "", "diff_stat": "", "patch": patch});
+        if let Some(s) = start {
+            c["start"] = json!(s);
+        }
+        c
+    };
+    let finish = |id: i64, token: &str, c: Value| {
+        let mut body = json!({"exit_code": 0, "output": "I looked, all is fine"});
+        for (k, v) in c.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        w.report(id, token, "finished", body)
+    };
+    let (id, token) = run(json!({}));
+    // The branch holds an earlier run's work (a non-empty patch), but this
+    // run started at its head and left it there.
+    let r = finish(
+        id,
+        &token,
+        change(
+            Some("bbbb2222"),
+            "bbbb2222",
+            "diff --git a/x b/x\n+earlier\n",
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["status"].clone(), r.json["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    assert_eq!(
+        r.json["blocked_reason"],
+        "sin cambios: el agente terminó sin modificar el repositorio"
+    );
+    assert_eq!(r.json["dispatch_output"], "I looked, all is fine");
+    // A retried report answers the task as it is.
+    let again = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
+    assert_eq!(
+        (again.status, again.json["status"].clone()),
+        (200, json!("waiting"))
+    );
+    // It moved the branch: review.
+    let (id, token) = run(json!({}));
+    let r = finish(
+        id,
+        &token,
+        change(Some("bbbb2222"), "cccc3333", "diff --git a/x b/x\n+new\n"),
+    );
+    assert_eq!(r.json["status"], "review", "{}", r.text);
+    // An older launcher (no `start`): an empty patch is no change.
+    let (id, token) = run(json!({}));
+    let r = finish(id, &token, change(None, "aaaa1111", ""));
+    assert_eq!(
+        r.json["blocked_reason"], "sin cambios: el agente terminó sin modificar el repositorio",
+        "{}",
+        r.text
+    );
+    // A task that expects no change reaches review on its output.
+    let (id, token) = run(json!({"expects_changes": false}));
+    assert_eq!(task(id)["expects_changes"], false);
+    let r = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
+    assert_eq!(
+        (r.json["status"].clone(), r.json["blocked"].clone()),
+        (json!("review"), json!(false)),
+        "{}",
+        r.text
+    );
+    // No change reported (no clone): judged by its output as before.
+    let (id, token) = run(json!({}));
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": "done"}),
+    );
+    assert_eq!(r.json["status"], "review", "{}", r.text);
+
+    // Bad values: refused, named, nothing changed.
+    let before = srv.fingerprint();
+    let r = svc.post(
+        "/api/tasks",
+        &json!({"title": "x", "expects_changes": "no"}),
+    );
+    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("expects_changes"),
+        "{}",
+        r.text
+    );
+    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"expects_changes": 0}));
+    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    let (id, token) = {
+        let id = queued_task(&srv, "codex", json!({}));
+        let (_, token) = w.claim_one();
+        (id, token)
+    };
+    let before_reports = srv.fingerprint();
+    for body in [
+        json!({"signature": "s", "exit_code": "one"}),
+        json!({"signature": "s", "signal": ["TERM"]}),
+        json!({"signature": "s", "exit_code": 1.5}),
+    ] {
+        let r = w.report(id, &token, "failed", body.clone());
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_field"),
+            "{body}: {}",
+            r.text
+        );
+    }
+    for start in [json!("not-a-commit"), json!(12)] {
+        let mut c = change(None, "aaaa1111", "");
+        c["start"] = start.clone();
+        let r = finish(id, &token, c);
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_field"),
+            "{start}: {}",
+            r.text
+        );
+    }
+    let r = w.report(
+        id,
+        &token,
+        "finished",
+        json!({"exit_code": 0, "output": "", "start": "aaaa1111"}),
+    );
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_field"),
+        "start needs branch: {}",
+        r.text
+    );
+    assert_eq!(before_reports, srv.fingerprint());
+    assert_ne!(
+        before, before_reports,
+        "the claim in between changed things"
+    );
+}

@@ -505,6 +505,24 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
         "launcher process exited early (code=3, signal=null)",
         "could not apply the patch",
     );
+    // A failed run's end is stored as a finished one's: its exit code (or
+    // signal); a run that never started has none.
+    for (id, code) in [(early, json!(2)), (fail, json!(3)), (missing, Value::Null)] {
+        let t = task(&srv, id);
+        assert_eq!(
+            (t["exit_code"].clone(), t["exit_signal"].clone()),
+            (code, Value::Null),
+            "{t:#}"
+        );
+    }
+    let ev = srv
+        .service()
+        .get(&format!("/api/events?task_id={fail}&kind=dispatch.failed"));
+    assert_eq!(
+        ev.json["events"][0]["payload"]["exit_code"], 3,
+        "{}",
+        ev.text
+    );
 
     // The vanished runtime is no longer advertised...
     let h = wait_for(10, "sigmissing withdrawn", || {
@@ -1173,4 +1191,179 @@ fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Cancel a running task and dispatch it again at once, to the same
+/// launcher, before that launcher learned of the cancellation: the new
+/// claim is not ended by the old cancellation. The launcher ends the old
+/// run first (the two would share the task's folder), confirms how it
+/// ended, and runs the new claim to `review`; the two agents never ran at
+/// the same time.
+#[test]
+fn a_task_cancelled_and_dispatched_again_to_the_same_launcher_runs_to_review() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let journal = srv.dir.path().join("journal");
+    let cmd = format!("{} {}", example("fake-agent-timed.sh"), journal.display());
+    let l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &cmd),
+            ("OPS_LAUNCHER_SLOTS", "2"),
+            // The launcher would learn the cancellation from its heartbeat
+            // only much later: the new claim is what tells it.
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "600"),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-timed.sh");
+    let id = queued_task(&srv, "codex", "600 seconds of work");
+    wait_status(&srv, id, "doing", 30);
+    let first_group = started_pid(&srv, id);
+    let svc = srv.service();
+    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"description": "0.2 seconds"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let t = wait_status(&srv, id, "review", 60);
+    assert_eq!(t["dispatch_attempts"], 2, "{t:#}");
+    assert_eq!(t["blocked"], false);
+    assert!(
+        t["dispatch_output"]
+            .as_str()
+            .is_some_and(|o| o.contains("deliverable")),
+        "{t:#}"
+    );
+    // The old run's end is confirmed, fenced by its own claim.
+    let confirmed = wait_for(30, "the old run's confirmation", || {
+        let ev = svc.get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        ev.json["events"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+    });
+    assert!(
+        confirmed["payload"]["signal"]
+            .as_str()
+            .is_some_and(|s| s.contains("TERM"))
+            || confirmed["payload"]["exit_code"] == 143,
+        "{confirmed}"
+    );
+    assert!(!alive(first_group), "the first run's group is gone");
+    assert!(
+        l.log()
+            .contains("claimed again while 1 earlier run(s) of it still run here"),
+        "{}",
+        l.log()
+    );
+    assert_eq!(
+        task(&srv, id)["status"],
+        "review",
+        "the confirmation changed nothing"
+    );
+    // One agent after the other, never both.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l[0]).collect();
+    assert_eq!(kinds, ["start", "end", "start", "end"], "{text}");
+    assert_eq!(lines[1][4], "term", "{text}");
+    assert_eq!(lines[3][4], "ok", "{text}");
+}
+
+/// A launcher that disappears (its host lost) leaves its running task
+/// with no owner: once its heartbeat is older than
+/// `dispatch_worker_stale_seconds`, the watchdog takes the task back —
+/// waiting, blocked with the worker and when it was last seen, an alert.
+/// When that launcher comes back with the agent still running, it is told
+/// to end it (the withdrawn claim is in its heartbeat's answer), and it
+/// confirms how it ended; the task stays as the watchdog left it.
+#[test]
+fn a_running_task_whose_launcher_vanished_is_taken_back_and_its_agent_ended_on_return() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let journal = srv.dir.path().join("journal");
+    let cmd = format!("{} {}", example("fake-agent-timed.sh"), journal.display());
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("AGENT_CMD_CODEX", &cmd),
+        ],
+    );
+    let _guard = scopeguard_kill("fake-agent-timed.sh");
+    let id = queued_task(&srv, "codex", "600 seconds of work");
+    wait_status(&srv, id, "doing", 30);
+    let group = started_pid(&srv, id);
+    l.kill9();
+    assert!(alive(group), "the agent outlives its launcher");
+
+    // The launcher's heartbeat ages past the window (90 s).
+    srv.advance_clock(91);
+    let svc = srv.service();
+    let r = svc.post("/api/watchdog/run", &json!({}));
+    assert_eq!(r.json["task_ids"], json!([id]), "{}", r.text);
+    let t = task(&srv, id);
+    assert_eq!(
+        (t["status"].clone(), t["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    assert!(
+        t["blocked_reason"]
+            .as_str()
+            .unwrap()
+            .contains("was last seen at"),
+        "{t:#}"
+    );
+    assert!(blockers(&t)
+        .iter()
+        .any(|b| b.starts_with("stale run: worker")));
+    let alerts = svc.get("/api/alerts?status=open").json;
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "dispatch.stale_running" && a["task_id"] == id),
+        "{alerts}"
+    );
+
+    // It comes back: it adopts the run, learns the claim was withdrawn,
+    // ends the agent and confirms.
+    l.start_again();
+    let confirmed = wait_for(30, "the confirmation of the withdrawn run", || {
+        let ev = svc.get(&format!(
+            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
+        ));
+        ev.json["events"]
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+    });
+    assert_eq!(
+        confirmed["payload"]["reason"], "stale_running",
+        "{confirmed}"
+    );
+    wait_for(10, "the agent's group to be gone", || {
+        group_members(group).is_empty().then_some(())
+    });
+    let t = task(&srv, id);
+    assert_eq!(
+        (t["status"].clone(), t["blocked"].clone()),
+        (json!("waiting"), json!(true))
+    );
+    wait_for(10, "state file removed", || {
+        l.state_files().is_empty().then_some(())
+    });
 }

@@ -11,6 +11,7 @@ mod auth;
 mod boundary;
 mod concurrency;
 mod connections;
+mod deadlines;
 mod dispatch;
 mod durability;
 mod gate;

@@ -199,13 +199,15 @@ fn watchdog_raises_alerts_with_one_followup_each() {
             "dispatch.no_fresh_worker dispatch".to_string(),
             "dispatch.recurring_failure agent:hermes".to_string(),
             format!("dispatch.recurring_failure task:{id}"),
-            format!("dispatch.worker_stale task:{doing}"),
         ],
         "{report}"
     );
+    // The running task was taken back from its silent worker (an
+    // incident, like a stale dispatch: no follow-up task of its own).
+    assert_eq!(report["task_ids"], json!([doing]), "{report}");
     assert_eq!(
         report["followup_task_ids"].as_array().unwrap().len(),
-        3,
+        2,
         "only the new alerts get a follow-up: {report}"
     );
 
@@ -215,6 +217,10 @@ fn watchdog_raises_alerts_with_one_followup_each() {
     let alerts = svc.get("/api/alerts?status=open").json;
     assert_eq!(alerts["total"], 4);
     for a in alerts["alerts"].as_array().unwrap() {
+        if a["kind"] == "dispatch.stale_running" {
+            assert_eq!(a["task_id"], doing);
+            continue;
+        }
         let f = a["followup_task_id"]
             .as_i64()
             .expect("linked follow-up task");
@@ -232,7 +238,7 @@ fn watchdog_raises_alerts_with_one_followup_each() {
         .iter()
         .filter(|t| t["title"].as_str().unwrap().starts_with("[watchdog]"))
         .count();
-    assert_eq!(followups, 4);
+    assert_eq!(followups, 3);
 
     // A resolved recurring-failure alert stays resolved until failures recur.
     let task_alert = alerts["alerts"]
@@ -396,10 +402,12 @@ fn heartbeat_validation() {
     assert_eq!(before, srv.fingerprint());
 }
 
-/// Alerts that describe a condition (no fresh worker, a task on a stale
+/// Alerts that describe a condition (dispatch enabled without a fresh
 /// worker) resolve themselves on the first watchdog pass after the
 /// condition ended, with an `alert.resolved` event; incidents (a stale
-/// dispatch taken back) stay open for a person.
+/// dispatch or a stale run taken back) stay open for a person. A
+/// `dispatch.worker_stale` alert left open by an older version resolves
+/// too: a running task on a stale worker is now taken back instead.
 #[test]
 fn condition_alerts_resolve_themselves() {
     let srv = Server::start();
@@ -416,11 +424,19 @@ fn condition_alerts_resolve_themselves() {
     let (tid, token) = w.claim_one();
     assert_eq!(tid, doing);
     assert_eq!(w.report(tid, &token, "started", json!({})).status, 200);
+    // What an older version left: a condition alert on the running task.
+    srv.sql_write()
+        .execute(
+            "INSERT INTO alerts(kind, subject, task_id, status, title, detail, occurrences,
+                                first_seen_at, last_seen_at)
+             VALUES ('dispatch.worker_stale', ?1, ?2, 'open', 't', 'd', 1, 0, 0)",
+            rusqlite::params![format!("task:{doing}"), doing],
+        )
+        .unwrap();
     srv.advance_clock(600);
 
     let report = svc.post("/api/watchdog/run", &json!({}));
     assert_eq!(report.status, 200, "{}", report.text);
-    assert_eq!(report.json["resolved_alerts"], json!([]), "{}", report.text);
     let open = |kind: &str| -> Vec<serde_json::Value> {
         let r = svc.get("/api/alerts?status=open&limit=100").json;
         r["alerts"]
@@ -431,12 +447,22 @@ fn condition_alerts_resolve_themselves() {
             .cloned()
             .collect()
     };
+    let resolved: Vec<&str> = report.json["resolved_alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(resolved, ["dispatch.worker_stale"], "{}", report.text);
     let no_worker = open("dispatch.no_fresh_worker");
-    let on_stale = open("dispatch.worker_stale");
-    let incident = open("dispatch.stale");
     assert_eq!(
-        (no_worker.len(), on_stale.len(), incident.len()),
-        (1, 1, 1),
+        (
+            no_worker.len(),
+            open("dispatch.stale").len(),
+            open("dispatch.stale_running").len(),
+            open("dispatch.worker_stale").len()
+        ),
+        (1, 1, 1, 0),
         "{}",
         report.text
     );
@@ -445,11 +471,11 @@ fn condition_alerts_resolve_themselves() {
     assert_eq!(again["resolved_alerts"], json!([]), "{again}");
 
     // The launcher's heartbeat (service token) makes the worker fresh; the
-    // next pass resolves both conditions, and only them.
+    // next pass resolves the condition, and only it.
     w.heartbeat(&["codex"], &[]);
     let report = svc.post("/api/watchdog/run", &json!({}));
     assert_eq!(report.status, 200, "{}", report.text);
-    let mut resolved: Vec<i64> = report.json["resolved_alerts"]
+    let resolved: Vec<i64> = report.json["resolved_alerts"]
         .as_array()
         .unwrap()
         .iter()
@@ -459,16 +485,19 @@ fn condition_alerts_resolve_themselves() {
             a["id"].as_i64().unwrap()
         })
         .collect();
-    resolved.sort();
-    let mut expected = vec![
-        no_worker[0]["id"].as_i64().unwrap(),
-        on_stale[0]["id"].as_i64().unwrap(),
-    ];
-    expected.sort();
-    assert_eq!(resolved, expected, "{}", report.text);
+    assert_eq!(
+        resolved,
+        [no_worker[0]["id"].as_i64().unwrap()],
+        "{}",
+        report.text
+    );
     assert!(open("dispatch.no_fresh_worker").is_empty());
-    assert!(open("dispatch.worker_stale").is_empty());
     assert_eq!(open("dispatch.stale").len(), 1, "an incident stays open");
+    assert_eq!(
+        open("dispatch.stale_running").len(),
+        1,
+        "an incident stays open"
+    );
     let events = svc.get("/api/events?kind=alert.resolved").json;
     let events = events["events"].as_array().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
@@ -481,25 +510,20 @@ fn condition_alerts_resolve_themselves() {
             assert!(e["task_id"].is_null());
         } else {
             assert_eq!(e["payload"]["kind"], "dispatch.worker_stale");
+            assert_eq!(reason, "the task no longer runs on a stale worker");
             assert_eq!(e["task_id"], doing);
         }
     }
-    assert!(event_kinds(&srv, doing).contains(&"alert.resolved".to_string()));
     // Resolved once: a further pass writes nothing more.
     let again = svc.post("/api/watchdog/run", &json!({})).json;
     assert_eq!(again["resolved_alerts"], json!([]), "{again}");
     assert_eq!(svc.get("/api/events?kind=alert.resolved").json["total"], 2);
 
-    // The condition returns: the alert reopens; disabling dispatch ends it
-    // too.
+    // The condition returns: the alert reopens; disabling dispatch ends it.
     srv.advance_clock(600);
     svc.post("/api/watchdog/run", &json!({}));
     assert_eq!(open("dispatch.no_fresh_worker").len(), 1);
-    assert_eq!(
-        svc.get("/api/events?kind=alert.reopened").json["total"],
-        2,
-        "both conditions are back"
-    );
+    assert_eq!(svc.get("/api/events?kind=alert.reopened").json["total"], 1);
     let r = svc.put("/api/settings/dispatch_enabled", &json!({"value": "false"}));
     assert_eq!(r.status, 200, "{}", r.text);
     let report = svc.post("/api/watchdog/run", &json!({})).json;
@@ -515,19 +539,8 @@ fn condition_alerts_resolve_themselves() {
         last["events"][0]["payload"]["reason"],
         "dispatch is disabled"
     );
-    // The task still runs on a stale worker: that alert stays.
-    assert_eq!(open("dispatch.worker_stale").len(), 1);
-
-    // Moving that task by hand ends its condition.
-    let r = svc.patch(
-        &format!("/api/tasks/{doing}/status"),
-        &json!({"status": "waiting"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let report = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(report["resolved_alerts"][0]["task_id"], doing, "{report}");
-    assert!(open("dispatch.worker_stale").is_empty());
     assert_eq!(open("dispatch.stale").len(), 1);
+    assert_eq!(open("dispatch.stale_running").len(), 1);
 }
 
 /// The titles the watchdog writes follow `ui_language` (`es` by default,

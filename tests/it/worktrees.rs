@@ -542,3 +542,81 @@ fn prune_worktrees_removes_idle_ones_after_saving_them() {
     );
     assert_eq!(git(&repo, &["status", "--porcelain"]), "");
 }
+
+/// No deliverable, no review: a run of a task with a repository that ends
+/// with exit 0 but leaves its branch where it found it is blocked "sin
+/// cambios", its output kept — also when the branch holds an earlier run's
+/// work. A task that says it expects no change (`expects_changes=false`)
+/// reaches review on its output.
+#[test]
+fn a_run_that_changes_nothing_reaches_review_only_when_its_task_expects_no_change() {
+    let srv = server_with_repos();
+    enable_dispatch(&srv);
+    let repo = repo(srv.dir.path());
+    let path = repo.display().to_string();
+    // Writes "change of task N" into shared.txt: a change the first time,
+    // the same bytes (no change) every time after.
+    let _l = launcher(&srv, &edit_agent("shared.txt", 0, "loud"), &[]);
+    let svc = srv.service();
+    let id = queued(&srv, json!({"repo_path": path}));
+    let t = wait_status(&srv, id, "review", 30);
+    assert_eq!(t["expects_changes"], true, "the default");
+    let first_head = t["changes"]["head"].clone();
+
+    // Run again: it prints its line and exits 0, but changes nothing.
+    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = wait_for(30, "the second run's end", || {
+        let t = task(&srv, id);
+        (t["dispatch_attempts"] == 2 && t["status"] == "waiting").then_some(t)
+    });
+    assert_eq!(t["blocked"], true, "{t:#}");
+    assert_eq!(
+        t["blocked_reason"],
+        "sin cambios: el agente terminó sin modificar el repositorio"
+    );
+    assert_eq!(
+        (t["exit_code"].clone(), t["exit_signal"].clone()),
+        (json!(0), Value::Null)
+    );
+    assert!(
+        t["dispatch_output"]
+            .as_str()
+            .unwrap()
+            .contains("wrote shared.txt"),
+        "its output is kept: {t:#}"
+    );
+    // The branch still holds the first run's work, and is where it was.
+    assert_eq!(t["changes"]["head"], first_head, "{t:#}");
+    assert!(!t["changes"]["patch"].as_str().unwrap().is_empty());
+    let b = blockers(&t);
+    assert!(
+        b.iter().any(|b| b.starts_with(
+            "sin cambios: el agente terminó sin modificar el repositorio: branch ops/task-"
+        ) && b.contains("expects_changes=false")),
+        "{b:#?}"
+    );
+    let ev = svc.get(&format!("/api/events?task_id={id}&kind=dispatch.finished"));
+    let p = &ev.json["events"][0]["payload"];
+    assert_eq!(
+        (p["changed"].clone(), p["to"].clone()),
+        (json!(false), json!("waiting")),
+        "{p}"
+    );
+
+    // A task that expects no change says so, and its run reaches review.
+    let r = svc.patch(
+        &format!("/api/tasks/{id}"),
+        &json!({"expects_changes": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["expects_changes"], false);
+    let r = svc.post(&format!("/api/tasks/{id}/retry"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = wait_for(30, "the third run's end", || {
+        let t = task(&srv, id);
+        (t["dispatch_attempts"] == 3 && t["status"] == "review").then_some(t)
+    });
+    assert_eq!(t["blocked"], false, "{t:#}");
+    assert_eq!(t["exit_code"], 0);
+}

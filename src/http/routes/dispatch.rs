@@ -213,10 +213,11 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
 
 /// The fields of a run's change (`RunChange`), `branch` first, which
 /// `finished` and `failed` take beside their own.
-const CHANGE_FIELDS: [&str; 7] = [
+const CHANGE_FIELDS: [&str; 8] = [
     "branch",
     "head",
     "base",
+    "start",
     "git_status",
     "diff_stat",
     "patch",
@@ -263,6 +264,7 @@ fn change(f: &Fields) -> Result<Option<RunChange>> {
         branch,
         head: commit("head")?,
         base: commit("base")?,
+        start: commit("start")?,
         git_status: bounded("git_status", STAT_LIMIT)?,
         diff_stat: bounded("diff_stat", STAT_LIMIT)?,
         patch: bounded("patch", PATCH_LIMIT)?,
@@ -325,6 +327,8 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     "signature",
                     "reason",
                     "evidence",
+                    "exit_code",
+                    "signal",
                 ][..],
                 &CHANGE_FIELDS,
             ]
@@ -336,6 +340,8 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                         .ok_or_else(|| Error::invalid_field("signature", "is required"))?,
                     reason: f.str("reason")?.unwrap_or_default(),
                     evidence: f.str("evidence")?.unwrap_or_default(),
+                    exit_code: f.nullable_i64("exit_code")?,
+                    signal: signal(f)?,
                     change: change(f)?,
                 }))
             },
@@ -351,7 +357,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
     Ok(Resp::ok(ops::report(&app.db, &who, id, claim, report)?))
 }
 
-/// A signal by name or number (`finished`, `cancelled`).
+/// A signal by name or number (`finished`, `failed`, `cancelled`).
 fn signal(f: &Fields) -> Result<Option<String>> {
     match f.raw("signal") {
         None | Some(Value::Null) => Ok(None),

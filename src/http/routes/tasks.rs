@@ -172,6 +172,7 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         "sensitive",
         "repo_path",
         "base_ref",
+        "expects_changes",
     ])?;
     let (repo_path, base_ref) = repo_fields(&f)?;
     let input = NewTaskInput {
@@ -187,6 +188,7 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         sensitive: f.bool("sensitive")?.unwrap_or(false),
         repo_path: repo_path.flatten(),
         base_ref: base_ref.flatten(),
+        expects_changes: f.bool("expects_changes")?.unwrap_or(true),
     };
     let task = ops::create(&app.db, &who, input)?;
     Ok(Resp::created(task))
@@ -208,6 +210,7 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         "status",
         "repo_path",
         "base_ref",
+        "expects_changes",
     ])?;
     let (repo_path, base_ref) = repo_fields(&f)?;
     let edit = TaskEdit {
@@ -223,6 +226,7 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         status: status(&f)?,
         repo_path,
         base_ref,
+        expects_changes: f.bool("expects_changes")?,
     };
     let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
     Ok(Resp::ok(task))
