@@ -18,6 +18,12 @@ pub const SESSION_COOKIE: &str = "ops_session";
 /// The caller, or 401. A service token header that is present but wrong is
 /// refused even when a valid cookie comes with it.
 pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
+    let who = identify(app, req)?;
+    req.mark_authenticated();
+    Ok(who)
+}
+
+fn identify(app: &App, req: &Req) -> Result<Principal> {
     if let Some(token) = req.header(TOKEN_HEADER) {
         if accounts::is_service_token(&app.db, token.trim())? {
             return Ok(Principal::Service);
@@ -43,6 +49,7 @@ pub fn authenticate_scraper(app: &App, req: &Req) -> Result<Principal> {
     match bearer {
         Some(token) if req.header(TOKEN_HEADER).is_none() => {
             if accounts::is_service_token(&app.db, token.trim())? {
+                req.mark_authenticated();
                 Ok(Principal::Service)
             } else {
                 Err(Error::Unauthorized("invalid service token".into()))

@@ -21,16 +21,14 @@ pub fn open(app: &App, req: &Req) -> Result<Resp> {
             "the stream's answer was already taken".into(),
         ));
     };
-    let stream = responder.stream(Resp {
-        status: 200,
-        content_type: "text/event-stream",
-        body: Vec::new(),
-        headers: vec![
+    let stream = responder.stream(Resp::stream_head(
+        "text/event-stream",
+        vec![
             ("Cache-Control", "no-store".into()),
             // Tells a proxy such as nginx not to hold the events back.
             ("X-Accel-Buffering", "no".into()),
         ],
-    });
+    ));
     app.streams.open(Client {
         stream,
         workspaces: who.visible_workspaces(),
