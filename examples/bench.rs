@@ -986,6 +986,7 @@ fn heartbeat_all(addr: &str, n: usize) -> Res<()> {
             running_task_ids: Vec::new(),
             draining: false,
             workspace_id: None,
+            starting: false,
         };
         let body = serde_json::to_string(&body).map_err(|e| e.to_string())?;
         c.expect("POST", "/api/dispatch/heartbeat", &body, 200)?;

@@ -175,6 +175,12 @@ pub const ROUTES: &[Route] = &[
         test_only: true,
         handler: |a, q, _| admin::advance_clock(a, q),
     },
+    Route {
+        method: "POST",
+        path: "/api/test/hold-park",
+        test_only: true,
+        handler: |a, q, _| admin::test_hold(a, q),
+    },
     r("POST", "/api/watchdog/run", |a, q, _| {
         dispatch::watchdog_run(a, q)
     }),

@@ -79,6 +79,8 @@ pub struct Ctx {
     /// Runs the server cancelled (heartbeat `cancel`), until their runner
     /// takes them.
     cancelled: Mutex<BTreeSet<i64>>,
+    /// This process has sent a heartbeat: later ones are not `starting`.
+    announced: std::sync::atomic::AtomicBool,
     /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
     poke: crossbeam_channel::Sender<()>,
     /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
@@ -143,13 +145,21 @@ impl Ctx {
             running_task_ids: running,
             draining,
             workspace_id: self.cfg.workspace_id,
+            // Until the server has heard from this process once.
+            starting: !self.announced.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
     fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
+        let report = self.heartbeat_report(draining);
+        // `starting` goes with the first attempt only: a server of an
+        // older version refuses the field, and the claim-lost grace covers
+        // a first heartbeat that did not arrive.
+        self.announced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let answer = self
             .api
-            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))?;
+            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &report)?;
         if !answer.cancel.is_empty() {
             log::warn!(
                 "the server cancelled tasks {:?}: ending their agents",
@@ -304,6 +314,7 @@ pub fn run(mut cfg: LauncherConfig, boundary: Boundary) -> Result<(), String> {
         caps: Caps::default(),
         running: Mutex::new(BTreeSet::new()),
         cancelled: Mutex::new(BTreeSet::new()),
+        announced: std::sync::atomic::AtomicBool::new(false),
         poke: poke_tx,
         reprobe: reprobe_tx,
     });
