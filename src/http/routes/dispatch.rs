@@ -203,13 +203,13 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
             }
         )
     {
-        if app.test_clock {
-            app.waiting.hold_point(&claim.worker_id);
-        }
         let until = Instant::now() + Duration::from_secs(wait as u64);
         // A little longer for the edge's own deadline: the waiting room
         // answers at `until`.
         if let Some(responder) = req.defer(until + Duration::from_secs(5)) {
+            if app.test_clock {
+                app.waiting.hold_point(&claim.worker_id);
+            }
             app.waiting
                 .park(&app.db, who, claim, responder, until, generation);
             // Ignored: the waiting room answers.
