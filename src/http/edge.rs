@@ -29,7 +29,7 @@
 //!   the client still sends, 2 s at most) so that the answer is not lost
 //!   to a reset.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -121,7 +121,9 @@ pub struct ConnInfo {
     /// address its last request came from.
     client: Mutex<IpAddr>,
     /// Set once a request on it showed a valid token or session.
-    pub authenticated: AtomicBool,
+    authenticated: AtomicBool,
+    /// The edge's count of authenticated connections.
+    counted: Arc<AtomicUsize>,
     phase: AtomicU8,
     /// When it entered its phase (ms since the edge started).
     since: AtomicU64,
@@ -136,6 +138,21 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// A request on it showed a valid token or session.
+    pub fn authenticate(&self) {
+        if !self.authenticated.swap(true, Ordering::SeqCst) {
+            self.counted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Out of the edge's books (closed, or chosen to close): closes it.
+    fn close(&self) {
+        if self.authenticated.load(Ordering::SeqCst) {
+            self.counted.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.kill.notify_one();
+    }
+
     fn phase(&self) -> u8 {
         self.phase.load(Ordering::SeqCst)
     }
@@ -217,7 +234,10 @@ pub struct Edge {
     trust_proxy: bool,
     jobs: Sender<Req>,
     log: AccessLog,
-    conns: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+    /// Every open connection, in the order they were accepted.
+    conns: Mutex<BTreeMap<u64, Arc<ConnInfo>>>,
+    /// How many of them are authenticated.
+    authenticated: Arc<AtomicUsize>,
     next_id: AtomicU64,
     bodies: Arc<BodyBudget>,
     stopping: AtomicBool,
@@ -232,6 +252,7 @@ impl Edge {
             jobs,
             log,
             conns: Mutex::default(),
+            authenticated: Arc::default(),
             next_id: AtomicU64::new(1),
             bodies: Arc::default(),
             stopping: AtomicBool::new(false),
@@ -239,7 +260,7 @@ impl Edge {
         }
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnInfo>>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ConnInfo>>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -249,12 +270,14 @@ impl Edge {
         let max = self.limits.max_connections;
         let anon_max = max.saturating_sub(self.limits.auth_reserve).max(1);
         if conns.len() >= anon_max.min(max) {
-            let anonymous = conns.values().filter(|c| c.anonymous()).count();
+            let anonymous = conns
+                .len()
+                .saturating_sub(self.authenticated.load(Ordering::SeqCst));
             if anonymous >= anon_max || conns.len() >= max {
                 match pick_victim(conns.values(), |_| true) {
                     Some(victim) => {
                         conns.remove(&victim.id);
-                        victim.kill.notify_one();
+                        victim.close();
                     }
                     None if conns.len() >= max => return None,
                     None => {}
@@ -266,6 +289,7 @@ impl Edge {
             id,
             client: Mutex::new(peer),
             authenticated: AtomicBool::new(false),
+            counted: self.authenticated.clone(),
             phase: AtomicU8::new(FRESH),
             since: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             kill: Notify::new(),
@@ -300,7 +324,7 @@ impl Edge {
         match victim {
             Some(v) => {
                 conns.remove(&v.id);
-                v.kill.notify_one();
+                v.close();
                 true
             }
             None => false,
@@ -308,7 +332,9 @@ impl Edge {
     }
 
     fn forget(&self, id: u64) {
-        self.conns().remove(&id);
+        if let Some(c) = self.conns().remove(&id) {
+            c.close();
+        }
     }
 
     fn log_refused(&self, status: u16, peer: IpAddr) {
@@ -319,17 +345,22 @@ impl Edge {
     }
 }
 
-/// The oldest evictable connection among `conns` that `filter` allows,
-/// idle ones first.
+/// The oldest evictable connection among `conns` (in accept order) that
+/// `filter` allows: an idle one if there is one, else one whose head or
+/// body is still coming.
 fn pick_victim<'a>(
-    conns: impl Iterator<Item = &'a Arc<ConnInfo>>,
+    conns: impl Iterator<Item = &'a Arc<ConnInfo>> + Clone,
     filter: impl Fn(&ConnInfo) -> bool,
 ) -> Option<Arc<ConnInfo>> {
-    conns
-        .filter(|c| filter(c))
-        .filter_map(|c| c.evictable().map(|rank| (rank, c.since(), c)))
-        .min_by_key(|(rank, since, _)| (*rank, *since))
-        .map(|(_, _, c)| c.clone())
+    for rank in [0, 1] {
+        let found = conns
+            .clone()
+            .find(|c| c.evictable() == Some(rank) && filter(c));
+        if let Some(c) = found {
+            return Some(c.clone());
+        }
+    }
+    None
 }
 
 /// Serves `listener` until `stop` says so, then stops accepting, closes

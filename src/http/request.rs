@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -86,7 +85,7 @@ impl Req {
     /// no longer anonymous for the connection budgets.
     pub(super) fn mark_authenticated(&self) {
         if let Some(c) = &self.conn {
-            c.authenticated.store(true, Ordering::Relaxed);
+            c.authenticate();
         }
     }
 
