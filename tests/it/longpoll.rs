@@ -217,7 +217,10 @@ fn a_claim_whose_launcher_died_while_parked_gets_no_task() {
     // The old launcher's claim is parked, then the launcher dies.
     hold(&srv, "host-a", "arm");
     let dead = raw_parked_claim(&srv, "host-a");
-    assert!(hold(&srv, "host-a", "wait"), "the claim never reached the hook");
+    assert!(
+        hold(&srv, "host-a", "wait"),
+        "the claim never reached the hook"
+    );
     hold(&srv, "host-a", "release");
     // The restarted launcher (same worker id) heartbeats and parks.
     w.heartbeat(&["codex"], &[]);
