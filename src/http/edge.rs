@@ -383,7 +383,8 @@ pub fn run(
         let mut accept_error_logged: Option<Instant> = None;
         let mut note = |what: String| {
             accept_errors += 1;
-            let due = accept_error_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            let due =
+                accept_error_logged.map_or(true, |at| at.elapsed() >= Duration::from_secs(10));
             if due {
                 log::warn!("{what} ({accept_errors} such events since the last report)");
                 accept_errors = 0;
