@@ -258,6 +258,8 @@ pub struct Attempt<'a> {
     user: String,
     /// `Some(true)`: right password; `Some(false)`: wrong one.
     outcome: Option<bool>,
+    /// A failure that counts for the address only.
+    user_spared: bool,
 }
 
 impl LoginLimiter {
@@ -295,6 +297,7 @@ impl LoginLimiter {
             ip,
             user,
             outcome: None,
+            user_spared: false,
         })
     }
 }
@@ -303,6 +306,15 @@ impl Attempt<'_> {
     /// A wrong password: counts for the address and the user.
     pub fn failed(mut self) {
         self.outcome = Some(false);
+    }
+
+    /// Refused for want of a turn at hashing (`429`, the server checks
+    /// few passwords at once): counts for the address, not the user, so
+    /// that flooding logins beyond what the server checks spends the
+    /// address's failures while the user's account is not locked by it.
+    pub fn crowded_out(mut self) {
+        self.outcome = Some(false);
+        self.user_spared = true;
     }
 
     /// The right password: the user's failures are forgotten (the
@@ -326,6 +338,7 @@ impl Drop for Attempt<'_> {
         if let Some(w) = c.by_user.get_mut(&self.user) {
             w.pending = w.pending.saturating_sub(1);
             match self.outcome {
+                Some(false) if self.user_spared => {}
                 Some(false) => w.fail(),
                 Some(true) => w.failures = 0,
                 None => {}

@@ -394,7 +394,11 @@ pub fn run(
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = stop.changed() => break,
+                _ = stop.changed() => {
+                    // Answers from now on close their connections.
+                    edge.stopping.store(true, Ordering::SeqCst);
+                    break;
+                }
             };
             match accepted {
                 Ok((sock, addr)) => {
@@ -436,7 +440,6 @@ pub fn run(
             }
         }
         drop(listener);
-        edge.stopping.store(true, Ordering::SeqCst);
         let until = Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
         while !edge.conns().is_empty() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -617,6 +617,9 @@ fn anonymous_idle_sockets_cannot_lock_out_authenticated_clients() {
             .iter()
             .flat_map(|from| connect_from(&srv, *from, per))
             .collect();
+        // Once the server has taken them from the listen queue (a first
+        // call waits behind them), while they are all held:
+        assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
         let health = health_p99(&srv, 50);
         let claim = claim_p99(&srv, 50);
         assert!(
