@@ -193,3 +193,82 @@ impl Drop for StreamBody {
         self.state.closed.store(true, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recv(rx: &mut UnboundedReceiver<Reply>) -> Reply {
+        rx.try_recv().expect("a reply")
+    }
+
+    #[test]
+    fn a_dropped_responder_answers_500_and_a_late_answer_to_a_gone_client_is_dropped() {
+        let (r, mut rx) = Responder::new();
+        drop(r);
+        match recv(&mut rx) {
+            Reply::Answer(resp) => assert_eq!(resp.status, 500),
+            _ => panic!("not an answer"),
+        }
+        let (r, rx) = Responder::new();
+        assert!(!r.is_gone());
+        drop(rx);
+        assert!(r.is_gone());
+        let undelivered = Arc::new(AtomicBool::new(false));
+        let flag = undelivered.clone();
+        r.respond(Resp::ok(()).on_undelivered(move || flag.store(true, Ordering::SeqCst)));
+        assert!(
+            undelivered.load(Ordering::SeqCst),
+            "the undelivered answer's action ran"
+        );
+    }
+
+    #[test]
+    fn a_parked_answer_says_until_when_then_answers() {
+        let (r, mut rx) = Responder::new();
+        let until = Instant::now();
+        r.park(until);
+        assert!(matches!(recv(&mut rx), Reply::Park(t) if t == until));
+        r.respond(Resp::ok(()));
+        assert!(matches!(recv(&mut rx), Reply::Answer(resp) if resp.status == 200));
+    }
+
+    #[test]
+    fn a_stream_whose_client_does_not_read_is_cut_off() {
+        let (r, mut rx) = Responder::new();
+        let stream = r.stream(Resp::stream_head("text/event-stream", Vec::new()));
+        let Reply::Stream(_, body) = recv(&mut rx) else {
+            panic!("not a stream");
+        };
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while stream.send(chunk.clone()) == Ok(()) {
+            sent += chunk.len();
+        }
+        assert_eq!(sent, STREAM_BUFFER, "cut off past the buffer, not before");
+        assert!(stream.is_closed());
+        assert_eq!(stream.send(b"more".to_vec()), Err(Gone));
+        // The body ends the connection with an error.
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let mut body = Box::pin(body);
+        let waker = std::task::Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut got = 0;
+        loop {
+            match body.as_mut().poll_chunk(&mut cx) {
+                Poll::Ready(Some(Ok(b))) => got += b.len(),
+                Poll::Ready(Some(Err(SlowReader))) => break,
+                other => panic!("unexpected {:?}", other.map(|o| o.map(|r| r.is_ok()))),
+            }
+            assert!(got <= STREAM_BUFFER);
+        }
+        // A client that left: the producer learns it at its next send.
+        let (r, mut rx) = Responder::new();
+        let stream = r.stream(Resp::stream_head("text/event-stream", Vec::new()));
+        drop(recv(&mut rx));
+        assert_eq!(stream.send(b"data".to_vec()), Err(Gone));
+    }
+}
