@@ -131,9 +131,10 @@ pub struct ConnInfo {
     kill: Notify,
     /// Bytes handed to the kernel so far.
     written: AtomicU64,
-    /// The answer in flight, confirmed by the first flush after its bytes
-    /// were written: (delivery, bytes written before it).
-    delivery: Mutex<Option<(Delivery, u64)>>,
+    /// Answers in flight, each confirmed by the first flush after bytes
+    /// were written past what had been written before it: (delivery,
+    /// bytes written before it).
+    delivery: Mutex<Vec<(Delivery, u64)>>,
     epoch: Instant,
 }
 
@@ -188,14 +189,24 @@ impl ConnInfo {
         }
     }
 
+    /// After a flush (`confirmed`), the answers whose bytes it wrote are
+    /// delivered; at the end of the connection, those still waiting are
+    /// not, and their actions run as they drop.
     fn settle_delivery(&self, confirmed: bool) {
-        let mut d = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return;
+        }
         let written = self.written.load(Ordering::SeqCst);
-        match d.take() {
-            Some((delivery, before)) if confirmed && written > before => delivery.confirm(),
-            Some(pending) if confirmed => *d = Some(pending),
-            // Dropped unconfirmed: its action runs.
-            _ => {}
+        let all = std::mem::take(&mut *pending);
+        for (delivery, before) in all {
+            if confirmed && written > before {
+                delivery.confirm();
+            } else if confirmed {
+                pending.push((delivery, before));
+            } else {
+                drop(delivery);
+            }
         }
     }
 }
@@ -294,7 +305,7 @@ impl Edge {
             since: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             kill: Notify::new(),
             written: AtomicU64::new(0),
-            delivery: Mutex::new(None),
+            delivery: Mutex::new(Vec::new()),
             epoch: self.epoch,
         });
         conns.insert(id, info.clone());
@@ -748,7 +759,11 @@ impl Out {
         let close = close || !self.keep_alive || self.edge.stopping.load(Ordering::SeqCst);
         if let Some(d) = resp.delivery.take() {
             let before = self.info.written.load(Ordering::SeqCst);
-            *self.info.delivery.lock().unwrap_or_else(|p| p.into_inner()) = Some((d, before));
+            self.info
+                .delivery
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((d, before));
         }
         let body = std::mem::take(&mut resp.body);
         let response = self.head(&resp, close);
