@@ -649,11 +649,21 @@ fn run_compare(sizes: &Sizes, server: Option<PathBuf>, other: PathBuf) -> Res<()
     );
     // rates[level][server]
     let mut rates = vec![[Vec::new(), Vec::new()]; levels.len()];
+    // Health's p50 and p99 per round: health[server]
+    let mut health = [Vec::new(), Vec::new()];
     let mut handed_out = [HashSet::new(), HashSet::new()];
     for round in 0..COMPARE_ROUNDS {
         eprintln!("round {}/{COMPARE_ROUNDS}", round + 1);
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let mut c = Client::connect(&servers[k].addr)?;
+            health[k].push(latency(
+                &mut c,
+                "/api/dispatch/health",
+                COMPARE_HEALTH_CALLS,
+            )?);
+        }
         for (i, &(clients, share)) in levels.iter().enumerate() {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for k in order {
                 let addr = &servers[k].addr;
                 heartbeat_all(addr, clients)?;
@@ -696,8 +706,41 @@ fn run_compare(sizes: &Sizes, server: Option<PathBuf>, other: PathBuf) -> Res<()
             ),
         ));
     }
+    let [ha, hb] = &health;
+    let pick = |v: &[(f64, f64)], p99: bool| -> Vec<f64> {
+        v.iter()
+            .map(|&(p50, p99v)| if p99 { p99v } else { p50 })
+            .collect()
+    };
+    for (what, p99) in [("p50", false), ("p99", true)] {
+        let (a, b) = (pick(ha, p99), pick(hb, p99));
+        let ratios: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b / a).collect();
+        rows.push(row(
+            format!(
+                "health {what}, ms ({COMPARE_HEALTH_CALLS} calls a round): A / B, B ÷ A ({COMPARE_ROUNDS} rounds)"
+            ),
+            format!(
+                "{:.3} ({}) / {:.3} ({}); {:.3} ({})",
+                median(&a),
+                spread_ms(&a),
+                median(&b),
+                spread_ms(&b),
+                median(&ratios),
+                spread_ratio3(&ratios)
+            ),
+        ));
+    }
     print_table(sizes, started, &sync, &load_before, &rows);
     Ok(())
+}
+
+/// Health calls of each build in each round of `--compare`.
+const COMPARE_HEALTH_CALLS: usize = 500;
+
+fn spread_ms(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.3}–{max:.3}")
 }
 
 fn spread_ratio3(v: &[f64]) -> String {
@@ -1042,6 +1085,7 @@ fn heartbeat_all(addr: &str, n: usize) -> Res<()> {
             running_task_ids: Vec::new(),
             draining: false,
             workspace_id: None,
+            starting: false,
         };
         let body = serde_json::to_string(&body).map_err(|e| e.to_string())?;
         c.expect("POST", "/api/dispatch/heartbeat", &body, 200)?;

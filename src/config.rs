@@ -94,10 +94,17 @@ pub fn serve_config(
             )),
         },
     };
+    let max_connections = number("OPS_HTTP_MAX_CONNECTIONS", 1024, 1_000_000)? as usize;
     let http_limits = Limits {
         read_timeout: Duration::from_secs(number("OPS_HTTP_READ_TIMEOUT", 30, 3600)?),
         idle_timeout: Duration::from_secs(number("OPS_HTTP_IDLE_TIMEOUT", 60, 3600)?),
-        max_connections: number("OPS_HTTP_MAX_CONNECTIONS", 1024, 1_000_000)? as usize,
+        max_connections,
+        auth_reserve: match env("OPS_HTTP_AUTH_RESERVE") {
+            None => max_connections / 8,
+            Some(_) => number("OPS_HTTP_AUTH_RESERVE", 0, max_connections as u64 - 1)? as usize,
+        },
+        anon_per_client: number("OPS_HTTP_ANON_PER_CLIENT", 64, 1_000_000)? as usize,
+        queue: number("OPS_HTTP_QUEUE", 1024, 1_000_000)? as usize,
     };
     let stream_limits = StreamLimits {
         max_total: number("OPS_STREAMS_MAX", 256, 100_000)? as usize,

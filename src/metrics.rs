@@ -40,6 +40,13 @@ pub struct Metrics {
     request_seconds: Histogram<12>,
     commit_seconds: Histogram<12>,
     claims: AtomicU64,
+    /// Request log lines dropped because the log thread fell behind.
+    log_dropped: AtomicU64,
+    /// Requests dropped unrun: their client had gone, or they waited too
+    /// long for a handler.
+    dropped_requests: AtomicU64,
+    /// Claim answers that never reached their worker (withdrawn).
+    claims_undelivered: AtomicU64,
     /// Failure reports by signature. A lock is fine here: failure reports
     /// are rare next to requests.
     failures: Mutex<Option<HashMap<String, u64>>>,
@@ -52,6 +59,9 @@ impl Metrics {
             request_seconds: Histogram::new(REQUEST_BUCKETS),
             commit_seconds: Histogram::new(COMMIT_BUCKETS),
             claims: AtomicU64::new(0),
+            log_dropped: AtomicU64::new(0),
+            dropped_requests: AtomicU64::new(0),
+            claims_undelivered: AtomicU64::new(0),
             failures: Mutex::new(None),
         }
     }
@@ -76,6 +86,21 @@ impl Metrics {
     /// One committed write transaction, and how long its `COMMIT` took.
     pub fn commit(&self, took: Duration) {
         self.commit_seconds.observe(took);
+    }
+
+    /// One request log line dropped (the log thread fell behind).
+    pub fn log_line_dropped(&self) {
+        self.log_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// One request dropped before a handler ran it.
+    pub fn request_dropped(&self) {
+        self.dropped_requests.fetch_add(1, Relaxed);
+    }
+
+    /// One claim answer withdrawn because it could not be delivered.
+    pub fn claim_undelivered(&self) {
+        self.claims_undelivered.fetch_add(1, Relaxed);
     }
 
     /// One task claimed by a worker.
@@ -119,6 +144,41 @@ impl Metrics {
         for (sig, n) in &failures {
             out.sample("ops_dispatch_failures_total", &[("signature", sig)], n);
         }
+
+        out.header(
+            "ops_dispatch_claims_undelivered_total",
+            "counter",
+            "Claim answers that could not be delivered to their worker and were withdrawn \
+             (the task went back to the queue).",
+        );
+        out.sample(
+            "ops_dispatch_claims_undelivered_total",
+            &[],
+            self.claims_undelivered.load(Relaxed),
+        );
+
+        out.header(
+            "ops_http_log_dropped_total",
+            "counter",
+            "Request log lines dropped because the log thread fell behind.",
+        );
+        out.sample(
+            "ops_http_log_dropped_total",
+            &[],
+            self.log_dropped.load(Relaxed),
+        );
+
+        out.header(
+            "ops_http_requests_dropped_total",
+            "counter",
+            "Requests dropped before a handler ran them: their client had gone, or they \
+             waited too long for a handler.",
+        );
+        out.sample(
+            "ops_http_requests_dropped_total",
+            &[],
+            self.dropped_requests.load(Relaxed),
+        );
 
         out.header(
             "ops_http_requests_total",

@@ -1,5 +1,8 @@
 //! Random secrets, password hashes and digests.
 
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
@@ -37,8 +40,77 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
         .into()
 }
 
+/// Password hashes computed at once, at most: each takes argon2id's 19 MiB
+/// for a few tens of milliseconds, so unbounded logins could take the
+/// memory and every core of a small host.
+pub const HASHES_AT_ONCE: usize = 2;
+/// Logins waiting for a turn, at most; the next is refused (429).
+const LOGINS_WAITING: usize = 2;
+/// How long a login waits for a turn before it is refused (429).
+const LOGIN_WAIT: Duration = Duration::from_secs(3);
+
+/// Turns at hashing: at most [`HASHES_AT_ONCE`] run, the rest wait.
+struct Gate {
+    state: Mutex<(usize, usize)>,
+    turn: Condvar,
+}
+
+static GATE: Gate = Gate {
+    state: Mutex::new((0, 0)),
+    turn: Condvar::new(),
+};
+
+/// A turn at hashing, given back when dropped.
+struct Turn;
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut s = GATE.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 -= 1;
+        GATE.turn.notify_one();
+    }
+}
+
+/// Waits for a turn; with `limit` (a login), refuses past the waiting
+/// queue's length or the wait.
+fn turn(limit: bool) -> Result<Turn> {
+    let busy = || Error::RateLimited {
+        retry_after_secs: 1,
+    };
+    let mut s = GATE.state.lock().unwrap_or_else(|p| p.into_inner());
+    if s.0 < HASHES_AT_ONCE {
+        s.0 += 1;
+        return Ok(Turn);
+    }
+    if limit && s.1 >= LOGINS_WAITING {
+        return Err(busy());
+    }
+    s.1 += 1;
+    let until = Instant::now() + LOGIN_WAIT;
+    while s.0 >= HASHES_AT_ONCE {
+        if limit && Instant::now() >= until {
+            s.1 -= 1;
+            return Err(busy());
+        }
+        s = GATE
+            .turn
+            .wait_timeout(
+                s,
+                until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            )
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    s.1 -= 1;
+    s.0 += 1;
+    Ok(Turn)
+}
+
 /// An argon2id PHC string for `password`.
 pub fn hash_password(password: &str) -> Result<String> {
+    let _turn = turn(false)?;
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -46,6 +118,21 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(_turn) = turn(false) else {
+        return false;
+    };
+    verify(password, phc)
+}
+
+/// [`verify_password`] for a login: when [`HASHES_AT_ONCE`] run and the
+/// short queue is full, or the turn does not come within a few seconds,
+/// `429 rate_limited` with `Retry-After: 1` instead of waiting.
+pub fn verify_login(password: &str, phc: &str) -> Result<bool> {
+    let _turn = turn(true)?;
+    Ok(verify(password, phc))
+}
+
+fn verify(password: &str, phc: &str) -> bool {
     Argon2::default()
         .verify_password(password.as_bytes(), phc)
         .is_ok()

@@ -140,7 +140,7 @@ pub fn login(db: &Db, username: &str, password: &str) -> Result<(String, User)> 
         .as_ref()
         .map(|u| u.password_hash.as_str())
         .unwrap_or_else(|| dummy_hash());
-    let ok = secrets::verify_password(password, hash);
+    let ok = secrets::verify_login(password, hash)?;
     let user = match user {
         Some(u) if ok => u,
         _ => return Err(Error::Unauthorized("invalid username or password".into())),

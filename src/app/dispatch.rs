@@ -224,7 +224,15 @@ pub fn heartbeat(db: &Db, who: &Principal, report: HeartbeatReport) -> Result<He
             event(conn, now, None, None, kind, &actor,
                 json!({"host": hb.host, "usable_agents": hb.usable_slugs(), "draining": hb.draining}))?;
         }
-        let grace = cache.load(conn)?.dispatch_claim_grace_seconds;
+        // A launcher that just started lists every task it holds (it
+        // adopted them from its state files first): a claim of this worker
+        // it does not list never reached it, and nothing will run it, so
+        // no grace is needed.
+        let grace = if report.starting {
+            0
+        } else {
+            cache.load(conn)?.dispatch_claim_grace_seconds
+        };
         let requeued = requeue_lost_claims(conn, &hb, grace, &actor, now)?;
         let released = release_unlisted_runs(conn, &hb, grace, &actor, now)?;
         let (cancel, cancel_claims) =
@@ -309,6 +317,49 @@ fn release_unlisted_runs(
         }
     }
     Ok(ids)
+}
+
+/// A claim whose answer could not be delivered to its worker (the
+/// connection closed before it was written): the task goes back to
+/// `queued` at once (claim cleared, not blocked) with the event
+/// `dispatch.claim_undelivered`, unless the claim is no longer the task's
+/// current one. Returns the task's workspace and agent when it was
+/// requeued, to wake the workers that may take it.
+pub fn withdraw_undelivered(
+    db: &Db,
+    task_id: i64,
+    worker_id: String,
+    claim_token: String,
+) -> Result<Option<(i64, Option<String>)>> {
+    db.write(move |conn| {
+        let now = now_ms();
+        let Some(mut t) = tasks::get(conn, task_id)? else {
+            return Ok(None);
+        };
+        let current = t.status == Status::Dispatching
+            && t.claim_token.as_deref() == Some(claim_token.as_str())
+            && t.claimed_by.as_deref() == Some(worker_id.as_str());
+        if !current {
+            return Ok(None);
+        }
+        t.clear_claim();
+        let payload = json!({"worker_id": worker_id, "attempt": t.dispatch_attempts});
+        transition(
+            conn,
+            &mut t,
+            Status::Queued,
+            "dispatch.claim_undelivered",
+            "system",
+            payload,
+            now,
+        )?;
+        tasks::save(conn, &t, now)?;
+        let agent = match t.agent_id {
+            Some(id) => crate::store::agents::get(conn, id)?.map(|a| a.slug),
+            None => None,
+        };
+        Ok(Some((t.workspace_id, agent)))
+    })
 }
 
 /// `DELETE /api/dispatch/workers/:id`: forget a worker's heartbeat.

@@ -18,6 +18,12 @@ pub const SESSION_COOKIE: &str = "ops_session";
 /// The caller, or 401. A service token header that is present but wrong is
 /// refused even when a valid cookie comes with it.
 pub fn authenticate(app: &App, req: &Req) -> Result<Principal> {
+    let who = identify(app, req)?;
+    req.mark_authenticated();
+    Ok(who)
+}
+
+fn identify(app: &App, req: &Req) -> Result<Principal> {
     if let Some(token) = req.header(TOKEN_HEADER) {
         if accounts::is_service_token(&app.db, token.trim())? {
             return Ok(Principal::Service);
@@ -43,6 +49,7 @@ pub fn authenticate_scraper(app: &App, req: &Req) -> Result<Principal> {
     match bearer {
         Some(token) if req.header(TOKEN_HEADER).is_none() => {
             if accounts::is_service_token(&app.db, token.trim())? {
+                req.mark_authenticated();
                 Ok(Principal::Service)
             } else {
                 Err(Error::Unauthorized("invalid service token".into()))
@@ -251,6 +258,8 @@ pub struct Attempt<'a> {
     user: String,
     /// `Some(true)`: right password; `Some(false)`: wrong one.
     outcome: Option<bool>,
+    /// A failure that counts for the address only.
+    user_spared: bool,
 }
 
 impl LoginLimiter {
@@ -288,6 +297,7 @@ impl LoginLimiter {
             ip,
             user,
             outcome: None,
+            user_spared: false,
         })
     }
 }
@@ -296,6 +306,15 @@ impl Attempt<'_> {
     /// A wrong password: counts for the address and the user.
     pub fn failed(mut self) {
         self.outcome = Some(false);
+    }
+
+    /// Refused for want of a turn at hashing (`429`, the server checks
+    /// few passwords at once): counts for the address, not the user, so
+    /// that flooding logins beyond what the server checks spends the
+    /// address's failures while the user's account is not locked by it.
+    pub fn crowded_out(mut self) {
+        self.outcome = Some(false);
+        self.user_spared = true;
     }
 
     /// The right password: the user's failures are forgotten (the
@@ -319,6 +338,7 @@ impl Drop for Attempt<'_> {
         if let Some(w) = c.by_user.get_mut(&self.user) {
             w.pending = w.pending.saturating_sub(1);
             match self.outcome {
+                Some(false) if self.user_spared => {}
                 Some(false) => w.fail(),
                 Some(true) => w.failures = 0,
                 None => {}

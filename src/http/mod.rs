@@ -1,9 +1,10 @@
-//! The HTTP API: our own small HTTP/1.1 server (one event loop owning
-//! every connection, see `event_loop`), a fixed pool of handler threads,
+//! The HTTP API: hyper's HTTP/1.1 server on a one-thread tokio runtime
+//! that owns only the sockets (`edge`), a fixed pool of handler threads,
 //! one router, JSON errors everywhere.
 
+mod access_log;
 mod auth;
-mod event_loop;
+mod edge;
 mod fields;
 mod openapi;
 mod request;
@@ -18,16 +19,14 @@ mod wire;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
-use mio::Waker;
 
 use crate::db::Db;
 pub use auth::{LoginLimiter, SESSION_COOKIE, TOKEN_HEADER};
-pub use event_loop::Limits;
+pub use edge::Limits;
 pub use request::Req;
 pub use responder::{Gone, Responder, Stream};
 pub use response::Resp;
@@ -66,29 +65,26 @@ pub fn bind(addr: SocketAddr) -> std::result::Result<TcpListener, String> {
 
 const BACKLOG: libc::c_int = 4096;
 
-/// The running server: its event loop and handler threads.
+/// The running server: its I/O thread and handler threads.
 pub struct Http {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    event_loop: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    io: JoinHandle<()>,
     handlers: Vec<JoinHandle<()>>,
 }
 
-/// Serves `listener` with an event loop and `threads` handler threads.
-/// Should the event loop fail (it does not on a client's doing), the
-/// process exits with status 70 so that the service manager restarts it:
-/// a server that is up but cannot accept is the one outcome to avoid.
+/// Serves `listener` with the edge's I/O thread and `threads` handler
+/// threads. Should the I/O thread fail (it does not on a client's doing),
+/// the process exits with status 70 so that the service manager restarts
+/// it: a server that is up but cannot accept is the one outcome to avoid.
 pub fn serve(
     app: Arc<App>,
     listener: TcpListener,
     threads: usize,
     limits: Limits,
 ) -> std::result::Result<Http, String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (jobs, queue) = crossbeam_channel::unbounded();
-    let (ev, waker) =
-        event_loop::EventLoop::new(listener, limits, app.trust_proxy, jobs, stop.clone())
-            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let (jobs, queue) = crossbeam_channel::bounded(limits.queue.max(1));
+    let log = access_log::AccessLog::start()
+        .map_err(|e| format!("cannot start the request log thread: {e}"))?;
     let handlers = (0..threads.max(1))
         .map(|i| {
             let (app, queue) = (app.clone(), queue.clone());
@@ -98,38 +94,35 @@ pub fn serve(
                 .map_err(|e| format!("cannot start a handler thread: {e}"))
         })
         .collect::<std::result::Result<Vec<_>, String>>()?;
-    let stopping = stop.clone();
-    let event_loop = std::thread::Builder::new()
-        .name("http-loop".into())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let edge = Arc::new(edge::Edge::new(limits, app.trust_proxy, jobs, log));
+    let io = std::thread::Builder::new()
+        .name("http-io".into())
         .spawn(move || {
-            let why = match catch_unwind(AssertUnwindSafe(|| ev.run())) {
-                Ok(Ok(())) if stopping.load(Ordering::SeqCst) => return,
+            let why = match catch_unwind(AssertUnwindSafe(|| {
+                edge::run(edge, listener, stopped.clone())
+            })) {
+                Ok(Ok(())) if *stopped.borrow() => return,
                 Ok(Ok(())) => "it stopped".to_string(),
                 Ok(Err(e)) => e.to_string(),
                 Err(panic) => crate::db::panic_text(&panic),
             };
             log::error!(
-                "the HTTP event loop failed ({why}); exiting so that the server is restarted"
+                "the HTTP I/O thread failed ({why}); exiting so that the server is restarted"
             );
             std::process::exit(70);
         })
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    Ok(Http {
-        stop,
-        waker,
-        event_loop,
-        handlers,
-    })
+        .map_err(|e| format!("cannot start the I/O thread: {e}"))?;
+    Ok(Http { stop, io, handlers })
 }
 
 impl Http {
     /// Stops accepting, lets the handlers finish the requests in flight
     /// and writes their answers, then closes every connection.
     pub fn shutdown(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        let _ = self.event_loop.join();
-        // The loop held the only sender of the queue: the handlers now see
+        let _ = self.stop.send(true);
+        let _ = self.io.join();
+        // The edge held the only sender of the queue: the handlers now see
         // it end.
         for h in self.handlers {
             let _ = h.join();
@@ -137,9 +130,30 @@ impl Http {
     }
 }
 
-/// A handler thread: answers requests until the queue ends.
+/// A handler thread: answers requests until the queue ends. A request
+/// whose client has gone, or that waited longer than
+/// [`edge::QUEUE_WAIT`], is not run.
 fn handle_all(app: &App, queue: &Receiver<Req>) {
     for req in queue.iter() {
+        if req.client_gone() {
+            crate::metrics::METRICS.request_dropped();
+            log::info!("{} {}: not run, its client has gone", req.method, req.path);
+            continue;
+        }
+        if req.queued_at.elapsed() > edge::QUEUE_WAIT {
+            crate::metrics::METRICS.request_dropped();
+            if let Some(r) = req.take_responder() {
+                r.respond(
+                    Resp::error(
+                        "busy",
+                        503,
+                        "the request waited too long for a handler; retry shortly",
+                    )
+                    .with_header("Retry-After", "1".into()),
+                );
+            }
+            continue;
+        }
         let resp = match catch_unwind(AssertUnwindSafe(|| router::route(app, &req))) {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => Resp::from_error(&e),

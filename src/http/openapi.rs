@@ -185,6 +185,7 @@ const OPS: &[Op] = &[
     op!("GET" "/api/dispatch/stale", "Stale dispatching tasks", Any, body NONE, 200 Body::Json(s::<StaleTasks>)),
     op!("DELETE" "/api/dispatch/workers/{worker_id}", "Forget a worker", Any, body NONE, 200 Body::Json(s::<WorkerForgotten>)),
     op!("POST" "/api/test/clock", "Advance the test clock (test servers only)", Any, body Some(s::<ClockAdvance>), 200 Body::Json(s::<Clock>)),
+    op!("POST" "/api/test/hold-park", "Hold a long-poll claim before it parks (test servers only)", Any, body Some(s::<TestHold>), 200 Body::Json(s::<TestHoldState>)),
     op!("POST" "/api/watchdog/run", "Run the watchdog now", Any, body NONE, 200 Body::Json(s::<WatchdogReport>)),
     op!("GET" "/api/events", "The audit log", Any, query &[PAGE[0], PAGE[1], ("task_id", "integer", "only this task"), ("kind", "string", "only this kind")], body NONE, 200 Body::Json(s::<EventList>)),
     op!("GET" "/api/stream", "Server-sent events of the audit log", Any, query &[("last_event_id", "string", "resume after this event id")], body NONE, 200 Body::Events),

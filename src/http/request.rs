@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::edge::{BodyCharge, ConnInfo};
 use super::fields::Fields;
 use super::responder::Responder;
-use super::wire::Head;
 use crate::error::{Error, Result};
 
 /// Bodies larger than this are refused with 413.
@@ -16,7 +16,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 pub struct Req {
     pub method: String,
-    /// Path segments after `/api`, or of the whole path for non-API routes.
+    /// The path as sent (still percent-encoded: the router splits it into
+    /// segments before decoding each, so `%2F` never becomes a `/`).
     pub path: String,
     pub query: HashMap<String, String>,
     headers: Vec<(String, String)>,
@@ -25,24 +26,39 @@ pub struct Req {
     pub https: bool,
     /// How the answer gets back, until a handler takes it over.
     responder: Mutex<Option<Responder>>,
+    /// The connection it came on (none in unit tests).
+    pub(super) conn: Option<Arc<ConnInfo>>,
+    /// When it was handed to the handler pool.
+    pub(super) queued_at: Instant,
+    /// Its body's place in the server's budget, given back when dropped.
+    pub(super) charge: Option<BodyCharge>,
 }
 
 impl Req {
-    /// The request of `head` from `peer`, its body still to come.
-    pub(super) fn new(head: &Head, peer: Option<IpAddr>, trust_proxy: bool) -> Req {
-        let (path, qs) = head
-            .target
+    /// A request: `path_and_query` as sent, header names in lower case,
+    /// from `peer`; its body still to come.
+    pub(super) fn new(
+        method: &str,
+        path_and_query: &str,
+        headers: Vec<(String, String)>,
+        peer: Option<IpAddr>,
+        trust_proxy: bool,
+    ) -> Req {
+        let (path, qs) = path_and_query
             .split_once('?')
-            .unwrap_or((head.target.as_str(), ""));
+            .unwrap_or((path_and_query, ""));
         let mut req = Req {
-            method: head.method.clone(),
-            path: percent_decode(path),
+            method: method.to_string(),
+            path: path.to_string(),
             query: parse_query(qs),
-            headers: head.headers.clone(),
+            headers,
             body: Vec::new(),
             client_ip: peer,
             https: false,
             responder: Mutex::new(None),
+            conn: None,
+            queued_at: Instant::now(),
+            charge: None,
         };
         req.client_ip =
             super::auth::client_addr(req.header("x-forwarded-for"), req.client_ip, trust_proxy);
@@ -63,6 +79,23 @@ impl Req {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// The request's connection has shown a valid token or session: it is
+    /// no longer anonymous for the connection budgets.
+    pub(super) fn mark_authenticated(&self) {
+        if let Some(c) = &self.conn {
+            c.authenticate();
+        }
+    }
+
+    /// Whether the client has gone: an answer would reach nobody.
+    pub(super) fn client_gone(&self) -> bool {
+        self.responder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(Responder::is_gone)
     }
 
     /// Takes over the answer: the handler's own return value is then
@@ -163,7 +196,7 @@ fn parse_query(qs: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -17,6 +17,29 @@ pub struct Resp {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+    /// Runs when the answer cannot be handed to its client (see
+    /// [`Resp::on_undelivered`]).
+    pub delivery: Option<Delivery>,
+}
+
+/// What to do when an answer does not reach its client: the client left
+/// before it was written, or the connection failed before its bytes were
+/// all handed to the kernel. Dropped unconfirmed, it runs its action.
+pub struct Delivery(Option<Box<dyn FnOnce() + Send>>);
+
+impl Delivery {
+    /// The answer is out: nothing to do.
+    pub fn confirm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(undelivered) = self.0.take() {
+            undelivered();
+        }
+    }
 }
 
 impl Resp {
@@ -29,6 +52,7 @@ impl Resp {
             // cannot fail.
             body: serde_json::to_vec(v).expect("protocol types serialize"),
             headers: Vec::new(),
+            delivery: None,
         }
     }
 
@@ -47,6 +71,7 @@ impl Resp {
             content_type,
             body: body.into_bytes(),
             headers: Vec::new(),
+            delivery: None,
         }
     }
 
@@ -56,7 +81,26 @@ impl Resp {
             content_type,
             body: body.to_vec(),
             headers: Vec::new(),
+            delivery: None,
         }
+    }
+
+    /// The head of a streamed answer (no body of its own).
+    pub fn stream_head(content_type: &'static str, headers: Vec<(&'static str, String)>) -> Resp {
+        Resp {
+            status: 200,
+            content_type,
+            body: Vec::new(),
+            headers,
+            delivery: None,
+        }
+    }
+
+    /// `undelivered` runs (on some thread; it must not block) when this
+    /// answer cannot be handed to its client.
+    pub fn on_undelivered(mut self, undelivered: impl FnOnce() + Send + 'static) -> Resp {
+        self.delivery = Some(Delivery(Some(Box::new(undelivered))));
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Resp {

@@ -2,23 +2,24 @@
 //! a 405 naming the accepted ones; an unknown path is a 404. Paths outside
 //! `/api/` are the web UI's files.
 
-use super::request::Req;
+use super::request::{percent_decode, Req};
 use super::response::Resp;
 use super::routes::{accounts, admin, dispatch, feed, stream, tasks, ui};
 use super::App;
 use crate::error::{Error, Result};
 
-/// Path parameters, in the order of the pattern's `{...}` segments.
-pub struct Params<'a>(Vec<&'a str>);
+/// Path parameters, in the order of the pattern's `{...}` segments,
+/// percent-decoded.
+pub struct Params(Vec<String>);
 
-impl Params<'_> {
+impl Params {
     /// The `i`-th parameter as a positive id, or 400 naming `what`.
     fn id(&self, i: usize, what: &str) -> Result<i64> {
-        parse_id(what, self.0[i])
+        parse_id(what, &self.0[i])
     }
 
     fn text(&self, i: usize) -> &str {
-        self.0[i]
+        &self.0[i]
     }
 }
 
@@ -174,6 +175,12 @@ pub const ROUTES: &[Route] = &[
         test_only: true,
         handler: |a, q, _| admin::advance_clock(a, q),
     },
+    Route {
+        method: "POST",
+        path: "/api/test/hold-park",
+        test_only: true,
+        handler: |a, q, _| admin::test_hold(a, q),
+    },
     r("POST", "/api/watchdog/run", |a, q, _| {
         dispatch::watchdog_run(a, q)
     }),
@@ -195,8 +202,10 @@ pub fn served(app_test_clock: bool) -> impl Iterator<Item = &'static Route> {
         .filter(move |r| app_test_clock || !r.test_only)
 }
 
-/// The parameters of `path` when it matches `pattern`.
-fn matches<'a>(pattern: &str, path: &'a str) -> Option<Params<'a>> {
+/// The parameters of `path` when it matches `pattern`. The path is split
+/// at its `/` first and each segment decoded after, so an encoded slash
+/// (`%2F`) stays inside its segment.
+fn matches(pattern: &str, path: &str) -> Option<Params> {
     let mut params = Vec::new();
     let mut segs = path.split('/');
     for want in pattern.split('/') {
@@ -205,8 +214,8 @@ fn matches<'a>(pattern: &str, path: &'a str) -> Option<Params<'a>> {
             if seg.is_empty() {
                 return None;
             }
-            params.push(seg);
-        } else if want != seg {
+            params.push(percent_decode(seg));
+        } else if want != seg && want != percent_decode(seg) {
             return None;
         }
     }
@@ -214,6 +223,13 @@ fn matches<'a>(pattern: &str, path: &'a str) -> Option<Params<'a>> {
 }
 
 pub fn route(app: &App, req: &Req) -> Result<Resp> {
+    if !KNOWN_METHODS.contains(&req.method.as_str()) {
+        return Ok(Resp::error(
+            "not_implemented",
+            501,
+            &format!("method {:?} is not implemented", req.method),
+        ));
+    }
     let path = req.path.trim_end_matches('/');
     let mut allowed: Vec<&str> = Vec::new();
     for route in served(app.test_clock) {
@@ -228,11 +244,16 @@ pub fn route(app: &App, req: &Req) -> Result<Resp> {
     if !allowed.is_empty() {
         return Ok(Resp::method_not_allowed(&allowed));
     }
+
     if req.path.starts_with("/api/") {
         return Err(Error::not_found(format!("no route {}", req.path)));
     }
     ui::serve(req)
 }
+
+/// Methods the server knows (method names are case-sensitive: `get` is
+/// another method, which no route has).
+const KNOWN_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 fn parse_id(what: &str, s: &str) -> Result<i64> {
     s.parse::<i64>()

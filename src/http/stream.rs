@@ -16,9 +16,16 @@
 //! when more are left the stream ends and the client, resuming from the
 //! last id it got, reads the next page.
 //!
-//! Every stream ends after [`MAX_AGE`]: the client reconnects (EventSource
-//! does it by itself) and is authenticated and scoped again, so a logged
-//! out session or a removed membership stops receiving.
+//! Streams follow access: each is tied to the session or token that opened
+//! it. A commit that may change who may read what (a logout, a password
+//! change, a user deleted, a membership removed or changed, a global role
+//! changed, the service token rotated) makes the streamer check every
+//! stream's credential again before it sends that commit's events: a
+//! stream whose session or token is no longer valid ends, and the others
+//! are scoped to the workspaces their caller may read now. The same check
+//! runs every [`RECHECK`] for changes made outside this process (`ops-center
+//! admin`) and expired sessions. Every stream also ends after [`MAX_AGE`]:
+//! the client reconnects (EventSource does it by itself).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +35,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, tick, unbounded, Receiver, Sender};
 
 use super::responder::Stream;
-use crate::app::{alerts, views};
+use crate::app::{accounts, alerts, views};
 use crate::db::bus::{Batch, Committed};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -38,6 +45,18 @@ use crate::error::{Error, Result};
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A stream is closed after this long; the client resumes where it was.
 pub const MAX_AGE: Duration = Duration::from_secs(10 * 60);
+/// Every stream's credential is checked again at least this often.
+pub const RECHECK: Duration = Duration::from_secs(10);
+/// The kinds of events whose commit may change who may read what.
+const ACCESS_KINDS: [&str; 7] = [
+    "auth.logout",
+    "user.updated",
+    "user.deleted",
+    "user.admin_rotated",
+    "workspace.member_removed",
+    "workspace.member_set",
+    "settings.changed",
+];
 /// What the client waits before reconnecting (the SSE `retry:` field).
 const RETRY_MS: u64 = 2000;
 /// The most events, and about the most bytes, one replay sends.
@@ -78,9 +97,18 @@ impl Drop for Slot {
     }
 }
 
+/// What opened a stream, checked again when access may have changed.
+pub enum Credential {
+    /// The service token as sent.
+    Service(String),
+    /// The session cookie's value.
+    Session(String),
+}
+
 /// One open stream.
 pub struct Client {
     pub stream: Stream,
+    pub credential: Credential,
     /// `None`: every event; otherwise only those of these workspaces.
     pub workspaces: Option<Vec<i64>>,
     /// Resume after this event id; `None`: from now on.
@@ -191,6 +219,7 @@ fn run(db: &Db, cmds: &Receiver<Cmd>, bus: &Receiver<Batch>) {
     let mut open: Vec<Open> = Vec::new();
     let ticker = tick(Duration::from_secs(1));
     let mut last_keep_alive = Instant::now();
+    let mut last_recheck = Instant::now();
     loop {
         select! {
             recv(cmds) -> cmd => match cmd {
@@ -202,11 +231,21 @@ fn run(db: &Db, cmds: &Receiver<Cmd>, bus: &Receiver<Batch>) {
                 Ok(Cmd::Stop) | Err(_) => break,
             },
             recv(bus) -> batch => match batch {
-                Ok(batch) => open.retain_mut(|o| deliver(o, &batch)),
+                Ok(batch) => {
+                    if batch.iter().any(|e| ACCESS_KINDS.contains(&e.event.kind.as_str())) {
+                        recheck(db, &mut open);
+                        last_recheck = Instant::now();
+                    }
+                    open.retain_mut(|o| deliver(o, &batch));
+                }
                 Err(_) => break,
             },
             recv(ticker) -> _ => {
                 let now = Instant::now();
+                if now.duration_since(last_recheck) >= RECHECK {
+                    recheck(db, &mut open);
+                    last_recheck = now;
+                }
                 let keep_alive = now.duration_since(last_keep_alive) >= KEEP_ALIVE;
                 if keep_alive {
                     last_keep_alive = now;
@@ -221,6 +260,35 @@ fn run(db: &Db, cmds: &Receiver<Cmd>, bus: &Receiver<Batch>) {
         }
     }
     // Dropping the streams ends them.
+}
+
+/// Checks every stream's credential again: a stream whose session or
+/// token is no longer valid ends (dropping it closes its connection), the
+/// others read the workspaces their caller may read now.
+fn recheck(db: &Db, open: &mut Vec<Open>) {
+    open.retain_mut(|o| {
+        let now = match &o.client.credential {
+            Credential::Service(token) => {
+                accounts::is_service_token(db, token).map(|valid| valid.then_some(None))
+            }
+            Credential::Session(cookie) => accounts::session_principal(db, cookie)
+                .map(|who| who.map(|p| p.visible_workspaces())),
+        };
+        match now {
+            Ok(Some(workspaces)) => {
+                o.client.workspaces = workspaces;
+                true
+            }
+            Ok(None) => {
+                log::info!("closing an event stream whose credential is no longer valid");
+                false
+            }
+            Err(e) => {
+                log::warn!("cannot check an event stream's credential again: {e}");
+                true
+            }
+        }
+    });
 }
 
 /// Sends the preamble and the replay; `None` when the stream is already

@@ -9,8 +9,21 @@
 //! answers those that got a task or can no longer get one. A parked claim
 //! whose time is up is answered `no_task`, as an immediate claim would be;
 //! at shutdown every parked claim is answered at once.
+//!
+//! Claims go only to live requests: a parked claim whose connection has
+//! closed is dropped before any claim is run for it (and on every turn of
+//! the thread), and a claim answer that cannot be delivered is withdrawn
+//! at once (`Cmd::Undelivered`: the task back to `queued`, event
+//! `dispatch.claim_undelivered`), then offered to the parked workers.
+//!
+//! No wake-up is lost: every wake bumps a generation counter before it is
+//! sent, and a claim reads it before it looks for a task. A park that
+//! arrives with an older generation than the room's runs its claim again
+//! at once: a task queued between the claim's search and its park (whose
+//! wake found nobody parked) is then found.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +34,10 @@ use super::response::Resp;
 use crate::app::dispatch::{self as ops, ClaimOutcome, ClaimRequest, WorkerView};
 use crate::db::Db;
 use crate::domain::access::Principal;
+use crate::metrics::METRICS;
+
+/// Parked claims whose client left are looked for at least this often.
+const SWEEP: Duration = Duration::from_millis(250);
 
 /// The longest a claim may wait (`wait` is 0 to this many seconds).
 pub const MAX_WAIT_SECONDS: i64 = 60;
@@ -36,6 +53,8 @@ pub enum Wake {
     Worker(String),
     /// Anything else (settings, agents): every parked worker tries.
     All,
+    /// Only this parked worker tries (its park missed a wake).
+    Parked(String),
 }
 
 struct Parked {
@@ -45,13 +64,15 @@ struct Parked {
     until: Instant,
     /// What the worker can run, from its heartbeat when it parked.
     view: Option<WorkerView>,
+    /// The room's generation when its claim looked for a task.
+    generation: u64,
 }
 
 impl Parked {
     fn may_take(&self, wake: &Wake) -> bool {
         match wake {
             Wake::All => true,
-            Wake::Worker(id) => *id == self.req.worker_id,
+            Wake::Worker(id) | Wake::Parked(id) => *id == self.req.worker_id,
             Wake::Queued {
                 workspace_id,
                 agent,
@@ -70,28 +91,67 @@ impl Parked {
 enum Cmd {
     Park(Box<Parked>),
     Wake(Wake),
+    /// A claim answer that did not reach its worker.
+    Undelivered {
+        task_id: i64,
+        worker_id: String,
+        claim_token: String,
+    },
     Stop,
 }
 
 pub struct WaitingRoom {
     tx: Sender<Cmd>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Bumped by every wake, before it is sent.
+    generation: Arc<AtomicU64>,
+    /// The test hook between a claim's search and its park.
+    hold: Arc<Hold>,
 }
+
+/// The test-only hold of a claim between finding nothing and parking
+/// (`POST /api/test/hold-park`).
+#[derive(Default)]
+struct Hold {
+    state: Mutex<HoldState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct HoldState {
+    armed_for: Option<String>,
+    held: bool,
+}
+
+/// How long a held claim, or a test waiting for one, waits at most.
+const HOLD_LIMIT: Duration = Duration::from_secs(20);
 
 impl WaitingRoom {
     pub fn start(db: Arc<Db>) -> WaitingRoom {
         let (tx, rx) = unbounded();
-        let thread = std::thread::Builder::new()
-            .name("waiting-room".into())
-            .spawn(move || run(&db, &rx))
-            .expect("spawn the waiting room");
+        let generation = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (generation, tx) = (generation.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name("waiting-room".into())
+                .spawn(move || run(&db, &rx, &tx, &generation))
+                .expect("spawn the waiting room")
+        };
         WaitingRoom {
             tx,
             thread: Mutex::new(Some(thread)),
+            generation,
+            hold: Arc::default(),
         }
     }
 
-    /// Parks a claim that found nothing, to be answered by `until`.
+    /// The generation a claim reads before it looks for a task.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Parks a claim that found nothing (looking at `generation`), to be
+    /// answered by `until`.
     pub fn park(
         &self,
         db: &Db,
@@ -99,6 +159,7 @@ impl WaitingRoom {
         req: ClaimRequest,
         responder: Responder,
         until: Instant,
+        generation: u64,
     ) {
         let view = ops::worker_view(db, &req.worker_id).ok().flatten();
         let parked = Box::new(Parked {
@@ -107,6 +168,7 @@ impl WaitingRoom {
             responder,
             until,
             view,
+            generation,
         });
         if let Err(crossbeam_channel::SendError(Cmd::Park(p))) = self.tx.send(Cmd::Park(parked)) {
             // Shutting down: answer now.
@@ -115,7 +177,69 @@ impl WaitingRoom {
     }
 
     pub fn wake(&self, wake: Wake) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let _ = self.tx.send(Cmd::Wake(wake));
+    }
+
+    /// `resp`, the answer to a claim that got a task, made to withdraw the
+    /// claim should it not reach the worker.
+    pub fn withdraw_if_undelivered(
+        &self,
+        resp: Resp,
+        outcome: &ClaimOutcome,
+        worker_id: &str,
+    ) -> Resp {
+        withdrawable(&self.tx, resp, outcome, worker_id)
+    }
+
+    /// The test hook (`OPS_TEST_CLOCK=1` servers only): a claim of the
+    /// worker the hold is armed for stops here until released.
+    pub fn hold_point(&self, worker_id: &str) {
+        let mut s = self.hold.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.armed_for.as_deref() != Some(worker_id) {
+            return;
+        }
+        s.held = true;
+        self.hold.changed.notify_all();
+        let until = Instant::now() + HOLD_LIMIT;
+        while s.armed_for.as_deref() == Some(worker_id) && Instant::now() < until {
+            s = self
+                .hold
+                .changed
+                .wait_timeout(s, until.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        s.held = false;
+        s.armed_for = None;
+    }
+
+    /// `arm`, `wait` (until a claim is held, at most [`HOLD_LIMIT`]) or
+    /// `release` the test hook; whether a claim is held at it.
+    pub fn hold(&self, worker_id: &str, action: &str) -> bool {
+        let mut s = self.hold.state.lock().unwrap_or_else(|p| p.into_inner());
+        match action {
+            "arm" => {
+                s.armed_for = Some(worker_id.to_string());
+                s.held = false;
+            }
+            "release" => {
+                s.armed_for = None;
+                self.hold.changed.notify_all();
+            }
+            _ => {
+                let until = Instant::now() + HOLD_LIMIT;
+                while !s.held && Instant::now() < until {
+                    s = self
+                        .hold
+                        .changed
+                        .wait_timeout(s, until.saturating_duration_since(Instant::now()))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        s.held
     }
 
     /// Answers every parked claim and stops the thread.
@@ -125,6 +249,25 @@ impl WaitingRoom {
             let _ = t.join();
         }
     }
+}
+
+/// `resp` with the withdrawal of its claim should it not be delivered.
+fn withdrawable(tx: &Sender<Cmd>, resp: Resp, outcome: &ClaimOutcome, worker_id: &str) -> Resp {
+    let ClaimOutcome::Claimed {
+        task, claim_token, ..
+    } = outcome
+    else {
+        return resp;
+    };
+    let tx = tx.clone();
+    let cmd = Cmd::Undelivered {
+        task_id: task.id,
+        worker_id: worker_id.to_string(),
+        claim_token: claim_token.clone(),
+    };
+    resp.on_undelivered(move || {
+        let _ = tx.send(cmd);
+    })
 }
 
 fn no_task() -> Resp {
@@ -137,19 +280,56 @@ fn no_task() -> Resp {
     )
 }
 
-fn run(db: &Db, rx: &Receiver<Cmd>) {
+fn run(db: &Db, rx: &Receiver<Cmd>, tx: &Sender<Cmd>, generation: &AtomicU64) {
     let mut parked: Vec<Parked> = Vec::new();
     loop {
         let next = parked.iter().map(|p| p.until).min();
-        let timeout = next.map_or(Duration::from_secs(1), |t| {
-            t.saturating_duration_since(Instant::now())
+        let timeout = next.map_or(SWEEP, |t| {
+            t.saturating_duration_since(Instant::now()).min(SWEEP)
         });
         match rx.recv_timeout(timeout) {
-            Ok(Cmd::Park(p)) => parked.push(*p),
-            Ok(Cmd::Wake(wake)) => try_claims(db, &mut parked, &wake),
+            Ok(Cmd::Park(p)) => {
+                let missed = p.generation != generation.load(Ordering::SeqCst);
+                let worker = p.req.worker_id.clone();
+                parked.push(*p);
+                if missed {
+                    // A wake came between its search and now: look again.
+                    try_claims(db, &mut parked, &Wake::Parked(worker), tx);
+                }
+            }
+            Ok(Cmd::Wake(wake)) => try_claims(db, &mut parked, &wake, tx),
+            Ok(Cmd::Undelivered {
+                task_id,
+                worker_id,
+                claim_token,
+            }) => match ops::withdraw_undelivered(db, task_id, worker_id.clone(), claim_token) {
+                Ok(Some((workspace_id, agent))) => {
+                    METRICS.claim_undelivered();
+                    log::warn!(
+                        "the claim of task {task_id} by {worker_id} could not be delivered; \
+                         the task is queued again"
+                    );
+                    generation.fetch_add(1, Ordering::SeqCst);
+                    try_claims(
+                        db,
+                        &mut parked,
+                        &Wake::Queued {
+                            workspace_id,
+                            agent,
+                        },
+                        tx,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("cannot withdraw the undelivered claim of task {task_id}: {e}")
+                }
+            },
             Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        // Claims whose client left wait for nothing.
+        parked.retain(|p| !p.responder.is_gone());
         let now = Instant::now();
         let (due, waiting): (Vec<Parked>, Vec<Parked>) =
             parked.into_iter().partition(|p| p.until <= now);
@@ -166,7 +346,7 @@ fn run(db: &Db, rx: &Receiver<Cmd>) {
 /// Runs the claims `wake` may concern, oldest parked first. A queued task
 /// goes to one worker, so the first that gets a task ends the round; a
 /// worker whose claim now answers anything but `no_task` is answered.
-fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake) {
+fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake, tx: &Sender<Cmd>) {
     if let Wake::Worker(id) = wake {
         // A launcher's regular heartbeat usually repeats the last one: then
         // its claim would answer as before, and a read spares the write.
@@ -186,6 +366,11 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake) {
             i += 1;
             continue;
         }
+        if parked[i].responder.is_gone() {
+            // Its client left: a task must not go to it.
+            parked.remove(i);
+            continue;
+        }
         let p = &parked[i];
         let outcome = match ops::claim(db, &p.who, p.req.clone()) {
             Ok(ClaimOutcome::Nothing {
@@ -200,7 +385,7 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake) {
         let p = parked.remove(i);
         let got_task = matches!(outcome, Ok(ClaimOutcome::Claimed { .. }));
         p.responder.respond(match outcome {
-            Ok(o) => Resp::ok(o.answer()),
+            Ok(o) => withdrawable(tx, Resp::ok(o.answer()), &o, &p.req.worker_id),
             Err(e) => Resp::from_error(&e),
         });
         if got_task && matches!(wake, Wake::Queued { .. }) {

@@ -83,6 +83,8 @@ pub struct Ctx {
     /// Runs to end, by claim (the heartbeat's `cancel_claims`, or a newer
     /// claim of their task here), until their runner takes them.
     cancelled: Mutex<BTreeSet<CancelledClaim>>,
+    /// This process has sent a heartbeat: later ones are not `starting`.
+    announced: std::sync::atomic::AtomicBool,
     /// Wakes the heartbeat thread early (a slot freed, a runtime vanished).
     poke: crossbeam_channel::Sender<()>,
     /// Wakes the probe thread early (SIGHUP, e.g. after installing a CLI).
@@ -212,13 +214,21 @@ impl Ctx {
             running_task_ids: running,
             draining,
             workspace_id: self.cfg.workspace_id,
+            // Until the server has heard from this process once.
+            starting: !self.announced.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
     fn heartbeat(&self, draining: bool) -> Result<(), ApiError> {
+        let report = self.heartbeat_report(draining);
+        // `starting` goes with the first attempt only: a server of an
+        // older version refuses the field, and the claim-lost grace covers
+        // a first heartbeat that did not arrive.
+        self.announced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let answer = self
             .api
-            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &self.heartbeat_report(draining))?;
+            .post_as::<HeartbeatAnswer>("dispatch/heartbeat", &report)?;
         let mut cancel = answer.cancel_claims;
         // A server that names tasks only: every run of each of them here.
         let named: Vec<i64> = cancel.iter().map(|c| c.task_id).collect();
@@ -404,6 +414,7 @@ pub fn run(mut cfg: LauncherConfig, mut boundary: Boundary) -> Result<(), String
         caps: Caps::default(),
         running: Mutex::new(Vec::new()),
         cancelled: Mutex::new(BTreeSet::new()),
+        announced: std::sync::atomic::AtomicBool::new(false),
         poke: poke_tx,
         reprobe: reprobe_tx,
     });

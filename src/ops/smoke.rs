@@ -288,6 +288,7 @@ impl<'o> Smoke<'o> {
             running_task_ids: Vec::new(),
             draining: false,
             workspace_id: None,
+            starting: false,
         };
         let w = self.worker();
         if !self

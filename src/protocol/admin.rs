@@ -83,6 +83,23 @@ pub struct ClockAdvance {
     pub advance_seconds: i64,
 }
 
+/// `POST /api/test/hold-park` (test servers only): hold the next
+/// long-poll claim of `worker_id` between finding nothing and parking
+/// (`arm`), wait until one is held there (`wait`), let it go on
+/// (`release`). A test can then act in the window on purpose.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestHold {
+    pub worker_id: String,
+    /// `arm`, `wait` or `release`.
+    pub action: String,
+}
+
+/// Whether a claim is held at the hook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestHoldState {
+    pub held: bool,
+}
+
 /// The server's time after the move.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Clock {

@@ -49,6 +49,10 @@ pub struct HeartbeatReport {
     pub draining: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub workspace_id: Option<i64>,
+    /// The first heartbeat of a launcher that just started: its claims
+    /// that `running_task_ids` does not list are requeued at once.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub starting: bool,
 }
 
 /// The answer to a heartbeat.

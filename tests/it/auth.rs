@@ -493,3 +493,75 @@ fn behind_a_proxy_the_origin_is_compared_with_the_forwarded_host() {
         .post("/api/workspaces", &json!({"name": "not the public origin"}));
     assert_eq!((r.status, r.error()), (403, "cross_origin"), "{}", r.text);
 }
+
+/// `n` failed logins from distinct addresses (a trusted proxy's
+/// `X-Forwarded-For`, so the per-address limit never stops them), sent by
+/// `threads` clients at once; the statuses, in no order.
+fn bad_logins(srv: &Server, n: usize, threads: usize) -> Vec<u16> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (client, barrier) = (srv.client(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..n / threads)
+                    .map(|i| {
+                        let ip = format!("10.{}.{}.{}", t, i / 250, i % 250 + 1);
+                        let r = client.clone().header("X-Forwarded-For", &ip).post(
+                            "/api/auth/login",
+                            &json!({"username": ADMIN, "password": "not-the-password"}),
+                        );
+                        if r.status == 429 {
+                            assert!(r.header("retry-after").is_some(), "{}", r.text);
+                        }
+                        r.status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_thousand_bad_logins_leave_the_server_small() {
+    let srv = Server::start_with(&[("TRUST_PROXY", "true")]);
+    let before = srv.proc_status("VmRSS");
+    let statuses = bad_logins(&srv, 1000, 4);
+    let hashed = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(hashed >= 900, "only {hashed} of 1,000 logins were checked");
+    let after = srv.proc_status("VmRSS");
+    eprintln!("RSS before {before} kB, after {hashed} failed logins {after} kB");
+    assert!(
+        after < 64 * 1024,
+        "RSS grew from {before} kB to {after} kB after {hashed} password checks"
+    );
+    // The server still answers, and the right password still logs in from
+    // a clean address.
+    let r = srv.client().header("X-Forwarded-For", "192.0.2.200").post(
+        "/api/auth/login",
+        &json!({"username": ADMIN, "password": ADMIN_PW}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn logins_beyond_the_hashing_queue_are_refused_at_once() {
+    let srv = Server::start_with(&[("TRUST_PROXY", "true")]);
+    // 16 at once: 2 are hashed, 2 wait their turn, the rest get 429 with
+    // Retry-After instead of holding a thread each.
+    let statuses = bad_logins(&srv, 16, 16);
+    let busy = statuses.iter().filter(|s| **s == 429).count();
+    assert!(busy >= 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+}

@@ -237,11 +237,25 @@ fn a_stalled_head_gets_408_and_an_idle_keep_alive_connection_is_closed() {
     );
 }
 
+/// An authenticated keep-alive connection, left open after one request.
+fn authenticated(srv: &Server) -> TcpStream {
+    let mut s = connect(srv);
+    s.write_all(
+        format!("GET /api/auth/me HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    s
+}
+
 #[test]
 fn over_the_cap_the_next_connection_gets_503() {
     let srv = server(32);
-    let held: Vec<TcpStream> = (0..32).map(|_| connect(&srv)).collect();
-    // The server accepts in order: once it refuses one, the 32 are in.
+    // Authenticated connections are never closed to make room.
+    let held: Vec<TcpStream> = (0..32).map(|_| authenticated(&srv)).collect();
     let (status, text) = exchange(&srv, b"");
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("too_many_connections"), "{text}");
@@ -277,8 +291,17 @@ fn bad_heads_are_answered_not_hung() {
         (long.into_bytes(), 431, "header_too_large"),
         ("GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n".into(), 400, "bad_request"),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505, "http_version_not_supported"),
+        // Chunked not the final coding: the length cannot be known, 400
+        // (RFC 9112 §6.3); chunked last after a coding the server does not
+        // know, 501 (§6.1).
         (
-            format!("POST /api/tasks HTTP/1.1\r\nX-OPS-Service-Token: {TOKEN}\r\nTransfer-Encoding: gzip\r\n\r\n")
+            format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\nTransfer-Encoding: gzip\r\n\r\n")
+                .into_bytes(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
                 .into_bytes(),
             501,
             "not_implemented",
@@ -413,10 +436,9 @@ fn keep_alive_and_http_1_0_are_honoured() {
     );
     assert_eq!(status, 405, "{text}");
     assert!(text.contains("Allow: GET\r\n"), "{text}");
-    assert!(
-        text.contains("Connection: keep-alive\r\n\r\nHTTP/1.1 401"),
-        "{text}"
-    );
+    assert!(text.contains("Connection: keep-alive\r\n"), "{text}");
+    let (_, after_head) = text.split_once("\r\n\r\n").unwrap();
+    assert!(after_head.starts_with("HTTP/1.1 401"), "{text}");
 }
 
 #[test]
@@ -449,4 +471,242 @@ fn request_bodies_held_in_memory_are_bounded() {
         "answers: {answers:?}"
     );
     answers_again(&srv, 10);
+}
+
+/// The p99 of `n` fresh-connection claims by a worker with a fresh
+/// heartbeat (nothing is queued: each answers `no_task`).
+fn claim_p99(srv: &Server, n: usize) -> Duration {
+    let w = crate::util::Worker::new(srv, "edge-probe");
+    w.heartbeat(&["codex"], &[]);
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let r = w.claim();
+            assert!(r.json["reason"].is_string(), "{}", r.text);
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[(n * 99).div_ceil(100) - 1]
+}
+
+#[test]
+fn a_crlf_flood_does_not_delay_others() {
+    let srv = server(1024);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let (addr, stop) = (srv.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let line = b"\r\n".repeat(8 * 1024);
+            let mut sent = 0usize;
+            let mut connections = 0;
+            let until = Instant::now() + Duration::from_secs(20);
+            // Empty lines before a request line, as fast as the server
+            // takes them, connecting again whenever it closes.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                let Ok(mut s) = TcpStream::connect(&addr) else {
+                    continue;
+                };
+                connections += 1;
+                while let Ok(n) = s.write(&line) {
+                    sent += n;
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) || n == 0 {
+                        break;
+                    }
+                }
+            }
+            (sent, connections)
+        })
+    };
+    // The flood is under way.
+    wait_for(10, "the flood to start", || {
+        srv.log()
+            .contains("before a complete request head")
+            .then_some(())
+    });
+    let health = health_p99(&srv, 50);
+    let claim = claim_p99(&srv, 50);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, connections) = flooder.join().unwrap();
+    assert!(sent > 1024 * 1024, "the flood sent only {sent} bytes");
+    assert!(
+        health < Duration::from_millis(100) && claim < Duration::from_millis(100),
+        "health p99 {health:?}, claim p99 {claim:?} during a flood of {sent} bytes of empty lines \
+         over {connections} connections"
+    );
+    // Each flooding connection was refused as an oversized head.
+    assert!(srv.log().contains("- - 431"), "{}", srv.log());
+}
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_cut_off() {
+    let srv = server(1024);
+    // Requests for a large answer, pipelined, never read: the answers
+    // fill the socket buffers and stop.
+    let mut s = connect(&srv);
+    let request = b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let since = Instant::now();
+    let _ = s.write_all(&request);
+    let health = health_p99(&srv, 50);
+    assert!(health < Duration::from_millis(100), "health p99 {health:?}");
+    // The server gives up the writes that make no progress for the read
+    // timeout and closes: reading now drains what was sent, then ends.
+    std::thread::sleep(Duration::from_millis(100));
+    s.set_read_timeout(Some(Duration::from_secs(READ_TIMEOUT + 10)))
+        .unwrap();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the connection of a client that reads nothing stayed open"
+    );
+    assert!(
+        since.elapsed() >= Duration::from_secs(READ_TIMEOUT) - Duration::from_millis(500),
+        "closed after {:?}, before the write deadline",
+        since.elapsed()
+    );
+}
+
+/// `n` connections to `srv` from the loopback address `from`.
+fn connect_from(srv: &Server, from: std::net::Ipv4Addr, n: usize) -> Vec<socket2::Socket> {
+    let to: std::net::SocketAddr = srv.addr.parse().unwrap();
+    (0..n)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&std::net::SocketAddr::from((from, 0)).into())
+                .unwrap();
+            s.connect(&to.into()).unwrap();
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn anonymous_idle_sockets_cannot_lock_out_authenticated_clients() {
+    raise_nofile();
+    assert!(
+        nofile_limit() >= 4500,
+        "descriptor limit too low for this test"
+    );
+    // The default cap: 1,024 connections, 128 of them only for
+    // authenticated clients.
+    let srv = Server::start_with(&[
+        ("OPS_HTTP_READ_TIMEOUT", "30"),
+        ("OPS_HTTP_IDLE_TIMEOUT", "60"),
+    ]);
+    // 2,000 anonymous idle sockets from one address, then 2,000 from 200.
+    for (what, sources) in [
+        ("one address", vec![std::net::Ipv4Addr::new(127, 0, 0, 1)]),
+        (
+            "200 addresses",
+            (0..200u8)
+                .map(|i| std::net::Ipv4Addr::new(127, 0, 1, i))
+                .collect(),
+        ),
+    ] {
+        let per = 2000 / sources.len();
+        let idle: Vec<socket2::Socket> = sources
+            .iter()
+            .flat_map(|from| connect_from(&srv, *from, per))
+            .collect();
+        // Once the server has taken them from the listen queue (a first
+        // call waits behind them), while they are all held:
+        assert_eq!(srv.service().get("/api/dispatch/health").status, 200);
+        let health = health_p99(&srv, 50);
+        let claim = claim_p99(&srv, 50);
+        assert!(
+            health < Duration::from_millis(100) && claim < Duration::from_millis(100),
+            "{what}: health p99 {health:?}, claim p99 {claim:?} with {} idle sockets",
+            idle.len()
+        );
+        // The server holds at most its cap: the oldest idle anonymous
+        // sockets were closed to make room.
+        let open = std::fs::read_dir(format!("/proc/{}/fd", srv.pid()))
+            .unwrap()
+            .count();
+        assert!(open < 1024 + 64, "{what}: {open} descriptors open");
+        drop(idle);
+    }
+}
+
+/// Reads one response with a length from a keep-alive connection:
+/// (status, body).
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap_or_else(|| panic!("no length: {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    (
+        status_of(&head),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[test]
+fn answers_pair_with_their_requests_after_a_parked_one_times_out() {
+    let srv = server(64);
+    crate::util::enable_dispatch(&srv);
+    crate::util::Worker::new(&srv, "pair").heartbeat(&["codex"], &[]);
+    let hold = |action: &str| {
+        let r = srv.service().post(
+            "/api/test/hold-park",
+            &json!({"worker_id": "pair", "action": action}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["held"].as_bool().unwrap()
+    };
+    // The claim's handler is held after it took the answer over and
+    // before it parks: the edge answers it 503 at its deadline (its wait
+    // plus 5 s), and the handler's late answer must not go to the next
+    // request on the connection.
+    hold("arm");
+    let mut s = connect(&srv);
+    s.write_all(
+        format!(
+            "POST /api/dispatch/next?wait=1 HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 20\r\n\r\n{{\"worker_id\":\"pair\"}}\
+             GET /api/dispatch/health HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n\
+             GET /api/auth/me HTTP/1.1\r\nHost: x\r\nX-OPS-Service-Token: {TOKEN}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(hold("wait"), "the claim never reached the hook");
+    let (status, body) = read_response(&mut s);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""error":"timeout""#), "{body}");
+    // The late answer comes now; the next two are still theirs.
+    hold("release");
+    let (status, body) = read_response(&mut s);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("worker_summary"),
+        "not health's answer: {body}"
+    );
+    let (status, body) = read_response(&mut s);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""role":"service""#),
+        "not /me's answer: {body}"
+    );
 }

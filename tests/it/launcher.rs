@@ -1367,3 +1367,72 @@ fn a_running_task_whose_launcher_vanished_is_taken_back_and_its_agent_ended_on_r
         l.state_files().is_empty().then_some(())
     });
 }
+
+/// `POST /api/test/hold-park`; whether a claim is held at the hook.
+fn hold(srv: &Server, worker: &str, action: &str) -> bool {
+    let r = srv.service().post(
+        "/api/test/hold-park",
+        &json!({"worker_id": worker, "action": action}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["held"].as_bool().unwrap()
+}
+
+/// Lets the next long-poll claim of `worker` through the test hook: when
+/// this returns, it has taken its answer over and is on its way to park.
+fn next_park(srv: &Server, worker: &str) {
+    hold(srv, worker, "arm");
+    assert!(hold(srv, worker, "wait"), "{worker} never parked a claim");
+    hold(srv, worker, "release");
+}
+
+#[test]
+fn a_launcher_killed_while_parked_leaves_the_next_task_to_its_successor() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let logs = srv.dir.path().join("launcher-logs");
+    let mut l = Launcher::start(
+        &srv,
+        &logs,
+        &[
+            (
+                "AGENT_CMD_CODEX",
+                &format!(
+                    "{} {{prompt_file}} {{task_id}}",
+                    example("fake-agent-ok.sh")
+                ),
+            ),
+            ("SUPPORTED_AGENT_SLUGS", "codex"),
+            ("OPS_LAUNCHER_CLAIM_WAIT_SECONDS", "10"),
+        ],
+    );
+    let worker = wait_for(20, "a fresh worker", || {
+        let h = health(&srv);
+        h["workers"][0]["worker_id"].as_str().map(str::to_string)
+    });
+    // Parked on the server, then killed: its connection closes.
+    next_park(&srv, &worker);
+    l.kill9();
+    // The restarted launcher (same log dir, same worker id) parks too.
+    l.start_again();
+    next_park(&srv, &worker);
+    let queued_at = Instant::now();
+    let id = queued_task(&srv, "codex", "after the restart");
+    let claimed = wait_for(5, "the task claimed", || {
+        let t = task(&srv, id);
+        (t["status"] != "queued").then_some(Instant::now())
+    });
+    assert!(
+        claimed - queued_at < Duration::from_secs(1),
+        "claimed {:?} after the dispatch",
+        claimed - queued_at
+    );
+    wait_status(&srv, id, "review", 30);
+    let kinds = event_kinds(&srv, id);
+    let claims = kinds.iter().filter(|k| *k == "dispatch.claimed").count();
+    let undelivered = kinds
+        .iter()
+        .filter(|k| *k == "dispatch.claim_undelivered")
+        .count();
+    assert_eq!(claims, 1 + undelivered, "{kinds:?}");
+}

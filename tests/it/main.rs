@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod boundary;
 mod concurrency;
+mod conformance;
 mod connections;
 mod deadlines;
 mod dispatch;

@@ -437,3 +437,125 @@ fn shutdown_ends_every_stream_and_the_server_stops_cleanly() {
         }
     }
 }
+
+impl Sse {
+    /// Whether the server ends the stream within `secs` (events before the
+    /// end are skipped).
+    fn ends_within(&self, secs: f64) -> bool {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            match self
+                .items
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+}
+
+/// A user's password, as `Server::user` sets it.
+fn password(name: &str) -> String {
+    format!("{name}-password-1234")
+}
+
+#[test]
+fn streams_end_when_their_session_ends() {
+    let srv = Server::start();
+    let admin = srv.admin();
+    // Logout.
+    let (_, ana) = srv.user("ana", Some((1, "member")));
+    let sse = Sse::open_ok(&ana, "", &[]);
+    let r = ana.post("/api/auth/logout", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sse.ends_within(1.0), "the stream outlived its logout");
+    // A password change ends every session of the user.
+    let (bob_id, bob) = srv.user("bob", Some((1, "member")));
+    let sse = Sse::open_ok(&bob, "", &[]);
+    let r = admin.patch(
+        &format!("/api/users/{bob_id}"),
+        &json!({"password": "a-brand-new-password"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        sse.ends_within(1.0),
+        "the stream outlived the password change"
+    );
+    // So does deleting the user.
+    let (cy_id, cy) = srv.user("cy", Some((1, "member")));
+    let sse = Sse::open_ok(&cy, "", &[]);
+    let r = admin.delete(&format!("/api/users/{cy_id}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sse.ends_within(1.0), "the stream outlived its user");
+    // Another user's change leaves a stream alone.
+    let (_, dee) = srv.user("dee", Some((1, "member")));
+    let sse = Sse::open_ok(&dee, "", &[]);
+    let (_, eve) = srv.user("eve", Some((1, "member")));
+    let r = eve.post("/api/auth/logout", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!sse.ends_within(1.5));
+    let id = srv.service().new_task(&json!({"title": "still here"}));
+    assert!(sse.wait_for(1.0, |v| v["task_id"] == id).is_some());
+}
+
+#[test]
+fn streams_narrow_when_access_narrows() {
+    let srv = Server::start();
+    let admin = srv.admin();
+    let r = admin.post("/api/workspaces", &json!({"name": "two"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ws2 = r.json["id"].as_i64().unwrap();
+    let svc = srv.service();
+
+    // Removed from a workspace: its events stop at once, the other's go on.
+    let (ana_id, ana) = srv.user("ana", Some((1, "member")));
+    let r = admin.put(
+        &format!("/api/workspaces/{ws2}/members/{ana_id}"),
+        &json!({"role": "member"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sse = Sse::open_ok(&ana, "", &[]);
+    let r = admin.delete(&format!("/api/workspaces/1/members/{ana_id}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hidden = svc.new_task(&json!({"title": "ws1 after removal", "workspace_id": 1}));
+    let shown = svc.new_task(&json!({"title": "ws2", "workspace_id": ws2}));
+    let seen = sse.drain(1.0);
+    assert!(seen.iter().any(|(_, v)| v["task_id"] == shown), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(_, v)| v["task_id"] == hidden),
+        "a removed member still got the workspace's events: {seen:?}"
+    );
+
+    // A global admin made a plain user: only their workspaces from then on.
+    let (bob_id, _) = srv.user("bob", Some((ws2, "member")));
+    let r = admin.patch(&format!("/api/users/{bob_id}"), &json!({"is_admin": true}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bob = srv.login("bob", &password("bob"));
+    let sse = Sse::open_ok(&bob, "", &[]);
+    let before = svc.new_task(&json!({"title": "ws1 while admin", "workspace_id": 1}));
+    assert!(sse.wait_for(1.0, |v| v["task_id"] == before).is_some());
+    let r = admin.patch(&format!("/api/users/{bob_id}"), &json!({"is_admin": false}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hidden = svc.new_task(&json!({"title": "ws1 after demotion", "workspace_id": 1}));
+    let shown = svc.new_task(&json!({"title": "ws2 still", "workspace_id": ws2}));
+    let seen = sse.drain(1.0);
+    assert!(seen.iter().any(|(_, v)| v["task_id"] == shown), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(_, v)| v["task_id"] == hidden),
+        "a demoted admin still got every workspace's events: {seen:?}"
+    );
+}
+
+#[test]
+fn a_stream_of_a_rotated_service_token_ends() {
+    let srv = Server::start();
+    let sse = Sse::open_ok(&srv.service(), "", &[]);
+    let r = srv.admin().put(
+        "/api/settings/service_api_token",
+        &json!({"value": "another-service-token-0123456789abcdef"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sse.ends_within(1.0), "the stream outlived its token");
+}

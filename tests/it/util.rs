@@ -614,6 +614,7 @@ impl Worker {
             running_task_ids: Vec::new(),
             draining: false,
             workspace_id: None,
+            starting: false,
         };
         let r = self.client.post("/api/dispatch/heartbeat", &json(&report));
         assert_eq!(r.status, 200, "heartbeat: {}", r.text);

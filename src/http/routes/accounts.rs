@@ -22,6 +22,10 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
             attempt.failed();
             return Err(e);
         }
+        Err(e @ Error::RateLimited { .. }) => {
+            attempt.crowded_out();
+            return Err(e);
+        }
         Err(e) => return Err(e),
     };
     attempt.succeeded();

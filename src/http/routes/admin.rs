@@ -69,6 +69,24 @@ pub fn advance_clock(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::ok(settings_ops::advance_clock(&who, secs)?))
 }
 
+/// `POST /api/test/hold-park` (test servers only; see `protocol::admin::TestHold`).
+pub fn test_hold(app: &App, req: &Req) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    who.require_service("the test hooks")?;
+    let f = req.fields(&["worker_id", "action"])?;
+    let worker = f.required_str("worker_id")?;
+    let action = f.required_str("action")?;
+    if !["arm", "wait", "release"].contains(&action.as_str()) {
+        return Err(Error::invalid_field(
+            "action",
+            "must be arm, wait or release",
+        ));
+    }
+    Ok(Resp::ok(crate::protocol::admin::TestHoldState {
+        held: app.waiting.hold(&worker, &action),
+    }))
+}
+
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
     Ok(Resp::ok(agent_ops::list(&app.db)?))

@@ -74,6 +74,7 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         "running_task_ids",
         "draining",
         "workspace_id",
+        "starting",
     ])?;
     let agents = match f.raw("agents") {
         None | Some(Value::Null) => Vec::new(),
@@ -104,6 +105,7 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         running_task_ids: running,
         draining: f.bool("draining")?.unwrap_or(false),
         workspace_id: f.i64("workspace_id")?,
+        starting: f.bool("starting")?.unwrap_or(false),
     };
     let worker = hb.worker_id.clone();
     let answer = ops::heartbeat(&app.db, &who, hb)?;
@@ -189,6 +191,8 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
             message: format!("`wait` must be from 0 to {MAX_WAIT_SECONDS} seconds, got {wait}"),
         });
     }
+    // Read before the search: a wake after it makes the park look again.
+    let generation = app.waiting.generation();
     let outcome = ops::claim(&app.db, &who, claim.clone())?;
     if wait > 0
         && matches!(
@@ -200,15 +204,22 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
         )
     {
         let until = Instant::now() + Duration::from_secs(wait as u64);
-        // A little longer for the loop's own deadline: the waiting room
+        // A little longer for the edge's own deadline: the waiting room
         // answers at `until`.
         if let Some(responder) = req.defer(until + Duration::from_secs(5)) {
-            app.waiting.park(&app.db, who, claim, responder, until);
+            if app.test_clock {
+                app.waiting.hold_point(&claim.worker_id);
+            }
+            app.waiting
+                .park(&app.db, who, claim, responder, until, generation);
             // Ignored: the waiting room answers.
             return Ok(Resp::ok(()));
         }
     }
-    Ok(Resp::ok(outcome.answer()))
+    let resp = Resp::ok(outcome.answer());
+    Ok(app
+        .waiting
+        .withdraw_if_undelivered(resp, &outcome, &claim.worker_id))
 }
 
 /// The fields of a run's change (`RunChange`), `branch` first, which

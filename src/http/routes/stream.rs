@@ -3,9 +3,10 @@
 use crate::domain::access::Principal;
 use crate::error::{Error, Result};
 use crate::http::auth::authenticate;
+use crate::http::auth::{SESSION_COOKIE, TOKEN_HEADER};
 use crate::http::request::Req;
 use crate::http::response::Resp;
-use crate::http::stream::Client;
+use crate::http::stream::{Client, Credential};
 use crate::http::App;
 
 pub fn open(app: &App, req: &Req) -> Result<Resp> {
@@ -15,24 +16,27 @@ pub fn open(app: &App, req: &Req) -> Result<Resp> {
         Principal::Service => "service".to_string(),
         Principal::Human(h) => format!("user:{}", h.id),
     };
+    let credential = match req.header(TOKEN_HEADER) {
+        Some(token) => Credential::Service(token.trim().to_string()),
+        None => Credential::Session(req.cookie(SESSION_COOKIE).unwrap_or_default().to_string()),
+    };
     let slot = app.streams.reserve(&caller)?;
     let Some(responder) = req.take_responder() else {
         return Err(Error::Internal(
             "the stream's answer was already taken".into(),
         ));
     };
-    let stream = responder.stream(Resp {
-        status: 200,
-        content_type: "text/event-stream",
-        body: Vec::new(),
-        headers: vec![
+    let stream = responder.stream(Resp::stream_head(
+        "text/event-stream",
+        vec![
             ("Cache-Control", "no-store".into()),
             // Tells a proxy such as nginx not to hold the events back.
             ("X-Accel-Buffering", "no".into()),
         ],
-    });
+    ));
     app.streams.open(Client {
         stream,
+        credential,
         workspaces: who.visible_workspaces(),
         last_event_id,
         slot,
