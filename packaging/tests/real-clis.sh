@@ -309,12 +309,22 @@ launcher_cwd="$work/launcher-cwd"
 mkdir -p "$launcher_cwd"
 [ "$(id -u)" != 0 ] || chown "$agent_user" "$launcher_cwd"
 
+# The task names its own repository: the workspace must allow it (a
+# workspace admin's decision, made here by the admin).
+jar="$work/admin.jar"
+curl -sS -c "$jar" -H 'Content-Type: application/json' -X POST \
+    -d '{"username":"admin","password":"real-clis-admin-pw"}' "$api/auth/login" >/dev/null
+roots=$(jq -n --arg repo "$repo" '{repo_roots: [$repo]}')
+curl -sS -b "$jar" -H 'Content-Type: application/json' -X PATCH -d "$roots" "$api/workspaces/1" \
+    | jq -e --arg repo "$repo" '.repo_roots == [$repo]' >/dev/null \
+    || fail "workspace 1 does not allow $repo"
 agent_id=$(call "$api/agents" | jq -r '.agents[] | select(.slug == "opencode") | .id')
 task=$(jq -n --arg repo "$repo" --argjson agent "$agent_id" '{title: "contract opencode clone",
     description: "Write hello.txt with a greeting.", execution: "interactive", agent_id: $agent,
     model: "scripted/scripted-writer", repo_path: $repo}')
-oc_id=$(call -X POST -d "$task" "$api/tasks" | jq -r .id)
-[[ "$oc_id" =~ ^[0-9]+$ ]] || fail "the opencode task was not created: $oc_id"
+created=$(call -X POST -d "$task" "$api/tasks")
+oc_id=$(jq -r .id <<<"$created")
+[[ "$oc_id" =~ ^[0-9]+$ ]] || fail "the opencode task was not created: $created"
 call -X POST "$api/tasks/$oc_id/dispatch" >/dev/null
 launcher SUPPORTED_AGENT_SLUGS=opencode
 for _ in $(seq 120); do
