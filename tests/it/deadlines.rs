@@ -257,13 +257,21 @@ fn a_running_task_whose_worker_goes_silent_is_taken_back_after_the_stale_window(
     );
     assert_eq!(gauge(&srv, "ops_tasks_stale_running"), 1.0);
     // Counted in the caller's workspaces only.
-    let r = srv.admin().post("/api/workspaces", &json!({"name": "elsewhere"}));
+    let r = srv
+        .admin()
+        .post("/api/workspaces", &json!({"name": "elsewhere"}));
     assert_eq!(r.status, 201, "{}", r.text);
     let other_ws = r.json["id"].as_i64().unwrap();
     let (_, inside) = srv.user("inside", Some((1, "member")));
     let (_, outside) = srv.user("outside", Some((other_ws, "member")));
-    assert_eq!(inside.get("/api/dispatch/health").json["queue"]["stale_running"], 1);
-    assert_eq!(outside.get("/api/dispatch/health").json["queue"]["stale_running"], 0);
+    assert_eq!(
+        inside.get("/api/dispatch/health").json["queue"]["stale_running"],
+        1
+    );
+    assert_eq!(
+        outside.get("/api/dispatch/health").json["queue"]["stale_running"],
+        0
+    );
     // The claim path's stale scan takes it back.
     let r = other.claim();
     assert_eq!(r.json["reconciled"], 1, "{}", r.text);
