@@ -201,6 +201,8 @@ fn all_events(c: &mut Client, kind: &str) -> Res<Vec<Value>> {
 #[derive(Clone, Debug)]
 struct AgentRun {
     pid: u64,
+    /// The launcher's run it belongs to (one claim).
+    launch: String,
     start: i64,
     end: Option<(i64, String)>,
 }
@@ -222,10 +224,12 @@ fn read_journal(path: &Path) -> Res<BTreeMap<i64, Vec<AgentRun>>> {
             .parse::<i128>()
             .map_err(|_| format!("journal: {line:?}"))? as i64
             / 1000;
+        let launch = w.get(5).copied().unwrap_or("").to_string();
         let list = runs.entry(task).or_default();
         match *kind {
             "start" => list.push(AgentRun {
                 pid,
+                launch,
                 start: at,
                 end: None,
             }),
@@ -269,9 +273,14 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 /// Agents of one task that ran at the same time: (overlaps where the
 /// earlier agent's run had been withdrawn — cancelled, or taken back from
 /// its worker — before the later one started, so it was still ending;
-/// overlaps of two runs neither of which was withdrawn; the longest
-/// overlap in ms). `withdrawn`: when each task's runs were withdrawn
-/// (unix ms).
+/// the others: one launch that started two agents, or two claims whose
+/// earlier one was never withdrawn; the longest overlap in ms).
+/// `withdrawn`: when each task's runs were withdrawn (unix ms).
+///
+/// Claims of a task follow one another (the server holds one at a time),
+/// each run by one launch; a claim that ended with the launcher's report
+/// ended after its agent. So two launches' agents overlap only when the
+/// earlier claim was withdrawn before the later agent started.
 fn overlaps(
     runs: &BTreeMap<i64, Vec<AgentRun>>,
     withdrawn: &HashMap<i64, Vec<i64>>,
@@ -292,17 +301,16 @@ fn overlaps(
                 let ms = (a_end.min(b_end) - b.start) as f64 / 1000.0;
                 longest = longest.max(ms);
                 // Journal times are in µs, events' in ms, of one clock.
-                let was_withdrawn = withdrawn.get(task).is_some_and(|times| {
-                    times
-                        .iter()
-                        .any(|t| *t >= a.start / 1000 - 1 && *t <= b.start / 1000 + 1)
-                });
+                let was_withdrawn = a.launch != b.launch
+                    && withdrawn
+                        .get(task)
+                        .is_some_and(|times| times.iter().any(|t| *t <= b.start / 1000 + 1));
                 if was_withdrawn {
                     ending += 1;
                 } else {
                     double.push(format!(
-                        "task {task}: agents {} and {} ran at once ({ms:.0} ms)",
-                        a.pid, b.pid
+                        "task {task}: agents {} ({}) and {} ({}) ran at once ({ms:.0} ms)",
+                        a.pid, a.launch, b.pid, b.launch
                     ));
                 }
             }
@@ -570,34 +578,84 @@ pub fn run(bin: &Path, dir: &Path, churn: &Churn) -> Res<Vec<Row>> {
     }
     let campaign_secs = started.elapsed().as_secs_f64();
 
-    // Every withdrawn run confirmed by its launcher before they stop.
-    let pending = || -> Res<i64> {
+    // Withdrawn runs confirmed by their launchers before they stop: wait
+    // while the count still falls. A withdrawn claim whose answer never
+    // reached a launcher (killed while claiming) is never confirmed.
+    let pending = || -> Res<Vec<i64>> {
         let conn = rusqlite::Connection::open_with_flags(
             dir.join("churn.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .map_err(|e| e.to_string())?;
-        conn.query_row(
-            "SELECT count(*) FROM claim_cancels WHERE confirmed_at IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| e.to_string())
+        let mut stmt = conn
+            .prepare(
+                "SELECT task_id FROM claim_cancels WHERE confirmed_at IS NULL ORDER BY task_id",
+            )
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(ids)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut unconfirmed = pending()?;
-    while unconfirmed > 0 && Instant::now() < deadline {
+    let mut moved = Instant::now();
+    while !unconfirmed.is_empty() && moved.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(500));
-        unconfirmed = pending()?;
+        let now = pending()?;
+        if now.len() < unconfirmed.len() {
+            moved = Instant::now();
+        }
+        unconfirmed = now;
     }
     for l in &launchers {
         l.lock()
             .unwrap_or_else(|p| p.into_inner())
             .stop(libc::SIGTERM);
     }
+    // A new connection: the campaign's may have idled past the server's
+    // keep-alive limit meanwhile.
+    let mut c = Client::connect(&addr)?;
+    for id in &unconfirmed {
+        // What each such task was when it was cancelled, and its claims.
+        let ev = c.expect(
+            "GET",
+            &format!("/api/events?task_id={id}&limit=100"),
+            "",
+            200,
+        )?;
+        let story: Vec<String> = ev["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .filter(|e| e["kind"] != "dispatch.output")
+            .map(|e| {
+                format!(
+                    "{} {}{}",
+                    e["kind"].as_str().unwrap_or(""),
+                    e["payload"]["worker_id"].as_str().unwrap_or(""),
+                    e["payload"]["from"]
+                        .as_str()
+                        .map(|f| format!(" from {f}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        eprintln!(
+            "churn: task {id}'s withdrawn run was never confirmed: {}",
+            story.join(" → ")
+        );
+    }
 
     // What happened.
-    let tasks = all_tasks(&mut c)?;
+    // The watchdog's follow-up tasks (its recurring-failure alert on the
+    // agent, whose runs fail on purpose here) are not the campaign's.
+    let (tasks, followups): (Vec<Value>, Vec<Value>) = all_tasks(&mut c)?
+        .into_iter()
+        .partition(|t| !t["title"].as_str().unwrap_or("").starts_with("[watchdog]"));
     let mut bad = Vec::new();
     let (mut review, mut done, mut failed_as_meant, mut blocked_other) = (0, 0, 0, BTreeMap::new());
     for t in &tasks {
@@ -752,8 +810,8 @@ pub fn run(bin: &Path, dir: &Path, churn: &Churn) -> Res<Vec<Row>> {
             format!("{still_ending} (longest overlap {longest:.0} ms)"),
         ),
         row(
-            "churn: withdrawn runs not confirmed by their launcher at the end",
-            unconfirmed.to_string(),
+            "churn: withdrawn runs never confirmed (their launcher never had them)",
+            unconfirmed.len().to_string(),
         ),
         row("churn: ended in review", thousands(review)),
         row("churn: ended done", thousands(done)),
@@ -765,6 +823,14 @@ pub fn run(bin: &Path, dir: &Path, churn: &Churn) -> Res<Vec<Row>> {
     for (class, n) in &blocked_other {
         rows.push(row(format!("churn: ended blocked: {class}"), thousands(*n)));
     }
+    rows.push(row(
+        "churn: the watchdog's follow-up tasks (not the campaign's)",
+        followups
+            .iter()
+            .map(|t| t["title"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    ));
     rows.push(row(
         "churn: not in review, done or blocked with a reason (must be 0)",
         bad.len().to_string(),

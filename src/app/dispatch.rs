@@ -574,13 +574,16 @@ fn nothing_to_claim(db: &Db, req: &ClaimRequest) -> Result<Option<ClaimOutcome>>
     let conn = db.read()?;
     let now = now_ms();
     let settings = crate::store::settings::load(&conn)?;
-    if db.stale_scan.due(now)
-        && (tasks::any_dispatching_since(
-            &conn,
-            stale_cutoff(settings.dispatch_stale_minutes, now),
-        )? || any_stale_running(&conn, &settings, now)?)
-    {
-        return Ok(None);
+    if db.stale_scan.due(now) {
+        if tasks::any_dispatching_since(&conn, stale_cutoff(settings.dispatch_stale_minutes, now))?
+            || any_stale_running(&conn, &settings, now)?
+        {
+            return Ok(None);
+        }
+        // Scanned, nothing stale: the next scan is a second away, however
+        // many empty claims come meanwhile (the walk of the running tasks
+        // is not free with a large fleet).
+        db.stale_scan.done(now);
     }
     Ok(match candidate(&conn, &settings, req, now)? {
         Ok(_) => None,

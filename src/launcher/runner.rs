@@ -462,6 +462,16 @@ impl Runner {
         let report = self.st.final_report.clone().expect("set above");
         match self.send(report.report())? {
             Sent::Acked => log::info!("task {id}: {} acknowledged", report.kind()),
+            // Cancelled while the agent was ending on its own: what the
+            // server wants now is how it ended, fenced by this claim.
+            Sent::Refused(e) if e.code() == "claim_cancelled" => {
+                log::warn!(
+                    "task {id}: its run was cancelled as it ended; reporting how it ended instead of `{}`",
+                    report.kind()
+                );
+                self.cancel();
+                return Ok(false);
+            }
             Sent::Refused(e) => log::error!(
                 "task {id}: server refused `{}` for good ({e}); giving up on it",
                 report.kind()

@@ -305,3 +305,41 @@ test('the workspace\'s allowed roots are set from its form, and the Human Gate s
   await page.request.patch(`${server.base}/api/workspaces/1`, { data: { repo_roots: ['/srv/repos'] } });
   expectNoErrors();
 });
+
+test('«Espera cambios en el repositorio» is set in «Nueva tarea» and in Editar; a run that changed nothing is blocked «sin cambios»', async () => {
+  await page.goto(`${server.base}/#/tareas`);
+  await page.getByRole('button', { name: 'Nueva tarea' }).click();
+  const form = page.locator('form.form-grid');
+  await form.getByLabel('Título').fill('Solo una pregunta');
+  const expects = form.getByLabel(/Espera cambios en el repositorio/);
+  assert.equal(await expects.isChecked(), true, 'checked by default');
+  await expects.uncheck();
+  await form.getByRole('button', { name: 'Crear tarea' }).click();
+  await page.getByRole('heading', { name: /Solo una pregunta/ }).waitFor();
+  const id = Number(page.url().match(/#\/tareas\/(\d+)/)[1]);
+  assert.equal((await api(server.base, 'GET', `/tasks/${id}`)).expects_changes, false);
+  await page.locator('dl').getByText('No: su salida basta para la revisión').waitFor();
+
+  // Editar: it expects a change after all.
+  await page.getByRole('button', { name: 'Editar' }).click();
+  const edit = page.locator('form.edit-form');
+  const again = edit.getByLabel(/Espera cambios en el repositorio/);
+  assert.equal(await again.isChecked(), false);
+  await again.check();
+  await edit.getByRole('button', { name: 'Guardar cambios' }).click();
+  await page.locator('dl').getByText('Sí: sin cambios en su rama queda bloqueada').waitFor();
+  assert.equal((await api(server.base, 'GET', `/tasks/${id}`)).expects_changes, true);
+
+  // Its run leaves the branch where it found it: blocked, and the page says why.
+  await api(server.base, 'PATCH', `/tasks/${id}`, { execution: 'interactive', agent: 'opencode' });
+  const { worker, proof } = await run(id, 'browser-worker-expects');
+  await worker.report(id, 'finished', {
+    ...proof, exit_code: 0, output: 'todo estaba bien\n', branch: `ops/task-${id}`, head: 'c0ffee', base: 'beef00', start: 'c0ffee',
+  });
+  await page.getByText('sin cambios: el agente terminó sin modificar el repositorio').first().waitFor({ timeout: 5000 });
+  const t = await api(server.base, 'GET', `/tasks/${id}`);
+  assert.equal(t.status, 'waiting');
+  assert.equal(t.blocked, true);
+  if (shots) await page.screenshot({ path: `${shots}/sin-cambios.png`, fullPage: true });
+  expectNoErrors();
+});
