@@ -12,7 +12,8 @@ use crate::launcher::{
 };
 use crate::util::{event_kinds, set_repo_roots, wait_for, Server};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+/// `git -C dir ARGS` with an author, which must succeed; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
         .arg("-C")
         .arg(dir)
