@@ -40,8 +40,21 @@ pub fn withdraw_for_agent(
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
+    let approved = tasks::approved_of_agent(conn, agent_id)?;
+    withdraw_all(conn, approved, why, actor, now)
+}
+
+/// Withdraws the approval of each of `approved` and saves it. Returns
+/// their ids.
+fn withdraw_all(
+    conn: &Connection,
+    approved: Vec<Task>,
+    why: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<i64>> {
     let mut ids = Vec::new();
-    for mut t in tasks::approved_of_agent(conn, agent_id)? {
+    for mut t in approved {
         withdraw(conn, &mut t, why, actor, now)?;
         tasks::save(conn, &t, now)?;
         ids.push(t.id);
@@ -57,19 +70,9 @@ pub fn withdraw_for_workspace_repo(
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
-    let mut ids = Vec::new();
-    for mut t in tasks::approved_on_workspace_repo(conn, workspace_id)? {
-        withdraw(
-            conn,
-            &mut t,
-            "workspace repository changed after approval",
-            actor,
-            now,
-        )?;
-        tasks::save(conn, &t, now)?;
-        ids.push(t.id);
-    }
-    Ok(ids)
+    let approved = tasks::approved_on_workspace_repo(conn, workspace_id)?;
+    let why = "workspace repository changed after approval";
+    withdraw_all(conn, approved, why, actor, now)
 }
 
 /// Withdraws the approval of every task of the workspace whose own
@@ -83,23 +86,10 @@ pub fn withdraw_for_disallowed_repos(
     actor: &str,
     now: i64,
 ) -> Result<Vec<i64>> {
-    let mut ids = Vec::new();
-    for mut t in tasks::approved_with_own_repo(conn, allowed.workspace_id)? {
-        let Some(path) = t.repo_path.clone() else {
-            continue;
-        };
-        if allowed.permits(&path) {
-            continue;
-        }
-        withdraw(
-            conn,
-            &mut t,
-            "the workspace no longer allows the task's repository",
-            actor,
-            now,
-        )?;
-        tasks::save(conn, &t, now)?;
-        ids.push(t.id);
-    }
-    Ok(ids)
+    let disallowed: Vec<Task> = tasks::approved_with_own_repo(conn, allowed.workspace_id)?
+        .into_iter()
+        .filter(|t| t.repo_path.as_deref().is_some_and(|p| !allowed.permits(p)))
+        .collect();
+    let why = "the workspace no longer allows the task's repository";
+    withdraw_all(conn, disallowed, why, actor, now)
 }

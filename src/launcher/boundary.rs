@@ -466,7 +466,13 @@ pub fn parse_env_list(var: &str, raw: &str) -> Result<Vec<String>, String> {
                 "{var}: {entry:?} is not a variable name, NAME_PREFIX_* or *_NAME_SUFFIX"
             ));
         }
-        if let Some(own) = LAUNCHER_ONLY_EXAMPLES.iter().find(|n| matches(entry, n)) {
+        // One name standing for each of the launcher's own (a prefix with
+        // a tail): a pattern matching any of them is refused.
+        let mut own = LAUNCHER_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(LAUNCHER_PREFIXES.iter().map(|p| format!("{p}X")));
+        if let Some(own) = own.find(|n| matches(entry, n)) {
             return Err(format!(
                 "{var}: {entry:?} would pass the launcher's own {own} to agents"
             ));
@@ -476,17 +482,20 @@ pub fn parse_env_list(var: &str, raw: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Names an allow-list entry must never match.
-const LAUNCHER_ONLY_EXAMPLES: &[&str] = &[
+/// The launcher's own variables (see [`launcher_only`]).
+const LAUNCHER_NAMES: [&str; 4] = [
     "OPS_SERVICE_TOKEN",
     "OPS_API_BASE",
     "OPS_WORKSPACE_ID",
-    "OPS_AGENT_USER",
-    "OPS_LAUNCHER_LOG_DIR",
-    "AGENT_CMD_X",
-    "AGENT_ENV_X",
-    "AGENT_AUTH_CHECK_X",
-    "SUPPORTED_AGENT_SLUGS",
+    "RUST_LOG",
+];
+const LAUNCHER_PREFIXES: [&str; 6] = [
+    "OPS_LAUNCHER_",
+    "OPS_AGENT_",
+    "AGENT_CMD_",
+    "AGENT_AUTH_CHECK_",
+    "AGENT_ENV_",
+    "SUPPORTED_",
 ];
 
 /// The launcher's own configuration, never passed to an agent whatever
@@ -494,21 +503,7 @@ const LAUNCHER_ONLY_EXAMPLES: &[&str] = &[
 /// on its own task, or on others), and settings such as `RUST_LOG`, which
 /// would make a Rust CLI fill its error log with debug lines.
 pub fn launcher_only(name: &str) -> bool {
-    const NAMES: [&str; 4] = [
-        "OPS_SERVICE_TOKEN",
-        "OPS_API_BASE",
-        "OPS_WORKSPACE_ID",
-        "RUST_LOG",
-    ];
-    const PREFIXES: [&str; 6] = [
-        "OPS_LAUNCHER_",
-        "OPS_AGENT_",
-        "AGENT_CMD_",
-        "AGENT_AUTH_CHECK_",
-        "AGENT_ENV_",
-        "SUPPORTED_",
-    ];
-    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+    LAUNCHER_NAMES.contains(&name) || LAUNCHER_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The environment of an agent of `slug` working in `workdir`: from the
@@ -561,7 +556,7 @@ pub struct SandboxView<'a> {
     pub home: &'a Path,
     /// Folders hidden behind an empty one: the launcher's log and state
     /// folder, and the folder of every task's clone.
-    pub hidden: &'a [&'a Path],
+    pub hidden: &'a [PathBuf],
     /// Files shown read-only inside hidden folders (the prompt file).
     pub shown: &'a [&'a Path],
 }
@@ -721,12 +716,11 @@ impl Boundary {
     /// `--help` probes of the CLIs.
     pub fn shell(&self, slug: &str, cmd: &str) -> Command {
         let home = &self.user.home;
-        let hidden: Vec<&Path> = self.hidden.iter().map(PathBuf::as_path).collect();
         let argv = self.sandbox.wrap(
             &SandboxView {
                 workdir: home,
                 home,
-                hidden: &hidden,
+                hidden: &self.hidden,
                 shown: &[],
             },
             &["sh".to_string(), "-c".to_string(), format!("{cmd} 2>&1")],
@@ -893,7 +887,7 @@ mod tests {
             &SandboxView {
                 workdir: Path::new("/var/lib/l/worktrees/task-1"),
                 home: Path::new("/var/lib/ops-agent"),
-                hidden: &[&logs, &wts],
+                hidden: &[logs, wts.clone()],
                 shown: &[&prompt],
             },
             &["codex".into(), "exec".into()],

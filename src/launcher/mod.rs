@@ -858,12 +858,11 @@ fn start_supervised(
     // The clone reads its repository's objects, wherever that is.
     let mut shown = vec![st.prompt_path.as_path()];
     shown.extend(st.worktree.as_ref().map(|wt| wt.objects.as_path()));
-    let hidden: Vec<&Path> = ctx.boundary.hidden.iter().map(|p| p.as_path()).collect();
     let argv = ctx.boundary.sandbox.wrap(
         &SandboxView {
             workdir: &workdir,
             home: &ctx.boundary.user.home,
-            hidden: &hidden,
+            hidden: &ctx.boundary.hidden,
             shown: &shown,
         },
         argv,

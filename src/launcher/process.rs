@@ -352,12 +352,14 @@ mod tests {
             "cut -d' ' -f6,7 /proc/self/stat; sleep 30 >/dev/null 2>&1 & echo $!",
         ]);
         new_session(&mut cmd);
-        let out = cmd.output().unwrap();
+        let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let leader = child.id();
+        let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let mut lines = text.lines();
         let fields: Vec<&str> = lines.next().unwrap().split(' ').collect();
-        // `cut` is a child of the session leader, in its session.
-        assert_ne!(fields[0], std::process::id().to_string(), "{text}");
+        // `cut`, a child of the shell, is in the session the shell leads.
+        assert_eq!(fields[0], leader.to_string(), "{text}");
         assert_eq!(fields[1], "0", "a controlling terminal: {text}");
         let bg: u32 = lines.next().unwrap().parse().unwrap();
         let sid: u32 = fields[0].parse().unwrap();

@@ -1,6 +1,8 @@
 //! The supervisor of one agent run: `ops-center launcher supervise RECORD
-//! -- ARGV…`, a hidden subcommand that the launcher starts (detached, as
-//! the leader of a new process group) for every agent.
+//! [--as UID:GID] -- ARGV…`, a hidden subcommand that the launcher starts
+//! (detached, as the leader of a new session) for every agent. It stays
+//! the launcher's user, so the agent can neither signal it nor rewrite its
+//! record, and starts the agent as UID:GID when agents run apart.
 //!
 //! It exists so that nothing about a run depends on the launcher staying
 //! alive. It writes its own pid to the run's record file, starts the agent

@@ -198,12 +198,10 @@ impl Git<'_> {
         let (user, argv) = match side {
             Side::Repo(owner) => (owner.clone(), argv),
             Side::Clone { objects } => {
-                let hidden: Vec<&Path> =
-                    self.boundary.hidden.iter().map(PathBuf::as_path).collect();
                 let view = SandboxView {
                     workdir: dir,
                     home: &self.agent().home,
-                    hidden: &hidden,
+                    hidden: &self.boundary.hidden,
                     shown: &[objects],
                 };
                 (
@@ -295,7 +293,7 @@ impl Git<'_> {
         self.run(Side::Repo(owner), dir, args, limit, None)
     }
 
-    fn clone(&self, wt: &Worktree, args: &[&str], limit: usize) -> Result<Out, String> {
+    fn in_clone(&self, wt: &Worktree, args: &[&str], limit: usize) -> Result<Out, String> {
         self.run(
             Side::Clone {
                 objects: &wt.objects,
@@ -741,7 +739,7 @@ fn commit_all(wt: &Worktree, message: &str, git: &Git) -> Result<bool, String> {
         objects: &wt.objects,
     };
     git.must(in_clone, &wt.path, &["add", "-A"])?;
-    let staged = git.clone(wt, &["diff", "--cached", "--quiet"], 1024)?;
+    let staged = git.in_clone(wt, &["diff", "--cached", "--quiet"], 1024)?;
     if staged.ok {
         return Ok(false);
     }
@@ -877,7 +875,7 @@ fn bring_back(wt: &Worktree, branch: &str, git: &Git) -> Result<String, String> 
 /// clone is removed. Call [`tampered`] first: a tampered clone's change is
 /// not taken.
 pub fn record(wt: &Worktree, git: &Git) -> Result<Change, String> {
-    let status = git.clone(
+    let status = git.in_clone(
         wt,
         &["status", "--porcelain", "--untracked-files=all"],
         STAT_MAX,

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::launcher::{enable_dispatch, example, wait_status, Launcher};
 use crate::util::{Server, TOKEN};
+use crate::worktrees::git;
 
 /// The agent user these tests create when they run as root.
 const AGENT_USER: &str = "ops-it-agent";
@@ -21,6 +22,15 @@ const AGENT_USER: &str = "ops-it-agent";
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether the test can run here: it needs root (a second user). When
+/// not, says what is skipped.
+fn root_or_skip(what: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED (not root): {what}");
+    }
+    is_root()
 }
 
 /// Creates the tests' agent user once (concurrent tests may race: a user
@@ -44,18 +54,6 @@ fn agent_user() -> u32 {
         .unwrap();
     assert!(out.status.success(), "no user {AGENT_USER}: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(o.status.success(), "git {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -408,8 +406,7 @@ fn in_the_sandbox_the_agent_sees_only_its_clone_and_home() {
 
 #[test]
 fn a_worktrees_folder_the_agent_user_cannot_reach_stops_the_launcher() {
-    if !is_root() {
-        eprintln!("SKIPPED (not root): no agent user to reach the folder");
+    if !root_or_skip("no agent user to reach the folder") {
         return;
     }
     agent_user();
@@ -417,20 +414,8 @@ fn a_worktrees_folder_the_agent_user_cannot_reach_stops_the_launcher() {
     let closed = dir.path().join("closed");
     std::fs::create_dir(&closed).unwrap();
     chmod(&closed, 0o700);
-    let out = Command::new(crate::util::bin())
-        .arg("launcher")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OPS_API_BASE", "http://127.0.0.1:9/api")
-        .env("OPS_SERVICE_TOKEN", TOKEN)
-        .env("SUPPORTED_AGENT_SLUGS", "codex")
-        .env("OPS_AGENT_USER", AGENT_USER)
-        .env("OPS_LAUNCHER_LOG_DIR", dir.path().join("logs"))
-        .env("OPS_LAUNCHER_WORKTREES_DIR", closed.join("wts"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let wts = closed.join("wts").display().to_string();
+    let err = refused_start(dir.path(), &[("OPS_LAUNCHER_WORKTREES_DIR", &wts)]);
     assert!(
         err.contains("OPS_LAUNCHER_WORKTREES_DIR")
             && err.contains(&format!("cannot pass through {}", closed.display())),
@@ -440,8 +425,7 @@ fn a_worktrees_folder_the_agent_user_cannot_reach_stops_the_launcher() {
 
 #[test]
 fn a_cli_the_agent_user_cannot_run_is_reported_missing_not_logged_out() {
-    if !is_root() {
-        eprintln!("SKIPPED (not root): no agent user to run the CLI as");
+    if !root_or_skip("no agent user to run the CLI as") {
         return;
     }
     let s = setup(None);
@@ -499,8 +483,7 @@ fn refused_start(dir: &Path, vars: &[(&str, &str)]) -> String {
 
 #[test]
 fn a_worktrees_folder_another_user_could_replace_stops_the_launcher() {
-    if !is_root() {
-        eprintln!("SKIPPED (not root): no agent user");
+    if !root_or_skip("no agent user") {
         return;
     }
     agent_user();
@@ -550,8 +533,7 @@ fn give_repo_to_nobody(s: &Setup) -> PathBuf {
 
 #[test]
 fn a_repository_of_another_user_is_used_as_that_user_never_as_root() {
-    if !is_root() {
-        eprintln!("SKIPPED (not root): repositories of other users");
+    if !root_or_skip("repositories of other users") {
         return;
     }
     let s = setup(None);
@@ -589,8 +571,7 @@ fn a_repository_of_another_user_is_used_as_that_user_never_as_root() {
 
 #[test]
 fn a_repository_the_agent_user_cannot_read_is_refused() {
-    if !is_root() {
-        eprintln!("SKIPPED (not root): no agent user");
+    if !root_or_skip("no agent user") {
         return;
     }
     let s = setup(None);

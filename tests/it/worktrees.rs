@@ -12,7 +12,8 @@ use crate::launcher::{
 };
 use crate::util::{event_kinds, set_repo_roots, wait_for, Server};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+/// `git -C dir ARGS` with an author, which must succeed; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -256,7 +257,12 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
     wait_for(30, "the agent started for a usable repository", || {
         marker.exists().then_some(())
     });
-    assert!(event_kinds(&srv, id).contains(&"dispatch.started".to_string()));
+    // The agent may write its marker before its `started` report lands.
+    wait_for(30, "the agent's run reported started", || {
+        event_kinds(&srv, id)
+            .contains(&"dispatch.started".to_string())
+            .then_some(())
+    });
     // The dirty checkout was left as it was.
     assert_eq!(
         std::fs::read_to_string(dirty.join("shared.txt")).unwrap(),
