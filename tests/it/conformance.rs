@@ -188,16 +188,23 @@ fn host_targets_and_methods() {
         assert!(text.contains(r#""error":"uri_too_long""#), "{text}");
     }
 
-    // RFC 9110 §9.1: methods are case-sensitive; one the server does not
-    // know is 501. A known one a route does not take is 405 with Allow.
+    // RFC 9110 §9.1, §15.5.6: methods are case-sensitive, and any method a
+    // route does not take, known (PUT, TRACE) or not (`get`, QUERY), is
+    // 405 with the methods it does take in Allow.
     let text = get("get /api/openapi.json HTTP/1.1", "Host: x\r\n");
-    assert_eq!(statuses(&text), [501], "{text}");
+    assert_eq!(statuses(&text), [405], "{text}");
+    assert!(text.contains("Allow: GET\r\n"), "{text}");
     let text = get(
         "PUT /api/openapi.json HTTP/1.1",
         "Host: x\r\nContent-Length: 0\r\n",
     );
     assert_eq!(statuses(&text), [405], "{text}");
     assert!(text.contains("Allow: GET\r\n"), "{text}");
+    for method in ["TRACE", "OPTIONS", "QUERY"] {
+        let text = get(&format!("{method} /api/tasks HTTP/1.1"), "Host: x\r\n");
+        assert_eq!(statuses(&text), [405], "{method}: {text}");
+        assert!(text.contains("Allow: GET, POST\r\n"), "{method}: {text}");
+    }
 
     // RFC 3986 §2.2: an encoded slash is data, not a separator.
     let text = get("GET /api/tasks%2F1 HTTP/1.1", "Host: x\r\n");
