@@ -21,15 +21,23 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // The file is checked before anything opens it for writing: a missing
+    // or empty file is created only when that cannot replace a replica's
+    // data, and a damaged one is refused, not served.
+    crate::db::startup::check(&crate::db::startup::StartCheck {
+        path: &cfg.db_path,
+        init: cfg.init,
+        replicated: cfg.replication.configured(),
+        full: cfg.check_full,
+    })?;
     // Readers: one per handler thread, plus the watchdog and a spare.
-    let db =
-        Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
+    let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(refusal)?;
     // Held until the process ends: `admin restore` refuses a file in use.
     let _in_use = crate::db::FileLock::shared(&cfg.db_path)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;
     let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
         db.close();
-        format!("cannot start: {e}")
+        format!("cannot start: {}", refusal(e))
     })?;
 
     let listener =
@@ -85,6 +93,15 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// A start-up failure as the operator reads it: what is wrong and what to
+/// do, without the "internal error:" an API client would see.
+fn refusal(e: crate::error::Error) -> String {
+    match e {
+        crate::error::Error::Internal(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// The file next to the database that receives generated secrets.

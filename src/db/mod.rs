@@ -4,6 +4,7 @@
 pub mod bus;
 mod checkpoint;
 pub(crate) mod migrate;
+pub mod startup;
 pub(crate) use writer::panic_text;
 mod writer;
 

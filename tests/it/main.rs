@@ -23,6 +23,7 @@ mod operator;
 mod replication;
 mod repo_roots;
 mod retention;
+mod startup;
 mod storage;
 mod stream;
 mod tasks;
