@@ -227,6 +227,64 @@ impl FileLock {
     }
 }
 
+/// A process that holds one of SQLite's locks on a database: any open
+/// connection (the server, Litestream, a `sqlite3` shell) holds at least
+/// the shared "dead man switch" lock of its `-shm` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: i32,
+    /// `/proc/<pid>/comm`, when it can be read.
+    pub name: Option<String>,
+}
+
+/// SQLite's lock bytes (os_unix.c): in the `-shm` file, the eight WAL
+/// locks at 120..128 and the dead-man switch at 128 that every connection
+/// holds shared while it is open; in the database file, the pending,
+/// reserved and shared bytes from 1 GiB on.
+const SHM_LOCKS: (i64, i64) = (120, 9);
+const DB_LOCKS: (i64, i64) = (0x4000_0000, 512);
+
+/// The first other process holding a lock on `path` or its `-shm`, if any.
+/// `fcntl(F_GETLK)` reports the locks of other processes only, which is
+/// what a restore must know.
+pub fn lock_holder(path: &Path) -> std::io::Result<Option<LockHolder>> {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for (file, (start, len)) in [
+        (PathBuf::from(shm), SHM_LOCKS),
+        (path.to_path_buf(), DB_LOCKS),
+    ] {
+        let f = match std::fs::File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(pid) = fcntl_holder(&f, start, len)? {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|s| s.trim().to_string());
+            return Ok(Some(LockHolder { pid, name }));
+        }
+    }
+    Ok(None)
+}
+
+fn fcntl_holder(f: &std::fs::File, start: i64, len: i64) -> std::io::Result<Option<i32>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain struct for fcntl, zeroed, then filled in.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = start as libc::off_t;
+    lock.l_len = len as libc::off_t;
+    // SAFETY: F_GETLK on a descriptor this function borrows, with a valid
+    // flock it only reads and writes.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid))
+}
+
 /// Pages freed by deletions (event retention) go back to the file system
 /// in small steps (`PRAGMA incremental_vacuum`), so the file shrinks. A new
 /// file gets the mode before anything is written to it (WAL mode too); an

@@ -41,8 +41,9 @@ usage:
       exits 1 when anything is off
   ops-center admin restore --from FILE [--db PATH]
       replaces the database with FILE (a backup taken with admin backup)
-      after checking FILE as admin check does; refuses while a server uses
-      the database; the database it replaces is kept beside it as
+      after checking FILE as admin check does; refuses while a server, or
+      any other process (Litestream, a sqlite3 shell), has the database
+      open; the database it replaces is kept beside it as
       PATH.before-restore-<time> (with its -wal and -shm)
 
 --db defaults to OPS_DB, else ./ops-center.db (the Debian package keeps it at
@@ -450,12 +451,30 @@ fn restore(path: &Path, from: &Path, out: &mut dyn Write) -> Result<(), String> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Err(format!(
-                "{} is in use by a running server: stop it first (systemctl stop ops-center),                  then restore",
+                "{} is in use by a running server: stop it first (systemctl stop ops-center), \
+                 then restore",
                 path.display()
             ))
         }
         Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
     };
+    // Not only the server: any process with the file open (Litestream
+    // replicating it, a sqlite3 shell) would go on with the old file, and
+    // Litestream would replicate what it saw of it over the replica.
+    match crate::db::lock_holder(path) {
+        Ok(None) => {}
+        Ok(Some(h)) => {
+            return Err(format!(
+                "{} is open in process {}{}: stop it first (with the package: systemctl stop \
+                 ops-center-litestream.service ops-center.service), then restore; nothing was \
+                 restored",
+                path.display(),
+                h.pid,
+                h.name.map(|n| format!(" ({n})")).unwrap_or_default()
+            ))
+        }
+        Err(e) => return Err(format!("cannot check the locks of {}: {e}", path.display())),
+    }
     let owner = std::fs::metadata(path).ok();
     let tmp = side(path, ".restoring");
     let _ = std::fs::remove_file(&tmp);

@@ -32,7 +32,7 @@ const PAUSE: Duration = Duration::from_secs(3);
 /// The statuses a worker's task goes through, in order.
 const STEPS: [&str; 4] = ["queued", "dispatching", "doing", "review"];
 
-fn litestream_available() -> bool {
+pub(crate) fn litestream_available() -> bool {
     let found = Command::new("litestream")
         .arg("version")
         .output()
@@ -47,7 +47,7 @@ fn litestream_available() -> bool {
     found
 }
 
-fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
+pub(crate) fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/litestream.yml");
     let mut cmd = Command::new("litestream");
     cmd.args(args)
