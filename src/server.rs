@@ -79,7 +79,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let watchdog = crate::app::watchdog::spawn(db, stop.clone());
+    let watchdog = crate::app::watchdog::spawn(db.clone(), stop.clone());
+    let retention = crate::app::retention::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
@@ -90,6 +91,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.streams.stop();
     server.shutdown();
     let _ = watchdog.join();
+    let _ = retention.join();
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())

@@ -266,37 +266,8 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
 
 /// The watchdog thread: one pass every `watchdog_interval_seconds` until
 /// `stop` is set. The setting is read again every second, so a change
-/// takes effect without a restart.
-/// Events pruned per write transaction: small enough never to hold the
-/// writer for long.
-const PRUNE_BATCH: i64 = 500;
-/// Batches per watchdog pass; the next pass goes on where this one stopped.
-const PRUNE_BATCHES: usize = 20;
-
-/// Retention (`events_retention_days`): deletes old events in small
-/// batches through the writer, then gives the freed pages back to the file
-/// system. Returns how many events went.
-pub fn prune_events(db: &Db, now: i64) -> Result<usize> {
-    let days = settings::load(&*db.read()?)?.events_retention_days;
-    if days == 0 {
-        return Ok(0);
-    }
-    let cutoff = now - days * DAY_MS;
-    let mut total = 0;
-    for _ in 0..PRUNE_BATCHES {
-        let n = db.write(move |conn| {
-            let n = events::prune(conn, cutoff, PRUNE_BATCH)?;
-            events::release_free_pages(conn, 2 * PRUNE_BATCH)?;
-            Ok(n)
-        })?;
-        total += n;
-        if (n as i64) < PRUNE_BATCH {
-            break;
-        }
-    }
-    Ok(total)
-}
-
+/// takes effect without a restart. Event retention has a thread of its
+/// own (`retention.rs`), so a long backlog never delays a pass.
 pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("watchdog".into())
@@ -328,17 +299,12 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                     }
                     Err(e) => log::error!("watchdog pass failed: {e}"),
                 }
-                match prune_events(&db, now_ms()) {
-                    Ok(0) => {}
-                    Ok(n) => log::info!("retention: {n} old event(s) pruned"),
-                    Err(e) => log::error!("event retention failed: {e}"),
-                }
             }
         })
         .expect("spawn watchdog thread")
 }
 
-fn interval(db: &Db) -> Duration {
+pub(crate) fn interval(db: &Db) -> Duration {
     let secs = db
         .read()
         .and_then(|c| settings::load(&c))
