@@ -32,6 +32,19 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     })?;
     // Readers: one per handler thread, plus the watchdog and a spare.
     let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(refusal)?;
+    if let crate::config::Replication::Litestream { dir } = &cfg.replication {
+        // Litestream's staging and control socket go there; it starts
+        // after the server and does not make the folder for its socket.
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+        {
+            log::warn!("cannot create Litestream's folder {}: {e}", dir.display());
+        }
+        db.replica.start(&cfg.db_path, dir);
+    }
     // Held until the process ends: `admin restore` refuses a file in use.
     let _in_use = crate::db::FileLock::shared(&cfg.db_path)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::dispatch::{alert_event, reconcile_stale};
+use super::dispatch::{alert_event, reconcile_stale, replication_lagging, replication_warning};
 use super::event;
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::{Execution, Status};
 use crate::error::Result;
+use crate::protocol::health::Replication;
 use crate::protocol::watchdog::{RaisedAlert, WatchdogReport};
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::{events, heartbeats, settings, tasks};
@@ -31,15 +32,20 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// worker; the launcher there needs a look) and
 /// `dispatch.recurring_failure` (resolving it restarts the count, which is
 /// a person's decision).
-const CONDITION_KINDS: [&str; 2] = ["dispatch.no_fresh_worker", "dispatch.worker_stale"];
+const CONDITION_KINDS: [&str; 3] = [
+    "dispatch.no_fresh_worker",
+    "dispatch.worker_stale",
+    "replication.lag",
+];
 
 /// `POST /api/watchdog/run`.
 pub fn run_now(db: &Db, who: &Principal) -> Result<WatchdogReport> {
     who.require_ops_admin("running the watchdog")?;
     let actor = who.actor();
     let visible = who.visible_workspaces();
+    let replication = db.replica.status();
     db.write(move |conn| {
-        let mut report = run(conn, &actor, now_ms())?;
+        let mut report = run(conn, &actor, now_ms(), &replication)?;
         if let Some(ws) = &visible {
             scope_report(conn, &mut report, ws)?;
         }
@@ -86,8 +92,14 @@ fn scope_report(conn: &Connection, report: &mut WatchdogReport, workspaces: &[i6
     Ok(())
 }
 
-/// One pass, inside the caller's transaction. Returns the report.
-pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
+/// One pass, inside the caller's transaction, with the replica's state as
+/// the server last learnt it. Returns the report.
+pub fn run(
+    conn: &Connection,
+    actor: &str,
+    now: i64,
+    replication: &Replication,
+) -> Result<WatchdogReport> {
     let s = settings::load(conn)?;
     let reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
     let mut raised: Vec<(alerts::Alert, Raised)> = Vec::new();
@@ -181,6 +193,22 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
         raised.push(alerts::raise(conn, &r, false, now)?);
     }
 
+    if let Some(lag) = replication_lagging(replication, s.replication_max_lag_seconds) {
+        let detail = replication_warning(
+            lag,
+            s.replication_max_lag_seconds,
+            replication.error.as_deref(),
+        );
+        let r = Raise {
+            kind: "replication.lag",
+            subject: "replication",
+            task_id: None,
+            title: titles::replication_lag(s.ui_language),
+            detail: &detail,
+        };
+        raised.push(alerts::raise(conn, &r, false, now)?);
+    }
+
     // Conditions that ended since the last pass.
     let mut resolved = Vec::new();
     for kind in CONDITION_KINDS {
@@ -191,6 +219,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
             let reason = match kind {
                 "dispatch.no_fresh_worker" if !s.dispatch_enabled => "dispatch is disabled",
                 "dispatch.no_fresh_worker" => "a worker is fresh",
+                "replication.lag" => "the replica caught up",
                 _ => "the task no longer runs on a stale worker",
             };
             let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
@@ -285,7 +314,8 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                     continue;
                 }
                 last_run = Instant::now();
-                match db.write(|conn| run(conn, "watchdog", now_ms())) {
+                let replication = db.replica.status();
+                match db.write(move |conn| run(conn, "watchdog", now_ms(), &replication)) {
                     Ok(report) => {
                         let n = report.reconciled;
                         let a = report.alerts.len();
@@ -337,6 +367,13 @@ pub(crate) mod titles {
         match lang {
             Language::Es => format!("Tarea {task} atascada en dispatching"),
             Language::En => format!("Task {task} stuck in dispatching"),
+        }
+    }
+
+    pub fn replication_lag(lang: Language) -> &'static str {
+        match lang {
+            Language::Es => "La réplica de la base de datos va con retraso",
+            Language::En => "The database replica is behind",
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod bus;
 mod checkpoint;
 pub(crate) mod migrate;
+pub mod replica;
 pub mod startup;
 pub(crate) use writer::panic_text;
 mod writer;
@@ -51,6 +52,8 @@ pub struct Db {
     pub settings: Arc<crate::store::settings::Cache>,
     /// The claim path's stale-dispatching scan, at most once a second.
     pub stale_scan: Arc<crate::time::Throttle>,
+    /// How far behind the replica is (off unless `serve` starts it).
+    pub replica: replica::Monitor,
     checkpointer: checkpoint::Checkpointer,
     path: PathBuf,
 }
@@ -137,6 +140,7 @@ impl Db {
             workers: Default::default(),
             settings: Default::default(),
             stale_scan: Arc::new(crate::time::Throttle::new(STALE_SCAN_EVERY_MS)),
+            replica: replica::Monitor::default(),
             path: path.to_path_buf(),
         })
     }
@@ -172,6 +176,7 @@ impl Db {
     /// Finishes every queued write, checkpoints the WAL into the main file
     /// and stops the writer thread.
     pub fn close(&self) {
+        self.replica.stop();
         self.checkpointer.stop();
         self.writer.stop();
     }

@@ -189,18 +189,17 @@ pub struct Pruned {
 /// again by every batch.
 pub fn prune_batch(conn: &Connection, cutoff: i64, after_id: i64, examine: i64) -> Result<Pruned> {
     let rows: Vec<(i64, i64, bool)> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT e.id, e.at,
                     (e.task_id IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks t WHERE t.id = e.task_id
                           AND t.status != 'done' AND t.archived_at IS NULL))
                     AND (e.task_id IS NULL OR NOT EXISTS (
                         SELECT 1 FROM alerts a WHERE a.task_id = e.task_id AND a.status = 'open'))
-             FROM events e WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
-        )?
-        .query_map(params![after_id, examine], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+             FROM events e WHERE e.id > ?1 ORDER BY e.id {}",
+            super::limit(examine)
+        ))?
+        .query_map(params![after_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Pruned {
         last_id: after_id,

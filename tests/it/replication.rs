@@ -53,7 +53,12 @@ pub(crate) fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
     cmd.args(args)
         .args(["-config", config])
         .env("OPS_DB", db)
-        .env("LITESTREAM_REPLICA_URL", replica);
+        .env("LITESTREAM_REPLICA_URL", replica)
+        // The server's default: litestream/ beside the database.
+        .env(
+            "OPS_LITESTREAM_DIR",
+            db.parent().unwrap().join("litestream"),
+        );
     cmd
 }
 
@@ -114,7 +119,7 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
     if !litestream_available() {
         return;
     }
-    let mut srv = Server::start();
+    let mut srv = Server::start_with(&[("OPS_REPLICA", "litestream"), ("OPS_DB_INIT", "1")]);
     let db = srv.db_path();
     let replica_dir = tempfile::tempdir().unwrap();
     let replica = format!("file://{}", replica_dir.path().display());
@@ -174,6 +179,10 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
     std::thread::sleep(PAUSE);
     paused.store(false, Ordering::SeqCst);
     std::thread::sleep(LOAD);
+    // Under load, health still sees the replica keeping up.
+    let h = srv.service().get("/api/dispatch/health?workers=false").json;
+    let lag = h["replication"]["lag_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(lag < 5.0 && h["replication"]["error"].is_null(), "{h}");
     let killed = Instant::now();
     let _ = ls.kill();
     srv.signal_and_wait("KILL");
@@ -282,4 +291,128 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
         first < Duration::from_secs(2) && slowest < Duration::from_secs(2),
         "writes stalled: first {first:?}, slowest {slowest:?}"
     );
+}
+
+/// The replica's state in health and /metrics: an error and a growing lag
+/// while Litestream does not answer (health not ok past
+/// `replication_max_lag_seconds`, with a warning and the watchdog's
+/// alert), about a second while it keeps up.
+#[test]
+fn health_and_metrics_show_how_far_behind_the_replica_is() {
+    let srv = Server::start();
+    let r = srv.service().get("/api/dispatch/health").json;
+    assert_eq!(r["replication"]["configured"], false, "{r}");
+    assert!(r["replication"]["lag_seconds"].is_null(), "{r}");
+    assert!(srv
+        .service()
+        .get("/metrics")
+        .text
+        .contains("ops_replication_configured 0"));
+    drop(srv);
+    if !litestream_available() {
+        return;
+    }
+    let srv = Server::start_with(&[("OPS_REPLICA", "litestream"), ("OPS_DB_INIT", "1")]);
+    let svc = srv.service();
+    let r = svc.put(
+        "/api/settings/replication_max_lag_seconds",
+        &json!({"value": "3"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let health = || svc.get("/api/dispatch/health?workers=false").json;
+    let metric = |name: &str| -> f64 {
+        let text = svc.get("/metrics").text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    };
+
+    // No Litestream yet.
+    let h = crate::util::wait_for(30, "health not ok without Litestream", || {
+        let h = health();
+        (h["ok"] == false).then_some(h)
+    });
+    let rep = &h["replication"];
+    assert_eq!(rep["configured"], true, "{h}");
+    assert!(rep["lag_seconds"].as_f64().unwrap() > 3.0, "{h}");
+    assert!(rep["last_ok_at"].is_null(), "{h}");
+    assert!(
+        rep["error"].as_str().unwrap().contains("control socket"),
+        "{h}"
+    );
+    assert_eq!(h["storage_ok"], true, "{h}");
+    assert!(h["warnings"].to_string().contains("the replica is"), "{h}");
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    let alert = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "replication.lag")
+        .unwrap_or_else(|| panic!("no replication alert: {report}"))
+        .clone();
+    assert_eq!(alert["change"], "opened", "{alert}");
+    assert_eq!(metric("ops_replication_configured"), 1.0);
+    assert_eq!(metric("ops_replication_error"), 1.0);
+    assert!(metric("ops_replication_lag_seconds") > 3.0);
+
+    // Litestream starts: the replica is in sync within seconds.
+    let db = srv.db_path();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = format!("file://{}", replica_dir.path().display());
+    let ls_log = srv.dir.path().join("litestream.log");
+    let mut ls = litestream(&["replicate"], &db, &replica)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&ls_log).unwrap())
+        .spawn()
+        .expect("start litestream");
+    let started = Instant::now();
+    let h = crate::util::wait_for(30, "the replica in sync", || {
+        let h = health();
+        (h["ok"] == true).then_some(h)
+    });
+    eprintln!(
+        "replication: in sync {:?} after Litestream started: {}",
+        started.elapsed(),
+        h["replication"]
+    );
+    let rep = &h["replication"];
+    assert!(rep["error"].is_null(), "{h}");
+    assert!(rep["last_ok_at"].is_string(), "{h}");
+    // Writes keep it about a second behind.
+    let mut worst: f64 = 0.0;
+    for i in 0..40 {
+        svc.new_task(&json!({"title": format!("replicated {i}")}));
+        let lag = health()["replication"]["lag_seconds"].as_f64().unwrap();
+        worst = worst.max(lag);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(worst < 3.0, "lag {worst} s while Litestream keeps up");
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    assert!(
+        report["resolved_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "replication.lag"),
+        "{report}"
+    );
+    assert_eq!(metric("ops_replication_error"), 0.0);
+    assert!(metric("ops_replication_lag_seconds") < 3.0);
+
+    // Litestream dies: the lag grows again.
+    let _ = ls.kill();
+    let _ = ls.wait();
+    let h = crate::util::wait_for(30, "health not ok once Litestream died", || {
+        let h = health();
+        (h["ok"] == false).then_some(h)
+    });
+    assert!(
+        h["replication"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("control socket"),
+        "{h}"
+    );
+    assert!(h["replication"]["last_ok_at"].is_string(), "{h}");
 }
