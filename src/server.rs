@@ -24,14 +24,25 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     // The file is checked before anything opens it for writing: a missing
     // or empty file is created only when that cannot replace a replica's
     // data, and a damaged one is refused, not served.
-    crate::db::startup::check(&crate::db::startup::StartCheck {
+    let start_check = crate::db::startup::StartCheck {
         path: &cfg.db_path,
         init: cfg.init,
         replicated: cfg.replication.configured(),
         full: cfg.check_full,
-    })?;
+    };
+    let found = crate::db::startup::check(&start_check)?;
     // Readers: one per handler thread, plus the watchdog and a spare.
     let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(refusal)?;
+    if found == crate::db::startup::Found::Unchecked {
+        let checked = db
+            .read()
+            .map_err(refusal)
+            .and_then(|conn| crate::db::startup::check_open(&conn, &start_check));
+        if let Err(e) = checked {
+            db.close();
+            return Err(e);
+        }
+    }
     if let crate::config::Replication::Litestream { dir } = &cfg.replication {
         // Litestream's staging and control socket go there; it starts
         // after the server and does not make the folder for its socket.
@@ -45,6 +56,11 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         }
         db.replica.start(&cfg.db_path, dir);
     }
+    db.space.start(
+        &cfg.db_path,
+        cfg.reserve_bytes,
+        db.replica.disk_full_probe(),
+    );
     // Held until the process ends: `admin restore` refuses a file in use.
     let _in_use = crate::db::FileLock::shared(&cfg.db_path)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;

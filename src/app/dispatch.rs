@@ -928,6 +928,18 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             fault.describe()
         ));
     }
+    if db.space.gated() {
+        let (reserve, _) = db.space.reserve();
+        let mib = |b: u64| b / (1024 * 1024);
+        warnings.push(format!(
+            "the disk holding the database filled: its {} MiB reserve was released so that \
+             checkpoints and Litestream can catch up, and writes are refused until {} MiB are \
+             free on that disk (now {} MiB): free space there",
+            mib(reserve),
+            mib(2 * reserve),
+            mib(db.space.free())
+        ));
+    }
     if s.dispatch_enabled && fresh.is_empty() {
         warnings.push(format!(
             "dispatch is enabled but no worker has sent a heartbeat in the last {} s: start the launcher \

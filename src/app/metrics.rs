@@ -76,6 +76,24 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
         "1 while the database cannot be written (full disk, permissions, I/O error), else 0.",
         u8::from(storage.fault.is_some()),
     );
+    let (reserve, held) = db.space.reserve();
+    if reserve > 0 {
+        out.gauge(
+            "ops_db_disk_free_bytes",
+            "Bytes left on the disk holding the database.",
+            db.space.free(),
+        );
+        out.gauge(
+            "ops_db_reserve_bytes",
+            "Bytes held in the reserve beside the database (OPS_DB_RESERVE_MB); 0 once released.",
+            if held { reserve } else { 0 },
+        );
+    }
+    out.gauge(
+        "ops_db_writes_held",
+        "1 while writes are refused until the disk has room again (reserve released), else 0.",
+        u8::from(db.space.gated()),
+    );
     let replication = db.replica.status();
     out.gauge(
         "ops_replication_configured",

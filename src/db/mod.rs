@@ -5,6 +5,7 @@ pub mod bus;
 mod checkpoint;
 pub(crate) mod migrate;
 pub mod replica;
+pub mod space;
 pub mod startup;
 pub(crate) use writer::panic_text;
 mod writer;
@@ -54,6 +55,8 @@ pub struct Db {
     pub stale_scan: Arc<crate::time::Throttle>,
     /// How far behind the replica is (off unless `serve` starts it).
     pub replica: replica::Monitor,
+    /// The space kept for a full disk (none unless `serve` starts it).
+    pub space: Arc<space::Space>,
     checkpointer: checkpoint::Checkpointer,
     path: PathBuf,
 }
@@ -132,15 +135,17 @@ impl Db {
             .build(manager)?;
         let bus = Arc::new(bus::Bus::default());
         let commits = checkpoint::Commits::default();
+        let space = Arc::new(space::Space::default());
         Ok(Db {
             readers,
             checkpointer: checkpoint::Checkpointer::start(path, commits.clone())?,
-            writer: Writer::start(conn, bus.clone(), commits)?,
+            writer: Writer::start(conn, bus.clone(), commits, space.clone())?,
             bus,
             workers: Default::default(),
             settings: Default::default(),
             stale_scan: Arc::new(crate::time::Throttle::new(STALE_SCAN_EVERY_MS)),
             replica: replica::Monitor::default(),
+            space,
             path: path.to_path_buf(),
         })
     }
@@ -151,7 +156,12 @@ impl Db {
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         StorageStatus {
-            fault: self.writer.fault(),
+            // Writes held for space count as a full disk even before one
+            // is refused.
+            fault: self
+                .writer
+                .fault()
+                .or(self.space.gated().then_some(Storage::DiskFull)),
             db_bytes: size(&self.path),
             wal_bytes: size(Path::new(&wal)),
         }
@@ -177,6 +187,7 @@ impl Db {
     /// and stops the writer thread.
     pub fn close(&self) {
         self.replica.stop();
+        self.space.stop();
         self.checkpointer.stop();
         self.writer.stop();
     }

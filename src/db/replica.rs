@@ -137,6 +137,13 @@ impl Monitor {
         lock(&self.inner.state).disk_full
     }
 
+    /// A probe of `disk_full` that outlives this borrow (for the space
+    /// thread).
+    pub fn disk_full_probe(&self) -> impl Fn() -> bool + Send + 'static {
+        let inner = self.inner.clone();
+        move || lock(&inner.state).disk_full
+    }
+
     /// Bytes in Litestream's staging folder at the last check.
     pub fn staging_bytes(&self) -> u64 {
         lock(&self.inner.state).staging_bytes

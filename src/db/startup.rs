@@ -27,6 +27,10 @@ pub enum Found {
     New,
     /// A database that passed the check.
     Checked,
+    /// A database that could not be opened read-only to be checked (its
+    /// folder is not writable for the `-shm`, say): the server opens it,
+    /// which says what is wrong, then checks it with [`check_open`].
+    Unchecked,
 }
 
 /// The most lines of a failed check quoted in the refusal.
@@ -85,11 +89,24 @@ pub fn check(c: &StartCheck<'_>) -> Result<Found, String> {
             ))
         }
         Some(_) => {
-            let found = integrity(path, c.full);
-            match found {
+            let conn = Connection::open_with_flags(
+                path,
+                // Read-only: a damaged file is left exactly as it was found.
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            );
+            match conn.and_then(|conn| integrity(&conn, path, c.full)) {
                 Ok(lines) if lines == ["ok"] => Ok(Found::Checked),
                 Ok(lines) => Err(damaged(path, c.full, &lines, c.replicated)),
-                Err(e) => Err(damaged(path, c.full, &[e], c.replicated)),
+                Err(e) if is_damage(&e) => {
+                    Err(damaged(path, c.full, &[e.to_string()], c.replicated))
+                }
+                Err(e) => {
+                    log::debug!(
+                        "database {}: not checked before opening: {e}",
+                        path.display()
+                    );
+                    Ok(Found::Unchecked)
+                }
             }
         }
     }
@@ -108,32 +125,40 @@ fn side(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Whether `e` says the file is not a sound database.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// The check of a file that could only be checked once open (see
+/// [`Found::Unchecked`]), on one of the server's connections.
+pub fn check_open(conn: &Connection, c: &StartCheck<'_>) -> Result<(), String> {
+    match integrity(conn, c.path, c.full) {
+        Ok(lines) if lines == ["ok"] => Ok(()),
+        Ok(lines) => Err(damaged(c.path, c.full, &lines, c.replicated)),
+        Err(e) => Err(damaged(c.path, c.full, &[e.to_string()], c.replicated)),
+    }
+}
+
 /// `PRAGMA quick_check` (or `integrity_check`): its lines, `["ok"]` when
 /// nothing is wrong, or the error that stopped it.
-fn integrity(path: &Path, full: bool) -> Result<Vec<String>, String> {
+fn integrity(conn: &Connection, path: &Path, full: bool) -> rusqlite::Result<Vec<String>> {
     let pragma = if full {
         "integrity_check"
     } else {
         "quick_check"
     };
-    // Read-only: a damaged file is left exactly as it was found.
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| e.to_string())?;
     conn.busy_timeout(std::time::Duration::from_millis(
         super::BUSY_TIMEOUT_MS.into(),
-    ))
-    .map_err(|e| e.to_string())?;
+    ))?;
     let started = std::time::Instant::now();
-    let mut stmt = conn
-        .prepare(&format!("PRAGMA {pragma}({})", DAMAGE_LINES + 1))
-        .map_err(|e| e.to_string())?;
+    let mut stmt = conn.prepare(&format!("PRAGMA {pragma}({})", DAMAGE_LINES + 1))?;
     let lines = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-        .map_err(|e| e.to_string())?;
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
     log::info!(
         "database {}: {pragma} {} in {} ms",
         path.display(),

@@ -23,6 +23,7 @@ use rusqlite::Connection;
 
 use super::bus::Bus;
 use super::checkpoint::Commits;
+use super::space::Space;
 use crate::error::{Error, Result, Storage};
 use crate::store::events;
 
@@ -115,7 +116,12 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread; after each commit it publishes the new events
     /// to `bus` and counts the commit in `commits`.
-    pub(super) fn start(conn: Connection, bus: Arc<Bus>, commits: Commits) -> Result<Writer> {
+    pub(super) fn start(
+        conn: Connection,
+        bus: Arc<Bus>,
+        commits: Commits,
+        space: Arc<Space>,
+    ) -> Result<Writer> {
         let (tx, rx) = unbounded();
         let fault: Fault = Arc::default();
         let thread_fault = fault.clone();
@@ -125,7 +131,7 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_fault, published, commits))
+            .spawn(move || writer_loop(conn, rx, thread_fault, published, commits, &space))
             .expect("spawn writer thread");
         Ok(Writer {
             tx,
@@ -268,9 +274,18 @@ fn writer_loop(
     fault: Fault,
     mut published: Published,
     commits: Commits,
+    space: &Space,
 ) {
     let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    let mut was_gated = false;
     loop {
+        // The reserve is back (twice its size is free): the disk has room
+        // again, whether or not a write comes to prove it.
+        let gated = space.gated();
+        if was_gated && !gated {
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        was_gated = gated;
         let next = if faulted() {
             rx.recv_timeout(FAULT_RETRY)
         } else {
@@ -297,7 +312,13 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() && commit_batch(&conn, jobs, &fault) {
+        if !jobs.is_empty() && space.gated() {
+            // The disk filled and its reserve was released for checkpoints
+            // and Litestream: nothing new is written until space is back.
+            // Dropping the jobs answers each with the fault.
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(Storage::DiskFull);
+            drop(jobs);
+        } else if !jobs.is_empty() && commit_batch(&conn, jobs, &fault, space) {
             commits.fetch_add(1, Ordering::Relaxed);
             published.after_commit(&conn);
         }
@@ -311,12 +332,15 @@ fn writer_loop(
 
 /// Runs the batch in one transaction, records its storage fault (or that
 /// there is none) and answers every request. True when it committed.
-fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
+fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault, space: &Space) -> bool {
     let record = |outcome: &Result<(), Failure>| {
         *fault.lock().unwrap_or_else(|p| p.into_inner()) = match outcome {
             Err(Failure::Storage(s)) => Some(*s),
             _ => None,
         };
+        if let Err(Failure::Storage(Storage::DiskFull)) = outcome {
+            space.full("a commit failed: the disk holding the database is full");
+        }
     };
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         log::error!("cannot begin write transaction: {e}");

@@ -5,6 +5,8 @@
 const RULES = [
   [/^the database cannot be written: (.*)\. Changes are refused \(503\) until it is fixed/s,
     (m) => `La base de datos no se puede escribir (${m[1]}). Los cambios se rechazan (503) hasta que se corrija: libera espacio en su disco o corrige sus permisos; la escritura se reanuda sola.`],
+  [/^the disk holding the database filled: its (\d+) MiB reserve was released so that checkpoints and Litestream can catch up, and writes are refused until (\d+) MiB are free on that disk \(now (\d+) MiB\)/,
+    (m) => `El disco de la base de datos se llenó: se liberó su reserva de ${m[1]} MiB para que los checkpoints y Litestream puedan ponerse al día, y los cambios se rechazan hasta que haya ${m[2]} MiB libres en ese disco (ahora ${m[3]} MiB): libera espacio en él.`],
   [/^dispatch is enabled but no worker has sent a heartbeat in the last (\d+) s/,
     (m) => `El dispatch está activado pero ningún worker ha enviado heartbeat en los últimos ${m[1]} s: arranca el launcher (systemctl start ops-dispatch-launcher.service) o desactiva el dispatch.`],
   [/^(\d+) task\(s\) stuck in dispatching for more than (\d+) min/,
