@@ -54,11 +54,13 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         {
             log::warn!("cannot create Litestream's folder {}: {e}", dir.display());
         }
+        db.set_replicated();
         db.replica.start(&cfg.db_path, dir);
     }
     db.space.start(
         &cfg.db_path,
         cfg.reserve_bytes,
+        cfg.replication.configured(),
         db.replica.disk_full_probe(),
     );
     // Held until the process ends: `admin restore` refuses a file in use.

@@ -936,7 +936,7 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
              checkpoints and Litestream can catch up, and writes are refused until {} MiB are \
              free on that disk (now {} MiB): free space there",
             mib(reserve),
-            mib(2 * reserve),
+            mib(db.space.resume_at()),
             mib(db.space.free())
         ));
     }

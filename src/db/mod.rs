@@ -58,6 +58,8 @@ pub struct Db {
     /// The space kept for a full disk (none unless `serve` starts it).
     pub space: Arc<space::Space>,
     checkpointer: checkpoint::Checkpointer,
+    /// Litestream replicates the file: the writer never truncates the WAL.
+    replicated: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
 }
 
@@ -136,18 +138,33 @@ impl Db {
         let bus = Arc::new(bus::Bus::default());
         let commits = checkpoint::Commits::default();
         let space = Arc::new(space::Space::default());
+        let replicated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(Db {
             readers,
             checkpointer: checkpoint::Checkpointer::start(path, commits.clone())?,
-            writer: Writer::start(conn, bus.clone(), commits, space.clone())?,
+            writer: Writer::start(
+                conn,
+                bus.clone(),
+                commits,
+                space.clone(),
+                replicated.clone(),
+            )?,
             bus,
             workers: Default::default(),
             settings: Default::default(),
             stale_scan: Arc::new(crate::time::Throttle::new(STALE_SCAN_EVERY_MS)),
             replica: replica::Monitor::default(),
             space,
+            replicated,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Litestream replicates this file: from now on the WAL is never
+    /// truncated by this process (see `writer::reclaim_wal`).
+    pub fn set_replicated(&self) {
+        self.replicated
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether writes currently fail, and the size of the file and its WAL.

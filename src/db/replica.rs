@@ -179,7 +179,7 @@ fn run(inner: &Inner, db: &Path, socket: &Path, staging: &Path) {
                     EVERY
                 }
                 Err(e) => {
-                    state.disk_full = is_disk_full(&e);
+                    state.disk_full = is_local_disk_full(&e);
                     if logged_error.as_deref() != Some(e.as_str()) {
                         log::warn!("replication: {e}");
                         logged_error = Some(e.clone());
@@ -201,10 +201,16 @@ fn run(inner: &Inner, db: &Path, socket: &Path, staging: &Path) {
     }
 }
 
-/// Whether Litestream's error says its disk is full.
-fn is_disk_full(e: &str) -> bool {
+/// Whether Litestream's error says the disk it stages on is full (its
+/// first step, `db sync`), not the replica's (`replica sync`), which the
+/// server's space cannot help.
+fn is_local_disk_full(e: &str) -> bool {
     let e = e.to_ascii_lowercase();
-    e.contains("no space left") || e.contains("disk full") || e.contains("quota exceeded")
+    (e.contains("no space left")
+        || e.contains("disk full")
+        || e.contains("disk is full")
+        || e.contains("quota exceeded"))
+        && !e.contains("replica sync")
 }
 
 /// Asks Litestream to sync `db` to its replica and wait for it.
@@ -325,10 +331,17 @@ mod tests {
 
     #[test]
     fn full_disks_are_recognised() {
-        assert!(is_disk_full(
+        assert!(is_local_disk_full(
             "Litestream cannot sync the replica: sync database: db sync: stage-write: disk full: write /x: no space left on device"
         ));
-        assert!(!is_disk_full("connection refused"));
+        assert!(is_local_disk_full(
+            "Litestream cannot sync the replica: sync database: db sync: checkpoint: database or disk is full (13)"
+        ));
+        // The replica's disk: nothing the server's reserve can do.
+        assert!(!is_local_disk_full(
+            "Litestream cannot sync the replica: sync database: replica sync: write ltx file: write /r/ltx/0/1.ltx.tmp: no space left on device"
+        ));
+        assert!(!is_local_disk_full("connection refused"));
     }
 
     #[test]

@@ -9,9 +9,23 @@
 //! them and Litestream's read position moves on. Once at least twice the
 //! reserve is free again the file is made anew and writes resume.
 //!
-//! Without a reserve (0, or one that never fitted) a full disk is met as
-//! before: each write is tried, and they succeed again as soon as space is
-//! back.
+//! With Litestream replicating the file, SQLite must never meet a full
+//! disk in the middle of a commit: a commit that fails there leaves part
+//! of a transaction in the WAL, and Litestream, which reads the WAL file
+//! itself, then ships a replica that restores damaged (measured by
+//! `tests/it/disk_full.rs` before this: two restores in three). So 16 MiB
+//! after the end of the `-wal` file are kept allocated ahead of it
+//! (`fallocate` with `FALLOC_FL_KEEP_SIZE`: its size does not change), the
+//! disk is looked at ten times a second, and writes stop while less than
+//! 1 MiB is left, before a commit can run out of room; they resume once
+//! there is room for the reserve twice over (or 32 MiB without a
+//! reserve). The `-shm` file is not touched: closing a descriptor of it
+//! would drop SQLite's locks on it in this process; it grows by 32 KiB
+//! per 4,096 WAL frames, only when the WAL reaches a size it never had.
+//!
+//! Without Litestream and without a reserve (0, or one that never fitted)
+//! a full disk is met as before: each write is tried, and they succeed
+//! again as soon as space is back.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +36,12 @@ use std::time::Duration;
 /// Less than this left on the disk counts as full.
 const LOW: u64 = 1024 * 1024;
 /// How often the free space is looked at.
-const EVERY: Duration = Duration::from_millis(500);
+const EVERY: Duration = Duration::from_millis(100);
+/// With Litestream: space kept allocated after the end of the `-wal`
+/// file, so that no commit meets a full disk before the next look.
+const WAL_RUNWAY: u64 = 16 * 1024 * 1024;
+/// With Litestream and no reserve: writes resume once this much is free.
+const RESUME_WITHOUT_RESERVE: u64 = 2 * WAL_RUNWAY;
 
 /// The reserve's file beside the database.
 pub fn reserve_path(db: &Path) -> PathBuf {
@@ -40,6 +59,9 @@ pub struct Space {
     want: AtomicU64,
     /// Whether the file is in place.
     held: AtomicBool,
+    /// Litestream replicates the file: keep the WAL's runway, and stop
+    /// writes before the disk is full even without a reserve.
+    replicated: AtomicBool,
     /// Writes are refused until the reserve is back.
     gated: AtomicBool,
     /// Free bytes on the database's disk at the last look.
@@ -61,17 +83,27 @@ impl Space {
         self: &Arc<Self>,
         db: &Path,
         bytes: u64,
+        replicated: bool,
         litestream_full: impl Fn() -> bool + Send + 'static,
     ) {
+        let path = reserve_path(db);
+        self.replicated.store(replicated, Ordering::SeqCst);
         if bytes == 0 {
             // A reserve left by an earlier configuration is space to give back.
-            let _ = std::fs::remove_file(reserve_path(db));
-            return;
+            let _ = std::fs::remove_file(&path);
+            if !replicated {
+                return;
+            }
         }
-        let path = reserve_path(db);
         *lock(&self.path) = Some(path.clone());
         self.want.store(bytes, Ordering::SeqCst);
-        match make(&path, bytes) {
+        let made = if bytes == 0 {
+            Err(std::io::Error::other("no reserve"))
+        } else {
+            make(&path, bytes)
+        };
+        match made {
+            Ok(()) if bytes == 0 => {}
             Ok(()) => {
                 self.held.store(true, Ordering::SeqCst);
                 log::info!(
@@ -80,6 +112,7 @@ impl Space {
                     path.display()
                 );
             }
+            Err(_) if bytes == 0 => {}
             Err(e) => log::warn!(
                 "disk space: cannot reserve {} MiB in {} ({e}); it is made once {} MiB are free",
                 bytes / (1024 * 1024),
@@ -90,9 +123,10 @@ impl Space {
         self.free
             .store(free_bytes(&path).unwrap_or(0), Ordering::SeqCst);
         let me = self.clone();
+        let db = db.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("db-space".into())
-            .spawn(move || me.watch(&path, litestream_full))
+            .spawn(move || me.watch(&db, &path, litestream_full))
             .expect("spawn space thread");
         *lock(&self.thread) = Some(thread);
     }
@@ -127,7 +161,16 @@ impl Space {
     /// The disk is full (a commit failed for want of space): the reserve
     /// goes, and writes wait for space. Called by the writer.
     pub fn full(&self, why: &str) {
-        if !self.held.swap(false, Ordering::SeqCst) {
+        let held = self.held.swap(false, Ordering::SeqCst);
+        if !held {
+            // Nothing to give back: with Litestream, writes still wait for
+            // room; without it, they are tried as before.
+            if self.replicated.load(Ordering::SeqCst) && !self.gated.swap(true, Ordering::SeqCst) {
+                log::warn!(
+                    "disk space: {why}: writes are refused until {} MiB are free",
+                    self.resume_at() / (1024 * 1024)
+                );
+            }
             return;
         }
         self.gated.store(true, Ordering::SeqCst);
@@ -138,15 +181,32 @@ impl Space {
                      Litestream can go on; writes are refused until {} MiB are free",
                     self.want.load(Ordering::SeqCst) / (1024 * 1024),
                     path.display(),
-                    2 * self.want.load(Ordering::SeqCst) / (1024 * 1024)
+                    self.resume_at() / (1024 * 1024)
                 ),
                 Err(e) => log::error!("disk space: cannot delete {}: {e}", path.display()),
             }
         }
     }
 
-    fn watch(&self, path: &Path, litestream_full: impl Fn() -> bool) {
+    /// The free space at which held writes resume.
+    pub fn resume_at(&self) -> u64 {
         let want = self.want.load(Ordering::SeqCst);
+        if want == 0 {
+            RESUME_WITHOUT_RESERVE
+        } else {
+            2 * want
+        }
+    }
+
+    fn watch(&self, db: &Path, path: &Path, litestream_full: impl Fn() -> bool) {
+        let want = self.want.load(Ordering::SeqCst);
+        let replicated = self.replicated.load(Ordering::SeqCst);
+        let side = |suffix: &str| {
+            let mut s = db.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        let wal = side("-wal");
         loop {
             {
                 let stop = lock(&self.stop);
@@ -160,33 +220,78 @@ impl Space {
             }
             let free = free_bytes(path).unwrap_or(u64::MAX);
             self.free.store(free, Ordering::SeqCst);
-            if self.held.load(Ordering::SeqCst) {
+            let gated = self.gated.load(Ordering::SeqCst);
+            if !gated {
                 if free < LOW {
                     self.full(&format!("only {free} bytes left on the database's disk"));
                 } else if litestream_full() {
                     self.full("Litestream cannot write its staging files (disk full)");
-                }
-            } else if free >= 2 * want {
-                match make(path, want) {
-                    Ok(()) => {
-                        self.held.store(true, Ordering::SeqCst);
-                        if self.gated.swap(false, Ordering::SeqCst) {
-                            log::info!(
-                                "disk space: {} MiB free again; the reserve is back, writes resume",
-                                free / (1024 * 1024)
-                            );
-                        } else {
-                            log::info!(
-                                "disk space: {} MiB reserved in {}",
-                                want / (1024 * 1024),
-                                path.display()
-                            );
-                        }
+                } else if replicated {
+                    if let Err(e) = runway(&wal, WAL_RUNWAY) {
+                        self.full(&format!("no room ahead of the WAL ({e})"));
                     }
-                    Err(e) => log::debug!("disk space: cannot make the reserve yet: {e}"),
                 }
+                if want > 0 && !self.held.load(Ordering::SeqCst) && free >= 2 * want {
+                    self.remake(path, want, free);
+                }
+            } else if free >= self.resume_at() {
+                if want > 0 && !self.remake(path, want, free) {
+                    continue;
+                }
+                self.gated.store(false, Ordering::SeqCst);
+                log::info!(
+                    "disk space: {} MiB free again; writes resume",
+                    free / (1024 * 1024)
+                );
             }
         }
+    }
+
+    /// Makes the reserve again; whether it is in place.
+    fn remake(&self, path: &Path, want: u64, free: u64) -> bool {
+        match make(path, want) {
+            Ok(()) => {
+                self.held.store(true, Ordering::SeqCst);
+                log::info!(
+                    "disk space: {} MiB reserved in {} ({} MiB were free)",
+                    want / (1024 * 1024),
+                    path.display(),
+                    free / (1024 * 1024)
+                );
+                true
+            }
+            Err(e) => {
+                log::debug!("disk space: cannot make the reserve yet: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Keeps `bytes` allocated after the end of `file` without changing its
+/// size (nothing to do when it does not exist yet). Only for the `-wal`:
+/// SQLite holds no fcntl lock on it, so this descriptor's close drops none.
+fn runway(file: &Path, bytes: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = match std::fs::OpenOptions::new().write(true).open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    // SAFETY: fallocate on a descriptor this function owns.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            len as libc::off_t,
+            bytes as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -245,7 +350,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ops.db");
         let space = Arc::new(Space::default());
-        space.start(&db, 1024 * 1024, || false);
+        space.start(&db, 1024 * 1024, false, || false);
         let file = reserve_path(&db);
         assert_eq!(std::fs::metadata(&file).unwrap().len(), 1024 * 1024);
         assert_eq!(space.reserve(), (1024 * 1024, true));
@@ -263,7 +368,7 @@ mod tests {
         space.stop();
         // 0: none, and an old one is given back.
         let none = Arc::new(Space::default());
-        none.start(&db, 0, || false);
+        none.start(&db, 0, false, || false);
         assert!(!file.exists());
         none.full("test");
         assert!(!none.gated());

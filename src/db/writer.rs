@@ -13,7 +13,7 @@
 //! soon as space is back, and the next commit that succeeds clears it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -121,6 +121,7 @@ impl Writer {
         bus: Arc<Bus>,
         commits: Commits,
         space: Arc<Space>,
+        replicated: Arc<AtomicBool>,
     ) -> Result<Writer> {
         let (tx, rx) = unbounded();
         let fault: Fault = Arc::default();
@@ -131,7 +132,17 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_fault, published, commits, &space))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    thread_fault,
+                    published,
+                    commits,
+                    &space,
+                    &replicated,
+                )
+            })
             .expect("spawn writer thread");
         Ok(Writer {
             tx,
@@ -275,6 +286,7 @@ fn writer_loop(
     mut published: Published,
     commits: Commits,
     space: &Space,
+    replicated: &AtomicBool,
 ) {
     let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
     let mut was_gated = false;
@@ -294,7 +306,7 @@ fn writer_loop(
         let first = match next {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
-                reclaim_wal(&conn);
+                reclaim_wal(&conn, replicated.load(Ordering::SeqCst));
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -326,7 +338,14 @@ fn writer_loop(
             break;
         }
     }
-    checkpoint(&conn, "TRUNCATE");
+    // With Litestream replicating the file, never a truncation: the WAL
+    // would be reset behind its back (it may still hold a read position,
+    // or be stopped), and a replica that missed frames restores damaged.
+    if replicated.load(Ordering::SeqCst) {
+        checkpoint(&conn, "PASSIVE");
+    } else {
+        checkpoint(&conn, "TRUNCATE");
+    }
     log::debug!("database writer stopped");
 }
 
@@ -425,9 +444,12 @@ fn checkpoint(conn: &Connection, mode: &str) -> bool {
 
 /// After a failed commit: copies what it can into the main file and, if no
 /// reader still needs the WAL, truncates it at once (without waiting for
-/// readers) to give its space back for the next commit.
-fn reclaim_wal(conn: &Connection) {
-    if checkpoint(conn, "PASSIVE") {
+/// readers) to give its space back for the next commit. Not while
+/// Litestream replicates the file: a truncation it did not make can make
+/// it miss frames (the writes the reserve held back are what Litestream
+/// catches up on, and its own checkpoints restart the WAL).
+fn reclaim_wal(conn: &Connection, replicated: bool) {
+    if checkpoint(conn, "PASSIVE") && !replicated {
         let _ = conn.busy_timeout(Duration::ZERO);
         checkpoint(conn, "TRUNCATE");
         let _ = conn.busy_timeout(Duration::from_millis(super::BUSY_TIMEOUT_MS.into()));

@@ -11,6 +11,7 @@ mod auth;
 mod boundary;
 mod concurrency;
 mod connections;
+mod disk_full;
 mod dispatch;
 mod durability;
 mod gate;

@@ -11,19 +11,19 @@ use serde_json::json;
 
 use crate::util::{bin, Server, TOKEN};
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// `None` (with the reason printed) when this process cannot mount.
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
         if !is_root() {
             eprintln!("SKIPPED: mounting a small file system needs root");
             return None;
@@ -42,7 +42,7 @@ impl Tmpfs {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -54,7 +54,7 @@ impl Drop for Tmpfs {
 }
 
 /// Fills the file system holding `dir` with one file, to the last byte.
-fn fill(dir: &Path) -> PathBuf {
+pub(crate) fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut f = std::fs::File::create(&path).expect("filler");
