@@ -644,13 +644,8 @@ fn output_text(o: &std::process::Output) -> String {
 fn ever_replicated(path: &Path) -> Result<bool, String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-    conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE name = '_litestream_seq'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-    .map_err(|e| format!("cannot read database {}: {e}", path.display()))
+    store::backup::has_object(&conn, "_litestream_seq")
+        .map_err(|e| format!("cannot read database {}: {e}", path.display()))
 }
 
 /// `restore-from-replica --if-missing`: the server's unit runs it before
