@@ -106,8 +106,8 @@ impl Db {
             message: not_writable(path, &cause),
         };
         let mut conn = Connection::open(path).map_err(|e| match Storage::of(&e) {
-            Some(_) => not_writable(e.to_string()),
-            None => Error::Internal(format!("cannot open database {}: {e}", path.display())),
+            Some(s) if s != Storage::Corrupt => not_writable(e.to_string()),
+            _ => Error::Internal(format!("cannot open database {}: {e}", path.display())),
         })?;
         // SQLite opens a file it may read but not write read-only, silently.
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
@@ -116,8 +116,16 @@ impl Db {
         let setup = incremental_vacuum(&conn)
             .and_then(|()| configure_writer(&conn, sync))
             .and_then(|()| migrate::run(&mut conn));
-        if let Err(Error::StorageUnavailable(s)) = setup {
-            return Err(not_writable(s.describe().into()));
+        match setup {
+            Err(Error::StorageUnavailable(Storage::Corrupt)) => {
+                return Err(Error::Internal(format!(
+                    "database {} is damaged: {}",
+                    path.display(),
+                    Storage::Corrupt.describe()
+                )))
+            }
+            Err(Error::StorageUnavailable(s)) => return Err(not_writable(s.describe().into())),
+            _ => {}
         }
         setup?;
 

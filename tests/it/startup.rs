@@ -247,3 +247,47 @@ fn the_full_check_passes_a_good_file_and_a_newer_schema_is_refused_plainly() {
     let err = stderr(&out);
     assert!(err.contains("newer than this binary"), "{err}");
 }
+
+/// A file damaged while it is served: the requests that meet the damage
+/// answer 503 `storage_unavailable` naming it, never 500, and the next
+/// start refuses the file.
+#[test]
+fn damage_found_while_serving_answers_503_and_the_next_start_refuses() {
+    let mut srv = stopped_with_tasks();
+    srv.start_again();
+    let db = srv.db_path();
+    let len = std::fs::metadata(&db).unwrap().len();
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        let pages = len / 4096;
+        for page in (pages / 4..pages).step_by(3) {
+            f.seek(SeekFrom::Start(page * 4096)).unwrap();
+            f.write_all(&[0x5a; 4096]).unwrap();
+        }
+    }
+    let svc = srv.service();
+    let mut seen = None;
+    for _ in 0..20 {
+        let r = svc.get("/api/tasks?limit=1000");
+        assert_ne!(r.status, 500, "{}", r.text);
+        if r.status == 503 {
+            seen = Some(r);
+            break;
+        }
+        let w = svc.post(
+            "/api/tasks",
+            &json!({"title": "after the damage", "description": "z".repeat(3000)}),
+        );
+        assert_ne!(w.status, 500, "{}", w.text);
+        if w.status == 503 {
+            seen = Some(w);
+            break;
+        }
+    }
+    let r = seen.expect("no request met the damage");
+    assert_eq!(r.error(), "storage_unavailable", "{}", r.text);
+    assert!(r.text.contains("damaged"), "{}", r.text);
+    let _ = srv.signal_and_wait("KILL");
+    let out = refused_start(&db, &[], &[]);
+    assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
+}
