@@ -427,3 +427,61 @@ fn replica_disk_full_shows_in_health_and_recovers() {
     );
     assert_eq!(old, 0, "{old} writes lost older than {SHIPPED_WITHIN:?}");
 }
+
+/// Disk headroom with Litestream: the peaks of the WAL, Litestream's
+/// staging and the database under the load above (16 clients writing
+/// 2 KiB prompts as fast as they are answered) for OPS_HEADROOM_SECONDS
+/// (default 300). Long, so run by hand:
+/// `cargo test --test it -- --ignored headroom --nocapture`.
+#[test]
+#[ignore]
+fn headroom_with_litestream() {
+    if !litestream_available() {
+        return;
+    }
+    let secs: u64 = std::env::var("OPS_HEADROOM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let dir = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ops.db");
+    let mut rep = Replicated::start(&db, format!("file://{}", replica.path().display()), "64");
+    let load = Load::start(&rep.srv.service(), CLIENTS, Duration::ZERO);
+    let started = Instant::now();
+    let (mut wal, mut staging, mut max_lag) = (0u64, 0u64, 0f64);
+    let mut marks = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        let (w, s) = sizes(&db);
+        wal = wal.max(w);
+        staging = staging.max(s);
+        let lag = rep.health()["replication"]["lag_seconds"]
+            .as_f64()
+            .unwrap_or(0.0);
+        max_lag = max_lag.max(lag);
+        let at = started.elapsed().as_secs();
+        if at % 60 == 0 && marks.last().map(|m: &(u64, u64, u64)| m.0) != Some(at) {
+            marks.push((at, wal, staging));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let writes = load.acked();
+    let db_bytes = std::fs::metadata(&db).map_or(0, |m| m.len());
+    let killed = rep.kill();
+    let acks = load.finish();
+    let (_, old, oldest) = rep.restore_and_count(&acks, killed);
+    eprintln!(
+        "headroom over {secs} s, {writes} writes ({:.0}/s): WAL at most {:.1} MB, staging at most \
+         {:.1} MB, database {:.1} MB at the end, replica lag at most {max_lag:.1} s; peaks so far \
+         by minute (s, WAL MB, staging MB): {:?}; after the kill {old} lost older than \
+         {SHIPPED_WITHIN:?}, the oldest lost {oldest:?}",
+        writes as f64 / secs as f64,
+        wal as f64 / 1e6,
+        staging as f64 / 1e6,
+        db_bytes as f64 / 1e6,
+        marks
+            .iter()
+            .map(|(s, w, st)| (*s, *w / 1_000_000, *st / 1_000_000))
+            .collect::<Vec<_>>()
+    );
+}
