@@ -135,8 +135,26 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Another process held the database's write lock for longer than the
+/// busy timeout (Litestream checkpointing a large WAL, say): 503, retry.
+pub fn busy_database() -> Error {
+    Error::Busy {
+        code: "database_busy",
+        message: "the database is busy (another process holds its write lock, e.g. Litestream \
+                  checkpointing): the change was not saved; retry"
+            .into(),
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) {
+            log::warn!("database: {e}");
+            return busy_database();
+        }
         match Storage::of(&e) {
             Some(s) => {
                 log::error!("database: {e}");

@@ -149,7 +149,11 @@ impl Db {
         let replicated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(Db {
             readers,
-            checkpointer: checkpoint::Checkpointer::start(path, commits.clone())?,
+            checkpointer: checkpoint::Checkpointer::start(
+                path,
+                commits.clone(),
+                replicated.clone(),
+            )?,
             writer: Writer::start(
                 conn,
                 bus.clone(),
@@ -168,8 +172,9 @@ impl Db {
         })
     }
 
-    /// Litestream replicates this file: from now on the WAL is never
-    /// truncated by this process (see `writer::reclaim_wal`).
+    /// Litestream replicates this file: from now on this process never
+    /// checkpoints it (no checkpointer thread, no automatic checkpoint, none
+    /// after a full disk or at shutdown); Litestream's checkpoints do.
     pub fn set_replicated(&self) {
         self.replicated
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -287,7 +292,9 @@ const DB_LOCKS: (i64, i64) = (0x4000_0000, 512);
 
 /// The first other process holding a lock on `path` or its `-shm`, if any.
 /// `fcntl(F_GETLK)` reports the locks of other processes only, which is
-/// what a restore must know.
+/// what a restore must know. Call it only while this process has no SQLite
+/// connection to the file: closing the descriptors it opens drops every
+/// fcntl lock this process holds on those files.
 pub fn lock_holder(path: &Path) -> std::io::Result<Option<LockHolder>> {
     let mut shm = path.as_os_str().to_owned();
     shm.push("-shm");

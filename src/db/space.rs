@@ -19,9 +19,14 @@
 //! disk is looked at ten times a second, and writes stop while less than
 //! 1 MiB is left, before a commit can run out of room; they resume once
 //! there is room for the reserve twice over (or 32 MiB without a
-//! reserve). The `-shm` file is not touched: closing a descriptor of it
-//! would drop SQLite's locks on it in this process; it grows by 32 KiB
-//! per 4,096 WAL frames, only when the WAL reaches a size it never had.
+//! reserve). The same is done for the `-shm` file (1 MiB ahead), which
+//! grows by 32 KiB each time the WAL reaches a size it never had: a commit
+//! whose frames are written but whose index cannot grow fails with an I/O
+//! error while its frames, commit mark included, stay in the WAL for
+//! Litestream to read (measured: a replica that restored damaged). Its
+//! descriptor is opened once and never closed: closing any descriptor of
+//! the `-shm` would drop the fcntl locks this process's SQLite connections
+//! hold on it.
 //!
 //! Without Litestream and without a reserve (0, or one that never fitted)
 //! a full disk is met as before: each write is tried, and they succeed
@@ -40,6 +45,7 @@ const EVERY: Duration = Duration::from_millis(100);
 /// With Litestream: space kept allocated after the end of the `-wal`
 /// file, so that no commit meets a full disk before the next look.
 const WAL_RUNWAY: u64 = 16 * 1024 * 1024;
+const SHM_RUNWAY: u64 = 1024 * 1024;
 /// With Litestream and no reserve: writes resume once this much is free.
 const RESUME_WITHOUT_RESERVE: u64 = 2 * WAL_RUNWAY;
 
@@ -158,6 +164,18 @@ impl Space {
         self.free.load(Ordering::SeqCst)
     }
 
+    /// A commit failed with an I/O error: if that was the disk filling (the
+    /// `-shm` could not grow), the same as `full`.
+    pub fn io_failed(&self) {
+        let low = lock(&self.path)
+            .as_deref()
+            .and_then(|p| free_bytes(p).ok())
+            .is_some_and(|free| free < LOW);
+        if low {
+            self.full("a commit failed with an I/O error on a full disk");
+        }
+    }
+
     /// The disk is full (a commit failed for want of space): the reserve
     /// goes, and writes wait for space. Called by the writer.
     pub fn full(&self, why: &str) {
@@ -207,6 +225,9 @@ impl Space {
             PathBuf::from(s)
         };
         let wal = side("-wal");
+        let shm_path = side("-shm");
+        // Opened once, never closed (see the module's comment).
+        let mut shm: Option<std::mem::ManuallyDrop<std::fs::File>> = None;
         loop {
             {
                 let stop = lock(&self.stop);
@@ -227,7 +248,18 @@ impl Space {
                 } else if litestream_full() {
                     self.full("Litestream cannot write its staging files (disk full)");
                 } else if replicated {
-                    if let Err(e) = runway(&wal, WAL_RUNWAY) {
+                    if shm.is_none() {
+                        shm = std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&shm_path)
+                            .ok()
+                            .map(std::mem::ManuallyDrop::new);
+                    }
+                    let shm_room = shm
+                        .as_ref()
+                        .map_or(Ok(()), |f| allocate_ahead(f, SHM_RUNWAY));
+                    if let Err(e) = runway(&wal, WAL_RUNWAY).and(shm_room) {
                         self.full(&format!("no room ahead of the WAL ({e})"));
                     }
                 }
@@ -272,12 +304,17 @@ impl Space {
 /// size (nothing to do when it does not exist yet). Only for the `-wal`:
 /// SQLite holds no fcntl lock on it, so this descriptor's close drops none.
 fn runway(file: &Path, bytes: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let f = match std::fs::OpenOptions::new().write(true).open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    allocate_ahead(&f, bytes)
+}
+
+/// Allocates `bytes` after the end of `f`, its size unchanged.
+fn allocate_ahead(f: &std::fs::File, bytes: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
     let len = f.metadata()?.len();
     // SAFETY: fallocate on a descriptor this function owns.
     let rc = unsafe {

@@ -295,9 +295,20 @@ fn read_line(io: &mut Io<'_>, what: &str) -> Result<Option<String>, String> {
 
 fn open_db(path: &Path) -> Result<Db, String> {
     require_db(path)?;
+    // Asked before this process opens the file with SQLite: closing the
+    // descriptors this opens would drop the locks its connections held.
+    let open_elsewhere = crate::db::lock_holder(path).ok().flatten().is_some();
     // Full: a rotation must survive a power loss right after it.
-    Db::open(path, Sync::Full, 2)
-        .map_err(|e| format!("cannot open database {}: {e}", path.display()))
+    let db = Db::open(path, Sync::Full, 2)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    // The server (and Litestream, if it replicates the file) has it open:
+    // checkpoints are theirs. A checkpoint of this short-lived process could
+    // land while Litestream builds a snapshot, or truncate the WAL behind
+    // its back.
+    if open_elsewhere {
+        db.set_replicated();
+    }
+    Ok(db)
 }
 
 fn set_service_token(path: &Path, stdin: bool, mut io: Io<'_>) -> Result<(), String> {

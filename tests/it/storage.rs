@@ -258,3 +258,27 @@ fn generated_secrets_go_to_a_private_file_not_stdout() {
     assert!(!path.exists());
     assert!(srv.banner.is_empty(), "{:?}", srv.banner);
 }
+
+/// Another process holding the database's write lock for longer than the
+/// busy timeout (as Litestream checkpointing a large WAL on a loaded
+/// machine can) gets the writes of that moment answered 503
+/// `database_busy` with Retry-After, never 500; they go through again once
+/// the lock is gone.
+#[test]
+fn a_write_lock_held_elsewhere_answers_503_database_busy() {
+    let srv = Server::start();
+    let svc = srv.service();
+    svc.new_task(&json!({"title": "before"}));
+    let other = srv.sql_write();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = svc.post("/api/tasks", &json!({"title": "while locked"}));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.error(), "database_busy", "{}", r.text);
+    assert!(r.header("retry-after").is_some(), "no Retry-After");
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    let r = svc.post("/api/tasks", &json!({"title": "after"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let h = svc.get("/api/dispatch/health").json;
+    assert_eq!(h["ok"], true, "a busy moment is no storage fault: {h}");
+}
