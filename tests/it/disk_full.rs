@@ -179,6 +179,29 @@ impl Replicated {
         killed
     }
 
+    /// Keeps the logs and files of a failed round in a folder that outlives
+    /// the test; its path.
+    fn keep(&self, out: &Path) -> std::path::PathBuf {
+        let keep = std::env::temp_dir().join(format!("ops-disk-full-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(
+            self.srv.dir.path().join("litestream.log"),
+            keep.join("litestream.log"),
+        );
+        let _ = std::fs::copy(self.srv.log_path(), keep.join("server.log"));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut from = self.srv.db_path().into_os_string();
+            from.push(suffix);
+            let _ = std::fs::copy(&from, keep.join(format!("original.db{suffix}")));
+        }
+        let _ = std::fs::copy(out, keep.join("restored.db"));
+        let _ = std::process::Command::new("cp")
+            .args(["-a", self.replica.trim_start_matches("file://")])
+            .arg(keep.join("replica"))
+            .status();
+        keep
+    }
+
     /// Restores the replica into a new file and counts, of `acks`, those
     /// missing: (missing, missing older than SHIPPED_WITHIN, the oldest
     /// missing's age).
@@ -206,26 +229,9 @@ impl Replicated {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap_or_else(|e| e.to_string());
         if check != "ok" {
-            let keep = std::env::temp_dir().join(format!("ops-disk-full-{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&keep);
-            let _ = std::fs::copy(
-                self.srv.dir.path().join("litestream.log"),
-                keep.join("litestream.log"),
-            );
-            let _ = std::fs::copy(self.srv.log_path(), keep.join("server.log"));
-            for suffix in ["", "-wal", "-shm"] {
-                let mut from = self.srv.db_path().into_os_string();
-                from.push(suffix);
-                let _ = std::fs::copy(&from, keep.join(format!("original.db{suffix}")));
-            }
-            let _ = std::fs::copy(&out, keep.join("restored.db"));
-            let _ = std::process::Command::new("cp")
-                .args(["-a", self.replica.trim_start_matches("file://")])
-                .arg(keep.join("replica"))
-                .status();
             panic!(
                 "the restored database is damaged (logs kept in {}): {}",
-                keep.display(),
+                self.keep(&out).display(),
                 check.lines().take(5).collect::<Vec<_>>().join("; ")
             );
         }
@@ -240,6 +246,12 @@ impl Replicated {
                     old += 1;
                 }
             }
+        }
+        if old > 0 {
+            eprintln!(
+                "{old} writes older than {SHIPPED_WITHIN:?} missing: logs kept in {}",
+                self.keep(&out).display()
+            );
         }
         (missing, old, oldest)
     }
@@ -493,8 +505,9 @@ fn replica_disk_full_shows_in_health_and_recovers() {
 
 /// Disk headroom with Litestream: the peaks of the WAL, Litestream's
 /// staging and the database under the load above (16 clients writing
-/// 2 KiB prompts as fast as they are answered) for OPS_HEADROOM_SECONDS
-/// (default 300). Long, so run by hand:
+/// 2 KiB prompts as fast as they are answered; OPS_HEADROOM_CLIENTS and
+/// OPS_HEADROOM_PAUSE_MS between a client's writes make it lighter) for
+/// OPS_HEADROOM_SECONDS (default 300). Long, so run by hand:
 /// `cargo test --test it -- --ignored headroom --nocapture`.
 #[test]
 #[ignore]
@@ -510,7 +523,15 @@ fn headroom_with_litestream() {
     let replica = tempfile::tempdir().unwrap();
     let db = dir.path().join("ops.db");
     let mut rep = Replicated::start(&db, format!("file://{}", replica.path().display()), "64");
-    let load = Load::start(&rep.srv.service(), CLIENTS, Duration::ZERO);
+    let env = |k: &str, d: u64| -> u64 {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let clients = env("OPS_HEADROOM_CLIENTS", CLIENTS as u64) as usize;
+    let pause = Duration::from_millis(env("OPS_HEADROOM_PAUSE_MS", 0));
+    let load = Load::start(&rep.srv.service(), clients, pause);
     let started = Instant::now();
     let (mut wal, mut staging, mut max_lag) = (0u64, 0u64, 0f64);
     let mut marks = Vec::new();
@@ -533,8 +554,25 @@ fn headroom_with_litestream() {
     let killed = rep.kill();
     let acks = load.finish(&rep.srv);
     let (_, old, oldest) = rep.restore_and_count(&acks, killed);
+    // What the start-up check costs on a file this size.
+    let restored = rep.srv.dir.path().join("restored.db");
+    let conn = rusqlite::Connection::open(&restored).unwrap();
+    let t = Instant::now();
+    let _: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap();
+    let quick = t.elapsed();
+    let t = Instant::now();
+    let _: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    let full = t.elapsed();
     eprintln!(
-        "headroom over {secs} s, {writes} writes ({:.0}/s): WAL at most {:.1} MB, staging at most \
+        "start-up check of the restored {:.1} MB file: quick_check {quick:?}, integrity_check {full:?}",
+        std::fs::metadata(&restored).map_or(0, |m| m.len()) as f64 / 1e6
+    );
+    eprintln!(
+        "headroom over {secs} s, {clients} clients pausing {pause:?}, {writes} writes ({:.0}/s): WAL at most {:.1} MB, staging at most \
          {:.1} MB, database {:.1} MB at the end, replica lag at most {max_lag:.1} s; peaks so far \
          by minute (s, WAL MB, staging MB): {:?}; after the kill {old} lost older than \
          {SHIPPED_WITHIN:?}, the oldest lost {oldest:?}",
