@@ -4,16 +4,16 @@
 //! staging files, or less than 1 MiB is left — the file is deleted, and
 //! writes are refused (503 `storage_unavailable`) until space is back:
 //! what the reserve frees goes to the work that must finish first, the
-//! checkpoint that gives the WAL's pages back, and Litestream staging and
+//! checkpoints that give the WAL's pages back, and Litestream staging and
 //! uploading the writes already acknowledged, so that the replica holds
 //! them and Litestream's read position moves on. Once at least twice the
 //! reserve is free again the file is made anew and writes resume.
 //!
-//! With Litestream replicating the file, SQLite must never meet a full
+//! With Litestream replicating the file, SQLite should never meet a full
 //! disk in the middle of a commit: a commit that fails there leaves part
-//! of a transaction in the WAL, and Litestream, which reads the WAL file
-//! itself, then ships a replica that restores damaged (measured by
-//! `tests/it/disk_full.rs` before this: two restores in three). So 16 MiB
+//! of a transaction in the WAL, which Litestream reads itself (see
+//! BENCHMARKS.md, "Litestream at the edges", for the damaged restores the
+//! rounds of `tests/it/disk_full.rs` found on the way). So 16 MiB
 //! after the end of the `-wal` file are kept allocated ahead of it
 //! (`fallocate` with `FALLOC_FL_KEEP_SIZE`: its size does not change), the
 //! disk is looked at ten times a second, and writes stop while less than
