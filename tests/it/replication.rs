@@ -4,7 +4,10 @@
 //! more than Litestream's monitor + sync interval (and a margin) before the
 //! kill must be there, and no write may stall. Needs `litestream` on PATH
 //! (CI installs it and sets OPS_REQUIRE_LITESTREAM=1, which turns the skip
-//! into a failure).
+//! into a failure). Also: health's and /metrics' view of the replica's
+//! lag, and the restore before serving (`admin restore-from-replica`) that
+//! never lets an empty or never-replicated database replace the replica,
+//! and a point-in-time restore.
 
 use std::collections::HashMap;
 use std::path::Path;
