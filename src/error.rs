@@ -43,6 +43,9 @@ pub enum Storage {
     ReadOnly,
     Io,
     CantOpen,
+    /// The file is damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`): found while
+    /// serving, after the start-up check passed.
+    Corrupt,
 }
 
 impl Storage {
@@ -54,6 +57,7 @@ impl Storage {
             ErrorCode::ReadOnly => Some(Storage::ReadOnly),
             ErrorCode::SystemIoFailure => Some(Storage::Io),
             ErrorCode::CannotOpen => Some(Storage::CantOpen),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Some(Storage::Corrupt),
             _ => None,
         }
     }
@@ -65,6 +69,10 @@ impl Storage {
             Storage::ReadOnly => "the database file is read-only",
             Storage::Io => "an I/O error occurred on the database file",
             Storage::CantOpen => "the database file (or its -wal/-shm) cannot be opened",
+            Storage::Corrupt => {
+                "the database file is damaged (stop the server; ops-center admin check shows \
+                 the damage, and the README's \"Backups and replication\" how to restore)"
+            }
         }
     }
 }
@@ -127,8 +135,26 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Another process held the database's write lock for longer than the
+/// busy timeout (Litestream checkpointing a large WAL, say): 503, retry.
+pub fn busy_database() -> Error {
+    Error::Busy {
+        code: "database_busy",
+        message: "the database is busy (another process holds its write lock, e.g. Litestream \
+                  checkpointing): the change was not saved; retry"
+            .into(),
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Error {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) {
+            log::warn!("database: {e}");
+            return busy_database();
+        }
         match Storage::of(&e) {
             Some(s) => {
                 log::error!("database: {e}");

@@ -7,7 +7,12 @@ const USAGE: &str = "\
 ops-center — task board and dispatcher for AI coding agents
 
 usage:
-  ops-center serve [--bind ADDR] [--db PATH]   run the HTTP API, web UI and watchdog
+  ops-center serve [--bind ADDR] [--db PATH] [--init] [--check-full]
+                                               run the HTTP API, web UI and watchdog; the
+                                               file is checked first (quick_check, or
+                                               integrity_check with --check-full); --init
+                                               allows a new database where a missing or
+                                               empty file would otherwise be refused
   ops-center admin COMMAND [--db PATH]         set-service-token, set-admin-password,
                                                backup --to FILE (see ops-center admin --help)
   ops-center launcher                          run a dispatch worker (environment: OPS_API_BASE, ...)
@@ -21,7 +26,9 @@ usage:
 Environment for serve: OPS_BIND (127.0.0.1:3847), OPS_DB (./ops-center.db),
 OPS_DB_SYNC (normal|full), OPS_HTTP_THREADS, OPS_HTTP_READ_TIMEOUT (30 s),
 OPS_HTTP_IDLE_TIMEOUT (60 s), OPS_HTTP_MAX_CONNECTIONS (1024), OPS_ADMIN_USER,
-OPS_ADMIN_PASSWORD, OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info).
+OPS_ADMIN_PASSWORD, OPS_SERVICE_TOKEN, TRUST_PROXY (false), RUST_LOG (info),
+OPS_DB_INIT (as --init), OPS_DB_RESERVE_MB (64), OPS_REPLICA (litestream|none),
+OPS_LITESTREAM_DIR (<db folder>/litestream).
 
 Environment for launcher: OPS_API_BASE, OPS_SERVICE_TOKEN, OPS_WORKSPACE_ID,
 SUPPORTED_AGENT_SLUGS, SUPPORTED_MODELS, AGENT_CMD_<SLUG>, AGENT_AUTH_CHECK_<SLUG>,

@@ -47,6 +47,11 @@ pub struct Metrics {
     dropped_requests: AtomicU64,
     /// Claim answers that never reached their worker (withdrawn).
     claims_undelivered: AtomicU64,
+    /// Events deleted by retention.
+    pruned: AtomicU64,
+    /// Events per second of the last retention run that deleted any (the
+    /// bits of an f64).
+    prune_rate: AtomicU64,
     /// Failure reports by signature. A lock is fine here: failure reports
     /// are rare next to requests.
     failures: Mutex<Option<HashMap<String, u64>>>,
@@ -62,6 +67,8 @@ impl Metrics {
             log_dropped: AtomicU64::new(0),
             dropped_requests: AtomicU64::new(0),
             claims_undelivered: AtomicU64::new(0),
+            pruned: AtomicU64::new(0),
+            prune_rate: AtomicU64::new(0),
             failures: Mutex::new(None),
         }
     }
@@ -106,6 +113,16 @@ impl Metrics {
     /// One task claimed by a worker.
     pub fn claim(&self) {
         self.claims.fetch_add(1, Relaxed);
+    }
+
+    /// Events deleted by a retention batch.
+    pub fn pruned(&self, n: u64) {
+        self.pruned.fetch_add(n, Relaxed);
+    }
+
+    /// The rate of the retention run that just ended, in events per second.
+    pub fn prune_rate(&self, per_second: f64) {
+        self.prune_rate.store(per_second.to_bits(), Relaxed);
     }
 
     /// One failure report accepted, by its signature.
@@ -178,6 +195,18 @@ impl Metrics {
             "ops_http_requests_dropped_total",
             &[],
             self.dropped_requests.load(Relaxed),
+        );
+
+        out.header(
+            "ops_events_pruned_total",
+            "counter",
+            "Events deleted by retention (events_retention_days) since the server started.",
+        );
+        out.sample("ops_events_pruned_total", &[], self.pruned.load(Relaxed));
+        out.gauge(
+            "ops_events_prune_per_second",
+            "Events deleted per second by the last retention run that deleted any (0 before).",
+            f64::from_bits(self.prune_rate.load(Relaxed)),
         );
 
         out.header(

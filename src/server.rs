@@ -21,15 +21,54 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // The file is checked before anything opens it for writing: a missing
+    // or empty file is created only when that cannot replace a replica's
+    // data, and a damaged one is refused, not served.
+    let start_check = crate::db::startup::StartCheck {
+        path: &cfg.db_path,
+        init: cfg.init,
+        replicated: cfg.replication.configured(),
+        full: cfg.check_full,
+    };
+    let found = crate::db::startup::check(&start_check)?;
     // Readers: one per handler thread, plus the watchdog and a spare.
-    let db =
-        Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(|e| e.to_string())?;
+    let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(refusal)?;
+    if found == crate::db::startup::Found::Unchecked {
+        let checked = db
+            .read()
+            .map_err(refusal)
+            .and_then(|conn| crate::db::startup::check_open(&conn, &start_check));
+        if let Err(e) = checked {
+            db.close();
+            return Err(e);
+        }
+    }
+    if let crate::config::Replication::Litestream { dir } = &cfg.replication {
+        // Litestream's staging and control socket go there; it starts
+        // after the server and does not make the folder for its socket.
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+        {
+            log::warn!("cannot create Litestream's folder {}: {e}", dir.display());
+        }
+        db.set_replicated();
+        db.replica.start(&cfg.db_path, dir);
+    }
+    db.space.start(
+        &cfg.db_path,
+        cfg.reserve_bytes,
+        cfg.replication.configured(),
+        db.replica.disk_full_probe(),
+    );
     // Held until the process ends: `admin restore` refuses a file in use.
     let _in_use = crate::db::FileLock::shared(&cfg.db_path)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;
     let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
         db.close();
-        format!("cannot start: {e}")
+        format!("cannot start: {}", refusal(e))
     })?;
 
     let listener =
@@ -92,7 +131,8 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let watchdog = crate::app::watchdog::spawn(db, stop.clone());
+    let watchdog = crate::app::watchdog::spawn(db.clone(), stop.clone());
+    let retention = crate::app::retention::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
@@ -103,6 +143,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.streams.stop();
     server.shutdown();
     let _ = watchdog.join();
+    let _ = retention.join();
     // The last write: the file was stopped cleanly.
     if let Err(e) = crate::app::serving::stop_serving(&app.db) {
         log::error!(
@@ -112,6 +153,15 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     app.db.close();
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// A start-up failure as the operator reads it: what is wrong and what to
+/// do, without the "internal error:" an API client would see.
+fn refusal(e: crate::error::Error) -> String {
+    match e {
+        crate::error::Error::Internal(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// The file next to the database that receives generated secrets.

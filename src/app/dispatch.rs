@@ -1250,6 +1250,28 @@ impl Workers {
     }
 }
 
+/// The replica's lag when it is past `max_seconds` (health not ok, the
+/// watchdog's alert open).
+pub(crate) fn replication_lagging(
+    r: &crate::protocol::health::Replication,
+    max_seconds: i64,
+) -> Option<f64> {
+    r.lag_seconds
+        .filter(|lag| r.configured && *lag > max_seconds as f64)
+}
+
+/// Health's warning while the replica lags.
+pub(crate) fn replication_warning(lag: f64, max_seconds: i64, error: Option<&str>) -> String {
+    format!(
+        "the replica is {lag:.0} s behind (replication_max_lag_seconds is {max_seconds}): writes \
+         of the last {lag:.0} s would be lost with this host. {}. Check ops-center-litestream.service \
+         (journalctl -u ops-center-litestream) and the space on the database's and the replica's disks",
+        error
+            .unwrap_or("Litestream has not confirmed a sync")
+            .trim_end_matches('.')
+    )
+}
+
 pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
     let storage = db.storage();
     let conn = db.read()?;
@@ -1281,6 +1303,18 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             "the database cannot be written: {}. Changes are refused (503) until it is fixed: free \
              space on its disk or fix its permissions; writes resume by themselves",
             fault.describe()
+        ));
+    }
+    if db.space.gated() {
+        let (reserve, _) = db.space.reserve();
+        let mib = |b: u64| b / (1024 * 1024);
+        warnings.push(format!(
+            "the disk holding the database filled: its {} MiB reserve was released so that \
+             checkpoints and Litestream can catch up, and writes are refused until {} MiB are \
+             free on that disk (now {} MiB): free space there",
+            mib(reserve),
+            mib(db.space.resume_at()),
+            mib(db.space.free())
         ));
     }
     if s.dispatch_enabled && fresh.is_empty() {
@@ -1382,10 +1416,20 @@ pub fn health(db: &Db, who: &Principal, list_workers: bool) -> Result<Health> {
             "{open_alerts} open alert(s): see Operación → Automatizaciones → Watchdog or GET /api/alerts?status=open"
         ));
     }
+    let replication = db.replica.status();
+    let lagging = replication_lagging(&replication, s.replication_max_lag_seconds);
+    if let Some(lag) = lagging {
+        warnings.push(replication_warning(
+            lag,
+            s.replication_max_lag_seconds,
+            replication.error.as_deref(),
+        ));
+    }
     let settings: SettingsView = s.view();
     Ok(Health {
-        ok: storage.fault.is_none(),
+        ok: storage.fault.is_none() && lagging.is_none(),
         storage_ok: storage.fault.is_none(),
+        replication,
         storage: StorageSize {
             db_bytes: storage.db_bytes,
             wal_bytes: storage.wal_bytes,

@@ -90,6 +90,52 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
         "1 while the database cannot be written (full disk, permissions, I/O error), else 0.",
         u8::from(storage.fault.is_some()),
     );
+    let (reserve, held) = db.space.reserve();
+    if reserve > 0 {
+        out.gauge(
+            "ops_db_disk_free_bytes",
+            "Bytes left on the disk holding the database.",
+            db.space.free(),
+        );
+        out.gauge(
+            "ops_db_reserve_bytes",
+            "Bytes held in the reserve beside the database (OPS_DB_RESERVE_MB); 0 once released.",
+            if held { reserve } else { 0 },
+        );
+    }
+    out.gauge(
+        "ops_db_writes_held",
+        "1 while writes are refused until the disk has room again (reserve released), else 0.",
+        u8::from(db.space.gated()),
+    );
+    let replication = db.replica.status();
+    out.gauge(
+        "ops_replication_configured",
+        "1 when a replica is kept (OPS_REPLICA=litestream), else 0.",
+        u8::from(replication.configured),
+    );
+    if replication.configured {
+        out.gauge(
+            "ops_replication_lag_seconds",
+            "Seconds since the replica was last known to hold every committed write.",
+            replication.lag_seconds.unwrap_or(0.0),
+        );
+        out.gauge(
+            "ops_replication_error",
+            "1 while the last attempt to sync the replica failed, else 0.",
+            u8::from(replication.error.is_some()),
+        );
+        out.gauge(
+            "ops_replication_max_lag_seconds",
+            "The replication_max_lag_seconds setting: past it health is not ok.",
+            s.replication_max_lag_seconds,
+        );
+        out.gauge(
+            "ops_replication_staging_bytes",
+            "Bytes in Litestream's staging folder (OPS_LITESTREAM_DIR/meta).",
+            db.replica.staging_bytes(),
+        );
+    }
     METRICS.write(&mut out);
     Ok(out.into_string())
 }

@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod dispatch;
 pub mod gate;
 pub mod metrics;
+pub mod retention;
 pub mod serving;
 pub mod settings;
 pub mod tasks;

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::dispatch::{alert_event, reconcile_stale, reconcile_stale_running};
+use super::dispatch::{
+    alert_event, reconcile_stale, reconcile_stale_running, replication_lagging, replication_warning,
+};
 use super::event;
 use crate::db::Db;
 use crate::domain::access::Principal;
 use crate::domain::task::Execution;
 use crate::error::Result;
+use crate::protocol::health::Replication;
 use crate::protocol::watchdog::{RaisedAlert, WatchdogReport};
 use crate::store::alerts::{self, Raise, Raised};
 use crate::store::{events, heartbeats, settings, tasks};
@@ -33,10 +36,11 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// which is a person's decision). `dispatch.worker_stale` is no longer
 /// raised (a running task on a stale worker is taken back instead); one
 /// left open by an older version resolves on the next pass.
-const CONDITION_KINDS: [&str; 3] = [
+const CONDITION_KINDS: [&str; 4] = [
     "dispatch.no_fresh_worker",
     "dispatch.queued_unclaimed",
     "dispatch.worker_stale",
+    "replication.lag",
 ];
 
 /// Queued tasks named in the `dispatch.queued_unclaimed` alert's detail
@@ -48,8 +52,9 @@ pub fn run_now(db: &Db, who: &Principal) -> Result<WatchdogReport> {
     who.require_ops_admin("running the watchdog")?;
     let actor = who.actor();
     let visible = who.visible_workspaces();
+    let replication = db.replica.status();
     db.write(move |conn| {
-        let mut report = run(conn, &actor, now_ms())?;
+        let mut report = run(conn, &actor, now_ms(), &replication)?;
         if let Some(ws) = &visible {
             scope_report(conn, &mut report, ws)?;
         }
@@ -96,8 +101,14 @@ fn scope_report(conn: &Connection, report: &mut WatchdogReport, workspaces: &[i6
     Ok(())
 }
 
-/// One pass, inside the caller's transaction. Returns the report.
-pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
+/// One pass, inside the caller's transaction, with the replica's state as
+/// the server last learnt it. Returns the report.
+pub fn run(
+    conn: &Connection,
+    actor: &str,
+    now: i64,
+    replication: &Replication,
+) -> Result<WatchdogReport> {
     let s = settings::load(conn)?;
     let mut reconciled = reconcile_stale(conn, s.dispatch_stale_minutes, actor, now)?;
     reconciled.extend(reconcile_stale_running(conn, &s, actor, now)?);
@@ -200,6 +211,21 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
     // A task running on a stale worker was taken back above
     // (`dispatch.stale_running`, an incident): `dispatch.worker_stale`, the
     // condition alert older versions raised for it, is only resolved.
+    if let Some(lag) = replication_lagging(replication, s.replication_max_lag_seconds) {
+        let detail = replication_warning(
+            lag,
+            s.replication_max_lag_seconds,
+            replication.error.as_deref(),
+        );
+        let r = Raise {
+            kind: "replication.lag",
+            subject: "replication",
+            task_id: None,
+            title: titles::replication_lag(s.ui_language),
+            detail: &detail,
+        };
+        raised.push(alerts::raise(conn, &r, false, now)?);
+    }
 
     // Conditions that ended since the last pass.
     let mut resolved = Vec::new();
@@ -214,6 +240,7 @@ pub fn run(conn: &Connection, actor: &str, now: i64) -> Result<WatchdogReport> {
                 }
                 "dispatch.no_fresh_worker" => "a worker is fresh",
                 "dispatch.queued_unclaimed" => "no queued task waits past the limit",
+                "replication.lag" => "the replica caught up",
                 _ => "the task no longer runs on a stale worker",
             };
             let extra = json!({"subject": a.subject, "automatic": true, "reason": reason});
@@ -290,37 +317,8 @@ fn create_followup(conn: &Connection, a: &alerts::Alert, actor: &str, now: i64) 
 
 /// The watchdog thread: one pass every `watchdog_interval_seconds` until
 /// `stop` is set. The setting is read again every second, so a change
-/// takes effect without a restart.
-/// Events pruned per write transaction: small enough never to hold the
-/// writer for long.
-const PRUNE_BATCH: i64 = 500;
-/// Batches per watchdog pass; the next pass goes on where this one stopped.
-const PRUNE_BATCHES: usize = 20;
-
-/// Retention (`events_retention_days`): deletes old events in small
-/// batches through the writer, then gives the freed pages back to the file
-/// system. Returns how many events went.
-pub fn prune_events(db: &Db, now: i64) -> Result<usize> {
-    let days = settings::load(&*db.read()?)?.events_retention_days;
-    if days == 0 {
-        return Ok(0);
-    }
-    let cutoff = now - days * DAY_MS;
-    let mut total = 0;
-    for _ in 0..PRUNE_BATCHES {
-        let n = db.write(move |conn| {
-            let n = events::prune(conn, cutoff, PRUNE_BATCH)?;
-            events::release_free_pages(conn, 2 * PRUNE_BATCH)?;
-            Ok(n)
-        })?;
-        total += n;
-        if (n as i64) < PRUNE_BATCH {
-            break;
-        }
-    }
-    Ok(total)
-}
-
+/// takes effect without a restart. Event retention has a thread of its
+/// own (`retention.rs`), so a long backlog never delays a pass.
 pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("watchdog".into())
@@ -338,7 +336,8 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                     continue;
                 }
                 last_run = Instant::now();
-                match db.write(|conn| run(conn, "watchdog", now_ms())) {
+                let replication = db.replica.status();
+                match db.write(move |conn| run(conn, "watchdog", now_ms(), &replication)) {
                     Ok(report) => {
                         let n = report.reconciled;
                         let a = report.alerts.len();
@@ -352,17 +351,12 @@ pub fn spawn(db: Arc<Db>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                     }
                     Err(e) => log::error!("watchdog pass failed: {e}"),
                 }
-                match prune_events(&db, now_ms()) {
-                    Ok(0) => {}
-                    Ok(n) => log::info!("retention: {n} old event(s) pruned"),
-                    Err(e) => log::error!("event retention failed: {e}"),
-                }
             }
         })
         .expect("spawn watchdog thread")
 }
 
-fn interval(db: &Db) -> Duration {
+pub(crate) fn interval(db: &Db) -> Duration {
     let secs = db
         .read()
         .and_then(|c| settings::load(&c))
@@ -402,6 +396,13 @@ pub(crate) mod titles {
         match lang {
             Language::Es => format!("Tarea {task} atascada en dispatching"),
             Language::En => format!("Task {task} stuck in dispatching"),
+        }
+    }
+
+    pub fn replication_lag(lang: Language) -> &'static str {
+        match lang {
+            Language::Es => "La réplica de la base de datos va con retraso",
+            Language::En => "The database replica is behind",
         }
     }
 

@@ -14,7 +14,7 @@
 //! Litestream sees each frame before it leaves the WAL.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,14 +36,20 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(path: &Path, commits: Commits) -> Result<Checkpointer> {
+    /// Checkpoints while `replicated` is unset (with Litestream the WAL is
+    /// Litestream's to checkpoint).
+    pub(super) fn start(
+        path: &Path,
+        commits: Commits,
+        replicated: Arc<AtomicBool>,
+    ) -> Result<Checkpointer> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::ZERO)?;
         let stop: Arc<(Mutex<bool>, Condvar)> = Arc::default();
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("db-checkpoint".into())
-            .spawn(move || run(&conn, &commits, &thread_stop))
+            .spawn(move || run(&conn, &commits, &thread_stop, &replicated))
             .expect("spawn checkpoint thread");
         Ok(Checkpointer {
             stop,
@@ -63,7 +69,12 @@ impl Checkpointer {
     }
 }
 
-fn run(conn: &Connection, commits: &AtomicU64, stop: &(Mutex<bool>, Condvar)) {
+fn run(
+    conn: &Connection,
+    commits: &AtomicU64,
+    stop: &(Mutex<bool>, Condvar),
+    replicated: &AtomicBool,
+) {
     let (flag, wake) = stop;
     let mut seen = commits.load(Ordering::Relaxed);
     let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
@@ -73,7 +84,7 @@ fn run(conn: &Connection, commits: &AtomicU64, stop: &(Mutex<bool>, Condvar)) {
             .unwrap_or_else(|p| p.into_inner())
             .0;
         let now = commits.load(Ordering::Relaxed);
-        if now != seen && !*stopped {
+        if now != seen && !*stopped && !replicated.load(Ordering::SeqCst) {
             seen = now;
             if let Err(e) = passive(conn) {
                 // Busy (another checkpoint runs) or a storage fault the

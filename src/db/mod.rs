@@ -4,6 +4,9 @@
 pub mod bus;
 mod checkpoint;
 pub(crate) mod migrate;
+pub mod replica;
+pub mod space;
+pub mod startup;
 pub(crate) use writer::panic_text;
 mod writer;
 
@@ -50,7 +53,13 @@ pub struct Db {
     pub settings: Arc<crate::store::settings::Cache>,
     /// The claim path's stale-dispatching scan, at most once a second.
     pub stale_scan: Arc<crate::time::Throttle>,
+    /// How far behind the replica is (off unless `serve` starts it).
+    pub replica: replica::Monitor,
+    /// The space kept for a full disk (none unless `serve` starts it).
+    pub space: Arc<space::Space>,
     checkpointer: checkpoint::Checkpointer,
+    /// Litestream replicates the file: the writer never truncates the WAL.
+    replicated: Arc<std::sync::atomic::AtomicBool>,
     path: PathBuf,
 }
 
@@ -97,8 +106,8 @@ impl Db {
             message: not_writable(path, &cause),
         };
         let mut conn = Connection::open(path).map_err(|e| match Storage::of(&e) {
-            Some(_) => not_writable(e.to_string()),
-            None => Error::Internal(format!("cannot open database {}: {e}", path.display())),
+            Some(s) if s != Storage::Corrupt => not_writable(e.to_string()),
+            _ => Error::Internal(format!("cannot open database {}: {e}", path.display())),
         })?;
         // SQLite opens a file it may read but not write read-only, silently.
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
@@ -107,8 +116,16 @@ impl Db {
         let setup = incremental_vacuum(&conn)
             .and_then(|()| configure_writer(&conn, sync))
             .and_then(|()| migrate::run(&mut conn));
-        if let Err(Error::StorageUnavailable(s)) = setup {
-            return Err(not_writable(s.describe().into()));
+        match setup {
+            Err(Error::StorageUnavailable(Storage::Corrupt)) => {
+                return Err(Error::Internal(format!(
+                    "database {} is damaged: {}",
+                    path.display(),
+                    Storage::Corrupt.describe()
+                )))
+            }
+            Err(Error::StorageUnavailable(s)) => return Err(not_writable(s.describe().into())),
+            _ => {}
         }
         setup?;
 
@@ -128,16 +145,39 @@ impl Db {
             .build(manager)?;
         let bus = Arc::new(bus::Bus::default());
         let commits = checkpoint::Commits::default();
+        let space = Arc::new(space::Space::default());
+        let replicated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(Db {
             readers,
-            checkpointer: checkpoint::Checkpointer::start(path, commits.clone())?,
-            writer: Writer::start(conn, bus.clone(), commits)?,
+            checkpointer: checkpoint::Checkpointer::start(
+                path,
+                commits.clone(),
+                replicated.clone(),
+            )?,
+            writer: Writer::start(
+                conn,
+                bus.clone(),
+                commits,
+                space.clone(),
+                replicated.clone(),
+            )?,
             bus,
             workers: Default::default(),
             settings: Default::default(),
             stale_scan: Arc::new(crate::time::Throttle::new(STALE_SCAN_EVERY_MS)),
+            replica: replica::Monitor::default(),
+            space,
+            replicated,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Litestream replicates this file: from now on this process never
+    /// checkpoints it (no checkpointer thread, no automatic checkpoint, none
+    /// after a full disk or at shutdown); Litestream's checkpoints do.
+    pub fn set_replicated(&self) {
+        self.replicated
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether writes currently fail, and the size of the file and its WAL.
@@ -146,7 +186,12 @@ impl Db {
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         StorageStatus {
-            fault: self.writer.fault(),
+            // Writes held for space count as a full disk even before one
+            // is refused.
+            fault: self
+                .writer
+                .fault()
+                .or(self.space.gated().then_some(Storage::DiskFull)),
             db_bytes: size(&self.path),
             wal_bytes: size(Path::new(&wal)),
         }
@@ -171,6 +216,8 @@ impl Db {
     /// Finishes every queued write, checkpoints the WAL into the main file
     /// and stops the writer thread.
     pub fn close(&self) {
+        self.replica.stop();
+        self.space.stop();
         self.checkpointer.stop();
         self.writer.stop();
     }
@@ -224,6 +271,66 @@ impl FileLock {
         }
         Ok(FileLock { _file: f })
     }
+}
+
+/// A process that holds one of SQLite's locks on a database: any open
+/// connection (the server, Litestream, a `sqlite3` shell) holds at least
+/// the shared "dead man switch" lock of its `-shm` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: i32,
+    /// `/proc/<pid>/comm`, when it can be read.
+    pub name: Option<String>,
+}
+
+/// SQLite's lock bytes (os_unix.c): in the `-shm` file, the eight WAL
+/// locks at 120..128 and the dead-man switch at 128 that every connection
+/// holds shared while it is open; in the database file, the pending,
+/// reserved and shared bytes from 1 GiB on.
+const SHM_LOCKS: (i64, i64) = (120, 9);
+const DB_LOCKS: (i64, i64) = (0x4000_0000, 512);
+
+/// The first other process holding a lock on `path` or its `-shm`, if any.
+/// `fcntl(F_GETLK)` reports the locks of other processes only, which is
+/// what a restore must know. Call it only while this process has no SQLite
+/// connection to the file: closing the descriptors it opens drops every
+/// fcntl lock this process holds on those files.
+pub fn lock_holder(path: &Path) -> std::io::Result<Option<LockHolder>> {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for (file, (start, len)) in [
+        (PathBuf::from(shm), SHM_LOCKS),
+        (path.to_path_buf(), DB_LOCKS),
+    ] {
+        let f = match std::fs::File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(pid) = fcntl_holder(&f, start, len)? {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|s| s.trim().to_string());
+            return Ok(Some(LockHolder { pid, name }));
+        }
+    }
+    Ok(None)
+}
+
+fn fcntl_holder(f: &std::fs::File, start: i64, len: i64) -> std::io::Result<Option<i32>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain struct for fcntl, zeroed, then filled in.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = start as libc::off_t;
+    lock.l_len = len as libc::off_t;
+    // SAFETY: F_GETLK on a descriptor this function borrows, with a valid
+    // flock it only reads and writes.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid))
 }
 
 /// Pages freed by deletions (event retention) go back to the file system

@@ -13,7 +13,7 @@
 //! soon as space is back, and the next commit that succeeds clears it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use rusqlite::Connection;
 
 use super::bus::Bus;
 use super::checkpoint::Commits;
+use super::space::Space;
 use crate::error::{Error, Result, Storage};
 use crate::store::events;
 
@@ -68,11 +69,21 @@ impl Published {
 #[derive(Clone)]
 enum Failure {
     Storage(Storage),
+    /// Another process held the write lock past `busy_timeout`
+    /// (Litestream checkpointing a large WAL on a loaded machine): 503
+    /// `database_busy`, not 500.
+    Busy(String),
     Other(String),
 }
 
 impl Failure {
     fn of(e: &rusqlite::Error) -> Failure {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ) {
+            return Failure::Busy(e.to_string());
+        }
         match Storage::of(e) {
             Some(s) => Failure::Storage(s),
             None => Failure::Other(e.to_string()),
@@ -82,6 +93,7 @@ impl Failure {
     fn into_error(self) -> Error {
         match self {
             Failure::Storage(s) => Error::StorageUnavailable(s),
+            Failure::Busy(_) => crate::error::busy_database(),
             Failure::Other(e) => Error::Internal(format!("commit failed: {e}")),
         }
     }
@@ -93,8 +105,9 @@ type Fault = Arc<Mutex<Option<Storage>>>;
 /// Called once the batch's fate is known: `Ok` when it committed.
 type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
 /// Runs one request inside its savepoint and returns how to answer it,
-/// with the storage fault it met, if any.
-type Job = Box<dyn FnOnce(&Connection) -> (Reply, Option<Storage>) + Send>;
+/// with the storage fault it met, if any; given a failure instead of the
+/// connection, answers the request with it at once (and returns `None`).
+type Job = Box<dyn FnOnce(Result<&Connection, Failure>) -> Option<(Reply, Option<Storage>)> + Send>;
 
 enum Msg {
     Job(Job),
@@ -115,17 +128,34 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread; after each commit it publishes the new events
     /// to `bus` and counts the commit in `commits`.
-    pub(super) fn start(conn: Connection, bus: Arc<Bus>, commits: Commits) -> Result<Writer> {
+    pub(super) fn start(
+        conn: Connection,
+        bus: Arc<Bus>,
+        commits: Commits,
+        space: Arc<Space>,
+        replicated: Arc<AtomicBool>,
+    ) -> Result<Writer> {
         let (tx, rx) = unbounded();
         let fault: Fault = Arc::default();
         let thread_fault = fault.clone();
+
         let published = Published {
             last_id: events::last_id(&conn)?,
             bus,
         };
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(conn, rx, thread_fault, published, commits))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    thread_fault,
+                    published,
+                    commits,
+                    &space,
+                    &replicated,
+                )
+            })
             .expect("spawn writer thread");
         Ok(Writer {
             tx,
@@ -155,7 +185,14 @@ impl Writer {
         T: Send + 'static,
     {
         let (reply_tx, reply_rx) = oneshot::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
+        let job: Job = Box::new(move |conn: Result<&Connection, Failure>| {
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(failure) => {
+                    reply_tx.send(Err(failure.into_error()));
+                    return None;
+                }
+            };
             let result = in_savepoint(conn, f);
             let fault = match &result {
                 Err(Error::StorageUnavailable(s)) => Some(*s),
@@ -168,7 +205,7 @@ impl Writer {
                 };
                 reply_tx.send(answer);
             });
-            (reply, fault)
+            Some((reply, fault))
         });
         self.tx
             .send(Msg::Job(job))
@@ -268,9 +305,31 @@ fn writer_loop(
     fault: Fault,
     mut published: Published,
     commits: Commits,
+    space: &Space,
+    replicated: &AtomicBool,
 ) {
     let faulted = || fault.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    let mut was_gated = false;
+    let mut autocheckpoint_off = false;
+    // With Litestream the WAL is Litestream's to checkpoint: a checkpoint
+    // of ours can land while it builds a snapshot from the database file,
+    // and the replica then restores damaged.
+    let mut leave_checkpoints = |conn: &Connection| {
+        if !autocheckpoint_off && replicated.load(Ordering::SeqCst) {
+            if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", 0) {
+                log::error!("cannot turn the automatic checkpoint off: {e}");
+            }
+            autocheckpoint_off = true;
+        }
+    };
     loop {
+        // The reserve is back (twice its size is free): the disk has room
+        // again, whether or not a write comes to prove it.
+        let gated = space.gated();
+        if was_gated && !gated {
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        was_gated = gated;
         let next = if faulted() {
             rx.recv_timeout(FAULT_RETRY)
         } else {
@@ -279,7 +338,9 @@ fn writer_loop(
         let first = match next {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
-                reclaim_wal(&conn);
+                if !replicated.load(Ordering::SeqCst) {
+                    reclaim_wal(&conn);
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -297,7 +358,13 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() && commit_batch(&conn, jobs, &fault) {
+        leave_checkpoints(&conn);
+        if !jobs.is_empty() && space.gated() {
+            // The disk filled and its reserve was released for checkpoints
+            // and Litestream: nothing new is written until space is back.
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(Storage::DiskFull);
+            refuse(jobs, &Failure::Storage(Storage::DiskFull));
+        } else if !jobs.is_empty() && commit_batch(&conn, jobs, &fault, space) {
             commits.fetch_add(1, Ordering::Relaxed);
             published.after_commit(&conn);
         }
@@ -305,33 +372,48 @@ fn writer_loop(
             break;
         }
     }
-    checkpoint(&conn, "TRUNCATE");
+    // With Litestream replicating the file, no checkpoint of ours, not even
+    // this last one: what the WAL holds is safe in it, and Litestream
+    // checkpoints it (a truncation behind its back made restored replicas
+    // damaged, and so did checkpoints racing its snapshots).
+    if !replicated.load(Ordering::SeqCst) {
+        checkpoint(&conn, "TRUNCATE");
+    }
     log::debug!("database writer stopped");
 }
 
 /// Runs the batch in one transaction, records its storage fault (or that
 /// there is none) and answers every request. True when it committed.
-fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
+fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault, space: &Space) -> bool {
     let record = |outcome: &Result<(), Failure>| {
         *fault.lock().unwrap_or_else(|p| p.into_inner()) = match outcome {
             Err(Failure::Storage(s)) => Some(*s),
             _ => None,
         };
+        match outcome {
+            Err(Failure::Storage(Storage::DiskFull)) => {
+                space.full("a commit failed: the disk holding the database is full")
+            }
+            Err(Failure::Storage(Storage::Io)) => space.io_failed(),
+            _ => {}
+        }
     };
     if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
         log::error!("cannot begin write transaction: {e}");
-        record(&Err(Failure::of(&e)));
-        // Running the jobs outside a transaction would be wrong. Dropping
-        // them drops their replies, which wakes each caller with an error
-        // (the storage fault just recorded, if it is one).
-        drop(jobs);
+        let failure = Failure::of(&e);
+        record(&Err(failure.clone()));
+        // Running the jobs outside a transaction would be wrong: each is
+        // answered with why.
+        refuse(jobs, &failure);
         return false;
     }
     let mut storage = None;
     let mut replies = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter();
     for job in jobs.by_ref() {
-        let (reply, fault) = job(conn);
+        let Some((reply, fault)) = job(Ok(conn)) else {
+            continue;
+        };
         replies.push(reply);
         // A full disk or an I/O error inside a statement may make SQLite
         // roll the whole transaction back: the rest of the batch cannot
@@ -355,7 +437,7 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
     if let Err(f) = &outcome {
         let cause = match f {
             Failure::Storage(s) => s.describe().to_string(),
-            Failure::Other(e) => e.clone(),
+            Failure::Busy(e) | Failure::Other(e) => e.clone(),
         };
         log::error!("group commit of {} requests failed: {cause}", replies.len());
         if !conn.is_autocommit() {
@@ -367,10 +449,18 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>, fault: &Fault) -> bool {
     for reply in replies {
         reply(outcome.clone());
     }
-    // Requests not run because the transaction was lost: dropping them
-    // answers each with the fault recorded above.
-    drop(jobs);
+    // Requests not run because the transaction was lost: answered with why.
+    if let Err(f) = &outcome {
+        refuse(jobs, f);
+    }
     committed
+}
+
+/// Answers each of `jobs` with `failure`, without running it.
+fn refuse(jobs: impl IntoIterator<Item = Job>, failure: &Failure) {
+    for job in jobs {
+        let _ = job(Err(failure.clone()));
+    }
 }
 
 /// A checkpoint in `mode`. The writer's own checkpoints are PASSIVE (the
@@ -401,7 +491,9 @@ fn checkpoint(conn: &Connection, mode: &str) -> bool {
 
 /// After a failed commit: copies what it can into the main file and, if no
 /// reader still needs the WAL, truncates it at once (without waiting for
-/// readers) to give its space back for the next commit.
+/// readers) to give its space back for the next commit. Not while
+/// Litestream replicates the file (the writer loop does not call it then):
+/// Litestream's own checkpoints give the WAL back.
 fn reclaim_wal(conn: &Connection) {
     if checkpoint(conn, "PASSIVE") {
         let _ = conn.busy_timeout(Duration::ZERO);

@@ -37,6 +37,7 @@ pub const WATCHDOG_INTERVAL_SECONDS: &str = "watchdog_interval_seconds";
 pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
 pub const EVENTS_RETENTION_DAYS: &str = "events_retention_days";
 pub const UI_LANGUAGE: &str = "ui_language";
+pub const REPLICATION_MAX_LAG_SECONDS: &str = "replication_max_lag_seconds";
 /// Internal: `generated` while the token is the one made at first start.
 pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
 
@@ -97,6 +98,14 @@ const DEFS: &[Def] = &[
         key: UI_LANGUAGE,
         default: "es",
         kind: Kind::Choice(&["es", "en"]),
+    },
+    Def {
+        key: REPLICATION_MAX_LAG_SECONDS,
+        default: "30",
+        kind: Kind::Int {
+            min: 1,
+            max: 86_400,
+        },
     },
 ];
 
@@ -204,6 +213,9 @@ pub struct Settings {
     /// of unfinished tasks and of tasks with an open alert.
     pub events_retention_days: i64,
     pub ui_language: Language,
+    /// Health is not ok, and an alert opens, while the replica is further
+    /// behind than this.
+    pub replication_max_lag_seconds: i64,
     pub token_generated: bool,
 }
 
@@ -231,6 +243,7 @@ impl Settings {
             } else {
                 Language::Es
             },
+            replication_max_lag_seconds: int(REPLICATION_MAX_LAG_SECONDS),
             token_generated: stored.get(TOKEN_ORIGIN).map(String::as_str) == Some("generated"),
         }
     }
@@ -248,6 +261,7 @@ impl Settings {
             watchdog_failure_threshold: self.watchdog_failure_threshold,
             events_retention_days: self.events_retention_days,
             ui_language: self.ui_language.as_str().to_string(),
+            replication_max_lag_seconds: self.replication_max_lag_seconds,
         }
     }
 
@@ -264,6 +278,7 @@ impl Settings {
             WATCHDOG_FAILURE_THRESHOLD => Number(self.watchdog_failure_threshold),
             EVENTS_RETENTION_DAYS => Number(self.events_retention_days),
             UI_LANGUAGE => Text(self.ui_language.as_str().to_string()),
+            REPLICATION_MAX_LAG_SECONDS => Number(self.replication_max_lag_seconds),
             _ => return None,
         })
     }

@@ -39,10 +39,27 @@ usage:
       checks a database (a replica, a restored file, a backup): integrity,
       schema version, task counts against the rows; prints what it found and
       exits 1 when anything is off
+  ops-center admin restore-from-replica [--db PATH] [--timestamp T | --txid N]
+      restores the database from its Litestream replica (the configuration
+      in OPS_LITESTREAM_CONFIG, default /usr/share/ops-center/litestream.yml;
+      the replica in LITESTREAM_REPLICA_URL), to its latest state or to a
+      point in time (--timestamp 2026-01-02T15:04:05Z, or --txid of a
+      Litestream transaction), checks the copy as admin check does, then
+      puts it in place as admin restore does
+  ops-center admin restore-from-replica --if-missing [--db PATH]
+      what ops-center.service runs before the server starts: when
+      replication is configured (OPS_REPLICA=litestream, or
+      LITESTREAM_REPLICA_URL set) and the database is missing or empty,
+      restores it from the replica (litestream restore -if-db-not-exists
+      -if-replica-exists); refuses to go on when the database was never
+      replicated but the replica already holds one (Litestream would replace
+      the replica's latest state with it) unless OPS_DB_INIT=1; does
+      nothing without replication
   ops-center admin restore --from FILE [--db PATH] [--id-margin N]
       replaces the database with FILE (a backup taken with admin backup)
-      after checking FILE as admin check does; refuses while a server uses
-      the database; the database it replaces is kept beside it as
+      after checking FILE as admin check does; refuses while a server, or
+      any other process (Litestream, a sqlite3 shell), has the database
+      open; the database it replaces is kept beside it as
       PATH.before-restore-<time> (with its -wal and -shm). Task ids given
       before the restore are never given again: the next task id is past
       both files' highest and N more (default 1000; event task_ids.raised)
@@ -92,6 +109,7 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
         "backup" => &["--db", "--to"],
         "check" => &["--db"],
         "restore" => &["--db", "--from", "--id-margin"],
+        "restore-from-replica" => &["--db", "--if-missing", "--timestamp", "--txid"],
         other => return Err(format!("unknown admin command {other:?}\n\n{USAGE}")),
     };
     let opts = parse_options(cmd, &args[1..], accepted)?;
@@ -126,6 +144,26 @@ pub fn run(args: &[String], io: Io<'_>) -> Result<(), String> {
             };
             restore(&db_path, Path::new(&from), margin, io.out)
         }
+        "restore-from-replica" => {
+            let replica = Replica::from_env(io.env, &db_path);
+            if opts.if_missing {
+                if opts.timestamp.is_some() || opts.txid.is_some() {
+                    return Err(
+                        "--if-missing restores the latest state: no --timestamp or --txid".into(),
+                    );
+                }
+                restore_if_missing(&db_path, replica.as_ref(), io)
+            } else {
+                let replica = replica.ok_or(
+                    "replication is not configured: set LITESTREAM_REPLICA_URL (and OPS_REPLICA=litestream) \
+                     as for ops-center-litestream.service (/etc/default/ops-center-litestream)",
+                )?;
+                if opts.timestamp.is_some() && opts.txid.is_some() {
+                    return Err("give --timestamp or --txid, not both".into());
+                }
+                restore_from_replica(&db_path, &replica, opts.timestamp, opts.txid, io.out)
+            }
+        }
         _ => unreachable!("checked above"),
     }
 }
@@ -137,8 +175,12 @@ struct Options {
     to: Option<String>,
     from: Option<String>,
     id_margin: Option<String>,
+    timestamp: Option<String>,
+    txid: Option<String>,
     /// Read the secret from standard input even when its variable is set.
     stdin: bool,
+    /// `restore-from-replica`: only when the database is missing or empty.
+    if_missing: bool,
     help: bool,
 }
 
@@ -171,6 +213,13 @@ fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Option
             opts.stdin = true;
             continue;
         }
+        if flag == "--if-missing" && accepted.contains(&flag) {
+            if inline.is_some() {
+                return Err("--if-missing takes no value".into());
+            }
+            opts.if_missing = true;
+            continue;
+        }
         if !accepted.contains(&flag) {
             return Err(format!(
                 "unknown option {arg:?} for admin {cmd} (accepted: {})",
@@ -187,6 +236,8 @@ fn parse_options(cmd: &str, args: &[String], accepted: &[&str]) -> Result<Option
             "--to" => opts.to = Some(value),
             "--from" => opts.from = Some(value),
             "--id-margin" => opts.id_margin = Some(value),
+            "--timestamp" => opts.timestamp = Some(value),
+            "--txid" => opts.txid = Some(value),
             _ => unreachable!("only accepted flags reach here"),
         }
     }
@@ -258,9 +309,20 @@ fn read_line(io: &mut Io<'_>, what: &str) -> Result<Option<String>, String> {
 
 fn open_db(path: &Path) -> Result<Db, String> {
     require_db(path)?;
+    // Asked before this process opens the file with SQLite: closing the
+    // descriptors this opens would drop the locks its connections held.
+    let open_elsewhere = crate::db::lock_holder(path).ok().flatten().is_some();
     // Full: a rotation must survive a power loss right after it.
-    Db::open(path, Sync::Full, 2)
-        .map_err(|e| format!("cannot open database {}: {e}", path.display()))
+    let db = Db::open(path, Sync::Full, 2)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    // The server (and Litestream, if it replicates the file) has it open:
+    // checkpoints are theirs. A checkpoint of this short-lived process could
+    // land while Litestream builds a snapshot, or truncate the WAL behind
+    // its back.
+    if open_elsewhere {
+        db.set_replicated();
+    }
+    Ok(db)
 }
 
 fn set_service_token(path: &Path, stdin: bool, mut io: Io<'_>) -> Result<(), String> {
@@ -466,12 +528,30 @@ fn restore(path: &Path, from: &Path, margin: i64, out: &mut dyn Write) -> Result
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             return Err(format!(
-                "{} is in use by a running server: stop it first (systemctl stop ops-center), then restore",
+                "{} is in use by a running server: stop it first (systemctl stop ops-center), \
+                 then restore",
                 path.display()
             ))
         }
         Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
     };
+    // Not only the server: any process with the file open (Litestream
+    // replicating it, a sqlite3 shell) would go on with the old file, and
+    // Litestream would replicate what it saw of it over the replica.
+    match crate::db::lock_holder(path) {
+        Ok(None) => {}
+        Ok(Some(h)) => {
+            return Err(format!(
+                "{} is open in process {}{}: stop it first (with the package: systemctl stop \
+                 ops-center-litestream.service ops-center.service), then restore; nothing was \
+                 restored",
+                path.display(),
+                h.pid,
+                h.name.map(|n| format!(" ({n})")).unwrap_or_default()
+            ))
+        }
+        Err(e) => return Err(format!("cannot check the locks of {}: {e}", path.display())),
+    }
     let owner = std::fs::metadata(path).ok();
     // The ids the replaced file gave, which the backup may not know of.
     let replaced_mark = owner.as_ref().and_then(|_| {
@@ -537,6 +617,261 @@ fn restore(path: &Path, from: &Path, margin: i64, out: &mut dyn Write) -> Result
         path.display()
     )
     .map_err(|e| e.to_string())
+}
+
+/// Litestream as the package runs it: its configuration, binary and the
+/// environment the configuration expands.
+struct Replica {
+    config: PathBuf,
+    bin: String,
+    /// `OPS_DB`, `OPS_LITESTREAM_DIR` for the configuration (the replica URL
+    /// and credentials come from this process's environment).
+    env: Vec<(String, String)>,
+}
+
+impl Replica {
+    /// `None` when replication is not configured (the server's rule:
+    /// `OPS_REPLICA=litestream`, or `LITESTREAM_REPLICA_URL` set unless
+    /// `OPS_REPLICA=none`).
+    fn from_env(env: &dyn Fn(&str) -> Option<String>, db: &Path) -> Option<Replica> {
+        let on = match env_value(env, "OPS_REPLICA").map(|v| v.to_ascii_lowercase()) {
+            Some(v) if v == "litestream" => true,
+            Some(_) => false,
+            None => env_value(env, "LITESTREAM_REPLICA_URL").is_some(),
+        };
+        if !on {
+            return None;
+        }
+        let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
+        let dir = env_value(env, "OPS_LITESTREAM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::config::default_litestream_dir(&db));
+        Some(Replica {
+            config: env_value(env, "OPS_LITESTREAM_CONFIG")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(crate::config::LITESTREAM_CONFIG)),
+            bin: env_value(env, "OPS_LITESTREAM_BIN").unwrap_or_else(|| "litestream".into()),
+            env: vec![
+                ("OPS_DB".into(), db.display().to_string()),
+                ("OPS_LITESTREAM_DIR".into(), dir.display().to_string()),
+            ],
+        })
+    }
+
+    /// `litestream restore -config CONFIG ARGS… DB`, its output passed on.
+    fn restore(&self, db: &Path, args: &[&str]) -> Result<std::process::Output, String> {
+        let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
+        std::process::Command::new(&self.bin)
+            .arg("restore")
+            .arg("-config")
+            .arg(&self.config)
+            .args(args)
+            .arg(&db)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run {} (replication is configured: install Litestream 0.5.9 or later, \
+                     or set OPS_LITESTREAM_BIN): {e}",
+                    self.bin
+                )
+            })
+    }
+}
+
+fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+    .trim()
+    .to_string()
+}
+
+/// Whether Litestream has ever replicated this file: it adds its own
+/// table to every database it replicates (and so to every one restored
+/// from a replica).
+fn ever_replicated(path: &Path) -> Result<bool, String> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    store::backup::has_object(&conn, "_litestream_seq")
+        .map_err(|e| format!("cannot read database {}: {e}", path.display()))
+}
+
+/// `restore-from-replica --if-missing`: the server's unit runs it before
+/// the server starts.
+fn restore_if_missing(path: &Path, replica: Option<&Replica>, io: Io<'_>) -> Result<(), String> {
+    let Some(replica) = replica else {
+        return writeln!(io.out, "replication is not configured: nothing to restore")
+            .map_err(|e| e.to_string());
+    };
+    let side = |p: &Path, suffix: &str| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let len = std::fs::metadata(path).map(|m| m.len()).ok();
+    let wal = std::fs::metadata(side(path, "-wal")).map_or(0, |m| m.len());
+    match len {
+        Some(0) if wal == 0 => {
+            // An empty file holds nothing; kept aside all the same.
+            let stamp = crate::time::rfc3339(crate::time::now_ms()).replace([':', '-'], "");
+            let aside = side(path, &format!(".empty-{stamp}"));
+            std::fs::rename(path, &aside)
+                .map_err(|e| format!("cannot move the empty {} aside: {e}", path.display()))?;
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(side(path, suffix));
+            }
+            writeln!(
+                io.out,
+                "{} was empty (moved aside to {}): restoring it from the replica",
+                path.display(),
+                aside.display()
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Some(_) => {
+            if ever_replicated(path)? {
+                return writeln!(
+                    io.out,
+                    "{} exists and is replicated: nothing to restore",
+                    path.display()
+                )
+                .map_err(|e| e.to_string());
+            }
+            // Never replicated: Litestream would make it the replica's
+            // latest state. Fine when the replica is empty (replication
+            // just turned on), not when it holds a database already.
+            let plan = replica.restore(path, &["-dry-run"])?;
+            let text = output_text(&plan);
+            if !plan.status.success() {
+                if text.contains("no matching backup files") {
+                    return writeln!(
+                        io.out,
+                        "{} is not replicated yet and the replica is empty: Litestream starts it",
+                        path.display()
+                    )
+                    .map_err(|e| e.to_string());
+                }
+                return Err(format!(
+                    "cannot tell whether the replica already holds a database (litestream restore \
+                     -dry-run failed: {text}); {} has never been replicated, so it is not started \
+                     until that is known",
+                    path.display()
+                ));
+            }
+            if env_value(io.env, "OPS_DB_INIT").as_deref() == Some("1") {
+                return writeln!(
+                    io.out,
+                    "{} has never been replicated and the replica already holds a database: \
+                     OPS_DB_INIT=1, so this database will replace the replica's latest state",
+                    path.display()
+                )
+                .map_err(|e| e.to_string());
+            }
+            return Err(format!(
+                "{} has never been replicated, but the replica already holds a database: starting \
+                 now would make this one the replica's latest state. To restore the replica's \
+                 database here, move this file aside (mv {} {}.unreplicated) and start again: it is \
+                 restored before the server starts. To replace the replica's latest state with \
+                 this database on purpose, start once with OPS_DB_INIT=1",
+                path.display(),
+                path.display(),
+                path.display()
+            ));
+        }
+        None => {}
+    }
+    let o = replica.restore(path, &["-if-db-not-exists", "-if-replica-exists"])?;
+    let text = output_text(&o);
+    if !o.status.success() {
+        return Err(format!(
+            "litestream restore of {} failed: {text}",
+            path.display()
+        ));
+    }
+    if path.exists() {
+        writeln!(io.out, "restored {} from the replica", path.display())
+            .map_err(|e| e.to_string())?;
+        give_to_folder_owner(path);
+        check(path, io.out)
+    } else {
+        writeln!(
+            io.out,
+            "the replica holds no database: {} is not created here (the server refuses to start \
+             a new one while replication is configured, unless told with --init or OPS_DB_INIT=1)",
+            path.display()
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Run as root (by hand), the restored file is made the folder's owner's,
+/// as the server's files are: the server could not write a root-owned one.
+fn give_to_folder_owner(path: &Path) {
+    let Some(dir) = path.parent().and_then(|d| std::fs::metadata(d).ok()) else {
+        return;
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if std::fs::metadata(&p).is_ok_and(|m| m.uid() != dir.uid()) {
+            let _ = std::os::unix::fs::chown(&p, Some(dir.uid()), Some(dir.gid()));
+        }
+    }
+}
+
+/// `restore-from-replica`: the replica (at its latest state, or at a
+/// point in time) into a new file beside the database, checked, then put
+/// in place by `restore`.
+fn restore_from_replica(
+    path: &Path,
+    replica: &Replica,
+    timestamp: Option<String>,
+    txid: Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let mut side = path.as_os_str().to_owned();
+    side.push(format!(".from-replica-{}", std::process::id()));
+    let tmp = PathBuf::from(side);
+    let _ = std::fs::remove_file(&tmp);
+    let tmp_s = tmp.display().to_string();
+    let mut args = vec!["-o", tmp_s.as_str()];
+    if let Some(t) = &timestamp {
+        args.extend(["-timestamp", t.as_str()]);
+    }
+    if let Some(t) = &txid {
+        args.extend(["-txid", t.as_str()]);
+    }
+    writeln!(
+        out,
+        "restoring the replica{} into {}",
+        match (&timestamp, &txid) {
+            (Some(t), _) => format!(" as it was at {t}"),
+            (_, Some(t)) => format!(" up to transaction {t}"),
+            _ => " at its latest state".into(),
+        },
+        tmp.display()
+    )
+    .map_err(|e| e.to_string())?;
+    let o = replica.restore(path, &args)?;
+    if !o.status.success() || !tmp.exists() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "litestream restore failed: {}; nothing was restored",
+            output_text(&o)
+        ));
+    }
+    let result = restore(path, &tmp, crate::app::serving::ID_MARGIN, out);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = tmp.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    result
 }
 
 /// `admin check`: prints each check's result; any failure is the error.

@@ -36,6 +36,9 @@ pub struct SettingsView {
     /// `es` (the default) or `en`: the language of the watchdog's alert
     /// and follow-up task titles.
     pub ui_language: String,
+    /// Health is not ok, and an alert opens, while the replica is further
+    /// behind than this many seconds.
+    pub replication_max_lag_seconds: i64,
 }
 
 /// One setting's typed value.

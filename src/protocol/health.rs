@@ -12,10 +12,12 @@ use super::dispatch::AgentCapability;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
-    /// False while the database cannot be written.
+    /// False while the database cannot be written, or while its replica is
+    /// further behind than `replication_max_lag_seconds`.
     pub ok: bool,
     pub storage_ok: bool,
     pub storage: StorageSize,
+    pub replication: Replication,
     pub dispatch_enabled: bool,
     pub worker_summary: WorkerSummary,
     pub queue: Queue,
@@ -34,6 +36,22 @@ pub struct Health {
 pub struct StorageSize {
     pub db_bytes: u64,
     pub wal_bytes: u64,
+}
+
+/// The continuous replica (Litestream), as the server last learnt it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Replication {
+    /// Whether a replica is kept (`OPS_REPLICA=litestream`, or the shipped
+    /// unit's Litestream environment); the other fields are null when not.
+    pub configured: bool,
+    /// Seconds since the replica was last known to hold every write the
+    /// server had committed (about 1 while Litestream keeps up); counted
+    /// from the server's start when Litestream never answered.
+    pub lag_seconds: Option<f64>,
+    /// When that was last the case (RFC 3339), null before the first time.
+    pub last_ok_at: Option<String>,
+    /// Why the last attempt failed, while it does.
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

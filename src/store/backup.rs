@@ -66,3 +66,12 @@ pub fn task_count_mismatches(conn: &Connection) -> Result<Vec<(String, i64, i64)
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Whether the database has a table (or index, view) of this name.
+pub fn has_object(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}

@@ -168,25 +168,56 @@ pub fn dispatch_failures_since(conn: &Connection, since: i64) -> Result<Vec<Fail
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Deletes up to `limit` events older than `cutoff` (ms), oldest first,
-/// except those of unfinished tasks (not done, not archived) and of tasks
-/// with an open alert: what an operator may still need to look back at.
-/// Returns how many went.
-pub fn prune(conn: &Connection, cutoff: i64, limit: i64) -> Result<usize> {
-    Ok(conn
+/// What one retention batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events deleted.
+    pub deleted: usize,
+    /// The last event examined: the next batch starts after it.
+    pub last_id: i64,
+    /// No event older than the cutoff is left after `last_id` (the batch
+    /// reached recent events, or the end of the log).
+    pub done: bool,
+}
+
+/// One retention batch: examines up to `examine` events after `after_id`,
+/// oldest first, and deletes those older than `cutoff` (ms), except the
+/// events of unfinished tasks (not done, not archived) and of tasks with an
+/// open alert: what an operator may still need to look back at. Events are
+/// appended in time order, so the first event at or after the cutoff ends
+/// the backlog; the kept ones are passed over once per run, not examined
+/// again by every batch.
+pub fn prune_batch(conn: &Connection, cutoff: i64, after_id: i64, examine: i64) -> Result<Pruned> {
+    let rows: Vec<(i64, i64, bool)> = conn
         .prepare_cached(&format!(
-            "DELETE FROM events WHERE id IN (
-                SELECT e.id FROM events e
-                WHERE e.at < ?1
-                  AND (e.task_id IS NULL OR NOT EXISTS (
+            "SELECT e.id, e.at,
+                    (e.task_id IS NULL OR NOT EXISTS (
                         SELECT 1 FROM tasks t WHERE t.id = e.task_id
                           AND t.status != 'done' AND t.archived_at IS NULL))
-                  AND (e.task_id IS NULL OR NOT EXISTS (
+                    AND (e.task_id IS NULL OR NOT EXISTS (
                         SELECT 1 FROM alerts a WHERE a.task_id = e.task_id AND a.status = 'open'))
-                ORDER BY e.id {})",
-            super::limit(limit)
+             FROM events e WHERE e.id > ?1 ORDER BY e.id {}",
+            super::limit(examine)
         ))?
-        .execute([cutoff])?)
+        .query_map(params![after_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Pruned {
+        last_id: after_id,
+        done: (rows.len() as i64) < examine,
+        ..Pruned::default()
+    };
+    let mut delete = conn.prepare_cached("DELETE FROM events WHERE id = ?1")?;
+    for (id, at, deletable) in rows {
+        if at >= cutoff {
+            out.done = true;
+            break;
+        }
+        out.last_id = id;
+        if deletable {
+            out.deleted += delete.execute([id])?;
+        }
+    }
+    Ok(out)
 }
 
 /// Gives up to `pages` free pages back to the file system (the database

@@ -5,6 +5,8 @@
 const RULES = [
   [/^the database cannot be written: (.*)\. Changes are refused \(503\) until it is fixed/s,
     (m) => `La base de datos no se puede escribir (${m[1]}). Los cambios se rechazan (503) hasta que se corrija: libera espacio en su disco o corrige sus permisos; la escritura se reanuda sola.`],
+  [/^the disk holding the database filled: its (\d+) MiB reserve was released so that checkpoints and Litestream can catch up, and writes are refused until (\d+) MiB are free on that disk \(now (\d+) MiB\)/,
+    (m) => `El disco de la base de datos se llenó: se liberó su reserva de ${m[1]} MiB para que los checkpoints y Litestream puedan ponerse al día, y los cambios se rechazan hasta que haya ${m[2]} MiB libres en ese disco (ahora ${m[3]} MiB): libera espacio en él.`],
   [/^dispatch is enabled but no worker has sent a heartbeat in the last (\d+) s/,
     (m) => `El dispatch está activado pero ningún worker ha enviado heartbeat en los últimos ${m[1]} s: arranca el launcher (systemctl start ops-dispatch-launcher.service) o desactiva el dispatch.`],
   [/^(\d+) task\(s\) stuck in dispatching for more than (\d+) min/,
@@ -21,6 +23,8 @@ const RULES = [
     () => 'El token de servicio es débil: rótalo (deploy-auth-hardening.sh u ops-center admin set-service-token).'],
   [/^the service token is the one generated at first start/,
     () => 'El token de servicio es el generado en el primer arranque y nunca se ha rotado: define el tuyo (OPS_SERVICE_TOKEN y reinicia) antes de activar el dispatch.'],
+  [/^the replica is (\d+) s behind \(replication_max_lag_seconds is (\d+)\): writes of the last \d+ s would be lost with this host\. (.*)\. Check ops-center-litestream\.service/s,
+    (m) => `La réplica va ${m[1]} s por detrás (replication_max_lag_seconds es ${m[2]}): si se perdiera este host, se perderían los cambios de los últimos ${m[1]} s. Causa: ${m[3]}. Revisa ops-center-litestream.service (journalctl -u ops-center-litestream) y el espacio en los discos de la base de datos y de la réplica.`],
   [/^(\d+) open alert\(s\)/,
     (m) => `${m[1]} alerta(s) abierta(s): míralas en Operación → Automatizaciones → Watchdog.`],
 ];
@@ -51,9 +55,12 @@ const ALERT_TITLES = {
   'dispatch.queued_unclaimed': () => 'Tareas en cola que ningún worker toma',
   'dispatch.no_fresh_worker': () => 'Dispatch activado sin ningún worker fresco',
   'dispatch.recurring_failure': (a) => a.subject && `Fallos de dispatch repetidos en ${a.subject}`,
+  'replication.lag': () => 'La réplica de la base de datos va con retraso',
 };
 
 const ALERT_DETAILS = [
+  [/^the replica is (\d+) s behind \(replication_max_lag_seconds is (\d+)\): writes of the last \d+ s would be lost with this host\. (.*)\. Check ops-center-litestream\.service/s,
+    (m) => `La réplica iba ${m[1]} s por detrás (replication_max_lag_seconds es ${m[2]}). Causa: ${m[3]}. Revisa ops-center-litestream.service (journalctl -u ops-center-litestream) y el espacio en los discos de la base de datos y de la réplica.`],
   [/^stale dispatch: worker (.*) held the task in dispatching for (\d+) min without starting it/s,
     (m) => `Dispatch stale: el worker ${m[1]} tuvo la tarea en dispatching ${m[2]} min sin arrancarla.`],
   [/^task (\d+) is doing on worker (.*), which has sent no heartbeat in the last (\d+) s/s,

@@ -584,3 +584,63 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     assert_eq!(svc.new_task(&json!({"title": "after a crash"})), 2005);
     assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 2);
 }
+
+/// `admin restore` refuses while any process has the database open, not
+/// only a server: Litestream replicating it, or any SQLite connection.
+#[test]
+fn restore_refuses_while_another_process_holds_the_file() {
+    let mut srv = Server::start();
+    let db = db_arg(&srv);
+    srv.service()
+        .new_task(&json!({"title": "kept", "description": "p"}));
+    let backup = srv.dir.path().join("backup.db");
+    let backup_s = backup.to_str().unwrap();
+    let o = admin(&["backup", "--db", &db, "--to", backup_s], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(srv.signal_and_wait("TERM").success());
+
+    // A reader in this (the test's) process, with a read transaction open.
+    let reader = srv.sql();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    let before = std::fs::read(srv.db_path()).unwrap();
+    let o = admin(&["restore", "--db", &db, "--from", backup_s], &[], "");
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains(&format!("is open in process {}", std::process::id())),
+        "{out}"
+    );
+    assert!(out.contains("nothing was restored"), "{out}");
+    assert_eq!(std::fs::read(srv.db_path()).unwrap(), before);
+    drop(reader);
+
+    // Litestream replicating the stopped server's file.
+    if crate::replication::litestream_available() {
+        let replica = tempfile::tempdir().unwrap();
+        let mut ls = crate::replication::litestream(
+            &["replicate"],
+            &srv.db_path(),
+            &format!("file://{}", replica.path().display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        crate::util::wait_for(30, "litestream to open the file", || {
+            ops_center::db::lock_holder(&srv.db_path()).unwrap()
+        });
+        let o = admin(&["restore", "--db", &db, "--from", backup_s], &[], "");
+        assert!(!o.status.success(), "{}", text(&o));
+        let _ = ls.kill();
+        let _ = ls.wait();
+        let out = text(&o);
+        assert!(out.contains("(litestream)"), "{out}");
+    }
+
+    // Nobody holds it: restored.
+    let o = admin(&["restore", "--db", &db, "--from", backup_s], &[], "");
+    assert!(o.status.success(), "{}", text(&o));
+}

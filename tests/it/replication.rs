@@ -4,7 +4,10 @@
 //! more than Litestream's monitor + sync interval (and a margin) before the
 //! kill must be there, and no write may stall. Needs `litestream` on PATH
 //! (CI installs it and sets OPS_REQUIRE_LITESTREAM=1, which turns the skip
-//! into a failure).
+//! into a failure). Also: health's and /metrics' view of the replica's
+//! lag, and the restore before serving (`admin restore-from-replica`) that
+//! never lets an empty or never-replicated database replace the replica,
+//! and a point-in-time restore.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,7 +35,7 @@ const PAUSE: Duration = Duration::from_secs(3);
 /// The statuses a worker's task goes through, in order.
 const STEPS: [&str; 4] = ["queued", "dispatching", "doing", "review"];
 
-fn litestream_available() -> bool {
+pub(crate) fn litestream_available() -> bool {
     let found = Command::new("litestream")
         .arg("version")
         .output()
@@ -47,13 +50,18 @@ fn litestream_available() -> bool {
     found
 }
 
-fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
+pub(crate) fn litestream(args: &[&str], db: &Path, replica: &str) -> Command {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/litestream.yml");
     let mut cmd = Command::new("litestream");
     cmd.args(args)
         .args(["-config", config])
         .env("OPS_DB", db)
-        .env("LITESTREAM_REPLICA_URL", replica);
+        .env("LITESTREAM_REPLICA_URL", replica)
+        // The server's default: litestream/ beside the database.
+        .env(
+            "OPS_LITESTREAM_DIR",
+            db.parent().unwrap().join("litestream"),
+        );
     cmd
 }
 
@@ -114,7 +122,7 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
     if !litestream_available() {
         return;
     }
-    let mut srv = Server::start();
+    let mut srv = Server::start_with(&[("OPS_REPLICA", "litestream"), ("OPS_DB_INIT", "1")]);
     let db = srv.db_path();
     let replica_dir = tempfile::tempdir().unwrap();
     let replica = format!("file://{}", replica_dir.path().display());
@@ -174,6 +182,10 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
     std::thread::sleep(PAUSE);
     paused.store(false, Ordering::SeqCst);
     std::thread::sleep(LOAD);
+    // Under load, health still sees the replica keeping up.
+    let h = srv.service().get("/api/dispatch/health?workers=false").json;
+    let lag = h["replication"]["lag_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(lag < 5.0 && h["replication"]["error"].is_null(), "{h}");
     let killed = Instant::now();
     let _ = ls.kill();
     srv.signal_and_wait("KILL");
@@ -282,4 +294,362 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
         first < Duration::from_secs(2) && slowest < Duration::from_secs(2),
         "writes stalled: first {first:?}, slowest {slowest:?}"
     );
+}
+
+/// The replica's state in health and /metrics: an error and a growing lag
+/// while Litestream does not answer (health not ok past
+/// `replication_max_lag_seconds`, with a warning and the watchdog's
+/// alert), about a second while it keeps up.
+#[test]
+fn health_and_metrics_show_how_far_behind_the_replica_is() {
+    let srv = Server::start();
+    let r = srv.service().get("/api/dispatch/health").json;
+    assert_eq!(r["replication"]["configured"], false, "{r}");
+    assert!(r["replication"]["lag_seconds"].is_null(), "{r}");
+    assert!(srv
+        .service()
+        .get("/metrics")
+        .text
+        .contains("ops_replication_configured 0"));
+    drop(srv);
+    if !litestream_available() {
+        return;
+    }
+    let srv = Server::start_with(&[("OPS_REPLICA", "litestream"), ("OPS_DB_INIT", "1")]);
+    let svc = srv.service();
+    let r = svc.put(
+        "/api/settings/replication_max_lag_seconds",
+        &json!({"value": "3"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let health = || svc.get("/api/dispatch/health?workers=false").json;
+    let metric = |name: &str| -> f64 {
+        let text = svc.get("/metrics").text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    };
+
+    // No Litestream yet.
+    let h = crate::util::wait_for(30, "health not ok without Litestream", || {
+        let h = health();
+        (h["ok"] == false).then_some(h)
+    });
+    let rep = &h["replication"];
+    assert_eq!(rep["configured"], true, "{h}");
+    assert!(rep["lag_seconds"].as_f64().unwrap() > 3.0, "{h}");
+    assert!(rep["last_ok_at"].is_null(), "{h}");
+    assert!(
+        rep["error"].as_str().unwrap().contains("control socket"),
+        "{h}"
+    );
+    assert_eq!(h["storage_ok"], true, "{h}");
+    assert!(h["warnings"].to_string().contains("the replica is"), "{h}");
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    let alert = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "replication.lag")
+        .unwrap_or_else(|| panic!("no replication alert: {report}"))
+        .clone();
+    assert_eq!(alert["change"], "opened", "{alert}");
+    assert_eq!(metric("ops_replication_configured"), 1.0);
+    assert_eq!(metric("ops_replication_error"), 1.0);
+    assert!(metric("ops_replication_lag_seconds") > 3.0);
+
+    // Litestream starts: the replica is in sync within seconds.
+    let db = srv.db_path();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = format!("file://{}", replica_dir.path().display());
+    let ls_log = srv.dir.path().join("litestream.log");
+    let mut ls = litestream(&["replicate"], &db, &replica)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&ls_log).unwrap())
+        .spawn()
+        .expect("start litestream");
+    let started = Instant::now();
+    let h = crate::util::wait_for(30, "the replica in sync", || {
+        let h = health();
+        (h["ok"] == true).then_some(h)
+    });
+    eprintln!(
+        "replication: in sync {:?} after Litestream started: {}",
+        started.elapsed(),
+        h["replication"]
+    );
+    let rep = &h["replication"];
+    assert!(rep["error"].is_null(), "{h}");
+    assert!(rep["last_ok_at"].is_string(), "{h}");
+    // Writes keep it about a second behind.
+    let mut worst: f64 = 0.0;
+    for i in 0..40 {
+        svc.new_task(&json!({"title": format!("replicated {i}")}));
+        let lag = health()["replication"]["lag_seconds"].as_f64().unwrap();
+        worst = worst.max(lag);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(worst < 3.0, "lag {worst} s while Litestream keeps up");
+    let report = svc.post("/api/watchdog/run", &json!({})).json;
+    assert!(
+        report["resolved_alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "replication.lag"),
+        "{report}"
+    );
+    assert_eq!(metric("ops_replication_error"), 0.0);
+    assert!(metric("ops_replication_lag_seconds") < 3.0);
+
+    // Litestream dies: the lag grows again.
+    let _ = ls.kill();
+    let _ = ls.wait();
+    let h = crate::util::wait_for(30, "health not ok once Litestream died", || {
+        let h = health();
+        (h["ok"] == false).then_some(h)
+    });
+    assert!(
+        h["replication"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("control socket"),
+        "{h}"
+    );
+    assert!(h["replication"]["last_ok_at"].is_string(), "{h}");
+}
+
+/// `ops-center admin ARGS` as the unit's ExecStartPre (or an operator)
+/// runs it: with Litestream's environment and the shipped configuration.
+fn admin_with_replica(
+    args: &[&str],
+    db: &Path,
+    replica: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (bool, String) {
+    let mut cmd = Command::new(crate::util::bin());
+    cmd.arg("admin")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "OPS_LITESTREAM_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/litestream.yml"),
+        )
+        .stdin(Stdio::null());
+    if let Some(r) = replica {
+        cmd.env("LITESTREAM_REPLICA_URL", r);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().expect("run ops-center admin");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+fn task_count(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Waits until the replica holds every write made so far.
+fn in_sync(srv: &Server) {
+    let since = std::time::SystemTime::now();
+    crate::util::wait_for(30, "the replica in sync", || {
+        let h = srv.service().get("/api/dispatch/health?workers=false").json;
+        let at = h["replication"]["last_ok_at"].as_str()?.to_string();
+        // RFC 3339 in UTC: compare with the wall clock's.
+        let ms = ops_center::time::rfc3339(
+            since
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+        );
+        (at > ms).then_some(())
+    });
+}
+
+/// Never an empty database over the replica: an empty (zero-length) file
+/// is refused with a replica configured, the unit's step before the server
+/// restores a missing or empty file from the replica, a database that was
+/// never replicated is not started over a replica that holds one, and the
+/// replica can be restored to a point in time.
+#[test]
+fn the_replica_is_restored_before_serving_and_never_replaced_by_an_empty_database() {
+    if !litestream_available() {
+        return;
+    }
+    let mut srv = Server::start_with(&[("OPS_REPLICA", "litestream"), ("OPS_DB_INIT", "1")]);
+    srv.set_env("OPS_DB_INIT", "");
+    let db = srv.db_path();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = format!("file://{}", replica_dir.path().display());
+    let mut ls = litestream(&["replicate"], &db, &replica)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start litestream");
+    let svc = srv.service();
+    for i in 0..30 {
+        svc.new_task(&json!({"title": format!("first {i}")}));
+    }
+    in_sync(&srv);
+    // A point in time between two batches of writes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let between = ops_center::time::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .split('.')
+    .next()
+    .unwrap()
+    .to_string()
+        + "Z";
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..20 {
+        svc.new_task(&json!({"title": format!("second {i}")}));
+    }
+    in_sync(&srv);
+    assert!(srv.signal_and_wait("TERM").success());
+    let _ = ls.kill();
+    let _ = ls.wait();
+    let side = |suffix: &str| {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+
+    // The file cut to nothing: the server refuses it, naming the replica.
+    std::fs::write(&db, b"").unwrap();
+    let _ = std::fs::remove_file(side("-wal"));
+    let _ = std::fs::remove_file(side("-shm"));
+    let out = Command::new(crate::util::bin())
+        .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .env_clear()
+        .env("OPS_REPLICA", "litestream")
+        .env("OPS_SERVICE_TOKEN", crate::util::TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("empty (zero-length)") && err.contains("replica"),
+        "{err}"
+    );
+    // The unit's step before the server: the empty file goes aside and the
+    // replica comes back.
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &db,
+        Some(&replica),
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("was empty") && text.contains("all checks passed"),
+        "{text}"
+    );
+    assert_eq!(task_count(&db), 50);
+    // Nothing to do now.
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &db,
+        Some(&replica),
+        &[],
+    );
+    assert!(ok && text.contains("nothing to restore"), "{text}");
+
+    // A missing file, the same.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(side(suffix));
+    }
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &db,
+        Some(&replica),
+        &[],
+    );
+    assert!(ok && text.contains("restored"), "{text}");
+    srv.start_again();
+    assert_eq!(srv.service().get("/api/tasks").json["total"], 50);
+    assert!(srv.signal_and_wait("TERM").success());
+
+    // Without replication it does nothing.
+    let (ok, text) = admin_with_replica(&["restore-from-replica", "--if-missing"], &db, None, &[]);
+    assert!(ok && text.contains("not configured"), "{text}");
+
+    // A new host's database, never replicated, is not started over the
+    // replica (Litestream would make it the replica's latest state).
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = fresh_dir.path().join("ops.db");
+    let mut other = Server::start_on(fresh_dir, fresh.clone(), &[]);
+    assert!(other.signal_and_wait("TERM").success());
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &fresh,
+        Some(&replica),
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("never been replicated") && text.contains("OPS_DB_INIT=1"),
+        "{text}"
+    );
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &fresh,
+        Some(&replica),
+        &[("OPS_DB_INIT", "1")],
+    );
+    assert!(ok, "{text}");
+    // An empty replica: that database starts it.
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--if-missing"],
+        &fresh,
+        Some(&format!("file://{}", empty.path().display())),
+        &[],
+    );
+    assert!(ok && text.contains("replica is empty"), "{text}");
+
+    // Point in time: the replica as it was between the two batches.
+    let (ok, text) = admin_with_replica(
+        &["restore-from-replica", "--timestamp", &between],
+        &db,
+        Some(&replica),
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("kept as"), "{text}");
+    assert_eq!(task_count(&db), 30, "{text}");
+    // And back to the latest state.
+    let (ok, text) = admin_with_replica(&["restore-from-replica"], &db, Some(&replica), &[]);
+    assert!(ok, "{text}");
+    assert_eq!(task_count(&db), 50);
+    // A default restore of the replica still gives everything: no empty
+    // database ever replaced it.
+    let out_db = srv.dir.path().join("check.db");
+    let o = litestream(&["restore"], &db, &replica)
+        .arg("-o")
+        .arg(&out_db)
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(task_count(&out_db), 50);
 }

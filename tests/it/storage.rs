@@ -11,19 +11,19 @@ use serde_json::json;
 
 use crate::util::{bin, Server, TOKEN};
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// `None` (with the reason printed) when this process cannot mount.
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
         if !is_root() {
             eprintln!("SKIPPED: mounting a small file system needs root");
             return None;
@@ -42,7 +42,7 @@ impl Tmpfs {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -54,7 +54,7 @@ impl Drop for Tmpfs {
 }
 
 /// Fills the file system holding `dir` with one file, to the last byte.
-fn fill(dir: &Path) -> PathBuf {
+pub(crate) fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
     let path = dir.join("filler");
     let mut f = std::fs::File::create(&path).expect("filler");
@@ -257,4 +257,28 @@ fn generated_secrets_go_to_a_private_file_not_stdout() {
     srv.restart();
     assert!(!path.exists());
     assert!(srv.banner.is_empty(), "{:?}", srv.banner);
+}
+
+/// Another process holding the database's write lock for longer than the
+/// busy timeout (as Litestream checkpointing a large WAL on a loaded
+/// machine can) gets the writes of that moment answered 503
+/// `database_busy` with Retry-After, never 500; they go through again once
+/// the lock is gone.
+#[test]
+fn a_write_lock_held_elsewhere_answers_503_database_busy() {
+    let srv = Server::start();
+    let svc = srv.service();
+    svc.new_task(&json!({"title": "before"}));
+    let other = srv.sql_write();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = svc.post("/api/tasks", &json!({"title": "while locked"}));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.error(), "database_busy", "{}", r.text);
+    assert!(r.header("retry-after").is_some(), "no Retry-After");
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    let r = svc.post("/api/tasks", &json!({"title": "after"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let h = svc.get("/api/dispatch/health").json;
+    assert_eq!(h["ok"], true, "a busy moment is no storage fault: {h}");
 }
