@@ -1395,7 +1395,7 @@ fn reference(path: &Path, sync: &str, n: usize) -> Res<f64> {
     let t = Instant::now();
     for _ in 0..n {
         let now = now_ms();
-        let token = ops_center::secrets::random_hex(16);
+        let token = ops_center::app::secrets::random_hex(16);
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| e.to_string())?;
         let (id, attempts): (i64, i64) = conn

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::app::accounts::StartSecrets;
-use crate::db::Sync;
-use crate::http::{Limits, StreamLimits};
+use ops_app::accounts::StartSecrets;
+use ops_http::{Limits, StreamLimits};
+use ops_store::db::Sync;
 
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -52,10 +52,6 @@ impl Replication {
         !matches!(self, Replication::None)
     }
 }
-
-/// The Litestream configuration the package ships (the same file as
-/// `examples/litestream.yml`).
-pub const LITESTREAM_CONFIG: &str = "/usr/share/ops-center/litestream.yml";
 
 /// The default of `OPS_DB_RESERVE_MB`.
 pub const DEFAULT_RESERVE_MB: u64 = 64;

@@ -1,20 +1,22 @@
 //! OPS Center: a task board and dispatcher for AI coding agents, in one
 //! binary and one SQLite file. See ARCHITECTURE.md for the map.
+//!
+//! This crate is the binary's: the operator commands, `serve`'s
+//! configuration and start-up. The layers are crates of their own
+//! (`crates/`); they are re-exported here so that the integration tests
+//! and the benchmark reach every layer through one name.
 
-pub mod app;
+pub mod commands;
 pub mod config;
-pub mod db;
-pub mod domain;
-pub mod error;
-pub mod http;
-pub mod launcher;
 #[cfg(test)]
 mod layering;
-pub mod metrics;
-pub mod ops;
-pub mod protocol;
-pub mod secrets;
 pub mod server;
-pub mod store;
-pub mod time;
-pub mod user;
+
+pub use ops_app as app;
+pub use ops_base::{error, metrics, os_user, time};
+pub use ops_domain as domain;
+pub use ops_http as http;
+pub use ops_launcher as launcher;
+pub use ops_protocol as protocol;
+pub use ops_store as store;
+pub use ops_store::db;

@@ -49,10 +49,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => ops_center::config::serve_config(&args[1..], |k| std::env::var(k).ok())
             .and_then(ops_center::server::run),
-        Some("admin") => ops_center::ops::admin::main(&args[1..]),
+        Some("admin") => ops_center::commands::admin::main(&args[1..]),
         Some("launcher") => ops_center::launcher::main(&args[1..]),
-        Some("doctor") => return ops_center::ops::doctor::main(&args[1..]),
-        Some("smoke") => return ops_center::ops::smoke::main(&args[1..]),
+        Some("doctor") => return ops_center::commands::doctor::main(&args[1..]),
+        Some("smoke") => return ops_center::commands::smoke::main(&args[1..]),
         Some("--version" | "-V" | "version") => {
             println!("ops-center {}", env!("CARGO_PKG_VERSION"));
             Ok(())

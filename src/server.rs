@@ -9,10 +9,10 @@ use std::sync::Arc;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::app::accounts;
 use crate::config::ServeConfig;
-use crate::db::Db;
-use crate::http::{self, App, LoginLimiter, Streams, WaitingRoom};
+use ops_app::accounts;
+use ops_http::{App, LoginLimiter, Streams, WaitingRoom};
+use ops_store::db::Db;
 
 pub fn run(cfg: ServeConfig) -> Result<(), String> {
     limit_malloc_arenas();
@@ -24,20 +24,20 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     // The file is checked before anything opens it for writing: a missing
     // or empty file is created only when that cannot replace a replica's
     // data, and a damaged one is refused, not served.
-    let start_check = crate::db::startup::StartCheck {
+    let start_check = ops_store::db::startup::StartCheck {
         path: &cfg.db_path,
         init: cfg.init,
         replicated: cfg.replication.configured(),
         full: cfg.check_full,
     };
-    let found = crate::db::startup::check(&start_check)?;
+    let found = ops_store::db::startup::check(&start_check)?;
     // Readers: one per handler thread, plus the watchdog and a spare.
     let db = Db::open(&cfg.db_path, cfg.sync, cfg.http_threads as u32 + 2).map_err(refusal)?;
-    if found == crate::db::startup::Found::Unchecked {
+    if found == ops_store::db::startup::Found::Unchecked {
         let checked = db
             .read()
             .map_err(refusal)
-            .and_then(|conn| crate::db::startup::check_open(&conn, &start_check));
+            .and_then(|conn| ops_store::db::startup::check_open(&conn, &start_check));
         if let Err(e) = checked {
             db.close();
             return Err(e);
@@ -64,7 +64,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         db.replica.disk_full_probe(),
     );
     // Held until the process ends: `admin restore` refuses a file in use.
-    let _in_use = crate::db::FileLock::shared(&cfg.db_path)
+    let _in_use = ops_store::db::FileLock::shared(&cfg.db_path)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.db_path.display()))?;
     let shown = accounts::bootstrap(&db, &cfg.secrets).map_err(|e| {
         db.close();
@@ -72,10 +72,10 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     })?;
 
     let listener =
-        http::bind(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+        ops_http::bind(cfg.bind).map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
     // The first write of this run: a file the last server did not stop
     // cleanly may miss tasks whose ids clients hold; they are skipped.
-    match crate::app::serving::start_serving(&db) {
+    match ops_app::serving::start_serving(&db) {
         Ok(Some(r)) => log::warn!(
             "the last server on {} did not stop cleanly (a crash, a power loss, or a copy of a file a server \
              was writing: a Litestream restore): task ids now continue above {} (the file knew of {}), so that \
@@ -111,7 +111,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
 
     // Workers are judged stale only once they have had the stale window to
     // send this process a heartbeat.
-    crate::app::dispatch::serving_since(crate::time::now_ms());
+    ops_app::dispatch::serving_since(ops_base::time::now_ms());
     let db = Arc::new(db);
     let app = Arc::new(App {
         db: db.clone(),
@@ -121,18 +121,18 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         waiting: WaitingRoom::start(db.clone()),
         streams: Streams::start(db.clone(), cfg.stream_limits),
     });
-    let server = match http::serve(app.clone(), listener, cfg.http_threads, cfg.http_limits) {
+    let server = match ops_http::serve(app.clone(), listener, cfg.http_threads, cfg.http_limits) {
         Ok(server) => server,
         Err(e) => {
             app.streams.stop();
-            let _ = crate::app::serving::stop_serving(&app.db);
+            let _ = ops_app::serving::stop_serving(&app.db);
             app.db.close();
             return Err(e);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let watchdog = crate::app::watchdog::spawn(db.clone(), stop.clone());
-    let retention = crate::app::retention::spawn(db, stop.clone());
+    let watchdog = ops_app::watchdog::spawn(db.clone(), stop.clone());
+    let retention = ops_app::retention::spawn(db, stop.clone());
 
     let signal = signals.forever().next();
     log::info!("signal {signal:?} received: finishing requests in flight, then stopping");
@@ -145,7 +145,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let _ = watchdog.join();
     let _ = retention.join();
     // The last write: the file was stopped cleanly.
-    if let Err(e) = crate::app::serving::stop_serving(&app.db) {
+    if let Err(e) = ops_app::serving::stop_serving(&app.db) {
         log::error!(
             "cannot mark the database as stopped cleanly: {e}; the next start skips task ids"
         );
@@ -157,9 +157,9 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
 
 /// A start-up failure as the operator reads it: what is wrong and what to
 /// do, without the "internal error:" an API client would see.
-fn refusal(e: crate::error::Error) -> String {
+fn refusal(e: ops_base::error::Error) -> String {
     match e {
-        crate::error::Error::Internal(m) => m,
+        ops_base::error::Error::Internal(m) => m,
         other => other.to_string(),
     }
 }
@@ -189,7 +189,7 @@ fn show_secrets(lines: Vec<String>, db_path: &Path) -> Result<Vec<String>, Strin
     Ok(vec![format!(
         "generated secrets written to {} (readable only by user {}): read them, then delete the file",
         path.display(),
-        crate::user::current_user()
+        ops_base::os_user::current_user()
     )])
 }
 

@@ -1,0 +1,188 @@
+//! Rows of `store/` as the protocol's types: the one place where a row
+//! becomes what the API shows (timestamps as RFC 3339, the password hash
+//! and the claim token left out).
+
+use ops_base::time::rfc3339;
+use ops_domain::repo;
+use ops_protocol::accounts::{Membership, UserView, Workspace};
+use ops_protocol::admin::AgentView;
+use ops_protocol::events::{AlertView, Event};
+use ops_protocol::health::WorkerView;
+use ops_protocol::tasks::{Comment, TaskChange, TaskView};
+
+fn ts(ms: Option<i64>) -> Option<String> {
+    ms.map(rfc3339)
+}
+
+pub fn task(t: &ops_store::tasks::Task) -> TaskView {
+    let effective = repo::effective(
+        (t.repo_path.as_deref(), t.base_ref.as_deref()),
+        (
+            t.workspace_repo_path.as_deref(),
+            t.workspace_base_ref.as_deref(),
+        ),
+    );
+    TaskView {
+        id: t.id,
+        workspace_id: t.workspace_id,
+        title: t.title.clone(),
+        description: t.description.clone(),
+        status: t.status.as_str().to_string(),
+        execution: t.execution.as_str().to_string(),
+        agent_id: t.agent_id,
+        agent: t.agent_slug.clone(),
+        model: t.model.clone(),
+        priority: t.priority,
+        sensitive: t.sensitive,
+        gate_approved_by: t.gate_approved_by.clone(),
+        gate_approved_at: ts(t.gate_approved_at),
+        blocked: t.blocked,
+        blocked_reason: t.blocked_reason.clone(),
+        dispatch_output: t.dispatch_output.clone(),
+        dispatch_attempts: t.dispatch_attempts,
+        claimed_by: t.claimed_by.clone(),
+        claimed_at: ts(t.claimed_at),
+        dispatch_started_at: ts(t.dispatch_started_at),
+        dispatch_finished_at: ts(t.dispatch_finished_at),
+        exit_code: t.exit_code,
+        exit_signal: t.exit_signal.clone(),
+        log_path: t.log_path.clone(),
+        err_log_path: t.err_log_path.clone(),
+        created_at: rfc3339(t.created_at),
+        updated_at: rfc3339(t.updated_at),
+        archived_at: ts(t.archived_at),
+        repo_path: t.repo_path.clone(),
+        base_ref: t.base_ref.clone(),
+        effective_repo_path: effective.map(|(p, _)| p.to_string()),
+        effective_base_ref: effective.and_then(|(_, r)| r.map(str::to_string)),
+        expects_changes: t.expects_changes,
+    }
+}
+
+pub fn tasks(list: &[ops_store::tasks::Task]) -> Vec<TaskView> {
+    list.iter().map(task).collect()
+}
+
+pub fn change(c: &ops_store::changes::StoredChange) -> TaskChange {
+    TaskChange {
+        branch: c.change.branch.clone(),
+        head: c.change.head.clone(),
+        base: c.change.base.clone(),
+        status: c.change.status.clone(),
+        diff_stat: c.change.diff_stat.clone(),
+        patch: c.change.patch.clone(),
+        patch_truncated: c.change.truncated,
+        reported_at: rfc3339(c.reported_at),
+    }
+}
+
+pub fn comment(c: &ops_store::comments::Comment) -> Comment {
+    Comment {
+        id: c.id,
+        task_id: c.task_id,
+        author: c.author.clone(),
+        kind: c.kind.clone(),
+        body: c.body.clone(),
+        created_at: rfc3339(c.created_at),
+    }
+}
+
+pub fn event(e: &ops_store::events::Event) -> Event {
+    Event {
+        id: e.id,
+        at: rfc3339(e.at),
+        workspace_id: e.workspace_id,
+        task_id: e.task_id,
+        kind: e.kind.clone(),
+        actor: e.actor.clone(),
+        // Written by `app::event` as JSON; kept as text if it is not.
+        payload: serde_json::from_str(&e.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(e.payload.clone())),
+        output: None,
+    }
+}
+
+/// A committed event as the event stream sends it: a `dispatch.output`
+/// event carries its chunk.
+pub fn streamed(c: &ops_store::events::Committed) -> Event {
+    Event {
+        output: c.output.clone(),
+        ..event(&c.event)
+    }
+}
+
+pub fn alert(a: &ops_store::alerts::Alert) -> AlertView {
+    AlertView {
+        id: a.id,
+        kind: a.kind.clone(),
+        subject: a.subject.clone(),
+        task_id: a.task_id,
+        followup_task_id: a.followup_task_id,
+        status: a.status.clone(),
+        title: a.title.clone(),
+        detail: a.detail.clone(),
+        occurrences: a.occurrences,
+        first_seen_at: rfc3339(a.first_seen_at),
+        last_seen_at: rfc3339(a.last_seen_at),
+        resolved_at: ts(a.resolved_at),
+    }
+}
+
+pub fn agent(a: &ops_store::agents::Agent) -> AgentView {
+    AgentView {
+        id: a.id,
+        slug: a.slug.clone(),
+        name: a.name.clone(),
+        active: a.active,
+        launch_command: a.launch_command.clone(),
+        model: a.model.clone(),
+        created_at: rfc3339(a.created_at),
+        updated_at: rfc3339(a.updated_at),
+    }
+}
+
+pub fn user(u: &ops_store::users::User, memberships: &[(i64, String)]) -> UserView {
+    UserView {
+        id: u.id,
+        username: u.username.clone(),
+        is_admin: u.is_admin,
+        created_at: rfc3339(u.created_at),
+        workspaces: memberships
+            .iter()
+            .map(|(ws, role)| Membership {
+                workspace_id: *ws,
+                role: role.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn workspace(w: &ops_store::workspaces::Workspace) -> Workspace {
+    Workspace {
+        id: w.id,
+        name: w.name.clone(),
+        created_at: rfc3339(w.created_at),
+        repo_path: w.repo_path.clone(),
+        base_ref: w.base_ref.clone(),
+        repo_roots: w.repo_roots.clone(),
+    }
+}
+
+pub fn worker(h: &ops_store::heartbeats::Heartbeat, fresh: bool) -> WorkerView {
+    WorkerView {
+        worker_id: h.worker_id.clone(),
+        host: h.host.clone(),
+        pid: h.pid,
+        version: h.version.clone(),
+        agents: h.agents.clone(),
+        usable_agents: h.usable_slugs(),
+        models: h.models.clone(),
+        slots_total: h.slots_total,
+        slots_busy: h.slots_busy,
+        running_task_ids: h.running_task_ids.clone(),
+        draining: h.draining,
+        workspace_id: h.workspace_id,
+        last_seen_at: rfc3339(h.last_seen_at),
+        fresh,
+    }
+}
