@@ -142,7 +142,7 @@ for line in "ExecStart=/usr/bin/ops-center launcher" "EnvironmentFile=/etc/defau
 done
 check "/etc/default/ops-dispatch-launcher runs agents as ops-agent" \
     grep -qx "OPS_AGENT_USER=ops-agent" "$root/packaging/default/ops-dispatch-launcher"
-# Every variable of the server (SPEC section 0) and the launcher (section 8)
+# Every variable of the server (docs/SPEC.md §2.1) and the launcher (§15.1)
 # is named in its env file.
 documented() { grep -Eq "^#?$2=" "$root/packaging/default/$1"; }
 for v in OPS_BIND OPS_DB OPS_DB_SYNC OPS_HTTP_THREADS OPS_ADMIN_USER OPS_ADMIN_PASSWORD \

@@ -116,10 +116,10 @@ distinct_chars() { printf '%s' "$1" | fold -w1 | sort -u | wc -l; }
 # JSON without quoting.
 safe_chars() { [[ "$1" =~ ^[A-Za-z0-9._+=@%:,/~^!*?{}-]+$ ]]; }
 
-placeholder "$new_user" && die "OPS_ADMIN_USER '$new_user' looks like a placeholder from the runbook; give the real admin name"
+placeholder "$new_user" && die "OPS_ADMIN_USER '$new_user' looks like a placeholder such as '<admin>'; give the real admin name"
 [[ "$new_user" =~ ^[A-Za-z0-9._@-]{1,64}$ ]] || die "OPS_ADMIN_USER: use 1 to 64 letters, digits, '.', '_', '-' or '@'"
 
-placeholder "$new_pass" && die "OPS_ADMIN_PASSWORD looks like a placeholder from the runbook; give a real password"
+placeholder "$new_pass" && die "OPS_ADMIN_PASSWORD looks like a placeholder such as '<strong-pass>'; give a real password"
 [ "${#new_pass}" -ge 12 ] || die "OPS_ADMIN_PASSWORD is too weak: at least 12 characters"
 [ "$(distinct_chars "$new_pass")" -ge 6 ] || die "OPS_ADMIN_PASSWORD is too weak: use at least 6 different characters"
 case "$(printf '%s' "$new_pass" | tr '[:upper:]' '[:lower:]')" in
@@ -130,7 +130,7 @@ esac
 [ "$new_pass" != "$new_user" ] || die "OPS_ADMIN_PASSWORD must differ from the user name"
 safe_chars "$new_pass" || die "OPS_ADMIN_PASSWORD: use letters, digits and . _ + = @ % : , / ~ ^ ! * ? { } - only (spaces, quotes, \\, \$, \`, # and ; change meaning in env files)"
 
-placeholder "$new_token" && die "OPS_SERVICE_TOKEN looks like a placeholder from the runbook; generate one, e.g. head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
+placeholder "$new_token" && die "OPS_SERVICE_TOKEN looks like a placeholder such as '<strong-token>'; generate one, e.g. head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
 [ "${#new_token}" -ge 32 ] || die "OPS_SERVICE_TOKEN is too weak: at least 32 characters"
 [ "$(distinct_chars "$new_token")" -ge 8 ] || die "OPS_SERVICE_TOKEN is too weak: use at least 8 different characters"
 safe_chars "$new_token" || die "OPS_SERVICE_TOKEN: use letters, digits and . _ + = @ % : , / ~ ^ ! * ? { } - only"

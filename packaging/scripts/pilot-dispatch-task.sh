@@ -96,7 +96,7 @@ done
 
 token=${OPS_SERVICE_TOKEN:-}
 [ -n "$token" ] || die "OPS_SERVICE_TOKEN is not set"
-case "$token" in *'<'* | *'>'*) die "OPS_SERVICE_TOKEN looks like the runbook's placeholder; export the real token" ;; esac
+case "$token" in *'<'* | *'>'*) die "OPS_SERVICE_TOKEN looks like a placeholder such as '<token>'; export the real token" ;; esac
 api=${OPS_API_BASE:-http://127.0.0.1:3847/api}
 api=${api%/}
 

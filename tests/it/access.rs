@@ -1,4 +1,4 @@
-//! The role matrix of SPEC §3: every route, allowed and refused, for no
+//! The role matrix of docs/SPEC.md §4.6: every route, allowed and refused, for no
 //! credentials, a bad token, a member, a workspace admin, a global admin,
 //! the service token, and a member and an admin of another workspace (who
 //! must neither touch workspace 1's tasks nor see them in any list).

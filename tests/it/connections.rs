@@ -1,4 +1,4 @@
-//! SPEC §13: stalled, idle and excess clients cannot stall the server;
+//! docs/SPEC.md §6: stalled, idle and excess clients cannot stall the server;
 //! deadlines close them; the head limits answer instead of hanging.
 
 use std::io::{ErrorKind, Read, Write};

@@ -26,6 +26,7 @@ mod operator;
 mod replication;
 mod repo_roots;
 mod retention;
+mod spec_doc;
 mod startup;
 mod storage;
 mod stream;

@@ -1,6 +1,6 @@
 //! The web UI: served at `/` and `/ui/<file>` with the right content types
 //! and a same-origin Content-Security-Policy, in Spanish, with the
-//! runbook's labels; every other path outside `/api/` is a 404.
+//! labels of docs/SPEC.md §18; every other path outside `/api/` is a 404.
 
 use crate::util::{Res, Server};
 
@@ -43,7 +43,7 @@ fn root_serves_the_page_in_spanish() {
         "Tareas",
         "Operación",
         "Automatizaciones",
-        // The runbook's UI path: Operacion -> Automatizaciones, tabs
+        // The UI path operators follow (docs/SPEC.md §17): Operación -> Automatizaciones, tabs
         // Dispatching and Watchdog, button "Reconciliar stale".
         "Operación → Automatizaciones",
         ">Dispatching<",

@@ -367,7 +367,7 @@ pub(crate) fn interval(db: &Db) -> Duration {
 
 /// The titles the watchdog writes, in the `ui_language` setting's language.
 /// Kinds, subjects and codes are the same in every language; details stay
-/// in English, the language of the runbook's commands they quote.
+/// in English, the language of the commands and settings they quote.
 pub(crate) mod titles {
     use ops_domain::settings::Language;
 

@@ -1,5 +1,5 @@
 //! Who may do what. Every route asks one of these questions of the caller;
-//! the answers are the table of SPEC §3 and nowhere else.
+//! the answers are the table of docs/SPEC.md §4.6 and nowhere else.
 
 use ops_base::error::{Error, Result};
 

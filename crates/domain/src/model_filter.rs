@@ -71,7 +71,7 @@ mod tests {
     }
 
     #[test]
-    fn examples_of_the_spec() {
+    fn the_documented_examples() {
         let table: &[(&str, &str, bool)] = &[
             ("minimax*", "minimax-m2", true),
             ("minimax*", "minimax2.7", true),

@@ -8,7 +8,7 @@
 //!
 //! hyper parses and frames (request line, fields, chunked bodies, `Expect:
 //! 100-continue`, keep-alive, pipelining). What it does not do is here:
-//! - the connection budgets (SPEC §13): at most `max_connections` open;
+//! - the connection budgets (docs/SPEC.md §6): at most `max_connections` open;
 //!   anonymous connections (no request on them showed a valid token or
 //!   session) at most `max_connections - auth_reserve`, the oldest idle
 //!   ones closed first to make room, never an authenticated one; and per
@@ -62,7 +62,7 @@ use super::response::{Delivery, Resp};
 use super::wire;
 use ops_base::metrics::METRICS;
 
-/// Deadlines, caps and budgets (SPEC §13), from the configuration.
+/// Deadlines, caps and budgets (docs/SPEC.md §6), from the configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// The whole head, and then the whole body, must arrive within this;

@@ -1,4 +1,4 @@
-//! The launcher's configuration (SPEC §8), read from the environment once
+//! The launcher's configuration (docs/SPEC.md §15.1), read from the environment once
 //! at start. Every mistake is refused with a message naming the variable.
 
 use std::collections::HashMap;

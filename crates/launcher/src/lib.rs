@@ -1,6 +1,6 @@
 //! `ops-center launcher`: a worker that heartbeats what this host can run,
 //! claims tasks for those agents, launches each agent CLI detached with log
-//! files, and reports the outcome (SPEC §8).
+//! files, and reports the outcome (docs/SPEC.md §15).
 //!
 //! Threads: signals; a probe (CLIs and auth checks, possibly slow); the
 //! heartbeat, which only reads the probe's snapshot so nothing can hold it
