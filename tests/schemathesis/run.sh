@@ -40,7 +40,7 @@ timeout "${SCHEMATHESIS_SECONDS:-240}" schemathesis run "http://127.0.0.1:$port/
   --checks "${SCHEMATHESIS_CHECKS:-not_a_server_error,response_schema_conformance,status_code_conformance}" \
   --exclude-path /api/stream \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-20}" \
-  --request-timeout 35 \
+  --request-timeout 65 \
   --generation-deterministic \
   --no-color || status=$?
 if [ "$status" -ne 0 ]; then

@@ -100,6 +100,9 @@ const TASK_LIST_QUERY: &[(&str, &str, &str)] = &[
         "text: `42` is task 42 or a title containing 42, `#42` task 42 only, other text a title containing it (case-insensitive for ASCII letters)",
     ),
 ];
+/// A claim's `wait`: up to `waiting::MAX_WAIT_SECONDS` (a unit test keeps
+/// the two equal).
+const WAIT_SCHEMA: &str = r#"{"type":"integer","minimum":0,"maximum":60}"#;
 const HEALTH_QUERY: &[(&str, &str, &str)] = &[(
     "workers",
     "boolean",
@@ -169,12 +172,12 @@ const OPS: &[Op] = &[
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),
     op!("GET" "/api/dispatch/health", "Dispatch health", Any, query HEALTH_QUERY, body NONE, 200 Body::Json(s::<Health>)),
-    op!("POST" "/api/dispatch/next", "Claim a task (service token)", Any, query &[("wait", r#"{"type":"integer","minimum":0,"maximum":30}"#, "seconds to wait for a task, 0 to 30")], body Some(s::<ClaimRequest>), 200 Body::Json(s::<ClaimAnswer>)),
+    op!("POST" "/api/dispatch/next", "Claim a task (service token)", Any, query &[("wait", WAIT_SCHEMA, "seconds to wait for a task, 0 to 60")], body Some(s::<ClaimRequest>), 200 Body::Json(s::<ClaimAnswer>)),
     op!("GET" "/api/dispatch/next", "Claim a task, fields in the query (service token)", Any, query &[
         ("worker_id", "string", "the worker (required)"),
         ("agent_slugs", "string", "comma-separated slugs"),
         ("workspace_id", "integer", "only this workspace"),
-        ("wait", r#"{"type":"integer","minimum":0,"maximum":30}"#, "seconds to wait for a task, 0 to 30"),
+        ("wait", WAIT_SCHEMA, "seconds to wait for a task, 0 to 60"),
     ], body NONE, 200 Body::Json(s::<ClaimAnswer>)),
     op!("POST" "/api/dispatch/tasks/{id}/started", "Report a run started", Any, body Some(s::<ReportBody<Started>>), 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/tasks/{id}/output", "Report output", Any, body Some(s::<ReportBody<Output>>), 200 Body::Json(s::<TaskView>)),
@@ -203,7 +206,7 @@ const ERRORS: &[(u16, &str)] = &[
     (404, "not_found"),
     (405, "method_not_allowed (the Allow header names the accepted methods)"),
     (409, "a conflict with the current state, e.g. stale_claim, claim_cancelled, task_not_running, invalid_transition"),
-    (413, "body_too_large"),
+    (413, "payload_too_large"),
     (415, "unsupported_media_type: a body that is not JSON"),
     (429, "rate_limited (Retry-After) or another cap"),
     (500, "internal: see the server log"),
@@ -334,6 +337,12 @@ mod tests {
         let mut v: Vec<_> = it.collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn the_documented_wait_is_the_served_one() {
+        let schema: serde_json::Value = serde_json::from_str(WAIT_SCHEMA).unwrap();
+        assert_eq!(schema["maximum"], crate::waiting::MAX_WAIT_SECONDS);
     }
 
     #[test]

@@ -124,7 +124,7 @@ const TEXT = {
   // 404 / 405 / 413.
   not_found: () => 'No existe (o no está en tus workspaces).',
   method_not_allowed: () => 'El servidor no acepta esta operación en esta dirección.',
-  body_too_large: () => 'La petición es demasiado grande (más de 1 MiB).',
+  payload_too_large: () => 'La petición es demasiado grande (más de 1 MiB).',
   // 409: the task's (or thing's) state forbids it.
   done_guard: () => 'Una tarea de IA no puede pasar a «Hecha» sin evidencia de salida visible (la salida del dispatch o un log de ai-dispatch). Un administrador global puede marcar «forzar», y queda registrado.',
   invalid_transition: () => 'El estado actual de la tarea no permite este cambio.',
