@@ -118,8 +118,13 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
     try {
       const fresh = await ui.api('PATCH', path, inputs.read());
       // Saved: nothing typed is left to keep across the redraw, which
-      // shows the values as the server keeps them (roots sorted).
-      for (const f of form.querySelectorAll('input, textarea')) f.defaultValue = f.value;
+      // shows the values as the server keeps them (roots sorted). A live
+      // redraw while the request was out may have replaced this form with
+      // a new one holding the same typed values: those are saved too.
+      const scoped = document.querySelectorAll(`form.repo-form[data-scope="${scope}"]`);
+      for (const f of [form, ...scoped].flatMap((x) => [...x.querySelectorAll('input, textarea')])) {
+        f.defaultValue = f.value;
+      }
       note.hidden = true;
       // Saved: the editor closes and the panel shows the new repository.
       const editor = form.closest('details');
