@@ -31,6 +31,3 @@ export function fill(el, ...children) {
   el.replaceChildren();
   return add(el, ...children);
 }
-
-/** `h` under the name the task page's modules use. */
-export const el = h;

@@ -9,7 +9,7 @@
 // delete from this page is under way) and `deleted(id)` (what to show
 // once the task is gone).
 
-import { el } from './dom.js';
+import { h } from './dom.js';
 
 /** Statuses in which a task is on its way to, or with, a worker. */
 const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
@@ -40,7 +40,7 @@ export function taskActions(ui, t, onEdit) {
   const { api, act } = ui;
   const out = [];
   const archived = Boolean(t.archived_at);
-  const button = (label, cls, title) => el('button', { type: 'button', class: cls || null, title: title || null }, label);
+  const button = (label, cls, title) => h('button', { type: 'button', class: cls || null, title: title || null }, label);
 
   if (archived) {
     const unarchive = button('Desarchivar', 'primary', 'La tarea vuelve a las listas y se puede editar.');
@@ -115,40 +115,40 @@ function changes(t, f) {
  *  only what changed (PATCH /api/tasks/:id); `mayClearSensitive` null or
  *  the reason a person may not clear `sensitive`. */
 export function editForm(ui, t, agents, mayClearSensitive, onDone) {
-  const note = el('div', { hidden: true, 'data-note': '' });
-  const sensitive = el('input', { type: 'checkbox', name: 'sensitive', checked: Boolean(t.sensitive) });
+  const note = h('div', { hidden: true, 'data-note': '' });
+  const sensitive = h('input', { type: 'checkbox', name: 'sensitive', checked: Boolean(t.sensitive) });
   if (t.sensitive && mayClearSensitive) {
     sensitive.disabled = true;
     sensitive.title = mayClearSensitive;
   }
-  const form = el('form', { class: 'form-grid edit-form', 'data-scope': `edit-${t.id}` },
-    el('h2', { class: 'span-2' }, `Editar la tarea #${t.id}`),
-    el('label', { class: 'span-2' }, 'Título', el('input', { name: 'title', required: true, maxlength: 500, value: t.title })),
-    el('label', { class: 'span-2' }, 'Prompt (descripción que recibe el agente)',
-      el('textarea', { name: 'description', rows: 6 }, t.description || '')),
-    el('label', null, 'Ejecución',
-      el('select', { name: 'execution' },
-        el('option', { value: 'manual', selected: t.execution === 'manual' }, 'Manual (la hace una persona)'),
-        el('option', { value: 'interactive', selected: t.execution === 'interactive' }, 'Interactiva (la despacha un agente)'))),
-    el('label', null, 'Agente',
-      el('select', { name: 'agent' },
-        el('option', { value: '' }, '— sin agente —'),
-        agents.map((a) => el('option', { value: a.slug, selected: a.slug === t.agent },
+  const form = h('form', { class: 'form-grid edit-form', 'data-scope': `edit-${t.id}` },
+    h('h2', { class: 'span-2' }, `Editar la tarea #${t.id}`),
+    h('label', { class: 'span-2' }, 'Título', h('input', { name: 'title', required: true, maxlength: 500, value: t.title })),
+    h('label', { class: 'span-2' }, 'Prompt (descripción que recibe el agente)',
+      h('textarea', { name: 'description', rows: 6 }, t.description || '')),
+    h('label', null, 'Ejecución',
+      h('select', { name: 'execution' },
+        h('option', { value: 'manual', selected: t.execution === 'manual' }, 'Manual (la hace una persona)'),
+        h('option', { value: 'interactive', selected: t.execution === 'interactive' }, 'Interactiva (la despacha un agente)'))),
+    h('label', null, 'Agente',
+      h('select', { name: 'agent' },
+        h('option', { value: '' }, '— sin agente —'),
+        agents.map((a) => h('option', { value: a.slug, selected: a.slug === t.agent },
           `${a.name || a.slug} (${a.slug})${a.active ? '' : ' — inactivo'}`)))),
-    el('label', null, 'Modelo', el('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off', value: t.model || '' })),
-    el('label', null, 'Prioridad', el('input', { name: 'priority', type: 'number', value: t.priority ?? 0, min: -1000, max: 1000, step: 1 })),
-    el('label', { class: 'check span-2' }, sensitive,
+    h('label', null, 'Modelo', h('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off', value: t.model || '' })),
+    h('label', null, 'Prioridad', h('input', { name: 'priority', type: 'number', value: t.priority ?? 0, min: -1000, max: 1000, step: 1 })),
+    h('label', { class: 'check span-2' }, sensitive,
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse',
-      t.sensitive && mayClearSensitive ? el('span', { class: 'muted small' }, ` (${mayClearSensitive})`) : null),
-    el('label', { class: 'check span-2' },
-      el('input', { type: 'checkbox', name: 'expects_changes', checked: t.expects_changes !== false }),
+      t.sensitive && mayClearSensitive ? h('span', { class: 'muted small' }, ` (${mayClearSensitive})`) : null),
+    h('label', { class: 'check span-2' },
+      h('input', { type: 'checkbox', name: 'expects_changes', checked: t.expects_changes !== false }),
       ' Espera cambios en el repositorio: si una ejecución termina sin cambiar su rama, queda bloqueada («sin cambios») en vez de pasar a revisión'),
-    t.sensitive && t.gate_approved_at ? el('p', { class: 'muted small span-2' },
+    t.sensitive && t.gate_approved_at ? h('p', { class: 'muted small span-2' },
       'Cambiar el título, el prompt, el agente, el modelo o «sensible» retira la aprobación del Human Gate.') : null,
-    el('div', { class: 'span-2' }, note),
-    el('div', { class: 'span-2 actions' },
-      el('button', { type: 'submit', class: 'primary' }, 'Guardar cambios'),
-      el('button', { type: 'button', class: 'ghost', onclick: onDone }, 'Cancelar')));
+    h('div', { class: 'span-2' }, note),
+    h('div', { class: 'span-2 actions' },
+      h('button', { type: 'submit', class: 'primary' }, 'Guardar cambios'),
+      h('button', { type: 'button', class: 'ghost', onclick: onDone }, 'Cancelar')));
   // Choosing an agent for a manual task means it is for the agent.
   form.elements.agent.addEventListener('change', () => {
     if (form.elements.agent.value) form.elements.execution.value = 'interactive';
