@@ -2,16 +2,11 @@
 // workspace's) and what its last run changed (branch, diff stat, patch).
 //
 // DOM built from text nodes only (no markup parsing): server text never
-// becomes markup. `ui` is what the page lends this module: `api(method,
-// path, body)` and `noteError(el, err, context)` (a refusal shown in a
-// panel, the page's words before the server's).
+// becomes markup.
 
-import { h } from './dom.js';
-
-function kv(rows) {
-  return h('dl', { class: 'kv' },
-    rows.filter(Boolean).map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
-}
+import { api } from './api.js';
+import { h, kv } from './dom.js';
+import { noteError } from './flash.js';
 
 function code(text) {
   return text ? h('code', { class: 'path' }, text) : '—';
@@ -98,7 +93,7 @@ function rootsInput(current) {
 /** A small form that PATCHes `path` with the repository fields (and, for
  *  a workspace, its allowed roots); `scope` (`task` or `workspace`) names
  *  it, so that a redraw can keep what was being typed in it. */
-function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
+function repoForm(path, scope, current, title, help, refused, onSaved) {
   const repo = repoInputs(current);
   const roots = scope === 'workspace' ? rootsInput(current) : null;
   const inputs = {
@@ -116,7 +111,7 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
     note.className = 'muted small';
     note.textContent = 'Guardando…';
     try {
-      const fresh = await ui.api('PATCH', path, inputs.read());
+      const fresh = await api('PATCH', path, inputs.read());
       // Saved: nothing typed is left to keep across the redraw, which
       // shows the values as the server keeps them (roots sorted).
       for (const f of form.querySelectorAll('input, textarea')) f.defaultValue = f.value;
@@ -126,7 +121,7 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
       if (editor) editor.open = false;
       if (onSaved) onSaved(fresh);
     } catch (err) {
-      ui.noteError(note, err, refused);
+      noteError(note, err, refused);
     } finally {
       save.disabled = false;
     }
@@ -137,7 +132,7 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
 /** The side panel «Repositorio»: where the task's agent works, and forms
  *  for the task's own repository and (for those who may set it) its
  *  workspace's. */
-export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
+export function repoPanel(t, workspace, canSetWorkspace, onSaved) {
   const own = Boolean(t.repo_path);
   const ws = workspace || {};
   // As the server decides: the task's own, else its workspace's.
@@ -145,10 +140,10 @@ export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
   const ref = t.effective_base_ref;
   const editable = !t.archived_at;
   const body = editable ? h('details', { class: 'repo-edit', 'data-keep': 'repo-edit' }, h('summary', null, 'Cambiar el repositorio'),
-    repoForm(ui, `/tasks/${t.id}`, 'task', t, 'De esta tarea',
+    repoForm(`/tasks/${t.id}`, 'task', t, 'De esta tarea',
       `Sustituye al del workspace. Vacío: usa el del workspace. ${allowedText(workspace)}`,
       'No se pudo guardar el repositorio de la tarea.', onSaved),
-    canSetWorkspace ? repoForm(ui, `/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
+    canSetWorkspace ? repoForm(`/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
       'Para todas sus tareas sin repositorio propio. Las raíces deciden qué repositorios propios pueden nombrar sus tareas.',
       `No se pudo guardar el repositorio del workspace #${t.workspace_id}.`, onSaved) : null) : null;
   return h('section', { class: 'panel repo' },

@@ -3,12 +3,9 @@
 // first, with the stream's events added as they come. The agent's output
 // chunks are left out: they are in «Salida del agente en vivo».
 
+import { api } from './api.js';
 import { h } from './dom.js';
-
-const STATUS = {
-  next: 'Siguiente', queued: 'En cola', dispatching: 'Despachando', doing: 'En curso',
-  review: 'En revisión', done: 'Hecha', waiting: 'En espera',
-};
+import { STATUS_LABEL } from './vocabulary.js';
 
 const FIELD = {
   title: 'título', description: 'prompt', execution: 'ejecución', agent_id: 'agente', agent: 'agente',
@@ -117,7 +114,7 @@ function line(ev) {
   // A forced «Hecha» names only where it came from.
   const to = p.to || (ev.kind === 'task.done_forced' ? 'done' : null);
   const move = p.from && to && p.from !== to
-    ? h('span', { class: 'move' }, `${STATUS[p.from] || p.from} → ${STATUS[to] || to}`) : null;
+    ? h('span', { class: 'move' }, `${STATUS_LABEL[p.from] || p.from} → ${STATUS_LABEL[to] || to}`) : null;
   const more = detail(ev);
   return h('li', { class: `event${NOTABLE.has(ev.kind) ? ' notable' : ''}`, 'data-kind': ev.kind, 'data-id': ev.id },
     h('time', { datetime: ev.at, title: ev.at }, fmt(ev.at)),
@@ -129,7 +126,7 @@ function line(ev) {
 
 /** The history panel of task `id`: `node` to place on the page (the
  *  same node across redraws) and `add(event)` for the stream's. */
-export function historyPanel(api, id) {
+export function historyPanel(id) {
   const list = h('ol', { class: 'timeline' });
   const status = h('p', { class: 'muted small' }, 'Cargando el historial…');
   const seen = new Set();
