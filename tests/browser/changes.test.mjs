@@ -3,31 +3,15 @@
 // and of its workspace, and the repository fields of «Nueva tarea». Any
 // script error fails, except the refusals a test provokes on purpose.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, createTask, fakeWorker, login, openBrowser, startServer } from './harness.mjs';
+import { api, createTask, dispatchToWorker, SHOTS as shots, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-const shots = process.env.OPS_UI_SCREENSHOTS;
-
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
-  await login(page, server.base);
-  // Tasks here name repositories under /srv/repos: workspace 1 allows them
-  // (set as the admin: the service token administers no workspace).
-  const res = await page.request.patch(`${server.base}/api/workspaces/1`, { data: { repo_roots: ['/srv/repos'] } });
-  assert.equal(res.status(), 200, await res.text());
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const { server, page, expectNoErrors } = await setUp();
+// Tasks here name repositories under /srv/repos: workspace 1 allows them
+// (set as the admin: the service token administers no workspace).
+const allowed = await page.request.patch(`${server.base}/api/workspaces/1`, { data: { repo_roots: ['/srv/repos'] } });
+assert.equal(allowed.status(), 200, await allowed.text());
 
 const DIFF_STAT = ' src/login.js | 3 ++-\n src/nuevo.js | 2 ++\n 2 files changed, 4 insertions(+), 1 deletion(-)\n';
 const PATCH = [
@@ -54,12 +38,7 @@ const PATCH = [
 
 /** Claims task `id` with a fresh fake worker and reports it started. */
 async function run(id, workerId) {
-  await api(server.base, 'POST', `/tasks/${id}/dispatch`);
-  const worker = fakeWorker(server.base, workerId);
-  await worker.heartbeat();
-  const claim = await worker.claim();
-  assert.equal(claim.task.id, id);
-  const proof = { claim_token: claim.claim_token };
+  const { worker, proof } = await dispatchToWorker(server.base, id, workerId);
   await worker.report(id, 'started', { ...proof, pid: 4343, log_path: '/tmp/c.log', err_log_path: '/tmp/c.err.log' });
   return { worker, proof };
 }

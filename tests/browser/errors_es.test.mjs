@@ -2,26 +2,11 @@
 // server's English message kept as a collapsed detail. The login limit
 // runs last: it locks this address out of logging in.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN, api, createTask, login, logout, openBrowser, startServer } from './harness.mjs';
+import { ADMIN, api, createTask, logout, SHOTS as shots, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-const shots = process.env.OPS_UI_SCREENSHOTS;
-
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await login(page, server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const { server, page, expectNoErrors } = await setUp({ dispatch: false });
 
 /** The text a person sees in `locator` (closed details excluded). */
 const seen = (locator) => locator.innerText();

@@ -1,16 +1,22 @@
 // What every browser test needs: the real server on a temp database, the
 // API with the service token, a fake worker speaking the dispatch protocol,
 // and a headless Chromium page that fails the test on any script error.
+// A test file starts with `await setUp()`, which gives it all of these.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const TOKEN = 'browser-test-service-token-0123456789abcdef';
 export const ADMIN = { username: 'admin', password: 'browser-test-password' };
+
+/** Where the tests save screenshots of what they check, when set. */
+export const SHOTS = process.env.OPS_UI_SCREENSHOTS;
 
 const BIN = process.env.OPS_CENTER_BIN || new URL('../../target/debug/ops-center', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -75,6 +81,17 @@ export function fakeWorker(base, id = 'browser-worker') {
     claim: () => api(base, 'POST', '/dispatch/next', { worker_id: id }),
     report: (task, kind, body) => api(base, 'POST', `/dispatch/tasks/${task}/${kind}`, { worker_id: id, ...body }),
   };
+}
+
+/** Dispatches task `id` and has a fresh fake worker (`workerId`) claim
+ *  it; returns the worker and the claim's proof for its reports. */
+export async function dispatchToWorker(base, id, workerId) {
+  await api(base, 'POST', `/tasks/${id}/dispatch`);
+  const worker = fakeWorker(base, workerId);
+  await worker.heartbeat();
+  const claim = await worker.claim();
+  assert.equal(claim.task.id, id);
+  return { worker, proof: { claim_token: claim.claim_token } };
 }
 
 /** A new task through the API (interactive, on opencode). */
@@ -162,4 +179,28 @@ export async function createPerson(base, username, role, workspaceId) {
   const user = await admin('POST', '/users', who, 201);
   await admin('PUT', `/workspaces/${workspaceId}/members/${user.id}`, { role });
   return who;
+}
+
+/** What a test file starts with (`await setUp()` at its top): the server
+ *  on a new database, dispatch switched on (unless `dispatch: false`), a
+ *  headless Chromium page and, unless `login: false`, the admin logged in
+ *  on it. The browser and the server stop after the file's tests. */
+export async function setUp({ dispatch = true, login: logIn = true } = {}) {
+  const server = await startServer();
+  let browser = null;
+  const stop = async () => {
+    await browser?.close();
+    await server.stop();
+  };
+  try {
+    const opened = await openBrowser();
+    browser = opened.browser;
+    if (dispatch) await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
+    if (logIn) await login(opened.page, server.base);
+    after(stop);
+    return { server, page: opened.page, expectNoErrors: opened.expectNoErrors };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

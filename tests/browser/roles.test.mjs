@@ -2,40 +2,20 @@
 // disabled with the reason), instead of asking for confirmation and then
 // failing with 403. Any script error fails.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, createPerson, createTask, fakeWorker, login, logout, openBrowser, startServer } from './harness.mjs';
+import { api, createPerson, createTask, dispatchToWorker, login, logout, SHOTS as shots, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-let sensitive;
-let member;
-let wsAdmin;
-const shots = process.env.OPS_UI_SCREENSHOTS;
-
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
-  const ws = (await api(server.base, 'GET', '/workspaces')).workspaces[0];
-  member = await createPerson(server.base, 'maria', 'member', ws.id);
-  wsAdmin = await createPerson(server.base, 'wanda', 'admin', ws.id);
-  sensitive = await createTask(server.base, { title: 'Sensible sin aprobar', sensitive: true });
-  // A stale task reconciled: an open alert about a task of the workspace.
-  const stale = await createTask(server.base, { title: 'Atascada', priority: 100 });
-  await api(server.base, 'POST', `/tasks/${stale.id}/dispatch`);
-  const worker = fakeWorker(server.base);
-  await worker.heartbeat();
-  assert.equal((await worker.claim()).task.id, stale.id);
-  await api(server.base, 'POST', '/dispatch/reconcile-stale', { minutes: 0 });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+// Each test logs in as the person it is about.
+const { server, page, expectNoErrors } = await setUp({ login: false });
+const ws = (await api(server.base, 'GET', '/workspaces')).workspaces[0];
+const member = await createPerson(server.base, 'maria', 'member', ws.id);
+const wsAdmin = await createPerson(server.base, 'wanda', 'admin', ws.id);
+const sensitive = await createTask(server.base, { title: 'Sensible sin aprobar', sensitive: true });
+// A stale task reconciled: an open alert about a task of the workspace.
+const stale = await createTask(server.base, { title: 'Atascada', priority: 100 });
+await dispatchToWorker(server.base, stale.id);
+await api(server.base, 'POST', '/dispatch/reconcile-stale', { minutes: 0 });
 
 const button = (name) => page.getByRole('button', { name, exact: true });
 

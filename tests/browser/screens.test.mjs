@@ -4,17 +4,13 @@
 // (and who sees them), the menu's open-alerts counter, and no English on
 // the main screens. Any script error fails.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN, api, createTask, fakeWorker, login, openBrowser, startServer } from './harness.mjs';
+import { ADMIN, api, createTask, fakeWorker, login, SHOTS as shots, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-let needle;
 const LOAD = 5000;
-const shots = process.env.OPS_UI_SCREENSHOTS;
+// The tasks are made before the admin logs in.
+const { server, page, expectNoErrors } = await setUp({ dispatch: false, login: false });
 
 /** `n` tasks through the API with the service token, `width` at a time. */
 async function createMany(n, width = 16) {
@@ -55,19 +51,10 @@ const rows = () => page.locator('table.tasks tbody tr');
  *  may not manage users). */
 const usersNow = () => page.evaluate(() => fetch('/api/users').then((r) => r.json())).then((d) => d.users);
 
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await createMany(LOAD / 2);
-  needle = await createTask(server.base, { title: 'Migrar la base de datos de facturación', priority: 9 });
-  await createMany(LOAD / 2);
-  await login(page, server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+await createMany(LOAD / 2);
+const needle = await createTask(server.base, { title: 'Migrar la base de datos de facturación', priority: 9 });
+await createMany(LOAD / 2);
+await login(page, server.base);
 
 test('the search box finds one task among 5,000 by title and by number, kept in the address', async () => {
   await page.goto(`${server.base}/#/tareas`);

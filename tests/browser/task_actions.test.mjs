@@ -6,27 +6,11 @@
 // the page's heading and a skip link leads there. Any script error fails,
 // except the refusals a test provokes on purpose.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, createTask, fakeWorker, login, openBrowser, startServer } from './harness.mjs';
+import { api, createTask, dispatchToWorker, SHOTS as shots, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-const shots = process.env.OPS_UI_SCREENSHOTS;
-
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
-  await login(page, server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const { server, page, expectNoErrors } = await setUp();
 
 const task = (id) => api(server.base, 'GET', `/tasks/${id}`);
 
@@ -39,13 +23,9 @@ async function open(t) {
  *  leaves it. */
 async function failedTask(title) {
   const t = await createTask(server.base, { title, priority: 500 });
-  await api(server.base, 'POST', `/tasks/${t.id}/dispatch`);
-  const worker = fakeWorker(server.base, `w-${t.id}`);
-  await worker.heartbeat();
-  const claim = await worker.claim();
-  assert.equal(claim.task.id, t.id);
+  const { worker, proof } = await dispatchToWorker(server.base, t.id, `w-${t.id}`);
   await worker.report(t.id, 'failed', {
-    claim_token: claim.claim_token, signature: 'cli_missing', reason: 'opencode not found', evidence: 'preparing workspace',
+    ...proof, signature: 'cli_missing', reason: 'opencode not found', evidence: 'preparing workspace',
   });
   const after = await task(t.id);
   assert.equal(after.status, 'waiting');
@@ -138,12 +118,8 @@ test('dispatching while dispatch is off warns instead of a green «en cola»', a
 
 test('a running agent is cancelled and the cancellation is recorded', async () => {
   const running = await createTask(server.base, { title: 'Corre y se cancela', priority: 900 });
-  await api(server.base, 'POST', `/tasks/${running.id}/dispatch`);
-  const worker = fakeWorker(server.base, 'w-cancel');
-  await worker.heartbeat();
-  const claim = await worker.claim();
-  assert.equal(claim.task.id, running.id);
-  await worker.report(running.id, 'started', { claim_token: claim.claim_token, pid: 999999 });
+  const { worker, proof } = await dispatchToWorker(server.base, running.id, 'w-cancel');
+  await worker.report(running.id, 'started', { ...proof, pid: 999999 });
   await open(running);
   await page.locator('header .chips').getByText('En curso', { exact: true }).waitFor();
   await page.getByRole('button', { name: 'Cancelar ejecución' }).click();
@@ -159,7 +135,7 @@ test('a running agent is cancelled and the cancellation is recorded', async () =
     models: [], slots_total: 2, slots_busy: 1, running_task_ids: [running.id], draining: false,
   });
   assert.deepEqual(beat.cancel, [running.id]);
-  await worker.report(running.id, 'cancelled', { claim_token: claim.claim_token, signal: 'SIGTERM', elapsed_ms: 120 });
+  await worker.report(running.id, 'cancelled', { ...proof, signal: 'SIGTERM', elapsed_ms: 120 });
   await page.locator('.timeline [data-kind="dispatch.cancel_confirmed"]').getByText(/confirmó la cancelación/).waitFor();
   expectNoErrors();
 });

@@ -2,26 +2,11 @@
 // a task and see its agent's output, the Human Gate, and reconciling a
 // stale task from Operación → Automatizaciones. Any script error fails.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, createTask, fakeWorker, login, openBrowser, startServer } from './harness.mjs';
+import { api, createTask, dispatchToWorker, fakeWorker, setUp } from './harness.mjs';
 
-let server;
-let browser;
-let page;
-let expectNoErrors;
-
-before(async () => {
-  server = await startServer();
-  ({ browser, page, expectNoErrors } = await openBrowser());
-  await api(server.base, 'PUT', '/settings/dispatch_enabled', { value: 'true' });
-  await login(page, server.base);
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const { server, page, expectNoErrors } = await setUp();
 
 test('create a task in the form, dispatch it, and read the agent output', async () => {
   await page.getByRole('button', { name: 'Nueva tarea' }).click();
@@ -81,10 +66,7 @@ test('a sensitive task waits for the Human Gate until the admin approves it', as
 test('reconcile a task stuck in dispatching from Automatizaciones', async () => {
   // The highest priority, so that the worker claims this one.
   const t = await createTask(server.base, { title: 'Se quedó colgada', priority: 100 });
-  await api(server.base, 'POST', `/tasks/${t.id}/dispatch`);
-  const worker = fakeWorker(server.base, 'browser-worker-2');
-  await worker.heartbeat();
-  assert.equal((await worker.claim()).task.id, t.id);
+  await dispatchToWorker(server.base, t.id, 'browser-worker-2');
 
   await page.goto(`${server.base}/#/operacion/automatizaciones/dispatching`);
   await page.getByRole('heading', { name: 'Tareas en dispatching' }).waitFor();

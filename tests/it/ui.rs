@@ -58,19 +58,46 @@ fn root_serves_the_page_in_spanish() {
     assert_eq!(srv.client().get("/api/auth/me").status, 401);
 }
 
+/// The page's scripts: `app.js` and every module it imports, followed as
+/// a browser does (`from './x.js'`), each served as JavaScript under the
+/// policy. Returns each module's address and text, `app.js` first.
+fn page_scripts(srv: &Server) -> Vec<(String, String)> {
+    let mut scripts: Vec<(String, String)> = Vec::new();
+    let mut todo = vec!["/ui/app.js".to_string()];
+    while let Some(path) = todo.pop() {
+        if scripts.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        let js = srv.client().get(&path);
+        assert_eq!(js.status, 200, "{path}: {}", js.text);
+        assert_eq!(
+            js.header("content-type"),
+            Some("text/javascript; charset=utf-8"),
+            "{path}"
+        );
+        assert_csp(&js, &path);
+        assert_eq!(
+            js.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        for (i, _) in js.text.match_indices("from './") {
+            let rest = &js.text[i + "from './".len()..];
+            let name = &rest[..rest.find('\'').expect("closing quote")];
+            todo.push(format!("/ui/{name}"));
+        }
+        scripts.push((path, js.text));
+    }
+    scripts
+}
+
 #[test]
 fn script_and_stylesheet_have_their_types_and_the_policy() {
     let srv = Server::start();
-    let js = srv.client().get("/ui/app.js");
-    assert_eq!(js.status, 200);
-    assert_eq!(
-        js.header("content-type"),
-        Some("text/javascript; charset=utf-8")
-    );
-    assert_csp(&js, "/ui/app.js");
-    assert_eq!(js.header("x-content-type-options"), Some("nosniff"));
+    let scripts = page_scripts(&srv);
+    let all: String = scripts.iter().map(|(_, text)| text.as_str()).collect();
     for label in ["Nueva tarea", "Despachar", "Aprobar Human Gate", "Resolver"] {
-        assert!(js.text.contains(label), "the UI lacks {label:?}");
+        assert!(all.contains(label), "the UI lacks {label:?}");
     }
     for endpoint in [
         "/dispatch/health",
@@ -80,20 +107,21 @@ fn script_and_stylesheet_have_their_types_and_the_policy() {
         "/alerts",
         "/approve",
     ] {
-        assert!(js.text.contains(endpoint), "the UI never calls {endpoint}");
+        assert!(all.contains(endpoint), "the UI never calls {endpoint}");
     }
 
-    // The task's code: its module, imported by the page's.
-    assert!(js.text.contains("from './changes.js'"));
-    let changes = srv.client().get("/ui/changes.js");
-    assert_eq!(changes.status, 200);
-    assert_eq!(
-        changes.header("content-type"),
-        Some("text/javascript; charset=utf-8")
-    );
-    assert_csp(&changes, "/ui/changes.js");
+    // The task's code: its module, imported by the task page's.
+    let module = |path: &str| {
+        scripts
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, text)| text.as_str())
+            .unwrap_or_else(|| panic!("the page never loads {path}"))
+    };
+    assert!(module("/ui/task_page.js").contains("from './changes.js'"));
+    let changes = module("/ui/changes.js");
     for label in ["Cambios", "Parche", "Repositorio", "/workspaces/"] {
-        assert!(changes.text.contains(label), "changes.js lacks {label:?}");
+        assert!(changes.contains(label), "changes.js lacks {label:?}");
     }
 
     let css = srv.client().get("/ui/style.css");
@@ -139,7 +167,7 @@ fn unknown_paths_are_404_and_api_errors_stay_json() {
 fn files_are_compressed_and_revalidated() {
     use std::io::Read;
     let srv = Server::start();
-    for path in ["/", "/ui/app.js", "/ui/style.css"] {
+    for path in ["/", "/ui/task_page.js", "/ui/style.css"] {
         let plain = srv.client().get(path);
         assert_eq!(plain.status, 200, "{path}");
         assert!(plain.header("content-encoding").is_none(), "{path}");

@@ -2,14 +2,14 @@
 // workspace members and agents — and which of them the menu offers to
 // whom (the API's rules of README's "Who may do what", read from
 // `GET /api/auth/me`).
-//
-// `ui` is what the page lends this module: `api`, `flash`, `setNote(el,
-// kind, text, detail, context)`, `pageHeader`, `timeEl`, `current(seq)`,
-// `watch(seq, wanted, fn)` and `debounced(fn, ms)`.
 
+import { api } from './api.js';
 import { add, fill, h } from './dom.js';
 import { detailNode } from './errors_es.js';
+import { flash, setNote } from './flash.js';
+import { current, debounced, pageHeader, watch } from './page.js';
 import { mayAdminister, mayOperate } from './roles.js';
+import { timeEl } from './time.js';
 
 // ---------------------------------------------------------------------------
 // Who may use which screen
@@ -55,21 +55,21 @@ export function isScreen(key) {
 }
 
 /** Draws the screen `key` in `view`, or says why `me` may not use it. */
-export function renderScreen(view, key, me, seq, ui) {
+export function renderScreen(view, key, me, seq) {
   const screen = SCREENS.find((s) => s.key === key);
-  add(view, ui.pageHeader(`Operación → ${screen.label}`, screen.label));
+  add(view, pageHeader(`Operación → ${screen.label}`, screen.label));
   if (!screen.may(me)) {
     add(view, h('p', { class: 'note note-info' },
       'Esta pantalla es para administradores: pide a un administrador global que haga el cambio.'));
     return;
   }
   const body = add(view, h('div', { class: 'admin-screen' })).lastChild;
-  ({ ajustes: settingsScreen, usuarios: usersScreen, miembros: membersScreen, agentes: agentsScreen })[key](body, me, seq, ui);
+  ({ ajustes: settingsScreen, usuarios: usersScreen, miembros: membersScreen, agentes: agentsScreen })[key](body, me, seq);
 }
 
 /** Reloads with `load` on the events `wanted` accepts, while `seq` is shown. */
-function follow(seq, ui, wanted, load) {
-  ui.watch(seq, (ev) => typeof ev.kind === 'string' && wanted(ev.kind), ui.debounced(load, 500));
+function follow(seq, wanted, load) {
+  watch(seq, (ev) => typeof ev.kind === 'string' && wanted(ev.kind), debounced(load, 500));
 }
 
 function note() {
@@ -159,7 +159,7 @@ export function checkSetting(def, raw) {
   return { value };
 }
 
-function settingsScreen(body, me, seq, ui) {
+function settingsScreen(body, me, seq) {
   const global = isGlobalAdmin(me);
   const list = h('div', { class: 'settings' }, h('p', { class: 'muted' }, 'Cargando ajustes…'));
   add(body,
@@ -171,16 +171,16 @@ function settingsScreen(body, me, seq, ui) {
   const load = async () => {
     let values;
     try {
-      values = await ui.api('GET', '/settings');
+      values = await api('GET', '/settings');
     } catch (err) {
-      if (ui.current(seq)) {
+      if (current(seq)) {
         const n = note();
         refuse(n, err, 'No se pudieron leer los ajustes.');
         fill(list, n);
       }
       return;
     }
-    if (!ui.current(seq)) return;
+    if (!current(seq)) return;
     // A setting this UI does not know yet is still shown and editable.
     const known = new Set(SETTINGS.map((d) => d.key));
     const extra = Object.keys(values).filter((k) => !known.has(k))
@@ -190,29 +190,29 @@ function settingsScreen(body, me, seq, ui) {
     const kept = new Map([...list.querySelectorAll('form[data-setting]')]
       .filter((row) => row.edited()).map((row) => [row.dataset.setting, row]));
     fill(list, [...SETTINGS, ...extra].filter((d) => d.key in values || d.kind === 'token')
-      .map((d) => kept.get(d.key) || settingRow(d, values[d.key], global || d.scope === 'workspace', me, load, ui)));
+      .map((d) => kept.get(d.key) || settingRow(d, values[d.key], global || d.scope === 'workspace', me, load)));
   };
-  follow(seq, ui, (k) => k === 'settings.changed', load);
+  follow(seq, (k) => k === 'settings.changed', load);
   load();
 }
 
-function settingRow(def, current, allowed, me, reload, ui) {
+function settingRow(def, saved, allowed, me, reload) {
   const n = note();
   const id = `ajuste-${def.key}`;
   let input;
   if (def.kind === 'bool') {
     input = h('select', { id, name: def.key },
-      h('option', { value: 'true', selected: current === true }, 'sí'),
-      h('option', { value: 'false', selected: current !== true }, 'no'));
+      h('option', { value: 'true', selected: saved === true }, 'sí'),
+      h('option', { value: 'false', selected: saved !== true }, 'no'));
   } else if (def.kind === 'choice') {
-    input = h('select', { id, name: def.key }, def.choices.map(([v, t]) => h('option', { value: v, selected: current === v }, t)));
+    input = h('select', { id, name: def.key }, def.choices.map(([v, t]) => h('option', { value: v, selected: saved === v }, t)));
   } else if (def.kind === 'int') {
-    input = h('input', { id, name: def.key, type: 'text', inputmode: 'numeric', class: 'narrow', value: current ?? '', autocomplete: 'off' });
+    input = h('input', { id, name: def.key, type: 'text', inputmode: 'numeric', class: 'narrow', value: saved ?? '', autocomplete: 'off' });
   } else if (def.kind === 'token') {
     input = h('input', { id, name: def.key, type: 'password', autocomplete: 'new-password', spellcheck: 'false', class: 'mono',
-      placeholder: current ? 'configurado (no se muestra): escribe uno nuevo' : 'sin configurar' });
+      placeholder: saved ? 'configurado (no se muestra): escribe uno nuevo' : 'sin configurar' });
   } else {
-    input = h('input', { id, name: def.key, value: current ?? '', autocomplete: 'off' });
+    input = h('input', { id, name: def.key, value: saved ?? '', autocomplete: 'off' });
   }
   // The token is the service's own credential: only a person replaces it.
   const may = allowed && !(def.human && me.role === 'service');
@@ -233,14 +233,14 @@ function settingRow(def, current, allowed, me, reload, ui) {
     ev.preventDefault();
     const checked = checkSetting(def, input.value);
     if (checked.error) {
-      ui.setNote(n, 'error', checked.error, null, 'No se guardó el ajuste.');
+      setNote(n, 'error', checked.error, null, 'No se guardó el ajuste.');
       input.focus();
       return;
     }
     if (def.kind === 'token' && !confirm('¿Cambiar el token de servicio? Los launchers con el token anterior dejarán de poder conectarse.')) return;
     await run(save, async () => {
-      await ui.api('PUT', `/settings/${encodeURIComponent(def.key)}`, { value: checked.value });
-      ui.flash('ok', `Ajuste «${def.label}» guardado.`);
+      await api('PUT', `/settings/${encodeURIComponent(def.key)}`, { value: checked.value });
+      flash('ok', `Ajuste «${def.label}» guardado.`);
       // Saved: the row shows the server's value again.
       form.edited = () => false;
       await reload();
@@ -263,7 +263,7 @@ function checkPassword(p) {
 
 const ROLE_LABEL = { admin: 'administrador', member: 'miembro' };
 
-function usersScreen(body, me, seq, ui) {
+function usersScreen(body, me, seq) {
   const createNote = note();
   const form = h('form', { class: 'form-grid panel', 'aria-label': 'Nuevo usuario' },
     h('h2', { class: 'span-2' }, 'Nuevo usuario'),
@@ -284,13 +284,13 @@ function usersScreen(body, me, seq, ui) {
       ? 'El usuario admite de 1 a 64 letras, dígitos, «.», «_», «-» o «@».'
       : checkPassword(f.password.value);
     if (problem) {
-      ui.setNote(createNote, 'error', problem, null, 'No se creó el usuario.');
+      setNote(createNote, 'error', problem, null, 'No se creó el usuario.');
       return;
     }
     await run(form.querySelector('button[type=submit]'), async () => {
-      const u = await ui.api('POST', '/users', { username, password: f.password.value, is_admin: f.is_admin.checked });
+      const u = await api('POST', '/users', { username, password: f.password.value, is_admin: f.is_admin.checked });
       form.reset();
-      ui.setNote(createNote, 'ok', `Usuario «${u.username}» creado (#${u.id}). Añádelo a un workspace en Miembros.`);
+      setNote(createNote, 'ok', `Usuario «${u.username}» creado (#${u.id}). Añádelo a un workspace en Miembros.`);
       await load();
     }, createNote, 'No se creó el usuario.');
   });
@@ -298,39 +298,39 @@ function usersScreen(body, me, seq, ui) {
   const load = async () => {
     let data;
     try {
-      data = await ui.api('GET', '/users?limit=1000');
+      data = await api('GET', '/users?limit=1000');
     } catch (err) {
-      if (!ui.current(seq)) return;
+      if (!current(seq)) return;
       const n = note();
       refuse(n, err, 'No se pudieron leer los usuarios.');
       fill(table, h('div', { class: 'pad' }, n));
       return;
     }
-    if (!ui.current(seq)) return;
+    if (!current(seq)) return;
     const users = data.users || [];
     fill(table, h('h2', { class: 'pad-h' }, `Usuarios (${data.total ?? users.length})`),
       h('table', { class: 'table wrap users' },
         h('thead', null, h('tr', null, h('th', null, 'Usuario'), h('th', null, 'Rol global'), h('th', null, 'Workspaces'),
           h('th', null, 'Creado'), h('th', null, 'Acciones'))),
-        h('tbody', null, users.map((u) => userRow(u, me, listNote, load, ui)))));
+        h('tbody', null, users.map((u) => userRow(u, me, listNote, load)))));
   };
-  follow(seq, ui, (k) => k.startsWith('user.') || k.startsWith('workspace.member'), load);
+  follow(seq, (k) => k.startsWith('user.') || k.startsWith('workspace.member'), load);
   load();
 }
 
-function userRow(u, me, n, reload, ui) {
+function userRow(u, me, n, reload) {
   const self = me && me.id === u.id;
   const role = h('select', { 'aria-label': `Rol de ${u.username}` },
     h('option', { value: 'admin', selected: u.is_admin }, 'administrador global'),
     h('option', { value: 'user', selected: !u.is_admin }, 'usuario'));
   role.addEventListener('change', () => run(role, async () => {
     try {
-      await ui.api('PATCH', `/users/${u.id}`, { is_admin: role.value === 'admin' });
+      await api('PATCH', `/users/${u.id}`, { is_admin: role.value === 'admin' });
     } catch (err) {
       role.value = u.is_admin ? 'admin' : 'user';
       throw err;
     }
-    ui.flash('ok', `Rol de «${u.username}» cambiado.`);
+    flash('ok', `Rol de «${u.username}» cambiado.`);
     await reload();
   }, n, `No se cambió el rol de «${u.username}».`));
 
@@ -339,21 +339,21 @@ function userRow(u, me, n, reload, ui) {
   setPw.addEventListener('click', () => {
     const problem = checkPassword(pw.value);
     if (problem) {
-      ui.setNote(n, 'error', problem, null, `No se cambió la contraseña de «${u.username}».`);
+      setNote(n, 'error', problem, null, `No se cambió la contraseña de «${u.username}».`);
       return;
     }
     run(setPw, async () => {
-      await ui.api('PATCH', `/users/${u.id}`, { password: pw.value });
+      await api('PATCH', `/users/${u.id}`, { password: pw.value });
       pw.value = '';
-      ui.setNote(n, 'ok', `Contraseña de «${u.username}» cambiada: sus sesiones abiertas se cerraron.`);
+      setNote(n, 'ok', `Contraseña de «${u.username}» cambiada: sus sesiones abiertas se cerraron.`);
     }, n, `No se cambió la contraseña de «${u.username}».`);
   });
   const del = h('button', { type: 'button', class: 'danger' }, 'Eliminar');
   del.addEventListener('click', () => {
     if (!confirm(`¿Eliminar el usuario «${u.username}»? Pierde el acceso y sus membresías.`)) return;
     run(del, async () => {
-      await ui.api('DELETE', `/users/${u.id}`);
-      ui.flash('ok', `Usuario «${u.username}» eliminado.`);
+      await api('DELETE', `/users/${u.id}`);
+      flash('ok', `Usuario «${u.username}» eliminado.`);
       await reload();
     }, n, `No se eliminó «${u.username}».`);
   });
@@ -364,18 +364,18 @@ function userRow(u, me, n, reload, ui) {
     h('td', { class: 'flags', 'data-label': 'Workspaces' }, (u.workspaces || []).length
       ? u.workspaces.map((w) => h('span', { class: 'chip' }, `#${w.workspace_id}: ${ROLE_LABEL[w.role] || w.role}`))
       : h('span', { class: 'muted' }, 'ninguno')),
-    h('td', { 'data-label': 'Creado' }, ui.timeEl(u.created_at)),
+    h('td', { 'data-label': 'Creado' }, timeEl(u.created_at)),
     h('td', null, h('div', { class: 'row-actions' }, pw, setPw, del)));
 }
 
 // ---------------------------------------------------------------------------
 // Miembros
 
-function membersScreen(body, me, seq, ui) {
+function membersScreen(body, me, seq) {
   const global = isGlobalAdmin(me);
   const admins = adminOf(me);
   const area = h('div', null, h('p', { class: 'muted' }, 'Cargando workspaces…'));
-  const newWs = global ? newWorkspaceForm(ui, () => load()) : null;
+  const newWs = global ? newWorkspaceForm(() => load()) : null;
   add(body, newWs, area);
 
   const load = async () => {
@@ -383,26 +383,26 @@ function membersScreen(body, me, seq, ui) {
     let users = null;
     try {
       [wsList, users] = await Promise.all([
-        ui.api('GET', '/workspaces?limit=1000').then((d) => d.workspaces || []),
-        global ? ui.api('GET', '/users?limit=1000').then((d) => d.users || []) : Promise.resolve(null),
+        api('GET', '/workspaces?limit=1000').then((d) => d.workspaces || []),
+        global ? api('GET', '/users?limit=1000').then((d) => d.users || []) : Promise.resolve(null),
       ]);
     } catch (err) {
-      if (ui.current(seq)) {
+      if (current(seq)) {
         const n = note();
         refuse(n, err, 'No se pudieron leer los workspaces.');
         fill(area, n);
       }
       return;
     }
-    if (!ui.current(seq)) return;
+    if (!current(seq)) return;
     const mine = wsList.filter((w) => admins === null || admins.has(w.id));
-    fill(area, mine.map((w) => workspacePanel(w, users, ui, load)));
+    fill(area, mine.map((w) => workspacePanel(w, users, load)));
   };
-  follow(seq, ui, (k) => k.startsWith('workspace.') || k.startsWith('user.'), load);
+  follow(seq, (k) => k.startsWith('workspace.') || k.startsWith('user.'), load);
   load();
 }
 
-function newWorkspaceForm(ui, reload) {
+function newWorkspaceForm(reload) {
   const n = note();
   const form = h('form', { class: 'panel inline-form', 'aria-label': 'Nuevo workspace' },
     h('label', { class: 'inline' }, 'Nuevo workspace ', h('input', { name: 'name', required: true, maxlength: 200, autocomplete: 'off' })),
@@ -412,9 +412,9 @@ function newWorkspaceForm(ui, reload) {
     const name = form.elements.name.value.trim();
     if (!name) return;
     await run(form.querySelector('button'), async () => {
-      const w = await ui.api('POST', '/workspaces', { name });
+      const w = await api('POST', '/workspaces', { name });
       form.reset();
-      ui.flash('ok', `Workspace «${w.name}» creado (#${w.id}).`);
+      flash('ok', `Workspace «${w.name}» creado (#${w.id}).`);
       await reload();
     }, n, 'No se creó el workspace.');
   });
@@ -423,15 +423,15 @@ function newWorkspaceForm(ui, reload) {
 
 /** One workspace: its members (known from the users list, which only a
  *  global admin may read) and the form to add one. */
-function workspacePanel(w, users, ui, reload) {
+function workspacePanel(w, users, reload) {
   const n = note();
   const members = users ? users.flatMap((u) => (u.workspaces || [])
     .filter((m) => m.workspace_id === w.id).map((m) => ({ user: u, role: m.role }))) : null;
   const roleSelect = (value, label) => h('select', { 'aria-label': label },
     h('option', { value: 'member', selected: value === 'member' }, 'miembro'),
     h('option', { value: 'admin', selected: value === 'admin' }, 'administrador del workspace'));
-  const setRole = (userId, role, name) => ui.api('PUT', `/workspaces/${w.id}/members/${userId}`, { role })
-    .then(() => ui.flash('ok', `«${name}» es ${ROLE_LABEL[role]} de «${w.name}».`));
+  const setRole = (userId, role, name) => api('PUT', `/workspaces/${w.id}/members/${userId}`, { role })
+    .then(() => flash('ok', `«${name}» es ${ROLE_LABEL[role]} de «${w.name}».`));
 
   const rows = members === null ? null : members.map(({ user, role }) => {
     const sel = roleSelect(role, `Rol de ${user.username} en ${w.name}`);
@@ -448,8 +448,8 @@ function workspacePanel(w, users, ui, reload) {
     remove.addEventListener('click', () => {
       if (!confirm(`¿Quitar a «${user.username}» de «${w.name}»? Dejará de ver sus tareas.`)) return;
       run(remove, async () => {
-        await ui.api('DELETE', `/workspaces/${w.id}/members/${user.id}`);
-        ui.flash('ok', `«${user.username}» ya no es miembro de «${w.name}».`);
+        await api('DELETE', `/workspaces/${w.id}/members/${user.id}`);
+        flash('ok', `«${user.username}» ya no es miembro de «${w.name}».`);
         await reload();
       }, n, `No se quitó a «${user.username}».`);
     });
@@ -473,7 +473,7 @@ function workspacePanel(w, users, ui, reload) {
     ev.preventDefault();
     const userId = Number(who.value);
     if (!Number.isInteger(userId) || userId < 1) {
-      ui.setNote(n, 'error', 'Indica el número del usuario (un entero positivo).');
+      setNote(n, 'error', 'Indica el número del usuario (un entero positivo).');
       return;
     }
     const name = candidates ? (candidates.find((u) => u.id === userId) || {}).username : `#${userId}`;
@@ -523,7 +523,7 @@ function readAgent(form) {
   };
 }
 
-function agentsScreen(body, me, seq, ui) {
+function agentsScreen(body, me, seq) {
   const createNote = note();
   const form = h('form', { class: 'form-grid panel', 'aria-label': 'Nuevo agente' },
     h('h2', { class: 'span-2' }, 'Nuevo agente'), agentFields(null),
@@ -533,13 +533,13 @@ function agentsScreen(body, me, seq, ui) {
     ev.preventDefault();
     const r = readAgent(form);
     if (r.error) {
-      ui.setNote(createNote, 'error', r.error, null, 'No se creó el agente.');
+      setNote(createNote, 'error', r.error, null, 'No se creó el agente.');
       return;
     }
     await run(form.querySelector('button[type=submit]'), async () => {
-      const a = await ui.api('POST', '/agents', r.body);
+      const a = await api('POST', '/agents', r.body);
       form.reset();
-      ui.setNote(createNote, 'ok', `Agente «${a.slug}» creado.`);
+      setNote(createNote, 'ok', `Agente «${a.slug}» creado.`);
       await load();
     }, createNote, 'No se creó el agente.');
   });
@@ -552,32 +552,32 @@ function agentsScreen(body, me, seq, ui) {
   const load = async () => {
     let data;
     try {
-      data = await ui.api('GET', '/agents?limit=1000');
+      data = await api('GET', '/agents?limit=1000');
     } catch (err) {
-      if (ui.current(seq)) {
+      if (current(seq)) {
         const n = note();
         refuse(n, err, 'No se pudieron leer los agentes.');
         fill(table, h('div', { class: 'pad' }, n));
       }
       return;
     }
-    if (!ui.current(seq)) return;
+    if (!current(seq)) return;
     const agents = data.agents || [];
     fill(table, h('h2', { class: 'pad-h' }, `Agentes (${data.total ?? agents.length})`),
       h('table', { class: 'table wrap agents' },
         h('thead', null, h('tr', null, h('th', null, 'Agente'), h('th', null, 'Estado'), h('th', null, 'Comando de lanzamiento'),
           h('th', null, 'Modelo'), h('th', null, 'Acciones'))),
-        h('tbody', null, agents.flatMap((a) => agentRows(a, listNote, load, ui)))));
+        h('tbody', null, agents.flatMap((a) => agentRows(a, listNote, load)))));
   };
-  follow(seq, ui, (k) => k.startsWith('agent.'), load);
+  follow(seq, (k) => k.startsWith('agent.'), load);
   load();
 }
 
-function agentRows(a, n, reload, ui) {
+function agentRows(a, n, reload) {
   const toggle = h('button', { type: 'button' }, a.active ? 'Desactivar' : 'Activar');
   toggle.addEventListener('click', () => run(toggle, async () => {
-    await ui.api('PATCH', `/agents/${a.id}`, { active: !a.active });
-    ui.flash('ok', a.active ? `Agente «${a.slug}» desactivado: sus tareas no se despacharán.` : `Agente «${a.slug}» activado.`);
+    await api('PATCH', `/agents/${a.id}`, { active: !a.active });
+    flash('ok', a.active ? `Agente «${a.slug}» desactivado: sus tareas no se despacharán.` : `Agente «${a.slug}» activado.`);
     await reload();
   }, n, `No se cambió el agente «${a.slug}».`));
   const editRow = h('tr', { class: 'edit-row', hidden: true });
@@ -585,14 +585,14 @@ function agentRows(a, n, reload, ui) {
   edit.addEventListener('click', () => {
     editRow.hidden = !editRow.hidden;
     edit.setAttribute('aria-expanded', String(!editRow.hidden));
-    if (!editRow.hidden) fill(editRow, h('td', { colspan: 5 }, agentEditForm(a, ui, reload, () => edit.click())));
+    if (!editRow.hidden) fill(editRow, h('td', { colspan: 5 }, agentEditForm(a, reload, () => edit.click())));
   });
   const del = h('button', { type: 'button', class: 'danger' }, 'Eliminar');
   del.addEventListener('click', () => {
     if (!confirm(`¿Eliminar el agente «${a.slug}»?`)) return;
     run(del, async () => {
       try {
-        await ui.api('DELETE', `/agents/${a.id}`);
+        await api('DELETE', `/agents/${a.id}`);
       } catch (err) {
         refuse(n, err, err.code === 'agent_in_use'
           ? `No se eliminó el agente «${a.slug}»: desactívalo en su lugar.`
@@ -600,7 +600,7 @@ function agentRows(a, n, reload, ui) {
         n.scrollIntoView({ block: 'nearest' });
         return;
       }
-      ui.flash('ok', `Agente «${a.slug}» eliminado.`);
+      flash('ok', `Agente «${a.slug}» eliminado.`);
       await reload();
     });
   });
@@ -612,7 +612,7 @@ function agentRows(a, n, reload, ui) {
     h('td', null, h('div', { class: 'row-actions' }, toggle, edit, del))), editRow];
 }
 
-function agentEditForm(a, ui, reload, close) {
+function agentEditForm(a, reload, close) {
   const n = note();
   const form = h('form', { class: 'form-grid', 'aria-label': `Editar agente ${a.slug}` }, agentFields(a),
     h('div', { class: 'span-2' }, n),
@@ -622,12 +622,12 @@ function agentEditForm(a, ui, reload, close) {
     ev.preventDefault();
     const r = readAgent(form);
     if (r.error) {
-      ui.setNote(n, 'error', r.error, null, 'No se guardó el agente.');
+      setNote(n, 'error', r.error, null, 'No se guardó el agente.');
       return;
     }
     await run(form.querySelector('button[type=submit]'), async () => {
-      const out = await ui.api('PATCH', `/agents/${a.id}`, r.body);
-      ui.flash('ok', `Agente «${out.slug}» guardado.`);
+      const out = await api('PATCH', `/agents/${a.id}`, r.body);
+      flash('ok', `Agente «${out.slug}» guardado.`);
       await reload();
     }, n, 'No se guardó el agente.');
   });

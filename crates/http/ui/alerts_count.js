@@ -4,11 +4,11 @@
 // stream says an alert opened, was resolved or deleted, and when the
 // stream comes back after a gap (what happened meanwhile is unknown).
 
+import { api } from './api.js';
 import { h } from './dom.js';
 import * as live from './live.js';
 
 let badge = null;
-let api = null;
 let timer = null;
 let stops = [];
 
@@ -37,11 +37,9 @@ function soon() {
   timer = setTimeout(refresh, 300);
 }
 
-/** Puts the counter after the menu's `anchor` link and keeps it current;
- *  `callApi(method, path)` is the page's API call. */
-export function start(anchor, callApi) {
+/** Puts the counter after the menu's `anchor` link and keeps it current. */
+export function start(anchor) {
   stop();
-  api = callApi;
   badge = h('a', { class: 'nav-count', href: '#/operacion/automatizaciones/watchdog', hidden: true, 'data-nav-count': 'alerts' });
   // The link and its counter share one row of the menu.
   let row = anchor.parentElement;

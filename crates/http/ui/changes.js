@@ -2,19 +2,14 @@
 // workspace's) and what its last run changed (branch, diff stat, patch).
 //
 // DOM built from text nodes only (no markup parsing): server text never
-// becomes markup. `ui` is what the page lends this module: `api(method,
-// path, body)` and `noteError(el, err, context)` (a refusal shown in a
-// panel, the page's words before the server's).
+// becomes markup.
 
-import { el } from './dom.js';
-
-function kv(rows) {
-  return el('dl', { class: 'kv' },
-    rows.filter(Boolean).map(([k, v]) => [el('dt', null, k), el('dd', null, v)]));
-}
+import { api } from './api.js';
+import { h, kv } from './dom.js';
+import { noteError } from './flash.js';
 
 function code(text) {
-  return text ? el('code', { class: 'path' }, text) : '—';
+  return text ? h('code', { class: 'path' }, text) : '—';
 }
 
 /** Where the agent of task `t` works, as the server says
@@ -40,10 +35,10 @@ export function repoWhereText(t) {
  *  approves is also where it runs. */
 export function repoWhere(t) {
   const w = where(t);
-  return el('p', { class: 'gate-repo' }, 'Se ejecutará en ',
+  return h('p', { class: 'gate-repo' }, 'Se ejecutará en ',
     w
-      ? [el('code', { class: 'path' }, w.path), ' (', w.ref ? ['ref base ', el('code', null, w.ref)] : 'la rama actual del checkout',
-        `; ${w.origin}), en la rama `, el('code', null, `ops/task-${t.id}`), '.']
+      ? [h('code', { class: 'path' }, w.path), ' (', w.ref ? ['ref base ', h('code', null, w.ref)] : 'la rama actual del checkout',
+        `; ${w.origin}), en la rama `, h('code', null, `ops/task-${t.id}`), '.']
       : 'el directorio de trabajo del launcher: la tarea no tiene repositorio.');
 }
 
@@ -63,18 +58,18 @@ export function allowedText(ws) {
 /** Inputs for a repository in a form: `repo_path` and `base_ref`, with the
  *  current values. `read()` gives the fields to send (empty clears). */
 export function repoInputs(current) {
-  const path = el('input', {
+  const path = h('input', {
     name: 'repo_path', autocomplete: 'off', spellcheck: 'false', class: 'mono',
     placeholder: '/srv/repos/proyecto', value: (current && current.repo_path) || '',
   });
-  const ref = el('input', {
+  const ref = h('input', {
     name: 'base_ref', autocomplete: 'off', spellcheck: 'false', class: 'mono',
     placeholder: 'la rama actual del checkout', value: (current && current.base_ref) || '',
   });
   return {
     nodes: [
-      el('label', null, 'Repositorio (ruta absoluta en los hosts del launcher)', path),
-      el('label', null, 'Ref base (rama, tag o commit)', ref),
+      h('label', null, 'Repositorio (ruta absoluta en los hosts del launcher)', path),
+      h('label', null, 'Ref base (rama, tag o commit)', ref),
     ],
     read: () => ({ repo_path: path.value.trim(), base_ref: ref.value.trim() }),
   };
@@ -85,11 +80,11 @@ export function repoInputs(current) {
  *  so that saving the repository alone never sends back a list read
  *  before someone else changed it. */
 function rootsInput(current) {
-  const roots = el('textarea', {
+  const roots = h('textarea', {
     name: 'repo_roots', rows: 3, spellcheck: 'false', class: 'mono', placeholder: '/srv/repos',
   }, ((current && current.repo_roots) || []).join('\n'));
   return {
-    nodes: [el('label', null, 'Raíces permitidas para el repositorio propio de una tarea (una ruta absoluta por línea)', roots)],
+    nodes: [h('label', null, 'Raíces permitidas para el repositorio propio de una tarea (una ruta absoluta por línea)', roots)],
     read: () => (roots.value === roots.defaultValue ? {}
       : { repo_roots: roots.value.split('\n').map((l) => l.trim()).filter(Boolean) }),
   };
@@ -98,17 +93,17 @@ function rootsInput(current) {
 /** A small form that PATCHes `path` with the repository fields (and, for
  *  a workspace, its allowed roots); `scope` (`task` or `workspace`) names
  *  it, so that a redraw can keep what was being typed in it. */
-function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
+function repoForm(path, scope, current, title, help, refused, onSaved) {
   const repo = repoInputs(current);
   const roots = scope === 'workspace' ? rootsInput(current) : null;
   const inputs = {
     nodes: [repo.nodes, roots ? roots.nodes : null],
     read: () => ({ ...repo.read(), ...(roots ? roots.read() : {}) }),
   };
-  const note = el('div', { 'data-note': '', hidden: true });
-  const save = el('button', { type: 'submit' }, 'Guardar');
-  const form = el('form', { class: 'repo-form', 'data-scope': scope }, el('h3', null, title),
-    el('p', { class: 'muted small' }, help), inputs.nodes, el('div', { class: 'actions' }, save), note);
+  const note = h('div', { 'data-note': '', hidden: true });
+  const save = h('button', { type: 'submit' }, 'Guardar');
+  const form = h('form', { class: 'repo-form', 'data-scope': scope }, h('h3', null, title),
+    h('p', { class: 'muted small' }, help), inputs.nodes, h('div', { class: 'actions' }, save), note);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     save.disabled = true;
@@ -116,7 +111,7 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
     note.className = 'muted small';
     note.textContent = 'Guardando…';
     try {
-      const fresh = await ui.api('PATCH', path, inputs.read());
+      const fresh = await api('PATCH', path, inputs.read());
       // Saved: nothing typed is left to keep across the redraw, which
       // shows the values as the server keeps them (roots sorted). A live
       // redraw while the request was out may have replaced this form with
@@ -131,7 +126,7 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
       if (editor) editor.open = false;
       if (onSaved) onSaved(fresh);
     } catch (err) {
-      ui.noteError(note, err, refused);
+      noteError(note, err, refused);
     } finally {
       save.disabled = false;
     }
@@ -142,22 +137,22 @@ function repoForm(ui, path, scope, current, title, help, refused, onSaved) {
 /** The side panel «Repositorio»: where the task's agent works, and forms
  *  for the task's own repository and (for those who may set it) its
  *  workspace's. */
-export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
+export function repoPanel(t, workspace, canSetWorkspace, onSaved) {
   const own = Boolean(t.repo_path);
   const ws = workspace || {};
   // As the server decides: the task's own, else its workspace's.
   const path = t.effective_repo_path;
   const ref = t.effective_base_ref;
   const editable = !t.archived_at;
-  const body = editable ? el('details', { class: 'repo-edit', 'data-keep': 'repo-edit' }, el('summary', null, 'Cambiar el repositorio'),
-    repoForm(ui, `/tasks/${t.id}`, 'task', t, 'De esta tarea',
+  const body = editable ? h('details', { class: 'repo-edit', 'data-keep': 'repo-edit' }, h('summary', null, 'Cambiar el repositorio'),
+    repoForm(`/tasks/${t.id}`, 'task', t, 'De esta tarea',
       `Sustituye al del workspace. Vacío: usa el del workspace. ${allowedText(workspace)}`,
       'No se pudo guardar el repositorio de la tarea.', onSaved),
-    canSetWorkspace ? repoForm(ui, `/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
+    canSetWorkspace ? repoForm(`/workspaces/${t.workspace_id}`, 'workspace', ws, `Del workspace #${t.workspace_id}`,
       'Para todas sus tareas sin repositorio propio. Las raíces deciden qué repositorios propios pueden nombrar sus tareas.',
       `No se pudo guardar el repositorio del workspace #${t.workspace_id}.`, onSaved) : null) : null;
-  return el('section', { class: 'panel repo' },
-    el('h2', null, 'Repositorio'),
+  return h('section', { class: 'panel repo' },
+    h('h2', null, 'Repositorio'),
     path
       ? kv([
         ['Ruta', code(path)],
@@ -165,7 +160,7 @@ export function repoPanel(ui, t, workspace, canSetWorkspace, onSaved) {
         ['Ref base', ref ? code(ref) : 'la rama actual del checkout'],
         ['Rama de la tarea', code(`ops/task-${t.id}`)],
       ])
-      : el('p', { class: 'muted' }, 'Sin repositorio: el agente trabaja en el directorio del launcher.'),
+      : h('p', { class: 'muted' }, 'Sin repositorio: el agente trabaja en el directorio del launcher.'),
     body);
 }
 
@@ -181,10 +176,10 @@ function diffLineClass(line) {
 
 /** A patch as a `<pre>` of one text span per line, coloured by kind. */
 function patchPre(patch) {
-  const pre = el('pre', { class: 'mono patch', tabindex: 0 });
+  const pre = h('pre', { class: 'mono patch', tabindex: 0 });
   for (const line of patch.replace(/\n$/, '').split('\n')) {
     const cls = diffLineClass(line);
-    pre.appendChild(cls ? el('span', { class: cls }, line) : document.createTextNode(line));
+    pre.appendChild(cls ? h('span', { class: cls }, line) : document.createTextNode(line));
     pre.appendChild(document.createTextNode('\n'));
   }
   return pre;
@@ -203,8 +198,8 @@ export function changesPanel(t) {
   const files = (c.diff_stat || '').split('\n').filter((l) => l.includes('|')).length;
   const empty = !(c.patch || '').trim();
   const range = `${c.base ? `${c.base.slice(0, 12)}..` : ''}${c.branch}`;
-  return el('section', { class: 'panel changes' },
-    el('h2', null, 'Cambios de la última ejecución'),
+  return h('section', { class: 'panel changes' },
+    h('h2', null, 'Cambios de la última ejecución'),
     kv([
       ['Rama', code(c.branch)],
       ['Commit', code(c.head)],
@@ -212,19 +207,19 @@ export function changesPanel(t) {
       ['Archivos', empty ? 'ninguno' : filesText(files)],
     ]),
     empty
-      ? el('p', { class: 'muted' }, 'La última ejecución no cambió ningún archivo.')
+      ? h('p', { class: 'muted' }, 'La última ejecución no cambió ningún archivo.')
       : [
-        el('details', { class: 'diff diff-stat', open: true, 'data-keep': 'diff-stat' },
-          el('summary', null, 'Resumen ', el('span', { class: 'muted small' }, '(git diff --stat)')),
-          el('pre', { class: 'mono' }, c.diff_stat || '')),
-        c.status ? el('details', { class: 'diff diff-status', 'data-keep': 'diff-status' },
-          el('summary', null, 'Archivos tocados antes del commit ', el('span', { class: 'muted small' }, '(git status)')),
-          el('pre', { class: 'mono' }, c.status)) : null,
-        el('details', { class: 'diff diff-patch', 'data-keep': 'diff-patch' },
-          el('summary', null, 'Parche', c.patch_truncated
-            ? el('span', { class: 'muted small' }, ' (recortado: el completo está en la rama)') : null),
+        h('details', { class: 'diff diff-stat', open: true, 'data-keep': 'diff-stat' },
+          h('summary', null, 'Resumen ', h('span', { class: 'muted small' }, '(git diff --stat)')),
+          h('pre', { class: 'mono' }, c.diff_stat || '')),
+        c.status ? h('details', { class: 'diff diff-status', 'data-keep': 'diff-status' },
+          h('summary', null, 'Archivos tocados antes del commit ', h('span', { class: 'muted small' }, '(git status)')),
+          h('pre', { class: 'mono' }, c.status)) : null,
+        h('details', { class: 'diff diff-patch', 'data-keep': 'diff-patch' },
+          h('summary', null, 'Parche', c.patch_truncated
+            ? h('span', { class: 'muted small' }, ' (recortado: el completo está en la rama)') : null),
           patchPre(c.patch)),
       ],
-    el('p', { class: 'muted small review-hint' }, 'Revisar: ', el('code', null, `git log -p ${range}`),
-      ' · integrar: ', el('code', null, `git merge ${c.branch}`)));
+    h('p', { class: 'muted small review-hint' }, 'Revisar: ', h('code', null, `git log -p ${range}`),
+      ' · integrar: ', h('code', null, `git merge ${c.branch}`)));
 }

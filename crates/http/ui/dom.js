@@ -32,5 +32,19 @@ export function fill(el, ...children) {
   return add(el, ...children);
 }
 
-/** `h` under the name the task page's modules use. */
-export const el = h;
+/** The element of the page with id `id`. */
+export const byId = (id) => document.getElementById(id);
+
+/** A copy of index.html's `<template id=...>`, with a lookup for its
+ *  `data-slot` elements. */
+export function template(id) {
+  const frag = byId(id).content.cloneNode(true);
+  const slots = {};
+  for (const el of frag.querySelectorAll('[data-slot]')) slots[el.dataset.slot] = el;
+  return { frag, slots };
+}
+
+/** A definition list of `[term, value]` rows (null rows skipped). */
+export function kv(rows) {
+  return h('dl', { class: 'kv' }, rows.filter(Boolean).map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+}

@@ -4,7 +4,7 @@
 // and the parameters the server sent (a field's name, Retry-After), and
 // keeps the server's message as a secondary detail.
 
-import { el } from './dom.js';
+import { h } from './dom.js';
 
 /** The field a 400 names: `field \`x\`: …` or `unknown field \`x\``. */
 function fieldOf(message) {
@@ -174,8 +174,8 @@ export function spanishError(e) {
 /** The server's own words, collapsed under the Spanish text. */
 export function detailNode(e) {
   if (!e || (!e.serverMessage && !e.code)) return null;
-  return el('details', { class: 'error-detail' },
-    el('summary', null, 'Detalle del servidor'),
-    el('span', null, e.serverMessage || ''), ' ',
-    el('code', null, [e.code, e.status ? `HTTP ${e.status}` : null].filter(Boolean).join(' · ')));
+  return h('details', { class: 'error-detail' },
+    h('summary', null, 'Detalle del servidor'),
+    h('span', null, e.serverMessage || ''), ' ',
+    h('code', null, [e.code, e.status ? `HTTP ${e.status}` : null].filter(Boolean).join(' · ')));
 }

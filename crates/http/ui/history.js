@@ -3,12 +3,9 @@
 // first, with the stream's events added as they come. The agent's output
 // chunks are left out: they are in «Salida del agente en vivo».
 
-import { el } from './dom.js';
-
-const STATUS = {
-  next: 'Siguiente', queued: 'En cola', dispatching: 'Despachando', doing: 'En curso',
-  review: 'En revisión', done: 'Hecha', waiting: 'En espera',
-};
+import { api } from './api.js';
+import { h } from './dom.js';
+import { STATUS_LABEL } from './vocabulary.js';
 
 const FIELD = {
   title: 'título', description: 'prompt', execution: 'ejecución', agent_id: 'agente', agent: 'agente',
@@ -117,21 +114,21 @@ function line(ev) {
   // A forced «Hecha» names only where it came from.
   const to = p.to || (ev.kind === 'task.done_forced' ? 'done' : null);
   const move = p.from && to && p.from !== to
-    ? el('span', { class: 'move' }, `${STATUS[p.from] || p.from} → ${STATUS[to] || to}`) : null;
+    ? h('span', { class: 'move' }, `${STATUS_LABEL[p.from] || p.from} → ${STATUS_LABEL[to] || to}`) : null;
   const more = detail(ev);
-  return el('li', { class: `event${NOTABLE.has(ev.kind) ? ' notable' : ''}`, 'data-kind': ev.kind, 'data-id': ev.id },
-    el('time', { datetime: ev.at, title: ev.at }, fmt(ev.at)),
-    el('span', { class: 'event-body' },
-      el('strong', { title: ev.actor || '' }, who(ev.actor)), ' ', say ? say(p) : ev.kind, move ? [' · ', move] : null,
-      ' ', el('code', { class: 'muted small' }, ev.kind),
-      more ? el('span', { class: 'sub' }, more) : null));
+  return h('li', { class: `event${NOTABLE.has(ev.kind) ? ' notable' : ''}`, 'data-kind': ev.kind, 'data-id': ev.id },
+    h('time', { datetime: ev.at, title: ev.at }, fmt(ev.at)),
+    h('span', { class: 'event-body' },
+      h('strong', { title: ev.actor || '' }, who(ev.actor)), ' ', say ? say(p) : ev.kind, move ? [' · ', move] : null,
+      ' ', h('code', { class: 'muted small' }, ev.kind),
+      more ? h('span', { class: 'sub' }, more) : null));
 }
 
 /** The history panel of task `id`: `node` to place on the page (the
  *  same node across redraws) and `add(event)` for the stream's. */
-export function historyPanel(api, id) {
-  const list = el('ol', { class: 'timeline' });
-  const status = el('p', { class: 'muted small' }, 'Cargando el historial…');
+export function historyPanel(id) {
+  const list = h('ol', { class: 'timeline' });
+  const status = h('p', { class: 'muted small' }, 'Cargando el historial…');
   const seen = new Set();
   const add = (ev, atEnd) => {
     if (ev.kind === 'dispatch.output' || seen.has(ev.id)) return;
@@ -152,7 +149,7 @@ export function historyPanel(api, id) {
   }).catch((err) => {
     status.textContent = `No se pudo cargar el historial: ${err.message}`;
   });
-  const node = el('section', { class: 'panel history', 'aria-labelledby': `history-${id}` },
-    el('h2', { id: `history-${id}` }, 'Historial'), status, list);
+  const node = h('section', { class: 'panel history', 'aria-labelledby': `history-${id}` },
+    h('h2', { id: `history-${id}` }, 'Historial'), status, list);
   return { id, node, add };
 }

@@ -1,24 +1,23 @@
 // What a person can do to one task besides moving its status: edit it,
 // unblock it, retry it (unblock + dispatch), cancel its running agent,
-// unarchive it, delete it. `ui` is what the page lends this module:
-// `api(method, path, body)`, `act(button, fn, okText, context)` (runs an
-// action, redraws the task, shows the outcome; `okText` may be a
-// function of the answer giving `[kind, text]`), `save(button, fn,
-// okText, noteEl, context)` (the same, a refusal shown in `noteEl`),
-// `note(el, kind, text)`, `refused(err, context)`, `deleting(id)` (a
-// delete from this page is under way) and `deleted(id)` (what to show
-// once the task is gone).
+// unarchive it, delete it. `page` is what the task page shown does for
+// them: `act(button, fn, okText, context)` (runs an action, redraws the
+// task, shows the outcome; `okText` may be a function of the answer
+// giving `[kind, text]`), `save(button, fn, okText, noteEl, context)`
+// (the same, a refusal shown in `noteEl`), `refused(err, context)` (a
+// refusal shown above the task) and `deleting(id)` (a delete from this
+// page is under way, or no longer with null).
 
-import { el } from './dom.js';
-
-/** Statuses in which a task is on its way to, or with, a worker. */
-const IN_FLIGHT = ['queued', 'dispatching', 'doing'];
+import { api } from './api.js';
+import { h } from './dom.js';
+import { flashNext, setNote } from './flash.js';
+import { IN_FLIGHT } from './vocabulary.js';
 
 /** The message after a dispatch or retry: a warning, not a green «en
  *  cola», when nothing will take the task because dispatch is off. The
  *  answer says so (`dispatch_enabled`, `warning`); a server whose answer
  *  does not is asked for the setting. */
-export async function dispatchOutcome(api, id, answer) {
+export async function dispatchOutcome(id, answer) {
   let enabled = answer && typeof answer.dispatch_enabled === 'boolean' ? answer.dispatch_enabled : null;
   if (answer && (answer.warning === 'dispatch_disabled' || (answer.warnings || []).includes('dispatch_disabled'))) enabled = false;
   if (enabled === null) {
@@ -36,11 +35,11 @@ export async function dispatchOutcome(api, id, answer) {
 
 /** The buttons for task `t`, in the order a person needs them. `onEdit`
  *  opens the edit form. */
-export function taskActions(ui, t, onEdit) {
-  const { api, act } = ui;
+export function taskActions(page, t, onEdit) {
+  const { act } = page;
   const out = [];
   const archived = Boolean(t.archived_at);
-  const button = (label, cls, title) => el('button', { type: 'button', class: cls || null, title: title || null }, label);
+  const button = (label, cls, title) => h('button', { type: 'button', class: cls || null, title: title || null }, label);
 
   if (archived) {
     const unarchive = button('Desarchivar', 'primary', 'La tarea vuelve a las listas y se puede editar.');
@@ -51,7 +50,7 @@ export function taskActions(ui, t, onEdit) {
     if (t.blocked && ['next', 'waiting', 'review'].includes(t.status) && t.execution === 'interactive') {
       const retry = button('Reintentar', 'primary', 'Desbloquea la tarea y la despacha de nuevo, en un solo paso.');
       retry.addEventListener('click', () => act(retry, () => api('POST', `/tasks/${t.id}/retry`, {}),
-        (answer) => dispatchOutcome(api, t.id, answer), 'No se pudo reintentar la tarea.'));
+        (answer) => dispatchOutcome(t.id, answer), 'No se pudo reintentar la tarea.'));
       out.push(retry);
     }
     if (t.blocked) {
@@ -78,13 +77,14 @@ export function taskActions(ui, t, onEdit) {
   del.addEventListener('click', async () => {
     if (!confirm(`¿Borrar la tarea #${t.id} «${t.title}»? No se puede deshacer.`)) return;
     del.disabled = true;
-    ui.deleting(t.id);
+    page.deleting(t.id);
     try {
       await api('DELETE', `/tasks/${t.id}`);
-      ui.deleted(t.id);
+      flashNext('ok', `Tarea #${t.id} borrada.`);
+      location.hash = '#/tareas';
     } catch (err) {
-      ui.deleting(null);
-      ui.refused(err, 'No se pudo borrar la tarea.');
+      page.deleting(null);
+      page.refused(err, 'No se pudo borrar la tarea.');
     } finally {
       del.disabled = false;
     }
@@ -114,41 +114,41 @@ function changes(t, f) {
 /** The edit form of task `t`. `agents`: GET /api/agents' list. Sends
  *  only what changed (PATCH /api/tasks/:id); `mayClearSensitive` null or
  *  the reason a person may not clear `sensitive`. */
-export function editForm(ui, t, agents, mayClearSensitive, onDone) {
-  const note = el('div', { hidden: true, 'data-note': '' });
-  const sensitive = el('input', { type: 'checkbox', name: 'sensitive', checked: Boolean(t.sensitive) });
+export function editForm(page, t, agents, mayClearSensitive, onDone) {
+  const note = h('div', { hidden: true, 'data-note': '' });
+  const sensitive = h('input', { type: 'checkbox', name: 'sensitive', checked: Boolean(t.sensitive) });
   if (t.sensitive && mayClearSensitive) {
     sensitive.disabled = true;
     sensitive.title = mayClearSensitive;
   }
-  const form = el('form', { class: 'form-grid edit-form', 'data-scope': `edit-${t.id}` },
-    el('h2', { class: 'span-2' }, `Editar la tarea #${t.id}`),
-    el('label', { class: 'span-2' }, 'Título', el('input', { name: 'title', required: true, maxlength: 500, value: t.title })),
-    el('label', { class: 'span-2' }, 'Prompt (descripción que recibe el agente)',
-      el('textarea', { name: 'description', rows: 6 }, t.description || '')),
-    el('label', null, 'Ejecución',
-      el('select', { name: 'execution' },
-        el('option', { value: 'manual', selected: t.execution === 'manual' }, 'Manual (la hace una persona)'),
-        el('option', { value: 'interactive', selected: t.execution === 'interactive' }, 'Interactiva (la despacha un agente)'))),
-    el('label', null, 'Agente',
-      el('select', { name: 'agent' },
-        el('option', { value: '' }, '— sin agente —'),
-        agents.map((a) => el('option', { value: a.slug, selected: a.slug === t.agent },
+  const form = h('form', { class: 'form-grid edit-form', 'data-scope': `edit-${t.id}` },
+    h('h2', { class: 'span-2' }, `Editar la tarea #${t.id}`),
+    h('label', { class: 'span-2' }, 'Título', h('input', { name: 'title', required: true, maxlength: 500, value: t.title })),
+    h('label', { class: 'span-2' }, 'Prompt (descripción que recibe el agente)',
+      h('textarea', { name: 'description', rows: 6 }, t.description || '')),
+    h('label', null, 'Ejecución',
+      h('select', { name: 'execution' },
+        h('option', { value: 'manual', selected: t.execution === 'manual' }, 'Manual (la hace una persona)'),
+        h('option', { value: 'interactive', selected: t.execution === 'interactive' }, 'Interactiva (la despacha un agente)'))),
+    h('label', null, 'Agente',
+      h('select', { name: 'agent' },
+        h('option', { value: '' }, '— sin agente —'),
+        agents.map((a) => h('option', { value: a.slug, selected: a.slug === t.agent },
           `${a.name || a.slug} (${a.slug})${a.active ? '' : ' — inactivo'}`)))),
-    el('label', null, 'Modelo', el('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off', value: t.model || '' })),
-    el('label', null, 'Prioridad', el('input', { name: 'priority', type: 'number', value: t.priority ?? 0, min: -1000, max: 1000, step: 1 })),
-    el('label', { class: 'check span-2' }, sensitive,
+    h('label', null, 'Modelo', h('input', { name: 'model', placeholder: 'el del agente', autocomplete: 'off', value: t.model || '' })),
+    h('label', null, 'Prioridad', h('input', { name: 'priority', type: 'number', value: t.priority ?? 0, min: -1000, max: 1000, step: 1 })),
+    h('label', { class: 'check span-2' }, sensitive,
       ' Sensible: necesita la aprobación del Human Gate antes de despacharse',
-      t.sensitive && mayClearSensitive ? el('span', { class: 'muted small' }, ` (${mayClearSensitive})`) : null),
-    el('label', { class: 'check span-2' },
-      el('input', { type: 'checkbox', name: 'expects_changes', checked: t.expects_changes !== false }),
+      t.sensitive && mayClearSensitive ? h('span', { class: 'muted small' }, ` (${mayClearSensitive})`) : null),
+    h('label', { class: 'check span-2' },
+      h('input', { type: 'checkbox', name: 'expects_changes', checked: t.expects_changes !== false }),
       ' Espera cambios en el repositorio: si una ejecución termina sin cambiar su rama, queda bloqueada («sin cambios») en vez de pasar a revisión'),
-    t.sensitive && t.gate_approved_at ? el('p', { class: 'muted small span-2' },
+    t.sensitive && t.gate_approved_at ? h('p', { class: 'muted small span-2' },
       'Cambiar el título, el prompt, el agente, el modelo o «sensible» retira la aprobación del Human Gate.') : null,
-    el('div', { class: 'span-2' }, note),
-    el('div', { class: 'span-2 actions' },
-      el('button', { type: 'submit', class: 'primary' }, 'Guardar cambios'),
-      el('button', { type: 'button', class: 'ghost', onclick: onDone }, 'Cancelar')));
+    h('div', { class: 'span-2' }, note),
+    h('div', { class: 'span-2 actions' },
+      h('button', { type: 'submit', class: 'primary' }, 'Guardar cambios'),
+      h('button', { type: 'button', class: 'ghost', onclick: onDone }, 'Cancelar')));
   // Choosing an agent for a manual task means it is for the agent.
   form.elements.agent.addEventListener('change', () => {
     if (form.elements.agent.value) form.elements.execution.value = 'interactive';
@@ -157,16 +157,16 @@ export function editForm(ui, t, agents, mayClearSensitive, onDone) {
     ev.preventDefault();
     const body = changes(t, form.elements);
     if (!Number.isInteger(Number(form.elements.priority.value))) {
-      ui.note(note, 'error', 'La prioridad debe ser un número entero.');
+      setNote(note, 'error', 'La prioridad debe ser un número entero.');
       return;
     }
     if (Object.keys(body).length === 0) {
-      ui.note(note, 'info', 'No has cambiado nada.');
+      setNote(note, 'info', 'No has cambiado nada.');
       return;
     }
     // A refusal stays in the form, with what was typed.
     const submit = form.querySelector('button[type=submit]');
-    await ui.save(submit, () => ui.api('PATCH', `/tasks/${t.id}`, body),
+    await page.save(submit, () => api('PATCH', `/tasks/${t.id}`, body),
       `Tarea #${t.id} guardada.`, note, 'No se pudieron guardar los cambios.');
   });
   return form;

@@ -33,6 +33,19 @@ static HISTORY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/history.js"))
 static ROLES_JS: Asset = Asset::new(JS, include_bytes!("../../ui/roles.js"));
 static DRAFTS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/drafts.js"));
 static FOCUS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/focus.js"));
+static API_JS: Asset = Asset::new(JS, include_bytes!("../../ui/api.js"));
+static AUTOMATIONS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/automations.js"));
+static BOARD_JS: Asset = Asset::new(JS, include_bytes!("../../ui/board.js"));
+static COMMENTS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/comments.js"));
+static FLASH_JS: Asset = Asset::new(JS, include_bytes!("../../ui/flash.js"));
+static NEW_TASK_JS: Asset = Asset::new(JS, include_bytes!("../../ui/new_task.js"));
+static PAGE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/page.js"));
+static ROUTER_JS: Asset = Asset::new(JS, include_bytes!("../../ui/router.js"));
+static SESSION_JS: Asset = Asset::new(JS, include_bytes!("../../ui/session.js"));
+static SHELL_JS: Asset = Asset::new(JS, include_bytes!("../../ui/shell.js"));
+static TASK_PAGE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_page.js"));
+static TIME_JS: Asset = Asset::new(JS, include_bytes!("../../ui/time.js"));
+static VOCABULARY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/vocabulary.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
 static FAVICON_SVG: Asset = Asset::new(SVG, include_bytes!("../../ui/favicon.svg"));
 
@@ -110,6 +123,19 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/roles.js" => Some(&ROLES_JS),
         "/ui/drafts.js" => Some(&DRAFTS_JS),
         "/ui/focus.js" => Some(&FOCUS_JS),
+        "/ui/api.js" => Some(&API_JS),
+        "/ui/automations.js" => Some(&AUTOMATIONS_JS),
+        "/ui/board.js" => Some(&BOARD_JS),
+        "/ui/comments.js" => Some(&COMMENTS_JS),
+        "/ui/flash.js" => Some(&FLASH_JS),
+        "/ui/new_task.js" => Some(&NEW_TASK_JS),
+        "/ui/page.js" => Some(&PAGE_JS),
+        "/ui/router.js" => Some(&ROUTER_JS),
+        "/ui/session.js" => Some(&SESSION_JS),
+        "/ui/shell.js" => Some(&SHELL_JS),
+        "/ui/task_page.js" => Some(&TASK_PAGE_JS),
+        "/ui/time.js" => Some(&TIME_JS),
+        "/ui/vocabulary.js" => Some(&VOCABULARY_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
         "/ui/favicon.svg" => Some(&FAVICON_SVG),
         _ => None,
@@ -210,6 +236,19 @@ mod tests {
         "/ui/roles.js",
         "/ui/drafts.js",
         "/ui/focus.js",
+        "/ui/api.js",
+        "/ui/automations.js",
+        "/ui/board.js",
+        "/ui/comments.js",
+        "/ui/flash.js",
+        "/ui/new_task.js",
+        "/ui/page.js",
+        "/ui/router.js",
+        "/ui/session.js",
+        "/ui/shell.js",
+        "/ui/task_page.js",
+        "/ui/time.js",
+        "/ui/vocabulary.js",
     ];
 
     fn text(path: &str) -> &'static str {
@@ -265,10 +304,7 @@ mod tests {
     #[test]
     fn every_imported_module_is_served() {
         for script in SCRIPTS {
-            for (i, _) in text(script).match_indices("from './") {
-                let rest = &text(script)[i + "from './".len()..];
-                let name = &rest[..rest.find('\'').expect("closing quote")];
-                let path = format!("/ui/{name}");
+            for path in imports(script) {
                 assert!(
                     asset(&path).is_some(),
                     "{script} imports {path}, not served"
@@ -278,6 +314,44 @@ mod tests {
                     "{path} missing from SCRIPTS"
                 );
             }
+        }
+    }
+
+    /// The modules a script imports (`from './x.js'`), as served paths.
+    fn imports(script: &str) -> Vec<String> {
+        let js = text(script);
+        js.match_indices("from './")
+            .map(|(i, _)| {
+                let rest = &js[i + "from './".len()..];
+                format!("/ui/{}", &rest[..rest.find('\'').expect("closing quote")])
+            })
+            .collect()
+    }
+
+    /// No module imports itself through others: each layer (dom, api,
+    /// flash, session, page, the pages, the router, the shell) only
+    /// imports the ones below it.
+    #[test]
+    fn modules_import_no_cycle() {
+        fn visit(script: &str, path: &mut Vec<String>, done: &mut Vec<String>) {
+            if done.iter().any(|d| d == script) {
+                return;
+            }
+            assert!(
+                !path.iter().any(|p| p == script),
+                "import cycle: {} -> {script}",
+                path.join(" -> ")
+            );
+            path.push(script.to_string());
+            for next in imports(script) {
+                visit(&next, path, done);
+            }
+            path.pop();
+            done.push(script.to_string());
+        }
+        let mut done = Vec::new();
+        for script in SCRIPTS {
+            visit(script, &mut Vec::new(), &mut done);
         }
     }
 
