@@ -1,5 +1,5 @@
-//! The audit log, and resolving alerts (they are raised by the watchdog
-//! and reconciliation).
+//! Listing, resolving and deleting alerts (they are raised by the
+//! watchdog and reconciliation).
 
 use serde_json::{json, Value};
 
@@ -7,38 +7,10 @@ use super::{event, views};
 use ops_base::error::Result;
 use ops_base::time::now_ms;
 use ops_domain::access::Principal;
-use ops_protocol::events::{AlertList, AlertView, EventList};
+use ops_protocol::events::{AlertList, AlertView};
 use ops_store::alerts::{self, Alert};
 use ops_store::db::Db;
-use ops_store::events;
-pub use ops_store::events::EventFilter;
 use ops_store::{tasks, Page};
-
-/// `GET /api/events`, newest first; `filter.workspaces` is the caller's.
-pub fn events(db: &Db, filter: &EventFilter, page: Page) -> Result<EventList> {
-    let (list, total) = events::list(&*db.read()?, filter, page)?;
-    Ok(EventList {
-        events: list.iter().map(views::event).collect(),
-        total,
-    })
-}
-
-/// The id of the newest event, where a stream without `Last-Event-ID`
-/// starts.
-pub fn last_event_id(db: &Db) -> Result<i64> {
-    events::last_id(&*db.read()?)
-}
-
-/// Up to `limit` events after id `after`, oldest first, of `workspaces`
-/// (`None`: all): what a resumed stream replays.
-pub fn events_after(
-    db: &Db,
-    after: i64,
-    workspaces: Option<&[i64]>,
-    limit: i64,
-) -> Result<Vec<events::Committed>> {
-    events::after(&*db.read()?, after, workspaces, limit)
-}
 
 pub fn resolve(db: &Db, who: &Principal, id: i64) -> Result<AlertView> {
     who.require_ops_admin("resolving alerts")?;

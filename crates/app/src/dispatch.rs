@@ -26,8 +26,9 @@ use ops_protocol::health::{self, Health, Queue, StorageSize, WorkerSummary};
 use ops_protocol::tasks::{DispatchAnswer, TaskView};
 use ops_store::alerts::{self, Raise, Raised};
 use ops_store::changes::{self, Change};
+use ops_store::db::cache::Cached;
 use ops_store::db::Db;
-use ops_store::heartbeats::{self, Cached, Heartbeat};
+use ops_store::heartbeats::{self, Heartbeat};
 use ops_store::tasks::{self, Task};
 use ops_store::{agents, comments};
 

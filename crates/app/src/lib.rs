@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod alerts;
+pub mod audit;
 pub mod cancel;
 pub mod dispatch;
 pub mod gate;

@@ -5,6 +5,7 @@
 mod access_log;
 mod auth;
 mod edge;
+mod event_stream;
 mod fields;
 mod openapi;
 mod request;
@@ -12,7 +13,6 @@ mod responder;
 mod response;
 mod router;
 mod routes;
-mod stream;
 mod waiting;
 mod wire;
 
@@ -26,11 +26,11 @@ use crossbeam_channel::Receiver;
 
 pub use auth::{LoginLimiter, SESSION_COOKIE, TOKEN_HEADER};
 pub use edge::Limits;
+pub use event_stream::{StreamLimits, Streams};
 use ops_store::db::Db;
 pub use request::Req;
-pub use responder::{Gone, Responder, Stream};
+pub use responder::{Gone, Responder, StreamSender};
 pub use response::Resp;
-pub use stream::{StreamLimits, Streams};
 pub use waiting::WaitingRoom;
 
 /// What every handler shares.

@@ -76,7 +76,7 @@ impl Responder {
     /// the returned [`Stream`], and the connection closes when the stream
     /// is dropped. A client that reads too slowly is disconnected once
     /// [`STREAM_BUFFER`] bytes wait for it.
-    pub fn stream(mut self, head: Resp) -> Stream {
+    pub fn stream(mut self, head: Resp) -> StreamSender {
         self.answered = true;
         let (tx, rx) = unbounded_channel();
         let state = Arc::new(StreamState::default());
@@ -87,7 +87,7 @@ impl Responder {
         if self.tx.send(Reply::Stream(head, body)).is_err() {
             state.closed.store(true, Ordering::SeqCst);
         }
-        Stream { tx, state }
+        StreamSender { tx, state }
     }
 }
 
@@ -114,7 +114,7 @@ struct StreamState {
 }
 
 /// The sending end of a streamed response.
-pub struct Stream {
+pub struct StreamSender {
     tx: UnboundedSender<Bytes>,
     state: Arc<StreamState>,
 }
@@ -124,7 +124,7 @@ pub struct Stream {
 #[derive(Debug, PartialEq)]
 pub struct Gone;
 
-impl Stream {
+impl StreamSender {
     pub fn send(&self, chunk: Vec<u8>) -> Result<(), Gone> {
         if self.is_closed() {
             return Err(Gone);

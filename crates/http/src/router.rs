@@ -4,7 +4,7 @@
 
 use super::request::{percent_decode, Req};
 use super::response::Resp;
-use super::routes::{accounts, admin, dispatch, feed, stream, tasks, ui};
+use super::routes::{accounts, admin, alerts, dispatch, events, stream, tasks, ui};
 use super::App;
 use ops_base::error::{Error, Result};
 
@@ -184,14 +184,14 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/watchdog/run", |a, q, _| {
         dispatch::watchdog_run(a, q)
     }),
-    r("GET", "/api/events", |a, q, _| feed::events(a, q)),
+    r("GET", "/api/events", |a, q, _| events::events(a, q)),
     r("GET", "/api/stream", |a, q, _| stream::open(a, q)),
-    r("GET", "/api/alerts", |a, q, _| feed::alerts(a, q)),
+    r("GET", "/api/alerts", |a, q, _| alerts::list(a, q)),
     r("DELETE", "/api/alerts/{id}", |a, q, p| {
-        feed::delete_alert(a, q, p.id(0, "alert")?)
+        alerts::delete(a, q, p.id(0, "alert")?)
     }),
     r("POST", "/api/alerts/{id}/resolve", |a, q, p| {
-        feed::resolve_alert(a, q, p.id(0, "alert")?)
+        alerts::resolve(a, q, p.id(0, "alert")?)
     }),
 ];
 

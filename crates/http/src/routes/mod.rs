@@ -3,8 +3,9 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod alerts;
 pub mod dispatch;
-pub mod feed;
+pub mod events;
 pub mod stream;
 pub mod tasks;
 pub mod ui;

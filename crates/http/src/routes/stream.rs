@@ -2,9 +2,9 @@
 
 use crate::auth::authenticate;
 use crate::auth::{SESSION_COOKIE, TOKEN_HEADER};
+use crate::event_stream::{Client, Credential};
 use crate::request::Req;
 use crate::response::Resp;
-use crate::stream::{Client, Credential};
 use crate::App;
 use ops_base::error::{Error, Result};
 use ops_domain::access::Principal;

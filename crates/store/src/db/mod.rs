@@ -2,6 +2,7 @@
 //! single writer thread.
 
 pub mod bus;
+pub mod cache;
 mod checkpoint;
 pub mod migrate;
 pub mod replica;
@@ -48,9 +49,9 @@ pub struct Db {
     /// Where the writer publishes committed events.
     pub bus: Arc<bus::Bus>,
     /// The workers as health lists them, parsed once per heartbeat.
-    pub workers: crate::heartbeats::Cache<ops_protocol::health::WorkerListing>,
+    pub workers: cache::WorkerCache<ops_protocol::health::WorkerListing>,
     /// The settings as the writer last read them (for the claim path).
-    pub settings: Arc<crate::settings::Cache>,
+    pub settings: Arc<cache::SettingsCache>,
     /// The claim path's stale-dispatching scan, at most once a second.
     pub stale_scan: Arc<ops_base::time::Throttle>,
     /// How far behind the replica is (off unless `serve` starts it).

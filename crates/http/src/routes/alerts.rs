@@ -1,4 +1,4 @@
-//! The audit log and the alerts.
+//! The alerts: listing, resolving and deleting them.
 
 use crate::auth::authenticate;
 use crate::request::Req;
@@ -7,21 +7,7 @@ use crate::App;
 use ops_base::error::{Error, Result};
 use ops_protocol::Deleted;
 
-pub fn events(app: &App, req: &Req) -> Result<Resp> {
-    let who = authenticate(app, req)?;
-    let filter = ops_app::alerts::EventFilter {
-        task_id: req.query_i64("task_id")?,
-        kind: req.query_str("kind").map(str::to_string),
-        workspaces: who.visible_workspaces(),
-    };
-    Ok(Resp::ok(ops_app::alerts::events(
-        &app.db,
-        &filter,
-        req.page()?,
-    )?))
-}
-
-pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
+pub fn list(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let status = req.query_str("status");
     if let Some(s) = status {
@@ -40,13 +26,13 @@ pub fn alerts(app: &App, req: &Req) -> Result<Resp> {
     )?))
 }
 
-pub fn resolve_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
+pub fn resolve(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
     Ok(Resp::ok(ops_app::alerts::resolve(&app.db, &who, id)?))
 }
 
-pub fn delete_alert(app: &App, req: &Req, id: i64) -> Result<Resp> {
+pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     ops_app::alerts::delete(&app.db, &who, id)?;
     Ok(Resp::ok(Deleted { deleted: id }))

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, tick, unbounded, Receiver, Sender};
 
-use super::responder::Stream;
-use ops_app::{accounts, alerts, views};
+use super::responder::StreamSender;
+use ops_app::{accounts, audit, views};
 use ops_base::error::{Error, Result};
 use ops_store::db::bus::{Batch, Committed};
 use ops_store::db::Db;
@@ -107,7 +107,7 @@ pub enum Credential {
 
 /// One open stream.
 pub struct Client {
-    pub stream: Stream,
+    pub stream: StreamSender,
     pub credential: Credential,
     /// `None`: every event; otherwise only those of these workspaces.
     pub workspaces: Option<Vec<i64>>,
@@ -302,9 +302,10 @@ fn start(db: &Db, client: Client) -> Option<Open> {
     let preamble = format!("retry: {RETRY_MS}\n: connected\n\n");
     o.client.stream.send(preamble.into_bytes()).ok()?;
     let read = match o.client.last_event_id {
-        None => alerts::last_event_id(db).map(|id| (id, Vec::new())),
-        Some(after) => alerts::events_after(db, after, o.workspaces(), REPLAY_EVENTS)
-            .map(|replay| (after, replay)),
+        None => audit::last_id(db).map(|id| (id, Vec::new())),
+        Some(after) => {
+            audit::after(db, after, o.workspaces(), REPLAY_EVENTS).map(|replay| (after, replay))
+        }
     };
     let (from, replay) = match read {
         Ok(r) => r,
