@@ -31,7 +31,7 @@ use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
 use super::responder::Responder;
 use super::response::Resp;
-use ops_app::dispatch::{self as ops, ClaimOutcome, ClaimRequest, WorkerView};
+use ops_app::dispatch::{self, ClaimOutcome, ClaimRequest, WorkerView};
 use ops_base::metrics::METRICS;
 use ops_domain::access::Principal;
 use ops_store::db::Db;
@@ -161,7 +161,7 @@ impl WaitingRoom {
         until: Instant,
         generation: u64,
     ) {
-        let view = ops::worker_view(db, &req.worker_id).ok().flatten();
+        let view = dispatch::worker_view(db, &req.worker_id).ok().flatten();
         let parked = Box::new(Parked {
             who,
             req,
@@ -302,7 +302,8 @@ fn run(db: &Db, rx: &Receiver<Cmd>, tx: &Sender<Cmd>, generation: &AtomicU64) {
                 task_id,
                 worker_id,
                 claim_token,
-            }) => match ops::withdraw_undelivered(db, task_id, worker_id.clone(), claim_token) {
+            }) => match dispatch::withdraw_undelivered(db, task_id, worker_id.clone(), claim_token)
+            {
                 Ok(Some((workspace_id, agent))) => {
                     METRICS.claim_undelivered();
                     log::warn!(
@@ -354,7 +355,7 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake, tx: &Sender<Cmd>) 
         let Some(p) = parked.iter_mut().find(|p| p.req.worker_id == *id) else {
             return;
         };
-        let now = ops::worker_view(db, id).ok().flatten();
+        let now = dispatch::worker_view(db, id).ok().flatten();
         if now.is_some() && now == p.view {
             return;
         }
@@ -372,7 +373,7 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake, tx: &Sender<Cmd>) 
             continue;
         }
         let p = &parked[i];
-        let outcome = match ops::claim(db, &p.who, p.req.clone()) {
+        let outcome = match dispatch::claim(db, &p.who, p.req.clone()) {
             Ok(ClaimOutcome::Nothing {
                 reason: "no_task", ..
             }) => {

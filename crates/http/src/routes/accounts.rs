@@ -5,7 +5,7 @@ use crate::auth::{authenticate, check_origin, SESSION_COOKIE};
 use crate::request::Req;
 use crate::response::Resp;
 use crate::App;
-use ops_app::accounts as ops;
+use ops_app::accounts;
 use ops_base::error::{Error, Result};
 use ops_domain::access::Role;
 
@@ -15,7 +15,7 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
     let password = f.required_str("password")?;
     check_origin(app, req)?;
     let attempt = app.login_limiter.begin(req.client_ip, &username)?;
-    let (token, user) = match ops::login(&app.db, &username, &password) {
+    let (token, user) = match accounts::login(&app.db, &username, &password) {
         Ok(ok) => ok,
         Err(e @ Error::Unauthorized(_)) => {
             log::warn!("failed login for {username:?} from {:?}", req.client_ip);
@@ -32,7 +32,7 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
     let secure = if req.https { "; Secure" } else { "" };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        ops::SESSION_TTL_MS / 1000
+        accounts::SESSION_TTL_MS / 1000
     );
     Ok(Resp::ok(LoggedIn {
         id: user.id,
@@ -45,7 +45,7 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
 pub fn logout(app: &App, req: &Req) -> Result<Resp> {
     check_origin(app, req)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        ops::logout(&app.db, cookie)?;
+        accounts::logout(&app.db, cookie)?;
     }
     Ok(Resp::ok(LoggedOut { logged_out: true }).with_header(
         "Set-Cookie",
@@ -55,12 +55,12 @@ pub fn logout(app: &App, req: &Req) -> Result<Resp> {
 
 pub fn me(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    Ok(Resp::ok(ops::me(&app.db, &who)?))
+    Ok(Resp::ok(accounts::me(&app.db, &who)?))
 }
 
 pub fn list_users(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let users = ops::list_users(&app.db, &who)?;
+    let users = accounts::list_users(&app.db, &who)?;
     Ok(Resp::ok(UserList {
         total: users.len() as i64,
         users,
@@ -70,7 +70,7 @@ pub fn list_users(app: &App, req: &Req) -> Result<Resp> {
 pub fn create_user(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["username", "password", "is_admin"])?;
-    let user = ops::create_user(
+    let user = accounts::create_user(
         &app.db,
         &who,
         f.required_str("username")?,
@@ -83,7 +83,7 @@ pub fn create_user(app: &App, req: &Req) -> Result<Resp> {
 pub fn edit_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["password", "is_admin"])?;
-    Ok(Resp::ok(ops::edit_user(
+    Ok(Resp::ok(accounts::edit_user(
         &app.db,
         &who,
         id,
@@ -94,13 +94,13 @@ pub fn edit_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
 
 pub fn delete_user(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    ops::delete_user(&app.db, &who, id)?;
+    accounts::delete_user(&app.db, &who, id)?;
     Ok(Resp::ok(Deleted { deleted: id }))
 }
 
 pub fn list_workspaces(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let workspaces = ops::list_workspaces(&app.db, &who)?;
+    let workspaces = accounts::list_workspaces(&app.db, &who)?;
     Ok(Resp::ok(WorkspaceList {
         total: workspaces.len() as i64,
         workspaces,
@@ -110,7 +110,7 @@ pub fn list_workspaces(app: &App, req: &Req) -> Result<Resp> {
 pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["name"])?;
-    Ok(Resp::created(ops::create_workspace(
+    Ok(Resp::created(accounts::create_workspace(
         &app.db,
         &who,
         f.required_str("name")?,
@@ -126,7 +126,7 @@ pub fn edit_workspace(app: &App, req: &Req, ws: i64) -> Result<Resp> {
         Some(serde_json::Value::Null) => Some(Vec::new()),
         _ => f.str_list("repo_roots")?,
     };
-    Ok(Resp::ok(ops::set_workspace_repo(
+    Ok(Resp::ok(accounts::set_workspace_repo(
         &app.db, &who, ws, repo_path, base_ref, repo_roots,
     )?))
 }
@@ -137,12 +137,14 @@ pub fn set_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let role = f.required_str("role")?;
     let role = Role::parse(&role)
         .ok_or_else(|| Error::invalid_field("role", "must be admin or member"))?;
-    Ok(Resp::ok(ops::set_member(&app.db, &who, ws, user, role)?))
+    Ok(Resp::ok(accounts::set_member(
+        &app.db, &who, ws, user, role,
+    )?))
 }
 
 pub fn remove_member(app: &App, req: &Req, ws: i64, user: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    ops::remove_member(&app.db, &who, ws, user)?;
+    accounts::remove_member(&app.db, &who, ws, user)?;
     Ok(Resp::ok(MemberRemoved {
         workspace_id: ws,
         user_id: user,

@@ -6,8 +6,8 @@ use crate::request::Req;
 use crate::response::Resp;
 use crate::waiting::Wake;
 use crate::App;
-use ops_app::agents::{self as agent_ops, AgentInput};
-use ops_app::settings as settings_ops;
+use ops_app::agents::{self, AgentInput};
+use ops_app::settings;
 use ops_base::error::{Error, Result};
 use ops_domain::settings::known_keys;
 use ops_protocol::admin::Setting;
@@ -23,7 +23,7 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
 
 pub fn settings(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
-    Ok(Resp::ok(settings_ops::load(&app.db)?.view()))
+    Ok(Resp::ok(settings::load(&app.db)?.view()))
 }
 
 pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
@@ -34,7 +34,7 @@ pub fn setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
             known_keys().join(", ")
         )));
     }
-    let s = settings_ops::load(&app.db)?;
+    let s = settings::load(&app.db)?;
     Ok(Resp::ok(Setting {
         key: key.to_string(),
         value: s.value(key),
@@ -52,7 +52,7 @@ pub fn set_setting(app: &App, req: &Req, key: &str) -> Result<Resp> {
         Some(_) => return Err(Error::invalid_field("value", "must be a string")),
         None => return Err(Error::invalid_field("value", "is required")),
     };
-    let answer = settings_ops::set(&app.db, &who, key, &raw)?;
+    let answer = settings::set(&app.db, &who, key, &raw)?;
     // dispatch_enabled, or a setting a claim reads, may have changed what
     // parked claims get.
     app.waiting.wake(Wake::All);
@@ -66,7 +66,7 @@ pub fn advance_clock(app: &App, req: &Req) -> Result<Resp> {
     let secs = f
         .i64_in("advance_seconds", 0..=10_000_000_000)?
         .ok_or_else(|| Error::invalid_field("advance_seconds", "is required"))?;
-    Ok(Resp::ok(settings_ops::advance_clock(&who, secs)?))
+    Ok(Resp::ok(settings::advance_clock(&who, secs)?))
 }
 
 /// `POST /api/test/hold-park` (test servers only; see `protocol::admin::TestHold`).
@@ -89,12 +89,12 @@ pub fn test_hold(app: &App, req: &Req) -> Result<Resp> {
 
 pub fn list_agents(app: &App, req: &Req) -> Result<Resp> {
     authenticate(app, req)?;
-    Ok(Resp::ok(agent_ops::list(&app.db)?))
+    Ok(Resp::ok(agents::list(&app.db)?))
 }
 
 pub fn get_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     authenticate(app, req)?;
-    Ok(Resp::ok(agent_ops::get(&app.db, id)?))
+    Ok(Resp::ok(agents::get(&app.db, id)?))
 }
 
 fn agent_input(f: &Fields) -> Result<AgentInput> {
@@ -112,13 +112,13 @@ const AGENT_FIELDS: &[&str] = &["slug", "name", "active", "launch_command", "mod
 pub fn create_agent(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    Ok(Resp::created(agent_ops::create(&app.db, &who, input)?))
+    Ok(Resp::created(agents::create(&app.db, &who, input)?))
 }
 
 pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let input = agent_input(&req.fields(AGENT_FIELDS)?)?;
-    let agent = agent_ops::edit(&app.db, &who, id, input)?;
+    let agent = agents::edit(&app.db, &who, id, input)?;
     // An agent activated again makes its queued tasks claimable.
     app.waiting.wake(Wake::All);
     Ok(Resp::ok(agent))
@@ -126,6 +126,6 @@ pub fn edit_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
 
 pub fn delete_agent(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    agent_ops::delete(&app.db, &who, id)?;
+    agents::delete(&app.db, &who, id)?;
     Ok(Resp::ok(Deleted { deleted: id }))
 }

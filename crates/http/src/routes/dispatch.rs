@@ -11,7 +11,7 @@ use crate::request::Req;
 use crate::response::Resp;
 use crate::waiting::{Wake, MAX_WAIT_SECONDS};
 use crate::App;
-use ops_app::dispatch::{self as ops, ClaimOutcome, CHUNK_LIMIT, PATCH_LIMIT, STAT_LIMIT};
+use ops_app::dispatch::{self, ClaimOutcome, CHUNK_LIMIT, PATCH_LIMIT, STAT_LIMIT};
 use ops_app::watchdog;
 use ops_base::error::{Error, Result};
 use ops_protocol::dispatch::{
@@ -31,7 +31,7 @@ pub fn retry(app: &App, req: &Req, id: i64) -> Result<Resp> {
 fn queue(app: &App, req: &Req, id: i64, retry: bool) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    let answer = ops::dispatch(&app.db, &who, id, retry)?;
+    let answer = dispatch::dispatch(&app.db, &who, id, retry)?;
     app.waiting.wake(Wake::Queued {
         workspace_id: answer.task.workspace_id,
         agent: answer.task.agent.clone(),
@@ -42,7 +42,7 @@ fn queue(app: &App, req: &Req, id: i64, retry: bool) -> Result<Resp> {
 pub fn approve(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::approve(&app.db, &who, id)?))
+    Ok(Resp::ok(dispatch::approve(&app.db, &who, id)?))
 }
 
 fn worker_id(f: &Fields) -> Result<String> {
@@ -108,7 +108,7 @@ pub fn heartbeat(app: &App, req: &Req) -> Result<Resp> {
         starting: f.bool("starting")?.unwrap_or(false),
     };
     let worker = hb.worker_id.clone();
-    let answer = ops::heartbeat(&app.db, &who, hb)?;
+    let answer = dispatch::heartbeat(&app.db, &who, hb)?;
     // What it can run may have changed, and lost claims were requeued.
     app.waiting.wake(Wake::Worker(worker));
     if !answer.requeued.is_empty() {
@@ -154,7 +154,7 @@ fn capability(v: &Value) -> std::result::Result<AgentCapability, String> {
 pub fn health(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let list_workers = req.query_bool("workers")?.unwrap_or(true);
-    Ok(Resp::ok(ops::health(&app.db, &who, list_workers)?))
+    Ok(Resp::ok(dispatch::health(&app.db, &who, list_workers)?))
 }
 
 /// `POST` with `{"worker_id","agent_slugs"?,"workspace_id"?}`, or `GET`
@@ -193,7 +193,7 @@ pub fn next(app: &App, req: &Req) -> Result<Resp> {
     }
     // Read before the search: a wake after it makes the park look again.
     let generation = app.waiting.generation();
-    let outcome = ops::claim(&app.db, &who, claim.clone())?;
+    let outcome = dispatch::claim(&app.db, &who, claim.clone())?;
     if wait > 0
         && matches!(
             outcome,
@@ -365,7 +365,9 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
         claim_token: f.required_str("claim_token")?,
     };
     let report = make(&f)?;
-    Ok(Resp::ok(ops::report(&app.db, &who, id, claim, report)?))
+    Ok(Resp::ok(dispatch::report(
+        &app.db, &who, id, claim, report,
+    )?))
 }
 
 /// A signal by name or number (`finished`, `failed`, `cancelled`).
@@ -410,17 +412,19 @@ pub fn reconcile(app: &App, req: &Req) -> Result<Resp> {
     let f = req.fields(&["minutes", "task_ids"])?;
     let minutes = f.i64_in("minutes", 0..=10_080)?;
     let only = f.i64_list("task_ids")?;
-    Ok(Resp::ok(ops::reconcile_now(&app.db, &who, minutes, only)?))
+    Ok(Resp::ok(dispatch::reconcile_now(
+        &app.db, &who, minutes, only,
+    )?))
 }
 
 pub fn stale(app: &App, req: &Req) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    Ok(Resp::ok(ops::stale_tasks(&app.db, &who)?))
+    Ok(Resp::ok(dispatch::stale_tasks(&app.db, &who)?))
 }
 
 pub fn forget_worker(app: &App, req: &Req, worker_id: &str) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    ops::forget_worker(&app.db, &who, worker_id.to_string())?;
+    dispatch::forget_worker(&app.db, &who, worker_id.to_string())?;
     Ok(Resp::ok(WorkerForgotten {
         deleted: worker_id.to_string(),
     }))

@@ -1,7 +1,7 @@
 use ops_protocol::Deleted;
 
 use ops_app::tasks::{
-    self as ops, AgentRef, NewTaskInput, Search, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
+    self, AgentRef, NewTaskInput, Search, TaskEdit, TaskFilter, POSTABLE_COMMENT_KINDS,
 };
 use ops_domain::repo;
 
@@ -60,7 +60,7 @@ pub fn list(app: &App, req: &Req) -> Result<Resp> {
             .transpose()?,
         search: search(req)?,
     };
-    Ok(Resp::ok(ops::list(&app.db, &filter, req.page()?)?))
+    Ok(Resp::ok(tasks::list(&app.db, &filter, req.page()?)?))
 }
 
 /// `?q=`: at most [`TITLE_MAX`] bytes (a longer text matches no title).
@@ -82,7 +82,7 @@ fn search(req: &Req) -> Result<Option<Search>> {
 
 pub fn get(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    Ok(Resp::ok(ops::get_with_comments(&app.db, &who, id)?))
+    Ok(Resp::ok(tasks::get_with_comments(&app.db, &who, id)?))
 }
 
 fn execution(f: &Fields) -> Result<Option<Execution>> {
@@ -190,7 +190,7 @@ pub fn create(app: &App, req: &Req) -> Result<Resp> {
         base_ref: base_ref.flatten(),
         expects_changes: f.bool("expects_changes")?.unwrap_or(true),
     };
-    let task = ops::create(&app.db, &who, input)?;
+    let task = tasks::create(&app.db, &who, input)?;
     Ok(Resp::created(task))
 }
 
@@ -228,7 +228,7 @@ pub fn edit(app: &App, req: &Req, id: i64) -> Result<Resp> {
         base_ref,
         expects_changes: f.bool("expects_changes")?,
     };
-    let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
+    let task = tasks::edit(&app.db, &who, id, edit, req.force()?)?;
     Ok(Resp::ok(task))
 }
 
@@ -240,7 +240,7 @@ pub fn set_status(app: &App, req: &Req, id: i64) -> Result<Resp> {
         status: Some(to),
         ..TaskEdit::default()
     };
-    let task = ops::edit(&app.db, &who, id, edit, req.force()?)?;
+    let task = tasks::edit(&app.db, &who, id, edit, req.force()?)?;
     Ok(Resp::ok(task))
 }
 
@@ -257,7 +257,7 @@ pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
             format!("must be one of {}", POSTABLE_COMMENT_KINDS.join(", ")),
         ));
     }
-    Ok(Resp::created(ops::add_comment(
+    Ok(Resp::created(tasks::add_comment(
         &app.db, &who, id, kind, body,
     )?))
 }
@@ -265,13 +265,13 @@ pub fn comment(app: &App, req: &Req, id: i64) -> Result<Resp> {
 pub fn archive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::archive(&app.db, &who, id)?))
+    Ok(Resp::ok(tasks::archive(&app.db, &who, id)?))
 }
 
 pub fn unarchive(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     req.fields(&[])?;
-    Ok(Resp::ok(ops::unarchive(&app.db, &who, id)?))
+    Ok(Resp::ok(tasks::unarchive(&app.db, &who, id)?))
 }
 
 /// `POST /api/tasks/:id/cancel`.
@@ -283,6 +283,6 @@ pub fn cancel(app: &App, req: &Req, id: i64) -> Result<Resp> {
 
 pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    ops::delete(&app.db, &who, id)?;
+    tasks::delete(&app.db, &who, id)?;
     Ok(Resp::ok(Deleted { deleted: id }))
 }

@@ -1,0 +1,30 @@
+//! The dispatch protocol: queueing a task, the Human Gate, heartbeats, the
+//! transactional claim, worker reports, stale reconciliation and health.
+//!
+//! One module per part: `queue` (dispatch, retry, the Human Gate),
+//! `heartbeat`, `claim`, `report`, `reconcile` (lost, withdrawn and stale
+//! claims and runs taken back) and `health`. Their public items are
+//! re-exported here: callers name `dispatch::claim`, not the module it
+//! lives in.
+
+mod claim;
+mod health;
+mod heartbeat;
+mod queue;
+mod reconcile;
+mod report;
+
+pub use claim::{claim, ClaimOutcome, ClaimRequest, REPO_NOT_ALLOWED_REASON};
+pub use health::{health, Workers};
+pub(crate) use health::{queued_label, replication_lagging, replication_warning};
+pub use heartbeat::{forget_worker, heartbeat, worker_view, WorkerView};
+pub use queue::{approve, dispatch, is_gate_block, DISPATCH_DISABLED, GATE_REASON};
+pub(crate) use reconcile::{alert_event, stale_running_in};
+pub use reconcile::{
+    reconcile_now, reconcile_stale, reconcile_stale_running, serving_since, stale_tasks,
+    withdraw_undelivered,
+};
+pub use report::{
+    report, CHUNK_LIMIT, NO_CHANGE_REASON, NO_EVIDENCE_REASON, OUTPUT_LIMIT, PATCH_LIMIT,
+    STAT_LIMIT,
+};

@@ -1,0 +1,154 @@
+//! Queueing a task for a worker (`dispatch`, `retry`) and the Human Gate
+//! that holds a sensitive task until a human approves it.
+
+use serde_json::json;
+
+use crate::views;
+use crate::{event, transition};
+use ops_base::error::{Error, Result};
+use ops_base::time::now_ms;
+use ops_domain::access::Principal;
+use ops_domain::task::{Execution, Status};
+use ops_protocol::tasks::{DispatchAnswer, TaskView};
+use ops_store::agents;
+use ops_store::db::Db;
+use ops_store::tasks::{self, Task};
+
+/// The start of `blocked_reason` when the Human Gate holds a task.
+pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human approval";
+/// The `warning` of a dispatch answered while `dispatch_enabled` is false:
+/// the task is queued, but no worker is handed a task until it is true.
+pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
+
+/// `POST /api/tasks/:id/dispatch`: `next`/`waiting`/`review` → `queued`.
+/// A sensitive task without approval is blocked at the gate (and that is
+/// committed) before the 409 is returned. `retry` (`POST
+/// /api/tasks/:id/retry`) first lifts a block other than the gate's, in the
+/// same transaction: a refused dispatch leaves the task blocked.
+pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<DispatchAnswer> {
+    enum Outcome {
+        Queued(Box<Task>, bool),
+        Gated,
+    }
+    let who = who.clone();
+    let outcome = db.write(move |conn| {
+        let now = now_ms();
+        let actor = who.actor();
+        let mut t = tasks::require(conn, id)?;
+        who.can_edit_tasks(t.workspace_id)?;
+        if t.archived_at.is_some() {
+            return Err(Error::conflict("task_archived", format!("task {id} is archived")));
+        }
+        if t.execution != Execution::Interactive {
+            return Err(Error::conflict(
+                "not_interactive",
+                format!("task {id} has execution=manual; set execution=interactive to dispatch it to an agent"),
+            ));
+        }
+        let agent = match t.agent_id {
+            Some(a) => agents::require(conn, a)?,
+            None => return Err(Error::conflict("no_agent", format!("task {id} has no agent; assign one first"))),
+        };
+        if !agent.active {
+            return Err(Error::conflict(
+                "agent_inactive",
+                format!("agent {:?} is inactive; activate it or choose another agent", agent.slug),
+            ));
+        }
+        if let Some(why) = crate::tasks::repo_refusal(conn, &t)? {
+            return Err(Error::conflict(
+                "repo_not_allowed",
+                format!("task {id} cannot be dispatched: its repository {why}"),
+            ));
+        }
+        if t.sensitive && t.gate_approved_at.is_none() {
+            // The first refusal parks the task at the gate; later ones (or
+            // one of a task blocked for another reason, or done) change
+            // nothing.
+            if !t.blocked && t.status.may_be_blocked() {
+                t.blocked = true;
+                t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
+                tasks::save(conn, &t, now)?;
+                event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
+            }
+            return Ok(Outcome::Gated);
+        }
+        if retry && t.blocked {
+            let reason = t.blocked_reason.take();
+            t.blocked = false;
+            event(conn, now, Some(t.workspace_id), Some(id), "task.unblocked", &actor, json!({"reason": reason, "because": "retry"}))?;
+        }
+        if t.blocked {
+            return Err(Error::conflict(
+                "task_blocked",
+                format!("task {id} is blocked: {}; unblock it first", t.blocked_reason.as_deref().unwrap_or("no reason given")),
+            ));
+        }
+        if !matches!(t.status, Status::Next | Status::Waiting | Status::Review) {
+            return Err(Error::conflict(
+                "invalid_transition",
+                format!("task {id} is {}; only next, waiting or review tasks can be dispatched", t.status.as_str()),
+            ));
+        }
+        transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, json!({"agent": agent.slug}), now)?;
+        tasks::save(conn, &t, now)?;
+        let enabled = ops_store::settings::load(conn)?.dispatch_enabled;
+        Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?), enabled))
+    })?;
+    match outcome {
+        Outcome::Queued(t, dispatch_enabled) => Ok(DispatchAnswer {
+            task: views::task(&t),
+            dispatch_enabled,
+            warning: (!dispatch_enabled).then(|| DISPATCH_DISABLED.to_string()),
+        }),
+        Outcome::Gated => Err(Error::conflict(
+            "human_gate",
+            format!("task {id} is sensitive: a human admin must approve it (POST /api/tasks/{id}/approve) before it is dispatched"),
+        )),
+    }
+}
+
+/// Whether `t`'s block is the Human Gate's.
+pub fn is_gate_block(t: &Task) -> bool {
+    t.blocked_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(GATE_REASON))
+}
+
+/// `POST /api/tasks/:id/approve`: a human admin approves a sensitive task;
+/// a block set by the gate is lifted.
+pub fn approve(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
+    let who = who.clone();
+    let t = db.write(move |conn| {
+        let now = now_ms();
+        let mut t = tasks::require(conn, id)?;
+        who.require_gate_approver(t.workspace_id, "approving the Human Gate")?;
+        if !t.sensitive {
+            return Err(Error::conflict(
+                "not_sensitive",
+                format!("task {id} is not sensitive; it needs no approval"),
+            ));
+        }
+        let Principal::Human(h) = &who else {
+            unreachable!("gate approvers are human")
+        };
+        t.gate_approved_by = Some(h.username.clone());
+        t.gate_approved_at = Some(now);
+        if t.blocked && is_gate_block(&t) {
+            t.blocked = false;
+            t.blocked_reason = None;
+        }
+        tasks::save(conn, &t, now)?;
+        event(
+            conn,
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "gate.approved",
+            &who.actor(),
+            json!({}),
+        )?;
+        tasks::require(conn, id)
+    })?;
+    Ok(views::task(&t))
+}
