@@ -199,3 +199,110 @@ fn limits_are_written_not_bound() {
         "write limits with ops_store::limit, not as parameters",
     );
 }
+
+/// The length ARCHITECTURE.md keeps to: a map read in one sitting.
+const MAP_MAX_LINES: usize = 300;
+
+/// The files under `dir` (relative to the workspace root) whose name ends
+/// in `.ext`, as paths relative to `dir` with `/` between folders.
+fn files_under(dir: &str, ext: &str) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, ext: &str, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, ext, out);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                let rel = path.strip_prefix(base).unwrap();
+                let parts: Vec<_> = rel.iter().map(|p| p.to_string_lossy()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    let base = root().join(dir);
+    let mut out = Vec::new();
+    walk(&base, &base, ext, &mut out);
+    out.sort();
+    out
+}
+
+/// The lines of the section whose heading names `folder` in backticks, up
+/// to the next heading: the part of the map about that crate.
+fn section<'a>(map: &'a str, folder: &str) -> Vec<&'a str> {
+    let heading = format!("`{folder}`");
+    map.lines()
+        .skip_while(|l| !(l.starts_with('#') && l.contains(&heading)))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .collect()
+}
+
+/// The backticked words of `line` that end in `/`, when `line` is an item
+/// of a list (a folder's line in the map).
+fn folders_named(line: &str) -> Vec<&str> {
+    if !line.trim_start().starts_with("- ") {
+        return Vec::new();
+    }
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| w.ends_with('/'))
+        .collect()
+}
+
+#[test]
+fn every_source_file_is_in_the_map() {
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    // Where sources sit, and what kind: each crate's `src/`, the binary's
+    // `src/`, and the web UI's scripts.
+    let mut roots = vec![
+        ("src/".to_string(), "rs"),
+        ("crates/http/ui/".to_string(), "js"),
+    ];
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        roots.push((format!("crates/{name}/src/"), "rs"));
+    }
+    let is_root = |f: &str| roots.iter().any(|(r, _)| r == f);
+    // Folder lines anywhere in the map name folders from the repository's
+    // root; a crate's section may also name them from its `src/`. A whole
+    // crate's folder covers nothing: its files are named one by one.
+    let anywhere: Vec<&str> = map.lines().flat_map(folders_named).collect();
+    let mut missing = Vec::new();
+    for (dir, ext) in &roots {
+        let section = section(&map, dir);
+        let in_section = |word: &str| section.iter().any(|l| l.contains(&format!("`{word}`")));
+        let folders: Vec<String> = anywhere
+            .iter()
+            .map(|f| f.to_string())
+            .chain(
+                section
+                    .iter()
+                    .flat_map(|l| folders_named(l))
+                    .map(|f| format!("{dir}{f}")),
+            )
+            .filter(|f| !is_root(f))
+            .collect();
+        for rel in files_under(dir, ext) {
+            let path = format!("{dir}{rel}");
+            let named = map.contains(&format!("`{path}`")) || in_section(&rel);
+            if !named && !folders.iter().any(|f| path.starts_with(f.as_str())) {
+                missing.push(path);
+            }
+        }
+    }
+    let lines = map.lines().count();
+    let mut wrong = Vec::new();
+    if lines > MAP_MAX_LINES {
+        wrong.push(format!(
+            "ARCHITECTURE.md has {lines} lines; it keeps to {MAP_MAX_LINES}"
+        ));
+    }
+    if !missing.is_empty() {
+        wrong.push(format!(
+            "ARCHITECTURE.md does not map these files (name each in its crate's section, \
+             or its folder on a list line, ending in `/`):\n{}",
+            missing.join("\n")
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -1,4 +1,4 @@
-//! `GET /api/stream`: the event stream (see `http::stream`).
+//! `GET /api/stream`: the event stream (see `event_stream`).
 
 use crate::auth::authenticate;
 use crate::auth::{SESSION_COOKIE, TOKEN_HEADER};
