@@ -14,6 +14,7 @@ pub mod clis;
 pub mod command;
 pub mod config;
 pub mod logging;
+pub mod outcome;
 pub mod process;
 pub mod runner;
 pub mod state;
