@@ -45,7 +45,9 @@ cat > "$rec/recorder.sh" <<EOF
 #!/bin/sh
 echo "\$(id -u) \$1" >> "$rec/ran"
 env >> "$rec/ran-env"
-{ echo --; ls -a .. 2>/dev/null; } >> "$rec/ran-siblings"
+# One write per listing: two git runs at once must not interleave theirs.
+siblings=\$(ls -a .. 2>/dev/null)
+printf -- '--\n%s\n' "\$siblings" >> "$rec/ran-siblings"
 # Once: a process of its own session that holds git's stderr open.
 if mkdir "$rec/held" 2>/dev/null; then setsid sleep 30 </dev/null >/dev/null & fi
 cat

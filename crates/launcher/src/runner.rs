@@ -2,6 +2,7 @@
 //! `output` reports, and closes the run with `finished` or `failed`.
 //! Every step is recorded in the task's state file before it counts as
 //! done, so a restarted launcher picks up exactly where this one stopped.
+//! What the final report says is decided in [`super::outcome`].
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -10,23 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::api::ApiError;
-use super::clis;
+use super::outcome::{self, final_report, summary, Logs};
 use super::process::{alive, read_range, signal_name, strip_ansi, tail};
 use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
 use super::Ctx;
 use ops_base::time::now_ms;
-use ops_protocol::dispatch::{
-    CancelEnded, ClaimProof, Failed, Finished, Output, Report, ReportBody, RunChange, Started,
-};
+use ops_protocol::dispatch::{CancelEnded, ClaimProof, Output, Report, ReportBody, Started};
 use ops_protocol::tasks::TaskView;
 
 /// Largest `output` report: big enough to keep the number of log comments
 /// low, small enough for one comment to stay readable.
 const CHUNK: usize = 16 * 1024;
-/// The tail of stdout sent as `finished.output`: what the server keeps of
-/// `dispatch_output`.
-const OUTPUT_TAIL: u64 = 64 * 1024;
 /// While an agent runs, its output is sent at most this often (or when a
 /// full chunk is waiting), so a chatty agent makes few log comments.
 const OUTPUT_EVERY: Duration = Duration::from_secs(3);
@@ -34,8 +30,6 @@ const OUTPUT_EVERY: Duration = Duration::from_secs(3);
 /// file keeps growing, but the server's database does not (an agent that
 /// prints without end would otherwise fill it).
 pub const OUTPUT_STREAM_MAX: u64 = 8 * 1024 * 1024;
-/// The tail of each log given as evidence of a failure.
-const EVIDENCE_TAIL: u64 = 4 * 1024;
 /// How often a running agent is looked at.
 const POLL: Duration = Duration::from_millis(500);
 /// An agent ended for its timeout or silence gets this long after TERM to
@@ -44,11 +38,6 @@ const KILL_GRACE_MS: i64 = 10_000;
 /// A supervisor writes its record within moments of its start; a run with
 /// neither a pid nor a record after this long never started.
 const START_GRACE_MS: i64 = 5_000;
-
-pub const SIG_RUNTIME_MISSING: &str = "runtime no disponible en host";
-pub const SIG_COMMAND_NOT_FOUND: &str = "command not found";
-/// Not a runtime problem: the launcher could not prepare the run.
-pub const SIG_SETUP_FAILED: &str = "launcher could not start the agent";
 
 pub struct Runner {
     pub ctx: Arc<Ctx>,
@@ -435,7 +424,11 @@ impl Runner {
             self.record_change();
         }
         if self.st.final_report.is_none() {
-            let report = final_report(&self.st, self.ctx.cfg.path_var.as_deref());
+            let report = final_report(
+                &self.st,
+                &read_logs(&self.st),
+                self.ctx.cfg.path_var.as_deref(),
+            );
             log::info!(
                 "task {id}: reporting {}: {}",
                 report.kind(),
@@ -657,20 +650,6 @@ impl Runner {
     }
 }
 
-fn summary(r: &FinalReport) -> String {
-    match r {
-        FinalReport::Failed(f) => f.reason.clone(),
-        FinalReport::Finished(f) => format!(
-            "exit_code={}",
-            f.exit_code.map_or("null".into(), |c| c.to_string())
-        ),
-    }
-}
-
-fn code_text(code: Option<i32>) -> String {
-    code.map(|c| c.to_string()).unwrap_or_else(|| "null".into())
-}
-
 /// Sends `sig` to the process group led by `group`.
 fn signal_group(group: u32, sig: i32) {
     // SAFETY: kill(2) with a negative pid signals that process group; the
@@ -707,213 +686,14 @@ fn outcome(r: &Record) -> Option<Ending> {
     })
 }
 
-/// The report that closes a run, decided from how the process ended and
-/// what its logs hold, with what the run changed in its worktree.
-pub fn final_report(st: &TaskState, path_var: Option<&str>) -> FinalReport {
-    let mut r = decide(st, path_var);
-    let change = st.change.as_ref().map(|c| RunChange {
-        branch: c.branch.clone(),
-        head: Some(c.head.clone()).filter(|h| !h.is_empty()),
-        base: Some(c.base.clone()).filter(|b| !b.is_empty()),
-        start: Some(c.start.clone()).filter(|s| !s.is_empty()),
-        git_status: c.status.clone(),
-        diff_stat: c.diff_stat.clone(),
-        patch: c.patch.clone(),
-        patch_truncated: c.truncated,
-    });
-    let text = match &mut r {
-        FinalReport::Finished(f) => {
-            f.change = change;
-            &mut f.output
-        }
-        FinalReport::Failed(f) => {
-            f.change = change;
-            // How the agent ended, whatever the failure: stored on the
-            // task as a finished run's is.
-            if let Some(Ending::Exited { code, signal, .. }) = &st.ending {
-                f.exit_code = code.map(i64::from);
-                f.signal = signal.map(signal_name);
-            }
-            &mut f.evidence
-        }
-    };
-    if let Some(e) = &st.change_error {
-        *text = format!(
-            "{}\n[ops-center launcher] the change in the worktree could not be recorded: {e}",
-            text.trim_end()
-        );
-    }
-    r
-}
-
-fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
-    let out_tail = strip_ansi(&tail(&st.log_path, EVIDENCE_TAIL));
-    let err_tail = strip_ansi(&tail(&st.err_log_path, EVIDENCE_TAIL));
-    let evidence = format!(
-        "$ {}\n--- {} (tail) ---\n{}\n--- {} (tail) ---\n{}",
-        st.command.join(" "),
-        st.err_log_path.display(),
-        err_tail.trim_end(),
-        st.log_path.display(),
-        out_tail.trim_end()
-    );
-    let failed = |signature: String, reason: String, evidence: String| {
-        FinalReport::Failed(Failed {
-            signature,
-            reason,
-            evidence,
-            exit_code: None,
-            signal: None,
-            change: None,
-        })
-    };
-    if let Some(why) = &st.tampered {
-        let signature = super::worktree::SIG_TAMPERED.to_string();
-        return failed(
-            signature.clone(),
-            format!("{signature}: {why}; its change was not taken and nothing was committed"),
-            format!("{why}\n{evidence}"),
-        );
-    }
-    let ending = st
-        .ending
-        .clone()
-        .unwrap_or(Ending::Vanished { at_ms: now_ms() });
-    if let Ending::RepoUnusable {
-        problem,
-        reason,
-        evidence,
-    } = &ending
-    {
-        let signature = format!("{}: {problem}", super::worktree::SIG_REPO);
-        return failed(
-            signature.clone(),
-            format!("{signature}: {reason}; no agent was started"),
-            evidence.clone(),
-        );
-    }
-    let changed = st
-        .change
-        .as_ref()
-        .is_some_and(|c| !c.patch.trim().is_empty());
-    if let Ending::NotStarted {
-        reason,
-        runtime_missing,
-    } = &ending
-    {
-        let evidence = format!(
-            "$ {}\n{reason}\nPATH={}",
-            st.command.join(" "),
-            path_var.unwrap_or("")
-        );
-        if !runtime_missing {
-            let signature = SIG_SETUP_FAILED.to_string();
-            return failed(
-                signature.clone(),
-                format!("{signature}: {reason}"),
-                evidence,
-            );
-        }
-        let signature = format!("{SIG_RUNTIME_MISSING}: {}", st.cli);
-        return failed(
-            signature.clone(),
-            format!(
-                "{signature} ({reason}); agent {} cannot run on this host",
-                st.agent_slug
-            ),
-            evidence,
-        );
-    }
-    if let Some(why) = &st.ended_by {
-        return failed(
-            why.clone(),
-            format!("{why}: the launcher ended {} (TERM, then KILL)", st.cli),
-            evidence,
-        );
-    }
-    // A wrapper that could not find a program it calls: the agent may even
-    // exit 0, but the work did not happen.
-    let err_scan = tail(&st.err_log_path, 64 * 1024);
-    if let Some(line) = err_scan
-        .lines()
-        .find(|l| l.to_ascii_lowercase().contains(SIG_COMMAND_NOT_FOUND))
-    {
-        return failed(
-            SIG_COMMAND_NOT_FOUND.into(),
-            format!(
-                "{SIG_COMMAND_NOT_FOUND} in {}: {}",
-                st.err_log_path.display(),
-                line.trim()
-            ),
-            evidence,
-        );
-    }
-    match ending {
-        // What a shell answers for a program it cannot find.
-        Ending::Exited {
-            code: Some(127), ..
-        } => failed(
-            SIG_COMMAND_NOT_FOUND.into(),
-            format!(
-                "{SIG_COMMAND_NOT_FOUND}: {} exited with code 127 (a program it runs was not found)",
-                st.cli
-            ),
-            evidence,
-        ),
-        Ending::Exited { code: Some(0), .. } => FinalReport::Finished(Finished {
-            exit_code: Some(0),
-            signal: None,
-            output: strip_ansi(&tail(&st.log_path, OUTPUT_TAIL)),
-            change: None,
-        }),
-        Ending::Exited {
-            code,
-            signal,
-            at_ms,
-        } => {
-            let sig = signal.map(signal_name);
-            let signature = format!(
-                "launcher process exited early (code={}, signal={})",
-                code_text(code),
-                sig.clone().unwrap_or_else(|| "null".into())
-            );
-            let secs = (at_ms - st.started_at_ms).max(0) / 1000;
-            // The CLI said it is not logged in: that is the reason to act on.
-            let logged_out = clis::logged_out_in(&st.agent_slug, &format!("{err_tail}\n{out_tail}"));
-            let reason = if logged_out {
-                format!("not logged in: {} ({signature} after {secs} s)", st.cli)
-            } else {
-                format!("{signature} after {secs} s running {}", st.cli)
-            };
-            failed(signature, reason, evidence)
-        }
-        Ending::Vanished { .. } => {
-            let output = strip_ansi(&tail(&st.log_path, OUTPUT_TAIL));
-            let note = format!(
-                "exit code unknown: the agent (pid {}) ended while no launcher was watching it (launcher \
-                 restarted); outcome judged from its logs",
-                st.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
-            );
-            if output.trim().is_empty() && !changed {
-                let signature =
-                    "launcher process exited early (code=unknown, signal=unknown)".to_string();
-                failed(
-                    signature.clone(),
-                    format!("{signature}: {note}; its stdout log is empty"),
-                    evidence,
-                )
-            } else {
-                // `exit_code` is null: it is unknown, and the server
-                // takes a null code as such.
-                FinalReport::Finished(Finished {
-                    exit_code: None,
-                    signal: None,
-                    output: format!("{}\n[ops-center launcher] {note}", output.trim_end()),
-                    change: None,
-                })
-            }
-        }
-        Ending::NotStarted { .. } | Ending::RepoUnusable { .. } => unreachable!("handled above"),
+/// What the final report is decided from in the run's logs (see
+/// [`Logs`]).
+fn read_logs(st: &TaskState) -> Logs {
+    Logs {
+        output: strip_ansi(&tail(&st.log_path, outcome::OUTPUT_TAIL)),
+        out_tail: strip_ansi(&tail(&st.log_path, outcome::EVIDENCE_TAIL)),
+        err_tail: strip_ansi(&tail(&st.err_log_path, outcome::EVIDENCE_TAIL)),
+        err_scan: tail(&st.err_log_path, outcome::ERR_SCAN_TAIL),
     }
 }
 
@@ -921,173 +701,25 @@ fn decide(st: &TaskState, path_var: Option<&str>) -> FinalReport {
 mod tests {
     use super::*;
 
-    /// The report's body as it is sent and kept in the state file.
-    fn body(r: &FinalReport) -> serde_json::Value {
-        serde_json::to_value(r).unwrap()["body"].clone()
-    }
-
-    fn st(dir: &std::path::Path, out: &str, err: &str, ending: Ending) -> TaskState {
-        let log = dir.join("task-1-x.log");
-        let err_log = dir.join("task-1-x.err.log");
-        std::fs::write(&log, out).unwrap();
-        std::fs::write(&err_log, err).unwrap();
-        TaskState {
-            task_id: 1,
-            worker_id: "w".into(),
-            claim_token: "t".into(),
-            agent_slug: "codex".into(),
-            command: vec!["codex".into(), "exec".into()],
-            cli: "codex".into(),
-            pid: Some(42),
-            pid_start_ticks: None,
-            log_path: log,
-            err_log_path: err_log,
-            prompt_path: dir.join("p"),
-            started_at_ms: 0,
-            started_reported: true,
-            output_offset: 0,
-            streamed: 0,
-            output_capped: false,
-            ending: Some(ending),
-            final_report: None,
-            abandoned: false,
-            supervised: false,
-            ended_by: None,
-            term_sent_at_ms: None,
-            cancelled_at_ms: None,
-            worktree: None,
-            change: None,
-            change_error: None,
-            tampered: None,
-        }
-    }
-
     #[test]
-    fn decides_the_outcome() {
+    fn reads_the_tails_the_decision_takes() {
         let d = tempfile::tempdir().unwrap();
-        let d = d.path();
-        let ok = Ending::Exited {
-            code: Some(0),
-            signal: None,
-            at_ms: 3000,
-        };
-
-        let r = final_report(&st(d, "done\n", "", ok.clone()), None);
-        assert_eq!(r.kind(), "finished");
-        assert_eq!(body(&r)["exit_code"], 0);
-        assert_eq!(body(&r)["output"], "done\n");
-
-        let r = final_report(
-            &st(d, "", "x.sh: line 2: frobnicate: command not found\n", ok),
-            None,
-        );
-        assert_eq!(r.kind(), "failed");
-        assert_eq!(body(&r)["signature"], "command not found");
-        assert!(body(&r)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("frobnicate: command not found"));
-        assert!(body(&r)["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("frobnicate"));
-
-        let r = final_report(
-            &st(
-                d,
-                "partial\n",
-                "boom\n",
-                Ending::Exited {
-                    code: Some(3),
-                    signal: None,
-                    at_ms: 2000,
-                },
-            ),
-            None,
-        );
-        assert_eq!(
-            body(&r)["signature"],
-            "launcher process exited early (code=3, signal=null)"
-        );
-        assert_eq!(body(&r)["exit_code"], 3, "a failed run says how it ended");
-        assert!(body(&r).get("signal").is_none());
-        assert!(body(&r)["evidence"].as_str().unwrap().contains("boom"));
-        assert!(body(&r)["evidence"].as_str().unwrap().contains("partial"));
-
-        let r = final_report(
-            &st(
-                d,
-                "",
-                "",
-                Ending::Exited {
-                    code: None,
-                    signal: Some(9),
-                    at_ms: 0,
-                },
-            ),
-            None,
-        );
-        assert_eq!(
-            body(&r)["signature"],
-            "launcher process exited early (code=null, signal=SIGKILL)"
-        );
-        assert_eq!(body(&r)["signal"], "SIGKILL");
-        assert!(body(&r).get("exit_code").is_none());
-
-        let r = final_report(
-            &st(
-                d,
-                "",
-                "",
-                Ending::NotStarted {
-                    reason: "not found in PATH".into(),
-                    runtime_missing: true,
-                },
-            ),
-            Some("/bin"),
-        );
-        assert_eq!(
-            body(&r)["signature"],
-            "runtime no disponible en host: codex"
-        );
-        assert!(body(&r)["evidence"].as_str().unwrap().contains("PATH=/bin"));
-
-        let bad = Ending::NotStarted {
-            reason: "cannot write /x: read-only".into(),
-            runtime_missing: false,
-        };
-        let r = final_report(&st(d, "", "", bad), None);
-        assert_eq!(body(&r)["signature"], "launcher could not start the agent");
-        assert!(body(&r)["reason"].as_str().unwrap().contains("read-only"));
-
-        let r = final_report(
-            &st(
-                d,
-                "",
-                "sh: 1: exec: hermes: not found\n",
-                Ending::Exited {
-                    code: Some(127),
-                    signal: None,
-                    at_ms: 0,
-                },
-            ),
-            None,
-        );
-        assert_eq!(body(&r)["signature"], "command not found");
-
-        let r = final_report(&st(d, "result\n", "", Ending::Vanished { at_ms: 0 }), None);
-        assert_eq!(r.kind(), "finished");
-        assert!(body(&r)["exit_code"].is_null(), "unknown, sent as null");
-        assert!(body(&r)["output"]
-            .as_str()
-            .unwrap()
-            .contains("exit code unknown"));
-
-        let r = final_report(&st(d, "", "", Ending::Vanished { at_ms: 0 }), None);
-        assert_eq!(r.kind(), "failed");
-        assert!(body(&r)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("exit code unknown"));
+        let mut st: TaskState = serde_json::from_value(serde_json::json!({
+            "task_id": 1, "worker_id": "w", "claim_token": "t", "agent_slug": "codex",
+            "command": ["codex"], "cli": "codex", "pid": null, "pid_start_ticks": null,
+            "log_path": "", "err_log_path": "", "prompt_path": "", "started_at_ms": 0,
+            "started_reported": true, "output_offset": 0, "ending": null, "final_report": null,
+        }))
+        .unwrap();
+        st.log_path = d.path().join("task-1-x.log");
+        st.err_log_path = d.path().join("task-1-x.err.log");
+        let long = "x".repeat(outcome::EVIDENCE_TAIL as usize);
+        std::fs::write(&st.log_path, format!("{long}\n\x1b[31mred\x1b[0m\n")).unwrap();
+        std::fs::write(&st.err_log_path, "\x1b[1mcommand not found\x1b[0m\n").unwrap();
+        let logs = read_logs(&st);
+        assert_eq!(logs.output, format!("{long}\nred\n"));
+        assert_eq!(logs.out_tail, "red\n", "the evidence's tail is shorter");
+        assert_eq!(logs.err_tail, "command not found\n");
+        assert_eq!(logs.err_scan, "\x1b[1mcommand not found\x1b[0m\n");
     }
 }
