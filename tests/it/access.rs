@@ -5,7 +5,10 @@
 
 use serde_json::{json, Value};
 
-use crate::util::{Client, Server};
+use ops_center::protocol::dispatch::HeartbeatReport;
+
+use crate::client::{failed, TaskSpec};
+use crate::util::{dispatchable, Client, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Who {
@@ -166,12 +169,12 @@ impl Ctx {
 
     /// A task claimed by worker `w` (as the service): (task id, token).
     fn claimed(&self, w: &str) -> (i64, String) {
-        let id = crate::util::queued_task(&self.srv, "codex", json!({"priority": 1000}));
+        let id = crate::util::queued_task(&self.srv, dispatchable("codex").priority(1000));
         let worker = crate::util::Worker::new(&self.srv, w);
         worker.heartbeat(&["codex"], &[]);
-        let r = worker.claim();
-        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
-        (id, r.json["claim_token"].as_str().unwrap().to_string())
+        let (claimed, token) = worker.claim_one();
+        assert_eq!(claimed, id);
+        (id, token)
     }
 
     /// An open alert (from reconciling a claimed task); its id.
@@ -745,10 +748,10 @@ fn workspaces_fence_members() {
     let (_, outsider) = srv.user("outsider", Some((ws2, "admin")));
     let (_, member) = srv.user("member", Some((1, "member")));
 
-    let t1 = srv.service().new_task(&json!({"title": "in ws1"}));
+    let t1 = srv.service().new_task(&crate::client::task("in ws1"));
     let t2 = srv
         .service()
-        .new_task(&json!({"title": "in ws2", "workspace_id": ws2}));
+        .new_task(&crate::client::task("in ws2").workspace(ws2));
 
     // Each sees only its own workspace's tasks and workspaces.
     let list = outsider.get("/api/tasks");
@@ -823,33 +826,24 @@ fn lists_and_summaries_show_only_the_callers_workspaces() {
     for _ in 0..3 {
         queued_task(
             &srv,
-            "codex",
-            json!({"description": "secret prompt of ws1"}),
+            dispatchable("codex").description("secret prompt of ws1"),
         );
         let (id, token) = w.claim_one();
-        let r = w.report(
-            id,
-            &token,
-            "failed",
-            json!({"signature": "boom", "reason": "r"}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
+        w.report(id, &token, failed("boom", "r", "")).ok();
     }
     let stale = queued_task(
         &srv,
-        "codex",
-        json!({"description": "secret prompt of ws1"}),
+        dispatchable("codex").description("secret prompt of ws1"),
     );
     assert_eq!(w.claim_one().0, stale);
     // Half an hour passes; the worker goes on beating, holding the task
     // (a launcher that never started it).
     srv.advance_clock(30 * 60);
-    let r = srv.service().post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "running_task_ids": [stale],
-                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let holding = HeartbeatReport {
+        running_task_ids: vec![stale],
+        ..w.heartbeat_of(&["codex"], &[])
+    };
+    w.beat(&holding).ok();
 
     let stale_ids = |c: &Client| -> Vec<i64> {
         let r = c.get("/api/dispatch/stale");

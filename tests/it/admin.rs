@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
 
+use crate::client::{task, TaskSpec};
 use crate::util::{bin, Server, ADMIN, TOKEN};
 
 const NEW_TOKEN: &str = "rotated-service-token-abcdefghijklmnop";
@@ -332,8 +333,7 @@ fn backup_is_a_private_consistent_copy_taken_while_serving() {
 #[test]
 fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
     let mut srv = Server::start();
-    srv.service()
-        .new_task(&json!({"title": "counted", "agent": "codex"}));
+    srv.service().new_task(&task("counted").agent("codex"));
     assert!(srv.signal_and_wait("TERM").success());
     let db = srv.db_path().display().to_string();
 
@@ -448,7 +448,7 @@ fn restore_replaces_a_stopped_database_with_a_checked_backup() {
     // Restore then create: task 2, acknowledged before the restore and
     // lost with it, is never given again; the move is recorded.
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "after the restore"})), 1003);
+    assert_eq!(svc.new_task(&task("after the restore")), 1003);
     let ev = svc.get("/api/events?kind=task_ids.raised");
     assert_eq!(ev.json["total"], 1, "{}", ev.text);
     let e = &ev.json["events"][0];
@@ -460,7 +460,7 @@ fn restore_replaces_a_stopped_database_with_a_checked_backup() {
     // The restore left the file as a clean stop does: the start did not
     // move the mark again, nor does a clean restart.
     srv.restart();
-    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 1004);
+    assert_eq!(srv.service().new_task(&task("next")), 1004);
     assert_eq!(
         srv.service().get("/api/events?kind=task_ids.raised").json["total"],
         1
@@ -474,7 +474,7 @@ fn restore_takes_an_id_margin_and_refuses_a_bad_one() {
     let mut srv = Server::start();
     let db = db_arg(&srv);
     for i in 0..3 {
-        srv.service().new_task(&json!({"title": format!("t{i}")}));
+        srv.service().new_task(&task(&format!("t{i}")));
     }
     let backup = srv.dir.path().join("backup.db");
     let backup_s = backup.to_str().unwrap();
@@ -515,7 +515,7 @@ fn restore_takes_an_id_margin_and_refuses_a_bad_one() {
     );
     assert!(o.status.success(), "{}", text(&o));
     srv.start_again();
-    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 50004);
+    assert_eq!(srv.service().new_task(&task("next")), 50004);
 }
 
 /// A start on a file the last server did not stop cleanly — a copy of a
@@ -529,7 +529,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     let db = db_arg(&srv);
     let svc = srv.service();
     for i in 1..=3 {
-        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+        assert_eq!(svc.new_task(&task(&format!("t{i}"))), i);
     }
     // What a replica holds: a copy of the file while the server writes it.
     let replica = srv.dir.path().join("replica.db");
@@ -538,12 +538,12 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
         .status
         .success());
     for i in 4..=6 {
-        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+        assert_eq!(svc.new_task(&task(&format!("t{i}"))), i);
     }
     // A clean restart skips nothing.
     srv.restart();
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "t7"})), 7);
+    assert_eq!(svc.new_task(&task("t7")), 7);
     assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 0);
 
     // The host is lost; the file comes back from the replica, by copy, as
@@ -558,7 +558,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     let svc = srv.service();
     assert_eq!(svc.get("/api/tasks?limit=100").json["total"], 3);
     assert_eq!(
-        svc.new_task(&json!({"title": "after the restore"})),
+        svc.new_task(&task("after the restore")),
         1004,
         "past the replica's 3 by the margin, past the 7 acknowledged"
     );
@@ -581,7 +581,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     srv.signal_and_wait("KILL");
     srv.start_again();
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "after a crash"})), 2005);
+    assert_eq!(svc.new_task(&task("after a crash")), 2005);
     assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 2);
 }
 
@@ -591,8 +591,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
 fn restore_refuses_while_another_process_holds_the_file() {
     let mut srv = Server::start();
     let db = db_arg(&srv);
-    srv.service()
-        .new_task(&json!({"title": "kept", "description": "p"}));
+    srv.service().new_task(&task("kept").description("p"));
     let backup = srv.dir.path().join("backup.db");
     let backup_s = backup.to_str().unwrap();
     let o = admin(&["backup", "--db", &db, "--to", backup_s], &[], "");

@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use crate::client::{task, TaskSpec};
 use crate::util::Server;
 
 #[test]
 fn restart_keeps_all_data() {
     let mut srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "keep me", "agent": "codex", "priority": 3}));
+    let id = svc.new_task(&task("keep me").agent("codex").priority(3));
     svc.post(
         &format!("/api/tasks/{id}/comments"),
         &json!({"body": "a note"}),

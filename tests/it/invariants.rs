@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use crate::client::{failed, finished, output, started, task, TaskSpec};
 use crate::util::{enable_dispatch, Client, Server, Worker};
 
 #[derive(Clone, Debug)]
@@ -131,14 +132,13 @@ impl Run {
             }
             Op::Claim(w) => {
                 let r = self.workers[w].claim();
-                if let Some(t) = r.json["task"]["id"].as_i64() {
-                    let task = &r.json["task"];
+                if let Some(task) = r.task {
                     assert!(
-                        task["sensitive"] == false || task["gate_approved_at"].is_string(),
-                        "an unapproved sensitive task was handed out: {task}"
+                        !task.sensitive || task.gate_approved_at.is_some(),
+                        "an unapproved sensitive task was handed out: {task:?}"
                     );
                     self.claims
-                        .push((t, w, r.json["claim_token"].as_str().unwrap().to_string()));
+                        .push((task.id, w, r.claim_token.expect("a claim token")));
                 }
             }
             Op::Started(c) | Op::Output(c) | Op::Finished(c, _) | Op::Failed(c) => {
@@ -147,19 +147,22 @@ impl Run {
                 }
                 let (task, w, token) = self.claims[c % self.claims.len()].clone();
                 let (holder, current) = self.current_claim(task);
-                let (kind, body) = match *op {
-                    Op::Started(_) => ("started", json!({"pid": 1})),
-                    Op::Output(_) => ("output", json!({"chunk": "work"})),
-                    Op::Finished(_, with_output) => (
-                        "finished",
-                        json!({"exit_code": 0, "output": if with_output { "done" } else { "" }}),
-                    ),
-                    _ => (
-                        "failed",
-                        json!({"signature": "command not found", "reason": "r", "evidence": "e"}),
-                    ),
+                let worker = &self.workers[w];
+                let (kind, r) = match *op {
+                    Op::Started(_) => ("started", worker.report(task, &token, started(Some(1)))),
+                    Op::Output(_) => ("output", worker.report(task, &token, output("work"))),
+                    Op::Finished(_, with_output) => {
+                        let out = if with_output { "done" } else { "" };
+                        (
+                            "finished",
+                            worker.report(task, &token, finished(Some(0), out)),
+                        )
+                    }
+                    _ => {
+                        let failure = failed("command not found", "r", "e");
+                        ("failed", worker.report(task, &token, failure))
+                    }
                 };
-                let r = self.workers[w].report(task, &token, kind, body);
                 let holds = holder.as_deref() == Some(self.workers[w].id.as_str())
                     && current.as_deref() == Some(token.as_str());
                 if r.status == 200 {
@@ -378,8 +381,7 @@ proptest! {
             match op {
                 GateOp::Create { hermes, approved } => {
                     let slug = if *hermes { "hermes" } else { "codex" };
-                    let id = svc.new_task(&json!({"title": "s", "description": "p", "execution": "interactive",
-                                                  "agent": slug, "sensitive": true}));
+                    let id = svc.new_task(&task("s").interactive(slug).description("p").sensitive());
                     if *approved {
                         let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
                         prop_assert_eq!(r.status, 200, "{}", r.text);
@@ -433,11 +435,11 @@ proptest! {
                     }
                 }
                 GateOp::Claim => {
-                    let r = w.claim();
-                    if let Some(id) = r.json["task"]["id"].as_i64() {
+                    if let Some(claimed) = w.claim().task {
+                        let id = claimed.id;
                         let t = tasks.iter().find(|t| t.0 == id).unwrap();
-                        prop_assert_eq!(&r.json["task"]["sensitive"], &json!(true));
-                        prop_assert!(t.2, "task {} was claimed without a standing human approval: {}", id, r.text);
+                        prop_assert!(claimed.sensitive);
+                        prop_assert!(t.2, "task {} was claimed without a standing human approval: {:?}", id, claimed);
                     }
                 }
                 GateOp::Reconcile => {

@@ -29,14 +29,14 @@ fn a_parked_claim_gets_the_next_matching_task_at_once() {
     let parked = parked_claim(&srv, "w1", 10);
     std::thread::sleep(Duration::from_millis(500));
     // A task this worker cannot run does not answer it.
-    queued_task(&srv, "hermes", json!({}));
+    queued_task(&srv, "hermes");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !parked.is_finished(),
         "a non-matching task answered the parked claim"
     );
     let queued_at = Instant::now();
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let (r, _) = parked.join().unwrap();
     let latency = queued_at.elapsed();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -146,7 +146,7 @@ fn parked_workers_share_a_stream_of_dispatches_each_task_once() {
     let svc = srv.service();
     let mut queued = HashSet::new();
     for _ in 0..TASKS {
-        queued.insert(queued_task(&srv, "codex", json!({})));
+        queued.insert(queued_task(&srv, "codex"));
     }
     drop(svc);
     let mut claimed = Vec::new();
@@ -178,7 +178,7 @@ fn a_task_queued_between_a_claims_search_and_its_park_wakes_it() {
     hold(&srv, "w1", "arm");
     let parked = parked_claim(&srv, "w1", 30);
     assert!(hold(&srv, "w1", "wait"), "the claim never reached the hook");
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let released = Instant::now();
     hold(&srv, "w1", "release");
     let (r, _) = parked.join().unwrap();
@@ -227,7 +227,7 @@ fn a_claim_whose_launcher_died_while_parked_gets_no_task() {
     let live = parked_claim(&srv, "host-a", 30);
     drop(dead);
     let queued_at = Instant::now();
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let (r, _) = live.join().unwrap();
     assert_eq!(r.json["task"]["id"], id, "{}", r.text);
     assert!(
@@ -252,7 +252,7 @@ fn a_restarted_launchers_first_heartbeat_requeues_its_unlisted_claims_at_once() 
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "host-b");
     w.heartbeat(&["codex"], &[]);
-    let held = queued_task(&srv, "codex", json!({}));
+    let held = queued_task(&srv, "codex");
     let (id, _) = w.claim_one();
     assert_eq!(id, held);
     // A regular heartbeat within the grace leaves the claim alone: its

@@ -6,9 +6,14 @@
 
 use serde_json::{json, Value};
 
-use crate::util::{enable_dispatch, event_kinds, queued_task, set_repo_roots, Server, Worker};
+use ops_center::protocol::dispatch::ClaimRepo;
 
-fn task(srv: &Server, id: i64) -> Value {
+use crate::client::{task, TaskSpec};
+use crate::util::{
+    dispatchable, enable_dispatch, event_kinds, queued_task, set_repo_roots, Server, Worker,
+};
+
+fn task_of(srv: &Server, id: i64) -> Value {
     let r = srv.service().get(&format!("/api/tasks/{id}"));
     assert_eq!(r.status, 200, "{}", r.text);
     r.json
@@ -127,7 +132,7 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
     }
 
     // An edit is held to the same rule.
-    let id = member.new_task(&json!({"title": "edited", "repo_path": "/srv/repos/app"}));
+    let id = member.new_task(&task("edited").repo("/srv/repos/app"));
     let before = srv.fingerprint();
     let r = member.patch(
         &format!("/api/tasks/{id}"),
@@ -212,7 +217,7 @@ fn hidden_characters_are_refused_in_repositories_and_refs_naming_the_code_point(
     let srv = Server::start();
     set_repo_roots(&srv, 1, &["/srv"]);
     let admin = srv.admin();
-    let id = admin.new_task(&json!({"title": "t"}));
+    let id = admin.new_task(&task("t"));
     for (c, code) in [
         ('\u{202E}', "U+202E"),
         ('\u{2028}', "U+2028"),
@@ -314,21 +319,24 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
     // A: its own repository, first in the queue; B: none, after it.
     let a = queued_task(
         &srv,
-        "codex",
-        json!({"repo_path": "/srv/repos/app", "priority": 5}),
+        dispatchable("codex").repo("/srv/repos/app").priority(5),
     );
-    let b = queued_task(&srv, "codex", json!({"priority": 1}));
+    let b = queued_task(&srv, dispatchable("codex").priority(1));
     // S: sensitive, approved for its repository.
     let s = admin.new_task(
-        &json!({"title": "s", "execution": "interactive", "agent": "codex",
-                                    "sensitive": true, "repo_path": "/srv/repos/app"}),
+        &task("s")
+            .interactive("codex")
+            .sensitive()
+            .repo("/srv/repos/app"),
     );
     let r = admin.post(&format!("/api/tasks/{s}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     // T: sensitive, approved, in a repository that stays allowed.
     let t = admin.new_task(
-        &json!({"title": "t", "execution": "interactive", "agent": "codex",
-                                    "sensitive": true, "repo_path": "/srv/repos/keep"}),
+        &task("t")
+            .interactive("codex")
+            .sensitive()
+            .repo("/srv/repos/keep"),
     );
     let r = admin.post(&format!("/api/tasks/{t}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
@@ -336,18 +344,18 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
     // The roots narrow: A's and S's repository is no longer allowed.
     set_repo_roots(&srv, 1, &["/srv/other", "/srv/repos/keep"]);
     assert!(
-        task(&srv, s)["gate_approved_at"].is_null(),
+        task_of(&srv, s)["gate_approved_at"].is_null(),
         "S's approval is withdrawn"
     );
-    assert!(!task(&srv, t)["gate_approved_at"].is_null(), "T's stays");
+    assert!(!task_of(&srv, t)["gate_approved_at"].is_null(), "T's stays");
     let last = repo_set_events(&srv).pop().unwrap();
     assert_eq!(last["approvals_withdrawn"], json!([s]), "{last}");
 
     // The claim passes over A, blocking it with the reason, and hands out B.
     let r = w.claim();
-    assert_eq!(r.json["task"]["id"], b, "{}", r.text);
-    assert_eq!(r.json["repo"], Value::Null, "{}", r.text);
-    let ta = task(&srv, a);
+    assert_eq!(r.task.as_ref().map(|t| t.id), Some(b), "{r:?}");
+    assert_eq!(r.repo, None, "{r:?}");
+    let ta = task_of(&srv, a);
     assert_eq!(ta["status"], "waiting", "{ta:#}");
     assert_eq!(ta["blocked"], true, "{ta:#}");
     let reason = ta["blocked_reason"].as_str().unwrap();
@@ -366,7 +374,7 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
         !kinds.contains(&"dispatch.claimed".to_string()),
         "{kinds:?}"
     );
-    assert_eq!(w.claim().json["reason"], "no_task", "A is out of the queue");
+    assert_eq!(w.no_claim(), "no_task", "A is out of the queue");
 
     // Retrying it is refused while the repository is not allowed, and
     // leaves it blocked.
@@ -387,7 +395,7 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
         "{}",
         r.text
     );
-    let ta = task(&srv, a);
+    let ta = task_of(&srv, a);
     assert_eq!(
         (ta["status"].clone(), ta["blocked"].clone()),
         (json!("waiting"), json!(true))
@@ -400,19 +408,20 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
         .post(&format!("/api/tasks/{a}/retry"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     let r = w.claim();
-    assert_eq!(r.json["task"]["id"], a, "{}", r.text);
-    assert_eq!(
-        r.json["repo"],
-        json!({"path": "/srv/repos/app", "base_ref": null})
-    );
+    assert_eq!(r.task.as_ref().map(|t| t.id), Some(a), "{r:?}");
+    let repo = ClaimRepo {
+        path: "/srv/repos/app".into(),
+        base_ref: None,
+    };
+    assert_eq!(r.repo, Some(repo));
 }
 
 #[test]
 fn the_task_view_carries_the_repository_its_agent_works_in() {
     let srv = Server::start();
     let admin = srv.admin();
-    let none = admin.new_task(&json!({"title": "none", "base_ref": "v1"}));
-    let t = task(&srv, none);
+    let none = admin.new_task(&task("none").base_ref("v1"));
+    let t = task_of(&srv, none);
     assert_eq!(t["effective_repo_path"], Value::Null, "{t:#}");
     assert_eq!(
         t["effective_base_ref"],
@@ -425,14 +434,14 @@ fn the_task_view_carries_the_repository_its_agent_works_in() {
         &json!({"repo_path": "/srv/ws", "base_ref": "develop", "repo_roots": ["/srv/own"]}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let ws = admin.new_task(&json!({"title": "ws"}));
-    let own = admin.new_task(&json!({"title": "own", "repo_path": "/srv/own/x"}));
+    let ws = admin.new_task(&task("ws"));
+    let own = admin.new_task(&task("own").repo("/srv/own/x"));
     for (id, path, base) in [
         (none, json!("/srv/ws"), json!("v1")),
         (ws, json!("/srv/ws"), json!("develop")),
         (own, json!("/srv/own/x"), Value::Null),
     ] {
-        let t = task(&srv, id);
+        let t = task_of(&srv, id);
         assert_eq!(
             (&t["effective_repo_path"], &t["effective_base_ref"]),
             (&path, &base),
@@ -451,7 +460,7 @@ fn the_task_view_carries_the_repository_its_agent_works_in() {
         assert_eq!(listed["effective_base_ref"], base, "{listed:#}");
     }
     // The task's own fields stay what it names.
-    let t = task(&srv, ws);
+    let t = task_of(&srv, ws);
     assert_eq!(
         (&t["repo_path"], &t["base_ref"]),
         (&Value::Null, &Value::Null)

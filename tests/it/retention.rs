@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::client::{task, TaskSpec};
 use crate::util::*;
 
 fn event_count(srv: &Server, task: i64) -> usize {
@@ -119,13 +120,13 @@ fn a_large_backlog_is_pruned_in_one_run_while_writes_go_on() {
     const OLD: i64 = 40_000;
     let mut srv = Server::start();
     let svc = srv.service();
-    let done = svc.new_task(&json!({"title": "finished", "description": "x"}));
+    let done = svc.new_task(&task("finished").description("x"));
     let r = svc.patch(
         &format!("/api/tasks/{done}/status"),
         &json!({"status": "done"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let open = svc.new_task(&json!({"title": "unfinished", "description": "x"}));
+    let open = svc.new_task(&task("unfinished").description("x"));
     assert!(srv.signal_and_wait("TERM").success());
     {
         // The backlog, written while the server is stopped (as the

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::client::task;
 use crate::util::{bin, Server, TOKEN};
 
 pub(crate) fn is_root() -> bool {
@@ -268,7 +269,7 @@ fn generated_secrets_go_to_a_private_file_not_stdout() {
 fn a_write_lock_held_elsewhere_answers_503_database_busy() {
     let srv = Server::start();
     let svc = srv.service();
-    svc.new_task(&json!({"title": "before"}));
+    svc.new_task(&task("before"));
     let other = srv.sql_write();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let r = svc.post("/api/tasks", &json!({"title": "while locked"}));

@@ -9,18 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ops_center::protocol::admin::SettingChange;
+use ops_center::protocol::accounts::{NewUser, Workspace, WorkspaceChange};
+use ops_center::protocol::admin::ClockAdvance;
 use ops_center::protocol::dispatch::{
-    AgentCapability, ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
+    ClaimAnswer, ClaimProof, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
 };
-use ops_center::protocol::events::EventList;
+use ops_center::protocol::errors::ErrorBody;
+use ops_center::protocol::tasks::{NewTask, TaskView};
 
+use crate::client::{self, Answer, Report, TaskSpec};
 use crate::harness;
-
-/// A body of the protocol as the JSON the client sends.
-pub fn json(body: &impl serde::Serialize) -> Value {
-    serde_json::to_value(body).expect("protocol types serialize")
-}
 
 pub const TOKEN: &str = "test-service-token-0123456789abcdef";
 pub const ADMIN: &str = "root";
@@ -259,10 +257,7 @@ impl Server {
 
     /// A client logged in as `user`.
     pub fn login(&self, user: &str, password: &str) -> Client {
-        let r = self.client().post(
-            "/api/auth/login",
-            &serde_json::json!({"username": user, "password": password}),
-        );
+        let r = self.client().log_in(user, password);
         assert_eq!(r.status, 200, "login as {user}: {}", r.text);
         let cookie = r
             .header("set-cookie")
@@ -282,18 +277,14 @@ impl Server {
     /// workspace `ws` (or none), logged in.
     pub fn user(&self, name: &str, ws_role: Option<(i64, &str)>) -> (i64, Client) {
         let pw = format!("{name}-password-1234");
-        let r = self.admin().post(
-            "/api/users",
-            &serde_json::json!({"username": name, "password": pw}),
-        );
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id = r.json["id"].as_i64().unwrap();
+        let new = NewUser {
+            username: name.into(),
+            password: pw.clone(),
+            is_admin: None,
+        };
+        let id = self.admin().create_user(&new).ok().id;
         if let Some((ws, role)) = ws_role {
-            let r = self.admin().put(
-                &format!("/api/workspaces/{ws}/members/{id}"),
-                &serde_json::json!({"role": role}),
-            );
-            assert_eq!(r.status, 200, "{}", r.text);
+            self.admin().set_member(ws, id, role).ok();
         }
         (id, self.login(name, &pw))
     }
@@ -303,10 +294,10 @@ impl Server {
     /// time really passed. A restarted server starts at the wall clock
     /// again.
     pub fn advance_clock(&self, secs: i64) {
-        let r = self.service().post(
-            "/api/test/clock",
-            &serde_json::json!({ "advance_seconds": secs }),
-        );
+        let advance = ClockAdvance {
+            advance_seconds: secs,
+        };
+        let r = self.service().send("POST", "/api/test/clock", &advance);
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
@@ -424,6 +415,13 @@ impl Res {
         self.json["error"].as_str().unwrap_or("")
     }
 
+    /// Asserts a refusal with `status` and error `code`; the error body.
+    #[track_caller]
+    pub fn refused(&self, status: u16, code: &str) -> ErrorBody {
+        assert_eq!((self.status, self.error()), (status, code), "{}", self.text);
+        self.body()
+    }
+
     /// The body read as its protocol type (panics, with the body, when it
     /// is not that shape).
     pub fn body<A: serde::de::DeserializeOwned>(&self) -> A {
@@ -451,13 +449,6 @@ impl Client {
     /// The headers sent with every request (credentials among them).
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
-    }
-
-    /// Creates a task (`POST /api/tasks`, which must answer 201); its id.
-    pub fn new_task(&self, body: &Value) -> i64 {
-        let r = self.post("/api/tasks", body);
-        assert_eq!(r.status, 201, "create task: {}", r.text);
-        r.json["id"].as_i64().expect("task id")
     }
 
     pub fn get(&self, path: &str) -> Res {
@@ -591,23 +582,15 @@ impl Worker {
         }
     }
 
-    /// A heartbeat reporting `usable` slugs as available and logged in.
-    pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> Res {
-        let report = HeartbeatReport {
+    /// The heartbeat [`Worker::heartbeat`] sends: `usable` slugs available
+    /// and logged in, two free slots, no task running.
+    pub fn heartbeat_of(&self, usable: &[&str], models: &[&str]) -> HeartbeatReport {
+        HeartbeatReport {
             worker_id: self.id.clone(),
             host: "test-host".into(),
             pid: Some(1),
             version: "test".into(),
-            agents: usable
-                .iter()
-                .map(|s| AgentCapability {
-                    slug: s.to_string(),
-                    cli: s.to_string(),
-                    available: true,
-                    authenticated: true,
-                    reason: None,
-                })
-                .collect(),
+            agents: usable.iter().map(|s| client::usable(s)).collect(),
             models: models.iter().map(|m| m.to_string()).collect(),
             slots_total: 2,
             slots_busy: 0,
@@ -615,36 +598,72 @@ impl Worker {
             draining: false,
             workspace_id: None,
             starting: false,
-        };
-        let r = self.client.post("/api/dispatch/heartbeat", &json(&report));
-        assert_eq!(r.status, 200, "heartbeat: {}", r.text);
-        let _: HeartbeatAnswer = r.body();
-        r
-    }
-
-    /// `POST /api/dispatch/next`; returns the answer.
-    pub fn claim(&self) -> Res {
-        let request = ClaimRequest {
-            worker_id: self.id.clone(),
-            agent_slugs: None,
-            workspace_id: None,
-        };
-        let r = self.client.post("/api/dispatch/next", &json(&request));
-        assert_eq!(r.status, 200, "claim: {}", r.text);
-        r
-    }
-
-    /// Claims and returns (task id, claim token), or panics with the reason.
-    pub fn claim_one(&self) -> (i64, String) {
-        let r = self.claim();
-        let answer: ClaimAnswer = r.body();
-        match (answer.task, answer.claim_token) {
-            (Some(task), Some(token)) => (task.id, token),
-            _ => panic!("no task claimed: {}", r.text),
         }
     }
 
-    pub fn report(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
+    /// A heartbeat reporting `usable` slugs as available and logged in.
+    #[track_caller]
+    pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> HeartbeatAnswer {
+        self.beat(&self.heartbeat_of(usable, models)).ok()
+    }
+
+    /// Sends `report` as this worker's heartbeat.
+    pub fn beat(&self, report: &HeartbeatReport) -> Answer<HeartbeatAnswer> {
+        self.client.heartbeat(report)
+    }
+
+    /// A claim for any agent and workspace.
+    pub fn request(&self) -> ClaimRequest {
+        ClaimRequest {
+            worker_id: self.id.clone(),
+            agent_slugs: None,
+            workspace_id: None,
+        }
+    }
+
+    /// `POST /api/dispatch/next` for any agent and workspace.
+    #[track_caller]
+    pub fn claim(&self) -> ClaimAnswer {
+        self.client.claim(&self.request()).ok()
+    }
+
+    /// Claims and returns (task id, claim token), or panics with the reason.
+    #[track_caller]
+    pub fn claim_one(&self) -> (i64, String) {
+        let answer = self.claim();
+        match (answer.task, answer.claim_token) {
+            (Some(task), Some(token)) => (task.id, token),
+            (task, _) => panic!("no task claimed: {:?} {task:?}", answer.reason),
+        }
+    }
+
+    /// Claims, asserting that nothing is handed out; the reason.
+    #[track_caller]
+    pub fn no_claim(&self) -> String {
+        let answer = self.claim();
+        assert!(
+            answer.task.is_none() && answer.claim_token.is_none(),
+            "claimed {answer:?}"
+        );
+        answer.reason.expect("a reason")
+    }
+
+    /// The proof of holding the claim `token`.
+    pub fn proof(&self, token: &str) -> ClaimProof {
+        ClaimProof {
+            worker_id: self.id.clone(),
+            claim_token: token.to_string(),
+        }
+    }
+
+    /// Reports `report` about `task` under the claim `token`.
+    pub fn report<R: Report>(&self, task: i64, token: &str, report: R) -> Answer<TaskView> {
+        self.client.report(task, self.proof(token), report)
+    }
+
+    /// A report whose body is not the protocol's (a bad value, a field
+    /// left out), with this worker's claim proof added.
+    pub fn report_raw(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
         body["worker_id"] = Value::from(self.id.clone());
         body["claim_token"] = Value::from(token);
         self.client
@@ -652,53 +671,65 @@ impl Worker {
     }
 }
 
-/// Creates an interactive task for `agent` and queues it; returns its id.
-pub fn queued_task(srv: &Server, agent: &str, extra: Value) -> i64 {
-    let mut body = serde_json::json!({"title": "dispatch me", "description": "do it", "execution": "interactive", "agent": agent});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
+/// What [`queued_task`] queues: a task, or an agent's slug for the usual
+/// interactive one.
+pub trait IntoTask {
+    fn into_task(self) -> NewTask;
+}
+
+impl IntoTask for &str {
+    fn into_task(self) -> NewTask {
+        dispatchable(self)
     }
+}
+
+impl IntoTask for NewTask {
+    fn into_task(self) -> NewTask {
+        self
+    }
+}
+
+/// The interactive task [`queued_task`] makes for `agent`.
+pub fn dispatchable(agent: &str) -> NewTask {
+    client::task("dispatch me")
+        .description("do it")
+        .interactive(agent)
+}
+
+/// Creates a task and queues it (`dispatch_enabled` or not); its id.
+#[track_caller]
+pub fn queued_task(srv: &Server, task: impl IntoTask) -> i64 {
     let svc = srv.service();
-    let r = svc.post("/api/tasks", &body);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.json["id"].as_i64().unwrap();
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &serde_json::json!({}));
-    assert_eq!(r.status, 200, "dispatch: {}", r.text);
-    assert_eq!(r.json["status"], "queued");
+    let id = svc.new_task(&task.into_task());
+    let queued = svc.dispatch(id).ok();
+    assert_eq!(queued.task.status, "queued");
     id
 }
 
 /// Lets the tasks of workspace `ws` name their own repository under
 /// `roots` (`PATCH /api/workspaces/:id` with `repo_roots`, as the global
 /// admin); returns the workspace as answered.
-pub fn set_repo_roots(srv: &Server, ws: i64, roots: &[&str]) -> Value {
-    let r = srv.admin().patch(
-        &format!("/api/workspaces/{ws}"),
-        &serde_json::json!({ "repo_roots": roots }),
-    );
-    assert_eq!(r.status, 200, "set repo_roots: {}", r.text);
-    r.json
+#[track_caller]
+pub fn set_repo_roots(srv: &Server, ws: i64, roots: &[&str]) -> Workspace {
+    let change = WorkspaceChange {
+        repo_roots: Some(roots.iter().map(|r| r.to_string()).collect()),
+        ..WorkspaceChange::default()
+    };
+    srv.admin().edit_workspace(ws, &change).ok()
 }
 
+#[track_caller]
 pub fn enable_dispatch(srv: &Server) {
-    let change = SettingChange {
-        value: "true".into(),
-    };
-    let r = srv
-        .service()
-        .put("/api/settings/dispatch_enabled", &json(&change));
-    assert_eq!(r.status, 200, "{}", r.text);
+    srv.service().set_setting("dispatch_enabled", "true").ok();
 }
 
 /// The kinds of a task's events, oldest first.
+#[track_caller]
 pub fn event_kinds(srv: &Server, task: i64) -> Vec<String> {
-    let r = srv
+    let list = srv
         .service()
-        .get(&format!("/api/events?task_id={task}&limit=1000"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let list: EventList = r.body();
+        .events(&format!("?task_id={task}&limit=1000"))
+        .ok();
     let mut kinds: Vec<String> = list.events.into_iter().map(|e| e.kind).collect();
     kinds.reverse();
     kinds

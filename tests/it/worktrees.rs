@@ -6,6 +6,9 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use ops_center::protocol::dispatch::ClaimRepo;
+
+use crate::client::TaskSpec;
 use crate::launcher::{
     alive, blockers, create_agent, enable_dispatch, example, started_pid, task, wait_status,
     AgentGuard, Launcher,
@@ -391,10 +394,7 @@ fn repository_settings_are_validated_and_approved_tasks_lose_their_approval() {
 
     // A sensitive task approved for one repository is not approved for another.
     create_agent(&srv, "coder");
-    let id = admin.new_task(
-        &json!({"title": "s", "execution": "interactive", "agent": "coder",
-                                    "sensitive": true}),
-    );
+    let id = admin.new_task(&crate::client::task("s").interactive("coder").sensitive());
     let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!r.json["gate_approved_at"].is_null(), "{}", r.text);
@@ -423,12 +423,12 @@ fn a_reported_change_is_validated() {
     enable_dispatch(&srv);
     create_agent(&srv, "coder");
     let w = crate::util::Worker::new(&srv, "w1");
-    assert_eq!(w.heartbeat(&["coder"], &[]).status, 200);
+    w.heartbeat(&["coder"], &[]);
     let id = queued(&srv, json!({"agent": "coder"}));
     let c = w.claim();
-    assert_eq!(c.json["task"]["id"], id, "{}", c.text);
-    assert_eq!(c.json["repo"], Value::Null, "no repository: {}", c.text);
-    let token = c.json["claim_token"].as_str().unwrap().to_string();
+    assert_eq!(c.task.as_ref().map(|t| t.id), Some(id), "{c:?}");
+    assert_eq!(c.repo, None, "no repository: {c:?}");
+    let token = c.claim_token.unwrap();
     let svc = srv.service();
     let base = json!({"worker_id": "w1", "claim_token": token, "exit_code": 0, "output": ""});
     for (extra, field) in [
@@ -466,7 +466,7 @@ fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let w = crate::util::Worker::new(&srv, "w1");
-    assert_eq!(w.heartbeat(&["coder"], &[]).status, 200);
+    w.heartbeat(&["coder"], &[]);
     let a = queued(&srv, json!({"agent": "coder", "priority": 3}));
     let b = queued(
         &srv,
@@ -476,14 +476,18 @@ fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
         &srv,
         json!({"agent": "coder", "priority": 1, "base_ref": "v2"}),
     );
+    let repo = |path: &str, base_ref: Option<&str>| ClaimRepo {
+        path: path.into(),
+        base_ref: base_ref.map(str::to_string),
+    };
     for (id, want) in [
-        (a, json!({"path": "/srv/ws", "base_ref": "develop"})),
-        (b, json!({"path": "/srv/own", "base_ref": null})),
-        (c, json!({"path": "/srv/ws", "base_ref": "v2"})),
+        (a, repo("/srv/ws", Some("develop"))),
+        (b, repo("/srv/own", None)),
+        (c, repo("/srv/ws", Some("v2"))),
     ] {
         let r = w.claim();
-        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
-        assert_eq!(r.json["repo"], want, "{}", r.text);
+        assert_eq!(r.task.as_ref().map(|t| t.id), Some(id), "{r:?}");
+        assert_eq!(r.repo, Some(want), "{r:?}");
     }
 }
 
