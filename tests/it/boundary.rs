@@ -12,7 +12,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::launcher::{enable_dispatch, example, wait_status, Launcher};
+use crate::launcher::{enable_dispatch, example, wait_status};
+use crate::util::Launcher;
 use crate::util::{Server, TOKEN};
 use crate::worktrees::git;
 

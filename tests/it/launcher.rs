@@ -2,174 +2,15 @@
 //! examples/agents as runtimes: whole dispatches, each failure signature,
 //! a launcher killed with -9 mid-run, and a server restarted mid-run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{bin, end_process, event_kinds, own_user, wait_for, Server, TOKEN};
+use crate::util::{bin, event_kinds, wait_for, AgentGuard, Launcher, Server};
 
 pub fn example(name: &str) -> String {
     format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A running `ops-center launcher`. Dropping it kills it (not the agents
-/// it started: those are detached; see `AgentGuard`).
-pub struct Launcher {
-    child: Option<Child>,
-    pub log_dir: PathBuf,
-    pub log_file: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Launcher {
-    /// A launcher for `srv` with a fast heartbeat and claim poll; `vars`
-    /// add to or override the environment.
-    pub fn start(srv: &Server, log_dir: &Path, vars: &[(&str, &str)]) -> Launcher {
-        let mut env: Vec<(String, String)> = [
-            ("OPS_API_BASE", format!("http://{}/api", srv.addr)),
-            ("OPS_SERVICE_TOKEN", TOKEN.to_string()),
-            ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
-            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
-            ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
-            ("OPS_AGENT_USER", own_user()),
-            ("RUST_LOG", "info".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for (k, v) in vars {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        let log_file = log_dir.with_extension("launcher.log");
-        let mut l = Launcher {
-            child: None,
-            log_dir: log_dir.to_path_buf(),
-            log_file,
-            env,
-        };
-        l.spawn();
-        l
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(bin());
-        cmd.arg("launcher")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("OPS_LAUNCHER_LOG_FILE", &self.log_file)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("start launcher"));
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
-
-    pub fn kill9(&mut self) {
-        let mut c = self.child.take().expect("running");
-        c.kill().expect("kill -9");
-        c.wait().expect("wait");
-    }
-
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none());
-        self.spawn();
-    }
-
-    /// Leaves `key` out of the environment of the next start.
-    pub fn unset(&mut self, key: &str) {
-        self.env.retain(|(k, _)| k != key);
-    }
-
-    /// Waits for the launcher to die on its own (a crash point), as a
-    /// `kill -9` at that point would leave things.
-    pub fn wait_crash(&mut self, secs: u64) {
-        let mut c = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                assert!(!st.success(), "the launcher exited cleanly: {st}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the launcher did not crash\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(c.id().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "launcher did not exit on SIG{sig}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends a signal and leaves the launcher running.
-    pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id();
-        assert!(Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    pub fn state_files(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.log_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.to_string_lossy().ends_with(".state.json"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        end_process(&mut self.child, "launcher", &self.log_file);
-    }
-}
-
-/// Kills a detached agent's process group when the test ends, however it
-/// ends.
-pub struct AgentGuard(pub u32);
-
-impl Drop for AgentGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 pub fn enable_dispatch(srv: &Server) {
@@ -407,7 +248,7 @@ fn a_task_goes_from_next_to_review_with_its_output() {
     let out = Command::new(bin())
         .arg("launcher")
         .env_clear()
-        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(l.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .unwrap();
     assert!(!out.status.success());

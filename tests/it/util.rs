@@ -1,10 +1,12 @@
 //! The test harness: each test gets its own temp dir and a real
 //! `ops-center serve` on a free port, and talks to it over real HTTP.
+//! Every process a test runs for long (servers, launchers) is a [`Proc`]:
+//! started, signalled, waited for and killed in one place.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,11 +39,13 @@ pub fn bin() -> &'static str {
 
 /// A running server with its temp dir. Dropping it kills the process.
 pub struct Server {
+    /// First, so that it is dropped (the process killed, its log printed)
+    /// before the temp dir is removed.
+    process: Proc,
     pub dir: tempfile::TempDir,
     pub addr: String,
     /// What the server printed on stdout before `listening on`.
     pub banner: Vec<String>,
-    child: Option<Child>,
     env: Vec<(String, String)>,
     /// `--bind` of the next start: port 0 unless `keep_port` pinned it.
     bind: String,
@@ -94,11 +98,12 @@ impl Server {
                 env.push((k.to_string(), v.to_string()));
             }
         }
+        let log = dir.path().join("server.log");
         let mut s = Server {
+            process: Proc::new("server", log),
             dir,
             addr: String::new(),
             banner: Vec::new(),
-            child: None,
             env,
             bind: "127.0.0.1:0".to_string(),
             nofile,
@@ -166,11 +171,9 @@ impl Server {
                 });
             }
         }
-        let started = harness::start_serve(cmd, &self.log_path(), Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.addr = started.addr;
-        self.banner = started.banner;
-        self.child = Some(started.child);
+        let (addr, banner) = self.process.serve(cmd, Duration::from_secs(30));
+        self.addr = addr;
+        self.banner = banner;
     }
 
     pub fn log(&self) -> String {
@@ -178,7 +181,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// A field of /proc/<pid>/status (e.g. `Threads`, `VmRSS` in kB).
@@ -193,25 +196,8 @@ impl Server {
     }
 
     /// Sends `signal` (e.g. "TERM") and waits for the exit status.
-    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIG{signal}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        self.process.signal_and_wait(signal, 30)
     }
 
     /// Later starts bind the address of this one, so that clients (a
@@ -228,7 +214,6 @@ impl Server {
 
     /// Starts the (stopped) server again on the same file.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "still running");
         self.spawn();
     }
 
@@ -362,25 +347,220 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let log = self.log_path();
-        end_process(&mut self.child, "server", &log);
+/// A process a test runs (a server, a launcher), and the log it writes.
+/// Dropping it kills the process, and prints the log if the test failed.
+pub struct Proc {
+    what: &'static str,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Nothing running yet.
+    pub fn new(what: &'static str, log: PathBuf) -> Proc {
+        Proc {
+            what,
+            log,
+            child: None,
+        }
+    }
+
+    /// Starts `cmd` with no input and its output dropped (the process
+    /// writes its own log).
+    pub fn start(&mut self, mut cmd: Command) {
+        assert!(self.child.is_none(), "the {} still runs", self.what);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {}: {e}", self.what));
+        self.child = Some(child);
+    }
+
+    /// Starts `cmd` (an `ops-center serve …`), its stderr appended to the
+    /// log, and waits up to `timeout` for it to listen: its address and
+    /// what it printed before.
+    pub fn serve(&mut self, cmd: Command, timeout: Duration) -> (String, Vec<String>) {
+        assert!(self.child.is_none(), "the {} still runs", self.what);
+        let started =
+            harness::start_serve(cmd, &self.log, timeout).unwrap_or_else(|e| panic!("{e}"));
+        self.child = Some(started.child);
+        (started.addr, started.banner)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") and leaves the process running.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Sends `signal` and waits up to `secs` for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str, secs: u64) -> ExitStatus {
+        self.signal(signal);
+        self.wait_exit(secs, &format!("after SIG{signal}"))
+    }
+
+    /// Waits up to `secs` for the process to end on its own (`why` says
+    /// what should end it); its exit status. A process that does not end
+    /// fails the test (and is killed when the `Proc` is dropped).
+    pub fn wait_exit(&mut self, secs: u64, why: &str) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let what = self.what;
+        let status = wait_for(secs, &format!("the {what} to exit {why}"), || {
+            child.try_wait().expect("wait")
+        });
+        self.child = None;
+        status
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
     }
 }
 
-/// Kills a test's child process (server or launcher) when the test ends,
-/// and prints its log if the test failed.
-pub fn end_process(child: &mut Option<Child>, what: &str, log_file: &std::path::Path) {
-    if let Some(mut c) = child.take() {
-        harness::end(&mut c);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            harness::end(&mut c);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log ({}) ---\n{}",
+                self.what,
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
-    if std::thread::panicking() {
-        eprintln!(
-            "--- {what} log ({}) ---\n{}",
-            log_file.display(),
-            std::fs::read_to_string(log_file).unwrap_or_default()
-        );
+}
+
+/// A running `ops-center launcher`. Dropping it kills it (not the agents
+/// it started: those are detached; see `AgentGuard`).
+pub struct Launcher {
+    process: Proc,
+    pub log_dir: PathBuf,
+    pub log_file: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launcher {
+    /// A launcher for `srv` with a fast heartbeat and claim poll; `vars`
+    /// add to or override the environment.
+    pub fn start(srv: &Server, log_dir: &Path, vars: &[(&str, &str)]) -> Launcher {
+        let mut env: Vec<(String, String)> = [
+            ("OPS_API_BASE", format!("http://{}/api", srv.addr)),
+            ("OPS_SERVICE_TOKEN", TOKEN.to_string()),
+            ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
+            ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
+            ("OPS_AGENT_USER", own_user()),
+            ("RUST_LOG", "info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in vars {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let log_file = log_dir.with_extension("launcher.log");
+        let mut l = Launcher {
+            process: Proc::new("launcher", log_file.clone()),
+            log_dir: log_dir.to_path_buf(),
+            log_file,
+            env,
+        };
+        l.spawn();
+        l
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("launcher")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OPS_LAUNCHER_LOG_FILE", &self.log_file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.process.start(cmd);
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Its environment (beside `PATH` and its log file).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Leaves `key` out of the environment of the next start.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// Waits for the launcher to die on its own (a crash point), as a
+    /// `kill -9` at that point would leave things.
+    pub fn wait_crash(&mut self, secs: u64) {
+        let st = self.process.wait_exit(secs, "at its crash point");
+        assert!(!st.success(), "the launcher exited cleanly: {st}");
+    }
+
+    pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        self.process.signal_and_wait(sig, 20)
+    }
+
+    /// Sends a signal and leaves the launcher running.
+    pub fn signal(&self, sig: &str) {
+        self.process.signal(sig);
+    }
+
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.log_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with(".state.json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Kills a detached agent's process group when the test ends, however it
+/// ends.
+pub struct AgentGuard(pub u32);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

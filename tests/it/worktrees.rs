@@ -11,9 +11,8 @@ use ops_center::protocol::dispatch::ClaimRepo;
 use crate::client::TaskSpec;
 use crate::launcher::{
     alive, blockers, create_agent, enable_dispatch, example, started_pid, task, wait_status,
-    AgentGuard, Launcher,
 };
-use crate::util::{event_kinds, set_repo_roots, wait_for, Server};
+use crate::util::{event_kinds, set_repo_roots, wait_for, AgentGuard, Launcher, Server};
 
 /// `git -C dir ARGS` with an author, which must succeed; its stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
