@@ -38,17 +38,6 @@ fn health(srv: &Server) -> Health {
     srv.service().health("").ok()
 }
 
-/// The value of an unlabelled gauge in `GET /metrics`.
-fn gauge(srv: &Server, name: &str) -> f64 {
-    let text = srv.service().get("/metrics").text;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn open_alerts(srv: &Server, kind: &str) -> Vec<AlertView> {
     let open = srv.service().alerts("?status=open&limit=100").ok();
     open.alerts.into_iter().filter(|a| a.kind == kind).collect()
@@ -161,7 +150,7 @@ fn a_queued_task_no_worker_takes_is_named_after_the_stale_window() {
         )),
         "{warnings}"
     );
-    assert_eq!(gauge(&srv, "ops_tasks_stale_queued"), 1.0);
+    assert_eq!(srv.gauge("ops_tasks_stale_queued"), 1.0);
     let r = svc.watchdog().ok();
     let kinds: Vec<&str> = r.alerts.iter().map(|a| a.alert.kind.as_str()).collect();
     assert_eq!(kinds, ["dispatch.queued_unclaimed"], "{r:?}");
@@ -238,7 +227,7 @@ fn a_running_task_whose_worker_goes_silent_is_taken_back_after_the_stale_window(
         "{:?}",
         h.warnings
     );
-    assert_eq!(gauge(&srv, "ops_tasks_stale_running"), 1.0);
+    assert_eq!(srv.gauge("ops_tasks_stale_running"), 1.0);
     // Counted in the caller's workspaces only.
     let other_ws = srv.admin().create_workspace("elsewhere").ok().id;
     let (_, inside) = srv.user("inside", Some((1, "member")));
@@ -291,7 +280,7 @@ fn a_running_task_whose_worker_goes_silent_is_taken_back_after_the_stale_window(
     );
     assert_eq!(ev.events[0].actor, "dispatcher");
     assert_eq!(health(&srv).queue.stale_running, 0);
-    assert_eq!(gauge(&srv, "ops_tasks_stale_running"), 0.0);
+    assert_eq!(srv.gauge("ops_tasks_stale_running"), 0.0);
 
     // The launcher comes back, its agent still running: told to end it.
     let back = beat(&srv, "w1", &[id]);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{bin, event_kinds, wait_for, AgentGuard, Launcher, Server};
+use crate::util::{bin, event_kinds, wait_for, wait_until, AgentGuard, Launcher, Server};
 
 pub fn example(name: &str) -> String {
     format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -60,19 +60,13 @@ pub fn task(srv: &Server, id: i64) -> Value {
     r.json
 }
 
+/// Waits up to `secs` for task `id` to reach `want`; the task then.
 pub fn wait_status(srv: &Server, id: i64, want: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let t = task(srv, id);
-        if t["status"] == want {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} did not reach {want} in {secs} s: {t:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut last = Value::Null;
+    wait_for(secs, &format!("task {id} to reach {want}"), || {
+        last = task(srv, id);
+        (last["status"] == want).then(|| last.clone())
+    })
 }
 
 pub fn log_comments(t: &Value) -> Vec<String> {
@@ -673,10 +667,11 @@ fn an_adopted_agent_exiting_non_zero_is_blocked_with_its_exit_code() {
     );
     let id = queued_task(&srv, "codex", "fails quietly");
     wait_status(&srv, id, "doing", 30);
-    let _guard = AgentGuard(started_pid(&srv, id));
+    let agent = started_pid(&srv, id);
+    let _guard = AgentGuard(agent);
     l.kill9();
     // The agent ends while no launcher watches it.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until(30, "the agent to end", || !alive(agent));
     l.start_again();
     let t = wait_status(&srv, id, "waiting", 30);
     assert_eq!(t["blocked"], true);
@@ -780,9 +775,21 @@ fn a_logged_out_cli_is_found_out_before_and_after_a_claim() {
         .unwrap()
         .iter()
         .any(|s| s == "claudecode"));
+    // The launcher does not ask for a task while no agent is usable, and
+    // probes its agents on the heartbeat's period: once a heartbeat has
+    // come after the dispatch, it has looked again and left the task.
+    wait_until(10, "the launcher to stop claiming", || {
+        l.log()
+            .contains("no usable agent on this host: not claiming")
+    });
+    let seen = |h: &Value| h["workers"][0]["last_seen_at"].clone();
+    let before = seen(&health(&srv));
     let held = queued_task(&srv, "claudecode", "needs a login");
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until(10, "a heartbeat after the dispatch", || {
+        seen(&health(&srv)) != before
+    });
     assert_eq!(task(&srv, held)["status"], "queued", "never claimed");
+    assert!(!l.log().contains(&format!("task {held}: ")), "{}", l.log());
 
     // Checking turned off: the run fails, and says why.
     l.kill9();
@@ -899,11 +906,9 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
     let id = queued_task(&srv, "codex", "runs until cancelled");
     wait_status(&srv, id, "doing", 30);
     let group = started_pid(&srv, id);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while processes_running(AGENT).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the agent never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(20, "the agent to run", || {
+        !processes_running(AGENT).is_empty()
+    });
     assert!(
         !group_members(group).is_empty(),
         "the run's group {group} is there"
@@ -915,21 +920,13 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["status"], "waiting");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let confirmed = loop {
-        let ev = srv.service().get(&format!(
-            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-        ));
-        if let Some(e) = ev.json["events"].as_array().and_then(|a| a.first()) {
-            break e.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no confirmation; launcher log:\n{}",
-            _l.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let confirmed = wait_for(30, "the cancellation's confirmation", || {
+        let ev = srv
+            .service()
+            .events(&format!("?task_id={id}&kind=dispatch.cancel_confirmed"))
+            .ok();
+        ev.events.into_iter().next()
+    });
     assert!(
         group_members(group).is_empty(),
         "group {group} still has {:?}",
@@ -941,7 +938,7 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
         .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
         .collect();
     assert!(left.is_empty(), "group {group}: {left:?}");
-    let p = &confirmed["payload"];
+    let p = &confirmed.payload;
     assert!(
         p["signal"]
             .as_str()
@@ -1000,38 +997,25 @@ fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
     wait_status(&srv, id, "doing", 30);
     let group = started_pid(&srv, id);
     // Its one line is in: from here on it sends nothing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while log_comments(&task(&srv, id)).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no output");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(20, "its output", || {
+        !log_comments(&task(&srv, id)).is_empty()
+    });
     let r = srv
         .service()
         .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !event_kinds(&srv, id).contains(&"dispatch.cancel_confirmed".to_string()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no confirmation; launcher log:\n{}",
-            l.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(30, "the cancellation's confirmation", || {
+        event_kinds(&srv, id).contains(&"dispatch.cancel_confirmed".to_string())
+    });
     assert!(
         l.log()
             .contains(&format!("the server cancelled tasks [{id}]")),
         "{}",
         l.log()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !group_members(group).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "group {group} is not gone"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(5, &format!("group {group} to be gone"), || {
+        group_members(group).is_empty()
+    });
 }
 
 /// Cancel a running task and dispatch it again at once, to the same

@@ -143,6 +143,8 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
         .spawn()
         .expect("start litestream");
     let started = Instant::now();
+    // The scenario's phases are times, not states: Litestream starts on an
+    // idle server, then load, a pause, load again.
     std::thread::sleep(PAUSE);
 
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
@@ -389,6 +391,7 @@ fn health_and_metrics_show_how_far_behind_the_replica_is() {
         svc.new_task(&task(&format!("replicated {i}")));
         let lag = health()["replication"]["lag_seconds"].as_f64().unwrap();
         worst = worst.max(lag);
+        // Writes spread over two seconds, as a steady trickle.
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(worst < 3.0, "lag {worst} s while Litestream keeps up");
@@ -507,7 +510,9 @@ fn the_replica_is_restored_before_serving_and_never_replaced_by_an_empty_databas
         svc.new_task(&task(&format!("first {i}")));
     }
     in_sync(&srv);
-    // A point in time between two batches of writes.
+    // A point in time between two batches of writes. The point is taken
+    // to the second, so only time can put a second between it and each
+    // batch: these sleeps wait for the clock, not for a state.
     std::thread::sleep(Duration::from_millis(1500));
     let between = ops_center::time::rfc3339(
         std::time::SystemTime::now()

@@ -286,6 +286,28 @@ impl Server {
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
+    /// The value of the unlabelled gauge `name` in `GET /metrics`.
+    pub fn gauge(&self, name: &str) -> f64 {
+        let r = self.service().get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", r.text))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits until exactly `n` long-poll claims are parked in the waiting
+    /// room (`ops_dispatch_claims_parked`): a claim counted there is woken
+    /// by any later dispatch.
+    pub fn wait_parked(&self, n: usize) {
+        wait_until(20, &format!("{n} parked claim(s)"), || {
+            self.gauge("ops_dispatch_claims_parked") == n as f64
+        });
+    }
+
     /// Opens the database file directly, read-only: tests check what the
     /// server wrote, they never write behind its writer thread (time moves
     /// through [`Server::advance_clock`]).
@@ -743,9 +765,18 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Polls `condition` until it holds, or panics after `secs`: a wait for a
+/// state, never a sleep for a time.
+pub fn wait_until(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    wait_for(secs, what, || condition().then_some(()))
 }
 
 /// A fake worker speaking the dispatch protocol with the service token.
