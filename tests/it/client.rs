@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use ops_center::protocol::accounts::{
     LoggedIn, Login, MemberRole, MemberSet, NewUser, NewWorkspace, UserView, Workspace,
-    WorkspaceChange,
+    WorkspaceChange, WorkspaceList,
 };
 use ops_center::protocol::admin::{
     AgentChange, AgentList, AgentView, Setting, SettingChange, SettingsView,
@@ -338,6 +338,11 @@ impl Client {
     /// `POST /api/users`.
     pub fn create_user(&self, user: &NewUser) -> Answer<UserView> {
         self.create_as("/api/users", user)
+    }
+
+    /// `GET /api/workspaces`: those the caller sees.
+    pub fn workspaces(&self) -> Answer<WorkspaceList> {
+        self.get_as("/api/workspaces")
     }
 
     /// `POST /api/workspaces`.
