@@ -73,6 +73,12 @@ impl<T: DeserializeOwned> Answer<T> {
         self.res.body()
     }
 
+    /// Names the call in its failure messages (a loop's case, say).
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.call = format!("{what}: {}", self.call);
+        self
+    }
+
     /// The raw response.
     pub fn res(self) -> Res {
         self.res

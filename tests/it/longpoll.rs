@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ops_center::protocol::admin::{TestHold, TestHoldState};
 use ops_center::protocol::dispatch::{ClaimAnswer, ClaimRequest, HeartbeatReport};
 
 use crate::util::*;
@@ -172,17 +171,6 @@ fn parked_workers_share_a_stream_of_dispatches_each_task_once() {
     assert_eq!(unique, queued, "every task was claimed");
 }
 
-/// `POST /api/test/hold-park` for `worker`; whether a claim is held.
-fn hold(srv: &Server, worker: &str, action: &str) -> bool {
-    let hold = TestHold {
-        worker_id: worker.into(),
-        action: action.into(),
-    };
-    let r = srv.service().send("POST", "/api/test/hold-park", &hold);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body::<TestHoldState>().held
-}
-
 #[test]
 fn a_task_queued_between_a_claims_search_and_its_park_wakes_it() {
     let srv = Server::start();
@@ -190,12 +178,15 @@ fn a_task_queued_between_a_claims_search_and_its_park_wakes_it() {
     Worker::new(&srv, "w1").heartbeat(&["codex"], &[]);
     // The claim finds nothing, then is held before it reaches the waiting
     // room: the dispatch's wake finds nobody parked.
-    hold(&srv, "w1", "arm");
+    srv.hold_park("w1", "arm");
     let parked = parked_claim(&srv, "w1", 30);
-    assert!(hold(&srv, "w1", "wait"), "the claim never reached the hook");
+    assert!(
+        srv.hold_park("w1", "wait"),
+        "the claim never reached the hook"
+    );
     let id = queued_task(&srv, "codex");
     let released = Instant::now();
-    hold(&srv, "w1", "release");
+    srv.hold_park("w1", "release");
     let (r, _) = parked.join().unwrap();
     assert_eq!(answer(&r).task.map(|t| t.id), Some(id), "{}", r.text);
     let latency = released.elapsed();
@@ -230,13 +221,13 @@ fn a_claim_whose_launcher_died_while_parked_gets_no_task() {
     let w = Worker::new(&srv, "host-a");
     w.heartbeat(&["codex"], &[]);
     // The old launcher's claim is parked, then the launcher dies.
-    hold(&srv, "host-a", "arm");
+    srv.hold_park("host-a", "arm");
     let dead = raw_parked_claim(&srv, "host-a");
     assert!(
-        hold(&srv, "host-a", "wait"),
+        srv.hold_park("host-a", "wait"),
         "the claim never reached the hook"
     );
-    hold(&srv, "host-a", "release");
+    srv.hold_park("host-a", "release");
     // The restarted launcher (same worker id) heartbeats and parks.
     w.heartbeat(&["codex"], &[]);
     let live = parked_claim(&srv, "host-a", 30);

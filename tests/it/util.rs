@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use ops_center::protocol::accounts::{NewUser, Workspace, WorkspaceChange};
-use ops_center::protocol::admin::ClockAdvance;
+use ops_center::protocol::admin::{ClockAdvance, TestHold, TestHoldState};
 use ops_center::protocol::dispatch::{
     ClaimAnswer, ClaimProof, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
 };
@@ -306,6 +306,19 @@ impl Server {
         wait_until(20, &format!("{n} parked claim(s)"), || {
             self.gauge("ops_dispatch_claims_parked") == n as f64
         });
+    }
+
+    /// `POST /api/test/hold-park` for `worker` (`arm`, `wait` or
+    /// `release` the hold of its next long-poll claim before it parks);
+    /// whether a claim is held there.
+    pub fn hold_park(&self, worker: &str, action: &str) -> bool {
+        let hold = TestHold {
+            worker_id: worker.into(),
+            action: action.into(),
+        };
+        let r = self.service().send("POST", "/api/test/hold-park", &hold);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body::<TestHoldState>().held
     }
 
     /// Opens the database file directly, read-only: tests check what the
