@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use ops_center::protocol::accounts::{
-    LoggedIn, Login, MemberRole, MemberSet, NewUser, NewWorkspace, UserView, Workspace,
+    LoggedIn, Login, Me, MemberRole, MemberSet, NewUser, NewWorkspace, UserView, Workspace,
     WorkspaceChange, WorkspaceList,
 };
 use ops_center::protocol::admin::{
@@ -339,6 +339,11 @@ impl Client {
             password: password.into(),
         };
         self.post_as("/api/auth/login", &login)
+    }
+
+    /// `GET /api/auth/me`.
+    pub fn me(&self) -> Answer<Me> {
+        self.get_as("/api/auth/me")
     }
 
     /// `POST /api/users`.

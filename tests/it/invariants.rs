@@ -5,7 +5,10 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::client::{failed, finished, output, started, task, TaskSpec};
+use ops_center::protocol::dispatch::ReconcileRequest;
+use ops_center::protocol::tasks::{NewTask, TaskEdit};
+
+use crate::client::{failed, finished, output, started, task, unblocked, TaskSpec};
 use crate::util::{enable_dispatch, Client, Server, Worker};
 
 #[derive(Clone, Debug)]
@@ -80,53 +83,50 @@ impl Run {
                 hermes,
             } => {
                 let agent = if hermes { "hermes" } else { "codex" };
-                let body = if ai {
-                    json!({"title": "p", "description": "prompt", "execution": "interactive", "agent": agent, "sensitive": sensitive})
-                } else {
-                    json!({"title": "p", "sensitive": sensitive})
+                let plain = NewTask {
+                    sensitive: Some(sensitive),
+                    ..task("p")
                 };
-                let r = self.svc.post("/api/tasks", &body);
-                assert_eq!(r.status, 201, "{}", r.text);
-                self.tasks.push(r.json["id"].as_i64().unwrap());
+                let new = if ai {
+                    plain.description("prompt").interactive(agent)
+                } else {
+                    plain
+                };
+                self.tasks.push(self.svc.new_task(&new));
             }
             Op::Dispatch(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self
-                        .svc
-                        .post(&format!("/api/tasks/{t}/dispatch"), &json!({}));
+                    let r = self.svc.dispatch(t);
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
             Op::Approve(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self
-                        .admin
-                        .post(&format!("/api/tasks/{t}/approve"), &json!({}));
+                    let r = self.admin.approve(t);
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
             Op::EditPrompt(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self.svc.patch(
-                        &format!("/api/tasks/{t}"),
-                        &json!({"description": format!("prompt {}", self.claims.len())}),
-                    );
-                    assert_eq!(r.status, 200, "{}", r.text);
+                    let prompt = TaskEdit {
+                        description: Some(format!("prompt {}", self.claims.len())),
+                        ..TaskEdit::default()
+                    };
+                    self.svc.edit_task(t, &prompt).ok();
                 }
             }
             Op::Unblock(i) => {
                 if let Some(t) = self.pick(i) {
-                    self.svc
-                        .patch(&format!("/api/tasks/{t}"), &json!({"blocked": false}));
+                    self.svc.edit_task(t, &unblocked());
                 }
             }
             Op::SetStatus(i, status, force) => {
                 if let Some(t) = self.pick(i) {
-                    let q = if force { "?force=true" } else { "" };
-                    let r = self.svc.patch(
-                        &format!("/api/tasks/{t}/status{q}"),
-                        &json!({"status": status}),
-                    );
+                    let r = if force {
+                        self.svc.force_task(t, status)
+                    } else {
+                        self.svc.move_task(t, status)
+                    };
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
@@ -178,10 +178,11 @@ impl Run {
                 }
             }
             Op::Reconcile => {
-                let r = self
-                    .svc
-                    .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
-                assert_eq!(r.status, 200, "{}", r.text);
+                let all = ReconcileRequest {
+                    minutes: Some(0),
+                    task_ids: None,
+                };
+                self.svc.reconcile(&all).ok();
             }
         }
     }
@@ -383,7 +384,7 @@ proptest! {
                     let slug = if *hermes { "hermes" } else { "codex" };
                     let id = svc.new_task(&task("s").interactive(slug).description("p").sensitive());
                     if *approved {
-                        let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                        let r = admin.approve(id);
                         prop_assert_eq!(r.status, 200, "{}", r.text);
                     }
                     tasks.push((id, slug.to_string(), *approved));
@@ -408,17 +409,17 @@ proptest! {
                 }
                 GateOp::SetStatus(i, s) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.patch(&format!("/api/tasks/{id}/status"), &json!({"status": s}));
+                    let r = svc.move_task(id, s);
                     prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
                 GateOp::Dispatch(i) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+                    let r = svc.dispatch(id);
                     prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
                 GateOp::Approve(i) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                    let r = svc.approve(id);
                     prop_assert_eq!(r.status, 403, "{}", r.text);
                 }
                 GateOp::EditAgent(hermes, key, value) => {
@@ -443,7 +444,8 @@ proptest! {
                     }
                 }
                 GateOp::Reconcile => {
-                    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+                    let all = ReconcileRequest { minutes: Some(0), task_ids: None };
+                    let r = svc.reconcile(&all);
                     prop_assert_eq!(r.status, 200, "{}", r.text);
                 }
                 _ => {}
