@@ -3,9 +3,20 @@
 //! the service token, and a member and an admin of another workspace (who
 //! must neither touch workspace 1's tasks nor see them in any list).
 
-use serde_json::{json, Value};
+use std::cell::Cell;
 
-use crate::util::{Client, Server};
+use serde_json::Value;
+
+use ops_center::protocol::dispatch::HeartbeatReport;
+use ops_center::protocol::health::Queue;
+use ops_center::protocol::tasks::TaskEdit;
+
+use crate::client::{blocked_with, failed, task, workers, TaskSpec};
+use crate::util::{dispatchable, queued_task, Client, Server, Worker};
+
+use Given::{Nothing, OpenAlert, StaleClaim};
+use Rule::{AnyUser, GateApprover, GlobalAdmin, Operator, OpsAdmin, ServiceOnly, WorkspaceAdmin};
+use Scope::{Global, Listed, Workspace1};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Who {
@@ -34,7 +45,7 @@ const ALL: [Who; 8] = [
 
 /// Which callers a route allows (the others get 403; unauthenticated
 /// callers always get 401).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Rule {
     AnyUser,
     OpsAdmin,
@@ -60,31 +71,85 @@ enum Scope {
     Global,
 }
 
-fn scope(route: &str) -> Scope {
-    match route {
-        "create task"
-        | "get task"
-        | "edit task"
-        | "move task"
-        | "comment"
-        | "archive"
-        | "delete task"
-        | "force done"
-        | "set member"
-        | "remove member"
-        | "dispatch"
-        | "retry"
-        | "cancel"
-        | "unarchive"
-        | "set workspace repository"
-        | "set workspace repository roots"
-        | "approve"
-        | "resolve alert" => Scope::Workspace1,
-        "list tasks" | "list workspaces" | "events" | "alerts" | "health" | "stale tasks"
-        | "watchdog" => Scope::Listed,
-        _ => Scope::Global,
-    }
+/// What must exist before the request, though its path names nothing.
+#[derive(Clone, Copy)]
+enum Given {
+    Nothing,
+    /// An open alert on a workspace-1 task.
+    OpenAlert,
+    /// A workspace-1 task stuck in `dispatching` past the stale limit.
+    StaleClaim,
 }
+
+/// One route of the matrix: its name; method, path and body (empty: no
+/// body), where `{…}` names something made fresh for each caller (see
+/// [`Ctx::prepare`]), so that a delete has something to delete and a
+/// create a name of its own; who may call it; how it treats callers of
+/// another workspace; what must exist first; the status of an allowed
+/// call.
+type Route = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Rule,
+    Scope,
+    Given,
+    u16,
+);
+
+#[rustfmt::skip]
+const ROUTES: &[Route] = &[
+    // name                            method    path                                         body                                                                        who may         ws 2        given       ok
+    ("list tasks",                     "GET",    "/api/tasks",                                "",                                                                         AnyUser,        Listed,     Nothing,    200),
+    ("create task",                    "POST",   "/api/tasks",                                r#"{"title":"x"}"#,                                                         AnyUser,        Workspace1, Nothing,    201),
+    ("get task",                       "GET",    "/api/tasks/{task}",                         "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("edit task",                      "PATCH",  "/api/tasks/{task}",                         r#"{"title":"y"}"#,                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("move task",                      "PATCH",  "/api/tasks/{task}/status",                  r#"{"status":"doing"}"#,                                                    AnyUser,        Workspace1, Nothing,    200),
+    ("comment",                        "POST",   "/api/tasks/{task}/comments",                r#"{"body":"hi"}"#,                                                         AnyUser,        Workspace1, Nothing,    201),
+    ("archive",                        "POST",   "/api/tasks/{task}/archive",                 "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("delete task",                    "DELETE", "/api/tasks/{task}",                         "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("force done",                     "PATCH",  "/api/tasks/{ai_task}/status?force=true",    r#"{"status":"done"}"#,                                                     Operator,       Workspace1, Nothing,    200),
+    ("read settings",                  "GET",    "/api/settings",                             "",                                                                         AnyUser,        Global,     Nothing,    200),
+    ("read one setting",               "GET",    "/api/settings/dispatch_enabled",            "",                                                                         AnyUser,        Global,     Nothing,    200),
+    ("change setting",                 "PUT",    "/api/settings/dispatch_stale_minutes",      r#"{"value":"25"}"#,                                                        Operator,       Global,     Nothing,    200),
+    ("toggle dispatch",                "PUT",    "/api/settings/dispatch_enabled",            r#"{"value":"true"}"#,                                                      OpsAdmin,       Global,     Nothing,    200),
+    ("list users",                     "GET",    "/api/users",                                "",                                                                         GlobalAdmin,    Global,     Nothing,    200),
+    ("create user",                    "POST",   "/api/users",                                r#"{"username":"new-{who}","password":"another-password-1"}"#,              GlobalAdmin,    Global,     Nothing,    201),
+    ("edit user",                      "PATCH",  "/api/users/{user}",                         r#"{"password":"changed-password-1"}"#,                                     GlobalAdmin,    Global,     Nothing,    200),
+    ("delete user",                    "DELETE", "/api/users/{user}",                         "",                                                                         GlobalAdmin,    Global,     Nothing,    200),
+    ("list workspaces",                "GET",    "/api/workspaces",                           "",                                                                         AnyUser,        Listed,     Nothing,    200),
+    ("create workspace",               "POST",   "/api/workspaces",                           r#"{"name":"ws-{who}"}"#,                                                   GlobalAdmin,    Global,     Nothing,    201),
+    ("set workspace repository",       "PATCH",  "/api/workspaces/1",                         r#"{"repo_path":"/srv/repo-{who}"}"#,                                       WorkspaceAdmin, Workspace1, Nothing,    200),
+    ("set workspace repository roots", "PATCH",  "/api/workspaces/1",                         r#"{"repo_roots":["/srv/roots-{who}"]}"#,                                   WorkspaceAdmin, Workspace1, Nothing,    200),
+    ("set member",                     "PUT",    "/api/workspaces/1/members/{user}",          r#"{"role":"member"}"#,                                                     WorkspaceAdmin, Workspace1, Nothing,    200),
+    ("remove member",                  "DELETE", "/api/workspaces/1/members/{member}",        "",                                                                         WorkspaceAdmin, Workspace1, Nothing,    200),
+    ("list agents",                    "GET",    "/api/agents",                               "",                                                                         AnyUser,        Global,     Nothing,    200),
+    ("get agent",                      "GET",    "/api/agents/1",                             "",                                                                         AnyUser,        Global,     Nothing,    200),
+    ("create agent",                   "POST",   "/api/agents",                               r#"{"slug":"a-{who}"}"#,                                                    Operator,       Global,     Nothing,    201),
+    ("edit agent",                     "PATCH",  "/api/agents/2",                             r#"{"model":"gpt-5"}"#,                                                     Operator,       Global,     Nothing,    200),
+    ("delete agent",                   "DELETE", "/api/agents/{agent}",                       "",                                                                         Operator,       Global,     Nothing,    200),
+    ("events",                         "GET",    "/api/events",                               "",                                                                         AnyUser,        Listed,     Nothing,    200),
+    ("alerts",                         "GET",    "/api/alerts",                               "",                                                                         AnyUser,        Listed,     OpenAlert,  200),
+    ("me",                             "GET",    "/api/auth/me",                              "",                                                                         AnyUser,        Global,     Nothing,    200),
+    ("dispatch",                       "POST",   "/api/tasks/{ai_task}/dispatch",             "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("retry",                          "POST",   "/api/tasks/{failed_task}/retry",            "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("cancel",                         "POST",   "/api/tasks/{running}/cancel",               "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("unarchive",                      "POST",   "/api/tasks/{archived}/unarchive",           "",                                                                         AnyUser,        Workspace1, Nothing,    200),
+    ("approve",                        "POST",   "/api/tasks/{sensitive}/approve",            "",                                                                         GateApprover,   Workspace1, Nothing,    200),
+    ("heartbeat",                      "POST",   "/api/dispatch/heartbeat",                   r#"{"worker_id":"m"}"#,                                                     ServiceOnly,    Global,     Nothing,    200),
+    ("claim",                          "POST",   "/api/dispatch/next",                        r#"{"worker_id":"m"}"#,                                                     ServiceOnly,    Global,     Nothing,    200),
+    ("claim (GET)",                    "GET",    "/api/dispatch/next?worker_id=m",            "",                                                                         ServiceOnly,    Global,     Nothing,    200),
+    ("report",                         "POST",   "/api/dispatch/tasks/{run}/started",         r#"{"worker_id":"{reporter}","claim_token":"{token}"}"#,                    ServiceOnly,    Global,     Nothing,    200),
+    ("cancel report",                  "POST",   "/api/dispatch/tasks/{cancelled}/cancelled", r#"{"worker_id":"{reporter}","claim_token":"{token}","exit_code":null,"signal":"TERM","elapsed_ms":5}"#, ServiceOnly,    Global,     Nothing,    200),
+    ("health",                         "GET",    "/api/dispatch/health",                      "",                                                                         AnyUser,        Listed,     Nothing,    200),
+    ("stale tasks",                    "GET",    "/api/dispatch/stale",                       "",                                                                         OpsAdmin,       Listed,     StaleClaim, 200),
+    ("reconcile",                      "POST",   "/api/dispatch/reconcile-stale",             r#"{"minutes":20}"#,                                                        Operator,       Global,     Nothing,    200),
+    ("watchdog",                       "POST",   "/api/watchdog/run",                         "",                                                                         OpsAdmin,       Listed,     StaleClaim, 200),
+    ("forget worker",                  "DELETE", "/api/dispatch/workers/{worker}",            "",                                                                         Operator,       Global,     Nothing,    200),
+    ("resolve alert",                  "POST",   "/api/alerts/{alert}/resolve",               "",                                                                         OpsAdmin,       Workspace1, Nothing,    200),
+    ("delete alert",                   "DELETE", "/api/alerts/{alert}",                       "",                                                                         Operator,       Global,     Nothing,    200),
+];
 
 /// What a list shows a caller of workspace 2 that belongs to workspace 1
 /// (or to no workspace), if anything.
@@ -124,6 +189,25 @@ fn allowed(rule: Rule, who: Who) -> bool {
     }
 }
 
+/// The status `who` must get from a route that allows `rule`, acts in
+/// `scope` and answers `ok`.
+fn expected(rule: Rule, scope: Scope, ok: u16, who: Who) -> u16 {
+    let other = matches!(who, Who::OtherMember | Who::OtherAdmin);
+    // A caller of another workspace has the rights of their role there,
+    // and none in workspace 1.
+    let role = match who {
+        Who::OtherMember => Who::Member,
+        Who::OtherAdmin => Who::WsAdmin,
+        w => w,
+    };
+    match who {
+        Who::Nobody | Who::BadToken => 401,
+        _ if other && scope == Workspace1 => 403,
+        _ if allowed(rule, role) => ok,
+        _ => 403,
+    }
+}
+
 struct Ctx {
     srv: Server,
     member: Client,
@@ -131,6 +215,8 @@ struct Ctx {
     admin: Client,
     other_member: Client,
     other_admin: Client,
+    /// For names that must not repeat.
+    made: Cell<u32>,
 }
 
 impl Ctx {
@@ -150,519 +236,150 @@ impl Ctx {
         }
     }
 
-    /// A workspace-1 task stuck in `dispatching` past the stale limit, on
-    /// a worker of its own (whose next heartbeat would take it back).
-    fn stale(&self, worker: &str) -> i64 {
-        let (id, _) = self.claimed(worker);
-        self.srv.advance_clock(30 * 60);
-        id
+    /// `prefix-N`, a name not made before.
+    fn unique(&self, prefix: &str) -> String {
+        self.made.set(self.made.get() + 1);
+        format!("{prefix}-{}", self.made.get())
     }
 
-    fn task(&self, body: Value) -> i64 {
-        let r = self.srv.service().post("/api/tasks", &body);
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.json["id"].as_i64().unwrap()
+    /// A workspace-1 task stuck in `dispatching` past the stale limit, on
+    /// a worker of its own (whose next heartbeat would take it back).
+    fn stale(&self) {
+        self.claimed(&self.unique("stale"));
+        self.srv.advance_clock(30 * 60);
+    }
+
+    fn task(&self, t: &ops_center::protocol::tasks::NewTask) -> i64 {
+        self.srv.service().new_task(t)
     }
 
     /// A task claimed by worker `w` (as the service): (task id, token).
     fn claimed(&self, w: &str) -> (i64, String) {
-        let id = crate::util::queued_task(&self.srv, "codex", json!({"priority": 1000}));
-        let worker = crate::util::Worker::new(&self.srv, w);
+        let id = queued_task(&self.srv, dispatchable("codex").priority(1000));
+        let worker = Worker::new(&self.srv, w);
         worker.heartbeat(&["codex"], &[]);
-        let r = worker.claim();
-        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
-        (id, r.json["claim_token"].as_str().unwrap().to_string())
+        let (claimed, token) = worker.claim_one();
+        assert_eq!(claimed, id);
+        (id, token)
     }
 
     /// An open alert (from reconciling a claimed task); its id.
     fn alert(&self) -> i64 {
-        let (id, _) = self.claimed("alerting");
-        let r = self
-            .srv
-            .service()
-            .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
-        assert_eq!(r.status, 200);
-        let alerts = self
-            .srv
-            .service()
-            .get("/api/alerts?status=open&limit=1000")
-            .json;
-        alerts["alerts"]
-            .as_array()
-            .unwrap()
+        let (id, _) = self.claimed(&self.unique("alerting"));
+        let svc = self.srv.service();
+        let all = ops_center::protocol::dispatch::ReconcileRequest {
+            minutes: Some(0),
+            task_ids: None,
+        };
+        svc.reconcile(&all).ok();
+        let open = svc.alerts("?status=open&limit=1000").ok();
+        open.alerts
             .iter()
-            .find(|a| a["task_id"] == id)
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap()
+            .find(|a| a.task_id == Some(id))
+            .expect("an alert on the task")
+            .id
     }
 
-    fn new_user(&self, name: &str) -> i64 {
-        let r = self.admin.post(
-            "/api/users",
-            &json!({"username": name, "password": "some-password-1234"}),
-        );
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.json["id"].as_i64().unwrap()
+    fn new_user(&self) -> i64 {
+        let user = ops_center::protocol::accounts::NewUser {
+            username: self.unique("user"),
+            password: "some-password-1234".into(),
+            is_admin: None,
+        };
+        self.admin.create_user(&user).ok().id
     }
-}
 
-/// A request to make: method, path and body, built fresh for each caller
-/// (so that a delete has something to delete).
-type Make = Box<dyn Fn(&Ctx, Who) -> (&'static str, String, Value)>;
-
-fn routes() -> Vec<(&'static str, Rule, Make)> {
-    let t = |c: &Ctx| c.task(json!({"title": "matrix"}));
-    vec![
-        (
-            "list tasks",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/tasks".into(), Value::Null)),
-        ),
-        (
-            "create task",
-            Rule::AnyUser,
-            Box::new(|_, _| ("POST", "/api/tasks".into(), json!({"title": "x"}))),
-        ),
-        (
-            "get task",
-            Rule::AnyUser,
-            Box::new(move |c, _| ("GET", format!("/api/tasks/{}", t(c)), Value::Null)),
-        ),
-        (
-            "edit task",
-            Rule::AnyUser,
-            Box::new(move |c, _| {
-                (
-                    "PATCH",
-                    format!("/api/tasks/{}", t(c)),
-                    json!({"title": "y"}),
-                )
-            }),
-        ),
-        (
-            "move task",
-            Rule::AnyUser,
-            Box::new(move |c, _| {
-                (
-                    "PATCH",
-                    format!("/api/tasks/{}/status", t(c)),
-                    json!({"status": "doing"}),
-                )
-            }),
-        ),
-        (
-            "comment",
-            Rule::AnyUser,
-            Box::new(move |c, _| {
-                (
-                    "POST",
-                    format!("/api/tasks/{}/comments", t(c)),
-                    json!({"body": "hi"}),
-                )
-            }),
-        ),
-        (
-            "archive",
-            Rule::AnyUser,
-            Box::new(move |c, _| ("POST", format!("/api/tasks/{}/archive", t(c)), Value::Null)),
-        ),
-        (
-            "delete task",
-            Rule::AnyUser,
-            Box::new(move |c, _| ("DELETE", format!("/api/tasks/{}", t(c)), Value::Null)),
-        ),
-        (
-            "force done",
-            Rule::Operator,
-            Box::new(|c, _| {
-                let id =
-                    c.task(json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
-                (
-                    "PATCH",
-                    format!("/api/tasks/{id}/status?force=true"),
-                    json!({"status": "done"}),
-                )
-            }),
-        ),
-        (
-            "read settings",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/settings".into(), Value::Null)),
-        ),
-        (
-            "read one setting",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/settings/dispatch_enabled".into(), Value::Null)),
-        ),
-        (
-            "change setting",
-            Rule::Operator,
-            Box::new(|_, _| {
-                (
-                    "PUT",
-                    "/api/settings/dispatch_stale_minutes".into(),
-                    json!({"value": "25"}),
-                )
-            }),
-        ),
-        (
-            "toggle dispatch",
-            Rule::OpsAdmin,
-            Box::new(|_, _| {
-                (
-                    "PUT",
-                    "/api/settings/dispatch_enabled".into(),
-                    json!({"value": "true"}),
-                )
-            }),
-        ),
-        (
-            "list users",
-            Rule::GlobalAdmin,
-            Box::new(|_, _| ("GET", "/api/users".into(), Value::Null)),
-        ),
-        (
-            "create user",
-            Rule::GlobalAdmin,
-            Box::new(|_, w| {
-                (
-                    "POST",
-                    "/api/users".into(),
-                    json!({"username": format!("new-{w:?}"), "password": "another-password-1"}),
-                )
-            }),
-        ),
-        (
-            "edit user",
-            Rule::GlobalAdmin,
-            Box::new(|c, w| {
-                (
-                    "PATCH",
-                    format!("/api/users/{}", c.new_user(&format!("e-{w:?}"))),
-                    json!({"password": "changed-password-1"}),
-                )
-            }),
-        ),
-        (
-            "delete user",
-            Rule::GlobalAdmin,
-            Box::new(|c, w| {
-                (
-                    "DELETE",
-                    format!("/api/users/{}", c.new_user(&format!("d-{w:?}"))),
-                    Value::Null,
-                )
-            }),
-        ),
-        (
-            "list workspaces",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/workspaces".into(), Value::Null)),
-        ),
-        (
-            "create workspace",
-            Rule::GlobalAdmin,
-            Box::new(|_, w| {
-                (
-                    "POST",
-                    "/api/workspaces".into(),
-                    json!({"name": format!("ws-{w:?}")}),
-                )
-            }),
-        ),
-        (
-            "set workspace repository",
-            Rule::WorkspaceAdmin,
-            Box::new(|_, w| {
-                (
-                    "PATCH",
-                    "/api/workspaces/1".into(),
-                    json!({"repo_path": format!("/srv/repo-{w:?}")}),
-                )
-            }),
-        ),
-        (
-            "set workspace repository roots",
-            Rule::WorkspaceAdmin,
-            Box::new(|_, w| {
-                (
-                    "PATCH",
-                    "/api/workspaces/1".into(),
-                    json!({"repo_roots": [format!("/srv/roots-{w:?}")]}),
-                )
-            }),
-        ),
-        (
-            "set member",
-            Rule::WorkspaceAdmin,
-            Box::new(|c, w| {
-                (
-                    "PUT",
-                    format!(
-                        "/api/workspaces/1/members/{}",
-                        c.new_user(&format!("m-{w:?}"))
-                    ),
-                    json!({"role": "member"}),
-                )
-            }),
-        ),
-        (
-            "remove member",
-            Rule::WorkspaceAdmin,
-            Box::new(|c, w| {
-                let id = c.new_user(&format!("r-{w:?}"));
-                let r = c.admin.put(
-                    &format!("/api/workspaces/1/members/{id}"),
-                    &json!({"role": "member"}),
-                );
-                assert_eq!(r.status, 200);
-                (
-                    "DELETE",
-                    format!("/api/workspaces/1/members/{id}"),
-                    Value::Null,
-                )
-            }),
-        ),
-        (
-            "list agents",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/agents".into(), Value::Null)),
-        ),
-        (
-            "get agent",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/agents/1".into(), Value::Null)),
-        ),
-        (
-            "create agent",
-            Rule::Operator,
-            Box::new(|_, w| {
-                (
-                    "POST",
-                    "/api/agents".into(),
-                    json!({"slug": format!("a-{w:?}").to_lowercase()}),
-                )
-            }),
-        ),
-        (
-            "edit agent",
-            Rule::Operator,
-            Box::new(|_, _| ("PATCH", "/api/agents/2".into(), json!({"model": "gpt-5"}))),
-        ),
-        (
-            "delete agent",
-            Rule::Operator,
-            Box::new(|c, w| {
-                let r = c.srv.service().post(
-                    "/api/agents",
-                    &json!({"slug": format!("del-{w:?}").to_lowercase()}),
-                );
-                assert_eq!(r.status, 201, "{}", r.text);
-                (
-                    "DELETE",
-                    format!("/api/agents/{}", r.json["id"]),
-                    Value::Null,
-                )
-            }),
-        ),
-        (
-            "events",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/events".into(), Value::Null)),
-        ),
-        (
-            "alerts",
-            Rule::AnyUser,
-            Box::new(|c, _| {
-                c.alert();
-                ("GET", "/api/alerts".into(), Value::Null)
-            }),
-        ),
-        (
-            "me",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/auth/me".into(), Value::Null)),
-        ),
-        (
-            "dispatch",
-            Rule::AnyUser,
-            Box::new(|c, _| {
-                let id =
-                    c.task(json!({"title": "d", "execution": "interactive", "agent": "codex"}));
-                ("POST", format!("/api/tasks/{id}/dispatch"), Value::Null)
-            }),
-        ),
-        (
-            "retry",
-            Rule::AnyUser,
-            Box::new(|c, _| {
-                let id =
-                    c.task(json!({"title": "r", "execution": "interactive", "agent": "codex"}));
-                let r = c.srv.service().patch(
-                    &format!("/api/tasks/{id}"),
-                    &json!({"blocked": true, "blocked_reason": "failed"}),
-                );
-                assert_eq!(r.status, 200, "{}", r.text);
-                ("POST", format!("/api/tasks/{id}/retry"), Value::Null)
-            }),
-        ),
-        (
-            "cancel",
-            Rule::AnyUser,
-            Box::new(|c, w| {
-                let (id, _) = c.claimed(&format!("cancelled-{w:?}"));
-                ("POST", format!("/api/tasks/{id}/cancel"), Value::Null)
-            }),
-        ),
-        (
-            "unarchive",
-            Rule::AnyUser,
-            Box::new(move |c, _| {
-                let id = t(c);
-                let r = c
-                    .srv
-                    .service()
-                    .post(&format!("/api/tasks/{id}/archive"), &json!({}));
-                assert_eq!(r.status, 200, "{}", r.text);
-                ("POST", format!("/api/tasks/{id}/unarchive"), Value::Null)
-            }),
-        ),
-        (
-            "approve",
-            Rule::GateApprover,
-            Box::new(|c, _| {
-                let id = c.task(json!({"title": "s", "execution": "interactive", "agent": "codex", "sensitive": true}));
-                ("POST", format!("/api/tasks/{id}/approve"), Value::Null)
-            }),
-        ),
-        (
-            "heartbeat",
-            Rule::ServiceOnly,
-            Box::new(|_, _| {
-                (
-                    "POST",
-                    "/api/dispatch/heartbeat".into(),
-                    json!({"worker_id": "m"}),
-                )
-            }),
-        ),
-        (
-            "claim",
-            Rule::ServiceOnly,
-            Box::new(|_, _| {
-                (
-                    "POST",
-                    "/api/dispatch/next".into(),
-                    json!({"worker_id": "m"}),
-                )
-            }),
-        ),
-        (
-            "claim (GET)",
-            Rule::ServiceOnly,
-            Box::new(|_, _| ("GET", "/api/dispatch/next?worker_id=m".into(), Value::Null)),
-        ),
-        (
-            "report",
-            Rule::ServiceOnly,
-            Box::new(|c, who| {
-                let (id, token) = if who == Who::Service {
-                    c.claimed("reporter")
-                } else {
-                    (1, "bogus".to_string())
-                };
-                (
-                    "POST",
-                    format!("/api/dispatch/tasks/{id}/started"),
-                    json!({"worker_id": "reporter", "claim_token": token}),
-                )
-            }),
-        ),
-        (
-            "cancel report",
-            Rule::ServiceOnly,
-            Box::new(|c, who| {
-                let (id, token) = if who == Who::Service {
-                    let (id, token) = c.claimed("cancel-reporter");
-                    let r = c
-                        .srv
-                        .service()
-                        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-                    assert_eq!(r.status, 200, "{}", r.text);
-                    (id, token)
-                } else {
-                    (1, "bogus".to_string())
-                };
-                (
-                    "POST",
-                    format!("/api/dispatch/tasks/{id}/cancelled"),
-                    json!({"worker_id": "cancel-reporter", "claim_token": token, "exit_code": null, "signal": "TERM", "elapsed_ms": 5}),
-                )
-            }),
-        ),
-        (
-            "health",
-            Rule::AnyUser,
-            Box::new(|_, _| ("GET", "/api/dispatch/health".into(), Value::Null)),
-        ),
-        (
-            "stale tasks",
-            Rule::OpsAdmin,
-            Box::new(|c, w| {
-                c.stale(&format!("stale-list-{w:?}"));
-                ("GET", "/api/dispatch/stale".into(), Value::Null)
-            }),
-        ),
-        (
-            "reconcile",
-            Rule::Operator,
-            Box::new(|_, _| {
-                (
-                    "POST",
-                    "/api/dispatch/reconcile-stale".into(),
-                    json!({"minutes": 20}),
-                )
-            }),
-        ),
-        (
-            "watchdog",
-            Rule::OpsAdmin,
-            Box::new(|c, w| {
-                c.stale(&format!("stale-watchdog-{w:?}"));
-                ("POST", "/api/watchdog/run".into(), Value::Null)
-            }),
-        ),
-        (
-            "forget worker",
-            Rule::Operator,
-            Box::new(|c, w| {
-                let name = format!("gone-{w:?}");
-                crate::util::Worker::new(&c.srv, &name).heartbeat(&[], &[]);
-                (
-                    "DELETE",
-                    format!("/api/dispatch/workers/{name}"),
-                    Value::Null,
-                )
-            }),
-        ),
-        (
-            "resolve alert",
-            Rule::OpsAdmin,
-            Box::new(|c, _| {
-                (
-                    "POST",
-                    format!("/api/alerts/{}/resolve", c.alert()),
-                    Value::Null,
-                )
-            }),
-        ),
-        (
-            "delete alert",
-            Rule::Operator,
-            Box::new(|c, _| ("DELETE", format!("/api/alerts/{}", c.alert()), Value::Null)),
-        ),
-    ]
+    /// `path` and `body` for `who`, with each `{…}` replaced by what it
+    /// names, made fresh; and what is `given` made first.
+    fn prepare(&self, path: &str, body: &str, given: Given, who: Who) -> (String, String) {
+        match given {
+            Nothing => {}
+            OpenAlert => {
+                self.alert();
+            }
+            StaleClaim => self.stale(),
+        }
+        let names = |key: &str| path.contains(key) || body.contains(key);
+        let (mut path, mut body) = (path.to_string(), body.to_string());
+        let mut set = |key: &str, value: String| {
+            path = path.replace(key, &value);
+            body = body.replace(key, &value);
+        };
+        let svc = self.srv.service();
+        if names("{who}") {
+            set("{who}", format!("{who:?}").to_lowercase());
+        }
+        if names("{task}") {
+            set("{task}", self.task(&task("matrix")).to_string());
+        }
+        if names("{ai_task}") {
+            set(
+                "{ai_task}",
+                self.task(&task("ai").interactive("codex")).to_string(),
+            );
+        }
+        if names("{failed_task}") {
+            let id = self.task(&task("r").interactive("codex"));
+            svc.edit_task(id, &blocked_with("failed")).ok();
+            set("{failed_task}", id.to_string());
+        }
+        if names("{running}") {
+            set(
+                "{running}",
+                self.claimed(&self.unique("cancelled")).0.to_string(),
+            );
+        }
+        if names("{archived}") {
+            let id = self.task(&task("matrix"));
+            svc.archive(id).ok();
+            set("{archived}", id.to_string());
+        }
+        if names("{sensitive}") {
+            let id = self.task(&task("s").interactive("codex").sensitive());
+            set("{sensitive}", id.to_string());
+        }
+        if names("{user}") {
+            set("{user}", self.new_user().to_string());
+        }
+        if names("{member}") {
+            let id = self.new_user();
+            self.admin.set_member(1, id, "member").ok();
+            set("{member}", id.to_string());
+        }
+        if names("{agent}") {
+            let agent = ops_center::protocol::admin::AgentChange {
+                slug: Some(self.unique("del")),
+                ..Default::default()
+            };
+            set("{agent}", svc.create_agent(&agent).ok().id.to_string());
+        }
+        // A worker's report: a real claim for the service, a made-up one
+        // for the others (they are refused before it is looked at).
+        if names("{reporter}") {
+            let worker = self.unique("reporter");
+            let (id, token) = if who == Who::Service {
+                self.claimed(&worker)
+            } else {
+                (1, "bogus".to_string())
+            };
+            if names("{cancelled}") && who == Who::Service {
+                svc.cancel(id).ok();
+            }
+            set("{run}", id.to_string());
+            set("{cancelled}", id.to_string());
+            set("{token}", token);
+            set("{reporter}", worker);
+        }
+        if names("{worker}") {
+            let name = self.unique("gone");
+            Worker::new(&self.srv, &name).heartbeat(&[], &[]);
+            set("{worker}", name);
+        }
+        if names("{alert}") {
+            set("{alert}", self.alert().to_string());
+        }
+        (path, body)
+    }
 }
 
 #[test]
@@ -671,9 +388,7 @@ fn role_matrix() {
     let (_, member) = srv.user("member", Some((1, "member")));
     let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
     let admin = srv.admin();
-    let r = admin.post("/api/workspaces", &json!({"name": "second"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    let ws2 = r.json["id"].as_i64().unwrap();
+    let ws2 = admin.create_workspace("second").ok().id;
     let (_, other_member) = srv.user("othermember", Some((ws2, "member")));
     let (_, other_admin) = srv.user("otheradmin", Some((ws2, "admin")));
     crate::util::enable_dispatch(&srv);
@@ -684,46 +399,29 @@ fn role_matrix() {
         admin,
         other_member,
         other_admin,
+        made: Cell::new(0),
     };
     let mut failures = Vec::new();
-    for (name, rule, make) in routes() {
+    for &(name, method, path, body, rule, scope, given, ok) in ROUTES {
         for who in ALL {
-            let (method, path, body) = make(&ctx, who);
-            let body = if body.is_null() {
-                Vec::new()
-            } else {
-                body.to_string().into_bytes()
-            };
-            let r = ctx.client(who).raw(method, &path, &body);
+            let want = expected(rule, scope, ok, who);
+            let (path, body) = ctx.prepare(path, body, given, who);
+            let row = format!("{name} as {who:?} ({rule:?}): {method} {path}");
+            let r = ctx.client(who).raw(method, &path, body.as_bytes());
             let other = matches!(who, Who::OtherMember | Who::OtherAdmin);
-            // A caller of another workspace has the rights of their role
-            // there, and none in workspace 1.
-            let role = match who {
-                Who::OtherMember => Who::Member,
-                Who::OtherAdmin => Who::WsAdmin,
-                w => w,
-            };
-            let want = match who {
-                Who::Nobody | Who::BadToken => "401",
-                _ if other && scope(name) == Scope::Workspace1 => "403",
-                _ if allowed(rule, role) => "2xx",
-                _ => "403",
-            };
-            if other && scope(name) == Scope::Listed && (200..300).contains(&r.status) {
+            if other && scope == Listed && r.status == ok {
                 if let Some(shown) = leak(name, &r.json) {
-                    failures.push(format!("{name} as {who:?} shows workspace 1: {shown}"));
+                    failures.push(format!("{row} shows workspace 1: {shown}"));
                 }
             }
-            let ok = match want {
-                "401" => r.status == 401 && r.error() == "unauthorized",
-                "403" => r.status == 403 && r.error() == "forbidden",
-                _ => (200..300).contains(&r.status),
-            };
+            let ok = r.status == want
+                && match want {
+                    401 => r.error() == "unauthorized",
+                    403 => r.error() == "forbidden",
+                    _ => true,
+                };
             if !ok {
-                failures.push(format!(
-                    "{name} as {who:?}: {method} {path} wanted {want}, got {} {}",
-                    r.status, r.text
-                ));
+                failures.push(format!("{row}: wanted {want}, got {} {}", r.status, r.text));
             }
         }
     }
@@ -737,80 +435,56 @@ fn role_matrix() {
 #[test]
 fn workspaces_fence_members() {
     let srv = Server::start();
-    let r = srv
-        .admin()
-        .post("/api/workspaces", &json!({"name": "second"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    let ws2 = r.json["id"].as_i64().unwrap();
+    let ws2 = srv.admin().create_workspace("second").ok().id;
     let (_, outsider) = srv.user("outsider", Some((ws2, "admin")));
     let (_, member) = srv.user("member", Some((1, "member")));
 
-    let t1 = srv.service().new_task(&json!({"title": "in ws1"}));
-    let t2 = srv
-        .service()
-        .new_task(&json!({"title": "in ws2", "workspace_id": ws2}));
+    let t1 = srv.service().new_task(&task("in ws1"));
+    let t2 = srv.service().new_task(&task("in ws2").workspace(ws2));
 
     // Each sees only its own workspace's tasks and workspaces.
-    let list = outsider.get("/api/tasks");
-    assert_eq!(list.json["total"], 1, "{}", list.text);
-    assert_eq!(list.json["tasks"][0]["id"], t2);
-    assert_eq!(member.get("/api/tasks").json["total"], 1);
-    assert_eq!(
-        outsider.get("/api/workspaces").json["workspaces"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(srv.admin().get("/api/tasks").json["total"], 2);
+    let list = outsider.tasks("").ok();
+    assert_eq!(list.total, 1, "{list:?}");
+    assert_eq!(list.tasks[0].id, t2);
+    assert_eq!(member.tasks("").ok().total, 1);
+    assert_eq!(outsider.workspaces().ok().workspaces.len(), 1);
+    assert_eq!(srv.admin().tasks("").ok().total, 2);
 
     // Events too: a member sees its workspace's, not the other's, nor the
     // global ones (users, settings).
-    let events = member.get("/api/events?limit=1000").json;
-    let events = events["events"].as_array().unwrap();
+    let events = member.events("?limit=1000").ok().events;
     assert!(!events.is_empty());
-    assert!(events.iter().all(|e| e["workspace_id"] == 1), "{events:?}");
+    assert!(
+        events.iter().all(|e| e.workspace_id == Some(1)),
+        "{events:?}"
+    );
 
     // And cannot touch the other's.
+    let retitle = TaskEdit {
+        title: Some("x".into()),
+        ..TaskEdit::default()
+    };
     for r in [
-        outsider.get(&format!("/api/tasks/{t1}")),
-        outsider.patch(&format!("/api/tasks/{t1}"), &json!({"title": "x"})),
-        outsider.post("/api/tasks", &json!({"title": "x", "workspace_id": 1})),
-        outsider.get("/api/tasks?workspace_id=1"),
-        member.post(&format!("/api/tasks/{t2}/comments"), &json!({"body": "x"})),
+        outsider.task(t1).res(),
+        outsider.edit_task(t1, &retitle).res(),
+        outsider.create_task(&task("x").workspace(1)).res(),
+        outsider.tasks("?workspace_id=1").res(),
+        member.comment(t2, "x", None).res(),
     ] {
         assert_eq!(r.status, 403, "{}", r.text);
     }
     // A workspace admin manages only its own workspace's members.
     let (uid, _) = srv.user("someone", None);
-    assert_eq!(
-        outsider
-            .put(
-                &format!("/api/workspaces/1/members/{uid}"),
-                &json!({"role": "member"})
-            )
-            .status,
-        403
-    );
-    assert_eq!(
-        outsider
-            .put(
-                &format!("/api/workspaces/{ws2}/members/{uid}"),
-                &json!({"role": "member"})
-            )
-            .status,
-        200
-    );
+    assert_eq!(outsider.set_member(1, uid, "member").status, 403);
+    outsider.set_member(ws2, uid, "member").ok();
 }
 
 #[test]
 fn lists_and_summaries_show_only_the_callers_workspaces() {
-    use crate::util::{queued_task, Worker};
     let srv = Server::start();
     crate::util::enable_dispatch(&srv);
     let admin = srv.admin();
-    let r = admin.post("/api/workspaces", &json!({"name": "second"}));
-    let ws2 = r.json["id"].as_i64().unwrap();
+    let ws2 = admin.create_workspace("second").ok().id;
     let (_, m1) = srv.user("m1", Some((1, "member")));
     let (_, a1) = srv.user("a1", Some((1, "admin")));
     let (_, m2) = srv.user("m2", Some((ws2, "member")));
@@ -823,136 +497,104 @@ fn lists_and_summaries_show_only_the_callers_workspaces() {
     for _ in 0..3 {
         queued_task(
             &srv,
-            "codex",
-            json!({"description": "secret prompt of ws1"}),
+            dispatchable("codex").description("secret prompt of ws1"),
         );
         let (id, token) = w.claim_one();
-        let r = w.report(
-            id,
-            &token,
-            "failed",
-            json!({"signature": "boom", "reason": "r"}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
+        w.report(id, &token, failed("boom", "r", "")).ok();
     }
     let stale = queued_task(
         &srv,
-        "codex",
-        json!({"description": "secret prompt of ws1"}),
+        dispatchable("codex").description("secret prompt of ws1"),
     );
     assert_eq!(w.claim_one().0, stale);
     // Half an hour passes; the worker goes on beating, holding the task
     // (a launcher that never started it).
     srv.advance_clock(30 * 60);
-    let r = srv.service().post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "running_task_ids": [stale],
-                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-
-    let stale_ids = |c: &Client| -> Vec<i64> {
-        let r = c.get("/api/dispatch/stale");
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.json["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_i64().unwrap())
-            .collect()
+    let holding = HeartbeatReport {
+        running_task_ids: vec![stale],
+        ..w.heartbeat_of(&["codex"], &[])
     };
+    w.beat(&holding).ok();
+
+    let stale_ids =
+        |c: &Client| -> Vec<i64> { c.stale().ok().tasks.iter().map(|t| t.id).collect() };
     assert_eq!(stale_ids(&a1), vec![stale]);
     assert_eq!(stale_ids(&admin), vec![stale]);
     assert_eq!(stale_ids(&a2), Vec::<i64>::new());
-    assert!(!a2.get("/api/dispatch/stale").text.contains("secret prompt"));
+    assert!(!a2.stale().text.contains("secret prompt"));
 
-    let health = |c: &Client| c.get("/api/dispatch/health").json;
-    let h = health(&m1);
-    assert_eq!(h["queue"]["dispatching"], 1, "{h}");
-    assert_eq!(h["queue"]["stale_dispatching"], 1);
-    assert_eq!(h["workers"], json!([]), "worker details are for operators");
-    assert_eq!(h["worker_summary"]["fresh"], 1);
-    let h = health(&m2);
-    assert!(
-        h["queue"].as_object().unwrap().values().all(|n| *n == 0),
-        "{h}"
-    );
-    assert_eq!(h["workers"], json!([]));
-    assert!(!h.to_string().contains("w1"));
-    assert_eq!(health(&admin)["workers"][0]["worker_id"], "w1");
+    let h = m1.health("").ok();
+    assert_eq!(h.queue.dispatching, 1, "{h:?}");
+    assert_eq!(h.queue.stale_dispatching, 1);
+    assert!(h.workers.is_empty(), "worker details are for operators");
+    assert_eq!(h.worker_summary.fresh, 1);
+    let r = m2.health("");
+    let h = r.ok();
+    let nothing = Queue {
+        next: 0,
+        queued: 0,
+        dispatching: 0,
+        doing: 0,
+        review: 0,
+        waiting: 0,
+        blocked: 0,
+        stale_dispatching: 0,
+        stale_running: 0,
+        stale_queued: 0,
+    };
+    assert_eq!(h.queue, nothing, "{h:?}");
+    assert!(h.workers.is_empty());
+    assert!(!r.text.contains("w1"));
+    assert_eq!(workers(&admin.health("").ok())[0].worker_id, "w1");
 
     // The watchdog turns the stale claim into an alert about the task and
     // the failures into one about the agent.
-    let r = srv.service().post("/api/watchdog/run", &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let alerts = |c: &Client| -> Vec<(i64, Value)> {
-        let r = c.get("/api/alerts?limit=100");
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.json["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| (a["id"].as_i64().unwrap(), a["task_id"].clone()))
-            .collect()
+    srv.service().watchdog().ok();
+    let alerts = |c: &Client| -> Vec<(i64, Option<i64>)> {
+        let list = c.alerts("?limit=100").ok();
+        list.alerts.iter().map(|a| (a.id, a.task_id)).collect()
     };
     let all = alerts(&admin);
     let on_task = all
         .iter()
-        .find(|(_, t)| *t == json!(stale))
+        .find(|(_, t)| *t == Some(stale))
         .expect("stale alert")
         .0;
     let on_agent = all
         .iter()
-        .find(|(_, t)| t.is_null())
+        .find(|(_, t)| t.is_none())
         .expect("agent alert")
         .0;
-    assert_eq!(alerts(&m1), vec![(on_task, json!(stale))]);
-    assert_eq!(alerts(&a1), vec![(on_task, json!(stale))]);
+    assert_eq!(alerts(&m1), vec![(on_task, Some(stale))]);
+    assert_eq!(alerts(&a1), vec![(on_task, Some(stale))]);
     assert!(alerts(&m2).is_empty());
     assert!(alerts(&a2).is_empty());
-    assert_eq!(m1.get("/api/dispatch/health").json["queue"]["waiting"], 4);
+    assert_eq!(m1.health("").ok().queue.waiting, 4);
 
     // Resolving is for the admins of the alert's workspace (a member of
     // workspace 1 who administers workspace 2 is not one).
     let (mixed_id, mixed) = srv.user("mixed", Some((1, "member")));
-    let r = admin.put(
-        &format!("/api/workspaces/{ws2}/members/{mixed_id}"),
-        &json!({"role": "admin"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(alerts(&mixed), vec![(on_task, json!(stale))]);
+    admin.set_member(ws2, mixed_id, "admin").ok();
+    assert_eq!(alerts(&mixed), vec![(on_task, Some(stale))]);
     for (c, id) in [(&a2, on_task), (&a1, on_agent), (&mixed, on_task)] {
-        let r = c.post(&format!("/api/alerts/{id}/resolve"), &json!({}));
-        assert_eq!((r.status, r.error()), (403, "forbidden"), "{}", r.text);
+        c.resolve_alert(id).refused(403, "forbidden");
     }
-    let r = a1.post(&format!("/api/alerts/{on_task}/resolve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    a1.resolve_alert(on_task).ok();
 
     // A workspace admin's watchdog report holds only their tasks.
     let admin = srv.admin();
-    for a in admin.get("/api/alerts?status=open&limit=1000").json["alerts"]
-        .as_array()
-        .unwrap()
-    {
-        let r = admin.post(&format!("/api/alerts/{}/resolve", a["id"]), &json!({}));
-        assert_eq!(r.status, 200, "{}", r.text);
+    for a in admin.alerts("?status=open&limit=1000").ok().alerts {
+        admin.resolve_alert(a.id).ok();
     }
-    let report = a2.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(report["alerts"], json!([]), "{report}");
-    assert_eq!(report["followup_task_ids"], json!([]));
+    let report = a2.watchdog().ok();
+    assert!(report.alerts.is_empty(), "{report:?}");
+    assert!(report.followup_task_ids.is_empty());
 
     // Events: none of workspace 1, none of no workspace.
-    let ev = m2.get("/api/events?limit=1000").json;
+    let ev = m2.events("?limit=1000").ok();
     assert!(
-        ev["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["workspace_id"] == ws2),
-        "{ev}"
+        ev.events.iter().all(|e| e.workspace_id == Some(ws2)),
+        "{ev:?}"
     );
-    assert_eq!(
-        m2.get(&format!("/api/events?task_id={stale}")).json["total"],
-        0
-    );
+    assert_eq!(m2.events(&format!("?task_id={stale}")).ok().total, 0);
 }

@@ -8,7 +8,10 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
 
-use crate::util::{bin, Server, ADMIN, TOKEN};
+use ops_center::protocol::events::EventList;
+
+use crate::client::{task, TaskSpec};
+use crate::util::{bin, Client, Server, ADMIN, TOKEN};
 
 const NEW_TOKEN: &str = "rotated-service-token-abcdefghijklmnop";
 
@@ -44,6 +47,11 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The `task_ids.raised` events `c` sees.
+fn raised(c: &Client) -> EventList {
+    c.events("?kind=task_ids.raised").ok()
+}
+
 fn db_arg(srv: &Server) -> String {
     srv.db_path().to_str().unwrap().to_string()
 }
@@ -68,9 +76,7 @@ fn set_service_token_from_stdin_takes_effect_on_the_running_server() {
 
     // No restart: the server reads the token on every request.
     let new = srv.client().header("X-OPS-Service-Token", NEW_TOKEN);
-    let r = new.get("/api/auth/me");
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["role"], "service");
+    assert_eq!(new.me().ok().role, "service");
     assert_eq!(srv.service().get("/api/auth/me").status, 401, "old token");
 
     // The same token again changes nothing and says so.
@@ -98,12 +104,12 @@ fn set_service_token_from_stdin_takes_effect_on_the_running_server() {
     assert_eq!(third.get("/api/auth/me").status, 200);
     assert_eq!(new.get("/api/auth/me").status, 401);
 
-    let events = third.get("/api/events?limit=1000");
-    let rotations = events.json["events"]
-        .as_array()
-        .unwrap()
+    let events = third.events("?limit=1000");
+    let rotations = events
+        .ok()
+        .events
         .iter()
-        .filter(|e| e["kind"] == "settings.changed" && e["actor"] == "cli:admin")
+        .filter(|e| e.kind == "settings.changed" && e.actor == "cli:admin")
         .count();
     assert_eq!(rotations, 2, "{}", events.text);
     assert!(!events.text.contains(NEW_TOKEN), "the token never shows");
@@ -190,7 +196,7 @@ fn set_admin_password_creates_and_rotates_admins() {
         text(&o)
     );
     let owner = srv.login("ops-owner", "first-password-4821");
-    assert_eq!(owner.get("/api/auth/me").json["role"], "admin");
+    assert_eq!(owner.me().ok().role, "admin");
 
     // Rotating it from the environment ends its sessions.
     let o = admin(
@@ -208,10 +214,7 @@ fn set_admin_password_creates_and_rotates_admins() {
         text(&o)
     );
     assert_eq!(owner.get("/api/auth/me").status, 401, "old session ended");
-    let old = srv.client().post(
-        "/api/auth/login",
-        &json!({"username": "ops-owner", "password": "first-password-4821"}),
-    );
+    let old = srv.client().log_in("ops-owner", "first-password-4821");
     assert_eq!(old.status, 401);
     srv.login("ops-owner", "second-password-9377");
 
@@ -256,11 +259,8 @@ fn set_admin_password_creates_and_rotates_admins() {
 fn backup_is_a_private_consistent_copy_taken_while_serving() {
     let srv = Server::start();
     let db = db_arg(&srv);
-    let r = srv.service().post(
-        "/api/tasks",
-        &json!({"title": "kept in the backup", "description": "p"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    srv.service()
+        .new_task(&task("kept in the backup").description("p"));
     let to = srv.dir.path().join("copy.db");
     let to_s = to.to_str().unwrap();
 
@@ -332,8 +332,7 @@ fn backup_is_a_private_consistent_copy_taken_while_serving() {
 #[test]
 fn check_passes_a_good_file_and_fails_on_wrong_task_counts() {
     let mut srv = Server::start();
-    srv.service()
-        .new_task(&json!({"title": "counted", "agent": "codex"}));
+    srv.service().new_task(&task("counted").agent("codex"));
     assert!(srv.signal_and_wait("TERM").success());
     let db = srv.db_path().display().to_string();
 
@@ -373,20 +372,12 @@ fn restore_replaces_a_stopped_database_with_a_checked_backup() {
     let mut srv = Server::start();
     let db = db_arg(&srv);
     let svc = srv.service();
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": "in the backup", "description": "p"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    svc.new_task(&task("in the backup").description("p"));
     let backup = srv.dir.path().join("backup.db");
     let backup_s = backup.to_str().unwrap();
     let o = admin(&["backup", "--db", &db, "--to", backup_s], &[], "");
     assert!(o.status.success(), "{}", text(&o));
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": "after the backup", "description": "p"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    svc.new_task(&task("after the backup").description("p"));
 
     // The server holds the file: refused, nothing changed.
     let before = srv.fingerprint();
@@ -448,23 +439,20 @@ fn restore_replaces_a_stopped_database_with_a_checked_backup() {
     // Restore then create: task 2, acknowledged before the restore and
     // lost with it, is never given again; the move is recorded.
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "after the restore"})), 1003);
-    let ev = svc.get("/api/events?kind=task_ids.raised");
-    assert_eq!(ev.json["total"], 1, "{}", ev.text);
-    let e = &ev.json["events"][0];
-    assert_eq!(e["actor"], "cli:admin");
+    assert_eq!(svc.new_task(&task("after the restore")), 1003);
+    let ev = raised(&svc);
+    assert_eq!(ev.total, 1, "{ev:?}");
+    let e = &ev.events[0];
+    assert_eq!(e.actor, "cli:admin");
     assert_eq!(
-        e["payload"],
+        e.payload,
         json!({"from": 1, "to": 1002, "margin": 1000, "at_least": 2, "reason": "restore"})
     );
     // The restore left the file as a clean stop does: the start did not
     // move the mark again, nor does a clean restart.
     srv.restart();
-    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 1004);
-    assert_eq!(
-        srv.service().get("/api/events?kind=task_ids.raised").json["total"],
-        1
-    );
+    assert_eq!(srv.service().new_task(&task("next")), 1004);
+    assert_eq!(raised(&srv.service()).total, 1);
 }
 
 /// `--id-margin` chooses how many ids a restore skips; a bad value is
@@ -474,7 +462,7 @@ fn restore_takes_an_id_margin_and_refuses_a_bad_one() {
     let mut srv = Server::start();
     let db = db_arg(&srv);
     for i in 0..3 {
-        srv.service().new_task(&json!({"title": format!("t{i}")}));
+        srv.service().new_task(&task(&format!("t{i}")));
     }
     let backup = srv.dir.path().join("backup.db");
     let backup_s = backup.to_str().unwrap();
@@ -515,7 +503,7 @@ fn restore_takes_an_id_margin_and_refuses_a_bad_one() {
     );
     assert!(o.status.success(), "{}", text(&o));
     srv.start_again();
-    assert_eq!(srv.service().new_task(&json!({"title": "next"})), 50004);
+    assert_eq!(srv.service().new_task(&task("next")), 50004);
 }
 
 /// A start on a file the last server did not stop cleanly — a copy of a
@@ -529,7 +517,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     let db = db_arg(&srv);
     let svc = srv.service();
     for i in 1..=3 {
-        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+        assert_eq!(svc.new_task(&task(&format!("t{i}"))), i);
     }
     // What a replica holds: a copy of the file while the server writes it.
     let replica = srv.dir.path().join("replica.db");
@@ -538,13 +526,13 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
         .status
         .success());
     for i in 4..=6 {
-        assert_eq!(svc.new_task(&json!({"title": format!("t{i}")})), i);
+        assert_eq!(svc.new_task(&task(&format!("t{i}"))), i);
     }
     // A clean restart skips nothing.
     srv.restart();
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "t7"})), 7);
-    assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 0);
+    assert_eq!(svc.new_task(&task("t7")), 7);
+    assert_eq!(raised(&svc).total, 0);
 
     // The host is lost; the file comes back from the replica, by copy, as
     // `litestream restore` writes it: tasks 4 to 7 are gone with it, and
@@ -556,33 +544,30 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
     std::fs::copy(&replica, &db).unwrap();
     srv.start_again();
     let svc = srv.service();
-    assert_eq!(svc.get("/api/tasks?limit=100").json["total"], 3);
+    assert_eq!(svc.tasks("?limit=100").ok().total, 3);
     assert_eq!(
-        svc.new_task(&json!({"title": "after the restore"})),
+        svc.new_task(&task("after the restore")),
         1004,
         "past the replica's 3 by the margin, past the 7 acknowledged"
     );
-    let ev = svc.get("/api/events?kind=task_ids.raised");
-    assert_eq!(ev.json["total"], 1, "{}", ev.text);
-    assert_eq!(ev.json["events"][0]["actor"], "server", "{}", ev.text);
+    let ev = raised(&svc);
+    assert_eq!(ev.total, 1, "{ev:?}");
+    assert_eq!(ev.events[0].actor, "server", "{ev:?}");
     assert_eq!(
-        ev.json["events"][0]["payload"],
+        ev.events[0].payload,
         json!({"from": 3, "to": 1003, "margin": 1000, "at_least": 0, "reason": "unclean_stop"})
     );
     assert!(srv.log().contains("did not stop cleanly"), "{}", srv.log());
     // Operators see it; a member sees no event of no workspace.
     let (_, member) = srv.user("member", Some((1, "member")));
-    assert_eq!(
-        member.get("/api/events?kind=task_ids.raised").json["total"],
-        0
-    );
+    assert_eq!(raised(&member).total, 0);
 
     // Killed: the next start skips the margin too.
     srv.signal_and_wait("KILL");
     srv.start_again();
     let svc = srv.service();
-    assert_eq!(svc.new_task(&json!({"title": "after a crash"})), 2005);
-    assert_eq!(svc.get("/api/events?kind=task_ids.raised").json["total"], 2);
+    assert_eq!(svc.new_task(&task("after a crash")), 2005);
+    assert_eq!(raised(&svc).total, 2);
 }
 
 /// `admin restore` refuses while any process has the database open, not
@@ -591,8 +576,7 @@ fn a_start_on_a_file_not_stopped_cleanly_never_reuses_an_id() {
 fn restore_refuses_while_another_process_holds_the_file() {
     let mut srv = Server::start();
     let db = db_arg(&srv);
-    srv.service()
-        .new_task(&json!({"title": "kept", "description": "p"}));
+    srv.service().new_task(&task("kept").description("p"));
     let backup = srv.dir.path().join("backup.db");
     let backup_s = backup.to_str().unwrap();
     let o = admin(&["backup", "--db", &db, "--to", backup_s], &[], "");

@@ -12,7 +12,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::launcher::{enable_dispatch, example, wait_status, Launcher};
+use crate::launcher::{enable_dispatch, example, wait_status};
+use crate::util::Launcher;
 use crate::util::{Server, TOKEN};
 use crate::worktrees::git;
 
@@ -269,7 +270,7 @@ fn a_hostile_agent_gets_nothing_but_its_clone() {
         git(&s.repo, &["show", &format!("{branch}:hostile.txt")]),
         "hostile work\n"
     );
-    let patch = t["changes"]["patch"].as_str().unwrap();
+    let patch = &t.changes.as_ref().unwrap().patch;
     assert!(patch.contains("+hostile work"), "{patch}");
     // The filter did run (proof that the test can fail): as the agent.
     assert!(
@@ -305,8 +306,8 @@ fn a_clone_whose_git_points_elsewhere_blocks_the_run_and_nothing_is_taken() {
     let l = start_launcher(&s, "gitfile", &[]);
     let id = queued(&s.srv);
     let t = wait_status(&s.srv, id, "waiting", 60);
-    assert_eq!(t["blocked"], true, "{t:#}");
-    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(t.task.blocked, "{t:?}");
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(
         reason.contains("agent tampered with its clone") && reason.contains("replaced by a file"),
         "{reason}"
@@ -579,7 +580,7 @@ fn a_repository_the_agent_user_cannot_read_is_refused() {
     let _l = start_launcher(&s, "config", &[]);
     let id = queued(&s.srv);
     let t = wait_status(&s.srv, id, "waiting", 60);
-    let reason = t["blocked_reason"].as_str().unwrap();
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(
         reason.starts_with("repository not usable: not readable by the agent user"),
         "{reason}"

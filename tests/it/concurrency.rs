@@ -43,11 +43,11 @@ fn sixteen_workers_claim_two_thousand_tasks_exactly_once() {
             s.spawn(move || {
                 w.heartbeat(&["codex", "hermes"], &[]);
                 loop {
-                    let r = w.claim();
-                    match r.json["task"]["id"].as_i64() {
-                        Some(id) => claimed.lock().unwrap().push((id, w.id.clone())),
+                    let answer = w.claim();
+                    match answer.task {
+                        Some(task) => claimed.lock().unwrap().push((task.id, w.id.clone())),
                         None => {
-                            assert_eq!(r.json["reason"], "no_task", "{}", r.text);
+                            assert_eq!(answer.reason.as_deref(), Some("no_task"), "{answer:?}");
                             break;
                         }
                     }

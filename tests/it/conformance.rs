@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use crate::client::task;
 use crate::util::{Server, TOKEN};
 
 fn connect(srv: &Server) -> TcpStream {
@@ -210,9 +211,7 @@ fn host_targets_and_methods() {
     let text = get("GET /api/tasks%2F1 HTTP/1.1", "Host: x\r\n");
     assert_eq!(statuses(&text), [404], "{text}");
     // Other encodings are decoded per segment.
-    let id = srv
-        .service()
-        .new_task(&serde_json::json!({"title": "encoded"}));
+    let id = srv.service().new_task(&task("encoded"));
     let text = get(&format!("GET /api/tas%6Bs/{id} HTTP/1.1"), "Host: x\r\n");
     assert_eq!(statuses(&text), [200], "{text}");
 }
@@ -222,9 +221,7 @@ fn pipelining_head_continue_close_and_http_1_0() {
     let srv = Server::start();
     let a = auth();
     // §9.3.2: pipelined requests are answered in order.
-    let id = srv
-        .service()
-        .new_task(&serde_json::json!({"title": "pipelined"}));
+    let id = srv.service().new_task(&task("pipelined"));
     let mut s = connect(&srv);
     s.write_all(
         format!(

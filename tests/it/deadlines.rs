@@ -6,64 +6,51 @@
 //! the launcher's own limits on a running agent are
 //! `launcher::silent_and_overdue_agents_are_ended_and_their_slots_freed`.
 
-use serde_json::{json, Value};
+use ops_center::protocol::dispatch::{CancelledClaim, HeartbeatAnswer, HeartbeatReport};
+use ops_center::protocol::events::AlertView;
+use ops_center::protocol::health::Health;
+use ops_center::protocol::tasks::{TaskEdit, TaskView};
 
-use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
+use crate::client::{cancel_ended, finished, started, task, workers, TaskSpec};
+use crate::util::{dispatchable, enable_dispatch, event_kinds, queued_task, Server, Worker};
+
+/// No task ids.
+const NONE: [i64; 0] = [];
 
 /// A heartbeat of `worker` (usable: codex) listing `running`.
-fn beat(srv: &Server, worker: &str, running: &[i64]) -> Value {
-    let r = srv.service().post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": worker, "host": format!("{worker}.example"), "version": "t",
-                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
-                "models": [], "slots_total": 2, "slots_busy": running.len(),
-                "running_task_ids": running, "draining": false}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
+fn beat(srv: &Server, worker: &str, running: &[i64]) -> HeartbeatAnswer {
+    let w = Worker::new(srv, worker);
+    let report = HeartbeatReport {
+        host: format!("{worker}.example"),
+        version: "t".into(),
+        slots_busy: running.len() as i64,
+        running_task_ids: running.to_vec(),
+        ..w.heartbeat_of(&["codex"], &[])
+    };
+    w.beat(&report).ok()
 }
 
-fn task(srv: &Server, id: i64) -> Value {
-    let r = srv.service().get(&format!("/api/tasks/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
+fn task_of(srv: &Server, id: i64) -> TaskView {
+    srv.service().task(id).ok().task
 }
 
-fn health(srv: &Server) -> Value {
-    srv.service().get("/api/dispatch/health").json
+fn health(srv: &Server) -> Health {
+    srv.service().health("").ok()
 }
 
-/// The value of an unlabelled gauge in `GET /metrics`.
-fn gauge(srv: &Server, name: &str) -> f64 {
-    let text = srv.service().get("/metrics").text;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn open_alerts(srv: &Server, kind: &str) -> Vec<Value> {
-    let r = srv.service().get("/api/alerts?status=open&limit=100").json;
-    r["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["kind"] == kind)
-        .cloned()
-        .collect()
+fn open_alerts(srv: &Server, kind: &str) -> Vec<AlertView> {
+    let open = srv.service().alerts("?status=open&limit=100").ok();
+    open.alerts.into_iter().filter(|a| a.kind == kind).collect()
 }
 
 /// A task `w1` claimed and started: `doing` on it. Returns (id, token).
 fn running_on_w1(srv: &Server) -> (i64, String) {
     let w = Worker::new(srv, "w1");
     beat(srv, "w1", &[]);
-    let id = queued_task(srv, "codex", json!({}));
+    let id = queued_task(srv, "codex");
     let (claimed, token) = w.claim_one();
     assert_eq!(claimed, id);
-    let r = w.report(id, &token, "started", json!({"pid": 4242}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &token, started(Some(4242))).ok();
     beat(srv, "w1", &[id]);
     (id, token)
 }
@@ -86,47 +73,46 @@ fn tasks_a_person_holds_have_no_deadline() {
         ("doing", false),
         ("done", false),
     ] {
-        let id = svc.new_task(&json!({"title": format!("{status} by hand"), "execution": "interactive", "agent": "codex"}));
+        let id = svc.new_task(&task(&format!("{status} by hand")).interactive("codex"));
         if status != "next" {
-            let r = svc.patch(
-                &format!("/api/tasks/{id}"),
-                &json!({"status": status, "blocked": blocked}),
-            );
+            let edit = TaskEdit {
+                status: Some(status.into()),
+                blocked: Some(blocked),
+                ..TaskEdit::default()
+            };
+            let r = svc.edit_task(id, &edit).res();
             let r = if r.status == 409 && status == "done" {
-                svc.patch(
-                    &format!("/api/tasks/{id}/status?force=true"),
-                    &json!({"status": "done"}),
-                )
+                svc.force_task(id, "done").res()
             } else {
                 r
             };
             assert_eq!(r.status, 200, "{status}: {}", r.text);
         }
-        ids.push((id, task(&srv, id)));
+        ids.push((id, task_of(&srv, id)));
     }
     for _ in 0..7 {
         srv.advance_clock(24 * 3600);
         beat(&srv, "w1", &[]);
-        let r = svc.post("/api/watchdog/run", &json!({}));
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.json["task_ids"], json!([]), "{}", r.text);
+        assert_eq!(svc.watchdog().ok().task_ids, NONE);
         Worker::new(&srv, "w1").claim();
     }
     for (id, before) in ids {
-        let after = task(&srv, id);
-        for k in ["status", "blocked", "blocked_reason", "claimed_by"] {
-            assert_eq!(after[k], before[k], "task {id}: {k}");
-        }
+        let after = task_of(&srv, id);
+        let owner = |t: &TaskView| {
+            (
+                t.status.clone(),
+                t.blocked,
+                t.blocked_reason.clone(),
+                t.claimed_by.clone(),
+            )
+        };
+        assert_eq!(owner(&after), owner(&before), "task {id}");
     }
-    let q = &health(&srv)["queue"];
+    let q = health(&srv).queue;
     assert_eq!(
-        (
-            q["stale_dispatching"].clone(),
-            q["stale_running"].clone(),
-            q["stale_queued"].clone()
-        ),
-        (json!(0), json!(0), json!(0)),
-        "{q}"
+        (q.stale_dispatching, q.stale_running, q.stale_queued),
+        (0, 0, 0),
+        "{q:?}"
     );
 }
 
@@ -143,73 +129,61 @@ fn a_queued_task_no_worker_takes_is_named_after_the_stale_window() {
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &["qwen*"]);
-    let id = queued_task(&srv, "codex", json!({"model": "gpt-5"}));
-    assert_eq!(w.claim().json["reason"], "no_task");
+    let id = queued_task(&srv, dispatchable("codex").model("gpt-5"));
+    assert_eq!(w.no_claim(), "no_task");
 
     // Within the window (20 min): nothing to say.
     srv.advance_clock(19 * 60);
     w.heartbeat(&["codex"], &["qwen*"]);
-    assert_eq!(health(&srv)["queue"]["stale_queued"], 0);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["alerts"], json!([]), "{r}");
+    assert_eq!(health(&srv).queue.stale_queued, 0);
+    let r = svc.watchdog().ok();
+    assert!(r.alerts.is_empty(), "{r:?}");
 
     srv.advance_clock(2 * 60);
     w.heartbeat(&["codex"], &["qwen*"]);
     let h = health(&srv);
-    assert_eq!(h["queue"]["stale_queued"], 1, "{h}");
-    let warnings = h["warnings"].to_string();
+    assert_eq!(h.queue.stale_queued, 1, "{h:?}");
+    let warnings = h.warnings.join("\n");
     assert!(
         warnings.contains(&format!(
             "1 queued task(s) no worker has taken for more than 20 min: #{id} (codex, model gpt-5, workspace 1, 21 min)"
         )),
         "{warnings}"
     );
-    assert_eq!(gauge(&srv, "ops_tasks_stale_queued"), 1.0);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    let kinds: Vec<&str> = r["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["dispatch.queued_unclaimed"], "{r}");
-    let alert = &r["alerts"][0];
-    assert_eq!(alert["title"], "Tareas en cola que ningún worker toma");
+    assert_eq!(srv.gauge("ops_tasks_stale_queued"), 1.0);
+    let r = svc.watchdog().ok();
+    let kinds: Vec<&str> = r.alerts.iter().map(|a| a.alert.kind.as_str()).collect();
+    assert_eq!(kinds, ["dispatch.queued_unclaimed"], "{r:?}");
+    let alert = &r.alerts[0].alert;
+    assert_eq!(alert.title, "Tareas en cola que ningún worker toma");
     assert!(
-        alert["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("#{id} (codex, model gpt-5")),
-        "{alert}"
+        alert.detail.contains(&format!("#{id} (codex, model gpt-5")),
+        "{alert:?}"
     );
     // The task itself is left alone: it may still be taken.
-    let t = task(&srv, id);
-    assert_eq!(
-        (t["status"].clone(), t["blocked"].clone()),
-        (json!("queued"), json!(false))
-    );
+    let t = task_of(&srv, id);
+    assert_eq!((t.status.as_str(), t.blocked), ("queued", false));
 
     // A worker that runs it takes it; the condition is over.
     let gpt = Worker::new(&srv, "w2");
     gpt.heartbeat(&["codex"], &["gpt-*"]);
     assert_eq!(gpt.claim_one().0, id);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
+    let r = svc.watchdog().ok();
     assert_eq!(
-        r["resolved_alerts"][0]["kind"], "dispatch.queued_unclaimed",
-        "{r}"
+        r.resolved_alerts[0].kind, "dispatch.queued_unclaimed",
+        "{r:?}"
     );
-    assert_eq!(health(&srv)["queue"]["stale_queued"], 0);
+    assert_eq!(health(&srv).queue.stale_queued, 0);
     assert!(open_alerts(&srv, "dispatch.queued_unclaimed").is_empty());
 
     // With dispatch off, a queue that waits is the operator's choice.
-    let r = svc.put("/api/settings/dispatch_enabled", &json!({"value": "false"}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let other = queued_task(&srv, "codex", json!({"model": "gpt-5"}));
+    svc.set_setting("dispatch_enabled", "false").ok();
+    let other = queued_task(&srv, dispatchable("codex").model("gpt-5"));
     srv.advance_clock(30 * 60);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["alerts"], json!([]), "{r}");
-    assert_eq!(health(&srv)["queue"]["stale_queued"], 1, "still counted");
-    assert_eq!(task(&srv, other)["status"], "queued");
+    let r = svc.watchdog().ok();
+    assert!(r.alerts.is_empty(), "{r:?}");
+    assert_eq!(health(&srv).queue.stale_queued, 1, "still counted");
+    assert_eq!(task_of(&srv, other).status, "queued");
 }
 
 /// `doing` is its worker's while the worker's heartbeat is fresh. A worker
@@ -226,62 +200,49 @@ fn a_running_task_whose_worker_goes_silent_is_taken_back_after_the_stale_window(
     let svc = srv.service();
     enable_dispatch(&srv);
     let (id, token) = running_on_w1(&srv);
-    let seen = health(&srv)["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["worker_id"] == "w1")
-        .expect("w1 listed")["last_seen_at"]
-        .clone();
+    let seen = workers(&health(&srv))
+        .into_iter()
+        .find(|w| w.worker_id == "w1")
+        .expect("w1 listed")
+        .last_seen_at;
     let other = Worker::new(&srv, "w2");
 
     // Silent for less than the window (90 s): nothing moves.
     srv.advance_clock(89);
     other.heartbeat(&["codex"], &[]);
-    assert_eq!(health(&srv)["queue"]["stale_running"], 0);
-    assert_eq!(other.claim().json["reconciled"], 0);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["task_ids"], json!([]), "{r}");
-    assert_eq!(task(&srv, id)["status"], "doing");
+    assert_eq!(health(&srv).queue.stale_running, 0);
+    assert_eq!(other.claim().reconciled, 0);
+    let r = svc.watchdog().ok();
+    assert_eq!(r.task_ids, NONE, "{r:?}");
+    assert_eq!(task_of(&srv, id).status, "doing");
 
     srv.advance_clock(2);
     other.heartbeat(&["codex"], &[]);
     let h = health(&srv);
-    assert_eq!(h["queue"]["stale_running"], 1, "{h}");
+    assert_eq!(h.queue.stale_running, 1, "{h:?}");
     assert!(
-        h["warnings"]
-            .to_string()
-            .contains("1 running task(s) whose worker no longer runs them"),
-        "{}",
-        h["warnings"]
+        h.warnings
+            .iter()
+            .any(|w| w.contains("1 running task(s) whose worker no longer runs them")),
+        "{:?}",
+        h.warnings
     );
-    assert_eq!(gauge(&srv, "ops_tasks_stale_running"), 1.0);
+    assert_eq!(srv.gauge("ops_tasks_stale_running"), 1.0);
     // Counted in the caller's workspaces only.
-    let r = srv
-        .admin()
-        .post("/api/workspaces", &json!({"name": "elsewhere"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    let other_ws = r.json["id"].as_i64().unwrap();
+    let other_ws = srv.admin().create_workspace("elsewhere").ok().id;
     let (_, inside) = srv.user("inside", Some((1, "member")));
     let (_, outside) = srv.user("outside", Some((other_ws, "member")));
-    assert_eq!(
-        inside.get("/api/dispatch/health").json["queue"]["stale_running"],
-        1
-    );
-    assert_eq!(
-        outside.get("/api/dispatch/health").json["queue"]["stale_running"],
-        0
-    );
+    assert_eq!(inside.health("").ok().queue.stale_running, 1);
+    assert_eq!(outside.health("").ok().queue.stale_running, 0);
     // The claim path's stale scan takes it back.
     let r = other.claim();
-    assert_eq!(r.json["reconciled"], 1, "{}", r.text);
+    assert_eq!(r.reconciled, 1, "{r:?}");
 
-    let t = task(&srv, id);
-    assert_eq!(t["status"], "waiting");
-    assert_eq!(t["blocked"], true);
-    assert_eq!(t["claimed_by"], Value::Null);
-    let reason = t["blocked_reason"].as_str().unwrap();
-    let seen = seen.as_str().unwrap();
+    let t = srv.service().task(id).ok();
+    assert_eq!(t.task.status, "waiting");
+    assert!(t.task.blocked);
+    assert_eq!(t.task.claimed_by, None);
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     // 91 s of the test clock, and what real time the test took.
     assert!(
         reason.starts_with(&format!("stale run: worker w1 was last seen at {seen} (9"))
@@ -290,83 +251,55 @@ fn a_running_task_whose_worker_goes_silent_is_taken_back_after_the_stale_window(
             ),
         "{reason}"
     );
-    let blocker = t["comments"]
-        .as_array()
-        .unwrap()
+    let blocker = t
+        .comments
         .iter()
-        .find(|c| c["kind"] == "blocker")
+        .find(|c| c.kind == "blocker")
         .expect("a blocker comment");
-    assert!(
-        blocker["body"].as_str().unwrap().starts_with(reason),
-        "{blocker}"
-    );
+    assert!(blocker.body.starts_with(reason), "{blocker:?}");
     let alert = open_alerts(&srv, "dispatch.stale_running");
     assert_eq!(alert.len(), 1);
-    assert_eq!(alert[0]["task_id"], id);
+    assert_eq!(alert[0].task_id, Some(id));
+    assert_eq!(alert[0].title, format!("Tarea {id} en curso sin su worker"));
+    assert_eq!(alert[0].detail, reason);
+    let ev = svc
+        .events(&format!(
+            "?task_id={id}&kind=dispatch.reconciled_stale_running"
+        ))
+        .ok();
+    let p = &ev.events[0].payload;
     assert_eq!(
-        alert[0]["title"],
-        format!("Tarea {id} en curso sin su worker")
+        [&p["why"], &p["worker_id"], &p["last_seen_at"], &p["from"]].map(|v| v.as_str()),
+        [
+            Some("worker_stale"),
+            Some("w1"),
+            Some(seen.as_str()),
+            Some("doing")
+        ],
+        "{ev:?}"
     );
-    assert_eq!(alert[0]["detail"], reason);
-    let ev = svc.get(&format!(
-        "/api/events?task_id={id}&kind=dispatch.reconciled_stale_running"
-    ));
-    let p = &ev.json["events"][0]["payload"];
-    assert_eq!(
-        (
-            p["why"].clone(),
-            p["worker_id"].clone(),
-            p["last_seen_at"].clone(),
-            p["from"].clone()
-        ),
-        (
-            json!("worker_stale"),
-            json!("w1"),
-            json!(seen),
-            json!("doing")
-        ),
-        "{}",
-        ev.text
-    );
-    assert_eq!(ev.json["events"][0]["actor"], "dispatcher");
-    assert_eq!(health(&srv)["queue"]["stale_running"], 0);
-    assert_eq!(gauge(&srv, "ops_tasks_stale_running"), 0.0);
+    assert_eq!(ev.events[0].actor, "dispatcher");
+    assert_eq!(health(&srv).queue.stale_running, 0);
+    assert_eq!(srv.gauge("ops_tasks_stale_running"), 0.0);
 
     // The launcher comes back, its agent still running: told to end it.
     let back = beat(&srv, "w1", &[id]);
-    assert_eq!(back["cancel"], json!([id]), "{back}");
-    assert_eq!(
-        back["cancel_claims"],
-        json!([{"task_id": id, "claim_token": token}])
-    );
+    assert_eq!(back.cancel, [id], "{back:?}");
+    let withdrawn = CancelledClaim {
+        task_id: id,
+        claim_token: token.clone(),
+    };
+    assert_eq!(back.cancel_claims, [withdrawn]);
     let w1 = Worker::new(&srv, "w1");
-    let r = w1.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "output": "late"}),
-    );
-    assert_eq!(
-        (r.status, r.error()),
-        (409, "claim_cancelled"),
-        "{}",
-        r.text
-    );
-    let r = w1.report(
-        id,
-        &token,
-        "cancelled",
-        json!({"signal": "SIGTERM", "elapsed_ms": 40}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
-    assert_eq!(beat(&srv, "w1", &[id])["cancel_claims"], json!([]));
+    w1.report(id, &token, finished(Some(0), "late"))
+        .refused(409, "claim_cancelled");
+    let t = w1
+        .report(id, &token, cancel_ended(None, Some("SIGTERM"), 40))
+        .ok();
+    assert_eq!(t.status, "waiting");
+    assert!(beat(&srv, "w1", &[id]).cancel_claims.is_empty());
     // Retried, it runs again like any task.
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{id}/retry"), &json!({}))
-            .status,
-        200
-    );
+    svc.retry(id).ok();
     assert_eq!(other.claim_one().0, id);
 }
 
@@ -388,22 +321,19 @@ fn a_restarted_server_gives_workers_the_stale_window_before_judging_them() {
         .unwrap();
     srv.start_again();
     let svc = srv.service();
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["task_ids"], json!([]), "{r}");
-    assert_eq!(health(&srv)["queue"]["stale_running"], 0);
+    assert_eq!(svc.watchdog().ok().task_ids, NONE);
+    assert_eq!(health(&srv).queue.stale_running, 0);
     // Its launcher reconnects: the task stays its.
     beat(&srv, "w1", &[id]);
     srv.advance_clock(60);
     beat(&srv, "w1", &[id]);
     srv.advance_clock(60);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["task_ids"], json!([]), "{r}");
-    assert_eq!(task(&srv, id)["status"], "doing");
+    assert_eq!(svc.watchdog().ok().task_ids, NONE);
+    assert_eq!(task_of(&srv, id).status, "doing");
     // Silent from here on: taken back after the window.
     srv.advance_clock(91);
-    let r = svc.post("/api/watchdog/run", &json!({})).json;
-    assert_eq!(r["task_ids"], json!([id]), "{r}");
-    assert_eq!(task(&srv, id)["status"], "waiting");
+    assert_eq!(svc.watchdog().ok().task_ids, [id]);
+    assert_eq!(task_of(&srv, id).status, "waiting");
 }
 
 /// A fresh worker whose heartbeats stop listing a running task (its
@@ -419,25 +349,22 @@ fn a_running_task_its_worker_stops_listing_is_taken_back_after_the_grace() {
     let (id, _) = running_on_w1(&srv);
 
     // Left out, then listed again: the count starts over.
-    assert_eq!(beat(&srv, "w1", &[])["released"], json!([]));
+    assert_eq!(beat(&srv, "w1", &[]).released, NONE);
     srv.advance_clock(50);
-    assert_eq!(beat(&srv, "w1", &[id])["released"], json!([]));
+    assert_eq!(beat(&srv, "w1", &[id]).released, NONE);
     srv.advance_clock(20);
-    assert_eq!(beat(&srv, "w1", &[])["released"], json!([]));
+    assert_eq!(beat(&srv, "w1", &[]).released, NONE);
     srv.advance_clock(30);
     let r = beat(&srv, "w1", &[]);
-    assert_eq!(r["released"], json!([]), "30 s of the 60 s grace: {r}");
-    assert_eq!(task(&srv, id)["status"], "doing");
+    assert_eq!(r.released, NONE, "30 s of the 60 s grace: {r:?}");
+    assert_eq!(task_of(&srv, id).status, "doing");
     srv.advance_clock(31);
     let r = beat(&srv, "w1", &[]);
-    assert_eq!(r["released"], json!([id]), "{r}");
+    assert_eq!(r.released, [id], "{r:?}");
 
-    let t = task(&srv, id);
-    assert_eq!(
-        (t["status"].clone(), t["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
-    let reason = t["blocked_reason"].as_str().unwrap();
+    let t = task_of(&srv, id);
+    assert_eq!((t.status.as_str(), t.blocked), ("waiting", true));
+    let reason = t.blocked_reason.unwrap();
     assert!(
         reason.starts_with(
             "stale run: worker w1 stopped listing the task among the tasks it runs at "
@@ -445,17 +372,15 @@ fn a_running_task_its_worker_stops_listing_is_taken_back_after_the_grace() {
         "{reason}"
     );
     assert_eq!(open_alerts(&srv, "dispatch.stale_running").len(), 1);
-    let ev = svc.get(&format!(
-        "/api/events?task_id={id}&kind=dispatch.reconciled_stale_running"
-    ));
-    assert_eq!(
-        ev.json["events"][0]["payload"]["why"], "unlisted",
-        "{}",
-        ev.text
-    );
-    assert_eq!(ev.json["events"][0]["actor"], "worker:w1");
+    let ev = svc
+        .events(&format!(
+            "?task_id={id}&kind=dispatch.reconciled_stale_running"
+        ))
+        .ok();
+    assert_eq!(ev.events[0].payload["why"], "unlisted", "{ev:?}");
+    assert_eq!(ev.events[0].actor, "worker:w1");
     assert!(event_kinds(&srv, id).contains(&"alert.opened".to_string()));
     // Taken back once: later heartbeats change nothing.
     srv.advance_clock(120);
-    assert_eq!(beat(&srv, "w1", &[])["released"], json!([]));
+    assert_eq!(beat(&srv, "w1", &[]).released, NONE);
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::replication::{litestream, litestream_available};
 use crate::storage::{fill, Tmpfs};
-use crate::util::{wait_for, Client, Server};
+use crate::util::{wait_for, wait_until, Client, Server};
 
 /// Nothing acknowledged longer ago than this before the kill may be lost.
 const SHIPPED_WITHIN: Duration = Duration::from_secs(2);
@@ -330,7 +330,8 @@ fn database_disk_fills(round: Round) {
     if round == Round::NoFill {
         // The same load, the disk never fills: the restored replica is
         // whole all the same (the server's own checkpoints beside
-        // Litestream's made this damaged, one round in six).
+        // Litestream's made this damaged, one round in six). A time of
+        // load, not a wait for a state: the sleep is the scenario.
         std::thread::sleep(Duration::from_secs(8));
         let killed = rep.kill();
         let acks = load.finish(&rep.srv);
@@ -379,6 +380,8 @@ fn database_disk_fills(round: Round) {
         wait_for(30, "health ok again", || {
             (rep.health()["ok"] == true).then_some(())
         });
+        // Two more seconds of load after the recovery, for the restore
+        // to be checked against (a time of load, not a wait for a state).
         std::thread::sleep(Duration::from_secs(2));
     }
     let killed = rep.kill();
@@ -479,8 +482,9 @@ fn replica_disk_full_shows_in_health_and_recovers() {
         "{report}"
     );
     let acked_while_full = load.acked();
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(load.acked() > acked_while_full, "the server kept writing");
+    wait_until(30, "the server to go on writing", || {
+        load.acked() > acked_while_full
+    });
 
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
@@ -489,6 +493,8 @@ fn replica_disk_full_shows_in_health_and_recovers() {
         (h["ok"] == true).then_some(())
     });
     let caught_up = freed.elapsed();
+    // Two more seconds of load after the catch-up, for the restore to be
+    // checked against (a time of load, not a wait for a state).
     std::thread::sleep(Duration::from_secs(2));
     let killed = rep.kill();
     let acks = load.finish(&rep.srv);

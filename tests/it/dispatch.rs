@@ -1,93 +1,83 @@
 //! The dispatch protocol: queueing, claims, worker reports, the Human Gate.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::util::{enable_dispatch, event_kinds, queued_task, Server, Worker};
+use ops_center::protocol::admin::AgentChange;
+use ops_center::protocol::dispatch::{
+    ClaimAnswer, ClaimRequest, Failed, Finished, HeartbeatReport, Output, ReconcileRequest,
+    RunChange, Started,
+};
+use ops_center::protocol::health::Health;
+use ops_center::protocol::tasks::{NewTask, TaskEdit};
+
+use crate::client::{
+    blocked_with, cancel_ended, failed, finished, logged_out, output, started, task, unblocked,
+    workers, TaskSpec,
+};
+use crate::util::{dispatchable, enable_dispatch, event_kinds, queued_task, Server, Worker};
 
 #[test]
 fn a_task_goes_from_next_to_review_through_a_worker() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex", "hermes"], &[]);
 
-    let r = w.claim();
-    assert_eq!(r.json["task"]["id"], id, "{}", r.text);
-    assert_eq!(r.json["task"]["status"], "dispatching");
-    assert_eq!(r.json["task"]["claimed_by"], "w1");
-    assert_eq!(r.json["task"]["dispatch_attempts"], 1);
-    assert_eq!(r.json["agent"]["slug"], "codex");
+    let r = w.client.claim(&w.request());
+    let claim = r.ok();
+    let task = claim.task.as_ref().expect("a task");
+    assert_eq!(task.id, id, "{}", r.text);
+    assert_eq!(task.status, "dispatching");
+    assert_eq!(task.claimed_by.as_deref(), Some("w1"));
+    assert_eq!(task.dispatch_attempts, 1);
+    assert_eq!(claim.agent.as_ref().unwrap().slug, "codex");
     assert!(r.json["agent"].get("launch_command").is_some());
-    assert_eq!(r.json["reconciled"], 0);
+    assert_eq!(claim.reconciled, 0);
     assert!(
         r.json["task"].get("claim_token").is_none(),
         "the token is not part of the task object"
     );
-    let token = r.json["claim_token"].as_str().unwrap().to_string();
+    let token = claim.claim_token.unwrap();
     assert!(token.len() >= 32);
 
-    let r = w.report(
-        id,
-        &token,
-        "started",
-        json!({"pid": 4242, "log_path": "/tmp/t.log", "err_log_path": "/tmp/t.err.log"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "doing");
-    assert_eq!(r.json["log_path"], "/tmp/t.log");
+    let run = Started {
+        pid: Some(4242),
+        log_path: Some("/tmp/t.log".into()),
+        err_log_path: Some("/tmp/t.err.log".into()),
+    };
+    let t = w.report(id, &token, run).ok();
+    assert_eq!(t.status, "doing");
+    assert_eq!(t.log_path.as_deref(), Some("/tmp/t.log"));
     // A retried report is harmless.
-    assert_eq!(
-        w.report(id, &token, "started", json!({"pid": 4242})).status,
-        200
-    );
+    w.report(id, &token, started(Some(4242))).ok();
 
-    let r = w.report(id, &token, "output", json!({"chunk": "compiling...\n"}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = w.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "signal": null, "output": "compiling...\nall done\n"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "review");
-    assert_eq!(r.json["dispatch_output"], "compiling...\nall done\n");
-    assert_eq!(r.json["exit_code"], 0);
+    w.report(id, &token, output("compiling...\n")).ok();
+    let t = w
+        .report(id, &token, finished(Some(0), "compiling...\nall done\n"))
+        .ok();
+    assert_eq!(t.status, "review");
+    let done = Some("compiling...\nall done\n");
+    assert_eq!(t.dispatch_output.as_deref(), done);
+    assert_eq!(t.exit_code, Some(0));
+    w.report(id, &token, finished(Some(0), "x")).ok();
+    let t = svc.task(id).ok();
     assert_eq!(
-        w.report(
-            id,
-            &token,
-            "finished",
-            json!({"exit_code": 0, "output": "x"})
-        )
-        .status,
-        200,
-        "retry"
-    );
-    assert_eq!(
-        svc.get(&format!("/api/tasks/{id}")).json["dispatch_output"],
-        "compiling...\nall done\n",
+        t.task.dispatch_output.as_deref(),
+        done,
         "a retry changes nothing"
     );
-
-    let t = svc.get(&format!("/api/tasks/{id}"));
-    let logs: Vec<_> = t.json["comments"]
-        .as_array()
-        .unwrap()
+    let logs: Vec<_> = t
+        .comments
         .iter()
-        .filter(|c| c["author"] == "ai-dispatch" && c["kind"] == "log")
+        .filter(|c| c.author == "ai-dispatch" && c.kind == "log")
         .collect();
     assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0]["body"], "compiling...\n");
+    assert_eq!(logs[0].body, "compiling...\n");
 
     // With evidence, the done guard lets it through.
-    let r = svc.patch(
-        &format!("/api/tasks/{id}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.move_task(id, "done").ok();
     assert_eq!(
         event_kinds(&srv, id),
         [
@@ -108,78 +98,63 @@ fn claims_hand_out_only_what_the_worker_can_run() {
     let srv = Server::start();
     let svc = srv.service();
     let w = Worker::new(&srv, "w1");
-    let codex = queued_task(&srv, "codex", json!({}));
+    let codex = queued_task(&srv, "codex");
 
     // Dispatch disabled (the default) hands out nothing.
     w.heartbeat(&["codex"], &[]);
-    assert_eq!(w.claim().json["reason"], "dispatch_disabled");
+    assert_eq!(w.no_claim(), "dispatch_disabled");
     enable_dispatch(&srv);
 
     // No heartbeat, or a stale one: nothing.
     let stranger = Worker::new(&srv, "never-seen");
-    let r = stranger.claim();
-    assert_eq!(
-        (r.json["task"].is_null(), r.json["reason"].as_str()),
-        (true, Some("worker_not_fresh"))
-    );
+    assert_eq!(stranger.no_claim(), "worker_not_fresh");
     srv.advance_clock(91);
-    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    assert_eq!(w.no_claim(), "worker_not_fresh");
 
     // An agent it does not report usable: nothing.
-    let r = w.client.post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": false, "reason": "not logged in"},
-                                              {"slug": "hermes", "cli": "hermes", "available": true, "authenticated": true}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["usable_agents"], json!(["hermes"]));
-    assert_eq!(w.claim().json["reason"], "no_task");
+    let mut beat = w.heartbeat_of(&["hermes"], &[]);
+    beat.agents
+        .insert(0, logged_out("codex", "codex", "not logged in"));
+    assert_eq!(w.beat(&beat).ok().usable_agents, ["hermes"]);
+    assert_eq!(w.no_claim(), "no_task");
     // Asking for an agent it cannot run: nothing either.
-    let r = w.client.post(
-        "/api/dispatch/next",
-        &json!({"worker_id": "w1", "agent_slugs": ["codex"]}),
-    );
-    assert_eq!(r.json["reason"], "no_usable_agents");
+    let codex_only = ClaimRequest {
+        agent_slugs: Some(vec!["codex".into()]),
+        ..w.request()
+    };
+    let answer = w.client.claim(&codex_only).ok();
+    assert_eq!(answer.reason.as_deref(), Some("no_usable_agents"));
 
     // Usable again: it gets the task (GET works as well as POST).
     w.heartbeat(&["codex"], &[]);
     let r = svc.get("/api/dispatch/next?worker_id=w1&agent_slugs=codex,hermes");
-    assert_eq!(r.json["task"]["id"], codex, "{}", r.text);
-    assert_eq!(
-        w.claim().json["reason"],
-        "no_task",
-        "never handed out twice"
-    );
+    let answer: ClaimAnswer = r.body();
+    assert_eq!(answer.task.map(|t| t.id), Some(codex), "{}", r.text);
+    assert_eq!(w.no_claim(), "no_task", "never handed out twice");
 }
 
 #[test]
 fn claims_follow_priority_age_models_and_workspaces() {
     let srv = Server::start();
     enable_dispatch(&srv);
-    let low = queued_task(&srv, "codex", json!({"priority": 1}));
-    let high_old = queued_task(&srv, "codex", json!({"priority": 5}));
-    let high_new = queued_task(&srv, "codex", json!({"priority": 5}));
+    let low = queued_task(&srv, dispatchable("codex").priority(1));
+    let high_old = queued_task(&srv, dispatchable("codex").priority(5));
+    let high_new = queued_task(&srv, dispatchable("codex").priority(5));
     let gemma = queued_task(
         &srv,
-        "codex",
-        json!({"priority": 9, "model": "local-gemma4"}),
+        dispatchable("codex").priority(9).model("local-gemma4"),
     );
-    let ws2 = srv
-        .admin()
-        .post("/api/workspaces", &json!({"name": "two"}))
-        .json["id"]
-        .as_i64()
-        .unwrap();
-    let other_ws = queued_task(&srv, "codex", json!({"priority": 9, "workspace_id": ws2}));
+    let ws2 = srv.admin().create_workspace("two").ok().id;
+    let other_ws = queued_task(&srv, dispatchable("codex").priority(9).workspace(ws2));
 
     let qwen = Worker::new(&srv, "qwen-box");
     qwen.heartbeat(&["codex"], &["qwen*", "minimax*"]);
     let scoped = |w: &Worker| {
-        let r = w.client.post(
-            "/api/dispatch/next",
-            &json!({"worker_id": w.id, "workspace_id": 1}),
-        );
-        r.json["task"]["id"].as_i64()
+        let request = ClaimRequest {
+            workspace_id: Some(1),
+            ..w.request()
+        };
+        w.client.claim(&request).ok().task.map(|t| t.id)
     };
     assert_eq!(
         scoped(&qwen),
@@ -209,58 +184,43 @@ fn human_gate_blocks_until_a_human_approves() {
     let (_, member) = srv.user("member", Some((1, "member")));
     let (_, ws_admin) = srv.user("wsadmin", Some((1, "admin")));
 
-    let id = svc.new_task(&json!({"title": "rotate prod keys", "execution": "interactive", "agent": "codex", "sensitive": true}));
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!((r.status, r.error()), (409, "human_gate"), "{}", r.text);
-    let t = svc.get(&format!("/api/tasks/{id}")).json;
-    assert_eq!(t["blocked"], true);
-    assert!(t["blocked_reason"].as_str().unwrap().contains("Human Gate"));
-    assert_eq!(t["status"], "next");
+    let id = svc.new_task(&task("rotate prod keys").interactive("codex").sensitive());
+    svc.dispatch(id).refused(409, "human_gate");
+    let t = svc.task(id).ok().task;
+    assert!(t.blocked);
+    assert!(t.blocked_reason.unwrap().contains("Human Gate"));
+    assert_eq!(t.status, "next");
     assert!(event_kinds(&srv, id).contains(&"dispatch.human_gate_blocked".to_string()));
-    assert_eq!(w.claim().json["reason"], "no_task");
+    assert_eq!(w.no_claim(), "no_task");
 
     // Never by the service token (an agent cannot approve its own work),
     // nor by a plain member.
-    let r = svc.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    let r = svc.approve(id);
     assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(
-        member
-            .post(&format!("/api/tasks/{id}/approve"), &json!({}))
-            .status,
-        403
-    );
-    let r = ws_admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["gate_approved_by"], "wsadmin");
-    assert_eq!(r.json["blocked"], false, "the gate's block is lifted");
+    assert_eq!(member.approve(id).status, 403);
+    let t = ws_admin.approve(id).ok();
+    assert_eq!(t.gate_approved_by.as_deref(), Some("wsadmin"));
+    assert!(!t.blocked, "the gate's block is lifted");
 
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.dispatch(id).ok();
     // Changing the prompt withdraws the approval: the queued task is not
     // handed out until a human approves again.
-    let r = svc.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"description": "rotate ALL the keys"}),
-    );
-    assert_eq!(
-        r.json["gate_approved_at"],
-        serde_json::Value::Null,
-        "{}",
-        r.text
-    );
-    assert_eq!(w.claim().json["reason"], "no_task");
-    srv.admin()
-        .post(&format!("/api/tasks/{id}/approve"), &json!({}));
+    let prompt = TaskEdit {
+        description: Some("rotate ALL the keys".into()),
+        ..TaskEdit::default()
+    };
+    assert_eq!(svc.edit_task(id, &prompt).ok().gate_approved_at, None);
+    assert_eq!(w.no_claim(), "no_task");
+    srv.admin().approve(id).ok();
     assert_eq!(w.claim_one().0, id);
     // Changing the agent withdraws it too.
-    svc.patch(
-        &format!("/api/tasks/{id}/status"),
-        &json!({"status": "next"}),
-    );
-    srv.admin()
-        .post(&format!("/api/tasks/{id}/approve"), &json!({}));
-    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"agent": "hermes"}));
-    assert_eq!(r.json["gate_approved_at"], serde_json::Value::Null);
+    svc.move_task(id, "next").ok();
+    srv.admin().approve(id).ok();
+    let agent = TaskEdit {
+        agent: Some(Some("hermes".into())),
+        ..TaskEdit::default()
+    };
+    assert_eq!(svc.edit_task(id, &agent).ok().gate_approved_at, None);
     let kinds = event_kinds(&srv, id);
     assert_eq!(kinds.iter().filter(|k| *k == "gate.approved").count(), 3);
     assert_eq!(
@@ -272,53 +232,60 @@ fn human_gate_blocks_until_a_human_approves() {
     );
 }
 
+/// Reconciles every dispatching task at once (`minutes: 0`); their ids.
+fn reconcile_all(srv: &Server) -> Vec<i64> {
+    let all = ReconcileRequest {
+        minutes: Some(0),
+        task_ids: None,
+    };
+    srv.service().reconcile(&all).ok().task_ids
+}
+
+/// Lifts the block of task `id` and queues it again.
+fn requeue(srv: &Server, id: i64) {
+    let svc = srv.service();
+    svc.edit_task(id, &unblocked()).ok();
+    svc.dispatch(id).ok();
+}
+
 #[test]
 fn a_reclaimed_tasks_late_report_is_refused() {
     let srv = Server::start();
-    let svc = srv.service();
     enable_dispatch(&srv);
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let old = Worker::new(&srv, "old");
     old.heartbeat(&["codex"], &[]);
     let (_, old_token) = old.claim_one();
 
     // The claim goes stale and is reconciled; the task is dispatched again
     // and another worker takes it.
-    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
-    assert_eq!(r.json["task_ids"], json!([id]), "{}", r.text);
-    svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
-    svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+    assert_eq!(reconcile_all(&srv), [id]);
+    requeue(&srv, id);
     let new = Worker::new(&srv, "new");
     new.heartbeat(&["codex"], &[]);
     let (_, new_token) = new.claim_one();
     assert_ne!(old_token, new_token);
 
     let before = srv.fingerprint();
-    for (kind, body) in [
-        ("started", json!({"pid": 1})),
-        ("output", json!({"chunk": "late"})),
-        ("finished", json!({"exit_code": 0, "output": "late output"})),
-        ("failed", json!({"signature": "late", "reason": "late"})),
-    ] {
-        let r = old.report(id, &old_token, kind, body.clone());
-        assert_eq!(
-            (r.status, r.error()),
-            (409, "stale_claim"),
-            "{kind}: {}",
-            r.text
-        );
-        // The new worker's id with the old token is refused as well.
-        let r = new.report(id, &old_token, kind, body);
-        assert_eq!(r.error(), "stale_claim");
+    // Every report, by the old worker and by the new worker's id, with the
+    // old token.
+    for w in [&old, &new] {
+        w.report(id, &old_token, started(Some(1)))
+            .refused(409, "stale_claim");
+        w.report(id, &old_token, output("late"))
+            .refused(409, "stale_claim");
+        w.report(id, &old_token, finished(Some(0), "late output"))
+            .refused(409, "stale_claim");
+        w.report(id, &old_token, failed("late", "late", ""))
+            .refused(409, "stale_claim");
     }
     assert_eq!(
         before,
         srv.fingerprint(),
         "a stale report changed something"
     );
-    let r = new.report(id, &new_token, "started", json!({"pid": 2}));
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json["dispatch_attempts"], 2);
+    let t = new.report(id, &new_token, started(Some(2))).ok();
+    assert_eq!(t.dispatch_attempts, 2);
 }
 
 #[test]
@@ -329,76 +296,74 @@ fn failures_become_blockers_with_evidence() {
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
 
-    let failing = queued_task(&srv, "codex", json!({}));
+    let failing = queued_task(&srv, "codex");
     let (id, token) = w.claim_one();
     assert_eq!(id, failing);
-    w.report(id, &token, "started", json!({"pid": 7}));
-    let r = w.report(
-        id,
-        &token,
-        "failed",
-        json!({
-        "signature": "command not found",
-        "reason": "command not found in .err.log",
-        "evidence": "sh: 1: codex: command not found"}),
+    w.report(id, &token, started(Some(7))).ok();
+    let t = w
+        .report(
+            id,
+            &token,
+            failed(
+                "command not found",
+                "command not found in .err.log",
+                "sh: 1: codex: command not found",
+            ),
+        )
+        .ok();
+    assert_eq!(t.status, "waiting");
+    assert!(t.blocked);
+    assert_eq!(
+        t.blocked_reason.as_deref(),
+        Some("command not found in .err.log")
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
-    assert_eq!(r.json["blocked"], true);
-    assert_eq!(r.json["blocked_reason"], "command not found in .err.log");
-    let t = svc.get(&format!("/api/tasks/{id}")).json;
-    let blocker = t["comments"]
-        .as_array()
-        .unwrap()
+    let t = svc.task(id).ok();
+    let blocker = t
+        .comments
         .iter()
-        .find(|c| c["kind"] == "blocker")
+        .find(|c| c.kind == "blocker")
         .expect("a blocker comment");
-    assert!(blocker["body"]
-        .as_str()
-        .unwrap()
-        .contains("sh: 1: codex: command not found"));
+    assert!(blocker.body.contains("sh: 1: codex: command not found"));
     assert!(event_kinds(&srv, id).contains(&"dispatch.failed".to_string()));
 
     // A run that ends without output is parked, not sent to review.
-    let silent = queued_task(&srv, "codex", json!({}));
+    let silent = queued_task(&srv, "codex");
     let (id, token) = w.claim_one();
     assert_eq!(id, silent);
-    w.report(id, &token, "started", json!({}));
-    let r = w.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": null, "output": ""}),
-    );
-    assert_eq!(r.json["status"], "waiting", "{}", r.text);
-    assert_eq!(r.json["blocked"], true);
+    w.report(id, &token, started(None)).ok();
+    let t = w.report(id, &token, finished(None, "")).ok();
+    assert_eq!(t.status, "waiting");
+    assert!(t.blocked);
     assert_eq!(
-        r.json["blocked_reason"],
-        "finished without deliverable evidence"
+        t.blocked_reason.as_deref(),
+        Some("finished without deliverable evidence")
     );
-    let r = svc.patch(
-        &format!("/api/tasks/{id}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.error(), "done_guard");
+    svc.move_task(id, "done").refused(409, "done_guard");
 }
 
 #[test]
 fn dispatch_refuses_what_cannot_run() {
     let srv = Server::start();
     let svc = srv.service();
-    let manual = svc.new_task(&json!({"title": "m", "agent": "codex"}));
-    let no_agent = svc.new_task(&json!({"title": "n", "execution": "interactive"}));
-    let blocked =
-        svc.new_task(&json!({"title": "b", "execution": "interactive", "agent": "codex"}));
-    svc.patch(
-        &format!("/api/tasks/{blocked}"),
-        &json!({"blocked": true, "blocked_reason": "waiting on a key"}),
-    );
-    let inactive =
-        svc.new_task(&json!({"title": "i", "execution": "interactive", "agent": "claudecode"}));
-    svc.patch("/api/agents/2", &json!({"active": false}));
-    let queued = queued_task(&srv, "codex", json!({}));
+    let manual = svc.new_task(&task("m").agent("codex"));
+    let no_agent = svc.new_task(&NewTask {
+        execution: Some("interactive".into()),
+        ..task("n")
+    });
+    let blocked = svc.new_task(&task("b").interactive("codex"));
+    let block = TaskEdit {
+        blocked: Some(true),
+        blocked_reason: Some(Some("waiting on a key".into())),
+        ..TaskEdit::default()
+    };
+    svc.edit_task(blocked, &block).ok();
+    let inactive = svc.new_task(&task("i").interactive("claudecode"));
+    let off = AgentChange {
+        active: Some(false),
+        ..AgentChange::default()
+    };
+    svc.edit_agent(2, &off).ok();
+    let queued = queued_task(&srv, "codex");
     let before = srv.fingerprint();
     for (id, code) in [
         (manual, "not_interactive"),
@@ -407,13 +372,9 @@ fn dispatch_refuses_what_cannot_run() {
         (inactive, "agent_inactive"),
         (queued, "invalid_transition"),
     ] {
-        let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-        assert_eq!((r.status, r.error()), (409, code), "{}", r.text);
+        svc.dispatch(id).refused(409, code);
     }
-    assert_eq!(
-        svc.post("/api/tasks/99999/dispatch", &json!({})).status,
-        404
-    );
+    assert_eq!(svc.dispatch(99999).status, 404);
     assert_eq!(before, srv.fingerprint());
 }
 
@@ -421,38 +382,33 @@ fn dispatch_refuses_what_cannot_run() {
 fn dispatch_output_keeps_the_tail_of_long_output() {
     let srv = Server::start();
     enable_dispatch(&srv);
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
     let (_, token) = w.claim_one();
-    w.report(id, &token, "started", json!({}));
+    w.report(id, &token, started(None)).ok();
     // 100 KiB of numbered lines, then a last line that must survive.
-    let mut output: String = (0..10_000).map(|i| format!("line {i:05}\n")).collect();
-    output.push_str("THE END\n");
-    let r = w.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "output": output}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let kept = r.json["dispatch_output"].as_str().unwrap();
+    let mut long: String = (0..10_000).map(|i| format!("line {i:05}\n")).collect();
+    long.push_str("THE END\n");
+    let t = w.report(id, &token, finished(Some(0), &long)).ok();
+    let kept = t.dispatch_output.unwrap();
     assert_eq!(kept.len(), 64 * 1024, "bounded to 64 KiB");
     assert!(kept.ends_with("line 09999\nTHE END\n"), "the tail is kept");
-    assert!(output.ends_with(kept));
+    assert!(long.ends_with(&kept));
 }
 
 #[test]
 fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
     let srv = Server::start();
+    let svc = srv.service();
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     let other = Worker::new(&srv, "w2");
     w.heartbeat(&["codex"], &[]);
     other.heartbeat(&["codex"], &[]);
-    let lost = queued_task(&srv, "codex", json!({"priority": 9}));
-    let held = queued_task(&srv, "codex", json!({"priority": 8}));
-    let elsewhere = queued_task(&srv, "codex", json!({"priority": 7}));
+    let lost = queued_task(&srv, dispatchable("codex").priority(9));
+    let held = queued_task(&srv, dispatchable("codex").priority(8));
+    let elsewhere = queued_task(&srv, dispatchable("codex").priority(7));
     // w1 claims two tasks but (its answer lost) only knows of one; w2 holds
     // the third and sends no heartbeat.
     let (t, lost_token) = w.claim_one();
@@ -460,53 +416,48 @@ fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
     assert_eq!(w.claim_one().0, held);
     assert_eq!(other.claim_one().0, elsewhere);
     let beat = |running: &[i64]| {
-        let r = srv.service().post(
-            "/api/dispatch/heartbeat",
-            &json!({"worker_id": "w1", "agents": [{"slug": "codex", "available": true, "authenticated": true}],
-                    "running_task_ids": running}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
-        r
+        let report = HeartbeatReport {
+            running_task_ids: running.to_vec(),
+            ..w.heartbeat_of(&["codex"], &[])
+        };
+        w.beat(&report).ok()
     };
-    let status = |id: i64| srv.service().get(&format!("/api/tasks/{id}")).json;
+    let status = |id: i64| svc.task(id).ok().task;
     let age_claims = |secs: i64| srv.advance_clock(secs);
 
     // Within the grace (60 s by default) the claim answer may still be on
     // its way: nothing moves.
-    assert_eq!(beat(&[held]).json["requeued"], json!([]));
-    assert_eq!(status(lost)["status"], "dispatching");
+    assert_eq!(beat(&[held]).requeued, NONE);
+    assert_eq!(status(lost).status, "dispatching");
 
     // Past it, the task the worker does not list goes back to the queue.
     age_claims(61);
-    let r = beat(&[held]);
-    assert_eq!(r.json["requeued"], json!([lost]), "{}", r.text);
+    assert_eq!(beat(&[held]).requeued, [lost]);
     let t = status(lost);
-    assert_eq!(t["status"], "queued");
-    assert_eq!(t["blocked"], false, "it never started: not blocked");
-    assert_eq!(t["claimed_by"], Value::Null);
+    assert_eq!(t.status, "queued");
+    assert!(!t.blocked, "it never started: not blocked");
+    assert_eq!(t.claimed_by, None);
     assert!(event_kinds(&srv, lost).contains(&"dispatch.claim_lost".to_string()));
     // The listed task and the other worker's stay as they are.
-    assert_eq!(status(held)["status"], "dispatching");
-    assert_eq!(status(elsewhere)["status"], "dispatching");
+    assert_eq!(status(held).status, "dispatching");
+    assert_eq!(status(elsewhere).status, "dispatching");
     // The lost claim's token is dead; the task is handed out again.
-    let r = w.report(lost, &lost_token, "started", json!({"pid": 1}));
-    assert_eq!((r.status, r.error()), (409, "stale_claim"));
+    w.report(lost, &lost_token, started(Some(1)))
+        .refused(409, "stale_claim");
     assert_eq!(w.claim_one().0, lost);
 
     // The grace is a setting.
-    let r = srv.service().put(
-        "/api/settings/dispatch_claim_grace_seconds",
-        &json!({"value": "300"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.set_setting("dispatch_claim_grace_seconds", "300").ok();
     age_claims(120);
-    assert_eq!(beat(&[]).json["requeued"], json!([]));
+    assert_eq!(beat(&[]).requeued, NONE);
     age_claims(200);
-    let r = beat(&[]);
-    let mut requeued: Vec<i64> = serde_json::from_value(r.json["requeued"].clone()).unwrap();
+    let mut requeued = beat(&[]).requeued;
     requeued.sort();
     assert_eq!(requeued, vec![lost, held]);
 }
+
+/// No task ids.
+const NONE: [i64; 0] = [];
 
 /// Health names what an operator must act on about the runtimes: each
 /// active agent no fresh worker can run, with the worker's reason (not
@@ -516,34 +467,24 @@ fn a_claim_whose_answer_was_lost_is_requeued_by_the_next_heartbeats() {
 fn health_names_logged_out_agents_and_silent_running_tasks() {
     let srv = Server::start();
     enable_dispatch(&srv);
-    let svc = srv.service();
-    let r = svc.post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "agents": [
-            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
-            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
-             "reason": "not logged in: claude; log in with: claude auth login"}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
     let w = Worker::new(&srv, "w1");
-    let id = queued_task(&srv, "codex", json!({}));
-    let claim = w.claim();
-    let token = claim.json["claim_token"].as_str().unwrap().to_string();
-    let r = w.report(id, &token, "started", json!({"pid": 1}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "running_task_ids": [id], "agents": [
-            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
-            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
-             "reason": "not logged in: claude; log in with: claude auth login"}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-
-    let warnings = |srv: &Server| -> String {
-        let h = srv.service().get("/api/dispatch/health");
-        h.json["warnings"].to_string()
+    let beat = |running: &[i64]| {
+        let mut report = w.heartbeat_of(&["codex"], &[]);
+        report.agents.push(logged_out(
+            "claudecode",
+            "claude",
+            "not logged in: claude; log in with: claude auth login",
+        ));
+        report.running_task_ids = running.to_vec();
+        w.beat(&report).ok();
     };
+    beat(&[]);
+    let id = queued_task(&srv, "codex");
+    let token = w.claim().claim_token.expect("a claim");
+    w.report(id, &token, started(Some(1))).ok();
+    beat(&[id]);
+
+    let warnings = |srv: &Server| -> String { srv.service().health("").ok().warnings.join("\n") };
     let now = warnings(&srv);
     assert!(
         now.contains("claudecode (not logged in: claude; log in with: claude auth login)"),
@@ -554,14 +495,7 @@ fn health_names_logged_out_agents_and_silent_running_tasks() {
     // Eleven minutes without a sign of life from the agent; the worker
     // itself goes on beating.
     srv.advance_clock(660);
-    let r = svc.post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": "w1", "running_task_ids": [id], "agents": [
-            {"slug": "codex", "cli": "codex", "available": true, "authenticated": true},
-            {"slug": "claudecode", "cli": "claude", "available": true, "authenticated": false,
-             "reason": "not logged in: claude; log in with: claude auth login"}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    beat(&[id]);
     let later = warnings(&srv);
     assert!(
         later.contains(&format!(
@@ -570,8 +504,7 @@ fn health_names_logged_out_agents_and_silent_running_tasks() {
         "{later}"
     );
     // Output is a sign of life.
-    let r = w.report(id, &token, "output", json!({"chunk": "still working\n"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &token, output("still working\n")).ok();
     assert!(!warnings(&srv).contains("no output"));
 }
 
@@ -585,65 +518,45 @@ fn a_retried_output_chunk_is_logged_once() {
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let (_, token) = w.claim_one();
     let logs = |srv: &Server| -> Vec<String> {
-        srv.service().get(&format!("/api/tasks/{id}")).json["comments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["kind"] == "log")
-            .map(|c| c["body"].as_str().unwrap().to_string())
+        let t = srv.service().task(id).ok();
+        t.comments
+            .into_iter()
+            .filter(|c| c.kind == "log")
+            .map(|c| c.body)
             .collect()
     };
+    let at = |chunk: &str, offset: i64| Output {
+        chunk: chunk.into(),
+        offset: Some(offset),
+    };
     for (chunk, offset) in [
-        ("one\n", json!(0)),
-        ("one\n", json!(0)),
-        ("two\n", json!(4)),
-        ("two\n", json!(4)),
-        ("stale\n", json!(2)),
+        ("one\n", 0),
+        ("one\n", 0),
+        ("two\n", 4),
+        ("two\n", 4),
+        ("stale\n", 2),
     ] {
-        let r = w.report(
-            id,
-            &token,
-            "output",
-            json!({"chunk": chunk, "offset": offset}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
+        w.report(id, &token, at(chunk, offset)).ok();
     }
     assert_eq!(logs(&srv), ["one\n", "two\n"]);
     for bad in [json!(-1), json!("4"), json!(1.5)] {
-        let r = w.report(id, &token, "output", json!({"chunk": "x", "offset": bad}));
+        let r = w.report_raw(id, &token, "output", json!({"chunk": "x", "offset": bad}));
         assert_eq!(r.status, 400, "{}", r.text);
         assert!(r.text.contains("offset"), "{}", r.text);
     }
     // Without an offset: taken, as from a launcher that does not send it.
-    let r = w.report(id, &token, "output", json!({"chunk": "legacy\n"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &token, output("legacy\n")).ok();
     assert_eq!(logs(&srv).len(), 3);
 
     // A new claim of the task starts again from offset 0.
-    let r = srv
-        .service()
-        .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv
-        .service()
-        .patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    reconcile_all(&srv);
+    requeue(&srv, id);
     let (again, token) = w.claim_one();
     assert_eq!(again, id);
-    let r = w.report(
-        id,
-        &token,
-        "output",
-        json!({"chunk": "second run\n", "offset": 0}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &token, at("second run\n", 0)).ok();
     assert_eq!(logs(&srv).len(), 4, "{:?}", logs(&srv));
 }
 
@@ -656,81 +569,61 @@ fn health_worker_list_follows_heartbeats_and_can_be_left_out() {
     let srv = Server::start();
     let svc = srv.service();
     let beat = |id: &str, busy: i64, draining: bool| {
-        let r = svc.post(
-            "/api/dispatch/heartbeat",
-            &json!({"worker_id": id, "host": format!("{id}.example"), "slots_total": 2,
-                    "slots_busy": busy, "draining": draining, "agents": [
-                {"slug": "codex", "cli": "codex", "available": true, "authenticated": true}]}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
+        let w = Worker::new(&srv, id);
+        let report = HeartbeatReport {
+            host: format!("{id}.example"),
+            slots_total: 2,
+            slots_busy: busy,
+            draining,
+            ..w.heartbeat_of(&["codex"], &[])
+        };
+        w.beat(&report).ok();
     };
-    let health = |query: &str| {
-        let r = svc.get(&format!("/api/dispatch/health{query}"));
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.json
-    };
-    let ids = |h: &Value| -> Vec<String> {
-        h["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["worker_id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let health = |query: &str| svc.health(query).ok();
+    let ids = |h: &Health| -> Vec<String> { workers(h).into_iter().map(|w| w.worker_id).collect() };
     beat("w1", 0, false);
     srv.advance_clock(1);
     beat("w2", 0, false);
     let h = health("");
-    assert_eq!(ids(&h), ["w2", "w1"], "most recently seen first: {h}");
-    assert_eq!(h["workers"][1]["slots_busy"], 0);
-    assert_eq!(
-        h["agent_slugs"],
-        json!(["codex"]),
-        "two workers, one slug: {h}"
-    );
+    assert_eq!(ids(&h), ["w2", "w1"], "most recently seen first: {h:?}");
+    assert_eq!(workers(&h)[1].slots_busy, 0);
+    assert_eq!(h.agent_slugs, ["codex"], "two workers, one slug: {h:?}");
 
     // A new heartbeat of w1 replaces what the list showed of it.
     srv.advance_clock(1);
     beat("w1", 2, true);
     let h = health("");
-    assert_eq!(ids(&h), ["w1", "w2"], "{h}");
-    assert_eq!(h["workers"][0]["slots_busy"], 2);
-    assert_eq!(h["workers"][0]["draining"], true);
-    assert_eq!(h["workers"][0]["fresh"], true);
-    assert_eq!(h["worker_summary"]["slots_busy"], 2);
-    assert_eq!(h["agent_slugs"], json!(["codex"]), "w2 still runs codex");
+    assert_eq!(ids(&h), ["w1", "w2"], "{h:?}");
+    let w1 = &workers(&h)[0];
+    assert_eq!((w1.slots_busy, w1.draining, w1.fresh), (2, true, true));
+    assert_eq!(h.worker_summary.slots_busy, 2);
+    assert_eq!(h.agent_slugs, ["codex"], "w2 still runs codex");
 
     // Without the list: the same counts and warnings, no worker named.
-    let short = health("?workers=false");
-    assert_eq!(short["workers"], json!([]));
-    assert!(!short.to_string().contains("w1.example"), "{short}");
-    for key in [
-        "worker_summary",
-        "queue",
-        "agent_slugs",
-        "warnings",
-        "settings",
-    ] {
-        assert_eq!(short[key], h[key], "{key}");
-    }
+    let r = svc.health("?workers=false");
+    let short = r.ok();
+    assert!(short.workers.is_empty());
+    assert!(!r.text.contains("w1.example"), "{}", r.text);
+    assert_eq!(short.worker_summary, h.worker_summary);
+    assert_eq!(short.queue, h.queue);
+    assert_eq!(short.agent_slugs, h.agent_slugs);
+    assert_eq!(short.warnings, h.warnings);
+    assert_eq!(short.settings, h.settings);
     assert_eq!(health("?workers=true"), health(""));
 
-    let r = svc.delete("/api/dispatch/workers/w2");
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.forget_worker("w2").ok();
     let h = health("");
-    assert_eq!(ids(&h), ["w1"], "{h}");
-    assert_eq!(h["worker_summary"]["total"], 1);
+    assert_eq!(ids(&h), ["w1"], "{h:?}");
+    assert_eq!(h.worker_summary.total, 1);
 
     // Stale by the clock, with no heartbeat in between.
     srv.advance_clock(3600);
     let h = health("");
-    assert_eq!(h["workers"][0]["fresh"], false, "{h}");
-    assert_eq!(h["worker_summary"]["stale"], 1);
-    assert_eq!(h["worker_summary"]["fresh"], 0);
+    assert!(!workers(&h)[0].fresh, "{h:?}");
+    assert_eq!(h.worker_summary.stale, 1);
+    assert_eq!(h.worker_summary.fresh, 0);
 
-    let r = svc.get("/api/dispatch/health?workers=maybe");
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.json["error"], "invalid_query");
+    svc.health("?workers=maybe").refused(400, "invalid_query");
 }
 
 /// `POST /api/tasks/:id/retry` lifts a failed run's block and queues the
@@ -744,101 +637,74 @@ fn retry_unblocks_and_dispatches_in_one_step() {
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     let (claimed, token) = w.claim_one();
     assert_eq!(claimed, id);
-    w.report(id, &token, "started", json!({"pid": 7}));
-    let r = w.report(
-        id,
-        &token,
-        "failed",
-        json!({"signature": "boom", "reason": "it broke", "evidence": "boom"}),
-    );
-    assert_eq!(
-        (r.json["status"].clone(), r.json["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.error(), "task_blocked", "{}", r.text);
+    w.report(id, &token, started(Some(7))).ok();
+    let t = w
+        .report(id, &token, failed("boom", "it broke", "boom"))
+        .ok();
+    assert_eq!((t.status.as_str(), t.blocked), ("waiting", true));
+    svc.dispatch(id).refused(409, "task_blocked");
 
-    let r = svc.post(&format!("/api/tasks/{id}/retry"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "queued");
-    assert_eq!(r.json["blocked"], false);
-    assert_eq!(r.json["blocked_reason"], Value::Null);
-    assert_eq!(r.json["dispatch_enabled"], true);
+    let r = svc.retry(id);
+    let queued = r.ok();
+    assert_eq!(queued.task.status, "queued");
+    assert!(!queued.task.blocked);
+    assert_eq!(queued.task.blocked_reason, None);
+    assert!(queued.dispatch_enabled);
     assert_eq!(r.json.get("warning"), None, "{}", r.text);
     let kinds = event_kinds(&srv, id);
     assert_eq!(
         &kinds[kinds.len() - 2..],
         ["task.unblocked", "task.dispatched"]
     );
-    let r = svc.get(&format!("/api/events?task_id={id}&kind=task.unblocked"));
-    assert_eq!(
-        r.json["events"][0]["payload"]["because"], "retry",
-        "{}",
-        r.text
-    );
-    assert_eq!(r.json["events"][0]["payload"]["reason"], "it broke");
+    let ev = svc
+        .events(&format!("?task_id={id}&kind=task.unblocked"))
+        .ok();
+    assert_eq!(ev.events[0].payload["because"], "retry", "{ev:?}");
+    assert_eq!(ev.events[0].payload["reason"], "it broke");
     // The worker takes it again.
     assert_eq!(w.claim_one().0, id);
 
     // A task that is not blocked: the same as a dispatch, no unblock event.
-    let plain = svc.new_task(&json!({"title": "p", "execution": "interactive", "agent": "codex"}));
-    let r = svc.post(&format!("/api/tasks/{plain}/retry"), &json!({}));
-    assert_eq!(r.json["status"], "queued", "{}", r.text);
+    let plain = svc.new_task(&task("p").interactive("codex"));
+    assert_eq!(svc.retry(plain).ok().task.status, "queued");
     assert!(!event_kinds(&srv, plain).contains(&"task.unblocked".to_string()));
 
     // Refused dispatches change nothing: a blocked manual task stays
     // blocked, a blocked done task stays as it is, the unapproved gate
     // answers as a dispatch does.
-    let manual = svc.new_task(&json!({"title": "m", "agent": "codex"}));
-    svc.patch(
-        &format!("/api/tasks/{manual}"),
-        &json!({"blocked": true, "blocked_reason": "x"}),
-    );
-    let queued = queued_task(&srv, "codex", json!({}));
+    let manual = svc.new_task(&task("m").agent("codex"));
+    svc.edit_task(manual, &blocked_with("x")).ok();
+    let queued = queued_task(&srv, "codex");
     // Blocked and in `doing`: the unblock is made, then the status refused,
     // and the unblock is rolled back with it.
-    let busy = svc.new_task(&json!({"title": "b", "execution": "interactive", "agent": "codex"}));
-    let r = svc.patch(
-        &format!("/api/tasks/{busy}"),
-        &json!({"status": "doing", "blocked": true, "blocked_reason": "stuck"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let busy = svc.new_task(&task("b").interactive("codex"));
+    let stuck = TaskEdit {
+        status: Some("doing".into()),
+        ..blocked_with("stuck")
+    };
+    svc.edit_task(busy, &stuck).ok();
     let before = srv.fingerprint();
-    for (task, code) in [
+    for (refused, code) in [
         (manual, "not_interactive"),
         (queued, "invalid_transition"),
         (busy, "invalid_transition"),
     ] {
-        let r = svc.post(&format!("/api/tasks/{task}/retry"), &json!({}));
-        assert_eq!((r.status, r.error()), (409, code), "{}", r.text);
+        svc.retry(refused).refused(409, code);
     }
-    assert_eq!(svc.post("/api/tasks/99999/retry", &json!({})).status, 404);
+    assert_eq!(svc.retry(99999).status, 404);
     assert_eq!(before, srv.fingerprint());
-    assert_eq!(
-        svc.get(&format!("/api/tasks/{manual}")).json["blocked"],
-        true
-    );
+    assert!(svc.task(manual).ok().task.blocked);
 
-    let sensitive = svc.new_task(
-        &json!({"title": "s", "execution": "interactive", "agent": "codex", "sensitive": true}),
-    );
-    let r = svc.post(&format!("/api/tasks/{sensitive}/retry"), &json!({}));
-    assert_eq!((r.status, r.error()), (409, "human_gate"), "{}", r.text);
-    let t = svc.get(&format!("/api/tasks/{sensitive}")).json;
-    assert_eq!(
-        (t["status"].clone(), t["blocked"].clone()),
-        (json!("next"), json!(true))
-    );
+    let sensitive = svc.new_task(&task("s").interactive("codex").sensitive());
+    svc.retry(sensitive).refused(409, "human_gate");
+    let t = svc.task(sensitive).ok().task;
+    assert_eq!((t.status.as_str(), t.blocked), ("next", true));
     // Still gated: retrying does not lift the gate's block.
-    let r = svc.post(&format!("/api/tasks/{sensitive}/retry"), &json!({}));
-    assert_eq!(r.error(), "human_gate", "{}", r.text);
-    assert_eq!(
-        svc.get(&format!("/api/tasks/{sensitive}")).json["blocked"],
-        true
-    );
+    svc.retry(sensitive).refused(409, "human_gate");
+    assert!(svc.task(sensitive).ok().task.blocked);
 }
 
 /// With `dispatch_enabled=false` a dispatch (or retry) still queues the
@@ -847,19 +713,18 @@ fn retry_unblocks_and_dispatches_in_one_step() {
 fn dispatch_answers_a_warning_while_dispatch_is_off() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "d", "execution": "interactive", "agent": "codex"}));
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "queued");
-    assert_eq!(r.json["dispatch_enabled"], false);
-    assert_eq!(r.json["warning"], "dispatch_disabled");
-    let other = svc.new_task(&json!({"title": "r", "execution": "interactive", "agent": "codex"}));
-    let r = svc.post(&format!("/api/tasks/{other}/retry"), &json!({}));
-    assert_eq!(r.json["warning"], "dispatch_disabled", "{}", r.text);
+    let id = svc.new_task(&task("d").interactive("codex"));
+    let queued = svc.dispatch(id).ok();
+    assert_eq!(queued.task.status, "queued");
+    assert!(!queued.dispatch_enabled);
+    assert_eq!(queued.warning.as_deref(), Some("dispatch_disabled"));
+    let other = svc.new_task(&task("r").interactive("codex"));
+    let retried = svc.retry(other).ok();
+    assert_eq!(retried.warning.as_deref(), Some("dispatch_disabled"));
     enable_dispatch(&srv);
-    let third = svc.new_task(&json!({"title": "e", "execution": "interactive", "agent": "codex"}));
-    let r = svc.post(&format!("/api/tasks/{third}/dispatch"), &json!({}));
-    assert_eq!(r.json["dispatch_enabled"], true, "{}", r.text);
+    let third = svc.new_task(&task("e").interactive("codex"));
+    let r = svc.dispatch(third);
+    assert!(r.ok().dispatch_enabled, "{}", r.text);
     assert_eq!(r.json.get("warning"), None);
 }
 
@@ -872,27 +737,25 @@ fn a_changed_setting_applies_to_the_next_claim() {
     let svc = srv.service();
     enable_dispatch(&srv);
     let set = |key: &str, value: &str| {
-        let r = svc.put(&format!("/api/settings/{key}"), &json!({ "value": value }));
-        assert_eq!(r.status, 200, "{}", r.text);
+        svc.set_setting(key, value).ok();
     };
     set("dispatch_worker_stale_seconds", "10");
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    let first = queued_task(&srv, "codex", json!({}));
+    let first = queued_task(&srv, "codex");
     assert_eq!(w.claim_one().0, first);
 
     // The heartbeat is now 30 s old: stale for 10 s, fresh for 60 s.
-    let second = queued_task(&srv, "codex", json!({}));
+    let second = queued_task(&srv, "codex");
     srv.advance_clock(30);
-    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    assert_eq!(w.no_claim(), "worker_not_fresh");
     set("dispatch_worker_stale_seconds", "60");
-    let r = w.claim();
-    assert_eq!(r.json["task"]["id"], second, "{}", r.text);
+    assert_eq!(w.claim_one().0, second);
 
     // 90 s old; another process allows 120 s, then turns dispatch off.
-    let third = queued_task(&srv, "codex", json!({}));
+    let third = queued_task(&srv, "codex");
     srv.advance_clock(60);
-    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    assert_eq!(w.no_claim(), "worker_not_fresh");
     let other_process = srv.sql_write();
     other_process
         .execute(
@@ -900,85 +763,88 @@ fn a_changed_setting_applies_to_the_next_claim() {
             [],
         )
         .unwrap();
-    let r = w.claim();
-    assert_eq!(r.json["task"]["id"], third, "{}", r.text);
-    let fourth = queued_task(&srv, "codex", json!({}));
+    assert_eq!(w.claim_one().0, third);
+    let fourth = queued_task(&srv, "codex");
     other_process
         .execute(
             "UPDATE ops_settings SET value = 'false' WHERE key = 'dispatch_enabled'",
             [],
         )
         .unwrap();
-    assert_eq!(w.claim().json["reason"], "dispatch_disabled");
+    assert_eq!(w.no_claim(), "dispatch_disabled");
     set("dispatch_enabled", "true");
-    let r = w.claim();
-    assert_eq!(r.json["task"]["id"], fourth, "{}", r.text);
+    assert_eq!(w.claim_one().0, fourth);
+}
+
+/// A heartbeat of `w` listing `running`: its `cancel` (task ids, for older
+/// launchers) and `cancel_claims` (task and token) as `(id, token)` pairs.
+fn cancels_of(srv: &Server, w: &str, running: &[i64]) -> (Vec<i64>, Vec<(i64, String)>) {
+    let w = Worker::new(srv, w);
+    let report = HeartbeatReport {
+        host: "h".into(),
+        version: "t".into(),
+        slots_busy: 1,
+        running_task_ids: running.to_vec(),
+        ..w.heartbeat_of(&["codex"], &[])
+    };
+    let answer = w.beat(&report).ok();
+    let mut claims: Vec<(i64, String)> = answer
+        .cancel_claims
+        .into_iter()
+        .map(|c| (c.task_id, c.claim_token))
+        .collect();
+    claims.sort();
+    (answer.cancel, claims)
 }
 
 /// A heartbeat of `w` listing `running`; its `cancel` list.
-fn cancel_list(srv: &Server, w: &str, running: &[i64]) -> Value {
-    let r = srv.service().post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": w, "host": "h", "version": "t", "slots_total": 2, "slots_busy": 1,
-                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
-                "models": [], "running_task_ids": running, "draining": false}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json["cancel"].clone()
+fn cancel_list(srv: &Server, w: &str, running: &[i64]) -> Vec<i64> {
+    cancels_of(srv, w, running).0
 }
 
 #[test]
 fn cancelling_a_queued_task_is_immediate_and_it_can_be_dispatched_again() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = queued_task(&srv, "codex", json!({}));
-    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
-    assert_eq!(r.json["blocked"], false);
-    let t = svc.get(&format!("/api/tasks/{id}"));
+    let id = queued_task(&srv, "codex");
+    let t = svc.cancel(id).ok();
+    assert_eq!(t.status, "waiting");
+    assert!(!t.blocked);
+    let t = svc.task(id).ok();
     assert!(
-        t.json["comments"]
-            .as_array()
-            .unwrap()
+        t.comments
             .iter()
-            .any(|c| c["body"]
-                .as_str()
-                .unwrap()
-                .starts_with("cancelled by service while queued")),
-        "{}",
-        t.text
+            .any(|c| c.body.starts_with("cancelled by service while queued")),
+        "{t:?}"
     );
-    let ev = svc.get(&format!("/api/events?task_id={id}&kind=task.cancelled"));
-    assert_eq!(ev.json["events"][0]["actor"], "service", "{}", ev.text);
-    assert_eq!(ev.json["events"][0]["payload"]["from"], "queued");
-    assert_eq!(ev.json["events"][0]["payload"]["to"], "waiting");
+    let ev = svc
+        .events(&format!("?task_id={id}&kind=task.cancelled"))
+        .ok();
+    assert_eq!(ev.events[0].actor, "service", "{ev:?}");
+    assert_eq!(ev.events[0].payload["from"], "queued");
+    assert_eq!(ev.events[0].payload["to"], "waiting");
     // Nothing waits for a launcher: dispatching it again works at once.
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "queued");
+    assert_eq!(svc.dispatch(id).ok().task.status, "queued");
 }
 
 #[test]
 fn only_queued_dispatching_and_doing_tasks_can_be_cancelled() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.post("/api/tasks", &json!({"title": "manual"})).json["id"]
-        .as_i64()
-        .unwrap();
+    let id = svc.new_task(&task("manual"));
     for status in ["next", "review", "done", "waiting"] {
-        let r = svc.patch(
-            &format!("/api/tasks/{id}/status"),
-            &json!({"status": status}),
+        svc.move_task(id, status).ok();
+        let r = svc.cancel(id);
+        assert_eq!(
+            (r.status, r.error()),
+            (409, "invalid_transition"),
+            "{status}: {}",
+            r.text
         );
-        assert_eq!(r.status, 200, "{}", r.text);
-        let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-        assert_eq!(r.status, 409, "{status}: {}", r.text);
-        assert_eq!(r.json["error"], "invalid_transition");
-        assert_eq!(svc.get(&format!("/api/tasks/{id}")).json["status"], status);
+        assert_eq!(svc.task(id).ok().task.status, status);
     }
     assert!(!event_kinds(&srv, id).contains(&"task.cancelled".to_string()));
-    let r = svc.post("/api/tasks/999999/cancel", &json!({}));
+    let r = svc.cancel(999999);
     assert_eq!(r.status, 404, "{}", r.text);
     let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({"why": 1}));
     assert_eq!(r.status, 400, "{}", r.text);
@@ -988,139 +854,72 @@ fn only_queued_dispatching_and_doing_tasks_can_be_cancelled() {
 fn a_cancelled_claim_is_refused_named_sent_back_by_heartbeat_and_confirmed_once() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
     let (claimed, token) = w.claim_one();
     assert_eq!(claimed, id);
-    assert_eq!(
-        w.report(id, &token, "started", json!({"pid": 7})).status,
-        200
-    );
-    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
+    w.report(id, &token, started(Some(7))).ok();
+    assert_eq!(cancel_list(&srv, "w1", &[id]), NONE);
 
-    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
-    assert_eq!(r.json["blocked"], false);
-    assert_eq!(r.json["claimed_by"], Value::Null);
+    let t = svc.cancel(id).ok();
+    assert_eq!(t.status, "waiting");
+    assert!(!t.blocked);
+    assert_eq!(t.claimed_by, None);
 
     // The worker learns it from its next report or heartbeat.
-    let r = w.report(id, &token, "output", json!({"chunk": "more\n"}));
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert_eq!(r.json["error"], "claim_cancelled");
-    let r = w.report(
-        id,
-        "0123456789abcdef0123456789abcdef",
-        "output",
-        json!({"chunk": "x"}),
-    );
-    assert_eq!(
-        r.json["error"], "stale_claim",
-        "another token is just stale"
-    );
-    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([id]));
+    w.report(id, &token, output("more\n"))
+        .refused(409, "claim_cancelled");
+    let other = "0123456789abcdef0123456789abcdef";
+    let r = w.report(id, other, output("x"));
+    assert_eq!(r.error(), "stale_claim", "another token is just stale");
+    assert_eq!(cancel_list(&srv, "w1", &[id]), [id]);
     assert_eq!(
         cancel_list(&srv, "w1", &[]),
-        json!([]),
+        NONE,
         "only runs it still lists"
     );
-    assert_eq!(cancel_list(&srv, "w2", &[id]), json!([]), "only its own");
+    assert_eq!(cancel_list(&srv, "w2", &[id]), NONE, "only its own");
 
     // How it ended, fenced by the cancelled claim.
-    let ended = json!({"exit_code": null, "signal": "SIGTERM", "elapsed_ms": 1500});
-    let r = w.report(
-        id,
-        "0123456789abcdef0123456789abcdef",
-        "cancelled",
-        ended.clone(),
-    );
-    assert_eq!(
-        (r.status, r.json["error"].clone()),
-        (409, json!("stale_claim")),
-        "{}",
-        r.text
-    );
-    let r = Worker::new(&srv, "w2").report(id, &token, "cancelled", ended.clone());
-    assert_eq!(r.json["error"], "stale_claim", "{}", r.text);
-    let r = w.report(id, &token, "cancelled", json!({"elapsed_ms": "soon"}));
-    assert_eq!(
-        (r.status, r.json["error"].clone()),
-        (400, json!("invalid_field")),
-        "{}",
-        r.text
-    );
-    let r = w.report(id, &token, "cancelled", ended.clone());
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
-    assert_eq!(
-        w.report(id, &token, "cancelled", ended).status,
-        200,
-        "a retry"
-    );
-    let ev = svc.get(&format!(
-        "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-    ));
-    assert_eq!(
-        ev.json["events"].as_array().unwrap().len(),
-        1,
-        "{}",
-        ev.text
-    );
-    let p = &ev.json["events"][0]["payload"];
+    let ended = cancel_ended(None, Some("SIGTERM"), 1500);
+    w.report(id, other, ended.clone())
+        .refused(409, "stale_claim");
+    let r = Worker::new(&srv, "w2").report(id, &token, ended.clone());
+    assert_eq!(r.error(), "stale_claim", "{}", r.text);
+    w.report_raw(id, &token, "cancelled", json!({"elapsed_ms": "soon"}))
+        .refused(400, "invalid_field");
+    assert_eq!(w.report(id, &token, ended.clone()).ok().status, "waiting");
+    // A retry.
+    w.report(id, &token, ended).ok();
+    let ev = svc
+        .events(&format!("?task_id={id}&kind=dispatch.cancel_confirmed"))
+        .ok();
+    assert_eq!(ev.events.len(), 1, "{ev:?}");
+    let p = &ev.events[0].payload;
     assert_eq!(p["ended"], "signal SIGTERM");
     assert_eq!(p["elapsed_ms"], 1500);
-    assert_eq!(ev.json["events"][0]["actor"], "worker:w1");
-    let t = svc.get(&format!("/api/tasks/{id}"));
+    assert_eq!(ev.events[0].actor, "worker:w1");
+    let t = svc.task(id).ok();
     assert!(
-        t.text
-            .contains("the cancelled agent ended on worker w1 with signal SIGTERM"),
-        "{}",
-        t.text
+        t.comments.iter().any(|c| c
+            .body
+            .contains("the cancelled agent ended on worker w1 with signal SIGTERM")),
+        "{t:?}"
     );
     assert_eq!(
         cancel_list(&srv, "w1", &[id]),
-        json!([]),
+        NONE,
         "confirmed: no longer asked"
     );
 
     // Dispatched and claimed again, the new claim works; the old one stays refused.
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}))
-            .status,
-        200
-    );
+    svc.dispatch(id).ok();
     let (_, fresh) = w.claim_one();
-    assert_eq!(
-        w.report(id, &fresh, "started", json!({"pid": 8})).status,
-        200
-    );
-    assert_eq!(
-        w.report(id, &token, "output", json!({"chunk": "x"})).json["error"],
-        "claim_cancelled"
-    );
-    assert_eq!(cancel_list(&srv, "w1", &[id]), json!([]));
-}
-
-/// A heartbeat of `w` listing `running`: its `cancel` (task ids, for older
-/// launchers) and `cancel_claims` (task and token) as `(id, token)` pairs.
-fn cancels_of(srv: &Server, w: &str, running: &[i64]) -> (Value, Vec<(i64, String)>) {
-    let r = srv.service().post(
-        "/api/dispatch/heartbeat",
-        &json!({"worker_id": w, "host": "h", "version": "t", "slots_total": 2, "slots_busy": 1,
-                "agents": [{"slug": "codex", "cli": "codex", "available": true, "authenticated": true}],
-                "models": [], "running_task_ids": running, "draining": false}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let answer: ops_center::protocol::dispatch::HeartbeatAnswer = r.body();
-    let mut claims: Vec<(i64, String)> = answer
-        .cancel_claims
-        .into_iter()
-        .map(|c| (c.task_id, c.claim_token))
-        .collect();
-    claims.sort();
-    (r.json["cancel"].clone(), claims)
+    w.report(id, &fresh, started(Some(8))).ok();
+    assert_eq!(w.report(id, &token, output("x")).error(), "claim_cancelled");
+    assert_eq!(cancel_list(&srv, "w1", &[id]), NONE);
 }
 
 /// The task's row as the claim and the reports write it: equal before and
@@ -1154,83 +953,43 @@ fn task_row(srv: &Server, id: i64) -> String {
 fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = queued_task(&srv, "codex", json!({}));
+    let id = queued_task(&srv, "codex");
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
     let (_, first) = w.claim_one();
-    assert_eq!(
-        w.report(id, &first, "started", json!({"pid": 7})).status,
-        200
-    );
+    w.report(id, &first, started(Some(7))).ok();
 
     // Cancelled, and at once dispatched again and claimed by the same worker.
-    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(
-        (r.status, r.json["status"].clone()),
-        (200, json!("waiting")),
-        "{}",
-        r.text
-    );
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(svc.cancel(id).ok().status, "waiting");
+    svc.dispatch(id).ok();
     let (again, second) = w.claim_one();
     assert_eq!(again, id);
     assert_ne!(first, second);
-    assert_eq!(
-        w.report(id, &second, "started", json!({"pid": 8})).status,
-        200
-    );
+    w.report(id, &second, started(Some(8))).ok();
 
     let (ids, claims) = cancels_of(&srv, "w1", &[id]);
-    assert_eq!(ids, json!([]), "the task-id list must not end the new run");
+    assert_eq!(ids, NONE, "the task-id list must not end the new run");
     assert_eq!(claims, [(id, first.clone())]);
     // The old run is told, the new one reports.
-    let r = w.report(id, &first, "output", json!({"chunk": "old\n"}));
-    assert_eq!(
-        (r.status, r.error()),
-        (409, "claim_cancelled"),
-        "{}",
-        r.text
-    );
-    let r = w.report(id, &second, "output", json!({"chunk": "new\n"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &first, output("old\n"))
+        .refused(409, "claim_cancelled");
+    w.report(id, &second, output("new\n")).ok();
 
     // Cancelled again before the first run confirmed, and claimed a third
     // time: both old claims are remembered, each by its token.
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}))
-            .status,
-        200
-    );
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}))
-            .status,
-        200
-    );
+    svc.cancel(id).ok();
+    svc.dispatch(id).ok();
     let (_, third) = w.claim_one();
-    assert_eq!(
-        w.report(id, &third, "started", json!({"pid": 9})).status,
-        200
-    );
+    w.report(id, &third, started(Some(9))).ok();
     let (ids, claims) = cancels_of(&srv, "w1", &[id]);
-    assert_eq!(ids, json!([]));
+    assert_eq!(ids, NONE);
     let mut want = vec![(id, first.clone()), (id, second.clone())];
     want.sort();
     assert_eq!(claims, want);
     for old in [&first, &second] {
-        let r = w.report(
-            id,
-            old,
-            "finished",
-            json!({"exit_code": 0, "output": "late"}),
-        );
-        assert_eq!(
-            (r.status, r.error()),
-            (409, "claim_cancelled"),
-            "{}",
-            r.text
-        );
+        w.report(id, old, finished(Some(0), "late"))
+            .refused(409, "claim_cancelled");
     }
     // Another worker is told nothing; a worker no longer listing the task
     // neither.
@@ -1240,29 +999,16 @@ fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
     // The old confirmations: accepted (and again), the task untouched, the
     // run's end stored on its claim.
     let before = task_row(&srv, id);
-    let r = w.report(
-        id,
-        &first,
-        "cancelled",
-        json!({"exit_code": null, "signal": "SIGTERM", "elapsed_ms": 300}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let t = w
+        .report(id, &first, cancel_ended(None, Some("SIGTERM"), 300))
+        .ok();
     assert_eq!(
-        (r.json["status"].clone(), r.json["claimed_by"].clone()),
-        (json!("doing"), json!("w1"))
+        (t.status.as_str(), t.claimed_by.as_deref()),
+        ("doing", Some("w1"))
     );
-    let r = w.report(
-        id,
-        &second,
-        "cancelled",
-        json!({"exit_code": 143, "signal": null, "elapsed_ms": 20}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        w.report(id, &first, "cancelled", json!({"elapsed_ms": 1}))
-            .status,
-        200
-    );
+    w.report(id, &second, cancel_ended(Some(143), None, 20))
+        .ok();
+    w.report(id, &first, cancel_ended(None, None, 1)).ok();
     assert_eq!(
         task_row(&srv, id),
         before,
@@ -1285,10 +1031,10 @@ fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
             assert_eq!((token, code, signal), (second.clone(), Some(143), None));
         }
     }
-    let confirmed = svc.get(&format!(
-        "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-    ));
-    assert_eq!(confirmed.json["total"], 2, "{}", confirmed.text);
+    let confirmed = svc
+        .events(&format!("?task_id={id}&kind=dispatch.cancel_confirmed"))
+        .ok();
+    assert_eq!(confirmed.total, 2, "{confirmed:?}");
     assert_eq!(
         cancels_of(&srv, "w1", &[id]).1,
         [],
@@ -1296,27 +1042,20 @@ fn a_cancellation_belongs_to_its_claim_not_to_a_new_claim_of_the_same_task() {
     );
 
     // The newest run finishes in review, as if nothing happened.
-    let r = w.report(
-        id,
-        &third,
-        "finished",
-        json!({"exit_code": 0, "output": "deliverable"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "review");
-    assert_eq!(r.json["dispatch_attempts"], 3);
+    let t = w.report(id, &third, finished(Some(0), "deliverable")).ok();
+    assert_eq!(t.status, "review");
+    assert_eq!(t.dispatch_attempts, 3);
     // A confirmation after the end changes nothing either.
     let before = task_row(&srv, id);
-    assert_eq!(
-        w.report(id, &second, "cancelled", json!({"elapsed_ms": 5}))
-            .status,
-        200
-    );
+    w.report(id, &second, cancel_ended(None, None, 5)).ok();
     assert_eq!(task_row(&srv, id), before);
     // A token that was never cancelled is no proof.
-    let r = w.report(id, &third, "cancelled", json!({"elapsed_ms": 5}));
-    assert_eq!((r.status, r.error()), (409, "stale_claim"), "{}", r.text);
+    w.report(id, &third, cancel_ended(None, None, 5))
+        .refused(409, "stale_claim");
 }
+
+/// What `blocked_reason` says of a run that changed nothing.
+const NO_CHANGE: &str = "sin cambios: el agente terminó sin modificar el repositorio";
 
 /// How a run ended is stored for every run: a failed run's exit code and
 /// signal as a finished one's (from the report's fields, or, from an older
@@ -1333,82 +1072,66 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
     enable_dispatch(&srv);
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    let task = |id: i64| svc.get(&format!("/api/tasks/{id}")).json;
-    let run = |fields: Value| -> (i64, String) {
-        let id = queued_task(&srv, "codex", fields);
+    let task_of = |id: i64| svc.task(id).ok().task;
+    let run = |fields: NewTask| -> (i64, String) {
+        let id = queued_task(&srv, fields);
         let (claimed, token) = w.claim_one();
         assert_eq!(claimed, id);
-        assert_eq!(w.report(id, &token, "started", json!({})).status, 200);
+        w.report(id, &token, started(None)).ok();
         (id, token)
     };
 
     // Failed, with the fields.
-    let (id, token) = run(json!({}));
-    let r = w.report(id, &token, "failed", json!({"signature": "agent timed out after 2 h",
-        "reason": "agent timed out after 2 h", "evidence": "…", "exit_code": null, "signal": "SIGKILL"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    let (id, token) = run(dispatchable("codex"));
+    let timed_out = Failed {
+        exit_code: None,
+        signal: Some("SIGKILL".into()),
+        ..failed(
+            "agent timed out after 2 h",
+            "agent timed out after 2 h",
+            "…",
+        )
+    };
+    let t = w.report(id, &token, timed_out).ok();
     assert_eq!(
-        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
-        (Value::Null, json!("SIGKILL"))
+        (t.exit_code, t.exit_signal.as_deref()),
+        (None, Some("SIGKILL"))
     );
     // Failed, from an older launcher: read from the signature.
-    let (old, token) = run(json!({}));
-    let r = w.report(
-        old,
-        &token,
-        "failed",
-        json!({"signature": "launcher process exited early (code=1, signal=null)",
-        "reason": "exited early", "evidence": "boom"}),
+    let (old, token) = run(dispatchable("codex"));
+    let early = failed(
+        "launcher process exited early (code=1, signal=null)",
+        "exited early",
+        "boom",
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        (r.json["exit_code"].clone(), r.json["exit_signal"].clone()),
-        (json!(1), Value::Null)
-    );
+    let t = w.report(old, &token, early).ok();
+    assert_eq!((t.exit_code, t.exit_signal), (Some(1), None));
     // A new claim clears them.
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{old}/retry"), &json!({}))
-            .status,
-        200
-    );
+    svc.retry(old).ok();
     let (_, token) = w.claim_one();
-    let t = task(old);
-    assert_eq!(
-        (t["exit_code"].clone(), t["exit_signal"].clone()),
-        (Value::Null, Value::Null),
-        "{t}"
-    );
-    let r = w.report(
-        old,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "signal": null, "output": "done"}),
-    );
-    assert_eq!(
-        (r.json["status"].clone(), r.json["exit_code"].clone()),
-        (json!("review"), json!(0))
-    );
+    let t = task_of(old);
+    assert_eq!((t.exit_code, &t.exit_signal), (None, &None), "{t:?}");
+    let t = w.report(old, &token, finished(Some(0), "done")).ok();
+    assert_eq!((t.status.as_str(), t.exit_code), ("review", Some(0)));
 
     // A run in a clone that left its branch where it found it.
-    let change = |start: Option<&str>, head: &str, patch: &str| {
-        let mut c = json!({"branch": "ops/task-x", "base": "aaaa1111", "head": head,
-                           "git_status": "", "diff_stat": "", "patch": patch});
-        if let Some(s) = start {
-            c["start"] = json!(s);
-        }
-        c
+    let change = |start: Option<&str>, head: &str, patch: &str| RunChange {
+        branch: "ops/task-x".into(),
+        base: Some("aaaa1111".into()),
+        head: Some(head.into()),
+        start: start.map(str::to_string),
+        patch: patch.into(),
+        ..RunChange::default()
     };
-    let finish = |id: i64, token: &str, c: Value| {
-        let mut body = json!({"exit_code": 0, "output": "I looked, all is fine"});
-        for (k, v) in c.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        w.report(id, token, "finished", body)
+    let with_change = |c: RunChange| Finished {
+        change: Some(c),
+        ..finished(Some(0), "I looked, all is fine")
     };
-    let (id, token) = run(json!({}));
+    let finish = |id: i64, token: &str, c: RunChange| w.report(id, token, with_change(c)).ok();
+    let (id, token) = run(dispatchable("codex"));
     // The branch holds an earlier run's work (a non-empty patch), but this
     // run started at its head and left it there.
-    let r = finish(
+    let t = finish(
         id,
         &token,
         change(
@@ -1417,57 +1140,33 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
             "diff --git a/x b/x\n+earlier\n",
         ),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        (r.json["status"].clone(), r.json["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
-    assert_eq!(
-        r.json["blocked_reason"],
-        "sin cambios: el agente terminó sin modificar el repositorio"
-    );
-    assert_eq!(r.json["dispatch_output"], "I looked, all is fine");
+    assert_eq!((t.status.as_str(), t.blocked), ("waiting", true));
+    assert_eq!(t.blocked_reason.as_deref(), Some(NO_CHANGE));
+    assert_eq!(t.dispatch_output.as_deref(), Some("I looked, all is fine"));
     // A retried report answers the task as it is.
     let again = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
-    assert_eq!(
-        (again.status, again.json["status"].clone()),
-        (200, json!("waiting"))
-    );
+    assert_eq!(again.status, "waiting");
     // It moved the branch: review.
-    let (id, token) = run(json!({}));
-    let r = finish(
+    let (id, token) = run(dispatchable("codex"));
+    let t = finish(
         id,
         &token,
         change(Some("bbbb2222"), "cccc3333", "diff --git a/x b/x\n+new\n"),
     );
-    assert_eq!(r.json["status"], "review", "{}", r.text);
+    assert_eq!(t.status, "review", "{t:?}");
     // An older launcher (no `start`): an empty patch is no change.
-    let (id, token) = run(json!({}));
-    let r = finish(id, &token, change(None, "aaaa1111", ""));
-    assert_eq!(
-        r.json["blocked_reason"], "sin cambios: el agente terminó sin modificar el repositorio",
-        "{}",
-        r.text
-    );
+    let (id, token) = run(dispatchable("codex"));
+    let t = finish(id, &token, change(None, "aaaa1111", ""));
+    assert_eq!(t.blocked_reason.as_deref(), Some(NO_CHANGE), "{t:?}");
     // A task that expects no change reaches review on its output.
-    let (id, token) = run(json!({"expects_changes": false}));
-    assert_eq!(task(id)["expects_changes"], false);
-    let r = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
-    assert_eq!(
-        (r.json["status"].clone(), r.json["blocked"].clone()),
-        (json!("review"), json!(false)),
-        "{}",
-        r.text
-    );
+    let (id, token) = run(dispatchable("codex").expects_changes(false));
+    assert!(!task_of(id).expects_changes);
+    let t = finish(id, &token, change(Some("bbbb2222"), "bbbb2222", ""));
+    assert_eq!((t.status.as_str(), t.blocked), ("review", false), "{t:?}");
     // No change reported (no clone): judged by its output as before.
-    let (id, token) = run(json!({}));
-    let r = w.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "output": "done"}),
-    );
-    assert_eq!(r.json["status"], "review", "{}", r.text);
+    let (id, token) = run(dispatchable("codex"));
+    let t = w.report(id, &token, finished(Some(0), "done")).ok();
+    assert_eq!(t.status, "review", "{t:?}");
 
     // Bad values: refused, named, nothing changed.
     let before = srv.fingerprint();
@@ -1475,19 +1174,12 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
         "/api/tasks",
         &json!({"title": "x", "expects_changes": "no"}),
     );
-    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
-    assert!(
-        r.json["message"]
-            .as_str()
-            .unwrap()
-            .contains("expects_changes"),
-        "{}",
-        r.text
-    );
+    let e = r.refused(400, "invalid_field");
+    assert!(e.message.contains("expects_changes"), "{}", r.text);
     let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"expects_changes": 0}));
-    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    r.refused(400, "invalid_field");
     let (id, token) = {
-        let id = queued_task(&srv, "codex", json!({}));
+        let id = queued_task(&srv, "codex");
         let (_, token) = w.claim_one();
         (id, token)
     };
@@ -1497,7 +1189,7 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
         json!({"signature": "s", "signal": ["TERM"]}),
         json!({"signature": "s", "exit_code": 1.5}),
     ] {
-        let r = w.report(id, &token, "failed", body.clone());
+        let r = w.report_raw(id, &token, "failed", body.clone());
         assert_eq!(
             (r.status, r.error()),
             (400, "invalid_field"),
@@ -1506,9 +1198,9 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
         );
     }
     for start in [json!("not-a-commit"), json!(12)] {
-        let mut c = change(None, "aaaa1111", "");
-        c["start"] = start.clone();
-        let r = finish(id, &token, c);
+        let mut body = serde_json::to_value(with_change(change(None, "aaaa1111", ""))).unwrap();
+        body["start"] = start.clone();
+        let r = w.report_raw(id, &token, "finished", body);
         assert_eq!(
             (r.status, r.error()),
             (400, "invalid_field"),
@@ -1516,7 +1208,7 @@ fn every_run_says_how_it_ended_and_a_run_without_a_change_is_not_reviewable() {
             r.text
         );
     }
-    let r = w.report(
+    let r = w.report_raw(
         id,
         &token,
         "finished",

@@ -4,41 +4,34 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use ops_center::protocol::tasks::TaskView;
 
+use crate::client::{task, TaskSpec};
 use crate::util::Server;
 
 #[test]
 fn restart_keeps_all_data() {
     let mut srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "keep me", "agent": "codex", "priority": 3}));
-    svc.post(
-        &format!("/api/tasks/{id}/comments"),
-        &json!({"body": "a note"}),
-    );
-    svc.put(
-        "/api/settings/dispatch_stale_minutes",
-        &json!({"value": "33"}),
-    );
+    let id = svc.new_task(&task("keep me").agent("codex").priority(3));
+    svc.comment(id, "a note", None).ok();
+    svc.set_setting("dispatch_stale_minutes", "33").ok();
     let (uid, _) = srv.user("alice", Some((1, "member")));
-    let changed = svc.get("/api/events?kind=settings.changed").json;
-    assert_eq!(
-        changed["events"][0]["payload"]["key"], "dispatch_stale_minutes",
-        "{changed}"
-    );
-    assert_eq!(changed["events"][0]["payload"]["to"], "33");
+    let changed = svc.events("?kind=settings.changed").ok();
+    let payload = &changed.events[0].payload;
+    assert_eq!(payload["key"], "dispatch_stale_minutes", "{changed:?}");
+    assert_eq!(payload["to"], "33");
     let before = srv.fingerprint();
 
     srv.restart();
     assert_eq!(before, srv.fingerprint(), "a restart changed the data");
     let svc = srv.service();
-    let t = svc.get(&format!("/api/tasks/{id}"));
-    assert_eq!(t.json["title"], "keep me");
-    assert_eq!(t.json["comments"][0]["body"], "a note");
-    assert_eq!(svc.get("/api/settings").json["dispatch_stale_minutes"], 33);
+    let t = svc.task(id).ok();
+    assert_eq!(t.task.title, "keep me");
+    assert_eq!(t.comments[0].body, "a note");
+    assert_eq!(svc.settings().ok().dispatch_stale_minutes, 33);
     let alice = srv.login("alice", "alice-password-1234");
-    assert_eq!(alice.get("/api/auth/me").json["id"], uid);
+    assert_eq!(alice.me().ok().user.map(|u| u.id), Some(uid));
     // A clean stop checkpoints the WAL into the main file.
     let wal = srv.db_path().with_extension("db-wal");
     srv.signal_and_wait("TERM");
@@ -62,12 +55,11 @@ fn sigterm_during_a_burst_loses_no_acknowledged_write() {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
-                    let body = json!({"title": format!("w{w}-{n}")}).to_string();
-                    match client.try_raw("POST", "/api/tasks", body.as_bytes()) {
-                        Ok(r) if r.status == 201 => acknowledged
-                            .lock()
-                            .unwrap()
-                            .push(r.json["id"].as_i64().unwrap()),
+                    let body = serde_json::to_vec(&task(&format!("w{w}-{n}"))).unwrap();
+                    match client.try_raw("POST", "/api/tasks", &body) {
+                        Ok(r) if r.status == 201 => {
+                            acknowledged.lock().unwrap().push(r.body::<TaskView>().id)
+                        }
                         // Refused or cut off by the shutdown: not acknowledged.
                         Ok(_) | Err(_) => {}
                     }

@@ -5,6 +5,10 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use ops_center::protocol::dispatch::ReconcileRequest;
+use ops_center::protocol::tasks::{NewTask, TaskEdit};
+
+use crate::client::{failed, finished, output, started, task, unblocked, TaskSpec};
 use crate::util::{enable_dispatch, Client, Server, Worker};
 
 #[derive(Clone, Debug)]
@@ -79,66 +83,62 @@ impl Run {
                 hermes,
             } => {
                 let agent = if hermes { "hermes" } else { "codex" };
-                let body = if ai {
-                    json!({"title": "p", "description": "prompt", "execution": "interactive", "agent": agent, "sensitive": sensitive})
-                } else {
-                    json!({"title": "p", "sensitive": sensitive})
+                let plain = NewTask {
+                    sensitive: Some(sensitive),
+                    ..task("p")
                 };
-                let r = self.svc.post("/api/tasks", &body);
-                assert_eq!(r.status, 201, "{}", r.text);
-                self.tasks.push(r.json["id"].as_i64().unwrap());
+                let new = if ai {
+                    plain.description("prompt").interactive(agent)
+                } else {
+                    plain
+                };
+                self.tasks.push(self.svc.new_task(&new));
             }
             Op::Dispatch(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self
-                        .svc
-                        .post(&format!("/api/tasks/{t}/dispatch"), &json!({}));
+                    let r = self.svc.dispatch(t);
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
             Op::Approve(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self
-                        .admin
-                        .post(&format!("/api/tasks/{t}/approve"), &json!({}));
+                    let r = self.admin.approve(t);
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
             Op::EditPrompt(i) => {
                 if let Some(t) = self.pick(i) {
-                    let r = self.svc.patch(
-                        &format!("/api/tasks/{t}"),
-                        &json!({"description": format!("prompt {}", self.claims.len())}),
-                    );
-                    assert_eq!(r.status, 200, "{}", r.text);
+                    let prompt = TaskEdit {
+                        description: Some(format!("prompt {}", self.claims.len())),
+                        ..TaskEdit::default()
+                    };
+                    self.svc.edit_task(t, &prompt).ok();
                 }
             }
             Op::Unblock(i) => {
                 if let Some(t) = self.pick(i) {
-                    self.svc
-                        .patch(&format!("/api/tasks/{t}"), &json!({"blocked": false}));
+                    self.svc.edit_task(t, &unblocked());
                 }
             }
             Op::SetStatus(i, status, force) => {
                 if let Some(t) = self.pick(i) {
-                    let q = if force { "?force=true" } else { "" };
-                    let r = self.svc.patch(
-                        &format!("/api/tasks/{t}/status{q}"),
-                        &json!({"status": status}),
-                    );
+                    let r = if force {
+                        self.svc.force_task(t, status)
+                    } else {
+                        self.svc.move_task(t, status)
+                    };
                     assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
             }
             Op::Claim(w) => {
                 let r = self.workers[w].claim();
-                if let Some(t) = r.json["task"]["id"].as_i64() {
-                    let task = &r.json["task"];
+                if let Some(task) = r.task {
                     assert!(
-                        task["sensitive"] == false || task["gate_approved_at"].is_string(),
-                        "an unapproved sensitive task was handed out: {task}"
+                        !task.sensitive || task.gate_approved_at.is_some(),
+                        "an unapproved sensitive task was handed out: {task:?}"
                     );
                     self.claims
-                        .push((t, w, r.json["claim_token"].as_str().unwrap().to_string()));
+                        .push((task.id, w, r.claim_token.expect("a claim token")));
                 }
             }
             Op::Started(c) | Op::Output(c) | Op::Finished(c, _) | Op::Failed(c) => {
@@ -147,19 +147,22 @@ impl Run {
                 }
                 let (task, w, token) = self.claims[c % self.claims.len()].clone();
                 let (holder, current) = self.current_claim(task);
-                let (kind, body) = match *op {
-                    Op::Started(_) => ("started", json!({"pid": 1})),
-                    Op::Output(_) => ("output", json!({"chunk": "work"})),
-                    Op::Finished(_, with_output) => (
-                        "finished",
-                        json!({"exit_code": 0, "output": if with_output { "done" } else { "" }}),
-                    ),
-                    _ => (
-                        "failed",
-                        json!({"signature": "command not found", "reason": "r", "evidence": "e"}),
-                    ),
+                let worker = &self.workers[w];
+                let (kind, r) = match *op {
+                    Op::Started(_) => ("started", worker.report(task, &token, started(Some(1)))),
+                    Op::Output(_) => ("output", worker.report(task, &token, output("work"))),
+                    Op::Finished(_, with_output) => {
+                        let out = if with_output { "done" } else { "" };
+                        (
+                            "finished",
+                            worker.report(task, &token, finished(Some(0), out)),
+                        )
+                    }
+                    _ => {
+                        let failure = failed("command not found", "r", "e");
+                        ("failed", worker.report(task, &token, failure))
+                    }
                 };
-                let r = self.workers[w].report(task, &token, kind, body);
                 let holds = holder.as_deref() == Some(self.workers[w].id.as_str())
                     && current.as_deref() == Some(token.as_str());
                 if r.status == 200 {
@@ -175,10 +178,11 @@ impl Run {
                 }
             }
             Op::Reconcile => {
-                let r = self
-                    .svc
-                    .post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
-                assert_eq!(r.status, 200, "{}", r.text);
+                let all = ReconcileRequest {
+                    minutes: Some(0),
+                    task_ids: None,
+                };
+                self.svc.reconcile(&all).ok();
             }
         }
     }
@@ -378,10 +382,9 @@ proptest! {
             match op {
                 GateOp::Create { hermes, approved } => {
                     let slug = if *hermes { "hermes" } else { "codex" };
-                    let id = svc.new_task(&json!({"title": "s", "description": "p", "execution": "interactive",
-                                                  "agent": slug, "sensitive": true}));
+                    let id = svc.new_task(&task("s").interactive(slug).description("p").sensitive());
                     if *approved {
-                        let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                        let r = admin.approve(id);
                         prop_assert_eq!(r.status, 200, "{}", r.text);
                     }
                     tasks.push((id, slug.to_string(), *approved));
@@ -406,17 +409,17 @@ proptest! {
                 }
                 GateOp::SetStatus(i, s) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.patch(&format!("/api/tasks/{id}/status"), &json!({"status": s}));
+                    let r = svc.move_task(id, s);
                     prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
                 GateOp::Dispatch(i) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
+                    let r = svc.dispatch(id);
                     prop_assert!(r.status == 200 || r.status == 409, "{}", r.text);
                 }
                 GateOp::Approve(i) if !tasks.is_empty() => {
                     let id = tasks[i % tasks.len()].0;
-                    let r = svc.post(&format!("/api/tasks/{id}/approve"), &json!({}));
+                    let r = svc.approve(id);
                     prop_assert_eq!(r.status, 403, "{}", r.text);
                 }
                 GateOp::EditAgent(hermes, key, value) => {
@@ -433,15 +436,16 @@ proptest! {
                     }
                 }
                 GateOp::Claim => {
-                    let r = w.claim();
-                    if let Some(id) = r.json["task"]["id"].as_i64() {
+                    if let Some(claimed) = w.claim().task {
+                        let id = claimed.id;
                         let t = tasks.iter().find(|t| t.0 == id).unwrap();
-                        prop_assert_eq!(&r.json["task"]["sensitive"], &json!(true));
-                        prop_assert!(t.2, "task {} was claimed without a standing human approval: {}", id, r.text);
+                        prop_assert!(claimed.sensitive);
+                        prop_assert!(t.2, "task {} was claimed without a standing human approval: {:?}", id, claimed);
                     }
                 }
                 GateOp::Reconcile => {
-                    let r = svc.post("/api/dispatch/reconcile-stale", &json!({"minutes": 0}));
+                    let all = ReconcileRequest { minutes: Some(0), task_ids: None };
+                    let r = svc.reconcile(&all);
                     prop_assert_eq!(r.status, 200, "{}", r.text);
                 }
                 _ => {}

@@ -2,189 +2,32 @@
 //! examples/agents as runtimes: whole dispatches, each failure signature,
 //! a launcher killed with -9 mid-run, and a server restarted mid-run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::util::{bin, end_process, event_kinds, own_user, wait_for, Server, TOKEN};
+use ops_center::protocol::admin::AgentChange;
+use ops_center::protocol::events::Event;
+use ops_center::protocol::health::Health;
+use ops_center::protocol::tasks::{NewTask, TaskDetail, TaskEdit};
+
+use crate::client::{self, workers, TaskSpec};
+pub use crate::util::enable_dispatch;
+use crate::util::{bin, event_kinds, wait_for, wait_until, AgentGuard, Launcher, Server};
 
 pub fn example(name: &str) -> String {
     format!("{}/examples/agents/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A running `ops-center launcher`. Dropping it kills it (not the agents
-/// it started: those are detached; see `AgentGuard`).
-pub struct Launcher {
-    child: Option<Child>,
-    pub log_dir: PathBuf,
-    pub log_file: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Launcher {
-    /// A launcher for `srv` with a fast heartbeat and claim poll; `vars`
-    /// add to or override the environment.
-    pub fn start(srv: &Server, log_dir: &Path, vars: &[(&str, &str)]) -> Launcher {
-        let mut env: Vec<(String, String)> = [
-            ("OPS_API_BASE", format!("http://{}/api", srv.addr)),
-            ("OPS_SERVICE_TOKEN", TOKEN.to_string()),
-            ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
-            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
-            ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
-            ("OPS_AGENT_USER", own_user()),
-            ("RUST_LOG", "info".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for (k, v) in vars {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        let log_file = log_dir.with_extension("launcher.log");
-        let mut l = Launcher {
-            child: None,
-            log_dir: log_dir.to_path_buf(),
-            log_file,
-            env,
-        };
-        l.spawn();
-        l
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(bin());
-        cmd.arg("launcher")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("OPS_LAUNCHER_LOG_FILE", &self.log_file)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("start launcher"));
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
-    }
-
-    pub fn kill9(&mut self) {
-        let mut c = self.child.take().expect("running");
-        c.kill().expect("kill -9");
-        c.wait().expect("wait");
-    }
-
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none());
-        self.spawn();
-    }
-
-    /// Leaves `key` out of the environment of the next start.
-    pub fn unset(&mut self, key: &str) {
-        self.env.retain(|(k, _)| k != key);
-    }
-
-    /// Waits for the launcher to die on its own (a crash point), as a
-    /// `kill -9` at that point would leave things.
-    pub fn wait_crash(&mut self, secs: u64) {
-        let mut c = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                assert!(!st.success(), "the launcher exited cleanly: {st}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the launcher did not crash\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(c.id().to_string())
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "launcher did not exit on SIG{sig}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends a signal and leaves the launcher running.
-    pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id();
-        assert!(Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    pub fn state_files(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.log_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.to_string_lossy().ends_with(".state.json"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        end_process(&mut self.child, "launcher", &self.log_file);
-    }
-}
-
-/// Kills a detached agent's process group when the test ends, however it
-/// ends.
-pub struct AgentGuard(pub u32);
-
-impl Drop for AgentGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-pub fn enable_dispatch(srv: &Server) {
-    let r = srv
-        .service()
-        .put("/api/settings/dispatch_enabled", &json!({"value": "true"}));
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
 pub fn create_agent(srv: &Server, slug: &str) {
-    let r = srv.service().post(
-        "/api/agents",
-        &json!({"slug": slug, "name": slug, "active": true}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let agent = AgentChange {
+        slug: Some(slug.into()),
+        name: Some(slug.into()),
+        active: Some(true),
+        ..AgentChange::default()
+    };
+    srv.service().create_agent(&agent).ok();
 }
 
 /// An interactive task for `agent`, dispatched (queued).
@@ -199,75 +42,76 @@ pub fn queued_task_with_model(
     model: Option<&str>,
 ) -> i64 {
     let svc = srv.service();
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": format!("task for {agent}"), "description": description,
-                "execution": "interactive", "agent": agent, "model": model}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.json["status"], "next");
-    let id = r.json["id"].as_i64().unwrap();
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "queued");
-    id
+    let new = NewTask {
+        model: model.map(str::to_string),
+        ..client::task(&format!("task for {agent}"))
+            .description(description)
+            .interactive(agent)
+    };
+    let t = svc.create_task(&new).ok();
+    assert_eq!(t.status, "next");
+    assert_eq!(svc.dispatch(t.id).ok().task.status, "queued");
+    t.id
 }
 
-pub fn task(srv: &Server, id: i64) -> Value {
-    let r = srv.service().get(&format!("/api/tasks/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
+pub fn task(srv: &Server, id: i64) -> TaskDetail {
+    srv.service().task(id).ok()
 }
 
-pub fn wait_status(srv: &Server, id: i64, want: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
+/// Waits up to `secs` for task `id` to reach `want`; the task then.
+pub fn wait_status(srv: &Server, id: i64, want: &str, secs: u64) -> TaskDetail {
+    wait_for(secs, &format!("task {id} to reach {want}"), || {
         let t = task(srv, id);
-        if t["status"] == want {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} did not reach {want} in {secs} s: {t:#}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (t.task.status == want).then_some(t)
+    })
 }
 
-pub fn log_comments(t: &Value) -> Vec<String> {
-    t["comments"]
-        .as_array()
-        .unwrap()
+pub fn log_comments(t: &TaskDetail) -> Vec<String> {
+    t.comments
         .iter()
-        .filter(|c| c["author"] == "ai-dispatch" && c["kind"] == "log")
-        .map(|c| c["body"].as_str().unwrap().to_string())
+        .filter(|c| c.author == "ai-dispatch" && c.kind == "log")
+        .map(|c| c.body.clone())
         .collect()
 }
 
-pub fn blockers(t: &Value) -> Vec<String> {
-    t["comments"]
-        .as_array()
-        .unwrap()
+pub fn blockers(t: &TaskDetail) -> Vec<String> {
+    t.comments
         .iter()
-        .filter(|c| c["kind"] == "blocker")
-        .map(|c| c["body"].as_str().unwrap().to_string())
+        .filter(|c| c.kind == "blocker")
+        .map(|c| c.body.clone())
         .collect()
 }
 
-fn health(srv: &Server) -> Value {
-    let r = srv.service().get("/api/dispatch/health");
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
+fn health(srv: &Server) -> Health {
+    srv.service().health("").ok()
 }
 
 /// The pid the launcher reported in `started` (from the event).
 pub fn started_pid(srv: &Server, id: i64) -> u32 {
-    let r = srv.service().get(&format!(
-        "/api/events?task_id={id}&kind=dispatch.started&limit=10"
-    ));
-    r.json["events"][0]["payload"]["pid"]
+    let list = srv
+        .service()
+        .events(&format!("?task_id={id}&kind=dispatch.started&limit=10"))
+        .ok();
+    let event = list.events.first().expect("a started event");
+    event.payload["pid"]
         .as_u64()
-        .unwrap_or_else(|| panic!("no started pid: {}", r.text)) as u32
+        .unwrap_or_else(|| panic!("no started pid: {event:?}")) as u32
+}
+
+/// Waits for the confirmation that the cancelled run of task `id` ended
+/// (`dispatch.cancel_confirmed`); its event.
+fn confirmation(srv: &Server, id: i64) -> Event {
+    wait_for(
+        30,
+        &format!("the confirmation of task {id}'s cancelled run"),
+        || {
+            let ev = srv
+                .service()
+                .events(&format!("?task_id={id}&kind=dispatch.cancel_confirmed"))
+                .ok();
+            ev.events.into_iter().next()
+        },
+    )
 }
 
 pub fn alive(pid: u32) -> bool {
@@ -310,43 +154,36 @@ fn a_task_goes_from_next_to_review_with_its_output() {
     // The heartbeat advertises only what can run here.
     let h = wait_for(20, "a fresh worker", || {
         let h = health(&srv);
-        (h["worker_summary"]["fresh"] == 1).then_some(h)
+        (h.worker_summary.fresh == 1).then_some(h)
     });
-    assert_eq!(h["agent_slugs"], json!(["codex"]), "{h:#}");
-    let w = &h["workers"][0];
-    assert_eq!(w["slots_total"], 2);
-    assert_eq!(w["models"], json!(["qwen*"]));
-    let hermes = w["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["slug"] == "hermes")
-        .unwrap();
-    assert_eq!(hermes["available"], false);
-    let claude = w["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["slug"] == "claudecode")
-        .unwrap();
+    assert_eq!(h.agent_slugs, ["codex"], "{h:?}");
+    let w = &workers(&h)[0];
+    assert_eq!(w.slots_total, 2);
+    assert_eq!(w.models, ["qwen*"]);
+    let agent = |slug: &str| w.agents.iter().find(|a| a.slug == slug).unwrap();
+    let hermes = agent("hermes");
+    assert!(!hermes.available);
+    let claude = agent("claudecode");
     assert_eq!(
-        (&claude["available"], &claude["authenticated"]),
-        (&json!(true), &json!(false)),
-        "{claude}"
+        (claude.available, claude.authenticated),
+        (true, false),
+        "{claude:?}"
     );
     assert!(
-        claude["reason"]
-            .as_str()
+        claude
+            .reason
+            .as_deref()
             .unwrap()
             .starts_with("not logged in: "),
-        "{claude}"
+        "{claude:?}"
     );
     assert!(
-        hermes["reason"]
-            .as_str()
+        hermes
+            .reason
+            .as_deref()
             .unwrap()
             .contains("runtime no disponible en host: /nonexistent/hermes-cli"),
-        "{hermes}"
+        "{hermes:?}"
     );
 
     // A model outside the worker's filter (qwen*) is never claimed; one in
@@ -359,19 +196,19 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         Some("local-qwen3.6-coder"),
     );
     let t = wait_status(&srv, id, "review", 30);
-    let out = t["dispatch_output"].as_str().unwrap_or_default();
-    assert!(out.contains("deliverable: all steps done"), "{t:#}");
+    let out = t.task.dispatch_output.as_deref().unwrap_or_default();
+    assert!(out.contains("deliverable: all steps done"), "{t:?}");
     assert!(out.contains("model local-qwen3.6-coder"), "{out}");
-    assert_eq!(task(&srv, other)["status"], "queued");
+    assert_eq!(task(&srv, other).task.status, "queued");
     assert!(
         out.contains(&format!("fake agent: task {id}")),
         "{{task_id}} reaches the command: {out}"
     );
-    assert_eq!(t["exit_code"], 0);
+    assert_eq!(t.task.exit_code, Some(0));
     let logs_text = log_comments(&t).join("");
     assert!(
         logs_text.contains("prompt on stdin: Write the greeting."),
-        "{t:#}"
+        "{t:?}"
     );
     assert!(
         logs_text.contains("service token visible: no"),
@@ -381,7 +218,7 @@ fn a_task_goes_from_next_to_review_with_its_output() {
         logs_text.contains("prompt file"),
         "{{prompt_file}} reaches the command: {logs_text}"
     );
-    let log_path = t["log_path"].as_str().expect("log_path");
+    let log_path = t.task.log_path.as_deref().expect("log_path");
     assert!(
         log_path.starts_with(&logs.display().to_string())
             && log_path.contains(&format!("task-{id}-"))
@@ -389,7 +226,12 @@ fn a_task_goes_from_next_to_review_with_its_output() {
     assert!(std::fs::read_to_string(log_path)
         .unwrap()
         .contains("deliverable"));
-    assert!(t["err_log_path"].as_str().unwrap().ends_with(".err.log"));
+    assert!(t
+        .task
+        .err_log_path
+        .as_deref()
+        .unwrap()
+        .ends_with(".err.log"));
     let kinds = event_kinds(&srv, id);
     for k in [
         "task.dispatched",
@@ -407,7 +249,7 @@ fn a_task_goes_from_next_to_review_with_its_output() {
     let out = Command::new(bin())
         .arg("launcher")
         .env_clear()
-        .envs(l.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(l.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -417,8 +259,8 @@ fn a_task_goes_from_next_to_review_with_its_output() {
     // SIGTERM: a last heartbeat with draining=true, then exit 0.
     let st = l.signal_and_wait("TERM");
     assert!(st.success(), "launcher exit {st}\n{}", l.log());
-    let w = &health(&srv)["workers"][0];
-    assert_eq!(w["draining"], true, "{w:#}");
+    let w = &workers(&health(&srv))[0];
+    assert!(w.draining, "{w:?}");
     assert!(l.log().contains("final heartbeat sent (draining=true)"));
 }
 
@@ -430,12 +272,14 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
         create_agent(&srv, slug);
     }
     // This one's command comes from OPS (launch_command), not the env.
-    let r = srv.service().post(
-        "/api/agents",
-        &json!({"slug": "sigfail", "name": "sigfail", "active": true,
-                "launch_command": format!("{} {{task_id}}", example("fake-agent-fail.sh"))}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    let sigfail = AgentChange {
+        slug: Some("sigfail".into()),
+        name: Some("sigfail".into()),
+        active: Some(true),
+        launch_command: Some(format!("{} {{task_id}}", example("fake-agent-fail.sh"))),
+        ..AgentChange::default()
+    };
+    srv.service().create_agent(&sigfail).ok();
     let logs = srv.dir.path().join("launcher-logs");
     // A CLI that exists at start and disappears before its task comes.
     let vanishing = srv.dir.path().join("vanishing-agent");
@@ -461,7 +305,7 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
         ],
     );
     wait_for(20, "all four agents usable", || {
-        (health(&srv)["agent_slugs"].as_array()?.len() == 4).then_some(())
+        (health(&srv).agent_slugs.len() == 4).then_some(())
     });
     std::fs::remove_file(&vanishing).unwrap();
 
@@ -472,8 +316,8 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
 
     let check = |id: i64, signature: &str, evidence: &str| {
         let t = wait_status(&srv, id, "waiting", 30);
-        assert_eq!(t["blocked"], true, "{t:#}");
-        let reason = t["blocked_reason"].as_str().unwrap();
+        assert!(t.task.blocked, "{t:?}");
+        let reason = t.task.blocked_reason.as_deref().unwrap();
         assert!(
             reason.contains(signature),
             "blocked_reason {reason:?} lacks {signature:?}"
@@ -507,33 +351,22 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
     );
     // A failed run's end is stored as a finished one's: its exit code (or
     // signal); a run that never started has none.
-    for (id, code) in [(early, json!(2)), (fail, json!(3)), (missing, Value::Null)] {
-        let t = task(&srv, id);
-        assert_eq!(
-            (t["exit_code"].clone(), t["exit_signal"].clone()),
-            (code, Value::Null),
-            "{t:#}"
-        );
+    for (id, code) in [(early, Some(2)), (fail, Some(3)), (missing, None)] {
+        let t = task(&srv, id).task;
+        assert_eq!((t.exit_code, &t.exit_signal), (code, &None), "{t:?}");
     }
     let ev = srv
         .service()
-        .get(&format!("/api/events?task_id={fail}&kind=dispatch.failed"));
-    assert_eq!(
-        ev.json["events"][0]["payload"]["exit_code"], 3,
-        "{}",
-        ev.text
-    );
+        .events(&format!("?task_id={fail}&kind=dispatch.failed"))
+        .ok();
+    assert_eq!(ev.events[0].payload["exit_code"], 3, "{ev:?}");
 
     // The vanished runtime is no longer advertised...
     let h = wait_for(10, "sigmissing withdrawn", || {
         let h = health(&srv);
-        (!h["agent_slugs"]
-            .as_array()?
-            .iter()
-            .any(|s| s == "sigmissing"))
-        .then_some(h)
+        (!h.agent_slugs.iter().any(|s| s == "sigmissing")).then_some(h)
     });
-    assert_eq!(h["agent_slugs"].as_array().unwrap().len(), 3, "{h:#}");
+    assert_eq!(h.agent_slugs.len(), 3, "{h:?}");
     // ...until it is found again.
     // SIGHUP probes again, and reopens the launcher's log file as
     // logrotate expects (moved away, then a new one by the same name).
@@ -547,12 +380,8 @@ fn each_failure_signature_blocks_the_task_with_evidence() {
     assert!(std::fs::read_to_string(&rotated)
         .unwrap()
         .contains("starting"));
-    wait_for(10, "sigmissing advertised again", || {
-        health(&srv)["agent_slugs"]
-            .as_array()?
-            .iter()
-            .any(|s| s == "sigmissing")
-            .then_some(())
+    wait_until(10, "sigmissing advertised again", || {
+        health(&srv).agent_slugs.iter().any(|s| s == "sigmissing")
     });
 }
 
@@ -581,10 +410,10 @@ fn a_launcher_killed_mid_run_reports_the_end_after_restart() {
     });
 
     let w = wait_for(10, "the running task in the heartbeat", || {
-        let h = health(&srv);
-        (h["workers"][0]["running_task_ids"] == json!([id])).then_some(h)
+        let w = workers(&health(&srv)).pop()?;
+        (w.running_task_ids == [id]).then_some(w)
     });
-    assert_eq!(w["workers"][0]["slots_busy"], 1, "{w:#}");
+    assert_eq!(w.slots_busy, 1, "{w:?}");
 
     l.kill9();
     assert!(alive(pid), "the agent must survive its launcher");
@@ -596,11 +425,12 @@ fn a_launcher_killed_mid_run_reports_the_end_after_restart() {
 
     l.start_again();
     let t = wait_status(&srv, id, "review", 30);
-    let out = t["dispatch_output"].as_str().unwrap();
+    let out = t.task.dispatch_output.as_deref().unwrap();
     assert!(out.contains("deliverable after 4 s"), "{out}");
     assert_eq!(
-        t["exit_code"], 0,
-        "the supervisor recorded the adopted agent's exit code: {t:#}"
+        t.task.exit_code,
+        Some(0),
+        "the supervisor recorded the adopted agent's exit code: {t:?}"
     );
     assert!(!out.contains("exit code unknown"), "{out}");
     let logs_text = log_comments(&t).join("");
@@ -653,9 +483,11 @@ fn a_server_restart_mid_run_loses_no_report() {
     });
     srv.start_again();
     let t = wait_status(&srv, id, "review", 60);
-    assert_eq!(t["exit_code"], 0);
-    assert!(t["dispatch_output"]
-        .as_str()
+    assert_eq!(t.task.exit_code, Some(0));
+    assert!(t
+        .task
+        .dispatch_output
+        .as_deref()
         .unwrap()
         .contains("deliverable after 3 s"));
     let logs_text = log_comments(&t).join("");
@@ -775,7 +607,7 @@ fn a_launcher_killed_at_any_step_of_a_launch_leaves_no_run_untracked() {
             l.log()
         );
         assert_eq!(l.state_files().len(), 1, "{step}: the run is on disk");
-        assert_eq!(task(&srv, id)["status"], "dispatching");
+        assert_eq!(task(&srv, id).task.status, "dispatching");
         let agent_name = agent.display().to_string();
         let _guard = scopeguard_kill(&agent_name);
         l.unset("OPS_LAUNCHER_CRASH_AT");
@@ -784,8 +616,8 @@ fn a_launcher_killed_at_any_step_of_a_launch_leaves_no_run_untracked() {
             "before_spawn" => {
                 // Nothing ran: the task is blocked saying so.
                 let t = wait_status(&srv, id, "waiting", 30);
-                assert_eq!(t["blocked"], true);
-                let reason = t["blocked_reason"].as_str().unwrap();
+                assert!(t.task.blocked);
+                let reason = t.task.blocked_reason.as_deref().unwrap();
                 assert!(
                     reason.contains("the launcher stopped before it started the agent"),
                     "{reason}"
@@ -796,9 +628,11 @@ fn a_launcher_killed_at_any_step_of_a_launch_leaves_no_run_untracked() {
                 // The agent ran under its supervisor and is reported with
                 // its exit code.
                 let t = wait_status(&srv, id, "review", 30);
-                assert_eq!(t["exit_code"], 0, "{t:#}");
-                assert!(t["dispatch_output"]
-                    .as_str()
+                assert_eq!(t.task.exit_code, Some(0), "{t:?}");
+                assert!(t
+                    .task
+                    .dispatch_output
+                    .as_deref()
                     .unwrap()
                     .contains("deliverable after 2 s"));
             }
@@ -832,14 +666,15 @@ fn an_adopted_agent_exiting_non_zero_is_blocked_with_its_exit_code() {
     );
     let id = queued_task(&srv, "codex", "fails quietly");
     wait_status(&srv, id, "doing", 30);
-    let _guard = AgentGuard(started_pid(&srv, id));
+    let agent = started_pid(&srv, id);
+    let _guard = AgentGuard(agent);
     l.kill9();
     // The agent ends while no launcher watches it.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until(30, "the agent to end", || !alive(agent));
     l.start_again();
     let t = wait_status(&srv, id, "waiting", 30);
-    assert_eq!(t["blocked"], true);
-    let reason = t["blocked_reason"].as_str().unwrap();
+    assert!(t.task.blocked);
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(
         reason.contains("launcher process exited early (code=3, signal=null)"),
         "{reason}"
@@ -888,7 +723,7 @@ fn silent_and_overdue_agents_are_ended_and_their_slots_freed() {
     );
     let silent = queued_task(&srv, "quiet", "hangs");
     let t = wait_status(&srv, silent, "waiting", 30);
-    let reason = t["blocked_reason"].as_str().unwrap();
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(reason.contains("agent silent for 2 s"), "{reason}");
     assert!(blockers(&t).join("").contains("fake agent: connecting"));
 
@@ -896,7 +731,7 @@ fn silent_and_overdue_agents_are_ended_and_their_slots_freed() {
     // not save it from its run timeout.
     let overdue = queued_task(&srv, "codex", "runs forever");
     let t = wait_status(&srv, overdue, "waiting", 30);
-    let reason = t["blocked_reason"].as_str().unwrap();
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(reason.contains("agent timed out after 3 s"), "{reason}");
     assert!(processes_running("fake-agent-long.sh 600").is_empty());
     assert!(processes_running("fake-agent-silent.sh").is_empty());
@@ -924,24 +759,33 @@ fn a_logged_out_cli_is_found_out_before_and_after_a_claim() {
             ("PATH", fake_clis.as_str()),
         ],
     );
-    let w = wait_for(10, "the heartbeat", || {
+    let h = wait_for(10, "the heartbeat", || {
         let h = health(&srv);
-        h["workers"][0]["agents"][0].is_object().then_some(h)
+        workers(&h).first()?.agents.first()?;
+        Some(h)
     });
-    let agent = &w["workers"][0]["agents"][0];
-    assert_eq!(agent["available"], true, "{w:#}");
-    assert_eq!(agent["authenticated"], false, "{w:#}");
-    let why = agent["reason"].as_str().unwrap();
+    let agent = workers(&h)[0].agents[0].clone();
+    assert!(agent.available, "{h:?}");
+    assert!(!agent.authenticated, "{h:?}");
+    let why = agent.reason.unwrap();
     assert!(why.starts_with("not logged in: claude"), "{why}");
     assert!(why.contains("claude auth login"), "{why}");
-    assert!(!w["agent_slugs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|s| s == "claudecode"));
+    assert!(!h.agent_slugs.iter().any(|s| s == "claudecode"));
+    // The launcher does not ask for a task while no agent is usable, and
+    // probes its agents on the heartbeat's period: once a heartbeat has
+    // come after the dispatch, it has looked again and left the task.
+    wait_until(10, "the launcher to stop claiming", || {
+        l.log()
+            .contains("no usable agent on this host: not claiming")
+    });
+    let seen = |h: &Health| workers(h)[0].last_seen_at.clone();
+    let before = seen(&health(&srv));
     let held = queued_task(&srv, "claudecode", "needs a login");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(task(&srv, held)["status"], "queued", "never claimed");
+    wait_until(10, "a heartbeat after the dispatch", || {
+        seen(&health(&srv)) != before
+    });
+    assert_eq!(task(&srv, held).task.status, "queued", "never claimed");
+    assert!(!l.log().contains(&format!("task {held}: ")), "{}", l.log());
 
     // Checking turned off: the run fails, and says why.
     l.kill9();
@@ -955,7 +799,7 @@ fn a_logged_out_cli_is_found_out_before_and_after_a_claim() {
         ],
     );
     let t = wait_status(&srv, held, "waiting", 30);
-    let reason = t["blocked_reason"].as_str().unwrap();
+    let reason = t.task.blocked_reason.as_deref().unwrap();
     assert!(reason.starts_with("not logged in: claude"), "{reason}");
     assert!(
         reason.contains("launcher process exited early (code=1"),
@@ -990,8 +834,12 @@ fn a_cli_failing_the_same_way_is_held_back_then_tried_again() {
         wait_status(&srv, *id, "waiting", 30);
     }
     let w = wait_for(10, "the held-back slug in the heartbeat", || {
-        let h = health(&srv);
-        let reason = h["workers"][0]["agents"][0]["reason"].as_str()?.to_string();
+        let reason = workers(&health(&srv))
+            .first()?
+            .agents
+            .first()?
+            .reason
+            .clone()?;
         reason.starts_with("held back").then_some(reason)
     });
     assert!(
@@ -1001,14 +849,16 @@ fn a_cli_failing_the_same_way_is_held_back_then_tried_again() {
         "{w}"
     );
     assert_eq!(
-        task(&srv, ids[2])["status"],
+        task(&srv, ids[2]).task.status,
         "queued",
         "nothing claimed while held back"
     );
     // After the pause the CLI is tried again.
     let t = wait_status(&srv, ids[2], "waiting", 40);
-    assert!(t["blocked_reason"]
-        .as_str()
+    assert!(t
+        .task
+        .blocked_reason
+        .as_deref()
         .unwrap()
         .contains("exited early (code=3"));
 }
@@ -1058,37 +908,17 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
     let id = queued_task(&srv, "codex", "runs until cancelled");
     wait_status(&srv, id, "doing", 30);
     let group = started_pid(&srv, id);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while processes_running(AGENT).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the agent never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(20, "the agent to run", || {
+        !processes_running(AGENT).is_empty()
+    });
     assert!(
         !group_members(group).is_empty(),
         "the run's group {group} is there"
     );
 
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "waiting");
+    assert_eq!(srv.service().cancel(id).ok().status, "waiting");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let confirmed = loop {
-        let ev = srv.service().get(&format!(
-            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-        ));
-        if let Some(e) = ev.json["events"].as_array().and_then(|a| a.first()) {
-            break e.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no confirmation; launcher log:\n{}",
-            _l.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let confirmed = confirmation(&srv, id);
     assert!(
         group_members(group).is_empty(),
         "group {group} still has {:?}",
@@ -1100,7 +930,7 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
         .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
         .collect();
     assert!(left.is_empty(), "group {group}: {left:?}");
-    let p = &confirmed["payload"];
+    let p = &confirmed.payload;
     assert!(
         p["signal"]
             .as_str()
@@ -1113,14 +943,9 @@ fn a_cancelled_run_has_its_process_group_ended_and_its_end_recorded() {
         "{p}"
     );
     let t = task(&srv, id);
-    assert_eq!(t["status"], "waiting");
-    assert_eq!(t["blocked"], false);
-    let notes: Vec<&str> = t["comments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["body"].as_str())
-        .collect();
+    assert_eq!(t.task.status, "waiting");
+    assert!(!t.task.blocked);
+    let notes: Vec<&str> = t.comments.iter().map(|c| c.body.as_str()).collect();
     assert!(
         notes
             .iter()
@@ -1159,38 +984,20 @@ fn a_silent_cancelled_run_is_ended_through_the_heartbeat() {
     wait_status(&srv, id, "doing", 30);
     let group = started_pid(&srv, id);
     // Its one line is in: from here on it sends nothing.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while log_comments(&task(&srv, id)).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no output");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !event_kinds(&srv, id).contains(&"dispatch.cancel_confirmed".to_string()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no confirmation; launcher log:\n{}",
-            l.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(20, "its output", || {
+        !log_comments(&task(&srv, id)).is_empty()
+    });
+    srv.service().cancel(id).ok();
+    confirmation(&srv, id);
     assert!(
         l.log()
             .contains(&format!("the server cancelled tasks [{id}]")),
         "{}",
         l.log()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !group_members(group).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "group {group} is not gone"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(5, &format!("group {group} to be gone"), || {
+        group_members(group).is_empty()
+    });
 }
 
 /// Cancel a running task and dispatch it again at once, to the same
@@ -1223,40 +1030,31 @@ fn a_task_cancelled_and_dispatched_again_to_the_same_launcher_runs_to_review() {
     wait_status(&srv, id, "doing", 30);
     let first_group = started_pid(&srv, id);
     let svc = srv.service();
-    let r = svc.post(&format!("/api/tasks/{id}/cancel"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"description": "0.2 seconds"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.cancel(id).ok();
+    let shorter = TaskEdit {
+        description: Some("0.2 seconds".into()),
+        ..TaskEdit::default()
+    };
+    svc.edit_task(id, &shorter).ok();
+    svc.dispatch(id).ok();
 
     let t = wait_status(&srv, id, "review", 60);
-    assert_eq!(t["dispatch_attempts"], 2, "{t:#}");
-    assert_eq!(t["blocked"], false);
+    assert_eq!(t.task.dispatch_attempts, 2, "{t:?}");
+    assert!(!t.task.blocked);
     assert!(
-        t["dispatch_output"]
-            .as_str()
+        t.task
+            .dispatch_output
+            .as_deref()
             .is_some_and(|o| o.contains("deliverable")),
-        "{t:#}"
+        "{t:?}"
     );
     // The old run's end is confirmed, fenced by its own claim.
-    let confirmed = wait_for(30, "the old run's confirmation", || {
-        let ev = svc.get(&format!(
-            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-        ));
-        ev.json["events"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-    });
+    let confirmed = confirmation(&srv, id).payload;
     assert!(
-        confirmed["payload"]["signal"]
+        confirmed["signal"]
             .as_str()
             .is_some_and(|s| s.contains("TERM"))
-            || confirmed["payload"]["exit_code"] == 143,
+            || confirmed["exit_code"] == 143,
         "{confirmed}"
     );
     assert!(!alive(first_group), "the first run's group is gone");
@@ -1267,7 +1065,7 @@ fn a_task_cancelled_and_dispatched_again_to_the_same_launcher_runs_to_review() {
         l.log()
     );
     assert_eq!(
-        task(&srv, id)["status"],
+        task(&srv, id).task.status,
         "review",
         "the confirmation changed nothing"
     );
@@ -1312,19 +1110,17 @@ fn a_running_task_whose_launcher_vanished_is_taken_back_and_its_agent_ended_on_r
     // The launcher's heartbeat ages past the window (90 s).
     srv.advance_clock(91);
     let svc = srv.service();
-    let r = svc.post("/api/watchdog/run", &json!({}));
-    assert_eq!(r.json["task_ids"], json!([id]), "{}", r.text);
+    let report = svc.watchdog().ok();
+    assert_eq!(report.task_ids, [id], "{report:?}");
     let t = task(&srv, id);
-    assert_eq!(
-        (t["status"].clone(), t["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
+    assert_eq!((t.task.status.as_str(), t.task.blocked), ("waiting", true));
     assert!(
-        t["blocked_reason"]
-            .as_str()
+        t.task
+            .blocked_reason
+            .as_deref()
             .unwrap()
             .contains("was last seen at"),
-        "{t:#}"
+        "{t:?}"
     );
     assert!(blockers(&t)
         .iter()
@@ -1342,48 +1138,27 @@ fn a_running_task_whose_launcher_vanished_is_taken_back_and_its_agent_ended_on_r
     // It comes back: it adopts the run, learns the claim was withdrawn,
     // ends the agent and confirms.
     l.start_again();
-    let confirmed = wait_for(30, "the confirmation of the withdrawn run", || {
-        let ev = svc.get(&format!(
-            "/api/events?task_id={id}&kind=dispatch.cancel_confirmed"
-        ));
-        ev.json["events"]
-            .as_array()
-            .and_then(|a| a.first())
-            .cloned()
-    });
-    assert_eq!(
-        confirmed["payload"]["reason"], "stale_running",
-        "{confirmed}"
-    );
+    let confirmed = confirmation(&srv, id).payload;
+    assert_eq!(confirmed["reason"], "stale_running", "{confirmed}");
     wait_for(10, "the agent's group to be gone", || {
         group_members(group).is_empty().then_some(())
     });
     let t = task(&srv, id);
-    assert_eq!(
-        (t["status"].clone(), t["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
+    assert_eq!((t.task.status.as_str(), t.task.blocked), ("waiting", true));
     wait_for(10, "state file removed", || {
         l.state_files().is_empty().then_some(())
     });
 }
 
-/// `POST /api/test/hold-park`; whether a claim is held at the hook.
-fn hold(srv: &Server, worker: &str, action: &str) -> bool {
-    let r = srv.service().post(
-        "/api/test/hold-park",
-        &json!({"worker_id": worker, "action": action}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json["held"].as_bool().unwrap()
-}
-
 /// Lets the next long-poll claim of `worker` through the test hook: when
 /// this returns, it has taken its answer over and is on its way to park.
 fn next_park(srv: &Server, worker: &str) {
-    hold(srv, worker, "arm");
-    assert!(hold(srv, worker, "wait"), "{worker} never parked a claim");
-    hold(srv, worker, "release");
+    srv.hold_park(worker, "arm");
+    assert!(
+        srv.hold_park(worker, "wait"),
+        "{worker} never parked a claim"
+    );
+    srv.hold_park(worker, "release");
 }
 
 #[test]
@@ -1407,8 +1182,7 @@ fn a_launcher_killed_while_parked_leaves_the_next_task_to_its_successor() {
         ],
     );
     let worker = wait_for(20, "a fresh worker", || {
-        let h = health(&srv);
-        h["workers"][0]["worker_id"].as_str().map(str::to_string)
+        workers(&health(&srv)).pop().map(|w| w.worker_id)
     });
     // Parked on the server, then killed: its connection closes.
     next_park(&srv, &worker);
@@ -1419,8 +1193,7 @@ fn a_launcher_killed_while_parked_leaves_the_next_task_to_its_successor() {
     let queued_at = Instant::now();
     let id = queued_task(&srv, "codex", "after the restart");
     let claimed = wait_for(5, "the task claimed", || {
-        let t = task(&srv, id);
-        (t["status"] != "queued").then_some(Instant::now())
+        (task(&srv, id).task.status != "queued").then_some(Instant::now())
     });
     assert!(
         claimed - queued_at < Duration::from_secs(1),

@@ -1,6 +1,7 @@
 //! Integration tests: one crate, driving the real `ops-center` binary over
 //! real HTTP against a real SQLite file in a temp dir.
 
+mod client;
 #[path = "../support/harness.rs"]
 mod harness;
 mod util;

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
+use crate::client::failed;
 use crate::util::{enable_dispatch, queued_task, Server, Worker};
 
 /// The samples of `text` as (name, labels, value), or `None` when the
@@ -134,20 +135,15 @@ fn counters_and_gauges_follow_the_server() {
 
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    queued_task(&srv, "codex", json!({}));
-    queued_task(&srv, "codex", json!({}));
+    queued_task(&srv, "codex");
+    queued_task(&srv, "codex");
     let mid = scrape(&srv).unwrap();
     assert_eq!(value(&mid, "ops_tasks", &[("status", "queued")]), 2.0);
     assert_eq!(value(&mid, "ops_workers_fresh", &[]), 1.0);
     assert_eq!(value(&mid, "ops_dispatch_enabled", &[]), 1.0);
 
     let (id, token) = w.claim_one();
-    let r = w.report(
-        id,
-        &token,
-        "failed",
-        json!({"signature": "quote \" and \\ backslash", "reason": "r", "evidence": "e"}),
-    );
+    let r = w.report(id, &token, failed("quote \" and \\ backslash", "r", "e"));
     assert_eq!(r.status, 200, "{}", r.text);
     // An error response: an unknown task.
     let missing = srv.service().get("/api/tasks/999999");

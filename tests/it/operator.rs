@@ -2,10 +2,11 @@
 
 use std::process::{Command, Output};
 
-use serde_json::json;
+use ops_center::protocol::admin::AgentChange;
 
+use crate::client::{task, TaskSpec};
 use crate::launcher::example;
-use crate::util::{bin, Server, TOKEN};
+use crate::util::{bin, enable_dispatch, queued_task, Server, Worker, TOKEN};
 
 fn run(args: &[&str], vars: &[(&str, &str)]) -> (Output, String) {
     let mut cmd = Command::new(bin());
@@ -89,21 +90,14 @@ fn doctor_passes_when_every_runtime_exists_and_fails_naming_the_missing_one() {
 fn doctor_uses_the_launch_command_set_in_ops() {
     let srv = Server::start();
     let svc = srv.service();
-    let agents = svc.get("/api/agents").json;
-    let hermes = agents["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["slug"] == "hermes")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let agents = svc.agents().ok().agents;
+    let hermes = agents.iter().find(|a| a.slug == "hermes").unwrap().id;
     let cmd = format!("{} {{prompt_file}}", example("fake-agent-ok.sh"));
-    let r = svc.patch(
-        &format!("/api/agents/{hermes}"),
-        &json!({"launch_command": cmd}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let command = AgentChange {
+        launch_command: Some(cmd),
+        ..AgentChange::default()
+    };
+    svc.edit_agent(hermes, &command).ok();
     let base = format!("http://{}/api", srv.addr);
     let (out, text) = run(
         &["doctor"],
@@ -142,8 +136,8 @@ fn footprint(srv: &Server) -> String {
         out.push_str(&format!("{q} = {v}\n"));
     }
     // The effective value: a default restored may now be a stored row.
-    let v = srv.service().get("/api/settings/dispatch_enabled").json["value"].clone();
-    out.push_str(&format!("dispatch_enabled = {v}\n"));
+    let v = srv.service().setting("dispatch_enabled").ok().value;
+    out.push_str(&format!("dispatch_enabled = {v:?}\n"));
     out
 }
 
@@ -166,16 +160,8 @@ fn smokes_pass_against_a_live_server_and_leave_nothing_behind() {
     let srv = Server::start();
     // A real queued task of a real agent must not be touched by the smoke.
     let svc = srv.service();
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": "real work", "execution": "interactive", "agent": "codex"}),
-    );
-    let real = r.json["id"].as_i64().unwrap();
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{real}/dispatch"), &json!({}))
-            .status,
-        200
-    );
+    let real = svc.new_task(&task("real work").interactive("codex"));
+    svc.dispatch(real).ok();
     let before = footprint(&srv);
 
     let text = smoke(&srv, "dispatch");
@@ -209,11 +195,7 @@ fn smokes_pass_against_a_live_server_and_leave_nothing_behind() {
     );
 
     // With dispatch already enabled, it stays enabled.
-    assert_eq!(
-        svc.put("/api/settings/dispatch_enabled", &json!({"value": "true"}))
-            .status,
-        200
-    );
+    svc.set_setting("dispatch_enabled", "true").ok();
     let before = footprint(&srv);
     smoke(&srv, "dispatch");
     let text = smoke(&srv, "watchdog");
@@ -224,24 +206,16 @@ fn smokes_pass_against_a_live_server_and_leave_nothing_behind() {
         svc.get("/api/alerts").text
     );
     assert_eq!(
-        svc.get(&format!("/api/tasks/{real}")).json["status"],
+        svc.task(real).ok().task.status,
         "queued",
         "the real task was touched"
     );
     // Later watchdog passes do not raise the smokes' failures again from
     // the audit log. (Dispatch off: with it on and no launcher, the
     // watchdog rightly raises "no fresh worker".)
-    assert_eq!(
-        svc.put("/api/settings/dispatch_enabled", &json!({"value": "false"}))
-            .status,
-        200
-    );
-    assert_eq!(svc.post("/api/watchdog/run", &json!({})).status, 200);
-    assert_eq!(
-        svc.put("/api/settings/dispatch_enabled", &json!({"value": "true"}))
-            .status,
-        200
-    );
+    svc.set_setting("dispatch_enabled", "false").ok();
+    svc.watchdog().ok();
+    svc.set_setting("dispatch_enabled", "true").ok();
     assert_eq!(footprint(&srv), before, "{}", svc.get("/api/alerts").text);
 }
 
@@ -252,24 +226,19 @@ fn the_watchdog_smoke_leaves_real_dispatching_work_alone() {
     // A real task stuck in dispatching: the smoke's reconciliation is
     // limited to its own task, so this one stays as it is.
     let svc = srv.service();
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": "stuck", "execution": "interactive", "agent": "codex"}),
-    );
-    let stuck = r.json["id"].as_i64().unwrap();
-    svc.post(&format!("/api/tasks/{stuck}/dispatch"), &json!({}));
-    svc.put("/api/settings/dispatch_enabled", &json!({"value": "true"}));
-    svc.post("/api/dispatch/heartbeat", &json!({"worker_id": "w", "agents": [{"slug": "codex", "available": true, "authenticated": true}]}));
-    let c = svc.post("/api/dispatch/next", &json!({"worker_id": "w"}));
-    assert_eq!(c.json["task"]["id"], stuck, "{}", c.text);
+    let stuck = queued_task(&srv, task("stuck").interactive("codex"));
+    enable_dispatch(&srv);
+    let w = Worker::new(&srv, "w");
+    w.heartbeat(&["codex"], &[]);
+    assert_eq!(w.claim_one().0, stuck);
     let (out, text) = run(
         &["smoke", "watchdog"],
         &[("OPS_API_BASE", &base), ("OPS_SERVICE_TOKEN", TOKEN)],
     );
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let t = svc.get(&format!("/api/tasks/{stuck}")).json;
-    assert_eq!(t["status"], "dispatching", "{t}");
-    assert_eq!(t["claimed_by"], "w");
+    let t = svc.task(stuck).ok().task;
+    assert_eq!(t.status, "dispatching", "{t:?}");
+    assert_eq!(t.claimed_by.as_deref(), Some("w"));
 }
 
 #[test]
@@ -296,9 +265,8 @@ fn a_failing_smoke_exits_non_zero_and_still_cleans_up() {
         before,
         "cleanup after a failed step:\n{text}"
     );
-    assert_eq!(
-        svc.get("/api/settings").json["dispatch_enabled"],
-        false,
+    assert!(
+        !svc.settings().ok().dispatch_enabled,
         "the setting is restored"
     );
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::client::task;
 use crate::util::{enable_dispatch, Client, Server, Worker};
 
 /// monitor-interval + sync-interval of examples/litestream.yml (2 s), plus
@@ -142,6 +143,8 @@ fn litestream_replica_restores_every_write_acknowledged_before_the_crash() {
         .spawn()
         .expect("start litestream");
     let started = Instant::now();
+    // The scenario's phases are times, not states: Litestream starts on an
+    // idle server, then load, a pause, load again.
     std::thread::sleep(PAUSE);
 
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
@@ -385,9 +388,10 @@ fn health_and_metrics_show_how_far_behind_the_replica_is() {
     // Writes keep it about a second behind.
     let mut worst: f64 = 0.0;
     for i in 0..40 {
-        svc.new_task(&json!({"title": format!("replicated {i}")}));
+        svc.new_task(&task(&format!("replicated {i}")));
         let lag = health()["replication"]["lag_seconds"].as_f64().unwrap();
         worst = worst.max(lag);
+        // Writes spread over two seconds, as a steady trickle.
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(worst < 3.0, "lag {worst} s while Litestream keeps up");
@@ -503,10 +507,12 @@ fn the_replica_is_restored_before_serving_and_never_replaced_by_an_empty_databas
         .expect("start litestream");
     let svc = srv.service();
     for i in 0..30 {
-        svc.new_task(&json!({"title": format!("first {i}")}));
+        svc.new_task(&task(&format!("first {i}")));
     }
     in_sync(&srv);
-    // A point in time between two batches of writes.
+    // A point in time between two batches of writes. The point is taken
+    // to the second, so only time can put a second between it and each
+    // batch: these sleeps wait for the clock, not for a state.
     std::thread::sleep(Duration::from_millis(1500));
     let between = ops_center::time::rfc3339(
         std::time::SystemTime::now()
@@ -521,7 +527,7 @@ fn the_replica_is_restored_before_serving_and_never_replaced_by_an_empty_databas
         + "Z";
     std::thread::sleep(Duration::from_millis(1500));
     for i in 0..20 {
-        svc.new_task(&json!({"title": format!("second {i}")}));
+        svc.new_task(&task(&format!("second {i}")));
     }
     in_sync(&srv);
     assert!(srv.signal_and_wait("TERM").success());

@@ -6,28 +6,45 @@
 
 use serde_json::{json, Value};
 
-use crate::util::{enable_dispatch, event_kinds, queued_task, set_repo_roots, Server, Worker};
+use ops_center::protocol::accounts::{Workspace, WorkspaceChange};
+use ops_center::protocol::dispatch::ClaimRepo;
+use ops_center::protocol::errors::ErrorBody;
+use ops_center::protocol::tasks::{TaskEdit, TaskView};
 
-fn task(srv: &Server, id: i64) -> Value {
-    let r = srv.service().get(&format!("/api/tasks/{id}"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json
+use crate::client::{task, TaskSpec};
+use crate::util::{
+    dispatchable, enable_dispatch, event_kinds, queued_task, set_repo_roots, Res, Server, Worker,
+};
+
+fn task_of(srv: &Server, id: i64) -> TaskView {
+    srv.service().task(id).ok().task
 }
 
 /// The payloads of workspace 1's `workspace.repo_set` events, oldest first.
 fn repo_set_events(srv: &Server) -> Vec<Value> {
-    let r = srv
+    let list = srv
         .service()
-        .get("/api/events?kind=workspace.repo_set&limit=100");
-    assert_eq!(r.status, 200, "{}", r.text);
-    let mut list: Vec<Value> = r.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["payload"].clone())
-        .collect();
-    list.reverse();
-    list
+        .events("?kind=workspace.repo_set&limit=100")
+        .ok();
+    let mut payloads: Vec<Value> = list.events.into_iter().map(|e| e.payload).collect();
+    payloads.reverse();
+    payloads
+}
+
+/// The workspace change that sets `repo_roots`.
+fn roots(paths: &[&str]) -> WorkspaceChange {
+    WorkspaceChange {
+        repo_roots: Some(paths.iter().map(|p| p.to_string()).collect()),
+        ..WorkspaceChange::default()
+    }
+}
+
+/// The task edit that sets (`Some`) or clears (`None`) `repo_path`.
+fn repo_edit(path: Option<&str>) -> TaskEdit {
+    TaskEdit {
+        repo_path: Some(path.map(str::to_string)),
+        ..TaskEdit::default()
+    }
 }
 
 #[test]
@@ -40,12 +57,10 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
 
     // No roots yet: no task may name a repository of its own.
     let before = srv.fingerprint();
-    let r = member.post(
-        "/api/tasks",
-        &json!({"title": "t", "repo_path": "/srv/repos/app"}),
-    );
-    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
-    let m = r.json["message"].as_str().unwrap();
+    let m = member
+        .create_task(&task("t").repo("/srv/repos/app"))
+        .refused(400, "invalid_field")
+        .message;
     assert!(
         m.contains("field `repo_path`")
             && m.contains("\"/srv/repos/app\" is not allowed in workspace 1")
@@ -56,25 +71,26 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
     assert_eq!(srv.fingerprint(), before, "a refusal changed something");
 
     // A member may not set the roots; a workspace admin may.
-    let r = member.patch("/api/workspaces/1", &json!({"repo_roots": ["/"]}));
-    assert_eq!((r.status, r.error()), (403, "forbidden"), "{}", r.text);
+    member
+        .edit_workspace(1, &roots(&["/"]))
+        .refused(403, "forbidden");
     assert_eq!(srv.fingerprint(), before, "a refusal changed something");
-    let r = ws_admin.patch(
-        "/api/workspaces/1",
-        &json!({"repo_path": "/srv/main", "repo_roots": ["/srv/repos", "/opt/work/", "/srv/repos"]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["repo_roots"], json!(["/opt/work/", "/srv/repos"]));
-    assert_eq!(r.json["repo_path"], "/srv/main");
-    let listed = member.get("/api/workspaces").json;
+    let set = WorkspaceChange {
+        repo_path: Some(Some("/srv/main".into())),
+        ..roots(&["/srv/repos", "/opt/work/", "/srv/repos"])
+    };
+    let ws = ws_admin.edit_workspace(1, &set).ok();
+    assert_eq!(ws.repo_roots, ["/opt/work/", "/srv/repos"]);
+    assert_eq!(ws.repo_path.as_deref(), Some("/srv/main"));
+    let listed = member.workspaces().ok();
     assert_eq!(
-        listed["workspaces"][0]["repo_roots"],
-        json!(["/opt/work/", "/srv/repos"])
+        listed.workspaces[0].repo_roots,
+        ["/opt/work/", "/srv/repos"]
     );
     let events = repo_set_events(&srv);
     assert_eq!(
         events.last().unwrap()["repo_roots"],
-        json!(["/opt/work/", "/srv/repos"]),
+        Value::from(vec!["/opt/work/", "/srv/repos"]),
         "{events:?}"
     );
 
@@ -91,9 +107,11 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
             "/opt/work/x",
             "/srv/main",
         ] {
-            let r = c.post("/api/tasks", &json!({"title": "t", "repo_path": path}));
-            assert_eq!(r.status, 201, "{who} {path}: {}", r.text);
-            assert_eq!(r.json["repo_path"], path);
+            let t = c
+                .create_task(&task("t").repo(path))
+                .context(format!("{who} {path}"))
+                .ok();
+            assert_eq!(t.repo_path.as_deref(), Some(path));
         }
         // Outside: refused, naming what is allowed.
         for path in [
@@ -104,14 +122,11 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
             "/opt/workshop",
         ] {
             let before = srv.fingerprint();
-            let r = c.post("/api/tasks", &json!({"title": "t", "repo_path": path}));
-            assert_eq!(
-                (r.status, r.error()),
-                (400, "invalid_field"),
-                "{who} {path}: {}",
-                r.text
-            );
-            let m = r.json["message"].as_str().unwrap();
+            let m = c
+                .create_task(&task("t").repo(path))
+                .context(format!("{who} {path}"))
+                .refused(400, "invalid_field")
+                .message;
             assert!(
                 m.contains(&format!("{path:?} is not allowed in workspace 1"))
                     && m.contains("the workspace's repo_path (/srv/main)")
@@ -127,39 +142,29 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
     }
 
     // An edit is held to the same rule.
-    let id = member.new_task(&json!({"title": "edited", "repo_path": "/srv/repos/app"}));
+    let id = member.new_task(&task("edited").repo("/srv/repos/app"));
     let before = srv.fingerprint();
-    let r = member.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"repo_path": "/srv/reposX/app", "title": "moved"}),
-    );
-    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
+    let moved = TaskEdit {
+        title: Some("moved".into()),
+        ..repo_edit(Some("/srv/reposX/app"))
+    };
+    member.edit_task(id, &moved).refused(400, "invalid_field");
     assert_eq!(srv.fingerprint(), before, "a refused edit changed nothing");
-    let r = member.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"repo_path": "/srv/repos/other"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["repo_path"], "/srv/repos/other");
+    let t = member
+        .edit_task(id, &repo_edit(Some("/srv/repos/other")))
+        .ok();
+    assert_eq!(t.repo_path.as_deref(), Some("/srv/repos/other"));
     // Clearing it (the workspace's repository then) is always allowed.
-    let r = member.patch(&format!("/api/tasks/{id}"), &json!({"repo_path": null}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["effective_repo_path"], "/srv/main");
+    let t = member.edit_task(id, &repo_edit(None)).ok();
+    assert_eq!(t.effective_repo_path.as_deref(), Some("/srv/main"));
 
     // Roots are the workspace's own: another workspace allows nothing yet.
-    let r = admin.post("/api/workspaces", &json!({"name": "two"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.json["repo_roots"], json!([]));
-    let r = admin.post(
-        "/api/tasks",
-        &json!({"title": "t", "workspace_id": 2, "repo_path": "/srv/repos/app"}),
-    );
-    assert_eq!((r.status, r.error()), (400, "invalid_field"), "{}", r.text);
-    assert!(
-        r.json["message"].as_str().unwrap().contains("workspace 2"),
-        "{}",
-        r.text
-    );
+    let two = admin.create_workspace("two").ok();
+    assert!(two.repo_roots.is_empty());
+    let e = admin
+        .create_task(&task("t").workspace(two.id).repo("/srv/repos/app"))
+        .refused(400, "invalid_field");
+    assert!(e.message.contains("workspace 2"), "{e:?}");
 
     // Roots are validated as paths; `[]` (or null) allows none again.
     for (body, field) in [
@@ -175,11 +180,9 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
         let before = srv.fingerprint();
         let r = ws_admin.patch("/api/workspaces/1", &body);
         assert_eq!(r.status, 400, "{body}: {}", r.text);
+        let e: ErrorBody = r.body();
         assert!(
-            r.json["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("`{field}`")),
+            e.message.contains(&format!("`{field}`")),
             "{body}: {}",
             r.text
         );
@@ -190,21 +193,13 @@ fn a_tasks_repository_must_be_one_its_workspace_allows_whoever_sets_it() {
         );
     }
     let r = ws_admin.patch("/api/workspaces/1", &json!({"repo_roots": null}));
-    assert_eq!(r.json["repo_roots"], json!([]), "{}", r.text);
-    let r = member.post(
-        "/api/tasks",
-        &json!({"title": "t", "repo_path": "/srv/repos/app"}),
-    );
+    assert!(r.body::<Workspace>().repo_roots.is_empty(), "{}", r.text);
+    let r = member.create_task(&task("t").repo("/srv/repos/app"));
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = member.post(
-        "/api/tasks",
-        &json!({"title": "t", "repo_path": "/srv/main"}),
-    );
-    assert_eq!(
-        r.status, 201,
-        "the workspace's own repository stays allowed: {}",
-        r.text
-    );
+    member
+        .create_task(&task("t").repo("/srv/main"))
+        .context("the workspace's own repository stays allowed")
+        .ok();
 }
 
 #[test]
@@ -212,7 +207,7 @@ fn hidden_characters_are_refused_in_repositories_and_refs_naming_the_code_point(
     let srv = Server::start();
     set_repo_roots(&srv, 1, &["/srv"]);
     let admin = srv.admin();
-    let id = admin.new_task(&json!({"title": "t"}));
+    let id = admin.new_task(&task("t"));
     for (c, code) in [
         ('\u{202E}', "U+202E"),
         ('\u{2028}', "U+2028"),
@@ -223,84 +218,87 @@ fn hidden_characters_are_refused_in_repositories_and_refs_naming_the_code_point(
     ] {
         let path = format!("/srv/app{c}gpj.exe");
         let reference = format!("main{c}");
-        let attempts = [
+        let task_ref = |r: &str| TaskEdit {
+            base_ref: Some(Some(r.to_string())),
+            ..TaskEdit::default()
+        };
+        let ws_path = WorkspaceChange {
+            repo_path: Some(Some(path.clone())),
+            ..WorkspaceChange::default()
+        };
+        let ws_ref = WorkspaceChange {
+            base_ref: Some(Some(reference.clone())),
+            ..WorkspaceChange::default()
+        };
+        type Attempt<'a> = (&'a str, &'a str, Box<dyn Fn() -> Res + 'a>);
+        let attempts: Vec<Attempt> = vec![
             (
-                "POST",
-                "/api/tasks".to_string(),
-                json!({"title": "t", "repo_path": path}),
+                "new task",
                 "repo_path",
+                Box::new(|| admin.create_task(&task("t").repo(&path)).res()),
             ),
             (
-                "POST",
-                "/api/tasks".to_string(),
-                json!({"title": "t", "base_ref": reference}),
+                "new task",
                 "base_ref",
+                Box::new(|| admin.create_task(&task("t").base_ref(&reference)).res()),
             ),
             (
-                "PATCH",
-                format!("/api/tasks/{id}"),
-                json!({"repo_path": path}),
+                "task edit",
                 "repo_path",
+                Box::new(|| admin.edit_task(id, &repo_edit(Some(&path))).res()),
             ),
             (
-                "PATCH",
-                format!("/api/tasks/{id}"),
-                json!({"base_ref": reference}),
+                "task edit",
                 "base_ref",
+                Box::new(|| admin.edit_task(id, &task_ref(&reference)).res()),
             ),
             (
-                "PATCH",
-                "/api/workspaces/1".to_string(),
-                json!({"repo_path": path}),
+                "workspace edit",
                 "repo_path",
+                Box::new(|| admin.edit_workspace(1, &ws_path).res()),
             ),
             (
-                "PATCH",
-                "/api/workspaces/1".to_string(),
-                json!({"base_ref": reference}),
+                "workspace edit",
                 "base_ref",
+                Box::new(|| admin.edit_workspace(1, &ws_ref).res()),
             ),
             (
-                "PATCH",
-                "/api/workspaces/1".to_string(),
-                json!({"repo_roots": ["/srv", path]}),
+                "workspace edit",
                 "repo_roots[1]",
+                Box::new(|| admin.edit_workspace(1, &roots(&["/srv", &path])).res()),
             ),
             // Alone, the character is not read as a blank that clears.
             (
-                "PATCH",
-                format!("/api/tasks/{id}"),
-                json!({"base_ref": c.to_string()}),
+                "task edit",
                 "base_ref",
+                Box::new(|| admin.edit_task(id, &task_ref(&c.to_string())).res()),
             ),
         ];
-        for (method, url, body, field) in attempts {
+        for (what, field, attempt) in attempts {
             let before = srv.fingerprint();
-            let r = admin.raw(method, &url, body.to_string().as_bytes());
+            let r = attempt();
             assert_eq!(
                 (r.status, r.error()),
                 (400, "invalid_field"),
-                "{method} {url} {code}: {}",
+                "{what} {field} {code}: {}",
                 r.text
             );
-            let m = r.json["message"].as_str().unwrap();
+            let m = r.body::<ErrorBody>().message;
             assert!(
                 m.contains(&format!("field `{field}`")) && m.contains(code),
-                "{method} {url} {field} {code}: {m}"
+                "{what} {field} {code}: {m}"
             );
             assert_eq!(
                 srv.fingerprint(),
                 before,
-                "{method} {url} {code}: a refusal changed something"
+                "{what} {field} {code}: a refusal changed something"
             );
         }
     }
     // Visible non-ASCII is fine.
-    let r = admin.post(
-        "/api/tasks",
-        &json!({"title": "t", "repo_path": "/srv/código", "base_ref": "versión"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    admin
+        .create_task(&task("t").repo("/srv/código").base_ref("versión"))
+        .ok();
 }
 
 #[test]
@@ -309,48 +307,51 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
     enable_dispatch(&srv);
     set_repo_roots(&srv, 1, &["/srv/repos"]);
     let admin = srv.admin();
+    let svc = srv.service();
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
     // A: its own repository, first in the queue; B: none, after it.
     let a = queued_task(
         &srv,
-        "codex",
-        json!({"repo_path": "/srv/repos/app", "priority": 5}),
+        dispatchable("codex").repo("/srv/repos/app").priority(5),
     );
-    let b = queued_task(&srv, "codex", json!({"priority": 1}));
+    let b = queued_task(&srv, dispatchable("codex").priority(1));
     // S: sensitive, approved for its repository.
     let s = admin.new_task(
-        &json!({"title": "s", "execution": "interactive", "agent": "codex",
-                                    "sensitive": true, "repo_path": "/srv/repos/app"}),
+        &task("s")
+            .interactive("codex")
+            .sensitive()
+            .repo("/srv/repos/app"),
     );
-    let r = admin.post(&format!("/api/tasks/{s}/approve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    admin.approve(s).ok();
     // T: sensitive, approved, in a repository that stays allowed.
     let t = admin.new_task(
-        &json!({"title": "t", "execution": "interactive", "agent": "codex",
-                                    "sensitive": true, "repo_path": "/srv/repos/keep"}),
+        &task("t")
+            .interactive("codex")
+            .sensitive()
+            .repo("/srv/repos/keep"),
     );
-    let r = admin.post(&format!("/api/tasks/{t}/approve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    admin.approve(t).ok();
 
     // The roots narrow: A's and S's repository is no longer allowed.
     set_repo_roots(&srv, 1, &["/srv/other", "/srv/repos/keep"]);
-    assert!(
-        task(&srv, s)["gate_approved_at"].is_null(),
+    assert_eq!(
+        task_of(&srv, s).gate_approved_at,
+        None,
         "S's approval is withdrawn"
     );
-    assert!(!task(&srv, t)["gate_approved_at"].is_null(), "T's stays");
+    assert!(task_of(&srv, t).gate_approved_at.is_some(), "T's stays");
     let last = repo_set_events(&srv).pop().unwrap();
-    assert_eq!(last["approvals_withdrawn"], json!([s]), "{last}");
+    assert_eq!(last["approvals_withdrawn"], Value::from(vec![s]), "{last}");
 
     // The claim passes over A, blocking it with the reason, and hands out B.
     let r = w.claim();
-    assert_eq!(r.json["task"]["id"], b, "{}", r.text);
-    assert_eq!(r.json["repo"], Value::Null, "{}", r.text);
-    let ta = task(&srv, a);
-    assert_eq!(ta["status"], "waiting", "{ta:#}");
-    assert_eq!(ta["blocked"], true, "{ta:#}");
-    let reason = ta["blocked_reason"].as_str().unwrap();
+    assert_eq!(r.task.as_ref().map(|t| t.id), Some(b), "{r:?}");
+    assert_eq!(r.repo, None, "{r:?}");
+    let ta = task_of(&srv, a);
+    assert_eq!(ta.status, "waiting", "{ta:?}");
+    assert!(ta.blocked, "{ta:?}");
+    let reason = ta.blocked_reason.unwrap();
     assert!(
         reason.starts_with(
             "repository not allowed: \"/srv/repos/app\" is not allowed in workspace 1"
@@ -366,94 +367,59 @@ fn a_task_whose_repository_is_no_longer_allowed_is_blocked_at_its_claim() {
         !kinds.contains(&"dispatch.claimed".to_string()),
         "{kinds:?}"
     );
-    assert_eq!(w.claim().json["reason"], "no_task", "A is out of the queue");
+    assert_eq!(w.no_claim(), "no_task", "A is out of the queue");
 
     // Retrying it is refused while the repository is not allowed, and
     // leaves it blocked.
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{a}/retry"), &json!({}));
-    assert_eq!(
-        (r.status, r.error()),
-        (409, "repo_not_allowed"),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.json["message"]
-            .as_str()
-            .unwrap()
-            .contains("/srv/repos/app"),
-        "{}",
-        r.text
-    );
-    let ta = task(&srv, a);
-    assert_eq!(
-        (ta["status"].clone(), ta["blocked"].clone()),
-        (json!("waiting"), json!(true))
-    );
+    let e = svc.retry(a).refused(409, "repo_not_allowed");
+    assert!(e.message.contains("/srv/repos/app"), "{e:?}");
+    let ta = task_of(&srv, a);
+    assert_eq!((ta.status.as_str(), ta.blocked), ("waiting", true));
 
     // Allowed again: retried, claimed, with its repository.
     set_repo_roots(&srv, 1, &["/srv/repos"]);
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{a}/retry"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.retry(a).ok();
     let r = w.claim();
-    assert_eq!(r.json["task"]["id"], a, "{}", r.text);
-    assert_eq!(
-        r.json["repo"],
-        json!({"path": "/srv/repos/app", "base_ref": null})
-    );
+    assert_eq!(r.task.as_ref().map(|t| t.id), Some(a), "{r:?}");
+    let repo = ClaimRepo {
+        path: "/srv/repos/app".into(),
+        base_ref: None,
+    };
+    assert_eq!(r.repo, Some(repo));
 }
 
 #[test]
 fn the_task_view_carries_the_repository_its_agent_works_in() {
     let srv = Server::start();
     let admin = srv.admin();
-    let none = admin.new_task(&json!({"title": "none", "base_ref": "v1"}));
-    let t = task(&srv, none);
-    assert_eq!(t["effective_repo_path"], Value::Null, "{t:#}");
-    assert_eq!(
-        t["effective_base_ref"],
-        Value::Null,
-        "no repository, no ref: {t:#}"
-    );
+    let none = admin.new_task(&task("none").base_ref("v1"));
+    let t = task_of(&srv, none);
+    assert_eq!(t.effective_repo_path, None, "{t:?}");
+    assert_eq!(t.effective_base_ref, None, "no repository, no ref: {t:?}");
 
-    let r = admin.patch(
-        "/api/workspaces/1",
-        &json!({"repo_path": "/srv/ws", "base_ref": "develop", "repo_roots": ["/srv/own"]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let ws = admin.new_task(&json!({"title": "ws"}));
-    let own = admin.new_task(&json!({"title": "own", "repo_path": "/srv/own/x"}));
+    let set = WorkspaceChange {
+        repo_path: Some(Some("/srv/ws".into())),
+        base_ref: Some(Some("develop".into())),
+        ..roots(&["/srv/own"])
+    };
+    admin.edit_workspace(1, &set).ok();
+    let ws = admin.new_task(&task("ws"));
+    let own = admin.new_task(&task("own").repo("/srv/own/x"));
+    let effective = |t: &TaskView| (t.effective_repo_path.clone(), t.effective_base_ref.clone());
     for (id, path, base) in [
-        (none, json!("/srv/ws"), json!("v1")),
-        (ws, json!("/srv/ws"), json!("develop")),
-        (own, json!("/srv/own/x"), Value::Null),
+        (none, "/srv/ws", Some("v1")),
+        (ws, "/srv/ws", Some("develop")),
+        (own, "/srv/own/x", None),
     ] {
-        let t = task(&srv, id);
-        assert_eq!(
-            (&t["effective_repo_path"], &t["effective_base_ref"]),
-            (&path, &base),
-            "{t:#}"
-        );
+        let want = (Some(path.to_string()), base.map(str::to_string));
+        let t = task_of(&srv, id);
+        assert_eq!(effective(&t), want, "{t:?}");
         // The list shows it too.
-        let list = admin.get("/api/tasks?limit=10").json;
-        let listed = list["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == id)
-            .unwrap()
-            .clone();
-        assert_eq!(listed["effective_repo_path"], path, "{listed:#}");
-        assert_eq!(listed["effective_base_ref"], base, "{listed:#}");
+        let list = admin.tasks("?limit=10").ok();
+        let listed = list.tasks.iter().find(|x| x.id == id).unwrap();
+        assert_eq!(effective(listed), want, "{listed:?}");
     }
     // The task's own fields stay what it names.
-    let t = task(&srv, ws);
-    assert_eq!(
-        (&t["repo_path"], &t["base_ref"]),
-        (&Value::Null, &Value::Null)
-    );
+    let t = task_of(&srv, ws);
+    assert_eq!((t.repo_path, t.base_ref), (None, None));
 }

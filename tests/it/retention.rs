@@ -2,44 +2,32 @@
 //! those of unfinished tasks and of tasks with an open alert stay; the
 //! freed pages go back to the file system.
 
-use serde_json::json;
-
+use crate::client::{task, TaskSpec};
 use crate::util::*;
 
 fn event_count(srv: &Server, task: i64) -> usize {
-    let r = srv
+    let list = srv
         .service()
-        .get(&format!("/api/events?task_id={task}&limit=1000"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json["events"].as_array().unwrap().len()
+        .events(&format!("?task_id={task}&limit=1000"))
+        .ok();
+    list.events.len()
 }
 
 #[test]
 fn old_events_are_pruned_except_what_is_still_needed() {
     let mut srv = Server::start();
     let svc = srv.service();
-    let create = |title: &str| -> i64 {
-        let r = svc.post("/api/tasks", &json!({"title": title, "description": "x"}));
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.json["id"].as_i64().unwrap()
-    };
+    let create = |title: &str| svc.new_task(&crate::client::task(title).description("x"));
     let finished = create("finished long ago");
     let unfinished = create("still open");
     let alerted = create("finished, with an open alert");
     for id in [finished, alerted] {
-        let r = svc.patch(
-            &format!("/api/tasks/{id}/status"),
-            &json!({"status": "done"}),
-        );
-        assert_eq!(r.status, 200, "{}", r.text);
+        svc.move_task(id, "done").ok();
     }
     // Many events, so that the prune frees pages.
     for i in 0..300 {
-        let r = svc.post(
-            &format!("/api/tasks/{finished}/comments"),
-            &json!({"body": format!("note {i} {}", "x".repeat(400))}),
-        );
-        assert_eq!(r.status, 201, "{}", r.text);
+        let note = format!("note {i} {}", "x".repeat(400));
+        svc.comment(finished, &note, None).ok();
     }
     let before = [finished, unfinished, alerted].map(|id| event_count(&srv, id));
     assert!(before.iter().all(|n| *n > 0), "{before:?}");
@@ -65,11 +53,7 @@ fn old_events_are_pruned_except_what_is_still_needed() {
     }
     srv.start_again();
     let svc = srv.service();
-    let r = svc.put(
-        "/api/settings/watchdog_interval_seconds",
-        &json!({"value": "5"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.set_setting("watchdog_interval_seconds", "5").ok();
     wait_for(30, "the old events of the finished task pruned", || {
         (event_count(&srv, finished) == 0).then_some(())
     });
@@ -83,12 +67,8 @@ fn old_events_are_pruned_except_what_is_still_needed() {
         before[2],
         "a task with an open alert keeps its history"
     );
-    let recent = svc.get("/api/events?kind=settings.changed");
-    assert_eq!(
-        recent.json["total"], 1,
-        "recent events stay: {}",
-        recent.text
-    );
+    let recent = svc.events("?kind=settings.changed").ok();
+    assert_eq!(recent.total, 1, "recent events stay: {recent:?}");
     assert!(srv.log().contains("old event(s) pruned"), "{}", srv.log());
     let free: i64 = srv
         .sql()
@@ -100,15 +80,8 @@ fn old_events_are_pruned_except_what_is_still_needed() {
     );
 
     // 0 turns retention off.
-    let r = svc.put(
-        "/api/settings/events_retention_days",
-        &json!({"value": "0"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.put(
-        "/api/settings/events_retention_days",
-        &json!({"value": "-1"}),
-    );
+    svc.set_setting("events_retention_days", "0").ok();
+    let r = svc.set_setting("events_retention_days", "-1");
     assert_eq!(r.status, 400, "{}", r.text);
 }
 
@@ -119,13 +92,9 @@ fn a_large_backlog_is_pruned_in_one_run_while_writes_go_on() {
     const OLD: i64 = 40_000;
     let mut srv = Server::start();
     let svc = srv.service();
-    let done = svc.new_task(&json!({"title": "finished", "description": "x"}));
-    let r = svc.patch(
-        &format!("/api/tasks/{done}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let open = svc.new_task(&json!({"title": "unfinished", "description": "x"}));
+    let done = svc.new_task(&task("finished").description("x"));
+    svc.move_task(done, "done").ok();
+    let open = svc.new_task(&task("unfinished").description("x"));
     assert!(srv.signal_and_wait("TERM").success());
     {
         // The backlog, written while the server is stopped (as the
@@ -175,8 +144,7 @@ fn a_large_backlog_is_pruned_in_one_run_while_writes_go_on() {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let t = std::time::Instant::now();
-                let r = svc.post("/api/tasks", &json!({"title": format!("during {n}")}));
-                assert_eq!(r.status, 201, "{}", r.text);
+                svc.new_task(&crate::client::task(&format!("during {n}")));
                 slowest = slowest.max(t.elapsed());
                 n += 1;
             }

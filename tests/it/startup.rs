@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::client::{task, TaskSpec};
 use crate::util::{bin, Server, TOKEN};
 
 /// Runs `ops-center serve` on `db` with `args` and `env`, expecting it to
@@ -79,7 +80,7 @@ fn stopped_with_tasks() -> Server {
     let mut srv = Server::start();
     let svc = srv.service();
     for i in 0..200 {
-        svc.new_task(&json!({"title": format!("task {i}"), "description": "y".repeat(500)}));
+        svc.new_task(&task(&format!("task {i}")).description(&"y".repeat(500)));
     }
     assert!(srv.signal_and_wait("TERM").success());
     srv

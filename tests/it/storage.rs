@@ -5,11 +5,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::json;
+use ops_center::protocol::tasks::TaskView;
 
-use crate::util::{bin, Server, TOKEN};
+use crate::client::{task, TaskSpec};
+use crate::util::{bin, wait_until, Server, TOKEN};
 
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -76,12 +77,11 @@ fn full_disk_answers_503_then_recovers_without_losing_acknowledged_writes() {
     let prompt = "x".repeat(16 * 1024);
     let create = |acked: &mut Vec<(i64, String)>, n: usize| {
         let title = format!("task {n}");
-        let r = svc.post(
-            "/api/tasks",
-            &json!({"title": title, "agent": "codex", "description": prompt}),
-        );
+        let r = svc
+            .create_task(&task(&title).agent("codex").description(&prompt))
+            .res();
         if r.status == 201 {
-            acked.push((r.json["id"].as_i64().unwrap(), title));
+            acked.push((r.body::<TaskView>().id, title));
         }
         r
     };
@@ -100,33 +100,21 @@ fn full_disk_answers_503_then_recovers_without_losing_acknowledged_writes() {
         }
     }
     let r = refused.expect("writes kept succeeding on a full disk");
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.error(), "storage_unavailable", "{}", r.text);
-    assert!(
-        r.json["message"].as_str().unwrap().contains("full"),
-        "{}",
-        r.text
-    );
+    let e = r.refused(503, "storage_unavailable");
+    assert!(e.message.contains("full"), "{}", r.text);
     assert!(r.header("retry-after").is_some(), "no Retry-After");
     let again = create(&mut acked, 9999);
     assert_eq!(again.status, 503, "{}", again.text);
 
     // Health says so; reads keep working.
-    let h = svc.get("/api/dispatch/health");
-    assert_eq!(h.status, 200, "{}", h.text);
-    assert_eq!(h.json["ok"], false, "{}", h.text);
-    assert_eq!(h.json["storage_ok"], false, "{}", h.text);
-    assert!(
-        h.json["warnings"].to_string().contains("full"),
-        "{}",
-        h.text
-    );
-    assert!(h.json["storage"]["db_bytes"].as_u64().unwrap() > 0);
-    assert!(h.json["queue"].is_object(), "other fields kept: {}", h.text);
+    // Read whole as its type: every other field is still there.
+    let h = svc.health("").ok();
+    assert!(!h.ok, "{h:?}");
+    assert!(!h.storage_ok, "{h:?}");
+    assert!(h.warnings.iter().any(|w| w.contains("full")), "{h:?}");
+    assert!(h.storage.db_bytes > 0);
     let (first, title) = acked[0].clone();
-    let t = svc.get(&format!("/api/tasks/{first}"));
-    assert_eq!(t.status, 200, "{}", t.text);
-    assert_eq!(t.json["title"], title);
+    assert_eq!(svc.task(first).ok().task.title, title);
 
     // 1 MiB freed: writes come back within seconds, without a restart.
     let f = std::fs::OpenOptions::new()
@@ -138,20 +126,12 @@ fn full_disk_answers_503_then_recovers_without_losing_acknowledged_writes() {
     drop(f);
     let freed = Instant::now();
     let mut n = 10_000;
-    loop {
+    wait_until(20, "writes to recover after space was freed", || {
         n += 1;
         let r = create(&mut acked, n);
-        if r.status == 201 {
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.text);
-        assert!(
-            freed.elapsed() < Duration::from_secs(20),
-            "writes did not recover 20 s after space was freed: {}",
-            r.text
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        assert!(r.status == 201 || r.status == 503, "{}", r.text);
+        r.status == 201
+    });
     eprintln!(
         "writes recovered {:?} after space was freed",
         freed.elapsed()
@@ -268,17 +248,15 @@ fn generated_secrets_go_to_a_private_file_not_stdout() {
 fn a_write_lock_held_elsewhere_answers_503_database_busy() {
     let srv = Server::start();
     let svc = srv.service();
-    svc.new_task(&json!({"title": "before"}));
+    svc.new_task(&task("before"));
     let other = srv.sql_write();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let r = svc.post("/api/tasks", &json!({"title": "while locked"}));
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.error(), "database_busy", "{}", r.text);
+    let r = svc.create_task(&task("while locked"));
+    r.refused(503, "database_busy");
     assert!(r.header("retry-after").is_some(), "no Retry-After");
     other.execute_batch("ROLLBACK").unwrap();
     drop(other);
-    let r = svc.post("/api/tasks", &json!({"title": "after"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    let h = svc.get("/api/dispatch/health").json;
-    assert_eq!(h["ok"], true, "a busy moment is no storage fault: {h}");
+    svc.create_task(&task("after")).ok();
+    let h = svc.health("").ok();
+    assert!(h.ok, "a busy moment is no storage fault: {h:?}");
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::client::{output, started, task, TaskSpec};
 use crate::util::*;
 
 /// What a stream delivers: an event (`id`, parsed `data`) or a comment.
@@ -154,9 +155,7 @@ fn a_change_reaches_the_stream_within_a_second_and_output_chunks_too() {
     assert!(sse.next_event(0.5).is_none(), "an old event was replayed");
 
     let changed = Instant::now();
-    let id = srv
-        .service()
-        .new_task(&json!({"title": "live", "agent": "codex", "execution": "interactive"}));
+    let id = srv.service().new_task(&task("live").interactive("codex"));
     let (ev, at) = sse
         .wait_for(1.0, |v| v["task_id"] == id)
         .expect("the new task's event within 1 s");
@@ -173,14 +172,9 @@ fn a_change_reaches_the_stream_within_a_second_and_output_chunks_too() {
     w.heartbeat(&["codex"], &[]);
     let (task, token) = w.claim_one();
     assert_eq!(task, id);
-    let r = w.report(id, &token, "started", json!({"pid": 42}));
+    let r = w.report(id, &token, started(Some(42)));
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = w.report(
-        id,
-        &token,
-        "output",
-        json!({"chunk": "line one\nline two\n"}),
-    );
+    let r = w.report(id, &token, output("line one\nline two\n"));
     assert_eq!(r.status, 200, "{}", r.text);
     let (ev, _) = sse
         .wait_for(1.0, |v| v["kind"] == "dispatch.output")
@@ -203,13 +197,13 @@ fn a_member_sees_only_the_events_of_its_workspaces() {
     let theirs = Sse::open_ok(&outsider, "", &[]);
     let all = Sse::open_ok(&srv.service(), "", &[]);
 
-    let t2 = admin.new_task(&json!({"title": "secret", "workspace_id": ws2}));
+    let t2 = admin.new_task(&task("secret").workspace(ws2));
     // An event of no workspace (a setting) is for operators only.
     let r = srv
         .service()
         .put("/api/settings/dispatch_enabled", &json!({"value": "true"}));
     assert_eq!(r.status, 200, "{}", r.text);
-    let t1 = admin.new_task(&json!({"title": "visible"}));
+    let t1 = admin.new_task(&task("visible"));
 
     let seen = mine.drain(1.0);
     assert!(seen.iter().any(|(_, v)| v["task_id"] == t1), "{seen:?}");
@@ -255,7 +249,7 @@ fn last_event_id_resumes_without_gaps_or_repeats() {
         let svc = svc.clone();
         std::thread::spawn(move || {
             for i in 0..600 {
-                svc.new_task(&json!({"title": format!("t{i}")}));
+                svc.new_task(&task(&format!("t{i}")));
             }
         })
     };
@@ -324,7 +318,7 @@ fn a_long_replay_comes_in_pages_and_the_client_resumes() {
         .query_row("SELECT MAX(id) FROM events", [], |r| r.get::<_, i64>(0))
         .unwrap();
     for i in 0..700 {
-        svc.new_task(&json!({"title": format!("t{i}")}));
+        svc.new_task(&task(&format!("t{i}")));
     }
     let first = Sse::open_ok(&svc, "", &[("Last-Event-ID", &before.to_string())]);
     let page = first.drain(1.0);
@@ -404,7 +398,7 @@ fn an_idle_stream_gets_keep_alive_comments_and_is_not_closed_as_idle() {
         keep_alive,
         "no keep-alive comment within 17 s (or the stream was closed)"
     );
-    let id = srv.service().new_task(&json!({"title": "still live"}));
+    let id = srv.service().new_task(&task("still live"));
     assert!(sse.wait_for(1.0, |v| v["task_id"] == id).is_some());
 }
 
@@ -496,7 +490,7 @@ fn streams_end_when_their_session_ends() {
     let r = eve.post("/api/auth/logout", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!sse.ends_within(1.5));
-    let id = srv.service().new_task(&json!({"title": "still here"}));
+    let id = srv.service().new_task(&task("still here"));
     assert!(sse.wait_for(1.0, |v| v["task_id"] == id).is_some());
 }
 
@@ -519,8 +513,8 @@ fn streams_narrow_when_access_narrows() {
     let sse = Sse::open_ok(&ana, "", &[]);
     let r = admin.delete(&format!("/api/workspaces/1/members/{ana_id}"));
     assert_eq!(r.status, 200, "{}", r.text);
-    let hidden = svc.new_task(&json!({"title": "ws1 after removal", "workspace_id": 1}));
-    let shown = svc.new_task(&json!({"title": "ws2", "workspace_id": ws2}));
+    let hidden = svc.new_task(&task("ws1 after removal").workspace(1));
+    let shown = svc.new_task(&task("ws2").workspace(ws2));
     let seen = sse.drain(1.0);
     assert!(seen.iter().any(|(_, v)| v["task_id"] == shown), "{seen:?}");
     assert!(
@@ -534,12 +528,12 @@ fn streams_narrow_when_access_narrows() {
     assert_eq!(r.status, 200, "{}", r.text);
     let bob = srv.login("bob", &password("bob"));
     let sse = Sse::open_ok(&bob, "", &[]);
-    let before = svc.new_task(&json!({"title": "ws1 while admin", "workspace_id": 1}));
+    let before = svc.new_task(&task("ws1 while admin").workspace(1));
     assert!(sse.wait_for(1.0, |v| v["task_id"] == before).is_some());
     let r = admin.patch(&format!("/api/users/{bob_id}"), &json!({"is_admin": false}));
     assert_eq!(r.status, 200, "{}", r.text);
-    let hidden = svc.new_task(&json!({"title": "ws1 after demotion", "workspace_id": 1}));
-    let shown = svc.new_task(&json!({"title": "ws2 still", "workspace_id": ws2}));
+    let hidden = svc.new_task(&task("ws1 after demotion").workspace(1));
+    let shown = svc.new_task(&task("ws2 still").workspace(ws2));
     let seen = sse.drain(1.0);
     assert!(seen.iter().any(|(_, v)| v["task_id"] == shown), "{seen:?}");
     assert!(

@@ -1,93 +1,94 @@
 //! The task API: create, read, list, edit, comment, archive, delete, the
 //! done guard, and an event for every change.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::util::Server;
+use ops_center::protocol::errors::ErrorBody;
+use ops_center::protocol::tasks::TaskEdit;
+
+use crate::client::{blocked_with, failed, finished, output, started, task, TaskSpec};
+use crate::util::{Client, Server};
+
+/// The edit that moves a task to `status` (through `PATCH /api/tasks/:id`).
+fn to(status: &str) -> TaskEdit {
+    TaskEdit {
+        status: Some(status.into()),
+        ..TaskEdit::default()
+    }
+}
 
 #[test]
 fn task_crud_and_events() {
     let srv = Server::start();
     let svc = srv.service();
-    let r = svc.post(
-        "/api/tasks",
-        &json!({"title": "Write docs", "description": "the prompt", "execution": "interactive",
-                "agent": "opencode", "model": "qwen3.6", "priority": 5, "sensitive": true}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let t = &r.json;
-    let id = t["id"].as_i64().unwrap();
-    assert_eq!(t["status"], "next");
-    assert_eq!(t["workspace_id"], 1);
-    assert_eq!(t["agent"], "opencode");
-    assert_eq!(t["model"], "qwen3.6");
-    assert_eq!(t["priority"], 5);
-    assert_eq!(t["sensitive"], true);
-    assert_eq!(t["blocked"], false);
-    assert!(t["created_at"].as_str().unwrap().ends_with('Z'));
+    let new = task("Write docs")
+        .description("the prompt")
+        .interactive("opencode")
+        .model("qwen3.6")
+        .priority(5)
+        .sensitive();
+    let t = svc.create_task(&new).ok();
+    let id = t.id;
+    assert_eq!(t.status, "next");
+    assert_eq!(t.workspace_id, 1);
+    assert_eq!(t.agent.as_deref(), Some("opencode"));
+    assert_eq!(t.model.as_deref(), Some("qwen3.6"));
+    assert_eq!(t.priority, 5);
+    assert!(t.sensitive);
+    assert!(!t.blocked);
+    assert!(t.created_at.ends_with('Z'));
 
-    let r = svc.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"title": "Write more docs", "priority": 7, "model": null}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["title"], "Write more docs");
-    assert_eq!(r.json["model"], serde_json::Value::Null);
+    let edit = TaskEdit {
+        title: Some("Write more docs".into()),
+        priority: Some(7),
+        model: Some(None),
+        ..TaskEdit::default()
+    };
+    let t = svc.edit_task(id, &edit).ok();
+    assert_eq!(t.title, "Write more docs");
+    assert_eq!(t.model, None);
 
-    let r = svc.post(
-        &format!("/api/tasks/{id}/comments"),
-        &json!({"body": "looks good"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.json["author"], "service");
-    assert_eq!(r.json["kind"], "note");
-    let r = svc.post(
-        &format!("/api/tasks/{id}/comments"),
-        &json!({"body": "needs a key", "kind": "blocker"}),
-    );
-    assert_eq!(r.status, 201);
+    let c = svc.comment(id, "looks good", None).ok();
+    assert_eq!(c.author, "service");
+    assert_eq!(c.kind, "note");
+    svc.comment(id, "needs a key", Some("blocker")).ok();
 
-    let got = svc.get(&format!("/api/tasks/{id}"));
-    assert_eq!(got.json["comments"].as_array().unwrap().len(), 2);
-    assert_eq!(got.json["comments"][1]["kind"], "blocker");
+    let got = svc.task(id).ok();
+    assert_eq!(got.comments.len(), 2);
+    assert_eq!(got.comments[1].kind, "blocker");
 
-    let r = svc.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"blocked": true, "blocked_reason": "waiting for key"}),
+    assert!(
+        svc.edit_task(id, &blocked_with("waiting for key"))
+            .ok()
+            .blocked
     );
-    assert_eq!(r.json["blocked"], true);
-    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": false}));
+    let unblock = TaskEdit {
+        blocked: Some(false),
+        ..TaskEdit::default()
+    };
     assert_eq!(
-        r.json["blocked_reason"],
-        serde_json::Value::Null,
+        svc.edit_task(id, &unblock).ok().blocked_reason,
+        None,
         "unblocking clears the reason"
     );
 
-    let r = svc.post(&format!("/api/tasks/{id}/archive"), &json!({}));
-    assert_eq!(r.status, 200);
-    assert!(r.json["archived_at"].is_string());
-    assert_eq!(r.json["status"], "next", "archived tasks keep their status");
-    assert_eq!(
-        svc.get("/api/tasks").json["total"],
-        0,
-        "lists hide archived tasks"
-    );
-    assert_eq!(svc.get("/api/tasks?archived=true").json["total"], 1);
-    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"title": "x"}));
-    assert_eq!((r.status, r.error()), (409, "task_archived"));
+    let t = svc.archive(id).ok();
+    assert!(t.archived_at.is_some());
+    assert_eq!(t.status, "next", "archived tasks keep their status");
+    assert_eq!(svc.tasks("").ok().total, 0, "lists hide archived tasks");
+    assert_eq!(svc.tasks("?archived=true").ok().total, 1);
+    let retitle = TaskEdit {
+        title: Some("x".into()),
+        ..TaskEdit::default()
+    };
+    svc.edit_task(id, &retitle).refused(409, "task_archived");
 
-    let r = svc.delete(&format!("/api/tasks/{id}"));
-    assert_eq!(r.status, 200);
-    assert_eq!(svc.get(&format!("/api/tasks/{id}")).status, 404);
+    svc.delete_task(id).ok();
+    assert_eq!(svc.task(id).status, 404);
 
     // Every change left its event, and the history outlives the task.
-    let events = svc.get(&format!("/api/events?task_id={id}&limit=100"));
-    let kinds: Vec<&str> = events.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let events = svc.events(&format!("?task_id={id}&limit=100")).ok();
+    let kinds: Vec<&str> = events.events.iter().map(|e| e.kind.as_str()).collect();
     for k in [
         "task.created",
         "task.updated",
@@ -107,50 +108,39 @@ fn lists_filter_and_paginate() {
     let svc = srv.service();
     for i in 0..7 {
         let agent = if i % 2 == 0 { "codex" } else { "hermes" };
-        let id = svc.new_task(&json!({"title": format!("t{i}"), "agent": agent}));
+        let id = svc.new_task(&task(&format!("t{i}")).agent(agent));
         if i < 3 {
-            svc.patch(
-                &format!("/api/tasks/{id}/status"),
-                &json!({"status": "doing"}),
-            );
+            svc.move_task(id, "doing").ok();
         }
         if i == 6 {
-            svc.patch(&format!("/api/tasks/{id}"), &json!({"blocked": true}));
+            let block = TaskEdit {
+                blocked: Some(true),
+                ..TaskEdit::default()
+            };
+            svc.edit_task(id, &block).ok();
         }
     }
-    let all = svc.get("/api/tasks");
-    assert_eq!(all.json["total"], 7);
-    assert_eq!(all.json["tasks"][0]["title"], "t6", "newest first");
-    assert_eq!(svc.get("/api/tasks?status=doing").json["total"], 3);
-    assert_eq!(svc.get("/api/tasks?agent=codex").json["total"], 4);
-    assert_eq!(
-        svc.get("/api/tasks?agent=codex&status=doing").json["total"],
-        2
-    );
-    assert_eq!(svc.get("/api/tasks?blocked=true").json["total"], 1);
-    assert_eq!(svc.get("/api/tasks?workspace_id=1").json["total"], 7);
-    let page = svc.get("/api/tasks?limit=3&offset=3");
-    assert_eq!(page.json["total"], 7);
-    let titles: Vec<&str> = page.json["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["title"].as_str().unwrap())
-        .collect();
+    let total = |query: &str| svc.tasks(query).ok().total;
+    let all = svc.tasks("").ok();
+    assert_eq!(all.total, 7);
+    assert_eq!(all.tasks[0].title, "t6", "newest first");
+    assert_eq!(total("?status=doing"), 3);
+    assert_eq!(total("?agent=codex"), 4);
+    assert_eq!(total("?agent=codex&status=doing"), 2);
+    assert_eq!(total("?blocked=true"), 1);
+    assert_eq!(total("?workspace_id=1"), 7);
+    let page = svc.tasks("?limit=3&offset=3").ok();
+    assert_eq!(page.total, 7);
+    let titles: Vec<&str> = page.tasks.iter().map(|t| t.title.as_str()).collect();
     assert_eq!(titles, ["t3", "t2", "t1"]);
-    let agents = svc.get("/api/agents");
-    let slugs: Vec<&str> = agents.json["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["slug"].as_str().unwrap())
-        .collect();
+    let agents = svc.agents().ok();
+    let slugs: Vec<&str> = agents.agents.iter().map(|a| a.slug.as_str()).collect();
     assert_eq!(
         slugs,
         ["opencode", "claudecode", "codex", "hermes"],
         "first start seeds the four agents"
     );
-    assert_eq!(agents.json["total"], 4);
+    assert_eq!(agents.total, 4);
 }
 
 #[test]
@@ -158,44 +148,33 @@ fn done_guard_refuses_ai_tasks_without_evidence() {
     let srv = Server::start();
     let svc = srv.service();
     let (_, member) = srv.user("member", Some((1, "member")));
-    let ai = svc.new_task(&json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
-    let agent_only = svc.new_task(&json!({"title": "agent", "agent": "hermes"}));
-    let manual = svc.new_task(&json!({"title": "manual"}));
+    let ai = svc.new_task(&task("ai").interactive("codex"));
+    let agent_only = svc.new_task(&task("agent").agent("hermes"));
+    let manual = svc.new_task(&task("manual"));
 
     let before = srv.fingerprint();
-    for (path, body) in [
-        (format!("/api/tasks/{ai}/status"), json!({"status": "done"})),
-        (format!("/api/tasks/{ai}"), json!({"status": "done"})),
+    for (what, r) in [
+        ("the status of ai", member.move_task(ai, "done")),
+        ("an edit of ai", member.edit_task(ai, &to("done"))),
         (
-            format!("/api/tasks/{agent_only}/status"),
-            json!({"status": "done"}),
+            "the status of agent_only",
+            member.move_task(agent_only, "done"),
         ),
     ] {
-        let r = member.patch(&path, &body);
         assert_eq!(
             (r.status, r.error()),
             (409, "done_guard"),
-            "{path}: {}",
+            "{what}: {}",
             r.text
         );
-        assert!(r.json["message"].as_str().unwrap().contains("evidence"));
+        let e: ErrorBody = r.body();
+        assert!(e.message.contains("evidence"));
     }
     // A comment from a person is not evidence.
-    let r = member.post(
-        &format!("/api/tasks/{ai}/comments"),
-        &json!({"body": "I checked it, trust me"}),
-    );
-    assert_eq!(r.status, 201);
-    let r = member.patch(
-        &format!("/api/tasks/{ai}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.error(), "done_guard");
+    member.comment(ai, "I checked it, trust me", None).ok();
+    member.move_task(ai, "done").refused(409, "done_guard");
     // force=true is for admin/service only.
-    let r = member.patch(
-        &format!("/api/tasks/{ai}/status?force=true"),
-        &json!({"status": "done"}),
-    );
+    let r = member.force_task(ai, "done");
     assert_eq!(r.status, 403, "{}", r.text);
     // Nothing but the comment (and its event) changed.
     let conn = srv.sql();
@@ -206,32 +185,14 @@ fn done_guard_refuses_ai_tasks_without_evidence() {
     drop(before);
 
     // A manual task without an agent is not guarded.
-    let r = member.patch(
-        &format!("/api/tasks/{manual}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    member.move_task(manual, "done").ok();
 
     // Forced by an admin and by the service: allowed, with its event.
-    let r = srv.admin().patch(
-        &format!("/api/tasks/{ai}/status?force=true"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "done");
-    let r = svc.patch(
-        &format!("/api/tasks/{agent_only}?force=true"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let forced = svc.get("/api/events?kind=task.done_forced");
-    assert_eq!(forced.json["total"], 2, "{}", forced.text);
-    let actors: Vec<&str> = forced.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["actor"].as_str().unwrap())
-        .collect();
+    assert_eq!(srv.admin().force_task(ai, "done").ok().status, "done");
+    svc.force_edit(agent_only, &to("done")).ok();
+    let forced = svc.events("?kind=task.done_forced").ok();
+    assert_eq!(forced.total, 2, "{forced:?}");
+    let actors: Vec<&str> = forced.events.iter().map(|e| e.actor.as_str()).collect();
     assert!(
         actors.contains(&"service") && actors.contains(&"user:root"),
         "{actors:?}"
@@ -242,33 +203,22 @@ fn done_guard_refuses_ai_tasks_without_evidence() {
 fn done_guard_accepts_dispatch_output_evidence() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "ai", "execution": "interactive", "agent": "codex"}));
+    let id = svc.new_task(&task("ai").interactive("codex"));
     // Evidence left by a worker's run: only `dispatch_output` (the
     // `finished` report's output), no streamed log comment.
     crate::util::enable_dispatch(&srv);
     let w = crate::util::Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.dispatch(id).ok();
     let (claimed, token) = w.claim_one();
     assert_eq!(claimed, id);
-    w.report(id, &token, "started", json!({}));
-    let r = w.report(
-        id,
-        &token,
-        "finished",
-        json!({"exit_code": 0, "output": "built the thing"}),
-    );
-    assert_eq!(r.json["dispatch_output"], "built the thing", "{}", r.text);
-    let r = svc.patch(
-        &format!("/api/tasks/{id}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        svc.get("/api/events?kind=task.done_forced").json["total"],
-        0
-    );
+    w.report(id, &token, started(None)).ok();
+    let t = w
+        .report(id, &token, finished(Some(0), "built the thing"))
+        .ok();
+    assert_eq!(t.dispatch_output.as_deref(), Some("built the thing"));
+    svc.move_task(id, "done").ok();
+    assert_eq!(svc.events("?kind=task.done_forced").ok().total, 0);
 }
 
 /// A task is never done and blocked at once: reaching `done` lifts the
@@ -284,154 +234,116 @@ fn done_lifts_the_block() {
     let w = Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
 
-    let unblocked = |id: i64| -> Vec<serde_json::Value> {
-        let r = svc.get(&format!("/api/events?task_id={id}&kind=task.unblocked"));
-        r.json["events"].as_array().unwrap().clone()
+    let unblocked = |id: i64| {
+        svc.events(&format!("?task_id={id}&kind=task.unblocked"))
+            .ok()
+            .events
     };
     let blocked_of = |id: i64| -> (String, bool, Option<String>) {
-        let t = svc.get(&format!("/api/tasks/{id}")).json;
-        (
-            t["status"].as_str().unwrap().to_string(),
-            t["blocked"].as_bool().unwrap(),
-            t["blocked_reason"].as_str().map(str::to_string),
-        )
+        let t = svc.task(id).ok().task;
+        (t.status, t.blocked, t.blocked_reason)
     };
 
     // A failed dispatch without any output: waiting + blocked, no evidence.
-    let bare = queued_task(&srv, "codex", json!({}));
+    let bare = queued_task(&srv, "codex");
     let (id, token) = w.claim_one();
     assert_eq!(id, bare);
-    let r = w.report(
-        id,
-        &token,
-        "failed",
-        json!({"signature": "cli_crashed", "reason": "the CLI crashed", "evidence": "core dumped"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let crashed = failed("cli_crashed", "the CLI crashed", "core dumped");
+    w.report(id, &token, crashed).ok();
     let (status, blocked, reason) = blocked_of(bare);
     assert_eq!((status.as_str(), blocked), ("waiting", true));
     let reason = reason.expect("a reason");
 
     // The done guard refuses it, blocked or not, and changes nothing.
     let before = srv.fingerprint();
-    let r = member.patch(
-        &format!("/api/tasks/{bare}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!((r.status, r.error()), (409, "done_guard"), "{}", r.text);
+    member.move_task(bare, "done").refused(409, "done_guard");
     assert_eq!(srv.fingerprint(), before);
 
     // Forced done by an admin: done, no longer blocked, both events.
-    let r = srv.admin().patch(
-        &format!("/api/tasks/{bare}/status?force=true"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["status"], "done");
-    assert_eq!(r.json["blocked"], false, "{}", r.text);
-    assert!(r.json["blocked_reason"].is_null(), "{}", r.text);
+    let t = srv.admin().force_task(bare, "done").ok();
+    assert_eq!(t.status, "done");
+    assert!(!t.blocked, "{t:?}");
+    assert_eq!(t.blocked_reason, None, "{t:?}");
     let ev = unblocked(bare);
     assert_eq!(ev.len(), 1, "{ev:?}");
-    assert_eq!(ev[0]["actor"], "user:root");
-    assert_eq!(ev[0]["payload"]["reason"], reason.as_str());
-    assert_eq!(ev[0]["payload"]["because"], "done");
+    assert_eq!(ev[0].actor, "user:root");
+    assert_eq!(ev[0].payload["reason"], reason.as_str());
+    assert_eq!(ev[0].payload["because"], "done");
     let kinds = crate::util::event_kinds(&srv, bare);
     assert!(kinds.contains(&"task.done_forced".to_string()), "{kinds:?}");
-    let updated = svc.get(&format!(
-        "/api/events?task_id={bare}&kind=task.updated&limit=1"
-    ));
-    let changed = &updated.json["events"][0]["payload"]["changed"];
-    assert_eq!(changed, &json!(["status", "blocked"]), "{}", updated.text);
+    let updated = svc
+        .events(&format!("?task_id={bare}&kind=task.updated&limit=1"))
+        .ok();
+    let changed = &updated.events[0].payload["changed"];
+    assert_eq!(
+        changed,
+        &Value::from(vec!["status", "blocked"]),
+        "{updated:?}"
+    );
 
     // A failed dispatch whose agent had printed a line: the output is
     // evidence, so a member may move it to done without force; the block
     // goes with it.
-    let printed = queued_task(&srv, "codex", json!({}));
+    let printed = queued_task(&srv, "codex");
     let (id, token) = w.claim_one();
     assert_eq!(id, printed);
-    assert_eq!(
-        w.report(id, &token, "started", json!({"pid": 42})).status,
-        200
-    );
-    let r = w.report(
-        id,
-        &token,
-        "output",
-        json!({"chunk": "preparing workspace\n"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = w.report(
-        id,
-        &token,
-        "failed",
-        json!({"signature": "exit_1", "reason": "exit code 1", "evidence": "preparing workspace"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    w.report(id, &token, started(Some(42))).ok();
+    w.report(id, &token, output("preparing workspace\n")).ok();
+    let exit_1 = failed("exit_1", "exit code 1", "preparing workspace");
+    w.report(id, &token, exit_1).ok();
     assert!(blocked_of(printed).1);
-    let r = member.patch(
-        &format!("/api/tasks/{printed}/status"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        (r.json["status"].as_str(), r.json["blocked"].as_bool()),
-        (Some("done"), Some(false))
-    );
+    let t = member.move_task(printed, "done").ok();
+    assert_eq!((t.status.as_str(), t.blocked), ("done", false));
     assert_eq!(unblocked(printed).len(), 1);
-    assert_eq!(unblocked(printed)[0]["actor"], "user:member");
+    assert_eq!(unblocked(printed)[0].actor, "user:member");
 
     // A task blocked by hand, moved to done through the general edit.
-    let manual = member.new_task(&json!({"title": "manual"}));
-    let r = member.patch(
-        &format!("/api/tasks/{manual}"),
-        &json!({"blocked": true, "blocked_reason": "waiting on a key"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = member.patch(&format!("/api/tasks/{manual}"), &json!({"status": "done"}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["blocked"], false);
-    assert_eq!(
-        unblocked(manual)[0]["payload"]["reason"],
-        "waiting on a key"
-    );
+    let manual = member.new_task(&task("manual"));
+    member
+        .edit_task(manual, &blocked_with("waiting on a key"))
+        .ok();
+    assert!(!member.edit_task(manual, &to("done")).ok().blocked);
+    assert_eq!(unblocked(manual)[0].payload["reason"], "waiting on a key");
 
     // A done task cannot be blocked, nor a task moved to done and blocked
     // in one edit; neither changes anything.
-    let next = member.new_task(&json!({"title": "other"}));
+    let next = member.new_task(&task("other"));
     let before = srv.fingerprint();
-    for (id, body) in [
-        (manual, json!({"blocked": true, "blocked_reason": "again"})),
-        (manual, json!({"blocked": true})),
-        (next, json!({"status": "done", "blocked": true})),
+    let block = TaskEdit {
+        blocked: Some(true),
+        ..TaskEdit::default()
+    };
+    let done_and_blocked = TaskEdit {
+        blocked: Some(true),
+        ..to("done")
+    };
+    for (id, edit) in [
+        (manual, blocked_with("again")),
+        (manual, block),
+        (next, done_and_blocked),
     ] {
-        let r = member.patch(&format!("/api/tasks/{id}"), &body);
+        let r = member.edit_task(id, &edit);
         assert_eq!(
             (r.status, r.error()),
             (409, "task_done"),
-            "{body}: {}",
+            "{edit:?}: {}",
             r.text
         );
-        assert!(r.json["message"].as_str().unwrap().contains("done"));
+        let e: ErrorBody = r.body();
+        assert!(e.message.contains("done"));
     }
     assert_eq!(srv.fingerprint(), before);
     // Moved back out of done, it may be blocked again.
-    let r = member.patch(
-        &format!("/api/tasks/{manual}"),
-        &json!({"status": "next", "blocked": true, "blocked_reason": "again"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["blocked"], true);
+    let reopen = TaskEdit {
+        status: Some("next".into()),
+        ..blocked_with("again")
+    };
+    assert!(member.edit_task(manual, &reopen).ok().blocked);
 
     // A done sensitive task is not parked at the Human Gate by a dispatch.
-    let gated = svc.new_task(
-        &json!({"title": "g", "execution": "interactive", "agent": "codex", "sensitive": true}),
-    );
-    let r = svc.patch(
-        &format!("/api/tasks/{gated}/status?force=true"),
-        &json!({"status": "done"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.post(&format!("/api/tasks/{gated}/dispatch"), &json!({}));
+    let gated = svc.new_task(&task("g").interactive("codex").sensitive());
+    svc.force_task(gated, "done").ok();
+    let r = svc.dispatch(gated);
     assert_eq!(r.status, 409, "{}", r.text);
     let (status, blocked, _) = blocked_of(gated);
     assert_eq!((status.as_str(), blocked), ("done", false));
@@ -445,90 +357,66 @@ fn done_lifts_the_block() {
 fn search_by_number_and_title_and_filter_by_priority() {
     let srv = Server::start();
     let svc = srv.service();
-    let mk =
-        |title: &str, priority: i64| svc.new_task(&json!({"title": title, "priority": priority}));
+    let mk = |title: &str, priority: i64| svc.new_task(&task(title).priority(priority));
     let deploy = mk("Deploy the API", 5);
     let redeploy = mk("redeploy staging", 0);
     let percent = mk("all% done_check", 5);
     let other = mk("Write docs", -3);
     let numbered = mk(&format!("follow-up of {deploy}"), 0);
 
-    let ids = |path: &str| -> (Vec<i64>, i64) {
-        let r = svc.get(path);
-        assert_eq!(r.status, 200, "{path}: {}", r.text);
-        let ids = r.json["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["id"].as_i64().unwrap())
-            .collect();
-        (ids, r.json["total"].as_i64().unwrap())
+    let ids = |query: &str| -> (Vec<i64>, i64) {
+        let list = svc.tasks(query).ok();
+        (list.tasks.iter().map(|t| t.id).collect(), list.total)
     };
-    assert_eq!(ids("/api/tasks?q=DEPLOY"), (vec![redeploy, deploy], 2));
-    assert_eq!(ids("/api/tasks?q=deploy&limit=1"), (vec![redeploy], 2));
+    assert_eq!(ids("?q=DEPLOY"), (vec![redeploy, deploy], 2));
+    assert_eq!(ids("?q=deploy&limit=1"), (vec![redeploy], 2));
     // A number: that task, and titles containing the number.
-    assert_eq!(
-        ids(&format!("/api/tasks?q={deploy}")),
-        (vec![numbered, deploy], 2)
-    );
+    assert_eq!(ids(&format!("?q={deploy}")), (vec![numbered, deploy], 2));
     // `#N` (sent as %23N): that task only.
-    assert_eq!(ids(&format!("/api/tasks?q=%23{deploy}")), (vec![deploy], 1));
-    assert_eq!(ids("/api/tasks?q=%23999999"), (vec![], 0));
+    assert_eq!(ids(&format!("?q=%23{deploy}")), (vec![deploy], 1));
+    assert_eq!(ids("?q=%23999999"), (vec![], 0));
     // LIKE's wildcards are plain characters.
-    assert_eq!(ids("/api/tasks?q=%25"), (vec![percent], 1));
-    assert_eq!(ids("/api/tasks?q=e_c"), (vec![percent], 1));
-    assert_eq!(ids("/api/tasks?q=o%25d"), (vec![], 0));
+    assert_eq!(ids("?q=%25"), (vec![percent], 1));
+    assert_eq!(ids("?q=e_c"), (vec![percent], 1));
+    assert_eq!(ids("?q=o%25d"), (vec![], 0));
     // Spaces around the text do not count; only spaces is no search.
-    assert_eq!(ids("/api/tasks?q=%20docs%20"), (vec![other], 1));
-    assert_eq!(ids("/api/tasks?q=%20%20").1, 5);
+    assert_eq!(ids("?q=%20docs%20"), (vec![other], 1));
+    assert_eq!(ids("?q=%20%20").1, 5);
     // Priority, alone and with the others.
-    assert_eq!(ids("/api/tasks?priority=5"), (vec![percent, deploy], 2));
-    assert_eq!(ids("/api/tasks?priority=-3"), (vec![other], 1));
-    assert_eq!(ids("/api/tasks?priority=5&q=api"), (vec![deploy], 1));
-    assert_eq!(ids("/api/tasks?priority=5&status=done"), (vec![], 0));
+    assert_eq!(ids("?priority=5"), (vec![percent, deploy], 2));
+    assert_eq!(ids("?priority=-3"), (vec![other], 1));
+    assert_eq!(ids("?priority=5&q=api"), (vec![deploy], 1));
+    assert_eq!(ids("?priority=5&status=done"), (vec![], 0));
     // Archived tasks are found only among the archived.
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{other}/archive"), &json!({}))
-            .status,
-        200
-    );
-    assert_eq!(ids("/api/tasks?q=docs"), (vec![], 0));
-    assert_eq!(ids("/api/tasks?q=docs&archived=true"), (vec![other], 1));
+    svc.archive(other).ok();
+    assert_eq!(ids("?q=docs"), (vec![], 0));
+    assert_eq!(ids("?q=docs&archived=true"), (vec![other], 1));
 
-    for (path, param) in [
-        ("/api/tasks?priority=high", "`priority`"),
-        ("/api/tasks?priority=1001", "`priority`"),
-        ("/api/tasks?priority=-1001", "`priority`"),
+    for (query, param) in [
+        ("?priority=high", "`priority`"),
+        ("?priority=1001", "`priority`"),
+        ("?priority=-1001", "`priority`"),
     ] {
-        let r = svc.get(path);
-        assert_eq!(r.status, 400, "{path}: {}", r.text);
-        assert_eq!(r.error(), "invalid_query", "{path}");
-        assert!(
-            r.json["message"].as_str().unwrap().contains(param),
-            "{path}: {}",
-            r.text
-        );
+        let e = svc.tasks(query).refused(400, "invalid_query");
+        assert!(e.message.contains(param), "{query}: {e:?}");
     }
     let long = "x".repeat(501);
-    let r = svc.get(&format!("/api/tasks?q={long}"));
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.error(), "invalid_query");
-    assert!(r.json["message"].as_str().unwrap().contains("`q`"));
+    let e = svc
+        .tasks(&format!("?q={long}"))
+        .refused(400, "invalid_query");
+    assert!(e.message.contains("`q`"));
 
     // A member of workspace 2 finds its own task, never workspace 1's.
-    let r = srv.admin().post("/api/workspaces", &json!({"name": "two"}));
-    assert_eq!(r.status, 201, "{}", r.text);
-    let ws2 = r.json["id"].as_i64().unwrap();
-    let mine = svc.new_task(&json!({"title": "Deploy two", "workspace_id": ws2}));
+    let ws2 = srv.admin().create_workspace("two").ok().id;
+    let mine = svc.new_task(&task("Deploy two").workspace(ws2));
     let (_, member) = srv.user("searcher", Some((ws2, "member")));
-    let found = member.get(&format!("/api/tasks?q={deploy}"));
-    assert_eq!(found.status, 200, "{}", found.text);
-    assert_eq!(found.json["total"], 0, "{}", found.text);
-    let found = member.get(&format!("/api/tasks?q=%23{deploy}"));
-    assert_eq!(found.json["total"], 0, "{}", found.text);
-    let found = member.get("/api/tasks?q=deploy");
-    assert_eq!(found.json["total"], 1, "{}", found.text);
-    assert_eq!(found.json["tasks"][0]["id"], mine);
+    let found = member.tasks(&format!("?q={deploy}")).ok();
+    assert_eq!(found.total, 0, "{found:?}");
+    let found = member.tasks(&format!("?q=%23{deploy}")).ok();
+    assert_eq!(found.total, 0, "{found:?}");
+    let found = member.tasks("?q=deploy").ok();
+    assert_eq!(found.total, 1, "{found:?}");
+    assert_eq!(found.tasks[0].id, mine);
 }
 
 /// Unarchiving brings a task back in the status it kept, with its event;
@@ -537,55 +425,42 @@ fn search_by_number_and_title_and_filter_by_priority() {
 fn unarchive_restores_a_task_and_is_idempotent() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "old work"}));
-    let r = svc.patch(
-        &format!("/api/tasks/{id}/status"),
-        &json!({"status": "review"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
+    let id = svc.new_task(&task("old work"));
+    svc.move_task(id, "review").ok();
+    assert_eq!(svc.unarchive(id).ok().archived_at, None);
     assert!(!crate::util::event_kinds(&srv, id).contains(&"task.unarchived".to_string()));
 
-    assert_eq!(
-        svc.post(&format!("/api/tasks/{id}/archive"), &json!({}))
-            .status,
-        200
-    );
-    assert_eq!(svc.get("/api/tasks").json["total"], 0);
-    let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["archived_at"], serde_json::Value::Null);
-    assert_eq!(r.json["status"], "review");
-    assert_eq!(svc.get("/api/tasks").json["total"], 1);
-    assert_eq!(svc.get("/api/tasks?archived=true").json["total"], 0);
+    svc.archive(id).ok();
+    assert_eq!(svc.tasks("").ok().total, 0);
+    let t = svc.unarchive(id).ok();
+    assert_eq!(t.archived_at, None);
+    assert_eq!(t.status, "review");
+    assert_eq!(svc.tasks("").ok().total, 1);
+    assert_eq!(svc.tasks("?archived=true").ok().total, 0);
     let kinds = crate::util::event_kinds(&srv, id);
     assert_eq!(kinds.last().map(String::as_str), Some("task.unarchived"));
     // Editable again.
-    let r = svc.patch(&format!("/api/tasks/{id}"), &json!({"title": "new work"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    let retitle = TaskEdit {
+        title: Some("new work".into()),
+        ..TaskEdit::default()
+    };
+    svc.edit_task(id, &retitle).ok();
 
     let r = svc.post(&format!("/api/tasks/{id}/unarchive"), &json!({"x": 1}));
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = svc.post("/api/tasks/999999/unarchive", &json!({}));
+    let r = svc.unarchive(999999);
     assert_eq!(r.status, 404, "{}", r.text);
 }
 
 /// The kinds of the events recorded for task `id`, oldest first.
-fn event_kinds(svc: &crate::util::Client, id: i64) -> Vec<String> {
-    let r = svc.get(&format!("/api/events?task_id={id}&limit=100"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let mut kinds: Vec<(i64, String)> = r.json["events"]
-        .as_array()
-        .unwrap()
-        .iter()
+fn event_kinds(svc: &Client, id: i64) -> Vec<String> {
+    let list = svc.events(&format!("?task_id={id}&limit=100")).ok();
+    let mut kinds: Vec<(i64, String)> = list
+        .events
+        .into_iter()
         .map(|e| {
-            assert_eq!(e["task_id"], id, "{e}");
-            (
-                e["id"].as_i64().unwrap(),
-                e["kind"].as_str().unwrap().to_string(),
-            )
+            assert_eq!(e.task_id, Some(id), "{e:?}");
+            (e.id, e.kind)
         })
         .collect();
     kinds.sort();
@@ -597,32 +472,31 @@ fn a_deleted_tasks_id_is_never_given_again() {
     let mut srv = Server::start();
     let svc = srv.service();
     let ids: Vec<i64> = (0..3)
-        .map(|i| svc.new_task(&json!({"title": format!("t{i}")})))
+        .map(|i| svc.new_task(&task(&format!("t{i}"))))
         .collect();
     let newest = ids[2];
-    assert_eq!(svc.delete(&format!("/api/tasks/{newest}")).status, 200);
+    svc.delete_task(newest).ok();
     assert_eq!(event_kinds(&svc, newest), ["task.created", "task.deleted"]);
 
     // The next task does not take the deleted one's id, and its history is
     // its own: the deleted task's events stay under the old id alone.
-    let next = svc.new_task(&json!({"title": "after the delete"}));
+    let next = svc.new_task(&task("after the delete"));
     assert!(next > newest, "{next} reuses or precedes {newest}");
     assert_eq!(event_kinds(&svc, next), ["task.created"]);
     assert_eq!(event_kinds(&svc, newest), ["task.created", "task.deleted"]);
-    let r = svc.get(&format!("/api/tasks/{next}"));
-    assert_eq!(r.json["title"], "after the delete");
+    assert_eq!(svc.task(next).ok().task.title, "after the delete");
 
     // The mark is in the file: a restart does not hand the newest deleted
     // id out again either.
-    assert_eq!(svc.delete(&format!("/api/tasks/{next}")).status, 200);
+    svc.delete_task(next).ok();
     srv.restart();
     let svc = srv.service();
-    let again = svc.new_task(&json!({"title": "after the restart"}));
+    let again = svc.new_task(&task("after the restart"));
     assert!(again > next, "{again} reuses or precedes {next}");
     assert_eq!(event_kinds(&svc, again), ["task.created"]);
     assert_eq!(event_kinds(&svc, next), ["task.created", "task.deleted"]);
     // The older tasks are untouched.
     for &id in &ids[..2] {
-        assert_eq!(svc.get(&format!("/api/tasks/{id}")).status, 200);
+        svc.task(id).ok();
     }
 }

@@ -1,26 +1,26 @@
 //! The test harness: each test gets its own temp dir and a real
 //! `ops-center serve` on a free port, and talks to it over real HTTP.
+//! Every process a test runs for long (servers, launchers) is a [`Proc`]:
+//! started, signalled, waited for and killed in one place.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use ops_center::protocol::admin::SettingChange;
+use ops_center::protocol::accounts::{NewUser, Workspace, WorkspaceChange};
+use ops_center::protocol::admin::{ClockAdvance, TestHold, TestHoldState};
 use ops_center::protocol::dispatch::{
-    AgentCapability, ClaimAnswer, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
+    ClaimAnswer, ClaimProof, ClaimRequest, HeartbeatAnswer, HeartbeatReport,
 };
-use ops_center::protocol::events::EventList;
+use ops_center::protocol::errors::ErrorBody;
+use ops_center::protocol::tasks::{NewTask, TaskView};
 
+use crate::client::{self, Answer, Report, TaskSpec};
 use crate::harness;
-
-/// A body of the protocol as the JSON the client sends.
-pub fn json(body: &impl serde::Serialize) -> Value {
-    serde_json::to_value(body).expect("protocol types serialize")
-}
 
 pub const TOKEN: &str = "test-service-token-0123456789abcdef";
 pub const ADMIN: &str = "root";
@@ -39,11 +39,13 @@ pub fn bin() -> &'static str {
 
 /// A running server with its temp dir. Dropping it kills the process.
 pub struct Server {
+    /// First, so that it is dropped (the process killed, its log printed)
+    /// before the temp dir is removed.
+    process: Proc,
     pub dir: tempfile::TempDir,
     pub addr: String,
     /// What the server printed on stdout before `listening on`.
     pub banner: Vec<String>,
-    child: Option<Child>,
     env: Vec<(String, String)>,
     /// `--bind` of the next start: port 0 unless `keep_port` pinned it.
     bind: String,
@@ -96,11 +98,12 @@ impl Server {
                 env.push((k.to_string(), v.to_string()));
             }
         }
+        let log = dir.path().join("server.log");
         let mut s = Server {
+            process: Proc::new("server", log),
             dir,
             addr: String::new(),
             banner: Vec::new(),
-            child: None,
             env,
             bind: "127.0.0.1:0".to_string(),
             nofile,
@@ -168,11 +171,9 @@ impl Server {
                 });
             }
         }
-        let started = harness::start_serve(cmd, &self.log_path(), Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.addr = started.addr;
-        self.banner = started.banner;
-        self.child = Some(started.child);
+        let (addr, banner) = self.process.serve(cmd, Duration::from_secs(30));
+        self.addr = addr;
+        self.banner = banner;
     }
 
     pub fn log(&self) -> String {
@@ -180,7 +181,7 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// A field of /proc/<pid>/status (e.g. `Threads`, `VmRSS` in kB).
@@ -195,25 +196,8 @@ impl Server {
     }
 
     /// Sends `signal` (e.g. "TERM") and waits for the exit status.
-    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIG{signal}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        self.process.signal_and_wait(signal, 30)
     }
 
     /// Later starts bind the address of this one, so that clients (a
@@ -230,7 +214,6 @@ impl Server {
 
     /// Starts the (stopped) server again on the same file.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "still running");
         self.spawn();
     }
 
@@ -259,10 +242,7 @@ impl Server {
 
     /// A client logged in as `user`.
     pub fn login(&self, user: &str, password: &str) -> Client {
-        let r = self.client().post(
-            "/api/auth/login",
-            &serde_json::json!({"username": user, "password": password}),
-        );
+        let r = self.client().log_in(user, password);
         assert_eq!(r.status, 200, "login as {user}: {}", r.text);
         let cookie = r
             .header("set-cookie")
@@ -282,18 +262,14 @@ impl Server {
     /// workspace `ws` (or none), logged in.
     pub fn user(&self, name: &str, ws_role: Option<(i64, &str)>) -> (i64, Client) {
         let pw = format!("{name}-password-1234");
-        let r = self.admin().post(
-            "/api/users",
-            &serde_json::json!({"username": name, "password": pw}),
-        );
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id = r.json["id"].as_i64().unwrap();
+        let new = NewUser {
+            username: name.into(),
+            password: pw.clone(),
+            is_admin: None,
+        };
+        let id = self.admin().create_user(&new).ok().id;
         if let Some((ws, role)) = ws_role {
-            let r = self.admin().put(
-                &format!("/api/workspaces/{ws}/members/{id}"),
-                &serde_json::json!({"role": role}),
-            );
-            assert_eq!(r.status, 200, "{}", r.text);
+            self.admin().set_member(ws, id, role).ok();
         }
         (id, self.login(name, &pw))
     }
@@ -303,11 +279,46 @@ impl Server {
     /// time really passed. A restarted server starts at the wall clock
     /// again.
     pub fn advance_clock(&self, secs: i64) {
-        let r = self.service().post(
-            "/api/test/clock",
-            &serde_json::json!({ "advance_seconds": secs }),
-        );
+        let advance = ClockAdvance {
+            advance_seconds: secs,
+        };
+        let r = self.service().send("POST", "/api/test/clock", &advance);
         assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// The value of the unlabelled gauge `name` in `GET /metrics`.
+    pub fn gauge(&self, name: &str) -> f64 {
+        let r = self.service().get("/metrics");
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", r.text))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits until exactly `n` long-poll claims are parked in the waiting
+    /// room (`ops_dispatch_claims_parked`): a claim counted there is woken
+    /// by any later dispatch.
+    pub fn wait_parked(&self, n: usize) {
+        wait_until(20, &format!("{n} parked claim(s)"), || {
+            self.gauge("ops_dispatch_claims_parked") == n as f64
+        });
+    }
+
+    /// `POST /api/test/hold-park` for `worker` (`arm`, `wait` or
+    /// `release` the hold of its next long-poll claim before it parks);
+    /// whether a claim is held there.
+    pub fn hold_park(&self, worker: &str, action: &str) -> bool {
+        let hold = TestHold {
+            worker_id: worker.into(),
+            action: action.into(),
+        };
+        let r = self.service().send("POST", "/api/test/hold-park", &hold);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body::<TestHoldState>().held
     }
 
     /// Opens the database file directly, read-only: tests check what the
@@ -371,25 +382,220 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let log = self.log_path();
-        end_process(&mut self.child, "server", &log);
+/// A process a test runs (a server, a launcher), and the log it writes.
+/// Dropping it kills the process, and prints the log if the test failed.
+pub struct Proc {
+    what: &'static str,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Nothing running yet.
+    pub fn new(what: &'static str, log: PathBuf) -> Proc {
+        Proc {
+            what,
+            log,
+            child: None,
+        }
+    }
+
+    /// Starts `cmd` with no input and its output dropped (the process
+    /// writes its own log).
+    pub fn start(&mut self, mut cmd: Command) {
+        assert!(self.child.is_none(), "the {} still runs", self.what);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {}: {e}", self.what));
+        self.child = Some(child);
+    }
+
+    /// Starts `cmd` (an `ops-center serve …`), its stderr appended to the
+    /// log, and waits up to `timeout` for it to listen: its address and
+    /// what it printed before.
+    pub fn serve(&mut self, cmd: Command, timeout: Duration) -> (String, Vec<String>) {
+        assert!(self.child.is_none(), "the {} still runs", self.what);
+        let started =
+            harness::start_serve(cmd, &self.log, timeout).unwrap_or_else(|e| panic!("{e}"));
+        self.child = Some(started.child);
+        (started.addr, started.banner)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") and leaves the process running.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Sends `signal` and waits up to `secs` for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str, secs: u64) -> ExitStatus {
+        self.signal(signal);
+        self.wait_exit(secs, &format!("after SIG{signal}"))
+    }
+
+    /// Waits up to `secs` for the process to end on its own (`why` says
+    /// what should end it); its exit status. A process that does not end
+    /// fails the test (and is killed when the `Proc` is dropped).
+    pub fn wait_exit(&mut self, secs: u64, why: &str) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let what = self.what;
+        let status = wait_for(secs, &format!("the {what} to exit {why}"), || {
+            child.try_wait().expect("wait")
+        });
+        self.child = None;
+        status
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
     }
 }
 
-/// Kills a test's child process (server or launcher) when the test ends,
-/// and prints its log if the test failed.
-pub fn end_process(child: &mut Option<Child>, what: &str, log_file: &std::path::Path) {
-    if let Some(mut c) = child.take() {
-        harness::end(&mut c);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            harness::end(&mut c);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log ({}) ---\n{}",
+                self.what,
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
-    if std::thread::panicking() {
-        eprintln!(
-            "--- {what} log ({}) ---\n{}",
-            log_file.display(),
-            std::fs::read_to_string(log_file).unwrap_or_default()
-        );
+}
+
+/// A running `ops-center launcher`. Dropping it kills it (not the agents
+/// it started: those are detached; see `AgentGuard`).
+pub struct Launcher {
+    process: Proc,
+    pub log_dir: PathBuf,
+    pub log_file: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launcher {
+    /// A launcher for `srv` with a fast heartbeat and claim poll; `vars`
+    /// add to or override the environment.
+    pub fn start(srv: &Server, log_dir: &Path, vars: &[(&str, &str)]) -> Launcher {
+        let mut env: Vec<(String, String)> = [
+            ("OPS_API_BASE", format!("http://{}/api", srv.addr)),
+            ("OPS_SERVICE_TOKEN", TOKEN.to_string()),
+            ("OPS_LAUNCHER_LOG_DIR", log_dir.display().to_string()),
+            ("OPS_LAUNCHER_HEARTBEAT_SECONDS", "1".to_string()),
+            ("OPS_LAUNCHER_POLL_SECONDS", "1".to_string()),
+            ("OPS_AGENT_USER", own_user()),
+            ("RUST_LOG", "info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in vars {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let log_file = log_dir.with_extension("launcher.log");
+        let mut l = Launcher {
+            process: Proc::new("launcher", log_file.clone()),
+            log_dir: log_dir.to_path_buf(),
+            log_file,
+            env,
+        };
+        l.spawn();
+        l
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("launcher")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OPS_LAUNCHER_LOG_FILE", &self.log_file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.process.start(cmd);
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// Its environment (beside `PATH` and its log file).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Leaves `key` out of the environment of the next start.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// Waits for the launcher to die on its own (a crash point), as a
+    /// `kill -9` at that point would leave things.
+    pub fn wait_crash(&mut self, secs: u64) {
+        let st = self.process.wait_exit(secs, "at its crash point");
+        assert!(!st.success(), "the launcher exited cleanly: {st}");
+    }
+
+    pub fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        self.process.signal_and_wait(sig, 20)
+    }
+
+    /// Sends a signal and leaves the launcher running.
+    pub fn signal(&self, sig: &str) {
+        self.process.signal(sig);
+    }
+
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.log_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.to_string_lossy().ends_with(".state.json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Kills a detached agent's process group when the test ends, however it
+/// ends.
+pub struct AgentGuard(pub u32);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -424,6 +630,13 @@ impl Res {
         self.json["error"].as_str().unwrap_or("")
     }
 
+    /// Asserts a refusal with `status` and error `code`; the error body.
+    #[track_caller]
+    pub fn refused(&self, status: u16, code: &str) -> ErrorBody {
+        assert_eq!((self.status, self.error()), (status, code), "{}", self.text);
+        self.body()
+    }
+
     /// The body read as its protocol type (panics, with the body, when it
     /// is not that shape).
     pub fn body<A: serde::de::DeserializeOwned>(&self) -> A {
@@ -451,13 +664,6 @@ impl Client {
     /// The headers sent with every request (credentials among them).
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
-    }
-
-    /// Creates a task (`POST /api/tasks`, which must answer 201); its id.
-    pub fn new_task(&self, body: &Value) -> i64 {
-        let r = self.post("/api/tasks", body);
-        assert_eq!(r.status, 201, "create task: {}", r.text);
-        r.json["id"].as_i64().expect("task id")
     }
 
     pub fn get(&self, path: &str) -> Res {
@@ -572,9 +778,18 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Polls `condition` until it holds, or panics after `secs`: a wait for a
+/// state, never a sleep for a time.
+pub fn wait_until(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    wait_for(secs, what, || condition().then_some(()))
 }
 
 /// A fake worker speaking the dispatch protocol with the service token.
@@ -591,23 +806,15 @@ impl Worker {
         }
     }
 
-    /// A heartbeat reporting `usable` slugs as available and logged in.
-    pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> Res {
-        let report = HeartbeatReport {
+    /// The heartbeat [`Worker::heartbeat`] sends: `usable` slugs available
+    /// and logged in, two free slots, no task running.
+    pub fn heartbeat_of(&self, usable: &[&str], models: &[&str]) -> HeartbeatReport {
+        HeartbeatReport {
             worker_id: self.id.clone(),
             host: "test-host".into(),
             pid: Some(1),
             version: "test".into(),
-            agents: usable
-                .iter()
-                .map(|s| AgentCapability {
-                    slug: s.to_string(),
-                    cli: s.to_string(),
-                    available: true,
-                    authenticated: true,
-                    reason: None,
-                })
-                .collect(),
+            agents: usable.iter().map(|s| client::usable(s)).collect(),
             models: models.iter().map(|m| m.to_string()).collect(),
             slots_total: 2,
             slots_busy: 0,
@@ -615,36 +822,72 @@ impl Worker {
             draining: false,
             workspace_id: None,
             starting: false,
-        };
-        let r = self.client.post("/api/dispatch/heartbeat", &json(&report));
-        assert_eq!(r.status, 200, "heartbeat: {}", r.text);
-        let _: HeartbeatAnswer = r.body();
-        r
-    }
-
-    /// `POST /api/dispatch/next`; returns the answer.
-    pub fn claim(&self) -> Res {
-        let request = ClaimRequest {
-            worker_id: self.id.clone(),
-            agent_slugs: None,
-            workspace_id: None,
-        };
-        let r = self.client.post("/api/dispatch/next", &json(&request));
-        assert_eq!(r.status, 200, "claim: {}", r.text);
-        r
-    }
-
-    /// Claims and returns (task id, claim token), or panics with the reason.
-    pub fn claim_one(&self) -> (i64, String) {
-        let r = self.claim();
-        let answer: ClaimAnswer = r.body();
-        match (answer.task, answer.claim_token) {
-            (Some(task), Some(token)) => (task.id, token),
-            _ => panic!("no task claimed: {}", r.text),
         }
     }
 
-    pub fn report(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
+    /// A heartbeat reporting `usable` slugs as available and logged in.
+    #[track_caller]
+    pub fn heartbeat(&self, usable: &[&str], models: &[&str]) -> HeartbeatAnswer {
+        self.beat(&self.heartbeat_of(usable, models)).ok()
+    }
+
+    /// Sends `report` as this worker's heartbeat.
+    pub fn beat(&self, report: &HeartbeatReport) -> Answer<HeartbeatAnswer> {
+        self.client.heartbeat(report)
+    }
+
+    /// A claim for any agent and workspace.
+    pub fn request(&self) -> ClaimRequest {
+        ClaimRequest {
+            worker_id: self.id.clone(),
+            agent_slugs: None,
+            workspace_id: None,
+        }
+    }
+
+    /// `POST /api/dispatch/next` for any agent and workspace.
+    #[track_caller]
+    pub fn claim(&self) -> ClaimAnswer {
+        self.client.claim(&self.request()).ok()
+    }
+
+    /// Claims and returns (task id, claim token), or panics with the reason.
+    #[track_caller]
+    pub fn claim_one(&self) -> (i64, String) {
+        let answer = self.claim();
+        match (answer.task, answer.claim_token) {
+            (Some(task), Some(token)) => (task.id, token),
+            (task, _) => panic!("no task claimed: {:?} {task:?}", answer.reason),
+        }
+    }
+
+    /// Claims, asserting that nothing is handed out; the reason.
+    #[track_caller]
+    pub fn no_claim(&self) -> String {
+        let answer = self.claim();
+        assert!(
+            answer.task.is_none() && answer.claim_token.is_none(),
+            "claimed {answer:?}"
+        );
+        answer.reason.expect("a reason")
+    }
+
+    /// The proof of holding the claim `token`.
+    pub fn proof(&self, token: &str) -> ClaimProof {
+        ClaimProof {
+            worker_id: self.id.clone(),
+            claim_token: token.to_string(),
+        }
+    }
+
+    /// Reports `report` about `task` under the claim `token`.
+    pub fn report<R: Report>(&self, task: i64, token: &str, report: R) -> Answer<TaskView> {
+        self.client.report(task, self.proof(token), report)
+    }
+
+    /// A report whose body is not the protocol's (a bad value, a field
+    /// left out), with this worker's claim proof added.
+    pub fn report_raw(&self, task: i64, token: &str, kind: &str, mut body: Value) -> Res {
         body["worker_id"] = Value::from(self.id.clone());
         body["claim_token"] = Value::from(token);
         self.client
@@ -652,53 +895,65 @@ impl Worker {
     }
 }
 
-/// Creates an interactive task for `agent` and queues it; returns its id.
-pub fn queued_task(srv: &Server, agent: &str, extra: Value) -> i64 {
-    let mut body = serde_json::json!({"title": "dispatch me", "description": "do it", "execution": "interactive", "agent": agent});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
+/// What [`queued_task`] queues: a task, or an agent's slug for the usual
+/// interactive one.
+pub trait IntoTask {
+    fn into_task(self) -> NewTask;
+}
+
+impl IntoTask for &str {
+    fn into_task(self) -> NewTask {
+        dispatchable(self)
     }
+}
+
+impl IntoTask for NewTask {
+    fn into_task(self) -> NewTask {
+        self
+    }
+}
+
+/// The interactive task [`queued_task`] makes for `agent`.
+pub fn dispatchable(agent: &str) -> NewTask {
+    client::task("dispatch me")
+        .description("do it")
+        .interactive(agent)
+}
+
+/// Creates a task and queues it (`dispatch_enabled` or not); its id.
+#[track_caller]
+pub fn queued_task(srv: &Server, task: impl IntoTask) -> i64 {
     let svc = srv.service();
-    let r = svc.post("/api/tasks", &body);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.json["id"].as_i64().unwrap();
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &serde_json::json!({}));
-    assert_eq!(r.status, 200, "dispatch: {}", r.text);
-    assert_eq!(r.json["status"], "queued");
+    let id = svc.new_task(&task.into_task());
+    let queued = svc.dispatch(id).ok();
+    assert_eq!(queued.task.status, "queued");
     id
 }
 
 /// Lets the tasks of workspace `ws` name their own repository under
 /// `roots` (`PATCH /api/workspaces/:id` with `repo_roots`, as the global
 /// admin); returns the workspace as answered.
-pub fn set_repo_roots(srv: &Server, ws: i64, roots: &[&str]) -> Value {
-    let r = srv.admin().patch(
-        &format!("/api/workspaces/{ws}"),
-        &serde_json::json!({ "repo_roots": roots }),
-    );
-    assert_eq!(r.status, 200, "set repo_roots: {}", r.text);
-    r.json
+#[track_caller]
+pub fn set_repo_roots(srv: &Server, ws: i64, roots: &[&str]) -> Workspace {
+    let change = WorkspaceChange {
+        repo_roots: Some(roots.iter().map(|r| r.to_string()).collect()),
+        ..WorkspaceChange::default()
+    };
+    srv.admin().edit_workspace(ws, &change).ok()
 }
 
+#[track_caller]
 pub fn enable_dispatch(srv: &Server) {
-    let change = SettingChange {
-        value: "true".into(),
-    };
-    let r = srv
-        .service()
-        .put("/api/settings/dispatch_enabled", &json(&change));
-    assert_eq!(r.status, 200, "{}", r.text);
+    srv.service().set_setting("dispatch_enabled", "true").ok();
 }
 
 /// The kinds of a task's events, oldest first.
+#[track_caller]
 pub fn event_kinds(srv: &Server, task: i64) -> Vec<String> {
-    let r = srv
+    let list = srv
         .service()
-        .get(&format!("/api/events?task_id={task}&limit=1000"));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let list: EventList = r.body();
+        .events(&format!("?task_id={task}&limit=1000"))
+        .ok();
     let mut kinds: Vec<String> = list.events.into_iter().map(|e| e.kind).collect();
     kinds.reverse();
     kinds

@@ -3,13 +3,14 @@
 
 use serde_json::json;
 
+use crate::client::task;
 use crate::util::Server;
 
 #[test]
 fn bad_requests_are_clear_and_change_nothing() {
     let srv = Server::start();
     let svc = srv.service();
-    let id = svc.new_task(&json!({"title": "target"}));
+    let id = svc.new_task(&task("target"));
     let before = srv.fingerprint();
 
     // method, path, body, status, error code, text the message must hold
@@ -529,11 +530,11 @@ fn the_test_clock_exists_only_on_test_servers_and_for_operators() {
     crate::util::enable_dispatch(&srv);
     let w = crate::util::Worker::new(&srv, "w1");
     w.heartbeat(&["codex"], &[]);
-    assert_eq!(w.claim().json["reason"], "no_task");
+    assert_eq!(w.no_claim(), "no_task");
     let r = srv
         .admin()
         .post("/api/test/clock", &json!({"advance_seconds": 91}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json["now"].is_string(), "{}", r.text);
-    assert_eq!(w.claim().json["reason"], "worker_not_fresh");
+    assert_eq!(w.no_claim(), "worker_not_fresh");
 }

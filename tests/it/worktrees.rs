@@ -4,13 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::launcher::{
-    alive, blockers, create_agent, enable_dispatch, example, started_pid, task, wait_status,
-    AgentGuard, Launcher,
+use ops_center::protocol::accounts::WorkspaceChange;
+use ops_center::protocol::dispatch::ClaimRepo;
+use ops_center::protocol::errors::ErrorBody;
+use ops_center::protocol::tasks::{NewTask, TaskChange, TaskDetail, TaskEdit};
+
+use crate::client::{self, TaskSpec};
+use crate::launcher::{alive, blockers, create_agent, example, started_pid, task, wait_status};
+use crate::util::{
+    enable_dispatch, event_kinds, set_repo_roots, wait_for, wait_until, AgentGuard, Launcher,
+    Server,
 };
-use crate::util::{event_kinds, set_repo_roots, wait_for, Server};
 
 /// `git -C dir ARGS` with an author, which must succeed; its stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -62,19 +68,45 @@ fn server_with_repos() -> Server {
     srv
 }
 
-/// An interactive codex task with `fields` added, dispatched.
-fn queued(srv: &Server, fields: Value) -> i64 {
+/// An interactive task for `agent`.
+fn edit_task(agent: &str) -> NewTask {
+    client::task("edit").interactive(agent)
+}
+
+/// An interactive codex task in the repository at `path`.
+fn in_repo(path: &Path) -> NewTask {
+    edit_task("codex").repo(&path.display().to_string())
+}
+
+/// `t`, created and dispatched; its id.
+fn queued(srv: &Server, t: NewTask) -> i64 {
     let svc = srv.service();
-    let mut body = json!({"title": "edit", "execution": "interactive", "agent": "codex"});
-    for (k, v) in fields.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    let r = svc.post("/api/tasks", &body);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.json["id"].as_i64().unwrap();
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    let id = svc.new_task(&t);
+    svc.dispatch(id).ok();
     id
+}
+
+/// The change a task's last run reported.
+fn changes(t: &TaskDetail) -> &TaskChange {
+    t.changes.as_ref().expect("a reported change")
+}
+
+/// The edit that moves a task to `done`.
+fn to_done() -> TaskEdit {
+    TaskEdit {
+        status: Some("done".into()),
+        ..TaskEdit::default()
+    }
+}
+
+/// The workspace change that sets its repository and base ref (`None`:
+/// left as it is).
+fn repo_change(path: Option<&str>, base: Option<&str>) -> WorkspaceChange {
+    WorkspaceChange {
+        repo_path: path.map(|p| Some(p.to_string())),
+        base_ref: base.map(|b| Some(b.to_string())),
+        ..WorkspaceChange::default()
+    }
 }
 
 fn worktree_of(srv: &Server, id: i64) -> PathBuf {
@@ -89,19 +121,18 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
     let srv = Server::start();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
-    let r = srv.admin().patch(
-        "/api/workspaces/1",
-        &json!({"repo_path": repo.display().to_string()}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["repo_path"], repo.display().to_string());
-    assert_eq!(r.json["base_ref"], Value::Null);
+    let ws = srv
+        .admin()
+        .edit_workspace(1, &repo_change(Some(&repo.display().to_string()), None))
+        .ok();
+    assert_eq!(ws.repo_path, Some(repo.display().to_string()));
+    assert_eq!(ws.base_ref, None);
     let l = launcher(&srv, &edit_agent("shared.txt", 3, "loud"), &[]);
-    let a = queued(&srv, json!({}));
-    let b = queued(&srv, json!({}));
+    let a = queued(&srv, edit_task("codex"));
+    let b = queued(&srv, edit_task("codex"));
     // Both run at once.
-    wait_for(30, "both tasks doing", || {
-        (task(&srv, a)["status"] == "doing" && task(&srv, b)["status"] == "doing").then_some(())
+    wait_until(30, "both tasks doing", || {
+        task(&srv, a).task.status == "doing" && task(&srv, b).task.status == "doing"
     });
     let _guards = [
         AgentGuard(started_pid(&srv, a)),
@@ -109,23 +140,17 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
     ];
     for (id, other) in [(a, b), (b, a)] {
         let t = wait_status(&srv, id, "review", 30);
-        let c = &t["changes"];
+        let c = changes(&t);
         let branch = format!("ops/task-{id}");
-        assert_eq!(c["branch"], branch, "{t:#}");
-        let patch = c["patch"].as_str().unwrap();
+        assert_eq!(c.branch, branch, "{t:?}");
+        let patch = &c.patch;
         assert!(patch.contains(&format!("+change of task {id}")), "{patch}");
         assert!(!patch.contains(&format!("task {other}")), "{patch}");
-        assert!(
-            c["diff_stat"].as_str().unwrap().contains("1 file changed"),
-            "{c:#}"
-        );
-        assert!(
-            c["status"].as_str().unwrap().contains("shared.txt"),
-            "{c:#}"
-        );
-        assert_eq!(c["patch_truncated"], false);
+        assert!(c.diff_stat.contains("1 file changed"), "{c:?}");
+        assert!(c.status.contains("shared.txt"), "{c:?}");
+        assert!(!c.patch_truncated);
         // The agent ran in its worktree ({workdir} and its cwd agree).
-        let out = t["dispatch_output"].as_str().unwrap();
+        let out = t.task.dispatch_output.as_deref().unwrap();
         let wt = worktree_of(&srv, id).canonicalize().unwrap();
         assert!(
             out.contains(&format!("in {} on {branch}", wt.display())),
@@ -138,7 +163,7 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
         );
         assert_eq!(
             git(&repo, &["rev-parse", &branch]).trim(),
-            c["head"].as_str().unwrap()
+            c.head.as_deref().unwrap()
         );
         assert_eq!(
             git(&repo, &["rev-list", "--count", &format!("main..{branch}")]).trim(),
@@ -158,10 +183,7 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
 
     // Clean-up: a done task's worktree goes on the launcher's next pass,
     // its branch stays.
-    let r = srv
-        .service()
-        .patch(&format!("/api/tasks/{a}"), &json!({"status": "done"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    srv.service().edit_task(a, &to_done()).ok();
     wait_for(30, "task a's worktree removed", || {
         (!worktree_of(&srv, a).exists()).then_some(())
     });
@@ -173,10 +195,7 @@ fn two_tasks_on_one_repository_each_change_only_their_own_branch() {
     // An archived task's too; what was left uncommitted in it is saved
     // first, on a branch of its own (the task's is what was reviewed).
     std::fs::write(worktree_of(&srv, b).join("left.txt"), "by hand\n").unwrap();
-    let r = srv
-        .service()
-        .post(&format!("/api/tasks/{b}/archive"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    srv.service().archive(b).ok();
     wait_for(30, "task b's worktree removed", || {
         (!worktree_of(&srv, b).exists()).then_some(())
     });
@@ -215,22 +234,22 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
     );
     let cases = [
         (
-            json!({"repo_path": dir.join("missing").display().to_string()}),
+            in_repo(&dir.join("missing")),
             "repository not usable: missing",
             "No such file or directory",
         ),
         (
-            json!({"repo_path": plain.display().to_string()}),
+            in_repo(&plain),
             "repository not usable: not a git checkout",
             "not a git repository",
         ),
         (
-            json!({"repo_path": dirty.display().to_string()}),
+            in_repo(&dirty),
             "repository not usable: uncommitted changes",
             "M shared.txt",
         ),
         (
-            json!({"repo_path": good.display().to_string(), "base_ref": "no-such-branch"}),
+            in_repo(&good).base_ref("no-such-branch"),
             "repository not usable: unknown base_ref",
             "fatal",
         ),
@@ -238,22 +257,22 @@ fn an_unusable_repository_blocks_the_task_with_evidence_and_launches_nothing() {
     for (fields, signature, evidence) in cases {
         let id = queued(&srv, fields.clone());
         let t = wait_status(&srv, id, "waiting", 30);
-        assert_eq!(t["blocked"], true, "{t:#}");
-        let reason = t["blocked_reason"].as_str().unwrap();
-        assert!(reason.starts_with(signature), "{fields}: {reason}");
+        assert!(t.task.blocked, "{t:?}");
+        let reason = t.task.blocked_reason.as_deref().unwrap();
+        assert!(reason.starts_with(signature), "{fields:?}: {reason}");
         let b = blockers(&t).join("\n");
         assert!(
             b.contains(signature) && b.contains(evidence),
-            "{fields}: {b}"
+            "{fields:?}: {b}"
         );
         assert!(
             !event_kinds(&srv, id).contains(&"dispatch.started".to_string()),
-            "{fields}: no agent is started"
+            "{fields:?}: no agent is started"
         );
-        assert_eq!(t["changes"], Value::Null);
+        assert_eq!(t.changes, None);
     }
     assert!(!marker.exists(), "no agent ran anywhere");
-    let id = queued(&srv, json!({"repo_path": good.display().to_string()}));
+    let id = queued(&srv, in_repo(&good));
     wait_for(30, "the agent started for a usable repository", || {
         marker.exists().then_some(())
     });
@@ -276,10 +295,7 @@ fn a_launcher_killed_mid_task_reports_the_worktrees_diff_after_restart() {
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
     let mut l = launcher(&srv, &edit_agent("shared.txt", 4, "loud"), &[]);
-    let id = queued(
-        &srv,
-        json!({"repo_path": repo.display().to_string(), "base_ref": "main"}),
-    );
+    let id = queued(&srv, in_repo(&repo).base_ref("main"));
     wait_status(&srv, id, "doing", 30);
     let pid = started_pid(&srv, id);
     let _guard = AgentGuard(pid);
@@ -292,12 +308,9 @@ fn a_launcher_killed_mid_task_reports_the_worktrees_diff_after_restart() {
     );
     l.start_again();
     let t = wait_status(&srv, id, "review", 30);
-    let c = &t["changes"];
-    assert_eq!(c["branch"], format!("ops/task-{id}"), "{t:#}");
-    assert!(c["patch"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("+change of task {id}")));
+    let c = changes(&t);
+    assert_eq!(c.branch, format!("ops/task-{id}"), "{t:?}");
+    assert!(c.patch.contains(&format!("+change of task {id}")));
     assert_eq!(
         git(&repo, &["show", &format!("ops/task-{id}:shared.txt")]),
         format!("change of task {id}\n")
@@ -314,34 +327,25 @@ fn the_done_guard_takes_a_diff_as_evidence() {
     let srv = server_with_repos();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
-    let path = repo.display().to_string();
     // Changed a file, printed nothing: reviewable, and may become done.
     let mut l = launcher(&srv, &edit_agent("shared.txt", 1, "quiet"), &[]);
-    let id = queued(&srv, json!({"repo_path": path}));
+    let id = queued(&srv, in_repo(&repo));
     let t = wait_status(&srv, id, "review", 30);
-    assert_eq!(t["dispatch_output"], Value::Null, "{t:#}");
-    assert!(t["changes"]["patch"]
-        .as_str()
-        .unwrap()
-        .contains("+change of task"));
-    let r = srv
-        .service()
-        .patch(&format!("/api/tasks/{id}"), &json!({"status": "done"}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(t.task.dispatch_output, None, "{t:?}");
+    assert!(changes(&t).patch.contains("+change of task"));
+    srv.service().edit_task(id, &to_done()).ok();
     // Stopped as a service would be, so that no claim of it is left waiting.
     assert!(l.signal_and_wait("TERM").success());
 
     // Changed nothing, printed nothing: blocked, and may not become done.
     let _l = launcher(&srv, &edit_agent("none", 1, "quiet"), &[]);
-    let id = queued(&srv, json!({"repo_path": path}));
+    let id = queued(&srv, in_repo(&repo));
     let t = wait_status(&srv, id, "waiting", 30);
-    assert_eq!(t["blocked"], true, "{t:#}");
-    assert_eq!(t["changes"]["patch"], "", "{t:#}");
-    let r = srv
-        .service()
-        .patch(&format!("/api/tasks/{id}"), &json!({"status": "done"}));
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert_eq!(r.json["error"], "done_guard");
+    assert!(t.task.blocked, "{t:?}");
+    assert_eq!(changes(&t).patch, "", "{t:?}");
+    srv.service()
+        .edit_task(id, &to_done())
+        .refused(409, "done_guard");
 }
 
 #[test]
@@ -359,11 +363,7 @@ fn repository_settings_are_validated_and_approved_tasks_lose_their_approval() {
     ] {
         let r = admin.patch("/api/workspaces/1", &body);
         assert_eq!(r.status, 400, "{body}: {}", r.text);
-        assert!(
-            r.json["message"].as_str().unwrap().contains(field),
-            "{}",
-            r.text
-        );
+        assert!(r.body::<ErrorBody>().message.contains(field), "{}", r.text);
         let r = admin.post("/api/tasks", &{
             let mut b = body.clone();
             b["title"] = json!("t");
@@ -371,50 +371,43 @@ fn repository_settings_are_validated_and_approved_tasks_lose_their_approval() {
         });
         assert_eq!(r.status, 400, "{body}: {}", r.text);
     }
-    let r = admin.patch("/api/workspaces/99", &json!({"repo_path": "/srv/x"}));
+    let r = admin.edit_workspace(99, &repo_change(Some("/srv/x"), None));
     assert_eq!(r.status, 404, "{}", r.text);
     assert_eq!(
-        admin.get("/api/workspaces").json["workspaces"][0]["repo_path"],
-        Value::Null,
+        admin.workspaces().ok().workspaces[0].repo_path,
+        None,
         "nothing changed"
     );
-    let r = admin.patch(
-        "/api/workspaces/1",
-        &json!({"repo_path": "/srv/app", "base_ref": "release/1.2"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["base_ref"], "release/1.2");
+    let ws = admin
+        .edit_workspace(1, &repo_change(Some("/srv/app"), Some("release/1.2")))
+        .ok();
+    assert_eq!(ws.base_ref.as_deref(), Some("release/1.2"));
     // `""` or null clears.
-    let r = admin.patch("/api/workspaces/1", &json!({"base_ref": ""}));
-    assert_eq!(r.json["base_ref"], Value::Null, "{}", r.text);
-    assert_eq!(r.json["repo_path"], "/srv/app");
+    let ws = admin.edit_workspace(1, &repo_change(None, Some(""))).ok();
+    assert_eq!(ws.base_ref, None, "{ws:?}");
+    assert_eq!(ws.repo_path.as_deref(), Some("/srv/app"));
 
     // A sensitive task approved for one repository is not approved for another.
     create_agent(&srv, "coder");
-    let id = admin.new_task(
-        &json!({"title": "s", "execution": "interactive", "agent": "coder",
-                                    "sensitive": true}),
-    );
-    let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(!r.json["gate_approved_at"].is_null(), "{}", r.text);
-    let r = admin.patch("/api/workspaces/1", &json!({"repo_path": "/srv/other"}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    let t = admin.get(&format!("/api/tasks/{id}")).json;
-    assert!(t["gate_approved_at"].is_null(), "{t:#}");
-    let r = admin.post(&format!("/api/tasks/{id}/approve"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    let id = admin.new_task(&crate::client::task("s").interactive("coder").sensitive());
+    assert!(admin.approve(id).ok().gate_approved_at.is_some());
+    admin
+        .edit_workspace(1, &repo_change(Some("/srv/other"), None))
+        .ok();
+    let t = admin.task(id).ok().task;
+    assert_eq!(t.gate_approved_at, None, "{t:?}");
+    admin.approve(id).ok();
     // Allowing a root changes no task's repository: the approval stays.
     set_repo_roots(&srv, 1, &["/srv/mine"]);
-    let t = admin.get(&format!("/api/tasks/{id}")).json;
-    assert!(!t["gate_approved_at"].is_null(), "{t:#}");
-    let r = admin.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"repo_path": "/srv/mine"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.json["gate_approved_at"].is_null(), "{}", r.text);
-    assert_eq!(r.json["repo_path"], "/srv/mine");
+    let t = admin.task(id).ok().task;
+    assert!(t.gate_approved_at.is_some(), "{t:?}");
+    let moved = TaskEdit {
+        repo_path: Some(Some("/srv/mine".into())),
+        ..TaskEdit::default()
+    };
+    let t = admin.edit_task(id, &moved).ok();
+    assert_eq!(t.gate_approved_at, None, "{t:?}");
+    assert_eq!(t.repo_path.as_deref(), Some("/srv/mine"));
 }
 
 #[test]
@@ -423,12 +416,12 @@ fn a_reported_change_is_validated() {
     enable_dispatch(&srv);
     create_agent(&srv, "coder");
     let w = crate::util::Worker::new(&srv, "w1");
-    assert_eq!(w.heartbeat(&["coder"], &[]).status, 200);
-    let id = queued(&srv, json!({"agent": "coder"}));
+    w.heartbeat(&["coder"], &[]);
+    let id = queued(&srv, edit_task("coder"));
     let c = w.claim();
-    assert_eq!(c.json["task"]["id"], id, "{}", c.text);
-    assert_eq!(c.json["repo"], Value::Null, "no repository: {}", c.text);
-    let token = c.json["claim_token"].as_str().unwrap().to_string();
+    assert_eq!(c.task.as_ref().map(|t| t.id), Some(id), "{c:?}");
+    assert_eq!(c.repo, None, "no repository: {c:?}");
+    let token = c.claim_token.unwrap();
     let svc = srv.service();
     let base = json!({"worker_id": "w1", "claim_token": token, "exit_code": 0, "output": ""});
     for (extra, field) in [
@@ -446,13 +439,9 @@ fn a_reported_change_is_validated() {
         }
         let r = svc.post(&format!("/api/dispatch/tasks/{id}/finished"), &b);
         assert_eq!(r.status, 400, "{extra}: {}", r.text);
-        assert!(
-            r.json["message"].as_str().unwrap().contains(field),
-            "{}",
-            r.text
-        );
+        assert!(r.body::<ErrorBody>().message.contains(field), "{}", r.text);
     }
-    assert_eq!(task(&srv, id)["status"], "dispatching", "nothing changed");
+    assert_eq!(task(&srv, id).task.status, "dispatching", "nothing changed");
 }
 
 #[test]
@@ -460,30 +449,28 @@ fn the_claim_names_the_tasks_repository_its_own_before_its_workspaces() {
     let srv = Server::start();
     enable_dispatch(&srv);
     create_agent(&srv, "coder");
-    let r = srv.admin().patch(
-        "/api/workspaces/1",
-        &json!({"repo_path": "/srv/ws", "base_ref": "develop", "repo_roots": ["/srv/own"]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
+    let set = WorkspaceChange {
+        repo_roots: Some(vec!["/srv/own".into()]),
+        ..repo_change(Some("/srv/ws"), Some("develop"))
+    };
+    srv.admin().edit_workspace(1, &set).ok();
     let w = crate::util::Worker::new(&srv, "w1");
-    assert_eq!(w.heartbeat(&["coder"], &[]).status, 200);
-    let a = queued(&srv, json!({"agent": "coder", "priority": 3}));
-    let b = queued(
-        &srv,
-        json!({"agent": "coder", "priority": 2, "repo_path": "/srv/own"}),
-    );
-    let c = queued(
-        &srv,
-        json!({"agent": "coder", "priority": 1, "base_ref": "v2"}),
-    );
+    w.heartbeat(&["coder"], &[]);
+    let a = queued(&srv, edit_task("coder").priority(3));
+    let b = queued(&srv, edit_task("coder").priority(2).repo("/srv/own"));
+    let c = queued(&srv, edit_task("coder").priority(1).base_ref("v2"));
+    let repo = |path: &str, base_ref: Option<&str>| ClaimRepo {
+        path: path.into(),
+        base_ref: base_ref.map(str::to_string),
+    };
     for (id, want) in [
-        (a, json!({"path": "/srv/ws", "base_ref": "develop"})),
-        (b, json!({"path": "/srv/own", "base_ref": null})),
-        (c, json!({"path": "/srv/ws", "base_ref": "v2"})),
+        (a, repo("/srv/ws", Some("develop"))),
+        (b, repo("/srv/own", None)),
+        (c, repo("/srv/ws", Some("v2"))),
     ] {
         let r = w.claim();
-        assert_eq!(r.json["task"]["id"], id, "{}", r.text);
-        assert_eq!(r.json["repo"], want, "{}", r.text);
+        assert_eq!(r.task.as_ref().map(|t| t.id), Some(id), "{r:?}");
+        assert_eq!(r.repo, Some(want), "{r:?}");
     }
 }
 
@@ -493,7 +480,7 @@ fn prune_worktrees_removes_idle_ones_after_saving_them() {
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
     let mut l = launcher(&srv, &edit_agent("shared.txt", 1, "quiet"), &[]);
-    let id = queued(&srv, json!({"repo_path": repo.display().to_string()}));
+    let id = queued(&srv, in_repo(&repo));
     wait_status(&srv, id, "review", 30);
     assert!(l.signal_and_wait("TERM").success());
     let wt = worktree_of(&srv, id);
@@ -559,42 +546,38 @@ fn a_run_that_changes_nothing_reaches_review_only_when_its_task_expects_no_chang
     let srv = server_with_repos();
     enable_dispatch(&srv);
     let repo = repo(srv.dir.path());
-    let path = repo.display().to_string();
     // Writes "change of task N" into shared.txt: a change the first time,
     // the same bytes (no change) every time after.
     let _l = launcher(&srv, &edit_agent("shared.txt", 0, "loud"), &[]);
     let svc = srv.service();
-    let id = queued(&srv, json!({"repo_path": path}));
+    let id = queued(&srv, in_repo(&repo));
     let t = wait_status(&srv, id, "review", 30);
-    assert_eq!(t["expects_changes"], true, "the default");
-    let first_head = t["changes"]["head"].clone();
+    assert!(t.task.expects_changes, "the default");
+    let first_head = changes(&t).head.clone();
 
     // Run again: it prints its line and exits 0, but changes nothing.
-    let r = svc.post(&format!("/api/tasks/{id}/dispatch"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    svc.dispatch(id).ok();
     let t = wait_for(30, "the second run's end", || {
         let t = task(&srv, id);
-        (t["dispatch_attempts"] == 2 && t["status"] == "waiting").then_some(t)
+        (t.task.dispatch_attempts == 2 && t.task.status == "waiting").then_some(t)
     });
-    assert_eq!(t["blocked"], true, "{t:#}");
+    assert!(t.task.blocked, "{t:?}");
     assert_eq!(
-        t["blocked_reason"],
-        "sin cambios: el agente terminó sin modificar el repositorio"
+        t.task.blocked_reason.as_deref(),
+        Some("sin cambios: el agente terminó sin modificar el repositorio")
     );
-    assert_eq!(
-        (t["exit_code"].clone(), t["exit_signal"].clone()),
-        (json!(0), Value::Null)
-    );
+    assert_eq!((t.task.exit_code, &t.task.exit_signal), (Some(0), &None));
     assert!(
-        t["dispatch_output"]
-            .as_str()
+        t.task
+            .dispatch_output
+            .as_deref()
             .unwrap()
             .contains("wrote shared.txt"),
-        "its output is kept: {t:#}"
+        "its output is kept: {t:?}"
     );
     // The branch still holds the first run's work, and is where it was.
-    assert_eq!(t["changes"]["head"], first_head, "{t:#}");
-    assert!(!t["changes"]["patch"].as_str().unwrap().is_empty());
+    assert_eq!(changes(&t).head, first_head, "{t:?}");
+    assert!(!changes(&t).patch.is_empty());
     let b = blockers(&t);
     assert!(
         b.iter().any(|b| b.starts_with(
@@ -602,27 +585,27 @@ fn a_run_that_changes_nothing_reaches_review_only_when_its_task_expects_no_chang
         ) && b.contains("expects_changes=false")),
         "{b:#?}"
     );
-    let ev = svc.get(&format!("/api/events?task_id={id}&kind=dispatch.finished"));
-    let p = &ev.json["events"][0]["payload"];
+    let ev = svc
+        .events(&format!("?task_id={id}&kind=dispatch.finished"))
+        .ok();
+    let p = &ev.events[0].payload;
     assert_eq!(
-        (p["changed"].clone(), p["to"].clone()),
-        (json!(false), json!("waiting")),
+        (p["changed"].as_bool(), p["to"].as_str()),
+        (Some(false), Some("waiting")),
         "{p}"
     );
 
     // A task that expects no change says so, and its run reaches review.
-    let r = svc.patch(
-        &format!("/api/tasks/{id}"),
-        &json!({"expects_changes": false}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["expects_changes"], false);
-    let r = svc.post(&format!("/api/tasks/{id}/retry"), &json!({}));
-    assert_eq!(r.status, 200, "{}", r.text);
+    let no_change = TaskEdit {
+        expects_changes: Some(false),
+        ..TaskEdit::default()
+    };
+    assert!(!svc.edit_task(id, &no_change).ok().expects_changes);
+    svc.retry(id).ok();
     let t = wait_for(30, "the third run's end", || {
         let t = task(&srv, id);
-        (t["dispatch_attempts"] == 3 && t["status"] == "review").then_some(t)
+        (t.task.dispatch_attempts == 3 && t.task.status == "review").then_some(t)
     });
-    assert_eq!(t["blocked"], false, "{t:#}");
-    assert_eq!(t["exit_code"], 0);
+    assert!(!t.task.blocked, "{t:?}");
+    assert_eq!(t.task.exit_code, Some(0));
 }

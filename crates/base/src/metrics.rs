@@ -47,6 +47,8 @@ pub struct Metrics {
     dropped_requests: AtomicU64,
     /// Claim answers that never reached their worker (withdrawn).
     claims_undelivered: AtomicU64,
+    /// Long-poll claims in the waiting room now.
+    parked: AtomicU64,
     /// Events deleted by retention.
     pruned: AtomicU64,
     /// Events per second of the last retention run that deleted any (the
@@ -67,6 +69,7 @@ impl Metrics {
             log_dropped: AtomicU64::new(0),
             dropped_requests: AtomicU64::new(0),
             claims_undelivered: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
             pruned: AtomicU64::new(0),
             prune_rate: AtomicU64::new(0),
             failures: Mutex::new(None),
@@ -108,6 +111,11 @@ impl Metrics {
     /// One claim answer withdrawn because it could not be delivered.
     pub fn claim_undelivered(&self) {
         self.claims_undelivered.fetch_add(1, Relaxed);
+    }
+
+    /// How many long-poll claims the waiting room holds now.
+    pub fn parked(&self, n: usize) {
+        self.parked.store(n as u64, Relaxed);
     }
 
     /// One task claimed by a worker.
@@ -172,6 +180,12 @@ impl Metrics {
             "ops_dispatch_claims_undelivered_total",
             &[],
             self.claims_undelivered.load(Relaxed),
+        );
+
+        out.gauge(
+            "ops_dispatch_claims_parked",
+            "Long-poll claims (dispatch/next?wait=N) waiting for a task now.",
+            self.parked.load(Relaxed),
         );
 
         out.header(

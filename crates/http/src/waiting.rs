@@ -335,10 +335,12 @@ fn run(db: &Db, rx: &Receiver<Cmd>, tx: &Sender<Cmd>, generation: &AtomicU64) {
         let (due, waiting): (Vec<Parked>, Vec<Parked>) =
             parked.into_iter().partition(|p| p.until <= now);
         parked = waiting;
+        METRICS.parked(parked.len());
         for p in due {
             p.responder.respond(no_task());
         }
     }
+    METRICS.parked(0);
     for p in parked {
         p.responder.respond(no_task());
     }
@@ -384,6 +386,7 @@ fn try_claims(db: &Db, parked: &mut Vec<Parked>, wake: &Wake, tx: &Sender<Cmd>) 
             Err(e) => Err(e),
         };
         let p = parked.remove(i);
+        METRICS.parked(parked.len());
         let got_task = matches!(outcome, Ok(ClaimOutcome::Claimed { .. }));
         p.responder.respond(match outcome {
             Ok(o) => withdrawable(tx, Resp::ok(o.answer()), &o, &p.req.worker_id),
