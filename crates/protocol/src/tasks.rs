@@ -52,8 +52,14 @@ pub struct TaskView {
     /// A run of it in a repository must change its branch to reach
     /// `review`; one that ends well without a change is blocked ("sin
     /// cambios"). False for a task that expects no change (a question, a
-    /// report). Default true.
+    /// report). Default true, also when a server from before this field
+    /// does not send it (a newer launcher reads an older server's tasks).
+    #[serde(default = "yes")]
     pub expects_changes: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /api/tasks/:id/dispatch` and `/retry`: the queued task, and
