@@ -58,6 +58,34 @@ fn every_served_operation_is_in_the_spec() {
     );
 }
 
+#[test]
+fn every_exported_metric_is_in_the_spec() {
+    let doc = std::fs::read_to_string(repo().join("docs/SPEC.md")).expect("docs/SPEC.md");
+    let srv = Server::start();
+    let r = srv.service().get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let names: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(names.len() > 10, "too few metrics: {}", r.text);
+    let missing: Vec<&str> = names
+        .into_iter()
+        .filter(|n| {
+            !doc.contains(&format!("`{n}`"))
+                && !doc.contains(&format!("`{n}{{"))
+                && !doc.contains(&format!("`{n},"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/SPEC.md does not name these metrics of GET /metrics: {}",
+        missing.join(", ")
+    );
+}
+
 /// The documents `line` cites: words ending in `.md` that name a document
 /// of the repository, either an upper-case name (`README.md`) or a path
 /// from the repository's root (`docs/SPEC.md`). Absolute paths and file
