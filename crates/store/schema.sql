@@ -1,5 +1,5 @@
 -- OPS Center schema, version 1.
--- Applied once by src/db/migrate.rs; later changes are new numbered
+-- Applied once by crates/store/src/db/migrate.rs; later changes are new numbered
 -- migrations, never edits of this file. Timestamps are unix milliseconds.
 
 CREATE TABLE workspaces (
