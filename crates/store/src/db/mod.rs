@@ -345,8 +345,11 @@ fn incremental_vacuum(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL")?;
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-    if pages > 0 {
+    // The pragma alone sets the mode until a table exists (a new file may
+    // already hold its first page, written by WAL mode); after, only a
+    // VACUUM applies it.
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if tables > 0 {
         log::info!("database: switching to incremental auto-vacuum (a one-time VACUUM)");
         conn.execute_batch("VACUUM")?;
     }
