@@ -25,21 +25,17 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every `.rs` file under `dir` (relative to the workspace root).
+/// Every `.rs` file under `dir` (relative to the workspace root), with its
+/// text.
 fn sources(dir: &str) -> Vec<(PathBuf, String)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push((path, text));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root().join(dir), &mut out);
+    let out: Vec<(PathBuf, String)> = files_under(dir, "rs")
+        .into_iter()
+        .map(|rel| {
+            let path = root().join(dir).join(rel);
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect();
     assert!(!out.is_empty(), "no sources under {dir}");
     out
 }
