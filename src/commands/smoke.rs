@@ -441,6 +441,7 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
     let x = Report::Output(Output {
         chunk: "x".into(),
         offset: None,
+        events: Vec::new(),
     });
     match s.report(id, "not-the-token", x) {
         Err(e) if e.code() == "stale_claim" => {
@@ -459,6 +460,7 @@ fn dispatch_steps(s: &mut Smoke) -> Step<()> {
         Report::Output(Output {
             chunk: "smoke output line\n".into(),
             offset: None,
+            events: Vec::new(),
         }),
     )
     .map_err(|e| api_err("output", e))?;
@@ -582,6 +584,7 @@ fn watchdog_steps(s: &mut Smoke) -> Step<()> {
                 signature: "launcher process exited early (code=1, signal=null)".into(),
                 reason: format!("smoke: simulated failure {attempt} of {threshold}"),
                 evidence: "smoke: no runtime was started".into(),
+                rate_limited: None,
                 change: None,
             }),
         )

@@ -98,6 +98,7 @@ fn decide(st: &TaskState, logs: &Logs, path_var: Option<&str>) -> FinalReport {
             evidence,
             exit_code: None,
             signal: None,
+            rate_limited: None,
             change: None,
         })
     };

@@ -555,6 +555,7 @@ impl Runner {
                     let capped = Report::Output(Output {
                         chunk: note,
                         offset: Some(self.st.streamed as i64),
+                        events: Vec::new(),
                     });
                     match self.send(capped)? {
                         Sent::Acked | Sent::Refused(_) => {}
@@ -591,6 +592,7 @@ impl Runner {
             let output = Report::Output(Output {
                 chunk,
                 offset: Some(self.st.streamed as i64),
+                events: Vec::new(),
             });
             match self.send(output)? {
                 Sent::Acked => {}

@@ -120,6 +120,10 @@ pub struct ClaimAnswer {
     /// workspace's); absent or null: none, run in the launcher's directory.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repo: Option<ClaimRepo>,
+    /// A follow-up: resume this session with this message instead of
+    /// starting afresh from the task's description.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub follow_up: Option<super::runs::FollowUp>,
 }
 
 /// The repository a claimed task runs in: a git checkout on the launcher
@@ -168,6 +172,10 @@ pub struct Output {
     /// launchers that do not send it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub offset: Option<i64>,
+    /// What the agent did in this chunk, read from its CLI's stream
+    /// (empty for plain-text output). Taken or ignored with the chunk.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub events: Vec<super::runs::RunEvent>,
 }
 
 /// `POST /api/dispatch/tasks/:id/finished`.
@@ -198,8 +206,20 @@ pub struct Failed {
     pub exit_code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub signal: Option<String>,
+    /// The provider refused for its rate limit or quota: the task goes
+    /// back to the queue (not before the reset) rather than being blocked.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rate_limited: Option<RateLimited>,
     #[serde(flatten, default)]
     pub change: Option<RunChange>,
+}
+
+/// A run the provider's rate limit or quota ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RateLimited {
+    /// Seconds until the provider said the limit resets, when it did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_seconds: Option<i64>,
 }
 
 /// `POST /api/dispatch/tasks/:id/cancelled`: how the agent of a cancelled

@@ -74,6 +74,7 @@ impl ClaimOutcome {
                     path: path.clone(),
                     base_ref: base_ref.clone(),
                 }),
+                follow_up: None,
             },
             ClaimOutcome::Nothing { reason, reconciled } => ClaimAnswer {
                 task: None,
@@ -82,6 +83,7 @@ impl ClaimOutcome {
                 reason: Some(reason.to_string()),
                 reconciled: *reconciled,
                 repo: None,
+                follow_up: None,
             },
         }
     }

@@ -75,7 +75,7 @@ pub fn report(
                 t.err_log_path = err_log_path;
                 transition(conn, &mut t, Status::Doing, "dispatch.started", &actor, json!({"pid": pid}), now)?;
             }
-            Report::Output(Output { chunk, offset }) => {
+            Report::Output(Output { chunk, offset, .. }) => {
                 if ended || !t.status.is_claimed() {
                     return Err(Error::conflict("task_not_running", format!("task {id} is {}; its run has ended", t.status.as_str())));
                 }
@@ -129,7 +129,7 @@ pub fn report(
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal }) => {
+            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal, .. }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }

@@ -313,7 +313,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 ));
             }
             let offset = f.i64_in("offset", 0..=i64::MAX)?;
-            Ok(Report::Output(Output { chunk, offset }))
+            Ok(Report::Output(Output { chunk, offset, events: Vec::new() }))
         }),
         "finished" => (
             [
@@ -353,6 +353,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     evidence: f.str("evidence")?.unwrap_or_default(),
                     exit_code: f.nullable_i64("exit_code")?,
                     signal: signal(f)?,
+                    rate_limited: None,
                     change: change(f)?,
                 }))
             },
