@@ -414,6 +414,7 @@ pub fn output(chunk: &str) -> Output {
     Output {
         chunk: chunk.into(),
         offset: None,
+        events: Vec::new(),
     }
 }
 
@@ -435,6 +436,7 @@ pub fn failed(signature: &str, reason: &str, evidence: &str) -> Failed {
         evidence: evidence.into(),
         exit_code: None,
         signal: None,
+        rate_limited: None,
         change: None,
     }
 }

@@ -531,6 +531,7 @@ fn a_retried_output_chunk_is_logged_once() {
     let at = |chunk: &str, offset: i64| Output {
         chunk: chunk.into(),
         offset: Some(offset),
+        events: Vec::new(),
     };
     for (chunk, offset) in [
         ("one\n", 0),
