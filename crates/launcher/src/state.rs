@@ -238,6 +238,7 @@ mod tests {
             evidence: "e".into(),
             exit_code: None,
             signal: None,
+            rate_limited: None,
             change: None,
         });
         assert_eq!(
