@@ -338,6 +338,7 @@ mod tests {
             reason: Some("no_task".into()),
             reconciled: 0,
             repo: None,
+            follow_up: None,
         };
         assert_eq!(
             serde_json::to_value(&nothing).unwrap(),
@@ -362,6 +363,7 @@ mod tests {
             report: Output {
                 chunk: "x".into(),
                 offset: None,
+                events: Vec::new(),
             },
         };
         assert_eq!(
