@@ -449,33 +449,58 @@ pub fn remove_member(db: &Db, who: &Principal, workspace_id: i64, user_id: i64) 
     })
 }
 
-/// `PATCH /api/workspaces/:id`: the repository its tasks run in and the
-/// roots under which a task may name its own. `None` leaves a field,
+/// The fields of `PATCH /api/workspaces/:id`; `None` leaves a field as it
+/// is, `Some(None)` clears it.
+pub struct WorkspaceEdit {
+    pub repo_path: Option<Option<String>>,
+    pub base_ref: Option<Option<String>>,
+    pub repo_roots: Option<Vec<String>>,
+    pub budget_usd_month: Option<Option<f64>>,
+}
+
+/// `PATCH /api/workspaces/:id`: the repository its tasks run in, the
+/// roots under which a task may name its own, and its monthly budget. `None` leaves a field,
 /// `Some(None)` clears it; `repo_roots` replaces the whole list. A
 /// workspace admin's call: the repository decides where the agents of
 /// every task of the workspace work. A Human Gate approval is withdrawn
 /// from the tasks whose repository this changes (those on the workspace's)
 /// and from those whose own repository it no longer allows.
-pub fn set_workspace_repo(
+pub fn edit_workspace(
     db: &Db,
     who: &Principal,
     workspace_id: i64,
-    repo_path: Option<Option<String>>,
-    base_ref: Option<Option<String>>,
-    repo_roots: Option<Vec<String>>,
+    edit: WorkspaceEdit,
 ) -> Result<Workspace> {
     who.require_workspace_admin(workspace_id)?;
+    let WorkspaceEdit {
+        repo_path,
+        base_ref,
+        repo_roots,
+        budget_usd_month,
+    } = edit;
     let repo_roots = repo_roots.map(repo::check_roots).transpose()?;
     let actor = who.actor();
     db.write(move |conn| {
         let now = now_ms();
         let old = workspaces::require(conn, workspace_id)?;
+        if let Some(budget) = budget_usd_month.filter(|b| *b != old.budget_usd_month) {
+            workspaces::set_budget(conn, workspace_id, budget)?;
+            event(
+                conn,
+                now,
+                Some(workspace_id),
+                None,
+                "workspace.budget_set",
+                &actor,
+                json!({"budget_usd_month": budget, "was": old.budget_usd_month}),
+            )?;
+        }
         let path = repo_path.unwrap_or(old.repo_path.clone());
         let base = base_ref.unwrap_or(old.base_ref.clone());
         let roots = repo_roots.unwrap_or(old.repo_roots.clone());
         let repo_changed = (&path, &base) != (&old.repo_path, &old.base_ref);
         if !repo_changed && roots == old.repo_roots {
-            return Ok(old);
+            return workspaces::require(conn, workspace_id);
         }
         workspaces::set_repo(conn, workspace_id, path.as_deref(), base.as_deref())?;
         workspaces::set_repo_roots(conn, workspace_id, &roots)?;

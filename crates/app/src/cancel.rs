@@ -32,26 +32,41 @@ pub fn cancel(db: &Db, who: &Principal, id: i64) -> Result<TaskView> {
         who.can_edit_tasks(t.workspace_id)?;
         super::tasks::refuse_archived(&t)?;
         check_may_cancel(id, t.status)?;
-        let worker = t.claimed_by.clone();
-        if let (Some(w), Some(token)) = (&worker, &t.claim_token) {
-            cancels::put(conn, id, w, token, cancels::Why::Cancelled, now)?;
-            t.dispatch_finished_at = Some(now);
-        }
-        let body = match &worker {
+        let body = match &t.claimed_by {
             Some(w) => format!(
                 "cancelled by {actor} while {} on worker {w}; the launcher ends the agent and reports how it ended",
                 t.status.as_str()
             ),
             None => format!("cancelled by {actor} while queued, before any worker took it"),
         };
-        comments::add(conn, id, "system", "note", &body, now)?;
-        t.clear_claim();
-        let payload = json!({"worker_id": worker, "attempt": t.dispatch_attempts});
-        transition(conn, &mut t, CANCELLED_TO, "task.cancelled", &actor, payload, now)?;
+        withdraw(conn, &mut t, &actor, &body, now)?;
         tasks::save(conn, &t, now)?;
         tasks::require(conn, id)
     })
     .map(|t| views::task(&t))
+}
+
+/// Takes `t` off its worker and the queue (the caller saves it): the
+/// claim is remembered as cancelled, so that its worker ends the agent;
+/// its run ends `cancelled`; `note` says why, on the task; the task lands
+/// in `waiting`, not blocked.
+pub(crate) fn withdraw(
+    conn: &Connection,
+    t: &mut ops_store::tasks::Task,
+    actor: &str,
+    note: &str,
+    now: i64,
+) -> Result<()> {
+    let worker = t.claimed_by.clone();
+    if let (Some(w), Some(token)) = (&worker, &t.claim_token) {
+        cancels::put(conn, t.id, w, token, cancels::Why::Cancelled, now)?;
+        super::runs::end(conn, token, "cancelled", None, None, now)?;
+        t.dispatch_finished_at = Some(now);
+    }
+    comments::add(conn, t.id, "system", "note", note, now)?;
+    t.clear_claim();
+    let payload = json!({"worker_id": worker, "attempt": t.dispatch_attempts});
+    transition(conn, t, CANCELLED_TO, "task.cancelled", actor, payload, now)
 }
 
 /// Whether `claim` is the cancelled claim of task `id`: the refusal of

@@ -8,7 +8,7 @@ use ops_base::time::now_ms;
 use ops_domain::access::Principal;
 use ops_domain::task::Status;
 use ops_store::db::Db;
-use ops_store::{alerts, settings, tasks};
+use ops_store::{alerts, runs, settings, tasks};
 
 /// The whole scrape: service token or global admin.
 pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
@@ -26,6 +26,7 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
     let workers = Workers::read(db, &conn, &s, now)?;
     let fresh = workers.fresh().count();
     let open_alerts = alerts::open_count(&conn, None)?;
+    let by_agent = runs::totals_by_agent(&conn)?;
     drop(conn);
 
     let mut out = Text::default();
@@ -75,6 +76,35 @@ pub fn scrape(db: &Db, who: &Principal) -> Result<String> {
         u8::from(s.dispatch_enabled),
     );
     out.gauge("ops_alerts_open", "Alerts not yet resolved.", open_alerts);
+    out.header(
+        "ops_agent_tokens_total",
+        "counter",
+        "Tokens the agents' runs spent, by agent and direction (in: prompt, out: completion), over the runs kept.",
+    );
+    for (agent, spend) in &by_agent {
+        out.sample(
+            "ops_agent_tokens_total",
+            &[("agent", agent), ("direction", "in")],
+            spend.tokens_in,
+        );
+        out.sample(
+            "ops_agent_tokens_total",
+            &[("agent", agent), ("direction", "out")],
+            spend.tokens_out,
+        );
+    }
+    out.header(
+        "ops_agent_cost_usd_total",
+        "counter",
+        "USD the agents' runs cost (the CLI's figure, else model_prices), by agent, over the runs kept.",
+    );
+    for (agent, spend) in &by_agent {
+        out.sample(
+            "ops_agent_cost_usd_total",
+            &[("agent", agent)],
+            spend.cost_usd,
+        );
+    }
     out.gauge(
         "ops_db_bytes",
         "Size of the database file.",

@@ -8,6 +8,7 @@ use ops_protocol::accounts::{Membership, UserView, Workspace};
 use ops_protocol::admin::AgentView;
 use ops_protocol::events::{AlertView, Event};
 use ops_protocol::health::WorkerView;
+use ops_protocol::runs::RunView;
 use ops_protocol::tasks::{Comment, TaskChange, TaskView};
 
 fn ts(ms: Option<i64>) -> Option<String> {
@@ -56,6 +57,32 @@ pub fn task(t: &ops_store::tasks::Task) -> TaskView {
         effective_repo_path: effective.map(|(p, _)| p.to_string()),
         effective_base_ref: effective.and_then(|(_, r)| r.map(str::to_string)),
         expects_changes: t.expects_changes,
+        not_before: ts(t.not_before),
+        follow_up: t.follow_up.clone(),
+    }
+}
+
+/// A run of task `t` (a run still marked running whose claim is no longer
+/// the task's shows as `lost`).
+pub fn run(r: &ops_store::runs::Run, t: &ops_store::tasks::Task) -> RunView {
+    RunView {
+        task_id: r.task_id,
+        number: r.number,
+        worker_id: r.worker_id.clone(),
+        agent: r.agent_slug.clone(),
+        model: r.model.clone(),
+        started_at: rfc3339(r.started_at),
+        ended_at: ts(r.ended_at),
+        outcome: super::runs::outcome_of(r, t),
+        exit_code: r.exit_code,
+        signal: r.signal.clone(),
+        session_id: r.session_id.clone(),
+        follow_up: r.follow_up.clone(),
+        resumed_session: r.resumed_session.clone(),
+        tokens_in: r.tokens_in,
+        tokens_out: r.tokens_out,
+        cost_usd: r.cost_usd,
+        cost_source: r.cost_source.clone(),
     }
 }
 
@@ -165,6 +192,7 @@ pub fn workspace(w: &ops_store::workspaces::Workspace) -> Workspace {
         repo_path: w.repo_path.clone(),
         base_ref: w.base_ref.clone(),
         repo_roots: w.repo_roots.clone(),
+        budget_usd_month: w.budget_usd_month,
     }
 }
 

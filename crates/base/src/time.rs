@@ -67,6 +67,70 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// A calendar month (UTC): `2026-12`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Month {
+    pub year: i64,
+    pub month: u32,
+}
+
+impl Month {
+    /// The month holding the unix-millisecond timestamp `ms`.
+    pub fn of(ms: i64) -> Month {
+        let (year, month, _) = civil_from_days(ms.div_euclid(86_400_000));
+        Month { year, month }
+    }
+
+    /// `2026-12`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Month> {
+        let (y, m) = s.split_once('-')?;
+        if y.len() != 4 || m.len() != 2 {
+            return None;
+        }
+        let (year, month): (i64, u32) = (y.parse().ok()?, m.parse().ok()?);
+        ((1970..=9999).contains(&year) && (1..=12).contains(&month))
+            .then_some(Month { year, month })
+    }
+
+    /// Its first and the next month's first instant, in unix milliseconds.
+    pub fn bounds(self) -> (i64, i64) {
+        let next = if self.month == 12 {
+            Month {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
+        };
+        (self.first_ms(), next.first_ms())
+    }
+
+    fn first_ms(self) -> i64 {
+        days_from_civil(self.year, self.month, 1) * 86_400_000
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -84,7 +148,22 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{rfc3339, Month};
+
+    #[test]
+    fn months_have_their_bounds() {
+        let dec = Month::of(1_796_601_600_000); // 2026-12-07
+        assert_eq!(dec.to_string(), "2026-12");
+        let (from, to) = dec.bounds();
+        assert_eq!(rfc3339(from), "2026-12-01T00:00:00.000Z");
+        assert_eq!(rfc3339(to), "2027-01-01T00:00:00.000Z");
+        let feb = Month::parse("2024-02").unwrap();
+        assert_eq!(rfc3339(feb.bounds().1), "2024-03-01T00:00:00.000Z");
+        assert_eq!(Month::of(feb.bounds().1 - 1), feb);
+        for bad in ["2024-13", "2024-2", "24-02", "x", "2024-00", ""] {
+            assert_eq!(Month::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod model_filter;
+pub mod prices;
 pub mod repo;
 pub mod settings;
 pub mod task;

@@ -16,6 +16,8 @@ enum Kind {
     Token,
     /// One of these words.
     Choice(&'static [&'static str]),
+    /// A price table (`super::prices`).
+    Prices,
 }
 
 struct Def {
@@ -38,6 +40,7 @@ pub const WATCHDOG_FAILURE_THRESHOLD: &str = "watchdog_failure_threshold";
 pub const EVENTS_RETENTION_DAYS: &str = "events_retention_days";
 pub const UI_LANGUAGE: &str = "ui_language";
 pub const REPLICATION_MAX_LAG_SECONDS: &str = "replication_max_lag_seconds";
+pub const MODEL_PRICES: &str = "model_prices";
 /// Internal: `generated` while the token is the one made at first start.
 pub const TOKEN_ORIGIN: &str = "service_api_token_origin";
 
@@ -107,6 +110,11 @@ const DEFS: &[Def] = &[
             max: 86_400,
         },
     },
+    Def {
+        key: MODEL_PRICES,
+        default: "{}",
+        kind: Kind::Prices,
+    },
 ];
 
 /// The language of the words the server itself writes for people to read
@@ -164,6 +172,9 @@ pub fn validate(key: &str, raw: &str) -> Result<String> {
             ))),
         },
         Kind::Token => validate_token(value).map(str::to_string).map_err(bad),
+        Kind::Prices => super::prices::parse(value)
+            .map(|_| value.to_string())
+            .map_err(bad),
         Kind::Choice(words) => {
             let v = value.to_ascii_lowercase();
             if words.contains(&v.as_str()) {
@@ -216,6 +227,8 @@ pub struct Settings {
     /// Health is not ok, and an alert opens, while the replica is further
     /// behind than this.
     pub replication_max_lag_seconds: i64,
+    /// What tokens cost when the CLI does not say (`model_prices`).
+    pub model_prices: Vec<super::prices::Price>,
     pub token_generated: bool,
 }
 
@@ -244,6 +257,7 @@ impl Settings {
                 Language::Es
             },
             replication_max_lag_seconds: int(REPLICATION_MAX_LAG_SECONDS),
+            model_prices: super::prices::parse(&get(MODEL_PRICES)).unwrap_or_default(),
             token_generated: stored.get(TOKEN_ORIGIN).map(String::as_str) == Some("generated"),
         }
     }
@@ -262,7 +276,23 @@ impl Settings {
             events_retention_days: self.events_retention_days,
             ui_language: self.ui_language.as_str().to_string(),
             replication_max_lag_seconds: self.replication_max_lag_seconds,
+            model_prices: self.model_prices_text(),
         }
+    }
+
+    /// `model_prices` as a JSON object, families in order.
+    fn model_prices_text(&self) -> String {
+        let families: serde_json::Map<String, serde_json::Value> = self
+            .model_prices
+            .iter()
+            .map(|p| {
+                (
+                    p.family.clone(),
+                    serde_json::json!({"input": p.input, "output": p.output}),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(families).to_string()
     }
 
     /// The typed value of one key, as in [`Settings::view`].
@@ -279,6 +309,7 @@ impl Settings {
             EVENTS_RETENTION_DAYS => Number(self.events_retention_days),
             UI_LANGUAGE => Text(self.ui_language.as_str().to_string()),
             REPLICATION_MAX_LAG_SECONDS => Number(self.replication_max_lag_seconds),
+            MODEL_PRICES => Text(self.model_prices_text()),
             _ => return None,
         })
     }

@@ -17,6 +17,7 @@ use ops_protocol::dispatch::*;
 use ops_protocol::errors::ErrorBody;
 use ops_protocol::events::*;
 use ops_protocol::health::Health;
+use ops_protocol::runs::*;
 use ops_protocol::tasks::*;
 use ops_protocol::watchdog::WatchdogReport;
 use ops_protocol::Deleted;
@@ -146,7 +147,8 @@ const OPS: &[Op] = &[
     op!("DELETE" "/api/users/{id}", "Delete a user", Any, body NONE, 200 Body::Json(s::<Deleted>)),
     op!("GET" "/api/workspaces", "Workspaces the caller sees", Any, body NONE, 200 Body::Json(s::<WorkspaceList>)),
     op!("POST" "/api/workspaces", "Create a workspace (global admin)", Any, body Some(s::<NewWorkspace>), 201 Body::Json(s::<Workspace>)),
-    op!("PATCH" "/api/workspaces/{id}", "Set a workspace's repository and the roots its tasks' own repositories must lie under (workspace admin)", Any, body Some(s::<WorkspaceChange>), 200 Body::Json(s::<Workspace>)),
+    op!("PATCH" "/api/workspaces/{id}", "Set a workspace's repository, the roots its tasks' own repositories must lie under, and its monthly budget (workspace admin)", Any, body Some(s::<WorkspaceChange>), 200 Body::Json(s::<Workspace>)),
+    op!("GET" "/api/workspaces/{id}/usage", "A workspace's runs, tokens and cost in a month, beside its budget", Any, query &[("month", "string", "the month, as 2026-12 (default: this month, UTC)")], body NONE, 200 Body::Json(s::<WorkspaceUsage>)),
     op!("PUT" "/api/workspaces/{id}/members/{user_id}", "Set a member's role", Any, body Some(s::<MemberRole>), 200 Body::Json(s::<MemberSet>)),
     op!("DELETE" "/api/workspaces/{id}/members/{user_id}", "Remove a member", Any, body NONE, 200 Body::Json(s::<MemberRemoved>)),
     op!("GET" "/api/settings", "All settings", Any, body NONE, 200 Body::Json(s::<SettingsView>)),
@@ -168,6 +170,9 @@ const OPS: &[Op] = &[
     op!("POST" "/api/tasks/{id}/unarchive", "Unarchive a task", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/tasks/{id}/dispatch", "Queue a task for a worker (409 repo_not_allowed when its workspace does not allow its repository)", Any, body NONE, 200 Body::Json(s::<DispatchAnswer>)),
     op!("POST" "/api/tasks/{id}/retry", "Unblock and queue a task", Any, body NONE, 200 Body::Json(s::<DispatchAnswer>)),
+    op!("POST" "/api/tasks/{id}/follow-up", "Send a message to the agent: its next run resumes the last run's session (409 no_session, budget_exhausted, human_gate)", Any, body Some(s::<FollowUpRequest>), 200 Body::Json(s::<DispatchAnswer>)),
+    op!("GET" "/api/tasks/{id}/runs", "The task's runs: agent, model, outcome, session, tokens and cost", Any, body NONE, 200 Body::Json(s::<TaskRuns>)),
+    op!("GET" "/api/tasks/{id}/transcript", "The runs' events, oldest first, a page at a time", Any, query &[("after", "integer", "only events after this seq")], body NONE, 200 Body::Json(s::<Transcript>)),
     op!("POST" "/api/tasks/{id}/cancel", "Cancel a queued or running task", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),

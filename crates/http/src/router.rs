@@ -74,6 +74,9 @@ pub const ROUTES: &[Route] = &[
     r("PATCH", "/api/workspaces/{id}", |a, q, p| {
         accounts::edit_workspace(a, q, p.id(0, "workspace")?)
     }),
+    r("GET", "/api/workspaces/{id}/usage", |a, q, p| {
+        accounts::workspace_usage(a, q, p.id(0, "workspace")?)
+    }),
     r(
         "PUT",
         "/api/workspaces/{id}/members/{user_id}",
@@ -130,6 +133,15 @@ pub const ROUTES: &[Route] = &[
     }),
     r("POST", "/api/tasks/{id}/retry", |a, q, p| {
         dispatch::retry(a, q, p.id(0, "task")?)
+    }),
+    r("POST", "/api/tasks/{id}/follow-up", |a, q, p| {
+        dispatch::follow_up(a, q, p.id(0, "task")?)
+    }),
+    r("GET", "/api/tasks/{id}/runs", |a, q, p| {
+        tasks::runs(a, q, p.id(0, "task")?)
+    }),
+    r("GET", "/api/tasks/{id}/transcript", |a, q, p| {
+        tasks::transcript(a, q, p.id(0, "task")?)
     }),
     r("POST", "/api/tasks/{id}/cancel", |a, q, p| {
         tasks::cancel(a, q, p.id(0, "task")?)

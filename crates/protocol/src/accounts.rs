@@ -69,6 +69,10 @@ pub struct Workspace {
     /// one of these absolute paths (by whole components). Sorted; empty:
     /// a task may name no repository but the workspace's.
     pub repo_roots: Vec<String>,
+    /// Its monthly budget in USD (`null`: none): at 80 % an alert, at
+    /// 100 % its dispatches are refused and its running agents stopped.
+    #[serde(default)]
+    pub budget_usd_month: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -130,6 +134,9 @@ pub struct WorkspaceChange {
     /// Absolute paths, each checked as `repo_path` is; at most 64.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repo_roots: Option<Vec<String>>,
+    /// USD a month, 0 to 1,000,000; `null`: no budget.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget_usd_month: Option<Option<f64>>,
 }
 
 /// `PUT /api/workspaces/:id/members/:user_id`.

@@ -39,6 +39,10 @@ pub struct SettingsView {
     /// Health is not ok, and an alert opens, while the replica is further
     /// behind than this many seconds.
     pub replication_max_lag_seconds: i64,
+    /// USD per million input and output tokens per model family, for the
+    /// CLIs that do not say what a run cost: a JSON object such as
+    /// `{"gpt-5": {"input": 1.25, "output": 10}}` (default `{}`).
+    pub model_prices: String,
 }
 
 /// One setting's typed value.

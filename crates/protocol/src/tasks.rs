@@ -56,6 +56,13 @@ pub struct TaskView {
     /// does not send it (a newer launcher reads an older server's tasks).
     #[serde(default = "yes")]
     pub expects_changes: bool,
+    /// A queued task a rate limit sent back: no claim takes it before
+    /// this time.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// A follow-up message waiting for its run (cleared when it starts).
+    #[serde(default)]
+    pub follow_up: Option<String>,
 }
 
 fn yes() -> bool {

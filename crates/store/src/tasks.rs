@@ -54,6 +54,15 @@ pub struct Task {
     /// A run of it with a repository must change its branch to reach
     /// review (migration 13).
     pub expects_changes: bool,
+    /// A queued task no claim takes before this (ms): the provider's rate
+    /// limit ended its last run (migration 15).
+    pub not_before: Option<i64>,
+    /// Its runs in a row that a rate limit ended (migration 15).
+    pub rate_limited_runs: i64,
+    /// A follow-up waiting for its run: the message and the session it
+    /// resumes (migration 15).
+    pub follow_up: Option<String>,
+    pub follow_up_session: Option<String>,
 }
 
 const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.status, t.execution,
@@ -62,7 +71,8 @@ const SELECT: &str = "SELECT t.id, t.workspace_id, t.title, t.description, t.sta
     t.claim_token, t.claimed_at, t.dispatch_started_at, t.dispatch_finished_at, t.exit_code,
     t.log_path, t.err_log_path, t.created_at, t.updated_at, t.archived_at,
     t.repo_path, t.base_ref, w.repo_path, w.base_ref, t.claim_unlisted_at, t.queued_at,
-    t.exit_signal, t.expects_changes
+    t.exit_signal, t.expects_changes, t.not_before, t.rate_limited_runs, t.follow_up,
+    t.follow_up_session
     FROM tasks t LEFT JOIN agents a ON a.id = t.agent_id
     LEFT JOIN workspaces w ON w.id = t.workspace_id";
 
@@ -107,6 +117,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         queued_at: r.get(33)?,
         exit_signal: r.get(34)?,
         expects_changes: r.get(35)?,
+        not_before: r.get(36)?,
+        rate_limited_runs: r.get(37)?,
+        follow_up: r.get(38)?,
+        follow_up_session: r.get(39)?,
     })
 }
 
@@ -212,7 +226,8 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
             claim_token=?17, claimed_at=?18, dispatch_started_at=?19, dispatch_finished_at=?20,
             exit_code=?21, log_path=?22, err_log_path=?23, archived_at=?24, updated_at=?25,
             repo_path=?26, base_ref=?27, claim_unlisted_at=?28, queued_at=?29,
-            exit_signal=?30, expects_changes=?31
+            exit_signal=?30, expects_changes=?31, not_before=?32, rate_limited_runs=?33,
+            follow_up=?34, follow_up_session=?35
          WHERE id=?1",
     )?
     .execute(params![
@@ -246,7 +261,11 @@ pub fn save(conn: &Connection, t: &Task, now: i64) -> Result<()> {
         t.claim_unlisted_at,
         t.queued_at,
         t.exit_signal,
-        t.expects_changes
+        t.expects_changes,
+        t.not_before,
+        t.rate_limited_runs,
+        t.follow_up,
+        t.follow_up_session
     ])?;
     Ok(())
 }
@@ -545,11 +564,12 @@ pub fn next_claimable(
     slugs: &[String],
     workspace_id: Option<i64>,
     rules: &[Rule],
+    now: i64,
 ) -> Result<Option<Task>> {
     if slugs.is_empty() {
         return Ok(None);
     }
-    let (sql, args) = claim_query(slugs, workspace_id, rules);
+    let (sql, args) = claim_query(slugs, workspace_id, rules, now);
     let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
     Ok(conn
         .prepare_cached(&sql)?
@@ -562,6 +582,7 @@ fn claim_query(
     slugs: &[String],
     workspace_id: Option<i64>,
     rules: &[Rule],
+    now: i64,
 ) -> (String, Vec<Box<dyn ToSql>>) {
     let mut args: Vec<Box<dyn ToSql>> = slugs
         .iter()
@@ -594,6 +615,9 @@ fn claim_query(
         }
         filters.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
+    // A task a rate limit sent back waits for its time.
+    filters.push_str(" AND (t.not_before IS NULL OR t.not_before <= ?)");
+    args.push(Box::new(now));
     // The first three conditions are those of the partial index
     // `tasks_queued`, written as it is so that the planner uses it.
     let sql = format!(
@@ -1165,7 +1189,7 @@ mod tests {
         let slugs = ["codex".to_string(), "claude".to_string()];
         let rules = ops_domain::model_filter::rules(&["gpt-5".to_string()]);
         for (ws, rules) in [(None, &[][..]), (Some(1), &rules[..])] {
-            let (sql, args) = claim_query(&slugs, ws, rules);
+            let (sql, args) = claim_query(&slugs, ws, rules, 0);
             let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let rows = stmt
@@ -1302,7 +1326,7 @@ mod tests {
                 for filter in filters {
                     let filter = parse_list(filter);
                     let want = model_matches(&filter, model.or(agent_model));
-                    let got = next_claimable(&conn, &slugs, None, &rules(&filter))
+                    let got = next_claimable(&conn, &slugs, None, &rules(&filter), 0)
                         .unwrap()
                         .is_some();
                     assert_eq!(

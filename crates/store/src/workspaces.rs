@@ -13,9 +13,16 @@ pub struct Workspace {
     /// Where its tasks may name their own repository (`workspace_repo_roots`),
     /// sorted.
     pub repo_roots: Vec<String>,
+    /// Its monthly budget in USD (migration 15); `None`: none.
+    pub budget_usd_month: Option<f64>,
+    /// The month (`2026-12`) whose 80 % warning, and whose stop at 100 %,
+    /// were done.
+    pub budget_warned: Option<String>,
+    pub budget_exhausted: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, created_at, repo_path, base_ref";
+const COLUMNS: &str =
+    "id, name, created_at, repo_path, base_ref, budget_usd_month, budget_warned, budget_exhausted";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
     Ok(Workspace {
@@ -25,6 +32,9 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Workspace> {
         repo_path: r.get(3)?,
         base_ref: r.get(4)?,
         repo_roots: Vec::new(),
+        budget_usd_month: r.get(5)?,
+        budget_warned: r.get(6)?,
+        budget_exhausted: r.get(7)?,
     })
 }
 
@@ -110,5 +120,33 @@ pub fn set_repo_roots(conn: &Connection, id: i64, roots: &[String]) -> Result<()
     for root in roots {
         insert.execute(params![id, root])?;
     }
+    Ok(())
+}
+
+/// Sets (or clears) the monthly budget; the month's warning and stop are
+/// due again against the new figure.
+pub fn set_budget(conn: &Connection, id: i64, usd: Option<f64>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workspaces SET budget_usd_month = ?2, budget_warned = NULL, budget_exhausted = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![id, usd])?;
+    Ok(())
+}
+
+/// Which budget mark to set.
+#[derive(Clone, Copy, Debug)]
+pub enum BudgetMark {
+    Warned,
+    Exhausted,
+}
+
+/// Records that the month's warning (or stop) was done.
+pub fn mark_budget(conn: &Connection, id: i64, mark: BudgetMark, month: &str) -> Result<()> {
+    let sql = match mark {
+        BudgetMark::Warned => "UPDATE workspaces SET budget_warned = ?2 WHERE id = ?1",
+        BudgetMark::Exhausted => "UPDATE workspaces SET budget_exhausted = ?2 WHERE id = ?1",
+    };
+    conn.prepare_cached(sql)?.execute(params![id, month])?;
     Ok(())
 }

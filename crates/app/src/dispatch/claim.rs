@@ -15,6 +15,7 @@ use ops_domain::repo;
 use ops_domain::settings::Settings;
 use ops_domain::task::Status;
 use ops_protocol::dispatch::{ClaimAnswer, ClaimRepo, ClaimedAgent};
+use ops_protocol::runs::FollowUp;
 use ops_store::agents;
 use ops_store::db::Db;
 use ops_store::heartbeats::{self, Heartbeat};
@@ -74,7 +75,13 @@ impl ClaimOutcome {
                     path: path.clone(),
                     base_ref: base_ref.clone(),
                 }),
-                follow_up: None,
+                follow_up: match (&task.follow_up, &task.follow_up_session) {
+                    (Some(message), Some(session_id)) => Some(FollowUp {
+                        session_id: session_id.clone(),
+                        message: message.clone(),
+                    }),
+                    _ => None,
+                },
             },
             ClaimOutcome::Nothing { reason, reconciled } => ClaimAnswer {
                 task: None,
@@ -239,7 +246,13 @@ fn candidate(
     }
     let workspace = req.workspace_id.or(hb.workspace_id);
     Ok(
-        match tasks::next_claimable(conn, &slugs, workspace, &model_filter::rules(&hb.models))? {
+        match tasks::next_claimable(
+            conn,
+            &slugs,
+            workspace,
+            &model_filter::rules(&hb.models),
+            now,
+        )? {
             Some(t) => Ok((t, hb)),
             None => Err("no_task"),
         },

@@ -18,7 +18,9 @@ pub use claim::{claim, ClaimOutcome, ClaimRequest, REPO_NOT_ALLOWED_REASON};
 pub use health::{health, Workers};
 pub(crate) use health::{queued_label, replication_lagging, replication_warning};
 pub use heartbeat::{forget_worker, heartbeat, worker_view, WorkerView};
-pub use queue::{approve, dispatch, is_gate_block, DISPATCH_DISABLED, GATE_REASON};
+pub use queue::{
+    approve, dispatch, follow_up, is_gate_block, DISPATCH_DISABLED, FOLLOW_UP_NOTE, GATE_REASON,
+};
 pub(crate) use reconcile::{alert_event, stale_running_in};
 pub use reconcile::{
     reconcile_now, reconcile_stale, reconcile_stale_running, serving_since, stale_tasks,
@@ -26,5 +28,5 @@ pub use reconcile::{
 };
 pub use report::{
     report, CHUNK_LIMIT, NO_CHANGE_REASON, NO_EVIDENCE_REASON, OUTPUT_LIMIT, PATCH_LIMIT,
-    STAT_LIMIT,
+    RATE_LIMITED_REASON, RATE_LIMIT_BLOCK_AFTER, STAT_LIMIT,
 };

@@ -10,12 +10,14 @@ use ops_base::time::now_ms;
 use ops_domain::access::Principal;
 use ops_domain::task::{Execution, Status};
 use ops_protocol::tasks::{DispatchAnswer, TaskView};
-use ops_store::agents;
 use ops_store::db::Db;
 use ops_store::tasks::{self, Task};
+use ops_store::{agents, comments};
 
 /// The start of `blocked_reason` when the Human Gate holds a task.
 pub const GATE_REASON: &str = "Human Gate: sensitive task waiting for a human approval";
+/// The first line of the note that keeps a follow-up's message on the task.
+pub const FOLLOW_UP_NOTE: &str = "Enviado al agente (seguimiento):";
 /// The `warning` of a dispatch answered while `dispatch_enabled` is false:
 /// the task is queued, but no worker is handed a task until it is true.
 pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
@@ -26,6 +28,29 @@ pub const DISPATCH_DISABLED: &str = "dispatch_disabled";
 /// /api/tasks/:id/retry`) first lifts a block other than the gate's, in the
 /// same transaction: a refused dispatch leaves the task blocked.
 pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<DispatchAnswer> {
+    queue(db, who, id, if retry { How::Retry } else { How::Dispatch })
+}
+
+/// `POST /api/tasks/:id/follow-up`: a task in `review` or `waiting` is
+/// queued again with `message` for its agent, whose next run resumes the
+/// last run's session in the same clone. The same rules as a dispatch
+/// apply (Human Gate, budget, then the done guard on its end); a block
+/// other than the gate's is lifted, as by a retry. A last run that named
+/// no session cannot be resumed: `409 no_session` (retry it afresh).
+pub fn follow_up(db: &Db, who: &Principal, id: i64, message: String) -> Result<DispatchAnswer> {
+    queue(db, who, id, How::FollowUp(message))
+}
+
+/// How a task is queued.
+enum How {
+    Dispatch,
+    /// A block other than the gate's is lifted first.
+    Retry,
+    /// With a message that resumes the last run's session.
+    FollowUp(String),
+}
+
+fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> {
     enum Outcome {
         Queued(Box<Task>, bool),
         Gated,
@@ -61,6 +86,23 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<Dispat
                 format!("task {id} cannot be dispatched: its repository {why}"),
             ));
         }
+        let session = match &how {
+            How::FollowUp(_) => {
+                if !matches!(t.status, Status::Review | Status::Waiting) {
+                    return Err(Error::conflict(
+                        "invalid_transition",
+                        format!("task {id} is {}; only a task in review or waiting takes a follow-up", t.status.as_str()),
+                    ));
+                }
+                Some(crate::runs::resumable_session(conn, id)?.ok_or_else(|| Error::conflict(
+                    "no_session",
+                    format!("task {id}'s last run named no session to resume (its CLI does not resume sessions, \
+                             or the run ended before naming one): retry it for a fresh run"),
+                ))?)
+            }
+            _ => None,
+        };
+        crate::budget::refuse_if_exhausted(conn, t.workspace_id, now)?;
         if t.sensitive && t.gate_approved_at.is_none() {
             // The first refusal parks the task at the gate; later ones (or
             // one of a task blocked for another reason, or done) change
@@ -73,10 +115,11 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<Dispat
             }
             return Ok(Outcome::Gated);
         }
-        if retry && t.blocked {
+        if !matches!(how, How::Dispatch) && t.blocked {
             let reason = t.blocked_reason.take();
             t.blocked = false;
-            event(conn, now, Some(t.workspace_id), Some(id), "task.unblocked", &actor, json!({"reason": reason, "because": "retry"}))?;
+            let because = if session.is_some() { "follow_up" } else { "retry" };
+            event(conn, now, Some(t.workspace_id), Some(id), "task.unblocked", &actor, json!({"reason": reason, "because": because}))?;
         }
         if t.blocked {
             return Err(Error::conflict(
@@ -90,7 +133,20 @@ pub fn dispatch(db: &Db, who: &Principal, id: i64, retry: bool) -> Result<Dispat
                 format!("task {id} is {}; only next, waiting or review tasks can be dispatched", t.status.as_str()),
             ));
         }
-        transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, json!({"agent": agent.slug}), now)?;
+        // A person queued it: now, and (unless this is one) without an
+        // earlier follow-up still waiting.
+        t.not_before = None;
+        t.rate_limited_runs = 0;
+        t.follow_up = None;
+        t.follow_up_session = None;
+        let mut payload = json!({"agent": agent.slug});
+        if let (How::FollowUp(message), Some(session)) = (&how, session) {
+            comments::add(conn, id, &actor, "note", &format!("{FOLLOW_UP_NOTE}\n{message}"), now)?;
+            payload["follow_up"] = json!({"session_id": session, "chars": message.chars().count()});
+            t.follow_up = Some(message.clone());
+            t.follow_up_session = Some(session);
+        }
+        transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, payload, now)?;
         tasks::save(conn, &t, now)?;
         let enabled = ops_store::settings::load(conn)?.dispatch_enabled;
         Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?), enabled))

@@ -11,7 +11,9 @@ use ops_base::error::{Error, Result};
 use ops_base::time::now_ms;
 use ops_domain::access::Principal;
 use ops_domain::task::{Status, DISPATCH_AUTHOR};
-use ops_protocol::dispatch::{ClaimProof, Failed, Finished, Output, Report, RunChange, Started};
+use ops_protocol::dispatch::{
+    ClaimProof, Failed, Finished, Output, RateLimited, Report, RunChange, Started,
+};
 use ops_protocol::tasks::TaskView;
 use ops_store::changes::{self, Change};
 use ops_store::comments;
@@ -30,6 +32,13 @@ pub const OUTPUT_LIMIT: usize = 64 * 1024;
 pub const PATCH_LIMIT: usize = 256 * 1024;
 /// A reported `git status` or `diff --stat` is at most this large.
 pub const STAT_LIMIT: usize = 64 * 1024;
+/// Runs in a row ended by a rate limit after which a task is blocked
+/// rather than queued again.
+pub const RATE_LIMIT_BLOCK_AFTER: i64 = 5;
+/// The start of `blocked_reason` of a task blocked for that.
+pub const RATE_LIMITED_REASON: &str = "límite de uso del proveedor";
+/// The longest a rate-limited task waits before a claim may take it.
+const MAX_RATE_LIMIT_WAIT_SECONDS: i64 = 6 * 3600;
 /// A streamed output chunk is at most this large.
 pub const CHUNK_LIMIT: usize = 256 * 1024;
 
@@ -71,11 +80,12 @@ pub fn report(
                     return already(t, Status::Doing, "started");
                 }
                 t.dispatch_started_at = Some(now);
+                crate::runs::start(conn, &mut t, &claim.worker_id, now)?;
                 t.log_path = log_path;
                 t.err_log_path = err_log_path;
                 transition(conn, &mut t, Status::Doing, "dispatch.started", &actor, json!({"pid": pid}), now)?;
             }
-            Report::Output(Output { chunk, offset, .. }) => {
+            Report::Output(Output { chunk, offset, events }) => {
                 if ended || !t.status.is_claimed() {
                     return Err(Error::conflict("task_not_running", format!("task {id} is {}; its run has ended", t.status.as_str())));
                 }
@@ -88,7 +98,12 @@ pub fn report(
                     tasks::set_output_offset(conn, id, offset)?;
                 }
                 let cid = comments::add(conn, id, DISPATCH_AUTHOR, "log", &chunk, now)?;
-                event(conn, now, ws, Some(id), "dispatch.output", &actor, json!({"comment_id": cid, "bytes": chunk.len()}))?;
+                event(conn, now, ws, Some(id), "dispatch.output", &actor,
+                      json!({"comment_id": cid, "bytes": chunk.len(), "events": events.len()}))?;
+                if !events.is_empty() {
+                    let settings = ops_store::settings::load(conn)?;
+                    crate::runs::take_events(conn, &claim.claim_token, events, &settings, now)?;
+                }
                 return tasks::require(conn, id);
             }
             Report::Finished(Finished { exit_code, signal, output, change }) => {
@@ -100,6 +115,8 @@ pub fn report(
                 t.exit_code = exit_code;
                 t.exit_signal = signal.clone();
                 t.dispatch_finished_at = Some(now);
+                t.rate_limited_runs = 0;
+                crate::runs::end(conn, &claim.claim_token, "finished", exit_code, signal.as_deref(), now)?;
                 let evidence = tasks::has_output_evidence(conn, &t)?;
                 // A run in a clone reports its change: one that left the
                 // branch as it was delivered nothing to review.
@@ -129,11 +146,18 @@ pub fn report(
                     transition(conn, &mut t, Status::Waiting, "dispatch.finished", &actor, payload, now)?;
                 }
             }
-            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal, .. }) => {
+            Report::Failed(Failed { signature, reason, evidence, change, exit_code, signal, rate_limited }) => {
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
                 put_change(conn, &t, change.as_ref(), &actor, now)?;
+                if let Some(limit) = rate_limited {
+                    rate_limited_run(conn, &mut t, &claim, &reason, limit, (exit_code, signal), now)?;
+                    tasks::save(conn, &t, now)?;
+                    return tasks::require(conn, id);
+                }
+                t.rate_limited_runs = 0;
+                crate::runs::end(conn, &claim.claim_token, "failed", exit_code, signal.as_deref(), now)?;
                 // An older launcher says how the agent ended only in the
                 // signature: `… (code=1, signal=null)`.
                 let (code_in, signal_in) = exit_in_signature(&signature);
@@ -155,6 +179,82 @@ pub fn report(
         tasks::require(conn, id)
     })?;
     Ok(views::task(&t))
+}
+
+/// A run the provider's rate limit ended: back to the queue, not before
+/// the provider's reset (else a backoff doubling from a minute), without
+/// counting as a failure; blocked once [`RATE_LIMIT_BLOCK_AFTER`] runs in a
+/// row ended so.
+fn rate_limited_run(
+    conn: &rusqlite::Connection,
+    t: &mut Task,
+    claim: &ClaimProof,
+    reason: &str,
+    limit: RateLimited,
+    (exit_code, signal): (Option<i64>, Option<String>),
+    now: i64,
+) -> Result<()> {
+    let actor = format!("worker:{}", claim.worker_id);
+    crate::runs::end(
+        conn,
+        &claim.claim_token,
+        "rate_limited",
+        exit_code,
+        signal.as_deref(),
+        now,
+    )?;
+    t.rate_limited_runs += 1;
+    t.exit_code = exit_code;
+    t.exit_signal = signal;
+    t.dispatch_finished_at = Some(now);
+    let n = t.rate_limited_runs;
+    let reason = if reason.trim().is_empty() {
+        "rate limited by the provider"
+    } else {
+        reason.trim()
+    };
+    if n >= RATE_LIMIT_BLOCK_AFTER {
+        t.blocked = true;
+        t.blocked_reason = Some(format!(
+            "{RATE_LIMITED_REASON}: {n} ejecuciones seguidas; la última: {reason}"
+        ));
+        comments::add(conn, t.id, DISPATCH_AUTHOR, "blocker",
+            &format!("{n} runs in a row ended by the provider's rate limit or quota; the task waits blocked until                       someone retries it. Last: {reason}"), now)?;
+        let payload = json!({"worker_id": claim.worker_id, "rate_limited_runs": n, "reason": reason, "blocked": true});
+        return transition(
+            conn,
+            t,
+            Status::Waiting,
+            "dispatch.rate_limited",
+            &actor,
+            payload,
+            now,
+        );
+    }
+    let wait = match limit.retry_after_seconds {
+        Some(s) => s.clamp(1, MAX_RATE_LIMIT_WAIT_SECONDS),
+        None => (60_i64 << (n - 1).min(10)).min(MAX_RATE_LIMIT_WAIT_SECONDS),
+    };
+    let not_before = now + wait * 1000;
+    t.clear_claim();
+    t.not_before = Some(not_before);
+    comments::add(conn, t.id, DISPATCH_AUTHOR, "note",
+        &format!("rate limited by the provider (run {n} in a row): queued again, not before {} ({wait} s). {reason}",
+                 ops_base::time::rfc3339(not_before)), now)?;
+    let payload = json!({"worker_id": claim.worker_id, "rate_limited_runs": n, "retry_after_seconds": wait,
+                         "not_before": ops_base::time::rfc3339(not_before), "reason": reason});
+    transition(
+        conn,
+        t,
+        Status::Queued,
+        "dispatch.rate_limited",
+        &actor,
+        payload,
+        now,
+    )?;
+    // Its wait in the queue counts from when a claim may take it.
+    t.queued_at = Some(not_before);
+    Ok(())
 }
 
 /// Whether a run's reported change left its branch where the run found

@@ -119,15 +119,53 @@ pub fn create_workspace(app: &App, req: &Req) -> Result<Resp> {
 
 pub fn edit_workspace(app: &App, req: &Req, ws: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
-    let f = req.fields(&["repo_path", "base_ref", "repo_roots"])?;
+    let f = req.fields(&["repo_path", "base_ref", "repo_roots", "budget_usd_month"])?;
     let (repo_path, base_ref) = super::tasks::repo_fields(&f)?;
+    let budget =
+        match f.raw("budget_usd_month") {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(v) => match v.as_f64() {
+                Some(usd) if usd.is_finite() && (0.0..=BUDGET_MAX_USD).contains(&usd) => {
+                    Some(Some(usd))
+                }
+                _ => return Err(Error::invalid_field(
+                    "budget_usd_month",
+                    format!(
+                        "must be a number of USD from 0 to {BUDGET_MAX_USD}, or null for no budget"
+                    ),
+                )),
+            },
+        };
     // `null` clears the list, as `[]` does.
     let repo_roots = match f.raw("repo_roots") {
         Some(serde_json::Value::Null) => Some(Vec::new()),
         _ => f.str_list("repo_roots")?,
     };
-    Ok(Resp::ok(accounts::set_workspace_repo(
-        &app.db, &who, ws, repo_path, base_ref, repo_roots,
+    Ok(Resp::ok(accounts::edit_workspace(
+        &app.db,
+        &who,
+        ws,
+        accounts::WorkspaceEdit {
+            repo_path,
+            base_ref,
+            repo_roots,
+            budget_usd_month: budget,
+        },
+    )?))
+}
+
+/// The largest monthly budget accepted: a typo of a few digits is refused.
+const BUDGET_MAX_USD: f64 = 1_000_000.0;
+
+/// `GET /api/workspaces/:id/usage?month=2026-12`.
+pub fn workspace_usage(app: &App, req: &Req, ws: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops_app::runs::workspace_usage(
+        &app.db,
+        &who,
+        ws,
+        req.query_str("month"),
     )?))
 }
 

@@ -16,8 +16,9 @@ use ops_app::watchdog;
 use ops_base::error::{Error, Result};
 use ops_protocol::dispatch::{
     AgentCapability, CancelEnded, ClaimProof, ClaimRequest, Failed, Finished, HeartbeatReport,
-    Output, Report, RunChange, Started, WorkerForgotten,
+    Output, RateLimited, Report, RunChange, Started, WorkerForgotten,
 };
+use ops_protocol::runs::RunEvent;
 
 pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
     queue(app, req, id, false)
@@ -27,6 +28,30 @@ pub fn dispatch(app: &App, req: &Req, id: i64) -> Result<Resp> {
 pub fn retry(app: &App, req: &Req, id: i64) -> Result<Resp> {
     queue(app, req, id, true)
 }
+
+/// `POST /api/tasks/:id/follow-up`: `{"message"}` for the agent, whose
+/// next run resumes the last run's session.
+pub fn follow_up(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let f = req.fields(&["message"])?;
+    let message = f
+        .text("message", FOLLOW_UP_MAX)?
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| {
+            Error::invalid_field("message", "is required: what the agent should do next")
+        })?;
+    let answer = dispatch::follow_up(&app.db, &who, id, message)?;
+    app.waiting.wake(Wake::Queued {
+        workspace_id: answer.task.workspace_id,
+        agent: answer.task.agent.clone(),
+    });
+    Ok(Resp::ok(answer))
+}
+
+/// The longest follow-up message, in characters.
+const FOLLOW_UP_MAX: usize = 20_000;
+/// An `output` report carries at most this many run events.
+const EVENTS_MAX: usize = 1_000;
 
 fn queue(app: &App, req: &Req, id: i64, retry: bool) -> Result<Resp> {
     let who = authenticate(app, req)?;
@@ -304,17 +329,43 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                 }))
             },
         ),
-        "output" => (vec!["worker_id", "claim_token", "chunk", "offset"], |f| {
-            let chunk = f.required_str("chunk")?;
-            if chunk.is_empty() || chunk.len() > CHUNK_LIMIT {
-                return Err(Error::invalid_field(
-                    "chunk",
-                    format!("must be 1 to {CHUNK_LIMIT} bytes"),
-                ));
-            }
-            let offset = f.i64_in("offset", 0..=i64::MAX)?;
-            Ok(Report::Output(Output { chunk, offset, events: Vec::new() }))
-        }),
+        "output" => (
+            vec!["worker_id", "claim_token", "chunk", "offset", "events"],
+            |f| {
+                let chunk = f.required_str("chunk")?;
+                if chunk.is_empty() || chunk.len() > CHUNK_LIMIT {
+                    return Err(Error::invalid_field(
+                        "chunk",
+                        format!("must be 1 to {CHUNK_LIMIT} bytes"),
+                    ));
+                }
+                let offset = f.i64_in("offset", 0..=i64::MAX)?;
+                let events = match f.raw("events") {
+                    None => Vec::new(),
+                    Some(v) => {
+                        let events: Vec<RunEvent> =
+                            serde_json::from_value(v.clone()).map_err(|e| {
+                                Error::invalid_field(
+                                    "events",
+                                    format!("must be a list of run events: {e}"),
+                                )
+                            })?;
+                        if events.len() > EVENTS_MAX {
+                            return Err(Error::invalid_field(
+                                "events",
+                                format!("holds at most {EVENTS_MAX} events"),
+                            ));
+                        }
+                        events
+                    }
+                };
+                Ok(Report::Output(Output {
+                    chunk,
+                    offset,
+                    events,
+                }))
+            },
+        ),
         "finished" => (
             [
                 &["worker_id", "claim_token", "exit_code", "signal", "output"][..],
@@ -340,6 +391,7 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     "evidence",
                     "exit_code",
                     "signal",
+                    "rate_limited",
                 ][..],
                 &CHANGE_FIELDS,
             ]
@@ -353,7 +405,17 @@ pub fn report(app: &App, req: &Req, id: i64, kind: &str) -> Result<Resp> {
                     evidence: f.str("evidence")?.unwrap_or_default(),
                     exit_code: f.nullable_i64("exit_code")?,
                     signal: signal(f)?,
-                    rate_limited: None,
+                    rate_limited: match f.raw("rate_limited") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(v) => Some(serde_json::from_value::<RateLimited>(v.clone()).map_err(
+                            |e| {
+                                Error::invalid_field(
+                                    "rate_limited",
+                                    format!("must be {{\"retry_after_seconds\"?: integer}}: {e}"),
+                                )
+                            },
+                        )?),
+                    },
                     change: change(f)?,
                 }))
             },

@@ -286,3 +286,26 @@ pub fn delete(app: &App, req: &Req, id: i64) -> Result<Resp> {
     tasks::delete(&app.db, &who, id)?;
     Ok(Resp::ok(Deleted { deleted: id }))
 }
+
+/// `GET /api/tasks/:id/runs`: the task's runs and what they spent.
+pub fn runs(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    Ok(Resp::ok(ops_app::runs::of_task(&app.db, &who, id)?))
+}
+
+/// `GET /api/tasks/:id/transcript?after=`: the runs' events, oldest first.
+pub fn transcript(app: &App, req: &Req, id: i64) -> Result<Resp> {
+    let who = authenticate(app, req)?;
+    let after = match req.query_i64("after")? {
+        Some(a) if a < 0 => {
+            return Err(Error::BadRequest {
+                code: "invalid_query",
+                message: format!("query parameter `after` must be 0 or more, got {a}"),
+            })
+        }
+        a => a.unwrap_or(0),
+    };
+    Ok(Resp::ok(ops_app::runs::transcript(
+        &app.db, &who, id, after,
+    )?))
+}

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/012_deadlines.sql"),
     include_str!("../../migrations/013_run_outcome.sql"),
     include_str!("../../migrations/014_serve_marker.sql"),
+    include_str!("../../migrations/015_agent_runs.sql"),
 ];
 
 /// The schema version this binary brings a database to.
