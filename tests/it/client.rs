@@ -30,6 +30,7 @@ use ops_center::protocol::dispatch::{
 use ops_center::protocol::errors::ErrorBody;
 use ops_center::protocol::events::{AlertList, AlertView, EventList};
 use ops_center::protocol::health::{Health, WorkerView};
+use ops_center::protocol::runs::{FollowUpRequest, TaskRuns, Transcript, WorkspaceUsage};
 use ops_center::protocol::tasks::{
     Comment, DispatchAnswer, NewComment, NewTask, StatusChange, TaskDetail, TaskEdit, TaskList,
     TaskView,
@@ -202,6 +203,29 @@ impl Client {
     /// `POST /api/tasks/:id/retry`.
     pub fn retry(&self, id: i64) -> Answer<DispatchAnswer> {
         self.post_as(&format!("/api/tasks/{id}/retry"), &Empty {})
+    }
+
+    /// `POST /api/tasks/:id/follow-up`.
+    pub fn follow_up(&self, id: i64, message: &str) -> Answer<DispatchAnswer> {
+        let body = FollowUpRequest {
+            message: message.into(),
+        };
+        self.post_as(&format!("/api/tasks/{id}/follow-up"), &body)
+    }
+
+    /// `GET /api/tasks/:id/runs`.
+    pub fn runs(&self, id: i64) -> Answer<TaskRuns> {
+        self.get_as(&format!("/api/tasks/{id}/runs"))
+    }
+
+    /// `GET /api/tasks/:id/transcript?after=`.
+    pub fn transcript(&self, id: i64, after: i64) -> Answer<Transcript> {
+        self.get_as(&format!("/api/tasks/{id}/transcript?after={after}"))
+    }
+
+    /// `GET /api/workspaces/:id/usage` (`query`: `""` or `?month=…`).
+    pub fn usage(&self, ws: i64, query: &str) -> Answer<WorkspaceUsage> {
+        self.get_as(&format!("/api/workspaces/{ws}/usage{query}"))
     }
 
     /// `POST /api/tasks/:id/cancel`.

@@ -27,6 +27,7 @@ mod operator;
 mod replication;
 mod repo_roots;
 mod retention;
+mod runs;
 mod spec_doc;
 mod startup;
 mod storage;

@@ -121,22 +121,23 @@ pub fn edit_workspace(app: &App, req: &Req, ws: i64) -> Result<Resp> {
     let who = authenticate(app, req)?;
     let f = req.fields(&["repo_path", "base_ref", "repo_roots", "budget_usd_month"])?;
     let (repo_path, base_ref) = super::tasks::repo_fields(&f)?;
-    let budget =
-        match f.raw("budget_usd_month") {
-            None => None,
-            Some(serde_json::Value::Null) => Some(None),
-            Some(v) => match v.as_f64() {
-                Some(usd) if usd.is_finite() && (0.0..=BUDGET_MAX_USD).contains(&usd) => {
-                    Some(Some(usd))
-                }
-                _ => return Err(Error::invalid_field(
+    let budget = match f.raw("budget_usd_month") {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(v) => match v.as_f64() {
+            Some(usd) if usd.is_finite() && (0.0..=BUDGET_MAX_USD).contains(&usd) => {
+                Some(Some(usd))
+            }
+            _ => {
+                return Err(Error::invalid_field(
                     "budget_usd_month",
                     format!(
                         "must be a number of USD from 0 to {BUDGET_MAX_USD}, or null for no budget"
                     ),
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     // `null` clears the list, as `[]` does.
     let repo_roots = match f.raw("repo_roots") {
         Some(serde_json::Value::Null) => Some(Vec::new()),
