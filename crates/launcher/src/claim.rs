@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ops_protocol::dispatch::{ClaimAnswer, ClaimRequest};
+use ops_protocol::runs::FollowUp;
 use ops_protocol::tasks::TaskView;
 
 use super::api::ApiError;
@@ -20,6 +21,8 @@ pub(crate) struct Claim {
     pub(crate) token: String,
     /// The repository the task runs in, and its base ref.
     pub(crate) repo: Option<(String, Option<String>)>,
+    /// A follow-up: resume this session with this message.
+    pub(crate) follow_up: Option<FollowUp>,
 }
 
 fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError> {
@@ -40,6 +43,7 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
         agent: Some(agent),
         claim_token: Some(token),
         repo,
+        follow_up,
         ..
     } = answer
     else {
@@ -57,6 +61,7 @@ fn claim(ctx: &Ctx, slugs: &[String]) -> Result<Result<Claim, String>, ApiError>
         agent_model: agent.model,
         token,
         repo: repo.map(|r| (r.path, r.base_ref)),
+        follow_up,
     }))
 }
 

@@ -198,6 +198,8 @@ pub struct Vars<'a> {
     pub task_id: i64,
     pub model: &'a str,
     pub workdir: &'a str,
+    /// The session a follow-up resumes (`{session}`); empty otherwise.
+    pub session: &'a str,
 }
 
 /// For each word, whether it stands in an optional `[ … ]` group; the
@@ -232,11 +234,12 @@ fn groups(words: &[String]) -> Result<Vec<Option<bool>>, String> {
 /// text in it is never taken for a placeholder.
 pub fn render(cmd: &str, v: &Vars) -> Result<Vec<String>, String> {
     let id = v.task_id.to_string();
-    let values: [(&str, &str); 5] = [
+    let values: [(&str, &str); 6] = [
         ("{prompt_file}", v.prompt_file),
         ("{task_id}", &id),
         ("{model}", v.model),
         ("{workdir}", v.workdir),
+        ("{session}", v.session),
         ("{prompt}", v.prompt),
     ];
     let words = split_words(cmd)?;
@@ -432,6 +435,7 @@ mod tests {
             task_id: 7,
             model: "gpt-5",
             workdir: "/w",
+            session: "",
         };
         // The prompt is one argument, and text in it is not a placeholder.
         assert_eq!(

@@ -9,7 +9,8 @@ use super::boundary::SandboxView;
 use super::claim::Claim;
 use super::runner::Runner;
 use super::state::{self, Ending, TaskState};
-use super::{command, process, worktree, Ctx};
+use super::transcript::Stream;
+use super::{clis, command, process, worktree, Ctx};
 
 /// `20261124T001500.123Z`: sortable, unique enough per task.
 fn stamp() -> String {
@@ -84,6 +85,10 @@ pub(crate) fn launch(ctx: &Arc<Ctx>, c: Claim) {
         change: None,
         change_error: None,
         tampered: None,
+        stream: Stream::Plain,
+        line_carry: String::new(),
+        last_message: None,
+        stream_errors: Vec::new(),
     };
     // Counted as running from here, so that the heartbeat lists the task
     // while its worktree is made.
@@ -247,6 +252,10 @@ fn crash_point(step: &str) {
     }
 }
 
+/// What heads a follow-up appended to the task's prompt for a CLI that
+/// cannot resume its session.
+const FOLLOW_UP_HEADING: &str = "Seguimiento del revisor:";
+
 /// Why a claimed task's agent cannot be started.
 struct Unprepared {
     reason: String,
@@ -285,6 +294,36 @@ fn prepare(
             command::env_name("AGENT_CMD_", &c.slug)
         )));
     };
+    // Only a built-in command is known to print its CLI's stream, and to
+    // resume a session.
+    let known = (source == command::Source::Builtin)
+        .then(|| clis::known(&c.slug))
+        .flatten();
+    st.stream = known.map_or(Stream::Plain, |k| k.stream);
+    let follow_up;
+    let (template, prompt, session) = match (&c.follow_up, known.and_then(|k| k.resume)) {
+        (Some(f), Some(resume)) => {
+            log::info!(
+                "task {}: a follow-up: resuming session {} of {}",
+                st.task_id,
+                f.session_id,
+                c.slug
+            );
+            (resume.to_string(), f.message.as_str(), f.session_id.as_str())
+        }
+        (Some(f), None) => {
+            // The session cannot be resumed with this command: a fresh run
+            // that reads the follow-up after the task.
+            log::warn!(
+                "task {}: a follow-up, but {} cannot resume a session: a fresh run with the message appended",
+                st.task_id,
+                source.describe(&c.slug)
+            );
+            follow_up = format!("{prompt}\n\n---\n{}\n{}", FOLLOW_UP_HEADING, f.message);
+            (template, follow_up.as_str(), "")
+        }
+        (None, _) => (template, prompt, ""),
+    };
     command::validate(&template)
         .map_err(|e| setup_error(format!("{} {e}: {template:?}", source.describe(&c.slug))))?;
     let vars = command::Vars {
@@ -293,6 +332,7 @@ fn prepare(
         task_id: st.task_id,
         model,
         workdir: &workdir_of(ctx, st).display().to_string(),
+        session,
     };
     let mut argv = command::render(&template, &vars).map_err(setup_error)?;
     // What logs and evidence show: the prompt is in the task already.

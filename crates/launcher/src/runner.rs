@@ -14,10 +14,15 @@ use super::api::ApiError;
 use super::outcome::{self, final_report, summary, Logs};
 use super::process::{alive, read_range, signal_name, strip_ansi, tail};
 use super::state::{save, Ending, FinalReport, TaskState};
+use super::transcript::{self, Stream};
+use super::rate_limit;
 use super::supervise::{self, Record};
 use super::Ctx;
 use ops_base::time::now_ms;
-use ops_protocol::dispatch::{CancelEnded, ClaimProof, Output, Report, ReportBody, Started};
+use ops_protocol::dispatch::{
+    CancelEnded, ClaimProof, Output, RateLimited, Report, ReportBody, Started,
+};
+use ops_protocol::runs::RunEvent;
 use ops_protocol::tasks::TaskView;
 
 /// Largest `output` report: big enough to keep the number of log comments
@@ -424,19 +429,18 @@ impl Runner {
             self.record_change();
         }
         if self.st.final_report.is_none() {
-            let report = final_report(
-                &self.st,
-                &read_logs(&self.st),
-                self.ctx.cfg.path_var.as_deref(),
-            );
+            let logs = read_logs(&self.st);
+            let mut report = final_report(&self.st, &logs, self.ctx.cfg.path_var.as_deref());
+            mark_rate_limited(&self.st, &logs, &mut report);
             log::info!(
                 "task {id}: reporting {}: {}",
                 report.kind(),
                 summary(&report)
             );
+            // A rate limit says nothing about the CLI either.
             let failed = match &report {
-                FinalReport::Failed(f) => Some(f.signature.as_str()),
-                FinalReport::Finished(_) => None,
+                FinalReport::Failed(f) if f.rate_limited.is_none() => Some(f.signature.as_str()),
+                _ => None,
             };
             // A repository that cannot be used says nothing about the CLI:
             // it does not count towards holding the agent back.
@@ -588,12 +592,22 @@ impl Runner {
                 }
             }
             let n = bytes.len() as u64;
-            let chunk = strip_ansi(&String::from_utf8_lossy(&bytes));
+            let text = strip_ansi(&String::from_utf8_lossy(&bytes));
+            let last = !more;
+            let (chunk, events) = read_stream(&mut self.st, &text, last);
+            if chunk.is_empty() {
+                // Only streaming deltas (activity, not transcript), or a
+                // line still incomplete: nothing to send yet.
+                self.st.output_offset += n;
+                self.persist();
+                continue;
+            }
             let output = Report::Output(Output {
                 chunk,
                 offset: Some(self.st.streamed as i64),
-                events: Vec::new(),
+                events,
             });
+            let sent = output_len(&output);
             match self.send(output)? {
                 Sent::Acked => {}
                 Sent::Refused(e) if e.code() == "claim_cancelled" => {
@@ -611,11 +625,10 @@ impl Runner {
             }
             self.last_output = Some(Instant::now());
             self.st.output_offset += n;
-            self.st.streamed += n;
+            self.st.streamed += sent;
             self.persist();
         }
     }
-
     fn abandon(&mut self, e: ApiError) -> bool {
         log::error!(
             "task {}: the server no longer accepts reports for this claim ({e}); the agent is left to finish \
@@ -688,11 +701,123 @@ fn outcome(r: &Record) -> Option<Ending> {
     })
 }
 
+/// The largest chunk of a structured stream sent at once: a line carried
+/// over from earlier chunks can make it longer than [`CHUNK`]; the server
+/// takes up to 256 KiB.
+const STREAM_CHUNK_MAX: usize = 192 * 1024;
+/// A line of a structured stream longer than this is not kept whole to be
+/// read (its events are lost; the log file keeps it).
+const LINE_MAX: usize = 1024 * 1024;
+/// Run events sent with one chunk, at most (the server takes 1,000).
+const EVENTS_MAX: usize = 1_000;
+/// Errors of the stream kept for the rate-limit check.
+const ERRORS_KEPT: usize = 5;
+
+/// Reads a chunk of the agent's stdout: for a structured stream, the
+/// events its complete lines hold and the chunk to send without the lines
+/// that are only streaming deltas (activity, not transcript); an
+/// incomplete last line waits in `line_carry` for the next chunk unless
+/// this is the `last` one. Plain text is sent as it is, without events.
+fn read_stream(st: &mut TaskState, text: &str, last: bool) -> (String, Vec<RunEvent>) {
+    if st.stream == Stream::Plain {
+        return (text.to_string(), Vec::new());
+    }
+    let mut all = std::mem::take(&mut st.line_carry);
+    all.push_str(text);
+    let split = if last {
+        all.len()
+    } else {
+        all.rfind('\n').map_or(0, |i| i + 1)
+    };
+    let (complete, rest) = all.split_at(split);
+    let mut chunk = String::new();
+    let mut events = Vec::new();
+    for line in complete.split_inclusive('\n') {
+        let l = line.trim_end();
+        if l.is_empty() || transcript::is_activity_only(st.stream, l) {
+            continue;
+        }
+        if chunk.len() + line.len() <= STREAM_CHUNK_MAX {
+            chunk.push_str(line);
+        }
+        for e in transcript::parse_line(st.stream, l) {
+            match &e {
+                RunEvent::Message { text } => st.last_message = Some(text.clone()),
+                RunEvent::Error { text } => {
+                    st.stream_errors.push(text.chars().take(2000).collect());
+                    let extra = st.stream_errors.len().saturating_sub(ERRORS_KEPT);
+                    st.stream_errors.drain(..extra);
+                }
+                _ => {}
+            }
+            if events.len() < EVENTS_MAX {
+                events.push(e);
+            }
+        }
+    }
+    st.line_carry = if rest.len() > LINE_MAX {
+        String::new()
+    } else {
+        rest.to_string()
+    };
+    (chunk, events)
+}
+
+/// The bytes an output report counts toward its offset.
+fn output_len(r: &Report) -> u64 {
+    match r {
+        Report::Output(o) => o.chunk.len() as u64,
+        _ => 0,
+    }
+}
+
+/// A failed run that the provider's rate limit or quota ended (said in
+/// its stream's errors, in its stderr, or in the stdout of a plain-text
+/// CLI) is reported as such: the server queues it again rather than
+/// blocking it. Not when the launcher ended it (timeout, silence, cancel).
+fn mark_rate_limited(st: &TaskState, logs: &Logs, report: &mut FinalReport) {
+    let FinalReport::Failed(f) = report else {
+        return;
+    };
+    if st.ended_by.is_some()
+        || st.cancelled_at_ms.is_some()
+        || !matches!(st.ending, Some(Ending::Exited { .. } | Ending::Vanished { .. }))
+    {
+        return;
+    }
+    let mut seen = st.stream_errors.join("\n");
+    seen.push('\n');
+    seen.push_str(&logs.err_scan);
+    if st.stream == Stream::Plain {
+        seen.push('\n');
+        seen.push_str(&logs.out_tail);
+    }
+    let Some(retry_after_seconds) = rate_limit::rate_limited(&seen) else {
+        return;
+    };
+    f.rate_limited = Some(RateLimited {
+        retry_after_seconds,
+    });
+    f.reason = format!(
+        "{RATE_LIMITED_SIGNATURE}: the provider refused for its rate limit or quota; queued again{}",
+        retry_after_seconds.map_or(String::new(), |s| format!(" after {s} s"))
+    );
+    f.signature = RATE_LIMITED_SIGNATURE.to_string();
+}
+
+/// The signature of a run a rate limit ended.
+pub const RATE_LIMITED_SIGNATURE: &str = "rate limited by the provider";
+
 /// What the final report is decided from in the run's logs (see
-/// [`Logs`]).
+/// [`Logs`]): for a structured stream, the output is the agent's last
+/// message rather than the stream's JSON.
 fn read_logs(st: &TaskState) -> Logs {
+    let output = match (&st.last_message, st.stream) {
+        (Some(m), s) if s != Stream::Plain => m.clone(),
+        _ => strip_ansi(&tail(&st.log_path, outcome::OUTPUT_TAIL)),
+    };
     Logs {
-        output: strip_ansi(&tail(&st.log_path, outcome::OUTPUT_TAIL)),
+        output,
         out_tail: strip_ansi(&tail(&st.log_path, outcome::EVIDENCE_TAIL)),
         err_tail: strip_ansi(&tail(&st.err_log_path, outcome::EVIDENCE_TAIL)),
         err_scan: tail(&st.err_log_path, outcome::ERR_SCAN_TAIL),

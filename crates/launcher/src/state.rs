@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ops_protocol::dispatch::{Failed, Finished, Report};
 use serde::{Deserialize, Serialize};
 
+use super::transcript::Stream;
 use super::worktree::{Change, Worktree};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +85,21 @@ pub struct TaskState {
     /// nothing of the clone is committed or brought back.
     #[serde(default)]
     pub tampered: Option<String>,
+    /// How its stdout is read: the built-in CLI's machine-readable stream,
+    /// or plain text (a custom command).
+    #[serde(default)]
+    pub stream: Stream,
+    /// The start of the stream's last line, not yet complete: read with
+    /// the next chunk.
+    #[serde(default)]
+    pub line_carry: String,
+    /// The agent's last message in its stream: the run's output in the
+    /// final report (the raw stream is JSON).
+    #[serde(default)]
+    pub last_message: Option<String>,
+    /// The last errors its stream reported, for the rate-limit check.
+    #[serde(default)]
+    pub stream_errors: Vec<String>,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
