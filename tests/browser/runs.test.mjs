@@ -130,7 +130,9 @@ test('a message sent to the agent queues the task and its run is a follow-up', a
   await second.locator('.follow-up-msg').getByText('Añade también adios.txt').waitFor();
   await second.locator('.t-tool.t-tool-error summary').getByText('touch adios.txt').waitFor();
   await worker.report(t.id, 'finished', { ...proof, exit_code: 0, output: 'listo\n' });
+  await page.locator('header .chips').getByText('En revisión', { exact: true }).waitFor();
   const row = page.locator('.runs-table tbody tr[data-run="2"]');
+  await row.getByText('terminada').waitFor();
   await row.getByText('seguimiento').waitFor();
   await row.getByText('sin precio').waitFor();
   await page.locator('.runs-table tfoot').getByText(/2 ejecuciones/).waitFor();

@@ -45,6 +45,17 @@ function duration(run) {
   return end === null ? '—' : fmtDuration(end - start);
 }
 
+/** A timestamp in little room: the time of day, with the date when it
+ *  is not today; all of it in the tooltip. */
+function shortTime(s) {
+  const ms = parseTime(s);
+  if (ms === null) return timeEl(s);
+  const d = new Date(ms);
+  const time = d.toLocaleTimeString('es-ES');
+  const today = d.toDateString() === new Date().toDateString();
+  return h('time', { datetime: s, title: s }, today ? time : `${d.toLocaleDateString('es-ES', { day: 'numeric', month: 'numeric' })} ${time}`);
+}
+
 /** HH:MM of a timestamp (with the day when it is not today). */
 function clock(s) {
   const ms = parseTime(s);
@@ -232,21 +243,22 @@ export function runsView(taskId) {
       return;
     }
     fill(runsBody, h('table', { class: 'table wrap runs-table' },
-      h('thead', null, h('tr', null, ['#', 'Agente · modelo', 'Worker', 'Inicio · duración', 'Resultado', 'Tokens (entrada / salida)', 'Coste']
-        .map((c, i) => h('th', { class: i >= 5 ? 'num' : null }, c)))),
+      h('thead', null, h('tr', null, h('th', null, '#'), h('th', null, 'Agente · worker'), h('th', null, 'Inicio'),
+        h('th', null, 'Resultado'), h('th', { class: 'num' }, 'Tokens', h('div', { class: 'sub' }, 'entrada / salida')),
+        h('th', { class: 'num' }, 'Coste'))),
       h('tbody', null, r.runs.map((run) => h('tr', { 'data-run': run.number },
         h('td', null, String(run.number), run.follow_up ? h('div', { class: 'sub' }, 'seguimiento') : null),
         h('td', { 'data-label': 'Agente' }, h('code', null, run.agent || '?'),
-          h('div', { class: 'sub' }, run.model || 'modelo de la CLI')),
-        h('td', { 'data-label': 'Worker' }, h('code', null, run.worker_id)),
-        h('td', { 'data-label': 'Inicio' }, timeEl(run.started_at), h('div', { class: 'sub' }, duration(run))),
+          h('div', { class: 'sub' }, run.model || 'modelo de la CLI'),
+          h('div', { class: 'sub' }, h('code', { title: 'worker' }, run.worker_id))),
+        h('td', { 'data-label': 'Inicio' }, shortTime(run.started_at), h('div', { class: 'sub' }, duration(run))),
         h('td', { 'data-label': 'Resultado' }, outcomeChip(run.outcome),
           run.exit_code !== null && run.exit_code !== undefined ? h('div', { class: 'sub' }, `código ${run.exit_code}`) : null,
           run.signal ? h('div', { class: 'sub' }, `señal ${run.signal}`) : null),
         h('td', { class: 'num', 'data-label': 'Tokens' }, `${tokens(run.tokens_in)} / ${tokens(run.tokens_out)}`),
         h('td', { class: 'num', 'data-label': 'Coste' }, costText(run.cost_usd, run.cost_source))))),
       h('tfoot', null, h('tr', { class: 'runs-total' },
-        h('td', { colspan: 5 }, h('strong', null, `Total de la tarea (${r.runs.length} ${r.runs.length === 1 ? 'ejecución' : 'ejecuciones'})`)),
+        h('td', { colspan: 4 }, h('strong', null, `Total de la tarea (${r.runs.length} ${r.runs.length === 1 ? 'ejecución' : 'ejecuciones'})`)),
         h('td', { class: 'num' }, `${tokens(r.tokens_in)} / ${tokens(r.tokens_out)}`),
         h('td', { class: 'num' }, h('strong', null, usd(r.cost_usd)))))));
   };
