@@ -137,6 +137,16 @@ test('a message sent to the agent queues the task and its run is a follow-up', a
   await row.getByText('sin precio').waitFor();
   await page.locator('.runs-table tfoot').getByText(/2 ejecuciones/).waitFor();
   if (shots) await page.screenshot({ path: `${shots}/follow-up.png`, fullPage: true });
+  // At phone width the transcript and the runs fit, without sideways scrolling.
+  await page.setViewportSize({ width: 390, height: 800 });
+  try {
+    await second.locator('.t-tool summary').click();
+    if (shots) await page.screenshot({ path: `${shots}/runs-phone.png`, fullPage: true });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
   expectNoErrors();
 });
 
