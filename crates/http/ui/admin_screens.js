@@ -1,6 +1,6 @@
-// OPS Center: Operación's administration screens — settings, users,
-// workspace members and agents — and which of them the menu offers to
-// whom (the API's rules of README's "Who may do what", read from
+// OPS Center: Operación's administration screens — settings (the model
+// prices too), users, workspace members with their monthly budget and
+// usage, and agents — and which of them the menu offers to whom (the API's rules of README's "Who may do what", read from
 // `GET /api/auth/me`).
 
 import { api } from './api.js';
@@ -9,6 +9,7 @@ import { detailNode } from './errors_es.js';
 import { flash, setNote } from './flash.js';
 import { current, debounced, pageHeader, watch } from './page.js';
 import { mayAdminister, mayOperate } from './roles.js';
+import { tokens, usd } from './runs.js';
 import { timeEl } from './time.js';
 
 // ---------------------------------------------------------------------------
@@ -128,6 +129,11 @@ const SETTINGS = [
     help: 'Con Litestream: pasado este retraso la salud deja de estar bien y el watchdog abre una alerta.' },
   { key: 'ui_language', kind: 'choice', choices: [['es', 'español'], ['en', 'inglés']],
     label: 'Idioma de los títulos del watchdog', help: 'Las alertas y las tareas de seguimiento que abre el watchdog se titulan en este idioma.' },
+  { key: 'model_prices', kind: 'json', label: 'Precios de los modelos',
+    help: 'Lo que cuesta una ejecución cuando su CLI no lo dice: un objeto JSON con una entrada por familia de modelo y su precio '
+      + 'en USD por millón de tokens de entrada («input») y de salida («output»). Un modelo toma la familia más larga por la que '
+      + 'empieza su nombre, sin el prefijo del proveedor («openai/…»). {}: sin precios (su coste queda «sin precio»).',
+    example: '{"gpt-5": {"input": 1.25, "output": 10}, "claude-sonnet": {"input": 3, "output": 15}}' },
   { key: 'service_api_token', kind: 'token', label: 'Token de servicio',
     help: 'Lo usan los launchers y los scripts (cabecera X-OPS-Service-Token). Al cambiarlo, actualízalo en cada launcher.', human: true },
 ];
@@ -149,6 +155,10 @@ export function checkSetting(def, raw) {
     const n = Number(value);
     if (n < def.min || n > def.max) return { error: `${n} está fuera del intervalo permitido: de ${def.min} a ${def.max}.` };
     return { value: String(n) };
+  }
+  if (def.kind === 'json') {
+    // Whether it is valid is the server's to say, in its own words.
+    return value ? { value } : { error: 'Escribe un objeto JSON: {} quita todos los precios.' };
   }
   if (def.kind === 'token') {
     if (value.length < TOKEN_MIN) return { error: `El token necesita al menos ${TOKEN_MIN} caracteres.` };
@@ -196,6 +206,17 @@ function settingsScreen(body, me, seq) {
   load();
 }
 
+/** A JSON setting's text, indented one family per line. */
+function prettyJson(saved) {
+  try {
+    const value = JSON.parse(saved ?? '');
+    if (value && typeof value === 'object' && !Object.keys(value).length) return '{}';
+    return JSON.stringify(value, null, 2).replace(/\{\n\s+("input": .*),\n\s+("output": .*)\n\s+\}/g, '{ $1, $2 }');
+  } catch {
+    return saved ?? '';
+  }
+}
+
 function settingRow(def, saved, allowed, me, reload) {
   const n = note();
   const id = `ajuste-${def.key}`;
@@ -211,6 +232,8 @@ function settingRow(def, saved, allowed, me, reload) {
   } else if (def.kind === 'token') {
     input = h('input', { id, name: def.key, type: 'password', autocomplete: 'new-password', spellcheck: 'false', class: 'mono',
       placeholder: saved ? 'configurado (no se muestra): escribe uno nuevo' : 'sin configurar' });
+  } else if (def.kind === 'json') {
+    input = h('textarea', { id, name: def.key, rows: 6, spellcheck: 'false', class: 'mono', placeholder: def.example }, prettyJson(saved));
   } else {
     input = h('input', { id, name: def.key, value: saved ?? '', autocomplete: 'off' });
   }
@@ -219,11 +242,12 @@ function settingRow(def, saved, allowed, me, reload) {
   input.disabled = !may;
   const save = h('button', { type: 'submit', disabled: !may }, 'Guardar');
   const range = def.kind === 'int' ? `de ${def.min} a ${def.max}${def.unit ? ` ${def.unit}` : ''}` : null;
-  const form = h('form', { class: 'setting-row', 'data-setting': def.key },
+  const form = h('form', { class: `setting-row${def.kind === 'json' ? ' setting-json' : ''}`, 'data-setting': def.key },
     h('div', { class: 'setting-text' },
       h('label', { for: id }, def.label),
       h('p', { class: 'muted small' }, def.help, range ? ` Valores: ${range}.` : null,
         may ? null : ' Solo lo cambia un administrador global.'),
+      def.example ? h('p', { class: 'muted small' }, 'Ejemplo: ', h('code', null, def.example)) : null,
       h('code', { class: 'muted small' }, def.key)),
     h('div', { class: 'setting-input' }, input, def.unit && def.kind === 'int' ? h('span', { class: 'muted small' }, def.unit) : null, save),
     n);
@@ -239,7 +263,17 @@ function settingRow(def, saved, allowed, me, reload) {
     }
     if (def.kind === 'token' && !confirm('¿Cambiar el token de servicio? Los launchers con el token anterior dejarán de poder conectarse.')) return;
     await run(save, async () => {
-      await api('PUT', `/settings/${encodeURIComponent(def.key)}`, { value: checked.value });
+      try {
+        await api('PUT', `/settings/${encodeURIComponent(def.key)}`, { value: checked.value });
+      } catch (err) {
+        // What is wrong with a JSON value is only in the server's words.
+        if (def.kind === 'json' && err.code === 'invalid_setting' && err.serverMessage) {
+          refuse(n, err, 'El servidor rechazó el valor; el ajuste no cambió.');
+          n.insertBefore(h('span', { class: 'server-says mono' }, err.serverMessage), n.querySelector('details'));
+          return;
+        }
+        throw err;
+      }
       flash('ok', `Ajuste «${def.label}» guardado.`);
       // Saved: the row shows the server's value again.
       form.edited = () => false;
@@ -493,7 +527,54 @@ function workspacePanel(w, users, reload) {
           h('thead', null, h('tr', null, h('th', null, 'Usuario'), h('th', null, 'Rol en el workspace'), h('th', null, ''))),
           h('tbody', null, rows))
         : h('p', { class: 'muted pad' }, 'Este workspace aún no tiene miembros (los administradores globales lo ven todo).'),
-    h('div', { class: 'pad' }, form));
+    h('div', { class: 'pad' }, form),
+    budgetForm(w, reload));
+}
+
+/** Workspace `w`'s monthly budget (PATCH budget_usd_month; empty: none)
+ *  and what it has spent this month. */
+function budgetForm(w, reload) {
+  const n = note();
+  const input = h('input', {
+    name: 'budget_usd_month', type: 'text', inputmode: 'decimal', class: 'narrow', autocomplete: 'off',
+    placeholder: 'sin presupuesto', value: w.budget_usd_month ?? '',
+  });
+  const save = h('button', { type: 'submit' }, 'Guardar presupuesto');
+  const usage = h('p', { class: 'small usage' }, h('span', { class: 'muted' }, 'Leyendo el gasto de este mes…'));
+  const form = h('form', { class: 'inline-form budget-form', 'aria-label': `Presupuesto de ${w.name}` },
+    h('h3', null, 'Presupuesto y gasto'),
+    h('label', { class: 'inline' }, 'Presupuesto mensual (USD) ', input), save,
+    h('p', { class: 'muted small' }, 'Vacío: sin presupuesto. Cuenta el coste de las ejecuciones empezadas en el mes (UTC): ',
+      'al 80 % se abre una alerta; al 100 % sus agentes se detienen y no se despacha ninguna de sus tareas hasta que se suba o empiece el mes siguiente.'),
+    usage, n);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const raw = input.value.trim().replace(',', '.');
+    const value = raw === '' ? null : Number(raw);
+    if (value !== null && (!/^\d+(\.\d+)?$/.test(raw) || value > 1000000)) {
+      setNote(n, 'error', 'Escribe un importe en USD de 0 a 1.000.000 (p. ej. 50 o 12,5), o déjalo vacío para no tener presupuesto.', null, 'No se guardó el presupuesto.');
+      input.focus();
+      return;
+    }
+    await run(save, async () => {
+      await api('PATCH', `/workspaces/${w.id}`, { budget_usd_month: value });
+      flash('ok', value === null ? `«${w.name}» ya no tiene presupuesto mensual.` : `Presupuesto mensual de «${w.name}»: ${value.toLocaleString('es-ES')} USD.`);
+      await reload();
+    }, n, 'No se guardó el presupuesto.');
+  });
+  api('GET', `/workspaces/${w.id}/usage`).then((u) => {
+    const pct = u.budget_used_percent;
+    fill(usage, `Este mes (${u.month}): `, h('strong', null, usd(u.cost_usd)),
+      ` · ${tokens(u.tokens_in)} tokens de entrada · ${tokens(u.tokens_out)} de salida · ${u.runs} ${u.runs === 1 ? 'ejecución' : 'ejecuciones'} · `,
+      pct === null || pct === undefined
+        ? h('span', { class: 'muted' }, 'sin presupuesto')
+        : h('span', { class: `chip ${pct >= 100 ? 'flag-bad' : pct >= 80 ? 'flag-warn' : 'flag-ok'}` },
+          `${Number(pct).toLocaleString('es-ES', { maximumFractionDigits: 1 })} % del presupuesto`));
+  }).catch((err) => {
+    fill(usage);
+    refuse(usage, err, 'No se pudo leer el gasto de este mes.');
+  });
+  return h('div', { class: 'pad budget' }, form);
 }
 
 // ---------------------------------------------------------------------------

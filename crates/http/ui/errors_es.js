@@ -139,6 +139,12 @@ const TEXT = {
   agent_in_use: () => 'Hay tareas que usan este agente: no se puede borrar (desactívalo).',
   not_sensitive: () => 'La tarea no es sensible: no necesita aprobación.',
   human_gate: () => 'Hace falta la aprobación del Human Gate antes de despachar esta tarea.',
+  budget_exhausted: (e) => {
+    const m = /workspace (\d+) has spent ([\d.]+) USD of its ([\d.]+) USD budget for (\d{4}-\d{2})/.exec(e.serverMessage || '');
+    const spent = m ? `: el workspace #${m[1]} ha gastado ${m[2]} USD de sus ${m[3]} USD de ${m[4]}` : ': el workspace ha gastado su presupuesto de este mes';
+    return `Presupuesto agotado${spent}. No se despacha ninguna de sus tareas hasta que un admin del workspace suba el presupuesto (Operación → Miembros) o empiece el mes siguiente.`;
+  },
+  no_session: () => 'La última ejecución no dejó una sesión que el agente pueda reanudar: usa «Reintentar» para una ejecución nueva desde el prompt.',
   repo_not_allowed: () => 'El workspace no permite el repositorio de esta tarea: elige uno permitido («Repositorio») o pide a un admin del workspace que añada su raíz.',
   stale_claim: () => 'El worker ya no tiene esta tarea reclamada.',
   claim_cancelled: () => 'La ejecución de esta tarea fue cancelada.',

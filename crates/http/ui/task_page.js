@@ -1,7 +1,8 @@
 // OPS Center: a task's page — its status and actions, the Human Gate, the
-// prompt, the agent's output as it is written, its code (changes.js),
-// comments (comments.js) and history (history.js) — redrawn live from the
-// stream, keeping what the person was doing.
+// prompt, the agent's runs and transcript (runs.js), its raw output as it
+// is written, its code (changes.js), comments (comments.js) and history
+// (history.js) — redrawn live from the stream, keeping what the person
+// was doing.
 
 import { api } from './api.js';
 import { changesPanel, repoPanel, repoWhere, repoWhereText } from './changes.js';
@@ -11,6 +12,7 @@ import { busy, flash, flashNext, noteError, showError } from './flash.js';
 import { focusHeading } from './focus.js';
 import { historyPanel } from './history.js';
 import { current, debounced, watch } from './page.js';
+import { runsView, waitingNotes } from './runs.js';
 import { mayAdminister, mayApproveGate } from './roles.js';
 import { agents, knownWorkspaces, me, workspaces } from './session.js';
 import { dispatchOutcome, editForm, taskActions } from './task_actions.js';
@@ -19,7 +21,7 @@ import { DISPATCHABLE, EXECUTION_LABEL, MANUAL_STATUSES, STATUSES, STATUS_LABEL,
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null, runs: null, rawOpen: null };
 
 /** The page of task `id`. */
 export function renderTask(view, id, seq) {
@@ -29,6 +31,8 @@ export function renderTask(view, id, seq) {
   taskLive.reload = null;
   taskLive.editing = null;
   taskLive.history = null;
+  taskLive.runs = null;
+  taskLive.rawOpen = null;
   taskLive.deleting = null;
   // Output chunks are appended as they come; anything else about the task
   // (status, comments, claim, changes) redraws it.
@@ -52,6 +56,7 @@ export function renderTask(view, id, seq) {
       location.hash = '#/tareas';
     } else if (ev.kind === 'dispatch.output') {
       if (taskLive.appendOutput && typeof ev.output === 'string') taskLive.appendOutput(ev.output);
+      if (taskLive.runs) taskLive.runs.output(ev);
     } else {
       if (taskLive.history) taskLive.history.add(ev);
       redraw();
@@ -89,6 +94,11 @@ function keepPageState(view) {
   const open = new Map([...view.querySelectorAll('details[data-keep]')].map((d) => [d.dataset.keep, d.open]));
   const follow = view.querySelector('.follow-output');
   const following = follow ? follow.checked : true;
+  // The transcript is the same node after the redraw, but a node taken out
+  // of the page forgets how far it was scrolled.
+  const transcript = view.querySelector('.transcript');
+  const transcriptAt = transcript && transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 8
+    ? Infinity : transcript && transcript.scrollTop;
   const heading = view.querySelector('h1');
   const headingFocused = Boolean(heading) && document.activeElement === heading;
   // The status chosen (and «forzar») but not yet applied.
@@ -124,6 +134,8 @@ function keepPageState(view) {
     }
     const followAgain = view.querySelector('.follow-output');
     if (followAgain) followAgain.checked = following;
+    const transcriptAgain = view.querySelector('.transcript');
+    if (transcriptAgain && transcriptAt) transcriptAgain.scrollTop = transcriptAt === Infinity ? transcriptAgain.scrollHeight : transcriptAt;
     if (taskLive.scroll) taskLive.scroll();
   };
 }
@@ -270,6 +282,13 @@ function drawTask(view, t, seq, refusal) {
 
   // The history node is kept across redraws of the same task.
   if (!taskLive.history || taskLive.history.id !== t.id) taskLive.history = historyPanel(t.id);
+  // So are the runs and their transcript: fetched by what is new.
+  if (!taskLive.runs || taskLive.runs.id !== t.id) taskLive.runs = runsView(t.id);
+  const runs = taskLive.runs;
+  runs.setTask(t, {
+    act, reload,
+    retryShown: more.some((b) => b.textContent === 'Reintentar'),
+  });
 
   let archive = null;
   if (!archived) {
@@ -308,6 +327,27 @@ function drawTask(view, t, seq, refusal) {
   follow.addEventListener('change', scroll);
   requestAnimationFrame(scroll);
 
+  // The raw log: open by itself while there is no transcript (a custom
+  // command's plain text), folded once there is, unless the person chose.
+  const raw = h('details', { class: 'raw-log', open: taskLive.rawOpen ?? !runs.hasEvents() },
+    h('summary', null, 'Ver registro completo ', h('span', { class: 'muted small' }, '(la salida tal como la escribe el agente)')),
+    h('section', { class: 'panel', 'data-live': 'output' },
+      h('div', { class: 'panel-head' },
+        h('h2', null, 'Salida del agente en vivo'),
+        h('label', { class: 'inline check small' }, follow, ' Seguir la salida')),
+      outputState,
+      output),
+    h('section', { class: 'panel' },
+      h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
+      t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')));
+  raw.querySelector('summary').addEventListener('click', () => {
+    taskLive.rawOpen = !raw.open;
+  });
+  raw.addEventListener('toggle', scroll);
+  runs.onEvents = () => {
+    if (taskLive.rawOpen === null) raw.open = false;
+  };
+
   fill(view, 
     h('p', { class: 'crumbs' }, h('a', { href: '#/tareas' }, '← Tareas')),
     h('header', { class: 'page-header' },
@@ -321,6 +361,7 @@ function drawTask(view, t, seq, refusal) {
     t.blocked ? h('section', { class: 'panel callout bad' },
       h('h2', null, 'Bloqueada'),
       h('p', { class: 'pre-line' }, t.blocked_reason || 'Sin motivo indicado.')) : null,
+    waitingNotes(t),
     t.sensitive ? h('section', { class: `panel callout ${t.gate_approved_at ? 'ok' : 'warn'}` },
       h('h2', null, 'Human Gate'),
       t.gate_approved_at
@@ -332,15 +373,10 @@ function drawTask(view, t, seq, refusal) {
         h('section', { class: 'panel' },
           h('h2', null, 'Prompt'),
           t.description ? h('pre', { class: 'text' }, t.description) : h('p', { class: 'muted' }, 'Sin descripción.')),
-        h('section', { class: 'panel', 'data-live': 'output' },
-          h('div', { class: 'panel-head' },
-            h('h2', null, 'Salida del agente en vivo'),
-            h('label', { class: 'inline check small' }, follow, ' Seguir la salida')),
-          outputState,
-          output),
-        h('section', { class: 'panel' },
-          h('h2', null, 'Salida del dispatch ', h('code', { class: 'muted small' }, 'dispatch_output')),
-          t.dispatch_output ? h('pre', { class: 'output' }, t.dispatch_output) : h('p', { class: 'muted' }, 'Sin salida todavía.')),
+        runs.transcript,
+        runs.followUp,
+        raw,
+        runs.runs,
         changesPanel(t),
         commentsPanel(t, comments, logs, blockers, reload),
         taskLive.history.node),

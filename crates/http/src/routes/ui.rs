@@ -44,6 +44,7 @@ static ROUTER_JS: Asset = Asset::new(JS, include_bytes!("../../ui/router.js"));
 static SESSION_JS: Asset = Asset::new(JS, include_bytes!("../../ui/session.js"));
 static SHELL_JS: Asset = Asset::new(JS, include_bytes!("../../ui/shell.js"));
 static TASK_PAGE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_page.js"));
+static RUNS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/runs.js"));
 static TIME_JS: Asset = Asset::new(JS, include_bytes!("../../ui/time.js"));
 static VOCABULARY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/vocabulary.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
@@ -134,6 +135,7 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/session.js" => Some(&SESSION_JS),
         "/ui/shell.js" => Some(&SHELL_JS),
         "/ui/task_page.js" => Some(&TASK_PAGE_JS),
+        "/ui/runs.js" => Some(&RUNS_JS),
         "/ui/time.js" => Some(&TIME_JS),
         "/ui/vocabulary.js" => Some(&VOCABULARY_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
@@ -247,6 +249,7 @@ mod tests {
         "/ui/session.js",
         "/ui/shell.js",
         "/ui/task_page.js",
+        "/ui/runs.js",
         "/ui/time.js",
         "/ui/vocabulary.js",
     ];
