@@ -7,6 +7,7 @@ mod harness;
 mod util;
 
 mod access;
+mod agent_streams;
 mod admin;
 mod auth;
 mod boundary;

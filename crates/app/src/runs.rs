@@ -168,6 +168,16 @@ fn bounded(e: RunEvent) -> RunEvent {
     }
 }
 
+/// The follow-up the run of a claim answered (its message and the session
+/// it resumed), if it was one.
+pub(crate) fn follow_up_of(
+    conn: &Connection,
+    token: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    Ok(runs::by_claim(conn, token)?
+        .and_then(|r| r.follow_up.map(|m| (m, r.resumed_session))))
+}
+
 /// The session a follow-up of `t` resumes: its last run's, when that run
 /// named one.
 pub(crate) fn resumable_session(conn: &Connection, task_id: i64) -> Result<Option<String>> {

@@ -203,6 +203,12 @@ fn rate_limited_run(
         signal.as_deref(),
         now,
     )?;
+    // A follow-up the limit stopped is still owed: the next run resumes
+    // with the same message.
+    if let Some((message, session)) = crate::runs::follow_up_of(conn, &claim.claim_token)? {
+        t.follow_up = Some(message);
+        t.follow_up_session = session;
+    }
     t.rate_limited_runs += 1;
     t.exit_code = exit_code;
     t.exit_signal = signal;
