@@ -13,8 +13,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The placeholders a command template may use. `{prompt}` is the prompt
-/// itself, as one argument, for a CLI that does not read it on stdin.
-pub const PLACEHOLDERS: &[&str] = &["prompt_file", "prompt", "task_id", "model", "workdir"];
+/// itself, as one argument, for a CLI that does not read it on stdin;
+/// `{session}` the CLI's session that a resume command continues.
+pub const PLACEHOLDERS: &[&str] = &[
+    "prompt_file",
+    "prompt",
+    "task_id",
+    "model",
+    "workdir",
+    "session",
+];
 
 /// Built-in commands of the known slugs (`launcher::clis`).
 pub fn builtin_command(slug: &str) -> Option<&'static str> {
@@ -423,6 +431,8 @@ mod tests {
         assert!(validate("x --file {prompt_file} --model {model} {task_id} {workdir}").is_ok());
         assert!(validate("x --json '{\"a\":1}'").is_ok());
         assert!(validate("x {prompts}").unwrap_err().contains("{prompts}"));
+        assert!(validate("x --resume {session} [ -m {model} ]").is_ok());
+        assert!(validate("x {sessions}").unwrap_err().contains("{session}"));
         assert!(validate("x [ -m {model} ]").is_ok());
         assert!(validate("x [ -m {model}")
             .unwrap_err()

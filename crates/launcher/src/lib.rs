@@ -26,10 +26,12 @@ mod launch;
 pub mod logging;
 pub mod outcome;
 pub mod process;
+pub mod rate_limit;
 pub mod runner;
 mod startup;
 pub mod state;
 pub mod supervise;
+pub mod transcript;
 pub mod worktree;
 
 use std::collections::BTreeSet;
