@@ -7,8 +7,8 @@ mod harness;
 mod util;
 
 mod access;
-mod agent_streams;
 mod admin;
+mod agent_streams;
 mod auth;
 mod boundary;
 mod concurrency;

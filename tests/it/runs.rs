@@ -23,6 +23,7 @@ fn usage(tokens_in: i64, tokens_out: i64, cost_usd: Option<f64>) -> RunEvent {
         tokens_in,
         tokens_out,
         cost_usd,
+        session_total: false,
     }
 }
 
@@ -428,4 +429,61 @@ fn a_rate_limited_run_goes_back_to_the_queue_without_counting_as_a_failure() {
     // A person's retry starts the count again.
     let t = svc.retry(id).ok().task;
     assert_eq!((t.status.as_str(), t.not_before), ("queued", None));
+}
+
+/// codex counts a resumed session's earlier runs in its usage: each run
+/// is charged only what it added. A follow-up a rate limit stopped is
+/// still owed to the next run.
+#[test]
+fn a_resumed_sessions_totals_count_once_and_a_stopped_follow_up_is_owed() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let svc = srv.service();
+    let w = Worker::new(&srv, "w1");
+    let (id, token) = running(&srv, &w, "codex");
+    let total = |tokens_in, tokens_out| RunEvent::Usage {
+        tokens_in,
+        tokens_out,
+        cost_usd: None,
+        session_total: true,
+    };
+    w.report(
+        id,
+        &token,
+        chunk("a\n", 0, vec![session("thread-1"), total(20, 10)]),
+    )
+    .ok();
+    w.report(id, &token, finished(Some(0), "ok")).ok();
+    svc.follow_up(id, "and the tests").ok();
+    let (_, token2) = w.claim_one();
+    w.report(id, &token2, started(Some(2))).ok();
+    let limited = Failed {
+        rate_limited: Some(RateLimited {
+            retry_after_seconds: Some(5),
+        }),
+        ..failed("rate_limited", "429", "…")
+    };
+    let t = w.report(id, &token2, limited).ok();
+    assert_eq!(t.status, "queued");
+    assert_eq!(t.follow_up.as_deref(), Some("and the tests"), "still owed");
+    srv.advance_clock(6);
+    let claim = w.claim();
+    let f = claim.follow_up.expect("the follow-up is handed out again");
+    assert_eq!(f.session_id, "thread-1");
+    let token3 = claim.claim_token.unwrap();
+    w.report(id, &token3, started(Some(3))).ok();
+    w.report(
+        id,
+        &token3,
+        chunk("b\n", 0, vec![session("thread-1"), total(30, 15)]),
+    )
+    .ok();
+    let runs = svc.runs(id).ok();
+    let counted: Vec<(i64, i64)> = runs
+        .runs
+        .iter()
+        .map(|r| (r.tokens_in, r.tokens_out))
+        .collect();
+    assert_eq!(counted, [(20, 10), (0, 0), (10, 5)]);
+    assert_eq!((runs.tokens_in, runs.tokens_out), (30, 15));
 }

@@ -95,16 +95,31 @@ pub(crate) fn take_events(
         return Ok(());
     };
     let mut spent = false;
+    let mut session = run.session_id.clone();
     for e in events {
         let e = bounded(e);
         runs::add_event(conn, &run, &e, now)?;
         match e {
-            RunEvent::Session { id } => runs::set_session(conn, run.id, &id)?,
+            RunEvent::Session { id } => {
+                runs::set_session(conn, run.id, &id)?;
+                session = Some(id);
+            }
             RunEvent::Usage {
-                tokens_in,
-                tokens_out,
+                mut tokens_in,
+                mut tokens_out,
                 cost_usd,
+                session_total,
             } => {
+                if session_total {
+                    // What the session's runs have counted already, this
+                    // one's so far included.
+                    let (had_in, had_out) = match &session {
+                        Some(s) => runs::session_tokens(conn, run.task_id, s)?,
+                        None => runs::tokens_of(conn, run.id)?,
+                    };
+                    tokens_in = (tokens_in - had_in).max(0);
+                    tokens_out = (tokens_out - had_out).max(0);
+                }
                 let cost = match cost_usd {
                     Some(usd) => Some((usd, "cli")),
                     None => run
@@ -159,10 +174,12 @@ fn bounded(e: RunEvent) -> RunEvent {
             tokens_in,
             tokens_out,
             cost_usd,
+            session_total,
         } => RunEvent::Usage {
             tokens_in: tokens_in.max(0),
             tokens_out: tokens_out.max(0),
             cost_usd: cost_usd.filter(|c| c.is_finite() && *c >= 0.0),
+            session_total,
         },
         RunEvent::Session { id } => RunEvent::Session { id: cut(id) },
     }
@@ -174,8 +191,7 @@ pub(crate) fn follow_up_of(
     conn: &Connection,
     token: &str,
 ) -> Result<Option<(String, Option<String>)>> {
-    Ok(runs::by_claim(conn, token)?
-        .and_then(|r| r.follow_up.map(|m| (m, r.resumed_session))))
+    Ok(runs::by_claim(conn, token)?.and_then(|r| r.follow_up.map(|m| (m, r.resumed_session))))
 }
 
 /// The session a follow-up of `t` resumes: its last run's, when that run

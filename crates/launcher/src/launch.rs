@@ -89,6 +89,7 @@ pub(crate) fn launch(ctx: &Arc<Ctx>, c: Claim) {
         line_carry: String::new(),
         last_message: None,
         stream_errors: Vec::new(),
+        stderr_read: false,
     };
     // Counted as running from here, so that the heartbeat lists the task
     // while its worktree is made.
@@ -309,7 +310,11 @@ fn prepare(
                 f.session_id,
                 c.slug
             );
-            (resume.to_string(), f.message.as_str(), f.session_id.as_str())
+            (
+                resume.to_string(),
+                f.message.as_str(),
+                f.session_id.as_str(),
+            )
         }
         (Some(f), None) => {
             // The session cannot be resumed with this command: a fresh run

@@ -314,6 +314,11 @@ mod tests {
             change: None,
             change_error: None,
             tampered: None,
+            stream: Default::default(),
+            line_carry: String::new(),
+            last_message: None,
+            stream_errors: Vec::new(),
+            stderr_read: false,
         }
     }
 

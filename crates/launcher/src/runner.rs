@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use super::api::ApiError;
 use super::outcome::{self, final_report, summary, Logs};
 use super::process::{alive, read_range, signal_name, strip_ansi, tail};
-use super::state::{save, Ending, FinalReport, TaskState};
-use super::transcript::{self, Stream};
 use super::rate_limit;
+use super::state::{save, Ending, FinalReport, TaskState};
 use super::supervise::{self, Record};
+use super::transcript::{self, Stream};
 use super::Ctx;
 use ops_base::time::now_ms;
 use ops_protocol::dispatch::{
@@ -425,6 +425,9 @@ impl Runner {
         let Some(_) = &self.st.ending else {
             return Ok(false);
         };
+        if !not_started && !self.stderr_events()? {
+            return Ok(false);
+        }
         if self.st.final_report.is_none() && !not_started {
             self.record_change();
         }
@@ -629,6 +632,49 @@ impl Runner {
             self.persist();
         }
     }
+    /// Once the agent has ended: what a CLI says only on stderr (Hermes'
+    /// `session_id: …`) is sent as one more `output` report, a line naming
+    /// it, once. `Ok(false)` when the claim was lost on the way.
+    fn stderr_events(&mut self) -> Result<bool, ApiError> {
+        if self.st.stream != Stream::Hermes || self.st.stderr_read {
+            return Ok(true);
+        }
+        let err = tail(&self.st.err_log_path, STDERR_EVENTS_TAIL);
+        let events: Vec<RunEvent> = err
+            .lines()
+            .flat_map(|l| transcript::parse_line(self.st.stream, l))
+            .filter(|e| matches!(e, RunEvent::Session { .. }))
+            .collect();
+        if let Some(RunEvent::Session { id }) = events.last() {
+            let output = Report::Output(Output {
+                chunk: format!(
+                    "[ops-center launcher] session_id: {id} (from the agent's stderr)\n"
+                ),
+                offset: Some(self.st.streamed as i64),
+                events: events[events.len() - 1..].to_vec(),
+            });
+            let sent = output_len(&output);
+            match self.send(output)? {
+                Sent::Acked => self.st.streamed += sent,
+                Sent::Refused(e) if e.code() == "claim_cancelled" => {
+                    self.cancel();
+                    return Ok(false);
+                }
+                Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
+                    self.abandon(e);
+                    return Ok(false);
+                }
+                Sent::Refused(e) => log::error!(
+                    "task {}: its session line was refused, skipped: {e}",
+                    self.st.task_id
+                ),
+            }
+        }
+        self.st.stderr_read = true;
+        self.persist();
+        Ok(true)
+    }
+
     fn abandon(&mut self, e: ApiError) -> bool {
         log::error!(
             "task {}: the server no longer accepts reports for this claim ({e}); the agent is left to finish \
@@ -710,6 +756,8 @@ const STREAM_CHUNK_MAX: usize = 192 * 1024;
 const LINE_MAX: usize = 1024 * 1024;
 /// Run events sent with one chunk, at most (the server takes 1,000).
 const EVENTS_MAX: usize = 1_000;
+/// How much of stderr is read for what a CLI says only there.
+const STDERR_EVENTS_TAIL: u64 = 64 * 1024;
 /// Errors of the stream kept for the rate-limit check.
 const ERRORS_KEPT: usize = 5;
 
@@ -781,7 +829,10 @@ fn mark_rate_limited(st: &TaskState, logs: &Logs, report: &mut FinalReport) {
     };
     if st.ended_by.is_some()
         || st.cancelled_at_ms.is_some()
-        || !matches!(st.ending, Some(Ending::Exited { .. } | Ending::Vanished { .. }))
+        || !matches!(
+            st.ending,
+            Some(Ending::Exited { .. } | Ending::Vanished { .. })
+        )
     {
         return;
     }
@@ -812,8 +863,9 @@ pub const RATE_LIMITED_SIGNATURE: &str = "rate limited by the provider";
 /// [`Logs`]): for a structured stream, the output is the agent's last
 /// message rather than the stream's JSON.
 fn read_logs(st: &TaskState) -> Logs {
+    // Hermes prints its answer as plain text: its tail is the output.
     let output = match (&st.last_message, st.stream) {
-        (Some(m), s) if s != Stream::Plain => m.clone(),
+        (Some(m), Stream::Claude | Stream::Codex | Stream::Opencode) => m.clone(),
         _ => strip_ansi(&tail(&st.log_path, outcome::OUTPUT_TAIL)),
     };
     Logs {

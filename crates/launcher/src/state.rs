@@ -100,6 +100,9 @@ pub struct TaskState {
     /// The last errors its stream reported, for the rate-limit check.
     #[serde(default)]
     pub stream_errors: Vec<String>,
+    /// What the CLI says only on stderr was read, once it ended.
+    #[serde(default)]
+    pub stderr_read: bool,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -298,6 +301,11 @@ mod tests {
             change: None,
             change_error: None,
             tampered: None,
+            stream: Default::default(),
+            line_carry: String::new(),
+            last_message: None,
+            stream_errors: Vec::new(),
+            stderr_read: false,
         };
         let path = st.path_in(dir.path());
         assert!(st

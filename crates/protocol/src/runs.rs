@@ -38,6 +38,11 @@ pub enum RunEvent {
         tokens_out: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
+        /// The counts are the whole session's so far, earlier runs of a
+        /// resumed session included (codex counts so): what is new is
+        /// what they add to the session's runs.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        session_total: bool,
     },
     /// The CLI's session id: what a follow-up resumes.
     Session { id: String },

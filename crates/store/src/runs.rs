@@ -172,6 +172,23 @@ pub fn add_usage(
     Ok(())
 }
 
+/// Tokens in and out the task's runs of session `session_id` have counted.
+pub fn session_tokens(conn: &Connection, task_id: i64, session_id: &str) -> Result<(i64, i64)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0) FROM runs
+             WHERE task_id = ?1 AND session_id = ?2",
+        )?
+        .query_row(params![task_id, session_id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// Tokens in and out run `id` has counted.
+pub fn tokens_of(conn: &Connection, id: i64) -> Result<(i64, i64)> {
+    Ok(conn
+        .prepare_cached("SELECT tokens_in, tokens_out FROM runs WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
 /// Appends one event to a run's transcript.
 pub fn add_event(conn: &Connection, run: &Run, e: &RunEvent, now: i64) -> Result<i64> {
     let body = serde_json::to_string(e)

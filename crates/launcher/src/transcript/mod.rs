@@ -28,16 +28,19 @@
 //!   `session_id: …` (on stderr).
 
 use ops_protocol::runs::RunEvent;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Which stream a CLI prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stream {
     Claude,
     Codex,
     Opencode,
     Hermes,
     /// A custom command's plain text: no events.
+    #[default]
     Plain,
 }
 
@@ -246,7 +249,26 @@ fn usage(tokens_in: i64, tokens_out: i64, cost: Option<f64>) -> Option<RunEvent>
         tokens_in,
         tokens_out,
         cost_usd,
+        session_total: false,
     })
+}
+
+/// codex's usage: the whole session's so far.
+fn session_usage(tokens_in: i64, tokens_out: i64) -> Option<RunEvent> {
+    match usage(tokens_in, tokens_out, None)? {
+        RunEvent::Usage {
+            tokens_in,
+            tokens_out,
+            cost_usd,
+            ..
+        } => Some(RunEvent::Usage {
+            tokens_in,
+            tokens_out,
+            cost_usd,
+            session_total: true,
+        }),
+        other => Some(other),
+    }
 }
 
 /// The text of a content that is a string or a list of `{type: text}`
@@ -370,10 +392,9 @@ fn codex(v: &Value) -> Vec<RunEvent> {
         }
         ("turn.completed", _) => {
             let u = v.get("usage").unwrap_or(&Value::Null);
-            out.extend(usage(
+            out.extend(session_usage(
                 int_at(u, &["input_tokens"]),
                 int_at(u, &["output_tokens"]),
-                None,
             ));
         }
         ("turn.failed", _) => out.push(error(str_at(v, &["error", "message"]))),

@@ -62,6 +62,7 @@ fn usage_sum(ev: &[RunEvent]) -> (i64, i64, Option<f64>, usize) {
             tokens_in,
             tokens_out,
             cost_usd,
+            ..
         } = e
         {
             sum.0 += tokens_in;
