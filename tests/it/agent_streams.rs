@@ -125,3 +125,50 @@ fn a_slow_models_streaming_keeps_a_claude_run_alive_past_the_silence_limit() {
     );
     l.kill9();
 }
+
+/// opencode retries a rate limit without end: once the provider has still
+/// refused for `AGENT_RATE_LIMIT_GRACE`, the run is ended as rate limited
+/// and its task queued again, not before the wait the provider named.
+#[test]
+fn a_cli_retrying_a_rate_limit_without_end_is_stopped_and_its_task_queued() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let svc = srv.service();
+    let path = fake_streams_path();
+    let mut l = Launcher::start(
+        &srv,
+        &srv.dir.path().join("launcher-logs"),
+        &[
+            ("SUPPORTED_AGENT_SLUGS", "opencode"),
+            ("PATH", path.as_str()),
+            ("AGENT_AUTH_CHECK_OPENCODE", "true"),
+            ("AGENT_RATE_LIMIT_GRACE", "3s"),
+        ],
+    );
+    let id = queued_task(&srv, "opencode", "anything");
+    let runs = wait_for(40, "the run ended for the rate limit", || {
+        let runs = svc.runs(id).ok().runs;
+        runs.first()
+            .is_some_and(|r| r.outcome == "rate_limited")
+            .then_some(runs)
+    });
+    assert!(runs[0].session_id.is_some(), "{runs:?}");
+    let t = svc.task(id).ok().task;
+    assert_eq!(t.status, "queued", "{t:?}");
+    let events = svc
+        .events(&format!("?task_id={id}&kind=dispatch.rate_limited"))
+        .ok()
+        .events;
+    assert_eq!(
+        events[0].payload["retry_after_seconds"], 20,
+        "the wait the provider named: {:?}",
+        events[0].payload
+    );
+    assert!(
+        l.log()
+            .contains("still refused 3 s after the first refusal"),
+        "{}",
+        l.log()
+    );
+    l.kill9();
+}

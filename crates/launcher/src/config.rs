@@ -42,6 +42,10 @@ pub struct LauncherConfig {
     /// `AGENT_SILENCE_MINUTES`: an agent that writes nothing to stdout or
     /// stderr for this long is ended.
     pub silence: Duration,
+    /// `AGENT_RATE_LIMIT_GRACE`: an agent its provider's rate limit still
+    /// refuses this long after the first refusal is ended, and its task
+    /// queued again.
+    pub rate_limit_grace: Duration,
     /// `AGENT_BREAKER_FAILURES`: consecutive failures of one slug with the
     /// same signature that hold it back (0: never).
     pub breaker_failures: u32,
@@ -108,6 +112,9 @@ pub fn log_dir_tag(log_dir: &std::path::Path) -> String {
 
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(15 * 60);
+/// `AGENT_RATE_LIMIT_GRACE` when unset: the CLIs' own retries of a rate
+/// limit take about a minute.
+pub const DEFAULT_RATE_LIMIT_GRACE: Duration = Duration::from_secs(2 * 60);
 
 /// A duration as operators write it: `90s`, `15m`, `2h`, or a bare number
 /// of minutes.
@@ -219,6 +226,13 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         ))?,
     };
 
+    let rate_limit_grace = match env("AGENT_RATE_LIMIT_GRACE") {
+        None => DEFAULT_RATE_LIMIT_GRACE,
+        Some(t) => parse_duration(&t).ok_or(format!(
+            "AGENT_RATE_LIMIT_GRACE must be a duration such as 90s or 2m (a bare number is minutes), got {t:?}"
+        ))?,
+    };
+
     let slots = match env("OPS_LAUNCHER_SLOTS") {
         None => DEFAULT_SLOTS,
         Some(s) => s
@@ -263,6 +277,7 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LauncherConfig, 
         auth_checks,
         agent_timeouts,
         silence,
+        rate_limit_grace,
         breaker_failures,
         breaker_pause,
         slots,

@@ -90,6 +90,8 @@ pub(crate) fn launch(ctx: &Arc<Ctx>, c: Claim) {
         last_message: None,
         stream_errors: Vec::new(),
         stderr_read: false,
+        rate_limit_first_ms: None,
+        rate_limit_last_ms: None,
     };
     // Counted as running from here, so that the heartbeat lists the task
     // while its worktree is made.

@@ -319,6 +319,8 @@ mod tests {
             last_message: None,
             stream_errors: Vec::new(),
             stderr_read: false,
+            rate_limit_first_ms: None,
+            rate_limit_last_ms: None,
         }
     }
 

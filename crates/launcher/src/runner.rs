@@ -59,6 +59,8 @@ pub struct Runner {
     /// Bytes in both logs when last looked at, and when that changed: how
     /// long the agent has been silent.
     activity: (u64, Instant),
+    /// Where stderr was last read for rate-limit refusals, and when.
+    rate_scan: (u64, Option<Instant>),
 }
 
 /// What became of one report.
@@ -78,6 +80,7 @@ impl Runner {
             last_output: None,
             log_unreadable: false,
             activity: (0, Instant::now()),
+            rate_scan: (0, None),
         }
     }
 
@@ -301,12 +304,20 @@ impl Runner {
         if size != self.activity.0 {
             self.activity = (size, Instant::now());
         }
-        let cfg = &self.ctx.cfg;
+        self.watch_rate_limit(now);
+        let refused = self.still_rate_limited(now);
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.cfg;
         let timeout = cfg.timeout_of(&self.st.agent_slug);
         let why = if now - self.st.started_at_ms >= timeout.as_millis() as i64 {
             format!("agent timed out after {}", human(timeout))
         } else if self.activity.1.elapsed() >= cfg.silence {
             format!("agent silent for {}", human(cfg.silence))
+        } else if refused {
+            format!(
+                "{RATE_LIMITED_SIGNATURE}: still refused {} after the first refusal",
+                human(cfg.rate_limit_grace)
+            )
         } else {
             return;
         };
@@ -318,6 +329,50 @@ impl Runner {
         self.st.term_sent_at_ms = Some(now);
         self.persist();
         signal_group(group, libc::SIGTERM);
+    }
+
+    /// Reads what stderr gained since the last look (every few seconds)
+    /// for the provider's rate-limit refusals; refusals in the stream are
+    /// noted as they are read ([`read_stream`]).
+    fn watch_rate_limit(&mut self, now: i64) {
+        if self
+            .rate_scan
+            .1
+            .is_some_and(|t| t.elapsed() < RATE_LIMIT_SCAN_EVERY)
+        {
+            return;
+        }
+        self.rate_scan.1 = Some(Instant::now());
+        let Ok((bytes, len)) = read_range(&self.st.err_log_path, self.rate_scan.0, 64 * 1024)
+        else {
+            return;
+        };
+        self.rate_scan.0 = if len < self.rate_scan.0 {
+            0
+        } else {
+            self.rate_scan.0 + bytes.len() as u64
+        };
+        if rate_limit::rate_limited(&String::from_utf8_lossy(&bytes)).is_some() {
+            note_rate_limit(&mut self.st, now);
+        }
+    }
+
+    /// Whether the provider has refused the run for its rate limit for
+    /// `AGENT_RATE_LIMIT_GRACE` and still does: a CLI that retries without
+    /// end (opencode) would hold its slot for its whole timeout.
+    fn still_rate_limited(&mut self, now: i64) -> bool {
+        let (Some(first), Some(last)) = (self.st.rate_limit_first_ms, self.st.rate_limit_last_ms)
+        else {
+            return false;
+        };
+        if now - last > 2 * RATE_LIMIT_RECENT_MS {
+            // It got through: a later refusal starts the count again.
+            self.st.rate_limit_first_ms = None;
+            self.st.rate_limit_last_ms = None;
+            return false;
+        }
+        now - first >= self.ctx.cfg.rate_limit_grace.as_millis() as i64
+            && now - last <= RATE_LIMIT_RECENT_MS
     }
 
     /// The server cancelled the run: TERM to its process group now (KILL
@@ -756,6 +811,17 @@ const STREAM_CHUNK_MAX: usize = 192 * 1024;
 const LINE_MAX: usize = 1024 * 1024;
 /// Run events sent with one chunk, at most (the server takes 1,000).
 const EVENTS_MAX: usize = 1_000;
+/// A refusal this recent means the provider still refuses.
+const RATE_LIMIT_RECENT_MS: i64 = 60_000;
+/// How often a running agent's stderr is read for refusals.
+const RATE_LIMIT_SCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// Notes a rate-limit refusal seen at `now`.
+fn note_rate_limit(st: &mut TaskState, now: i64) {
+    st.rate_limit_first_ms.get_or_insert(now);
+    st.rate_limit_last_ms = Some(now);
+}
+
 /// How much of stderr is read for what a CLI says only there.
 const STDERR_EVENTS_TAIL: u64 = 64 * 1024;
 /// Errors of the stream kept for the rate-limit check.
@@ -792,6 +858,9 @@ fn read_stream(st: &mut TaskState, text: &str, last: bool) -> (String, Vec<RunEv
             match &e {
                 RunEvent::Message { text } => st.last_message = Some(text.clone()),
                 RunEvent::Error { text } => {
+                    if rate_limit::rate_limited(text).is_some() {
+                        note_rate_limit(st, ops_base::time::now_ms());
+                    }
                     st.stream_errors.push(text.chars().take(2000).collect());
                     let extra = st.stream_errors.len().saturating_sub(ERRORS_KEPT);
                     st.stream_errors.drain(..extra);
@@ -827,7 +896,11 @@ fn mark_rate_limited(st: &TaskState, logs: &Logs, report: &mut FinalReport) {
     let FinalReport::Failed(f) = report else {
         return;
     };
-    if st.ended_by.is_some()
+    let ended_for_it = st
+        .ended_by
+        .as_deref()
+        .is_some_and(|w| w.starts_with(RATE_LIMITED_SIGNATURE));
+    if (st.ended_by.is_some() && !ended_for_it)
         || st.cancelled_at_ms.is_some()
         || !matches!(
             st.ending,
@@ -843,7 +916,9 @@ fn mark_rate_limited(st: &TaskState, logs: &Logs, report: &mut FinalReport) {
         seen.push('\n');
         seen.push_str(&logs.out_tail);
     }
-    let Some(retry_after_seconds) = rate_limit::rate_limited(&seen) else {
+    let Some(retry_after_seconds) =
+        rate_limit::rate_limited(&seen).or(ended_for_it.then_some(None))
+    else {
         return;
     };
     f.rate_limited = Some(RateLimited {

@@ -103,6 +103,12 @@ pub struct TaskState {
     /// What the CLI says only on stderr was read, once it ended.
     #[serde(default)]
     pub stderr_read: bool,
+    /// When the provider's rate limit first refused the running agent, and
+    /// when last.
+    #[serde(default)]
+    pub rate_limit_first_ms: Option<i64>,
+    #[serde(default)]
+    pub rate_limit_last_ms: Option<i64>,
 }
 
 /// How the agent's run ended, as far as the launcher knows.
@@ -306,6 +312,8 @@ mod tests {
             last_message: None,
             stream_errors: Vec::new(),
             stderr_read: false,
+            rate_limit_first_ms: None,
+            rate_limit_last_ms: None,
         };
         let path = st.path_in(dir.path());
         assert!(st
