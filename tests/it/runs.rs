@@ -360,7 +360,7 @@ fn a_spent_budget_warns_once_then_stops_and_refuses() {
     svc.dispatch(fresh).ok();
     admin.edit_workspace(1, &budget(None)).ok();
     assert_eq!(svc.usage(1, "").ok().budget_used_percent, None);
-    svc.usage(1, "?month=2026-13").refused(400, "invalid_field");
+    svc.usage(1, "?month=2026-13").refused(400, "invalid_query");
 }
 
 #[test]

@@ -250,8 +250,10 @@ pub fn workspace_usage(
     who.can_read(workspace_id)?;
     let month = match month {
         None => Month::of(ops_base::time::now_ms()),
-        Some(m) => Month::parse(m)
-            .ok_or_else(|| Error::invalid_field("month", "must be a month such as 2026-12"))?,
+        Some(m) => Month::parse(m).ok_or_else(|| Error::BadRequest {
+            code: "invalid_query",
+            message: format!("query parameter `month` must be a month such as 2026-12, got {m:?}"),
+        })?,
     };
     let conn = db.read()?;
     let ws = workspaces::require(&conn, workspace_id)?;
