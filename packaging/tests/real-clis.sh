@@ -4,6 +4,9 @@
 # temporary prefix, none of them logged in, and checks that
 #   - doctor rejects none of the built-in command lines and reports each
 #     CLI NOT LOGGED IN (so it FAILs), never PASS;
+#   - the logged-in checks take what each CLI takes: codex's CODEX_API_KEY
+#     (not OPENAI_API_KEY alone), a key in opencode's opencode.json or in
+#     the environment, an api_key in Hermes' config.yaml;
 #   - a launcher reports the logged-out CLIs not usable, with the reason,
 #     and claims no task for them (health names them);
 #   - Hermes with a dummy provider key in its environment is claimed, fails,
@@ -46,8 +49,10 @@ cleanup() {
     for p in $(pgrep -f "$work" || true); do
         kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
     done
-    local r path saved
-    for r in "${replaced[@]}"; do
+    local i r path saved
+    # Newest first: a file replaced twice gets its first original back.
+    for ((i = ${#replaced[@]} - 1; i >= 0; i--)); do
+        r=${replaced[i]}
         path=${r% *} saved=${r##* }
         rm -f "$path"
         if [ "$saved" != - ]; then mv -f "$saved" "$path"; fi
@@ -144,6 +149,20 @@ for cli in opencode claude codex hermes; do
 done
 unset OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_KEY
 
+# A file of the agent user's home, owned by it, whatever was there put back
+# at exit.
+put_agent_file() { # path mode, content on stdin
+    local path=$1 saved=-
+    if [ -e "$path" ]; then
+        saved="$work/saved-$(basename "$path")"
+        mv "$path" "$saved"
+    fi
+    replaced+=("$path $saved")
+    ${as_agent[@]+"${as_agent[@]}"} mkdir -p "$(dirname "$path")"
+    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+    ${as_agent[@]+"${as_agent[@]}"} sh -c 'umask 077; cat >"$1"; chmod "$2" "$1"' sh "$path" "$2"
+}
+
 say "doctor"
 set +e
 env ${agent_env[@]+"${agent_env[@]}"} SUPPORTED_AGENT_SLUGS=opencode,claudecode,codex,hermes "$bin" doctor \
@@ -156,6 +175,39 @@ if grep -q REJECTED "$work/doctor.txt"; then fail "a built-in command line is re
 for slug in opencode claudecode codex hermes; do
     grep -q "^\[doctor\] NOT LOGGED IN $slug: " "$work/doctor.txt" || fail "doctor did not find $slug logged out"
 done
+
+# The built-in logged-in checks accept what each CLI itself accepts, and
+# only that: doctor is run for one slug at a time with a key in the
+# environment or in the CLI's own configuration file.
+logged_in() { # slug, then VAR=value… for doctor's environment: 0 when doctor finds it logged in
+    local slug=$1 out
+    shift
+    out=$(env ${agent_env[@]+"${agent_env[@]}"} "$@" SUPPORTED_AGENT_SLUGS="$slug" "$bin" doctor 2>&1 || true)
+    if grep -q "^\[doctor\] NOT LOGGED IN $slug: " <<<"$out"; then return 1; fi
+    grep -q "^\[doctor\] OK $slug: " <<<"$out" || fail "doctor did not check $slug: $out"
+}
+say "login checks: codex with CODEX_API_KEY is logged in; with only OPENAI_API_KEY it is not (codex 0.171 does not send that key)"
+logged_in codex CODEX_API_KEY=dummy-codex-key || fail "codex with CODEX_API_KEY is reported logged out"
+if logged_in codex OPENAI_API_KEY=dummy-openai-key; then fail "codex with only OPENAI_API_KEY is reported logged in"; fi
+say "login checks: opencode with an apiKey in its opencode.json is logged in"
+logged_in opencode && fail "opencode with no credential at all is reported logged in"
+put_agent_file "$agent_home/.config/opencode/opencode.json" 644 <<'EOF2'
+{ "provider": { "openai": { "options": { "apiKey": "dummy-key-in-the-config-file" } } } }
+EOF2
+logged_in opencode || fail "opencode with an apiKey in opencode.json is reported logged out"
+${as_agent[@]+"${as_agent[@]}"} rm -f "$agent_home/.config/opencode/opencode.json"
+say "login checks: opencode with a provider key in the environment is logged in"
+logged_in opencode ANTHROPIC_API_KEY=dummy-anthropic-key || fail "opencode with ANTHROPIC_API_KEY is reported logged out"
+say "login checks: Hermes with an api_key in its config.yaml is logged in"
+logged_in hermes && fail "hermes with no credential at all is reported logged in"
+put_agent_file "$agent_home/.hermes/config.yaml" 644 <<'EOF2'
+model:
+  provider: custom
+  base_url: http://127.0.0.1:9/v1
+  api_key: dummy-key-in-the-config-file
+EOF2
+logged_in hermes || fail "hermes with an api_key in config.yaml is reported logged out"
+${as_agent[@]+"${as_agent[@]}"} rm -f "$agent_home/.hermes/config.yaml"
 
 token=real-clis-service-token-0123456789abcdef
 OPS_SERVICE_TOKEN=$token OPS_ADMIN_USER=admin OPS_ADMIN_PASSWORD=real-clis-admin-pw "$bin" serve --bind 127.0.0.1:0 \
@@ -264,17 +316,6 @@ say "scripted model at $model_url; opencode $(opencode --version 2>&1 | head -n 
 # it: a provider "scripted" (@ai-sdk/openai-compatible, which opencode
 # bundles) and a credential for it, which the launcher's built-in check
 # (opencode auth list) counts. Whatever was there is put back at exit.
-put_agent_file() { # path mode, content on stdin
-    local path=$1 saved=-
-    if [ -e "$path" ]; then
-        saved="$work/saved-$(basename "$path")"
-        mv "$path" "$saved"
-    fi
-    replaced+=("$path $saved")
-    ${as_agent[@]+"${as_agent[@]}"} mkdir -p "$(dirname "$path")"
-    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
-    ${as_agent[@]+"${as_agent[@]}"} sh -c 'umask 077; cat >"$1"; chmod "$2" "$1"' sh "$path" "$2"
-}
 put_agent_file "$agent_home/.config/opencode/opencode.json" 644 <<EOF
 {
   "\$schema": "https://opencode.ai/config.json",
