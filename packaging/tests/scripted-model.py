@@ -31,9 +31,10 @@ about every 5 s), so that a CLI printing deltas shows activity.
 bearer token or x-api-key) with HTTP 401 and the protocol's own error body.
 
 Each request is logged as one JSON line to --log: its path, protocol,
-model, how many messages (input items), their roles, the text of the user
-messages before the last one (so that a test can see a resumed session
-carry its first conversation), the tools offered, the answer, and the
+model, how many messages (input items), their roles, the text of the last
+user message and of the user messages before it (so that a test can tell
+a follow-up's request by its text and see that a resumed session carried
+its first conversation), the tools offered, the answer, and the
 Authorization and x-api-key headers.
 
 Usage: scripted-model.py --port-file F --log L [--model M] [--file FILE]
@@ -278,6 +279,7 @@ class Handler(BaseHTTPRequestHandler):
             "stream": bool(body.get("stream")),
             "messages": len(msgs),
             "roles": [r for r, _, _ in msgs],
+            "last_user_text": ([t for r, t, _ in msgs if r == "user"] or [""])[-1],
             "earlier_user_texts": [t for r, t, _ in msgs if r == "user"][:-1],
             "tools": tool_names(body),
             **auth,
