@@ -12,11 +12,13 @@
 #     usage the CLI reports: Claude Code tokens and its own cost
 #     (cost_source "cli"), codex and opencode tokens and no cost, Hermes
 #     (whose -Q mode prints no usage) no tokens, no cost and no usage event;
-#   - a follow-up resumes that session: a second run whose resumed_session
-#     is the first run's session_id, with the follow-up's own usage (codex
-#     counts the whole session in its stream: run 2 must not count run 1
-#     again), the task back in review, and the scripted model's log shows
-#     the follow-up's request carrying the first conversation's user text.
+#   - a follow-up asking for followup.txt resumes that session: a second
+#     run whose resumed_session is the first run's session_id, with the
+#     follow-up's own usage (codex counts the whole session in its stream:
+#     run 2 must not count run 1 again), followup.txt beside hello.txt on
+#     the branch, the task back in review, and the scripted model's log
+#     shows the follow-up's request carrying the first conversation's user
+#     text.
 # And once, with Claude Code, in a second workspace served by a second
 # launcher (AGENT_SILENCE_MINUTES=20s) and a second scripted model
 # (--slow 30 --rate-limit 1):
@@ -36,6 +38,8 @@ me=agent-sessions
 # shellcheck source=packaging/tests/clis-lib.sh
 . packaging/tests/clis-lib.sh "$@"
 started=$SECONDS
+# The scripted model's own decisions first: the checks below rely on them.
+out=$(python3 packaging/tests/scripted-model-test.py 2>&1) || { echo "$out"; fail "scripted-model-test.py failed"; }
 
 # As root the agents run as a user of this test's own, not the package's
 # ops-agent that real-clis.sh and the package test create and remove. As
@@ -57,7 +61,7 @@ content="hello from the scripted model"
 # The scripted models: one for the four CLIs' sessions, one for the rate
 # limit and the slow model (its first model request gets a 429, every
 # later answer takes 30 s, a delta every 5 s).
-start_model model --model scripted-writer --file hello.txt --content "$content"$'\n'
+start_model model --model scripted-writer --file hello.txt --content "$content"$'\n' --follow-up-file followup.txt
 model=$model_base
 start_model slow --model scripted-writer --file hello.txt --content "$content"$'\n' --slow 30 --rate-limit 1
 slow_model=$model_base
@@ -170,7 +174,7 @@ usage_filter() {
 # The first run: review, the file on the task's branch, session, transcript
 # and usage.
 check_first() {
-    local slug=$1 id=${task[$1]} runs run events got
+    local slug=$1 id=${task[$1]} runs run got
     got=$(git -C "$repos/$slug" show "ops/task-$id:hello.txt" 2>&1) || fail_task "$id" "$slug: hello.txt is not on ops/task-$id: $got"
     [ "$got" = "$content" ] || fail_task "$id" "$slug: hello.txt on ops/task-$id holds \"$got\""
     runs=$(call "$api/tasks/$id/runs")
@@ -194,14 +198,14 @@ check_first() {
 
 follow_up() {
     local slug=$1 id=${task[$1]} answer
-    answer=$(call -X POST -d "{\"message\":\"Add nothing, just confirm. [follow-up $slug]\"}" "$api/tasks/$id/follow-up")
+    answer=$(call -X POST -d "{\"message\":\"Also write followup.txt. [follow-up $slug]\"}" "$api/tasks/$id/follow-up")
     [ "$(call "$api/tasks/$id" | jq -r .status)" != review ] || fail_task "$id" "$slug: the follow-up left the task in review: $answer"
 }
 
 # The follow-up's run: the same session resumed, its own usage, and the
 # model asked with the first conversation.
 check_second() {
-    local slug=$1 id=${task[$1]} runs first second events
+    local slug=$1 id=${task[$1]} runs first second got
     runs=$(call "$api/tasks/$id/runs")
     expect "$id" "$runs" '(.runs | length) == 2' "$slug: not two runs after the follow-up"
     first=$(jq -c '.runs[0]' <<<"$runs")
@@ -210,9 +214,12 @@ check_second() {
         '.number == 2 and .outcome == "finished" and .resumed_session == $first.session_id
          and .session_id == $first.session_id and (.follow_up | contains("[follow-up \($slug)]"))' <<<"$second" >/dev/null \
         || fail_task "$id" "$slug: run 2 did not resume run 1's session $(jq -r .session_id <<<"$first"): $second"
-    expect "$id" "$second" "$(usage_filter "$slug" 1)" "$slug: run 2's usage is not what $slug reports for its one answer"
+    expect "$id" "$second" "$(usage_filter "$slug" 2)" "$slug: run 2's usage is not what $slug reports for its two answers"
     run_events "$id" 2
-    expect "$id" "$events" 'any(.[]; .kind == "message")' "$slug: run 2's transcript has no message"
+    expect "$id" "$events" 'any(.[]; .kind == "tool_call") and any(.[]; .kind == "message")' \
+        "$slug: run 2's transcript has no tool_call or no message"
+    got=$(git -C "$repos/$slug" show "ops/task-$id:followup.txt" 2>&1) || fail_task "$id" "$slug: followup.txt is not on ops/task-$id: $got"
+    git -C "$repos/$slug" show "ops/task-$id:hello.txt" >/dev/null 2>&1 || fail_task "$id" "$slug: hello.txt left ops/task-$id"
     # The follow-up's request (its last user text is the follow-up) holds
     # the task's own words from the first run.
     jq -se --arg fu "[follow-up $slug]" --arg first "[task $slug]" \

@@ -141,7 +141,8 @@ install_clis() {
     # Run here in a home of their own, not in this user's.
     mkdir -p "$work/home"
     for cli in opencode claude codex hermes; do
-        say "$cli --version: $(HOME="$work/home" "$cli" --version 2>&1 | head -n 1)"
+        # (codex warns first that it makes no helper binaries under /tmp.)
+        say "$cli --version: $(HOME="$work/home" "$cli" --version 2>&1 | grep -v '^WARNING' | head -n 1)"
     done
     # Doctor and the launcher cannot tell a CLI the agent user cannot
     # execute from one that is logged out: make sure it can run each one.
