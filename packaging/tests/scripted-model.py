@@ -15,7 +15,10 @@ Every answer is decided by the request alone, one turn at a time:
   shell tool) and holds no tool result yet gets a call of that tool creating
   FILE (a relative path, made absolute where the tool wants it) with
   CONTENT;
-- a request that holds a tool result gets a final text message (DONE);
+- a request that holds a tool result gets a final text message (DONE),
+  except, with --follow-up-file F, one whose last user message came after
+  the last tool result (a later turn of a resumed session: a follow-up),
+  which gets a call writing F, then DONE once that call's result is back;
 - any other request (a session title, a summary) gets a short text.
 
 Every answer carries usage (input and output tokens). Answers are streamed
@@ -27,18 +30,21 @@ codex falls back to HTTP); any other GET or HEAD gets `{}`.
 about every 5 s), so that a CLI printing deltas shows activity.
 --rate-limit N answers the first N model requests with HTTP 429, a
 `retry-after: 30` header and the protocol's own error body.
+--follow-up-file F: as above; without it a resumed session's turn gets
+DONE at once, which changes no file.
 --require-key KEY answers a model request that does not carry KEY (as a
 bearer token or x-api-key) with HTTP 401 and the protocol's own error body.
 
 Each request is logged as one JSON line to --log: its path, protocol,
-model, how many messages (input items), their roles, the text of the user
-messages before the last one (so that a test can see a resumed session
-carry its first conversation), the tools offered, the answer, and the
+model, how many messages (input items), their roles, the text of the last
+user message and of the user messages before it (so that a test can tell
+a follow-up's request by its text and see that a resumed session carried
+its first conversation), the tools offered, the answer, and the
 Authorization and x-api-key headers.
 
 Usage: scripted-model.py --port-file F --log L [--model M] [--file FILE]
-       [--content CONTENT] [--slow SECONDS] [--rate-limit N]
-       [--require-key KEY]
+       [--content CONTENT] [--follow-up-file F] [--slow SECONDS]
+       [--rate-limit N] [--require-key KEY]
 It listens on 127.0.0.1 on a free port and writes that port to F once it
 accepts connections. Python's standard library only.
 """
@@ -64,6 +70,7 @@ def parse_args():
     p.add_argument("--model", default="scripted-writer")
     p.add_argument("--file", default="hello.txt")
     p.add_argument("--content", default="hello from the scripted model\n")
+    p.add_argument("--follow-up-file", metavar="FILE")
     p.add_argument("--slow", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--rate-limit", type=int, default=0, metavar="N")
     p.add_argument("--require-key", metavar="KEY")
@@ -167,13 +174,27 @@ def workdir(protocol, body):
     return None
 
 
+def file_to_write(msgs):
+    """The file this turn of the conversation `msgs` writes, None when it
+    is answered with text: FILE on the first turn (no tool result yet);
+    with --follow-up-file, that file on a later turn (a user message after
+    the last tool result)."""
+    results = [i for i, (_, _, r) in enumerate(msgs) if r]
+    if not results:
+        return ARGS.file
+    users = [i for i, (role, _, _) in enumerate(msgs) if role == "user"]
+    if ARGS.follow_up_file and users and users[-1] > results[-1]:
+        return ARGS.follow_up_file
+    return None
+
+
 def decide(protocol, body):
     """What to answer: ("tool", name, arguments as a JSON text or, for a
     freeform tool, the raw input) or ("text", text)."""
     names = tool_names(body)
-    if any(r for _, _, r in messages_of(protocol, body)):
+    rel = file_to_write(messages_of(protocol, body))
+    if rel is None:
         return ("text", DONE)
-    rel = ARGS.file
     where = workdir(protocol, body)
     absolute = os.path.join(where, rel) if where else os.path.abspath(rel)
     if "write" in names:  # opencode
@@ -278,6 +299,7 @@ class Handler(BaseHTTPRequestHandler):
             "stream": bool(body.get("stream")),
             "messages": len(msgs),
             "roles": [r for r, _, _ in msgs],
+            "last_user_text": ([t for r, t, _ in msgs if r == "user"] or [""])[-1],
             "earlier_user_texts": [t for r, t, _ in msgs if r == "user"][:-1],
             "tools": tool_names(body),
             **auth,
