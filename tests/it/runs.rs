@@ -3,7 +3,7 @@
 //! tokens and cost, workspace budgets, and rate-limited runs.
 
 use ops_center::protocol::accounts::WorkspaceChange;
-use ops_center::protocol::dispatch::{Failed, Output, RateLimited};
+use ops_center::protocol::dispatch::{Failed, Finished, Output, RateLimited, RunChange};
 use ops_center::protocol::runs::RunEvent;
 
 use crate::client::{failed, finished, started, TaskSpec};
@@ -486,4 +486,45 @@ fn a_resumed_sessions_totals_count_once_and_a_stopped_follow_up_is_owed() {
         .collect();
     assert_eq!(counted, [(20, 10), (0, 0), (10, 5)]);
     assert_eq!((runs.tokens_in, runs.tokens_out), (30, 15));
+}
+
+/// A follow-up that only answers the reviewer leaves the branch where it
+/// was: the branch still holds the first run's change, so the task is back
+/// in review, not blocked "sin cambios" as a fresh run would be.
+#[test]
+fn a_follow_up_without_an_edit_goes_back_to_review() {
+    let srv = Server::start();
+    enable_dispatch(&srv);
+    let svc = srv.service();
+    let w = Worker::new(&srv, "w1");
+    let (id, token) = running(&srv, &w, "codex");
+    let change = |start: &str, head: &str| RunChange {
+        branch: format!("ops/task-{id}"),
+        head: Some(head.into()),
+        base: Some("aaaa".into()),
+        start: Some(start.into()),
+        diff_stat: " hello.txt | 1 +\n".into(),
+        patch: "+++ b/hello.txt\n+hello\n".into(),
+        ..RunChange::default()
+    };
+    w.report(id, &token, chunk("a\n", 0, vec![session("s-1")]))
+        .ok();
+    let done = |c: RunChange| Finished {
+        change: Some(c),
+        ..finished(Some(0), "done")
+    };
+    let t = w.report(id, &token, done(change("aaaa", "bbbb"))).ok();
+    assert_eq!(t.status, "review");
+    svc.follow_up(id, "Why this way?").ok();
+    let (_, token2) = w.claim_one();
+    w.report(id, &token2, started(Some(2))).ok();
+    let t = w.report(id, &token2, done(change("bbbb", "bbbb"))).ok();
+    assert_eq!((t.status.as_str(), t.blocked), ("review", false), "{t:?}");
+    // A fresh run that changes nothing is still blocked.
+    svc.retry(id).ok();
+    let (_, token3) = w.claim_one();
+    w.report(id, &token3, started(Some(3))).ok();
+    let t = w.report(id, &token3, done(change("bbbb", "bbbb"))).ok();
+    assert_eq!(t.status, "waiting");
+    assert!(t.blocked_reason.unwrap().starts_with("sin cambios"));
 }

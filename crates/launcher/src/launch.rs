@@ -88,6 +88,7 @@ pub(crate) fn launch(ctx: &Arc<Ctx>, c: Claim) {
         stream: Stream::Plain,
         line_carry: String::new(),
         last_message: None,
+        session: None,
         stream_errors: Vec::new(),
         stderr_read: false,
         rate_limit_first_ms: None,

@@ -317,6 +317,7 @@ mod tests {
             stream: Default::default(),
             line_carry: String::new(),
             last_message: None,
+            session: None,
             stream_errors: Vec::new(),
             stderr_read: false,
             rate_limit_first_ms: None,

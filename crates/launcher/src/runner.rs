@@ -856,6 +856,9 @@ fn read_stream(st: &mut TaskState, text: &str, last: bool) -> (String, Vec<RunEv
         }
         for e in transcript::parse_line(st.stream, l) {
             match &e {
+                // opencode names its session on every step: said once.
+                RunEvent::Session { id } if st.session.as_ref() == Some(id) => continue,
+                RunEvent::Session { id } => st.session = Some(id.clone()),
                 RunEvent::Message { text } => st.last_message = Some(text.clone()),
                 RunEvent::Error { text } => {
                     if rate_limit::rate_limited(text).is_some() {

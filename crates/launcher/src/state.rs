@@ -97,6 +97,9 @@ pub struct TaskState {
     /// final report (the raw stream is JSON).
     #[serde(default)]
     pub last_message: Option<String>,
+    /// The session its stream named last.
+    #[serde(default)]
+    pub session: Option<String>,
     /// The last errors its stream reported, for the rate-limit check.
     #[serde(default)]
     pub stream_errors: Vec<String>,
@@ -310,6 +313,7 @@ mod tests {
             stream: Default::default(),
             line_carry: String::new(),
             last_message: None,
+            session: None,
             stream_errors: Vec::new(),
             stderr_read: false,
             rate_limit_first_ms: None,

@@ -119,8 +119,13 @@ pub fn report(
                 crate::runs::end(conn, &claim.claim_token, "finished", exit_code, signal.as_deref(), now)?;
                 let evidence = tasks::has_output_evidence(conn, &t)?;
                 // A run in a clone reports its change: one that left the
-                // branch as it was delivered nothing to review.
-                let unchanged = change.as_ref().is_some_and(left_branch_as_it_was);
+                // branch as it was delivered nothing to review. A follow-up
+                // may answer the reviewer without an edit: its branch, with
+                // the earlier runs' change, is what is reviewed.
+                let follow_up = crate::runs::follow_up_of(conn, &claim.claim_token)?.is_some();
+                let unchanged = change.as_ref().is_some_and(|c| {
+                    if follow_up { holds_no_change(c) } else { left_branch_as_it_was(c) }
+                });
                 let payload = json!({"exit_code": exit_code, "signal": signal, "evidence": evidence,
                                      "changed": change.as_ref().map(|c| !left_branch_as_it_was(c)),
                                      "expects_changes": t.expects_changes});
@@ -269,8 +274,13 @@ fn rate_limited_run(
 fn left_branch_as_it_was(c: &RunChange) -> bool {
     match (&c.start, &c.head) {
         (Some(start), Some(head)) => start.eq_ignore_ascii_case(head),
-        _ => c.patch.trim().is_empty() && c.diff_stat.trim().is_empty(),
+        _ => holds_no_change(c),
     }
+}
+
+/// Whether a run's branch holds no change at all against its base.
+fn holds_no_change(c: &RunChange) -> bool {
+    c.patch.trim().is_empty() && c.diff_stat.trim().is_empty()
 }
 
 /// The exit code and signal an older launcher wrote only into a failure
