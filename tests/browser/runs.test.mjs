@@ -181,8 +181,11 @@ test('a rate-limited task says when it is retried', async () => {
   const after = await task(t.id);
   assert.equal(after.status, 'queued');
   await open(t);
-  const hhmm = new Date(Date.parse(after.not_before)).toLocaleTimeString('es-ES', { hour: '2-digit', minute: '2-digit' });
-  await page.locator('.rate-limit').getByText(`Límite de uso del proveedor: se reintenta a las ${hhmm}.`).waitFor();
+  const at = new Date(Date.parse(after.not_before));
+  const hhmm = at.toLocaleTimeString('es-ES', { hour: '2-digit', minute: '2-digit' });
+  // Another day (the wait crosses midnight) is named too.
+  const day = at.toDateString() === new Date().toDateString() ? '' : ` del ${at.toLocaleDateString('es-ES')}`;
+  await page.locator('.rate-limit').getByText(`Límite de uso del proveedor: se reintenta a las ${hhmm}${day}.`).waitFor();
   await page.locator('.runs-table tbody tr[data-run="1"]').getByText('límite de uso').waitFor();
   await api(server.base, 'POST', `/tasks/${t.id}/cancel`);
   expectNoErrors();
