@@ -129,7 +129,7 @@ impl Hunk {
         let Some(low) = numbers.next() else {
             return false;
         };
-        let high = numbers.last().unwrap_or(low);
+        let high = numbers.next_back().unwrap_or(low);
         low <= first && first <= last && last <= high
     }
 
