@@ -145,6 +145,8 @@ const TEXT = {
     return `Presupuesto agotado${spent}. No se despacha ninguna de sus tareas hasta que un admin del workspace suba el presupuesto (Operación → Miembros) o empiece el mes siguiente.`;
   },
   no_session: () => 'La última ejecución no dejó una sesión que el agente pueda reanudar: usa «Reintentar» para una ejecución nueva desde el prompt.',
+  no_comments: () => 'No hay comentarios pendientes que enviar: comenta alguna línea del diff antes de enviar la revisión.',
+  comment_sent: () => 'Ese comentario ya se envió al agente: no se puede borrar.',
   repo_not_allowed: () => 'El workspace no permite el repositorio de esta tarea: elige uno permitido («Repositorio») o pide a un admin del workspace que añada su raíz.',
   stale_claim: () => 'El worker ya no tiene esta tarea reclamada.',
   claim_cancelled: () => 'La ejecución de esta tarea fue cancelada.',
