@@ -30,6 +30,9 @@ use ops_center::protocol::dispatch::{
 use ops_center::protocol::errors::ErrorBody;
 use ops_center::protocol::events::{AlertList, AlertView, EventList};
 use ops_center::protocol::health::{Health, WorkerView};
+use ops_center::protocol::review::{
+    NewReviewComment, Review, ReviewComment, ReviewFileDiff, ReviewSend,
+};
 use ops_center::protocol::runs::{FollowUpRequest, TaskRuns, Transcript, WorkspaceUsage};
 use ops_center::protocol::tasks::{
     Comment, DispatchAnswer, NewComment, NewTask, StatusChange, TaskDetail, TaskEdit, TaskList,
@@ -226,6 +229,34 @@ impl Client {
     /// `GET /api/workspaces/:id/usage` (`query`: `""` or `?month=…`).
     pub fn usage(&self, ws: i64, query: &str) -> Answer<WorkspaceUsage> {
         self.get_as(&format!("/api/workspaces/{ws}/usage{query}"))
+    }
+
+    /// `GET /api/tasks/:id/review` (`query`: `""` or `?run=N`).
+    pub fn review(&self, id: i64, query: &str) -> Answer<Review> {
+        self.get_as(&format!("/api/tasks/{id}/review{query}"))
+    }
+
+    /// `GET /api/tasks/:id/review/files/:index` (`query`: `""` or `?run=N`).
+    pub fn review_file(&self, id: i64, index: i64, query: &str) -> Answer<ReviewFileDiff> {
+        self.get_as(&format!("/api/tasks/{id}/review/files/{index}{query}"))
+    }
+
+    /// `POST /api/tasks/:id/review/comments`.
+    pub fn review_comment(&self, id: i64, comment: &NewReviewComment) -> Answer<ReviewComment> {
+        self.create_as(&format!("/api/tasks/{id}/review/comments"), comment)
+    }
+
+    /// `DELETE /api/tasks/:id/review/comments/:cid`.
+    pub fn delete_review_comment(&self, id: i64, cid: i64) -> Answer<Deleted> {
+        self.delete_as(&format!("/api/tasks/{id}/review/comments/{cid}"))
+    }
+
+    /// `POST /api/tasks/:id/review/send`.
+    pub fn send_review(&self, id: i64, message: Option<&str>) -> Answer<DispatchAnswer> {
+        let body = ReviewSend {
+            message: message.map(str::to_string),
+        };
+        self.post_as(&format!("/api/tasks/{id}/review/send"), &body)
     }
 
     /// `POST /api/tasks/:id/cancel`.

@@ -28,6 +28,7 @@ mod operator;
 mod replication;
 mod repo_roots;
 mod retention;
+mod review;
 mod runs;
 mod spec_doc;
 mod startup;

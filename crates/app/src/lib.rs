@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod gate;
 pub mod metrics;
 pub mod retention;
+pub mod review;
 pub mod runs;
 pub mod secrets;
 pub mod serving;

@@ -24,7 +24,8 @@ const TEXT_LIMIT: usize = 64 * 1024;
 pub const TRANSCRIPT_PAGE: i64 = 500;
 
 /// Starts the run of `t`'s current claim (its `started` report): the
-/// task's waiting follow-up, if any, is this run's. Earlier runs of the
+/// task's waiting follow-up, if any, is this run's, and so are the review
+/// comments it sent. Earlier runs of the
 /// task still marked running lost their claim. Idempotent per claim.
 pub(crate) fn start(conn: &Connection, t: &mut Task, worker_id: &str, now: i64) -> Result<()> {
     let Some(token) = t.claim_token.clone() else {
@@ -43,7 +44,7 @@ pub(crate) fn start(conn: &Connection, t: &mut Task, worker_id: &str, now: i64) 
         .clone()
         .filter(|m| !m.trim().is_empty())
         .or_else(|| agent.as_ref().and_then(|a| a.model.clone()));
-    runs::start(
+    let run = runs::start(
         conn,
         &NewRun {
             task_id: t.id,
@@ -57,6 +58,10 @@ pub(crate) fn start(conn: &Connection, t: &mut Task, worker_id: &str, now: i64) 
         },
         now,
     )?;
+    if t.follow_up.is_some() {
+        // The review comments that follow-up sent are this run's to take.
+        ops_store::review_comments::taken_by_run(conn, t.id, run.number)?;
+    }
     t.follow_up = None;
     t.follow_up_session = None;
     Ok(())

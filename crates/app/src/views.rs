@@ -8,6 +8,7 @@ use ops_protocol::accounts::{Membership, UserView, Workspace};
 use ops_protocol::admin::AgentView;
 use ops_protocol::events::{AlertView, Event};
 use ops_protocol::health::WorkerView;
+use ops_protocol::review::{ReviewComment, ReviewFile, ReviewHunk, ReviewLine};
 use ops_protocol::runs::RunView;
 use ops_protocol::tasks::{Comment, TaskChange, TaskView};
 
@@ -111,6 +112,59 @@ pub fn comment(c: &ops_store::comments::Comment) -> Comment {
         kind: c.kind.clone(),
         body: c.body.clone(),
         created_at: rfc3339(c.created_at),
+    }
+}
+
+/// File `index` of a parsed diff, without its hunks.
+pub fn review_file(index: usize, f: &ops_domain::diff::FileDiff) -> ReviewFile {
+    ReviewFile {
+        index: index as i64,
+        old_path: f.old_path.clone(),
+        new_path: f.new_path.clone(),
+        status: f.status.as_str().to_string(),
+        similarity: f.similarity.map(i64::from),
+        additions: i64::from(f.additions),
+        deletions: i64::from(f.deletions),
+        binary: f.binary,
+        incomplete: f.incomplete,
+    }
+}
+
+pub fn review_hunk(h: &ops_domain::diff::Hunk) -> ReviewHunk {
+    ReviewHunk {
+        header: h.header.clone(),
+        old_start: i64::from(h.old_start),
+        old_lines: i64::from(h.old_lines),
+        new_start: i64::from(h.new_start),
+        new_lines: i64::from(h.new_lines),
+        lines: h
+            .lines
+            .iter()
+            .map(|l| ReviewLine {
+                kind: l.kind.as_str().to_string(),
+                old: l.old.map(i64::from),
+                new: l.new.map(i64::from),
+                text: l.text.clone(),
+                no_newline: l.no_newline,
+            })
+            .collect(),
+    }
+}
+
+pub fn review_comment(c: &ops_store::review_comments::ReviewComment) -> ReviewComment {
+    ReviewComment {
+        id: c.id,
+        run: c.run,
+        file: c.file.clone(),
+        line: c.line,
+        end_line: c.end_line,
+        side: c.side.clone(),
+        body: c.body.clone(),
+        hunk: c.hunk.clone(),
+        author: c.author.clone(),
+        created_at: rfc3339(c.created_at),
+        sent_at: ts(c.sent_at),
+        sent_in_run: c.sent_in_run,
     }
 }
 

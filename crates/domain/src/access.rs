@@ -158,6 +158,21 @@ impl Principal {
         )))
     }
 
+    /// Removing something a person wrote in a workspace (a review
+    /// comment): its author, an admin of that workspace, or an operator.
+    pub fn can_remove_writing_of(&self, workspace_id: i64, author: &str) -> Result<()> {
+        self.can_edit_tasks(workspace_id)?;
+        if self.actor() == author
+            || self.is_operator()
+            || self.role_in(workspace_id) == Some(Role::Admin)
+        {
+            return Ok(());
+        }
+        Err(Error::forbidden(format!(
+            "only its author ({author}) or an admin of workspace {workspace_id} may remove it"
+        )))
+    }
+
     /// Human Gate approval, and clearing a task's `sensitive`: a human
     /// admin (global, or of the task's workspace); never the service token,
     /// so that an automation cannot release sensitive work by itself.
@@ -201,6 +216,14 @@ mod tests {
             assert!(p.can_edit_tasks(1).is_ok());
         }
         assert!(outsider.can_read(1).is_err());
+
+        // Removing a review comment: its author ("user:u"), an admin.
+        for p in [&service, &admin, &ws_admin, &member] {
+            assert!(p.can_remove_writing_of(1, "user:u").is_ok());
+        }
+        assert!(member.can_remove_writing_of(1, "user:other").is_err());
+        assert!(ws_admin.can_remove_writing_of(1, "user:other").is_ok());
+        assert!(outsider.can_remove_writing_of(1, "user:u").is_err());
 
         assert!(service.require_operator("x").is_ok());
         assert!(admin.require_operator("x").is_ok());

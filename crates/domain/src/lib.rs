@@ -2,6 +2,7 @@
 //! when a task may be done, which worker may run which model.
 
 pub mod access;
+pub mod diff;
 pub mod model_filter;
 pub mod prices;
 pub mod repo;

@@ -17,6 +17,7 @@ use ops_protocol::dispatch::*;
 use ops_protocol::errors::ErrorBody;
 use ops_protocol::events::*;
 use ops_protocol::health::Health;
+use ops_protocol::review::*;
 use ops_protocol::runs::*;
 use ops_protocol::tasks::*;
 use ops_protocol::watchdog::WatchdogReport;
@@ -115,6 +116,12 @@ const FORCE: &[(&str, &str, &str)] = &[(
     "a global admin overriding the done guard",
 )];
 
+const REVIEW_QUERY: &[(&str, &str, &str)] = &[(
+    "run",
+    r#"{"type":"integer","minimum":1}"#,
+    "the run whose change to show (default: the last run that reported one)",
+)];
+
 macro_rules! op {
     ($m:literal $p:literal, $sum:literal, $auth:ident, query $q:expr, body $req:expr, $st:literal $resp:expr) => {
         Op {
@@ -173,6 +180,11 @@ const OPS: &[Op] = &[
     op!("POST" "/api/tasks/{id}/follow-up", "Send a message to the agent: its next run resumes the last run's session (409 no_session, budget_exhausted, human_gate)", Any, body Some(s::<FollowUpRequest>), 200 Body::Json(s::<DispatchAnswer>)),
     op!("GET" "/api/tasks/{id}/runs", "The task's runs: agent, model, outcome, session, tokens and cost", Any, body NONE, 200 Body::Json(s::<TaskRuns>)),
     op!("GET" "/api/tasks/{id}/transcript", "The runs' events, oldest first, a page at a time", Any, query &[("after", "integer", "only events after this seq")], body NONE, 200 Body::Json(s::<Transcript>)),
+    op!("GET" "/api/tasks/{id}/review", "A run's change as files (default: the last run that reported one), and the task's review comments", Any, query REVIEW_QUERY, body NONE, 200 Body::Json(s::<Review>)),
+    op!("GET" "/api/tasks/{id}/review/files/{index}", "One file of a run's change, with its hunks and numbered lines", Any, query REVIEW_QUERY, body NONE, 200 Body::Json(s::<ReviewFileDiff>)),
+    op!("POST" "/api/tasks/{id}/review/comments", "Comment on lines of a file of a run's change (they must be in its diff)", Any, body Some(s::<NewReviewComment>), 201 Body::Json(s::<ReviewComment>)),
+    op!("DELETE" "/api/tasks/{id}/review/comments/{cid}", "Delete an unsent review comment (its author or an admin; 409 comment_sent)", Any, body NONE, 200 Body::Json(s::<Deleted>)),
+    op!("POST" "/api/tasks/{id}/review/send", "Send the unsent review comments to the agent as a follow-up (409 no_comments, no_session, budget_exhausted, human_gate)", Any, body Some(s::<ReviewSend>), 200 Body::Json(s::<DispatchAnswer>)),
     op!("POST" "/api/tasks/{id}/cancel", "Cancel a queued or running task", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/tasks/{id}/approve", "Human Gate approval", Any, body NONE, 200 Body::Json(s::<TaskView>)),
     op!("POST" "/api/dispatch/heartbeat", "A worker's heartbeat (service token)", Any, body Some(s::<HeartbeatReport>), 200 Body::Json(s::<HeartbeatAnswer>)),
@@ -237,7 +249,9 @@ fn build(test_clock: bool) -> Value {
     for op in OPS.iter().filter(|o| served.contains(&(o.method, o.path))) {
         let mut parameters: Vec<Value> = path_params(op.path)
             .map(|name| {
-                let schema = if name.contains("id") && name != "worker_id" {
+                let schema = if name == "index" {
+                    json!({"type": "integer", "minimum": 0})
+                } else if name.contains("id") && name != "worker_id" {
                     json!({"type": "integer", "minimum": 1})
                 } else {
                     json!({"type": "string", "minLength": 1, "pattern": "^[^/]+$"})

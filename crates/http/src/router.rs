@@ -4,7 +4,7 @@
 
 use super::request::{percent_decode, Req};
 use super::response::Resp;
-use super::routes::{accounts, admin, alerts, dispatch, events, stream, tasks, ui};
+use super::routes::{accounts, admin, alerts, dispatch, events, review, stream, tasks, ui};
 use super::App;
 use ops_base::error::{Error, Result};
 
@@ -142,6 +142,23 @@ pub const ROUTES: &[Route] = &[
     }),
     r("GET", "/api/tasks/{id}/transcript", |a, q, p| {
         tasks::transcript(a, q, p.id(0, "task")?)
+    }),
+    r("GET", "/api/tasks/{id}/review", |a, q, p| {
+        review::get(a, q, p.id(0, "task")?)
+    }),
+    r("GET", "/api/tasks/{id}/review/files/{index}", |a, q, p| {
+        review::file(a, q, p.id(0, "task")?, p.text(1))
+    }),
+    r("POST", "/api/tasks/{id}/review/comments", |a, q, p| {
+        review::comment(a, q, p.id(0, "task")?)
+    }),
+    r(
+        "DELETE",
+        "/api/tasks/{id}/review/comments/{cid}",
+        |a, q, p| review::delete_comment(a, q, p.id(0, "task")?, p.id(1, "review comment")?),
+    ),
+    r("POST", "/api/tasks/{id}/review/send", |a, q, p| {
+        review::send(a, q, p.id(0, "task")?)
     }),
     r("POST", "/api/tasks/{id}/cancel", |a, q, p| {
         tasks::cancel(a, q, p.id(0, "task")?)

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod events;
 pub mod health;
+pub mod review;
 pub mod runs;
 pub mod tasks;
 pub mod watchdog;

@@ -12,6 +12,7 @@ pub mod comments;
 pub mod db;
 pub mod events;
 pub mod heartbeats;
+pub mod review_comments;
 pub mod runs;
 pub mod serve_marker;
 pub mod sessions;

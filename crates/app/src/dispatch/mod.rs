@@ -18,6 +18,7 @@ pub use claim::{claim, ClaimOutcome, ClaimRequest, REPO_NOT_ALLOWED_REASON};
 pub use health::{health, Workers};
 pub(crate) use health::{queued_label, replication_lagging, replication_warning};
 pub use heartbeat::{forget_worker, heartbeat, worker_view, WorkerView};
+pub(crate) use queue::{answer as follow_up_answer, follow_up_in, Outcome as FollowUpOutcome};
 pub use queue::{
     approve, dispatch, follow_up, is_gate_block, DISPATCH_DISABLED, FOLLOW_UP_NOTE, GATE_REASON,
 };

@@ -50,19 +50,43 @@ enum How {
     FollowUp(String),
 }
 
+/// What queueing a task came to, inside its transaction.
+pub(crate) enum Outcome {
+    /// Queued: the task, and the `dispatch_enabled` setting.
+    Queued(Box<Task>, bool),
+    /// Parked at the Human Gate (committed, then answered `409
+    /// human_gate`).
+    Gated,
+}
+
 fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> {
-    enum Outcome {
-        Queued(Box<Task>, bool),
-        Gated,
-    }
     let who = who.clone();
-    let outcome = db.write(move |conn| {
+    let outcome = db.write(move |conn| queue_in(conn, &who, id, how))?;
+    answer(id, outcome)
+}
+
+/// [`follow_up`] inside the caller's write transaction: `Ok(Gated)` is
+/// a refusal to commit (the gate's block), then to answer with [`answer`].
+pub(crate) fn follow_up_in(
+    conn: &rusqlite::Connection,
+    who: &Principal,
+    id: i64,
+    message: String,
+) -> Result<Outcome> {
+    queue_in(conn, who, id, How::FollowUp(message))
+}
+
+fn queue_in(conn: &rusqlite::Connection, who: &Principal, id: i64, how: How) -> Result<Outcome> {
+    {
         let now = now_ms();
         let actor = who.actor();
         let mut t = tasks::require(conn, id)?;
         who.can_edit_tasks(t.workspace_id)?;
         if t.archived_at.is_some() {
-            return Err(Error::conflict("task_archived", format!("task {id} is archived")));
+            return Err(Error::conflict(
+                "task_archived",
+                format!("task {id} is archived"),
+            ));
         }
         if t.execution != Execution::Interactive {
             return Err(Error::conflict(
@@ -72,12 +96,20 @@ fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> 
         }
         let agent = match t.agent_id {
             Some(a) => agents::require(conn, a)?,
-            None => return Err(Error::conflict("no_agent", format!("task {id} has no agent; assign one first"))),
+            None => {
+                return Err(Error::conflict(
+                    "no_agent",
+                    format!("task {id} has no agent; assign one first"),
+                ))
+            }
         };
         if !agent.active {
             return Err(Error::conflict(
                 "agent_inactive",
-                format!("agent {:?} is inactive; activate it or choose another agent", agent.slug),
+                format!(
+                    "agent {:?} is inactive; activate it or choose another agent",
+                    agent.slug
+                ),
             ));
         }
         if let Some(why) = crate::tasks::repo_refusal(conn, &t)? {
@@ -91,7 +123,10 @@ fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> 
                 if !matches!(t.status, Status::Review | Status::Waiting) {
                     return Err(Error::conflict(
                         "invalid_transition",
-                        format!("task {id} is {}; only a task in review or waiting takes a follow-up", t.status.as_str()),
+                        format!(
+                            "task {id} is {}; only a task in review or waiting takes a follow-up",
+                            t.status.as_str()
+                        ),
                     ));
                 }
                 Some(crate::runs::resumable_session(conn, id)?.ok_or_else(|| Error::conflict(
@@ -111,26 +146,52 @@ fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> 
                 t.blocked = true;
                 t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
                 tasks::save(conn, &t, now)?;
-                event(conn, now, Some(t.workspace_id), Some(id), "dispatch.human_gate_blocked", &actor, json!({}))?;
+                event(
+                    conn,
+                    now,
+                    Some(t.workspace_id),
+                    Some(id),
+                    "dispatch.human_gate_blocked",
+                    &actor,
+                    json!({}),
+                )?;
             }
             return Ok(Outcome::Gated);
         }
         if !matches!(how, How::Dispatch) && t.blocked {
             let reason = t.blocked_reason.take();
             t.blocked = false;
-            let because = if session.is_some() { "follow_up" } else { "retry" };
-            event(conn, now, Some(t.workspace_id), Some(id), "task.unblocked", &actor, json!({"reason": reason, "because": because}))?;
+            let because = if session.is_some() {
+                "follow_up"
+            } else {
+                "retry"
+            };
+            event(
+                conn,
+                now,
+                Some(t.workspace_id),
+                Some(id),
+                "task.unblocked",
+                &actor,
+                json!({"reason": reason, "because": because}),
+            )?;
         }
         if t.blocked {
             return Err(Error::conflict(
                 "task_blocked",
-                format!("task {id} is blocked: {}; unblock it first", t.blocked_reason.as_deref().unwrap_or("no reason given")),
+                format!(
+                    "task {id} is blocked: {}; unblock it first",
+                    t.blocked_reason.as_deref().unwrap_or("no reason given")
+                ),
             ));
         }
         if !matches!(t.status, Status::Next | Status::Waiting | Status::Review) {
             return Err(Error::conflict(
                 "invalid_transition",
-                format!("task {id} is {}; only next, waiting or review tasks can be dispatched", t.status.as_str()),
+                format!(
+                    "task {id} is {}; only next, waiting or review tasks can be dispatched",
+                    t.status.as_str()
+                ),
             ));
         }
         // A person queued it: now, and (unless this is one) without an
@@ -141,16 +202,38 @@ fn queue(db: &Db, who: &Principal, id: i64, how: How) -> Result<DispatchAnswer> 
         t.follow_up_session = None;
         let mut payload = json!({"agent": agent.slug});
         if let (How::FollowUp(message), Some(session)) = (&how, session) {
-            comments::add(conn, id, &actor, "note", &format!("{FOLLOW_UP_NOTE}\n{message}"), now)?;
+            comments::add(
+                conn,
+                id,
+                &actor,
+                "note",
+                &format!("{FOLLOW_UP_NOTE}\n{message}"),
+                now,
+            )?;
             payload["follow_up"] = json!({"session_id": session, "chars": message.chars().count()});
             t.follow_up = Some(message.clone());
             t.follow_up_session = Some(session);
         }
-        transition(conn, &mut t, Status::Queued, "task.dispatched", &actor, payload, now)?;
+        transition(
+            conn,
+            &mut t,
+            Status::Queued,
+            "task.dispatched",
+            &actor,
+            payload,
+            now,
+        )?;
         tasks::save(conn, &t, now)?;
         let enabled = ops_store::settings::load(conn)?.dispatch_enabled;
-        Ok(Outcome::Queued(Box::new(tasks::require(conn, id)?), enabled))
-    })?;
+        Ok(Outcome::Queued(
+            Box::new(tasks::require(conn, id)?),
+            enabled,
+        ))
+    }
+}
+
+/// The answer to a queueing, once its transaction committed.
+pub(crate) fn answer(id: i64, outcome: Outcome) -> Result<DispatchAnswer> {
     match outcome {
         Outcome::Queued(t, dispatch_enabled) => Ok(DispatchAnswer {
             task: views::task(&t),

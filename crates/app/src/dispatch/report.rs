@@ -110,7 +110,7 @@ pub fn report(
                 if ended {
                     return already(t, Status::Review, "finished");
                 }
-                put_change(conn, &t, change.as_ref(), &actor, now)?;
+                put_change(conn, &t, &claim.claim_token, change.as_ref(), &actor, now)?;
                 t.dispatch_output = Some(tail(&output, OUTPUT_LIMIT)).filter(|o| !o.is_empty());
                 t.exit_code = exit_code;
                 t.exit_signal = signal.clone();
@@ -155,7 +155,7 @@ pub fn report(
                 if ended {
                     return already(t, Status::Waiting, "failed");
                 }
-                put_change(conn, &t, change.as_ref(), &actor, now)?;
+                put_change(conn, &t, &claim.claim_token, change.as_ref(), &actor, now)?;
                 if let Some(limit) = rate_limited {
                     rate_limited_run(conn, &mut t, &claim, &reason, limit, (exit_code, signal), now)?;
                     tasks::save(conn, &t, now)?;
@@ -301,10 +301,12 @@ fn exit_in_signature(signature: &str) -> (Option<i64>, Option<String>) {
     )
 }
 
-/// Stores what a run changed, with an event saying so.
+/// Stores what a run changed as the task's change and, when the claim's
+/// run started, as that run's, with an event saying so.
 fn put_change(
     conn: &rusqlite::Connection,
     t: &Task,
+    claim_token: &str,
     change: Option<&RunChange>,
     actor: &str,
     now: i64,
@@ -322,6 +324,9 @@ fn put_change(
         truncated: c.patch_truncated,
     };
     changes::put(conn, t.id, &c, now)?;
+    if let Some(run) = ops_store::runs::by_claim(conn, claim_token)? {
+        changes::put_for_run(conn, run.id, t.id, &c, now)?;
+    }
     let files = c.diff_stat.lines().filter(|l| l.contains('|')).count();
     event(
         conn,

@@ -49,7 +49,7 @@ pub fn follow_up(app: &App, req: &Req, id: i64) -> Result<Resp> {
 }
 
 /// The longest follow-up message, in characters.
-const FOLLOW_UP_MAX: usize = 20_000;
+pub(crate) const FOLLOW_UP_MAX: usize = 20_000;
 /// An `output` report carries at most this many run events.
 const EVENTS_MAX: usize = 1_000;
 

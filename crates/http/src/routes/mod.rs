@@ -6,6 +6,7 @@ pub mod admin;
 pub mod alerts;
 pub mod dispatch;
 pub mod events;
+pub mod review;
 pub mod stream;
 pub mod tasks;
 pub mod ui;

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/013_run_outcome.sql"),
     include_str!("../../migrations/014_serve_marker.sql"),
     include_str!("../../migrations/015_agent_runs.sql"),
+    include_str!("../../migrations/016_review.sql"),
 ];
 
 /// The schema version this binary brings a database to.
