@@ -9,17 +9,18 @@
 import { api, query } from './api.js';
 import { fill, h } from './dom.js';
 import { flash, noteError, setNote } from './flash.js';
+import { who } from './history.js';
 import { OUTCOME_LABEL } from './runs.js';
 import { dispatchOutcome } from './task_actions.js';
 import { timeEl } from './time.js';
 
 const FILE_STATUS = {
   added: 'añadido', modified: 'modificado', deleted: 'borrado',
-  renamed: 'renombrado', binary: 'binario', mode: 'permisos',
+  renamed: 'renombrado', copied: 'copiado', mode_changed: 'permisos',
 };
 const FILE_STATUS_CLASS = {
   added: 'flag-ok', modified: 'status-doing', deleted: 'flag-bad',
-  renamed: 'flag-warn', binary: 'flag-muted', mode: 'flag-muted',
+  renamed: 'flag-warn', copied: 'flag-warn', mode_changed: 'flag-muted',
 };
 const MODE_KEY = 'ops-review-mode';
 
@@ -35,20 +36,27 @@ const lines = (c) => (c.end_line && c.end_line !== c.line ? `${c.line}–${c.end
 const where = (c) => `${c.file}:${lines(c)}${c.side === 'old' ? ' (antes)' : ''}`;
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
-function statusChip(f) {
-  return h('span', { class: `chip ${FILE_STATUS_CLASS[f.status] || 'flag-muted'}`, title: f.status }, FILE_STATUS[f.status] || f.status);
+function statusChips(f) {
+  return [
+    h('span', { class: `chip ${FILE_STATUS_CLASS[f.status] || 'flag-muted'}`, title: f.status }, FILE_STATUS[f.status] || f.status),
+    f.binary ? h('span', { class: 'chip flag-muted' }, 'binario') : null,
+  ];
 }
 
-/** The file's name as the list shows it: «old → new» for a rename. */
+/** The file's name as the list shows it: «old → new» for a rename or a
+ *  copy. */
 function fileName(f) {
-  if (f.status === 'renamed' && f.old_path && f.new_path && f.old_path !== f.new_path) {
-    return [h('span', { class: 'old-path' }, f.old_path), ' → ', f.new_path];
+  if (f.old_path && f.new_path && f.old_path !== f.new_path) {
+    return [h('span', { class: 'old-path' }, f.old_path), ' → ', f.new_path,
+      f.similarity !== null && f.similarity !== undefined && f.similarity < 100
+        ? h('span', { class: 'muted', title: 'Similitud' }, ` (${f.similarity} %)`) : null];
   }
   return pathOf(f);
 }
 
 function counts(f) {
-  if (f.binary) return h('span', { class: 'review-counts muted small' }, 'binario');
+  // A binary file has no lines to count: its chip says so.
+  if (f.binary) return null;
   return h('span', { class: 'review-counts' },
     h('span', { class: 'count-add' }, `+${f.additions || 0}`), ' ', h('span', { class: 'count-del' }, `−${f.deletions || 0}`));
 }
@@ -137,8 +145,9 @@ export function reviewView(taskId) {
   const sendCount = h('p', { class: 'review-send-count' });
   const sendButton = h('button', { type: 'submit', class: 'primary' }, 'Enviar al agente');
   const sendNote = h('div', { hidden: true });
+  message.addEventListener('input', () => drawSend());
   const sendForm = h('form', { class: 'review-send' },
-    h('h3', null, 'Enviar al agente'),
+    h('h3', null, 'Enviar la revisión al agente'),
     h('label', null, 'Mensaje para el agente (opcional)', message),
     h('div', { class: 'actions' }, sendButton, sendCount),
     h('p', { class: 'muted small' }, 'El agente retoma su sesión con los comentarios pendientes (archivo, líneas y texto) y el mensaje, en la misma rama. La tarea vuelve a la cola.'),
@@ -155,6 +164,8 @@ export function reviewView(taskId) {
     sendForm);
 
   const comments = () => (state.review && state.review.comments) || [];
+  /** The comments on the diff shown (the lists have every run's). */
+  const shownComments = () => comments().filter((c) => state.review && c.run === state.review.run);
   const pending = () => comments().filter((c) => !c.sent_at);
 
   /** A comment as the lists and the threads show it. */
@@ -175,14 +186,16 @@ export function reviewView(taskId) {
     }
     return h(inList ? 'li' : 'div', { class: `review-comment${c.sent_at ? ' sent' : ''}`, 'data-comment': c.id },
       h('div', { class: 'review-comment-head' },
-        place, ' ', h('strong', null, c.author || '?'), ' ', h('span', { class: 'muted small' }, timeEl(c.created_at)),
+        place, ' ', h('strong', { title: c.author }, who(c.author)), ' ', h('span', { class: 'muted small' }, timeEl(c.created_at)),
         c.sent_at
           ? h('span', { class: 'chip flag-ok', title: c.sent_in_run ? `Enviado en la ejecución ${c.sent_in_run}` : null },
             c.sent_in_run ? `enviado · ejecución ${c.sent_in_run}` : 'enviado')
           : h('span', { class: 'chip flag-warn' }, 'pendiente'),
-        c.run && state.review && c.run !== state.review.run ? h('span', { class: 'muted small' }, `ejecución ${c.run}`) : null,
+        c.run && state.review && c.run !== state.review.run ? h('span', { class: 'muted small' }, `sobre la ejecución ${c.run}`) : null,
         del),
-      h('p', { class: 'pre-line review-comment-body' }, c.body));
+      h('p', { class: 'pre-line review-comment-body' }, c.body),
+      inList && c.hunk ? h('details', { class: 'review-excerpt' }, h('summary', null, 'Ver las líneas comentadas'),
+        h('pre', { class: 't-pre' }, c.hunk)) : null);
   };
 
   const drawLists = () => {
@@ -203,9 +216,10 @@ export function reviewView(taskId) {
     sendForm.hidden = !t || Boolean(t.archived_at);
     const canSend = t && ['review', 'waiting'].includes(t.status);
     sendCount.textContent = n ? `${plural(n, 'comentario pendiente', 'comentarios pendientes')}` : 'Sin comentarios pendientes';
-    sendButton.disabled = n === 0 || !canSend;
+    const typed = message.value.trim() !== '';
+    sendButton.disabled = (n === 0 && !typed) || !canSend;
     sendButton.title = !canSend ? 'Se envía cuando la tarea está en revisión o esperando: el agente aún trabaja o la tarea no tiene una ejecución que reanudar.'
-      : n === 0 ? 'Comenta alguna línea primero.' : '';
+      : n === 0 && !typed ? 'Comenta alguna línea (o escribe un mensaje) primero.' : '';
   };
 
   // A file: its header in the list, its hunks loaded when opened.
@@ -213,7 +227,7 @@ export function reviewView(taskId) {
     const f = entry.f;
     entry.commentCount = h('span', { class: 'review-file-comments muted small' });
     entry.head = h('button', { type: 'button', class: 'review-file-head', 'aria-expanded': 'false' },
-      h('span', { class: 'chevron', 'aria-hidden': 'true' }, '▸'), statusChip(f),
+      h('span', { class: 'chevron', 'aria-hidden': 'true' }, '▸'), statusChips(f),
       h('code', { class: 'review-path' }, fileName(f)), counts(f), entry.commentCount,
       f.incomplete ? h('span', { class: 'chip flag-warn', title: 'El diff de este archivo está recortado' }, 'recortado') : null);
     entry.body = h('div', { class: 'review-file-body', hidden: true });
@@ -223,7 +237,7 @@ export function reviewView(taskId) {
   };
 
   const drawCommentCount = (entry) => {
-    const n = commentsOf(comments(), entry.f).length;
+    const n = commentsOf(shownComments(), entry.f).length;
     entry.commentCount.textContent = n ? plural(n, 'comentario', 'comentarios') : '';
   };
 
@@ -256,7 +270,7 @@ export function reviewView(taskId) {
   };
 
   /** The number button of line `line` on `side` of file `entry`. */
-  const lineButton = (entry, side, line) => {
+  const lineButton = (entry, side, line, hunk) => {
     const b = h('button', {
       type: 'button', class: 'ln-btn', 'data-side': side, 'data-line': line,
       title: 'Comentar esta línea (mayúsculas + clic: hasta esta línea)',
@@ -266,26 +280,27 @@ export function reviewView(taskId) {
       // Shift-click selects text otherwise.
       if (ev.shiftKey) ev.preventDefault();
     });
-    b.addEventListener('click', (ev) => pickLine(entry, side, line, ev.shiftKey));
+    b.addEventListener('click', (ev) => pickLine(entry, side, line, hunk, ev.shiftKey));
     return b;
   };
 
-  const numCell = (entry, side, l) => {
+  const numCell = (entry, side, l, hunk) => {
     const n = l ? l[side] : null;
     return h('td', { class: `ln ln-${side}`, 'data-side': side, 'data-line': n ?? null },
-      n !== null && n !== undefined ? lineButton(entry, side, n) : null);
+      n !== null && n !== undefined ? lineButton(entry, side, n, hunk) : null);
   };
   const SIGN = { add: '+', del: '−', context: ' ' };
   const codeCell = (l, extra) => h('td', { class: `code ${l ? `k-${l.kind}` : 'k-empty'}${extra ? ` ${extra}` : ''}` },
-    l ? [h('span', { class: 'sign', 'aria-hidden': 'true' }, SIGN[l.kind] || ' '), h('span', { class: 'text' }, l.text)] : null);
+    l ? [h('span', { class: 'sign', 'aria-hidden': 'true' }, SIGN[l.kind] || ' '), h('span', { class: 'text' }, l.text),
+      l.no_newline ? h('span', { class: 'no-newline', title: 'El archivo termina aquí sin salto de línea' }, ' ⏎̸ sin salto de línea final') : null] : null);
 
   /** Draws the hunks of an open file in the current view, its comments
    *  under their lines and the comment form where it is open. `force`:
    *  even if its comments did not change. */
   const drawFile = (entry, force) => {
     if (!entry.hunks) return;
-    const mine = commentsOf(comments(), entry.f);
-    const sig = `${mode}|${JSON.stringify(mine.map((c) => [c.id, c.sent_at]))}`;
+    const mine = commentsOf(shownComments(), entry.f);
+    const sig = `${mode}|${JSON.stringify(mine.map((c) => [c.id, c.sent_at, c.sent_in_run]))}`;
     if (!force && sig === entry.sig) return;
     entry.sig = sig;
     const scroller = entry.body.querySelector('.diff-scroll');
@@ -302,7 +317,7 @@ export function reviewView(taskId) {
     const split = mode === 'split';
     const cols = split ? 4 : 3;
     const tbody = h('tbody');
-    for (const hunk of entry.hunks) {
+    for (const [hi, hunk] of entry.hunks.entries()) {
       tbody.appendChild(h('tr', { class: 'diff-hunk-row' },
         h('td', { class: 'hunk', colspan: cols }, hunk.header || `@@ -${hunk.old_start},${hunk.old_lines} +${hunk.new_start},${hunk.new_lines} @@`)));
       if (split) {
@@ -310,12 +325,12 @@ export function reviewView(taskId) {
           const oldL = o && o.kind !== 'add' ? o : null;
           const newL = n && n.kind !== 'del' ? n : null;
           tbody.appendChild(h('tr', { class: 'diff-line', 'data-old': oldL ? oldL.old : null, 'data-new': newL ? newL.new : null },
-            numCell(entry, 'old', oldL), codeCell(oldL, 'half'), numCell(entry, 'new', newL), codeCell(newL, 'half')));
+            numCell(entry, 'old', oldL, hi), codeCell(oldL, 'half'), numCell(entry, 'new', newL, hi), codeCell(newL, 'half')));
         }
       } else {
         for (const l of hunk.lines || []) {
           tbody.appendChild(h('tr', { class: `diff-line k-${l.kind}`, 'data-old': l.kind !== 'add' ? l.old : null, 'data-new': l.kind !== 'del' ? l.new : null },
-            numCell(entry, 'old', l.kind !== 'add' ? l : null), numCell(entry, 'new', l.kind !== 'del' ? l : null), codeCell(l)));
+            numCell(entry, 'old', l.kind !== 'add' ? l : null, hi), numCell(entry, 'new', l.kind !== 'del' ? l : null, hi), codeCell(l)));
         }
       }
     }
@@ -335,11 +350,9 @@ export function reviewView(taskId) {
       if (!threads.has(k)) threads.set(k, { row, side, list: [] });
       threads.get(k).list.push(c);
     }
-    const inRow = (side, content) => {
-      if (!split) return h('td', { colspan: cols }, content);
-      return side === 'old' ? [h('td', { colspan: 2, class: 'thread-cell' }, content), h('td', { colspan: 2 })]
-        : [h('td', { colspan: 2 }), h('td', { colspan: 2, class: 'thread-cell' }, content)];
-    };
+    // Across the whole row, so that it shows where the box is scrolled
+    // to; side by side, on a wide screen, under its half.
+    const inRow = (side, content) => h('td', { colspan: cols, class: `thread-cell side-${side}` }, content);
     for (const { row, side, list } of threads.values()) {
       row.after(h('tr', { class: 'review-thread-row' }, inRow(side, h('div', { class: 'review-thread' }, list.map((c) => commentCard(c, false))))));
     }
@@ -372,16 +385,17 @@ export function reviewView(taskId) {
   };
 
   /** A click on a line number: a form for that line, or, with shift and
-   *  a line picked on the same side of the same file, for the range. */
-  const pickLine = (entry, side, line, shift) => {
+   *  a line picked on the same side of the same hunk, for the range (a
+   *  comment lies within one hunk). */
+  const pickLine = (entry, side, line, hunk, shift) => {
     const a = state.anchor;
     let from = line;
     let to = line;
-    if (shift && a && a.index === entry.f.index && a.side === side) {
+    if (shift && a && a.index === entry.f.index && a.side === side && a.hunk === hunk) {
       from = Math.min(a.line, line);
       to = Math.max(a.line, line);
     } else {
-      state.anchor = { index: entry.f.index, side, line };
+      state.anchor = { index: entry.f.index, side, line, hunk };
     }
     openForm(entry, side, from, to);
   };
@@ -455,6 +469,10 @@ export function reviewView(taskId) {
 
   /** Opens the file of comment `c` and brings its line into view. */
   const reveal = async (c) => {
+    if (state.review && c.run !== state.review.run) {
+      state.chosenRun = c.run;
+      await refresh();
+    }
     const entry = [...state.files.values()].find((e) => commentsOf([c], e.f).length);
     if (!entry) return;
     if (!entry.open || !entry.hunks) await toggle(entry, true);
@@ -499,11 +517,13 @@ export function reviewView(taskId) {
         const entry = { f, open: false, hunks: null, sig: null };
         state.files.set(f.index, entry);
         return fileBlock(entry);
-      }) : h('p', { class: 'muted' }, 'Esta ejecución no cambió ningún archivo.'));
+      }) : h('p', { class: 'muted' }, review.run === null || review.run === undefined
+        ? 'Ninguna ejecución ha informado de cambios todavía.' : 'Esta ejecución no cambió ningún archivo.'));
       for (const entry of state.files.values()) if (wasOpen.has(pathOf(entry.f))) toggle(entry, true);
     }
     const adds = files.reduce((s, f) => s + (f.additions || 0), 0);
     const dels = files.reduce((s, f) => s + (f.deletions || 0), 0);
+    meta.hidden = review.run === null || review.run === undefined;
     fill(meta, `Ejecución ${review.run} · rama `, h('code', null, review.branch || '—'), ' · ',
       h('code', { title: `${review.base || ''}..${review.head || ''}` }, `${(review.base || '').slice(0, 10)}..${(review.head || '').slice(0, 10)}`),
       ` · ${plural(files.length, 'archivo', 'archivos')} · `,
@@ -533,7 +553,17 @@ export function reviewView(taskId) {
       } while (state.again);
       note.hidden = true;
     } catch (err) {
-      noteError(note, err, 'No se pudo leer la revisión.');
+      if (err.status === 404 && state.chosenRun !== null && err.code === 'not_found') {
+        // A run that reported no change: nothing to review in it.
+        state.key = null;
+        state.files = new Map();
+        state.form = null;
+        meta.hidden = true;
+        note.hidden = true;
+        fill(fileList, h('p', { class: 'muted' }, `La ejecución ${state.chosenRun} no informó de cambios: elige otra.`));
+      } else {
+        noteError(note, err, 'No se pudo leer la revisión.');
+      }
     } finally {
       state.loading = false;
     }
