@@ -255,7 +255,7 @@ test('comments on a line and on a range show under their lines and in the list; 
 
 test('«Enviar al agente» marks the comments sent and queues the task; the next claim carries them', async () => {
   const send = panel.locator('form.review-send');
-  await send.getByLabel('Mensaje para el agente (opcional)').fill('Revisa estos dos puntos.');
+  await send.getByLabel('Mensaje general (opcional)').fill('Revisa estos dos puntos.');
   await send.getByRole('button', { name: 'Enviar al agente' }).click();
   await page.locator('.flash-ok').getByText(`Revisión enviada al agente (2 comentarios): la tarea #${t.id} está en cola.`).waitFor();
   await page.locator('header .chips').getByText('En cola', { exact: true }).waitFor();

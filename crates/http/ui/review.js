@@ -148,7 +148,7 @@ export function reviewView(taskId) {
   message.addEventListener('input', () => drawSend());
   const sendForm = h('form', { class: 'review-send' },
     h('h3', null, 'Enviar la revisión al agente'),
-    h('label', null, 'Mensaje para el agente (opcional)', message),
+    h('label', null, 'Mensaje general (opcional)', message),
     h('div', { class: 'actions' }, sendButton, sendCount),
     h('p', { class: 'muted small' }, 'El agente retoma su sesión con los comentarios pendientes (archivo, líneas y texto) y el mensaje, en la misma rama. La tarea vuelve a la cola.'),
     sendNote);

@@ -398,7 +398,7 @@ function drawTask(view, t, seq, refusal) {
         raw,
         runs.runs,
         changesPanel(t),
-        taskLive.review.node,
+        t.changes ? taskLive.review.node : null,
         commentsPanel(t, comments, logs, blockers, reload),
         taskLive.history.node),
       h('aside', { class: 'col-side' },
