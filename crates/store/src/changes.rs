@@ -130,3 +130,81 @@ pub fn has_diff(conn: &Connection, task_id: i64) -> Result<bool> {
         )?
         .query_row([task_id], |r| r.get(0))?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::migrate;
+
+    fn run(conn: &Connection, task: i64, number: i64, outcome: &str) -> i64 {
+        conn.execute(
+            "INSERT INTO runs(task_id, workspace_id, number, claim_token, worker_id, agent_slug,
+                              started_at, outcome)
+             VALUES (?1, 1, ?2, ?3, 'w', 'codex', 0, ?4)",
+            params![task, number, format!("tok-{task}-{number}"), outcome],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    fn change(patch: &str) -> Change {
+        Change {
+            branch: "ops/task-1".into(),
+            patch: patch.into(),
+            ..Change::default()
+        }
+    }
+
+    #[test]
+    fn each_runs_change_is_kept_and_earlier_ones_go_with_their_ended_run() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate::run_to(&mut conn, 15).unwrap();
+        for id in 1..=3 {
+            conn.execute(
+                "INSERT INTO tasks(id, workspace_id, title, execution, created_at, updated_at)
+                 VALUES (?1, 1, 't', 'interactive', 0, 0)",
+                [id],
+            )
+            .unwrap();
+        }
+        // Task 1's last run ended: its change is that run's. Task 2's is
+        // still running: it has not reported. Task 3 has no run.
+        run(&conn, 1, 1, "finished");
+        run(&conn, 1, 2, "finished");
+        run(&conn, 2, 1, "running");
+        for id in 1..=3 {
+            put(&conn, id, &change(&format!("patch {id}")), 5).unwrap();
+        }
+        migrate::run(&mut conn).unwrap();
+        assert_eq!(last_changed_run(&conn, 1).unwrap(), Some(2));
+        assert_eq!(
+            of_run(&conn, 1, 2).unwrap().unwrap().change.patch,
+            "patch 1"
+        );
+        assert!(of_run(&conn, 1, 1).unwrap().is_none());
+        assert_eq!(last_changed_run(&conn, 2).unwrap(), None);
+        assert_eq!(last_changed_run(&conn, 3).unwrap(), None);
+
+        // From now on each run keeps its own; the task's row is the last.
+        let r3 = run(&conn, 1, 3, "running");
+        put(&conn, 1, &change("patch 1, run 3"), 9).unwrap();
+        put_for_run(&conn, r3, 1, &change("patch 1, run 3"), 9).unwrap();
+        assert_eq!(last_changed_run(&conn, 1).unwrap(), Some(3));
+        assert_eq!(
+            of_run(&conn, 1, 2).unwrap().unwrap().change.patch,
+            "patch 1"
+        );
+        assert_eq!(of_run(&conn, 1, 3).unwrap().unwrap().reported_at, 9);
+        assert_eq!(
+            get(&conn, 1).unwrap().unwrap().change.patch,
+            "patch 1, run 3"
+        );
+        // Deleting the task takes its runs' changes with it.
+        conn.execute("PRAGMA foreign_keys=ON", []).unwrap();
+        conn.execute("DELETE FROM tasks WHERE id = 1", []).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM run_changes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+}
