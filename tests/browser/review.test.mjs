@@ -196,6 +196,13 @@ test('comments on a line and on a range show under their lines and in the list; 
   await form.getByText('Comentario en las líneas 1–3 de src/lib.rs').waitFor();
   assert.equal(await file('src/lib.rs').locator('tr.selected').count(), 3);
   await form.getByLabel('Comentario').fill('Ordena los módulos alfabéticamente.');
+  // A live redraw (someone comments on the task) keeps what is typed, the
+  // focus and the range.
+  await api(server.base, 'POST', `/tasks/${t.id}/comments`, { body: 'mirando el cambio', kind: 'note' }, 201);
+  await page.locator('.comments').getByText('mirando el cambio').waitFor({ timeout: 3000 });
+  assert.equal(await form.getByLabel('Comentario').inputValue(), 'Ordena los módulos alfabéticamente.');
+  assert.equal(await form.getByLabel('Comentario').evaluate((e) => document.activeElement === e), true, 'the comment lost the focus');
+  assert.equal(await file('src/lib.rs').locator('tr.selected').count(), 3);
   await form.getByRole('button', { name: 'Guardar comentario' }).click();
   await form.waitFor({ state: 'detached' });
   await file('src/lib.rs').locator('tr.review-thread-row').getByText('Ordena los módulos alfabéticamente.').waitFor();
