@@ -49,6 +49,9 @@ const WHAT = {
   'dispatch.stale': () => 'alerta: atascada en dispatching',
   'dispatch.worker_stale': () => 'alerta: su worker dejó de responder',
   'dispatch.stale_running': () => 'alerta: en curso sin su worker',
+  'review.comment': (p) => `comentó ${p.file ? `${p.file}:${p.end_line && p.end_line !== p.line ? `${p.line}–${p.end_line}` : p.line}${p.side === 'old' ? ' (antes)' : ''} ` : ''}en la revisión`,
+  'review.comment_deleted': (p) => `borró un comentario de la revisión${p.file ? ` en ${p.file}` : ''}`,
+  'review.sent': (p) => `envió la revisión al agente${typeof p.count === 'number' ? ` (${p.count} ${p.count === 1 ? 'comentario' : 'comentarios'})` : ''}`,
   'gate.approved': () => 'aprobó el Human Gate',
   'gate.approval_withdrawn': () => 'se retiró la aprobación del Human Gate',
   'gate.sensitive_cleared': () => 'quitó la marca «sensible»',
@@ -96,7 +99,7 @@ function detail(ev) {
 
 /** Who did it: a person by name, the service token, a worker, the
  *  watchdog, as the log names them (`user:ana`, `service`, …). */
-function who(actor) {
+export function who(actor) {
   if (!actor) return '—';
   if (actor.startsWith('user:')) return actor.slice(5);
   if (actor === 'service') return 'servicio (token)';

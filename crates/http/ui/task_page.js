@@ -1,6 +1,6 @@
 // OPS Center: a task's page — its status and actions, the Human Gate, the
 // prompt, the agent's runs and transcript (runs.js), its raw output as it
-// is written, its code (changes.js), comments (comments.js) and history
+// is written, its code (changes.js) and its review (review.js), comments (comments.js) and history
 // (history.js) — redrawn live from the stream, keeping what the person
 // was doing.
 
@@ -12,6 +12,7 @@ import { busy, flash, flashNext, noteError, showError } from './flash.js';
 import { focusHeading } from './focus.js';
 import { historyPanel } from './history.js';
 import { current, debounced, watch } from './page.js';
+import { reviewView } from './review.js';
 import { runsView, waitingNotes } from './runs.js';
 import { mayAdminister, mayApproveGate } from './roles.js';
 import { agents, knownWorkspaces, me, workspaces } from './session.js';
@@ -21,7 +22,7 @@ import { DISPATCHABLE, EXECUTION_LABEL, MANUAL_STATUSES, STATUSES, STATUS_LABEL,
 
 /** What the task page shown can do when the stream brings news of it;
  *  set by each `drawTask`. */
-const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null, runs: null, rawOpen: null };
+const taskLive = { appendOutput: null, reload: null, workspaceId: null, editing: null, history: null, deleting: null, runs: null, review: null, rawOpen: null };
 
 /** The page of task `id`. */
 export function renderTask(view, id, seq) {
@@ -32,6 +33,7 @@ export function renderTask(view, id, seq) {
   taskLive.editing = null;
   taskLive.history = null;
   taskLive.runs = null;
+  taskLive.review = null;
   taskLive.rawOpen = null;
   taskLive.deleting = null;
   // Output chunks are appended as they come; anything else about the task
@@ -99,6 +101,13 @@ function keepPageState(view) {
   const transcript = view.querySelector('.transcript');
   const transcriptAt = transcript && transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 8
     ? Infinity : transcript && transcript.scrollTop;
+  // Parts kept across redraws (the review) are taken out of the page and
+  // put back: what had the focus there, and how far the diffs were
+  // scrolled, are given back.
+  const active = document.activeElement;
+  const focusKept = active && active !== document.body && active.closest('[data-keep-focus]')
+    ? { el: active, start: active.selectionStart, end: active.selectionEnd } : null;
+  const scrolled = [...view.querySelectorAll('[data-keep-focus] .diff-scroll')].map((el) => [el, el.scrollLeft, el.scrollTop]);
   const heading = view.querySelector('h1');
   const headingFocused = Boolean(heading) && document.activeElement === heading;
   // The status chosen (and «forzar») but not yet applied.
@@ -137,6 +146,14 @@ function keepPageState(view) {
     const transcriptAgain = view.querySelector('.transcript');
     if (transcriptAgain && transcriptAt) transcriptAgain.scrollTop = transcriptAt === Infinity ? transcriptAgain.scrollHeight : transcriptAt;
     if (taskLive.scroll) taskLive.scroll();
+    if (focusKept && focusKept.el.isConnected) {
+      focusKept.el.focus({ preventScroll: true });
+      if (typeof focusKept.start === 'number') focusKept.el.setSelectionRange(focusKept.start, focusKept.end);
+    }
+    for (const [el, left, top] of scrolled) {
+      el.scrollLeft = left;
+      el.scrollTop = top;
+    }
   };
 }
 
@@ -285,6 +302,9 @@ function drawTask(view, t, seq, refusal) {
   // So are the runs and their transcript: fetched by what is new.
   if (!taskLive.runs || taskLive.runs.id !== t.id) taskLive.runs = runsView(t.id);
   const runs = taskLive.runs;
+  // And the review: its open files, view and comment being written.
+  if (!taskLive.review || taskLive.review.id !== t.id) taskLive.review = reviewView(t.id);
+  taskLive.review.setTask(t, { reload });
   runs.setTask(t, {
     act, reload,
     retryShown: more.some((b) => b.textContent === 'Reintentar'),
@@ -378,6 +398,7 @@ function drawTask(view, t, seq, refusal) {
         raw,
         runs.runs,
         changesPanel(t),
+        t.changes ? taskLive.review.node : null,
         commentsPanel(t, comments, logs, blockers, reload),
         taskLive.history.node),
       h('aside', { class: 'col-side' },

@@ -45,6 +45,7 @@ static SESSION_JS: Asset = Asset::new(JS, include_bytes!("../../ui/session.js"))
 static SHELL_JS: Asset = Asset::new(JS, include_bytes!("../../ui/shell.js"));
 static TASK_PAGE_JS: Asset = Asset::new(JS, include_bytes!("../../ui/task_page.js"));
 static RUNS_JS: Asset = Asset::new(JS, include_bytes!("../../ui/runs.js"));
+static REVIEW_JS: Asset = Asset::new(JS, include_bytes!("../../ui/review.js"));
 static TIME_JS: Asset = Asset::new(JS, include_bytes!("../../ui/time.js"));
 static VOCABULARY_JS: Asset = Asset::new(JS, include_bytes!("../../ui/vocabulary.js"));
 static STYLE_CSS: Asset = Asset::new(CSS, include_bytes!("../../ui/style.css"));
@@ -136,6 +137,7 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
         "/ui/shell.js" => Some(&SHELL_JS),
         "/ui/task_page.js" => Some(&TASK_PAGE_JS),
         "/ui/runs.js" => Some(&RUNS_JS),
+        "/ui/review.js" => Some(&REVIEW_JS),
         "/ui/time.js" => Some(&TIME_JS),
         "/ui/vocabulary.js" => Some(&VOCABULARY_JS),
         "/ui/style.css" => Some(&STYLE_CSS),
@@ -250,6 +252,7 @@ mod tests {
         "/ui/shell.js",
         "/ui/task_page.js",
         "/ui/runs.js",
+        "/ui/review.js",
         "/ui/time.js",
         "/ui/vocabulary.js",
     ];
