@@ -77,159 +77,157 @@ pub(crate) fn follow_up_in(
 }
 
 fn queue_in(conn: &rusqlite::Connection, who: &Principal, id: i64, how: How) -> Result<Outcome> {
-    {
-        let now = now_ms();
-        let actor = who.actor();
-        let mut t = tasks::require(conn, id)?;
-        who.can_edit_tasks(t.workspace_id)?;
-        if t.archived_at.is_some() {
+    let now = now_ms();
+    let actor = who.actor();
+    let mut t = tasks::require(conn, id)?;
+    who.can_edit_tasks(t.workspace_id)?;
+    if t.archived_at.is_some() {
+        return Err(Error::conflict(
+            "task_archived",
+            format!("task {id} is archived"),
+        ));
+    }
+    if t.execution != Execution::Interactive {
+        return Err(Error::conflict(
+            "not_interactive",
+            format!("task {id} has execution=manual; set execution=interactive to dispatch it to an agent"),
+        ));
+    }
+    let agent = match t.agent_id {
+        Some(a) => agents::require(conn, a)?,
+        None => {
             return Err(Error::conflict(
-                "task_archived",
-                format!("task {id} is archived"),
-            ));
+                "no_agent",
+                format!("task {id} has no agent; assign one first"),
+            ))
         }
-        if t.execution != Execution::Interactive {
-            return Err(Error::conflict(
-                "not_interactive",
-                format!("task {id} has execution=manual; set execution=interactive to dispatch it to an agent"),
-            ));
-        }
-        let agent = match t.agent_id {
-            Some(a) => agents::require(conn, a)?,
-            None => {
+    };
+    if !agent.active {
+        return Err(Error::conflict(
+            "agent_inactive",
+            format!(
+                "agent {:?} is inactive; activate it or choose another agent",
+                agent.slug
+            ),
+        ));
+    }
+    if let Some(why) = crate::tasks::repo_refusal(conn, &t)? {
+        return Err(Error::conflict(
+            "repo_not_allowed",
+            format!("task {id} cannot be dispatched: its repository {why}"),
+        ));
+    }
+    let session = match &how {
+        How::FollowUp(_) => {
+            if !matches!(t.status, Status::Review | Status::Waiting) {
                 return Err(Error::conflict(
-                    "no_agent",
-                    format!("task {id} has no agent; assign one first"),
-                ))
+                    "invalid_transition",
+                    format!(
+                        "task {id} is {}; only a task in review or waiting takes a follow-up",
+                        t.status.as_str()
+                    ),
+                ));
             }
-        };
-        if !agent.active {
-            return Err(Error::conflict(
-                "agent_inactive",
-                format!(
-                    "agent {:?} is inactive; activate it or choose another agent",
-                    agent.slug
-                ),
-            ));
+            Some(crate::runs::resumable_session(conn, id)?.ok_or_else(|| Error::conflict(
+                "no_session",
+                format!("task {id}'s last run named no session to resume (its CLI does not resume sessions, \
+                         or the run ended before naming one): retry it for a fresh run"),
+            ))?)
         }
-        if let Some(why) = crate::tasks::repo_refusal(conn, &t)? {
-            return Err(Error::conflict(
-                "repo_not_allowed",
-                format!("task {id} cannot be dispatched: its repository {why}"),
-            ));
-        }
-        let session = match &how {
-            How::FollowUp(_) => {
-                if !matches!(t.status, Status::Review | Status::Waiting) {
-                    return Err(Error::conflict(
-                        "invalid_transition",
-                        format!(
-                            "task {id} is {}; only a task in review or waiting takes a follow-up",
-                            t.status.as_str()
-                        ),
-                    ));
-                }
-                Some(crate::runs::resumable_session(conn, id)?.ok_or_else(|| Error::conflict(
-                    "no_session",
-                    format!("task {id}'s last run named no session to resume (its CLI does not resume sessions, \
-                             or the run ended before naming one): retry it for a fresh run"),
-                ))?)
-            }
-            _ => None,
-        };
-        crate::budget::refuse_if_exhausted(conn, t.workspace_id, now)?;
-        if t.sensitive && t.gate_approved_at.is_none() {
-            // The first refusal parks the task at the gate; later ones (or
-            // one of a task blocked for another reason, or done) change
-            // nothing.
-            if !t.blocked && t.status.may_be_blocked() {
-                t.blocked = true;
-                t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
-                tasks::save(conn, &t, now)?;
-                event(
-                    conn,
-                    now,
-                    Some(t.workspace_id),
-                    Some(id),
-                    "dispatch.human_gate_blocked",
-                    &actor,
-                    json!({}),
-                )?;
-            }
-            return Ok(Outcome::Gated);
-        }
-        if !matches!(how, How::Dispatch) && t.blocked {
-            let reason = t.blocked_reason.take();
-            t.blocked = false;
-            let because = if session.is_some() {
-                "follow_up"
-            } else {
-                "retry"
-            };
+        _ => None,
+    };
+    crate::budget::refuse_if_exhausted(conn, t.workspace_id, now)?;
+    if t.sensitive && t.gate_approved_at.is_none() {
+        // The first refusal parks the task at the gate; later ones (or
+        // one of a task blocked for another reason, or done) change
+        // nothing.
+        if !t.blocked && t.status.may_be_blocked() {
+            t.blocked = true;
+            t.blocked_reason = Some(format!("{GATE_REASON} (POST /api/tasks/{id}/approve)"));
+            tasks::save(conn, &t, now)?;
             event(
                 conn,
                 now,
                 Some(t.workspace_id),
                 Some(id),
-                "task.unblocked",
+                "dispatch.human_gate_blocked",
                 &actor,
-                json!({"reason": reason, "because": because}),
+                json!({}),
             )?;
         }
-        if t.blocked {
-            return Err(Error::conflict(
-                "task_blocked",
-                format!(
-                    "task {id} is blocked: {}; unblock it first",
-                    t.blocked_reason.as_deref().unwrap_or("no reason given")
-                ),
-            ));
-        }
-        if !matches!(t.status, Status::Next | Status::Waiting | Status::Review) {
-            return Err(Error::conflict(
-                "invalid_transition",
-                format!(
-                    "task {id} is {}; only next, waiting or review tasks can be dispatched",
-                    t.status.as_str()
-                ),
-            ));
-        }
-        // A person queued it: now, and (unless this is one) without an
-        // earlier follow-up still waiting.
-        t.not_before = None;
-        t.rate_limited_runs = 0;
-        t.follow_up = None;
-        t.follow_up_session = None;
-        let mut payload = json!({"agent": agent.slug});
-        if let (How::FollowUp(message), Some(session)) = (&how, session) {
-            comments::add(
-                conn,
-                id,
-                &actor,
-                "note",
-                &format!("{FOLLOW_UP_NOTE}\n{message}"),
-                now,
-            )?;
-            payload["follow_up"] = json!({"session_id": session, "chars": message.chars().count()});
-            t.follow_up = Some(message.clone());
-            t.follow_up_session = Some(session);
-        }
-        transition(
+        return Ok(Outcome::Gated);
+    }
+    if !matches!(how, How::Dispatch) && t.blocked {
+        let reason = t.blocked_reason.take();
+        t.blocked = false;
+        let because = if session.is_some() {
+            "follow_up"
+        } else {
+            "retry"
+        };
+        event(
             conn,
-            &mut t,
-            Status::Queued,
-            "task.dispatched",
+            now,
+            Some(t.workspace_id),
+            Some(id),
+            "task.unblocked",
             &actor,
-            payload,
+            json!({"reason": reason, "because": because}),
+        )?;
+    }
+    if t.blocked {
+        return Err(Error::conflict(
+            "task_blocked",
+            format!(
+                "task {id} is blocked: {}; unblock it first",
+                t.blocked_reason.as_deref().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    if !matches!(t.status, Status::Next | Status::Waiting | Status::Review) {
+        return Err(Error::conflict(
+            "invalid_transition",
+            format!(
+                "task {id} is {}; only next, waiting or review tasks can be dispatched",
+                t.status.as_str()
+            ),
+        ));
+    }
+    // A person queued it: now, and (unless this is one) without an
+    // earlier follow-up still waiting.
+    t.not_before = None;
+    t.rate_limited_runs = 0;
+    t.follow_up = None;
+    t.follow_up_session = None;
+    let mut payload = json!({"agent": agent.slug});
+    if let (How::FollowUp(message), Some(session)) = (&how, session) {
+        comments::add(
+            conn,
+            id,
+            &actor,
+            "note",
+            &format!("{FOLLOW_UP_NOTE}\n{message}"),
             now,
         )?;
-        tasks::save(conn, &t, now)?;
-        let enabled = ops_store::settings::load(conn)?.dispatch_enabled;
-        Ok(Outcome::Queued(
-            Box::new(tasks::require(conn, id)?),
-            enabled,
-        ))
+        payload["follow_up"] = json!({"session_id": session, "chars": message.chars().count()});
+        t.follow_up = Some(message.clone());
+        t.follow_up_session = Some(session);
     }
+    transition(
+        conn,
+        &mut t,
+        Status::Queued,
+        "task.dispatched",
+        &actor,
+        payload,
+        now,
+    )?;
+    tasks::save(conn, &t, now)?;
+    let enabled = ops_store::settings::load(conn)?.dispatch_enabled;
+    Ok(Outcome::Queued(
+        Box::new(tasks::require(conn, id)?),
+        enabled,
+    ))
 }
 
 /// The answer to a queueing, once its transaction committed.
