@@ -84,27 +84,12 @@ pub(crate) fn after_spend(
              at 100 % its dispatches are refused and its running agents stopped",
             ws.id
         );
-        alerts::raise(
-            conn,
-            &Raise {
-                kind: "budget.warning",
-                subject: &format!("workspace:{}:{this_month}", ws.id),
-                task_id: None,
-                title: &title,
-                detail: &detail,
-            },
-            false,
-            now,
-        )?;
-        event(
-            conn,
-            now,
-            Some(ws.id),
-            None,
-            "budget.warning",
-            "budget",
-            figures.clone(),
-        )?;
+        let what = Announced {
+            kind: "budget.warning",
+            title: &title,
+            detail: &detail,
+        };
+        announce(conn, &ws, &this_month, &what, figures.clone(), now)?;
     }
     if spent >= budget && ws.budget_exhausted.as_deref() != Some(this_month.as_str()) {
         workspaces::mark_budget(conn, ws.id, BudgetMark::Exhausted, &this_month)?;
@@ -119,31 +104,46 @@ pub(crate) fn after_spend(
             ws.id,
             stopped.len()
         );
-        alerts::raise(
-            conn,
-            &Raise {
-                kind: "budget.exhausted",
-                subject: &format!("workspace:{}:{this_month}", ws.id),
-                task_id: None,
-                title: &title,
-                detail: &detail,
-            },
-            false,
-            now,
-        )?;
         let mut payload = figures;
         payload["stopped_task_ids"] = json!(stopped);
-        event(
-            conn,
-            now,
-            Some(ws.id),
-            None,
-            "budget.exhausted",
-            "budget",
-            payload,
-        )?;
+        let what = Announced {
+            kind: "budget.exhausted",
+            title: &title,
+            detail: &detail,
+        };
+        announce(conn, &ws, &this_month, &what, payload, now)?;
     }
     Ok(())
+}
+
+/// A budget step to announce: the kind of its alert and event, and the
+/// alert's words.
+struct Announced<'a> {
+    kind: &'a str,
+    title: &'a str,
+    detail: &'a str,
+}
+
+/// Opens the month's alert of `what` for the workspace and records its
+/// event with `payload`.
+fn announce(
+    conn: &Connection,
+    ws: &Workspace,
+    month: &str,
+    what: &Announced<'_>,
+    payload: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    let subject = format!("workspace:{}:{month}", ws.id);
+    let alert = Raise {
+        kind: what.kind,
+        subject: &subject,
+        task_id: None,
+        title: what.title,
+        detail: what.detail,
+    };
+    alerts::raise(conn, &alert, false, now)?;
+    event(conn, now, Some(ws.id), None, what.kind, "budget", payload)
 }
 
 /// Stops the running agents of the workspace like a cancel, and parks its

@@ -660,30 +660,11 @@ impl Runner {
                 self.persist();
                 continue;
             }
-            let output = Report::Output(Output {
-                chunk,
-                offset: Some(self.st.streamed as i64),
-                events,
-            });
-            let sent = output_len(&output);
-            match self.send(output)? {
-                Sent::Acked => {}
-                Sent::Refused(e) if e.code() == "claim_cancelled" => {
-                    self.cancel();
-                    return Ok(false);
-                }
-                Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
-                    self.abandon(e);
-                    return Ok(false);
-                }
-                Sent::Refused(e) => log::error!(
-                    "task {}: output chunk refused, skipped: {e}",
-                    self.st.task_id
-                ),
+            if !self.send_output(chunk, events, "output chunk")? {
+                return Ok(false);
             }
             self.last_output = Some(Instant::now());
             self.st.output_offset += n;
-            self.st.streamed += sent;
             self.persist();
         }
     }
@@ -701,32 +682,50 @@ impl Runner {
             .filter(|e| matches!(e, RunEvent::Session { .. }))
             .collect();
         if let Some(RunEvent::Session { id }) = events.last() {
-            let output = Report::Output(Output {
-                chunk: format!(
-                    "[ops-center launcher] session_id: {id} (from the agent's stderr)\n"
-                ),
-                offset: Some(self.st.streamed as i64),
-                events: events[events.len() - 1..].to_vec(),
-            });
-            let sent = output_len(&output);
-            match self.send(output)? {
-                Sent::Acked => self.st.streamed += sent,
-                Sent::Refused(e) if e.code() == "claim_cancelled" => {
-                    self.cancel();
-                    return Ok(false);
-                }
-                Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
-                    self.abandon(e);
-                    return Ok(false);
-                }
-                Sent::Refused(e) => log::error!(
-                    "task {}: its session line was refused, skipped: {e}",
-                    self.st.task_id
-                ),
+            let chunk =
+                format!("[ops-center launcher] session_id: {id} (from the agent's stderr)\n");
+            let session = events[events.len() - 1..].to_vec();
+            if !self.send_output(chunk, session, "its session line")? {
+                return Ok(false);
             }
         }
         self.st.stderr_read = true;
         self.persist();
+        Ok(true)
+    }
+
+    /// Sends `chunk` and its `events` as the next `output` report, at the
+    /// offset of what was streamed so far. `Ok(true)` when it is done with
+    /// (taken, or refused for good and skipped: `what` says which part of
+    /// the output in the log); `Ok(false)` when the claim was lost on the
+    /// way (cancelled, or taken back).
+    fn send_output(
+        &mut self,
+        chunk: String,
+        events: Vec<RunEvent>,
+        what: &str,
+    ) -> Result<bool, ApiError> {
+        let sent = chunk.len() as u64;
+        let output = Report::Output(Output {
+            chunk,
+            offset: Some(self.st.streamed as i64),
+            events,
+        });
+        match self.send(output)? {
+            Sent::Acked => {}
+            Sent::Refused(e) if e.code() == "claim_cancelled" => {
+                self.cancel();
+                return Ok(false);
+            }
+            Sent::Refused(e) if e.code() == "stale_claim" || e.status() == Some(404) => {
+                self.abandon(e);
+                return Ok(false);
+            }
+            Sent::Refused(e) => {
+                log::error!("task {}: {what} refused, skipped: {e}", self.st.task_id)
+            }
+        }
+        self.st.streamed += sent;
         Ok(true)
     }
 
@@ -881,14 +880,6 @@ fn read_stream(st: &mut TaskState, text: &str, last: bool) -> (String, Vec<RunEv
         rest.to_string()
     };
     (chunk, events)
-}
-
-/// The bytes an output report counts toward its offset.
-fn output_len(r: &Report) -> u64 {
-    match r {
-        Report::Output(o) => o.chunk.len() as u64,
-        _ => 0,
-    }
 }
 
 /// A failed run that the provider's rate limit or quota ended (said in
